@@ -1,0 +1,315 @@
+"""The Store port over DynamoDB, through pynamodb: conditional writes and transactions where runs race."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from nudge.adapters.dynamodb.models import ACTIVE_PREFIX, RUN_PREFIX, BoundModels, bind_models
+from nudge.domain.model import (
+    Category,
+    Channel,
+    Contact,
+    Event,
+    Message,
+    MessageStatus,
+    Run,
+    RunStatus,
+)
+from nudge.ports import ConflictError
+from nudge.settings import Settings
+
+EVENT_RETENTION = timedelta(days=90)
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def _condition_failed(exc: Exception) -> bool:
+    cause = getattr(exc, "cause_response_code", None)
+    return cause == _CONDITION_FAILED or (
+        isinstance(exc, TransactWriteError) and cause == "TransactionCanceledException"
+    )
+
+
+class DynamoStore:
+    """Implements nudge.ports.Store. Each method is one or two DynamoDB calls, never a scan."""
+
+    def __init__(self, models: BoundModels, region: str, host: str | None = None) -> None:
+        self.models = models
+        self._connection = Connection(region=region, host=host)
+        # pynamodb gives every model class a connection, and every connection its own botocore
+        # session, which loads the DynamoDB service model again (~40 ms each, paid at cold start).
+        # One connection serves all five models and the transactions.
+        shared: set[str] = set()
+        for model in models.all():
+            table = model._get_connection()
+            if table.table_name not in shared:  # runs and active-run slots share a table
+                self._connection.add_meta_table(table.connection.get_meta_table(table.table_name))
+                shared.add(table.table_name)
+            table.connection = self._connection
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, region: str, host: str | None = None) -> DynamoStore:
+        models = bind_models(
+            contacts=settings.contacts_table,
+            events=settings.events_table,
+            runs=settings.runs_table,
+            messages=settings.messages_table,
+            region=region,
+            host=host,
+        )
+        return cls(models, region, host)
+
+    def botocore_clients(self) -> list[Any]:
+        """The botocore clients pynamodb uses (for request counting in the demo)."""
+        return [self._connection.client]
+
+    # contacts -----------------------------------------------------------------------------------------
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        try:
+            item = self.models.contacts.get(contact_id, consistent_read=True)
+        except self.models.contacts.DoesNotExist:
+            return None
+        return Contact(
+            contact_id=item.contact_id,
+            email=item.email,
+            phone=item.phone,
+            first_name=item.first_name,
+            last_name=item.last_name,
+            timezone=item.timezone,
+            email_marketing=item.email_marketing,
+            sms_marketing=item.sms_marketing,
+            properties=item.properties or {},
+            created_at=item.created_at,
+            updated_at=item.updated_at,
+            version=int(item.version),
+        )
+
+    def save_contact(self, contact: Contact, expected_version: int) -> Contact:
+        model = self.models.contacts
+        saved = replace(contact, version=expected_version + 1)
+        item = model(
+            contact_id=saved.contact_id,
+            email=saved.email,
+            phone=saved.phone,
+            first_name=saved.first_name,
+            last_name=saved.last_name,
+            timezone=saved.timezone,
+            email_marketing=saved.email_marketing,
+            sms_marketing=saved.sms_marketing,
+            properties=saved.properties,
+            created_at=saved.created_at,
+            updated_at=saved.updated_at,
+            version=saved.version,
+        )
+        condition = model.contact_id.does_not_exist() if expected_version == 0 else model.version == expected_version
+        try:
+            item.save(condition=condition)
+        except PutError as exc:
+            if _condition_failed(exc):
+                raise ConflictError(contact.contact_id) from exc
+            raise
+        return saved
+
+    # events -------------------------------------------------------------------------------------------
+
+    def begin_event(self, event: Event, now: datetime) -> bool:
+        model = self.models.events
+        item = model(
+            event_id=event.event_id,
+            type=event.type,
+            contact_id=event.contact_id,
+            status="received",
+            occurred_at=event.occurred_at,
+            received_at=now,
+            body={"contact": asdict(event.contact), "properties": event.properties},
+            expires_at=now + EVENT_RETENTION,
+        )
+        # A retry after a crash mid-processing may go again (every later step is idempotent);
+        # an event that was fully processed may not.
+        try:
+            item.save(condition=model.event_id.does_not_exist() | (model.status != "processed"))
+        except PutError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None:
+        model = self.models.events
+        model(event_id=event_id).update(actions=[model.status.set("processed"), model.outcome.set(dict(outcome))])
+
+    # runs ---------------------------------------------------------------------------------------------
+
+    def start_run(self, run: Run) -> Run | None:
+        stored = replace(run, version=1)
+        slot = self.models.active_runs(contact_id=run.contact_id, sk=ACTIVE_PREFIX + run.flow_id, run_id=run.run_id)
+        item = self._run_item(stored)
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.save(slot, condition=self.models.active_runs.sk.does_not_exist())
+                tx.save(item, condition=self.models.runs.sk.does_not_exist())
+        except TransactWriteError as exc:
+            if _condition_failed(exc):
+                return None
+            raise
+        return stored
+
+    def get_run(self, contact_id: str, run_id: str) -> Run | None:
+        try:
+            item = self.models.runs.get(contact_id, RUN_PREFIX + run_id, consistent_read=True)
+        except self.models.runs.DoesNotExist:
+            return None
+        return self._run_from(item)
+
+    def active_runs(self, contact_id: str) -> list[Run]:
+        slots = self.models.active_runs.query(
+            contact_id, self.models.active_runs.sk.startswith(ACTIVE_PREFIX), consistent_read=True
+        )
+        keys = [(contact_id, RUN_PREFIX + slot.run_id) for slot in slots]
+        if not keys:
+            return []
+        return [self._run_from(item) for item in self.models.runs.batch_get(keys, consistent_read=True)]
+
+    def save_run(self, run: Run, expected_version: int) -> Run:
+        saved = replace(run, version=expected_version + 1)
+        item = self._run_item(saved)
+        condition = self.models.runs.version == expected_version
+        try:
+            if saved.is_active:
+                item.save(condition=condition)
+            else:
+                # Ending a run frees the contact's slot for the flow in the same transaction.
+                slot = self.models.active_runs(contact_id=run.contact_id, sk=ACTIVE_PREFIX + run.flow_id)
+                with TransactWrite(connection=self._connection) as tx:
+                    tx.save(item, condition=condition)
+                    tx.delete(slot, condition=self.models.active_runs.run_id == run.run_id)
+        except (PutError, TransactWriteError) as exc:
+            if _condition_failed(exc):
+                raise ConflictError(run.run_id) from exc
+            raise
+        return saved
+
+    def _run_item(self, run: Run) -> Any:
+        return self.models.runs(
+            contact_id=run.contact_id,
+            sk=RUN_PREFIX + run.run_id,
+            run_id=run.run_id,
+            flow_id=run.flow_id,
+            status=run.status.value,
+            cursor=run.cursor,
+            seq=run.seq,
+            trigger_event_id=run.trigger_event_id,
+            trigger=run.trigger,
+            started_at=run.started_at,
+            updated_at=run.updated_at,
+            due_at=run.due_at,
+            ended_at=run.ended_at,
+            exit_reason=run.exit_reason,
+            version=run.version,
+        )
+
+    @staticmethod
+    def _run_from(item: Any) -> Run:
+        return Run(
+            run_id=item.run_id,
+            contact_id=item.contact_id,
+            flow_id=item.flow_id,
+            status=RunStatus(item.status),
+            cursor=item.cursor,
+            seq=int(item.seq),
+            trigger_event_id=item.trigger_event_id,
+            trigger=item.trigger or {},
+            started_at=item.started_at,
+            updated_at=item.updated_at,
+            due_at=item.due_at,
+            ended_at=item.ended_at,
+            exit_reason=item.exit_reason,
+            version=int(item.version),
+        )
+
+    # messages -----------------------------------------------------------------------------------------
+
+    def claim_message(self, message: Message) -> bool:
+        model = self.models.messages
+        item = self._message_item(replace(message, status=MessageStatus.CLAIMED))
+        try:
+            item.save(condition=model.message_id.does_not_exist() | (model.status == MessageStatus.RETRYABLE.value))
+        except PutError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def settle_message(
+        self,
+        message: Message,
+        status: MessageStatus,
+        *,
+        reason: str | None = None,
+        provider_id: str | None = None,
+        sent_at: datetime | None = None,
+    ) -> Message:
+        settled = replace(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
+        self._message_item(settled).save()
+        return settled
+
+    def messages_for(self, contact_id: str) -> list[Message]:
+        items = self.models.messages.query(contact_id, consistent_read=True)
+        return sorted((self._message_from(i) for i in items), key=lambda m: m.created_at)
+
+    def _message_item(self, message: Message) -> Any:
+        return self.models.messages(
+            contact_id=message.contact_id,
+            message_id=message.message_id,
+            run_id=message.run_id,
+            flow_id=message.flow_id,
+            step_id=message.step_id,
+            channel=message.channel.value,
+            category=message.category.value,
+            status=message.status.value,
+            created_at=message.created_at,
+            recipient=message.recipient,
+            subject=message.subject,
+            body_preview=message.body_preview,
+            reason=message.reason,
+            provider_id=message.provider_id,
+            sent_at=message.sent_at,
+        )
+
+    @staticmethod
+    def _message_from(item: Any) -> Message:
+        return Message(
+            contact_id=item.contact_id,
+            message_id=item.message_id,
+            run_id=item.run_id,
+            flow_id=item.flow_id,
+            step_id=item.step_id,
+            channel=Channel(item.channel),
+            category=Category(item.category),
+            status=MessageStatus(item.status),
+            created_at=item.created_at,
+            recipient=item.recipient,
+            subject=item.subject,
+            body_preview=item.body_preview,
+            reason=item.reason,
+            provider_id=item.provider_id,
+            sent_at=item.sent_at,
+        )
+
+
+def ensure_tables(models: BoundModels) -> None:
+    """Create the tables if missing (local runs and tests; deployed stacks get them from CDK)."""
+    seen: set[str] = set()
+    for model in models.all():
+        if model.Meta.table_name in seen:
+            continue
+        seen.add(model.Meta.table_name)
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)

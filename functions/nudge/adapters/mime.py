@@ -1,0 +1,23 @@
+"""Builds the raw MIME message nudge sends: multipart/alternative, text first, then HTML."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from nudge.ports import OutgoingEmail
+
+
+def build_mime(email: OutgoingEmail) -> bytes:
+    """RFC 5322 bytes for SES SendEmail Raw content; headers from `email.headers` are added verbatim."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = email.from_address
+    message["To"] = email.to
+    message["Subject"] = email.subject
+    message["Date"] = format_datetime(email.date)
+    for name, value in email.headers.items():
+        message[name] = value
+    message.set_content(email.text, subtype="plain", charset="utf-8")
+    message.add_alternative(email.html, subtype="html", charset="utf-8")
+    return message.as_bytes()

@@ -1,0 +1,45 @@
+"""The Mailer port over SES v2 SendEmail with Raw content (so every header we set is delivered)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from nudge.adapters.mime import build_mime
+from nudge.ports import OutgoingEmail, PermanentSendError, TransientSendError
+
+# SES v2 errors that retrying the same request cannot fix.
+_PERMANENT = {
+    "MessageRejected",
+    "MailFromDomainNotVerifiedException",
+    "AccountSuspendedException",
+    "SendingPausedException",
+    "BadRequestException",
+    "NotFoundException",
+}
+
+
+class SesMailer:
+    def __init__(self, client: Any, *, configuration_set: str | None = None) -> None:
+        self._client = client
+        self._configuration_set = configuration_set
+
+    def send(self, email: OutgoingEmail) -> str:
+        request: dict[str, Any] = {
+            "FromEmailAddress": email.from_address,
+            "Content": {"Raw": {"Data": build_mime(email)}},
+            # Tag values allow only [A-Za-z0-9_-]: flow and step ids already fit.
+            "EmailTags": [{"Name": name, "Value": value} for name, value in sorted(email.tags.items())],
+        }
+        if self._configuration_set:
+            request["ConfigurationSetName"] = self._configuration_set
+        try:
+            response = self._client.send_email(**request)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", "")
+            if code in _PERMANENT:
+                raise PermanentSendError(f"SES {code}: {message}") from exc
+            raise TransientSendError(f"SES {code}: {message}") from exc
+        return str(response["MessageId"])

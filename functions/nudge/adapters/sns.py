@@ -1,0 +1,36 @@
+"""The Texter port over SNS direct-to-phone Publish."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from nudge.ports import OutgoingSms, PermanentSendError, TransientSendError
+
+_PERMANENT = {"InvalidParameter", "InvalidParameterValue", "OptedOut", "AuthorizationError"}
+
+
+class SnsTexter:
+    def __init__(self, client: Any, *, sender_id: str | None = None) -> None:
+        self._client = client
+        self._sender_id = sender_id
+
+    def send(self, sms: OutgoingSms) -> str:
+        attributes = {
+            "AWS.SNS.SMS.SMSType": {
+                "DataType": "String",
+                "StringValue": "Transactional" if sms.transactional else "Promotional",
+            }
+        }
+        if self._sender_id:
+            attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": self._sender_id}
+        try:
+            response = self._client.publish(PhoneNumber=sms.to, Message=sms.text, MessageAttributes=attributes)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", "")
+            if code in _PERMANENT:
+                raise PermanentSendError(f"SNS {code}: {message}") from exc
+            raise TransientSendError(f"SNS {code}: {message}") from exc
+        return str(response["MessageId"])

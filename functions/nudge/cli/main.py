@@ -1,0 +1,128 @@
+"""The `nudge` command. CLI-only packages (typer, rich) are imported here and never by a handler."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="nudge: lifecycle email and SMS flows in your own AWS account.", no_args_is_help=True)
+console = Console()
+if not console.is_terminal:
+    # CI logs and pipes default to 80 columns, which folds every timeline row in three.
+    console = Console(width=150)
+
+
+def _quiet_lambda_logs() -> None:
+    # The handlers log JSON lines for CloudWatch; in a terminal story they drown the timeline.
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+
+
+@app.command()
+def demo() -> None:
+    """Play a storefront story over three weeks of virtual time on moto, through the real handlers."""
+    _quiet_lambda_logs()
+    from nudge.local.demo import DURATION, START, run_demo
+
+    console.rule("[bold]nudge demo[/]: a shop's three weeks on moto (no AWS account needed)")
+    console.print(f"virtual clock starts {START:%a %Y-%m-%d %H:%M} UTC and runs {DURATION.days} days\n")
+    console.print("[bold]Storefront events[/] (signed POST /v1/events through the ingest handler)")
+
+    def on_event(at, description, result):  # type: ignore[no-untyped-def]
+        body = result.body
+        what = (
+            "duplicate, ignored"
+            if body.get("duplicate")
+            else ", ".join(
+                [f"started {f}" for f in body.get("started", [])] + [f"exited {f}" for f in body.get("exited", [])]
+            )
+            or "no flow"
+        )
+        console.print(f"  {at:%a %m-%d %H:%M}  {description:<58} → {result.status} ({what})")
+
+    with console.status("pumping EventBridge Scheduler schedules through the step handler…"):
+        result = run_demo(on_event=on_event)
+
+    table = Table(title="Timeline, read back from moto's SES and SNS", title_justify="left")
+    for column in ("virtual time (UTC)", "contact", "flow", "step", "channel"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("subject / text")
+    for row in result.timeline:
+        table.add_row(f"{row.at:%a %m-%d %H:%M}", row.contact, row.flow, row.step, row.channel, row.text)
+    console.print()
+    console.print(table)
+
+    summary = Table(title="Messages per flow", title_justify="left")
+    summary.add_column("flow")
+    summary.add_column("messages", justify="right")
+    for flow, count in sorted(result.per_flow.items()):
+        summary.add_row(flow, str(count))
+    summary.add_row("[bold]total[/]", f"[bold]{sum(result.per_flow.values())}[/]")
+    console.print(summary)
+
+    requests = Table(title="AWS requests made by nudge (botocore event hooks)", title_justify="left")
+    for column in ("service", "operation", "requests"):
+        requests.add_column(column, justify="right" if column == "requests" else "left")
+    for (service, operation), count in sorted(result.requests.items()):
+        requests.add_row(service, operation, str(count))
+    requests.add_row("[bold]total[/]", "", f"[bold]{sum(result.requests.values())}[/]")
+    console.print(requests)
+    console.print(f"{result.wake_ups} scheduled wake-ups fired by the local Scheduler pump.")
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Flow files or directories (default: flows/).")] = None,
+    templates: Annotated[Path, typer.Option(help="The templates directory.")] = Path("templates"),
+) -> None:
+    """Check flow files against the flow schema and their templates; exit 1 listing every problem."""
+    from nudge.flow_files import FlowFileError, load_catalog, load_flow, template_problems
+    from nudge.templating import TemplateRenderer
+
+    renderer = TemplateRenderer(templates)
+    targets = paths or [Path("flows")]
+    problems = checked = 0
+    for target in targets:
+        try:
+            flows = list(load_catalog(target)) if target.is_dir() else [load_flow(target)]
+        except FlowFileError as exc:
+            for line in str(exc).splitlines():
+                console.print(f"[red]✗[/] {line}")
+                problems += 1
+            continue
+        for flow in flows:
+            checked += 1
+            found = template_problems(flow, renderer)
+            for line in found:
+                console.print(f"[red]✗[/] {flow.id}: {line}")
+            problems += len(found)
+            if not found:
+                console.print(f"[green]✓[/] {flow.id}: {len(flow.steps)} steps")
+    if not checked and not problems:
+        console.print(f"[red]✗[/] no flow files (*.yaml) found in {', '.join(map(str, targets))}")
+        raise typer.Exit(1)
+    if problems:
+        console.print(f"[red]{problems} problem(s)[/]")
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    contacts: Annotated[int, typer.Option(help="Contacts for the in-memory engine benchmark.")] = 2000,
+    moto_contacts: Annotated[int, typer.Option(help="Contacts for the moto-adapter benchmark.")] = 100,
+) -> None:
+    """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
+    _quiet_lambda_logs()
+    from nudge.local.bench import run_benchmarks
+
+    for line in run_benchmarks(contacts=contacts, moto_contacts=moto_contacts, progress=console.status):
+        console.print(line)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())

@@ -1,0 +1,191 @@
+"""The domain's entities: contacts, events, runs and messages. Plain frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+JsonDict = dict[str, Any]
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class Category(StrEnum):
+    """Marketing messages need consent; transactional ones (receipts, confirmations) do not."""
+
+    MARKETING = "marketing"
+    TRANSACTIONAL = "transactional"
+
+
+class RunStatus(StrEnum):
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+
+class MessageStatus(StrEnum):
+    CLAIMED = "claimed"  # an invocation owns this send; a duplicate firing sees it and stands down
+    SENT = "sent"
+    SKIPPED = "skipped"  # a guardrail stopped it; `reason` says which
+    FAILED = "failed"  # permanent failure (rejected address, broken template)
+    RETRYABLE = "retryable"  # transient failure; the next firing of the step may claim it again
+
+
+def _digest(*parts: str, length: int = 20) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:length]
+
+
+def contact_id_for(*, external_id: str | None, email: str | None, phone: str | None) -> str:
+    """Derive the stable contact id: the shop's own id if given, else a hash of email, else of phone."""
+    if external_id:
+        return external_id
+    if email:
+        return "em_" + _digest(email.strip().lower(), length=24)
+    if phone:
+        return "ph_" + _digest(phone, length=24)
+    raise ValueError("a contact needs an id, an email or a phone number")
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A person the shop may message. Consent is None until the shop tells us either way."""
+
+    contact_id: str
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = None
+    email_marketing: bool | None = None
+    sms_marketing: bool | None = None
+    properties: JsonDict = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 0
+
+    def merged(self, patch: ContactPatch, now: datetime) -> Contact:
+        """Apply what an event or identify call says about the contact; absent fields keep their value."""
+        return replace(
+            self,
+            email=patch.email or self.email,
+            phone=patch.phone or self.phone,
+            first_name=patch.first_name or self.first_name,
+            last_name=patch.last_name or self.last_name,
+            timezone=patch.timezone or self.timezone,
+            email_marketing=self.email_marketing if patch.email_marketing is None else patch.email_marketing,
+            sms_marketing=self.sms_marketing if patch.sms_marketing is None else patch.sms_marketing,
+            properties={**self.properties, **patch.properties},
+            created_at=self.created_at or now,
+            updated_at=now,
+        )
+
+    def template_view(self) -> JsonDict:
+        """What templates and conditions see as `contact`."""
+        return {
+            "id": self.contact_id,
+            "email": self.email,
+            "phone": self.phone,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "timezone": self.timezone,
+            "properties": dict(self.properties),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPatch:
+    """The contact fields an inbound event or identify call carries."""
+
+    external_id: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    timezone: str | None = None
+    email_marketing: bool | None = None
+    sms_marketing: bool | None = None
+    properties: JsonDict = field(default_factory=dict)
+
+    @property
+    def contact_id(self) -> str:
+        return contact_id_for(external_id=self.external_id, email=self.email, phone=self.phone)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A canonical storefront event: something a contact did, once, at a time."""
+
+    event_id: str
+    type: str
+    contact: ContactPatch
+    properties: JsonDict
+    occurred_at: datetime
+
+    @property
+    def contact_id(self) -> str:
+        return self.contact.contact_id
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One contact's way through one flow. `cursor` is the next step to execute; `seq` counts wake-ups."""
+
+    run_id: str
+    contact_id: str
+    flow_id: str
+    status: RunStatus
+    cursor: str | None
+    seq: int
+    trigger_event_id: str
+    trigger: JsonDict
+    started_at: datetime
+    updated_at: datetime
+    due_at: datetime | None = None
+    ended_at: datetime | None = None
+    exit_reason: str | None = None
+    version: int = 0
+
+    @staticmethod
+    def id_for(flow_id: str, contact_id: str, trigger_event_id: str) -> str:
+        """Deterministic, so a retried or duplicated trigger names the same run."""
+        return "r" + _digest(flow_id, contact_id, trigger_event_id)
+
+    @property
+    def schedule_name(self) -> str:
+        """Name of the one-time schedule for the pending wake-up (unique per run and seq)."""
+        return f"{self.run_id}-{self.seq:04d}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status is RunStatus.ACTIVE
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A message a run decided to send, keyed by run and step so a step fired twice maps to one record."""
+
+    contact_id: str
+    message_id: str
+    run_id: str
+    flow_id: str
+    step_id: str
+    channel: Channel
+    category: Category
+    status: MessageStatus
+    created_at: datetime
+    recipient: str | None = None
+    subject: str | None = None
+    body_preview: str | None = None
+    reason: str | None = None
+    provider_id: str | None = None
+    sent_at: datetime | None = None
+
+    @staticmethod
+    def id_for(run_id: str, step_id: str) -> str:
+        return f"{run_id}#{step_id}"

@@ -1,0 +1,115 @@
+"""`nudge bench`: throughput and memory of the engine (in memory) and of the AWS adapters (on moto).
+
+Figures, not assertions: tests stay deterministic; this prints what a change did to speed and memory.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nudge.clocks import VirtualClock
+from nudge.local.moto_stack import PROJECT_ROOT
+from nudge.settings import Settings
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def _cart_event(i: int) -> dict[str, Any]:
+    return {
+        "id": f"evt_bench_{i}",
+        "type": "checkout_started",
+        "contact": {
+            "email": f"shopper{i}@example.com",
+            "phone": f"+1415555{i % 10000:04d}",
+            "first_name": "Sam",
+            "email_marketing": True,
+            "sms_marketing": True,
+        },
+        "properties": {
+            "checkout_id": f"chk_{i}",
+            "recovery_url": f"https://shop.example/c/{i}",
+            "currency": "USD",
+            "lines": [{"title": "Mug", "quantity": 1, "price": 18.0}],
+            "total": 18.0,
+        },
+    }
+
+
+def _memory_engine(contacts: int) -> Iterator[str]:
+    speed = _memory_engine_once(contacts, trace=False)
+    memory = _memory_engine_once(contacts, trace=True)
+    sent, wake_ups, ingest_s, advance_s, _ = speed
+    peak = memory[4]
+    yield f"engine, in memory: {contacts} abandoned carts → {sent} messages, {wake_ups} wake-ups"
+    yield f"  ingest   {contacts / ingest_s:>9,.0f} events/s"
+    yield f"  advance  {wake_ups / advance_s:>9,.0f} wake-ups/s (render + send + reschedule)"
+    yield f"  peak traced memory {peak / 1e6:,.1f} MB ({peak / contacts / 1024:,.1f} KiB per contact with its history)"
+
+
+def _memory_engine_once(contacts: int, *, trace: bool) -> tuple[int, int, float, float, int]:
+    from nudge.local.simulation import Simulation
+
+    settings = Settings(
+        step_function_arn="arn:step",
+        scheduler_role_arn="arn:role",
+        from_address="s@shop.example",
+        flows_dir=PROJECT_ROOT / "flows",
+        templates_dir=PROJECT_ROOT / "templates",
+    )
+    sim = Simulation(settings, VirtualClock(START))
+    if trace:
+        tracemalloc.start()
+    began = time.perf_counter()
+    for i in range(contacts):
+        sim.send(_cart_event(i))
+    ingested = time.perf_counter()
+    wake_ups = sim.run_until(START + timedelta(days=30))
+    done = time.perf_counter()
+    peak = 0
+    if trace:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    sent = len(sim.mailer.sent) + len(sim.texter.sent)
+    return sent, wake_ups, ingested - began, done - ingested, peak
+
+
+def _moto_adapters(contacts: int) -> Iterator[str]:
+    from nudge.local.moto_stack import start_moto_stack
+
+    clock = VirtualClock(START)
+    stack = start_moto_stack(clock)
+    try:
+        began = time.perf_counter()
+        for i in range(contacts):
+            result = stack.call_api("POST", "/v1/events", _cart_event(i))
+            if result.status != 202:
+                raise RuntimeError(f"bench event {i} refused: {result.body}")
+        ingested = time.perf_counter()
+        requests_after_ingest = stack.requests.total
+        fired = stack.pump.run_until(START + timedelta(days=4))
+        done = time.perf_counter()
+        yield f"handlers on moto: {contacts} signed API calls, {fired} scheduled wake-ups"
+        rate = contacts / (ingested - began)
+        yield f"  ingest handler  {rate:>7,.0f} requests/s, {requests_after_ingest / contacts:.1f} AWS calls per event"
+        yield (
+            f"  step handler    {fired / (done - ingested):>7,.0f} wake-ups/s incl. the local pump, "
+            f"{(stack.requests.total - requests_after_ingest) / max(fired, 1):.1f} AWS calls per wake-up"
+        )
+    finally:
+        stack.stop()
+
+
+def run_benchmarks(
+    *, contacts: int, moto_contacts: int, progress: Callable[[str], AbstractContextManager[Any]]
+) -> Iterator[str]:
+    with progress(f"engine: {contacts} contacts in memory…"):
+        lines = list(_memory_engine(contacts))
+    yield from lines
+    with progress(f"adapters: {moto_contacts} contacts on moto…"):
+        lines = list(_moto_adapters(moto_contacts))
+    yield from lines

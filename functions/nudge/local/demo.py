@@ -1,0 +1,176 @@
+"""The storefront story `make demo` tells: three weeks of a shop's life on moto, through the real handlers."""
+
+from __future__ import annotations
+
+import email
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from nudge.clocks import VirtualClock
+from nudge.local.moto_stack import ApiResult, MotoStack, start_moto_stack
+
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday morning
+DURATION = timedelta(days=21)
+
+
+def _cart(checkout_id: str, lines: list[tuple[str, int, float]]) -> dict[str, Any]:
+    return {
+        "checkout_id": checkout_id,
+        "recovery_url": f"https://shop.example/checkouts/{checkout_id}/recover",
+        "currency": "USD",
+        "lines": [{"title": t, "quantity": q, "price": p} for t, q, p in lines],
+        "total": round(sum(q * p for _, q, p in lines), 2),
+    }
+
+
+ALICE = {"email": "alice@example.com", "first_name": "Alice", "email_marketing": True}
+BOB = {
+    "email": "bob@example.com",
+    "phone": "+14155550101",
+    "first_name": "Bob",
+    "email_marketing": True,
+    "sms_marketing": True,
+}
+CAROL = {"email": "carol@example.com", "first_name": "Carol", "email_marketing": True}
+CAROL_CART = _cart("chk_carol", [("Ceramic mug", 2, 18.0), ("Pour-over kettle", 1, 64.0)])
+
+# (offset from START, description, event body)
+STORY: list[tuple[timedelta, str, dict[str, Any]]] = [
+    (
+        timedelta(0),
+        "Alice subscribes from the footer form",
+        {
+            "id": "evt_alice_signup",
+            "type": "subscribed",
+            "contact": ALICE,
+            "properties": {"source": "footer"},
+        },
+    ),
+    (
+        timedelta(hours=1),
+        "Bob starts a checkout and leaves",
+        {
+            "id": "evt_bob_checkout",
+            "type": "checkout_started",
+            "contact": BOB,
+            "properties": _cart("chk_bob", [("Linen apron", 1, 42.0)]),
+        },
+    ),
+    (
+        timedelta(days=1, hours=5),
+        "Carol starts a checkout and leaves",
+        {"id": "evt_carol_checkout", "type": "checkout_started", "contact": CAROL, "properties": CAROL_CART},
+    ),
+    (
+        timedelta(days=1, hours=9),
+        "Carol comes back and orders",
+        {
+            "id": "evt_carol_order",
+            "type": "order_placed",
+            "contact": CAROL,
+            "properties": {**CAROL_CART, "order_id": "ord_1001", "order_number": "#1001"},
+        },
+    ),
+    (
+        timedelta(days=1, hours=9, minutes=1),
+        "the storefront retries Carol's order webhook (same id)",
+        {
+            "id": "evt_carol_order",
+            "type": "order_placed",
+            "contact": CAROL,
+            "properties": {**CAROL_CART, "order_id": "ord_1001", "order_number": "#1001"},
+        },
+    ),
+]
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    at: datetime
+    contact: str
+    flow: str
+    step: str
+    channel: str
+    text: str
+
+
+@dataclass
+class DemoResult:
+    api_calls: list[tuple[datetime, str, ApiResult]]
+    timeline: list[TimelineRow]
+    per_flow: dict[str, int]
+    requests: Counter[tuple[str, str]]
+    wake_ups: int
+
+
+def read_timeline(stack: MotoStack) -> list[TimelineRow]:
+    """Every message moto's SES and SNS received, joined to nudge's message records for flow and step."""
+    store = stack.container.store
+    records = {m.provider_id: m for m in store.models.messages.scan()}  # type: ignore[attr-defined]
+    rows = []
+    for raw in stack.sent_emails():
+        mime = email.message_from_string(raw.raw_data)
+        record = records.get(raw.id)
+        rows.append(
+            TimelineRow(
+                at=parsedate_to_datetime(mime["Date"]).astimezone(UTC),
+                contact=str(mime["To"]),
+                flow=record.flow_id if record else "?",
+                step=record.step_id if record else "?",
+                channel="email",
+                text=str(mime["Subject"]),
+            )
+        )
+    for provider_id, (phone, text) in stack.sent_sms().items():
+        record = records.get(provider_id)
+        rows.append(
+            TimelineRow(
+                at=record.sent_at if record and record.sent_at else stack.clock.now(),
+                contact=phone,
+                flow=record.flow_id if record else "?",
+                step=record.step_id if record else "?",
+                channel="sms",
+                text=text,
+            )
+        )
+    return sorted(rows, key=lambda r: (r.at, r.contact, r.channel, r.step))
+
+
+def run_demo(
+    *,
+    on_event: Callable[[datetime, str, ApiResult], None] | None = None,
+    on_progress: Callable[[datetime], None] | None = None,
+) -> DemoResult:
+    """Play STORY through the ingest handler, pumping schedules between events, to START + DURATION."""
+    clock = VirtualClock(START)
+    stack = start_moto_stack(clock)
+    try:
+        calls = []
+        for offset, description, body in STORY:
+            stack.pump.run_until(START + offset)
+            result = stack.call_api("POST", "/v1/events", body)
+            calls.append((clock.now(), description, result))
+            if on_event:
+                on_event(clock.now(), description, result)
+        day = START
+        while day < START + DURATION:
+            day = min(day + timedelta(days=1), START + DURATION)
+            stack.pump.run_until(day)
+            if on_progress:
+                on_progress(day)
+        requests = Counter(stack.requests.counts)  # before reading the timeline back, which scans
+        timeline = read_timeline(stack)
+        per_flow = Counter(row.flow for row in timeline)
+        return DemoResult(
+            api_calls=calls,
+            timeline=timeline,
+            per_flow=dict(per_flow),
+            requests=requests,
+            wake_ups=stack.pump.fired,
+        )
+    finally:
+        stack.stop()

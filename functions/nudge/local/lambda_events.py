@@ -1,0 +1,65 @@
+"""Event shapes Lambda receives from API Gateway (REST, proxy integration), built for local invocations."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nudge import names, signing
+
+
+@dataclass(frozen=True)
+class FakeLambdaContext:
+    """The attributes of a Lambda context object that Powertools reads."""
+
+    function_name: str = "nudge-local"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:nudge-local"
+    aws_request_id: str = "local"
+
+    @classmethod
+    def fresh(cls, function_name: str) -> FakeLambdaContext:
+        return cls(function_name=function_name, aws_request_id=str(uuid.uuid4()))
+
+
+def api_gateway_event(
+    method: str, path: str, body: bytes | str | None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A REST API proxy-integration event, as API Gateway sends it."""
+    text = body.decode() if isinstance(body, bytes) else body
+    all_headers = {"Content-Type": "application/json", **(headers or {})}
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/v1{path}" if not path.startswith("/v1") else path,
+            "stage": "local",
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "nudge-local"},
+            "accountId": "123456789012",
+            "apiId": "local",
+        },
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+def signed_request(
+    key: str, method: str, path: str, payload: Any, at: datetime, *, raw: bytes | None = None
+) -> dict[str, Any]:
+    """An API Gateway event carrying a valid nudge signature for `payload` (or for `raw` bytes)."""
+    body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
+    headers = {names.SIGNATURE_HEADER: signing.sign(key, body, at)}
+    return api_gateway_event(method, path, body, headers)

@@ -1,0 +1,168 @@
+"""A whole nudge deployment inside moto, in this process: what `make demo` and the component tests run on.
+
+Creates the same resources the CDK stack does (tables, schedule group, dead-letter queue, SES identity,
+signing secret), wires the real AWS adapters to them, and installs that container for the handlers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nudge import names, wiring
+from nudge.clocks import VirtualClock
+from nudge.local.lambda_events import FakeLambdaContext, signed_request
+from nudge.local.pump import SchedulePump
+from nudge.local.requests import RequestCounter
+from nudge.settings import Settings
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+FROM_ADDRESS = "hello@shop.example"
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+_FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "MOTO_ACCOUNT_ID": ACCOUNT,
+}
+
+
+@dataclass
+class ApiResult:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class MotoStack:
+    """A running local deployment. Use `start_moto_stack()`; call `stop()` when done."""
+
+    clock: VirtualClock
+    settings: Settings
+    container: wiring.Container
+    session: Any
+    signing_key: str
+    requests: RequestCounter
+    pump: SchedulePump
+    _mock: Any
+
+    def call_api(
+        self,
+        method: str,
+        path: str,
+        payload: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        sign: bool = True,
+    ) -> ApiResult:
+        """Invoke the ingest handler with an API Gateway event, signed like a storefront would."""
+        from nudge.handlers import ingest
+        from nudge.local.lambda_events import api_gateway_event
+
+        if sign:
+            event = signed_request(self.signing_key, method, path, payload, self.clock.now(), raw=raw)
+            event["headers"].update(headers or {})
+        else:
+            body = raw if raw is not None else json.dumps(payload).encode()
+            event = api_gateway_event(method, path, body, headers)
+        response = ingest.handler(event, FakeLambdaContext.fresh("nudge-ingest"))
+        body = json.loads(response["body"]) if response.get("body") else {}
+        headers = {name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()}
+        headers.update(response.get("headers") or {})
+        return ApiResult(status=response["statusCode"], body=body, headers=headers)
+
+    def fire_step(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Invoke the step handler as EventBridge Scheduler would, with a schedule's Input."""
+        from nudge.handlers import step
+
+        result: dict[str, Any] = step.handler(payload, FakeLambdaContext.fresh("nudge-step"))
+        return result
+
+    def sent_emails(self) -> list[Any]:
+        from moto.ses.models import ses_backends
+
+        return list(ses_backends[ACCOUNT][REGION].sent_messages)
+
+    def sent_sms(self) -> dict[str, tuple[str, str]]:
+        from moto.sns.models import sns_backends
+
+        return dict(sns_backends[ACCOUNT][REGION].sms_messages)
+
+    def stop(self) -> None:
+        wiring.install(None)
+        self._mock.stop()
+
+
+def start_moto_stack(
+    clock: VirtualClock,
+    *,
+    flows_dir: Path | None = None,
+    templates_dir: Path | None = None,
+) -> MotoStack:
+    """Start moto, create the resources, wire the real adapters to them and install the container."""
+    import boto3
+    from moto import mock_aws
+
+    from nudge.adapters.dynamodb.store import DynamoStore, ensure_tables
+
+    os.environ.update(_FAKE_CREDENTIALS)
+    mock = mock_aws()
+    mock.start()
+    session = boto3.Session(region_name=REGION)
+
+    dlq_url = session.client("sqs").create_queue(QueueName="nudge-scheduler-dlq")["QueueUrl"]
+    dlq_arn = session.client("sqs").get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    scheduler_client = session.client("scheduler")
+    scheduler_client.create_schedule_group(Name=names.SCHEDULE_GROUP)
+    session.client("sesv2").create_email_identity(EmailIdentity=FROM_ADDRESS.partition("@")[2])
+    key = secrets.token_hex(32)
+    secret_arn = session.client("secretsmanager").create_secret(Name="nudge/signing-key", SecretString=key)["ARN"]
+
+    settings = Settings(
+        step_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-step",
+        scheduler_role_arn=f"arn:aws:iam::{ACCOUNT}:role/nudge-scheduler",
+        scheduler_dlq_arn=dlq_arn,
+        from_address=FROM_ADDRESS,
+        flows_dir=flows_dir or PROJECT_ROOT / "flows",
+        templates_dir=templates_dir or PROJECT_ROOT / "templates",
+        signing_secret_arn=secret_arn,
+    )
+    counter = RequestCounter()
+    counter.attach(session.events)  # clients created from this session from now on are counted
+    container = wiring.build_aws(settings, clock, session=session)
+    store = container.store
+    assert isinstance(store, DynamoStore)
+    ensure_tables(store.models)
+    for client in store.botocore_clients():
+        counter.attach(client.meta.events)
+    counter.counts.clear()  # count the story, not the set-up
+    wiring.install(container)
+
+    stack = MotoStack(
+        clock=clock,
+        settings=settings,
+        container=container,
+        session=session,
+        signing_key=key,
+        requests=counter,
+        pump=None,  # type: ignore[arg-type]
+        _mock=mock,
+    )
+    # The pump's own reads are the local emulation of Scheduler, not nudge's traffic: a separate client.
+    stack.pump = SchedulePump(
+        boto3.Session(region_name=REGION).client("scheduler"), settings.schedule_group, clock, stack.fire_step
+    )
+    return stack

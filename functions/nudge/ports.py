@@ -1,0 +1,119 @@
+"""The ports the services need. Adapters implement them for AWS (adapters/) and in memory (adapters/memory.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from nudge.domain.model import Contact, Event, Message, MessageStatus, Run
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class ConflictError(Exception):
+    """An optimistic-lock or conditional write lost a race; the caller decides whether that is fine."""
+
+
+class TransientSendError(Exception):
+    """The provider may accept the message later (throttling, timeouts): retry the step."""
+
+
+class PermanentSendError(Exception):
+    """The provider will never accept this message (rejected address, bad content)."""
+
+
+class Store(Protocol):
+    def get_contact(self, contact_id: str) -> Contact | None: ...
+
+    def save_contact(self, contact: Contact, expected_version: int) -> Contact:
+        """Write the contact if its stored version is still expected_version (0: new); else ConflictError."""
+        ...
+
+    def begin_event(self, event: Event, now: datetime) -> bool:
+        """Record the event; False if an event with this id was already fully processed."""
+        ...
+
+    def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None: ...
+
+    def start_run(self, run: Run) -> Run | None:
+        """Create the run (version 1) and take the contact's flow slot; None if either exists already."""
+        ...
+
+    def get_run(self, contact_id: str, run_id: str) -> Run | None: ...
+
+    def active_runs(self, contact_id: str) -> list[Run]: ...
+
+    def save_run(self, run: Run, expected_version: int) -> Run:
+        """Write the run (and free its active slot once it ended); ConflictError if the version moved."""
+        ...
+
+    def claim_message(self, message: Message) -> bool:
+        """Create the message record in CLAIMED state; False if it exists (unless it is RETRYABLE)."""
+        ...
+
+    def settle_message(
+        self,
+        message: Message,
+        status: MessageStatus,
+        *,
+        reason: str | None = None,
+        provider_id: str | None = None,
+        sent_at: datetime | None = None,
+    ) -> Message: ...
+
+    def messages_for(self, contact_id: str) -> list[Message]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StepWakeUp:
+    """What the scheduler hands back to the step function when a run's wait is over."""
+
+    contact_id: str
+    run_id: str
+    seq: int
+
+    def as_payload(self) -> dict[str, Any]:
+        return {"contact_id": self.contact_id, "run_id": self.run_id, "seq": self.seq}
+
+
+class Scheduler(Protocol):
+    def schedule(self, name: str, at: datetime, wake_up: StepWakeUp) -> bool:
+        """Create a one-time schedule; False if one with this name already exists (a retry)."""
+        ...
+
+    def cancel(self, name: str) -> None:
+        """Delete the schedule if it is still pending; a missing one is fine."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingEmail:
+    to: str
+    from_address: str
+    subject: str
+    html: str
+    text: str
+    date: datetime
+    headers: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingSms:
+    to: str
+    text: str
+    transactional: bool = False
+
+
+class Mailer(Protocol):
+    def send(self, email: OutgoingEmail) -> str:
+        """Send and return the provider's message id; raise TransientSendError or PermanentSendError."""
+        ...
+
+
+class Texter(Protocol):
+    def send(self, sms: OutgoingSms) -> str: ...

@@ -1,0 +1,109 @@
+"""The public API's request bodies, validated strictly and turned into domain objects."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nudge.domain.model import ContactPatch, Event
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+# An event may claim to have happened a little in the future (clock skew), never more.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ContactIn(_Input):
+    """Who the event is about. At least one of id, email and phone."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@+-]+$")
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, description="E.164, e.g. +14155550123.")
+    first_name: str | None = Field(default=None, max_length=100)
+    last_name: str | None = Field(default=None, max_length=100)
+    timezone: str | None = Field(default=None, description="IANA name, e.g. Europe/Paris.")
+    email_marketing: bool | None = None
+    sms_marketing: bool | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("not an email address")
+        return value.lower() if value else value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and not _E164.match(value):
+            raise ValueError("not an E.164 phone number (e.g. +14155550123)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone name (e.g. America/New_York)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _identified(self) -> ContactIn:
+        if not (self.id or self.email or self.phone):
+            raise ValueError("a contact needs at least one of id, email or phone")
+        return self
+
+    def to_patch(self) -> ContactPatch:
+        return ContactPatch(
+            external_id=self.id,
+            email=self.email,
+            phone=self.phone,
+            first_name=self.first_name,
+            last_name=self.last_name,
+            timezone=self.timezone,
+            email_marketing=self.email_marketing,
+            sms_marketing=self.sms_marketing,
+            properties=self.properties,
+        )
+
+
+class EventIn(_Input):
+    """POST /v1/events: something a contact did. `id` makes retries safe: the same id is processed once."""
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    type: str
+    contact: ContactIn
+    properties: dict[str, Any] = Field(default_factory=dict)
+    occurred_at: AwareDatetime | None = None
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if not _EVENT_TYPE.match(value):
+            raise ValueError("event types are lower_snake_case, e.g. checkout_started")
+        return value
+
+    def to_event(self, now: datetime) -> Event:
+        occurred = self.occurred_at.astimezone(UTC) if self.occurred_at else now
+        if occurred > now + MAX_FUTURE_SKEW:
+            raise ValueError(f"occurred_at is more than {MAX_FUTURE_SKEW} in the future")
+        return Event(
+            event_id=self.id,
+            type=self.type,
+            contact=self.contact.to_patch(),
+            properties=self.properties,
+            occurred_at=occurred,
+        )

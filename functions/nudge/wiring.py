@@ -1,0 +1,144 @@
+"""The composition root: the one place that picks adapters — AWS (Lambda and moto) or in-memory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nudge.flow_files import load_catalog
+from nudge.ports import Clock, Mailer, Scheduler, Store, Texter
+from nudge.services.ingest import IngestService
+from nudge.services.runs import RunService
+from nudge.settings import Settings
+from nudge.templating import TemplateRenderer
+
+if TYPE_CHECKING:
+    import boto3
+
+    from nudge.domain.flows import FlowCatalog
+
+
+@dataclass
+class Container:
+    settings: Settings
+    clock: Clock
+    store: Store
+    scheduler: Scheduler
+    mailer: Mailer
+    texter: Texter
+    flows: FlowCatalog
+    runs: RunService
+    ingest: IngestService
+    signing_key: Callable[[], str | None]
+
+
+def assemble(
+    settings: Settings,
+    clock: Clock,
+    *,
+    store: Store,
+    scheduler: Scheduler,
+    mailer: Mailer,
+    texter: Texter,
+    signing_key: Callable[[], str | None] | None = None,
+) -> Container:
+    """Wire the services over the given adapters."""
+    flows = load_catalog(settings.flows_dir)
+    renderer = TemplateRenderer(settings.templates_dir)
+    runs = RunService(
+        store=store,
+        scheduler=scheduler,
+        mailer=mailer,
+        texter=texter,
+        renderer=renderer,
+        flows=flows,
+        clock=clock,
+        from_address=settings.from_address,
+    )
+    ingest = IngestService(store=store, scheduler=scheduler, runs=runs, flows=flows, clock=clock)
+    return Container(
+        settings=settings,
+        clock=clock,
+        store=store,
+        scheduler=scheduler,
+        mailer=mailer,
+        texter=texter,
+        flows=flows,
+        runs=runs,
+        ingest=ingest,
+        signing_key=signing_key or (lambda: settings.signing_key),
+    )
+
+
+def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None = None) -> Container:
+    """Adapters over real AWS APIs (in Lambda, or against moto in the demo and tests)."""
+    import boto3
+
+    from nudge.adapters.dynamodb.store import DynamoStore
+    from nudge.adapters.scheduler import EventBridgeScheduler
+    from nudge.adapters.secrets import SecretReader
+    from nudge.adapters.ses import SesMailer
+    from nudge.adapters.sns import SnsTexter
+
+    session = session or boto3.Session()
+    region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
+    store = DynamoStore.for_settings(settings, region=region)
+    scheduler = EventBridgeScheduler(
+        session.client("scheduler"),
+        group=settings.schedule_group,
+        target_arn=settings.step_function_arn,
+        role_arn=settings.scheduler_role_arn,
+        dead_letter_arn=settings.scheduler_dlq_arn,
+    )
+    mailer = SesMailer(session.client("sesv2"), configuration_set=settings.ses_configuration_set)
+    texter = SnsTexter(session.client("sns"))
+    signing_key: Callable[[], str | None]
+    if settings.signing_secret_arn:
+        reader = SecretReader(session.client("secretsmanager"), settings.signing_secret_arn, clock=clock)
+        signing_key = reader.value
+    else:
+        signing_key = lambda: settings.signing_key  # noqa: E731
+    return assemble(
+        settings,
+        clock,
+        store=store,
+        scheduler=scheduler,
+        mailer=mailer,
+        texter=texter,
+        signing_key=signing_key,
+    )
+
+
+def build_memory(settings: Settings, clock: Clock) -> Container:
+    """In-memory twins of every adapter: for unit tests and simulations."""
+    from nudge.adapters.memory import MemoryMailer, MemoryScheduler, MemoryStore, MemoryTexter
+
+    return assemble(
+        settings,
+        clock,
+        store=MemoryStore(),
+        scheduler=MemoryScheduler(),
+        mailer=MemoryMailer(),
+        texter=MemoryTexter(),
+    )
+
+
+_current: Container | None = None
+
+
+def current() -> Container:
+    """The container handlers use: built from the environment at first use (cold start), unless installed."""
+    global _current
+    if _current is None:
+        from nudge.clocks import SystemClock
+
+        _current = build_aws(Settings.from_env(os.environ), SystemClock())
+    return _current
+
+
+def install(container: Container | None) -> None:
+    """Make handlers use this container (the local runner and tests); None returns to cold-start building."""
+    global _current
+    _current = container

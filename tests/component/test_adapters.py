@@ -1,0 +1,187 @@
+"""Each AWS adapter against moto: the calls it makes and the semantics the services rely on."""
+
+from __future__ import annotations
+
+import email
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from nudge.adapters.scheduler import MAX_RETRY_ATTEMPTS, at_expression, parse_at_expression
+from nudge.adapters.ses import SesMailer
+from nudge.adapters.sns import SnsTexter
+from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
+from nudge.local.moto_stack import MotoStack
+from nudge.ports import ConflictError, OutgoingEmail, OutgoingSms, PermanentSendError, StepWakeUp
+from tests.conftest import START
+
+
+def test_scheduler_creates_a_one_time_schedule_with_retry_dlq_and_delete(moto_stack: MotoStack) -> None:
+    scheduler = moto_stack.container.scheduler
+    at = datetime(2026, 11, 2, 10, 0, 30, tzinfo=UTC)
+
+    created = scheduler.schedule("r1-0001", at, StepWakeUp("c1", "r1", 1))
+    again = scheduler.schedule("r1-0001", at, StepWakeUp("c1", "r1", 1))
+
+    assert (created, again) == (True, False)
+    detail = moto_stack.session.client("scheduler").get_schedule(Name="r1-0001", GroupName="nudge-steps")
+    assert detail["ScheduleExpression"] == "at(2026-11-02T10:00:30)"
+    assert detail["ScheduleExpressionTimezone"] == "UTC"
+    assert detail["ActionAfterCompletion"] == "DELETE"
+    assert detail["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    target = detail["Target"]
+    assert target["Arn"] == moto_stack.settings.step_function_arn
+    assert target["RoleArn"] == moto_stack.settings.scheduler_role_arn
+    assert target["DeadLetterConfig"]["Arn"] == moto_stack.settings.scheduler_dlq_arn
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == MAX_RETRY_ATTEMPTS
+    assert target["Input"] == '{"contact_id":"c1","run_id":"r1","seq":1}'
+
+
+def test_scheduler_cancel_deletes_and_tolerates_a_missing_schedule(moto_stack: MotoStack) -> None:
+    scheduler = moto_stack.container.scheduler
+    scheduler.schedule("r1-0001", START + timedelta(hours=1), StepWakeUp("c1", "r1", 1))
+
+    scheduler.cancel("r1-0001")
+    scheduler.cancel("r1-0001")
+
+    assert moto_stack.pump.pending() == []
+
+
+def test_at_expressions_round_trip_in_utc() -> None:
+    paris = datetime.fromisoformat("2026-03-29T03:30:00+02:00")
+    assert at_expression(paris) == "at(2026-03-29T01:30:00)"
+    assert parse_at_expression(at_expression(paris)) == paris
+
+
+def _email(**overrides: object) -> OutgoingEmail:
+    base = OutgoingEmail(
+        to="bob@example.com",
+        from_address="hello@shop.example",
+        subject="Hello ✓",
+        html="<p>Hi <b>Bob</b></p>",
+        text="Hi Bob",
+        date=START,
+        headers={"Message-ID": "<m1@shop.example>"},
+        tags={"flow": "welcome", "step": "welcome_email"},
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def test_ses_sends_raw_multipart_mail_with_our_headers(moto_stack: MotoStack) -> None:
+    mailer = SesMailer(moto_stack.session.client("sesv2"))
+
+    provider_id = mailer.send(_email())
+
+    [sent] = moto_stack.sent_emails()
+    assert sent.id == provider_id
+    parsed = email.message_from_string(sent.raw_data)
+    assert parsed["Subject"] == "Hello ✓" or "Hello" in str(parsed["Subject"])
+    assert parsed["Message-ID"] == "<m1@shop.example>"
+    assert parsed["Date"] == "Mon, 02 Nov 2026 09:00:00 +0000"
+    assert [part.get_content_type() for part in parsed.walk()] == [
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+    ]
+
+
+def test_ses_refuses_an_unverified_sender_as_permanent(moto_stack: MotoStack) -> None:
+    mailer = SesMailer(moto_stack.session.client("sesv2"))
+
+    with pytest.raises(PermanentSendError, match="MessageRejected"):
+        mailer.send(_email(from_address="someone@unverified.example"))
+
+
+def test_sns_publishes_an_sms_with_its_type(moto_stack: MotoStack) -> None:
+    texter = SnsTexter(moto_stack.session.client("sns"))
+
+    provider_id = texter.send(OutgoingSms(to="+14155550101", text="Your cart is waiting"))
+
+    assert moto_stack.sent_sms()[provider_id] == ("+14155550101", "Your cart is waiting")
+
+
+def _run(**overrides: object) -> Run:
+    base = Run(
+        run_id="r1",
+        contact_id="c1",
+        flow_id="abandoned_cart",
+        status=RunStatus.ACTIVE,
+        cursor="wait_1h",
+        seq=0,
+        trigger_event_id="e1",
+        trigger={"checkout_id": "chk_1"},
+        started_at=START,
+        updated_at=START,
+    )
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def test_store_allows_one_active_run_per_contact_and_flow(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+
+    started = store.start_run(_run())
+    duplicate = store.start_run(_run())
+    other = store.start_run(_run(run_id="r2"))
+
+    assert started is not None and started.version == 1
+    assert duplicate is None and other is None
+    assert [r.run_id for r in store.active_runs("c1")] == ["r1"]
+
+
+def test_store_save_run_is_optimistic_and_ending_frees_the_slot(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    started = store.start_run(_run())
+    assert started is not None
+
+    moved = store.save_run(replace(started, seq=1), expected_version=1)
+    with pytest.raises(ConflictError):
+        store.save_run(replace(started, seq=1), expected_version=1)
+    store.save_run(replace(moved, status=RunStatus.COMPLETED, cursor=None), expected_version=2)
+
+    assert store.active_runs("c1") == []
+    assert store.start_run(_run(run_id="r2")) is not None
+    stored = store.get_run("c1", "r1")
+    assert stored is not None and (stored.status, stored.version) == (RunStatus.COMPLETED, 3)
+
+
+def test_store_claims_a_message_once_unless_it_is_retryable(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    message = Message(
+        contact_id="c1",
+        message_id="r1#reminder_1",
+        run_id="r1",
+        flow_id="abandoned_cart",
+        step_id="reminder_1",
+        channel=Channel.EMAIL,
+        category=Category.MARKETING,
+        status=MessageStatus.CLAIMED,
+        created_at=START,
+    )
+
+    assert store.claim_message(message) is True
+    assert store.claim_message(message) is False
+    store.settle_message(message, MessageStatus.RETRYABLE, reason="throttled")
+    assert store.claim_message(message) is True
+    store.settle_message(message, MessageStatus.SENT, provider_id="p1", sent_at=START)
+    assert store.claim_message(message) is False
+    [stored] = store.messages_for("c1")
+    assert (stored.status, stored.provider_id, stored.sent_at) == (MessageStatus.SENT, "p1", START)
+
+
+def test_store_contact_writes_are_optimistic(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    saved = store.save_contact(Contact(contact_id="c1", email="a@example.com", properties={"vip": True}), 0)
+
+    with pytest.raises(ConflictError):
+        store.save_contact(Contact(contact_id="c1"), 0)
+    store.save_contact(replace(saved, first_name="Ann"), saved.version)
+
+    stored = store.get_contact("c1")
+    assert stored is not None
+    assert (stored.email, stored.first_name, stored.properties, stored.version) == (
+        "a@example.com",
+        "Ann",
+        {"vip": True},
+        2,
+    )

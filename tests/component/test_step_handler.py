@@ -1,0 +1,91 @@
+"""The step handler on moto, invoked with the Input Scheduler would deliver."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from nudge.handlers.step import BadWakeUp
+from nudge.local.moto_stack import MotoStack
+from tests.conftest import ROOT, START
+from tests.factories import checkout_started, contact, order_placed
+
+
+def only_pending_payload(stack: MotoStack) -> dict[str, object]:
+    [pending] = stack.pump.pending()
+    return pending.payload
+
+
+def test_the_scheduled_input_has_the_recorded_shape(moto_stack: MotoStack) -> None:
+    moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1"))
+
+    payload = only_pending_payload(moto_stack)
+
+    recorded = json.loads((ROOT / "tests" / "events" / "scheduler_wake_up.json").read_text())
+    assert payload.keys() == recorded.keys()
+    assert payload["seq"] == 1
+
+
+def test_a_step_fired_twice_sends_one_message(moto_stack: MotoStack) -> None:
+    moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1"))
+    payload = only_pending_payload(moto_stack)
+    moto_stack.clock.set(START + timedelta(hours=1))
+
+    first = moto_stack.fire_step(payload)
+    second = moto_stack.fire_step(payload)  # Scheduler delivers at least once
+
+    assert first["sent"] == ["reminder_1"]
+    assert second["status"] == "stale"
+    assert len(moto_stack.sent_emails()) == 1
+
+
+def test_two_concurrent_firings_of_one_step_send_once(moto_stack: MotoStack) -> None:
+    # Both invocations read the run before either writes: the message claim decides.
+    moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1"))
+    payload = only_pending_payload(moto_stack)
+    moto_stack.clock.set(START + timedelta(hours=1))
+    runs = moto_stack.container.runs
+    run = moto_stack.container.store.get_run(str(payload["contact_id"]), str(payload["run_id"]))
+    assert run is not None
+
+    first = runs.advance(run)
+    second = runs.advance(run)  # the same stale snapshot, as a concurrent invocation would hold
+
+    assert first.sent == ["reminder_1"]
+    assert second.sent == [] and second.status == "lost_race"
+    assert len(moto_stack.sent_emails()) == 1
+    # the fired wake-up (seq 1, not deleted here as no pump ran) and ONE next wake-up: the second
+    # CreateSchedule for seq 2 hit ConflictException
+    assert [p.payload["seq"] for p in moto_stack.pump.pending()] == [1, 2]
+
+
+def test_an_exited_run_sends_nothing_though_its_schedule_fires(moto_stack: MotoStack) -> None:
+    moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1"))
+    payload = only_pending_payload(moto_stack)
+    no_marketing = contact("bob", email_marketing=False)
+    exit_result = moto_stack.call_api("POST", "/v1/events", order_placed("evt_2", "chk_1", no_marketing))
+    moto_stack.clock.set(START + timedelta(hours=1))
+
+    outcome = moto_stack.fire_step(payload)
+
+    assert exit_result.body["exited"] == ["abandoned_cart"]
+    assert outcome["status"] == "inactive"
+    subjects = ["Subject: You left something" in m.raw_data for m in moto_stack.sent_emails()]
+    assert subjects == [False]  # only the order's thank-you went out
+    # the exit also deleted the pending wake-up from Scheduler
+    assert all(p.payload["run_id"] != payload["run_id"] for p in moto_stack.pump.pending())
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ([], "expected a JSON object"),
+        ({"run_id": "r1", "seq": 1}, "lacks contact_id"),
+        ({"contact_id": "c", "run_id": "r", "seq": "1"}, "seq an integer"),
+    ],
+)
+def test_a_malformed_wake_up_fails_loudly(moto_stack: MotoStack, event: object, message: str) -> None:
+    with pytest.raises(BadWakeUp, match=message):
+        moto_stack.fire_step(event)  # type: ignore[arg-type]

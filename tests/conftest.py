@@ -1,0 +1,57 @@
+"""Shared fixtures: fake AWS credentials everywhere, a virtual clock, in-memory and moto deployments."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from nudge.clocks import VirtualClock
+from nudge.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+
+# No test may reach real AWS: fake credentials and a fixed region before any client exists.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+)
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock(START)
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(
+        step_function_arn="arn:aws:lambda:us-east-1:123456789012:function:nudge-step",
+        scheduler_role_arn="arn:aws:iam::123456789012:role/nudge-scheduler",
+        from_address="hello@shop.example",
+        flows_dir=ROOT / "flows",
+        templates_dir=ROOT / "templates",
+        signing_key="test-signing-key",
+    )
+
+
+@pytest.fixture
+def moto_stack(clock: VirtualClock) -> Iterator[object]:
+    from nudge.local.moto_stack import start_moto_stack
+
+    stack = start_moto_stack(clock)
+    try:
+        yield stack
+    finally:
+        stack.stop()

@@ -1,0 +1,94 @@
+"""The story `make demo` tells, asserted exactly: who gets what, when, read back from moto's SES and SNS."""
+
+from __future__ import annotations
+
+from nudge.local.demo import run_demo
+
+EXPECTED = [
+    ("Mon 11-02 09:00", "alice@example.com", "welcome", "welcome_email", "email", "Welcome, Alice!"),
+    (
+        "Mon 11-02 11:00",
+        "bob@example.com",
+        "abandoned_cart",
+        "reminder_1",
+        "email",
+        "You left something in your cart",
+    ),
+    (
+        "Tue 11-03 10:00",
+        "+14155550101",
+        "abandoned_cart",
+        "reminder_2_sms",
+        "sms",
+        "Bob, your cart is still waiting: https://shop.example/checkouts/chk_bob/recover",
+    ),
+    (
+        "Tue 11-03 10:00",
+        "bob@example.com",
+        "abandoned_cart",
+        "reminder_2",
+        "email",
+        "Bob, your cart is about to expire",
+    ),
+    (
+        "Tue 11-03 15:00",
+        "carol@example.com",
+        "abandoned_cart",
+        "reminder_1",
+        "email",
+        "You left something in your cart",
+    ),
+    (
+        "Tue 11-03 18:00",
+        "carol@example.com",
+        "post_purchase",
+        "thank_you",
+        "email",
+        "Thank you for your order #1001",
+    ),
+    (
+        "Wed 11-04 09:00",
+        "alice@example.com",
+        "welcome",
+        "incentive_email",
+        "email",
+        "Alice, here is 10% off your first order",
+    ),
+    (
+        "Thu 11-05 10:00",
+        "bob@example.com",
+        "abandoned_cart",
+        "reminder_3",
+        "email",
+        "Last call: your cart is still waiting",
+    ),
+    ("Sat 11-07 09:00", "alice@example.com", "welcome", "story_email", "email", "Why we started"),
+    (
+        "Tue 11-17 18:00",
+        "carol@example.com",
+        "post_purchase",
+        "review_request",
+        "email",
+        "How are you liking it, Carol?",
+    ),
+]
+
+
+def test_the_demo_story_sends_exactly_these_messages_at_these_times() -> None:
+    result = run_demo()
+
+    timeline = [(f"{r.at:%a %m-%d %H:%M}", r.contact, r.flow, r.step, r.channel, r.text) for r in result.timeline]
+    assert timeline == EXPECTED
+    assert result.per_flow == {"welcome": 3, "abandoned_cart": 5, "post_purchase": 2}
+    # Carol's order ended her cart flow and started post-purchase; the retried webhook changed nothing.
+    outcomes = [(c.status, c.body["started"], c.body["exited"], c.body["duplicate"]) for _, _, c in result.api_calls]
+    assert outcomes == [
+        (202, ["welcome"], [], False),
+        (202, ["abandoned_cart"], [], False),
+        (202, ["abandoned_cart"], [], False),
+        (202, ["post_purchase"], ["abandoned_cart"], False),
+        (200, [], [], True),
+    ]
+    assert result.requests[("sesv2", "SendEmail")] == 9
+    assert result.requests[("sns", "Publish")] == 1
+    assert result.wake_ups == 7

@@ -1,0 +1,173 @@
+"""The engine and services over in-memory adapters: runs start, wait, send, exit and complete."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from nudge.clocks import VirtualClock
+from nudge.domain.model import MessageStatus, RunStatus
+from nudge.local.simulation import Simulation
+from nudge.ports import StepWakeUp
+from nudge.settings import Settings
+from tests.conftest import START
+from tests.factories import checkout_started, contact, order_placed, subscribed
+
+
+@pytest.fixture
+def sim(settings: Settings, clock: VirtualClock) -> Simulation:
+    return Simulation(settings, clock)
+
+
+def sent_subjects(sim: Simulation) -> list[tuple[str, str, str]]:
+    return [(e.date.isoformat(), e.to, e.subject) for _, e in sim.mailer.sent]
+
+
+def test_abandoned_cart_sends_three_emails_and_one_sms_at_1h_24h_72h(sim: Simulation) -> None:
+    who = contact("bob", phone="+14155550101", sms_marketing=True)
+    sim.send(checkout_started("e1", "chk_1", who))
+
+    sim.run_until(START + timedelta(days=7))
+
+    assert sent_subjects(sim) == [
+        ("2026-11-02T10:00:00+00:00", "bob@example.com", "You left something in your cart"),
+        ("2026-11-03T09:00:00+00:00", "bob@example.com", "Bob, your cart is about to expire"),
+        ("2026-11-05T09:00:00+00:00", "bob@example.com", "Last call: your cart is still waiting"),
+    ]
+    assert [(s.to, s.text) for _, s in sim.texter.sent] == [
+        ("+14155550101", "Bob, your cart is still waiting: https://shop.example/checkouts/chk_1")
+    ]
+    [run] = sim.store.runs.values()
+    assert run.status is RunStatus.COMPLETED
+    assert sim.scheduler.pending == {}
+
+
+def test_order_for_the_same_checkout_exits_the_cart_flow(sim: Simulation) -> None:
+    sim.send(checkout_started("e1", "chk_1"))
+    sim.run_until(START + timedelta(hours=2))  # first reminder goes out
+    outcome = sim.send(order_placed("e2", "chk_1"))
+
+    sim.run_until(START + timedelta(days=7))
+
+    assert outcome.exited == ["abandoned_cart"]
+    assert outcome.started == ["post_purchase"]
+    cart_subjects = [s for _, _, s in sent_subjects(sim) if "cart" in s]
+    assert cart_subjects == ["You left something in your cart"]
+    cart_run = next(r for r in sim.store.runs.values() if r.flow_id == "abandoned_cart")
+    assert cart_run.status is RunStatus.EXITED
+    assert cart_run.exit_reason == "exit:order_placed"
+
+
+def test_an_order_for_another_checkout_does_not_exit(sim: Simulation) -> None:
+    sim.send(checkout_started("e1", "chk_1"))
+    outcome = sim.send(order_placed("e2", "chk_OTHER"))
+
+    assert outcome.exited == []
+    sim.run_until(START + timedelta(days=7))
+    assert len([s for _, _, s in sent_subjects(sim) if "cart" in s]) == 3
+
+
+def test_the_same_event_id_twice_starts_one_run(sim: Simulation) -> None:
+    first = sim.send(subscribed("e1"))
+    second = sim.send(subscribed("e1"))
+
+    assert first.started == ["welcome"] and not first.duplicate
+    assert second.duplicate and second.started == []
+    assert len(sim.store.runs) == 1
+    assert len(sim.mailer.sent) == 1
+
+
+def test_one_active_run_per_contact_and_flow(sim: Simulation) -> None:
+    sim.send(checkout_started("e1", "chk_1"))
+    again = sim.send(checkout_started("e2", "chk_2"))
+
+    assert again.started == []
+    assert len(sim.store.runs) == 1
+
+
+def test_a_new_run_may_start_once_the_previous_one_ended(sim: Simulation) -> None:
+    sim.send(checkout_started("e1", "chk_1"))
+    sim.run_until(START + timedelta(days=4))  # completed
+    again = sim.send(checkout_started("e2", "chk_2"))
+
+    assert again.started == ["abandoned_cart"]
+
+
+def test_a_step_fired_twice_sends_one_message(sim: Simulation) -> None:
+    sim.send(checkout_started("e1", "chk_1"))
+    [pending] = sim.scheduler.pending.values()
+    sim.clock.set(pending.at)
+
+    first = sim.container.runs.wake(pending.wake_up)
+    second = sim.container.runs.wake(pending.wake_up)
+
+    assert first.sent == ["reminder_1"]
+    assert second.status == "stale" and second.sent == []
+    assert len(sim.mailer.sent) == 1
+
+
+def test_an_exited_run_sends_nothing_when_its_wake_up_fires(sim: Simulation) -> None:
+    sim.send(checkout_started("e1", "chk_1"))
+    [pending] = sim.scheduler.pending.values()
+    sim.send(order_placed("e2", "chk_1", contact("bob", email_marketing=False)))
+    sim.clock.set(pending.at)
+
+    outcome = sim.container.runs.wake(pending.wake_up)  # Scheduler fired before the delete landed
+
+    assert outcome.status == "inactive"
+    assert [e.subject for _, e in sim.mailer.sent] == ["Thank you for your order #1001"]
+
+
+def test_wake_up_for_an_unknown_run_is_ignored(sim: Simulation) -> None:
+    outcome = sim.container.runs.wake(StepWakeUp(contact_id="nobody", run_id="r0", seq=1))
+    assert outcome.status == "missing"
+
+
+def test_marketing_without_consent_is_skipped_with_its_reason(sim: Simulation) -> None:
+    sim.send(checkout_started("e1", "chk_1", contact("dan", email_marketing=False)))
+    sim.run_until(START + timedelta(days=7))
+
+    assert sim.mailer.sent == []
+    reasons = {m.step_id: (m.status, m.reason) for m in sim.store.messages.values()}
+    assert reasons["reminder_1"] == (MessageStatus.SKIPPED, "no_email_marketing_consent")
+    assert reasons["reminder_2_sms"] == (MessageStatus.SKIPPED, "no_phone")
+
+
+def test_transactional_email_goes_out_without_marketing_consent(sim: Simulation) -> None:
+    sim.send(order_placed("e1", "chk_1", contact("erin", email_marketing=False)))
+    sim.run_until(START + timedelta(days=20))
+
+    assert [e.subject for _, e in sim.mailer.sent] == ["Thank you for your order #1001"]
+    review = next(m for m in sim.store.messages.values() if m.step_id == "review_request")
+    assert review.reason == "no_email_marketing_consent"
+
+
+def test_waits_count_from_when_the_wake_up_was_due_not_when_it_fired(sim: Simulation) -> None:
+    sim.send(checkout_started("e1", "chk_1"))
+    sim.clock.set(START + timedelta(hours=1, minutes=3))  # Scheduler fired late
+    [pending] = sim.scheduler.pop_due(sim.clock.now())
+
+    sim.container.runs.wake(pending.wake_up)
+
+    [following] = sim.scheduler.pending.values()
+    assert following.at == START + timedelta(hours=24)
+
+
+def test_a_broken_template_fails_that_message_and_the_run_goes_on(
+    settings: Settings, clock: VirtualClock, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    templates = tmp_path / "templates"
+    shutil.copytree(settings.templates_dir, templates)
+    (templates / "abandoned_cart" / "reminder_1.txt.j2").write_text("{{ event.no_such_property }}")
+    sim = Simulation(settings.model_copy(update={"templates_dir": templates}), clock)
+    sim.send(checkout_started("e1", "chk_1"))
+
+    sim.run_until(START + timedelta(days=7))
+
+    first = next(m for m in sim.store.messages.values() if m.step_id == "reminder_1")
+    assert first.status is MessageStatus.FAILED
+    assert "reminder_1.txt.j2" in (first.reason or "") and "no_such_property" in (first.reason or "")
+    assert len(sim.mailer.sent) == 2  # reminders 2 and 3 still went out

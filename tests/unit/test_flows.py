@@ -1,0 +1,93 @@
+"""Flow files: the shipped ones load; broken ones are refused with the file and field named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nudge.domain.durations import format_duration, parse_duration
+from nudge.flow_files import FlowFileError, load_catalog, load_flow
+from tests.conftest import ROOT
+
+
+def test_shipped_flows_load() -> None:
+    catalog = load_catalog(ROOT / "flows")
+    assert {f.id for f in catalog} == {"welcome", "abandoned_cart", "post_purchase"}
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("1h", 3600),
+        ("2d", 172800),
+        ("1w", 604800),
+        ("1d12h", 129600),
+        ("1D 2H", 93600),
+    ],
+)
+def test_durations_parse(text: str, seconds: int) -> None:
+    assert parse_duration(text).total_seconds() == seconds
+    assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["", "1", "h", "1y", "-1h", "0h", "1.5h", "P1D"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+BROKEN = {
+    "unknown step type": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: teleport}\n",
+        "steps.0: Input tag 'teleport' found using 'type' does not match any of the expected tags",
+    ),
+    "bad duration": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: wait, duration: soon}\n",
+        "steps.0.wait.duration: Value error, 'soon' is not a duration",
+    ),
+    "duplicate step ids": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: end}\n  - {id: a, type: end}\n",
+        "<root>: Value error, step id 'a' is used twice",
+    ),
+    "missing trigger": ("id: f\nname: F\nsteps:\n  - {id: a, type: end}\n", "trigger: Field required"),
+    "unknown field": (
+        "id: f\nname: F\ntrigger: {event: x}\nwhen: now\nsteps:\n  - {id: a, type: end}\n",
+        "when: Extra inputs are not permitted",
+    ),
+    "bad id": (
+        "id: Flow One\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: end}\n",
+        "id: String should match",
+    ),
+    "no steps": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps: []\n",
+        "steps: List should have at least 1 item",
+    ),
+    "not a mapping": ("- just\n- a list\n", "a flow file holds one mapping"),
+    "not yaml": ("id: [unclosed\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_flows_are_refused_precisely(case: str, tmp_path: Path) -> None:
+    text, expected = BROKEN[case]
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+
+    with pytest.raises(FlowFileError) as error:
+        load_flow(path)
+
+    assert str(path) in str(error.value)
+    assert expected in str(error.value)
+
+
+def test_a_catalog_reports_every_broken_file(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("id: a\nname: A\nsteps: []\n")
+    (tmp_path / "b.yaml").write_text("id: b\nname: B\ntrigger: {event: x}\nsteps: [{id: s, type: nope}]\n")
+
+    with pytest.raises(FlowFileError) as error:
+        load_catalog(tmp_path)
+
+    assert "a.yaml" in str(error.value) and "b.yaml" in str(error.value)
