@@ -8,6 +8,7 @@ import yaml
 from pydantic import ValidationError
 
 from nudge.domain.flows import EmailStep, Flow, FlowCatalog, SmsStep
+from nudge.domain.guardrails import Guardrails
 from nudge.templating import TemplateRenderer
 
 
@@ -35,6 +36,8 @@ def load_catalog(flows_dir: Path) -> FlowCatalog:
         raise FlowFileError(f"{flows_dir}: no such flows directory")
     flows, problems = [], []
     for path in sorted(flows_dir.glob("*.yaml")):
+        if path.name.startswith("_"):
+            continue  # _guardrails.yaml and other account-wide settings, not flows
         try:
             flows.append(load_flow(path))
         except FlowFileError as exc:
@@ -61,3 +64,21 @@ def template_problems(flow: Flow, renderer: TemplateRenderer) -> list[str]:
             continue
         problems += [f"steps.{step.id}: {p}" for name in names if (p := renderer.check(name))]
     return problems
+
+
+GUARDRAILS_FILE = "_guardrails.yaml"
+
+
+def load_guardrails(flows_dir: Path) -> Guardrails:
+    """The account-wide guardrails in flows/_guardrails.yaml; the defaults if the file is absent."""
+    path = flows_dir / GUARDRAILS_FILE
+    if not path.exists():
+        return Guardrails()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return Guardrails.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise FlowFileError(f"{path}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = [f"{path}: {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
+        raise FlowFileError("\n".join(problems)) from exc

@@ -7,11 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from nudge.domain.model import Contact, Event, Message, MessageStatus, Run
+from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
 
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class ContactChange(Protocol):
+    def apply(self, contact: Contact, now: datetime) -> Contact: ...
 
 
 class ConflictError(Exception):
@@ -39,8 +43,16 @@ class Store(Protocol):
 
     def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None: ...
 
-    def start_run(self, run: Run) -> Run | None:
-        """Create the run (version 1) and take the contact's flow slot; None if either exists already."""
+    def flow_slots(self, contact_id: str) -> dict[str, FlowSlot]:
+        """The contact's slot in each flow it ever entered, by flow id."""
+        ...
+
+    def start_run(self, run: Run, expected: FlowSlot | None) -> Run | None:
+        """Create the run (version 1) and take the contact's slot in its flow.
+
+        None if the run exists, the slot holds an active run, or the slot changed since it was read as
+        `expected` (another start raced this one).
+        """
         ...
 
     def get_run(self, contact_id: str, run_id: str) -> Run | None: ...
@@ -66,6 +78,14 @@ class Store(Protocol):
     ) -> Message: ...
 
     def messages_for(self, contact_id: str) -> list[Message]: ...
+
+    def recent_sends(self, contact_id: str, since: datetime) -> list[SentRecord]:
+        """Messages sent to the contact at or after `since` (what guardrails count)."""
+        ...
+
+    def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
+        """Apply `change` to the stored contact under optimistic locking (retrying on conflict); None if absent."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +137,9 @@ class Mailer(Protocol):
 
 class Texter(Protocol):
     def send(self, sms: OutgoingSms) -> str: ...
+
+
+class WebhookSender(Protocol):
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> int:
+        """POST and return the HTTP status; raise TransientSendError on timeouts and connection failures."""
+        ...

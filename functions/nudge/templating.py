@@ -2,44 +2,23 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import FileSystemLoader, TemplateError
 
-_CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$", "JPY": "¥"}
+from nudge.domain.expressions import make_environment
 
 
 class TemplateRenderError(Exception):
     """A template is missing or failed to render; the message names the template and the cause."""
 
 
-def money(amount: Any, currency: str = "USD") -> str:
-    """Format an amount for humans: money(19.5, 'EUR') -> '€19.50'."""
-    try:
-        value = Decimal(str(amount)).quantize(Decimal("0.01"))
-    except (InvalidOperation, ValueError):
-        return str(amount)
-    symbol = _CURRENCY_SYMBOLS.get(str(currency).upper())
-    return f"{symbol}{value:,}" if symbol else f"{value:,} {currency}"
-
-
 class TemplateRenderer:
     """Renders templates/<name>.html.j2, .txt.j2 and .sms.j2 with autoescaping for HTML only."""
 
     def __init__(self, templates_dir: Path) -> None:
-        self._env = ImmutableSandboxedEnvironment(
-            loader=FileSystemLoader(str(templates_dir)),
-            autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-            auto_reload=False,  # templates ship with the function; no stat() per render
-        )
-        self._env.filters["money"] = money
+        self._env = make_environment(FileSystemLoader(str(templates_dir)))
 
     def render_file(self, name: str, context: dict[str, Any]) -> str:
         try:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nudge.flow_files import load_catalog
-from nudge.ports import Clock, Mailer, Scheduler, Store, Texter
+from nudge.flow_files import load_catalog, load_guardrails
+from nudge.ports import Clock, Mailer, Scheduler, Store, Texter, WebhookSender
 from nudge.services.ingest import IngestService
-from nudge.services.runs import RunService
+from nudge.services.runs import RunService, WebhookSigner
 from nudge.settings import Settings
 from nudge.templating import TemplateRenderer
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     import boto3
 
     from nudge.domain.flows import FlowCatalog
+    from nudge.domain.guardrails import Guardrails
 
 
 @dataclass
@@ -28,7 +30,9 @@ class Container:
     scheduler: Scheduler
     mailer: Mailer
     texter: Texter
+    webhooks: WebhookSender
     flows: FlowCatalog
+    guardrails: Guardrails
     runs: RunService
     ingest: IngestService
     signing_key: Callable[[], str | None]
@@ -42,22 +46,32 @@ def assemble(
     scheduler: Scheduler,
     mailer: Mailer,
     texter: Texter,
+    webhooks: WebhookSender,
     signing_key: Callable[[], str | None] | None = None,
+    sleep: Callable[[float], None] | None = None,
 ) -> Container:
     """Wire the services over the given adapters."""
     flows = load_catalog(settings.flows_dir)
+    guardrails = load_guardrails(settings.flows_dir)
+    if settings.default_timezone != "UTC" and guardrails.default_timezone == "UTC":
+        guardrails = guardrails.model_copy(update={"default_timezone": settings.default_timezone})
     renderer = TemplateRenderer(settings.templates_dir)
+    key = signing_key or (lambda: settings.signing_key)
     runs = RunService(
         store=store,
         scheduler=scheduler,
         mailer=mailer,
         texter=texter,
+        webhooks=webhooks,
         renderer=renderer,
         flows=flows,
+        guardrails=guardrails,
         clock=clock,
         from_address=settings.from_address,
+        webhook_signer=WebhookSigner(key),
+        sleep=sleep,
     )
-    ingest = IngestService(store=store, scheduler=scheduler, runs=runs, flows=flows, clock=clock)
+    ingest = IngestService(store=store, scheduler=scheduler, runs=runs, flows=flows, guardrails=guardrails, clock=clock)
     return Container(
         settings=settings,
         clock=clock,
@@ -65,10 +79,12 @@ def assemble(
         scheduler=scheduler,
         mailer=mailer,
         texter=texter,
+        webhooks=webhooks,
         flows=flows,
+        guardrails=guardrails,
         runs=runs,
         ingest=ingest,
-        signing_key=signing_key or (lambda: settings.signing_key),
+        signing_key=key,
     )
 
 
@@ -81,6 +97,7 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
     from nudge.adapters.secrets import SecretReader
     from nudge.adapters.ses import SesMailer
     from nudge.adapters.sns import SnsTexter
+    from nudge.adapters.webhooks import UrllibWebhooks
 
     session = session or boto3.Session()
     region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
@@ -107,13 +124,15 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
         scheduler=scheduler,
         mailer=mailer,
         texter=texter,
+        webhooks=UrllibWebhooks(),
         signing_key=signing_key,
+        sleep=time.sleep,
     )
 
 
 def build_memory(settings: Settings, clock: Clock) -> Container:
     """In-memory twins of every adapter: for unit tests and simulations."""
-    from nudge.adapters.memory import MemoryMailer, MemoryScheduler, MemoryStore, MemoryTexter
+    from nudge.adapters.memory import MemoryMailer, MemoryScheduler, MemoryStore, MemoryTexter, MemoryWebhooks
 
     return assemble(
         settings,
@@ -122,6 +141,7 @@ def build_memory(settings: Settings, clock: Clock) -> Container:
         scheduler=MemoryScheduler(),
         mailer=MemoryMailer(),
         texter=MemoryTexter(),
+        webhooks=MemoryWebhooks(),
     )
 
 

@@ -120,18 +120,20 @@ def _run(**overrides: object) -> Run:
 def test_store_allows_one_active_run_per_contact_and_flow(moto_stack: MotoStack) -> None:
     store = moto_stack.container.store
 
-    started = store.start_run(_run())
-    duplicate = store.start_run(_run())
-    other = store.start_run(_run(run_id="r2"))
+    started = store.start_run(_run(), None)
+    duplicate = store.start_run(_run(), None)
+    other = store.start_run(_run(run_id="r2"), store.flow_slots("c1")["abandoned_cart"])
 
     assert started is not None and started.version == 1
     assert duplicate is None and other is None
     assert [r.run_id for r in store.active_runs("c1")] == ["r1"]
+    slot = store.flow_slots("c1")["abandoned_cart"]
+    assert (slot.active_run_id, slot.started_count, slot.last_started_at) == ("r1", 1, START)
 
 
 def test_store_save_run_is_optimistic_and_ending_frees_the_slot(moto_stack: MotoStack) -> None:
     store = moto_stack.container.store
-    started = store.start_run(_run())
+    started = store.start_run(_run(), None)
     assert started is not None
 
     moved = store.save_run(replace(started, seq=1), expected_version=1)
@@ -140,7 +142,12 @@ def test_store_save_run_is_optimistic_and_ending_frees_the_slot(moto_stack: Moto
     store.save_run(replace(moved, status=RunStatus.COMPLETED, cursor=None), expected_version=2)
 
     assert store.active_runs("c1") == []
-    assert store.start_run(_run(run_id="r2")) is not None
+    slot = store.flow_slots("c1")["abandoned_cart"]
+    assert slot.active_run_id is None and slot.started_count == 1
+    stale = replace(slot, started_count=0)  # read before another start landed
+    assert store.start_run(_run(run_id="r2"), stale) is None
+    assert store.start_run(_run(run_id="r2"), slot) is not None
+    assert store.flow_slots("c1")["abandoned_cart"].started_count == 2
     stored = store.get_run("c1", "r1")
     assert stored is not None and (stored.status, stored.version) == (RunStatus.COMPLETED, 3)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from nudge.domain.model import Contact, Event, Message, MessageStatus, Run
-from nudge.ports import ConflictError, OutgoingEmail, OutgoingSms, StepWakeUp
+from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+from nudge.ports import ConflictError, ContactChange, OutgoingEmail, OutgoingSms, StepWakeUp, TransientSendError
 
 
 class MemoryStore:
@@ -21,7 +21,7 @@ class MemoryStore:
         self.contacts: dict[str, Contact] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.runs: dict[tuple[str, str], Run] = {}
-        self.active: dict[tuple[str, str], str] = {}  # (contact_id, flow_id) -> run_id
+        self.slots: dict[tuple[str, str], FlowSlot] = {}  # (contact_id, flow_id)
         self.messages: dict[tuple[str, str], Message] = {}
 
     def get_contact(self, contact_id: str) -> Contact | None:
@@ -45,11 +45,19 @@ class MemoryStore:
     def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None:
         self.events[event_id].update(status="processed", outcome=dict(outcome))
 
-    def start_run(self, run: Run) -> Run | None:
-        slot = (run.contact_id, run.flow_id)
-        if slot in self.active or (run.contact_id, run.run_id) in self.runs:
+    def flow_slots(self, contact_id: str) -> dict[str, FlowSlot]:
+        return {flow: slot for (c, flow), slot in self.slots.items() if c == contact_id}
+
+    def start_run(self, run: Run, expected: FlowSlot | None) -> Run | None:
+        key = (run.contact_id, run.flow_id)
+        current = self.slots.get(key)
+        if (run.contact_id, run.run_id) in self.runs or (current is not None and current.active_run_id):
             return None
-        self.active[slot] = run.run_id
+        if (current.started_count if current else 0) != (expected.started_count if expected else 0):
+            return None
+        self.slots[key] = FlowSlot(
+            run.flow_id, run.run_id, run.started_at, (current.started_count if current else 0) + 1
+        )
         stored = replace(run, version=1)
         self.runs[(run.contact_id, run.run_id)] = stored
         return stored
@@ -58,7 +66,11 @@ class MemoryStore:
         return self.runs.get((contact_id, run_id))
 
     def active_runs(self, contact_id: str) -> list[Run]:
-        return [self.runs[(c, r)] for (c, _), r in self.active.items() if c == contact_id]
+        return [
+            self.runs[(contact_id, slot.active_run_id)]
+            for slot in self.flow_slots(contact_id).values()
+            if slot.active_run_id is not None
+        ]
 
     def save_run(self, run: Run, expected_version: int) -> Run:
         key = (run.contact_id, run.run_id)
@@ -67,8 +79,9 @@ class MemoryStore:
             raise ConflictError(run.run_id)
         saved = replace(run, version=expected_version + 1)
         self.runs[key] = saved
-        if not saved.is_active and self.active.get((run.contact_id, run.flow_id)) == run.run_id:
-            del self.active[(run.contact_id, run.flow_id)]
+        slot = self.slots.get((run.contact_id, run.flow_id))
+        if not saved.is_active and slot is not None and slot.active_run_id == run.run_id:
+            self.slots[(run.contact_id, run.flow_id)] = replace(slot, active_run_id=None)
         return saved
 
     def claim_message(self, message: Message) -> bool:
@@ -94,6 +107,19 @@ class MemoryStore:
 
     def messages_for(self, contact_id: str) -> list[Message]:
         return sorted((m for (c, _), m in self.messages.items() if c == contact_id), key=lambda m: m.created_at)
+
+    def recent_sends(self, contact_id: str, since: datetime) -> list[SentRecord]:
+        return [
+            SentRecord(m.channel, m.category, m.priority, m.sent_at, m.flow_id)
+            for m in self.messages_for(contact_id)
+            if m.status is MessageStatus.SENT and m.sent_at is not None and m.sent_at >= since
+        ]
+
+    def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
+        stored = self.contacts.get(contact_id)
+        if stored is None:
+            return None
+        return self.save_contact(change.apply(stored, now), stored.version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,3 +177,19 @@ class MemoryTexter:
         provider_id = f"mem-sms-{next(self._ids)}"
         self.sent.append((provider_id, sms))
         return provider_id
+
+
+class MemoryWebhooks:
+    """Records posts; `fail_next` makes the next N posts fail as a timeout would."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, bytes, dict[str, str]]] = []
+        self.fail_next = 0
+        self.status = 200
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> int:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise TransientSendError(f"timed out after {timeout_seconds}s")
+        self.posts.append((url, body, dict(headers)))
+        return self.status

@@ -2,17 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from nudge.domain.flows import EmailStep, EndStep, Flow, SmsStep, WaitStep
-from nudge.domain.model import Category, Channel, Contact, Event, Message, MessageStatus, Run, RunStatus
+from nudge.domain import expressions
+from nudge.domain.durations import parse_duration, parse_offset
+from nudge.domain.flows import (
+    WEEKDAY_INDEX,
+    BranchStep,
+    DateTrigger,
+    EmailStep,
+    EndStep,
+    EventTrigger,
+    Flow,
+    MessageStep,
+    SmsStep,
+    SplitStep,
+    UpdateProfileStep,
+    WaitStep,
+    WaitUntilStep,
+    WebhookStep,
+)
+from nudge.domain.guardrails import Guardrails, judge
+from nudge.domain.model import (
+    Category,
+    Channel,
+    Contact,
+    Event,
+    FlowSlot,
+    JsonDict,
+    Message,
+    MessageStatus,
+    Run,
+    RunStatus,
+    SentRecord,
+)
+from nudge.domain.timezones import zone_for
+
+STEP_BUDGET = 200  # steps one advance may execute; only a flow bug could need more
+JOURNAL_LIMIT = 50
 
 
 @dataclass(frozen=True, slots=True)
 class StartRun:
     run: Run
+    slot: FlowSlot | None  # the slot as read, so the store can refuse a start that raced another
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,55 +60,193 @@ class ExitRun:
 
 
 @dataclass(frozen=True, slots=True)
+class GoalReached:
+    run: Run  # converted; ended too if the goal exits
+    previous_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class SendIntent:
-    """A message the run wants sent now; `skip_reason` set means a guardrail said no."""
+    """A message the run wants sent now; `skip_reason` set means consent or a guardrail said no."""
 
     message: Message
     flow: Flow
-    step: EmailStep | SmsStep
+    step: MessageStep
+    context: JsonDict
     skip_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileUpdate:
+    contact_id: str
+    set: JsonDict
+    unset: tuple[str, ...] = ()
+    add_tags: tuple[str, ...] = ()
+    remove_tags: tuple[str, ...] = ()
+    email_marketing: bool | None = None
+    sms_marketing: bool | None = None
+
+    def apply(self, contact: Contact, now: datetime) -> Contact:
+        properties = {k: v for k, v in contact.properties.items() if k not in self.unset}
+        properties.update(self.set)
+        tags = [t for t in contact.tags if t not in self.remove_tags]
+        tags += [t for t in self.add_tags if t not in tags]
+        return replace(
+            contact,
+            properties=properties,
+            tags=tuple(tags),
+            email_marketing=contact.email_marketing if self.email_marketing is None else self.email_marketing,
+            sms_marketing=contact.sms_marketing if self.sms_marketing is None else self.sms_marketing,
+            updated_at=now,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookIntent:
+    message: Message
+    url: str
+    body: JsonDict
+    timeout: timedelta
+    retries: int
+
+
+@dataclass(frozen=True, slots=True)
 class Advance:
-    """What executing a run up to its next wait decided: messages, and the run's next state."""
+    """What executing a run up to its next wait decided, and the run's next state."""
 
     run: Run
     sends: list[SendIntent] = field(default_factory=list)
+    profile_updates: list[ProfileUpdate] = field(default_factory=list)
+    webhooks: list[WebhookIntent] = field(default_factory=list)
 
     @property
     def wake_at(self) -> datetime | None:
         return self.run.due_at if self.run.is_active else None
 
 
+# Entry and exit -------------------------------------------------------------------------------------
+
+
+def may_enter(flow: Flow, slot: FlowSlot | None, now: datetime) -> bool:
+    """One active run per contact and flow, and the flow's re-entry rule."""
+    if slot is None or slot.started_count == 0:
+        return slot is None or slot.active_run_id is None
+    if slot.active_run_id is not None:
+        return False
+    if flow.entry.reentry == "never":
+        return False
+    cooldown = flow.entry.cooldown
+    return not (cooldown and slot.last_started_at and slot.last_started_at + cooldown > now)
+
+
 def on_event(
-    event: Event, active_runs: Iterable[Run], flows: Iterable[Flow], now: datetime
-) -> list[StartRun | ExitRun]:
-    """Decide which active runs this event ends and which flows it starts."""
-    decisions: list[StartRun | ExitRun] = []
+    event: Event,
+    contact: Contact | None,
+    slots: Mapping[str, FlowSlot],
+    active_runs: Iterable[Run],
+    flows: Iterable[Flow],
+    now: datetime,
+) -> list[StartRun | ExitRun | GoalReached]:
+    """Decide which runs this event converts or ends, and which flows it starts."""
+    decisions: list[StartRun | ExitRun | GoalReached] = []
     flows_by_id = {flow.id: flow for flow in flows}
-    active_flow_ids: set[str] = set()
+    event_view = {"type": event.type, **event.properties}
+    contact_view = contact.template_view() if contact else {}
+    freed: set[str] = set()
     for run in active_runs:
         flow = flows_by_id.get(run.flow_id)
-        active_flow_ids.add(run.flow_id)
         if flow is None:
             continue
+        context = {"event": event_view, "trigger": run.trigger, "contact": contact_view, "now": now}
+        if flow.goal and run.converted_at is None and _goal_met(flow, event, context):
+            converted = replace(
+                run,
+                converted_at=now,
+                conversion={"event_id": event.event_id, "type": event.type, "value": event.properties.get("total")},
+                updated_at=now,
+            )
+            if flow.goal.exit:
+                converted = _ended(converted, RunStatus.EXITED, f"goal:{event.type}", now)
+                freed.add(flow.id)
+            decisions.append(GoalReached(run=converted, previous_version=run.version))
+            continue
         for rule in flow.exit:
-            if rule.matches(event.type, event.properties, run.trigger):
-                decisions.append(
-                    ExitRun(
-                        run=_ended(run, RunStatus.EXITED, f"exit:{event.type}", now),
-                        previous_version=run.version,
-                    )
-                )
-                active_flow_ids.discard(run.flow_id)
-                break
+            if rule.event != event.type:
+                continue
+            if not all(
+                event.properties.get(mine) is not None and event.properties.get(mine) == run.trigger.get(theirs)
+                for mine, theirs in rule.match.items()
+            ):
+                continue
+            if rule.filter and not _safe_truthy(rule.filter, context):
+                continue
+            decisions.append(ExitRun(_ended(run, RunStatus.EXITED, f"exit:{event.type}", now), run.version))
+            freed.add(flow.id)
+            break
     for flow in flows_by_id.values():
-        if flow.id in active_flow_ids:
-            continue  # one active run per contact and flow
-        if flow.trigger.matches(event.type, event.properties):
-            decisions.append(StartRun(run=new_run(flow, event, now)))
+        if not isinstance(flow.trigger, EventTrigger) or not _triggers(flow.trigger, event_view, contact_view, now):
+            continue
+        slot = slots.get(flow.id)
+        if flow.id in freed and slot is not None:
+            slot = replace(slot, active_run_id=None)
+        if may_enter(flow, slot, now):
+            decisions.append(StartRun(new_run(flow, event, now), slots.get(flow.id)))
     return decisions
+
+
+def enroll(flow: Flow, event: Event, slot: FlowSlot | None, now: datetime) -> StartRun | None:
+    """API enrollment: start the flow for the event's contact if its entry rules allow, whatever the trigger."""
+    if isinstance(flow.trigger, DateTrigger):
+        return None
+    return StartRun(new_run(flow, event, now), slot) if may_enter(flow, slot, now) else None
+
+
+def date_starts(
+    contact: Contact, slots: Mapping[str, FlowSlot], flows: Iterable[Flow], default_timezone: str, now: datetime
+) -> list[StartRun]:
+    """Runs of date-triggered flows (birthday...) the contact should have pending, anchored on the next occurrence."""
+    starts = []
+    for flow in flows:
+        trigger = flow.trigger
+        if not isinstance(trigger, DateTrigger) or not may_enter(flow, slots.get(flow.id), now):
+            continue
+        moment = next_occurrence(trigger, contact, zone_for(contact, default_timezone), now)
+        if moment is None:
+            continue
+        occurrence = f"date:{moment.date().isoformat()}"
+        run = Run(
+            run_id=Run.id_for(flow.id, contact.contact_id, occurrence),
+            contact_id=contact.contact_id,
+            flow_id=flow.id,
+            status=RunStatus.ACTIVE,
+            cursor=flow.first_step_id,
+            seq=1,
+            trigger_event_id=occurrence,
+            trigger={"type": "date", "date": moment.isoformat()},
+            started_at=now,
+            updated_at=now,
+            due_at=moment,
+        )
+        starts.append(StartRun(run, slots.get(flow.id)))
+    return starts
+
+
+def next_occurrence(trigger: DateTrigger, contact: Contact, zone: ZoneInfo, now: datetime) -> datetime | None:
+    """The next moment (UTC) the date trigger fires for this contact, or None (no date, or a past one-off)."""
+    raw = _lookup(contact.template_view(), trigger.date.split(".")[1:])
+    base = _parse_date(raw)
+    if base is None:
+        return None
+    at = time.fromisoformat(trigger.time)
+    offset = parse_offset(trigger.offset)
+    today = now.astimezone(zone).date()
+    years = range(today.year - 1, today.year + 2) if trigger.repeat == "yearly" else [base.year]
+    for year in years:
+        day = _same_day_in(base, year) + offset
+        moment = datetime.combine(day, at, tzinfo=zone).astimezone(now.tzinfo)
+        if moment > now:
+            return moment
+    return None
 
 
 def new_run(flow: Flow, event: Event, now: datetime) -> Run:
@@ -89,53 +265,142 @@ def new_run(flow: Flow, event: Event, now: datetime) -> Run:
     )
 
 
-def advance(run: Run, flow: Flow, contact: Contact | None, now: datetime) -> Advance:
-    """Execute steps from the run's cursor until a wait or the end.
+def exit_run(run: Run, reason: str, now: datetime) -> Run:
+    """The run, ended early for `reason`."""
+    return _ended(run, RunStatus.EXITED, reason, now)
 
-    Waits are counted from when the current wake-up was due (not from when it fired), so a late
-    firing does not push the rest of the sequence later.
+
+# Advancing ------------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def advance(
+    run: Run,
+    flow: Flow,
+    contact: Contact | None,
+    history: Iterable[SentRecord],
+    policy: Guardrails,
+    now: datetime,
+) -> Advance:
+    """Execute steps from the run's cursor until a wait, a deferral or the end.
+
+    Waits are counted from when the current wake-up was due (not when it fired), so a late firing does
+    not push the rest of the sequence later.
     """
     if not run.is_active:
         return Advance(run=run)
+    guard = policy.merged(flow.guardrails)
+    zone = zone_for(contact, guard.default_timezone)
     anchor = run.due_at if run.due_at is not None and run.due_at <= now else now
-    sends: list[SendIntent] = []
+    sent = list(history)
+    plan = Advance(run=run)
+    journal = list(run.journal)
+    variants = dict(run.variants)
     cursor = run.cursor
-    while cursor is not None:
-        step = flow.step(cursor)
-        following = flow.next_step_id(cursor)
-        if isinstance(step, WaitStep):
-            due = anchor + step.delta
-            if due > now:
-                moved = replace(run, cursor=following, seq=run.seq + 1, due_at=due, updated_at=now)
-                return Advance(run=moved, sends=sends)
-            anchor = due  # already due (a very late firing): carry on without scheduling
-        elif isinstance(step, EmailStep | SmsStep):
-            sends.append(_send_intent(run, flow, step, contact, now))
-        elif isinstance(step, EndStep):
-            following = None
-        cursor = following
-    return Advance(run=_ended(run, RunStatus.COMPLETED, None, now), sends=sends)
+
+    def moved(next_cursor: str | None, due: datetime) -> Advance:
+        state = replace(
+            run,
+            cursor=next_cursor,
+            seq=run.seq + 1,
+            due_at=due,
+            updated_at=now,
+            variants=variants,
+            journal=tuple(journal[-JOURNAL_LIMIT:]),
+        )
+        return replace(plan, run=state)
+
+    try:
+        for _ in range(STEP_BUDGET):
+            if cursor is None:
+                break
+            step = flow.step(cursor)
+            following = step.next or flow.following(cursor)
+            context = _context(run, contact, variants, now)
+            if isinstance(step, WaitStep):
+                due = anchor + _wait_duration(step, context)
+                if due > now:
+                    return moved(following, due)
+                anchor, cursor = due, following
+            elif isinstance(step, WaitUntilStep):
+                moment = _wait_until(step, context, zone, anchor)
+                if moment is None or moment <= now:
+                    if moment is None or (step.date is not None and step.if_past != "continue"):
+                        journal.append(_note(step.id, "past", now))
+                        cursor = following if step.if_past == "continue" else step.if_past
+                    else:
+                        anchor, cursor = moment, following
+                    continue
+                return moved(following, moment)
+            elif isinstance(step, EmailStep | SmsStep):
+                intent, deferral = _message(run, flow, step, contact, sent, guard, zone, variants, context, now)
+                if deferral is not None:
+                    journal.append(_note(step.id, "deferred", now, reason=deferral[0], until=deferral[1].isoformat()))
+                    return moved(step.id, deferral[1])
+                plan.sends.append(intent)
+                if intent.skip_reason is None:
+                    sent.append(
+                        SentRecord(intent.message.channel, intent.message.category, flow.priority, now, flow.id)
+                    )
+                cursor = following
+            elif isinstance(step, BranchStep):
+                taken = _truthy(step.condition, context, step.id)
+                journal.append(_note(step.id, "branch", now, result=taken))
+                cursor = step.then if taken else (step.otherwise or flow.following(step.id))
+            elif isinstance(step, SplitStep):
+                name, target = choose_variant(flow.id, step, run.contact_id)
+                variants[step.id] = name
+                journal.append(_note(step.id, "split", now, variant=name))
+                if name == "holdout":
+                    state = _ended(
+                        replace(run, variants=variants, journal=tuple(journal)), RunStatus.COMPLETED, "holdout", now
+                    )
+                    return replace(plan, run=state)
+                cursor = target or flow.following(step.id)
+            elif isinstance(step, UpdateProfileStep):
+                update = _profile_update(step, run.contact_id, context)
+                plan.profile_updates.append(update)
+                if contact is not None:
+                    contact = update.apply(contact, now)
+                cursor = following
+            elif isinstance(step, WebhookStep):
+                plan.webhooks.append(_webhook(run, flow, step, context, now))
+                cursor = following
+            elif isinstance(step, EndStep):
+                cursor = None
+        else:
+            raise _Stop(f"error:{cursor}: more than {STEP_BUDGET} steps without a wait")
+    except _Stop as stop:
+        journal.append(_note(cursor or "-", "error", now, reason=stop.reason))
+        state = _ended(
+            replace(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:])),
+            RunStatus.EXITED,
+            stop.reason[:300],
+            now,
+        )
+        return replace(plan, run=state)
+    state = replace(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:]))
+    return replace(plan, run=_ended(state, RunStatus.COMPLETED, None, now))
 
 
-def _send_intent(run: Run, flow: Flow, step: EmailStep | SmsStep, contact: Contact | None, now: datetime) -> SendIntent:
-    channel = Channel.EMAIL if isinstance(step, EmailStep) else Channel.SMS
-    category = flow.category_of(step)
-    recipient = None
-    if contact is not None:
-        recipient = contact.email if channel is Channel.EMAIL else contact.phone
-    message = Message(
-        contact_id=run.contact_id,
-        message_id=Message.id_for(run.run_id, step.id),
-        run_id=run.run_id,
-        flow_id=flow.id,
-        step_id=step.id,
-        channel=channel,
-        category=category,
-        status=MessageStatus.CLAIMED,
-        created_at=now,
-        recipient=recipient,
-    )
-    return SendIntent(message=message, flow=flow, step=step, skip_reason=consent_problem(contact, channel, category))
+def choose_variant(flow_id: str, step: SplitStep, contact_id: str) -> tuple[str, str | None]:
+    """Deterministic per contact: the same contact lands in the same variant on every run and retry."""
+    digest = hashlib.sha256(f"{flow_id}|{step.id}|{contact_id}".encode()).hexdigest()
+    point = int(digest[:12], 16) / float(16**12) * 100  # uniform in [0, 100)
+    if point < step.holdout:
+        return "holdout", None
+    scaled = (point - step.holdout) / (100 - step.holdout) * sum(v.weight for v in step.variants)
+    for variant in step.variants:
+        if scaled < variant.weight:
+            return variant.name, variant.next
+        scaled -= variant.weight
+    last = step.variants[-1]
+    return last.name, last.next
 
 
 def consent_problem(contact: Contact | None, channel: Channel, category: Category) -> str | None:
@@ -153,9 +418,214 @@ def consent_problem(contact: Contact | None, channel: Channel, category: Categor
     return None
 
 
-def exit_run(run: Run, reason: str, now: datetime) -> Run:
-    """The run, ended early for `reason`."""
-    return _ended(run, RunStatus.EXITED, reason, now)
+def template_context(run: Run, contact: Contact | None, variants: Mapping[str, str], now: datetime) -> JsonDict:
+    """What templates, conditions and filters see."""
+    return _context(run, contact, variants, now)
+
+
+# Helpers --------------------------------------------------------------------------------------------
+
+
+def _context(run: Run, contact: Contact | None, variants: Mapping[str, str], now: datetime) -> JsonDict:
+    return {
+        "contact": contact.template_view() if contact else {},
+        "event": dict(run.trigger),
+        "trigger": dict(run.trigger),
+        "run": {"id": run.run_id, "flow_id": run.flow_id, "started_at": run.started_at, "variants": dict(variants)},
+        "now": now,
+    }
+
+
+def _message(
+    run: Run,
+    flow: Flow,
+    step: MessageStep,
+    contact: Contact | None,
+    sent: list[SentRecord],
+    guard: Guardrails,
+    zone: ZoneInfo,
+    variants: Mapping[str, str],
+    context: JsonDict,
+    now: datetime,
+) -> tuple[SendIntent, tuple[str, datetime] | None]:
+    channel = Channel.EMAIL if isinstance(step, EmailStep) else Channel.SMS
+    category = flow.category_of(step)
+    recipient = None
+    if contact is not None:
+        recipient = contact.email if channel is Channel.EMAIL else contact.phone
+    last_split = list(variants.items())[-1] if variants else None
+    message = Message(
+        contact_id=run.contact_id,
+        message_id=f"{run.run_id}#{run.seq:04d}#{step.id}",
+        run_id=run.run_id,
+        flow_id=flow.id,
+        step_id=step.id,
+        channel=channel,
+        category=category,
+        status=MessageStatus.CLAIMED,
+        created_at=now,
+        recipient=recipient,
+        priority=flow.priority,
+        variant=f"{last_split[0]}:{last_split[1]}" if last_split else None,
+    )
+    problem = consent_problem(contact, channel, category)
+    if problem is None:
+        verdict = judge(
+            channel=channel, category=category, priority=flow.priority, history=sent, policy=guard, zone=zone, now=now
+        )
+        if verdict.defer and verdict.until is not None and verdict.reason is not None:
+            return SendIntent(message, flow, step, context), (verdict.reason, verdict.until)
+        problem = verdict.reason
+    return SendIntent(message=message, flow=flow, step=step, context=context, skip_reason=problem), None
+
+
+def _wait_duration(step: WaitStep, context: JsonDict) -> timedelta:
+    text = step.duration
+    if "{{" in text:
+        text = _render(text, context, step.id)
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise _Stop(f"error:{step.id}: {exc}") from None
+
+
+def _wait_until(step: WaitUntilStep, context: JsonDict, zone: ZoneInfo, anchor: datetime) -> datetime | None:
+    """The moment (UTC) this wait ends, counted from `anchor`; None if its date is missing."""
+    at = time.fromisoformat(step.time) if step.time else time(0, 0)
+    if step.date is not None:
+        raw = _render(step.date, context, step.id) if "{{" in step.date else step.date
+        day = _parse_date(raw)
+        if day is None:
+            return None
+        day = day + parse_offset(step.offset)
+        return datetime.combine(day, at, tzinfo=zone).astimezone(anchor.tzinfo)
+    local = anchor.astimezone(zone)
+    allowed = {WEEKDAY_INDEX[d] for d in step.weekdays} or set(range(7))
+    for days in range(0, 8):
+        day = local.date() + timedelta(days=days)
+        if day.weekday() not in allowed:
+            continue
+        candidate = datetime.combine(day, at, tzinfo=zone)
+        if candidate.astimezone(anchor.tzinfo) > anchor:
+            return candidate.astimezone(anchor.tzinfo)
+    raise AssertionError("a week always holds an allowed day")
+
+
+def _profile_update(step: UpdateProfileStep, contact_id: str, context: JsonDict) -> ProfileUpdate:
+    values = {key: _render_value(value, context, step.id) for key, value in step.set.items()}
+    return ProfileUpdate(
+        contact_id=contact_id,
+        set=values,
+        unset=tuple(step.unset),
+        add_tags=tuple(step.add_tags),
+        remove_tags=tuple(step.remove_tags),
+        email_marketing=step.email_marketing,
+        sms_marketing=step.sms_marketing,
+    )
+
+
+def _webhook(run: Run, flow: Flow, step: WebhookStep, context: JsonDict, now: datetime) -> WebhookIntent:
+    message = Message(
+        contact_id=run.contact_id,
+        message_id=f"{run.run_id}#{run.seq:04d}#{step.id}",
+        run_id=run.run_id,
+        flow_id=flow.id,
+        step_id=step.id,
+        channel=Channel.WEBHOOK,
+        category=Category.TRANSACTIONAL,
+        status=MessageStatus.CLAIMED,
+        created_at=now,
+        recipient=step.url,
+        priority=flow.priority,
+    )
+    body = {key: _render_value(value, context, step.id) for key, value in step.body.items()}
+    return WebhookIntent(message, step.url, body, parse_duration(step.timeout), step.retries)
+
+
+def _render_value(value: Any, context: JsonDict, step_id: str) -> Any:
+    if isinstance(value, str) and "{{" in value:
+        return _render(value, context, step_id)
+    if isinstance(value, dict):
+        return {k: _render_value(v, context, step_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render_value(v, context, step_id) for v in value]
+    return value
+
+
+def _render(source: str, context: JsonDict, step_id: str) -> str:
+    try:
+        return str(expressions.render(source, context))
+    except expressions.ExpressionError as exc:
+        raise _Stop(f"error:{step_id}: {exc}") from None
+
+
+def _truthy(source: str, context: JsonDict, step_id: str) -> bool:
+    try:
+        return expressions.truthy(source, context)
+    except expressions.ExpressionError as exc:
+        raise _Stop(f"error:{step_id}: {exc}") from None
+
+
+def _safe_truthy(source: str, context: JsonDict) -> bool:
+    """For filters: an expression that fails on this event (a missing property) does not match it."""
+    try:
+        return expressions.truthy(source, context)
+    except expressions.ExpressionError:
+        return False
+
+
+def _triggers(trigger: EventTrigger, event_view: JsonDict, contact_view: JsonDict, now: datetime) -> bool:
+    if event_view["type"] != trigger.event:
+        return False
+    if any(event_view.get(k) != v for k, v in trigger.where.items()):
+        return False
+    return trigger.filter is None or _safe_truthy(
+        trigger.filter, {"event": event_view, "contact": contact_view, "now": now}
+    )
+
+
+def _goal_met(flow: Flow, event: Event, context: JsonDict) -> bool:
+    goal = flow.goal
+    assert goal is not None
+    return event.type == goal.event and (goal.filter is None or _safe_truthy(goal.filter, context))
+
+
+def _lookup(view: Any, path: list[str]) -> Any:
+    for part in path:
+        if not isinstance(view, dict):
+            return None
+        view = view.get(part)
+    return view
+
+
+def _parse_date(raw: Any) -> date | None:
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, datetime):
+        return raw.date()
+    if isinstance(raw, date):
+        return raw
+    text = str(raw).strip()
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        pass
+    try:  # "--MM-DD" or "MM-DD" (a birthday without a year)
+        month, day = (int(p) for p in text.lstrip("-").split("-"))
+        return date(2000, month, day)
+    except ValueError:
+        return None
+
+
+def _same_day_in(base: date, year: int) -> date:
+    try:
+        return base.replace(year=year)
+    except ValueError:  # 29 February in a common year
+        return date(year, 2, 28)
+
+
+def _note(step_id: str, action: str, now: datetime, **details: Any) -> JsonDict:
+    return {"at": now.isoformat(), "step": step_id, "action": action, **details}
 
 
 def _ended(run: Run, status: RunStatus, reason: str | None, now: datetime) -> Run:

@@ -1,70 +1,197 @@
-"""Flows as data: pydantic models with a `type` discriminator on steps, parsed from flows/*.yaml."""
+"""Flows as data: pydantic models with a `type` discriminator, parsed from flows/*.yaml.
+
+A flow is a trigger, entry and exit rules, an optional goal, guardrail overrides, and a list of steps.
+Steps run in list order unless one names its `next` step (or a branch or split chooses one).
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from nudge.domain.durations import parse_duration
+from nudge.domain import expressions
+from nudge.domain.durations import parse_duration, parse_offset
+from nudge.domain.guardrails import GuardrailOverrides
 from nudge.domain.model import Category
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_TEMPLATED = re.compile(r"\{\{.*\}\}")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class EventTrigger(_Strict):
-    """Start a run when an event of this type arrives and every `where` property equals its value."""
+def _expression(value: str | None) -> str | None:
+    if value is not None and (problem := expressions.check(value)):
+        raise ValueError(problem)
+    return value
 
+
+def _clock_time(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            time.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time of day; write HH:MM, e.g. '09:30'") from None
+    return value
+
+
+# Triggers -------------------------------------------------------------------------------------------
+
+
+class EventTrigger(_Strict):
+    """Start a run when an event of this type arrives, its `where` properties are equal and `filter` holds."""
+
+    type: Literal["event"] = "event"
     event: str = Field(min_length=1, description="Event type, e.g. checkout_started.")
     where: dict[str, Any] = Field(default_factory=dict, description="Property equalities the event must meet.")
+    filter: str | None = Field(default=None, description="A Jinja2 expression over event, contact and now.")
 
-    def matches(self, event_type: str, properties: dict[str, Any]) -> bool:
-        return event_type == self.event and all(properties.get(k) == v for k, v in self.where.items())
+    _check_filter = field_validator("filter")(_expression)
+
+
+class DateTrigger(_Strict):
+    """Start a run on a date the contact carries (birthday, anniversary), at a local time, every year."""
+
+    type: Literal["date"]
+    date: str = Field(description="Dotted path to the date, e.g. contact.properties.birthday.")
+    offset: str = Field(default="0d", description="Signed duration from the date, e.g. '-7d'.")
+    time: str = Field(default="09:00", description="Local time of day in the contact's time zone.")
+    repeat: Literal["yearly", "once"] = "yearly"
+
+    _check_time = field_validator("time")(_clock_time)
+
+    @field_validator("date")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not re.fullmatch(r"contact(\.[a-z_][a-z0-9_]*)+", value):
+            raise ValueError("a date trigger reads a contact field, e.g. contact.properties.birthday")
+        return value
+
+    @field_validator("offset")
+    @classmethod
+    def _offset(cls, value: str) -> str:
+        parse_offset(value)
+        return value
+
+
+class ApiTrigger(_Strict):
+    """Start a run only when the API enrolls a contact: POST /v1/flows/<id>/enrollments."""
+
+    type: Literal["api"]
+
+
+def _trigger_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("type") or ("date" if "date" in value else "event"))
+    return str(getattr(value, "type", "event"))
+
+
+Trigger = Annotated[
+    Annotated[EventTrigger, Tag("event")] | Annotated[DateTrigger, Tag("date")] | Annotated[ApiTrigger, Tag("api")],
+    Discriminator(_trigger_kind),
+]
+# Segment entry (issue #7) joins this union as `type: segment`.
+
+
+class EntryRules(_Strict):
+    """Who may start again: `always` (once the previous run ended), `never`, or a duration since the last start."""
+
+    reentry: str = Field(default="always", description="always | never | a duration such as 30d")
+
+    @field_validator("reentry")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        if value not in {"always", "never"}:
+            try:
+                parse_duration(value)
+            except ValueError:
+                raise ValueError("reentry is 'always', 'never' or a duration such as '30d'") from None
+        return value
+
+    @property
+    def cooldown(self) -> timedelta | None:
+        return None if self.reentry in {"always", "never"} else parse_duration(self.reentry)
 
 
 class ExitRule(_Strict):
-    """End an active run when this event arrives; `match` pairs event properties with trigger properties."""
+    """End an active run when this event arrives and its `match` pairs and `filter` hold."""
 
     event: str = Field(min_length=1)
     match: dict[str, str] = Field(
         default_factory=dict,
         description="event property -> trigger property; all pairs must be equal (e.g. checkout_id).",
     )
+    filter: str | None = Field(default=None, description="A Jinja2 expression over event, trigger and contact.")
 
-    def matches(self, event_type: str, properties: dict[str, Any], trigger: dict[str, Any]) -> bool:
-        if event_type != self.event:
-            return False
-        return all(
-            properties.get(mine) is not None and properties.get(mine) == trigger.get(theirs)
-            for mine, theirs in self.match.items()
-        )
+    _check_filter = field_validator("filter")(_expression)
+
+
+class Goal(_Strict):
+    """The event that counts as this flow's conversion; by default it also ends the run."""
+
+    event: str = Field(min_length=1)
+    filter: str | None = None
+    exit: bool = True
+
+    _check_filter = field_validator("filter")(_expression)
+
+
+# Steps ----------------------------------------------------------------------------------------------
 
 
 class _Step(_Strict):
     id: str = Field(pattern=_ID, description="Stable step id: message ids and metrics hang on it.")
+    next: str | None = Field(default=None, description="The step to go to next (default: the following one).")
 
 
 class WaitStep(_Step):
-    """Pause the run for a duration, counted from when the previous wake-up was due."""
+    """Pause for a duration, counted from when the previous wake-up was due. May be a template."""
 
     type: Literal["wait"]
-    duration: str = Field(description="e.g. '1h', '2d', '1d12h'.")
+    duration: str = Field(description="e.g. '1h', '2d', or '{{ event.replenish_days }}d'.")
 
     @field_validator("duration")
     @classmethod
     def _valid_duration(cls, value: str) -> str:
-        parse_duration(value)
+        if not _TEMPLATED.search(value):
+            parse_duration(value)
         return value
 
-    @property
-    def delta(self) -> timedelta:
-        return parse_duration(self.duration)
+
+class WaitUntilStep(_Step):
+    """Pause until a local time of day (and weekday), or until a date (fixed or from a property) plus offset."""
+
+    type: Literal["wait_until"]
+    time: str | None = Field(default=None, description="Local time of day, HH:MM, in the contact's zone.")
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
+    date: str | None = Field(default=None, description="YYYY-MM-DD, or a template like '{{ event.launch_date }}'.")
+    offset: str = Field(default="0d", description="Signed duration added to `date`, e.g. '-7d'.")
+    if_past: str = Field(
+        default="continue", description="When the moment has passed: 'continue', or a step id to jump to."
+    )
+
+    _check_time = field_validator("time")(_clock_time)
+
+    @field_validator("offset")
+    @classmethod
+    def _offset(cls, value: str) -> str:
+        parse_offset(value)
+        return value
+
+    @model_validator(mode="after")
+    def _something_to_wait_for(self) -> WaitUntilStep:
+        if self.date is None and self.time is None:
+            raise ValueError("wait_until needs a time of day, a date, or both")
+        if self.date is not None and self.weekdays:
+            raise ValueError("wait_until takes weekdays or a date, not both")
+        return self
 
 
 class EmailStep(_Step):
@@ -73,6 +200,7 @@ class EmailStep(_Step):
     type: Literal["email"]
     template: str = Field(min_length=1)
     subject: str = Field(min_length=1, description="A Jinja2 template for the subject line.")
+    preheader: str | None = Field(default=None, description="Inbox preview text (a template).")
     category: Category | None = Field(default=None, description="Overrides the flow's category.")
 
 
@@ -84,34 +212,175 @@ class SmsStep(_Step):
     category: Category | None = None
 
 
+class BranchStep(_Step):
+    """Go to `then` if the condition holds, else to `else` (default: the following step)."""
+
+    type: Literal["branch"]
+    condition: str = Field(alias="if", description="A Jinja2 expression over contact, event, run and now.")
+    then: str
+    otherwise: str | None = Field(default=None, alias="else")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _check_condition = field_validator("condition")(_expression)
+
+
+class Variant(_Strict):
+    name: str = Field(pattern=_ID)
+    weight: int = Field(default=1, ge=1, le=10_000)
+    next: str | None = None
+
+
+class SplitStep(_Step):
+    """A/B/n split: each contact lands in one variant for good (hash of flow, step and contact)."""
+
+    type: Literal["split"]
+    variants: list[Variant] = Field(min_length=2)
+    holdout: float = Field(default=0, ge=0, le=50, description="Percent of contacts who get nothing more.")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SplitStep:
+        names = [v.name for v in self.variants]
+        if len(names) != len(set(names)):
+            raise ValueError("variant names must be distinct")
+        return self
+
+
+class UpdateProfileStep(_Step):
+    """Set or unset contact properties, add or remove tags, or change consent."""
+
+    type: Literal["update_profile"]
+    set: dict[str, Any] = Field(default_factory=dict, description="Values may be templates.")
+    unset: list[str] = Field(default_factory=list)
+    add_tags: list[str] = Field(default_factory=list)
+    remove_tags: list[str] = Field(default_factory=list)
+    email_marketing: bool | None = None
+    sms_marketing: bool | None = None
+
+
+class WebhookStep(_Step):
+    """POST a signed JSON body to a URL; retried on failure, then recorded as failed."""
+
+    type: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    body: dict[str, Any] = Field(default_factory=dict, description="Values may be templates.")
+    timeout: str = "10s"
+    retries: int = Field(default=2, ge=0, le=5)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: str) -> str:
+        if parse_duration(value) > timedelta(seconds=30):
+            raise ValueError("a webhook timeout is at most 30s")
+        return value
+
+
 class EndStep(_Step):
     """Complete the run here."""
 
     type: Literal["end"]
 
 
-Step = Annotated[WaitStep | EmailStep | SmsStep | EndStep, Field(discriminator="type")]
+Step = Annotated[
+    WaitStep | WaitUntilStep | EmailStep | SmsStep | BranchStep | SplitStep | UpdateProfileStep | WebhookStep | EndStep,
+    Field(discriminator="type"),
+]
+MessageStep = EmailStep | SmsStep
+WAITS = (WaitStep, WaitUntilStep)
 
 
 class Flow(_Strict):
-    """A sequence: what starts it, what ends it early, and its steps in order."""
+    """A sequence: what starts it, what ends it early, what counts as success, and its steps."""
 
     id: str = Field(pattern=_ID)
     name: str = Field(min_length=1)
     description: str = ""
     category: Category = Category.MARKETING
-    trigger: EventTrigger
+    priority: int = Field(default=0, ge=0, le=100, description="Higher wins smart sending against lower.")
+    trigger: Trigger
+    entry: EntryRules = Field(default_factory=EntryRules)
     exit: list[ExitRule] = Field(default_factory=list)
+    goal: Goal | None = None
+    guardrails: GuardrailOverrides = Field(default_factory=GuardrailOverrides)
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_step_ids(self) -> Flow:
+    def _well_formed(self) -> Flow:
+        ids = [step.id for step in self.steps]
         seen: set[str] = set()
+        for step_id in ids:
+            if step_id in seen:
+                raise ValueError(f"step id {step_id!r} is used twice")
+            seen.add(step_id)
         for step in self.steps:
-            if step.id in seen:
-                raise ValueError(f"step id {step.id!r} is used twice")
-            seen.add(step.id)
+            for target in self._targets(step):
+                if target not in seen:
+                    raise ValueError(f"step {step.id!r} goes to {target!r}, which is not a step of this flow")
+        self._check_reachable_and_waits()
         return self
+
+    @staticmethod
+    def _targets(step: Step) -> list[str]:
+        targets = [step.next] if step.next else []
+        if isinstance(step, BranchStep):
+            targets += [step.then] + ([step.otherwise] if step.otherwise else [])
+        elif isinstance(step, SplitStep):
+            targets += [v.next for v in step.variants if v.next]
+        elif isinstance(step, WaitUntilStep) and step.if_past != "continue":
+            targets.append(step.if_past)
+        return targets
+
+    def successors(self, step: Step) -> list[str]:
+        """Every step that may run after this one."""
+        default = self.following(step.id)
+        found: list[str | None]
+        if isinstance(step, EndStep):
+            found = []
+        elif isinstance(step, BranchStep):
+            found = [step.then, step.otherwise or default]
+        elif isinstance(step, SplitStep):
+            found = [v.next or default for v in step.variants]
+        else:
+            found = [step.next or default]
+            if isinstance(step, WaitUntilStep) and step.if_past != "continue":
+                found.append(step.if_past)
+        return [s for s in found if s]
+
+    def _check_reachable_and_waits(self) -> None:
+        by_id = {s.id: s for s in self.steps}
+        reachable: set[str] = set()
+        stack = [self.steps[0].id]
+        while stack:
+            current = stack.pop()
+            if current in reachable:
+                continue
+            reachable.add(current)
+            stack.extend(self.successors(by_id[current]))
+        unreachable = [s.id for s in self.steps if s.id not in reachable]
+        if unreachable:
+            raise ValueError(f"steps {unreachable} can never run; remove them or point a `next` at them")
+        # A loop must pass through a wait, or one advance would spin forever.
+        graph = {
+            s.id: [t for t in self.successors(s) if not isinstance(by_id[t], WAITS)]
+            for s in self.steps
+            if not isinstance(s, WAITS)
+        }
+        visiting: set[str] = set()
+        done: set[str] = set()
+
+        def visit(node: str) -> None:
+            visiting.add(node)
+            for target in graph.get(node, []):
+                if target in visiting:
+                    raise ValueError(f"steps loop through {target!r} without a wait")
+                if target not in done:
+                    visit(target)
+            visiting.discard(node)
+            done.add(node)
+
+        for node in graph:
+            if node not in done:
+                visit(node)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -119,7 +388,8 @@ class Flow(_Strict):
                 return step
         raise KeyError(f"flow {self.id!r} has no step {step_id!r}")
 
-    def next_step_id(self, step_id: str) -> str | None:
+    def following(self, step_id: str) -> str | None:
+        """The step after this one in the list (the default next)."""
         ids = [s.id for s in self.steps]
         index = ids.index(step_id) + 1
         return ids[index] if index < len(ids) else None
@@ -128,7 +398,7 @@ class Flow(_Strict):
     def first_step_id(self) -> str:
         return self.steps[0].id
 
-    def category_of(self, step: EmailStep | SmsStep) -> Category:
+    def category_of(self, step: MessageStep) -> Category:
         return step.category or self.category
 
 
@@ -150,3 +420,6 @@ class FlowCatalog:
 
     def get(self, flow_id: str) -> Flow | None:
         return self._flows.get(flow_id)
+
+
+WEEKDAY_INDEX = {name: index for index, name in enumerate(_WEEKDAYS)}

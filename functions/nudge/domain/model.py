@@ -14,6 +14,7 @@ JsonDict = dict[str, Any]
 class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
+    WEBHOOK = "webhook"
 
 
 class Category(StrEnum):
@@ -65,6 +66,7 @@ class Contact:
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
     properties: JsonDict = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
     version: int = 0
@@ -94,6 +96,9 @@ class Contact:
             "first_name": self.first_name,
             "last_name": self.last_name,
             "timezone": self.timezone,
+            "email_marketing": self.email_marketing,
+            "sms_marketing": self.sms_marketing,
+            "tags": list(self.tags),
             "properties": dict(self.properties),
         }
 
@@ -115,6 +120,27 @@ class ContactPatch:
     @property
     def contact_id(self) -> str:
         return contact_id_for(external_id=self.external_id, email=self.email, phone=self.phone)
+
+
+@dataclass(frozen=True, slots=True)
+class SentRecord:
+    """A message that went out: what the guardrails count."""
+
+    channel: Channel
+    category: Category
+    priority: int
+    sent_at: datetime
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlowSlot:
+    """A contact's standing in one flow: its active run, if any, and when it last started one."""
+
+    flow_id: str
+    active_run_id: str | None = None
+    last_started_at: datetime | None = None
+    started_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +175,10 @@ class Run:
     due_at: datetime | None = None
     ended_at: datetime | None = None
     exit_reason: str | None = None
+    variants: dict[str, str] = field(default_factory=dict)  # split step id -> variant name
+    converted_at: datetime | None = None
+    conversion: JsonDict | None = None  # the goal event: id, type, value
+    journal: tuple[JsonDict, ...] = ()  # branch, split, skip and deferral decisions, newest last
     version: int = 0
 
     @staticmethod
@@ -185,6 +215,8 @@ class Message:
     reason: str | None = None
     provider_id: str | None = None
     sent_at: datetime | None = None
+    priority: int = 0
+    variant: str | None = None
 
     @staticmethod
     def id_for(run_id: str, step_id: str) -> str:

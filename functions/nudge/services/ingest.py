@@ -1,12 +1,14 @@
-"""Use cases at the front door: record an event (starting and ending runs) and identify a contact."""
+"""Use cases at the front door: record an event (starting and ending runs), identify, enroll."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from nudge.domain import engine
-from nudge.domain.flows import FlowCatalog
+from nudge.domain.flows import DateTrigger, FlowCatalog
+from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Contact, ContactPatch, Event
 from nudge.ports import Clock, ConflictError, Scheduler, Store
 from nudge.services.runs import AdvanceOutcome, RunService
@@ -16,6 +18,10 @@ log = logging.getLogger(__name__)
 _CONTACT_WRITE_ATTEMPTS = 5
 
 
+class UnknownFlow(LookupError):
+    """No deployed flow has this id."""
+
+
 @dataclass(slots=True)
 class IngestOutcome:
     event_id: str
@@ -23,6 +29,7 @@ class IngestOutcome:
     duplicate: bool = False
     started: list[str] = field(default_factory=list)  # flow ids
     exited: list[str] = field(default_factory=list)
+    converted: list[str] = field(default_factory=list)
     advanced: list[AdvanceOutcome] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -32,6 +39,7 @@ class IngestOutcome:
             "duplicate": self.duplicate,
             "started": self.started,
             "exited": self.exited,
+            "converted": self.converted,
         }
 
 
@@ -39,47 +47,92 @@ class IngestService:
     """Turns events into contact updates and run decisions. Idempotent on the event id."""
 
     def __init__(
-        self, *, store: Store, scheduler: Scheduler, runs: RunService, flows: FlowCatalog, clock: Clock
+        self,
+        *,
+        store: Store,
+        scheduler: Scheduler,
+        runs: RunService,
+        flows: FlowCatalog,
+        guardrails: Guardrails,
+        clock: Clock,
     ) -> None:
         self._store = store
         self._scheduler = scheduler
         self._runs = runs
         self._flows = flows
+        self._guardrails = guardrails
         self._clock = clock
+        self._date_flows = [flow for flow in flows if isinstance(flow.trigger, DateTrigger)]
 
     def identify(self, patch: ContactPatch) -> Contact:
-        """Create or update a contact; fields not given keep their stored values."""
-        return self._upsert(patch)
+        """Create or update a contact; fields not given keep their stored values. Lines up date flows."""
+        contact = self._upsert(patch)
+        self._start_date_flows(contact, self._clock.now())
+        return contact
 
     def ingest(self, event: Event) -> IngestOutcome:
-        """Record the event once, update its contact, end the runs it exits and start the flows it triggers."""
+        """Record the event once, update its contact, end or convert the runs it concerns, start flows."""
         now = self._clock.now()
         outcome = IngestOutcome(event_id=event.event_id, contact_id=event.contact_id)
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
-        self._upsert(event.contact)
+        contact = self._upsert(event.contact)
+        slots = self._store.flow_slots(event.contact_id)
         active = self._store.active_runs(event.contact_id)
-        for decision in engine.on_event(event, active, self._flows, now):
-            if isinstance(decision, engine.ExitRun):
-                self._exit(decision, outcome)
-            elif (started := self._store.start_run(decision.run)) is not None:
-                outcome.started.append(started.flow_id)
-                outcome.advanced.append(self._runs.advance(started))
+        for decision in engine.on_event(event, contact, slots, active, self._flows, now):
+            if isinstance(decision, engine.StartRun):
+                self._start(decision, contact, outcome)
+            else:
+                self._end(decision, outcome)
+        self._start_date_flows(contact, now)
         self._store.finish_event(event.event_id, outcome.as_dict())
         return outcome
 
-    def _exit(self, decision: engine.ExitRun, outcome: IngestOutcome) -> None:
+    def enroll(self, flow_id: str, event: Event) -> IngestOutcome:
+        """Start `flow_id` for the event's contact (POST /v1/flows/<id>/enrollments), entry rules allowing."""
+        flow = self._flows.get(flow_id)
+        if flow is None:
+            raise UnknownFlow(flow_id)
+        now = self._clock.now()
+        outcome = IngestOutcome(event_id=event.event_id, contact_id=event.contact_id)
+        if not self._store.begin_event(event, now):
+            outcome.duplicate = True
+            return outcome
+        contact = self._upsert(event.contact)
+        start = engine.enroll(flow, event, self._store.flow_slots(event.contact_id).get(flow_id), now)
+        if start is not None:
+            self._start(start, contact, outcome)
+        self._store.finish_event(event.event_id, outcome.as_dict())
+        return outcome
+
+    def _start(self, decision: engine.StartRun, contact: Contact, outcome: IngestOutcome) -> None:
+        started = self._store.start_run(decision.run, decision.slot)
+        if started is None:
+            return  # a concurrent delivery or start got there first
+        outcome.started.append(started.flow_id)
+        outcome.advanced.append(self._runs.advance(started, contact))
+
+    def _end(self, decision: engine.ExitRun | engine.GoalReached, outcome: IngestOutcome) -> None:
         try:
             self._store.save_run(decision.run, decision.previous_version)
         except ConflictError:
             # The run advanced meanwhile; the next event or wake-up sees it again. Nothing is lost.
             log.warning("exit lost a race with an advance", extra={"run_id": decision.run.run_id})
             return
-        outcome.exited.append(decision.run.flow_id)
-        # The pending wake-up would be ignored anyway (the run is no longer active); deleting it saves a call.
-        # An exit keeps the run's seq, so its schedule name is still that of the pending wake-up.
-        self._scheduler.cancel(decision.run.schedule_name)
+        if isinstance(decision, engine.GoalReached):
+            outcome.converted.append(decision.run.flow_id)
+        if not decision.run.is_active:
+            outcome.exited.append(decision.run.flow_id)
+            # An ending keeps the run's seq, so its schedule name is still that of the pending wake-up.
+            self._scheduler.cancel(decision.run.schedule_name)
+
+    def _start_date_flows(self, contact: Contact, now: datetime) -> None:
+        if not self._date_flows:
+            return
+        slots = self._store.flow_slots(contact.contact_id)
+        for start in engine.date_starts(contact, slots, self._date_flows, self._guardrails.default_timezone, now):
+            self._runs.start(start)
 
     def _upsert(self, patch: ContactPatch) -> Contact:
         contact_id = patch.contact_id

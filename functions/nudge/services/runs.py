@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from email.utils import make_msgid
 from typing import Any
 
 from nudge.domain import engine
-from nudge.domain.flows import EmailStep, FlowCatalog
-from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run
+from nudge.domain.flows import DateTrigger, EmailStep, FlowCatalog
+from nudge.domain.guardrails import WEEK, Guardrails
+from nudge.domain.model import Category, Contact, Message, MessageStatus, Run
+from nudge.names import SIGNATURE_HEADER
 from nudge.ports import (
     Clock,
     ConflictError,
@@ -21,7 +26,10 @@ from nudge.ports import (
     StepWakeUp,
     Store,
     Texter,
+    TransientSendError,
+    WebhookSender,
 )
+from nudge.signing import sign
 from nudge.templating import TemplateRenderer, TemplateRenderError
 
 log = logging.getLogger(__name__)
@@ -32,11 +40,27 @@ class AdvanceOutcome:
     """What one advance did, for logs, responses and tests."""
 
     run_id: str
-    status: str  # advanced | completed | inactive | stale | missing | lost_race
+    status: str  # advanced | completed | exited | inactive | stale | missing | lost_race
     sent: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     next_wake_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSigner:
+    """Signs webhook bodies with the account's key, like inbound requests (see nudge.signing).
+
+    The key is read when a body is signed, not at cold start: it may come from Secrets Manager.
+    """
+
+    key: Callable[[], str | None]
+
+    def headers(self, body: bytes, clock: Clock) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", "User-Agent": "nudge-webhook/1"}
+        if (key := self.key()) is not None:
+            headers[SIGNATURE_HEADER] = sign(key, body, clock.now())
+        return headers
 
 
 class RunService:
@@ -49,19 +73,27 @@ class RunService:
         scheduler: Scheduler,
         mailer: Mailer,
         texter: Texter,
+        webhooks: WebhookSender,
         renderer: TemplateRenderer,
         flows: FlowCatalog,
+        guardrails: Guardrails,
         clock: Clock,
         from_address: str,
+        webhook_signer: WebhookSigner | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         self._store = store
         self._scheduler = scheduler
         self._mailer = mailer
         self._texter = texter
+        self._webhooks = webhooks
         self._renderer = renderer
         self._flows = flows
+        self._guardrails = guardrails
         self._clock = clock
         self._from = from_address
+        self._signer = webhook_signer or WebhookSigner(lambda: None)
+        self._sleep = sleep or _no_sleep
 
     def wake(self, wake_up: StepWakeUp) -> AdvanceOutcome:
         """Entry point for a fired schedule: ignore stale, duplicate and ended wake-ups."""
@@ -75,25 +107,49 @@ class RunService:
             return AdvanceOutcome(run_id=run.run_id, status="stale")
         return self.advance(run)
 
-    def advance(self, run: Run) -> AdvanceOutcome:
-        """Run the engine for this run now, perform its sends, schedule its next wake-up, save it."""
+    def start(self, start: engine.StartRun) -> Run | None:
+        """Store a new run; if it is due now, advance it at once, else schedule its first wake-up."""
+        run = self._store.start_run(start.run, start.slot)
+        if run is None:
+            return None
+        if run.due_at is not None and run.due_at > self._clock.now():
+            wake_up = StepWakeUp(contact_id=run.contact_id, run_id=run.run_id, seq=run.seq)
+            self._scheduler.schedule(run.schedule_name, run.due_at, wake_up)
+        else:
+            self.advance(run)
+        return run
+
+    def advance(self, run: Run, contact: Contact | None = None) -> AdvanceOutcome:
+        """Run the engine for this run now, perform its decisions, schedule its next wake-up, save it."""
         now = self._clock.now()
         flow = self._flows.get(run.flow_id)
         if flow is None:
-            ended = engine.exit_run(run, "flow_removed", now)
-            self._save(ended, run.version)
-            return AdvanceOutcome(run_id=run.run_id, status="completed")
-        contact = self._store.get_contact(run.contact_id)
-        plan = engine.advance(run, flow, contact, now)
-        outcome = AdvanceOutcome(run_id=run.run_id, status="completed" if not plan.run.is_active else "advanced")
+            self._save(engine.exit_run(run, "flow_removed", now), run.version)
+            return AdvanceOutcome(run_id=run.run_id, status="exited")
+        contact = contact or self._store.get_contact(run.contact_id)
+        history = self._store.recent_sends(run.contact_id, now - WEEK)
+        plan = engine.advance(run, flow, contact, history, self._guardrails, now)
+        status = "advanced" if plan.run.is_active else plan.run.status.value
+        outcome = AdvanceOutcome(run_id=run.run_id, status=status)
+        for update in plan.profile_updates:
+            contact = self._store.update_contact(run.contact_id, update, now) or contact
         for intent in plan.sends:
-            self._perform(intent, run, contact, outcome)
+            self._perform(intent, contact, outcome)
+        for hook in plan.webhooks:
+            self._post(hook, outcome)
         if plan.wake_at is not None:
             wake_up = StepWakeUp(contact_id=run.contact_id, run_id=run.run_id, seq=plan.run.seq)
             self._scheduler.schedule(plan.run.schedule_name, plan.wake_at, wake_up)
             outcome.next_wake_at = plan.wake_at.isoformat()
         if not self._save(plan.run, run.version):
             outcome.status = "lost_race"
+            return outcome
+        if not plan.run.is_active and isinstance(flow.trigger, DateTrigger) and contact is not None:
+            # A yearly date flow lines up next year's run as this one ends.
+            for start in engine.date_starts(
+                contact, self._store.flow_slots(contact.contact_id), [flow], self._guardrails.default_timezone, now
+            ):
+                self.start(start)
         return outcome
 
     def _save(self, run: Run, expected_version: int) -> bool:
@@ -105,7 +161,7 @@ class RunService:
             return False
         return True
 
-    def _perform(self, intent: engine.SendIntent, run: Run, contact: Contact | None, outcome: AdvanceOutcome) -> None:
+    def _perform(self, intent: engine.SendIntent, contact: Contact | None, outcome: AdvanceOutcome) -> None:
         message = intent.message
         if not self._store.claim_message(message):
             log.info("message already claimed; not sending twice", extra={"message_id": message.message_id})
@@ -115,9 +171,8 @@ class RunService:
             outcome.skipped.append((intent.step.id, intent.skip_reason))
             return
         assert contact is not None  # no skip reason means the contact and its address exist
-        context = _template_context(run, contact, intent)
         try:
-            provider_id, sent = self._deliver(intent, message, context)
+            provider_id, sent = self._deliver(intent, message, contact)
         except (TemplateRenderError, PermanentSendError) as exc:
             log.error("message failed", extra={"message_id": message.message_id, "error": str(exc)})
             self._store.settle_message(message, MessageStatus.FAILED, reason=str(exc)[:500])
@@ -130,8 +185,14 @@ class RunService:
         self._store.settle_message(sent, MessageStatus.SENT, provider_id=provider_id, sent_at=self._clock.now())
         outcome.sent.append(intent.step.id)
 
-    def _deliver(self, intent: engine.SendIntent, message: Message, context: dict[str, Any]) -> tuple[str, Message]:
+    def _deliver(self, intent: engine.SendIntent, message: Message, contact: Contact) -> tuple[str, Message]:
         recipient = message.recipient or ""
+        context = {
+            **intent.context,
+            "contact": contact.template_view(),
+            "flow": {"id": intent.flow.id, "name": intent.flow.name},
+            "step": {"id": intent.step.id},
+        }
         if isinstance(intent.step, EmailStep):
             subject, html, text = self._renderer.email(intent.step.template, intent.step.subject, context)
             email = OutgoingEmail(
@@ -145,24 +206,50 @@ class RunService:
                 tags={"flow": message.flow_id, "step": message.step_id, "category": message.category.value},
             )
             provider_id = self._mailer.send(email)
-            return provider_id, _with_content(message, subject=subject, preview=text)
+            return provider_id, replace(message, subject=subject, body_preview=text[:160])
         text = self._renderer.sms(intent.step.template, context)
         sms = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
         provider_id = self._texter.send(sms)
-        return provider_id, _with_content(message, subject=None, preview=text)
+        return provider_id, replace(message, body_preview=text[:160])
+
+    def _post(self, hook: engine.WebhookIntent, outcome: AdvanceOutcome) -> None:
+        message = hook.message
+        if not self._store.claim_message(message):
+            return
+        body = json.dumps(hook.body, separators=(",", ":"), default=str).encode()
+        attempts = hook.retries + 1
+        error = ""
+        for attempt in range(attempts):
+            try:
+                status = self._webhooks.post(
+                    hook.url, body, self._signer.headers(body, self._clock), hook.timeout.total_seconds()
+                )
+            except TransientSendError as exc:
+                error = str(exc)
+            else:
+                if 200 <= status < 300:
+                    self._store.settle_message(
+                        message, MessageStatus.SENT, provider_id=f"http-{status}", sent_at=self._clock.now()
+                    )
+                    outcome.sent.append(message.step_id)
+                    return
+                error = f"HTTP {status}"
+                if 400 <= status < 500 and status not in (408, 429):
+                    break  # the receiver refuses this body; retrying will not change its mind
+            if attempt + 1 < attempts:
+                self._sleep(_backoff(attempt).total_seconds())
+        self._store.settle_message(message, MessageStatus.FAILED, reason=error[:500])
+        outcome.failed.append((message.step_id, error))
 
 
-def _with_content(message: Message, *, subject: str | None, preview: str) -> Message:
-    return replace(message, subject=subject, body_preview=preview[:160])
+def _no_sleep(_seconds: float) -> None:
+    return None
 
 
-def _template_context(run: Run, contact: Contact, intent: engine.SendIntent) -> dict[str, Any]:
-    """What a template sees: the contact, the event that started the run, and where it is."""
-    return {
-        "contact": contact.template_view(),
-        "event": dict(run.trigger),
-        "flow": {"id": intent.flow.id, "name": intent.flow.name},
-        "step": {"id": intent.step.id},
-        "run": {"id": run.run_id, "started_at": run.started_at.isoformat()},
-        "channel": Channel.EMAIL.value if isinstance(intent.step, EmailStep) else Channel.SMS.value,
-    }
+def _backoff(attempt: int) -> timedelta:
+    return timedelta(milliseconds=200 * 2**attempt)
+
+
+def template_variables(run: Run, contact: Contact | None) -> dict[str, Any]:
+    """The variables a template of this run sees (for previews)."""
+    return engine.template_context(run, contact, run.variants, run.updated_at)

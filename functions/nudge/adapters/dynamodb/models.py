@@ -3,8 +3,9 @@
 contacts   PK contact_id                          one item per contact
 events     PK event_id                            dedupe + raw event, expires_at TTL (90 days)
 runs       PK contact_id, SK "RUN#<run_id>"       a run
-           PK contact_id, SK "ACTIVE#<flow_id>"   the contact's active-run slot for a flow (holds run_id)
-messages   PK contact_id, SK message_id           "<run_id>#<step_id>": one record per step and run
+           PK contact_id, SK "FLOW#<flow_id>"     the contact's slot in a flow: active run id (while one is
+                                                  active), last start, number of starts (re-entry rules)
+messages   PK contact_id, SK message_id           "<run_id>#<seq>#<step_id>": one record per step visit
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pynamodb.attributes import (
     BooleanAttribute,
     JSONAttribute,
+    ListAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -22,7 +24,7 @@ from pynamodb.attributes import (
 from pynamodb.models import Model
 
 RUN_PREFIX = "RUN#"
-ACTIVE_PREFIX = "ACTIVE#"
+SLOT_PREFIX = "FLOW#"
 
 
 class ContactModel(Model):
@@ -40,6 +42,7 @@ class ContactModel(Model):
     email_marketing = BooleanAttribute(null=True)
     sms_marketing = BooleanAttribute(null=True)
     properties = JSONAttribute(null=True)
+    tags = ListAttribute(of=UnicodeAttribute, null=True)
     created_at = UTCDateTimeAttribute(null=True)
     updated_at = UTCDateTimeAttribute(null=True)
     version = NumberAttribute(default=0)
@@ -82,18 +85,25 @@ class RunModel(Model):
     due_at = UTCDateTimeAttribute(null=True)
     ended_at = UTCDateTimeAttribute(null=True)
     exit_reason = UnicodeAttribute(null=True)
+    variants = JSONAttribute(null=True)
+    converted_at = UTCDateTimeAttribute(null=True)
+    conversion = JSONAttribute(null=True)
+    journal = JSONAttribute(null=True)
     version = NumberAttribute()
 
 
-class ActiveRunModel(Model):
-    """PK: contact_id, SK: ACTIVE#<flow_id>. Exists while the contact has an active run in that flow."""
+class FlowSlotModel(Model):
+    """PK: contact_id, SK: FLOW#<flow_id>. active_run_id is present while a run of the flow is active."""
 
     class Meta:
         table_name = "nudge-runs"
 
     contact_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
-    run_id = UnicodeAttribute()
+    flow_id = UnicodeAttribute()
+    active_run_id = UnicodeAttribute(null=True)
+    last_started_at = UTCDateTimeAttribute(null=True)
+    started_count = NumberAttribute(default=0)
 
 
 class MessageModel(Model):
@@ -117,6 +127,8 @@ class MessageModel(Model):
     reason = UnicodeAttribute(null=True)
     provider_id = UnicodeAttribute(null=True)
     sent_at = UTCDateTimeAttribute(null=True)
+    priority = NumberAttribute(default=0)
+    variant = UnicodeAttribute(null=True)
 
 
 @dataclass(frozen=True)
@@ -126,11 +138,11 @@ class BoundModels:
     contacts: type[ContactModel]
     events: type[EventModel]
     runs: type[RunModel]
-    active_runs: type[ActiveRunModel]
+    flow_slots: type[FlowSlotModel]
     messages: type[MessageModel]
 
     def all(self) -> tuple[type[Model], ...]:
-        return (self.contacts, self.events, self.runs, self.active_runs, self.messages)
+        return (self.contacts, self.events, self.runs, self.flow_slots, self.messages)
 
 
 def _bind(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
@@ -146,6 +158,6 @@ def bind_models(
         contacts=_bind(ContactModel, contacts, region, host),  # type: ignore[arg-type]
         events=_bind(EventModel, events, region, host),  # type: ignore[arg-type]
         runs=_bind(RunModel, runs, region, host),  # type: ignore[arg-type]
-        active_runs=_bind(ActiveRunModel, runs, region, host),  # type: ignore[arg-type]
+        flow_slots=_bind(FlowSlotModel, runs, region, host),  # type: ignore[arg-type]
         messages=_bind(MessageModel, messages, region, host),  # type: ignore[arg-type]
     )

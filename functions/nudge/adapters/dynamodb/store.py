@@ -11,21 +11,24 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from nudge.adapters.dynamodb.models import ACTIVE_PREFIX, RUN_PREFIX, BoundModels, bind_models
+from nudge.adapters.dynamodb.models import RUN_PREFIX, SLOT_PREFIX, BoundModels, bind_models
 from nudge.domain.model import (
     Category,
     Channel,
     Contact,
     Event,
+    FlowSlot,
     Message,
     MessageStatus,
     Run,
     RunStatus,
+    SentRecord,
 )
-from nudge.ports import ConflictError
+from nudge.ports import ConflictError, ContactChange
 from nudge.settings import Settings
 
 EVENT_RETENTION = timedelta(days=90)
+CONTACT_WRITE_ATTEMPTS = 5
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -86,6 +89,7 @@ class DynamoStore:
             email_marketing=item.email_marketing,
             sms_marketing=item.sms_marketing,
             properties=item.properties or {},
+            tags=tuple(item.tags or ()),
             created_at=item.created_at,
             updated_at=item.updated_at,
             version=int(item.version),
@@ -104,6 +108,7 @@ class DynamoStore:
             email_marketing=saved.email_marketing,
             sms_marketing=saved.sms_marketing,
             properties=saved.properties,
+            tags=list(saved.tags) or None,
             created_at=saved.created_at,
             updated_at=saved.updated_at,
             version=saved.version,
@@ -147,14 +152,39 @@ class DynamoStore:
 
     # runs ---------------------------------------------------------------------------------------------
 
-    def start_run(self, run: Run) -> Run | None:
+    def flow_slots(self, contact_id: str) -> dict[str, FlowSlot]:
+        model = self.models.flow_slots
+        return {
+            item.flow_id: FlowSlot(
+                flow_id=item.flow_id,
+                active_run_id=item.active_run_id,
+                last_started_at=item.last_started_at,
+                started_count=int(item.started_count or 0),
+            )
+            for item in model.query(contact_id, model.sk.startswith(SLOT_PREFIX), consistent_read=True)
+        }
+
+    def start_run(self, run: Run, expected: FlowSlot | None) -> Run | None:
         stored = replace(run, version=1)
-        slot = self.models.active_runs(contact_id=run.contact_id, sk=ACTIVE_PREFIX + run.flow_id, run_id=run.run_id)
-        item = self._run_item(stored)
+        model = self.models.flow_slots
+        starts = expected.started_count if expected else 0
+        slot = model(
+            contact_id=run.contact_id,
+            sk=SLOT_PREFIX + run.flow_id,
+            flow_id=run.flow_id,
+            active_run_id=run.run_id,
+            last_started_at=run.started_at,
+            started_count=starts + 1,
+        )
+        # The slot must be as we read it: no active run, and no other start since.
+        if expected is None:
+            slot_condition = model.sk.does_not_exist()
+        else:
+            slot_condition = model.active_run_id.does_not_exist() & (model.started_count == starts)
         try:
             with TransactWrite(connection=self._connection) as tx:
-                tx.save(slot, condition=self.models.active_runs.sk.does_not_exist())
-                tx.save(item, condition=self.models.runs.sk.does_not_exist())
+                tx.save(slot, condition=slot_condition)
+                tx.save(self._run_item(stored), condition=self.models.runs.sk.does_not_exist())
         except TransactWriteError as exc:
             if _condition_failed(exc):
                 return None
@@ -169,10 +199,11 @@ class DynamoStore:
         return self._run_from(item)
 
     def active_runs(self, contact_id: str) -> list[Run]:
-        slots = self.models.active_runs.query(
-            contact_id, self.models.active_runs.sk.startswith(ACTIVE_PREFIX), consistent_read=True
-        )
-        keys = [(contact_id, RUN_PREFIX + slot.run_id) for slot in slots]
+        keys = [
+            (contact_id, RUN_PREFIX + slot.active_run_id)
+            for slot in self.flow_slots(contact_id).values()
+            if slot.active_run_id
+        ]
         if not keys:
             return []
         return [self._run_from(item) for item in self.models.runs.batch_get(keys, consistent_read=True)]
@@ -186,10 +217,11 @@ class DynamoStore:
                 item.save(condition=condition)
             else:
                 # Ending a run frees the contact's slot for the flow in the same transaction.
-                slot = self.models.active_runs(contact_id=run.contact_id, sk=ACTIVE_PREFIX + run.flow_id)
+                slots = self.models.flow_slots
+                slot = slots(contact_id=run.contact_id, sk=SLOT_PREFIX + run.flow_id)
                 with TransactWrite(connection=self._connection) as tx:
                     tx.save(item, condition=condition)
-                    tx.delete(slot, condition=self.models.active_runs.run_id == run.run_id)
+                    tx.update(slot, actions=[slots.active_run_id.remove()], condition=slots.active_run_id == run.run_id)
         except (PutError, TransactWriteError) as exc:
             if _condition_failed(exc):
                 raise ConflictError(run.run_id) from exc
@@ -212,6 +244,10 @@ class DynamoStore:
             due_at=run.due_at,
             ended_at=run.ended_at,
             exit_reason=run.exit_reason,
+            variants=run.variants or None,
+            converted_at=run.converted_at,
+            conversion=run.conversion,
+            journal=list(run.journal) or None,
             version=run.version,
         )
 
@@ -231,6 +267,10 @@ class DynamoStore:
             due_at=item.due_at,
             ended_at=item.ended_at,
             exit_reason=item.exit_reason,
+            variants=item.variants or {},
+            converted_at=item.converted_at,
+            conversion=item.conversion,
+            journal=tuple(item.journal or ()),
             version=int(item.version),
         )
 
@@ -264,6 +304,26 @@ class DynamoStore:
         items = self.models.messages.query(contact_id, consistent_read=True)
         return sorted((self._message_from(i) for i in items), key=lambda m: m.created_at)
 
+    def recent_sends(self, contact_id: str, since: datetime) -> list[SentRecord]:
+        # One Query over the contact's messages (bounded by the messages TTL), filtered server-side.
+        model = self.models.messages
+        condition = (model.status == MessageStatus.SENT.value) & (model.sent_at >= since)
+        return [
+            SentRecord(Channel(i.channel), Category(i.category), int(i.priority or 0), i.sent_at, i.flow_id)
+            for i in model.query(contact_id, filter_condition=condition, consistent_read=True)
+        ]
+
+    def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
+        for _ in range(CONTACT_WRITE_ATTEMPTS):
+            stored = self.get_contact(contact_id)
+            if stored is None:
+                return None
+            try:
+                return self.save_contact(change.apply(stored, now), stored.version)
+            except ConflictError:
+                continue
+        raise ConflictError(f"contact {contact_id} kept changing; gave up after {CONTACT_WRITE_ATTEMPTS} tries")
+
     def _message_item(self, message: Message) -> Any:
         return self.models.messages(
             contact_id=message.contact_id,
@@ -281,6 +341,8 @@ class DynamoStore:
             reason=message.reason,
             provider_id=message.provider_id,
             sent_at=message.sent_at,
+            priority=message.priority,
+            variant=message.variant,
         )
 
     @staticmethod
@@ -301,6 +363,8 @@ class DynamoStore:
             reason=item.reason,
             provider_id=item.provider_id,
             sent_at=item.sent_at,
+            priority=int(item.priority or 0),
+            variant=item.variant,
         )
 
 

@@ -1,0 +1,163 @@
+"""Guardrails against over-messaging: smart sending, frequency caps and SMS quiet hours.
+
+Global defaults live in flows/_guardrails.yaml; a flow may override any section. Consent is checked
+for marketing messages only; transactional messages also bypass the guardrails here (a receipt is
+never held back), but never suppression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from nudge.domain.durations import parse_duration
+from nudge.domain.model import Category, Channel, SentRecord
+
+DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _duration_or_off(value: str | None) -> str | None:
+    if value is not None and value != "off":
+        parse_duration(value)
+    return value
+
+
+class SmartSending(_Strict):
+    """Skip (or delay) a marketing message if one went out on that channel within the window."""
+
+    email: str | None = Field(default="16h", description="Window for email, or 'off'.")
+    sms: str | None = Field(default="24h", description="Window for SMS, or 'off'.")
+    mode: Literal["skip", "delay"] = "skip"
+
+    _check = field_validator("email", "sms")(_duration_or_off)
+
+    def window(self, channel: Channel) -> timedelta | None:
+        value = self.email if channel is Channel.EMAIL else self.sms
+        return None if value in (None, "off") else parse_duration(value)
+
+
+class Cap(_Strict):
+    day: int | None = Field(default=None, ge=0)
+    week: int | None = Field(default=None, ge=0)
+
+
+class FrequencyCaps(_Strict):
+    """At most this many marketing messages per channel in any rolling day and week."""
+
+    email: Cap = Cap(day=2, week=7)
+    sms: Cap = Cap(day=1, week=3)
+
+
+class QuietHours(_Strict):
+    """No SMS between start and end, local time; a message due then waits for the end."""
+
+    enabled: bool = True
+    start: str = "21:00"
+    end: str = "08:00"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        time.fromisoformat(value)
+        return value
+
+
+class Guardrails(_Strict):
+    smart_sending: SmartSending = SmartSending()
+    frequency_caps: FrequencyCaps = FrequencyCaps()
+    sms_quiet_hours: QuietHours = QuietHours()
+    default_timezone: str = "UTC"
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        ZoneInfo(value)
+        return value
+
+    def merged(self, overrides: GuardrailOverrides) -> Guardrails:
+        """This policy with a flow's overrides applied, section by section."""
+        changes = {name: value for name, value in overrides if value is not None}
+        return self.model_copy(update=changes)
+
+
+class GuardrailOverrides(_Strict):
+    """A flow's `guardrails:` block: any section given replaces the global one."""
+
+    smart_sending: SmartSending | None = None
+    frequency_caps: FrequencyCaps | None = None
+    sms_quiet_hours: QuietHours | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """`reason` None: send now. `until` set: defer to then. Otherwise skip for `reason`."""
+
+    reason: str | None = None
+    until: datetime | None = None
+
+    @property
+    def send(self) -> bool:
+        return self.reason is None
+
+    @property
+    def defer(self) -> bool:
+        return self.until is not None
+
+
+SEND = Verdict()
+
+
+def judge(
+    *,
+    channel: Channel,
+    category: Category,
+    priority: int,
+    history: list[SentRecord],
+    policy: Guardrails,
+    zone: ZoneInfo,
+    now: datetime,
+) -> Verdict:
+    """May this message go out now? Pure: the history and clock are inputs."""
+    if category is Category.TRANSACTIONAL:
+        return SEND
+    if channel is Channel.SMS and policy.sms_quiet_hours.enabled:
+        resume = quiet_hours_end(now, zone, policy.sms_quiet_hours)
+        if resume is not None:
+            return Verdict(reason="sms_quiet_hours", until=resume)
+    marketing = [r for r in history if r.channel is channel and r.category is Category.MARKETING]
+    window = policy.smart_sending.window(channel)
+    if window is not None:
+        blocking = [r for r in marketing if r.sent_at > now - window and r.priority >= priority]
+        if blocking:
+            latest = max(r.sent_at for r in blocking)
+            if policy.smart_sending.mode == "delay":
+                return Verdict(reason=f"smart_sending:{channel.value}", until=latest + window)
+            return Verdict(reason=f"smart_sending:{channel.value}")
+    cap = policy.frequency_caps.email if channel is Channel.EMAIL else policy.frequency_caps.sms
+    for label, limit, span in (("day", cap.day, DAY), ("week", cap.week, WEEK)):
+        if limit is not None and sum(1 for r in marketing if r.sent_at > now - span) >= limit:
+            return Verdict(reason=f"frequency_cap:{channel.value}:{label}")
+    return SEND
+
+
+def quiet_hours_end(now: datetime, zone: ZoneInfo, quiet: QuietHours) -> datetime | None:
+    """If `now` is inside the quiet hours in `zone`, the (UTC) moment they end; else None."""
+    local = now.astimezone(zone)
+    start, end = time.fromisoformat(quiet.start), time.fromisoformat(quiet.end)
+    current = local.time()
+    overnight = start > end
+    inside = (current >= start or current < end) if overnight else (start <= current < end)
+    if not inside:
+        return None
+    day = local.date() if (not overnight or current < end) else local.date() + DAY
+    resume = datetime.combine(day, end, tzinfo=zone)
+    return resume.astimezone(now.tzinfo)
