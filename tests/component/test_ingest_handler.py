@@ -66,8 +66,9 @@ def test_an_event_delivered_twice_is_processed_once(moto_stack: MotoStack) -> No
 
     assert (first.status, second.status) == (202, 200)
     assert second.body["duplicate"] is True
+    assert first.body["started"] == ["sunset", "welcome"]
     assert len(moto_stack.sent_emails()) == 1
-    assert stored_items(moto_stack)["runs"] == 2
+    assert stored_items(moto_stack)["runs"] == 4  # two runs and their two flow slots, once
 
 
 def test_post_contacts_creates_then_updates_a_contact(moto_stack: MotoStack) -> None:

@@ -83,12 +83,13 @@ def test_the_demo_story_sends_exactly_these_messages_at_these_times() -> None:
     # Carol's order ended her cart flow and started post-purchase; the retried webhook changed nothing.
     outcomes = [(c.status, c.body["started"], c.body["exited"], c.body["duplicate"]) for _, _, c in result.api_calls]
     assert outcomes == [
-        (202, ["welcome"], [], False),
+        (202, ["sunset", "welcome"], [], False),
         (202, ["abandoned_cart"], [], False),
         (202, ["abandoned_cart"], [], False),
-        (202, ["post_purchase"], ["abandoned_cart"], False),
+        (202, ["post_purchase", "sunset", "win_back"], ["abandoned_cart"], False),
         (200, [], [], True),
     ]
+    assert result.api_calls[3][2].body["converted"] == ["abandoned_cart"]
     assert result.requests[("sesv2", "SendEmail")] == 9
     assert result.requests[("sns", "Publish")] == 1
     assert result.wake_ups == 7

@@ -51,12 +51,14 @@ def test_order_for_the_same_checkout_exits_the_cart_flow(sim: Simulation) -> Non
     sim.run_until(START + timedelta(days=7))
 
     assert outcome.exited == ["abandoned_cart"]
-    assert outcome.started == ["post_purchase"]
+    assert outcome.converted == ["abandoned_cart"]
+    assert "post_purchase" in outcome.started
     cart_subjects = [s for _, _, s in sent_subjects(sim) if "cart" in s]
     assert cart_subjects == ["You left something in your cart"]
     cart_run = next(r for r in sim.store.runs.values() if r.flow_id == "abandoned_cart")
     assert cart_run.status is RunStatus.EXITED
-    assert cart_run.exit_reason == "exit:order_placed"
+    assert cart_run.exit_reason == "goal:order_placed"
+    assert cart_run.conversion == {"event_id": "e2", "type": "order_placed", "value": 42.0}
 
 
 def test_an_order_for_another_checkout_does_not_exit(sim: Simulation) -> None:
@@ -72,9 +74,9 @@ def test_the_same_event_id_twice_starts_one_run(sim: Simulation) -> None:
     first = sim.send(subscribed("e1"))
     second = sim.send(subscribed("e1"))
 
-    assert first.started == ["welcome"] and not first.duplicate
+    assert first.started == ["sunset", "welcome"] and not first.duplicate
     assert second.duplicate and second.started == []
-    assert len(sim.store.runs) == 1
+    assert len(sim.store.runs) == 2
     assert len(sim.mailer.sent) == 1
 
 

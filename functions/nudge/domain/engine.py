@@ -171,7 +171,7 @@ def on_event(
             decisions.append(GoalReached(run=converted, previous_version=run.version))
             continue
         for rule in flow.exit:
-            if rule.event != event.type:
+            if not rule.accepts(event.type):
                 continue
             if not all(
                 event.properties.get(mine) is not None and event.properties.get(mine) == run.trigger.get(theirs)
@@ -575,7 +575,7 @@ def _safe_truthy(source: str, context: JsonDict) -> bool:
 
 
 def _triggers(trigger: EventTrigger, event_view: JsonDict, contact_view: JsonDict, now: datetime) -> bool:
-    if event_view["type"] != trigger.event:
+    if not trigger.accepts(event_view["type"]):
         return False
     if any(event_view.get(k) != v for k, v in trigger.where.items()):
         return False
@@ -587,7 +587,7 @@ def _triggers(trigger: EventTrigger, event_view: JsonDict, contact_view: JsonDic
 def _goal_met(flow: Flow, event: Event, context: JsonDict) -> bool:
     goal = flow.goal
     assert goal is not None
-    return event.type == goal.event and (goal.filter is None or _safe_truthy(goal.filter, context))
+    return goal.accepts(event.type) and (goal.filter is None or _safe_truthy(goal.filter, context))
 
 
 def _lookup(view: Any, path: list[str]) -> Any:

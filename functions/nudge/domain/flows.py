@@ -45,15 +45,25 @@ def _clock_time(value: str | None) -> str | None:
 # Triggers -------------------------------------------------------------------------------------------
 
 
+EventTypes = Annotated[str | list[str], Field(description="An event type, or a list of them.")]
+
+
+def _types(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
 class EventTrigger(_Strict):
     """Start a run when an event of this type arrives, its `where` properties are equal and `filter` holds."""
 
     type: Literal["event"] = "event"
-    event: str = Field(min_length=1, description="Event type, e.g. checkout_started.")
+    event: EventTypes
     where: dict[str, Any] = Field(default_factory=dict, description="Property equalities the event must meet.")
     filter: str | None = Field(default=None, description="A Jinja2 expression over event, contact and now.")
 
     _check_filter = field_validator("filter")(_expression)
+
+    def accepts(self, event_type: str) -> bool:
+        return event_type in _types(self.event)
 
 
 class DateTrigger(_Strict):
@@ -123,7 +133,7 @@ class EntryRules(_Strict):
 class ExitRule(_Strict):
     """End an active run when this event arrives and its `match` pairs and `filter` hold."""
 
-    event: str = Field(min_length=1)
+    event: EventTypes
     match: dict[str, str] = Field(
         default_factory=dict,
         description="event property -> trigger property; all pairs must be equal (e.g. checkout_id).",
@@ -132,15 +142,21 @@ class ExitRule(_Strict):
 
     _check_filter = field_validator("filter")(_expression)
 
+    def accepts(self, event_type: str) -> bool:
+        return event_type in _types(self.event)
+
 
 class Goal(_Strict):
     """The event that counts as this flow's conversion; by default it also ends the run."""
 
-    event: str = Field(min_length=1)
+    event: EventTypes
     filter: str | None = None
     exit: bool = True
 
     _check_filter = field_validator("filter")(_expression)
+
+    def accepts(self, event_type: str) -> bool:
+        return event_type in _types(self.event)
 
 
 # Steps ----------------------------------------------------------------------------------------------
