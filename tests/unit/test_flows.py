@@ -14,9 +14,21 @@ from tests.conftest import ROOT
 def test_shipped_flows_load() -> None:
     catalog = load_catalog(ROOT / "flows")
     assert {f.id for f in catalog} == {
-        "abandoned_cart", "back_in_stock", "birthday", "browse_abandonment", "client_onboarding", "course_drip",
-        "course_enrollment_funnel", "post_purchase", "product_launch", "replenishment", "review_referral",
-        "sunset", "vip_loyalty", "welcome", "win_back",
+        "abandoned_cart",
+        "back_in_stock",
+        "birthday",
+        "browse_abandonment",
+        "client_onboarding",
+        "course_drip",
+        "course_enrollment_funnel",
+        "post_purchase",
+        "product_launch",
+        "replenishment",
+        "review_referral",
+        "sunset",
+        "vip_loyalty",
+        "welcome",
+        "win_back",
     }
 
 

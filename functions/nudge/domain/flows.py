@@ -296,6 +296,12 @@ class EndStep(_Step):
 
     type: Literal["end"]
 
+    @model_validator(mode="after")
+    def _no_next(self) -> EndStep:
+        if self.next is not None:
+            raise ValueError("an end step has no next")
+        return self
+
 
 Step = Annotated[
     WaitStep | WaitUntilStep | EmailStep | SmsStep | BranchStep | SplitStep | UpdateProfileStep | WebhookStep | EndStep,
