@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -17,8 +18,10 @@ class FlowFileError(ValueError):
 
 
 def load_flow(path: Path) -> Flow:
+    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise FlowFileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -26,8 +29,51 @@ def load_flow(path: Path) -> Flow:
     try:
         return Flow.model_validate(data)
     except ValidationError as exc:
-        problems = [f"{path}: {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
-        raise FlowFileError("\n".join(problems)) from exc
+        raise FlowFileError("\n".join(_located(path, root, err) for err in exc.errors())) from exc
+
+
+def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
+    """`file:line: dotted.path: message`, the line being where the offending value starts in the YAML."""
+    node, parts = root, []
+    previous: Any = None
+    for part in error["loc"]:
+        # pydantic names the union member it tried (a step's or a trigger's type) in the location;
+        # it is not a key in the file.
+        is_tag = isinstance(part, str) and part in _UNION_TAGS and (isinstance(previous, int) or previous == "trigger")
+        previous = part
+        if is_tag:
+            continue
+        parts.append(str(part))
+        node = _child(node, part) or node
+    line = node.start_mark.line + 1 if node is not None else 1
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{path}:{line}: {'.'.join(parts) or '<root>'}: {message}"
+
+
+_UNION_TAGS = {
+    "wait",
+    "wait_until",
+    "email",
+    "sms",
+    "branch",
+    "split",
+    "update_profile",
+    "webhook",
+    "end",
+    "event",
+    "date",
+    "api",
+}
+
+
+def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return value
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part]
+    return None
 
 
 def load_catalog(flows_dir: Path) -> FlowCatalog:

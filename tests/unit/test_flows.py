@@ -58,20 +58,20 @@ def test_bad_durations_are_refused(text: str) -> None:
 BROKEN = {
     "unknown step type": (
         "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: teleport}\n",
-        "steps.0: Input tag 'teleport' found using 'type' does not match any of the expected tags",
+        "broken.yaml:5: steps.0: Input tag 'teleport' found using 'type' does not match any of the expected tags",
     ),
     "bad duration": (
         "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: wait, duration: soon}\n",
-        "steps.0.wait.duration: Value error, 'soon' is not a duration",
+        "broken.yaml:5: steps.0.duration: 'soon' is not a duration",
     ),
     "duplicate step ids": (
         "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: end}\n  - {id: a, type: end}\n",
-        "<root>: Value error, step id 'a' is used twice",
+        "broken.yaml:1: <root>: step id 'a' is used twice",
     ),
-    "missing trigger": ("id: f\nname: F\nsteps:\n  - {id: a, type: end}\n", "trigger: Field required"),
+    "missing trigger": ("id: f\nname: F\nsteps:\n  - {id: a, type: end}\n", "broken.yaml:1: trigger: Field required"),
     "unknown field": (
         "id: f\nname: F\ntrigger: {event: x}\nwhen: now\nsteps:\n  - {id: a, type: end}\n",
-        "when: Extra inputs are not permitted",
+        "broken.yaml:4: when: Extra inputs are not permitted",
     ),
     "bad id": (
         "id: Flow One\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: end}\n",
@@ -82,6 +82,38 @@ BROKEN = {
         "steps: List should have at least 1 item",
     ),
     "not a mapping": ("- just\n- a list\n", "a flow file holds one mapping"),
+    "filter that does not compile": (
+        "id: f\nname: F\ntrigger:\n  event: x\n  filter: 'event.total >'\nsteps:\n  - {id: a, type: end}\n",
+        "broken.yaml:5: trigger.filter: 'event.total >' does not compile",
+    ),
+    "bad time of day": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: wait_until, time: '25:00'}\n",
+        "broken.yaml:5: steps.0.time: '25:00' is not a time of day",
+    ),
+    "wait_until with nothing to wait for": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: wait_until}\n",
+        "broken.yaml:5: steps.0: wait_until needs a time of day, a date, or both",
+    ),
+    "unknown trigger type": (
+        "id: f\nname: F\ntrigger: {type: segment, segment: vip}\nsteps:\n  - {id: a, type: end}\n",
+        "broken.yaml:3: trigger: Input tag 'segment' found using _trigger_kind() does not match",
+    ),
+    "bad reentry": (
+        "id: f\nname: F\ntrigger: {event: x}\nentry: {reentry: sometimes}\nsteps:\n  - {id: a, type: end}\n",
+        "broken.yaml:4: entry.reentry: reentry is 'always', 'never' or a duration",
+    ),
+    "split with one variant": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: split, variants: [{name: x}]}\n",
+        "broken.yaml:5: steps.0.variants: List should have at least 2 items",
+    ),
+    "webhook to a non-http url": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: webhook, url: 'ftp://x'}\n",
+        "broken.yaml:5: steps.0.url: String should match pattern",
+    ),
+    "goto a missing step": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: branch, if: 'true', then: zz}\n",
+        "'zz', which is not a step of this flow",
+    ),
     "not yaml": ("id: [unclosed\n", "not valid YAML"),
 }
 
