@@ -111,6 +111,87 @@ def validate(
         raise typer.Exit(1)
 
 
+def _find_flow(flow: str, flows_dir: Path):  # type: ignore[no-untyped-def]
+    from nudge.flow_files import FlowFileError, load_catalog, load_flow
+
+    path = Path(flow)
+    try:
+        if path.suffix in {".yaml", ".yml"}:
+            return load_flow(path)
+        found = load_catalog(flows_dir).get(flow)
+    except FlowFileError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
+    if found is None:
+        console.print(f"[red]✗[/] no flow {flow!r} in {flows_dir}")
+        raise typer.Exit(1)
+    return found
+
+
+@app.command()
+def preview(
+    flow: Annotated[str, typer.Argument(help="A flow id from flows/, or a path to a flow file.")],
+    contact: Annotated[Path, typer.Option(help="Sample contact JSON.")] = Path("flows/samples/contact.json"),
+    event: Annotated[Path | None, typer.Option(help="Trigger event properties JSON.")] = None,
+    flows_dir: Annotated[Path, typer.Option(help="The flows directory.")] = Path("flows"),
+    templates: Annotated[Path, typer.Option(help="The templates directory.")] = Path("templates"),
+    html_dir: Annotated[Path | None, typer.Option(help="Also write each email's HTML here.")] = None,
+) -> None:
+    """Render every message of a flow for a sample contact (all branches)."""
+    import json
+    from datetime import UTC, datetime
+
+    from rich.panel import Panel
+
+    from nudge.flow_tools import contact_from_json
+    from nudge.flow_tools import preview as render_preview
+    from nudge.templating import TemplateRenderer, TemplateRenderError
+
+    found = _find_flow(flow, flows_dir)
+    sample = event or flows_dir / "samples" / f"{found.id}.event.json"
+    properties = json.loads(sample.read_text()) if sample.exists() else {}
+    person = contact_from_json(json.loads(contact.read_text()))
+    try:
+        rendered = render_preview(found, TemplateRenderer(templates), person, properties, datetime.now(UTC))
+    except TemplateRenderError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
+    for item in rendered:
+        title = f"{item.step_id} · {item.channel}" + (f" · {item.subject}" if item.subject else "")
+        console.print(Panel(item.text, title=title, title_align="left"))
+        if html_dir is not None and item.html is not None:
+            html_dir.mkdir(parents=True, exist_ok=True)
+            (html_dir / f"{found.id}.{item.step_id}.html").write_text(item.html)
+    source = sample if sample.exists() else "no event"
+    console.print(f"{len(rendered)} message(s) for {person.email or person.phone} from {source}")
+
+
+@app.command()
+def graph(
+    flow: Annotated[str, typer.Argument(help="A flow id from flows/, or a path to a flow file.")],
+    flows_dir: Annotated[Path, typer.Option(help="The flows directory.")] = Path("flows"),
+) -> None:
+    """Print the flow as a Mermaid diagram (paste into GitHub markdown or mermaid.live)."""
+    from nudge.flow_tools import mermaid
+
+    print(mermaid(_find_flow(flow, flows_dir)), end="")
+
+
+@app.command()
+def schema(
+    out: Annotated[Path | None, typer.Option(help="Write here instead of printing.")] = None,
+) -> None:
+    """Print (or write) the JSON Schema of flow files."""
+    from nudge.flow_tools import flow_json_schema
+
+    text = flow_json_schema()
+    if out is None:
+        print(text, end="")
+    else:
+        out.write_text(text)
+        console.print(f"wrote {out}")
+
+
 @app.command()
 def bench(
     contacts: Annotated[int, typer.Option(help="Contacts for the in-memory engine benchmark.")] = 2000,

@@ -1,0 +1,165 @@
+"""Tools over flows for people: previews of every message, Mermaid diagrams, the JSON Schema. CLI only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nudge.domain.engine import template_context
+from nudge.domain.flows import (
+    BranchStep,
+    DateTrigger,
+    EmailStep,
+    EndStep,
+    EventTrigger,
+    Flow,
+    SmsStep,
+    SplitStep,
+    Step,
+    UpdateProfileStep,
+    WaitStep,
+    WaitUntilStep,
+    WebhookStep,
+)
+from nudge.domain.model import Contact, Run, RunStatus
+from nudge.templating import TemplateRenderer
+
+
+@dataclass(frozen=True)
+class Preview:
+    step_id: str
+    channel: str
+    subject: str | None
+    text: str
+    html: str | None
+
+
+def preview(
+    flow: Flow, renderer: TemplateRenderer, contact: Contact, event: dict[str, Any], now: datetime
+) -> list[Preview]:
+    """Every message step of the flow, rendered for this contact and trigger event (all branches)."""
+    run = Run(
+        run_id="preview",
+        contact_id=contact.contact_id,
+        flow_id=flow.id,
+        status=RunStatus.ACTIVE,
+        cursor=flow.first_step_id,
+        seq=0,
+        trigger_event_id="preview",
+        trigger={"type": "preview", **event},
+        started_at=now,
+        updated_at=now,
+    )
+    context = {**template_context(run, contact, {}, now), "flow": {"id": flow.id, "name": flow.name}}
+    previews = []
+    for step in flow.steps:
+        step_context = {**context, "step": {"id": step.id}}
+        if isinstance(step, EmailStep):
+            subject, html, text = renderer.email(step.template, step.subject, step_context)
+            previews.append(Preview(step.id, "email", subject, text, html))
+        elif isinstance(step, SmsStep):
+            previews.append(Preview(step.id, "sms", None, renderer.sms(step.template, step_context), None))
+    return previews
+
+
+def contact_from_json(data: dict[str, Any]) -> Contact:
+    from nudge.services.inputs import ContactIn
+
+    tags = tuple(data.pop("tags", ()))
+    patch = ContactIn.model_validate(data).to_patch()
+    return Contact(
+        contact_id=patch.contact_id,
+        email=patch.email,
+        phone=patch.phone,
+        first_name=patch.first_name,
+        last_name=patch.last_name,
+        timezone=patch.timezone,
+        email_marketing=patch.email_marketing,
+        sms_marketing=patch.sms_marketing,
+        properties=patch.properties,
+        tags=tags,
+    )
+
+
+def mermaid(flow: Flow) -> str:
+    """The flow as a Mermaid flowchart: trigger, steps, and the edges between them."""
+    lines = ["flowchart TD", f'    trigger(["{_escape(_trigger_label(flow))}"])']
+    lines.append(f"    trigger --> {flow.first_step_id}")
+    for step in flow.steps:
+        lines.append(f"    {step.id}{_shape(step)}")
+        for target, label in _edges(flow, step):
+            arrow = f" -->|{_escape(label)}| " if label else " --> "
+            lines.append(f"    {step.id}{arrow}{target}")
+    if flow.exit or flow.goal:
+        ends = [f"exit on {', '.join(_types(rule.event))}" for rule in flow.exit]
+        if flow.goal:
+            ends.append(f"goal: {', '.join(_types(flow.goal.event))}")
+        lines.append(f'    rules[/"{_escape("; ".join(ends))}"/]')
+    return "\n".join(lines) + "\n"
+
+
+def _types(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+def _trigger_label(flow: Flow) -> str:
+    trigger = flow.trigger
+    if isinstance(trigger, EventTrigger):
+        label = f"on {', '.join(_types(trigger.event))}"
+        return label + (f" if {trigger.filter}" if trigger.filter else "")
+    if isinstance(trigger, DateTrigger):
+        return f"{trigger.repeat} on {trigger.date} {trigger.offset} at {trigger.time}"
+    return "enrolled through the API"
+
+
+def _shape(step: Step) -> str:
+    if isinstance(step, WaitStep):
+        return f'[/"wait {_escape(step.duration)}"/]'
+    if isinstance(step, WaitUntilStep):
+        when = step.date or ",".join(step.weekdays) or "next day"
+        return f'[/"wait until {_escape(when)} {step.offset if step.date else ""} {step.time or ""}"/]'
+    if isinstance(step, EmailStep):
+        return f'["✉ {_escape(step.subject)}"]'
+    if isinstance(step, SmsStep):
+        return f'["💬 {_escape(step.template)}"]'
+    if isinstance(step, BranchStep):
+        return f'{{"{_escape(step.condition)}"}}'
+    if isinstance(step, SplitStep):
+        return f'{{"split{f" (holdout {step.holdout:g}%)" if step.holdout else ""}"}}'
+    if isinstance(step, UpdateProfileStep):
+        return '[["update profile"]]'
+    if isinstance(step, WebhookStep):
+        return f'[["webhook {_escape(step.url)}"]]'
+    assert isinstance(step, EndStep)
+    return '(("end"))'
+
+
+def _edges(flow: Flow, step: Step) -> list[tuple[str, str]]:
+    default = flow.following(step.id)
+    if isinstance(step, EndStep):
+        return []
+    if isinstance(step, BranchStep):
+        other = step.otherwise or default
+        return [(step.then, "yes")] + ([(other, "no")] if other else [])
+    if isinstance(step, SplitStep):
+        total = sum(v.weight for v in step.variants)
+        share = (100 - step.holdout) / total
+        return [(v.next or default, f"{v.name} {v.weight * share:.0f}%") for v in step.variants if v.next or default]
+    edges = [(step.next or default, "")] if (step.next or default) else []
+    if isinstance(step, WaitUntilStep) and step.if_past != "continue":
+        edges.append((step.if_past, "if past"))
+    return [(t, label) for t, label in edges if t]
+
+
+def _escape(text: str) -> str:
+    return text.replace('"', "#quot;").replace("{{", "⟨").replace("}}", "⟩")
+
+
+def flow_json_schema() -> str:
+    """The JSON Schema of flow files, for editors (yaml-language-server) and CI."""
+    schema = Flow.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "nudge flow"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
