@@ -231,3 +231,17 @@ def test_an_unexpected_error_is_a_500_problem_without_a_trace(
     assert result.status == 500
     assert "secret internals" not in json.dumps(result.body)
     assert "request id" in result.body["detail"]
+
+
+def test_enrollment_through_the_api_starts_the_flow_once(moto_stack: MotoStack) -> None:
+    body = {"id": "enr_1", "contact": contact("zed"), "properties": {"course_title": "Sourdough 101"}}
+
+    first = moto_stack.call_api("POST", "/v1/flows/course_drip/enrollments", body)
+    again = moto_stack.call_api("POST", "/v1/flows/course_drip/enrollments", body)
+    unknown = moto_stack.call_api("POST", "/v1/flows/no_such_flow/enrollments", {**body, "id": "enr_2"})
+
+    assert (first.status, first.body["started"]) == (202, ["course_drip"])
+    assert (again.status, again.body["duplicate"]) == (200, True)
+    assert (unknown.status, unknown.body["type"]) == (404, "urn:nudge:problem:unknown-flow")
+    [welcome] = moto_stack.sent_emails()
+    assert "Subject: Welcome to Sourdough 101" in welcome.raw_data

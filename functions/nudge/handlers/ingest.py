@@ -15,7 +15,8 @@ from pydantic import BaseModel, ValidationError
 from nudge import names, signing, wiring
 from nudge.handlers import problems
 from nudge.handlers.problems import Problem
-from nudge.services.inputs import ContactIn, EventIn
+from nudge.services.ingest import UnknownFlow
+from nudge.services.inputs import ContactIn, EnrollmentIn, EventIn
 
 MAX_BODY_BYTES = 256 * 1024
 M = TypeVar("M", bound=BaseModel)
@@ -89,6 +90,21 @@ def post_event() -> Response:
         raise problems.invalid_field("/occurred_at", str(exc)) from None
     outcome = container.ingest.ingest(event)
     logger.info("event ingested", extra=outcome.as_dict())
+    return _json(200 if outcome.duplicate else 202, outcome.as_dict())
+
+
+@app.post("/v1/flows/<flow_id>/enrollments")
+def post_enrollment(flow_id: str) -> Response:
+    container = wiring.current()
+    enrollment = _parse(EnrollmentIn, _authenticated_json(container))
+    try:
+        event = enrollment.to_event(flow_id, container.clock.now())
+    except ValueError as exc:
+        raise problems.invalid_field("/occurred_at", str(exc)) from None
+    try:
+        outcome = container.ingest.enroll(flow_id, event)
+    except UnknownFlow:
+        raise Problem(404, "unknown-flow", "No such flow", f"no deployed flow has the id {flow_id!r}") from None
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())
 
 

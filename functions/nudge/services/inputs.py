@@ -107,3 +107,22 @@ class EventIn(_Input):
             properties=self.properties,
             occurred_at=occurred,
         )
+
+
+class EnrollmentIn(_Input):
+    """POST /v1/flows/<flow_id>/enrollments: start a flow for a contact. `id` makes retries safe."""
+
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    contact: ContactIn
+    properties: dict[str, Any] = Field(default_factory=dict, description="What the flow's templates see as event.")
+    occurred_at: AwareDatetime | None = None
+
+    def to_event(self, flow_id: str, now: datetime) -> Event:
+        as_event = EventIn(
+            id=self.id,
+            type="enrolled",
+            contact=self.contact,
+            properties={**self.properties, "flow_id": flow_id},
+            occurred_at=self.occurred_at,
+        )
+        return as_event.to_event(now)
