@@ -166,3 +166,42 @@ def test_sms_quiet_hours_defer_through_a_real_schedule(tmp_path: Path, clock: Vi
         assert len(stack.sent_sms()) == 1
     finally:
         stack.stop()
+
+
+def test_consent_is_read_from_the_stored_contact(tmp_path: Path, clock: VirtualClock) -> None:
+    stack = stack_with(
+        tmp_path,
+        clock,
+        """
+        id: promo
+        name: Promo
+        trigger: {event: promo}
+        steps:
+          - {id: mail, type: email, template: welcome/welcome, subject: Promo}
+          - {id: text, type: sms, template: abandoned_cart/reminder_2}
+        """,
+    )
+    try:
+        # Consent given earlier through /v1/contacts, withdrawn for SMS; the event itself says nothing.
+        stack.call_api(
+            "POST",
+            "/v1/contacts",
+            {
+                "id": "c1",
+                "email": "bob@example.com",
+                "phone": "+14155550101",
+                "email_marketing": True,
+                "sms_marketing": False,
+            },
+        )
+        stack.call_api(
+            "POST",
+            "/v1/events",
+            {"id": "e1", "type": "promo", "contact": {"id": "c1"}, "properties": {"recovery_url": "https://r"}},
+        )
+
+        assert len(stack.sent_emails()) == 1 and stack.sent_sms() == {}
+        [text] = [m for m in stack.container.store.messages_for("c1") if m.step_id == "text"]
+        assert (text.status.value, text.reason) == ("skipped", "no_sms_marketing_consent")
+    finally:
+        stack.stop()
