@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -64,23 +64,14 @@ def preview(
     return previews
 
 
-def contact_from_json(data: dict[str, Any]) -> Contact:
+def contact_from_json(data: dict[str, Any], now: datetime) -> Contact:
+    """A sample contact file (the API's contact object, plus `tags`) as a stored contact would be."""
     from nudge.services.inputs import ContactIn
 
-    tags = tuple(data.pop("tags", ()))
-    patch = ContactIn.model_validate(data).to_patch()
-    return Contact(
-        contact_id=patch.contact_id,
-        email=patch.email,
-        phone=patch.phone,
-        first_name=patch.first_name,
-        last_name=patch.last_name,
-        timezone=patch.timezone,
-        email_marketing=patch.email_marketing,
-        sms_marketing=patch.sms_marketing,
-        properties=patch.properties,
-        tags=tags,
-    )
+    fields = dict(data)
+    tags = tuple(fields.pop("tags", ()))
+    patch = ContactIn.model_validate(fields).to_patch()
+    return replace(Contact(contact_id=patch.contact_id).merged(patch, now), tags=tags)
 
 
 def mermaid(flow: Flow) -> str:

@@ -150,9 +150,10 @@ def preview(
     found = _find_flow(flow, flows_dir)
     sample = event or flows_dir / "samples" / f"{found.id}.event.json"
     properties = json.loads(sample.read_text()) if sample.exists() else {}
-    person = contact_from_json(json.loads(contact.read_text()))
+    now = datetime.now(UTC)
+    person = contact_from_json(json.loads(contact.read_text()), now)
     try:
-        rendered = render_preview(found, TemplateRenderer(templates), person, properties, datetime.now(UTC))
+        rendered = render_preview(found, TemplateRenderer(templates), person, properties, now)
     except TemplateRenderError as exc:
         console.print(f"[red]✗[/] {exc}")
         raise typer.Exit(1) from None

@@ -454,20 +454,8 @@ def _message(
     if contact is not None:
         recipient = contact.email if channel is Channel.EMAIL else contact.phone
     last_split = list(variants.items())[-1] if variants else None
-    message = Message(
-        contact_id=run.contact_id,
-        message_id=f"{run.run_id}#{run.seq:04d}#{step.id}",
-        run_id=run.run_id,
-        flow_id=flow.id,
-        step_id=step.id,
-        channel=channel,
-        category=category,
-        status=MessageStatus.CLAIMED,
-        created_at=now,
-        recipient=recipient,
-        priority=flow.priority,
-        variant=f"{last_split[0]}:{last_split[1]}" if last_split else None,
-    )
+    variant = f"{last_split[0]}:{last_split[1]}" if last_split else None
+    message = _record(run, flow, step.id, channel, category, recipient, now, variant)
     problem = consent_problem(contact, channel, category)
     if problem is None:
         verdict = judge(
@@ -525,21 +513,36 @@ def _profile_update(step: UpdateProfileStep, contact_id: str, context: JsonDict)
 
 
 def _webhook(run: Run, flow: Flow, step: WebhookStep, context: JsonDict, now: datetime) -> WebhookIntent:
-    message = Message(
-        contact_id=run.contact_id,
-        message_id=f"{run.run_id}#{run.seq:04d}#{step.id}",
-        run_id=run.run_id,
-        flow_id=flow.id,
-        step_id=step.id,
-        channel=Channel.WEBHOOK,
-        category=Category.TRANSACTIONAL,
-        status=MessageStatus.CLAIMED,
-        created_at=now,
-        recipient=step.url,
-        priority=flow.priority,
-    )
+    message = _record(run, flow, step.id, Channel.WEBHOOK, Category.TRANSACTIONAL, step.url, now, None)
     body = {key: _render_value(value, context, step.id) for key, value in step.body.items()}
     return WebhookIntent(message, step.url, body, parse_duration(step.timeout), step.retries)
+
+
+def _record(
+    run: Run,
+    flow: Flow,
+    step_id: str,
+    channel: Channel,
+    category: Category,
+    recipient: str | None,
+    now: datetime,
+    variant: str | None,
+) -> Message:
+    """The message record a step claims: keyed by run, wake-up and step, so a duplicate firing collides."""
+    return Message(
+        contact_id=run.contact_id,
+        message_id=f"{run.run_id}#{run.seq:04d}#{step_id}",
+        run_id=run.run_id,
+        flow_id=flow.id,
+        step_id=step_id,
+        channel=channel,
+        category=category,
+        status=MessageStatus.CLAIMED,
+        created_at=now,
+        recipient=recipient,
+        priority=flow.priority,
+        variant=variant,
+    )
 
 
 def _render_value(value: Any, context: JsonDict, step_id: str) -> Any:

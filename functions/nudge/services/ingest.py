@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -72,37 +73,44 @@ class IngestService:
 
     def ingest(self, event: Event) -> IngestOutcome:
         """Record the event once, update its contact, end or convert the runs it concerns, start flows."""
-        now = self._clock.now()
-        outcome = IngestOutcome(event_id=event.event_id, contact_id=event.contact_id)
-        if not self._store.begin_event(event, now):
-            outcome.duplicate = True
-            return outcome
-        contact = self._upsert(event.contact)
-        slots = self._store.flow_slots(event.contact_id)
-        active = self._store.active_runs(event.contact_id)
-        for decision in engine.on_event(event, contact, slots, active, self._flows, now):
-            if isinstance(decision, engine.StartRun):
-                self._start(decision, contact, outcome)
-            else:
-                self._end(decision, outcome)
-        self._start_date_flows(contact, now)
-        self._store.finish_event(event.event_id, outcome.as_dict())
-        return outcome
+
+        def decide(contact: Contact, now: datetime) -> list[engine.StartRun | engine.ExitRun | engine.GoalReached]:
+            slots = self._store.flow_slots(event.contact_id)
+            active = self._store.active_runs(event.contact_id)
+            return engine.on_event(event, contact, slots, active, self._flows, now)
+
+        return self._process(event, decide)
 
     def enroll(self, flow_id: str, event: Event) -> IngestOutcome:
         """Start `flow_id` for the event's contact (POST /v1/flows/<id>/enrollments), entry rules allowing."""
         flow = self._flows.get(flow_id)
         if flow is None:
             raise UnknownFlow(flow_id)
+
+        def decide(contact: Contact, now: datetime) -> list[engine.StartRun | engine.ExitRun | engine.GoalReached]:
+            start = engine.enroll(flow, event, self._store.flow_slots(event.contact_id).get(flow_id), now)
+            return [start] if start is not None else []
+
+        return self._process(event, decide)
+
+    def _process(
+        self,
+        event: Event,
+        decide: Callable[[Contact, datetime], list[engine.StartRun | engine.ExitRun | engine.GoalReached]],
+    ) -> IngestOutcome:
+        """Once per event id: update the contact, carry out the decisions, line up date flows, mark it done."""
         now = self._clock.now()
         outcome = IngestOutcome(event_id=event.event_id, contact_id=event.contact_id)
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
         contact = self._upsert(event.contact)
-        start = engine.enroll(flow, event, self._store.flow_slots(event.contact_id).get(flow_id), now)
-        if start is not None:
-            self._start(start, contact, outcome)
+        for decision in decide(contact, now):
+            if isinstance(decision, engine.StartRun):
+                self._start(decision, contact, outcome)
+            else:
+                self._end(decision, outcome)
+        self._start_date_flows(contact, now)
         self._store.finish_event(event.event_id, outcome.as_dict())
         return outcome
 
