@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help setup demo test test-fast lint fmt synth bench clean
+.PHONY: help setup demo test test-fast lint fmt synth diff deploy bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ demo: $(STAMP) ## run the storefront story over three weeks of virtual time on m
 	$(VENV)/bin/nudge demo
 
 test: $(STAMP) ## lint, type-check and run every test (unit, component, sim, infra)
-	$(VENV)/bin/ruff check functions tests
+	$(VENV)/bin/ruff check functions tests infra
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -n 2 --dist loadgroup
 
@@ -36,19 +36,29 @@ test-fast: $(STAMP) ## unit and simulation tests only
 	$(VENV)/bin/pytest tests/unit tests/sim -q
 
 lint: $(STAMP) ## ruff + mypy
-	$(VENV)/bin/ruff check functions tests
-	$(VENV)/bin/ruff format --check functions tests
+	$(VENV)/bin/ruff check functions tests infra
+	$(VENV)/bin/ruff format --check functions tests infra
 	$(VENV)/bin/mypy
 
 fmt: $(STAMP) ## format the code
-	$(VENV)/bin/ruff format functions tests
-	$(VENV)/bin/ruff check --fix functions tests
+	$(VENV)/bin/ruff format functions tests infra
+	$(VENV)/bin/ruff check --fix functions tests infra
 
-synth: $(STAMP) ## synthesize the CloudFormation template offline into cdk.out/
-	$(PY) infra/app.py
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+STAGE ?= dev
+synth: $(STAMP) node_modules/.package-lock.json ## cdk synth offline with the pinned CLI, into cdk.out/ (STAGE=dev|prod)
+	npx --no-install cdk synth -q -c stage=$(STAGE)
+
+diff: $(STAMP) node_modules/.package-lock.json ## what a deploy would change (STAGE=dev|prod)
+	npx --no-install cdk diff -c stage=$(STAGE)
+
+deploy: $(STAMP) node_modules/.package-lock.json ## deploy the stack (STAGE=dev|prod, CDK_ARGS='-c fromAddress=...')
+	npx --no-install cdk deploy -c stage=$(STAGE) $(CDK_ARGS)
 
 bench: $(STAMP) ## print engine and moto-adapter throughput figures
 	$(VENV)/bin/nudge bench
 
 clean: ## remove the venv, caches and cdk.out
-	rm -rf $(VENV) .tools cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,132 @@
+"""Builds the Lambda bundle without Docker: the nudge package, flows, templates and pip-installed wheels."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import jsii
+
+from nudge import names
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON_VERSION = "3.12"
+# Lambda's python3.12 runs on Amazon Linux 2023 (glibc 2.34): manylinux2014 and manylinux_2_28 wheels both load.
+PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
+# Packages that belong to the CLI, the tests or the CDK app. None of them may ever reach a Lambda bundle.
+NEVER_BUNDLED = frozenset({"typer", "rich", "moto", "aws-cdk-lib", "constructs", "cdk-nag", "pytest"})
+_IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
+
+
+def _distribution(requirement: str) -> str:
+    """The normalized distribution name of a requirement string: 'aws-lambda-powertools[parser]>=3' -> ..."""
+    name = requirement
+    for stop in "[<>=!~;@ ":
+        name = name.split(stop, 1)[0]
+    return name.strip().lower().replace("_", "-").replace(".", "-")
+
+
+def runtime_dependencies(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """pyproject's [project].dependencies: what the functions need, defined once, there."""
+    dependencies = list(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"])
+    leaked = sorted({_distribution(d) for d in dependencies} & NEVER_BUNDLED)
+    if leaked:
+        raise ValueError(f"{pyproject}: [project].dependencies must not list {', '.join(leaked)}")
+    return dependencies
+
+
+def locked_constraints(lock: Path = ROOT / "uv.lock") -> list[str]:
+    """`name==version` for every package uv.lock pins once, so the bundle matches what the tests ran on."""
+    if not lock.is_file():
+        return []
+    packages = tomllib.loads(lock.read_text(encoding="utf-8")).get("package", [])
+    versions: dict[str, set[str]] = {}
+    for package in packages:
+        source = package.get("source", {})
+        if "version" in package and ("registry" in source or not source):
+            versions.setdefault(_distribution(package["name"]), set()).add(package["version"])
+    # A package locked at two versions (one per Python-version fork) is left to pip's resolver.
+    return sorted(f"{name}=={found.pop()}" for name, found in versions.items() if len(found) == 1)
+
+
+def _pip() -> list[str]:
+    """A pip that can install for another platform; uv-made venvs have none, so fall back to PATH."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    for candidate in ("pip3", "pip"):
+        if found := shutil.which(candidate):
+            return [found]
+    raise RuntimeError("bundling needs pip (python -m pip, pip3 or pip on PATH)")
+
+
+def pip_install_command(target: Path, dependencies: Sequence[str], constraints: Path | None) -> list[str]:
+    """The pip command that installs Linux/arm64 CPython 3.12 wheels (never sdists) into target."""
+    command = [*_pip(), "install", "--target", str(target), "--implementation", "cp"]
+    command += ["--python-version", PYTHON_VERSION, "--only-binary=:all:"]
+    for platform in PLATFORMS:
+        command += ["--platform", platform]
+    # No .pyc: they would be compiled by this machine's Python (useless on 3.12) and differ on every build.
+    command += ["--no-compile", "--disable-pip-version-check", "--quiet"]
+    # The installing interpreter's own packages are irrelevant to a --target bundle: skip that conflict report.
+    command += ["--no-warn-conflicts", "--root-user-action=ignore"]
+    if constraints is not None:
+        command += ["--constraint", str(constraints)]
+    return [*command, *dependencies]
+
+
+@jsii.implements(cdk.ILocalBundling)
+class LocalPythonBundler:
+    """Implements cdk.ILocalBundling: copy sources, pip-install wheels; never needs Docker."""
+
+    def __init__(
+        self,
+        root: Path = ROOT,
+        *,
+        dependencies: Sequence[str] | None = None,
+        constraints: Sequence[str] | None = None,
+        run: Callable[[list[str]], Any] | None = None,
+    ) -> None:
+        self.root = root
+        self.dependencies = list(
+            runtime_dependencies(root / "pyproject.toml") if dependencies is None else dependencies
+        )
+        self.constraints = list(locked_constraints(root / "uv.lock") if constraints is None else constraints)
+        self._run = run or (lambda command: subprocess.run(command, check=True))
+
+    def try_bundle(self, output_dir: str, options: Any = None) -> bool:
+        """Fill output_dir with the bundle; return True so CDK never falls back to Docker."""
+        out = Path(output_dir)
+        shutil.copytree(self.root / "functions" / "nudge", out / "nudge", ignore=_IGNORED, dirs_exist_ok=True)
+        # Handlers read these at cold start from names.BUNDLED_*_DIR (/var/task/flows, /var/task/templates).
+        for source, bundled in (("flows", names.BUNDLED_FLOWS_DIR), ("templates", names.BUNDLED_TEMPLATES_DIR)):
+            shutil.copytree(self.root / source, out / Path(bundled).name, ignore=_IGNORED, dirs_exist_ok=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            constraints = None
+            if self.constraints:
+                constraints = Path(scratch) / "constraints.txt"
+                constraints.write_text("\n".join(self.constraints) + "\n", encoding="utf-8")
+            self._run(pip_install_command(out, self.dependencies, constraints))
+        return True
+
+
+def lambda_code(root: Path = ROOT) -> cdk.aws_lambda.Code:
+    """One asset for every function: the bundle's hash is of its content, so flow or template edits redeploy."""
+    from aws_cdk import aws_lambda
+
+    return aws_lambda.Code.from_asset(
+        str(root / "functions"),
+        asset_hash_type=cdk.AssetHashType.OUTPUT,
+        bundling=cdk.BundlingOptions(
+            # Required by the API; never used, because the local bundler always succeeds.
+            image=cdk.DockerImage.from_registry("public.ecr.aws/sam/build-python3.12"),
+            local=LocalPythonBundler(root),
+        ),
+    )

@@ -1,0 +1,107 @@
+"""Deployment settings read from CDK context (`-c key=value` or cdk.json), with defaults that synth offline."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from nudge import names
+
+# Every context key the app reads, with its default. cdk.json carries the same defaults (a test checks),
+# because `python infra/app.py` run directly does not read cdk.json.
+DEFAULTS: dict[str, Any] = {
+    "stage": "dev",
+    "fromAddress": "hello@example.com",
+    "senderDomain": "",  # empty: the domain part of fromAddress
+    "sesConfigurationSetName": "",  # empty: "<service>-<stage>"
+    "createSenderIdentity": False,
+    "defaultTimezone": "UTC",
+    "apiThrottleRate": 50,
+    "apiThrottleBurst": 100,
+    "alarmEmail": "",  # empty: alarms are created without a notification topic
+}
+
+_STAGE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+_EMAIL = re.compile(r"^[^@\s]+@([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$")
+
+
+class ConfigError(ValueError):
+    """A context value is missing or malformed; the message names the key."""
+
+
+def _as_bool(value: Any) -> bool:
+    # `-c createSenderIdentity=true` arrives as a string; cdk.json as a JSON boolean.
+    return value is True or str(value).strip().lower() in {"1", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class NudgeConfig:
+    """What varies between deployments. `protected` (any stage but dev) keeps data on stack deletion."""
+
+    stage: str
+    from_address: str
+    sender_domain: str
+    ses_configuration_set_name: str
+    create_sender_identity: bool
+    default_timezone: str
+    api_throttle_rate: float
+    api_throttle_burst: int
+    alarm_email: str | None
+
+    @property
+    def protected(self) -> bool:
+        """Outside dev, tables and the signing secret survive `cdk destroy` and resist deletion."""
+        return self.stage != "dev"
+
+    @property
+    def stack_name(self) -> str:
+        return f"{names.SERVICE}-{self.stage}"
+
+    @classmethod
+    def from_context(cls, get: Callable[[str], Any]) -> NudgeConfig:
+        """Build from a context getter (`app.node.try_get_context`); raise ConfigError naming a bad key."""
+
+        def value(key: str) -> Any:
+            found = get(key)
+            return DEFAULTS[key] if found is None else found
+
+        stage = str(value("stage"))
+        if not _STAGE.match(stage):
+            raise ConfigError(f"stage: {stage!r} must be lower-case letters and digits, e.g. dev or prod")
+        from_address = str(value("fromAddress")).strip()
+        match = _EMAIL.match(from_address)
+        if not match:
+            raise ConfigError(f"fromAddress: {from_address!r} is not an email address")
+        sender_domain = str(value("senderDomain")).strip().lower() or match.group(1).lower()
+        if not from_address.lower().endswith("@" + sender_domain) and not from_address.lower().endswith(
+            "." + sender_domain
+        ):
+            raise ConfigError(f"senderDomain: {sender_domain!r} is not the domain of fromAddress {from_address!r}")
+        timezone = str(value("defaultTimezone"))
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(f"defaultTimezone: {timezone!r} is not an IANA time zone") from None
+        try:
+            rate, burst = float(value("apiThrottleRate")), int(value("apiThrottleBurst"))
+        except (TypeError, ValueError):
+            raise ConfigError("apiThrottleRate and apiThrottleBurst must be numbers") from None
+        if rate <= 0 or burst <= 0:
+            raise ConfigError("apiThrottleRate and apiThrottleBurst must be positive")
+        alarm_email = str(value("alarmEmail")).strip() or None
+        if alarm_email and not _EMAIL.match(alarm_email):
+            raise ConfigError(f"alarmEmail: {alarm_email!r} is not an email address")
+        return cls(
+            stage=stage,
+            from_address=from_address,
+            sender_domain=sender_domain,
+            ses_configuration_set_name=str(value("sesConfigurationSetName")).strip() or f"{names.SERVICE}-{stage}",
+            create_sender_identity=_as_bool(value("createSenderIdentity")),
+            default_timezone=timezone,
+            api_throttle_rate=rate,
+            api_throttle_burst=burst,
+            alarm_email=alarm_email,
+        )

@@ -1,0 +1,1 @@
+"""One construct per concern: data, scheduling, messaging, functions, api, monitoring."""

@@ -1,0 +1,181 @@
+"""Compute: the ingest and step Lambda functions, each with its own role, log group and signing-key access."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+
+from constructs import Construct
+from infra.config import NudgeConfig
+from infra.constructs.data import Data
+from infra.constructs.messaging import Messaging
+from infra.constructs.scheduling import Scheduling
+from nudge import names
+
+MEMORY_MB = 512
+
+
+class Functions(Construct):
+    """Two functions over one asset: ingest (API) and step (Scheduler target)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: NudgeConfig,
+        code: lambda_.Code,
+        data: Data,
+        scheduling: Scheduling,
+        messaging: Messaging,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self._config = config
+        self.signing_secret = secretsmanager.Secret(
+            self,
+            "SigningSecret",
+            description="HMAC key storefronts sign nudge API requests with (and nudge signs its webhooks with)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+            # Storefronts hold a copy: losing it with a stack deletion would break every integration.
+            removal_policy=cdk.RemovalPolicy.RETAIN if config.protected else cdk.RemovalPolicy.DESTROY,
+        )
+        cdk.Validations.of(self.signing_secret).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="The key is shared with storefronts, so rotating it needs their cooperation: "
+                "rotation is a documented manual step (docs/deploy.md), not a rotation Lambda",
+            )
+        )
+        # Named up front so the step function's ARN is known before it exists: the step function carries its
+        # own ARN (schedules target it) without a circular reference.
+        self.step_function_name = f"{config.stack_name}-step"
+        self.step_function_arn = stack.format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=self.step_function_name,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        environment = {
+            **data.environment(),
+            **scheduling.environment(),
+            **messaging.environment(),
+            names.ENV_STEP_FUNCTION_ARN: self.step_function_arn,
+            names.ENV_FLOWS_DIR: names.BUNDLED_FLOWS_DIR,
+            names.ENV_TEMPLATES_DIR: names.BUNDLED_TEMPLATES_DIR,
+            names.ENV_DEFAULT_TIMEZONE: config.default_timezone,
+            # The ARN only: the value is read from Secrets Manager at runtime and cached for minutes.
+            names.ENV_SIGNING_SECRET_ARN: self.signing_secret.secret_arn,
+            "POWERTOOLS_SERVICE_NAME": names.SERVICE,
+            "POWERTOOLS_METRICS_NAMESPACE": names.SERVICE,
+            "LOG_LEVEL": "INFO",
+        }
+        self.ingest = self._function(
+            "Ingest",
+            function_name=f"{config.stack_name}-ingest",
+            handler=names.INGEST_HANDLER,
+            timeout=cdk.Duration.seconds(15),
+            code=code,
+            environment=environment,
+            description="nudge: signed events and contacts from the API",
+        )
+        self.step = self._function(
+            "Step",
+            function_name=self.step_function_name,
+            handler=names.STEP_HANDLER,
+            timeout=cdk.Duration.seconds(60),
+            code=code,
+            environment=environment,
+            description="nudge: a run's wait is over; advance it (invoked by EventBridge Scheduler)",
+        )
+        # Scheduler invokes Lambda asynchronously: a function error is retried by Lambda (not by the
+        # schedule's retry policy), then lands in the same dead-letter queue as undeliverable schedules.
+        self.step.configure_async_invoke(
+            retry_attempts=2,
+            max_event_age=cdk.Duration.hours(6),
+            on_failure=destinations.SqsDestination(scheduling.dead_letter_queue),
+        )
+        scheduling.allow_invoke(self.step)
+        for function in (self.ingest, self.step):
+            data.grant_read_write(function)
+            scheduling.grant_manage_schedules(function)
+            messaging.grant_send(function)
+            self.signing_secret.grant_read(function)
+            self._acknowledge_wildcards(function, scheduling)
+
+    @property
+    def all(self) -> list[lambda_.Function]:
+        return [self.ingest, self.step]
+
+    def _function(
+        self,
+        construct_id: str,
+        *,
+        function_name: str,
+        handler: str,
+        timeout: cdk.Duration,
+        code: lambda_.Code,
+        environment: dict[str, str],
+        description: str,
+    ) -> lambda_.Function:
+        protected = self._config.protected
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=logs.RetentionDays.THREE_MONTHS if protected else logs.RetentionDays.ONE_WEEK,
+            removal_policy=cdk.RemovalPolicy.RETAIN if protected else cdk.RemovalPolicy.DESTROY,
+        )
+        # An own role instead of AWSLambdaBasicExecutionRole: logs may go to this function's group only.
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of {function_name}",
+        )
+        log_group.grant_write(role)
+        function = lambda_.Function(
+            self,
+            construct_id,
+            function_name=function_name,
+            description=description,
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            architecture=lambda_.Architecture.ARM_64,
+            handler=handler,
+            code=code,
+            memory_size=MEMORY_MB,
+            timeout=timeout,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=environment,
+            role=role,
+            log_group=log_group,
+        )
+        cdk.Validations.of(function).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-L1",
+                reason="Python 3.12 is pinned on purpose: the bundle's wheels are built for cp312 (infra/bundling.py)",
+            )
+        )
+        return function
+
+    @staticmethod
+    def _acknowledge_wildcards(function: lambda_.Function, scheduling: Scheduling) -> None:
+        """Each wildcard the functions' policies hold, and why AWS leaves no narrower choice."""
+        validations = cdk.Validations.of(function.role)  # type: ignore[arg-type]
+        validations.acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource; SMS Publish to a phone "
+                "number has no ARN (topics and endpoints are explicitly denied)",
+            )
+        )
+        validations.acknowledge(
+            cdk.Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{scheduling.schedules_arn_for_nag}]",
+                reason="Schedules are named per wake-up at runtime; the wildcard is confined to this stack's group",
+            )
+        )

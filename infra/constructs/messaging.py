@@ -1,0 +1,72 @@
+"""Sending: an SES configuration set (and optionally the sender's domain identity), and SMS over SNS."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_ses as ses
+
+from constructs import Construct
+from infra.config import NudgeConfig
+from nudge import names
+
+# SESv2 SendEmail is authorized as ses:SendEmail; Raw content may also be checked as ses:SendRawEmail.
+EMAIL_ACTIONS = ("ses:SendEmail", "ses:SendRawEmail")
+
+
+class Messaging(Construct):
+    """Email may leave only from the configured address and domain; SMS only to phone numbers."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: NudgeConfig) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self._config = config
+        self.configuration_set = ses.ConfigurationSet(
+            self,
+            "ConfigurationSet",
+            configuration_set_name=config.ses_configuration_set_name,
+            reputation_metrics=True,
+            # Account-level suppression also applies to this set: never mail a bounced or complaining address.
+            suppression_reasons=ses.SuppressionReasons.BOUNCES_AND_COMPLAINTS,
+        )
+        if config.create_sender_identity:
+            # Easy DKIM: the three CNAME records below must be published in the domain's DNS.
+            identity = ses.EmailIdentity(
+                self,
+                "SenderIdentity",
+                identity=ses.Identity.domain(config.sender_domain),
+                configuration_set=self.configuration_set,
+            )
+            for index, record in enumerate(identity.dkim_records, start=1):
+                cdk.CfnOutput(stack, f"DkimCname{index}", value=f"{record.name} CNAME {record.value}")
+        # The domain identity, and the address itself in case it is verified on its own (SES then uses it).
+        self.identity_arns = [
+            stack.format_arn(service="ses", resource="identity", resource_name=identity_name)
+            for identity_name in (config.sender_domain, config.from_address)
+        ]
+        self.configuration_set_arn = stack.format_arn(
+            service="ses", resource="configuration-set", resource_name=config.ses_configuration_set_name
+        )
+
+    def grant_send(self, grantee: iam.IGrantable) -> None:
+        """Send email as the from address through the configuration set, and SMS to phone numbers."""
+        principal = grantee.grant_principal
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=list(EMAIL_ACTIONS),
+                resources=[*self.identity_arns, self.configuration_set_arn],
+                conditions={"StringEquals": {"ses:FromAddress": self._config.from_address}},
+            )
+        )
+        # Publishing to a phone number has no ARN to name: IAM sees the number itself as the resource.
+        principal.add_to_principal_policy(iam.PolicyStatement(actions=["sns:Publish"], resources=["*"]))
+        # ... so deny every ARN-named target (topics, mobile endpoints): the functions text people, not topics.
+        principal.add_to_principal_policy(
+            iam.PolicyStatement(effect=iam.Effect.DENY, actions=["sns:Publish"], resources=["arn:*:sns:*:*:*"])
+        )
+
+    def environment(self) -> dict[str, str]:
+        return {
+            names.ENV_FROM_ADDRESS: self._config.from_address,
+            names.ENV_SES_CONFIGURATION_SET: self.configuration_set.configuration_set_name,
+        }

@@ -1,0 +1,114 @@
+"""Watching: alarms on the dead-letter queue, function errors and throttles, API 5xx; one dashboard."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_apigateway as apigateway
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+
+from constructs import Construct
+from infra.config import NudgeConfig
+
+PERIOD = cdk.Duration.minutes(5)
+
+
+class Monitoring(Construct):
+    """Every alarm fires on the first occurrence: in a messaging engine, one lost step is one lost message."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: NudgeConfig,
+        functions: dict[str, lambda_.Function],
+        dead_letter_queue: sqs.IQueue,
+        rest_api: apigateway.RestApi,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.alarms: list[cloudwatch.Alarm] = []
+        self.topic = self._alarm_topic(config.alarm_email) if config.alarm_email else None
+
+        self._alarm(
+            "DeadLetters",
+            dead_letter_queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
+            "A step could not be delivered or failed after retries: a run is stuck (see docs/deploy.md)",
+        )
+        for label, function in functions.items():
+            self._alarm(f"{label}Errors", function.metric_errors(period=PERIOD), f"{label} function errors")
+            self._alarm(f"{label}Throttles", function.metric_throttles(period=PERIOD), f"{label} function throttles")
+        self._alarm("Api5xx", rest_api.metric_server_error(period=PERIOD), "The API answered 5xx")
+
+        self.dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=config.stack_name, default_interval=cdk.Duration.days(1)
+        )
+        for label, function in functions.items():
+            self.dashboard.add_widgets(
+                cloudwatch.GraphWidget(
+                    title=f"{label}: invocations and errors",
+                    left=[function.metric_invocations(period=PERIOD), function.metric_errors(period=PERIOD)],
+                    right=[function.metric_throttles(period=PERIOD)],
+                    width=12,
+                ),
+                cloudwatch.GraphWidget(
+                    title=f"{label}: duration",
+                    left=[function.metric_duration(period=PERIOD, statistic=stat) for stat in ("p50", "p99")],
+                    width=12,
+                ),
+            )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="API: requests, 4xx, 5xx",
+                left=[rest_api.metric_count(period=PERIOD)],
+                right=[rest_api.metric_client_error(period=PERIOD), rest_api.metric_server_error(period=PERIOD)],
+                width=12,
+            ),
+            cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=12),
+        )
+
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> None:
+        alarm = cloudwatch.Alarm(
+            self,
+            construct_id,
+            metric=metric,
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=description,
+        )
+        if self.topic is not None:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.topic))
+            alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
+        self.alarms.append(alarm)
+
+    def _alarm_topic(self, email: str) -> sns.Topic:
+        # CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key: it needs a key that
+        # lets cloudwatch.amazonaws.com use it.
+        key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="nudge alarm topic",
+            enable_key_rotation=True,
+            # It only ever encrypts alarm notifications in flight: nothing stored needs it after the stack.
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+            pending_window=cdk.Duration.days(7),
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}},
+            )
+        )
+        topic = sns.Topic(self, "AlarmTopic", master_key=key, enforce_ssl=True)
+        topic.add_subscription(subscriptions.EmailSubscription(email))
+        return topic

@@ -1,0 +1,103 @@
+"""Waits: an EventBridge Scheduler group for one-time schedules, their execution role and dead-letter queue."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sqs as sqs
+
+from constructs import Construct
+from infra.config import NudgeConfig
+from nudge import names
+
+SCHEDULER_SERVICE = "scheduler.amazonaws.com"
+# What the functions do with schedules: create one per wake-up, delete on exit, read one back.
+SCHEDULE_ACTIONS = ("scheduler:CreateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule")
+
+
+class Scheduling(Construct):
+    """The functions create schedules at runtime; this gives them a group, a role to pass and a DLQ."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: NudgeConfig) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.group_name = f"{names.SCHEDULE_GROUP}-{config.stage}"
+        # Deleting a group deletes its schedules: pending wake-ups go with the stack, the tables stay.
+        self.group = scheduler.ScheduleGroup(
+            self, "Group", schedule_group_name=self.group_name, removal_policy=cdk.RemovalPolicy.DESTROY
+        )
+        # Receives what could not be delivered: from Scheduler (after its retry policy) and from the step
+        # function's asynchronous invocations that failed after Lambda's own retries.
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            queue_name=f"{config.stack_name}-step-dlq",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(14),
+        )
+        self.role = iam.Role(
+            self,
+            "SchedulerRole",
+            description="Assumed by EventBridge Scheduler to invoke the nudge step function, nothing else",
+            # Only schedules of this account may use the role (confused-deputy guard).
+            assumed_by=iam.ServicePrincipal(
+                SCHEDULER_SERVICE, conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
+            ),
+        )
+        # sqs:SendMessage only (grant_send_messages would add GetQueueAttributes and GetQueueUrl).
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn])
+        )
+        cdk.Validations.of(self.dead_letter_queue).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason="This queue is the dead-letter queue (for Scheduler and the step function's async failures)",
+            )
+        )
+        # Every schedule the functions may touch lives in this group; names are made at runtime per wake-up.
+        self.schedules_arn = stack.format_arn(
+            service="scheduler",
+            resource="schedule",
+            resource_name=f"{self.group_name}/*",
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        # The same ARN as cdk-nag spells it in a finding id (unresolved pseudo parameters as <AWS::...>);
+        # region and account are literals when the stack has an explicit environment.
+        partition, region, account = (
+            f"<AWS::{pseudo}>" if cdk.Token.is_unresolved(value) else value
+            for pseudo, value in (
+                ("Partition", stack.partition),
+                ("Region", stack.region),
+                ("AccountId", stack.account),
+            )
+        )
+        self.schedules_arn_for_nag = f"arn:{partition}:scheduler:{region}:{account}:schedule/{self.group_name}/*"
+
+    def allow_invoke(self, step_function: lambda_.IFunction) -> None:
+        """The role's only target: the step function."""
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[step_function.function_arn])
+        )
+
+    def grant_manage_schedules(self, grantee: iam.IGrantable) -> None:
+        """Create, delete and read schedules in this group only, and pass exactly this role to Scheduler."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(SCHEDULE_ACTIONS), resources=[self.schedules_arn])
+        )
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": SCHEDULER_SERVICE}},
+            )
+        )
+
+    def environment(self) -> dict[str, str]:
+        return {
+            names.ENV_SCHEDULE_GROUP: self.group.schedule_group_name,
+            names.ENV_SCHEDULER_ROLE_ARN: self.role.role_arn,
+            names.ENV_SCHEDULER_DLQ_ARN: self.dead_letter_queue.queue_arn,
+        }

@@ -1,0 +1,461 @@
+"""CDK assertions on what matters: IAM scope, encryption, DLQs, the functions' shape, cdk-nag, the bundle."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nudge import names
+
+pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIP_BUNDLING = {"aws:cdk:bundling-stacks": []}
+PROD = {
+    "stage": "prod",
+    "fromAddress": "hello@shop.example",
+    "alarmEmail": "ops@shop.example",
+    "createSenderIdentity": True,
+    "apiThrottleRate": 20,
+    "apiThrottleBurst": 40,
+}
+ALL_ENV = {value for key, value in vars(names).items() if key.startswith("ENV_")}
+
+
+@dataclass
+class Synth:
+    """One synthesized stack: its template as a dict, and cdk-nag's verdict on the app."""
+
+    template: dict[str, Any]
+    nag_error: str | None
+
+    def resources(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {key: res for key, res in self.template["Resources"].items() if res["Type"] == kind}
+
+    def one(self, kind: str, **properties: Any) -> tuple[str, dict[str, Any]]:
+        found = [
+            (key, res)
+            for key, res in self.resources(kind).items()
+            if all(res["Properties"].get(name) == value for name, value in properties.items())
+        ]
+        assert len(found) == 1, f"expected one {kind} with {properties}, found {len(found)}"
+        return found[0]
+
+
+def _synth(context: dict[str, Any], outdir: Path) -> Synth:
+    from infra.app import build_app
+
+    app, stack = build_app({**SKIP_BUNDLING, **context}, outdir=str(outdir))
+    try:
+        assembly = app.synth()
+        nag_error = None
+    except Exception as exc:  # cdk-nag findings make synth raise; keep the template tests running
+        nag_error = str(exc)
+        app, stack = build_app({**SKIP_BUNDLING, **context}, nag=False, outdir=str(outdir / "no-nag"))
+        assembly = app.synth()
+    return Synth(template=assembly.get_stack_artifact(stack.artifact_id).template, nag_error=nag_error)
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return _synth(PROD, tmp_path_factory.mktemp("prod"))
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synth]:
+    # Defaults, with the environment the CLI sets when deploying: ARNs then hold a literal region and account.
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CDK_DEFAULT_ACCOUNT", "123456789012")
+        env.setenv("CDK_DEFAULT_REGION", "eu-west-1")
+        yield _synth({}, tmp_path_factory.mktemp("dev"))
+
+
+def render(value: Any) -> str:
+    """A CloudFormation value as text: Fn::Join flattened, Ref and GetAtt as ${...}."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(render(part) for part in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return "${" + value["Ref"] + "}"
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return "${" + ".".join(value["Fn::GetAtt"]) + "}"
+    return json.dumps(value, sort_keys=True)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def statements(synth: Synth, role_key: str) -> Iterator[dict[str, Any]]:
+    """Every statement of every policy attached to a role (inline or AWS::IAM::Policy)."""
+    role = synth.template["Resources"][role_key]
+    for policy in role["Properties"].get("Policies", []):
+        yield from policy["PolicyDocument"]["Statement"]
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if {"Ref": role_key} in policy["Properties"]["Roles"]:
+            yield from policy["Properties"]["PolicyDocument"]["Statement"]
+
+
+def function(synth: Synth, handler: str) -> tuple[str, dict[str, Any]]:
+    return synth.one("AWS::Lambda::Function", Handler=handler)
+
+
+def function_role(synth: Synth, handler: str) -> str:
+    return function(synth, handler)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
+
+
+def scheduler_role(synth: Synth) -> str:
+    (key,) = [
+        key
+        for key, role in synth.resources("AWS::IAM::Role").items()
+        if any(
+            s["Principal"].get("Service") == "scheduler.amazonaws.com"
+            for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        )
+    ]
+    return key
+
+
+# --- data -------------------------------------------------------------------------------------------------
+
+
+def test_four_tables_on_demand_with_pitr_and_encryption_and_protected_in_prod(prod: Synth) -> None:
+    tables = prod.resources("AWS::DynamoDB::Table")
+    assert len(tables) == 4
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        assert props["SSESpecification"]["SSEEnabled"] is True
+        assert props["DeletionProtectionEnabled"] is True
+        assert table["DeletionPolicy"] == "Retain"
+
+
+def test_table_keys_and_ttl_match_the_store_adapter(prod: Synth) -> None:
+    expected = {
+        f"{names.CONTACTS_TABLE}-prod": ([("contact_id", "HASH")], None),
+        f"{names.EVENTS_TABLE}-prod": ([("event_id", "HASH")], "expires_at"),
+        f"{names.RUNS_TABLE}-prod": ([("contact_id", "HASH"), ("sk", "RANGE")], None),
+        f"{names.MESSAGES_TABLE}-prod": ([("contact_id", "HASH"), ("message_id", "RANGE")], "expires_at"),
+    }
+    found = {}
+    for table in prod.resources("AWS::DynamoDB::Table").values():
+        props = table["Properties"]
+        keys = [(key["AttributeName"], key["KeyType"]) for key in props["KeySchema"]]
+        ttl = props.get("TimeToLiveSpecification")
+        found[props["TableName"]] = (keys, ttl["AttributeName"] if ttl and ttl["Enabled"] else None)
+    assert found == expected
+
+
+def test_dev_tables_are_disposable(dev: Synth) -> None:
+    for table in dev.resources("AWS::DynamoDB::Table").values():
+        assert table["DeletionPolicy"] == "Delete"
+        assert not table["Properties"].get("DeletionProtectionEnabled")
+
+
+# --- functions --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("handler", "timeout"), [(names.INGEST_HANDLER, 15), (names.STEP_HANDLER, 60)])
+def test_functions_are_arm64_python312_traced(prod: Synth, handler: str, timeout: int) -> None:
+    props = function(prod, handler)[1]["Properties"]
+    assert props["Runtime"] == "python3.12"
+    assert props["Architectures"] == ["arm64"]
+    assert props["TracingConfig"] == {"Mode": "Active"}
+    assert props["MemorySize"] == 512
+    assert props["Timeout"] == timeout
+
+
+@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
+def test_function_environment_names_every_resource(prod: Synth, handler: str) -> None:
+    env = function(prod, handler)[1]["Properties"]["Environment"]["Variables"]
+    assert set(env) >= ALL_ENV
+    assert env[names.ENV_FLOWS_DIR] == names.BUNDLED_FLOWS_DIR
+    assert env[names.ENV_TEMPLATES_DIR] == names.BUNDLED_TEMPLATES_DIR
+    assert env[names.ENV_FROM_ADDRESS] == "hello@shop.example"
+    assert env[names.ENV_SCHEDULE_GROUP] == f"{names.SCHEDULE_GROUP}-prod"
+    assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == names.SERVICE
+    # The step function's ARN is computed from its fixed name (no circular reference), and names it exactly.
+    step_name = function(prod, names.STEP_HANDLER)[1]["Properties"]["FunctionName"]
+    assert render(env[names.ENV_STEP_FUNCTION_ARN]).endswith(f":function:{step_name}")
+
+
+def test_no_environment_variable_holds_a_secret_value(prod: Synth) -> None:
+    (secret_key,) = prod.resources("AWS::SecretsManager::Secret")
+    assert prod.template["Resources"][secret_key]["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
+    for _, fn in prod.resources("AWS::Lambda::Function").items():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env[names.ENV_SIGNING_SECRET_ARN] == {"Ref": secret_key}  # the secret's Ref is its ARN
+        for name, value in env.items():
+            assert "resolve:secretsmanager" not in json.dumps(value), name
+            secretish = any(word in name for word in ("SECRET", "KEY", "TOKEN", "PASSWORD"))
+            assert not secretish or name.endswith("_ARN"), f"{name} looks like it carries a secret"
+
+
+def test_step_function_failures_land_in_the_dead_letter_queue(prod: Synth) -> None:
+    (queue_key,) = prod.resources("AWS::SQS::Queue")
+    (config,) = prod.resources("AWS::Lambda::EventInvokeConfig").values()
+    props = config["Properties"]
+    assert props["FunctionName"] == {"Ref": function(prod, names.STEP_HANDLER)[0]}
+    assert props["MaximumRetryAttempts"] == 2
+    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue_key, "Arn"]}
+
+
+# --- scheduling -------------------------------------------------------------------------------------------
+
+
+def test_scheduler_role_may_only_invoke_the_step_function_and_dead_letter(prod: Synth) -> None:
+    role_key = scheduler_role(prod)
+    trust = prod.template["Resources"][role_key]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Condition"] for s in trust] == [{"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}]
+    (queue_key,) = prod.resources("AWS::SQS::Queue")
+    step_key = function(prod, names.STEP_HANDLER)[0]
+    granted = {
+        (action, render(resource))
+        for statement in statements(prod, role_key)
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    }
+    assert granted == {
+        ("lambda:InvokeFunction", f"${{{step_key}.Arn}}"),
+        ("sqs:SendMessage", f"${{{queue_key}.Arn}}"),
+    }
+
+
+def test_dead_letter_queue_is_encrypted_tls_only_and_keeps_14_days(prod: Synth) -> None:
+    (queue,) = prod.resources("AWS::SQS::Queue").values()
+    assert queue["Properties"]["SqsManagedSseEnabled"] is True
+    assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    (policy,) = prod.resources("AWS::SQS::QueuePolicy").values()
+    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_schedule_group_exists_with_the_configured_name(prod: Synth) -> None:
+    prod.one("AWS::Scheduler::ScheduleGroup", Name=f"{names.SCHEDULE_GROUP}-prod")
+
+
+@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
+def test_functions_manage_schedules_only_in_their_group_and_pass_only_the_scheduler_role(
+    prod: Synth, handler: str
+) -> None:
+    this_account = "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}"
+    group_schedules = f"{this_account}:schedule/{names.SCHEDULE_GROUP}-prod/*"
+    scheduler_statements = pass_role_statements = 0
+    for statement in statements(prod, function_role(prod, handler)):
+        actions = as_list(statement["Action"])
+        if any(action.startswith("scheduler:") for action in actions):
+            scheduler_statements += 1
+            assert sorted(actions) == ["scheduler:CreateSchedule", "scheduler:DeleteSchedule", "scheduler:GetSchedule"]
+            assert [render(r) for r in as_list(statement["Resource"])] == [group_schedules]
+        if "iam:PassRole" in actions:
+            pass_role_statements += 1
+            assert statement["Resource"] == {"Fn::GetAtt": [scheduler_role(prod), "Arn"]}
+            assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    assert (scheduler_statements, pass_role_statements) == (1, 1)
+
+
+# --- IAM, all policies ------------------------------------------------------------------------------------
+
+
+def _all_iam_statements(synth: Synth) -> Iterator[dict[str, Any]]:
+    for kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+        for policy in synth.resources(kind).values():
+            yield from policy["Properties"]["PolicyDocument"]["Statement"]
+    for role in synth.resources("AWS::IAM::Role").values():
+        for policy in role["Properties"].get("Policies", []):
+            yield from policy["PolicyDocument"]["Statement"]
+
+
+def test_no_iam_statement_grants_wildcard_actions(prod: Synth) -> None:
+    for statement in _all_iam_statements(prod):
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, statement
+
+
+def test_wildcard_resources_are_only_the_acknowledged_ones(prod: Synth) -> None:
+    allowed = {
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "sns:Publish",  # direct-to-phone SMS; topics are denied below
+        "scheduler:CreateSchedule",
+        "scheduler:DeleteSchedule",
+        "scheduler:GetSchedule",
+    }
+    for statement in _all_iam_statements(prod):
+        if statement["Effect"] != "Allow":
+            continue
+        if any("*" in render(resource) for resource in as_list(statement["Resource"])):
+            assert set(as_list(statement["Action"])) <= allowed, statement
+
+
+@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
+def test_email_only_from_the_sender_and_sms_never_to_topics(prod: Synth, handler: str) -> None:
+    own = list(statements(prod, function_role(prod, handler)))
+    (ses,) = [s for s in own if "ses:SendEmail" in as_list(s["Action"])]
+    assert sorted(render(r).split(":")[-1] for r in ses["Resource"]) == [
+        "configuration-set/nudge-prod",
+        "identity/hello@shop.example",
+        "identity/shop.example",
+    ]
+    assert ses["Condition"] == {"StringEquals": {"ses:FromAddress": "hello@shop.example"}}
+    (deny,) = [s for s in own if s["Effect"] == "Deny"]
+    assert (deny["Action"], deny["Resource"]) == ("sns:Publish", "arn:*:sns:*:*:*")
+
+
+@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
+def test_functions_read_write_items_on_the_four_tables_without_scans(prod: Synth, handler: str) -> None:
+    own = list(statements(prod, function_role(prod, handler)))
+    (data,) = [s for s in own if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    assert "dynamodb:Scan" not in data["Action"]
+    tables = set(prod.resources("AWS::DynamoDB::Table"))
+    assert {r["Fn::GetAtt"][0] for r in data["Resource"]} == tables
+
+
+# --- api and monitoring -----------------------------------------------------------------------------------
+
+
+def test_api_routes_proxy_to_ingest_with_throttling_tracing_and_access_logs(prod: Synth) -> None:
+    ingest_key = function(prod, names.INGEST_HANDLER)[0]
+    methods = prod.resources("AWS::ApiGateway::Method").values()
+    paths = {
+        prod.template["Resources"][m["Properties"]["ResourceId"]["Ref"]]["Properties"]["PathPart"] for m in methods
+    }
+    assert paths == {"events", "contacts", "enrollments"}
+    for method in methods:
+        assert method["Properties"]["HttpMethod"] == "POST"
+        integration = method["Properties"]["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        assert f"${{{ingest_key}.Arn}}" in render(integration["Uri"])
+    (stage,) = prod.resources("AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["StageName"] == "prod"
+    assert props["TracingEnabled"] is True
+    assert "DestinationArn" in props["AccessLogSetting"]
+    (settings,) = props["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (20, 40)
+    assert "ApiUrl" in prod.template["Outputs"]
+
+
+def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_topic(prod: Synth) -> None:
+    alarms = prod.resources("AWS::CloudWatch::Alarm").values()
+    metrics = sorted(
+        (a["Properties"]["Namespace"], a["Properties"]["MetricName"])
+        for a in alarms
+        if a["Properties"]["Namespace"] != "AWS/ApiGateway"
+    )
+    assert metrics == [
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Errors"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/Lambda", "Throttles"),
+        ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+    ]
+    (topic_key, topic) = prod.one("AWS::SNS::Topic")
+    assert "KmsMasterKeyId" in topic["Properties"]
+    for alarm in alarms:
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_key}]
+        assert alarm["Properties"]["Threshold"] == 0
+    prod.one("AWS::SNS::Subscription", Protocol="email", Endpoint="ops@shop.example")
+    assert len(prod.resources("AWS::CloudWatch::Dashboard")) == 1
+
+
+def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
+    assert dev.resources("AWS::SNS::Topic") == {}
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 6
+
+
+# --- cdk-nag ----------------------------------------------------------------------------------------------
+
+
+def test_cdk_nag_finds_nothing_unacknowledged_in_prod(prod: Synth) -> None:
+    assert prod.nag_error is None, prod.nag_error
+
+
+def test_cdk_nag_finds_nothing_unacknowledged_in_dev_defaults(dev: Synth) -> None:
+    assert dev.nag_error is None, dev.nag_error
+
+
+# --- configuration ----------------------------------------------------------------------------------------
+
+
+def test_cdk_json_context_carries_the_app_defaults() -> None:
+    from infra.config import DEFAULTS
+
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    assert {key: context[key] for key in DEFAULTS} == DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("context", "key"),
+    [
+        ({"stage": "Prod!"}, "stage"),
+        ({"fromAddress": "not-an-address"}, "fromAddress"),
+        ({"fromAddress": "a@shop.example", "senderDomain": "other.example"}, "senderDomain"),
+        ({"defaultTimezone": "Mars/Olympus"}, "defaultTimezone"),
+        ({"apiThrottleRate": "-1"}, "apiThrottleRate"),
+    ],
+)
+def test_bad_context_is_refused_naming_the_key(context: dict[str, str], key: str) -> None:
+    from infra.config import ConfigError, NudgeConfig
+
+    with pytest.raises(ConfigError, match=key):
+        NudgeConfig.from_context(context.get)
+
+
+# --- bundling ---------------------------------------------------------------------------------------------
+
+
+def test_bundle_dependencies_are_pyprojects_runtime_dependencies_and_nothing_else() -> None:
+    from infra.bundling import runtime_dependencies
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    dependencies = runtime_dependencies()
+    assert dependencies == pyproject["project"]["dependencies"]
+    assert not any(d.split("[")[0].split(">")[0] in {"typer", "rich", "moto"} for d in dependencies)
+
+
+def test_cli_or_test_packages_in_runtime_dependencies_are_refused(tmp_path: Path) -> None:
+    from infra.bundling import runtime_dependencies
+
+    (tmp_path / "pyproject.toml").write_text('[project]\ndependencies = ["boto3", "typer>=0.12"]\n')
+    with pytest.raises(ValueError, match="typer"):
+        runtime_dependencies(tmp_path / "pyproject.toml")
+
+
+def test_local_bundler_copies_sources_and_installs_locked_arm64_wheels(tmp_path: Path) -> None:
+    from infra.bundling import LocalPythonBundler
+
+    commands: list[list[str]] = []
+    constraints: list[str] = []
+
+    def fake_pip(command: list[str]) -> None:
+        commands.append(command)
+        constraints.extend(Path(command[command.index("--constraint") + 1]).read_text().split())
+
+    bundler = LocalPythonBundler(ROOT, run=fake_pip)
+    assert bundler.try_bundle(str(tmp_path / "out"), None) is True
+
+    out = tmp_path / "out"
+    assert (out / "nudge" / "handlers" / "step.py").is_file()
+    assert (out / Path(names.BUNDLED_FLOWS_DIR).name / "welcome.yaml").is_file()
+    assert (out / Path(names.BUNDLED_TEMPLATES_DIR).name).is_dir()
+    assert not list(out.rglob("__pycache__"))
+    (command,) = commands
+    assert command[-len(bundler.dependencies) :] == bundler.dependencies
+    for flag in ("--platform=manylinux2014_aarch64", "--python-version=3.12", "--implementation=cp", "--target="):
+        option, value = flag.split("=")
+        assert command[command.index(option) + 1].startswith(value or str(out))
+    assert "--only-binary=:all:" in command and "--no-compile" in command
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    (boto3,) = [p["version"] for p in lock["package"] if p["name"] == "boto3"]
+    assert f"boto3=={boto3}" in constraints
