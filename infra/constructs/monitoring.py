@@ -15,8 +15,15 @@ from aws_cdk import aws_sqs as sqs
 
 from constructs import Construct
 from infra.config import NudgeConfig
+from nudge import names
 
 PERIOD = cdk.Duration.minutes(5)
+REPUTATION_PERIOD = cdk.Duration.hours(1)
+FLOW_METRICS = {  # metric names published by functions/nudge/handlers/flow_metrics.py, per flow
+    "Messages sent per flow": ["MessagesSent"],
+    "Runs started and conversions per flow": ["RunsStarted", "Conversions"],
+    "Messages skipped and failed per flow": ["MessagesSkipped", "MessagesFailed"],
+}
 
 
 class Monitoring(Construct):
@@ -45,6 +52,16 @@ class Monitoring(Construct):
             self._alarm(f"{label}Errors", function.metric_errors(period=PERIOD), f"{label} function errors")
             self._alarm(f"{label}Throttles", function.metric_throttles(period=PERIOD), f"{label} function throttles")
         self._alarm("Api5xx", rest_api.metric_server_error(period=PERIOD), "The API answered 5xx")
+        # SES publishes the account's reputation rates itself; above these, Gmail and Yahoo start refusing
+        # (complaints under 0.3 %) and SES reviews the account (bounces over 5 %, complaints over 0.1 %).
+        for name, threshold, why in (
+            ("BounceRate", 0.02, "Bounce rate above 2 %: clean the list before SES reviews the account"),
+            ("ComplaintRate", 0.001, "Complaint rate above 0.1 %: mailbox providers will start filtering"),
+        ):
+            metric = cloudwatch.Metric(
+                namespace="AWS/SES", metric_name=f"Reputation.{name}", statistic="Maximum", period=REPUTATION_PERIOD
+            )
+            self._alarm(f"Ses{name}", metric, why, threshold=threshold)
 
         self.dashboard = cloudwatch.Dashboard(
             self, "Dashboard", dashboard_name=config.stack_name, default_interval=cdk.Duration.days(1)
@@ -64,6 +81,16 @@ class Monitoring(Construct):
                 ),
             )
         self.dashboard.add_widgets(
+            *[
+                cloudwatch.GraphWidget(
+                    title=title,
+                    left=[self._per_flow(names.SERVICE, name) for name in metric_names],
+                    width=8,
+                )
+                for title, metric_names in FLOW_METRICS.items()
+            ]
+        )
+        self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="API: requests, 4xx, 5xx",
                 left=[rest_api.metric_count(period=PERIOD)],
@@ -73,12 +100,21 @@ class Monitoring(Construct):
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=12),
         )
 
-    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str) -> None:
+    @staticmethod
+    def _per_flow(namespace: str, metric_name: str) -> cloudwatch.MathExpression:
+        # SEARCH finds every flow's series, so adding a flow needs no redeploy of the dashboard.
+        return cloudwatch.MathExpression(
+            expression=f"SEARCH('{{{namespace},flow}} MetricName=\"{metric_name}\"', 'Sum', 300)",
+            label=metric_name,
+            period=PERIOD,
+        )
+
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, description: str, *, threshold: float = 0) -> None:
         alarm = cloudwatch.Alarm(
             self,
             construct_id,
             metric=metric,
-            threshold=0,
+            threshold=threshold,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=1,
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,

@@ -89,3 +89,26 @@ def test_an_exited_run_sends_nothing_though_its_schedule_fires(moto_stack: MotoS
 def test_a_malformed_wake_up_fails_loudly(moto_stack: MotoStack, event: object, message: str) -> None:
     with pytest.raises(BadWakeUp, match=message):
         moto_stack.fire_step(event)  # type: ignore[arg-type]
+
+
+def test_handlers_publish_per_flow_counts_as_emf(
+    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "nudge")
+    moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1"))
+    payload = only_pending_payload(moto_stack)
+    moto_stack.clock.set(START + timedelta(hours=1))
+    moto_stack.fire_step(payload)
+
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+
+    by_flow = [
+        (doc["flow"], {k: v for k, v in doc.items() if k.startswith(("Runs", "Messages", "Conv"))}) for doc in documents
+    ]
+    assert by_flow == [
+        ("abandoned_cart", {"RunsStarted": [1.0]}),
+        ("abandoned_cart", {"MessagesSent": [1.0]}),
+    ]
+    declared = documents[0]["_aws"]["CloudWatchMetrics"][0]
+    assert (declared["Namespace"], declared["Dimensions"]) == ("nudge", [["flow"]])

@@ -360,20 +360,26 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "Throttles"),
         ("AWS/Lambda", "Throttles"),
+        ("AWS/SES", "Reputation.BounceRate"),
+        ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
     ]
     (topic_key, topic) = prod.one("AWS::SNS::Topic")
     assert "KmsMasterKeyId" in topic["Properties"]
+    thresholds = {"Reputation.BounceRate": 0.02, "Reputation.ComplaintRate": 0.001}
     for alarm in alarms:
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": topic_key}]
-        assert alarm["Properties"]["Threshold"] == 0
+        assert alarm["Properties"]["Threshold"] == thresholds.get(alarm["Properties"]["MetricName"], 0)
     prod.one("AWS::SNS::Subscription", Protocol="email", Endpoint="ops@shop.example")
-    assert len(prod.resources("AWS::CloudWatch::Dashboard")) == 1
+    (_, dashboard) = prod.one("AWS::CloudWatch::Dashboard")
+    body = render(dashboard["Properties"]["DashboardBody"])
+    for metric in ("MessagesSent", "RunsStarted", "Conversions", "MessagesSkipped", "MessagesFailed"):
+        assert f"SEARCH('{{nudge,flow}} MetricName=\\\"{metric}\\\"', 'Sum', 300)" in body, metric
 
 
 def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
     assert dev.resources("AWS::SNS::Topic") == {}
-    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 6
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 8
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------------------

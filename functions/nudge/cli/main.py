@@ -21,6 +21,7 @@ if not console.is_terminal:
 def _quiet_lambda_logs() -> None:
     # The handlers log JSON lines for CloudWatch; in a terminal story they drown the timeline.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 
 @app.command()

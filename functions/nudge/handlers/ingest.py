@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from nudge import names, signing, wiring
-from nudge.handlers import problems
+from nudge.handlers import flow_metrics, problems
 from nudge.handlers.problems import Problem
 from nudge.services.ingest import UnknownFlow
 from nudge.services.inputs import ContactIn, EnrollmentIn, EventIn
@@ -89,6 +89,7 @@ def post_event() -> Response:
     except ValueError as exc:
         raise problems.invalid_field("/occurred_at", str(exc)) from None
     outcome = container.ingest.ingest(event)
+    flow_metrics.publish(flow_metrics.from_ingest(outcome))
     logger.info("event ingested", extra=outcome.as_dict())
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())
 
@@ -105,6 +106,7 @@ def post_enrollment(flow_id: str) -> Response:
         outcome = container.ingest.enroll(flow_id, event)
     except UnknownFlow:
         raise Problem(404, "unknown-flow", "No such flow", f"no deployed flow has the id {flow_id!r}") from None
+    flow_metrics.publish(flow_metrics.from_ingest(outcome))
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())
 
 

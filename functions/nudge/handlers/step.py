@@ -9,6 +9,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
+from nudge.handlers import flow_metrics
 from nudge.ports import StepWakeUp
 
 logger = Logger(service=names.SERVICE)
@@ -35,6 +36,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     wake_up = parse_wake_up(event)
     logger.append_keys(run_id=wake_up.run_id, seq=wake_up.seq)
     outcome = wiring.current().runs.wake(wake_up)
+    flow_metrics.publish(flow_metrics.from_advance(outcome))
     result = asdict(outcome)
     logger.info("run advanced", extra=result)
     return result

@@ -41,6 +41,7 @@ class AdvanceOutcome:
 
     run_id: str
     status: str  # advanced | completed | exited | inactive | stale | missing | lost_race
+    flow_id: str | None = None
     sent: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -102,9 +103,9 @@ class RunService:
             log.warning("wake-up for unknown run", extra={"run_id": wake_up.run_id})
             return AdvanceOutcome(run_id=wake_up.run_id, status="missing")
         if not run.is_active:
-            return AdvanceOutcome(run_id=run.run_id, status="inactive")
+            return AdvanceOutcome(run_id=run.run_id, status="inactive", flow_id=run.flow_id)
         if run.seq != wake_up.seq:
-            return AdvanceOutcome(run_id=run.run_id, status="stale")
+            return AdvanceOutcome(run_id=run.run_id, status="stale", flow_id=run.flow_id)
         return self.advance(run)
 
     def start(self, start: engine.StartRun) -> Run | None:
@@ -125,12 +126,12 @@ class RunService:
         flow = self._flows.get(run.flow_id)
         if flow is None:
             self._save(engine.exit_run(run, "flow_removed", now), run.version)
-            return AdvanceOutcome(run_id=run.run_id, status="exited")
+            return AdvanceOutcome(run_id=run.run_id, status="exited", flow_id=run.flow_id)
         contact = contact or self._store.get_contact(run.contact_id)
         history = self._store.recent_sends(run.contact_id, now - WEEK)
         plan = engine.advance(run, flow, contact, history, self._guardrails, now)
         status = "advanced" if plan.run.is_active else plan.run.status.value
-        outcome = AdvanceOutcome(run_id=run.run_id, status=status)
+        outcome = AdvanceOutcome(run_id=run.run_id, status=status, flow_id=run.flow_id)
         for update in plan.profile_updates:
             contact = self._store.update_contact(run.contact_id, update, now) or contact
         for intent in plan.sends:
