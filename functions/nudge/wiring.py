@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nudge.flow_files import load_catalog
-from nudge.ports import Clock, Mailer, Scheduler, Store, Texter
+from nudge.ports import ApiKeys, Clock, ContactRefs, Mailer, PrivacyRequests, RateLimiter, Scheduler, Store, Texter
 from nudge.services.ingest import IngestService
+from nudge.services.keys import KeyService
 from nudge.services.runs import RunService
+from nudge.services.webhooks import WebhookService
 from nudge.settings import Settings
 from nudge.templating import TemplateRenderer
 
@@ -32,6 +34,13 @@ class Container:
     runs: RunService
     ingest: IngestService
     signing_key: Callable[[], str | None]
+    refs: ContactRefs
+    privacy_requests: PrivacyRequests
+    rate_limiter: RateLimiter
+    keys: KeyService
+    webhooks: WebhookService
+    # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
+    webhook_secrets: Callable[[], Mapping[str, Any]]
 
 
 def assemble(
@@ -42,7 +51,12 @@ def assemble(
     scheduler: Scheduler,
     mailer: Mailer,
     texter: Texter,
+    api_keys: ApiKeys,
+    refs: ContactRefs,
+    privacy_requests: PrivacyRequests,
+    rate_limiter: RateLimiter,
     signing_key: Callable[[], str | None] | None = None,
+    webhook_secrets: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Container:
     """Wire the services over the given adapters."""
     flows = load_catalog(settings.flows_dir)
@@ -69,6 +83,12 @@ def assemble(
         runs=runs,
         ingest=ingest,
         signing_key=signing_key or (lambda: settings.signing_key),
+        refs=refs,
+        privacy_requests=privacy_requests,
+        rate_limiter=rate_limiter,
+        keys=KeyService(api_keys, clock),
+        webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock),
+        webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
     )
 
 
@@ -76,15 +96,17 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
     """Adapters over real AWS APIs (in Lambda, or against moto in the demo and tests)."""
     import boto3
 
+    from nudge.adapters.dynamodb import access
     from nudge.adapters.dynamodb.store import DynamoStore
     from nudge.adapters.scheduler import EventBridgeScheduler
-    from nudge.adapters.secrets import SecretReader
+    from nudge.adapters.secrets import JsonSecretReader, SecretReader
     from nudge.adapters.ses import SesMailer
     from nudge.adapters.sns import SnsTexter
 
     session = session or boto3.Session()
     region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
     store = DynamoStore.for_settings(settings, region=region)
+    tables = access.bind_access_models(settings, region=region, connection=store.connection)
     scheduler = EventBridgeScheduler(
         session.client("scheduler"),
         group=settings.schedule_group,
@@ -95,11 +117,18 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
     mailer = SesMailer(session.client("sesv2"), configuration_set=settings.ses_configuration_set)
     texter = SnsTexter(session.client("sns"))
     signing_key: Callable[[], str | None]
+    secrets_client = (
+        session.client("secretsmanager") if settings.signing_secret_arn or settings.webhook_secrets_arn else None
+    )
     if settings.signing_secret_arn:
-        reader = SecretReader(session.client("secretsmanager"), settings.signing_secret_arn, clock=clock)
+        reader = SecretReader(secrets_client, settings.signing_secret_arn, clock=clock)
         signing_key = reader.value
     else:
         signing_key = lambda: settings.signing_key  # noqa: E731
+    webhook_secrets: Callable[[], Mapping[str, Any]] | None = None
+    if settings.webhook_secrets_arn:
+        secret = SecretReader(secrets_client, settings.webhook_secrets_arn, clock=clock)
+        webhook_secrets = JsonSecretReader(secret).value
     return assemble(
         settings,
         clock,
@@ -107,21 +136,30 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
         scheduler=scheduler,
         mailer=mailer,
         texter=texter,
+        api_keys=access.DynamoApiKeys(tables),
+        refs=access.DynamoContactRefs(tables),
+        privacy_requests=access.DynamoPrivacyRequests(tables),
+        rate_limiter=access.DynamoRateLimiter(tables),
         signing_key=signing_key,
+        webhook_secrets=webhook_secrets,
     )
 
 
 def build_memory(settings: Settings, clock: Clock) -> Container:
     """In-memory twins of every adapter: for unit tests and simulations."""
-    from nudge.adapters.memory import MemoryMailer, MemoryScheduler, MemoryStore, MemoryTexter
+    from nudge.adapters import memory
 
     return assemble(
         settings,
         clock,
-        store=MemoryStore(),
-        scheduler=MemoryScheduler(),
-        mailer=MemoryMailer(),
-        texter=MemoryTexter(),
+        store=memory.MemoryStore(),
+        scheduler=memory.MemoryScheduler(),
+        mailer=memory.MemoryMailer(),
+        texter=memory.MemoryTexter(),
+        api_keys=memory.MemoryApiKeys(),
+        refs=memory.MemoryContactRefs(),
+        privacy_requests=memory.MemoryPrivacyRequests(),
+        rate_limiter=memory.MemoryRateLimiter(),
     )
 
 

@@ -47,6 +47,9 @@ class IngestService:
         self._flows = flows
         self._clock = clock
 
+    def get_contact(self, contact_id: str) -> Contact | None:
+        return self._store.get_contact(contact_id)
+
     def identify(self, patch: ContactPatch) -> Contact:
         """Create or update a contact; fields not given keep their stored values."""
         return self._upsert(patch)
