@@ -12,6 +12,8 @@ from nudge.ports import ApiKeys, Clock, ContactRefs, Mailer, PrivacyRequests, Ra
 from nudge.services.ingest import IngestService
 from nudge.services.keys import KeyService
 from nudge.services.runs import RunService
+from nudge.services.segment import SegmentService
+from nudge.services.subscribe import SubscribeService
 from nudge.services.webhooks import WebhookService
 from nudge.settings import Settings
 from nudge.templating import TemplateRenderer
@@ -39,6 +41,8 @@ class Container:
     rate_limiter: RateLimiter
     keys: KeyService
     webhooks: WebhookService
+    segment: SegmentService
+    subscribe: SubscribeService
     # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
     webhook_secrets: Callable[[], Mapping[str, Any]]
 
@@ -88,6 +92,8 @@ def assemble(
         rate_limiter=rate_limiter,
         keys=KeyService(api_keys, clock),
         webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock),
+        segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
+        subscribe=SubscribeService(ingest=ingest, clock=clock),
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
     )
 

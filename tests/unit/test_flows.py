@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 
 def test_shipped_flows_load() -> None:
     catalog = load_catalog(ROOT / "flows")
-    assert {f.id for f in catalog} == {"welcome", "abandoned_cart", "post_purchase"}
+    assert {f.id for f in catalog} == {"welcome", "abandoned_cart", "post_purchase", "double_opt_in"}
 
 
 @pytest.mark.parametrize(

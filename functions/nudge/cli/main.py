@@ -124,5 +124,15 @@ def bench(
         console.print(line)
 
 
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI 3.1 document of the HTTP API (docs/openapi.json is this output)."""
+    import json
+
+    from nudge.openapi import document
+
+    sys.stdout.write(json.dumps(document(), indent=2) + "\n")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())

@@ -126,3 +126,7 @@ def too_many_requests(retry_after: int) -> Problem:
         f"slow down; try again in {retry_after} s",
         headers={"Retry-After": str(retry_after)},
     )
+
+
+def invalid_link(detail: str) -> Problem:
+    return Problem(400, "invalid-link", "This link is not valid", detail)

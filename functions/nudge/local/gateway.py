@@ -6,10 +6,13 @@ the handlers exactly as the REST API's proxy integrations would.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
 
 from nudge import names
 from nudge.local.lambda_events import FakeLambdaContext, proxy_event
@@ -76,10 +79,26 @@ def invoke(
     out = {name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items() if values}
     out.update(response.get("headers") or {})
     raw = response.get("body") or ""
-    if response.get("isBase64Encoded"):
-        import base64
-
-        data = base64.b64decode(raw)
-    else:
-        data = raw.encode()
+    data = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
     return LocalResponse(int(response["statusCode"]), out, data)
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """The gateway as a WSGI application: for `nudge serve` (wsgiref) and for schemathesis in-process."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items() if key.startswith("HTTP_")}
+    if environ.get("CONTENT_TYPE"):
+        headers["Content-Type"] = environ["CONTENT_TYPE"]
+    query = {key: values[-1] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    response = invoke(
+        environ["REQUEST_METHOD"],
+        environ.get("PATH_INFO") or "/",
+        body=body,
+        headers=headers,
+        query=query,
+        source_ip=environ.get("REMOTE_ADDR", "127.0.0.1"),
+    )
+    reason = HTTPStatus(response.status).phrase if response.status in HTTPStatus._value2member_map_ else ""
+    start_response(f"{response.status} {reason}", list(response.headers.items()))
+    return [response.body]

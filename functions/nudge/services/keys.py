@@ -55,6 +55,11 @@ class KeyService:
             return None
         return record
 
+    def live(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, unless it was revoked."""
+        record = self._keys.get(key_hash)
+        return record if record is not None and record.revoked_at is None else None
+
     def revoke(self, key_or_hash: str) -> bool:
         """Revoke by the key itself or by its hash; False if no such key exists."""
         is_plain = key_or_hash.startswith(tuple(PREFIXES.values()))
