@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nudge import names, wiring
-from nudge.clocks import VirtualClock
+from nudge.clocks import MovableClock
 from nudge.local import gateway
 from nudge.local.gateway import LocalResponse
 from nudge.local.lambda_events import FakeLambdaContext, signed_request
@@ -51,7 +51,7 @@ class ApiResult:
 class MotoStack:
     """A running local deployment. Use `start_moto_stack()`; call `stop()` when done."""
 
-    clock: VirtualClock
+    clock: MovableClock
     settings: Settings
     container: wiring.Container
     session: Any
@@ -120,8 +120,27 @@ class MotoStack:
         self._mock.stop()
 
 
+_shared_loader: Any = None
+
+
+def _botocore_session() -> Any:
+    """A fresh botocore session (its own event hooks) sharing one loader: service models load once per process.
+
+    Starting a stack creates a dozen clients; without this each one re-reads its service model (~70 ms).
+    """
+    import botocore.loaders
+    import botocore.session
+
+    global _shared_loader
+    session = botocore.session.Session()
+    if _shared_loader is None:
+        _shared_loader = botocore.loaders.create_loader()
+    session.register_component("data_loader", _shared_loader)
+    return session
+
+
 def start_moto_stack(
-    clock: VirtualClock,
+    clock: MovableClock,
     *,
     flows_dir: Path | None = None,
     templates_dir: Path | None = None,
@@ -137,7 +156,7 @@ def start_moto_stack(
     os.environ.update(_FAKE_CREDENTIALS)
     mock = mock_aws()
     mock.start()
-    session = boto3.Session(region_name=REGION)
+    session = boto3.Session(region_name=REGION, botocore_session=_botocore_session())
 
     dlq_url = session.client("sqs").create_queue(QueueName="nudge-scheduler-dlq")["QueueUrl"]
     dlq_arn = session.client("sqs").get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -194,6 +213,9 @@ def start_moto_stack(
     )
     # The pump's own reads are the local emulation of Scheduler, not nudge's traffic: a separate client.
     stack.pump = SchedulePump(
-        boto3.Session(region_name=REGION).client("scheduler"), settings.schedule_group, clock, stack.fire_step
+        boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("scheduler"),
+        settings.schedule_group,
+        clock,
+        stack.fire_step,
     )
     return stack

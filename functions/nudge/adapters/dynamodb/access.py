@@ -104,11 +104,25 @@ def bind_access_models(
     settings: Settings, *, region: str, host: str | None = None, connection: Connection | None = None
 ) -> AccessModels:
     """Bind the models to this deployment's tables; share `connection` (one botocore session) if given."""
+    return bind_access_tables(
+        keys=settings.keys_table,
+        refs=settings.contact_refs_table,
+        privacy=settings.privacy_table,
+        region=region,
+        host=host,
+        connection=connection,
+    )
+
+
+def bind_access_tables(
+    *, keys: str, refs: str, privacy: str, region: str, host: str | None = None, connection: Connection | None = None
+) -> AccessModels:
+    """bind_access_models by table name (the CLI, which needs no full deployment settings)."""
     models = AccessModels(
-        keys=_bind(ApiKeyModel, settings.keys_table, region, host),  # type: ignore[arg-type]
-        rates=_bind(RateBucketModel, settings.keys_table, region, host),  # type: ignore[arg-type]
-        refs=_bind(ContactRefModel, settings.contact_refs_table, region, host),  # type: ignore[arg-type]
-        privacy=_bind(PrivacyRequestModel, settings.privacy_table, region, host),  # type: ignore[arg-type]
+        keys=_bind(ApiKeyModel, keys, region, host),  # type: ignore[arg-type]
+        rates=_bind(RateBucketModel, keys, region, host),  # type: ignore[arg-type]
+        refs=_bind(ContactRefModel, refs, region, host),  # type: ignore[arg-type]
+        privacy=_bind(PrivacyRequestModel, privacy, region, host),  # type: ignore[arg-type]
     )
     if connection is not None:
         shared: set[str] = set()
