@@ -22,6 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "apiThrottleRate": 50,
     "apiThrottleBurst": 100,
     "alarmEmail": "",  # empty: alarms are created without a notification topic
+    "publicBaseUrl": "",  # empty: signed links (double opt-in) point at the API's own URL
 }
 
 _STAGE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -50,6 +51,7 @@ class NudgeConfig:
     api_throttle_rate: float
     api_throttle_burst: int
     alarm_email: str | None
+    public_base_url: str = ""
 
     @property
     def protected(self) -> bool:
@@ -91,6 +93,9 @@ class NudgeConfig:
             raise ConfigError("apiThrottleRate and apiThrottleBurst must be numbers") from None
         if rate <= 0 or burst <= 0:
             raise ConfigError("apiThrottleRate and apiThrottleBurst must be positive")
+        public_base_url = str(value("publicBaseUrl")).strip().rstrip("/")
+        if public_base_url and not public_base_url.startswith("https://"):
+            raise ConfigError(f"publicBaseUrl: {public_base_url!r} must be an https:// URL")
         alarm_email = str(value("alarmEmail")).strip() or None
         if alarm_email and not _EMAIL.match(alarm_email):
             raise ConfigError(f"alarmEmail: {alarm_email!r} is not an email address")
@@ -104,4 +109,5 @@ class NudgeConfig:
             api_throttle_rate=rate,
             api_throttle_burst=burst,
             alarm_email=alarm_email,
+            public_base_url=public_base_url,
         )

@@ -18,7 +18,7 @@ from nudge import names
 
 
 class NudgeStack(cdk.Stack):
-    """Tables, the schedule group, SES/SNS sending, two functions, the API and their alarms."""
+    """Tables, the schedule group, SES/SNS sending, five functions, the API and their alarms."""
 
     def __init__(
         self,
@@ -45,12 +45,12 @@ class NudgeStack(cdk.Stack):
             scheduling=self.scheduling,
             messaging=self.messaging,
         )
-        self.api = Api(self, "Api", config=config, ingest=self.functions.ingest)
+        self.api = Api(self, "Api", config=config, functions=dict(self.functions.by_label))
         self.monitoring = Monitoring(
             self,
             "Monitoring",
             config=config,
-            functions={"Ingest": self.functions.ingest, "Step": self.functions.step},
+            functions=self.functions.by_label,
             dead_letter_queue=self.scheduling.dead_letter_queue,
             rest_api=self.api.rest_api,
         )
@@ -58,6 +58,7 @@ class NudgeStack(cdk.Stack):
         outputs = {
             "ApiUrl": self.api.url,
             "SigningSecretArn": self.functions.signing_secret.secret_arn,
+            "WebhookSecretsArn": self.functions.webhook_secrets.secret_arn,
             "ScheduleGroupName": self.scheduling.group.schedule_group_name,
             "DeadLetterQueueUrl": self.scheduling.dead_letter_queue.queue_url,
             "ConfigurationSetName": self.messaging.configuration_set.configuration_set_name,

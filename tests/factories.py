@@ -48,3 +48,36 @@ def order_placed(event_id: str, checkout_id: str, who: dict[str, Any] | None = N
 
 def subscribed(event_id: str, who: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"id": event_id, "type": "subscribed", "contact": who or contact("alice"), "properties": {}}
+
+
+def shopify_headers(secret: str, body: bytes, topic: str, webhook_id: str, shop: str) -> dict[str, str]:
+    """The headers Shopify sends with a webhook delivery."""
+    from nudge.signing import base64_hmac
+
+    return {
+        "Content-Type": "application/json",
+        "X-Shopify-Topic": topic,
+        "X-Shopify-Hmac-Sha256": base64_hmac(secret, body),
+        "X-Shopify-Shop-Domain": shop,
+        "X-Shopify-Webhook-Id": webhook_id,
+        "X-Shopify-API-Version": "2026-10",
+        "X-Shopify-Triggered-At": "2026-11-02T14:00:00.000000Z",
+    }
+
+
+def woocommerce_headers(secret: str, body: bytes, topic: str, delivery_id: str, site: str) -> dict[str, str]:
+    """The headers WooCommerce sends with a webhook delivery."""
+    from nudge.signing import base64_hmac
+
+    resource, _, event = topic.partition(".")
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "WooCommerce/9.4.0 Hookshot (WordPress/6.7)",
+        "X-WC-Webhook-Source": f"https://{site}/",
+        "X-WC-Webhook-Topic": topic,
+        "X-WC-Webhook-Resource": resource,
+        "X-WC-Webhook-Event": event,
+        "X-WC-Webhook-Signature": base64_hmac(secret, body),
+        "X-WC-Webhook-ID": "3",
+        "X-WC-Webhook-Delivery-ID": delivery_id,
+    }

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 
 class SystemClock:
@@ -28,3 +30,32 @@ class VirtualClock:
 
     def advance(self, delta: timedelta) -> None:
         self.set(self._now + delta)
+
+
+class MovableClock(Protocol):
+    """A clock the local Scheduler pump may move forward (virtual or scaled time)."""
+
+    def now(self) -> datetime: ...
+
+    def set(self, moment: datetime) -> None: ...
+
+
+class ScaledClock:
+    """Wall-clock time that runs `speed` times faster from the moment it is made (`nudge serve --speed N`)."""
+
+    def __init__(self, speed: float = 1.0, *, start: datetime | None = None) -> None:
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        self._speed = speed
+        self._start = start or datetime.now(UTC)
+        self._t0 = time.monotonic()
+        self._jump = timedelta(0)
+
+    def now(self) -> datetime:
+        return self._start + self._jump + timedelta(seconds=(time.monotonic() - self._t0) * self._speed)
+
+    def set(self, moment: datetime) -> None:
+        """Jump forward to `moment`; a moment already past changes nothing (time never goes back)."""
+        ahead = moment - self.now()
+        if ahead > timedelta(0):
+            self._jump += ahead

@@ -22,6 +22,14 @@ ENV_TEMPLATES_DIR: Final = "NUDGE_TEMPLATES_DIR"
 ENV_DEFAULT_TIMEZONE: Final = "NUDGE_DEFAULT_TIMEZONE"
 # The ARN of the Secrets Manager secret holding the webhook signing key; never the key itself.
 ENV_SIGNING_SECRET_ARN: Final = "NUDGE_SIGNING_SECRET_ARN"
+# The ARN of the JSON secret holding storefront webhook secrets: {"shopify": {shop domain: secret},
+# "woocommerce": {site host: secret}}.
+ENV_WEBHOOK_SECRETS_ARN: Final = "NUDGE_WEBHOOK_SECRETS_ARN"
+ENV_KEYS_TABLE: Final = "NUDGE_KEYS_TABLE"
+ENV_CONTACT_REFS_TABLE: Final = "NUDGE_CONTACT_REFS_TABLE"
+ENV_PRIVACY_TABLE: Final = "NUDGE_PRIVACY_TABLE"
+# The API's public base URL (https://…/prod): double opt-in confirmation links point there.
+ENV_PUBLIC_BASE_URL: Final = "NUDGE_PUBLIC_BASE_URL"
 
 # Default physical names, used locally (moto) and as name prefixes in the stack.
 CONTACTS_TABLE: Final = "nudge-contacts"
@@ -29,10 +37,18 @@ EVENTS_TABLE: Final = "nudge-events"
 RUNS_TABLE: Final = "nudge-runs"
 MESSAGES_TABLE: Final = "nudge-messages"
 SCHEDULE_GROUP: Final = "nudge-steps"
+KEYS_TABLE: Final = "nudge-keys"  # API keys (hashed) and rate-limit buckets
+CONTACT_REFS_TABLE: Final = "nudge-contact-refs"  # outside ids (Shopify order, anonymous id) -> contact
+PRIVACY_TABLE: Final = "nudge-privacy-requests"  # data requests and redactions awaiting the erase of #5
+SIGNING_SECRET_NAME: Final = "nudge/signing-key"
+WEBHOOK_SECRETS_NAME: Final = "nudge/webhook-secrets"
 
 # Lambda entry points (module:function relative to the functions/ asset).
 INGEST_HANDLER: Final = "nudge.handlers.ingest.handler"
 STEP_HANDLER: Final = "nudge.handlers.step.handler"
+WEBHOOKS_HANDLER: Final = "nudge.handlers.webhooks.handler"  # POST /webhooks/shopify, /webhooks/woocommerce
+API_HANDLER: Final = "nudge.handlers.api.handler"  # /v1/track, identify, alias, batch, openapi.json
+SUBSCRIBE_HANDLER: Final = "nudge.handlers.subscribe.handler"  # /v1/subscribe (+ OPTIONS), /v1/subscribe/confirm
 
 # Where flows/ and templates/ are copied inside the Lambda bundle.
 BUNDLED_FLOWS_DIR: Final = "/var/task/flows"
@@ -40,3 +56,13 @@ BUNDLED_TEMPLATES_DIR: Final = "/var/task/templates"
 
 # HTTP header carrying the request signature: "t=<unix seconds>,v1=<hex HMAC-SHA256>".
 SIGNATURE_HEADER: Final = "X-Nudge-Signature"
+
+# Storefront webhook headers (API Gateway hands them over as sent; handlers look them up case-insensitively).
+SHOPIFY_HMAC_HEADER: Final = "X-Shopify-Hmac-Sha256"
+SHOPIFY_SHOP_HEADER: Final = "X-Shopify-Shop-Domain"
+SHOPIFY_TOPIC_HEADER: Final = "X-Shopify-Topic"
+SHOPIFY_WEBHOOK_ID_HEADER: Final = "X-Shopify-Webhook-Id"
+WC_SIGNATURE_HEADER: Final = "X-WC-Webhook-Signature"
+WC_SOURCE_HEADER: Final = "X-WC-Webhook-Source"
+WC_TOPIC_HEADER: Final = "X-WC-Webhook-Topic"
+WC_DELIVERY_HEADER: Final = "X-WC-Webhook-Delivery-ID"

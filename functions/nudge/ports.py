@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
@@ -142,4 +143,73 @@ class Texter(Protocol):
 class WebhookSender(Protocol):
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> int:
         """POST and return the HTTP status; raise TransientSendError on timeouts and connection failures."""
+        ...
+
+
+class KeyKind(StrEnum):
+    """Secret keys call the server-side API; publishable keys sit in a shop's page for the signup form."""
+
+    SECRET = "secret"
+    PUBLISHABLE = "publishable"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A stored API key: only the SHA-256 of the key is kept, never the key."""
+
+    key_hash: str
+    kind: KeyKind
+    name: str
+    created_at: datetime
+    origins: tuple[str, ...] = ()  # publishable keys: the sites allowed to call /v1/subscribe (CORS)
+    double_opt_in: bool = False  # publishable keys: confirm the address by email before subscribing
+    revoked_at: datetime | None = None
+
+
+class ApiKeys(Protocol):
+    def put(self, key: ApiKey) -> None: ...
+
+    def get(self, key_hash: str) -> ApiKey | None: ...
+
+    def revoke(self, key_hash: str, at: datetime) -> bool:
+        """Mark the key revoked; False if there is no such key."""
+        ...
+
+
+class ContactRefs(Protocol):
+    """Outside identifiers (a Shopify order, a Segment anonymousId) that lead to a contact."""
+
+    def link(self, ref: str, contact_id: str, now: datetime) -> None: ...
+
+    def resolve(self, ref: str) -> str | None: ...
+
+
+class PrivacyKind(StrEnum):
+    EXPORT = "export"  # the customer asked for their data
+    ERASE_CONTACT = "erase_contact"
+    ERASE_SHOP = "erase_shop"
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyRequest:
+    """A data request or redaction to carry out; recorded durably so none is lost before it is done."""
+
+    request_id: str
+    kind: PrivacyKind
+    source: str  # "shopify", "api", ...
+    subject: dict[str, Any]  # what the source said: shop, customer id, email, phone, orders
+    contact_ids: tuple[str, ...]
+    received_at: datetime
+    status: str = "pending"
+
+
+class PrivacyRequests(Protocol):
+    def record(self, request: PrivacyRequest) -> bool:
+        """Store the request; False if one with this id is already recorded."""
+        ...
+
+
+class RateLimiter(Protocol):
+    def hit(self, bucket: str, *, limit: int, window: timedelta, now: datetime) -> bool:
+        """Count one request in the bucket's current window; False once the window holds more than `limit`."""
         ...

@@ -23,6 +23,9 @@ class Settings(BaseModel):
     events_table: str = names.EVENTS_TABLE
     runs_table: str = names.RUNS_TABLE
     messages_table: str = names.MESSAGES_TABLE
+    keys_table: str = names.KEYS_TABLE
+    contact_refs_table: str = names.CONTACT_REFS_TABLE
+    privacy_table: str = names.PRIVACY_TABLE
     schedule_group: str = names.SCHEDULE_GROUP
     step_function_arn: str = Field(min_length=1)
     scheduler_role_arn: str = Field(min_length=1)
@@ -35,6 +38,10 @@ class Settings(BaseModel):
     signing_secret_arn: str | None = None
     # Only for local runs and tests: the signing key itself. Deployed stacks use signing_secret_arn.
     signing_key: str | None = None
+    webhook_secrets_arn: str | None = None
+    # Only for local runs and tests, like signing_key: {"shopify": {domain: secret}, "woocommerce": {host: secret}}.
+    webhook_secrets: dict[str, dict[str, str]] | None = None
+    public_base_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -44,6 +51,9 @@ class Settings(BaseModel):
             "events_table": names.ENV_EVENTS_TABLE,
             "runs_table": names.ENV_RUNS_TABLE,
             "messages_table": names.ENV_MESSAGES_TABLE,
+            "keys_table": names.ENV_KEYS_TABLE,
+            "contact_refs_table": names.ENV_CONTACT_REFS_TABLE,
+            "privacy_table": names.ENV_PRIVACY_TABLE,
             "schedule_group": names.ENV_SCHEDULE_GROUP,
             "step_function_arn": names.ENV_STEP_FUNCTION_ARN,
             "scheduler_role_arn": names.ENV_SCHEDULER_ROLE_ARN,
@@ -54,6 +64,8 @@ class Settings(BaseModel):
             "templates_dir": names.ENV_TEMPLATES_DIR,
             "default_timezone": names.ENV_DEFAULT_TIMEZONE,
             "signing_secret_arn": names.ENV_SIGNING_SECRET_ARN,
+            "webhook_secrets_arn": names.ENV_WEBHOOK_SECRETS_ARN,
+            "public_base_url": names.ENV_PUBLIC_BASE_URL,
         }
         values = {field: environ[var] for field, var in mapping.items() if environ.get(var)}
         try:

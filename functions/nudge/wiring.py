@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nudge.flow_files import load_catalog, load_guardrails
-from nudge.ports import Clock, Mailer, Scheduler, Store, Texter, WebhookSender
+from nudge.ports import (
+    ApiKeys,
+    Clock,
+    ContactRefs,
+    Mailer,
+    PrivacyRequests,
+    RateLimiter,
+    Scheduler,
+    Store,
+    Texter,
+    WebhookSender,
+)
 from nudge.services.ingest import IngestService
+from nudge.services.keys import KeyService
 from nudge.services.runs import RunService, WebhookSigner
+from nudge.services.segment import SegmentService
+from nudge.services.subscribe import SubscribeService
+from nudge.services.webhooks import WebhookService
 from nudge.settings import Settings
 from nudge.templating import TemplateRenderer
 
@@ -30,12 +45,21 @@ class Container:
     scheduler: Scheduler
     mailer: Mailer
     texter: Texter
-    webhooks: WebhookSender
+    webhook_sender: WebhookSender  # outbound webhook steps
     flows: FlowCatalog
     guardrails: Guardrails
     runs: RunService
     ingest: IngestService
     signing_key: Callable[[], str | None]
+    refs: ContactRefs
+    privacy_requests: PrivacyRequests
+    rate_limiter: RateLimiter
+    keys: KeyService
+    webhooks: WebhookService  # inbound storefront webhooks
+    segment: SegmentService
+    subscribe: SubscribeService
+    # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
+    webhook_secrets: Callable[[], Mapping[str, Any]]
 
 
 def assemble(
@@ -47,7 +71,12 @@ def assemble(
     mailer: Mailer,
     texter: Texter,
     webhooks: WebhookSender,
+    api_keys: ApiKeys,
+    refs: ContactRefs,
+    privacy_requests: PrivacyRequests,
+    rate_limiter: RateLimiter,
     signing_key: Callable[[], str | None] | None = None,
+    webhook_secrets: Callable[[], Mapping[str, Any]] | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> Container:
     """Wire the services over the given adapters."""
@@ -79,12 +108,20 @@ def assemble(
         scheduler=scheduler,
         mailer=mailer,
         texter=texter,
-        webhooks=webhooks,
+        webhook_sender=webhooks,
         flows=flows,
         guardrails=guardrails,
         runs=runs,
         ingest=ingest,
         signing_key=key,
+        refs=refs,
+        privacy_requests=privacy_requests,
+        rate_limiter=rate_limiter,
+        keys=KeyService(api_keys, clock),
+        webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock),
+        segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
+        subscribe=SubscribeService(ingest=ingest, clock=clock),
+        webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
     )
 
 
@@ -92,9 +129,10 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
     """Adapters over real AWS APIs (in Lambda, or against moto in the demo and tests)."""
     import boto3
 
+    from nudge.adapters.dynamodb import access
     from nudge.adapters.dynamodb.store import DynamoStore
     from nudge.adapters.scheduler import EventBridgeScheduler
-    from nudge.adapters.secrets import SecretReader
+    from nudge.adapters.secrets import JsonSecretReader, SecretReader
     from nudge.adapters.ses import SesMailer
     from nudge.adapters.sns import SnsTexter
     from nudge.adapters.webhooks import UrllibWebhooks
@@ -102,6 +140,7 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
     session = session or boto3.Session()
     region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
     store = DynamoStore.for_settings(settings, region=region)
+    tables = access.bind_access_models(settings, region=region, connection=store.connection)
     scheduler = EventBridgeScheduler(
         session.client("scheduler"),
         group=settings.schedule_group,
@@ -112,11 +151,18 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
     mailer = SesMailer(session.client("sesv2"), configuration_set=settings.ses_configuration_set)
     texter = SnsTexter(session.client("sns"))
     signing_key: Callable[[], str | None]
+    secrets_client = (
+        session.client("secretsmanager") if settings.signing_secret_arn or settings.webhook_secrets_arn else None
+    )
     if settings.signing_secret_arn:
-        reader = SecretReader(session.client("secretsmanager"), settings.signing_secret_arn, clock=clock)
+        reader = SecretReader(secrets_client, settings.signing_secret_arn, clock=clock)
         signing_key = reader.value
     else:
         signing_key = lambda: settings.signing_key  # noqa: E731
+    webhook_secrets: Callable[[], Mapping[str, Any]] | None = None
+    if settings.webhook_secrets_arn:
+        secret = SecretReader(secrets_client, settings.webhook_secrets_arn, clock=clock)
+        webhook_secrets = JsonSecretReader(secret).value
     return assemble(
         settings,
         clock,
@@ -125,23 +171,32 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
         mailer=mailer,
         texter=texter,
         webhooks=UrllibWebhooks(),
+        api_keys=access.DynamoApiKeys(tables),
+        refs=access.DynamoContactRefs(tables),
+        privacy_requests=access.DynamoPrivacyRequests(tables),
+        rate_limiter=access.DynamoRateLimiter(tables),
         signing_key=signing_key,
+        webhook_secrets=webhook_secrets,
         sleep=time.sleep,
     )
 
 
 def build_memory(settings: Settings, clock: Clock) -> Container:
     """In-memory twins of every adapter: for unit tests and simulations."""
-    from nudge.adapters.memory import MemoryMailer, MemoryScheduler, MemoryStore, MemoryTexter, MemoryWebhooks
+    from nudge.adapters import memory
 
     return assemble(
         settings,
         clock,
-        store=MemoryStore(),
-        scheduler=MemoryScheduler(),
-        mailer=MemoryMailer(),
-        texter=MemoryTexter(),
-        webhooks=MemoryWebhooks(),
+        store=memory.MemoryStore(),
+        scheduler=memory.MemoryScheduler(),
+        mailer=memory.MemoryMailer(),
+        texter=memory.MemoryTexter(),
+        webhooks=memory.MemoryWebhooks(),
+        api_keys=memory.MemoryApiKeys(),
+        refs=memory.MemoryContactRefs(),
+        privacy_requests=memory.MemoryPrivacyRequests(),
+        rate_limiter=memory.MemoryRateLimiter(),
     )
 
 

@@ -1,4 +1,4 @@
-"""The way in: a REST API whose POST routes (ROUTES, under /v1) proxy to the ingest function."""
+"""The way in: one REST API; each route proxies to the function that serves it."""
 
 from __future__ import annotations
 
@@ -10,13 +10,31 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 from infra.config import NudgeConfig
 
-ROUTES = ("events", "contacts", "flows/{flow_id}/enrollments")
+# (function label, method, path): the labels are Functions.by_label's.
+ROUTES = (
+    ("Ingest", "POST", "v1/events"),
+    ("Ingest", "POST", "v1/contacts"),
+    ("Ingest", "POST", "v1/flows/{flow_id}/enrollments"),
+    ("Webhooks", "POST", "webhooks/shopify"),
+    ("Webhooks", "POST", "webhooks/woocommerce"),
+    ("Api", "POST", "v1/track"),
+    ("Api", "POST", "v1/identify"),
+    ("Api", "POST", "v1/alias"),
+    ("Api", "POST", "v1/batch"),
+    ("Api", "GET", "v1/openapi.json"),
+    # The function answers CORS itself (per publishable key's origins), preflight included.
+    ("Subscribe", "POST", "v1/subscribe"),
+    ("Subscribe", "OPTIONS", "v1/subscribe"),
+    ("Subscribe", "GET", "v1/subscribe/confirm"),
+)
 
 
 class Api(Construct):
     """Throttled, traced and access-logged; requests are authenticated by their HMAC signature in the function."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: NudgeConfig, ingest: lambda_.IFunction) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: NudgeConfig, functions: dict[str, lambda_.IFunction]
+    ) -> None:
         super().__init__(scope, construct_id)
         protected = config.protected
         self.access_logs = logs.LogGroup(
@@ -59,10 +77,12 @@ class Api(Construct):
             ),
         )
         # No console test-invoke permission: only the deployed stage may call the function.
-        integration = apigateway.LambdaIntegration(ingest, proxy=True, allow_test_invoke=False)
-        version = self.rest_api.root.add_resource("v1")
-        for route in ROUTES:
-            version.resource_for_path(route).add_method("POST", integration)
+        integrations = {
+            label: apigateway.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+            for label, function in functions.items()
+        }
+        for label, method, path in ROUTES:
+            self.rest_api.root.resource_for_path(path).add_method(method, integrations[label])
         self._acknowledge()
 
     @property

@@ -1,4 +1,4 @@
-"""State: four DynamoDB tables (key layouts in functions/nudge/adapters/dynamodb/models.py)."""
+"""State: DynamoDB tables (key layouts in functions/nudge/adapters/dynamodb/models.py and access.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ TTL_ATTRIBUTE = "expires_at"
 
 
 class Data(Construct):
-    """contacts, events, runs and messages: on-demand, PITR, encrypted, protected outside dev."""
+    """The engine's four tables and the integrations' three: on-demand, PITR, encrypted, protected outside dev."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: NudgeConfig) -> None:
         super().__init__(scope, construct_id)
@@ -52,6 +52,12 @@ class Data(Construct):
             sort_key=dynamodb.Attribute(name="message_id", type=string),
             ttl=TTL_ATTRIBUTE,
         )
+        # The integrations' tables (issue #4): API keys and rate-limit windows, outside ids, privacy requests.
+        self.keys = self._table("Keys", names.KEYS_TABLE, dynamodb.Attribute(name="pk", type=string), ttl=TTL_ATTRIBUTE)
+        self.contact_refs = self._table(
+            "ContactRefs", names.CONTACT_REFS_TABLE, dynamodb.Attribute(name="ref", type=string)
+        )
+        self.privacy = self._table("Privacy", names.PRIVACY_TABLE, dynamodb.Attribute(name="request_id", type=string))
 
     def _table(
         self,
@@ -89,14 +95,21 @@ class Data(Construct):
             names.ENV_EVENTS_TABLE: self.events,
             names.ENV_RUNS_TABLE: self.runs,
             names.ENV_MESSAGES_TABLE: self.messages,
+            names.ENV_KEYS_TABLE: self.keys,
+            names.ENV_CONTACT_REFS_TABLE: self.contact_refs,
+            names.ENV_PRIVACY_TABLE: self.privacy,
         }
 
-    def grant_read_write(self, grantee: iam.IGrantable) -> None:
-        """Item reads and writes on all four tables (ingest and step both start and advance runs)."""
+    @property
+    def engine_tables(self) -> list[dynamodb.Table]:
+        """What every function that ingests or advances runs reads and writes."""
+        return [self.contacts, self.events, self.runs, self.messages]
+
+    def grant_read_write(self, grantee: iam.IGrantable, extra: list[dynamodb.Table] | None = None) -> None:
+        """Item reads and writes on the engine's tables, and on `extra` ones this function needs too."""
+        tables = self.engine_tables + (extra or [])
         grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=list(DATA_ACTIONS), resources=[table.table_arn for table in self.tables.values()]
-            )
+            iam.PolicyStatement(actions=list(DATA_ACTIONS), resources=[table.table_arn for table in tables])
         )
 
     def environment(self) -> dict[str, str]:

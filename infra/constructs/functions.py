@@ -1,4 +1,4 @@
-"""Compute: the ingest and step Lambda functions, each with its own role, log group and signing-key access."""
+"""Compute: the Lambda functions, each with its own role, log group and only the grants it needs."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ MEMORY_MB = 512
 
 
 class Functions(Construct):
-    """Two functions over one asset: ingest (API) and step (Scheduler target)."""
+    """Five functions over one asset: ingest, step (Scheduler target), webhooks, api (Segment-style), subscribe."""
 
     def __init__(
         self,
@@ -51,6 +51,22 @@ class Functions(Construct):
                 "rotation is a documented manual step (docs/deploy.md), not a rotation Lambda",
             )
         )
+        # Shops' webhook secrets, {"shopify": {domain: secret}, "woocommerce": {host: secret}}: the operator
+        # fills them in (docs/integrations.md); the stack only creates the empty document.
+        self.webhook_secrets = secretsmanager.Secret(
+            self,
+            "WebhookSecrets",
+            description="Storefront webhook signing secrets per shop (JSON), filled in by the operator",
+            secret_string_value=cdk.SecretValue.unsafe_plain_text('{"shopify": {}, "woocommerce": {}}'),
+            removal_policy=cdk.RemovalPolicy.RETAIN if config.protected else cdk.RemovalPolicy.DESTROY,
+        )
+        cdk.Validations.of(self.webhook_secrets).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="The secrets are issued by Shopify and WooCommerce per shop; they rotate there, and the "
+                "operator pastes the new value (docs/integrations.md)",
+            )
+        )
         # Named up front so the step function's ARN is known before it exists: the step function carries its
         # own ARN (schedules target it) without a circular reference.
         self.step_function_name = f"{config.stack_name}-step"
@@ -70,6 +86,8 @@ class Functions(Construct):
             names.ENV_DEFAULT_TIMEZONE: config.default_timezone,
             # The ARN only: the value is read from Secrets Manager at runtime and cached for minutes.
             names.ENV_SIGNING_SECRET_ARN: self.signing_secret.secret_arn,
+            names.ENV_WEBHOOK_SECRETS_ARN: self.webhook_secrets.secret_arn,
+            names.ENV_PUBLIC_BASE_URL: config.public_base_url,
             "POWERTOOLS_SERVICE_NAME": names.SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": names.SERVICE,
             "LOG_LEVEL": "INFO",
@@ -99,17 +117,65 @@ class Functions(Construct):
             max_event_age=cdk.Duration.hours(6),
             on_failure=destinations.SqsDestination(scheduling.dead_letter_queue),
         )
+        self.webhooks = self._function(
+            "Webhooks",
+            function_name=f"{config.stack_name}-webhooks",
+            handler=names.WEBHOOKS_HANDLER,
+            timeout=cdk.Duration.seconds(15),
+            code=code,
+            environment=environment,
+            description="nudge: Shopify and WooCommerce webhooks, verified on the raw body",
+        )
+        self.api = self._function(
+            "Api",
+            function_name=f"{config.stack_name}-api",
+            handler=names.API_HANDLER,
+            timeout=cdk.Duration.seconds(29),  # a batch of 500 events; API Gateway's own limit is 29 s
+            code=code,
+            environment=environment,
+            description="nudge: Segment-style track, identify, alias and batch with API keys",
+        )
+        self.subscribe = self._function(
+            "Subscribe",
+            function_name=f"{config.stack_name}-subscribe",
+            handler=names.SUBSCRIBE_HANDLER,
+            timeout=cdk.Duration.seconds(15),
+            code=code,
+            environment=environment,
+            description="nudge: public signup forms (publishable key, CORS, rate limit, double opt-in)",
+        )
         scheduling.allow_invoke(self.step)
-        for function in (self.ingest, self.step):
-            data.grant_read_write(function)
+        # Every function may start or advance runs (so: the engine's tables, schedules and sending); beyond
+        # that each gets only its own tables and secrets.
+        extra_tables = {
+            self.ingest: [],
+            self.step: [],
+            self.webhooks: [data.contact_refs, data.privacy],
+            self.api: [data.keys, data.contact_refs],
+            self.subscribe: [data.keys],
+        }
+        for function, tables in extra_tables.items():
+            data.grant_read_write(function, tables)
             scheduling.grant_manage_schedules(function)
             messaging.grant_send(function)
-            self.signing_secret.grant_read(function)
             self._acknowledge_wildcards(function, scheduling)
+        for function in (self.ingest, self.step, self.subscribe):  # verify requests, sign webhooks and links
+            self.signing_secret.grant_read(function)
+        self.webhook_secrets.grant_read(self.webhooks)
 
     @property
     def all(self) -> list[lambda_.Function]:
-        return [self.ingest, self.step]
+        return [self.ingest, self.step, self.webhooks, self.api, self.subscribe]
+
+    @property
+    def by_label(self) -> dict[str, lambda_.Function]:
+        return {
+            "Ingest": self.ingest,
+            "Step": self.step,
+            "Webhooks": self.webhooks,
+            "Api": self.api,
+            "Subscribe": self.subscribe,
+        }
 
     def _function(
         self,

@@ -129,9 +129,9 @@ def scheduler_role(synth: Synth) -> str:
 # --- data -------------------------------------------------------------------------------------------------
 
 
-def test_four_tables_on_demand_with_pitr_and_encryption_and_protected_in_prod(prod: Synth) -> None:
+def test_seven_tables_on_demand_with_pitr_and_encryption_and_protected_in_prod(prod: Synth) -> None:
     tables = prod.resources("AWS::DynamoDB::Table")
-    assert len(tables) == 4
+    assert len(tables) == 7
     for table in tables.values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -147,6 +147,9 @@ def test_table_keys_and_ttl_match_the_store_adapter(prod: Synth) -> None:
         f"{names.EVENTS_TABLE}-prod": ([("event_id", "HASH")], "expires_at"),
         f"{names.RUNS_TABLE}-prod": ([("contact_id", "HASH"), ("sk", "RANGE")], None),
         f"{names.MESSAGES_TABLE}-prod": ([("contact_id", "HASH"), ("message_id", "RANGE")], "expires_at"),
+        f"{names.KEYS_TABLE}-prod": ([("pk", "HASH")], "expires_at"),
+        f"{names.CONTACT_REFS_TABLE}-prod": ([("ref", "HASH")], None),
+        f"{names.PRIVACY_TABLE}-prod": ([("request_id", "HASH")], None),
     }
     found = {}
     for table in prod.resources("AWS::DynamoDB::Table").values():
@@ -166,7 +169,33 @@ def test_dev_tables_are_disposable(dev: Synth) -> None:
 # --- functions --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("handler", "timeout"), [(names.INGEST_HANDLER, 15), (names.STEP_HANDLER, 60)])
+HANDLERS = [
+    names.INGEST_HANDLER,
+    names.STEP_HANDLER,
+    names.WEBHOOKS_HANDLER,
+    names.API_HANDLER,
+    names.SUBSCRIBE_HANDLER,
+]
+# The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
+EXTRA_TABLES = {
+    names.INGEST_HANDLER: set(),
+    names.STEP_HANDLER: set(),
+    names.WEBHOOKS_HANDLER: {"DataContactRefs", "DataPrivacy"},
+    names.API_HANDLER: {"DataKeys", "DataContactRefs"},
+    names.SUBSCRIBE_HANDLER: {"DataKeys"},
+}
+
+
+@pytest.mark.parametrize(
+    ("handler", "timeout"),
+    [
+        (names.INGEST_HANDLER, 15),
+        (names.STEP_HANDLER, 60),
+        (names.WEBHOOKS_HANDLER, 15),
+        (names.API_HANDLER, 29),
+        (names.SUBSCRIBE_HANDLER, 15),
+    ],
+)
 def test_functions_are_arm64_python312_traced(prod: Synth, handler: str, timeout: int) -> None:
     props = function(prod, handler)[1]["Properties"]
     assert props["Runtime"] == "python3.12"
@@ -176,7 +205,7 @@ def test_functions_are_arm64_python312_traced(prod: Synth, handler: str, timeout
     assert props["Timeout"] == timeout
 
 
-@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
+@pytest.mark.parametrize("handler", HANDLERS)
 def test_function_environment_names_every_resource(prod: Synth, handler: str) -> None:
     env = function(prod, handler)[1]["Properties"]["Environment"]["Variables"]
     assert set(env) >= ALL_ENV
@@ -191,15 +220,21 @@ def test_function_environment_names_every_resource(prod: Synth, handler: str) ->
 
 
 def test_no_environment_variable_holds_a_secret_value(prod: Synth) -> None:
-    (secret_key,) = prod.resources("AWS::SecretsManager::Secret")
+    secrets = prod.resources("AWS::SecretsManager::Secret")
+    (secret_key,) = [key for key, res in secrets.items() if "GenerateSecretString" in res["Properties"]]
+    (shops_key,) = [key for key in secrets if key != secret_key]
     assert prod.template["Resources"][secret_key]["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
+    # The shops' webhook secrets start as an empty document the operator fills in.
+    assert json.loads(secrets[shops_key]["Properties"]["SecretString"]) == {"shopify": {}, "woocommerce": {}}
     for _, fn in prod.resources("AWS::Lambda::Function").items():
         env = fn["Properties"]["Environment"]["Variables"]
         assert env[names.ENV_SIGNING_SECRET_ARN] == {"Ref": secret_key}  # the secret's Ref is its ARN
+        assert env[names.ENV_WEBHOOK_SECRETS_ARN] == {"Ref": shops_key}
         for name, value in env.items():
             assert "resolve:secretsmanager" not in json.dumps(value), name
             secretish = any(word in name for word in ("SECRET", "KEY", "TOKEN", "PASSWORD"))
-            assert not secretish or name.endswith("_ARN"), f"{name} looks like it carries a secret"
+            # ARNs point at a secret; *_TABLE (NUDGE_KEYS_TABLE) names a table of hashed keys
+            assert not secretish or name.endswith(("_ARN", "_TABLE")), f"{name} looks like it carries a secret"
 
 
 def test_step_function_failures_land_in_the_dead_letter_queue(prod: Synth) -> None:
@@ -300,7 +335,7 @@ def test_wildcard_resources_are_only_the_acknowledged_ones(prod: Synth) -> None:
             assert set(as_list(statement["Action"])) <= allowed, statement
 
 
-@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
+@pytest.mark.parametrize("handler", HANDLERS)
 def test_email_only_from_the_sender_and_sms_never_to_topics(prod: Synth, handler: str) -> None:
     own = list(statements(prod, function_role(prod, handler)))
     (ses,) = [s for s in own if "ses:SendEmail" in as_list(s["Action"])]
@@ -314,30 +349,49 @@ def test_email_only_from_the_sender_and_sms_never_to_topics(prod: Synth, handler
     assert (deny["Action"], deny["Resource"]) == ("sns:Publish", "arn:*:sns:*:*:*")
 
 
-@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
-def test_functions_read_write_items_on_the_four_tables_without_scans(prod: Synth, handler: str) -> None:
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Synth, handler: str) -> None:
     own = list(statements(prod, function_role(prod, handler)))
     (data,) = [s for s in own if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
     assert "dynamodb:Scan" not in data["Action"]
-    tables = set(prod.resources("AWS::DynamoDB::Table"))
-    assert {r["Fn::GetAtt"][0] for r in data["Resource"]} == tables
+    engine = {"DataContacts", "DataEvents", "DataRuns", "DataMessages"}
+    granted = {r["Fn::GetAtt"][0] for r in data["Resource"]}
+    assert {key.rstrip("0123456789ABCDEF") for key in granted} == engine | EXTRA_TABLES[handler]
 
 
 # --- api and monitoring -----------------------------------------------------------------------------------
 
 
-def test_api_routes_proxy_to_ingest_with_throttling_tracing_and_access_logs(prod: Synth) -> None:
-    ingest_key = function(prod, names.INGEST_HANDLER)[0]
-    methods = prod.resources("AWS::ApiGateway::Method").values()
-    paths = {
-        prod.template["Resources"][m["Properties"]["ResourceId"]["Ref"]]["Properties"]["PathPart"] for m in methods
+def _path(synth: Synth, resource_key: str) -> str:
+    resource = synth.template["Resources"][resource_key]["Properties"]
+    parent = resource["ParentId"]
+    prefix = "" if "Fn::GetAtt" in parent else _path(synth, parent["Ref"])
+    return f"{prefix}/{resource['PathPart']}"
+
+
+def test_api_routes_proxy_to_their_functions_with_throttling_tracing_and_access_logs(prod: Synth) -> None:
+    served = {handler: function(prod, handler)[0] for handler in HANDLERS}
+    routes = set()
+    for method in prod.resources("AWS::ApiGateway::Method").values():
+        props = method["Properties"]
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+        (handler,) = [h for h, key in served.items() if f"${{{key}.Arn}}" in render(props["Integration"]["Uri"])]
+        routes.add((props["HttpMethod"], _path(prod, props["ResourceId"]["Ref"]), handler))
+    assert routes == {
+        ("POST", "/v1/events", names.INGEST_HANDLER),
+        ("POST", "/v1/contacts", names.INGEST_HANDLER),
+        ("POST", "/v1/flows/{flow_id}/enrollments", names.INGEST_HANDLER),
+        ("POST", "/webhooks/shopify", names.WEBHOOKS_HANDLER),
+        ("POST", "/webhooks/woocommerce", names.WEBHOOKS_HANDLER),
+        ("POST", "/v1/track", names.API_HANDLER),
+        ("POST", "/v1/identify", names.API_HANDLER),
+        ("POST", "/v1/alias", names.API_HANDLER),
+        ("POST", "/v1/batch", names.API_HANDLER),
+        ("GET", "/v1/openapi.json", names.API_HANDLER),
+        ("POST", "/v1/subscribe", names.SUBSCRIBE_HANDLER),
+        ("OPTIONS", "/v1/subscribe", names.SUBSCRIBE_HANDLER),
+        ("GET", "/v1/subscribe/confirm", names.SUBSCRIBE_HANDLER),
     }
-    assert paths == {"events", "contacts", "enrollments"}
-    for method in methods:
-        assert method["Properties"]["HttpMethod"] == "POST"
-        integration = method["Properties"]["Integration"]
-        assert integration["Type"] == "AWS_PROXY"
-        assert f"${{{ingest_key}.Arn}}" in render(integration["Uri"])
     (stage,) = prod.resources("AWS::ApiGateway::Stage").values()
     props = stage["Properties"]
     assert props["StageName"] == "prod"
@@ -356,10 +410,8 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         if a["Properties"]["Namespace"] != "AWS/ApiGateway"
     )
     assert metrics == [
-        ("AWS/Lambda", "Errors"),
-        ("AWS/Lambda", "Errors"),
-        ("AWS/Lambda", "Throttles"),
-        ("AWS/Lambda", "Throttles"),
+        *[("AWS/Lambda", "Errors")] * 5,
+        *[("AWS/Lambda", "Throttles")] * 5,
         ("AWS/SES", "Reputation.BounceRate"),
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -379,7 +431,7 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
 
 def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
     assert dev.resources("AWS::SNS::Topic") == {}
-    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 8
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 14
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def test_vip_is_tagged_announced_to_the_loyalty_system_and_welcomed_once(sim: Si
     ]
     stored = sim.store.contacts[ContactIn.model_validate(quinn).to_patch().contact_id]
     assert "vip" in stored.tags and stored.properties["loyalty_tier"] == "vip"
-    [(url, body, _)] = sim.container.webhooks.posts  # type: ignore[attr-defined]
+    [(url, body, _)] = sim.container.webhook_sender.posts  # type: ignore[attr-defined]
     assert url == "https://loyalty.example/hooks/vip" and b'"tier":"vip"' in body
 
 

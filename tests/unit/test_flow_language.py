@@ -391,7 +391,7 @@ def test_webhook_posts_a_signed_body_and_retries(settings: Settings, clock: Virt
         """,
     )
     sim = simulation(settings, clock, directory)
-    webhooks = sim.container.webhooks
+    webhooks = sim.container.webhook_sender
     webhooks.fail_next = 2  # type: ignore[attr-defined]
 
     sim.send(event("e1", "ping", total=5))
@@ -421,12 +421,12 @@ def test_webhook_that_keeps_failing_is_recorded_and_the_run_goes_on(
         """,
     )
     sim = simulation(settings, clock, directory)
-    sim.container.webhooks.status = 500  # type: ignore[attr-defined]
+    sim.container.webhook_sender.status = 500  # type: ignore[attr-defined]
 
     sim.send(event("e1", "ping"))
 
     assert reasons(sim)["tell_crm"] == "HTTP 500"
-    assert len(sim.container.webhooks.posts) == 2  # type: ignore[attr-defined]
+    assert len(sim.container.webhook_sender.posts) == 2  # type: ignore[attr-defined]
     assert [s for _, _, s in sent(sim)] == ["Hi"]
 
 

@@ -21,6 +21,7 @@ def test_shipped_flows_load() -> None:
         "client_onboarding",
         "course_drip",
         "course_enrollment_funnel",
+        "double_opt_in",
         "post_purchase",
         "product_launch",
         "replenishment",

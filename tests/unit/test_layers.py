@@ -55,7 +55,16 @@ def test_importing_the_engine_loads_no_aws_sdk() -> None:
     assert not loaded & {"boto3", "botocore", "pynamodb"}
 
 
-@pytest.mark.parametrize("handler", ["nudge.handlers.ingest", "nudge.handlers.step"])
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "nudge.handlers.ingest",
+        "nudge.handlers.step",
+        "nudge.handlers.webhooks",
+        "nudge.handlers.api",
+        "nudge.handlers.subscribe",
+    ],
+)
 def test_handlers_load_no_cli_or_test_package(handler: str) -> None:
     loaded = _modules_loaded_by(f"import {handler}")
     assert not loaded & {"typer", "rich", "moto", "aws_cdk", "pytest"}

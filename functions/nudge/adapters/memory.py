@@ -9,11 +9,20 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
-from nudge.ports import ConflictError, ContactChange, OutgoingEmail, OutgoingSms, StepWakeUp, TransientSendError
+from nudge.ports import (
+    ApiKey,
+    ConflictError,
+    ContactChange,
+    OutgoingEmail,
+    OutgoingSms,
+    PrivacyRequest,
+    StepWakeUp,
+    TransientSendError,
+)
 
 
 class MemoryStore:
@@ -193,3 +202,54 @@ class MemoryWebhooks:
             raise TransientSendError(f"timed out after {timeout_seconds}s")
         self.posts.append((url, body, dict(headers)))
         return self.status
+
+
+class MemoryApiKeys:
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+
+    def put(self, key: ApiKey) -> None:
+        self.keys[key.key_hash] = key
+
+    def get(self, key_hash: str) -> ApiKey | None:
+        return self.keys.get(key_hash)
+
+    def revoke(self, key_hash: str, at: datetime) -> bool:
+        if key_hash not in self.keys:
+            return False
+        self.keys[key_hash] = replace(self.keys[key_hash], revoked_at=at)
+        return True
+
+
+class MemoryContactRefs:
+    def __init__(self) -> None:
+        self.refs: dict[str, str] = {}
+
+    def link(self, ref: str, contact_id: str, now: datetime) -> None:
+        self.refs[ref] = contact_id
+
+    def resolve(self, ref: str) -> str | None:
+        return self.refs.get(ref)
+
+
+class MemoryPrivacyRequests:
+    def __init__(self) -> None:
+        self.requests: dict[str, PrivacyRequest] = {}
+
+    def record(self, request: PrivacyRequest) -> bool:
+        if request.request_id in self.requests:
+            return False
+        self.requests[request.request_id] = request
+        return True
+
+
+class MemoryRateLimiter:
+    """Fixed windows: counts per (bucket, window start), like the DynamoDB adapter."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = {}
+
+    def hit(self, bucket: str, *, limit: int, window: timedelta, now: datetime) -> bool:
+        slot = (bucket, int(now.timestamp() // window.total_seconds()))
+        self.counts[slot] = self.counts.get(slot, 0) + 1
+        return self.counts[slot] <= limit

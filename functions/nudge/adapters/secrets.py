@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,3 +25,14 @@ class SecretReader:
             self._value = str(self._client.get_secret_value(SecretId=self._secret_id)["SecretString"])
             self._fetched_at = now
         return self._value
+
+
+class JsonSecretReader:
+    """A SecretReader whose secret is a JSON object (the storefront webhook secrets)."""
+
+    def __init__(self, reader: SecretReader) -> None:
+        self._reader = reader
+
+    def value(self) -> dict[str, Any]:
+        parsed = json.loads(self._reader.value())
+        return parsed if isinstance(parsed, dict) else {}

@@ -207,5 +207,131 @@ def bench(
         console.print(line)
 
 
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Loopback port to listen on (0: any free one).")] = 8787,
+    host: Annotated[str, typer.Option(help="Loopback address: 127.0.0.1 or ::1.")] = "127.0.0.1",
+    speed: Annotated[float, typer.Option(help="Run time N times faster: waits of a day pass in 1/N day.")] = 1.0,
+) -> None:
+    """Serve the HTTP API on localhost, backed by moto, with the Scheduler pump running in the background."""
+    import signal
+    import threading
+
+    _quiet_lambda_logs()
+    from nudge.local.server import start_server
+
+    server = start_server(host=host, port=port, speed=speed, log_line=lambda line: console.print(f"[dim]{line}[/]"))
+    console.print(f"[bold]nudge serve[/] on {server.url} (moto inside; time x{speed:g}). Ctrl-C stops it.")
+    console.print("Paste these into the shell you run curl from (they change on every start):")
+    for name, value in server.environment.items():
+        console.print(f"export {name}={value}", highlight=False, soft_wrap=True)
+    console.print(f"Then `nudge events tail --url {server.url}` shows what arrives and what it starts.")
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+events_app = typer.Typer(help="Look at the events nudge received.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("tail")
+def events_tail(
+    url: Annotated[str, typer.Option(help="The `nudge serve` URL.")] = "http://127.0.0.1:8787",
+    every: Annotated[float, typer.Option(help="Seconds between polls.")] = 1.0,
+    count: Annotated[int, typer.Option(help="Stop after this many events (0: never).")] = 0,
+) -> None:
+    """Follow the events a `nudge serve` receives: type, contact, and the flows each started or exited."""
+    import json
+    import time
+    import urllib.parse
+    import urllib.request
+
+    since = ""
+    seen = 0
+    while True:
+        query = f"?since={urllib.parse.quote(since)}" if since else ""
+        with urllib.request.urlopen(f"{url.rstrip('/')}/_local/events{query}", timeout=10) as response:  # noqa: S310
+            rows = json.load(response)
+        for row in rows:
+            effects = [f"started {f}" for f in row["started"]] + [f"exited {f}" for f in row["exited"]]
+            console.print(
+                f"{row['received_at'][11:19]}  {row['type']:<18} {row['contact_id']:<28} {row['event_id']:<40} "
+                f"{', '.join(effects) or '-'}",
+                highlight=False,
+            )
+            since = row["received_at"]
+            seen += 1
+            if count and seen >= count:
+                return
+        time.sleep(every)
+
+
+keys_app = typer.Typer(help="API keys, stored hashed in the keys table (NUDGE_KEYS_TABLE).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _key_service():  # type: ignore[no-untyped-def]
+    import boto3
+
+    from nudge import names
+    from nudge.adapters.dynamodb.access import DynamoApiKeys, bind_access_tables
+    from nudge.clocks import SystemClock
+    from nudge.services.keys import KeyService
+
+    region = boto3.Session().region_name or "us-east-1"
+    tables = bind_access_tables(
+        keys=os.environ.get(names.ENV_KEYS_TABLE, names.KEYS_TABLE),
+        refs=os.environ.get(names.ENV_CONTACT_REFS_TABLE, names.CONTACT_REFS_TABLE),
+        privacy=os.environ.get(names.ENV_PRIVACY_TABLE, names.PRIVACY_TABLE),
+        region=region,
+    )
+    return KeyService(DynamoApiKeys(tables), SystemClock())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for, e.g. 'backend' or 'footer form'.")],
+    publishable: Annotated[bool, typer.Option(help="A publishable key for signup forms, not a secret one.")] = False,
+    origin: Annotated[list[str] | None, typer.Option(help="Publishable: a site allowed to call (repeatable).")] = None,
+    double_opt_in: Annotated[bool, typer.Option(help="Publishable: confirm addresses by email first.")] = False,
+) -> None:
+    """Create a key and print it once; only its SHA-256 is stored."""
+    from nudge.ports import KeyKind
+
+    if not publishable and (origin or double_opt_in):
+        console.print("[red]✗[/] --origin and --double-opt-in are for --publishable keys")
+        raise typer.Exit(1)
+    kind = KeyKind.PUBLISHABLE if publishable else KeyKind.SECRET
+    plain, record = _key_service().create(kind, name, origins=origin or [], double_opt_in=double_opt_in)
+    console.print(f"{kind.value} key for {name!r} (shown once, store it now):", highlight=False)
+    console.print(plain, highlight=False, soft_wrap=True)
+    console.print(f"id (its SHA-256, for `nudge keys revoke`): {record.key_hash}", highlight=False, soft_wrap=True)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key: Annotated[str, typer.Argument(help="The key itself, or its id (SHA-256).")]) -> None:
+    """Revoke a key: calls with it get 401 from now on."""
+    if not _key_service().revoke(key):
+        console.print("[red]✗[/] no such key")
+        raise typer.Exit(1)
+    console.print("[green]✓[/] revoked")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI 3.1 document of the HTTP API (docs/openapi.json is this output)."""
+    import json
+
+    from nudge.openapi import document
+
+    sys.stdout.write(json.dumps(document(), indent=2) + "\n")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())

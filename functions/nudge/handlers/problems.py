@@ -15,7 +15,14 @@ class Problem(Exception):
     """An HTTP problem a handler returns as-is: status, a short title, and the precise detail."""
 
     def __init__(
-        self, status: int, slug: str, title: str, detail: str, *, errors: list[dict[str, str]] | None = None
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -23,6 +30,7 @@ class Problem(Exception):
         self.title = title
         self.detail = detail
         self.errors = errors or []
+        self.headers = headers or {}  # e.g. Retry-After on a 429
 
     def body(self, instance: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -96,3 +104,29 @@ def not_found(path: str) -> Problem:
 def internal(request_id: str | None) -> Problem:
     where = f"; quote request id {request_id} to find it in the logs" if request_id else ""
     return Problem(500, "internal", "Internal error", f"the request could not be completed{where}")
+
+
+def missing_header(name: str) -> Problem:
+    return Problem(400, "missing-header", "A required header is missing", f"send the {name} header")
+
+
+def bad_api_key(detail: str) -> Problem:
+    return Problem(401, "unauthorized", "API key rejected", detail)
+
+
+def forbidden_origin(origin: str | None) -> Problem:
+    return Problem(403, "forbidden-origin", "Origin not allowed", f"{origin or 'this origin'} may not use this key")
+
+
+def too_many_requests(retry_after: int) -> Problem:
+    return Problem(
+        429,
+        "rate-limited",
+        "Too many requests",
+        f"slow down; try again in {retry_after} s",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def invalid_link(detail: str) -> Problem:
+    return Problem(400, "invalid-link", "This link is not valid", detail)

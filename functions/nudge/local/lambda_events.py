@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from dataclasses import dataclass
@@ -53,6 +54,46 @@ def api_gateway_event(
         },
         "body": text,
         "isBase64Encoded": False,
+    }
+
+
+def proxy_event(
+    method: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    query: dict[str, str],
+    *,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
+    """A REST API proxy-integration event for a request as it came (headers untouched, body base64 if binary)."""
+    try:
+        text, encoded = body.decode(), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode(), True
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": dict(headers),
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": dict(query) or None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": path,
+            "stage": "local",
+            "requestId": str(uuid.uuid4()),
+            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", "nudge-local")},
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": headers.get("Host", "127.0.0.1"),
+        },
+        "body": text or None,
+        "isBase64Encoded": encoded,
     }
 
 

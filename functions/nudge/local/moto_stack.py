@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from nudge import names, wiring
-from nudge.clocks import VirtualClock
+from nudge.clocks import MovableClock
+from nudge.local import gateway
+from nudge.local.gateway import LocalResponse
 from nudge.local.lambda_events import FakeLambdaContext, signed_request
 from nudge.local.pump import SchedulePump
 from nudge.local.requests import RequestCounter
@@ -24,6 +26,8 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 FROM_ADDRESS = "hello@shop.example"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+DEV_SHOPIFY_SHOP = "dev-shop.myshopify.com"
+DEV_WOOCOMMERCE_SITE = "woo.example"
 
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -47,7 +51,7 @@ class ApiResult:
 class MotoStack:
     """A running local deployment. Use `start_moto_stack()`; call `stop()` when done."""
 
-    clock: VirtualClock
+    clock: MovableClock
     settings: Settings
     container: wiring.Container
     session: Any
@@ -55,6 +59,18 @@ class MotoStack:
     requests: RequestCounter
     pump: SchedulePump
     _mock: Any
+    webhook_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+    ) -> LocalResponse:
+        """An HTTP request through the local gateway to whichever handler the stack routes it to."""
+        return gateway.invoke(method, path, body=body, headers=headers, query=query)
 
     def call_api(
         self,
@@ -104,22 +120,43 @@ class MotoStack:
         self._mock.stop()
 
 
+_shared_loader: Any = None
+
+
+def _botocore_session() -> Any:
+    """A fresh botocore session (its own event hooks) sharing one loader: service models load once per process.
+
+    Starting a stack creates a dozen clients; without this each one re-reads its service model (~70 ms).
+    """
+    import botocore.loaders
+    import botocore.session
+
+    global _shared_loader
+    session = botocore.session.Session()
+    if _shared_loader is None:
+        _shared_loader = botocore.loaders.create_loader()
+    session.register_component("data_loader", _shared_loader)
+    return session
+
+
 def start_moto_stack(
-    clock: VirtualClock,
+    clock: MovableClock,
     *,
     flows_dir: Path | None = None,
     templates_dir: Path | None = None,
+    public_base_url: str | None = None,
 ) -> MotoStack:
     """Start moto, create the resources, wire the real adapters to them and install the container."""
     import boto3
     from moto import mock_aws
 
+    from nudge.adapters.dynamodb.access import bind_access_models, ensure_access_tables
     from nudge.adapters.dynamodb.store import DynamoStore, ensure_tables
 
     os.environ.update(_FAKE_CREDENTIALS)
     mock = mock_aws()
     mock.start()
-    session = boto3.Session(region_name=REGION)
+    session = boto3.Session(region_name=REGION, botocore_session=_botocore_session())
 
     dlq_url = session.client("sqs").create_queue(QueueName="nudge-scheduler-dlq")["QueueUrl"]
     dlq_arn = session.client("sqs").get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -129,7 +166,16 @@ def start_moto_stack(
     scheduler_client.create_schedule_group(Name=names.SCHEDULE_GROUP)
     session.client("sesv2").create_email_identity(EmailIdentity=FROM_ADDRESS.partition("@")[2])
     key = secrets.token_hex(32)
-    secret_arn = session.client("secretsmanager").create_secret(Name="nudge/signing-key", SecretString=key)["ARN"]
+    secrets_client = session.client("secretsmanager")
+    secret_arn = secrets_client.create_secret(Name=names.SIGNING_SECRET_NAME, SecretString=key)["ARN"]
+    # One development shop per storefront platform, each with its own secret, as the stack's JSON secret holds.
+    webhook_secrets = {
+        "shopify": {DEV_SHOPIFY_SHOP: secrets.token_hex(16)},
+        "woocommerce": {DEV_WOOCOMMERCE_SITE: secrets.token_hex(16)},
+    }
+    webhook_secrets_arn = secrets_client.create_secret(
+        Name=names.WEBHOOK_SECRETS_NAME, SecretString=json.dumps(webhook_secrets)
+    )["ARN"]
 
     settings = Settings(
         step_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-step",
@@ -139,6 +185,8 @@ def start_moto_stack(
         flows_dir=flows_dir or PROJECT_ROOT / "flows",
         templates_dir=templates_dir or PROJECT_ROOT / "templates",
         signing_secret_arn=secret_arn,
+        webhook_secrets_arn=webhook_secrets_arn,
+        public_base_url=public_base_url,
     )
     counter = RequestCounter()
     counter.attach(session.events)  # clients created from this session from now on are counted
@@ -146,6 +194,7 @@ def start_moto_stack(
     store = container.store
     assert isinstance(store, DynamoStore)
     ensure_tables(store.models)
+    ensure_access_tables(bind_access_models(settings, region=REGION, connection=store.connection))
     for client in store.botocore_clients():
         counter.attach(client.meta.events)
     counter.counts.clear()  # count the story, not the set-up
@@ -160,9 +209,13 @@ def start_moto_stack(
         requests=counter,
         pump=None,  # type: ignore[arg-type]
         _mock=mock,
+        webhook_secrets=webhook_secrets,
     )
     # The pump's own reads are the local emulation of Scheduler, not nudge's traffic: a separate client.
     stack.pump = SchedulePump(
-        boto3.Session(region_name=REGION).client("scheduler"), settings.schedule_group, clock, stack.fire_step
+        boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("scheduler"),
+        settings.schedule_group,
+        clock,
+        stack.fire_step,
     )
     return stack

@@ -16,7 +16,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from nudge.adapters.scheduler import parse_at_expression
-from nudge.clocks import VirtualClock
+from nudge.clocks import MovableClock
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class DueSchedule:
 
 
 class SchedulePump:
-    def __init__(self, client: Any, group: str, clock: VirtualClock, invoke: Callable[[dict[str, Any]], Any]) -> None:
+    def __init__(self, client: Any, group: str, clock: MovableClock, invoke: Callable[[dict[str, Any]], Any]) -> None:
         self._client = client
         self._group = group
         self._clock = clock

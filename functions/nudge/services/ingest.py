@@ -65,6 +65,9 @@ class IngestService:
         self._clock = clock
         self._date_flows = [flow for flow in flows if isinstance(flow.trigger, DateTrigger)]
 
+    def get_contact(self, contact_id: str) -> Contact | None:
+        return self._store.get_contact(contact_id)
+
     def identify(self, patch: ContactPatch) -> Contact:
         """Create or update a contact; fields not given keep their stored values. Lines up date flows."""
         contact = self._upsert(patch)

@@ -68,6 +68,11 @@ class DynamoStore:
         )
         return cls(models, region, host)
 
+    @property
+    def connection(self) -> Connection:
+        """The one pynamodb connection, for other adapters to share."""
+        return self._connection
+
     def botocore_clients(self) -> list[Any]:
         """The botocore clients pynamodb uses (for request counting in the demo)."""
         return [self._connection.client]

@@ -1,0 +1,265 @@
+"""API keys, rate-limit buckets, contact refs and privacy requests in DynamoDB, through pynamodb.
+
+keys              PK pk "KEY#<sha256 of the key>"            an API key (the key itself is never stored)
+                  PK pk "RATE#<bucket>#<window start>"       a rate-limit counter, expires_at TTL
+contact-refs      PK ref "<source>:<site>:<kind>:<id>"      an outside id that leads to a contact
+privacy-requests  PK request_id                             a data request or redaction, status pending
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    ListAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+)
+from pynamodb.connection import Connection
+from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.models import Model
+
+from nudge.ports import ApiKey, KeyKind, PrivacyKind, PrivacyRequest
+from nudge.settings import Settings
+
+KEY_PREFIX = "KEY#"
+RATE_PREFIX = "RATE#"
+
+
+class ApiKeyModel(Model):
+    """PK: pk = KEY#<sha256 hex of the key>."""
+
+    class Meta:
+        table_name = "nudge-keys"
+
+    pk = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    name = UnicodeAttribute()
+    created_at = UTCDateTimeAttribute()
+    origins = ListAttribute(of=UnicodeAttribute, null=True)
+    double_opt_in = BooleanAttribute(default=False)
+    revoked_at = UTCDateTimeAttribute(null=True)
+
+
+class RateBucketModel(Model):
+    """PK: pk = RATE#<bucket>#<window start, unix seconds>; gone after expires_at (TTL)."""
+
+    class Meta:
+        table_name = "nudge-keys"
+
+    pk = UnicodeAttribute(hash_key=True)
+    hits = NumberAttribute(default=0)
+    expires_at = TTLAttribute(null=True)
+
+
+class ContactRefModel(Model):
+    """PK: ref."""
+
+    class Meta:
+        table_name = "nudge-contact-refs"
+
+    ref = UnicodeAttribute(hash_key=True)
+    contact_id = UnicodeAttribute()
+    linked_at = UTCDateTimeAttribute()
+
+
+class PrivacyRequestModel(Model):
+    """PK: request_id. `status` stays pending until the erase/export of issue #5 has carried it out."""
+
+    class Meta:
+        table_name = "nudge-privacy-requests"
+
+    request_id = UnicodeAttribute(hash_key=True)
+    kind = UnicodeAttribute()
+    source = UnicodeAttribute()
+    subject = JSONAttribute()
+    contact_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    received_at = UTCDateTimeAttribute()
+    status = UnicodeAttribute()
+
+
+@dataclass(frozen=True)
+class AccessModels:
+    keys: type[ApiKeyModel]
+    rates: type[RateBucketModel]
+    refs: type[ContactRefModel]
+    privacy: type[PrivacyRequestModel]
+
+    def all(self) -> tuple[type[Model], ...]:
+        return (self.keys, self.rates, self.refs, self.privacy)
+
+
+def _bind(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
+    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
+    return type(model.__name__, (model,), {"Meta": meta, "__module__": __name__})
+
+
+def bind_access_models(
+    settings: Settings, *, region: str, host: str | None = None, connection: Connection | None = None
+) -> AccessModels:
+    """Bind the models to this deployment's tables; share `connection` (one botocore session) if given."""
+    return bind_access_tables(
+        keys=settings.keys_table,
+        refs=settings.contact_refs_table,
+        privacy=settings.privacy_table,
+        region=region,
+        host=host,
+        connection=connection,
+    )
+
+
+def bind_access_tables(
+    *, keys: str, refs: str, privacy: str, region: str, host: str | None = None, connection: Connection | None = None
+) -> AccessModels:
+    """bind_access_models by table name (the CLI, which needs no full deployment settings)."""
+    models = AccessModels(
+        keys=_bind(ApiKeyModel, keys, region, host),  # type: ignore[arg-type]
+        rates=_bind(RateBucketModel, keys, region, host),  # type: ignore[arg-type]
+        refs=_bind(ContactRefModel, refs, region, host),  # type: ignore[arg-type]
+        privacy=_bind(PrivacyRequestModel, privacy, region, host),  # type: ignore[arg-type]
+    )
+    if connection is not None:
+        shared: set[str] = set()
+        for model in models.all():
+            table = model._get_connection()
+            if table.table_name not in shared:
+                with contextlib.suppress(ValueError):  # already shared by an earlier binding
+                    connection.add_meta_table(table.connection.get_meta_table(table.table_name))
+                shared.add(table.table_name)
+            table.connection = connection
+    return models
+
+
+def _condition_failed(exc: Exception) -> bool:
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+class DynamoApiKeys:
+    def __init__(self, models: AccessModels) -> None:
+        self._model = models.keys
+
+    def put(self, key: ApiKey) -> None:
+        self._model(
+            pk=KEY_PREFIX + key.key_hash,
+            kind=key.kind.value,
+            name=key.name,
+            created_at=key.created_at,
+            origins=list(key.origins) or None,
+            double_opt_in=key.double_opt_in,
+            revoked_at=key.revoked_at,
+        ).save()
+
+    def get(self, key_hash: str) -> ApiKey | None:
+        try:
+            item = self._model.get(KEY_PREFIX + key_hash)
+        except self._model.DoesNotExist:
+            return None
+        return ApiKey(
+            key_hash=key_hash,
+            kind=KeyKind(item.kind),
+            name=item.name,
+            created_at=item.created_at,
+            origins=tuple(item.origins or ()),
+            double_opt_in=bool(item.double_opt_in),
+            revoked_at=item.revoked_at,
+        )
+
+    def revoke(self, key_hash: str, at: datetime) -> bool:
+        try:
+            self._model(pk=KEY_PREFIX + key_hash).update(
+                actions=[self._model.revoked_at.set(at)], condition=self._model.pk.exists()
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+
+class DynamoRateLimiter:
+    """Fixed-window counters: one atomic ADD per request, the item expiring with its window."""
+
+    def __init__(self, models: AccessModels) -> None:
+        self._model = models.rates
+
+    def hit(self, bucket: str, *, limit: int, window: timedelta, now: datetime) -> bool:
+        seconds = int(window.total_seconds())
+        start = int(now.timestamp()) // seconds * seconds
+        item = self._model(pk=f"{RATE_PREFIX}{bucket}#{start}")
+        item.update(
+            actions=[
+                self._model.hits.add(1),
+                self._model.expires_at.set(datetime.fromtimestamp(start, now.tzinfo) + 2 * window),
+            ]
+        )
+        return int(item.hits) <= limit
+
+
+class DynamoContactRefs:
+    def __init__(self, models: AccessModels) -> None:
+        self._model = models.refs
+
+    def link(self, ref: str, contact_id: str, now: datetime) -> None:
+        self._model(ref=ref, contact_id=contact_id, linked_at=now).save()
+
+    def resolve(self, ref: str) -> str | None:
+        try:
+            return str(self._model.get(ref, consistent_read=True).contact_id)
+        except self._model.DoesNotExist:
+            return None
+
+
+class DynamoPrivacyRequests:
+    def __init__(self, models: AccessModels) -> None:
+        self._model = models.privacy
+
+    def record(self, request: PrivacyRequest) -> bool:
+        item = self._model(
+            request_id=request.request_id,
+            kind=request.kind.value,
+            source=request.source,
+            subject=request.subject,
+            contact_ids=list(request.contact_ids) or None,
+            received_at=request.received_at,
+            status=request.status,
+        )
+        try:
+            item.save(condition=self._model.request_id.does_not_exist())
+        except PutError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def get(self, request_id: str) -> PrivacyRequest | None:
+        """Read one back (for issue #5's worker and the tests)."""
+        try:
+            item = self._model.get(request_id, consistent_read=True)
+        except self._model.DoesNotExist:
+            return None
+        return PrivacyRequest(
+            request_id=item.request_id,
+            kind=PrivacyKind(item.kind),
+            source=item.source,
+            subject=item.subject,
+            contact_ids=tuple(item.contact_ids or ()),
+            received_at=item.received_at,
+            status=item.status,
+        )
+
+
+def ensure_access_tables(models: AccessModels) -> None:
+    """Create the tables if missing (local runs and tests; deployed stacks get them from CDK)."""
+    seen: set[str] = set()
+    for model in models.all():
+        if model.Meta.table_name in seen:
+            continue
+        seen.add(model.Meta.table_name)
+        if not model.exists():
+            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)

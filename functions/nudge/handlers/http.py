@@ -1,0 +1,91 @@
+"""What every API Gateway handler shares: raw bodies, JSON in and out, and problems as responses."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from pydantic import BaseModel, ValidationError
+
+from nudge.handlers import problems
+from nudge.handlers.problems import Problem
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body, separators=(",", ":")),
+        headers=headers or {},
+    )
+
+
+def raw_body(app: APIGatewayRestResolver, limit: int) -> bytes:
+    """The body's bytes as sent (signatures are over these), refused past `limit`."""
+    event = app.current_event
+    raw = event.body or ""
+    if event.is_base64_encoded:
+        try:
+            body = base64.b64decode(raw, validate=True)
+        except binascii.Error:
+            raise problems.bad_json("the body is flagged base64 but is not valid base64") from None
+    else:
+        body = raw.encode()
+    if len(body) > limit:
+        raise problems.too_large(limit)
+    return body
+
+
+def require_json_media_type(app: APIGatewayRestResolver) -> None:
+    content_type = app.current_event.headers.get("content-type")
+    if not content_type or content_type.split(";")[0].strip().lower() != "application/json":
+        raise problems.unsupported_media_type(content_type)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise problems.bad_json(str(exc)) from None
+
+
+def parse_model(model: type[M], data: Any) -> M:
+    """Validate a JSON value against `model`; a non-object or a bad member is a 422 naming each one."""
+    try:
+        if not isinstance(data, dict):
+            model.model_validate([])  # raises the same "not an object" error pydantic gives
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise problems.from_validation_error(exc) from None
+
+
+def install_problem_responses(app: APIGatewayRestResolver, logger: Logger) -> None:
+    """Every refusal and fault of `app` becomes an RFC 9457 problem; no stack trace ever leaves."""
+
+    @app.exception_handler(Problem)
+    def _problem(exc: Problem) -> Response:
+        logger.info("request refused", extra={"status": exc.status, "problem": exc.slug, "detail": exc.detail})
+        return Response(
+            status_code=exc.status,
+            content_type=problems.PROBLEM_CONTENT_TYPE,
+            body=exc.json(app.current_event.path),
+            headers=exc.headers,
+        )
+
+    @app.not_found
+    def _not_found(_exc: Exception) -> Response:
+        problem = problems.not_found(app.current_event.path)
+        return Response(status_code=404, content_type=problems.PROBLEM_CONTENT_TYPE, body=problem.json())
+
+    @app.exception_handler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        logger.exception("unhandled error")
+        request_id = app.lambda_context.aws_request_id if app.lambda_context else None
+        problem = problems.internal(request_id)
+        return Response(status_code=500, content_type=problems.PROBLEM_CONTENT_TYPE, body=problem.json())

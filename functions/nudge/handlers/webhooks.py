@@ -1,0 +1,95 @@
+"""Storefront webhooks: POST /webhooks/shopify and /webhooks/woocommerce. Verify the raw bytes, then map."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge import names, signing, wiring
+from nudge.handlers import http, problems
+from nudge.services import shopify, woocommerce
+
+# Shopify caps payloads far lower; the limit only keeps a forged giant body from costing an HMAC.
+MAX_BODY_BYTES = 1024 * 1024
+_DELIVERY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_WC_PING = re.compile(rb"^webhook_id=\d{1,20}$")
+ANY_SITE = "*"  # a secret under this name serves every shop (a Shopify app's one client secret)
+
+logger = Logger(service=names.SERVICE)
+app = APIGatewayRestResolver()
+http.install_problem_responses(app, logger)
+
+
+def _secret_for(platform: str, site: str | None) -> str:
+    secrets: Any = wiring.current().webhook_secrets().get(platform) or {}
+    secret = (secrets.get(site) if site else None) or secrets.get(ANY_SITE)
+    if not isinstance(secret, str) or not secret:
+        raise problems.unauthorized(f"no {platform} webhook secret is configured for {site or 'this site'}")
+    return secret
+
+
+def _delivery_id(header: str, value: str | None) -> str:
+    if not value:
+        raise problems.missing_header(header)
+    if not _DELIVERY_ID.match(value):
+        raise problems.Problem(400, "missing-header", "A required header is missing", f"{header} is malformed")
+    return value
+
+
+def _result(outcome: dict[str, Any]) -> Response:
+    processed = not (outcome.get("duplicate") or "ignored" in outcome or "privacy_request" in outcome)
+    logger.info("webhook handled", extra=outcome)
+    return http.json_response(202 if processed else 200, outcome)
+
+
+@app.post("/webhooks/shopify")
+def post_shopify() -> Response:
+    container = wiring.current()
+    headers = app.current_event.headers
+    body = http.raw_body(app, MAX_BODY_BYTES)
+    shop = (headers.get(names.SHOPIFY_SHOP_HEADER) or "").strip().lower() or None
+    try:
+        signing.verify_base64_hmac(_secret_for("shopify", shop), headers.get(names.SHOPIFY_HMAC_HEADER), body)
+    except signing.SignatureError as exc:
+        raise problems.unauthorized(f"{names.SHOPIFY_HMAC_HEADER}: {exc}") from None
+    webhook_id = _delivery_id(names.SHOPIFY_WEBHOOK_ID_HEADER, headers.get(names.SHOPIFY_WEBHOOK_ID_HEADER))
+    topic = headers.get(names.SHOPIFY_TOPIC_HEADER) or ""
+    payload = http.parse_json(body)
+    canonical = shopify.map_webhook(topic, webhook_id, shop or "", payload, container.clock.now())
+    return _result(container.webhooks.handle(canonical) | {"topic": topic})
+
+
+@app.post("/webhooks/woocommerce")
+def post_woocommerce() -> Response:
+    container = wiring.current()
+    headers = app.current_event.headers
+    body = http.raw_body(app, MAX_BODY_BYTES)
+    content_type = (headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded" and _WC_PING.match(body.strip()):
+        # WooCommerce checks a new webhook's URL with this unsigned form post; answer it, store nothing.
+        return http.json_response(200, {"ping": True})
+    site = urlsplit(headers.get(names.WC_SOURCE_HEADER) or "").hostname
+    try:
+        signing.verify_base64_hmac(_secret_for("woocommerce", site), headers.get(names.WC_SIGNATURE_HEADER), body)
+    except signing.SignatureError as exc:
+        raise problems.unauthorized(f"{names.WC_SIGNATURE_HEADER}: {exc}") from None
+    delivery = headers.get(names.WC_DELIVERY_HEADER)
+    # Without a delivery id, the body itself identifies a resend of the same delivery.
+    event_id = "woocommerce:" + (
+        _delivery_id(names.WC_DELIVERY_HEADER, delivery) if delivery else "b" + hashlib.sha256(body).hexdigest()[:40]
+    )
+    topic = headers.get(names.WC_TOPIC_HEADER) or ""
+    payload = http.parse_json(body)
+    canonical = woocommerce.map_webhook(topic, event_id, site or "", payload, container.clock.now())
+    return _result(container.webhooks.handle(canonical) | {"topic": topic})
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,166 @@
+"""What a storefront webhook means to nudge, before anything is stored: the mappers' common vocabulary.
+
+Mappers (shopify.py, woocommerce.py) are pure functions from a verified payload to one of these;
+WebhookService (webhooks.py) carries them out. Event types are the flows' lower_snake_case names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from nudge.domain.model import ContactPatch, Event, JsonDict
+from nudge.ports import PrivacyKind
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """Ingest this event. `once` names a first sighting: when that ref is already linked to a contact,
+    the event becomes `repeat_type` instead, or is dropped if there is none. `links` lead to the contact later."""
+
+    event: Event
+    once: str | None = None
+    repeat_type: str | None = None
+    links: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackByRef:
+    """An event whose payload names no person (a Shopify refund): the contact is found through `ref`."""
+
+    ref: str
+    event_id: str
+    type: str
+    properties: JsonDict
+    occurred_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Privacy:
+    """A data request or redaction. `contacts` are the ids the payload names; `refs` may lead to more."""
+
+    request_id: str
+    kind: PrivacyKind
+    source: str
+    subject: JsonDict
+    contacts: tuple[str, ...]
+    refs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Nothing to do (an unknown topic, a checkout with no address yet); answered 200 so nobody retries."""
+
+    reason: str
+
+
+Canonical = Track | TrackByRef | Privacy | Ignored
+
+
+def email_or_none(value: Any) -> str | None:
+    if isinstance(value, str) and _EMAIL.match(value.strip()):
+        return value.strip().lower()
+    return None
+
+
+def phone_or_none(value: Any) -> str | None:
+    """Storefront phones are free text; only E.164 numbers can receive SMS, the rest are dropped."""
+    if not isinstance(value, str):
+        return None
+    compact = re.sub(r"[\s().-]", "", value)
+    return compact if _E164.match(compact) else None
+
+
+def text_or_none(value: Any, limit: int = 200) -> str | None:
+    if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+        return str(value).strip()[:limit]
+    return None
+
+
+def amount_or_none(value: Any) -> float | None:
+    """Storefronts send money as strings ("19.90"); templates format numbers."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return float(amount) if amount.is_finite() else None
+
+
+def int_or(value: Any, default: int) -> int:
+    if isinstance(value, bool):
+        return default
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """The value if it is a JSON object, else an empty one: payloads vary by version and by shop."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: Any) -> list[dict[str, Any]]:
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def line(*, title: Any, quantity: Any, price: Any, product_id: Any, variant_id: Any, sku: Any) -> dict[str, Any]:
+    """One cart or order line in the shape templates and flows expect."""
+    return {
+        "title": text_or_none(title) or "",
+        "quantity": int_or(quantity, 1),
+        "price": amount_or_none(price),
+        "product_id": text_or_none(product_id),
+        "variant_id": text_or_none(variant_id),
+        "sku": text_or_none(sku),
+    }
+
+
+def compact(values: dict[str, Any]) -> dict[str, Any]:
+    """Drop absent members, so a flow condition on a property sees "missing" rather than null."""
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def contact_patch(
+    *,
+    email: Any = None,
+    phone: Any = None,
+    first_name: Any = None,
+    last_name: Any = None,
+    email_marketing: bool | None = None,
+    sms_marketing: bool | None = None,
+    properties: dict[str, Any] | None = None,
+) -> ContactPatch | None:
+    """A patch keyed like /v1/events keys it (hash of the email, else of the phone); None without either."""
+    clean_email, clean_phone = email_or_none(email), phone_or_none(phone)
+    if not (clean_email or clean_phone):
+        return None
+    return ContactPatch(
+        email=clean_email,
+        phone=clean_phone,
+        first_name=text_or_none(first_name, 100),
+        last_name=text_or_none(last_name, 100),
+        email_marketing=email_marketing,
+        sms_marketing=sms_marketing,
+        properties=compact(properties or {}),
+    )
+
+
+def occurred(value: Any, received_at: datetime) -> datetime:
+    """The payload's own timestamp when it is sane, else the time it arrived."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return received_at
+        if moment.tzinfo is not None and moment <= received_at:
+            return moment.astimezone(UTC)
+    return received_at

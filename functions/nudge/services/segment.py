@@ -1,0 +1,279 @@
+"""The Segment-style API: track, identify and alias calls with Segment's field names, as canonical events.
+
+Segment libraries add members of their own (context, integrations, sentAt, _metadata…): they are accepted
+and ignored. `messageId` makes retries safe; without one, the call's own content does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nudge.domain.model import ContactPatch, Event, JsonDict
+from nudge.ports import Clock, ContactRefs
+from nudge.services.canonical import compact, email_or_none, line, phone_or_none
+from nudge.services.ingest import IngestService
+from nudge.services.inputs import MAX_FUTURE_SKEW
+
+MAX_CALL_BYTES = 32 * 1024  # Segment's own limits: 32 KB a call, 500 KB a batch
+MAX_BATCH_BYTES = 500 * 1024
+MAX_BATCH_ITEMS = 500
+_USER_ID = r"^[A-Za-z0-9_.:@+-]+$"
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+# Segment's e-commerce spec names for the events nudge's flows know by their own names.
+COMMERCE_EVENTS = {
+    "Checkout Started": "checkout_started",
+    "Order Completed": "order_placed",
+    "Order Cancelled": "order_cancelled",
+    "Order Refunded": "refund_created",
+}
+# Traits that fill contact fields; every other trait is kept in the contact's properties.
+_CONTACT_TRAITS = {"email", "phone", "firstName", "first_name", "lastName", "last_name", "timezone"}
+_CONSENT_TRAITS = {"email_marketing", "sms_marketing"}
+
+
+class Traits(BaseModel):
+    """Who someone is. Segment's reserved traits fill the contact; the rest become its properties."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, description="E.164, e.g. +14155550123.")
+    first_name: str | None = Field(default=None, alias="firstName", max_length=100)
+    last_name: str | None = Field(default=None, alias="lastName", max_length=100)
+    email_marketing: bool | None = Field(default=None, description="Consent to marketing email.")
+    sms_marketing: bool | None = Field(default=None, description="Consent to marketing SMS.")
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and email_or_none(value) is None:
+            raise ValueError("not an email address")
+        return email_or_none(value)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is not None and phone_or_none(value) is None:
+            raise ValueError("not an E.164 phone number (e.g. +14155550123)")
+        return phone_or_none(value)
+
+    def extra_properties(self) -> JsonDict:
+        return {k: v for k, v in (self.model_extra or {}).items() if k not in _CONTACT_TRAITS | _CONSENT_TRAITS}
+
+
+class InvalidCall(ValueError):
+    """A call that parsed but cannot be taken (a far-future timestamp, an unusable event name)."""
+
+    def __init__(self, pointer: str, detail: str) -> None:
+        super().__init__(detail)
+        self.pointer = pointer
+        self.detail = detail
+
+
+class Context(BaseModel):
+    """Segment's context object: nudge reads `traits` (who the track call is about) and keeps nothing else."""
+
+    model_config = ConfigDict(extra="allow")
+
+    traits: Traits = Field(default_factory=Traits)
+
+
+class SegmentCall(BaseModel):
+    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
+
+    messageId: str | None = Field(default=None, min_length=1, max_length=200)  # noqa: N815 (Segment's name)
+    timestamp: AwareDatetime | None = None
+    context: Context = Field(default_factory=Context)
+
+
+class _PersonCall(SegmentCall):
+    userId: str | None = Field(default=None, min_length=1, max_length=128, pattern=_USER_ID)  # noqa: N815
+    anonymousId: str | None = Field(default=None, min_length=1, max_length=200)  # noqa: N815
+
+    @model_validator(mode="after")
+    def _someone(self) -> _PersonCall:
+        if not (self.userId or self.anonymousId):
+            raise ValueError("a call needs a userId or an anonymousId")
+        return self
+
+
+class TrackCall(_PersonCall):
+    """POST /v1/track: something someone did."""
+
+    type: Literal["track"] | None = None
+    event: str = Field(min_length=1, max_length=200, description='e.g. "Order Completed" or "checkout_started"')
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class IdentifyCall(_PersonCall):
+    """POST /v1/identify: who someone is."""
+
+    type: Literal["identify"] | None = None
+    traits: Traits = Field(default_factory=Traits)
+
+
+class AliasCall(SegmentCall):
+    """POST /v1/alias: the anonymous visitor (or earlier id) previousId is userId."""
+
+    type: Literal["alias"] | None = None
+    previousId: str = Field(min_length=1, max_length=200)  # noqa: N815
+    userId: str = Field(min_length=1, max_length=128, pattern=_USER_ID)  # noqa: N815
+
+
+class BatchCall(BaseModel):
+    """POST /v1/batch: up to 500 calls, each with its `type`; each gets its own result."""
+
+    model_config = ConfigDict(extra="allow")
+
+    batch: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+CALLS: dict[str, type[SegmentCall]] = {"track": TrackCall, "identify": IdentifyCall, "alias": AliasCall}
+
+
+def _digest(text: str, length: int = 40) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def event_type_for(name: str) -> str:
+    """Segment's "Order Completed" → order_placed; any other name → its lower_snake_case form."""
+    if name in COMMERCE_EVENTS:
+        return COMMERCE_EVENTS[name]
+    snake = re.sub(r"[^a-z0-9.]+", "_", name.strip().lower()).strip("_")
+    if not _EVENT_TYPE.match(snake):
+        raise ValueError("an event name needs a letter first and at most 64 characters, e.g. Checkout Started")
+    return snake
+
+
+def _commerce_properties(properties: dict[str, Any]) -> dict[str, Any]:
+    """Segment's e-commerce members (products, revenue, coupon) under the names nudge's flows use."""
+    products = properties.get("products")
+    derived: dict[str, Any] = {}
+    if isinstance(products, list) and "lines" not in properties:
+        derived["lines"] = [
+            line(
+                title=p.get("name"),
+                quantity=p.get("quantity"),
+                price=p.get("price"),
+                product_id=p.get("product_id"),
+                variant_id=p.get("variant"),
+                sku=p.get("sku"),
+            )
+            for p in products
+            if isinstance(p, dict)
+        ]
+    if "total" not in properties and isinstance(properties.get("revenue"), int | float):
+        derived["total"] = properties["revenue"]
+    if "discount_codes" not in properties and isinstance(properties.get("coupon"), str):
+        derived["discount_codes"] = [properties["coupon"]]
+    return {**properties, **derived}
+
+
+class SegmentService:
+    def __init__(self, *, ingest: IngestService, refs: ContactRefs, clock: Clock) -> None:
+        self._ingest = ingest
+        self._refs = refs
+        self._clock = clock
+
+    def anonymous_contact_id(self, anonymous_id: str) -> str:
+        return "an_" + _digest(anonymous_id, 24)
+
+    def contact_id(self, user_id: str | None, anonymous_id: str | None) -> str:
+        """userId if given; else whoever the anonymousId was aliased to; else the anonymous contact."""
+        if user_id:
+            return user_id
+        assert anonymous_id is not None  # the model requires one of the two
+        return self._refs.resolve(f"anon:{anonymous_id}") or self.anonymous_contact_id(anonymous_id)
+
+    def track(self, call: TrackCall) -> dict[str, Any]:
+        try:
+            event_type = event_type_for(call.event)
+        except ValueError as exc:
+            raise InvalidCall("/event", str(exc)) from None
+        event = Event(
+            event_id=self._event_id(call),
+            type=event_type,
+            contact=self._patch(call.userId, call.anonymousId, call.context.traits),
+            properties=_commerce_properties(call.properties),
+            occurred_at=self._occurred(call),
+        )
+        return self._ingest.ingest(event).as_dict() | {"type": event.type}
+
+    def identify(self, call: IdentifyCall) -> dict[str, Any]:
+        event = Event(
+            event_id=self._event_id(call),
+            type="identify",
+            contact=self._patch(call.userId, call.anonymousId, call.traits),
+            properties={},
+            occurred_at=self._occurred(call),
+        )
+        return self._ingest.ingest(event).as_dict() | {"type": event.type}
+
+    def alias(self, call: AliasCall) -> dict[str, Any]:
+        """Merge the earlier profile into userId's (userId's values win) and send the earlier id there from now on."""
+        self._occurred(call)  # refuse far-future timestamps here too
+        previous_id = self.contact_id(None, call.previousId)
+        earlier = self._ingest.get_contact(previous_id) or self._ingest.get_contact(call.previousId)
+        known = self._ingest.get_contact(call.userId)
+        merged_from = None
+        if earlier is not None and earlier.contact_id != call.userId:
+            merged_from = earlier.contact_id
+
+            def keep(mine: Any, theirs: Any) -> Any:
+                return theirs if mine is None else None  # None in a patch keeps the stored value
+
+            self._ingest.identify(
+                ContactPatch(
+                    external_id=call.userId,
+                    email=keep(known and known.email, earlier.email),
+                    phone=keep(known and known.phone, earlier.phone),
+                    first_name=keep(known and known.first_name, earlier.first_name),
+                    last_name=keep(known and known.last_name, earlier.last_name),
+                    timezone=keep(known and known.timezone, earlier.timezone),
+                    email_marketing=keep(known and known.email_marketing, earlier.email_marketing),
+                    sms_marketing=keep(known and known.sms_marketing, earlier.sms_marketing),
+                    properties={**earlier.properties, **(known.properties if known else {})},
+                )
+            )
+            self._ingest.identify(ContactPatch(external_id=earlier.contact_id, properties={"merged_into": call.userId}))
+        elif known is None:
+            self._ingest.identify(ContactPatch(external_id=call.userId))
+        self._refs.link(f"anon:{call.previousId}", call.userId, self._clock.now())
+        return {"contact_id": call.userId, "merged_from": merged_from}
+
+    def _patch(self, user_id: str | None, anonymous_id: str | None, traits: Traits) -> ContactPatch:
+        return ContactPatch(
+            external_id=self.contact_id(user_id, anonymous_id),
+            email=traits.email,
+            phone=traits.phone,
+            first_name=traits.first_name,
+            last_name=traits.last_name,
+            email_marketing=traits.email_marketing,
+            sms_marketing=traits.sms_marketing,
+            properties=compact(traits.extra_properties() | ({"anonymous_id": anonymous_id} if anonymous_id else {})),
+        )
+
+    def _event_id(self, call: SegmentCall) -> str:
+        if call.messageId:
+            message_id = call.messageId
+            return "segment:" + (message_id if _EVENT_ID.match(message_id) else "h" + _digest(message_id))
+        # No messageId: the same call sent twice (a retry) still maps to one event.
+        content = call.model_dump(mode="json", exclude={"context"}, exclude_none=True)
+        content.pop("sentAt", None)
+        return "segment:b" + _digest(json.dumps(content, sort_keys=True, default=str))
+
+    def _occurred(self, call: SegmentCall) -> datetime:
+        now = self._clock.now()
+        if call.timestamp is None:
+            return now
+        occurred = call.timestamp.astimezone(UTC)
+        if occurred > now + MAX_FUTURE_SKEW:
+            raise InvalidCall("/timestamp", f"timestamp is more than {MAX_FUTURE_SKEW} in the future")
+        return occurred
