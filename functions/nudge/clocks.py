@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class SystemSleeper:
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 class VirtualClock:
@@ -28,3 +34,15 @@ class VirtualClock:
 
     def advance(self, delta: timedelta) -> None:
         self.set(self._now + delta)
+
+
+class VirtualSleeper:
+    """Sleeping on a virtual clock moves the clock: a wait costs no real time."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self.slept = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        self._clock.advance(timedelta(seconds=seconds))

@@ -6,8 +6,19 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+import css_inline
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta, nodes, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# The variables every message template may use (services.runs builds exactly these; a test checks it).
+TEMPLATE_VARIABLES = frozenset(
+    {"contact", "event", "flow", "step", "run", "channel", "unsubscribe_url", "postal_address"}
+)
+# Appended to every email (postal address; unsubscribe link on marketing mail), whatever its layout.
+FOOTER_HTML = "layouts/footer.html.j2"
+FOOTER_TEXT = "layouts/footer.txt.j2"
+# Remote stylesheets would be a network call per render, and a way for a template to reach out.
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
 
 _CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$", "JPY": "¥"}
 
@@ -24,6 +35,11 @@ def money(amount: Any, currency: str = "USD") -> str:
         return str(amount)
     symbol = _CURRENCY_SYMBOLS.get(str(currency).upper())
     return f"{symbol}{value:,}" if symbol else f"{value:,} {currency}"
+
+
+def inline_css(markup: str) -> str:
+    """Move <style> rules into style attributes: many mail clients drop <style> blocks."""
+    return str(_INLINER.inline(markup))
 
 
 class TemplateRenderer:
@@ -63,10 +79,31 @@ class TemplateRenderer:
 
     def check_string(self, source: str, *, label: str) -> str | None:
         try:
-            self._env.parse(source)
+            unknown = meta.find_undeclared_variables(self._env.parse(source)) - TEMPLATE_VARIABLES
         except TemplateError as exc:
             return f"{label}: {exc.__class__.__name__}: {exc}"
-        return None
+        return f"{label}: unknown variable(s) {', '.join(sorted(unknown))}" if unknown else None
+
+    def unknown_variables(self, name: str) -> set[str]:
+        """Top-level names the template and the layouts it extends use that no message context provides.
+
+        Included partials are not checked on their own: they see the variables their includer sets.
+        """
+        unknown: set[str] = set()
+        seen: set[str] = set()
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            if current in seen or self._env.loader is None:
+                continue
+            seen.add(current)
+            source = self._env.loader.get_source(self._env, current)[0]
+            tree = self._env.parse(source)
+            unknown |= meta.find_undeclared_variables(tree) - TEMPLATE_VARIABLES
+            pending += [
+                str(n.template.value) for n in tree.find_all(nodes.Extends) if isinstance(n.template, nodes.Const)
+            ]
+        return unknown
 
     def email(self, template: str, subject: str, context: dict[str, Any]) -> tuple[str, str, str]:
         """(subject, html, text) for an email step."""

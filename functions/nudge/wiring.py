@@ -8,9 +8,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nudge.flow_files import load_catalog
-from nudge.ports import Clock, Mailer, Scheduler, Store, Texter
+from nudge.ports import Clock, Mailer, RateLimiter, Scheduler, Sleeper, Store, Texter
+from nudge.services.feedback import FeedbackService
 from nudge.services.ingest import IngestService
-from nudge.services.runs import RunService
+from nudge.services.preferences import PreferenceService
+from nudge.services.privacy import PrivacyService
+from nudge.services.runs import MailPolicy, RunService
+from nudge.services.sms_keywords import SmsKeywordService
+from nudge.services.throttle import SendThrottle
 from nudge.settings import Settings
 from nudge.templating import TemplateRenderer
 
@@ -31,7 +36,13 @@ class Container:
     flows: FlowCatalog
     runs: RunService
     ingest: IngestService
+    feedback: FeedbackService
+    preferences: PreferenceService
+    sms_keywords: SmsKeywordService
+    privacy: PrivacyService
+    throttle: SendThrottle
     signing_key: Callable[[], str | None]
+    unsubscribe_key: Callable[[], str | None]
 
 
 def assemble(
@@ -42,11 +53,22 @@ def assemble(
     scheduler: Scheduler,
     mailer: Mailer,
     texter: Texter,
+    limiter: RateLimiter,
+    sleeper: Sleeper,
     signing_key: Callable[[], str | None] | None = None,
+    unsubscribe_key: Callable[[], str | None] | None = None,
 ) -> Container:
     """Wire the services over the given adapters."""
     flows = load_catalog(settings.flows_dir)
     renderer = TemplateRenderer(settings.templates_dir)
+    unsubscribe_key = unsubscribe_key or (lambda: settings.unsubscribe_key)
+    throttle = SendThrottle(limiter, clock, sleeper, per_second=settings.ses_max_send_rate)
+    policy = MailPolicy(
+        unsubscribe_base_url=settings.unsubscribe_base_url,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+        postal_address=settings.postal_address,
+        utm=settings.utm_params,
+    )
     runs = RunService(
         store=store,
         scheduler=scheduler,
@@ -56,6 +78,9 @@ def assemble(
         flows=flows,
         clock=clock,
         from_address=settings.from_address,
+        policy=policy,
+        unsubscribe_key=unsubscribe_key,
+        throttle=throttle,
     )
     ingest = IngestService(store=store, scheduler=scheduler, runs=runs, flows=flows, clock=clock)
     return Container(
@@ -68,14 +93,23 @@ def assemble(
         flows=flows,
         runs=runs,
         ingest=ingest,
+        feedback=FeedbackService(store=store, clock=clock),
+        preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),
+        sms_keywords=SmsKeywordService(store=store, texter=texter, help_text=settings.sms_help_text),
+        privacy=PrivacyService(store=store, scheduler=scheduler, clock=clock),
+        throttle=throttle,
         signing_key=signing_key or (lambda: settings.signing_key),
+        unsubscribe_key=unsubscribe_key,
     )
 
 
-def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None = None) -> Container:
+def build_aws(
+    settings: Settings, clock: Clock, *, session: boto3.Session | None = None, sleeper: Sleeper | None = None
+) -> Container:
     """Adapters over real AWS APIs (in Lambda, or against moto in the demo and tests)."""
     import boto3
 
+    from nudge.adapters.dynamodb.rate import DynamoRateLimiter
     from nudge.adapters.dynamodb.store import DynamoStore
     from nudge.adapters.scheduler import EventBridgeScheduler
     from nudge.adapters.secrets import SecretReader
@@ -94,12 +128,15 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
     )
     mailer = SesMailer(session.client("sesv2"), configuration_set=settings.ses_configuration_set)
     texter = SnsTexter(session.client("sns"))
-    signing_key: Callable[[], str | None]
+    secrets = (
+        session.client("secretsmanager") if settings.signing_secret_arn or settings.unsubscribe_secret_arn else None
+    )
+    signing_key: Callable[[], str | None] = lambda: settings.signing_key  # noqa: E731
     if settings.signing_secret_arn:
-        reader = SecretReader(session.client("secretsmanager"), settings.signing_secret_arn, clock=clock)
-        signing_key = reader.value
-    else:
-        signing_key = lambda: settings.signing_key  # noqa: E731
+        signing_key = SecretReader(secrets, settings.signing_secret_arn, clock=clock).value
+    unsubscribe_key: Callable[[], str | None] = lambda: settings.unsubscribe_key  # noqa: E731
+    if settings.unsubscribe_secret_arn:
+        unsubscribe_key = SecretReader(secrets, settings.unsubscribe_secret_arn, clock=clock).value
     return assemble(
         settings,
         clock,
@@ -107,13 +144,23 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
         scheduler=scheduler,
         mailer=mailer,
         texter=texter,
+        limiter=DynamoRateLimiter(store.models),
+        sleeper=sleeper or _sleeper_for(clock),
         signing_key=signing_key,
+        unsubscribe_key=unsubscribe_key,
     )
+
+
+def _sleeper_for(clock: Clock) -> Sleeper:
+    """A virtual clock sleeps by moving itself; the system clock sleeps for real."""
+    from nudge.clocks import SystemSleeper, VirtualClock, VirtualSleeper
+
+    return VirtualSleeper(clock) if isinstance(clock, VirtualClock) else SystemSleeper()
 
 
 def build_memory(settings: Settings, clock: Clock) -> Container:
     """In-memory twins of every adapter: for unit tests and simulations."""
-    from nudge.adapters.memory import MemoryMailer, MemoryScheduler, MemoryStore, MemoryTexter
+    from nudge.adapters.memory import MemoryMailer, MemoryRateLimiter, MemoryScheduler, MemoryStore, MemoryTexter
 
     return assemble(
         settings,
@@ -122,6 +169,8 @@ def build_memory(settings: Settings, clock: Clock) -> Container:
         scheduler=MemoryScheduler(),
         mailer=MemoryMailer(),
         texter=MemoryTexter(),
+        limiter=MemoryRateLimiter(),
+        sleeper=_sleeper_for(clock),
     )
 
 

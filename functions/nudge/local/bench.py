@@ -60,6 +60,10 @@ def _memory_engine_once(contacts: int, *, trace: bool) -> tuple[int, int, float,
         from_address="s@shop.example",
         flows_dir=PROJECT_ROOT / "flows",
         templates_dir=PROJECT_ROOT / "templates",
+        unsubscribe_key="bench-unsubscribe-key",
+        unsubscribe_base_url="https://api.shop.example/v1/unsubscribe",
+        # The in-memory engine figure measures the engine, not a send budget: no throttling here.
+        ses_max_send_rate=10_000,
     )
     sim = Simulation(settings, VirtualClock(START))
     if trace:

@@ -23,6 +23,8 @@ from nudge.settings import Settings
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 FROM_ADDRESS = "hello@shop.example"
+UNSUBSCRIBE_BASE_URL = "https://api.shop.example/v1/unsubscribe"
+POSTAL_ADDRESS = "Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 _FAKE_CREDENTIALS = {
@@ -109,6 +111,7 @@ def start_moto_stack(
     *,
     flows_dir: Path | None = None,
     templates_dir: Path | None = None,
+    settings_overrides: dict[str, Any] | None = None,
 ) -> MotoStack:
     """Start moto, create the resources, wire the real adapters to them and install the container."""
     import boto3
@@ -129,7 +132,11 @@ def start_moto_stack(
     scheduler_client.create_schedule_group(Name=names.SCHEDULE_GROUP)
     session.client("sesv2").create_email_identity(EmailIdentity=FROM_ADDRESS.partition("@")[2])
     key = secrets.token_hex(32)
-    secret_arn = session.client("secretsmanager").create_secret(Name="nudge/signing-key", SecretString=key)["ARN"]
+    secrets_client = session.client("secretsmanager")
+    secret_arn = secrets_client.create_secret(Name="nudge/signing-key", SecretString=key)["ARN"]
+    unsubscribe_secret_arn = secrets_client.create_secret(
+        Name="nudge/unsubscribe-key", SecretString=secrets.token_hex(32)
+    )["ARN"]
 
     settings = Settings(
         step_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-step",
@@ -139,6 +146,11 @@ def start_moto_stack(
         flows_dir=flows_dir or PROJECT_ROOT / "flows",
         templates_dir=templates_dir or PROJECT_ROOT / "templates",
         signing_secret_arn=secret_arn,
+        unsubscribe_secret_arn=unsubscribe_secret_arn,
+        unsubscribe_base_url=UNSUBSCRIBE_BASE_URL,
+        unsubscribe_mailto=f"unsubscribe@{FROM_ADDRESS.partition('@')[2]}",
+        postal_address=POSTAL_ADDRESS,
+        **(settings_overrides or {}),
     )
     counter = RequestCounter()
     counter.attach(session.events)  # clients created from this session from now on are counted

@@ -9,6 +9,7 @@ from nudge.domain import engine
 from nudge.domain.flows import FlowCatalog
 from nudge.domain.model import Contact, ContactPatch, Event
 from nudge.ports import Clock, ConflictError, Scheduler, Store
+from nudge.services.consent import record_changes
 from nudge.services.runs import AdvanceOutcome, RunService
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class IngestService:
 
     def identify(self, patch: ContactPatch) -> Contact:
         """Create or update a contact; fields not given keep their stored values."""
-        return self._upsert(patch)
+        return self._upsert(patch, source="api:contacts")
 
     def ingest(self, event: Event) -> IngestOutcome:
         """Record the event once, update its contact, end the runs it exits and start the flows it triggers."""
@@ -58,7 +59,7 @@ class IngestService:
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
-        self._upsert(event.contact)
+        self._upsert(event.contact, source=f"event:{event.type}:{event.event_id}")
         active = self._store.active_runs(event.contact_id)
         for decision in engine.on_event(event, active, self._flows, now):
             if isinstance(decision, engine.ExitRun):
@@ -81,14 +82,16 @@ class IngestService:
         # An exit keeps the run's seq, so its schedule name is still that of the pending wake-up.
         self._scheduler.cancel(decision.run.schedule_name)
 
-    def _upsert(self, patch: ContactPatch) -> Contact:
+    def _upsert(self, patch: ContactPatch, *, source: str) -> Contact:
         contact_id = patch.contact_id
         for _ in range(_CONTACT_WRITE_ATTEMPTS):
             now = self._clock.now()
             stored = self._store.get_contact(contact_id)
             base = stored or Contact(contact_id=contact_id)
             try:
-                return self._store.save_contact(base.merged(patch, now), expected_version=base.version)
+                saved = self._store.save_contact(base.merged(patch, now), expected_version=base.version)
             except ConflictError:
                 continue
+            record_changes(self._store, stored, saved, source, now)  # when and where consent came from
+            return saved
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")
