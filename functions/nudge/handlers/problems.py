@@ -96,3 +96,15 @@ def not_found(path: str) -> Problem:
 def internal(request_id: str | None) -> Problem:
     where = f"; quote request id {request_id} to find it in the logs" if request_id else ""
     return Problem(500, "internal", "Internal error", f"the request could not be completed{where}")
+
+
+def bad_token(detail: str) -> Problem:
+    return Problem(403, "bad-token", "Unsubscribe link is not valid", detail)
+
+
+def contact_gone() -> Problem:
+    return Problem(404, "contact-gone", "No such contact", "this link's contact no longer exists (it was erased)")
+
+
+def bad_form(detail: str) -> Problem:
+    return Problem(400, "malformed-form", "Request body is not a valid form", detail)

@@ -91,6 +91,42 @@ class MotoStack:
         result: dict[str, Any] = step.handler(payload, FakeLambdaContext.fresh("nudge-step"))
         return result
 
+    def call_unsubscribe(self, method: str, path: str, form: str | None = None) -> ApiResult:
+        """Invoke the public unsubscribe handler as API Gateway would (a form body, no signature)."""
+        from nudge.handlers import unsubscribe
+        from nudge.local.lambda_events import api_gateway_event
+
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        event = api_gateway_event(method, path, form, headers)
+        response = unsubscribe.handler(event, FakeLambdaContext.fresh("nudge-unsubscribe"))
+        content_type = (response.get("multiValueHeaders") or {}).get("Content-Type", [""])[-1]
+        text = response.get("body") or ""
+        body = json.loads(text) if "json" in content_type else {"html": text}
+        return ApiResult(status=response["statusCode"], body=body, headers={"Content-Type": content_type})
+
+    def deliver_sns(self, handler_name: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Invoke an SNS-subscribed handler (feedback, sms_inbound) with these messages as records."""
+        import importlib
+
+        from nudge.local.lambda_events import sns_event
+
+        module = importlib.import_module(f"nudge.handlers.{handler_name}")
+        result: dict[str, Any] = module.handler(
+            sns_event(messages, self.clock.now()), FakeLambdaContext.fresh(f"nudge-{handler_name}")
+        )
+        return result
+
+    def scan_all_tables(self) -> dict[str, list[dict[str, Any]]]:
+        """Every item of every nudge table, raw, through the DynamoDB API (for privacy assertions)."""
+        client = self.session.client("dynamodb")
+        found: dict[str, list[dict[str, Any]]] = {}
+        for table in client.list_tables()["TableNames"]:
+            items: list[dict[str, Any]] = []
+            for page in client.get_paginator("scan").paginate(TableName=table):
+                items += page["Items"]
+            found[table] = items
+        return found
+
     def sent_emails(self) -> list[Any]:
         from moto.ses.models import ses_backends
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
 from nudge.domain.model import Channel
-from nudge.domain.suppression import ConsentRecord, Suppression, address_key
+from nudge.domain.suppression import Suppression, address_key
 from nudge.ports import Clock, Store
 from nudge.services.consent import set_email_marketing
 
@@ -45,12 +45,8 @@ class FeedbackService:
             applied.append(Suppression.BOUNCE.value)
         elif feedback.kind is FeedbackKind.COMPLAINT:
             for address in recipients:
-                key = address_key(Channel.EMAIL, address)
-                self._store.suppress(key, Suppression.COMPLAINT, feedback.at)
-                if first:
-                    self._store.record_consent(
-                        ConsentRecord(key, Channel.EMAIL, False, feedback.at, "complaint", message.contact_id)
-                    )
+                self._store.suppress(address_key(Channel.EMAIL, address), Suppression.COMPLAINT, feedback.at)
+            # Withdrawing consent writes the consent record (source "complaint") too.
             set_email_marketing(self._store, message.contact_id, False, "complaint", self._clock.now())
             applied.append(Suppression.COMPLAINT.value)
         return FeedbackOutcome("recorded" if first else "duplicate", tuple(applied))
