@@ -41,6 +41,7 @@ class Container:
     sms_keywords: SmsKeywordService
     privacy: PrivacyService
     throttle: SendThrottle
+    limiter: RateLimiter
     signing_key: Callable[[], str | None]
     unsubscribe_key: Callable[[], str | None]
 
@@ -98,6 +99,7 @@ def assemble(
         sms_keywords=SmsKeywordService(store=store, texter=texter, help_text=settings.sms_help_text),
         privacy=PrivacyService(store=store, scheduler=scheduler, clock=clock),
         throttle=throttle,
+        limiter=limiter,
         signing_key=signing_key or (lambda: settings.signing_key),
         unsubscribe_key=unsubscribe_key,
     )

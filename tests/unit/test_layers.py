@@ -51,11 +51,20 @@ def _modules_loaded_by(statement: str) -> set[str]:
 
 
 def test_importing_the_engine_loads_no_aws_sdk() -> None:
-    loaded = _modules_loaded_by("import nudge.domain.engine, nudge.services.ingest")
+    loaded = _modules_loaded_by("import nudge.domain.engine, nudge.services.ingest, nudge.services.feedback")
     assert not loaded & {"boto3", "botocore", "pynamodb"}
 
 
-@pytest.mark.parametrize("handler", ["nudge.handlers.ingest", "nudge.handlers.step"])
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "nudge.handlers.ingest",
+        "nudge.handlers.step",
+        "nudge.handlers.feedback",
+        "nudge.handlers.unsubscribe",
+        "nudge.handlers.sms_inbound",
+    ],
+)
 def test_handlers_load_no_cli_or_test_package(handler: str) -> None:
     loaded = _modules_loaded_by(f"import {handler}")
     assert not loaded & {"typer", "rich", "moto", "aws_cdk", "pytest"}

@@ -163,9 +163,9 @@ class RunService:
     def _deliver(self, intent: engine.SendIntent, message: Message, context: dict[str, Any]) -> tuple[str, Message]:
         recipient = message.recipient or ""
         if isinstance(intent.step, EmailStep):
-            email = self._compose(intent.step, message, context)
             if self._throttle is not None:
-                self._throttle.acquire()
+                self._throttle.acquire()  # first, so the Date header is the moment of the slot
+            email = self._compose(intent.step, message, context)
             provider_id = self._mailer.send(email)
             return provider_id, _with_content(message, subject=email.subject, preview=email.text)
         text = self._renderer.sms(intent.step.template, context)
