@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, meta, nodes, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, meta, nodes, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # The variables every message template may use (services.runs builds exactly these; a test checks it).
@@ -56,6 +56,7 @@ class TemplateRenderer:
             auto_reload=False,  # templates ship with the function; no stat() per render
         )
         self._env.filters["money"] = money
+        self._strings: dict[str, Template] = {}
 
     def render_file(self, name: str, context: dict[str, Any]) -> str:
         try:
@@ -65,7 +66,11 @@ class TemplateRenderer:
 
     def render_string(self, source: str, context: dict[str, Any], *, label: str) -> str:
         try:
-            return self._env.from_string(source).render(context).strip()
+            # Subjects and preheaders are few and fixed (they come from flow files): compile each once.
+            template = self._strings.get(source)
+            if template is None:
+                template = self._strings[source] = self._env.from_string(source)
+            return template.render(context).strip()
         except TemplateError as exc:
             raise TemplateRenderError(f"{label}: {exc.__class__.__name__}: {exc}") from exc
 
