@@ -72,3 +72,14 @@ def test_erase_and_export_are_signed_and_name_unknown_contacts(moto_stack: MotoS
 
     assert unsigned.status == 401 and unknown.status == 404
     assert moto_stack.container.store.get_contact("cust_bob_42") is not None
+
+
+def test_raw_events_expire_after_the_retention_period(moto_stack: MotoStack) -> None:
+    moto_stack.call_api("POST", "/v1/events", subscribed("evt_1", BOB))
+
+    [event] = moto_stack.scan_all_tables()["nudge-events"]
+
+    retention = timedelta(days=moto_stack.settings.event_retention_days)
+    assert int(event["expires_at"]["N"]) == int((START + retention).timestamp())
+    ttl = moto_stack.session.client("dynamodb").describe_time_to_live(TableName="nudge-events")
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
