@@ -32,3 +32,12 @@ def inbound_sms(body: str, from_number: str = "+14155550101") -> dict[str, Any]:
     message.update(messageBody=body, originationNumber=from_number)
     event["Records"][0]["Sns"]["Message"] = json.dumps(message)
     return event
+
+
+def unsubscribe_mail(subject: str) -> dict[str, Any]:
+    """The recorded SES receipt notification for a mail to the unsubscribe address, with this subject."""
+    event = copy.deepcopy(recorded("ses_received_unsubscribe_mail"))
+    body = json.loads(event["Records"][0]["Sns"]["Message"])
+    body["mail"]["commonHeaders"]["subject"] = subject
+    event["Records"][0]["Sns"]["Message"] = json.dumps(body)
+    return event

@@ -6,12 +6,16 @@ import email
 import re
 from datetime import timedelta
 from email.message import Message as MimeMessage
+from urllib.parse import unquote
 
 import pytest
 
 from nudge.domain.model import MessageStatus
+from nudge.handlers import feedback
+from nudge.local.lambda_events import FakeLambdaContext
 from nudge.local.moto_stack import UNSUBSCRIBE_BASE_URL, MotoStack
 from tests.conftest import START
+from tests.events_helpers import unsubscribe_mail
 from tests.factories import checkout_started, contact, order_placed, subscribed
 
 
@@ -143,3 +147,21 @@ def test_a_tampered_token_gets_a_4xx_and_changes_nothing(moto_stack: MotoStack, 
     assert responses[0].body["type"] == "urn:nudge:problem:bad-token"
     assert "instance" not in responses[0].body  # the path holds a token: never echoed
     assert moto_stack.scan_all_tables() == before
+
+
+def test_mail_to_the_mailto_address_unsubscribes_like_the_one_click_post(moto_stack: MotoStack) -> None:
+    alice = moto_stack.call_api("POST", "/v1/events", subscribed("evt_1")).body["contact_id"]
+    mailto = re.search(r"<mailto:[^?]+\?subject=([^>]+)>", str(last_mail(moto_stack)["List-Unsubscribe"]))
+    assert mailto is not None
+    subject = unquote(mailto.group(1))  # what the mail client puts in the Subject
+
+    forged = feedback.handler(
+        unsubscribe_mail(subject[:-1] + ("A" if subject[-1] != "A" else "B")), FakeLambdaContext.fresh("nudge-feedback")
+    )
+    assert forged == {"bad_token": 1}
+    assert moto_stack.container.store.get_contact(alice).email_marketing is True  # type: ignore[union-attr]
+
+    outcome = feedback.handler(unsubscribe_mail(subject), FakeLambdaContext.fresh("nudge-feedback"))
+
+    assert outcome == {"unsubscribed": 1}
+    assert moto_stack.container.store.get_contact(alice).email_marketing is False  # type: ignore[union-attr]

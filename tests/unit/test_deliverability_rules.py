@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import string
 from datetime import UTC, datetime
 
 import pytest
@@ -35,6 +37,19 @@ def test_a_token_reads_back_as_the_contact_it_was_made_for(contact_id: str) -> N
 def test_a_forged_or_mangled_token_is_refused(token: str, why: str) -> None:
     with pytest.raises(BadToken, match=why):
         read_token("k", token)
+
+
+def test_only_the_canonical_spelling_of_a_token_is_accepted() -> None:
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    token = make_token("k", "cust_1")
+    # The MAC is 32 bytes: 43 characters, the last carrying 2 spare bits that decoders ignore.
+    variant = token[:-1] + alphabet[alphabet.index(token[-1]) ^ 1]
+    pad = "=" * (-len(variant.rsplit(".", 1)[1]) % 4)
+    same = base64.urlsafe_b64decode(variant.rsplit(".", 1)[1] + pad)
+    assert same == base64.urlsafe_b64decode(token.rsplit(".", 1)[1] + pad)
+
+    with pytest.raises(BadToken, match="malformed"):
+        read_token("k", variant)
 
 
 def test_no_key_verifies_nothing() -> None:

@@ -51,6 +51,10 @@ def read_token(key: str, token: str) -> str:
         given = _unb64(parts[2])
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadToken("malformed token") from None
+    # base64 ignores the spare bits of the last character: only the canonical spelling is accepted,
+    # so each contact has exactly one valid token string.
+    if _b64(contact_id.encode()) != parts[1] or _b64(given) != parts[2]:
+        raise BadToken("malformed token")
     if not contact_id or not hmac.compare_digest(_mac(key, contact_id), given):
         raise BadToken("token signature does not match")
     return contact_id

@@ -1,7 +1,12 @@
-"""SNS subscriber for the SES configuration set's event destination: bounces, complaints, deliveries..."""
+"""SNS subscriber for SES: configuration-set events (bounces, complaints, ...) and mail to the unsubscribe address.
+
+The same function serves both topics: the event destination's, and the receipt rule's SNS action for the
+`mailto:` in List-Unsubscribe, whose subject carries the contact's unsubscribe token.
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -9,6 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
+from nudge.domain.unsubscribe import BadToken
 from nudge.handlers.sns import messages, parse_timestamp
 
 logger = Logger(service=names.SERVICE)
@@ -23,6 +29,7 @@ _KINDS = {
     "Reject": (FeedbackKind.REJECT, "reject"),
 }
 _RECIPIENTS = {"bounce": "bouncedRecipients", "complaint": "complainedRecipients"}
+_TOKEN = re.compile(r"\bv1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class NotSesFeedback(ValueError):
@@ -59,6 +66,30 @@ def parse_ses_event(body: dict[str, Any]) -> DeliveryFeedback:
     )
 
 
+def unsubscribe_token(body: dict[str, Any]) -> str:
+    """The token in the subject of a mail SES received for the unsubscribe address."""
+    receipt = body.get("receipt") or {}
+    if (receipt.get("virusVerdict") or {}).get("status") == "FAIL":
+        raise NotSesFeedback("the mail failed SES's virus scan")
+    subject = str(((body.get("mail") or {}).get("commonHeaders") or {}).get("subject") or "")
+    found = _TOKEN.search(subject)
+    if found is None:
+        raise NotSesFeedback("the mail's subject carries no unsubscribe token")
+    return found.group(0)
+
+
+def _unsubscribe_by_mail(body: dict[str, Any]) -> str:
+    token = unsubscribe_token(body)
+    try:
+        wiring.current().preferences.unsubscribe(token, source="unsubscribe:mailto")
+    except BadToken as exc:
+        logger.warning("unsubscribe mail with a bad token", extra={"error": str(exc)})
+        return "bad_token"
+    except LookupError:  # the contact was erased: nothing left to unsubscribe
+        return "contact_gone"
+    return "unsubscribed"
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     service = wiring.current().feedback
@@ -69,6 +100,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 raise body
             if not isinstance(body, dict):
                 raise NotSesFeedback("the SNS message is not a JSON object")
+            if body.get("notificationType") == "Received":
+                status = _unsubscribe_by_mail(body)
+                outcomes[status] = outcomes.get(status, 0) + 1
+                continue
             feedback = parse_ses_event(body)
         except (KeyError, TypeError, ValueError) as exc:  # shape errors and NotSesFeedback
             logger.warning("skipped an SNS record", extra={"error": str(exc)})
