@@ -22,7 +22,10 @@ DEFAULTS: dict[str, Any] = {
     "apiThrottleRate": 50,
     "apiThrottleBurst": 100,
     "alarmEmail": "",  # empty: alarms are created without a notification topic
-    "publicBaseUrl": "",  # empty: signed links (double opt-in) point at the API's own URL
+    "publicBaseUrl": "",  # empty: signed links (double opt-in, unsubscribe) point at the API's own URL
+    "postalAddress": "",  # the sender's postal address for every email footer (CAN-SPAM); set it for prod
+    "unsubscribeMailto": "",  # e.g. unsubscribe@shop.example; needs SES receiving set up (docs/deploy.md)
+    "sesMaxSendRate": 14,  # the account's SES sending quota per second
 }
 
 _STAGE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -52,6 +55,9 @@ class NudgeConfig:
     api_throttle_burst: int
     alarm_email: str | None
     public_base_url: str = ""
+    postal_address: str = ""
+    unsubscribe_mailto: str = ""
+    ses_max_send_rate: int = 14
 
     @property
     def protected(self) -> bool:
@@ -96,6 +102,15 @@ class NudgeConfig:
         public_base_url = str(value("publicBaseUrl")).strip().rstrip("/")
         if public_base_url and not public_base_url.startswith("https://"):
             raise ConfigError(f"publicBaseUrl: {public_base_url!r} must be an https:// URL")
+        mailto = str(value("unsubscribeMailto")).strip()
+        if mailto and not _EMAIL.match(mailto):
+            raise ConfigError(f"unsubscribeMailto: {mailto!r} is not an email address")
+        try:
+            send_rate = int(value("sesMaxSendRate"))
+        except (TypeError, ValueError):
+            raise ConfigError("sesMaxSendRate: a whole number of emails per second") from None
+        if not 1 <= send_rate <= 10_000:
+            raise ConfigError("sesMaxSendRate: between 1 and 10000")
         alarm_email = str(value("alarmEmail")).strip() or None
         if alarm_email and not _EMAIL.match(alarm_email):
             raise ConfigError(f"alarmEmail: {alarm_email!r} is not an email address")
@@ -110,4 +125,7 @@ class NudgeConfig:
             api_throttle_burst=burst,
             alarm_email=alarm_email,
             public_base_url=public_base_url,
+            postal_address=str(value("postalAddress")).strip(),
+            unsubscribe_mailto=mailto,
+            ses_max_send_rate=send_rate,
         )

@@ -18,7 +18,7 @@ from nudge import names
 
 
 class NudgeStack(cdk.Stack):
-    """Tables, the schedule group, SES/SNS sending, five functions, the API and their alarms."""
+    """Tables, the schedule group, SES/SNS sending and feedback, eight functions, the API and their alarms."""
 
     def __init__(
         self,
@@ -36,6 +36,7 @@ class NudgeStack(cdk.Stack):
         self.data = Data(self, "Data", config=config)
         self.scheduling = Scheduling(self, "Scheduling", config=config)
         self.messaging = Messaging(self, "Messaging", config=config)
+        self.api = Api(self, "Api", config=config)
         self.functions = Functions(
             self,
             "Functions",
@@ -44,8 +45,9 @@ class NudgeStack(cdk.Stack):
             data=self.data,
             scheduling=self.scheduling,
             messaging=self.messaging,
+            public_base_url=self.api.public_base_url,
         )
-        self.api = Api(self, "Api", config=config, functions=dict(self.functions.by_label))
+        self.api.route(dict(self.functions.by_label))
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -59,6 +61,9 @@ class NudgeStack(cdk.Stack):
             "ApiUrl": self.api.url,
             "SigningSecretArn": self.functions.signing_secret.secret_arn,
             "WebhookSecretsArn": self.functions.webhook_secrets.secret_arn,
+            "UnsubscribeSecretArn": self.functions.unsubscribe_secret.secret_arn,
+            "FeedbackTopicArn": self.messaging.feedback_topic.topic_arn,
+            "SmsInboundTopicArn": self.messaging.sms_inbound_topic.topic_arn,
             "ScheduleGroupName": self.scheduling.group.schedule_group_name,
             "DeadLetterQueueUrl": self.scheduling.dead_letter_queue.queue_url,
             "ConfigurationSetName": self.messaging.configuration_set.configuration_set_name,

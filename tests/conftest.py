@@ -44,6 +44,10 @@ def settings() -> Settings:
         flows_dir=ROOT / "flows",
         templates_dir=ROOT / "templates",
         signing_key="test-signing-key",
+        unsubscribe_key="test-unsubscribe-key",
+        unsubscribe_base_url="https://api.shop.example/v1/unsubscribe",
+        unsubscribe_mailto="unsubscribe@shop.example",
+        postal_address="Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA",
     )
 
 

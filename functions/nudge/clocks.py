@@ -12,6 +12,11 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+class SystemSleeper:
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
 class VirtualClock:
     """A clock that only moves when told to; never backwards."""
 
@@ -59,3 +64,15 @@ class ScaledClock:
         ahead = moment - self.now()
         if ahead > timedelta(0):
             self._jump += ahead
+
+
+class VirtualSleeper:
+    """Sleeping on a virtual clock moves the clock: a wait costs no real time."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self.slept = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        self._clock.advance(timedelta(seconds=seconds))

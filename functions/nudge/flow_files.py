@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from nudge.domain.flows import EmailStep, Flow, FlowCatalog, SmsStep
 from nudge.domain.guardrails import Guardrails
-from nudge.templating import TemplateRenderer
+from nudge.templating import FOOTER_HTML, FOOTER_TEXT, TemplateRenderer
 
 
 class FlowFileError(ValueError):
@@ -101,14 +101,19 @@ def template_problems(flow: Flow, renderer: TemplateRenderer) -> list[str]:
     problems = []
     for step in flow.steps:
         if isinstance(step, EmailStep):
-            names = [f"{step.template}.html.j2", f"{step.template}.txt.j2"]
-            subject = renderer.check_string(step.subject, label=f"steps.{step.id}.subject")
-            problems += [subject] if subject else []
+            names = [f"{step.template}.html.j2", f"{step.template}.txt.j2", FOOTER_HTML, FOOTER_TEXT]
+            for label, source in (("subject", step.subject), ("preheader", step.preheader)):
+                found = renderer.check_string(source, label=f"steps.{step.id}.{label}") if source else None
+                problems += [found] if found else []
         elif isinstance(step, SmsStep):
             names = [f"{step.template}.sms.j2"]
         else:
             continue
-        problems += [f"steps.{step.id}: {p}" for name in names if (p := renderer.check(name))]
+        for name in names:
+            if problem := renderer.check(name):
+                problems.append(f"steps.{step.id}: {problem}")
+            elif unknown := renderer.unknown_variables(name):
+                problems.append(f"steps.{step.id}: {name}: unknown variable(s) {', '.join(sorted(unknown))}")
     return problems
 
 

@@ -30,6 +30,18 @@ ENV_CONTACT_REFS_TABLE: Final = "NUDGE_CONTACT_REFS_TABLE"
 ENV_PRIVACY_TABLE: Final = "NUDGE_PRIVACY_TABLE"
 # The API's public base URL (https://…/prod): double opt-in confirmation links point there.
 ENV_PUBLIC_BASE_URL: Final = "NUDGE_PUBLIC_BASE_URL"
+# Deliverability and compliance (issue #5).
+ENV_SUPPRESSIONS_TABLE: Final = "NUDGE_SUPPRESSIONS_TABLE"
+ENV_COUNTERS_TABLE: Final = "NUDGE_COUNTERS_TABLE"
+# The ARN of the secret holding the unsubscribe-token HMAC key (a Secrets Manager secret).
+ENV_UNSUBSCRIBE_SECRET_ARN: Final = "NUDGE_UNSUBSCRIBE_SECRET_ARN"
+ENV_UNSUBSCRIBE_BASE_URL: Final = "NUDGE_UNSUBSCRIBE_BASE_URL"  # https://<api>/v1/unsubscribe
+ENV_UNSUBSCRIBE_MAILTO: Final = "NUDGE_UNSUBSCRIBE_MAILTO"
+ENV_POSTAL_ADDRESS: Final = "NUDGE_POSTAL_ADDRESS"
+ENV_UTM_PARAMS: Final = "NUDGE_UTM_PARAMS"  # a query string: utm_source=nudge&utm_medium=email ("" for none)
+ENV_SES_MAX_SEND_RATE: Final = "NUDGE_SES_MAX_SEND_RATE"  # sends per second, the account's SES quota
+ENV_EVENT_RETENTION_DAYS: Final = "NUDGE_EVENT_RETENTION_DAYS"
+ENV_SMS_HELP_TEXT: Final = "NUDGE_SMS_HELP_TEXT"
 
 # Default physical names, used locally (moto) and as name prefixes in the stack.
 CONTACTS_TABLE: Final = "nudge-contacts"
@@ -42,6 +54,13 @@ CONTACT_REFS_TABLE: Final = "nudge-contact-refs"  # outside ids (Shopify order, 
 PRIVACY_TABLE: Final = "nudge-privacy-requests"  # data requests and redactions awaiting the erase of #5
 SIGNING_SECRET_NAME: Final = "nudge/signing-key"
 WEBHOOK_SECRETS_NAME: Final = "nudge/webhook-secrets"
+SUPPRESSIONS_TABLE: Final = "nudge-suppressions"
+COUNTERS_TABLE: Final = "nudge-counters"
+# Global secondary indexes (infra/ creates them with these names).
+MESSAGES_BY_PROVIDER_ID_INDEX: Final = "by-provider-id"  # hash key provider_id, projection ALL
+EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
+# TTL attribute names (events: raw-event retention; counters: send-rate windows).
+TTL_ATTRIBUTE: Final = "expires_at"
 
 # Lambda entry points (module:function relative to the functions/ asset).
 INGEST_HANDLER: Final = "nudge.handlers.ingest.handler"
@@ -49,6 +68,9 @@ STEP_HANDLER: Final = "nudge.handlers.step.handler"
 WEBHOOKS_HANDLER: Final = "nudge.handlers.webhooks.handler"  # POST /webhooks/shopify, /webhooks/woocommerce
 API_HANDLER: Final = "nudge.handlers.api.handler"  # /v1/track, identify, alias, batch, openapi.json
 SUBSCRIBE_HANDLER: Final = "nudge.handlers.subscribe.handler"  # /v1/subscribe (+ OPTIONS), /v1/subscribe/confirm
+FEEDBACK_HANDLER: Final = "nudge.handlers.feedback.handler"  # SNS: SES configuration-set events
+UNSUBSCRIBE_HANDLER: Final = "nudge.handlers.unsubscribe.handler"  # API Gateway, public routes
+SMS_INBOUND_HANDLER: Final = "nudge.handlers.sms_inbound.handler"  # SNS: two-way SMS
 
 # Where flows/ and templates/ are copied inside the Lambda bundle.
 BUNDLED_FLOWS_DIR: Final = "/var/task/flows"

@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from nudge.domain.feedback import FeedbackKind
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 
 
 class Clock(Protocol):
@@ -17,6 +19,12 @@ class Clock(Protocol):
 
 class ContactChange(Protocol):
     def apply(self, contact: Contact, now: datetime) -> Contact: ...
+
+
+class Sleeper(Protocol):
+    """Waits: time.sleep in Lambda, a step of the virtual clock in simulations."""
+
+    def sleep(self, seconds: float) -> None: ...
 
 
 class ConflictError(Exception):
@@ -86,6 +94,62 @@ class Store(Protocol):
 
     def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
         """Apply `change` to the stored contact under optimistic locking (retrying on conflict); None if absent."""
+        ...
+
+    # deliverability (issue #5) -------------------------------------------------------------------------
+
+    def message_by_provider_id(self, provider_id: str) -> Message | None:
+        """The message SES or SNS accepted under this id (feedback events carry only that)."""
+        ...
+
+    def record_feedback(self, message: Message, kind: FeedbackKind, at: datetime) -> bool:
+        """Note the first event of this kind on the message; False if one was already noted (a redelivery)."""
+        ...
+
+    def count_step(self, flow_id: str, step_id: str, kind: FeedbackKind) -> None:
+        """Add one to the flow step's counter for this kind of feedback."""
+        ...
+
+    def step_counts(self, flow_id: str) -> dict[str, dict[str, int]]:
+        """step id -> feedback kind -> count."""
+        ...
+
+    def address_state(self, key: str) -> AddressState | None: ...
+
+    def suppress(self, key: str, reason: Suppression, at: datetime) -> None:
+        """Block the address for this reason (kept since the first time); idempotent."""
+        ...
+
+    def lift_suppression(self, key: str, reason: Suppression) -> None: ...
+
+    def set_topic(self, key: str, topic: str, *, subscribed: bool) -> None: ...
+
+    def record_consent(self, record: ConsentRecord) -> None: ...
+
+    def consent_records(self, key: str) -> list[ConsentRecord]: ...
+
+    # privacy (issue #5) --------------------------------------------------------------------------------
+
+    def events_for(self, contact_id: str) -> list[dict[str, Any]]:
+        """The raw events recorded for the contact (within their retention period)."""
+        ...
+
+    def runs_for(self, contact_id: str) -> list[Run]:
+        """Every run of the contact, active or ended."""
+        ...
+
+    def erase_contact(self, contact_id: str) -> dict[str, int]:
+        """Delete the contact, their events, runs, run slots and messages; items deleted per table."""
+        ...
+
+    def erase_consent_records(self, key: str) -> int: ...
+
+
+class SendRateLimiter(Protocol):
+    """Shared across invocations: at most `limit` sends per one-second window (the SES quota)."""
+
+    def try_acquire(self, bucket: str, window: int, limit: int) -> bool:
+        """Take one of `limit` slots in this window (a unix second) of the bucket; False if none is left."""
         ...
 
 

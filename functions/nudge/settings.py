@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import parse_qsl
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nudge import names
 
@@ -42,6 +43,23 @@ class Settings(BaseModel):
     # Only for local runs and tests, like signing_key: {"shopify": {domain: secret}, "woocommerce": {host: secret}}.
     webhook_secrets: dict[str, dict[str, str]] | None = None
     public_base_url: str | None = None
+    suppressions_table: str = names.SUPPRESSIONS_TABLE
+    counters_table: str = names.COUNTERS_TABLE
+    unsubscribe_secret_arn: str | None = None
+    # Only for local runs and tests, like signing_key.
+    unsubscribe_key: str | None = None
+    unsubscribe_base_url: str | None = Field(default=None, pattern=r"^https://")
+    unsubscribe_mailto: str | None = Field(default=None, pattern=r"^[^@\s:?]+@[^@\s]+$")
+    postal_address: str | None = None
+    utm_params: dict[str, str] = Field(default_factory=lambda: {"utm_source": "nudge", "utm_medium": "email"})
+    ses_max_send_rate: int = Field(default=14, ge=1, le=10_000)
+    event_retention_days: int = Field(default=90, ge=1, le=3650)
+    sms_help_text: str = "Reply STOP to opt out, START to opt back in. Msg&data rates may apply."
+
+    @field_validator("utm_params", mode="before")
+    @classmethod
+    def _query_string(cls, value: object) -> object:
+        return dict(parse_qsl(value)) if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -66,8 +84,20 @@ class Settings(BaseModel):
             "signing_secret_arn": names.ENV_SIGNING_SECRET_ARN,
             "webhook_secrets_arn": names.ENV_WEBHOOK_SECRETS_ARN,
             "public_base_url": names.ENV_PUBLIC_BASE_URL,
+            "suppressions_table": names.ENV_SUPPRESSIONS_TABLE,
+            "counters_table": names.ENV_COUNTERS_TABLE,
+            "unsubscribe_secret_arn": names.ENV_UNSUBSCRIBE_SECRET_ARN,
+            "unsubscribe_base_url": names.ENV_UNSUBSCRIBE_BASE_URL,
+            "unsubscribe_mailto": names.ENV_UNSUBSCRIBE_MAILTO,
+            "postal_address": names.ENV_POSTAL_ADDRESS,
+            "utm_params": names.ENV_UTM_PARAMS,
+            "ses_max_send_rate": names.ENV_SES_MAX_SEND_RATE,
+            "event_retention_days": names.ENV_EVENT_RETENTION_DAYS,
+            "sms_help_text": names.ENV_SMS_HELP_TEXT,
         }
         values = {field: environ[var] for field, var in mapping.items() if environ.get(var)}
+        if names.ENV_UTM_PARAMS in environ:  # set but empty means: no UTM tagging
+            values["utm_params"] = environ[names.ENV_UTM_PARAMS]
         try:
             return cls(**values)
         except ValidationError as exc:

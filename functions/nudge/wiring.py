@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,15 +16,22 @@ from nudge.ports import (
     PrivacyRequests,
     RateLimiter,
     Scheduler,
+    SendRateLimiter,
+    Sleeper,
     Store,
     Texter,
     WebhookSender,
 )
+from nudge.services.feedback import FeedbackService
 from nudge.services.ingest import IngestService
 from nudge.services.keys import KeyService
-from nudge.services.runs import RunService, WebhookSigner
+from nudge.services.preferences import PreferenceService
+from nudge.services.privacy import PrivacyService
+from nudge.services.runs import MailPolicy, RunService, WebhookSigner
 from nudge.services.segment import SegmentService
+from nudge.services.sms_keywords import SmsKeywordService
 from nudge.services.subscribe import SubscribeService
+from nudge.services.throttle import SendThrottle
 from nudge.services.webhooks import WebhookService
 from nudge.settings import Settings
 from nudge.templating import TemplateRenderer
@@ -50,6 +56,12 @@ class Container:
     guardrails: Guardrails
     runs: RunService
     ingest: IngestService
+    feedback: FeedbackService
+    preferences: PreferenceService
+    sms_keywords: SmsKeywordService
+    privacy: PrivacyService
+    throttle: SendThrottle
+    limiter: SendRateLimiter
     signing_key: Callable[[], str | None]
     refs: ContactRefs
     privacy_requests: PrivacyRequests
@@ -60,6 +72,7 @@ class Container:
     subscribe: SubscribeService
     # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
     webhook_secrets: Callable[[], Mapping[str, Any]]
+    unsubscribe_key: Callable[[], str | None]
 
 
 def assemble(
@@ -75,9 +88,11 @@ def assemble(
     refs: ContactRefs,
     privacy_requests: PrivacyRequests,
     rate_limiter: RateLimiter,
+    limiter: SendRateLimiter,
+    sleeper: Sleeper,
     signing_key: Callable[[], str | None] | None = None,
     webhook_secrets: Callable[[], Mapping[str, Any]] | None = None,
-    sleep: Callable[[float], None] | None = None,
+    unsubscribe_key: Callable[[], str | None] | None = None,
 ) -> Container:
     """Wire the services over the given adapters."""
     flows = load_catalog(settings.flows_dir)
@@ -86,6 +101,14 @@ def assemble(
         guardrails = guardrails.model_copy(update={"default_timezone": settings.default_timezone})
     renderer = TemplateRenderer(settings.templates_dir)
     key = signing_key or (lambda: settings.signing_key)
+    unsubscribe_key = unsubscribe_key or (lambda: settings.unsubscribe_key)
+    throttle = SendThrottle(limiter, clock, sleeper, per_second=settings.ses_max_send_rate)
+    policy = MailPolicy(
+        unsubscribe_base_url=settings.unsubscribe_base_url,
+        unsubscribe_mailto=settings.unsubscribe_mailto,
+        postal_address=settings.postal_address,
+        utm=settings.utm_params,
+    )
     runs = RunService(
         store=store,
         scheduler=scheduler,
@@ -98,7 +121,10 @@ def assemble(
         clock=clock,
         from_address=settings.from_address,
         webhook_signer=WebhookSigner(key),
-        sleep=sleep,
+        policy=policy,
+        unsubscribe_key=unsubscribe_key,
+        throttle=throttle,
+        sleeper=sleeper,
     )
     ingest = IngestService(store=store, scheduler=scheduler, runs=runs, flows=flows, guardrails=guardrails, clock=clock)
     return Container(
@@ -122,14 +148,24 @@ def assemble(
         segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
         subscribe=SubscribeService(ingest=ingest, clock=clock),
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
+        feedback=FeedbackService(store=store, clock=clock),
+        preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),
+        sms_keywords=SmsKeywordService(store=store, texter=texter, help_text=settings.sms_help_text),
+        privacy=PrivacyService(store=store, scheduler=scheduler, clock=clock),
+        throttle=throttle,
+        limiter=limiter,
+        unsubscribe_key=unsubscribe_key,
     )
 
 
-def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None = None) -> Container:
+def build_aws(
+    settings: Settings, clock: Clock, *, session: boto3.Session | None = None, sleeper: Sleeper | None = None
+) -> Container:
     """Adapters over real AWS APIs (in Lambda, or against moto in the demo and tests)."""
     import boto3
 
     from nudge.adapters.dynamodb import access
+    from nudge.adapters.dynamodb.rate import DynamoSendRateLimiter
     from nudge.adapters.dynamodb.store import DynamoStore
     from nudge.adapters.scheduler import EventBridgeScheduler
     from nudge.adapters.secrets import JsonSecretReader, SecretReader
@@ -150,19 +186,17 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
     )
     mailer = SesMailer(session.client("sesv2"), configuration_set=settings.ses_configuration_set)
     texter = SnsTexter(session.client("sns"))
-    signing_key: Callable[[], str | None]
-    secrets_client = (
-        session.client("secretsmanager") if settings.signing_secret_arn or settings.webhook_secrets_arn else None
-    )
-    if settings.signing_secret_arn:
-        reader = SecretReader(secrets_client, settings.signing_secret_arn, clock=clock)
-        signing_key = reader.value
-    else:
-        signing_key = lambda: settings.signing_key  # noqa: E731
+    signing_key: Callable[[], str | None] = lambda: settings.signing_key  # noqa: E731
+    unsubscribe_key: Callable[[], str | None] = lambda: settings.unsubscribe_key  # noqa: E731
     webhook_secrets: Callable[[], Mapping[str, Any]] | None = None
-    if settings.webhook_secrets_arn:
-        secret = SecretReader(secrets_client, settings.webhook_secrets_arn, clock=clock)
-        webhook_secrets = JsonSecretReader(secret).value
+    if settings.signing_secret_arn or settings.webhook_secrets_arn or settings.unsubscribe_secret_arn:
+        secrets = session.client("secretsmanager")
+        if settings.signing_secret_arn:
+            signing_key = SecretReader(secrets, settings.signing_secret_arn, clock=clock).value
+        if settings.unsubscribe_secret_arn:
+            unsubscribe_key = SecretReader(secrets, settings.unsubscribe_secret_arn, clock=clock).value
+        if settings.webhook_secrets_arn:
+            webhook_secrets = JsonSecretReader(SecretReader(secrets, settings.webhook_secrets_arn, clock=clock)).value
     return assemble(
         settings,
         clock,
@@ -175,10 +209,19 @@ def build_aws(settings: Settings, clock: Clock, *, session: boto3.Session | None
         refs=access.DynamoContactRefs(tables),
         privacy_requests=access.DynamoPrivacyRequests(tables),
         rate_limiter=access.DynamoRateLimiter(tables),
+        limiter=DynamoSendRateLimiter(store.models),
+        sleeper=sleeper or _sleeper_for(clock),
         signing_key=signing_key,
         webhook_secrets=webhook_secrets,
-        sleep=time.sleep,
+        unsubscribe_key=unsubscribe_key,
     )
+
+
+def _sleeper_for(clock: Clock) -> Sleeper:
+    """A virtual clock sleeps by moving itself; the system clock sleeps for real."""
+    from nudge.clocks import SystemSleeper, VirtualClock, VirtualSleeper
+
+    return VirtualSleeper(clock) if isinstance(clock, VirtualClock) else SystemSleeper()
 
 
 def build_memory(settings: Settings, clock: Clock) -> Container:
@@ -197,6 +240,8 @@ def build_memory(settings: Settings, clock: Clock) -> Container:
         refs=memory.MemoryContactRefs(),
         privacy_requests=memory.MemoryPrivacyRequests(),
         rate_limiter=memory.MemoryRateLimiter(),
+        limiter=memory.MemorySendRateLimiter(),
+        sleeper=_sleeper_for(clock),
     )
 
 

@@ -26,16 +26,20 @@ ROUTES = (
     ("Subscribe", "POST", "v1/subscribe"),
     ("Subscribe", "OPTIONS", "v1/subscribe"),
     ("Subscribe", "GET", "v1/subscribe/confirm"),
+    ("Ingest", "GET", "v1/contacts/{contact_id}"),  # export (signed)
+    ("Ingest", "DELETE", "v1/contacts/{contact_id}"),  # erase (signed)
+    # Public: the signed token in the path is the whole authorization.
+    ("Unsubscribe", "GET", "v1/unsubscribe/{token}"),
+    ("Unsubscribe", "POST", "v1/unsubscribe/{token}"),
 )
 
 
 class Api(Construct):
     """Throttled, traced and access-logged; requests are authenticated by their HMAC signature in the function."""
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: NudgeConfig, functions: dict[str, lambda_.IFunction]
-    ) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: NudgeConfig) -> None:
         super().__init__(scope, construct_id)
+        self._config = config
         protected = config.protected
         self.access_logs = logs.LogGroup(
             self,
@@ -76,6 +80,10 @@ class Api(Construct):
                 ),
             ),
         )
+        self._acknowledge()
+
+    def route(self, functions: dict[str, lambda_.IFunction]) -> None:
+        """Add every route of ROUTES, each proxied to its function (by Functions.by_label)."""
         # No console test-invoke permission: only the deployed stage may call the function.
         integrations = {
             label: apigateway.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
@@ -83,11 +91,22 @@ class Api(Construct):
         }
         for label, method, path in ROUTES:
             self.rest_api.root.resource_for_path(path).add_method(method, integrations[label])
-        self._acknowledge()
 
     @property
     def url(self) -> str:
         return self.rest_api.url
+
+    @property
+    def public_base_url(self) -> str:
+        """Where people reach the API (links in email): the custom domain if given, else the stage URL.
+
+        Built from the API's id rather than its stage, so functions can carry it without a dependency cycle
+        (the stage depends on the methods, which depend on the functions).
+        """
+        if self._config.public_base_url:
+            return self._config.public_base_url
+        stack = cdk.Stack.of(self)
+        return f"https://{self.rest_api.rest_api_id}.execute-api.{stack.region}.{stack.url_suffix}/{self._config.stage}"
 
     def _acknowledge(self) -> None:
         validations = cdk.Validations.of(self.rest_api)

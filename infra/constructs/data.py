@@ -58,6 +58,32 @@ class Data(Construct):
             "ContactRefs", names.CONTACT_REFS_TABLE, dynamodb.Attribute(name="ref", type=string)
         )
         self.privacy = self._table("Privacy", names.PRIVACY_TABLE, dynamodb.Attribute(name="request_id", type=string))
+        # Deliverability (issue #5): suppressions and consent records per hashed address; counters for
+        # feedback per step and for send-rate windows (expiring).
+        self.suppressions = self._table(
+            "Suppressions",
+            names.SUPPRESSIONS_TABLE,
+            dynamodb.Attribute(name="address_key", type=string),
+            sort_key=dynamodb.Attribute(name="sk", type=string),
+        )
+        self.counters = self._table(
+            "Counters",
+            names.COUNTERS_TABLE,
+            dynamodb.Attribute(name="pk", type=string),
+            sort_key=dynamodb.Attribute(name="sk", type=string),
+            ttl=TTL_ATTRIBUTE,
+        )
+        # Feedback events name only the provider's message id; erasure finds a contact's events.
+        self.messages.add_global_secondary_index(
+            index_name=names.MESSAGES_BY_PROVIDER_ID_INDEX,
+            partition_key=dynamodb.Attribute(name="provider_id", type=string),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        self.events.add_global_secondary_index(
+            index_name=names.EVENTS_BY_CONTACT_INDEX,
+            partition_key=dynamodb.Attribute(name="contact_id", type=string),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
 
     def _table(
         self,
@@ -98,6 +124,8 @@ class Data(Construct):
             names.ENV_KEYS_TABLE: self.keys,
             names.ENV_CONTACT_REFS_TABLE: self.contact_refs,
             names.ENV_PRIVACY_TABLE: self.privacy,
+            names.ENV_SUPPRESSIONS_TABLE: self.suppressions,
+            names.ENV_COUNTERS_TABLE: self.counters,
         }
 
     @property
@@ -108,8 +136,14 @@ class Data(Construct):
     def grant_read_write(self, grantee: iam.IGrantable, extra: list[dynamodb.Table] | None = None) -> None:
         """Item reads and writes on the engine's tables, and on `extra` ones this function needs too."""
         tables = self.engine_tables + (extra or [])
+        resources = [table.table_arn for table in tables]
+        # The two GSIs (feedback by provider id, erasure by contact) are queried too.
+        resources += [
+            f"{self.events.table_arn}/index/{names.EVENTS_BY_CONTACT_INDEX}",
+            f"{self.messages.table_arn}/index/{names.MESSAGES_BY_PROVIDER_ID_INDEX}",
+        ]
         grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=list(DATA_ACTIONS), resources=[table.table_arn for table in tables])
+            iam.PolicyStatement(actions=list(DATA_ACTIONS), resources=resources)
         )
 
     def environment(self) -> dict[str, str]:

@@ -20,7 +20,8 @@ MEMORY_MB = 512
 
 
 class Functions(Construct):
-    """Five functions over one asset: ingest, step (Scheduler target), webhooks, api (Segment-style), subscribe."""
+    """Eight functions over one asset: ingest, step (Scheduler target), webhooks, api (Segment-style), subscribe,
+    feedback (SES events), unsubscribe (public page), sms_inbound (STOP/START/HELP)."""
 
     def __init__(
         self,
@@ -32,6 +33,7 @@ class Functions(Construct):
         data: Data,
         scheduling: Scheduling,
         messaging: Messaging,
+        public_base_url: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
@@ -67,6 +69,21 @@ class Functions(Construct):
                 "operator pastes the new value (docs/integrations.md)",
             )
         )
+        # Unsubscribe tokens in sent mail stay valid as long as this key does: never rotated automatically.
+        self.unsubscribe_secret = secretsmanager.Secret(
+            self,
+            "UnsubscribeSecret",
+            description="HMAC key of the unsubscribe tokens in every marketing email",
+            generate_secret_string=secretsmanager.SecretStringGenerator(password_length=64, exclude_punctuation=True),
+            removal_policy=cdk.RemovalPolicy.RETAIN if config.protected else cdk.RemovalPolicy.DESTROY,
+        )
+        cdk.Validations.of(self.unsubscribe_secret).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SMG4",
+                reason="Rotating it would break the unsubscribe links in every email already sent (RFC 8058 "
+                "links must keep working); see docs/adr/0003-deliverability.md",
+            )
+        )
         # Named up front so the step function's ARN is known before it exists: the step function carries its
         # own ARN (schedules target it) without a circular reference.
         self.step_function_name = f"{config.stack_name}-step"
@@ -88,6 +105,8 @@ class Functions(Construct):
             names.ENV_SIGNING_SECRET_ARN: self.signing_secret.secret_arn,
             names.ENV_WEBHOOK_SECRETS_ARN: self.webhook_secrets.secret_arn,
             names.ENV_PUBLIC_BASE_URL: config.public_base_url,
+            names.ENV_UNSUBSCRIBE_SECRET_ARN: self.unsubscribe_secret.secret_arn,
+            names.ENV_UNSUBSCRIBE_BASE_URL: f"{public_base_url}/v1/unsubscribe",
             "POWERTOOLS_SERVICE_NAME": names.SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": names.SERVICE,
             "LOG_LEVEL": "INFO",
@@ -144,28 +163,75 @@ class Functions(Construct):
             environment=environment,
             description="nudge: public signup forms (publishable key, CORS, rate limit, double opt-in)",
         )
+        self.feedback = self._function(
+            "Feedback",
+            function_name=f"{config.stack_name}-feedback",
+            handler=names.FEEDBACK_HANDLER,
+            timeout=cdk.Duration.seconds(30),
+            code=code,
+            environment=environment,
+            description="nudge: SES bounces, complaints, deliveries, opens and clicks (SNS)",
+        )
+        self.unsubscribe = self._function(
+            "Unsubscribe",
+            function_name=f"{config.stack_name}-unsubscribe",
+            handler=names.UNSUBSCRIBE_HANDLER,
+            timeout=cdk.Duration.seconds(15),
+            code=code,
+            environment=environment,
+            description="nudge: one-click unsubscribe and the preference page (public, token-authorized)",
+        )
+        self.sms_inbound = self._function(
+            "SmsInbound",
+            function_name=f"{config.stack_name}-sms-inbound",
+            handler=names.SMS_INBOUND_HANDLER,
+            timeout=cdk.Duration.seconds(15),
+            code=code,
+            environment=environment,
+            description="nudge: inbound SMS keywords STOP, START and HELP (SNS)",
+        )
         scheduling.allow_invoke(self.step)
-        # Every function may start or advance runs (so: the engine's tables, schedules and sending); beyond
-        # that each gets only its own tables and secrets.
-        extra_tables = {
-            self.ingest: [],
-            self.step: [],
-            self.webhooks: [data.contact_refs, data.privacy],
-            self.api: [data.keys, data.contact_refs],
-            self.subscribe: [data.keys],
+        messaging.subscribe_feedback(self.feedback)
+        messaging.subscribe_sms_inbound(self.sms_inbound)
+        # SNS invokes asynchronously too: a failure after Lambda's retries lands in the dead-letter queue.
+        for function in (self.feedback, self.sms_inbound):
+            function.configure_async_invoke(
+                retry_attempts=2,
+                max_event_age=cdk.Duration.hours(6),
+                on_failure=destinations.SqsDestination(scheduling.dead_letter_queue),
+            )
+        deliverability = [data.suppressions, data.counters]
+        # Functions that start or advance runs get the engine's tables, schedules and sending; beyond that
+        # each gets only its own tables and secrets.
+        engine_functions = {
+            self.ingest: deliverability,
+            self.step: deliverability,
+            self.webhooks: [data.contact_refs, data.privacy, *deliverability],
+            self.api: [data.keys, data.contact_refs, *deliverability],
+            self.subscribe: [data.keys, *deliverability],
         }
-        for function, tables in extra_tables.items():
+        for function, tables in engine_functions.items():
             data.grant_read_write(function, tables)
             scheduling.grant_manage_schedules(function)
             messaging.grant_send(function)
+            self.unsubscribe_secret.grant_read(function)  # every marketing email carries a signed link
             self._acknowledge_wildcards(function, scheduling)
+        # Feedback, unsubscribe and inbound SMS change contacts and suppressions; only the last one sends (HELP).
+        for function in (self.feedback, self.unsubscribe, self.sms_inbound):
+            data.grant_read_write(function, deliverability)
+        for function in (self.feedback, self.unsubscribe):  # the mailto and the page check tokens
+            self.unsubscribe_secret.grant_read(function)
+            cdk.Validations.of(function.role).acknowledge(  # type: ignore[arg-type]
+                cdk.Acknowledgment(
+                    id="AwsSolutions-IAM5[Resource::*]",
+                    reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource",
+                )
+            )
+        messaging.grant_send(self.sms_inbound)
+        self._acknowledge_sms_wildcard(self.sms_inbound)
         for function in (self.ingest, self.step, self.subscribe):  # verify requests, sign webhooks and links
             self.signing_secret.grant_read(function)
         self.webhook_secrets.grant_read(self.webhooks)
-
-    @property
-    def all(self) -> list[lambda_.Function]:
-        return [self.ingest, self.step, self.webhooks, self.api, self.subscribe]
 
     @property
     def by_label(self) -> dict[str, lambda_.Function]:
@@ -175,7 +241,14 @@ class Functions(Construct):
             "Webhooks": self.webhooks,
             "Api": self.api,
             "Subscribe": self.subscribe,
+            "Feedback": self.feedback,
+            "Unsubscribe": self.unsubscribe,
+            "SmsInbound": self.sms_inbound,
         }
+
+    @property
+    def all(self) -> list[lambda_.Function]:
+        return list(self.by_label.values())
 
     def _function(
         self,
@@ -227,6 +300,16 @@ class Functions(Construct):
             )
         )
         return function
+
+    @staticmethod
+    def _acknowledge_sms_wildcard(function: lambda_.Function) -> None:
+        cdk.Validations.of(function.role).acknowledge(  # type: ignore[arg-type]
+            cdk.Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource; the HELP reply is an SMS "
+                "Publish to a phone number, which has no ARN (topics and endpoints are explicitly denied)",
+            )
+        )
 
     @staticmethod
     def _acknowledge_wildcards(function: lambda_.Function, scheduling: Scheduling) -> None:

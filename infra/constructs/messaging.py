@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_ses as ses
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
 
 from constructs import Construct
 from infra.config import NudgeConfig
@@ -47,6 +51,54 @@ class Messaging(Construct):
         self.configuration_set_arn = stack.format_arn(
             service="ses", resource="configuration-set", resource_name=config.ses_configuration_set_name
         )
+        # Feedback: SES publishes bounces, complaints, deliveries, opens, clicks and rejects to a topic the
+        # feedback function reads; inbound SMS (STOP, START, HELP) arrive on another topic, which the
+        # origination number's two-way SMS setting names (docs/deploy.md). The topics are encrypted with a
+        # key the two publishing services may use (AWS's own SNS key does not let them).
+        self.topic_key = kms.Key(
+            self,
+            "TopicKey",
+            description="nudge feedback and inbound-SMS topics",
+            enable_key_rotation=True,
+            removal_policy=cdk.RemovalPolicy.RETAIN if config.protected else cdk.RemovalPolicy.DESTROY,
+            pending_window=cdk.Duration.days(7),
+        )
+        self.topic_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("ses.amazonaws.com"), iam.ServicePrincipal("sms-voice.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+        self.feedback_topic = sns.Topic(self, "FeedbackTopic", master_key=self.topic_key, enforce_ssl=True)
+        self.configuration_set.add_event_destination(
+            "Feedback",
+            destination=ses.EventDestination.sns_topic(self.feedback_topic),
+            events=[
+                ses.EmailSendingEvent.BOUNCE,
+                ses.EmailSendingEvent.COMPLAINT,
+                ses.EmailSendingEvent.DELIVERY,
+                ses.EmailSendingEvent.OPEN,
+                ses.EmailSendingEvent.CLICK,
+                ses.EmailSendingEvent.REJECT,
+            ],
+        )
+        self.sms_inbound_topic = sns.Topic(self, "SmsInboundTopic", master_key=self.topic_key, enforce_ssl=True)
+        self.sms_inbound_topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("sms-voice.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[self.sms_inbound_topic.topic_arn],
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            )
+        )
+
+    def subscribe_feedback(self, function: lambda_.IFunction) -> None:
+        self.feedback_topic.add_subscription(subscriptions.LambdaSubscription(function))
+
+    def subscribe_sms_inbound(self, function: lambda_.IFunction) -> None:
+        self.sms_inbound_topic.add_subscription(subscriptions.LambdaSubscription(function))
 
     def grant_send(self, grantee: iam.IGrantable) -> None:
         """Send email as the from address through the configuration set, and SMS to phone numbers."""
@@ -66,7 +118,14 @@ class Messaging(Construct):
         )
 
     def environment(self) -> dict[str, str]:
+        config = self._config
         return {
-            names.ENV_FROM_ADDRESS: self._config.from_address,
+            names.ENV_FROM_ADDRESS: config.from_address,
             names.ENV_SES_CONFIGURATION_SET: self.configuration_set.configuration_set_name,
+            names.ENV_POSTAL_ADDRESS: config.postal_address,
+            names.ENV_UNSUBSCRIBE_MAILTO: config.unsubscribe_mailto,
+            names.ENV_UTM_PARAMS: "utm_source=nudge&utm_medium=email",
+            names.ENV_SES_MAX_SEND_RATE: str(config.ses_max_send_rate),
+            names.ENV_EVENT_RETENTION_DAYS: "90",
+            names.ENV_SMS_HELP_TEXT: "Reply STOP to opt out, START to opt back in. Msg&data rates may apply.",
         }

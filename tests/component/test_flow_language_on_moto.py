@@ -94,7 +94,9 @@ def test_every_step_kind_runs_on_moto(tmp_path: Path, clock: VirtualClock, recei
         assert (
             "Subject: Hi gold" in email_sent.raw_data and "Date: Mon, 02 Nov 2026 10:00:00 +0000" in email_sent.raw_data
         )
-        assert list(stack.sent_sms().values()) == [("+14155550101", "Bob, your cart is still waiting: https://r")]
+        assert list(stack.sent_sms().values()) == [
+            ("+14155550101", "Bob, your cart is still waiting: https://r Reply STOP to opt out")
+        ]
         stored = stack.container.store.get_contact(result.body["contact_id"])
         assert stored is not None and stored.tags == ("touring",) and stored.properties["stage"] == "gold"
         [run] = [

@@ -129,9 +129,9 @@ def scheduler_role(synth: Synth) -> str:
 # --- data -------------------------------------------------------------------------------------------------
 
 
-def test_seven_tables_on_demand_with_pitr_and_encryption_and_protected_in_prod(prod: Synth) -> None:
+def test_nine_tables_on_demand_with_pitr_and_encryption_and_protected_in_prod(prod: Synth) -> None:
     tables = prod.resources("AWS::DynamoDB::Table")
-    assert len(tables) == 7
+    assert len(tables) == 9
     for table in tables.values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -150,6 +150,8 @@ def test_table_keys_and_ttl_match_the_store_adapter(prod: Synth) -> None:
         f"{names.KEYS_TABLE}-prod": ([("pk", "HASH")], "expires_at"),
         f"{names.CONTACT_REFS_TABLE}-prod": ([("ref", "HASH")], None),
         f"{names.PRIVACY_TABLE}-prod": ([("request_id", "HASH")], None),
+        f"{names.SUPPRESSIONS_TABLE}-prod": ([("address_key", "HASH"), ("sk", "RANGE")], None),
+        f"{names.COUNTERS_TABLE}-prod": ([("pk", "HASH"), ("sk", "RANGE")], "expires_at"),
     }
     found = {}
     for table in prod.resources("AWS::DynamoDB::Table").values():
@@ -158,6 +160,15 @@ def test_table_keys_and_ttl_match_the_store_adapter(prod: Synth) -> None:
         ttl = props.get("TimeToLiveSpecification")
         found[props["TableName"]] = (keys, ttl["AttributeName"] if ttl and ttl["Enabled"] else None)
     assert found == expected
+    indexes = {
+        props["TableName"]: [
+            (i["IndexName"], i["KeySchema"][0]["AttributeName"], i["Projection"]["ProjectionType"])
+            for i in props.get("GlobalSecondaryIndexes", [])
+        ]
+        for props in (t["Properties"] for t in prod.resources("AWS::DynamoDB::Table").values())
+    }
+    assert indexes[f"{names.MESSAGES_TABLE}-prod"] == [(names.MESSAGES_BY_PROVIDER_ID_INDEX, "provider_id", "ALL")]
+    assert indexes[f"{names.EVENTS_TABLE}-prod"] == [(names.EVENTS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")]
 
 
 def test_dev_tables_are_disposable(dev: Synth) -> None:
@@ -169,20 +180,25 @@ def test_dev_tables_are_disposable(dev: Synth) -> None:
 # --- functions --------------------------------------------------------------------------------------------
 
 
-HANDLERS = [
+ENGINE_HANDLERS = [
     names.INGEST_HANDLER,
     names.STEP_HANDLER,
     names.WEBHOOKS_HANDLER,
     names.API_HANDLER,
     names.SUBSCRIBE_HANDLER,
 ]
+HANDLERS = [*ENGINE_HANDLERS, names.FEEDBACK_HANDLER, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
+DELIVERABILITY = {"DataSuppressions", "DataCounters"}
 EXTRA_TABLES = {
-    names.INGEST_HANDLER: set(),
-    names.STEP_HANDLER: set(),
-    names.WEBHOOKS_HANDLER: {"DataContactRefs", "DataPrivacy"},
-    names.API_HANDLER: {"DataKeys", "DataContactRefs"},
-    names.SUBSCRIBE_HANDLER: {"DataKeys"},
+    names.INGEST_HANDLER: DELIVERABILITY,
+    names.STEP_HANDLER: DELIVERABILITY,
+    names.WEBHOOKS_HANDLER: {"DataContactRefs", "DataPrivacy"} | DELIVERABILITY,
+    names.API_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,
+    names.SUBSCRIBE_HANDLER: {"DataKeys"} | DELIVERABILITY,
+    names.FEEDBACK_HANDLER: DELIVERABILITY,
+    names.UNSUBSCRIBE_HANDLER: DELIVERABILITY,
+    names.SMS_INBOUND_HANDLER: DELIVERABILITY,
 }
 
 
@@ -221,8 +237,10 @@ def test_function_environment_names_every_resource(prod: Synth, handler: str) ->
 
 def test_no_environment_variable_holds_a_secret_value(prod: Synth) -> None:
     secrets = prod.resources("AWS::SecretsManager::Secret")
-    (secret_key,) = [key for key, res in secrets.items() if "GenerateSecretString" in res["Properties"]]
-    (shops_key,) = [key for key in secrets if key != secret_key]
+    (secret_key,) = [key for key in secrets if key.startswith("FunctionsSigningSecret")]
+    (unsubscribe_key,) = [key for key in secrets if key.startswith("FunctionsUnsubscribeSecret")]
+    (shops_key,) = [key for key in secrets if key.startswith("FunctionsWebhookSecrets")]
+    assert prod.template["Resources"][unsubscribe_key]["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
     assert prod.template["Resources"][secret_key]["Properties"]["GenerateSecretString"]["PasswordLength"] == 64
     # The shops' webhook secrets start as an empty document the operator fills in.
     assert json.loads(secrets[shops_key]["Properties"]["SecretString"]) == {"shopify": {}, "woocommerce": {}}
@@ -230,6 +248,7 @@ def test_no_environment_variable_holds_a_secret_value(prod: Synth) -> None:
         env = fn["Properties"]["Environment"]["Variables"]
         assert env[names.ENV_SIGNING_SECRET_ARN] == {"Ref": secret_key}  # the secret's Ref is its ARN
         assert env[names.ENV_WEBHOOK_SECRETS_ARN] == {"Ref": shops_key}
+        assert env[names.ENV_UNSUBSCRIBE_SECRET_ARN] == {"Ref": unsubscribe_key}
         for name, value in env.items():
             assert "resolve:secretsmanager" not in json.dumps(value), name
             secretish = any(word in name for word in ("SECRET", "KEY", "TOKEN", "PASSWORD"))
@@ -237,13 +256,18 @@ def test_no_environment_variable_holds_a_secret_value(prod: Synth) -> None:
             assert not secretish or name.endswith(("_ARN", "_TABLE")), f"{name} looks like it carries a secret"
 
 
-def test_step_function_failures_land_in_the_dead_letter_queue(prod: Synth) -> None:
+def test_asynchronous_failures_land_in_the_dead_letter_queue(prod: Synth) -> None:
+    # Scheduler invokes step, SNS invokes feedback and sms_inbound: all asynchronously.
     (queue_key,) = prod.resources("AWS::SQS::Queue")
-    (config,) = prod.resources("AWS::Lambda::EventInvokeConfig").values()
-    props = config["Properties"]
-    assert props["FunctionName"] == {"Ref": function(prod, names.STEP_HANDLER)[0]}
-    assert props["MaximumRetryAttempts"] == 2
-    assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue_key, "Arn"]}
+    configs = {
+        c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
+        for c in prod.resources("AWS::Lambda::EventInvokeConfig").values()
+    }
+    async_handlers = (names.STEP_HANDLER, names.FEEDBACK_HANDLER, names.SMS_INBOUND_HANDLER)
+    assert set(configs) == {function(prod, handler)[0] for handler in async_handlers}
+    for props in configs.values():
+        assert props["MaximumRetryAttempts"] == 2
+        assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue_key, "Arn"]}
 
 
 # --- scheduling -------------------------------------------------------------------------------------------
@@ -335,7 +359,7 @@ def test_wildcard_resources_are_only_the_acknowledged_ones(prod: Synth) -> None:
             assert set(as_list(statement["Action"])) <= allowed, statement
 
 
-@pytest.mark.parametrize("handler", HANDLERS)
+@pytest.mark.parametrize("handler", ENGINE_HANDLERS)
 def test_email_only_from_the_sender_and_sms_never_to_topics(prod: Synth, handler: str) -> None:
     own = list(statements(prod, function_role(prod, handler)))
     (ses,) = [s for s in own if "ses:SendEmail" in as_list(s["Action"])]
@@ -355,8 +379,11 @@ def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Syn
     (data,) = [s for s in own if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
     assert "dynamodb:Scan" not in data["Action"]
     engine = {"DataContacts", "DataEvents", "DataRuns", "DataMessages"}
-    granted = {r["Fn::GetAtt"][0] for r in data["Resource"]}
+    granted = {r["Fn::GetAtt"][0] for r in data["Resource"] if "Fn::GetAtt" in r}
     assert {key.rstrip("0123456789ABCDEF") for key in granted} == engine | EXTRA_TABLES[handler]
+    # ... and the two named indexes, no wildcard
+    indexes = sorted(render(r).rsplit("/", 1)[1] for r in data["Resource"] if "Fn::GetAtt" not in r)
+    assert indexes == sorted([names.EVENTS_BY_CONTACT_INDEX, names.MESSAGES_BY_PROVIDER_ID_INDEX])
 
 
 # --- api and monitoring -----------------------------------------------------------------------------------
@@ -391,6 +418,10 @@ def test_api_routes_proxy_to_their_functions_with_throttling_tracing_and_access_
         ("POST", "/v1/subscribe", names.SUBSCRIBE_HANDLER),
         ("OPTIONS", "/v1/subscribe", names.SUBSCRIBE_HANDLER),
         ("GET", "/v1/subscribe/confirm", names.SUBSCRIBE_HANDLER),
+        ("GET", "/v1/contacts/{contact_id}", names.INGEST_HANDLER),
+        ("DELETE", "/v1/contacts/{contact_id}", names.INGEST_HANDLER),
+        ("GET", "/v1/unsubscribe/{token}", names.UNSUBSCRIBE_HANDLER),
+        ("POST", "/v1/unsubscribe/{token}", names.UNSUBSCRIBE_HANDLER),
     }
     (stage,) = prod.resources("AWS::ApiGateway::Stage").values()
     props = stage["Properties"]
@@ -410,13 +441,14 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         if a["Properties"]["Namespace"] != "AWS/ApiGateway"
     )
     assert metrics == [
-        *[("AWS/Lambda", "Errors")] * 5,
-        *[("AWS/Lambda", "Throttles")] * 5,
+        *[("AWS/Lambda", "Errors")] * 8,
+        *[("AWS/Lambda", "Throttles")] * 8,
         ("AWS/SES", "Reputation.BounceRate"),
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
     ]
-    (topic_key, topic) = prod.one("AWS::SNS::Topic")
+    (topic_key,) = [key for key in prod.resources("AWS::SNS::Topic") if key.startswith("MonitoringAlarmTopic")]
+    topic = prod.template["Resources"][topic_key]
     assert "KmsMasterKeyId" in topic["Properties"]
     thresholds = {"Reputation.BounceRate": 0.02, "Reputation.ComplaintRate": 0.001}
     for alarm in alarms:
@@ -430,8 +462,8 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
 
 
 def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
-    assert dev.resources("AWS::SNS::Topic") == {}
-    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 14
+    assert [key for key in dev.resources("AWS::SNS::Topic") if key.startswith("Monitoring")] == []
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 20
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------------------
@@ -544,3 +576,28 @@ def test_cfn_lint_finds_nothing(stage: str, request: pytest.FixtureRequest, tmp_
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ses_feedback_and_inbound_sms_reach_their_functions(prod: Synth) -> None:
+    (destination,) = prod.resources("AWS::SES::ConfigurationSetEventDestination").values()
+    spec = destination["Properties"]["EventDestination"]
+    assert sorted(spec["MatchingEventTypes"]) == ["bounce", "click", "complaint", "delivery", "open", "reject"]
+    topics = prod.resources("AWS::SNS::Topic")
+    feedback_topic = spec["SnsDestination"]["TopicARN"]["Ref"]
+    subscriptions = {
+        (sub["Properties"]["TopicArn"]["Ref"], render(sub["Properties"]["Endpoint"]))
+        for sub in prod.resources("AWS::SNS::Subscription").values()
+        if sub["Properties"]["Protocol"] == "lambda"
+    }
+    feedback_fn = function(prod, names.FEEDBACK_HANDLER)[0]
+    sms_fn = function(prod, names.SMS_INBOUND_HANDLER)[0]
+    (sms_topic,) = [key for key in topics if key.startswith("MessagingSmsInboundTopic")]
+    assert subscriptions == {(feedback_topic, f"${{{feedback_fn}.Arn}}"), (sms_topic, f"${{{sms_fn}.Arn}}")}
+    for key in (feedback_topic, sms_topic):
+        assert "KmsMasterKeyId" in topics[key]["Properties"]
+
+
+def test_unsubscribe_links_point_at_the_api(prod: Synth) -> None:
+    env = function(prod, names.STEP_HANDLER)[1]["Properties"]["Environment"]["Variables"]
+    assert render(env[names.ENV_UNSUBSCRIBE_BASE_URL]).endswith("/prod/v1/unsubscribe")
+    assert render(env[names.ENV_UNSUBSCRIBE_BASE_URL]).startswith("https://")

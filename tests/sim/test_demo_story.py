@@ -20,7 +20,7 @@ EXPECTED = [
         "abandoned_cart",
         "reminder_2_sms",
         "sms",
-        "Bob, your cart is still waiting: https://shop.example/checkouts/chk_bob/recover",
+        "Bob, your cart is still waiting: https://shop.example/checkouts/chk_bob/recover Reply STOP to opt out",
     ),
     (
         "Tue 11-03 10:00",

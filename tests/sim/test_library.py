@@ -120,7 +120,7 @@ def test_abandoned_cart_email_and_sms_until_that_cart_is_ordered(sim: Simulation
             "Tue 11-03 09:00",
             "+14155550101",
             "reminder_2_sms",
-            "Bob, your cart is still waiting: https://shop.example/r",
+            "Bob, your cart is still waiting: https://shop.example/r Reply STOP to opt out",
         ),
         ("Tue 11-03 09:00", "bob@example.com", "reminder_2", "Bob, your cart is about to expire"),
         ("Thu 11-05 09:00", "bob@example.com", "reminder_3", "Last call: your cart is still waiting"),
@@ -177,7 +177,7 @@ def test_review_then_referral_branching_on_whether_they_reviewed(sim: Simulation
 
 
 def test_back_in_stock_email_and_sms_then_a_reminder_unless_bought(sim: Simulation) -> None:
-    mia = contact("mia", phone="+447700900123", sms_marketing=True)  # +44: Europe/London
+    mia = contact("mia", phone="+447911123456", sms_marketing=True)  # +44: Europe/London
     ned = contact("ned")
     item = {"product_id": "p_apron", "product_title": "Linen apron", "product_url": "https://shop.example/apron"}
     send(sim, timedelta(hours=12), "e1", "back_in_stock", mia, **item)  # 21:00 in London: SMS waits
@@ -187,7 +187,12 @@ def test_back_in_stock_email_and_sms_then_a_reminder_unless_bought(sim: Simulati
     assert outbox(sim, "back_in_stock", timedelta(days=3)) == [
         ("Mon 11-02 21:00", "mia@example.com", "notice", "Linen apron is back"),
         ("Mon 11-02 21:00", "ned@example.com", "notice", "Linen apron is back"),
-        ("Tue 11-03 08:00", "+447700900123", "notice_sms", "Linen apron is back in stock: https://shop.example/apron"),
+        (
+            "Tue 11-03 08:00",
+            "+447911123456",
+            "notice_sms",
+            "Linen apron is back in stock: https://shop.example/apron Reply STOP to opt out",
+        ),
         # the day's wait counts from the deferred SMS, keeping the messages a day apart
         ("Wed 11-04 08:00", "mia@example.com", "reminder", "Linen apron is selling fast"),
     ]
@@ -282,7 +287,7 @@ def test_product_launch_teaser_launch_and_last_chance_around_the_date(sim: Simul
             "Fri 11-20 09:00",
             "+33612345678",
             "launch_sms",
-            "Kettle 2 is live. Waitlist pricing: https://shop.example/launch",
+            "Kettle 2 is live. Waitlist pricing: https://shop.example/launch Reply STOP to opt out",
         ),
         ("Fri 11-20 09:00", "vic@example.com", "launch", "Kettle 2 is here"),
         ("Fri 11-20 09:00", "wes@example.com", "launch", "Kettle 2 is here"),

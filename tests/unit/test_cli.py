@@ -50,3 +50,31 @@ def test_validate_fails_when_there_is_nothing_to_validate(tmp_path: Path) -> Non
 
     assert result.exit_code == 1
     assert "no flow files" in result.output
+
+
+def test_validate_fails_on_a_template_that_uses_an_unknown_variable(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    for source in (ROOT / "templates").rglob("*.j2"):
+        target = templates / source.relative_to(ROOT / "templates")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text())
+    story = templates / "welcome" / "story.txt.j2"
+    story.write_text(story.read_text() + "\n{{ cupon_code }}\n")  # a typo of a variable nobody provides
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "welcome.yaml").write_text((ROOT / "flows" / "welcome.yaml").read_text())
+
+    result = runner.invoke(app, ["validate", str(flows), "--templates", str(templates)])
+
+    assert result.exit_code == 1
+    assert "steps.story_email: welcome/story.txt.j2: unknown variable(s) cupon_code" in result.output
+
+
+def test_validate_fails_on_a_subject_with_an_unknown_variable(tmp_path: Path) -> None:
+    flow = (ROOT / "flows" / "welcome.yaml").read_text().replace('"Why we started"', '"Why {{ shop.name }}"')
+    (tmp_path / "welcome.yaml").write_text(flow)
+
+    result = runner.invoke(app, ["validate", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert "steps.story_email.subject: unknown variable(s) shop" in result.output

@@ -36,7 +36,7 @@ def test_abandoned_cart_sends_three_emails_and_one_sms_at_1h_24h_72h(sim: Simula
         ("2026-11-05T09:00:00+00:00", "bob@example.com", "Last call: your cart is still waiting"),
     ]
     assert [(s.to, s.text) for _, s in sim.texter.sent] == [
-        ("+14155550101", "Bob, your cart is still waiting: https://shop.example/checkouts/chk_1")
+        ("+14155550101", "Bob, your cart is still waiting: https://shop.example/checkouts/chk_1 Reply STOP to opt out")
     ]
     [run] = sim.store.runs.values()
     assert run.status is RunStatus.COMPLETED

@@ -51,7 +51,7 @@ def _modules_loaded_by(statement: str) -> set[str]:
 
 
 def test_importing_the_engine_loads_no_aws_sdk() -> None:
-    loaded = _modules_loaded_by("import nudge.domain.engine, nudge.services.ingest")
+    loaded = _modules_loaded_by("import nudge.domain.engine, nudge.services.ingest, nudge.services.feedback")
     assert not loaded & {"boto3", "botocore", "pynamodb"}
 
 
@@ -63,6 +63,9 @@ def test_importing_the_engine_loads_no_aws_sdk() -> None:
         "nudge.handlers.webhooks",
         "nudge.handlers.api",
         "nudge.handlers.subscribe",
+        "nudge.handlers.feedback",
+        "nudge.handlers.unsubscribe",
+        "nudge.handlers.sms_inbound",
     ],
 )
 def test_handlers_load_no_cli_or_test_package(handler: str) -> None:

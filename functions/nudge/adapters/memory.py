@@ -7,12 +7,15 @@ testing the real adapters (tests/component does that on moto).
 from __future__ import annotations
 
 import itertools
+from collections import Counter, defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from nudge.domain.feedback import FeedbackKind
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import (
     ApiKey,
     ConflictError,
@@ -32,6 +35,9 @@ class MemoryStore:
         self.runs: dict[tuple[str, str], Run] = {}
         self.slots: dict[tuple[str, str], FlowSlot] = {}  # (contact_id, flow_id)
         self.messages: dict[tuple[str, str], Message] = {}
+        self.addresses: dict[str, AddressState] = {}
+        self.consents: dict[str, list[ConsentRecord]] = defaultdict(list)
+        self.counters: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
 
     def get_contact(self, contact_id: str) -> Contact | None:
         return self.contacts.get(contact_id)
@@ -129,6 +135,85 @@ class MemoryStore:
         if stored is None:
             return None
         return self.save_contact(change.apply(stored, now), stored.version)
+
+    def message_by_provider_id(self, provider_id: str) -> Message | None:
+        return next((m for m in self.messages.values() if m.provider_id == provider_id), None)
+
+    def record_feedback(self, message: Message, kind: FeedbackKind, at: datetime) -> bool:
+        key = (message.contact_id, message.message_id)
+        stored = self.messages.get(key)
+        if stored is None or kind.value in stored.feedback:
+            return False
+        self.messages[key] = replace(stored, feedback={**stored.feedback, kind.value: at})
+        return True
+
+    def count_step(self, flow_id: str, step_id: str, kind: FeedbackKind) -> None:
+        self.counters[(flow_id, step_id)][kind.value] += 1
+
+    def step_counts(self, flow_id: str) -> dict[str, dict[str, int]]:
+        return {step: dict(counts) for (flow, step), counts in self.counters.items() if flow == flow_id}
+
+    def address_state(self, key: str) -> AddressState | None:
+        return self.addresses.get(key)
+
+    def suppress(self, key: str, reason: Suppression, at: datetime) -> None:
+        state = self.addresses.get(key) or AddressState(key)
+        if reason not in state.suppressed:
+            self.addresses[key] = replace(state, suppressed={**state.suppressed, reason: at})
+
+    def lift_suppression(self, key: str, reason: Suppression) -> None:
+        state = self.addresses.get(key)
+        if state is not None:
+            self.addresses[key] = replace(state, suppressed={k: v for k, v in state.suppressed.items() if k != reason})
+
+    def set_topic(self, key: str, topic: str, *, subscribed: bool) -> None:
+        state = self.addresses.get(key) or AddressState(key)
+        off = state.topics_off - {topic} if subscribed else state.topics_off | {topic}
+        self.addresses[key] = replace(state, topics_off=off)
+
+    def record_consent(self, record: ConsentRecord) -> None:
+        self.consents[record.address_key].append(record)
+
+    def consent_records(self, key: str) -> list[ConsentRecord]:
+        return sorted(self.consents.get(key, []), key=lambda r: r.at)
+
+    def events_for(self, contact_id: str) -> list[dict[str, Any]]:
+        return [
+            {"event_id": e["event"].event_id, "type": e["event"].type, "contact": asdict(e["event"].contact)}
+            for e in self.events.values()
+            if e["event"].contact_id == contact_id
+        ]
+
+    def runs_for(self, contact_id: str) -> list[Run]:
+        return [run for (c, _), run in self.runs.items() if c == contact_id]
+
+    def erase_contact(self, contact_id: str) -> dict[str, int]:
+        counts = {"contacts": int(self.contacts.pop(contact_id, None) is not None)}
+        events = [k for k, e in self.events.items() if e["event"].contact_id == contact_id]
+        runs = [k for k in self.runs if k[0] == contact_id]
+        slots = [k for k in self.slots if k[0] == contact_id]
+        messages = [k for k in self.messages if k[0] == contact_id]
+        for table, keys in (("events", events), ("runs", runs), ("slots", slots), ("messages", messages)):
+            for key in keys:
+                del getattr(self, table)[key]
+        counts.update(events=len(events), runs=len(runs) + len(slots), messages=len(messages))
+        return counts
+
+    def erase_consent_records(self, key: str) -> int:
+        return len(self.consents.pop(key, []))
+
+
+class MemorySendRateLimiter:
+    """Counts slots per (bucket, window) like the DynamoDB send-rate limiter's counter items."""
+
+    def __init__(self) -> None:
+        self.taken: Counter[tuple[str, int]] = Counter()
+
+    def try_acquire(self, bucket: str, window: int, limit: int) -> bool:
+        if self.taken[(bucket, window)] >= limit:
+            return False
+        self.taken[(bucket, window)] += 1
+        return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,14 @@ from email.utils import format_datetime
 
 from nudge.ports import OutgoingEmail
 
+# RFC 5322 allows 998 characters a line. Python folds longer "words" at 78 into RFC 2047 encoded-words,
+# which turns a List-Unsubscribe URL into =?utf-8?q?...?= that no mailbox provider would parse.
+_POLICY = SMTP.clone(max_line_length=998)
+
 
 def build_mime(email: OutgoingEmail) -> bytes:
     """RFC 5322 bytes for SES SendEmail Raw content; headers from `email.headers` are added verbatim."""
-    message = EmailMessage(policy=SMTP)
+    message = EmailMessage(policy=_POLICY)
     message["From"] = email.from_address
     message["To"] = email.to
     message["Subject"] = email.subject

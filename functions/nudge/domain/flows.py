@@ -216,6 +216,7 @@ class EmailStep(_Step):
     type: Literal["email"]
     template: str = Field(min_length=1)
     subject: str = Field(min_length=1, description="A Jinja2 template for the subject line.")
+    preheader: str | None = Field(default=None, description="A Jinja2 template for the inbox preview line.")
     category: Category | None = Field(default=None, description="Overrides the flow's category.")
 
 

@@ -217,6 +217,9 @@ class Message:
     sent_at: datetime | None = None
     priority: int = 0
     variant: str | None = None
+    sms_encoding: str | None = None  # gsm7 | ucs2
+    sms_segments: int | None = None  # what the carrier bills
+    feedback: dict[str, datetime] = field(default_factory=dict)  # first delivery/open/click/... seen, by kind
 
     @staticmethod
     def id_for(run_id: str, step_id: str) -> str:

@@ -48,6 +48,14 @@ def _authenticated_json(container: wiring.Container) -> Any:
     content_type = app.current_event.headers.get("content-type")
     if not content_type or content_type.split(";")[0].strip().lower() != "application/json":
         raise problems.unsupported_media_type(content_type)
+    _verify(container, body)
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise problems.bad_json(str(exc)) from None
+
+
+def _verify(container: wiring.Container, body: bytes) -> None:
     key = container.signing_key()
     if not key:
         logger.error("no signing key configured; refusing every request")
@@ -57,10 +65,6 @@ def _authenticated_json(container: wiring.Container) -> Any:
         signing.verify(key, header, body, container.clock.now())
     except signing.SignatureError as exc:
         raise problems.unauthorized(str(exc)) from None
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise problems.bad_json(str(exc)) from None
 
 
 def _parse(model: type[M], data: Any) -> M:
@@ -116,6 +120,29 @@ def post_contact() -> Response:
     contact_in = _parse(ContactIn, _authenticated_json(container))
     contact = container.ingest.identify(contact_in.to_patch())
     return _json(200, {"contact_id": contact.contact_id, "version": contact.version})
+
+
+@app.get("/v1/contacts/<contact_id>")
+def export_contact(contact_id: str) -> Response:
+    """Everything nudge holds about the contact (GDPR art. 15/20); signed like every other call."""
+    container = wiring.current()
+    _verify(container, _raw_body())
+    exported = container.privacy.export(contact_id)
+    if exported is None:
+        raise problems.not_found(f"/v1/contacts/{contact_id}")
+    return _json(200, exported)
+
+
+@app.delete("/v1/contacts/<contact_id>")
+def erase_contact(contact_id: str) -> Response:
+    """Erase the contact (GDPR art. 17): only hashed suppressions remain, so they are not re-added."""
+    container = wiring.current()
+    _verify(container, _raw_body())
+    erased = container.privacy.erase(contact_id)
+    if erased is None:
+        raise problems.not_found(f"/v1/contacts/{contact_id}")
+    logger.info("contact erased", extra={"items": erased})
+    return _json(200, {"contact_id": contact_id, "erased": erased})
 
 
 @app.exception_handler(Problem)

@@ -130,3 +130,15 @@ def too_many_requests(retry_after: int) -> Problem:
 
 def invalid_link(detail: str) -> Problem:
     return Problem(400, "invalid-link", "This link is not valid", detail)
+
+
+def bad_token(detail: str) -> Problem:
+    return Problem(403, "bad-token", "Unsubscribe link is not valid", detail)
+
+
+def contact_gone() -> Problem:
+    return Problem(404, "contact-gone", "No such contact", "this link's contact no longer exists (it was erased)")
+
+
+def bad_form(detail: str) -> Problem:
+    return Problem(400, "malformed-form", "Request body is not a valid form", detail)

@@ -60,6 +60,10 @@ def _memory_engine_once(contacts: int, *, trace: bool) -> tuple[int, int, float,
         from_address="s@shop.example",
         flows_dir=PROJECT_ROOT / "flows",
         templates_dir=PROJECT_ROOT / "templates",
+        unsubscribe_key="bench-unsubscribe-key",
+        unsubscribe_base_url="https://api.shop.example/v1/unsubscribe",
+        # The in-memory engine figure measures the engine, not a send budget: no throttling here.
+        ses_max_send_rate=10_000,
     )
     sim = Simulation(settings, VirtualClock(START))
     if trace:
@@ -104,6 +108,33 @@ def _moto_adapters(contacts: int) -> Iterator[str]:
         stack.stop()
 
 
+def _send_rate(sends: int) -> Iterator[str]:
+    """The shared send-rate limiter on moto: how a burst is spread, and the DynamoDB writes it costs."""
+    from nudge.clocks import VirtualSleeper
+    from nudge.local.moto_stack import start_moto_stack
+    from nudge.services.throttle import SendThrottle
+
+    clock = VirtualClock(START)
+    stack = start_moto_stack(clock)
+    try:
+        rate = stack.settings.ses_max_send_rate
+        throttle = SendThrottle(stack.container.limiter, clock, VirtualSleeper(clock), per_second=rate)
+        stack.requests.counts.clear()
+        began = time.perf_counter()
+        for _ in range(sends):
+            throttle.acquire()
+        elapsed = time.perf_counter() - began
+        writes = stack.requests.counts[("dynamodb", "UpdateItem")]
+        yield f"send-rate limiter on moto: a burst of {sends} due emails at {rate}/s"
+        yield (
+            f"  spread over {(clock.now() - START).total_seconds():,.0f} virtual s; "
+            f"{writes} UpdateItem ({writes / sends:.2f} per email, {writes - sends} refused); "
+            f"{sends / elapsed:,.0f} acquisitions/s on moto"
+        )
+    finally:
+        stack.stop()
+
+
 def run_benchmarks(
     *, contacts: int, moto_contacts: int, progress: Callable[[str], AbstractContextManager[Any]]
 ) -> Iterator[str]:
@@ -112,4 +143,7 @@ def run_benchmarks(
     yield from lines
     with progress(f"adapters: {moto_contacts} contacts on moto…"):
         lines = list(_moto_adapters(moto_contacts))
+    yield from lines
+    with progress("send-rate limiter: 1,000 sends on moto…"):
+        lines = list(_send_rate(1000))
     yield from lines

@@ -104,3 +104,32 @@ def signed_request(
     body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
     headers = {names.SIGNATURE_HEADER: signing.sign(key, body, at)}
     return api_gateway_event(method, path, body, headers)
+
+
+def sns_event(messages: list[dict[str, Any]], at: datetime, topic: str = "nudge-feedback") -> dict[str, Any]:
+    """An SNS-to-Lambda event: one record per message, each Message a JSON string."""
+    stamp = at.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    arn = f"arn:aws:sns:us-east-1:123456789012:{topic}"
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": f"{arn}:{uuid.uuid4()}",
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": str(uuid.uuid4()),
+                    "TopicArn": arn,
+                    "Subject": None,
+                    "Message": json.dumps(message),
+                    "Timestamp": stamp,
+                    "SignatureVersion": "1",
+                    "Signature": "EXAMPLE",
+                    "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-example.pem",
+                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                    "MessageAttributes": {},
+                },
+            }
+            for message in messages
+        ]
+    }

@@ -25,6 +25,8 @@ from nudge.settings import Settings
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 FROM_ADDRESS = "hello@shop.example"
+UNSUBSCRIBE_BASE_URL = "https://api.shop.example/v1/unsubscribe"
+POSTAL_ADDRESS = "Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEV_SHOPIFY_SHOP = "dev-shop.myshopify.com"
 DEV_WOOCOMMERCE_SITE = "woo.example"
@@ -105,6 +107,42 @@ class MotoStack:
         result: dict[str, Any] = step.handler(payload, FakeLambdaContext.fresh("nudge-step"))
         return result
 
+    def call_unsubscribe(self, method: str, path: str, form: str | None = None) -> ApiResult:
+        """Invoke the public unsubscribe handler as API Gateway would (a form body, no signature)."""
+        from nudge.handlers import unsubscribe
+        from nudge.local.lambda_events import api_gateway_event
+
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        event = api_gateway_event(method, path, form, headers)
+        response = unsubscribe.handler(event, FakeLambdaContext.fresh("nudge-unsubscribe"))
+        content_type = (response.get("multiValueHeaders") or {}).get("Content-Type", [""])[-1]
+        text = response.get("body") or ""
+        body = json.loads(text) if "json" in content_type else {"html": text}
+        return ApiResult(status=response["statusCode"], body=body, headers={"Content-Type": content_type})
+
+    def deliver_sns(self, handler_name: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Invoke an SNS-subscribed handler (feedback, sms_inbound) with these messages as records."""
+        import importlib
+
+        from nudge.local.lambda_events import sns_event
+
+        module = importlib.import_module(f"nudge.handlers.{handler_name}")
+        result: dict[str, Any] = module.handler(
+            sns_event(messages, self.clock.now()), FakeLambdaContext.fresh(f"nudge-{handler_name}")
+        )
+        return result
+
+    def scan_all_tables(self) -> dict[str, list[dict[str, Any]]]:
+        """Every item of every nudge table, raw, through the DynamoDB API (for privacy assertions)."""
+        client = self.session.client("dynamodb")
+        found: dict[str, list[dict[str, Any]]] = {}
+        for table in client.list_tables()["TableNames"]:
+            items: list[dict[str, Any]] = []
+            for page in client.get_paginator("scan").paginate(TableName=table):
+                items += page["Items"]
+            found[table] = items
+        return found
+
     def sent_emails(self) -> list[Any]:
         from moto.ses.models import ses_backends
 
@@ -145,6 +183,7 @@ def start_moto_stack(
     flows_dir: Path | None = None,
     templates_dir: Path | None = None,
     public_base_url: str | None = None,
+    settings_overrides: dict[str, Any] | None = None,
 ) -> MotoStack:
     """Start moto, create the resources, wire the real adapters to them and install the container."""
     import boto3
@@ -176,6 +215,9 @@ def start_moto_stack(
     webhook_secrets_arn = secrets_client.create_secret(
         Name=names.WEBHOOK_SECRETS_NAME, SecretString=json.dumps(webhook_secrets)
     )["ARN"]
+    unsubscribe_secret_arn = secrets_client.create_secret(
+        Name="nudge/unsubscribe-key", SecretString=secrets.token_hex(32)
+    )["ARN"]
 
     settings = Settings(
         step_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-step",
@@ -187,6 +229,11 @@ def start_moto_stack(
         signing_secret_arn=secret_arn,
         webhook_secrets_arn=webhook_secrets_arn,
         public_base_url=public_base_url,
+        unsubscribe_secret_arn=unsubscribe_secret_arn,
+        unsubscribe_base_url=UNSUBSCRIBE_BASE_URL,
+        unsubscribe_mailto=f"unsubscribe@{FROM_ADDRESS.partition('@')[2]}",
+        postal_address=POSTAL_ADDRESS,
+        **(settings_overrides or {}),
     )
     counter = RequestCounter()
     counter.attach(session.events)  # clients created from this session from now on are counted

@@ -12,6 +12,7 @@ from nudge.domain.flows import DateTrigger, FlowCatalog
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Contact, ContactPatch, Event
 from nudge.ports import Clock, ConflictError, Scheduler, Store
+from nudge.services.consent import record_changes
 from nudge.services.runs import AdvanceOutcome, RunService
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class IngestService:
 
     def identify(self, patch: ContactPatch) -> Contact:
         """Create or update a contact; fields not given keep their stored values. Lines up date flows."""
-        contact = self._upsert(patch)
+        contact = self._upsert(patch, source="api:contacts")
         self._start_date_flows(contact, self._clock.now())
         return contact
 
@@ -107,7 +108,7 @@ class IngestService:
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
-        contact = self._upsert(event.contact)
+        contact = self._upsert(event.contact, source=f"event:{event.type}:{event.event_id}")
         for decision in decide(contact, now):
             if isinstance(decision, engine.StartRun):
                 self._start(decision, contact, outcome)
@@ -145,14 +146,16 @@ class IngestService:
         for start in engine.date_starts(contact, slots, self._date_flows, self._guardrails.default_timezone, now):
             self._runs.start(start)
 
-    def _upsert(self, patch: ContactPatch) -> Contact:
+    def _upsert(self, patch: ContactPatch, *, source: str) -> Contact:
         contact_id = patch.contact_id
         for _ in range(_CONTACT_WRITE_ATTEMPTS):
             now = self._clock.now()
             stored = self._store.get_contact(contact_id)
             base = stored or Contact(contact_id=contact_id)
             try:
-                return self._store.save_contact(base.merged(patch, now), expected_version=base.version)
+                saved = self._store.save_contact(base.merged(patch, now), expected_version=base.version)
             except ConflictError:
                 continue
+            record_changes(self._store, stored, saved, source, now)  # when and where consent came from
+            return saved
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")

@@ -10,9 +10,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nudge.domain.model import ContactPatch, Event
+from nudge.domain.sms import to_e164
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 # An event may claim to have happened a little in the future (clock skew), never more.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -45,9 +45,12 @@ class ContactIn(_Input):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        if value is not None and not _E164.match(value):
+        if value is None:
+            return value
+        # Spaces, dashes and brackets are fine ("+1 (415) 555-0123"); the result is E.164 and valid.
+        if not value.startswith("+"):
             raise ValueError("not an E.164 phone number (e.g. +14155550123)")
-        return value
+        return to_e164(value)
 
     @field_validator("timezone")
     @classmethod

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.utils import make_msgid
 from typing import Any
+from urllib.parse import quote
 
-from nudge.domain import engine
+from nudge.domain import engine, links, sms
 from nudge.domain.flows import DateTrigger, EmailStep, FlowCatalog
 from nudge.domain.guardrails import WEEK, Guardrails
 from nudge.domain.model import Category, Contact, Message, MessageStatus, Run
+from nudge.domain.suppression import address_key, block_reason
+from nudge.domain.unsubscribe import make_token
 from nudge.names import SIGNATURE_HEADER
 from nudge.ports import (
     Clock,
@@ -23,16 +27,28 @@ from nudge.ports import (
     OutgoingSms,
     PermanentSendError,
     Scheduler,
+    Sleeper,
     StepWakeUp,
     Store,
     Texter,
     TransientSendError,
     WebhookSender,
 )
+from nudge.services.throttle import SendThrottle
 from nudge.signing import sign
-from nudge.templating import TemplateRenderer, TemplateRenderError
+from nudge.templating import FOOTER_HTML, FOOTER_TEXT, TemplateRenderer, TemplateRenderError, inline_css
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MailPolicy:
+    """What every email carries besides its template: unsubscribe links, the postal address, UTM tags."""
+
+    unsubscribe_base_url: str | None = None  # https://<api>/v1/unsubscribe; the token is appended
+    unsubscribe_mailto: str | None = None  # unsubscribe@shop.example, offered as the mailto alternative
+    postal_address: str | None = None  # the sender's postal address, in every footer (CAN-SPAM)
+    utm: Mapping[str, str] = field(default_factory=dict)  # e.g. utm_source=nudge; campaign/content added
 
 
 @dataclass(slots=True)
@@ -81,7 +97,10 @@ class RunService:
         clock: Clock,
         from_address: str,
         webhook_signer: WebhookSigner | None = None,
-        sleep: Callable[[float], None] | None = None,
+        policy: MailPolicy | None = None,
+        unsubscribe_key: Callable[[], str | None] = lambda: None,
+        throttle: SendThrottle | None = None,
+        sleeper: Sleeper | None = None,
     ) -> None:
         self._store = store
         self._scheduler = scheduler
@@ -94,7 +113,10 @@ class RunService:
         self._clock = clock
         self._from = from_address
         self._signer = webhook_signer or WebhookSigner(lambda: None)
-        self._sleep = sleep or _no_sleep
+        self._policy = policy or MailPolicy()
+        self._unsubscribe_key = unsubscribe_key
+        self._throttle = throttle
+        self._sleeper = sleeper or _NoSleep()
 
     def wake(self, wake_up: StepWakeUp) -> AdvanceOutcome:
         """Entry point for a fired schedule: ignore stale, duplicate and ended wake-ups."""
@@ -167,9 +189,10 @@ class RunService:
         if not self._store.claim_message(message):
             log.info("message already claimed; not sending twice", extra={"message_id": message.message_id})
             return
-        if intent.skip_reason is not None:
-            self._store.settle_message(message, MessageStatus.SKIPPED, reason=intent.skip_reason)
-            outcome.skipped.append((intent.step.id, intent.skip_reason))
+        skip_reason = intent.skip_reason or self._blocked(message)
+        if skip_reason is not None:
+            self._store.settle_message(message, MessageStatus.SKIPPED, reason=skip_reason)
+            outcome.skipped.append((intent.step.id, skip_reason))
             return
         assert contact is not None  # no skip reason means the contact and its address exist
         try:
@@ -186,6 +209,13 @@ class RunService:
         self._store.settle_message(sent, MessageStatus.SENT, provider_id=provider_id, sent_at=self._clock.now())
         outcome.sent.append(intent.step.id)
 
+    def _blocked(self, message: Message) -> str | None:
+        """A suppression or topic opt-out on the recipient's address (one read per send)."""
+        if not message.recipient:
+            return None
+        state = self._store.address_state(address_key(message.channel, message.recipient))
+        return block_reason(state, message.channel, message.category, message.flow_id)
+
     def _deliver(self, intent: engine.SendIntent, message: Message, contact: Contact) -> tuple[str, Message]:
         recipient = message.recipient or ""
         context = {
@@ -193,25 +223,22 @@ class RunService:
             "contact": contact.template_view(),
             "flow": {"id": intent.flow.id, "name": intent.flow.name},
             "step": {"id": intent.step.id},
+            "channel": message.channel.value,
         }
         if isinstance(intent.step, EmailStep):
-            subject, html, text = self._renderer.email(intent.step.template, intent.step.subject, context)
-            email = OutgoingEmail(
-                to=recipient,
-                from_address=self._from,
-                subject=subject,
-                html=html,
-                text=text,
-                date=self._clock.now(),
-                headers={"Message-ID": make_msgid(domain=self._from.rpartition("@")[2] or None)},
-                tags={"flow": message.flow_id, "step": message.step_id, "category": message.category.value},
-            )
+            if self._throttle is not None:
+                self._throttle.acquire()  # first, so the Date header is the moment of the slot
+            email = self._compose(intent.step, message, context)
             provider_id = self._mailer.send(email)
-            return provider_id, replace(message, subject=subject, body_preview=text[:160])
+            return provider_id, _with_content(message, subject=email.subject, preview=email.text)
         text = self._renderer.sms(intent.step.template, context)
-        sms = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
-        provider_id = self._texter.send(sms)
-        return provider_id, replace(message, body_preview=text[:160])
+        if message.category is Category.MARKETING:
+            text = sms.with_opt_out_notice(text)
+        parts = sms.segments(text)
+        outgoing = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
+        provider_id = self._texter.send(outgoing)
+        sent = replace(_with_content(message, subject=None, preview=text), sms_encoding=parts.encoding)
+        return provider_id, replace(sent, sms_segments=parts.count)
 
     def _post(self, hook: engine.WebhookIntent, outcome: AdvanceOutcome) -> None:
         message = hook.message
@@ -238,19 +265,81 @@ class RunService:
                 if 400 <= status < 500 and status not in (408, 429):
                     break  # the receiver refuses this body; retrying will not change its mind
             if attempt + 1 < attempts:
-                self._sleep(_backoff(attempt).total_seconds())
+                self._sleeper.sleep(_backoff(attempt).total_seconds())
         self._store.settle_message(message, MessageStatus.FAILED, reason=error[:500])
         outcome.failed.append((message.step_id, error))
 
+    def _compose(self, step: EmailStep, message: Message, context: dict[str, Any]) -> OutgoingEmail:
+        """Render, add footer, preheader and UTM tags, inline the CSS; marketing mail gets RFC 8058 headers."""
+        policy = self._policy
+        headers = {"Message-ID": make_msgid(domain=self._from.rpartition("@")[2] or None)}
+        unsubscribe_url = None
+        if message.category is Category.MARKETING:
+            key = self._unsubscribe_key()
+            if not key or not policy.unsubscribe_base_url:
+                raise PermanentSendError("marketing email needs an unsubscribe link: no unsubscribe key or base URL")
+            token = make_token(key, message.contact_id)
+            unsubscribe_url = f"{policy.unsubscribe_base_url.rstrip('/')}/{token}"
+            targets = [f"<{unsubscribe_url}>"]
+            if policy.unsubscribe_mailto:
+                targets.append(f"<mailto:{policy.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}>")
+            headers["List-Unsubscribe"] = ", ".join(targets)
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        context = {**context, "unsubscribe_url": unsubscribe_url, "postal_address": policy.postal_address}
+        subject, html, text = self._renderer.email(step.template, step.subject, context)
+        html = _before_body_end(html, self._renderer.render_file(FOOTER_HTML, context))
+        text = f"{text}\n\n{self._renderer.render_file(FOOTER_TEXT, context)}".rstrip()
+        if step.preheader:
+            preheader = self._renderer.render_string(step.preheader, context, label=f"{step.template} preheader")
+            html = _after_body_start(html, _PREHEADER.format(html_lib.escape(preheader)))
+        if policy.utm:
+            params = {**policy.utm, "utm_campaign": message.flow_id, "utm_content": message.step_id}
+            keep = _is_unsubscribe_link(policy.unsubscribe_base_url)
+            html = links.tag_html(html, params, keep=keep)
+            text = links.tag_text(text, params, keep=keep)
+        return OutgoingEmail(
+            to=message.recipient or "",
+            from_address=self._from,
+            subject=subject,
+            html=inline_css(html),
+            text=text,
+            date=self._clock.now(),
+            headers=headers,
+            tags={"flow": message.flow_id, "step": message.step_id, "category": message.category.value},
+        )
 
-def _no_sleep(_seconds: float) -> None:
-    return None
+
+# Shown as the inbox preview line, never in the body: hidden in every client that honours CSS.
+_PREHEADER = (
+    '<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;'
+    'overflow:hidden;mso-hide:all;">{}</div>'
+)
+
+
+def _is_unsubscribe_link(base_url: str | None) -> Callable[[str], bool]:
+    # Unsubscribe links stay untagged: their token is the whole authorization, and analytics needs none.
+    return lambda url: bool(base_url) and url.startswith(str(base_url))
+
+
+def _before_body_end(markup: str, fragment: str) -> str:
+    at = markup.lower().rfind("</body>")
+    return markup + fragment if at < 0 else markup[:at] + fragment + markup[at:]
+
+
+def _after_body_start(markup: str, fragment: str) -> str:
+    start = markup.lower().find("<body")
+    end = markup.find(">", start) if start >= 0 else -1
+    return fragment + markup if end < 0 else markup[: end + 1] + fragment + markup[end + 1 :]
+
+
+class _NoSleep:
+    def sleep(self, seconds: float) -> None:
+        return None
 
 
 def _backoff(attempt: int) -> timedelta:
     return timedelta(milliseconds=200 * 2**attempt)
 
 
-def template_variables(run: Run, contact: Contact | None) -> dict[str, Any]:
-    """The variables a template of this run sees (for previews)."""
-    return engine.template_context(run, contact, run.variants, run.updated_at)
+def _with_content(message: Message, *, subject: str | None, preview: str) -> Message:
+    return replace(message, subject=subject, body_preview=preview[:160])

@@ -2,10 +2,16 @@
 
 contacts   PK contact_id                          one item per contact
 events     PK event_id                            dedupe + raw event, expires_at TTL (90 days)
+           GSI by-contact: contact_id (KEYS_ONLY)  an erased or exported contact's events
 runs       PK contact_id, SK "RUN#<run_id>"       a run
            PK contact_id, SK "FLOW#<flow_id>"     the contact's slot in a flow: active run id (while one is
                                                   active), last start, number of starts (re-entry rules)
 messages   PK contact_id, SK message_id           "<run_id>#<seq>#<step_id>": one record per step visit
+           GSI by-provider-id: provider_id (ALL)  feedback events name only the provider's message id
+suppressions PK address_key, SK "STATE"           suppressions and topic opt-outs of one hashed address
+           PK address_key, SK "CONSENT#<at>#<n>"  consent records (when, where from) of that address
+counters   PK "STEP#<flow_id>", SK step_id        feedback counters per flow step (delivery, open, ...)
+           PK "RATE#<bucket>", SK <unix second>   send-rate window, expires_at TTL (1 hour)
 """
 
 from __future__ import annotations
@@ -19,12 +25,36 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
+
+from nudge import names
 
 RUN_PREFIX = "RUN#"
 SLOT_PREFIX = "FLOW#"
+STATE_SK = "STATE"
+CONSENT_PREFIX = "CONSENT#"
+STEP_PREFIX = "STEP#"
+RATE_PREFIX = "RATE#"
+
+
+class EventsByContact(GlobalSecondaryIndex["EventModel"]):
+    class Meta:
+        index_name = names.EVENTS_BY_CONTACT_INDEX
+        projection = KeysOnlyProjection()
+
+    contact_id = UnicodeAttribute(hash_key=True)
+
+
+class MessagesByProviderId(GlobalSecondaryIndex["MessageModel"]):
+    class Meta:
+        index_name = names.MESSAGES_BY_PROVIDER_ID_INDEX
+        projection = AllProjection()
+
+    provider_id = UnicodeAttribute(hash_key=True)
 
 
 class ContactModel(Model):
@@ -63,6 +93,7 @@ class EventModel(Model):
     body = JSONAttribute()
     outcome = JSONAttribute(null=True)
     expires_at = TTLAttribute(null=True)
+    by_contact = EventsByContact()
 
 
 class RunModel(Model):
@@ -129,6 +160,66 @@ class MessageModel(Model):
     sent_at = UTCDateTimeAttribute(null=True)
     priority = NumberAttribute(default=0)
     variant = UnicodeAttribute(null=True)
+    sms_encoding = UnicodeAttribute(null=True)
+    sms_segments = NumberAttribute(null=True)
+    # The first feedback event of each kind, one attribute per kind so a conditional update can
+    # record it exactly once ("attribute_not_exists(opened_at)") however often SNS redelivers it.
+    delivery_at = UTCDateTimeAttribute(null=True)
+    open_at = UTCDateTimeAttribute(null=True)
+    click_at = UTCDateTimeAttribute(null=True)
+    bounce_at = UTCDateTimeAttribute(null=True)
+    complaint_at = UTCDateTimeAttribute(null=True)
+    reject_at = UTCDateTimeAttribute(null=True)
+    by_provider_id = MessagesByProviderId()
+
+
+class AddressModel(Model):
+    """PK: address_key (a hash), SK: STATE. One attribute per suppression reason, so each is set atomically."""
+
+    class Meta:
+        table_name = "nudge-suppressions"
+
+    address_key = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    bounce = UTCDateTimeAttribute(null=True)
+    complaint = UTCDateTimeAttribute(null=True)
+    unsubscribed = UTCDateTimeAttribute(null=True)
+    sms_opted_out = UTCDateTimeAttribute(null=True)
+    erased = UTCDateTimeAttribute(null=True)
+    topics_off = UnicodeSetAttribute(null=True)
+
+
+class ConsentModel(Model):
+    """PK: address_key, SK: CONSENT#<iso time>#<source>."""
+
+    class Meta:
+        table_name = "nudge-suppressions"
+
+    address_key = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    channel = UnicodeAttribute()
+    granted = BooleanAttribute()
+    at = UTCDateTimeAttribute()
+    source = UnicodeAttribute()
+    contact_id = UnicodeAttribute(null=True)
+
+
+class CounterModel(Model):
+    """PK: STEP#<flow_id> or RATE#<bucket>; SK: step id or unix second. Counts are updated with ADD."""
+
+    class Meta:
+        table_name = "nudge-counters"
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    delivery = NumberAttribute(null=True)
+    open = NumberAttribute(null=True)
+    click = NumberAttribute(null=True)
+    bounce = NumberAttribute(null=True)
+    complaint = NumberAttribute(null=True)
+    reject = NumberAttribute(null=True)
+    taken = NumberAttribute(null=True)  # send-rate slots taken in the window
+    expires_at = TTLAttribute(null=True)
 
 
 @dataclass(frozen=True)
@@ -140,9 +231,21 @@ class BoundModels:
     runs: type[RunModel]
     flow_slots: type[FlowSlotModel]
     messages: type[MessageModel]
+    addresses: type[AddressModel]
+    consents: type[ConsentModel]
+    counters: type[CounterModel]
 
     def all(self) -> tuple[type[Model], ...]:
-        return (self.contacts, self.events, self.runs, self.flow_slots, self.messages)
+        return (
+            self.contacts,
+            self.events,
+            self.runs,
+            self.flow_slots,
+            self.messages,
+            self.addresses,
+            self.consents,
+            self.counters,
+        )
 
 
 def _bind(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
@@ -151,7 +254,15 @@ def _bind(model: type[Model], table_name: str, region: str, host: str | None) ->
 
 
 def bind_models(
-    *, contacts: str, events: str, runs: str, messages: str, region: str, host: str | None = None
+    *,
+    contacts: str,
+    events: str,
+    runs: str,
+    messages: str,
+    suppressions: str = names.SUPPRESSIONS_TABLE,
+    counters: str = names.COUNTERS_TABLE,
+    region: str,
+    host: str | None = None,
 ) -> BoundModels:
     """Subclass each model with this deployment's table name, so two deployments can coexist in one process."""
     return BoundModels(
@@ -160,4 +271,7 @@ def bind_models(
         runs=_bind(RunModel, runs, region, host),  # type: ignore[arg-type]
         flow_slots=_bind(FlowSlotModel, runs, region, host),  # type: ignore[arg-type]
         messages=_bind(MessageModel, messages, region, host),  # type: ignore[arg-type]
+        addresses=_bind(AddressModel, suppressions, region, host),  # type: ignore[arg-type]
+        consents=_bind(ConsentModel, suppressions, region, host),  # type: ignore[arg-type]
+        counters=_bind(CounterModel, counters, region, host),  # type: ignore[arg-type]
     )

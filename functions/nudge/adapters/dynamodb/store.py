@@ -8,10 +8,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import PutError, TransactWriteError
+from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
-from nudge.adapters.dynamodb.models import RUN_PREFIX, SLOT_PREFIX, BoundModels, bind_models
+from nudge.adapters.dynamodb.models import (
+    CONSENT_PREFIX,
+    RUN_PREFIX,
+    SLOT_PREFIX,
+    STATE_SK,
+    STEP_PREFIX,
+    BoundModels,
+    bind_models,
+)
+from nudge.domain.feedback import FeedbackKind
 from nudge.domain.model import (
     Category,
     Channel,
@@ -24,11 +33,13 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
 )
+from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import ConflictError, ContactChange
 from nudge.settings import Settings
 
 EVENT_RETENTION = timedelta(days=90)
 CONTACT_WRITE_ATTEMPTS = 5
+_FEEDBACK_KINDS = tuple(FeedbackKind)
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -42,8 +53,16 @@ def _condition_failed(exc: Exception) -> bool:
 class DynamoStore:
     """Implements nudge.ports.Store. Each method is one or two DynamoDB calls, never a scan."""
 
-    def __init__(self, models: BoundModels, region: str, host: str | None = None) -> None:
+    def __init__(
+        self,
+        models: BoundModels,
+        region: str,
+        host: str | None = None,
+        *,
+        event_retention: timedelta = EVENT_RETENTION,
+    ) -> None:
         self.models = models
+        self._event_retention = event_retention
         self._connection = Connection(region=region, host=host)
         # pynamodb gives every model class a connection, and every connection its own botocore
         # session, which loads the DynamoDB service model again (~40 ms each, paid at cold start).
@@ -63,10 +82,12 @@ class DynamoStore:
             events=settings.events_table,
             runs=settings.runs_table,
             messages=settings.messages_table,
+            suppressions=settings.suppressions_table,
+            counters=settings.counters_table,
             region=region,
             host=host,
         )
-        return cls(models, region, host)
+        return cls(models, region, host, event_retention=timedelta(days=settings.event_retention_days))
 
     @property
     def connection(self) -> Connection:
@@ -139,7 +160,7 @@ class DynamoStore:
             occurred_at=event.occurred_at,
             received_at=now,
             body={"contact": asdict(event.contact), "properties": event.properties},
-            expires_at=now + EVENT_RETENTION,
+            expires_at=now + self._event_retention,
         )
         # A retry after a crash mid-processing may go again (every later step is idempotent);
         # an event that was fully processed may not.
@@ -348,6 +369,9 @@ class DynamoStore:
             sent_at=message.sent_at,
             priority=message.priority,
             variant=message.variant,
+            sms_encoding=message.sms_encoding,
+            sms_segments=message.sms_segments,
+            **{f"{kind.value}_at": at for kind in _FEEDBACK_KINDS if (at := message.feedback.get(kind.value))},
         )
 
     @staticmethod
@@ -370,7 +394,159 @@ class DynamoStore:
             sent_at=item.sent_at,
             priority=int(item.priority or 0),
             variant=item.variant,
+            sms_encoding=item.sms_encoding,
+            sms_segments=int(item.sms_segments) if item.sms_segments is not None else None,
+            feedback={
+                kind.value: at for kind in _FEEDBACK_KINDS if (at := getattr(item, f"{kind.value}_at")) is not None
+            },
         )
+
+    # feedback -----------------------------------------------------------------------------------------
+
+    def message_by_provider_id(self, provider_id: str) -> Message | None:
+        # The index is eventually consistent; feedback arrives seconds after the send was recorded.
+        for item in self.models.messages.by_provider_id.query(provider_id, limit=1):
+            return self._message_from(item)
+        return None
+
+    def record_feedback(self, message: Message, kind: FeedbackKind, at: datetime) -> bool:
+        model = self.models.messages
+        attribute = getattr(model, f"{kind.value}_at")
+        try:
+            model(contact_id=message.contact_id, message_id=message.message_id).update(
+                actions=[attribute.set(at)],
+                condition=model.message_id.exists() & attribute.does_not_exist(),
+            )
+        except UpdateError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def count_step(self, flow_id: str, step_id: str, kind: FeedbackKind) -> None:
+        model = self.models.counters
+        model(pk=STEP_PREFIX + flow_id, sk=step_id).update(actions=[getattr(model, kind.value).add(1)])
+
+    def step_counts(self, flow_id: str) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for item in self.models.counters.query(STEP_PREFIX + flow_id, consistent_read=True):
+            counts[item.sk] = {
+                kind.value: int(value) for kind in _FEEDBACK_KINDS if (value := getattr(item, kind.value)) is not None
+            }
+        return counts
+
+    # suppressions and consent -------------------------------------------------------------------------
+
+    def address_state(self, key: str) -> AddressState | None:
+        try:
+            item = self.models.addresses.get(key, STATE_SK, consistent_read=True)
+        except self.models.addresses.DoesNotExist:
+            return None
+        return AddressState(
+            key=key,
+            suppressed={reason: at for reason in Suppression if (at := getattr(item, reason.value)) is not None},
+            topics_off=frozenset(item.topics_off or ()),
+        )
+
+    def suppress(self, key: str, reason: Suppression, at: datetime) -> None:
+        model = self.models.addresses
+        attribute = getattr(model, reason.value)
+        # if_not_exists keeps the first time: "suppressed since" must not move on a redelivered event.
+        model(address_key=key, sk=STATE_SK).update(actions=[attribute.set(attribute | at)])
+
+    def lift_suppression(self, key: str, reason: Suppression) -> None:
+        model = self.models.addresses
+        model(address_key=key, sk=STATE_SK).update(actions=[getattr(model, reason.value).remove()])
+
+    def set_topic(self, key: str, topic: str, *, subscribed: bool) -> None:
+        model = self.models.addresses
+        action = model.topics_off.delete({topic}) if subscribed else model.topics_off.add({topic})
+        model(address_key=key, sk=STATE_SK).update(actions=[action])
+
+    def record_consent(self, record: ConsentRecord) -> None:
+        self.models.consents(
+            address_key=record.address_key,
+            sk=f"{CONSENT_PREFIX}{record.at.isoformat()}#{record.source}",
+            channel=record.channel.value,
+            granted=record.granted,
+            at=record.at,
+            source=record.source,
+            contact_id=record.contact_id,
+        ).save()
+
+    def consent_records(self, key: str) -> list[ConsentRecord]:
+        model = self.models.consents
+        return [
+            ConsentRecord(
+                address_key=item.address_key,
+                channel=Channel(item.channel),
+                granted=bool(item.granted),
+                at=item.at,
+                source=item.source,
+                contact_id=item.contact_id,
+            )
+            for item in model.query(key, model.sk.startswith(CONSENT_PREFIX), consistent_read=True)
+        ]
+
+    # privacy ------------------------------------------------------------------------------------------
+
+    def events_for(self, contact_id: str) -> list[dict[str, Any]]:
+        keys = [item.event_id for item in self.models.events.by_contact.query(contact_id)]
+        return [
+            {
+                "event_id": item.event_id,
+                "type": item.type,
+                "status": item.status,
+                "occurred_at": item.occurred_at.isoformat(),
+                "received_at": item.received_at.isoformat(),
+                "body": item.body,
+            }
+            for item in self.models.events.batch_get(keys)
+        ]
+
+    def runs_for(self, contact_id: str) -> list[Run]:
+        model = self.models.runs
+        return [
+            self._run_from(i) for i in model.query(contact_id, model.sk.startswith(RUN_PREFIX), consistent_read=True)
+        ]
+
+    def erase_contact(self, contact_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        # Events through the index; everything else is under the contact's partition key.
+        events = [self.models.events(event_id=i.event_id) for i in self.models.events.by_contact.query(contact_id)]
+        slots = self.models.flow_slots
+        run_items = [
+            slots(contact_id=contact_id, sk=i.sk) for i in slots.query(contact_id, slots.sk.startswith(SLOT_PREFIX))
+        ]
+        run_items += [
+            self.models.runs(contact_id=contact_id, sk=RUN_PREFIX + r.run_id) for r in self.runs_for(contact_id)
+        ]
+        messages = [
+            self.models.messages(contact_id=contact_id, message_id=i.message_id)
+            for i in self.models.messages.query(contact_id)
+        ]
+        for table, items in (("events", events), ("runs", run_items), ("messages", messages)):
+            if items:
+                with type(items[0]).batch_write() as batch:
+                    for item in items:
+                        batch.delete(item)
+            counts[table] = len(items)
+        try:
+            self.models.contacts(contact_id=contact_id).delete(condition=self.models.contacts.contact_id.exists())
+            counts["contacts"] = 1
+        except DeleteError as exc:
+            if not _condition_failed(exc):
+                raise
+            counts["contacts"] = 0
+        return counts
+
+    def erase_consent_records(self, key: str) -> int:
+        model = self.models.consents
+        items = list(model.query(key, model.sk.startswith(CONSENT_PREFIX)))
+        with model.batch_write() as batch:
+            for item in items:
+                batch.delete(item)
+        return len(items)
 
 
 def ensure_tables(models: BoundModels) -> None:

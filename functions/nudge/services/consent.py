@@ -1,0 +1,48 @@
+"""Changing a contact's marketing consent, with a consent record of when and where from."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from nudge.domain.model import Channel, Contact, ContactPatch
+from nudge.domain.suppression import ConsentRecord, address_key
+from nudge.ports import ConflictError, Store
+
+_ATTEMPTS = 5
+
+
+def record_changes(store: Store, before: Contact | None, after: Contact, source: str, now: datetime) -> None:
+    """Write a consent record for each channel whose marketing consent this change set or flipped."""
+    for channel, was, now_is, address in (
+        (Channel.EMAIL, before.email_marketing if before else None, after.email_marketing, after.email),
+        (Channel.SMS, before.sms_marketing if before else None, after.sms_marketing, after.phone),
+    ):
+        if now_is is None or now_is == was or not address:
+            continue
+        store.record_consent(
+            ConsentRecord(
+                address_key=address_key(channel, address),
+                channel=channel,
+                granted=now_is,
+                at=now,
+                source=source,
+                contact_id=after.contact_id,
+            )
+        )
+
+
+def set_email_marketing(store: Store, contact_id: str, granted: bool, source: str, now: datetime) -> Contact | None:
+    """Set the contact's email-marketing consent (optimistic retries); None if there is no such contact."""
+    for _ in range(_ATTEMPTS):
+        stored = store.get_contact(contact_id)
+        if stored is None:
+            return None
+        if stored.email_marketing is granted:
+            return stored
+        try:
+            saved = store.save_contact(stored.merged(ContactPatch(email_marketing=granted), now), stored.version)
+        except ConflictError:
+            continue
+        record_changes(store, stored, saved, source, now)
+        return saved
+    raise ConflictError(f"contact {contact_id} kept changing; gave up after {_ATTEMPTS} tries")

@@ -1,0 +1,52 @@
+"""Use case: record what SES tells us after a send; bounces and complaints block the address."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
+from nudge.domain.model import Channel
+from nudge.domain.suppression import Suppression, address_key
+from nudge.ports import Clock, Store
+from nudge.services.consent import set_email_marketing
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackOutcome:
+    status: str  # recorded | duplicate | unknown_message
+    suppressed: tuple[str, ...] = ()  # the suppression reasons applied
+
+
+class FeedbackService:
+    """Idempotent: SNS delivers at least once, so each kind is recorded and counted once per message."""
+
+    def __init__(self, *, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    def record(self, feedback: DeliveryFeedback) -> FeedbackOutcome:
+        message = self._store.message_by_provider_id(feedback.provider_id)
+        if message is None:
+            # Mail nudge did not send (the configuration set is shared), or a record already erased.
+            log.info("feedback for an unknown message", extra={"provider_id": feedback.provider_id})
+            return FeedbackOutcome("unknown_message")
+        first = self._store.record_feedback(message, feedback.kind, feedback.at)
+        if first:
+            self._store.count_step(message.flow_id, message.step_id, feedback.kind)
+        recipients = feedback.recipients or ((message.recipient,) if message.recipient else ())
+        applied: list[str] = []
+        # Blocking is idempotent, so it is applied on redeliveries too: a crash between the writes heals.
+        if feedback.kind is FeedbackKind.BOUNCE and feedback.permanent:
+            for address in recipients:
+                self._store.suppress(address_key(Channel.EMAIL, address), Suppression.BOUNCE, feedback.at)
+            applied.append(Suppression.BOUNCE.value)
+        elif feedback.kind is FeedbackKind.COMPLAINT:
+            for address in recipients:
+                self._store.suppress(address_key(Channel.EMAIL, address), Suppression.COMPLAINT, feedback.at)
+            # Withdrawing consent writes the consent record (source "complaint") too.
+            set_email_marketing(self._store, message.contact_id, False, "complaint", self._clock.now())
+            applied.append(Suppression.COMPLAINT.value)
+        return FeedbackOutcome("recorded" if first else "duplicate", tuple(applied))

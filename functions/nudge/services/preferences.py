@@ -1,0 +1,125 @@
+"""Use case: the public unsubscribe link — one-click unsubscribe, the preference page, resubscribe."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nudge.domain.flows import FlowCatalog
+from nudge.domain.model import Category, Channel, Contact
+from nudge.domain.suppression import AddressState, ConsentRecord, Suppression, address_key
+from nudge.domain.unsubscribe import BadToken, read_token
+from nudge.ports import Clock, Store
+from nudge.services.consent import set_email_marketing
+
+
+class NoSuchContact(LookupError):
+    """The token is genuine but its contact is gone (erased)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    id: str
+    name: str
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """What the preference page shows."""
+
+    contact_id: str
+    email_hint: str  # "b***@example.com": enough to recognise, not enough to harvest
+    subscribed: bool  # to marketing email at all
+    topics: tuple[Topic, ...]
+
+
+class PreferenceService:
+    """Every method checks the token first and writes nothing unless it verifies."""
+
+    def __init__(self, *, store: Store, flows: FlowCatalog, clock: Clock, key: Callable[[], str | None]) -> None:
+        self._store = store
+        self._flows = flows
+        self._clock = clock
+        self._key = key
+
+    def show(self, token: str) -> Preferences:
+        contact = self._contact(token)
+        return self._preferences(contact, self._state(contact))
+
+    def unsubscribe(self, token: str, *, source: str) -> Preferences:
+        """Stop all marketing email at once (RFC 8058 one-click, or the page's button)."""
+        contact = self._contact(token)
+        now = self._clock.now()
+        key = self._address(contact)
+        if key:
+            self._store.suppress(key, Suppression.UNSUBSCRIBED, now)
+            self._store.record_consent(ConsentRecord(key, Channel.EMAIL, False, now, source, contact.contact_id))
+        updated = set_email_marketing(self._store, contact.contact_id, False, source, now) or contact
+        return self._preferences(updated, self._state(updated))
+
+    def resubscribe(self, token: str) -> Preferences:
+        """The person asks for marketing email again: lift their unsubscribe, complaint or erasure; never a bounce."""
+        contact = self._contact(token)
+        now = self._clock.now()
+        key = self._address(contact)
+        if key:
+            self._store.lift_suppression(key, Suppression.UNSUBSCRIBED)
+            self._store.lift_suppression(key, Suppression.COMPLAINT)
+            self._store.lift_suppression(key, Suppression.ERASED)
+            source = "preference_page:resubscribe"
+            self._store.record_consent(ConsentRecord(key, Channel.EMAIL, True, now, source, contact.contact_id))
+        updated = set_email_marketing(self._store, contact.contact_id, True, "preference_page:resubscribe", now)
+        updated = updated or contact
+        return self._preferences(updated, self._state(updated))
+
+    def choose_topics(self, token: str, subscribed: set[str]) -> Preferences:
+        """Keep only the chosen marketing flows; unknown topic ids are ignored."""
+        contact = self._contact(token)
+        key = self._address(contact)
+        if key:
+            for topic in self._topics():
+                self._store.set_topic(key, topic.id, subscribed=topic.id in subscribed)
+        return self._preferences(contact, self._state(contact))
+
+    def _contact(self, token: str) -> Contact:
+        contact_id = read_token(self._key() or "", token)  # BadToken propagates: nothing written yet
+        contact = self._store.get_contact(contact_id)
+        if contact is None:
+            raise NoSuchContact(contact_id)
+        return contact
+
+    @staticmethod
+    def _address(contact: Contact) -> str | None:
+        return address_key(Channel.EMAIL, contact.email) if contact.email else None
+
+    def _state(self, contact: Contact) -> AddressState | None:
+        key = self._address(contact)
+        return self._store.address_state(key) if key else None
+
+    def _topics(self) -> list[Topic]:
+        return [
+            Topic(flow.id, flow.name, True)
+            for flow in sorted(self._flows, key=lambda f: f.name)
+            if flow.category is Category.MARKETING
+        ]
+
+    def _preferences(self, contact: Contact, state: AddressState | None) -> Preferences:
+        off = state.topics_off if state else frozenset()
+        blocked = bool(state and {Suppression.UNSUBSCRIBED, Suppression.COMPLAINT} & state.suppressed.keys())
+        return Preferences(
+            contact_id=contact.contact_id,
+            email_hint=_hint(contact.email),
+            subscribed=contact.email_marketing is True and not blocked,
+            topics=tuple(Topic(t.id, t.name, t.id not in off) for t in self._topics()),
+        )
+
+
+def _hint(email: str | None) -> str:
+    if not email:
+        return "(no email address)"
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+__all__ = ["BadToken", "NoSuchContact", "PreferenceService", "Preferences", "Topic"]

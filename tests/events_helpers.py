@@ -1,0 +1,43 @@
+"""Recorded event fixtures (tests/events/*.json), re-addressed to the message a test just sent."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from tests.conftest import ROOT
+
+
+def recorded(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ROOT / "tests" / "events" / f"{name}.json").read_text())
+    return data
+
+
+def ses_event(name: str, provider_id: str) -> dict[str, Any]:
+    """An SNS-wrapped SES event from tests/events, about the message SES accepted as provider_id."""
+    event = copy.deepcopy(recorded(name))
+    for record in event["Records"]:
+        body = json.loads(record["Sns"]["Message"])
+        body["mail"]["messageId"] = provider_id
+        body["mail"]["commonHeaders"]["messageId"] = provider_id
+        record["Sns"]["Message"] = json.dumps(body)
+    return event
+
+
+def inbound_sms(body: str, from_number: str = "+14155550101") -> dict[str, Any]:
+    """The recorded two-way SMS event, with this text from this number."""
+    event = copy.deepcopy(recorded("sns_inbound_sms_stop"))
+    message = json.loads(event["Records"][0]["Sns"]["Message"])
+    message.update(messageBody=body, originationNumber=from_number)
+    event["Records"][0]["Sns"]["Message"] = json.dumps(message)
+    return event
+
+
+def unsubscribe_mail(subject: str) -> dict[str, Any]:
+    """The recorded SES receipt notification for a mail to the unsubscribe address, with this subject."""
+    event = copy.deepcopy(recorded("ses_received_unsubscribe_mail"))
+    body = json.loads(event["Records"][0]["Sns"]["Message"])
+    body["mail"]["commonHeaders"]["subject"] = subject
+    event["Records"][0]["Sns"]["Message"] = json.dumps(body)
+    return event

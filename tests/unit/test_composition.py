@@ -1,0 +1,61 @@
+"""What every email carries, over the in-memory adapters: the contract with templates and the guarantees."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from nudge.clocks import VirtualClock
+from nudge.domain.model import MessageStatus
+from nudge.local.simulation import Simulation
+from nudge.settings import Settings
+from nudge.templating import TEMPLATE_VARIABLES, TemplateRenderer
+from tests.conftest import START
+from tests.factories import checkout_started, subscribed
+
+
+def test_templates_are_validated_against_exactly_the_variables_a_message_gets(
+    settings: Settings, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `nudge validate` checks templates against TEMPLATE_VARIABLES; a message must get exactly those.
+    seen: list[set[str]] = []
+    original = TemplateRenderer.email
+
+    def spy(self: TemplateRenderer, template: str, subject: str, context: dict[str, Any]) -> tuple[str, str, str]:
+        seen.append(set(context))
+        return original(self, template, subject, context)
+
+    monkeypatch.setattr(TemplateRenderer, "email", spy)
+    Simulation(settings, clock).send(subscribed("evt_1"))
+
+    assert seen == [set(TEMPLATE_VARIABLES)]
+
+
+def test_marketing_email_without_an_unsubscribe_link_is_never_sent(settings: Settings, clock: VirtualClock) -> None:
+    sim = Simulation(settings.model_copy(update={"unsubscribe_base_url": None}), clock)
+
+    sim.send(subscribed("evt_1"))
+
+    [message] = sim.store.messages.values()
+    assert message.status is MessageStatus.FAILED and "unsubscribe" in (message.reason or "")
+    assert sim.mailer.sent == []
+
+
+def test_text_part_gets_the_footer_and_utm_tags_but_the_unsubscribe_link_stays_clean(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    sim = Simulation(settings, clock)
+    sim.send(checkout_started("evt_1", "chk_1"))
+    sim.run_until(START + timedelta(hours=1))
+
+    [(_, email)] = sim.mailer.sent
+
+    assert "https://shop.example/checkouts/chk_1?utm_source=nudge&utm_medium=email&utm_campaign=abandoned_cart" in (
+        email.text
+    )
+    assert "12 Harbour Street" in email.text
+    unsubscribe = email.headers["List-Unsubscribe"].split(",")[0].strip("<> ")
+    assert f"Unsubscribe or choose what you receive: {unsubscribe}" in email.text
+    assert "utm_" not in unsubscribe

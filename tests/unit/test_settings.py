@@ -1,0 +1,59 @@
+"""Settings from the environment: the deliverability variables infra/ sets on each function."""
+
+from __future__ import annotations
+
+import pytest
+
+from nudge import names
+from nudge.settings import Settings, SettingsError
+
+REQUIRED = {
+    names.ENV_STEP_FUNCTION_ARN: "arn:aws:lambda:us-east-1:123456789012:function:nudge-step",
+    names.ENV_SCHEDULER_ROLE_ARN: "arn:aws:iam::123456789012:role/nudge-scheduler",
+    names.ENV_FROM_ADDRESS: "hello@shop.example",
+}
+
+
+def test_deliverability_settings_default_to_safe_values() -> None:
+    settings = Settings.from_env(REQUIRED)
+
+    assert settings.ses_max_send_rate == 14
+    assert settings.event_retention_days == 90
+    assert settings.utm_params == {"utm_source": "nudge", "utm_medium": "email"}
+    assert (settings.suppressions_table, settings.counters_table) == ("nudge-suppressions", "nudge-counters")
+
+
+def test_deliverability_settings_are_read_from_their_variables() -> None:
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            names.ENV_UNSUBSCRIBE_SECRET_ARN: "arn:aws:secretsmanager:us-east-1:123456789012:secret:u",
+            names.ENV_UNSUBSCRIBE_BASE_URL: "https://api.example.com/prod/v1/unsubscribe",
+            names.ENV_UNSUBSCRIBE_MAILTO: "unsubscribe@shop.example",
+            names.ENV_POSTAL_ADDRESS: "1 Main St, Springfield",
+            names.ENV_UTM_PARAMS: "utm_source=shop&utm_medium=lifecycle",
+            names.ENV_SES_MAX_SEND_RATE: "50",
+            names.ENV_EVENT_RETENTION_DAYS: "30",
+        }
+    )
+
+    assert settings.utm_params == {"utm_source": "shop", "utm_medium": "lifecycle"}
+    assert (settings.ses_max_send_rate, settings.event_retention_days) == (50, 30)
+    assert settings.unsubscribe_base_url == "https://api.example.com/prod/v1/unsubscribe"
+
+
+def test_an_empty_utm_variable_turns_tagging_off() -> None:
+    assert Settings.from_env({**REQUIRED, names.ENV_UTM_PARAMS: ""}).utm_params == {}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        (names.ENV_UNSUBSCRIBE_BASE_URL, "http://api.example.com/v1/unsubscribe"),  # RFC 8058 needs https
+        (names.ENV_SES_MAX_SEND_RATE, "0"),
+        (names.ENV_UNSUBSCRIBE_MAILTO, "mailto:unsubscribe@shop.example"),
+    ],
+)
+def test_bad_deliverability_settings_are_named(variable: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        Settings.from_env({**REQUIRED, variable: value})
