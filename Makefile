@@ -30,7 +30,9 @@ demo: $(STAMP) ## run the storefront story over three weeks of virtual time on m
 test: $(STAMP) ## lint, type-check and run every test (unit, component, sim, infra)
 	$(VENV)/bin/ruff check functions tests infra
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -n 2 --dist loadgroup
+	$(VENV)/bin/pytest -n 2 --dist loadgroup --ignore=tests/component/test_schemathesis.py
+	@# schemathesis gives every API operation the same test id, which pytest-xdist would run only once.
+	$(VENV)/bin/pytest -p no:xdist tests/component/test_schemathesis.py
 
 test-fast: $(STAMP) ## unit and simulation tests only
 	$(VENV)/bin/pytest tests/unit tests/sim -q
