@@ -5,12 +5,14 @@ from __future__ import annotations
 import email
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from nudge.adapters.scheduler import MAX_RETRY_ATTEMPTS, at_expression, parse_at_expression
 from nudge.adapters.ses import SesMailer
 from nudge.adapters.sns import SnsTexter
+from nudge.domain import aggregates
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
 from nudge.local.moto_stack import MotoStack
 from nudge.ports import ConflictError, OutgoingEmail, OutgoingSms, PermanentSendError, StepWakeUp
@@ -192,3 +194,20 @@ def test_store_contact_writes_are_optimistic(moto_stack: MotoStack) -> None:
         {"vip": True},
         2,
     )
+
+
+def test_store_keeps_a_contacts_aggregates(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    counted = aggregates.updated(
+        aggregates.Aggregates(),
+        "e1",
+        "order_placed",
+        {"order_id": "o1", "total": 42.5, "lines": [{"product_id": "mug", "category": "kitchen"}]},
+        START,
+    )
+    store.save_contact(Contact(contact_id="c1", aggregates=counted), 0)
+
+    stored = store.get_contact("c1")
+    assert stored is not None
+    assert stored.aggregates == counted
+    assert stored.aggregates.total_spent == Decimal("42.50")

@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from nudge.domain.aggregates import Aggregates
+
 JsonDict = dict[str, Any]
 
 
@@ -69,6 +71,7 @@ class Contact:
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    aggregates: Aggregates = field(default_factory=Aggregates)
     version: int = 0
 
     def merged(self, patch: ContactPatch, now: datetime) -> Contact:
@@ -100,6 +103,7 @@ class Contact:
             "sms_marketing": self.sms_marketing,
             "tags": list(self.tags),
             "properties": dict(self.properties),
+            "aggregates": self.aggregates.template_view(),
         }
 
 

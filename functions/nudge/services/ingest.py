@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from nudge.domain import engine
+from nudge.domain import aggregates, engine
 from nudge.domain.flows import DateTrigger, FlowCatalog
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Contact, ContactPatch, Event
@@ -104,7 +104,7 @@ class IngestService:
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
-        contact = self._upsert(event.contact)
+        contact = self._upsert(event.contact, event)
         for decision in decide(contact, now):
             if isinstance(decision, engine.StartRun):
                 self._start(decision, contact, outcome)
@@ -142,14 +142,20 @@ class IngestService:
         for start in engine.date_starts(contact, slots, self._date_flows, self._guardrails.default_timezone, now):
             self._runs.start(start)
 
-    def _upsert(self, patch: ContactPatch) -> Contact:
+    def _upsert(self, patch: ContactPatch, event: Event | None = None) -> Contact:
         contact_id = patch.contact_id
         for _ in range(_CONTACT_WRITE_ATTEMPTS):
             now = self._clock.now()
             stored = self._store.get_contact(contact_id)
             base = stored or Contact(contact_id=contact_id)
+            changed = base.merged(patch, now)
+            if event is not None:
+                counted = aggregates.updated(
+                    changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
+                )
+                changed = replace(changed, aggregates=counted)
             try:
-                return self._store.save_contact(base.merged(patch, now), expected_version=base.version)
+                return self._store.save_contact(changed, expected_version=base.version)
             except ConflictError:
                 continue
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")

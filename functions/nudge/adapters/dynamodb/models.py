@@ -45,6 +45,7 @@ class ContactModel(Model):
     tags = ListAttribute(of=UnicodeAttribute, null=True)
     created_at = UTCDateTimeAttribute(null=True)
     updated_at = UTCDateTimeAttribute(null=True)
+    aggregates = JSONAttribute(null=True)  # nudge.domain.aggregates.to_record
     version = NumberAttribute(default=0)
 
 

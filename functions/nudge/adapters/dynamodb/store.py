@@ -12,6 +12,7 @@ from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from nudge.adapters.dynamodb.models import RUN_PREFIX, SLOT_PREFIX, BoundModels, bind_models
+from nudge.domain import aggregates
 from nudge.domain.model import (
     Category,
     Channel,
@@ -92,6 +93,7 @@ class DynamoStore:
             tags=tuple(item.tags or ()),
             created_at=item.created_at,
             updated_at=item.updated_at,
+            aggregates=aggregates.from_record(item.aggregates),
             version=int(item.version),
         )
 
@@ -111,6 +113,7 @@ class DynamoStore:
             tags=list(saved.tags) or None,
             created_at=saved.created_at,
             updated_at=saved.updated_at,
+            aggregates=aggregates.to_record(saved.aggregates),
             version=saved.version,
         )
         condition = model.contact_id.does_not_exist() if expected_version == 0 else model.version == expected_version
