@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -85,6 +85,10 @@ class Store(Protocol):
 
     def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
         """Apply `change` to the stored contact under optimistic locking (retrying on conflict); None if absent."""
+        ...
+
+    def contacts_to_review(self, until: datetime) -> Iterator[str]:
+        """Ids of contacts whose `review_at` is at or before `until` (recent days only; see ADR 0005)."""
         ...
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nudge.flow_files import load_catalog, load_guardrails
+from nudge.flow_files import FlowFileError, load_catalog, load_guardrails, load_segments, segment_problems
 from nudge.ports import Clock, Mailer, Scheduler, Store, Texter, WebhookSender
 from nudge.services.ingest import IngestService
 from nudge.services.runs import RunService, WebhookSigner
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from nudge.domain.flows import FlowCatalog
     from nudge.domain.guardrails import Guardrails
+    from nudge.domain.segments import SegmentCatalog
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Container:
     webhooks: WebhookSender
     flows: FlowCatalog
     guardrails: Guardrails
+    segments: SegmentCatalog
     runs: RunService
     ingest: IngestService
     signing_key: Callable[[], str | None]
@@ -53,6 +55,9 @@ def assemble(
     """Wire the services over the given adapters."""
     flows = load_catalog(settings.flows_dir)
     guardrails = load_guardrails(settings.flows_dir)
+    segments = load_segments(settings.segments_path)
+    if problems := segment_problems(flows, segments):
+        raise FlowFileError("\n".join(problems))
     if settings.default_timezone != "UTC" and guardrails.default_timezone == "UTC":
         guardrails = guardrails.model_copy(update={"default_timezone": settings.default_timezone})
     renderer = TemplateRenderer(settings.templates_dir)
@@ -71,7 +76,15 @@ def assemble(
         webhook_signer=WebhookSigner(key),
         sleep=sleep,
     )
-    ingest = IngestService(store=store, scheduler=scheduler, runs=runs, flows=flows, guardrails=guardrails, clock=clock)
+    ingest = IngestService(
+        store=store,
+        scheduler=scheduler,
+        runs=runs,
+        flows=flows,
+        guardrails=guardrails,
+        clock=clock,
+        segments=segments,
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -82,6 +95,7 @@ def assemble(
         webhooks=webhooks,
         flows=flows,
         guardrails=guardrails,
+        segments=segments,
         runs=runs,
         ingest=ingest,
         signing_key=key,

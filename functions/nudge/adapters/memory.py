@@ -7,12 +7,13 @@ testing the real adapters (tests/component does that on moto).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.ports import ConflictError, ContactChange, OutgoingEmail, OutgoingSms, StepWakeUp, TransientSendError
 
 
@@ -120,6 +121,16 @@ class MemoryStore:
         if stored is None:
             return None
         return self.save_contact(change.apply(stored, now), stored.version)
+
+    def contacts_to_review(self, until: datetime) -> Iterator[str]:
+        oldest = until.date() - timedelta(days=REVIEW_LOOKBACK_DAYS - 1)
+        due = [
+            c
+            for c in self.contacts.values()
+            if c.review_at is not None and c.review_at <= until and c.review_at.date() >= oldest
+        ]
+        for contact in sorted(due, key=lambda c: (c.review_at, c.contact_id)):
+            yield contact.contact_id
 
 
 @dataclass(frozen=True, slots=True)

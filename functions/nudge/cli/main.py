@@ -103,12 +103,31 @@ def validate(
             problems += len(found)
             if not found:
                 console.print(f"[green]✓[/] {flow.id}: {len(flow.steps)} steps")
+    segments_path = Path("segments")
+    if segments_path.is_dir() and paths is None:
+        problems += _validate_segments(segments_path, Path("flows"))
     if not checked and not problems:
         console.print(f"[red]✗[/] no flow files (*.yaml) found in {', '.join(map(str, targets))}")
         raise typer.Exit(1)
     if problems:
         console.print(f"[red]{problems} problem(s)[/]")
         raise typer.Exit(1)
+
+
+def _validate_segments(segments_path: Path, flows_dir: Path) -> int:
+    """Check segments/*.yaml and that every segment a flow triggers on exists; the number of problems."""
+    from nudge.flow_files import FlowFileError, load_catalog, load_segments, segment_problems
+
+    try:
+        segments = load_segments(segments_path)
+        found = segment_problems(load_catalog(flows_dir), segments)
+    except FlowFileError as exc:
+        found = str(exc).splitlines()
+    for line in found:
+        console.print(f"[red]✗[/] {line}")
+    if not found:
+        console.print(f"[green]✓[/] {len(segments)} segment(s) in {segments_path}, and the six lifecycle stages")
+    return len(found)
 
 
 def _find_flow(flow: str, flows_dir: Path):  # type: ignore[no-untyped-def]

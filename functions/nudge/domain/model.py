@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from nudge.domain.aggregates import Aggregates
+from nudge.domain.lifecycle import STAGES
 
 JsonDict = dict[str, Any]
 
@@ -72,6 +73,8 @@ class Contact:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     aggregates: Aggregates = field(default_factory=Aggregates)
+    segments: tuple[str, ...] = ()  # the lifecycle stage first, then the segments/*.yaml it meets
+    review_at: datetime | None = None  # when membership may next change with time alone (the daily sweep)
     version: int = 0
 
     def merged(self, patch: ContactPatch, now: datetime) -> Contact:
@@ -104,7 +107,14 @@ class Contact:
             "tags": list(self.tags),
             "properties": dict(self.properties),
             "aggregates": self.aggregates.template_view(),
+            "stage": self.stage,
+            "segments": list(self.segments),
         }
+
+    @property
+    def stage(self) -> str | None:
+        """The lifecycle stage as of the last evaluation (None before the first)."""
+        return next((s for s in self.segments if s in STAGES), None)
 
 
 @dataclass(frozen=True, slots=True)

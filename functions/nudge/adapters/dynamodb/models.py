@@ -1,6 +1,8 @@
 """PynamoDB models, one per table, bound to table names at wiring time (names come from settings).
 
 contacts   PK contact_id                          one item per contact
+           GSI review: PK review_bucket "<YYYY-MM-DD>#<shard>", SK review_at; sparse (only contacts whose
+           segment membership can change with time), keys only; the daily sweep queries it (ADR 0005)
 events     PK event_id                            dedupe + raw event, expires_at TTL (90 days)
 runs       PK contact_id, SK "RUN#<run_id>"       a run
            PK contact_id, SK "FLOW#<flow_id>"     the contact's slot in a flow: active run id (while one is
@@ -21,10 +23,25 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 RUN_PREFIX = "RUN#"
 SLOT_PREFIX = "FLOW#"
+
+
+class ReviewIndex(GlobalSecondaryIndex["ContactModel"]):
+    """Sparse: contacts due for a segment review, bucketed by day and spread over shards."""
+
+    class Meta:
+        index_name = "review"
+        projection = KeysOnlyProjection()
+
+    review_bucket = UnicodeAttribute(hash_key=True)
+    review_at = UTCDateTimeAttribute(range_key=True)
+
+
+REVIEW_SHARDS = 4  # a day's bucket spread over four partitions, so a bulk import does not heat one
 
 
 class ContactModel(Model):
@@ -46,6 +63,10 @@ class ContactModel(Model):
     created_at = UTCDateTimeAttribute(null=True)
     updated_at = UTCDateTimeAttribute(null=True)
     aggregates = JSONAttribute(null=True)  # nudge.domain.aggregates.to_record
+    segments = ListAttribute(of=UnicodeAttribute, null=True)  # lifecycle stage first
+    review_at = UTCDateTimeAttribute(null=True)
+    review_bucket = UnicodeAttribute(null=True)
+    review_index = ReviewIndex()
     version = NumberAttribute(default=0)
 
 
@@ -148,7 +169,11 @@ class BoundModels:
 
 def _bind(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
     meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    return type(model.__name__, (model,), {"Meta": meta, "__module__": __name__})
+    namespace: dict[str, object] = {"Meta": meta, "__module__": __name__}
+    if model is ContactModel:
+        # pynamodb points an index at the last model class that declared it: each binding needs its own.
+        namespace["review_index"] = ReviewIndex()
+    return type(model.__name__, (model,), namespace)
 
 
 def bind_models(

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from nudge.adapters.dynamodb.models import RUN_PREFIX, SLOT_PREFIX, BoundModels, bind_models
+from nudge.adapters.dynamodb.models import REVIEW_SHARDS, RUN_PREFIX, SLOT_PREFIX, BoundModels, bind_models
 from nudge.domain import aggregates
 from nudge.domain.model import (
     Category,
@@ -25,6 +26,7 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
 )
+from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.ports import ConflictError, ContactChange
 from nudge.settings import Settings
 
@@ -94,6 +96,8 @@ class DynamoStore:
             created_at=item.created_at,
             updated_at=item.updated_at,
             aggregates=aggregates.from_record(item.aggregates),
+            segments=tuple(item.segments or ()),
+            review_at=item.review_at,
             version=int(item.version),
         )
 
@@ -114,6 +118,9 @@ class DynamoStore:
             created_at=saved.created_at,
             updated_at=saved.updated_at,
             aggregates=aggregates.to_record(saved.aggregates),
+            segments=list(saved.segments) or None,
+            review_at=saved.review_at,
+            review_bucket=review_bucket(saved.contact_id, saved.review_at) if saved.review_at else None,
             version=saved.version,
         )
         condition = model.contact_id.does_not_exist() if expected_version == 0 else model.version == expected_version
@@ -327,6 +334,15 @@ class DynamoStore:
                 continue
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {CONTACT_WRITE_ATTEMPTS} tries")
 
+    def contacts_to_review(self, until: datetime) -> Iterator[str]:
+        # One Query per day bucket and shard over a keys-only sparse index: 7 x 4 small queries a day.
+        index = self.models.contacts.review_index
+        for days_back in reversed(range(REVIEW_LOOKBACK_DAYS)):
+            day = until.date() - timedelta(days=days_back)
+            for shard in range(REVIEW_SHARDS):
+                for item in index.query(f"{day.isoformat()}#{shard}", self.models.contacts.review_at <= until):
+                    yield item.contact_id
+
     def _message_item(self, message: Message) -> Any:
         return self.models.messages(
             contact_id=message.contact_id,
@@ -369,6 +385,12 @@ class DynamoStore:
             priority=int(item.priority or 0),
             variant=item.variant,
         )
+
+
+def review_bucket(contact_id: str, review_at: datetime) -> str:
+    """The review index partition: the UTC day, and a shard fixed per contact."""
+    shard = int(hashlib.sha256(contact_id.encode()).hexdigest()[:8], 16) % REVIEW_SHARDS
+    return f"{review_at.astimezone(UTC).date().isoformat()}#{shard}"
 
 
 def ensure_tables(models: BoundModels) -> None:
