@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from nudge.domain.kpis import Order
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
 
 
@@ -146,4 +147,16 @@ class Texter(Protocol):
 class WebhookSender(Protocol):
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> int:
         """POST and return the HTTP status; raise TransientSendError on timeouts and connection failures."""
+        ...
+
+
+class ReportReader(Protocol):
+    """Whole-table reads for reports (a CLI, never a handler): scans, fine for a shop, not for 1M contacts."""
+
+    def all_runs(self) -> Iterator[Run]: ...
+
+    def all_messages(self) -> Iterator[Message]: ...
+
+    def orders(self) -> Iterator[Order]:
+        """order_placed events still retained (the events table keeps 90 days)."""
         ...

@@ -12,6 +12,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from nudge.domain.aggregates import ORDER_PLACED
+from nudge.domain.kpis import Order, order_of
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.ports import ConflictError, ContactChange, OutgoingEmail, OutgoingSms, StepWakeUp, TransientSendError
@@ -131,6 +133,18 @@ class MemoryStore:
         ]
         for contact in sorted(due, key=lambda c: (c.review_at, c.contact_id)):
             yield contact.contact_id
+
+    def all_runs(self) -> Iterator[Run]:
+        yield from self.runs.values()
+
+    def all_messages(self) -> Iterator[Message]:
+        yield from self.messages.values()
+
+    def orders(self) -> Iterator[Order]:
+        for record in self.events.values():
+            event: Event = record["event"]
+            if event.type == ORDER_PLACED:
+                yield order_of(event.contact_id, event.event_id, event.properties, event.occurred_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -111,7 +111,7 @@ def _order_placed(aggregates: Aggregates, event_id: str, properties: Mapping[str
     order_id = str(properties.get("order_id") or event_id)
     if any(order.order_id == order_id for order in aggregates.recent_orders):
         return aggregates  # the storefront sent the same order twice under two event ids
-    total = _money(properties.get("total"))
+    total = money(properties.get("total"))
     lines = [line for line in properties.get("lines") or [] if isinstance(line, Mapping)]
     products = _appended(aggregates.products, (key for line in lines if (key := product_key(line))), PRODUCTS_KEPT)
     categories = _appended(
@@ -147,7 +147,7 @@ def _order_cancelled(aggregates: Aggregates, properties: Mapping[str, Any]) -> A
 
 
 def _refunded(aggregates: Aggregates, properties: Mapping[str, Any]) -> Aggregates:
-    amount = _money(properties.get("amount", properties.get("total")))
+    amount = money(properties.get("amount", properties.get("total")))
     return replace(aggregates, total_spent=max(Decimal("0.00"), aggregates.total_spent - amount))
 
 
@@ -177,7 +177,8 @@ def _appended(kept: tuple[str, ...], new: Any, limit: int) -> tuple[str, ...]:
     return tuple(values[-limit:])
 
 
-def _money(raw: Any) -> Decimal:
+def money(raw: Any) -> Decimal:
+    """A non-negative amount to the cent; anything unreadable counts as zero."""
     try:
         value = Decimal(str(raw)) if raw not in (None, "") else Decimal(0)
     except InvalidOperation:

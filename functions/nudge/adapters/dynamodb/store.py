@@ -14,6 +14,8 @@ from pynamodb.transactions import TransactWrite
 
 from nudge.adapters.dynamodb.models import REVIEW_SHARDS, RUN_PREFIX, SLOT_PREFIX, BoundModels, bind_models
 from nudge.domain import aggregates
+from nudge.domain.aggregates import ORDER_PLACED
+from nudge.domain.kpis import Order, order_of
 from nudge.domain.model import (
     Category,
     Channel,
@@ -342,6 +344,22 @@ class DynamoStore:
             for shard in range(REVIEW_SHARDS):
                 for item in index.query(f"{day.isoformat()}#{shard}", self.models.contacts.review_at <= until):
                     yield item.contact_id
+
+    # reports (CLI only) ----------------------------------------------------------------------------------
+
+    def all_runs(self) -> Iterator[Run]:
+        runs = self.models.runs
+        for item in runs.scan(runs.sk.startswith(RUN_PREFIX)):
+            yield self._run_from(item)
+
+    def all_messages(self) -> Iterator[Message]:
+        for item in self.models.messages.scan():
+            yield self._message_from(item)
+
+    def orders(self) -> Iterator[Order]:
+        events = self.models.events
+        for item in events.scan(events.type == ORDER_PLACED):
+            yield order_of(item.contact_id, item.event_id, (item.body or {}).get("properties", {}), item.occurred_at)
 
     def _message_item(self, message: Message) -> Any:
         return self.models.messages(
