@@ -105,8 +105,12 @@ class LocalPythonBundler:
         """Fill output_dir with the bundle; return True so CDK never falls back to Docker."""
         out = Path(output_dir)
         shutil.copytree(self.root / "functions" / "nudge", out / "nudge", ignore=_IGNORED, dirs_exist_ok=True)
-        # Handlers read these at cold start from names.BUNDLED_*_DIR (/var/task/flows, /var/task/templates).
-        for source, bundled in (("flows", names.BUNDLED_FLOWS_DIR), ("templates", names.BUNDLED_TEMPLATES_DIR)):
+        # Handlers read these at cold start from names.BUNDLED_*_DIR (/var/task/flows, templates, segments).
+        for source, bundled in (
+            ("flows", names.BUNDLED_FLOWS_DIR),
+            ("templates", names.BUNDLED_TEMPLATES_DIR),
+            ("segments", names.BUNDLED_SEGMENTS_DIR),
+        ):
             shutil.copytree(self.root / source, out / Path(bundled).name, ignore=_IGNORED, dirs_exist_ok=True)
         with tempfile.TemporaryDirectory() as scratch:
             constraints = None

@@ -28,6 +28,15 @@ def flows_dir(tmp_path: Path, *flows: str, guardrails: str | None = GUARDRAILS_O
     return directory
 
 
+def segments_dir(tmp_path: Path, *segments: str) -> Path:
+    """A segments directory (beside flows_dir's) holding these YAML texts."""
+    directory = tmp_path / "segments"
+    directory.mkdir(exist_ok=True)
+    for index, text in enumerate(segments):
+        (directory / f"segment_{index}.yaml").write_text(textwrap.dedent(text))
+    return directory
+
+
 EMAIL = "@EMAIL@"  # stands for an email step using a shipped template, at the line's own indentation
 
 

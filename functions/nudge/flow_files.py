@@ -1,15 +1,16 @@
-"""Reading flows/*.yaml into the domain's Flow models, with errors that name the file and the field."""
+"""Reading flows/*.yaml and segments/*.yaml into domain models, with errors that name the file and the field."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from nudge.domain.flows import EmailStep, Flow, FlowCatalog, SmsStep
+from nudge.domain.flows import EmailStep, Flow, FlowCatalog, SegmentTrigger, SmsStep
 from nudge.domain.guardrails import Guardrails
+from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
 from nudge.templating import FOOTER_HTML, FOOTER_TEXT, TemplateRenderer
 
 
@@ -18,6 +19,18 @@ class FlowFileError(ValueError):
 
 
 def load_flow(path: Path) -> Flow:
+    return _load_model(path, Flow, "a flow file holds one mapping (id, name, trigger, steps)")
+
+
+def load_segment(path: Path) -> Segment:
+    return _load_model(path, Segment, "a segment file holds one mapping (id, name, conditions)")
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _load_model(path: Path, model: type[_Model], shape: str) -> _Model:
+    """Parse one YAML file into `model`; FlowFileError lists each problem with its file and line."""
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)
@@ -25,9 +38,9 @@ def load_flow(path: Path) -> Flow:
     except yaml.YAMLError as exc:
         raise FlowFileError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise FlowFileError(f"{path}: a flow file holds one mapping (id, name, trigger, steps)")
+        raise FlowFileError(f"{path}: {shape}")
     try:
-        return Flow.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise FlowFileError("\n".join(_located(path, root, err) for err in exc.errors())) from exc
 
@@ -37,8 +50,8 @@ def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
     node, parts = root, []
     previous: Any = None
     for part in error["loc"]:
-        # pydantic names the union member it tried (a step's or a trigger's type) in the location;
-        # it is not a key in the file.
+        # pydantic names the union member it tried (a step's, a trigger's or a condition's kind) in the
+        # location; it is not a key in the file.
         is_tag = isinstance(part, str) and part in _UNION_TAGS and (isinstance(previous, int) or previous == "trigger")
         previous = part
         if is_tag:
@@ -63,6 +76,8 @@ _UNION_TAGS = {
     "event",
     "date",
     "api",
+    "segment",
+    *CONDITION_TAGS,
 }
 
 
@@ -133,3 +148,31 @@ def load_guardrails(flows_dir: Path) -> Guardrails:
     except ValidationError as exc:
         problems = [f"{path}: {'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
         raise FlowFileError("\n".join(problems)) from exc
+
+
+def load_segments(segments_dir: Path | None) -> SegmentCatalog:
+    """Every *.yaml under segments_dir (none, or no such directory: the built-in stages only)."""
+    if segments_dir is None or not segments_dir.is_dir():
+        return SegmentCatalog()
+    segments, problems = [], []
+    for path in sorted(segments_dir.glob("*.yaml")):
+        try:
+            segments.append(load_segment(path))
+        except FlowFileError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise FlowFileError("\n".join(problems))
+    try:
+        return SegmentCatalog(segments)
+    except ValueError as exc:
+        raise FlowFileError(f"{segments_dir}: {exc}") from exc
+
+
+def segment_problems(flows: FlowCatalog, segments: SegmentCatalog) -> list[str]:
+    """Every segment a flow triggers on must exist (a built-in stage or a segments/*.yaml)."""
+    known = segments.ids()
+    return [
+        f"{flow.id}: trigger.segment: no segment {flow.trigger.segment!r} (known: {', '.join(sorted(known))})"
+        for flow in flows
+        if isinstance(flow.trigger, SegmentTrigger) and flow.trigger.segment not in known
+    ]

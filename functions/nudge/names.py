@@ -19,6 +19,7 @@ ENV_FROM_ADDRESS: Final = "NUDGE_FROM_ADDRESS"
 ENV_SES_CONFIGURATION_SET: Final = "NUDGE_SES_CONFIGURATION_SET"
 ENV_FLOWS_DIR: Final = "NUDGE_FLOWS_DIR"
 ENV_TEMPLATES_DIR: Final = "NUDGE_TEMPLATES_DIR"
+ENV_SEGMENTS_DIR: Final = "NUDGE_SEGMENTS_DIR"
 ENV_DEFAULT_TIMEZONE: Final = "NUDGE_DEFAULT_TIMEZONE"
 # The ARN of the Secrets Manager secret holding the webhook signing key; never the key itself.
 ENV_SIGNING_SECRET_ARN: Final = "NUDGE_SIGNING_SECRET_ARN"
@@ -75,6 +76,7 @@ SMS_INBOUND_HANDLER: Final = "nudge.handlers.sms_inbound.handler"  # SNS: two-wa
 # Where flows/ and templates/ are copied inside the Lambda bundle.
 BUNDLED_FLOWS_DIR: Final = "/var/task/flows"
 BUNDLED_TEMPLATES_DIR: Final = "/var/task/templates"
+BUNDLED_SEGMENTS_DIR: Final = "/var/task/segments"
 
 # HTTP header carrying the request signature: "t=<unix seconds>,v1=<hex HMAC-SHA256>".
 SIGNATURE_HEADER: Final = "X-Nudge-Signature"

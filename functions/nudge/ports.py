@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
 from nudge.domain.feedback import FeedbackKind
+from nudge.domain.kpis import Order
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 
@@ -144,6 +145,10 @@ class Store(Protocol):
 
     def erase_consent_records(self, key: str) -> int: ...
 
+    def contacts_to_review(self, until: datetime) -> Iterator[str]:
+        """Ids of contacts whose `review_at` is at or before `until` (recent days only; see ADR 0005)."""
+        ...
+
 
 class SendRateLimiter(Protocol):
     """Shared across invocations: at most `limit` sends per one-second window (the SES quota)."""
@@ -276,4 +281,16 @@ class PrivacyRequests(Protocol):
 class RateLimiter(Protocol):
     def hit(self, bucket: str, *, limit: int, window: timedelta, now: datetime) -> bool:
         """Count one request in the bucket's current window; False once the window holds more than `limit`."""
+        ...
+
+
+class ReportReader(Protocol):
+    """Whole-table reads for reports (a CLI, never a handler): scans, fine for a shop, not for 1M contacts."""
+
+    def all_runs(self) -> Iterator[Run]: ...
+
+    def all_messages(self) -> Iterator[Message]: ...
+
+    def orders(self) -> Iterator[Order]:
+        """order_placed events still retained (the events table keeps 90 days)."""
         ...

@@ -35,6 +35,7 @@ class Settings(BaseModel):
     ses_configuration_set: str | None = None
     flows_dir: Path = Path(names.BUNDLED_FLOWS_DIR)
     templates_dir: Path = Path(names.BUNDLED_TEMPLATES_DIR)
+    segments_dir: Path | None = None  # default: segments/ beside flows_dir
     default_timezone: str = "UTC"
     signing_secret_arn: str | None = None
     # Only for local runs and tests: the signing key itself. Deployed stacks use signing_secret_arn.
@@ -80,6 +81,7 @@ class Settings(BaseModel):
             "ses_configuration_set": names.ENV_SES_CONFIGURATION_SET,
             "flows_dir": names.ENV_FLOWS_DIR,
             "templates_dir": names.ENV_TEMPLATES_DIR,
+            "segments_dir": names.ENV_SEGMENTS_DIR,
             "default_timezone": names.ENV_DEFAULT_TIMEZONE,
             "signing_secret_arn": names.ENV_SIGNING_SECRET_ARN,
             "webhook_secrets_arn": names.ENV_WEBHOOK_SECRETS_ARN,
@@ -105,3 +107,7 @@ class Settings(BaseModel):
                 f"{mapping.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
             )
             raise SettingsError(f"invalid nudge settings: {problems}") from exc
+
+    @property
+    def segments_path(self) -> Path:
+        return self.segments_dir or self.flows_dir.parent / "segments"

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nudge.flow_files import load_catalog, load_guardrails
+from nudge.flow_files import FlowFileError, load_catalog, load_guardrails, load_segments, segment_problems
 from nudge.ports import (
     ApiKeys,
     Clock,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from nudge.domain.flows import FlowCatalog
     from nudge.domain.guardrails import Guardrails
+    from nudge.domain.segments import SegmentCatalog
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Container:
     webhook_sender: WebhookSender  # outbound webhook steps
     flows: FlowCatalog
     guardrails: Guardrails
+    segments: SegmentCatalog
     runs: RunService
     ingest: IngestService
     feedback: FeedbackService
@@ -97,6 +99,9 @@ def assemble(
     """Wire the services over the given adapters."""
     flows = load_catalog(settings.flows_dir)
     guardrails = load_guardrails(settings.flows_dir)
+    segments = load_segments(settings.segments_path)
+    if problems := segment_problems(flows, segments):
+        raise FlowFileError("\n".join(problems))
     if settings.default_timezone != "UTC" and guardrails.default_timezone == "UTC":
         guardrails = guardrails.model_copy(update={"default_timezone": settings.default_timezone})
     renderer = TemplateRenderer(settings.templates_dir)
@@ -126,7 +131,15 @@ def assemble(
         throttle=throttle,
         sleeper=sleeper,
     )
-    ingest = IngestService(store=store, scheduler=scheduler, runs=runs, flows=flows, guardrails=guardrails, clock=clock)
+    ingest = IngestService(
+        store=store,
+        scheduler=scheduler,
+        runs=runs,
+        flows=flows,
+        guardrails=guardrails,
+        clock=clock,
+        segments=segments,
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -137,6 +150,7 @@ def assemble(
         webhook_sender=webhooks,
         flows=flows,
         guardrails=guardrails,
+        segments=segments,
         runs=runs,
         ingest=ingest,
         signing_key=key,

@@ -100,6 +100,7 @@ class Functions(Construct):
             names.ENV_STEP_FUNCTION_ARN: self.step_function_arn,
             names.ENV_FLOWS_DIR: names.BUNDLED_FLOWS_DIR,
             names.ENV_TEMPLATES_DIR: names.BUNDLED_TEMPLATES_DIR,
+            names.ENV_SEGMENTS_DIR: names.BUNDLED_SEGMENTS_DIR,
             names.ENV_DEFAULT_TIMEZONE: config.default_timezone,
             # The ARN only: the value is read from Secrets Manager at runtime and cached for minutes.
             names.ENV_SIGNING_SECRET_ARN: self.signing_secret.secret_arn,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import email
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from nudge.adapters.scheduler import MAX_RETRY_ATTEMPTS, at_expression, parse_at_expression
 from nudge.adapters.ses import SesMailer
 from nudge.adapters.sns import SnsTexter
+from nudge.domain import aggregates
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
 from nudge.local.moto_stack import MotoStack
 from nudge.ports import ConflictError, OutgoingEmail, OutgoingSms, PermanentSendError, StepWakeUp
@@ -192,3 +194,42 @@ def test_store_contact_writes_are_optimistic(moto_stack: MotoStack) -> None:
         {"vip": True},
         2,
     )
+
+
+def test_store_keeps_a_contacts_aggregates(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    counted = aggregates.updated(
+        aggregates.Aggregates(),
+        "e1",
+        "order_placed",
+        {"order_id": "o1", "total": 42.5, "lines": [{"product_id": "mug", "category": "kitchen"}]},
+        START,
+    )
+    store.save_contact(Contact(contact_id="c1", aggregates=counted), 0)
+
+    stored = store.get_contact("c1")
+    assert stored is not None
+    assert stored.aggregates == counted
+    assert stored.aggregates.total_spent == Decimal("42.50")
+
+
+def test_store_finds_contacts_due_for_review_through_the_sparse_index(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    for contact_id, due in [
+        ("due_today", START - timedelta(hours=2)),
+        ("due_3_days_ago", START - timedelta(days=3)),
+        ("missed_8_days_ago", START - timedelta(days=8)),  # beyond the lookback: waits for its next event
+        ("due_tomorrow", START + timedelta(days=1)),
+        ("due_in_an_hour", START + timedelta(hours=1)),
+    ]:
+        store.save_contact(Contact(contact_id=contact_id, segments=("first_time_buyer",), review_at=due), 0)
+    store.save_contact(Contact(contact_id="never", segments=("lapsed",)), 0)
+
+    assert sorted(store.contacts_to_review(START)) == ["due_3_days_ago", "due_today"]
+    stored = store.get_contact("due_today")
+    assert stored is not None
+    assert (stored.segments, stored.review_at) == (("first_time_buyer",), START - timedelta(hours=2))
+    index = moto_stack.session.client("dynamodb").describe_table(TableName="nudge-contacts")["Table"]
+    assert [(i["IndexName"], i["Projection"]["ProjectionType"]) for i in index["GlobalSecondaryIndexes"]] == [
+        ("review", "KEYS_ONLY")
+    ]

@@ -56,6 +56,7 @@ def test_a_segment_track_starts_the_flow_for_its_canonical_event(moto_stack: Mot
         "started": ["abandoned_cart"],
         "exited": [],
         "converted": [],
+        "segments": {"entered": ["subscriber"], "exited": []},
         "type": "checkout_started",
     }
     [run] = moto_stack.container.store.active_runs("u_42")

@@ -541,6 +541,7 @@ def test_local_bundler_copies_sources_and_installs_locked_arm64_wheels(tmp_path:
     assert (out / "nudge" / "handlers" / "step.py").is_file()
     assert (out / Path(names.BUNDLED_FLOWS_DIR).name / "welcome.yaml").is_file()
     assert (out / Path(names.BUNDLED_TEMPLATES_DIR).name).is_dir()
+    assert list((out / Path(names.BUNDLED_SEGMENTS_DIR).name).glob("*.yaml"))
     assert not list(out.rglob("__pycache__"))
     (command,) = commands
     assert command[-len(bundler.dependencies) :] == bundler.dependencies

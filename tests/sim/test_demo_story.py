@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from nudge.local.demo import run_demo
 
 EXPECTED = [
@@ -93,3 +95,14 @@ def test_the_demo_story_sends_exactly_these_messages_at_these_times() -> None:
     assert result.requests[("sesv2", "SendEmail")] == 9
     assert result.requests[("sns", "Publish")] == 1
     assert result.wake_ups == 7
+
+
+def test_the_demo_report_credits_carols_order_to_her_cart_reminder() -> None:
+    report = run_demo().report
+    assert report is not None
+
+    flows = {r.flow_id: (r.entered, r.converted, r.sent, r.orders, r.revenue) for r in report.flows}
+    assert flows["abandoned_cart"] == (2, 1, 5, 1, Decimal("100.00"))  # Carol's $100 order, 4 h after reminder_1
+    assert flows["post_purchase"] == (1, 0, 2, 0, Decimal("0.00"))  # her receipt came after the order
+    steps = {(r.flow_id, r.step_id): (r.sent, r.orders, r.revenue_per_recipient) for r in report.steps}
+    assert steps[("abandoned_cart", "reminder_1")] == (2, 1, Decimal("50.00"))  # Bob and Carol got it

@@ -96,8 +96,13 @@ BROKEN = {
         "broken.yaml:5: steps.0: wait_until needs a time of day, a date, or both",
     ),
     "unknown trigger type": (
-        "id: f\nname: F\ntrigger: {type: segment, segment: vip}\nsteps:\n  - {id: a, type: end}\n",
-        "broken.yaml:3: trigger: Input tag 'segment' found using _trigger_kind() does not match",
+        "id: f\nname: F\ntrigger: {type: cron, at: daily}\nsteps:\n  - {id: a, type: end}\n",
+        "broken.yaml:3: trigger: Input tag 'cron' found using _trigger_kind() does not match",
+    ),
+    "segment trigger on neither entry nor exit": (
+        "id: f\nname: F\ntrigger:\n  type: segment\n  segment: lapsed\n  when: stayed\n"
+        "steps:\n  - {id: a, type: end}\n",
+        "broken.yaml:6: trigger.when: Input should be 'entered' or 'exited'",
     ),
     "bad reentry": (
         "id: f\nname: F\ntrigger: {event: x}\nentry: {reentry: sometimes}\nsteps:\n  - {id: a, type: end}\n",

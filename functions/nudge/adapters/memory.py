@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.feedback import FeedbackKind
+from nudge.domain.kpis import Order, order_of
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import (
     ApiKey,
@@ -201,6 +204,28 @@ class MemoryStore:
 
     def erase_consent_records(self, key: str) -> int:
         return len(self.consents.pop(key, []))
+
+    def contacts_to_review(self, until: datetime) -> Iterator[str]:
+        oldest = until.date() - timedelta(days=REVIEW_LOOKBACK_DAYS - 1)
+        due = [
+            c
+            for c in self.contacts.values()
+            if c.review_at is not None and c.review_at <= until and c.review_at.date() >= oldest
+        ]
+        for contact in sorted(due, key=lambda c: (c.review_at, c.contact_id)):
+            yield contact.contact_id
+
+    def all_runs(self) -> Iterator[Run]:
+        yield from self.runs.values()
+
+    def all_messages(self) -> Iterator[Message]:
+        yield from self.messages.values()
+
+    def orders(self) -> Iterator[Order]:
+        for record in self.events.values():
+            event: Event = record["event"]
+            if event.type == ORDER_PLACED:
+                yield order_of(event.contact_id, event.event_id, event.properties, event.occurred_at)
 
 
 class MemorySendRateLimiter:

@@ -104,12 +104,31 @@ def validate(
             problems += len(found)
             if not found:
                 console.print(f"[green]✓[/] {flow.id}: {len(flow.steps)} steps")
+    segments_path = Path("segments")
+    if segments_path.is_dir() and paths is None:
+        problems += _validate_segments(segments_path, Path("flows"))
     if not checked and not problems:
         console.print(f"[red]✗[/] no flow files (*.yaml) found in {', '.join(map(str, targets))}")
         raise typer.Exit(1)
     if problems:
         console.print(f"[red]{problems} problem(s)[/]")
         raise typer.Exit(1)
+
+
+def _validate_segments(segments_path: Path, flows_dir: Path) -> int:
+    """Check segments/*.yaml and that every segment a flow triggers on exists; the number of problems."""
+    from nudge.flow_files import FlowFileError, load_catalog, load_segments, segment_problems
+
+    try:
+        segments = load_segments(segments_path)
+        found = segment_problems(load_catalog(flows_dir), segments)
+    except FlowFileError as exc:
+        found = str(exc).splitlines()
+    for line in found:
+        console.print(f"[red]✗[/] {line}")
+    if not found:
+        console.print(f"[green]✓[/] {len(segments)} segment(s) in {segments_path}, and the six lifecycle stages")
+    return len(found)
 
 
 def _find_flow(flow: str, flows_dir: Path):  # type: ignore[no-untyped-def]
@@ -192,6 +211,89 @@ def schema(
     else:
         out.write_text(text)
         console.print(f"wrote {out}")
+
+
+@app.command()
+def report(
+    demo: Annotated[bool, typer.Option(help="Play the demo story on moto first, then report on it.")] = False,
+    window: Annotated[str, typer.Option(help="Attribution window after a send, open or click.")] = "5d",
+) -> None:
+    """KPIs per flow, step and split variant, with last-touch revenue (terminal tables)."""
+    _quiet_lambda_logs()
+    from nudge.domain.durations import parse_duration
+
+    window_length = parse_duration(window)
+    if demo:
+        from nudge.local.demo import run_demo
+
+        with console.status("playing the demo story on moto…"):
+            found = run_demo().report
+        assert found is not None
+    else:
+        from nudge.clocks import SystemClock
+        from nudge.services.reporting import build_report
+        from nudge.settings import Settings
+        from nudge.wiring import build_aws
+
+        container = build_aws(Settings.from_env(os.environ), SystemClock())
+        found = build_report(container.store, window_length)  # type: ignore[arg-type]
+    _print_report(found, window)
+
+
+def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{value:.1%}"
+
+    def cash(value: object) -> str:
+        return "–" if value is None else f"{value:,}"
+
+    columns = (
+        "entered",
+        "converted",
+        "conv. rate",
+        "sent",
+        "skipped",
+        "failed",
+        "orders",
+        "revenue",
+        "AOV",
+        "rev/recip.",
+    )
+    for title, rows, label in (
+        (f"Flows (last-touch revenue, {window} window)", found.flows, lambda r: r.flow_id),
+        ("Steps", found.steps, lambda r: f"{r.flow_id} · {r.step_id}"),
+        ("Split variants", found.variants, lambda r: f"{r.flow_id} · {r.variant}"),
+    ):
+        if not rows:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column(
+            "flow" if title.startswith("Flows") else "flow · " + ("step" if title == "Steps" else "variant")
+        )
+        for column in columns:
+            table.add_column(column, justify="right")
+        for r in rows:
+            table.add_row(
+                label(r),
+                str(r.entered) if r.step_id is None else "",
+                str(r.converted) if r.step_id is None else "",
+                pct(r.conversion_rate) if r.step_id is None else "",
+                str(r.sent),
+                str(r.skipped),
+                str(r.failed),
+                str(r.orders),
+                cash(r.revenue),
+                cash(r.aov),
+                cash(r.revenue_per_recipient),
+            )
+        console.print(table)
+    for verdict in found.splits:
+        outcome = f"winner: {verdict.winner}" if verdict.winner else "no winner yet"
+        lift = "" if verdict.holdout_lift is None else f"; holdout lift {verdict.holdout_lift:+.1%}"
+        console.print(
+            f"{verdict.flow_id} · {verdict.split_id}: {verdict.best} vs {verdict.runner_up}, "
+            f"z={verdict.z:.2f}, p={verdict.p_value:.4f} → {outcome} at 95% confidence{lift}"
+        )
 
 
 @app.command()

@@ -20,6 +20,7 @@ from nudge.domain.flows import (
     EventTrigger,
     Flow,
     MessageStep,
+    SegmentTrigger,
     SmsStep,
     SplitStep,
     UpdateProfileStep,
@@ -184,7 +185,11 @@ def on_event(
             freed.add(flow.id)
             break
     for flow in flows_by_id.values():
-        if not isinstance(flow.trigger, EventTrigger) or not _triggers(flow.trigger, event_view, contact_view, now):
+        trigger = flow.trigger
+        if isinstance(trigger, SegmentTrigger):
+            if event.type != trigger.event_type or event.properties.get("segment") != trigger.segment:
+                continue
+        elif not isinstance(trigger, EventTrigger) or not _triggers(trigger, event_view, contact_view, now):
             continue
         slot = slots.get(flow.id)
         if flow.id in freed and slot is not None:

@@ -97,17 +97,33 @@ class ApiTrigger(_Strict):
     type: Literal["api"]
 
 
+class SegmentTrigger(_Strict):
+    """Start a run when the contact enters (or leaves) a segment or a lifecycle stage, e.g. `lapsed`."""
+
+    type: Literal["segment"]
+    segment: str = Field(pattern=_ID, description="A segment id from segments/, or a lifecycle stage.")
+    # Not `on`: YAML 1.1 reads a bare `on` key as the boolean true.
+    when: Literal["entered", "exited"] = "entered"
+
+    @property
+    def event_type(self) -> str:
+        return "segment_entered" if self.when == "entered" else "segment_exited"
+
+
 def _trigger_kind(value: Any) -> str:
     if isinstance(value, dict):
-        return str(value.get("type") or ("date" if "date" in value else "event"))
+        implied = "date" if "date" in value else "segment" if "segment" in value else "event"
+        return str(value.get("type") or implied)
     return str(getattr(value, "type", "event"))
 
 
 Trigger = Annotated[
-    Annotated[EventTrigger, Tag("event")] | Annotated[DateTrigger, Tag("date")] | Annotated[ApiTrigger, Tag("api")],
+    Annotated[EventTrigger, Tag("event")]
+    | Annotated[DateTrigger, Tag("date")]
+    | Annotated[ApiTrigger, Tag("api")]
+    | Annotated[SegmentTrigger, Tag("segment")],
     Discriminator(_trigger_kind),
 ]
-# Segment entry (issue #7) joins this union as `type: segment`.
 
 
 class EntryRules(_Strict):

@@ -8,6 +8,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from nudge.domain.aggregates import Aggregates
+from nudge.domain.lifecycle import STAGES
+
 JsonDict = dict[str, Any]
 
 
@@ -69,6 +72,9 @@ class Contact:
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    aggregates: Aggregates = field(default_factory=Aggregates)
+    segments: tuple[str, ...] = ()  # the lifecycle stage first, then the segments/*.yaml it meets
+    review_at: datetime | None = None  # when membership may next change with time alone (the daily sweep)
     version: int = 0
 
     def merged(self, patch: ContactPatch, now: datetime) -> Contact:
@@ -100,7 +106,15 @@ class Contact:
             "sms_marketing": self.sms_marketing,
             "tags": list(self.tags),
             "properties": dict(self.properties),
+            "aggregates": self.aggregates.template_view(),
+            "stage": self.stage,
+            "segments": list(self.segments),
         }
+
+    @property
+    def stage(self) -> str | None:
+        """The lifecycle stage as of the last evaluation (None before the first)."""
+        return next((s for s in self.segments if s in STAGES), None)
 
 
 @dataclass(frozen=True, slots=True)

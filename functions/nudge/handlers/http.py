@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
@@ -17,11 +19,20 @@ from nudge.handlers.problems import Problem
 M = TypeVar("M", bound=BaseModel)
 
 
+def _jsonable(value: Any) -> Any:
+    # Money is a Decimal (kept exact as a string, "42.00"); times are ISO 8601.
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
         status_code=status,
         content_type="application/json",
-        body=json.dumps(body, separators=(",", ":")),
+        body=json.dumps(body, separators=(",", ":"), default=_jsonable),
         headers=headers or {},
     )
 

@@ -11,7 +11,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from nudge.clocks import VirtualClock
+from nudge.domain.kpis import Report
 from nudge.local.moto_stack import ApiResult, MotoStack, start_moto_stack
+from nudge.services.reporting import build_report
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday morning
 DURATION = timedelta(days=21)
@@ -105,6 +107,7 @@ class DemoResult:
     per_flow: dict[str, int]
     requests: Counter[tuple[str, str]]
     wake_ups: int
+    report: Report | None = None
 
 
 def read_timeline(stack: MotoStack) -> list[TimelineRow]:
@@ -171,6 +174,7 @@ def run_demo(
             per_flow=dict(per_flow),
             requests=requests,
             wake_ups=stack.pump.fired,
+            report=build_report(stack.container.store),  # type: ignore[arg-type]
         )
     finally:
         stack.stop()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from nudge.domain import engine
-from nudge.domain.flows import DateTrigger, FlowCatalog
+from nudge.domain import aggregates, engine, segments
+from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Contact, ContactPatch, Event
+from nudge.domain.segments import SegmentCatalog, Transition
 from nudge.ports import Clock, ConflictError, Scheduler, Store
 from nudge.services.consent import record_changes
 from nudge.services.runs import AdvanceOutcome, RunService
@@ -32,6 +33,8 @@ class IngestOutcome:
     started: list[str] = field(default_factory=list)  # flow ids
     exited: list[str] = field(default_factory=list)
     converted: list[str] = field(default_factory=list)
+    entered: list[str] = field(default_factory=list)  # segments (and lifecycle stages) entered
+    left: list[str] = field(default_factory=list)
     advanced: list[AdvanceOutcome] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -42,6 +45,7 @@ class IngestOutcome:
             "started": self.started,
             "exited": self.exited,
             "converted": self.converted,
+            "segments": {"entered": self.entered, "exited": self.left},
         }
 
 
@@ -57,6 +61,7 @@ class IngestService:
         flows: FlowCatalog,
         guardrails: Guardrails,
         clock: Clock,
+        segments: SegmentCatalog | None = None,
     ) -> None:
         self._store = store
         self._scheduler = scheduler
@@ -64,16 +69,33 @@ class IngestService:
         self._flows = flows
         self._guardrails = guardrails
         self._clock = clock
+        self._segments = segments or SegmentCatalog()
         self._date_flows = [flow for flow in flows if isinstance(flow.trigger, DateTrigger)]
+        self._segment_listeners = _segment_listeners(flows)
 
     def get_contact(self, contact_id: str) -> Contact | None:
         return self._store.get_contact(contact_id)
 
     def identify(self, patch: ContactPatch) -> Contact:
         """Create or update a contact; fields not given keep their stored values. Lines up date flows."""
-        contact = self._upsert(patch, source="api:contacts")
+        contact, moves = self._upsert(patch, source="api:contacts")
+        self._on_segments(contact, moves, IngestOutcome(event_id="identify", contact_id=contact.contact_id))
         self._start_date_flows(contact, self._clock.now())
         return contact
+
+    def review(self, contact_id: str) -> IngestOutcome:
+        """Re-evaluate a contact's segments now (the daily sweep): time alone may have moved it."""
+        outcome = IngestOutcome(event_id="review", contact_id=contact_id)
+        if self._store.get_contact(contact_id) is None:
+            return outcome
+        contact, moves = self._upsert(ContactPatch(external_id=contact_id), source="review", touch=False)
+        self._on_segments(contact, moves, outcome)
+        return outcome
+
+    def sweep(self) -> list[IngestOutcome]:
+        """Review every contact whose membership may have changed with time by now (one index query a day)."""
+        now = self._clock.now()
+        return [self.review(contact_id) for contact_id in self._store.contacts_to_review(now)]
 
     def ingest(self, event: Event) -> IngestOutcome:
         """Record the event once, update its contact, end or convert the runs it concerns, start flows."""
@@ -108,15 +130,47 @@ class IngestService:
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
-        contact = self._upsert(event.contact, source=f"event:{event.type}:{event.event_id}")
-        for decision in decide(contact, now):
+        contact, moves = self._upsert(event.contact, event, source=f"event:{event.type}:{event.event_id}")
+        self._carry_out(decide(contact, now), contact, outcome)
+        self._on_segments(contact, moves, outcome)
+        self._start_date_flows(contact, now)
+        self._store.finish_event(event.event_id, outcome.as_dict())
+        return outcome
+
+    def _carry_out(
+        self,
+        decisions: list[engine.StartRun | engine.ExitRun | engine.GoalReached],
+        contact: Contact,
+        outcome: IngestOutcome,
+    ) -> None:
+        for decision in decisions:
             if isinstance(decision, engine.StartRun):
                 self._start(decision, contact, outcome)
             else:
                 self._end(decision, outcome)
-        self._start_date_flows(contact, now)
-        self._store.finish_event(event.event_id, outcome.as_dict())
-        return outcome
+
+    def _on_segments(self, contact: Contact, moves: list[Transition], outcome: IngestOutcome) -> None:
+        """Each entry or exit is an internal event (segment_entered / segment_exited) that flows react to."""
+        for move in moves:
+            (outcome.entered if move.entered else outcome.left).append(move.segment)
+            heard = {(move.event_type, move.segment), (move.event_type, None)} & self._segment_listeners
+            if not heard:
+                continue  # no flow starts, ends or converts on it: no event record, no reads
+            now = self._clock.now()
+            # Named by the contact version that recorded the move: a redelivery of it is processed once.
+            internal = Event(
+                event_id=f"{move.event_type}:{contact.contact_id}:{move.segment}:{contact.version}",
+                type=move.event_type,
+                contact=ContactPatch(external_id=contact.contact_id),
+                properties={"segment": move.segment},
+                occurred_at=now,
+            )
+            if not self._store.begin_event(internal, now):
+                continue
+            slots = self._store.flow_slots(contact.contact_id)
+            active = self._store.active_runs(contact.contact_id)
+            self._carry_out(engine.on_event(internal, contact, slots, active, self._flows, now), contact, outcome)
+            self._store.finish_event(internal.event_id, {"segment": move.segment, "started": outcome.started})
 
     def _start(self, decision: engine.StartRun, contact: Contact, outcome: IngestOutcome) -> None:
         started = self._store.start_run(decision.run, decision.slot)
@@ -146,16 +200,39 @@ class IngestService:
         for start in engine.date_starts(contact, slots, self._date_flows, self._guardrails.default_timezone, now):
             self._runs.start(start)
 
-    def _upsert(self, patch: ContactPatch, *, source: str) -> Contact:
+    def _upsert(
+        self, patch: ContactPatch, event: Event | None = None, *, source: str, touch: bool = True
+    ) -> tuple[Contact, list[Transition]]:
+        """Merge, count the event, re-evaluate segments; one optimistic write. Returns the segment moves."""
         contact_id = patch.contact_id
         for _ in range(_CONTACT_WRITE_ATTEMPTS):
             now = self._clock.now()
             stored = self._store.get_contact(contact_id)
             base = stored or Contact(contact_id=contact_id)
+            changed = base.merged(patch, now) if touch else base
+            if event is not None:
+                counted = aggregates.updated(
+                    changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
+                )
+                changed = replace(changed, aggregates=counted)
+            membership = segments.evaluate(self._segments, changed.template_view(), changed.aggregates, now)
+            changed = replace(changed, segments=membership.segments, review_at=membership.review_at)
             try:
-                saved = self._store.save_contact(base.merged(patch, now), expected_version=base.version)
+                saved = self._store.save_contact(changed, expected_version=base.version)
             except ConflictError:
                 continue
             record_changes(self._store, stored, saved, source, now)  # when and where consent came from
-            return saved
+            return saved, segments.transitions(base.segments, saved.segments)
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")
+
+
+def _segment_listeners(flows: FlowCatalog) -> set[tuple[str, str | None]]:
+    """(segment event type, segment id or None for any) that some flow's trigger, exit rule or goal names."""
+    found: set[tuple[str, str | None]] = set()
+    for flow in flows:
+        if isinstance(flow.trigger, SegmentTrigger):
+            found.add((flow.trigger.event_type, flow.trigger.segment))
+        for event_type in (segments.SEGMENT_ENTERED, segments.SEGMENT_EXITED):
+            if any(rule.accepts(event_type) for rule in flow.exit) or (flow.goal and flow.goal.accepts(event_type)):
+                found.add((event_type, None))
+    return found

@@ -1,6 +1,8 @@
 """PynamoDB models, one per table, bound to table names at wiring time (names come from settings).
 
 contacts   PK contact_id                          one item per contact
+           GSI review: PK review_bucket "<YYYY-MM-DD>#<shard>", SK review_at; sparse (only contacts whose
+           segment membership can change with time), keys only; the daily sweep queries it (ADR 0005)
 events     PK event_id                            dedupe + raw event, expires_at TTL (90 days)
            GSI by-contact: contact_id (KEYS_ONLY)  an erased or exported contact's events
 runs       PK contact_id, SK "RUN#<run_id>"       a run
@@ -57,6 +59,20 @@ class MessagesByProviderId(GlobalSecondaryIndex["MessageModel"]):
     provider_id = UnicodeAttribute(hash_key=True)
 
 
+class ReviewIndex(GlobalSecondaryIndex["ContactModel"]):
+    """Sparse: contacts due for a segment review, bucketed by day and spread over shards."""
+
+    class Meta:
+        index_name = "review"
+        projection = KeysOnlyProjection()
+
+    review_bucket = UnicodeAttribute(hash_key=True)
+    review_at = UTCDateTimeAttribute(range_key=True)
+
+
+REVIEW_SHARDS = 4  # a day's bucket spread over four partitions, so a bulk import does not heat one
+
+
 class ContactModel(Model):
     """PK: contact_id. Version is checked explicitly on write (optimistic locking)."""
 
@@ -75,6 +91,11 @@ class ContactModel(Model):
     tags = ListAttribute(of=UnicodeAttribute, null=True)
     created_at = UTCDateTimeAttribute(null=True)
     updated_at = UTCDateTimeAttribute(null=True)
+    aggregates = JSONAttribute(null=True)  # nudge.domain.aggregates.to_record
+    segments = ListAttribute(of=UnicodeAttribute, null=True)  # lifecycle stage first
+    review_at = UTCDateTimeAttribute(null=True)
+    review_bucket = UnicodeAttribute(null=True)
+    review_index = ReviewIndex()
     version = NumberAttribute(default=0)
 
 
@@ -250,7 +271,11 @@ class BoundModels:
 
 def _bind(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
     meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    return type(model.__name__, (model,), {"Meta": meta, "__module__": __name__})
+    namespace: dict[str, object] = {"Meta": meta, "__module__": __name__}
+    if model is ContactModel:
+        # pynamodb points an index at the last model class that declared it: each binding needs its own.
+        namespace["review_index"] = ReviewIndex()
+    return type(model.__name__, (model,), namespace)
 
 
 def bind_models(

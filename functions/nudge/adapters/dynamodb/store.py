@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynamodb.connection import Connection
@@ -13,6 +14,7 @@ from pynamodb.transactions import TransactWrite
 
 from nudge.adapters.dynamodb.models import (
     CONSENT_PREFIX,
+    REVIEW_SHARDS,
     RUN_PREFIX,
     SLOT_PREFIX,
     STATE_SK,
@@ -20,7 +22,10 @@ from nudge.adapters.dynamodb.models import (
     BoundModels,
     bind_models,
 )
+from nudge.domain import aggregates
+from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.feedback import FeedbackKind
+from nudge.domain.kpis import Order, order_of
 from nudge.domain.model import (
     Category,
     Channel,
@@ -33,6 +38,7 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
 )
+from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import ConflictError, ContactChange
 from nudge.settings import Settings
@@ -118,6 +124,9 @@ class DynamoStore:
             tags=tuple(item.tags or ()),
             created_at=item.created_at,
             updated_at=item.updated_at,
+            aggregates=aggregates.from_record(item.aggregates),
+            segments=tuple(item.segments or ()),
+            review_at=item.review_at,
             version=int(item.version),
         )
 
@@ -137,6 +146,10 @@ class DynamoStore:
             tags=list(saved.tags) or None,
             created_at=saved.created_at,
             updated_at=saved.updated_at,
+            aggregates=aggregates.to_record(saved.aggregates),
+            segments=list(saved.segments) or None,
+            review_at=saved.review_at,
+            review_bucket=review_bucket(saved.contact_id, saved.review_at) if saved.review_at else None,
             version=saved.version,
         )
         condition = model.contact_id.does_not_exist() if expected_version == 0 else model.version == expected_version
@@ -350,6 +363,31 @@ class DynamoStore:
                 continue
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {CONTACT_WRITE_ATTEMPTS} tries")
 
+    def contacts_to_review(self, until: datetime) -> Iterator[str]:
+        # One Query per day bucket and shard over a keys-only sparse index: 7 x 4 small queries a day.
+        index = self.models.contacts.review_index
+        for days_back in reversed(range(REVIEW_LOOKBACK_DAYS)):
+            day = until.date() - timedelta(days=days_back)
+            for shard in range(REVIEW_SHARDS):
+                for item in index.query(f"{day.isoformat()}#{shard}", self.models.contacts.review_at <= until):
+                    yield item.contact_id
+
+    # reports (CLI only) ----------------------------------------------------------------------------------
+
+    def all_runs(self) -> Iterator[Run]:
+        runs = self.models.runs
+        for item in runs.scan(runs.sk.startswith(RUN_PREFIX)):
+            yield self._run_from(item)
+
+    def all_messages(self) -> Iterator[Message]:
+        for item in self.models.messages.scan():
+            yield self._message_from(item)
+
+    def orders(self) -> Iterator[Order]:
+        events = self.models.events
+        for item in events.scan(events.type == ORDER_PLACED):
+            yield order_of(item.contact_id, item.event_id, (item.body or {}).get("properties", {}), item.occurred_at)
+
     def _message_item(self, message: Message) -> Any:
         return self.models.messages(
             contact_id=message.contact_id,
@@ -547,6 +585,12 @@ class DynamoStore:
             for item in items:
                 batch.delete(item)
         return len(items)
+
+
+def review_bucket(contact_id: str, review_at: datetime) -> str:
+    """The review index partition: the UTC day, and a shard fixed per contact."""
+    shard = int(hashlib.sha256(contact_id.encode()).hexdigest()[:8], 16) % REVIEW_SHARDS
+    return f"{review_at.astimezone(UTC).date().isoformat()}#{shard}"
 
 
 def ensure_tables(models: BoundModels) -> None:

@@ -1,0 +1,246 @@
+"""What a contact's events add up to: orders, spend, products, engagement. Pure, updated on every event.
+
+Money is summed as `Decimal` in the shop's currency (nudge assumes one). Each update is keyed by the
+event id, so an event processed twice (a retry after a crash between the contact write and the end of
+processing) counts once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+ORDER_PLACED = "order_placed"
+ORDER_CANCELLED = "order_cancelled"
+REFUND_CREATED = "refund_created"
+EMAIL_OPENED = "email_opened"
+EMAIL_CLICKED = "email_clicked"
+
+# Bounds that keep a contact item small (DynamoDB items cap at 400 KB) whatever a contact's history.
+RECENT_ORDERS = 24
+PRODUCTS_KEPT = 100
+CATEGORIES_KEPT = 50
+EVENT_TYPES_KEPT = 64
+EVENT_IDS_KEPT = 20
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSummary:
+    """One recent order: enough to undo it on cancellation and to predict the next one."""
+
+    order_id: str
+    placed_at: datetime
+    total: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregates:
+    """Counters kept on the contact. `total_spent` is net of refunds and cancellations."""
+
+    orders_count: int = 0
+    total_spent: Decimal = Decimal("0.00")
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    last_open_at: datetime | None = None
+    last_click_at: datetime | None = None
+    products: tuple[str, ...] = ()  # distinct, most recently bought last
+    categories: tuple[str, ...] = ()
+    recent_orders: tuple[OrderSummary, ...] = ()  # oldest first, at most RECENT_ORDERS
+    last_event_at: Mapping[str, datetime] = field(default_factory=dict)  # event type -> last occurrence
+    event_ids: tuple[str, ...] = ()  # the last events counted, so a reprocessed one is not counted twice
+
+    @property
+    def aov(self) -> Decimal | None:
+        """Average order value, or None before the first order."""
+        if self.orders_count <= 0:
+            return None
+        return (self.total_spent / self.orders_count).quantize(CENT)
+
+    def template_view(self) -> dict[str, Any]:
+        """What templates and conditions see as `contact.aggregates`."""
+        return {
+            "orders_count": self.orders_count,
+            "total_spent": self.total_spent,
+            "aov": self.aov,
+            "first_order_at": self.first_order_at,
+            "last_order_at": self.last_order_at,
+            "last_activity_at": self.last_activity_at,
+            "last_open_at": self.last_open_at,
+            "last_click_at": self.last_click_at,
+            "products": list(self.products),
+            "categories": list(self.categories),
+        }
+
+
+def updated(
+    aggregates: Aggregates, event_id: str, event_type: str, properties: Mapping[str, Any], at: datetime
+) -> Aggregates:
+    """The aggregates after this event; unchanged if the event was already counted."""
+    if event_id in aggregates.event_ids:
+        return aggregates
+    seen = dict(aggregates.last_event_at)
+    if event_type not in seen and len(seen) >= EVENT_TYPES_KEPT:
+        oldest = min(seen, key=lambda t: seen[t])
+        del seen[oldest]
+    seen[event_type] = max(at, seen.get(event_type, at))
+    result = replace(
+        aggregates,
+        last_activity_at=_latest(aggregates.last_activity_at, at),
+        last_event_at=seen,
+        event_ids=(*aggregates.event_ids, event_id)[-EVENT_IDS_KEPT:],
+    )
+    if event_type == ORDER_PLACED:
+        return _order_placed(result, event_id, properties, at)
+    if event_type == ORDER_CANCELLED:
+        return _order_cancelled(result, properties)
+    if event_type == REFUND_CREATED:
+        return _refunded(result, properties)
+    if event_type == EMAIL_OPENED:
+        return replace(result, last_open_at=_latest(result.last_open_at, at))
+    if event_type == EMAIL_CLICKED:
+        return replace(result, last_click_at=_latest(result.last_click_at, at))
+    return result
+
+
+def _order_placed(aggregates: Aggregates, event_id: str, properties: Mapping[str, Any], at: datetime) -> Aggregates:
+    order_id = str(properties.get("order_id") or event_id)
+    if any(order.order_id == order_id for order in aggregates.recent_orders):
+        return aggregates  # the storefront sent the same order twice under two event ids
+    total = money(properties.get("total"))
+    lines = [line for line in properties.get("lines") or [] if isinstance(line, Mapping)]
+    products = _appended(aggregates.products, (key for line in lines if (key := product_key(line))), PRODUCTS_KEPT)
+    categories = _appended(
+        aggregates.categories, (c for line in lines for c in _line_categories(line)), CATEGORIES_KEPT
+    )
+    orders = sorted((*aggregates.recent_orders, OrderSummary(order_id, at, total)), key=lambda o: o.placed_at)
+    return replace(
+        aggregates,
+        orders_count=aggregates.orders_count + 1,
+        total_spent=aggregates.total_spent + total,
+        first_order_at=_earliest(aggregates.first_order_at, at),
+        last_order_at=_latest(aggregates.last_order_at, at),
+        products=products,
+        categories=categories,
+        recent_orders=tuple(orders[-RECENT_ORDERS:]),
+    )
+
+
+def _order_cancelled(aggregates: Aggregates, properties: Mapping[str, Any]) -> Aggregates:
+    order_id = str(properties.get("order_id") or "")
+    cancelled = next((o for o in aggregates.recent_orders if o.order_id == order_id), None)
+    if cancelled is None:
+        return aggregates  # an order older than the ones kept, or unknown: nothing we can undo exactly
+    remaining = tuple(o for o in aggregates.recent_orders if o is not cancelled)
+    return replace(
+        aggregates,
+        orders_count=max(0, aggregates.orders_count - 1),
+        total_spent=max(Decimal("0.00"), aggregates.total_spent - cancelled.total),
+        recent_orders=remaining,
+        last_order_at=remaining[-1].placed_at if remaining else None,
+        first_order_at=aggregates.first_order_at if remaining else None,
+    )
+
+
+def _refunded(aggregates: Aggregates, properties: Mapping[str, Any]) -> Aggregates:
+    amount = money(properties.get("amount", properties.get("total")))
+    return replace(aggregates, total_spent=max(Decimal("0.00"), aggregates.total_spent - amount))
+
+
+def product_key(line: Mapping[str, Any]) -> str | None:
+    """How an order line names its product: product_id, else sku, else title."""
+    for name in ("product_id", "sku", "title"):
+        value = line.get(name)
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def _line_categories(line: Mapping[str, Any]) -> list[str]:
+    raw = line.get("categories", line.get("category", line.get("product_type")))
+    if raw in (None, ""):
+        return []
+    values = raw if isinstance(raw, list) else [raw]
+    return [str(v) for v in values if v not in (None, "")]
+
+
+def _appended(kept: tuple[str, ...], new: Any, limit: int) -> tuple[str, ...]:
+    values = list(kept)
+    for value in new:
+        if value in values:
+            values.remove(value)
+        values.append(value)
+    return tuple(values[-limit:])
+
+
+def money(raw: Any) -> Decimal:
+    """A non-negative amount to the cent; anything unreadable counts as zero."""
+    try:
+        value = Decimal(str(raw)) if raw not in (None, "") else Decimal(0)
+    except InvalidOperation:
+        return Decimal("0.00")
+    return value.quantize(CENT) if value.is_finite() and value >= 0 else Decimal("0.00")
+
+
+def _latest(current: datetime | None, at: datetime) -> datetime:
+    return at if current is None or at > current else current
+
+
+def _earliest(current: datetime | None, at: datetime) -> datetime:
+    return at if current is None or at < current else current
+
+
+# Persistence shape: plain JSON, so any store can keep it in one attribute. --------------------------------
+
+
+def to_record(aggregates: Aggregates) -> dict[str, Any]:
+    """A JSON-safe dict (money as strings, times as ISO 8601)."""
+    return {
+        "orders_count": aggregates.orders_count,
+        "total_spent": str(aggregates.total_spent),
+        "first_order_at": _iso(aggregates.first_order_at),
+        "last_order_at": _iso(aggregates.last_order_at),
+        "last_activity_at": _iso(aggregates.last_activity_at),
+        "last_open_at": _iso(aggregates.last_open_at),
+        "last_click_at": _iso(aggregates.last_click_at),
+        "products": list(aggregates.products),
+        "categories": list(aggregates.categories),
+        "recent_orders": [[o.order_id, o.placed_at.isoformat(), str(o.total)] for o in aggregates.recent_orders],
+        "last_event_at": {k: v.isoformat() for k, v in aggregates.last_event_at.items()},
+        "event_ids": list(aggregates.event_ids),
+    }
+
+
+def from_record(record: Mapping[str, Any] | None) -> Aggregates:
+    """The inverse of to_record; an absent record is a contact with no history."""
+    if not record:
+        return Aggregates()
+    return Aggregates(
+        orders_count=int(record.get("orders_count", 0)),
+        total_spent=Decimal(str(record.get("total_spent", "0.00"))),
+        first_order_at=_time(record.get("first_order_at")),
+        last_order_at=_time(record.get("last_order_at")),
+        last_activity_at=_time(record.get("last_activity_at")),
+        last_open_at=_time(record.get("last_open_at")),
+        last_click_at=_time(record.get("last_click_at")),
+        products=tuple(record.get("products", ())),
+        categories=tuple(record.get("categories", ())),
+        recent_orders=tuple(
+            OrderSummary(order_id, datetime.fromisoformat(at), Decimal(total))
+            for order_id, at, total in record.get("recent_orders", ())
+        ),
+        last_event_at={k: datetime.fromisoformat(v) for k, v in record.get("last_event_at", {}).items()},
+        event_ids=tuple(record.get("event_ids", ())),
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None

@@ -1,0 +1,246 @@
+"""KPIs per flow, step and split variant, with last-touch revenue attribution. Pure, over small read models.
+
+`MessageFacts` is what the KPIs need of a message record. Delivery and engagement fields (delivered,
+opened, clicked, bounced, unsubscribed) stay None until feedback from SES lands on message records
+(issue #5); the attribution already counts an open or a click as a touch when one is there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from nudge.domain.aggregates import money
+from nudge.domain.model import Message, MessageStatus, Run
+
+DEFAULT_WINDOW = timedelta(days=5)
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFacts:
+    contact_id: str
+    message_id: str
+    flow_id: str
+    step_id: str
+    variant: str | None  # "<split step>:<variant>"
+    status: MessageStatus
+    sent_at: datetime | None = None
+    delivered_at: datetime | None = None
+    opened_at: datetime | None = None
+    clicked_at: datetime | None = None
+    bounced: bool = False
+    unsubscribed: bool = False
+
+    @staticmethod
+    def of(message: Message) -> MessageFacts:
+        return MessageFacts(
+            contact_id=message.contact_id,
+            message_id=message.message_id,
+            flow_id=message.flow_id,
+            step_id=message.step_id,
+            variant=message.variant,
+            status=message.status,
+            sent_at=message.sent_at,
+        )
+
+    def touches(self) -> list[datetime]:
+        """The moments this message touched the contact: sent, opened, clicked."""
+        if self.status is not MessageStatus.SENT:
+            return []
+        return [t for t in (self.sent_at, self.opened_at, self.clicked_at) if t is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    contact_id: str
+    order_id: str
+    placed_at: datetime
+    total: Decimal
+
+
+def order_of(contact_id: str, event_id: str, properties: Mapping[str, Any], placed_at: datetime) -> Order:
+    """An order_placed event as an Order (`order_id`, else the event id; `total`)."""
+    return Order(contact_id, str(properties.get("order_id") or event_id), placed_at, money(properties.get("total")))
+
+
+def attribute(
+    messages: Iterable[MessageFacts], orders: Iterable[Order], window: timedelta = DEFAULT_WINDOW
+) -> dict[str, MessageFacts]:
+    """Order id -> the message whose touch came last before the order, within the window (last touch)."""
+    touches: dict[str, list[tuple[datetime, MessageFacts]]] = {}
+    for message in messages:
+        for moment in message.touches():
+            touches.setdefault(message.contact_id, []).append((moment, message))
+    credited = {}
+    for order in orders:
+        eligible = [
+            (moment, m)
+            for moment, m in touches.get(order.contact_id, [])
+            # Strictly before: the receipt an order triggers is sent at its moment and earns no credit for it.
+            if moment < order.placed_at and order.placed_at - moment <= window
+        ]
+        if eligible:
+            credited[order.order_id] = max(eligible, key=lambda pair: (pair[0], pair[1].message_id))[1]
+    return credited
+
+
+@dataclass(slots=True)
+class Kpis:
+    """One row: a flow (step and variant None), a step, or a split variant."""
+
+    flow_id: str
+    step_id: str | None = None
+    variant: str | None = None
+    entered: int = 0
+    converted: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    orders: int = 0
+    revenue: Decimal = Decimal("0.00")
+    recipients: set[str] = field(default_factory=set)
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.converted / self.entered if self.entered else None
+
+    @property
+    def revenue_per_recipient(self) -> Decimal | None:
+        return (self.revenue / len(self.recipients)).quantize(Decimal("0.01")) if self.recipients else None
+
+    @property
+    def aov(self) -> Decimal | None:
+        return (self.revenue / self.orders).quantize(Decimal("0.01")) if self.orders else None
+
+
+@dataclass(frozen=True, slots=True)
+class SplitVerdict:
+    """A split's winner on conversion rate, if the best variant beats the runner-up at CONFIDENCE."""
+
+    flow_id: str
+    split_id: str
+    best: str
+    runner_up: str
+    z: float
+    p_value: float
+    winner: str | None
+    holdout_lift: float | None  # (treated rate - holdout rate) / holdout rate
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    flows: list[Kpis]
+    steps: list[Kpis]
+    variants: list[Kpis]
+    splits: list[SplitVerdict]
+
+
+def report(
+    runs: Iterable[Run],
+    messages: Iterable[MessageFacts],
+    orders: Iterable[Order],
+    window: timedelta = DEFAULT_WINDOW,
+) -> Report:
+    """Every KPI row, and a verdict for every split."""
+    runs, messages, orders = list(runs), list(messages), list(orders)
+    credited = attribute(messages, orders, window)
+    flows: dict[str, Kpis] = {}
+    steps: dict[tuple[str, str], Kpis] = {}
+    variants: dict[tuple[str, str], Kpis] = {}
+    for run in runs:
+        row = flows.setdefault(run.flow_id, Kpis(run.flow_id))
+        row.entered += 1
+        row.converted += run.converted_at is not None
+        for split_id, name in run.variants.items():
+            key = f"{split_id}:{name}"
+            cell = variants.setdefault((run.flow_id, key), Kpis(run.flow_id, variant=key))
+            cell.entered += 1
+            cell.converted += run.converted_at is not None
+    for message in messages:
+        rows = [
+            flows.setdefault(message.flow_id, Kpis(message.flow_id)),
+            steps.setdefault((message.flow_id, message.step_id), Kpis(message.flow_id, step_id=message.step_id)),
+        ]
+        if message.variant:
+            rows.append(
+                variants.setdefault((message.flow_id, message.variant), Kpis(message.flow_id, variant=message.variant))
+            )
+        for row in rows:
+            if message.status is MessageStatus.SENT:
+                row.sent += 1
+                row.recipients.add(message.contact_id)
+            elif message.status is MessageStatus.SKIPPED:
+                row.skipped += 1
+            elif message.status is MessageStatus.FAILED:
+                row.failed += 1
+    by_id = {o.order_id: o for o in orders}
+    for order_id, message in credited.items():
+        rows = [flows[message.flow_id], steps[(message.flow_id, message.step_id)]]
+        if message.variant:
+            rows.append(variants[(message.flow_id, message.variant)])
+        for row in rows:
+            row.orders += 1
+            row.revenue += by_id[order_id].total
+    return Report(
+        flows=sorted(flows.values(), key=lambda r: r.flow_id),
+        steps=sorted(steps.values(), key=lambda r: (r.flow_id, r.step_id or "")),
+        variants=sorted(variants.values(), key=lambda r: (r.flow_id, r.variant or "")),
+        splits=_verdicts(variants.values()),
+    )
+
+
+def two_proportion_z(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[float, float]:
+    """z and two-sided p-value for the difference of two proportions (pooled standard error)."""
+    if n_a == 0 or n_b == 0:
+        return 0.0, 1.0
+    pooled = (successes_a + successes_b) / (n_a + n_b)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
+    if se == 0:
+        return 0.0, 1.0
+    z = (successes_a / n_a - successes_b / n_b) / se
+    return z, math.erfc(abs(z) / math.sqrt(2))
+
+
+def _verdicts(cells: Iterable[Kpis]) -> list[SplitVerdict]:
+    by_split: dict[tuple[str, str], list[Kpis]] = {}
+    for cell in cells:
+        if cell.variant and cell.entered:
+            split_id = cell.variant.split(":", 1)[0]
+            by_split.setdefault((cell.flow_id, split_id), []).append(cell)
+    verdicts = []
+    for (flow_id, split_id), group in sorted(by_split.items()):
+        holdout = next((c for c in group if c.variant == f"{split_id}:holdout"), None)
+        treated = sorted(
+            (c for c in group if c is not holdout), key=lambda c: (-(c.conversion_rate or 0), c.variant or "")
+        )
+        if len(treated) < 2:
+            continue
+        best, runner_up = treated[0], treated[1]
+        z, p = two_proportion_z(best.converted, best.entered, runner_up.converted, runner_up.entered)
+        lift = None
+        if holdout is not None and holdout.converted:
+            treated_rate = sum(c.converted for c in treated) / sum(c.entered for c in treated)
+            holdout_rate = holdout.converted / holdout.entered
+            lift = (treated_rate - holdout_rate) / holdout_rate
+        verdicts.append(
+            SplitVerdict(
+                flow_id=flow_id,
+                split_id=split_id,
+                best=_name(best),
+                runner_up=_name(runner_up),
+                z=z,
+                p_value=p,
+                winner=_name(best) if p < 1 - CONFIDENCE and z > 0 else None,
+                holdout_lift=lift,
+            )
+        )
+    return verdicts
+
+
+def _name(cell: Kpis) -> str:
+    return (cell.variant or "").split(":", 1)[1]

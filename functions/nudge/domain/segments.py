@@ -1,0 +1,243 @@
+"""Segments as data (segments/*.yaml): conditions over the profile, aggregates, stage and recent events.
+
+A contact's membership is evaluated whenever the contact changes, and again at `review_at`: the next
+moment a time-based condition (a stage threshold, an event window) can flip with no new event. The
+lifecycle stages are built-in segments, so a flow can start on entering `lapsed` like any other.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+
+from nudge.domain.aggregates import Aggregates
+from nudge.domain.durations import parse_duration
+from nudge.domain.lifecycle import DEFAULT_RULES, STAGES, Stage, StageRules, stage, stage_changes_at
+
+_ID = r"^[a-z][a-z0-9_]{0,39}$"
+FIELD_ROOTS = (
+    "email",
+    "phone",
+    "first_name",
+    "last_name",
+    "timezone",
+    "email_marketing",
+    "sms_marketing",
+    "tags",
+    "properties",
+    "aggregates",
+)
+# The sweep looks this many days back for reviews it missed (a failed or late daily run); older ones wait
+# for the contact's next event. Longer costs one more index query per day per shard.
+REVIEW_LOOKBACK_DAYS = 7
+SEGMENT_ENTERED = "segment_entered"
+SEGMENT_EXITED = "segment_exited"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _window(value: str) -> str:
+    if parse_duration(value) <= timedelta(0):
+        raise ValueError("a window is a positive duration such as '30d'")
+    return value
+
+
+class FieldCondition(_Strict):
+    """Compare a contact field (`aggregates.orders_count`, `properties.country`, `tags`) with a value."""
+
+    field: str = Field(description="Dotted path into the contact: aggregates.total_spent, properties.plan, tags.")
+    op: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "exists"] = "eq"
+    value: Any = None
+
+    @field_validator("field")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)*", value) or value.split(".")[0] not in FIELD_ROOTS:
+            raise ValueError(f"a field starts with one of {', '.join(FIELD_ROOTS)}")
+        return value
+
+    def holds(self, view: Mapping[str, Any]) -> bool:
+        found, present = _lookup(view, self.field.split("."))
+        if self.op == "exists":
+            return present == bool(True if self.value is None else self.value)
+        if not present:
+            return False
+        try:
+            return bool(_OPS[self.op](found, self.value))
+        except TypeError:
+            return False  # a value of another type (text against a number) does not match
+
+
+_OPS: dict[str, Any] = {
+    "eq": lambda a, b: a == b,
+    "ne": lambda a, b: a != b,
+    "gt": lambda a, b: a is not None and a > b,
+    "gte": lambda a, b: a is not None and a >= b,
+    "lt": lambda a, b: a is not None and a < b,
+    "lte": lambda a, b: a is not None and a <= b,
+    "in": lambda a, b: a in b,
+    "contains": lambda a, b: a is not None and b in a,
+}
+
+
+class StageCondition(_Strict):
+    """The contact's lifecycle stage is one of these."""
+
+    stage: list[Stage] = Field(min_length=1)
+
+
+class DidCondition(_Strict):
+    """The contact did this event at least once within the window (e.g. clicked in the last 30 days)."""
+
+    did: str
+    within: str = Field(description="A duration such as '30d'.")
+
+    _check = field_validator("within")(_window)
+
+
+class DidNotCondition(_Strict):
+    """The contact did not do this event within the window (e.g. no order in 90 days)."""
+
+    did_not: str
+    within: str
+
+    _check = field_validator("within")(_window)
+
+
+_KINDS: dict[type[BaseModel], str] = {
+    FieldCondition: "field",
+    StageCondition: "stage",
+    DidCondition: "did",
+    DidNotCondition: "did_not",
+}
+
+
+def _condition_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return next((key for key in ("field", "stage", "did", "did_not") if key in value), "field")
+    return _KINDS.get(type(value), "field")
+
+
+Condition = Annotated[
+    Annotated[FieldCondition, Tag("field")]
+    | Annotated[StageCondition, Tag("stage")]
+    | Annotated[DidCondition, Tag("did")]
+    | Annotated[DidNotCondition, Tag("did_not")],
+    Discriminator(_condition_kind),
+]
+CONDITION_TAGS = {"field", "stage", "did", "did_not"}
+
+
+class Segment(_Strict):
+    """A named set of contacts: those meeting all (or any) of its conditions."""
+
+    id: str = Field(pattern=_ID, description="Stable: flows trigger on it, membership is stored under it.")
+    name: str = Field(min_length=1)
+    description: str = ""
+    match: Literal["all", "any"] = "all"
+    conditions: list[Condition] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_stage(cls, value: str) -> str:
+        if value in STAGES:
+            raise ValueError(f"{value!r} is a built-in lifecycle stage; choose another id")
+        return value
+
+
+class SegmentCatalog:
+    """The deployed segments, by id, with the stage rules."""
+
+    def __init__(self, segments: Iterable[Segment] = (), rules: StageRules = DEFAULT_RULES) -> None:
+        self.rules = rules
+        self._segments: dict[str, Segment] = {}
+        for segment in segments:
+            if segment.id in self._segments:
+                raise ValueError(f"two segments share the id {segment.id!r}")
+            self._segments[segment.id] = segment
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self._segments.values())
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    def ids(self) -> set[str]:
+        """Every segment a flow may name: the built-in stages and the defined segments."""
+        return set(STAGES) | set(self._segments)
+
+
+@dataclass(frozen=True, slots=True)
+class Membership:
+    """The segments a contact is in (stage first), and when that can next change with time alone."""
+
+    segments: tuple[str, ...]
+    review_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    segment: str
+    entered: bool
+
+    @property
+    def event_type(self) -> str:
+        return SEGMENT_ENTERED if self.entered else SEGMENT_EXITED
+
+
+def evaluate(catalog: SegmentCatalog, view: Mapping[str, Any], aggregates: Aggregates, now: datetime) -> Membership:
+    """Membership at `now`. `view` is the contact's template view (profile, tags, aggregates)."""
+    current = stage(aggregates, now, catalog.rules)
+    members = [current.value]
+    moments = [stage_changes_at(aggregates, now, catalog.rules)]
+    for segment in catalog:
+        results = [_holds(condition, view, current, aggregates, now) for condition in segment.conditions]
+        if all(results) if segment.match == "all" else any(results):
+            members.append(segment.id)
+        moments += [_flips_at(condition, aggregates, now) for condition in segment.conditions]
+    upcoming = [m for m in moments if m is not None]
+    return Membership(segments=tuple(members), review_at=min(upcoming) if upcoming else None)
+
+
+def transitions(before: Iterable[str], after: Iterable[str]) -> list[Transition]:
+    """Exits first (a stage change leaves the old stage before entering the new), each in a stable order."""
+    old, new = list(before), list(after)
+    return [Transition(s, False) for s in old if s not in new] + [Transition(s, True) for s in new if s not in old]
+
+
+def _holds(
+    condition: Condition, view: Mapping[str, Any], current: Stage, aggregates: Aggregates, now: datetime
+) -> bool:
+    if isinstance(condition, FieldCondition):
+        return condition.holds(view)
+    if isinstance(condition, StageCondition):
+        return current in condition.stage
+    last = aggregates.last_event_at.get(condition.did if isinstance(condition, DidCondition) else condition.did_not)
+    recent = last is not None and last > now - parse_duration(condition.within)
+    return recent if isinstance(condition, DidCondition) else not recent
+
+
+def _flips_at(condition: Condition, aggregates: Aggregates, now: datetime) -> datetime | None:
+    """When an event-window condition turns with time alone: the last occurrence plus the window."""
+    if isinstance(condition, DidCondition | DidNotCondition):
+        event_type = condition.did if isinstance(condition, DidCondition) else condition.did_not
+        last = aggregates.last_event_at.get(event_type)
+        if last is not None and (moment := last + parse_duration(condition.within)) > now:
+            return moment
+    return None
+
+
+def _lookup(view: Mapping[str, Any], path: list[str]) -> tuple[Any, bool]:
+    current: Any = view
+    for part in path:
+        if not isinstance(current, Mapping) or part not in current:
+            return None, False
+        current = current[part]
+    return current, current is not None

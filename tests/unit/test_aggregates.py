@@ -1,0 +1,92 @@
+"""Aggregates kept on every event: orders, spend, AOV, products, engagement; counted once per event."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from nudge.clocks import VirtualClock
+from nudge.domain.aggregates import Aggregates, from_record, to_record, updated
+from nudge.local.simulation import Simulation
+from nudge.settings import Settings
+from tests.conftest import START
+from tests.factories import contact
+
+DAY = timedelta(days=1)
+
+
+def order(order_id: str, total: float, *lines: tuple[str, str]) -> dict[str, object]:
+    return {
+        "order_id": order_id,
+        "total": total,
+        "lines": [{"product_id": product, "category": category, "quantity": 1} for product, category in lines],
+    }
+
+
+def test_orders_add_up_to_count_spend_aov_and_products() -> None:
+    a = updated(Aggregates(), "e1", "order_placed", order("o1", 40.0, ("mug", "kitchen")), START)
+    a = updated(a, "e2", "order_placed", order("o2", 25.5, ("apron", "textile"), ("mug", "kitchen")), START + DAY)
+
+    assert a.orders_count == 2
+    assert a.total_spent == Decimal("65.50")
+    assert a.aov == Decimal("32.75")
+    assert (a.first_order_at, a.last_order_at, a.last_activity_at) == (START, START + DAY, START + DAY)
+    assert a.products == ("apron", "mug")  # distinct, most recently bought last
+    assert a.categories == ("textile", "kitchen")
+
+
+def test_a_reprocessed_event_or_a_resent_order_counts_once() -> None:
+    once = updated(Aggregates(), "e1", "order_placed", order("o1", 40.0), START)
+
+    same_event = updated(once, "e1", "order_placed", order("o1", 40.0), START)
+    same_order_new_id = updated(once, "e1-retry", "order_placed", order("o1", 40.0), START)
+
+    assert same_event == once
+    assert (same_order_new_id.orders_count, same_order_new_id.total_spent) == (1, Decimal("40.00"))
+
+
+def test_refunds_and_cancellations_take_spend_back() -> None:
+    a = updated(Aggregates(), "e1", "order_placed", order("o1", 40.0), START)
+    a = updated(a, "e2", "order_placed", order("o2", 60.0), START + DAY)
+
+    refunded = updated(a, "e3", "refund_created", {"order_id": "o1", "amount": 15}, START + 2 * DAY)
+    cancelled = updated(refunded, "e4", "order_cancelled", {"order_id": "o2"}, START + 3 * DAY)
+
+    assert (refunded.orders_count, refunded.total_spent) == (2, Decimal("85.00"))
+    assert (cancelled.orders_count, cancelled.total_spent, cancelled.last_order_at) == (1, Decimal("25.00"), START)
+
+
+def test_engagement_and_activity_keep_the_latest_moment() -> None:
+    a = updated(Aggregates(), "e1", "email_opened", {}, START + DAY)
+    a = updated(a, "e2", "email_clicked", {}, START + 2 * DAY)
+    a = updated(a, "e3", "email_opened", {}, START)  # arrives late: older than what we know
+
+    assert (a.last_open_at, a.last_click_at, a.last_activity_at) == (START + DAY, START + 2 * DAY, START + 2 * DAY)
+    assert a.orders_count == 0 and a.aov is None
+    assert a.last_event_at == {"email_opened": START + DAY, "email_clicked": START + 2 * DAY}
+
+
+def test_the_persisted_record_round_trips() -> None:
+    a = updated(Aggregates(), "e1", "order_placed", order("o1", 19.99, ("mug", "kitchen")), START)
+    a = updated(a, "e2", "email_clicked", {}, START + DAY)
+
+    assert from_record(to_record(a)) == a
+    assert from_record(None) == Aggregates()
+
+
+def test_ingest_keeps_aggregates_on_the_contact_and_templates_see_them(settings: Settings, clock: VirtualClock) -> None:
+    sim = Simulation(settings, clock)
+    who = contact("dora")
+
+    sim.send({"id": "e1", "type": "order_placed", "contact": who, "properties": order("o1", 30.0, ("mug", "kitchen"))})
+    clock.advance(DAY)
+    sim.send(
+        {"id": "e2", "type": "order_placed", "contact": who, "properties": order("o2", 50.0, ("kettle", "kitchen"))}
+    )
+    sim.send({"id": "e2", "type": "order_placed", "contact": who, "properties": order("o2", 50.0)})  # duplicate
+
+    stored = next(iter(sim.store.contacts.values()))
+    view = stored.template_view()["aggregates"]
+    assert (view["orders_count"], view["total_spent"], view["aov"]) == (2, Decimal("80.00"), Decimal("40.00"))
+    assert view["products"] == ["mug", "kettle"]
+    assert view["last_order_at"] == START + DAY

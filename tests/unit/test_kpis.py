@@ -1,0 +1,138 @@
+"""Attribution and KPIs, against answers computed by hand."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from nudge.clocks import VirtualClock
+from nudge.domain.kpis import MessageFacts, Order, attribute, report, two_proportion_z
+from nudge.domain.model import MessageStatus, Run, RunStatus
+from nudge.local.simulation import Simulation
+from nudge.services.reporting import build_report
+from nudge.settings import Settings
+from tests.conftest import START
+from tests.factories import checkout_started, order_placed
+
+DAY = timedelta(days=1)
+SENT, SKIPPED = MessageStatus.SENT, MessageStatus.SKIPPED
+
+
+def run(contact: str, flow: str = "cart", *, converted: bool = False, variants: dict[str, str] | None = None) -> Run:
+    return Run(
+        run_id=f"r_{flow}_{contact}",
+        contact_id=contact,
+        flow_id=flow,
+        status=RunStatus.COMPLETED,
+        cursor=None,
+        seq=1,
+        trigger_event_id="e",
+        trigger={},
+        started_at=START,
+        updated_at=START,
+        converted_at=START + DAY if converted else None,
+        variants=variants or {},
+    )
+
+
+def message(contact: str, step: str, status: MessageStatus = SENT, days: float = 0, **facts: object) -> MessageFacts:
+    sent_at = START + days * DAY if status is SENT else None
+    return MessageFacts(contact, f"{contact}#{step}", "cart", step, None, status, sent_at=sent_at, **facts)  # type: ignore[arg-type]
+
+
+MESSAGES = [
+    message("ann", "r1"),
+    message("ann", "r2", days=2),
+    message("bob", "r1", opened_at=START + 4 * DAY),  # opened four days after the send
+    message("cy", "r1"),
+    message("dee", "r1", SKIPPED),  # no consent: never touched her
+]
+ORDERS = [
+    Order("ann", "o_ann", START + 3 * DAY, Decimal("100.00")),  # 1 day after r2, 3 after r1 -> r2
+    Order("bob", "o_bob", START + 8 * DAY, Decimal("50.00")),  # 8 days after the send, 4 after the open -> r1
+    Order("cy", "o_cy", START + 6 * DAY, Decimal("70.00")),  # 6 days after r1: outside 5 days -> nobody
+    Order("dee", "o_dee", START + 1 * DAY, Decimal("30.00")),  # only a skipped message -> nobody
+]
+
+
+def test_last_touch_within_five_days_of_a_send_open_or_click() -> None:
+    credited = attribute(MESSAGES, ORDERS)
+
+    assert {order: m.step_id for order, m in credited.items()} == {"o_ann": "r2", "o_bob": "r1"}
+    assert attribute(MESSAGES, ORDERS, window=timedelta(days=7)).keys() == {"o_ann", "o_bob", "o_cy"}
+
+
+def test_the_receipt_an_order_triggers_takes_no_credit_for_it() -> None:
+    receipt = message("ann", "thank_you", days=3)  # sent the moment ann's order came in
+
+    credited = attribute([*MESSAGES, receipt], ORDERS)
+
+    assert credited["o_ann"].step_id == "r2"
+
+
+def test_flow_and_step_kpis_by_hand() -> None:
+    runs = [run("ann", converted=True), run("bob", converted=True), run("cy"), run("dee")]
+
+    result = report(runs, MESSAGES, ORDERS)
+
+    [flow] = result.flows
+    assert (flow.entered, flow.converted, flow.conversion_rate) == (4, 2, 0.5)
+    assert (flow.sent, flow.skipped, flow.failed, len(flow.recipients)) == (4, 1, 0, 3)
+    assert (flow.orders, flow.revenue, flow.aov, flow.revenue_per_recipient) == (
+        2,
+        Decimal("150.00"),
+        Decimal("75.00"),
+        Decimal("50.00"),
+    )
+    r1, r2 = result.steps
+    assert (r1.step_id, r1.sent, r1.skipped, r1.orders, r1.revenue, r1.revenue_per_recipient) == (
+        "r1",
+        3,
+        1,
+        1,
+        Decimal("50.00"),
+        Decimal("16.67"),
+    )
+    assert (r2.step_id, r2.sent, r2.orders, r2.revenue, r2.aov) == ("r2", 1, 1, Decimal("100.00"), Decimal("100.00"))
+
+
+def test_the_z_test_by_hand() -> None:
+    # 30/200 against 18/200: pooled 0.12, se = sqrt(0.12 * 0.88 * (1/200 + 1/200)) = 0.032496, z = 0.06 / se.
+    z, p = two_proportion_z(30, 200, 18, 200)
+    assert (round(z, 3), round(p, 4)) == (1.846, 0.0648)
+    assert two_proportion_z(0, 0, 1, 10) == (0.0, 1.0)
+
+
+def split_runs(name: str, entered: int, converted: int) -> list[Run]:
+    return [
+        run(f"{name}{i}", "launch", converted=i < converted, variants={"subject_test": name}) for i in range(entered)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("a_converted", "winner", "p"),
+    [(30, None, 0.0648), (40, "a", 0.0018)],
+)
+def test_a_split_declares_a_winner_only_at_95_percent(a_converted: int, winner: str | None, p: float) -> None:
+    runs = split_runs("a", 200, a_converted) + split_runs("b", 200, 18) + split_runs("holdout", 100, 5)
+
+    [verdict] = report(runs, [], []).splits
+
+    assert (verdict.split_id, verdict.best, verdict.runner_up, verdict.winner) == ("subject_test", "a", "b", winner)
+    assert round(verdict.p_value, 4) == p
+    # treated (a_converted + 18) / 400 against 5 / 100 in the holdout
+    assert verdict.holdout_lift == pytest.approx(((a_converted + 18) / 400 - 0.05) / 0.05)
+
+
+def test_the_in_memory_store_feeds_the_report(settings: Settings, clock: VirtualClock) -> None:
+    sim = Simulation(settings, clock)
+    sim.send(checkout_started("e1", "chk_1"))
+    sim.run_until(START + timedelta(hours=2))  # reminder_1 goes out at +1 h
+    sim.send(order_placed("e2", "chk_1"))
+
+    found = build_report(sim.store)
+
+    [credit] = [r for r in found.steps if r.orders]
+    assert (credit.flow_id, credit.step_id, credit.revenue) == ("abandoned_cart", "reminder_1", Decimal("42.00"))

@@ -1,0 +1,103 @@
+"""Lifecycle stages, RFM and the predicted next order, on a virtual clock."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from nudge.domain.aggregates import Aggregates, updated
+from nudge.domain.lifecycle import (
+    Rfm,
+    RfmCuts,
+    Stage,
+    predicted_next_order,
+    rfm_cuts,
+    rfm_score,
+    stage,
+    stage_changes_at,
+)
+from tests.conftest import START
+
+DAY = timedelta(days=1)
+
+
+def history(*orders: tuple[int, float]) -> Aggregates:
+    """Aggregates after orders placed `day` days after START, for `total` each."""
+    a = Aggregates()
+    for index, (day, total) in enumerate(orders):
+        a = updated(a, f"e{index}", "order_placed", {"order_id": f"o{index}", "total": total}, START + day * DAY)
+    return a
+
+
+def customer(last_day: int, orders: int, spent: float) -> Aggregates:
+    """`orders` orders on consecutive days ending `last_day` days after START, `spent` in all."""
+    return history(*[(last_day - k, spent / orders) for k in reversed(range(orders))])
+
+
+@pytest.mark.parametrize(
+    ("orders", "days_later", "expected"),
+    [
+        ((), 0, Stage.SUBSCRIBER),
+        ((), 400, Stage.SUBSCRIBER),
+        (((0, 40.0),), 1, Stage.FIRST_TIME_BUYER),
+        (((0, 40.0), (10, 40.0)), 11, Stage.REPEAT_BUYER),
+        (((0, 40.0), (10, 40.0), (20, 40.0)), 21, Stage.VIP),  # third order
+        (((0, 520.0),), 1, Stage.VIP),  # $500 spent at once
+        (((0, 40.0),), 59, Stage.FIRST_TIME_BUYER),  # a day before at risk
+        (((0, 40.0),), 60, Stage.AT_RISK),
+        (((0, 40.0), (10, 40.0), (20, 40.0)), 80, Stage.AT_RISK),  # a VIP gone quiet is at risk
+        (((0, 40.0),), 89, Stage.AT_RISK),
+        (((0, 40.0),), 90, Stage.LAPSED),
+        (((0, 520.0),), 200, Stage.LAPSED),
+    ],
+)
+def test_each_stage_on_the_virtual_clock(
+    orders: tuple[tuple[int, float], ...], days_later: int, expected: Stage
+) -> None:
+    a = history(*orders)
+    now = START + days_later * DAY
+    assert stage(a, now) is expected
+
+
+def test_the_stage_changes_with_time_at_60_then_90_quiet_days_then_never() -> None:
+    a = history((0, 40.0))
+
+    assert stage_changes_at(a, START) == START + 60 * DAY
+    assert stage_changes_at(a, START + 60 * DAY) == START + 90 * DAY
+    assert stage_changes_at(a, START + 90 * DAY) is None
+    assert stage_changes_at(Aggregates(), START) is None
+
+
+def test_the_next_order_is_predicted_from_the_median_gap() -> None:
+    # Gaps of 10, 30 and 20 days: the median is 20, so 20 days after the last order (day 60).
+    assert predicted_next_order(history((0, 10.0), (10, 10.0), (40, 10.0), (60, 10.0))) == START + 80 * DAY
+    assert predicted_next_order(history((0, 10.0))) is None
+
+
+def test_rfm_scores_are_quintiles_of_the_customer_base() -> None:
+    now = START + 100 * DAY
+    # Last orders 10, 20, 30, 40, 50 days before now; 5, 4, 3, 2, 1 orders; $500, $400, ... $100 spent.
+    customers = [customer(90, 5, 500.0), customer(80, 4, 400.0), customer(70, 3, 300.0)]
+    customers += [customer(60, 2, 200.0), customer(50, 1, 100.0)]
+    cuts = rfm_cuts(customers, now)
+
+    assert cuts == RfmCuts((10.0, 20.0, 30.0, 40.0), (1.0, 2.0, 3.0, 4.0), (100.0, 200.0, 300.0, 400.0))
+    assert [rfm_score(c, cuts, now) for c in customers] == [
+        Rfm(5, 5, 5),
+        Rfm(4, 4, 4),
+        Rfm(3, 3, 3),
+        Rfm(2, 2, 2),
+        Rfm(1, 1, 1),
+    ]
+    assert rfm_score(Aggregates(), cuts, now) is None
+    assert rfm_cuts([Aggregates()], now) is None
+    assert Rfm(5, 4, 3).code == "543"
+
+
+def test_recency_moves_with_the_clock_while_the_cuts_stand() -> None:
+    cuts = RfmCuts((10.0, 20.0, 30.0, 40.0), (1.0, 2.0, 3.0, 4.0), (100.0, 200.0, 300.0, 400.0))
+    a = history((0, 150.0))
+    scores = [rfm_score(a, cuts, START + d * DAY) for d in (5, 15, 25, 35, 45)]
+    assert [s.recency for s in scores if s] == [5, 4, 3, 2, 1]
+    assert {(s.frequency, s.monetary) for s in scores if s} == {(1, 2)}
