@@ -60,6 +60,8 @@ COUNTERS_TABLE: Final = "nudge-counters"
 # Global secondary indexes (infra/ creates them with these names).
 MESSAGES_BY_PROVIDER_ID_INDEX: Final = "by-provider-id"  # hash key provider_id, projection ALL
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
+# contacts: sparse, hash review_bucket "<YYYY-MM-DD>#<shard>", range review_at, KEYS_ONLY (segment sweep)
+CONTACTS_REVIEW_INDEX: Final = "review"
 # TTL attribute names (events: raw-event retention; counters: send-rate windows).
 TTL_ATTRIBUTE: Final = "expires_at"
 
@@ -72,6 +74,7 @@ SUBSCRIBE_HANDLER: Final = "nudge.handlers.subscribe.handler"  # /v1/subscribe (
 FEEDBACK_HANDLER: Final = "nudge.handlers.feedback.handler"  # SNS: SES configuration-set events
 UNSUBSCRIBE_HANDLER: Final = "nudge.handlers.unsubscribe.handler"  # API Gateway, public routes
 SMS_INBOUND_HANDLER: Final = "nudge.handlers.sms_inbound.handler"  # SNS: two-way SMS
+SWEEP_HANDLER: Final = "nudge.handlers.sweep.handler"  # daily schedule: segment reviews due by time
 
 # Where flows/ and templates/ are copied inside the Lambda bundle.
 BUNDLED_FLOWS_DIR: Final = "/var/task/flows"

@@ -79,6 +79,13 @@ class Data(Construct):
             partition_key=dynamodb.Attribute(name="provider_id", type=string),
             projection_type=dynamodb.ProjectionType.ALL,
         )
+        # Sparse: only contacts whose segment membership can change with time alone carry review_bucket.
+        self.contacts.add_global_secondary_index(
+            index_name=names.CONTACTS_REVIEW_INDEX,
+            partition_key=dynamodb.Attribute(name="review_bucket", type=string),
+            sort_key=dynamodb.Attribute(name="review_at", type=string),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
         self.events.add_global_secondary_index(
             index_name=names.EVENTS_BY_CONTACT_INDEX,
             partition_key=dynamodb.Attribute(name="contact_id", type=string),
@@ -139,6 +146,7 @@ class Data(Construct):
         resources = [table.table_arn for table in tables]
         # The two GSIs (feedback by provider id, erasure by contact) are queried too.
         resources += [
+            f"{self.contacts.table_arn}/index/{names.CONTACTS_REVIEW_INDEX}",
             f"{self.events.table_arn}/index/{names.EVENTS_BY_CONTACT_INDEX}",
             f"{self.messages.table_arn}/index/{names.MESSAGES_BY_PROVIDER_ID_INDEX}",
         ]

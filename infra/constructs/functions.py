@@ -191,11 +191,24 @@ class Functions(Construct):
             environment=environment,
             description="nudge: inbound SMS keywords STOP, START and HELP (SNS)",
         )
+        self.sweep = self._function(
+            "Sweep",
+            function_name=f"{config.stack_name}-sweep",
+            handler=names.SWEEP_HANDLER,
+            # A day's reviews in one run; at 1M contacts ADR 0005 expects thousands, well inside this.
+            timeout=cdk.Duration.minutes(15),
+            code=code,
+            environment=environment,
+            description="nudge: daily review of contacts whose segments change with time (lapsed, at risk)",
+        )
         scheduling.allow_invoke(self.step)
+        scheduling.daily(
+            "Sweep", self.sweep, cron="cron(0 4 * * ? *)", description="nudge: the daily segment sweep, 04:00 UTC"
+        )
         messaging.subscribe_feedback(self.feedback)
         messaging.subscribe_sms_inbound(self.sms_inbound)
         # SNS invokes asynchronously too: a failure after Lambda's retries lands in the dead-letter queue.
-        for function in (self.feedback, self.sms_inbound):
+        for function in (self.feedback, self.sms_inbound, self.sweep):
             function.configure_async_invoke(
                 retry_attempts=2,
                 max_event_age=cdk.Duration.hours(6),
@@ -210,6 +223,7 @@ class Functions(Construct):
             self.webhooks: [data.contact_refs, data.privacy, *deliverability],
             self.api: [data.keys, data.contact_refs, *deliverability],
             self.subscribe: [data.keys, *deliverability],
+            self.sweep: deliverability,
         }
         for function, tables in engine_functions.items():
             data.grant_read_write(function, tables)
@@ -230,7 +244,8 @@ class Functions(Construct):
             )
         messaging.grant_send(self.sms_inbound)
         self._acknowledge_sms_wildcard(self.sms_inbound)
-        for function in (self.ingest, self.step, self.subscribe):  # verify requests, sign webhooks and links
+        # verify requests, sign webhooks and links (the sweep may start flows with webhook steps)
+        for function in (self.ingest, self.step, self.subscribe, self.sweep):
             self.signing_secret.grant_read(function)
         self.webhook_secrets.grant_read(self.webhooks)
 
@@ -245,6 +260,7 @@ class Functions(Construct):
             "Feedback": self.feedback,
             "Unsubscribe": self.unsubscribe,
             "SmsInbound": self.sms_inbound,
+            "Sweep": self.sweep,
         }
 
     @property

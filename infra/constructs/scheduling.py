@@ -76,10 +76,33 @@ class Scheduling(Construct):
         )
         self.schedules_arn_for_nag = f"arn:{partition}:scheduler:{region}:{account}:schedule/{self.group_name}/*"
 
-    def allow_invoke(self, step_function: lambda_.IFunction) -> None:
-        """The role's only target: the step function."""
+    def allow_invoke(self, function: lambda_.IFunction) -> None:
+        """Let the role invoke this function (its only targets: the step and the sweep functions)."""
         self.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[step_function.function_arn])
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function.function_arn])
+        )
+
+    def daily(self, construct_id: str, function: lambda_.IFunction, *, cron: str, description: str) -> None:
+        """A recurring schedule in this group (a fixed name the runtime never computes, so never deletes)."""
+        self.allow_invoke(function)
+        scheduler.CfnSchedule(
+            self,
+            construct_id,
+            name=f"daily-{construct_id.lower()}",
+            group_name=self.group.schedule_group_name,
+            description=description,
+            schedule_expression=cron,
+            schedule_expression_timezone="UTC",
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=function.function_arn,
+                role_arn=self.role.role_arn,
+                input="{}",
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                    maximum_retry_attempts=3, maximum_event_age_in_seconds=6 * 3600
+                ),
+                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(arn=self.dead_letter_queue.queue_arn),
+            ),
         )
 
     def grant_manage_schedules(self, grantee: iam.IGrantable) -> None:

@@ -112,3 +112,18 @@ def test_handlers_publish_per_flow_counts_as_emf(
     ]
     declared = documents[0]["_aws"]["CloudWatchMetrics"][0]
     assert (declared["Namespace"], declared["Dimensions"]) == ("nudge", [["flow"]])
+
+
+def test_the_daily_sweep_moves_contacts_whose_stage_changed_with_time(moto_stack: MotoStack) -> None:
+    from nudge.handlers import sweep
+    from nudge.local.lambda_events import FakeLambdaContext
+
+    order = order_placed("evt_1", "chk_1")
+    contact_id = moto_stack.call_api("POST", "/v1/events", order).body["contact_id"]
+    assert moto_stack.container.store.get_contact(contact_id).segments[0] == "first_time_buyer"  # type: ignore[union-attr]
+    moto_stack.clock.set(START + timedelta(days=61))
+
+    result = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
+
+    assert result["reviewed"] == 1
+    assert moto_stack.container.store.get_contact(contact_id).segments[0] == "at_risk"  # type: ignore[union-attr]

@@ -186,6 +186,7 @@ ENGINE_HANDLERS = [
     names.WEBHOOKS_HANDLER,
     names.API_HANDLER,
     names.SUBSCRIBE_HANDLER,
+    names.SWEEP_HANDLER,
 ]
 HANDLERS = [*ENGINE_HANDLERS, names.FEEDBACK_HANDLER, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
@@ -199,6 +200,7 @@ EXTRA_TABLES = {
     names.FEEDBACK_HANDLER: DELIVERABILITY,
     names.UNSUBSCRIBE_HANDLER: DELIVERABILITY,
     names.SMS_INBOUND_HANDLER: DELIVERABILITY,
+    names.SWEEP_HANDLER: DELIVERABILITY,
 }
 
 
@@ -210,6 +212,7 @@ EXTRA_TABLES = {
         (names.WEBHOOKS_HANDLER, 15),
         (names.API_HANDLER, 29),
         (names.SUBSCRIBE_HANDLER, 15),
+        (names.SWEEP_HANDLER, 900),
     ],
 )
 def test_functions_are_arm64_python312_traced(prod: Synth, handler: str, timeout: int) -> None:
@@ -263,7 +266,7 @@ def test_asynchronous_failures_land_in_the_dead_letter_queue(prod: Synth) -> Non
         c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
         for c in prod.resources("AWS::Lambda::EventInvokeConfig").values()
     }
-    async_handlers = (names.STEP_HANDLER, names.FEEDBACK_HANDLER, names.SMS_INBOUND_HANDLER)
+    async_handlers = (names.STEP_HANDLER, names.FEEDBACK_HANDLER, names.SMS_INBOUND_HANDLER, names.SWEEP_HANDLER)
     assert set(configs) == {function(prod, handler)[0] for handler in async_handlers}
     for props in configs.values():
         assert props["MaximumRetryAttempts"] == 2
@@ -273,12 +276,13 @@ def test_asynchronous_failures_land_in_the_dead_letter_queue(prod: Synth) -> Non
 # --- scheduling -------------------------------------------------------------------------------------------
 
 
-def test_scheduler_role_may_only_invoke_the_step_function_and_dead_letter(prod: Synth) -> None:
+def test_scheduler_role_may_only_invoke_the_step_and_sweep_functions_and_dead_letter(prod: Synth) -> None:
     role_key = scheduler_role(prod)
     trust = prod.template["Resources"][role_key]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert [s["Condition"] for s in trust] == [{"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}]
     (queue_key,) = prod.resources("AWS::SQS::Queue")
     step_key = function(prod, names.STEP_HANDLER)[0]
+    sweep_key = function(prod, names.SWEEP_HANDLER)[0]
     granted = {
         (action, render(resource))
         for statement in statements(prod, role_key)
@@ -287,6 +291,7 @@ def test_scheduler_role_may_only_invoke_the_step_function_and_dead_letter(prod: 
     }
     assert granted == {
         ("lambda:InvokeFunction", f"${{{step_key}.Arn}}"),
+        ("lambda:InvokeFunction", f"${{{sweep_key}.Arn}}"),
         ("sqs:SendMessage", f"${{{queue_key}.Arn}}"),
     }
 
@@ -383,7 +388,9 @@ def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Syn
     assert {key.rstrip("0123456789ABCDEF") for key in granted} == engine | EXTRA_TABLES[handler]
     # ... and the two named indexes, no wildcard
     indexes = sorted(render(r).rsplit("/", 1)[1] for r in data["Resource"] if "Fn::GetAtt" not in r)
-    assert indexes == sorted([names.EVENTS_BY_CONTACT_INDEX, names.MESSAGES_BY_PROVIDER_ID_INDEX])
+    assert indexes == sorted(
+        [names.CONTACTS_REVIEW_INDEX, names.EVENTS_BY_CONTACT_INDEX, names.MESSAGES_BY_PROVIDER_ID_INDEX]
+    )
 
 
 # --- api and monitoring -----------------------------------------------------------------------------------
@@ -441,8 +448,8 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         if a["Properties"]["Namespace"] != "AWS/ApiGateway"
     )
     assert metrics == [
-        *[("AWS/Lambda", "Errors")] * 8,
-        *[("AWS/Lambda", "Throttles")] * 8,
+        *[("AWS/Lambda", "Errors")] * 9,
+        *[("AWS/Lambda", "Throttles")] * 9,
         ("AWS/SES", "Reputation.BounceRate"),
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -463,7 +470,7 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
 
 def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
     assert [key for key in dev.resources("AWS::SNS::Topic") if key.startswith("Monitoring")] == []
-    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 20
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 22
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------------------
@@ -602,3 +609,16 @@ def test_unsubscribe_links_point_at_the_api(prod: Synth) -> None:
     env = function(prod, names.STEP_HANDLER)[1]["Properties"]["Environment"]["Variables"]
     assert render(env[names.ENV_UNSUBSCRIBE_BASE_URL]).endswith("/prod/v1/unsubscribe")
     assert render(env[names.ENV_UNSUBSCRIBE_BASE_URL]).startswith("https://")
+
+
+def test_a_daily_schedule_runs_the_segment_sweep(prod: Synth) -> None:
+    (schedule,) = prod.resources("AWS::Scheduler::Schedule").values()
+    props = schedule["Properties"]
+    assert (props["ScheduleExpression"], props["ScheduleExpressionTimezone"]) == ("cron(0 4 * * ? *)", "UTC")
+    sweep_key = function(prod, names.SWEEP_HANDLER)[0]
+    assert props["Target"]["Arn"] == {"Fn::GetAtt": [sweep_key, "Arn"]}
+    assert "DeadLetterConfig" in props["Target"] and "RetryPolicy" in props["Target"]
+    contacts = prod.one("AWS::DynamoDB::Table", TableName=f"{names.CONTACTS_TABLE}-prod")[1]["Properties"]
+    (index,) = contacts["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == names.CONTACTS_REVIEW_INDEX
+    assert [k["AttributeName"] for k in index["KeySchema"]] == ["review_bucket", "review_at"]

@@ -63,7 +63,7 @@ class ReviewIndex(GlobalSecondaryIndex["ContactModel"]):
     """Sparse: contacts due for a segment review, bucketed by day and spread over shards."""
 
     class Meta:
-        index_name = "review"
+        index_name = names.CONTACTS_REVIEW_INDEX
         projection = KeysOnlyProjection()
 
     review_bucket = UnicodeAttribute(hash_key=True)
