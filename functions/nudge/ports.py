@@ -277,6 +277,10 @@ class PrivacyRequests(Protocol):
         """Store the request; False if one with this id is already recorded."""
         ...
 
+    def complete(self, request_id: str, status: str) -> None:
+        """Mark the request carried out (e.g. "erased"), so an operator can tell done from pending."""
+        ...
+
 
 class RateLimiter(Protocol):
     def hit(self, bucket: str, *, limit: int, window: timedelta, now: datetime) -> bool:

@@ -131,6 +131,7 @@ def assemble(
         throttle=throttle,
         sleeper=sleeper,
     )
+    privacy = PrivacyService(store=store, scheduler=scheduler, clock=clock)
     ingest = IngestService(
         store=store,
         scheduler=scheduler,
@@ -158,14 +159,14 @@ def assemble(
         privacy_requests=privacy_requests,
         rate_limiter=rate_limiter,
         keys=KeyService(api_keys, clock),
-        webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock),
+        webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock, eraser=privacy.erase),
         segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
         subscribe=SubscribeService(ingest=ingest, clock=clock),
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
         feedback=FeedbackService(store=store, clock=clock),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),
         sms_keywords=SmsKeywordService(store=store, texter=texter, help_text=settings.sms_help_text),
-        privacy=PrivacyService(store=store, scheduler=scheduler, clock=clock),
+        privacy=privacy,
         throttle=throttle,
         limiter=limiter,
         unsubscribe_key=unsubscribe_key,

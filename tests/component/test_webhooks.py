@@ -87,7 +87,7 @@ def test_a_refund_reaches_the_contact_of_its_order(moto_stack: MotoStack) -> Non
     assert (refund.status, refund.json()["type"], refund.json()["contact_id"]) == (202, "refund_created", ERIN)
 
 
-def test_a_redaction_is_recorded_once_and_withdraws_consent_at_once(moto_stack: MotoStack) -> None:
+def test_a_redaction_is_recorded_once_and_erases_the_customer_at_once(moto_stack: MotoStack) -> None:
     shopify(moto_stack, "orders/create", fixture("shopify/orders_create.json"), "wh-ord-1")
 
     first = shopify(moto_stack, "customers/redact", fixture("shopify/customers_redact.json"), "wh-red-1")
@@ -95,11 +95,13 @@ def test_a_redaction_is_recorded_once_and_withdraws_consent_at_once(moto_stack: 
 
     assert (first.status, first.json()["kind"], first.json()["duplicate"]) == (200, "erase_contact", False)
     assert again.json()["duplicate"] is True
+    assert first.json()["erased"] == 1
     request = moto_stack.container.privacy_requests.get("shopify:wh-red-1")  # type: ignore[attr-defined]
-    assert request.status == "pending"
+    assert request.status == "erased"
     assert ERIN in request.contact_ids
-    contact = moto_stack.container.store.get_contact(ERIN)
-    assert contact is not None and (contact.email_marketing, contact.sms_marketing) == (False, False)
+    assert moto_stack.container.store.get_contact(ERIN) is None
+    assert moto_stack.container.store.messages_for(ERIN) == []
+    assert moto_stack.container.store.runs_for(ERIN) == []
 
 
 FORGERIES: dict[str, dict[str, str]] = {

@@ -352,6 +352,9 @@ class MemoryPrivacyRequests:
         self.requests[request.request_id] = request
         return True
 
+    def complete(self, request_id: str, status: str) -> None:
+        self.requests[request_id] = replace(self.requests[request_id], status=status)
+
 
 class MemoryRateLimiter:
     """Fixed windows: counts per (bucket, window start), like the DynamoDB adapter."""

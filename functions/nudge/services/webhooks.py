@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -15,11 +16,20 @@ log = logging.getLogger(__name__)
 
 
 class WebhookService:
-    def __init__(self, *, ingest: IngestService, refs: ContactRefs, privacy: PrivacyRequests, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        ingest: IngestService,
+        refs: ContactRefs,
+        privacy: PrivacyRequests,
+        clock: Clock,
+        eraser: Callable[[str], dict[str, int] | None] | None = None,
+    ) -> None:
         self._ingest = ingest
         self._refs = refs
         self._privacy = privacy
         self._clock = clock
+        self._eraser = eraser
 
     def handle(self, canonical: Canonical) -> dict[str, Any]:
         """Do what the delivery means, once; the result is the response body."""
@@ -69,17 +79,24 @@ class WebhookService:
             received_at=self._clock.now(),
         )
         recorded = self._privacy.record(request)
+        erased = 0
         if recorded and privacy.kind is PrivacyKind.ERASE_CONTACT:
-            # Until the erase (issue #5) runs, send them no more marketing: withdraw consent at once.
-            for contact_id in contacts:
-                if self._ingest.get_contact(contact_id) is not None:
-                    self._ingest.identify(
-                        ContactPatch(external_id=contact_id, email_marketing=False, sms_marketing=False)
-                    )
+            if self._eraser is not None:
+                # Carried out at once: every item holding their data goes, only hashed suppressions stay.
+                erased = sum(1 for contact_id in contacts if self._eraser(contact_id) is not None)
+                self._privacy.complete(request.request_id, "erased")
+            else:
+                # No eraser wired (a test double): at least send them nothing more.
+                for contact_id in contacts:
+                    if self._ingest.get_contact(contact_id) is not None:
+                        self._ingest.identify(
+                            ContactPatch(external_id=contact_id, email_marketing=False, sms_marketing=False)
+                        )
         log.info("privacy request recorded", extra={"request_id": request.request_id, "kind": request.kind})
         return {
             "privacy_request": request.request_id,
             "kind": request.kind.value,
             "duplicate": not recorded,
             "contacts": len(contacts),
+            "erased": erased,
         }

@@ -70,7 +70,7 @@ class ContactRefModel(Model):
 
 
 class PrivacyRequestModel(Model):
-    """PK: request_id. `status` stays pending until the erase/export of issue #5 has carried it out."""
+    """PK: request_id. `status` is pending until carried out (a redaction: "erased")."""
 
     class Meta:
         table_name = "nudge-privacy-requests"
@@ -236,6 +236,9 @@ class DynamoPrivacyRequests:
                 return False
             raise
         return True
+
+    def complete(self, request_id: str, status: str) -> None:
+        self._model(request_id=request_id).update(actions=[self._model.status.set(status)])
 
     def get(self, request_id: str) -> PrivacyRequest | None:
         """Read one back (for issue #5's worker and the tests)."""
