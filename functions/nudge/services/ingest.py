@@ -107,6 +107,23 @@ class IngestService:
 
         return self._process(event, decide)
 
+    def backfill(self, event: Event) -> IngestOutcome:
+        """Record a past event once and update its contact, aggregates and segments; start, end and send nothing.
+
+        For history (an order import): last year's order must not thank anyone today, and a contact that
+        lands in `lapsed` through old orders did not just lapse, so segment moves are stored, not announced.
+        """
+        now = self._clock.now()
+        outcome = IngestOutcome(event_id=event.event_id, contact_id=event.contact_id)
+        if not self._store.begin_event(event, now):
+            outcome.duplicate = True
+            return outcome
+        _, moves = self._upsert(event.contact, event, source=f"import:{event.type}:{event.event_id}")
+        for move in moves:
+            (outcome.entered if move.entered else outcome.left).append(move.segment)
+        self._store.finish_event(event.event_id, {**outcome.as_dict(), "backfill": True})
+        return outcome
+
     def enroll(self, flow_id: str, event: Event) -> IngestOutcome:
         """Start `flow_id` for the event's contact (POST /v1/flows/<id>/enrollments), entry rules allowing."""
         flow = self._flows.get(flow_id)

@@ -1,0 +1,122 @@
+"""Products often bought together, with best sellers as the fallback: counts over orders, pure.
+
+A `CoPurchases` table counts, over the orders it has seen, how many contain each product and each pair
+of products. Recommendations for a contact are the products most often bought with what they bought
+and have not bought themselves; best sellers fill the rest. See docs/adr/0006-recommendations.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import permutations
+from typing import Any
+
+from nudge.domain.aggregates import product_key
+
+# What a stored table keeps (one DynamoDB item must stay far below 400 KB): the best sellers, and for
+# each of them its most frequent companions. Counts past these bounds are dropped, so the table is
+# an approximation for the long tail, exact for the products that matter.
+PRODUCTS_KEPT = 200
+NEIGHBOURS_KEPT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class CoPurchases:
+    """Orders seen, orders per product, orders per ordered pair (both directions), and product titles."""
+
+    orders: int = 0
+    products: Mapping[str, int] = field(default_factory=dict)
+    pairs: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    titles: Mapping[str, str] = field(default_factory=dict)
+
+
+def with_order(table: CoPurchases, lines: Iterable[Mapping[str, Any]]) -> CoPurchases:
+    """The table after one more order; a product on several lines of it counts once."""
+    products = dict(table.products)
+    pairs = {product: dict(others) for product, others in table.pairs.items()}
+    titles = dict(table.titles)
+    counted = _add(products, pairs, titles, lines)
+    return CoPurchases(table.orders + counted, products, pairs, titles)
+
+
+def from_orders(orders: Iterable[Iterable[Mapping[str, Any]]]) -> CoPurchases:
+    """The table of these orders (each given as its lines), in one pass: no copy per order."""
+    products: dict[str, int] = {}
+    pairs: dict[str, dict[str, int]] = {}
+    titles: dict[str, str] = {}
+    count = sum(_add(products, pairs, titles, lines) for lines in orders)
+    return CoPurchases(count, products, pairs, titles)
+
+
+def _add(
+    products: dict[str, int],
+    pairs: dict[str, dict[str, int]],
+    titles: dict[str, str],
+    lines: Iterable[Mapping[str, Any]],
+) -> int:
+    """Count one order into the mappings; 1 if it named a product, else 0 (an order of nothing known)."""
+    keys: dict[str, str] = {}
+    for line in lines:
+        if (key := product_key(line)) is not None and key not in keys:
+            keys[key] = str(line.get("title") or key)
+    for key, title in keys.items():
+        products[key] = products.get(key, 0) + 1
+        titles[key] = title
+    for a, b in permutations(keys, 2):
+        companions = pairs.setdefault(a, {})
+        companions[b] = companions.get(b, 0) + 1
+    return 1 if keys else 0
+
+
+def best_sellers(table: CoPurchases) -> list[str]:
+    """Products by the number of orders holding them, most first; ties by product key."""
+    return sorted(table.products, key=lambda p: (-table.products[p], p))
+
+
+def recommend(table: CoPurchases, bought: Iterable[str], limit: int = 3) -> list[dict[str, Any]]:
+    """Up to `limit` products the contact has not bought: most co-purchased with theirs first, then best sellers.
+
+    A candidate's score is the number of orders in which it was bought with any of the contact's products
+    (summed over them); ties go to the better seller, then the product key, so the answer is stable.
+    """
+    owned = set(bought)
+    scores: dict[str, int] = {}
+    for product in owned:
+        for other, count in table.pairs.get(product, {}).items():
+            if other not in owned:
+                scores[other] = scores.get(other, 0) + count
+    ranked = sorted(scores, key=lambda p: (-scores[p], -table.products.get(p, 0), p))
+    picked = ranked[:limit]
+    for product in best_sellers(table):
+        if len(picked) >= limit:
+            break
+        if product not in owned and product not in picked:
+            picked.append(product)
+    return [
+        {
+            "product_id": p,
+            "title": table.titles.get(p, p),
+            "bought_with": scores.get(p, 0),
+            "orders": table.products.get(p, 0),
+        }
+        for p in picked
+    ]
+
+
+def pruned(table: CoPurchases) -> CoPurchases:
+    """The table cut to its bounds: the best-selling products, each with its most frequent companions."""
+    kept = best_sellers(table)[:PRODUCTS_KEPT]
+    pairs = {}
+    for product in kept:
+        companions = table.pairs.get(product, {})
+        top = sorted(companions, key=lambda p: (-companions[p], p))[:NEIGHBOURS_KEPT]
+        if top:
+            pairs[product] = {p: companions[p] for p in top}
+    keys = set(kept) | {p for companions in pairs.values() for p in companions}
+    return CoPurchases(
+        table.orders,
+        {p: table.products[p] for p in kept},
+        pairs,
+        {p: t for p, t in table.titles.items() if p in keys},
+    )

@@ -1,0 +1,312 @@
+"""Order history import: a CSV export of past orders as canonical events, backfilled without sending anything.
+
+Two formats. `shopify` is Shopify's orders export (Orders → Export → CSV): one row per line item, grouped
+by `Name`; the order-level columns are filled on the order's first row (later rows may leave them blank).
+`minimal` is nudge's own: `order_id,email,created_at,total,currency,product_id,title,quantity,price`,
+one row per line, order columns repeated or left blank after the first. Both become `order_placed` events
+named `import:<format>:<order id>` at the order's own time, so importing the same file again changes
+nothing; a cancelled order adds an `order_cancelled` event and a refunded one a `refund_created`.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Any
+
+from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATED
+from nudge.domain.model import Event
+from nudge.services.canonical import compact, contact_patch, line
+from nudge.services.ingest import IngestService
+
+# An order may carry a timestamp a little ahead of the importing machine's clock, never more.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+class Format(StrEnum):
+    SHOPIFY = "shopify"
+    MINIMAL = "minimal"
+
+
+class ImportFormatError(ValueError):
+    """The file cannot be read as this format at all (missing columns); nothing is imported."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """Where each field lives in a format's header."""
+
+    key: str  # groups the rows of one order
+    order_id: tuple[str, ...]  # the first present and filled names the order (Shopify: Id, else Name)
+    email: str
+    created_at: str
+    total: str
+    title: str
+    quantity: str
+    price: str
+    optional: Mapping[str, str]  # our name -> the format's column
+
+    def required(self) -> tuple[str, ...]:
+        return (self.key, self.email, self.created_at, self.total, self.title, self.quantity, self.price)
+
+
+_SHOPIFY = _Columns(
+    key="Name",
+    order_id=("Id", "Name"),
+    email="Email",
+    created_at="Created at",
+    total="Total",
+    title="Lineitem name",
+    quantity="Lineitem quantity",
+    price="Lineitem price",
+    optional={
+        "currency": "Currency",
+        "subtotal": "Subtotal",
+        "discount_code": "Discount Code",
+        "financial_status": "Financial Status",
+        "fulfillment_status": "Fulfillment Status",
+        "paid_at": "Paid at",
+        "cancelled_at": "Cancelled at",
+        "refunded_amount": "Refunded Amount",
+        "sku": "Lineitem sku",
+        "billing_name": "Billing Name",
+        "phone": "Phone",
+        "billing_phone": "Billing Phone",
+        "accepts_marketing": "Accepts Marketing",
+    },
+)
+_MINIMAL = _Columns(
+    key="order_id",
+    order_id=("order_id",),
+    email="email",
+    created_at="created_at",
+    total="total",
+    title="title",
+    quantity="quantity",
+    price="price",
+    optional={"currency": "currency", "product_id": "product_id"},
+)
+COLUMNS = {Format.SHOPIFY: _SHOPIFY, Format.MINIMAL: _MINIMAL}
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A row that was not imported: its line in the file (the header is line 1) and why."""
+
+    line: int
+    reason: str
+
+
+@dataclass(slots=True)
+class ParsedOrders:
+    """What a file holds: events oldest first (each order before its cancellation or refund), and the rest."""
+
+    events: list[Event] = field(default_factory=list)
+    rows: int = 0
+    orders: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Row:
+    line: int
+    values: dict[str, str]
+
+
+def parse_orders(lines: Iterable[str], fmt: Format, now: datetime) -> ParsedOrders:
+    """Read a whole export; bad rows are rejected with their line number, and so is the rest of their order."""
+    columns = COLUMNS[fmt]
+    reader = csv.reader(iter(lines))
+    header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
+    if missing := [name for name in columns.required() if name not in header]:
+        raise ImportFormatError(f"not a {fmt.value} orders export: no column {', '.join(repr(m) for m in missing)}")
+    groups: dict[str, list[_Row]] = {}
+    parsed = ParsedOrders()
+    start = reader.line_num + 1
+    for cells in reader:
+        row = _Row(start, {name: cells[i].strip() if i < len(cells) else "" for i, name in enumerate(header)})
+        start = reader.line_num + 1
+        if not any(row.values.values()):
+            continue  # a blank line, as spreadsheets leave at the end
+        parsed.rows += 1
+        key = row.values[columns.key]
+        if not key:
+            parsed.rejected.append(Rejected(row.line, f"no {columns.key!r}: the row belongs to no order"))
+            continue
+        groups.setdefault(key, []).append(row)
+    placed: list[tuple[datetime, int, Event]] = []
+    for key, rows in groups.items():
+        parsed.orders += 1
+        try:
+            events = _order_events(fmt, columns, rows, now)
+        except _BadRow as bad:
+            parsed.rejected.append(Rejected(bad.line, bad.reason))
+            parsed.rejected += [
+                Rejected(r.line, f"order {key} was not imported: line {bad.line} is bad")
+                for r in rows
+                if r.line != bad.line
+            ]
+            continue
+        placed += [(event.occurred_at, rank, event) for rank, event in enumerate(events)]
+    # Oldest first, so the newest order's profile (name, phone) is the one the contact keeps.
+    parsed.events = [event for _, _, event in sorted(placed, key=lambda item: (item[0], item[1]))]
+    parsed.rejected.sort(key=lambda r: r.line)
+    return parsed
+
+
+class _BadRow(Exception):
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(reason)
+        self.line = line
+        self.reason = reason
+
+
+def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetime) -> list[Event]:
+    def first(column: str | None) -> tuple[str, int]:
+        """The first filled value of an order-level column, and its line (the order's first row if none)."""
+        for row in rows:
+            if column and row.values.get(column):
+                return row.values[column], row.line
+        return "", rows[0].line
+
+    order_id = next((value for name in columns.order_id if (value := first(name)[0])), "")
+    raw_email, email_line = first(columns.email)
+    opt = columns.optional
+    phone = first(opt.get("phone"))[0] or first(opt.get("billing_phone"))[0]
+    first_name, _, last_name = first(opt.get("billing_name"))[0].partition(" ")
+    marketing = first(opt.get("accepts_marketing"))[0].lower()
+    patch = contact_patch(
+        email=raw_email,
+        phone=phone,
+        first_name=first_name,
+        last_name=last_name,
+        # As for a ticked checkout box: "yes" subscribes; "no" withdraws nothing given elsewhere.
+        email_marketing=True if marketing in ("yes", "true") else None,
+    )
+    if patch is None:
+        raise _BadRow(email_line, f"no valid email address or E.164 phone number ({raw_email!r})")
+    created_at = _moment(*first(columns.created_at), columns.created_at, now)
+    total = _amount(*first(columns.total), columns.total)
+    lines = [_line(row, columns) for row in rows]
+    currency = first(opt.get("currency"))[0]
+    name = rows[0].values[columns.key]
+    properties = compact(
+        {
+            "source": f"import:{fmt.value}",
+            "order_id": order_id,
+            "order_number": name if fmt is Format.SHOPIFY else None,
+            "lines": lines,
+            "currency": currency[:3] or None,
+            "total": float(total),
+            "subtotal": _optional_amount(first(opt.get("subtotal")), "Subtotal"),
+            "discount_codes": [code] if (code := first(opt.get("discount_code"))[0]) else None,
+            "financial_status": first(opt.get("financial_status"))[0] or None,
+            "fulfillment_status": first(opt.get("fulfillment_status"))[0] or None,
+        }
+    )
+    event_id = f"import:{fmt.value}:{order_id}"
+    events = [Event(event_id, ORDER_PLACED, patch, properties, created_at)]
+    cancelled_at, cancelled_line = first(opt.get("cancelled_at"))
+    if cancelled_at:
+        moment = _moment(cancelled_at, cancelled_line, opt["cancelled_at"], now)
+        about = {"source": properties["source"], "order_id": order_id}
+        events.append(Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(moment, created_at)))
+        return events  # the cancellation takes the whole order back; a refund on top would count twice
+    refunded = _optional_amount(first(opt.get("refunded_amount")), "Refunded Amount")
+    if refunded is None and first(opt.get("financial_status"))[0] == "refunded":
+        refunded = float(total)
+    if refunded:
+        # The export does not say when the refund happened; the order's time is the earliest it can be.
+        about = {"source": properties["source"], "order_id": order_id, "amount": refunded}
+        events.append(Event(f"{event_id}:refund", REFUND_CREATED, patch, about, created_at))
+    return events
+
+
+def _line(row: _Row, columns: _Columns) -> dict[str, Any]:
+    values = row.values
+    title, sku = values[columns.title], values.get(columns.optional.get("sku", ""), "")
+    if not (title or sku):
+        raise _BadRow(row.line, f"a line item needs a {columns.title!r}")
+    quantity = values[columns.quantity] or "1"
+    if not quantity.isdigit() or int(quantity) < 1:
+        raise _BadRow(row.line, f"{columns.quantity}: not a positive whole number ({quantity!r})")
+    price = _amount(values[columns.price], row.line, columns.price)
+    return line(
+        title=title,
+        quantity=int(quantity),
+        price=str(price),
+        product_id=values.get(columns.optional.get("product_id", "")),
+        variant_id=None,
+        sku=sku or None,
+    )
+
+
+def _moment(value: str, line_number: int, column: str, now: datetime) -> datetime:
+    """Shopify writes `2025-03-04 10:15:00 -0500`; the minimal format ISO 8601. Either needs its UTC offset."""
+    if not value:
+        raise _BadRow(line_number, f"{column}: missing")
+    try:
+        moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z")
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise _BadRow(line_number, f"{column}: not a date and time ({value!r})") from None
+    if moment.tzinfo is None:
+        raise _BadRow(line_number, f"{column}: no UTC offset ({value!r})")
+    if moment > now + MAX_FUTURE_SKEW:
+        raise _BadRow(line_number, f"{column}: in the future ({value!r})")
+    return moment.astimezone(UTC)
+
+
+def _amount(value: str, line_number: int, column: str) -> Decimal:
+    try:
+        amount = Decimal(value.replace(",", "")) if value else Decimal("NaN")
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0:
+        raise _BadRow(line_number, f"{column}: not an amount ({value!r})")
+    return amount
+
+
+def _optional_amount(found: tuple[str, int], column: str) -> float | None:
+    value, line_number = found
+    return float(_amount(value, line_number, column)) if value else None
+
+
+@dataclass(slots=True)
+class ImportReport:
+    """What an import did. `duplicates` were imported before (same order id in the same format)."""
+
+    rows: int
+    orders_found: int
+    orders_imported: int = 0
+    duplicates: int = 0
+    adjustments: int = 0  # cancellations and refunds applied
+    rejected: list[Rejected] = field(default_factory=list)
+    contacts: list[str] = field(default_factory=list)  # every contact an order of the file belongs to
+
+
+def backfill_orders(
+    ingest: IngestService, parsed: ParsedOrders, progress: Callable[[int], None] = lambda done: None
+) -> ImportReport:
+    """Feed the events to `IngestService.backfill`: contacts, aggregates and segments; no flow, no message."""
+    report = ImportReport(rows=parsed.rows, orders_found=parsed.orders, rejected=list(parsed.rejected))
+    contacts: dict[str, None] = {}
+    for done, event in enumerate(parsed.events, start=1):
+        outcome = ingest.backfill(event)
+        contacts[event.contact_id] = None
+        if event.type == ORDER_PLACED:
+            if outcome.duplicate:
+                report.duplicates += 1
+            else:
+                report.orders_imported += 1
+        elif not outcome.duplicate:
+            report.adjustments += 1
+        progress(done)
+    report.contacts = list(contacts)
+    return report
