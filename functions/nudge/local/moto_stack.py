@@ -189,7 +189,7 @@ def start_moto_stack(
     import boto3
     from moto import mock_aws
 
-    from nudge.adapters.dynamodb.access import bind_access_models, ensure_access_tables
+    from nudge.adapters.dynamodb.access import bind_access_models
     from nudge.adapters.dynamodb.store import DynamoStore, ensure_tables
 
     os.environ.update(_FAKE_CREDENTIALS)
@@ -241,7 +241,7 @@ def start_moto_stack(
     store = container.store
     assert isinstance(store, DynamoStore)
     ensure_tables(store.models)
-    ensure_access_tables(bind_access_models(settings, region=REGION, connection=store.connection))
+    ensure_tables(bind_access_models(settings, region=REGION, connection=store.connection))
     for client in store.botocore_clients():
         counter.attach(client.meta.events)
     counter.counts.clear()  # count the story, not the set-up

@@ -255,14 +255,3 @@ class DynamoPrivacyRequests:
             received_at=item.received_at,
             status=item.status,
         )
-
-
-def ensure_access_tables(models: AccessModels) -> None:
-    """Create the tables if missing (local runs and tests; deployed stacks get them from CDK)."""
-    seen: set[str] = set()
-    for model in models.all():
-        if model.Meta.table_name in seen:
-            continue
-        seen.add(model.Meta.table_name)
-        if not model.exists():
-            model.create_table(billing_mode="PAY_PER_REQUEST", wait=True)

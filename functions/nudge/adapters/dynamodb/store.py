@@ -12,6 +12,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from nudge.adapters.dynamodb.access import AccessModels
 from nudge.adapters.dynamodb.models import (
     CONSENT_PREFIX,
     REVIEW_SHARDS,
@@ -593,7 +594,7 @@ def review_bucket(contact_id: str, review_at: datetime) -> str:
     return f"{review_at.astimezone(UTC).date().isoformat()}#{shard}"
 
 
-def ensure_tables(models: BoundModels) -> None:
+def ensure_tables(models: BoundModels | AccessModels) -> None:
     """Create the tables if missing (local runs and tests; deployed stacks get them from CDK)."""
     seen: set[str] = set()
     for model in models.all():
