@@ -136,3 +136,33 @@ def test_the_in_memory_store_feeds_the_report(settings: Settings, clock: Virtual
 
     [credit] = [r for r in found.steps if r.orders]
     assert (credit.flow_id, credit.step_id, credit.revenue) == ("abandoned_cart", "reminder_1", Decimal("42.00"))
+
+
+def test_feedback_on_message_records_is_counted_per_step() -> None:
+    from nudge.domain.model import Category, Channel, Message
+
+    record = Message(
+        contact_id="eve",
+        message_id="eve#r1",
+        run_id="r",
+        flow_id="cart",
+        step_id="r1",
+        channel=Channel.EMAIL,
+        category=Category.MARKETING,
+        status=SENT,
+        created_at=START,
+        sent_at=START,
+        feedback={"delivery": START + timedelta(minutes=1), "open": START + DAY, "complaint": START + 2 * DAY},
+    )
+    facts = [
+        MessageFacts.of(record),
+        message("fay", "r1", delivered_at=START, opened_at=START, clicked_at=START),
+        message("gus", "r1", bounced=True),
+        message("hal", "r1", SKIPPED),
+    ]
+
+    [step] = report([], facts, []).steps
+
+    assert MessageFacts.of(record).opened_at == START + DAY
+    counts = (step.sent, step.skipped, step.delivered, step.opened, step.clicked, step.bounced, step.complained)
+    assert counts == (3, 1, 2, 2, 1, 1, 1)

@@ -15,7 +15,7 @@ app = typer.Typer(help="nudge: lifecycle email and SMS flows in your own AWS acc
 console = Console()
 if not console.is_terminal:
     # CI logs and pipes default to 80 columns, which folds every timeline row in three.
-    console = Console(width=150)
+    console = Console(width=190)
 
 
 def _quiet_lambda_logs() -> None:
@@ -254,6 +254,11 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
         "sent",
         "skipped",
         "failed",
+        "delivered",
+        "opened",
+        "clicked",
+        "bounced",
+        "complaints",
         "orders",
         "revenue",
         "AOV",
@@ -268,7 +273,8 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
             continue
         table = Table(title=title, title_justify="left")
         table.add_column(
-            "flow" if title.startswith("Flows") else "flow · " + ("step" if title == "Steps" else "variant")
+            "flow" if title.startswith("Flows") else "flow · " + ("step" if title == "Steps" else "variant"),
+            no_wrap=True,
         )
         for column in columns:
             table.add_column(column, justify="right")
@@ -281,6 +287,11 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
                 str(r.sent),
                 str(r.skipped),
                 str(r.failed),
+                str(r.delivered),
+                str(r.opened),
+                str(r.clicked),
+                str(r.bounced),
+                str(r.complained),
                 str(r.orders),
                 cash(r.revenue),
                 cash(r.aov),

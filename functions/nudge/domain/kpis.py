@@ -1,8 +1,8 @@
 """KPIs per flow, step and split variant, with last-touch revenue attribution. Pure, over small read models.
 
-`MessageFacts` is what the KPIs need of a message record. Delivery and engagement fields (delivered,
-opened, clicked, bounced, unsubscribed) stay None until feedback from SES lands on message records
-(issue #5); the attribution already counts an open or a click as a touch when one is there.
+`MessageFacts` is what the KPIs need of a message record: its status and the first delivery, open,
+click, bounce and complaint SES reported for it (issue #5's feedback). The attribution counts an open
+or a click as a touch, like the send itself.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ class MessageFacts:
     opened_at: datetime | None = None
     clicked_at: datetime | None = None
     bounced: bool = False
-    unsubscribed: bool = False
+    complained: bool = False  # a spam complaint: the address is unsubscribed from marketing email
 
     @staticmethod
     def of(message: Message) -> MessageFacts:
+        feedback = message.feedback
         return MessageFacts(
             contact_id=message.contact_id,
             message_id=message.message_id,
@@ -46,6 +47,11 @@ class MessageFacts:
             variant=message.variant,
             status=message.status,
             sent_at=message.sent_at,
+            delivered_at=feedback.get("delivery"),
+            opened_at=feedback.get("open"),
+            clicked_at=feedback.get("click"),
+            bounced="bounce" in feedback,
+            complained="complaint" in feedback,
         )
 
     def touches(self) -> list[datetime]:
@@ -101,6 +107,11 @@ class Kpis:
     sent: int = 0
     skipped: int = 0
     failed: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    bounced: int = 0
+    complained: int = 0
     orders: int = 0
     revenue: Decimal = Decimal("0.00")
     recipients: set[str] = field(default_factory=set)
@@ -174,6 +185,11 @@ def report(
             if message.status is MessageStatus.SENT:
                 row.sent += 1
                 row.recipients.add(message.contact_id)
+                row.delivered += message.delivered_at is not None
+                row.opened += message.opened_at is not None
+                row.clicked += message.clicked_at is not None
+                row.bounced += message.bounced
+                row.complained += message.complained
             elif message.status is MessageStatus.SKIPPED:
                 row.skipped += 1
             elif message.status is MessageStatus.FAILED:
