@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,6 +28,8 @@ def load_segment(path: Path) -> Segment:
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
+M = TypeVar("M")
+C = TypeVar("C")
 
 
 def _load_model(path: Path, model: type[_Model], shape: str) -> _Model:
@@ -95,20 +98,26 @@ def load_catalog(flows_dir: Path) -> FlowCatalog:
     """Every *.yaml under flows_dir; all problems are reported together."""
     if not flows_dir.is_dir():
         raise FlowFileError(f"{flows_dir}: no such flows directory")
-    flows, problems = [], []
-    for path in sorted(flows_dir.glob("*.yaml")):
+    return _load_all(flows_dir, load_flow, FlowCatalog)
+
+
+def _load_all(directory: Path, load: Callable[[Path], M], build: Callable[[list[M]], C]) -> C:
+    """Load every *.yaml (but _settings files) in `directory`, report all problems at once, then build."""
+    loaded: list[M] = []
+    problems: list[str] = []
+    for path in sorted(directory.glob("*.yaml")):
         if path.name.startswith("_"):
-            continue  # _guardrails.yaml and other account-wide settings, not flows
+            continue  # _guardrails.yaml and other account-wide settings
         try:
-            flows.append(load_flow(path))
+            loaded.append(load(path))
         except FlowFileError as exc:
             problems.append(str(exc))
     if problems:
         raise FlowFileError("\n".join(problems))
     try:
-        return FlowCatalog(flows)
+        return build(loaded)
     except ValueError as exc:
-        raise FlowFileError(f"{flows_dir}: {exc}") from exc
+        raise FlowFileError(f"{directory}: {exc}") from exc
 
 
 def template_problems(flow: Flow, renderer: TemplateRenderer) -> list[str]:
@@ -154,18 +163,7 @@ def load_segments(segments_dir: Path | None) -> SegmentCatalog:
     """Every *.yaml under segments_dir (none, or no such directory: the built-in stages only)."""
     if segments_dir is None or not segments_dir.is_dir():
         return SegmentCatalog()
-    segments, problems = [], []
-    for path in sorted(segments_dir.glob("*.yaml")):
-        try:
-            segments.append(load_segment(path))
-        except FlowFileError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise FlowFileError("\n".join(problems))
-    try:
-        return SegmentCatalog(segments)
-    except ValueError as exc:
-        raise FlowFileError(f"{segments_dir}: {exc}") from exc
+    return _load_all(segments_dir, load_segment, SegmentCatalog)
 
 
 def segment_problems(flows: FlowCatalog, segments: SegmentCatalog) -> list[str]:
