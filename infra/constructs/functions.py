@@ -17,6 +17,62 @@ from infra.constructs.scheduling import Scheduling
 from nudge import names
 
 MEMORY_MB = 512
+# (construct id, function name suffix, handler, timeout in seconds, description); Functions.by_label keys.
+FUNCTIONS = (
+    ("Ingest", "ingest", names.INGEST_HANDLER, 15, "nudge: signed events and contacts from the API"),
+    (
+        "Step",
+        "step",
+        names.STEP_HANDLER,
+        60,
+        "nudge: a run's wait is over; advance it (invoked by EventBridge Scheduler)",
+    ),
+    (
+        "Webhooks",
+        "webhooks",
+        names.WEBHOOKS_HANDLER,
+        15,
+        "nudge: Shopify and WooCommerce webhooks, verified on the raw body",
+    ),
+    # a batch of 500 events; API Gateway's own limit is 29 s
+    ("Api", "api", names.API_HANDLER, 29, "nudge: Segment-style track, identify, alias and batch with API keys"),
+    (
+        "Subscribe",
+        "subscribe",
+        names.SUBSCRIBE_HANDLER,
+        15,
+        "nudge: public signup forms (publishable key, CORS, rate limit, double opt-in)",
+    ),
+    (
+        "Feedback",
+        "feedback",
+        names.FEEDBACK_HANDLER,
+        30,
+        "nudge: SES bounces, complaints, deliveries, opens and clicks (SNS)",
+    ),
+    (
+        "Unsubscribe",
+        "unsubscribe",
+        names.UNSUBSCRIBE_HANDLER,
+        15,
+        "nudge: one-click unsubscribe and the preference page (public, token-authorized)",
+    ),
+    (
+        "SmsInbound",
+        "sms-inbound",
+        names.SMS_INBOUND_HANDLER,
+        15,
+        "nudge: inbound SMS keywords STOP, START and HELP (SNS)",
+    ),
+    # A day's reviews in one run; at 1M contacts ADR 0005 expects thousands, well inside this.
+    (
+        "Sweep",
+        "sweep",
+        names.SWEEP_HANDLER,
+        900,
+        "nudge: daily review of contacts whose segments change with time (lapsed, at risk)",
+    ),
+)
 
 
 class Functions(Construct):
@@ -112,94 +168,23 @@ class Functions(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": names.SERVICE,
             "LOG_LEVEL": "INFO",
         }
-        self.ingest = self._function(
-            "Ingest",
-            function_name=f"{config.stack_name}-ingest",
-            handler=names.INGEST_HANDLER,
-            timeout=cdk.Duration.seconds(15),
-            code=code,
-            environment=environment,
-            description="nudge: signed events and contacts from the API",
+        self.by_label = {
+            label: self._function(
+                label,
+                function_name=f"{config.stack_name}-{suffix}",
+                handler=handler,
+                timeout=cdk.Duration.seconds(timeout),
+                code=code,
+                environment=environment,
+                description=description,
+            )
+            for label, suffix, handler, timeout, description in FUNCTIONS
+        }
+        self.ingest, self.step, self.webhooks, self.api, self.subscribe = (
+            self.by_label[label] for label in ("Ingest", "Step", "Webhooks", "Api", "Subscribe")
         )
-        self.step = self._function(
-            "Step",
-            function_name=self.step_function_name,
-            handler=names.STEP_HANDLER,
-            timeout=cdk.Duration.seconds(60),
-            code=code,
-            environment=environment,
-            description="nudge: a run's wait is over; advance it (invoked by EventBridge Scheduler)",
-        )
-        # Scheduler invokes Lambda asynchronously: a function error is retried by Lambda (not by the
-        # schedule's retry policy), then lands in the same dead-letter queue as undeliverable schedules.
-        self.step.configure_async_invoke(
-            retry_attempts=2,
-            max_event_age=cdk.Duration.hours(6),
-            on_failure=destinations.SqsDestination(scheduling.dead_letter_queue),
-        )
-        self.webhooks = self._function(
-            "Webhooks",
-            function_name=f"{config.stack_name}-webhooks",
-            handler=names.WEBHOOKS_HANDLER,
-            timeout=cdk.Duration.seconds(15),
-            code=code,
-            environment=environment,
-            description="nudge: Shopify and WooCommerce webhooks, verified on the raw body",
-        )
-        self.api = self._function(
-            "Api",
-            function_name=f"{config.stack_name}-api",
-            handler=names.API_HANDLER,
-            timeout=cdk.Duration.seconds(29),  # a batch of 500 events; API Gateway's own limit is 29 s
-            code=code,
-            environment=environment,
-            description="nudge: Segment-style track, identify, alias and batch with API keys",
-        )
-        self.subscribe = self._function(
-            "Subscribe",
-            function_name=f"{config.stack_name}-subscribe",
-            handler=names.SUBSCRIBE_HANDLER,
-            timeout=cdk.Duration.seconds(15),
-            code=code,
-            environment=environment,
-            description="nudge: public signup forms (publishable key, CORS, rate limit, double opt-in)",
-        )
-        self.feedback = self._function(
-            "Feedback",
-            function_name=f"{config.stack_name}-feedback",
-            handler=names.FEEDBACK_HANDLER,
-            timeout=cdk.Duration.seconds(30),
-            code=code,
-            environment=environment,
-            description="nudge: SES bounces, complaints, deliveries, opens and clicks (SNS)",
-        )
-        self.unsubscribe = self._function(
-            "Unsubscribe",
-            function_name=f"{config.stack_name}-unsubscribe",
-            handler=names.UNSUBSCRIBE_HANDLER,
-            timeout=cdk.Duration.seconds(15),
-            code=code,
-            environment=environment,
-            description="nudge: one-click unsubscribe and the preference page (public, token-authorized)",
-        )
-        self.sms_inbound = self._function(
-            "SmsInbound",
-            function_name=f"{config.stack_name}-sms-inbound",
-            handler=names.SMS_INBOUND_HANDLER,
-            timeout=cdk.Duration.seconds(15),
-            code=code,
-            environment=environment,
-            description="nudge: inbound SMS keywords STOP, START and HELP (SNS)",
-        )
-        self.sweep = self._function(
-            "Sweep",
-            function_name=f"{config.stack_name}-sweep",
-            handler=names.SWEEP_HANDLER,
-            # A day's reviews in one run; at 1M contacts ADR 0005 expects thousands, well inside this.
-            timeout=cdk.Duration.minutes(15),
-            code=code,
-            environment=environment,
-            description="nudge: daily review of contacts whose segments change with time (lapsed, at risk)",
+        self.feedback, self.unsubscribe, self.sms_inbound, self.sweep = (
+            self.by_label[label] for label in ("Feedback", "Unsubscribe", "SmsInbound", "Sweep")
         )
         scheduling.allow_invoke(self.step)
         scheduling.daily(
@@ -207,8 +192,9 @@ class Functions(Construct):
         )
         messaging.subscribe_feedback(self.feedback)
         messaging.subscribe_sms_inbound(self.sms_inbound)
-        # SNS invokes asynchronously too: a failure after Lambda's retries lands in the dead-letter queue.
-        for function in (self.feedback, self.sms_inbound, self.sweep):
+        # Scheduler and SNS invoke asynchronously: a function error is retried by Lambda (not by the
+        # schedule's retry policy), then lands in the same dead-letter queue as undeliverable schedules.
+        for function in (self.step, self.feedback, self.sms_inbound, self.sweep):
             function.configure_async_invoke(
                 retry_attempts=2,
                 max_event_age=cdk.Duration.hours(6),
@@ -248,20 +234,6 @@ class Functions(Construct):
         for function in (self.ingest, self.step, self.subscribe, self.sweep):
             self.signing_secret.grant_read(function)
         self.webhook_secrets.grant_read(self.webhooks)
-
-    @property
-    def by_label(self) -> dict[str, lambda_.Function]:
-        return {
-            "Ingest": self.ingest,
-            "Step": self.step,
-            "Webhooks": self.webhooks,
-            "Api": self.api,
-            "Subscribe": self.subscribe,
-            "Feedback": self.feedback,
-            "Unsubscribe": self.unsubscribe,
-            "SmsInbound": self.sms_inbound,
-            "Sweep": self.sweep,
-        }
 
     @property
     def all(self) -> list[lambda_.Function]:
