@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
-from nudge.adapters.dynamodb.models import bind_models
 from nudge.adapters.dynamodb.rate import DynamoSendRateLimiter
 from nudge.adapters.dynamodb.store import DynamoStore
 from nudge.adapters.ses import SesMailer
@@ -18,18 +17,8 @@ from tests.conftest import START
 
 def other_invocation(stack: MotoStack) -> DynamoSendRateLimiter:
     """A limiter over its own pynamodb connection, as a concurrently running Lambda would hold."""
-    settings = stack.settings
-    models = bind_models(
-        contacts=settings.contacts_table,
-        events=settings.events_table,
-        runs=settings.runs_table,
-        messages=settings.messages_table,
-        suppressions=settings.suppressions_table,
-        counters=settings.counters_table,
-        region=REGION,
-    )
-    DynamoStore(models, REGION)  # shares one connection across the models, as in Lambda
-    return DynamoSendRateLimiter(models)
+    # A store of its own binds fresh model classes over one new connection, as in another Lambda.
+    return DynamoSendRateLimiter(DynamoStore.for_settings(stack.settings, region=REGION).models)
 
 
 def test_a_burst_of_1000_sends_across_two_invocations_never_exceeds_the_rate(moto_stack: MotoStack) -> None:

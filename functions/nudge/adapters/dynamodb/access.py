@@ -8,7 +8,6 @@ privacy-requests  PK request_id                             a data request or re
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +24,7 @@ from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, UpdateError
 from pynamodb.models import Model
 
+from nudge.adapters.dynamodb.models import bind_model, share_connection
 from nudge.ports import ApiKey, KeyKind, PrivacyKind, PrivacyRequest
 from nudge.settings import Settings
 
@@ -95,11 +95,6 @@ class AccessModels:
         return (self.keys, self.rates, self.refs, self.privacy)
 
 
-def _bind(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
-    meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    return type(model.__name__, (model,), {"Meta": meta, "__module__": __name__})
-
-
 def bind_access_models(
     settings: Settings, *, region: str, host: str | None = None, connection: Connection | None = None
 ) -> AccessModels:
@@ -119,20 +114,13 @@ def bind_access_tables(
 ) -> AccessModels:
     """bind_access_models by table name (the CLI, which needs no full deployment settings)."""
     models = AccessModels(
-        keys=_bind(ApiKeyModel, keys, region, host),  # type: ignore[arg-type]
-        rates=_bind(RateBucketModel, keys, region, host),  # type: ignore[arg-type]
-        refs=_bind(ContactRefModel, refs, region, host),  # type: ignore[arg-type]
-        privacy=_bind(PrivacyRequestModel, privacy, region, host),  # type: ignore[arg-type]
+        keys=bind_model(ApiKeyModel, keys, region, host),  # type: ignore[arg-type]
+        rates=bind_model(RateBucketModel, keys, region, host),  # type: ignore[arg-type]
+        refs=bind_model(ContactRefModel, refs, region, host),  # type: ignore[arg-type]
+        privacy=bind_model(PrivacyRequestModel, privacy, region, host),  # type: ignore[arg-type]
     )
     if connection is not None:
-        shared: set[str] = set()
-        for model in models.all():
-            table = model._get_connection()
-            if table.table_name not in shared:
-                with contextlib.suppress(ValueError):  # already shared by an earlier binding
-                    connection.add_meta_table(table.connection.get_meta_table(table.table_name))
-                shared.add(table.table_name)
-            table.connection = connection
+        share_connection(models.all(), connection)
     return models
 
 

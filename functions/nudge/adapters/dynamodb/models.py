@@ -18,6 +18,8 @@ counters   PK "STEP#<flow_id>", SK step_id        feedback counters per flow ste
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pynamodb.attributes import (
@@ -30,6 +32,7 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
+from pynamodb.connection import Connection
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
@@ -269,7 +272,24 @@ class BoundModels:
         )
 
 
-def _bind(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
+def share_connection(models: Iterable[type[Model]], connection: Connection) -> None:
+    """Make every model use one connection.
+
+    pynamodb gives every model class a connection, and every connection its own botocore session, which
+    loads the DynamoDB service model again (~40 ms each, paid at cold start). One serves them all.
+    """
+    shared: set[str] = set()
+    for model in models:
+        table = model._get_connection()
+        if table.table_name not in shared:  # models sharing a table share its schema too
+            with contextlib.suppress(ValueError):  # already known to the connection through another binding
+                connection.add_meta_table(table.connection.get_meta_table(table.table_name))
+            shared.add(table.table_name)
+        table.connection = connection
+
+
+def bind_model(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
+    """Subclass the model with this deployment's table name, region and endpoint."""
     meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
     namespace: dict[str, object] = {"Meta": meta, "__module__": __name__}
     if model is ContactModel:
@@ -291,12 +311,12 @@ def bind_models(
 ) -> BoundModels:
     """Subclass each model with this deployment's table name, so two deployments can coexist in one process."""
     return BoundModels(
-        contacts=_bind(ContactModel, contacts, region, host),  # type: ignore[arg-type]
-        events=_bind(EventModel, events, region, host),  # type: ignore[arg-type]
-        runs=_bind(RunModel, runs, region, host),  # type: ignore[arg-type]
-        flow_slots=_bind(FlowSlotModel, runs, region, host),  # type: ignore[arg-type]
-        messages=_bind(MessageModel, messages, region, host),  # type: ignore[arg-type]
-        addresses=_bind(AddressModel, suppressions, region, host),  # type: ignore[arg-type]
-        consents=_bind(ConsentModel, suppressions, region, host),  # type: ignore[arg-type]
-        counters=_bind(CounterModel, counters, region, host),  # type: ignore[arg-type]
+        contacts=bind_model(ContactModel, contacts, region, host),  # type: ignore[arg-type]
+        events=bind_model(EventModel, events, region, host),  # type: ignore[arg-type]
+        runs=bind_model(RunModel, runs, region, host),  # type: ignore[arg-type]
+        flow_slots=bind_model(FlowSlotModel, runs, region, host),  # type: ignore[arg-type]
+        messages=bind_model(MessageModel, messages, region, host),  # type: ignore[arg-type]
+        addresses=bind_model(AddressModel, suppressions, region, host),  # type: ignore[arg-type]
+        consents=bind_model(ConsentModel, suppressions, region, host),  # type: ignore[arg-type]
+        counters=bind_model(CounterModel, counters, region, host),  # type: ignore[arg-type]
     )

@@ -22,6 +22,7 @@ from nudge.adapters.dynamodb.models import (
     STEP_PREFIX,
     BoundModels,
     bind_models,
+    share_connection,
 )
 from nudge.domain import aggregates
 from nudge.domain.aggregates import ORDER_PLACED
@@ -71,16 +72,7 @@ class DynamoStore:
         self.models = models
         self._event_retention = event_retention
         self._connection = Connection(region=region, host=host)
-        # pynamodb gives every model class a connection, and every connection its own botocore
-        # session, which loads the DynamoDB service model again (~40 ms each, paid at cold start).
-        # One connection serves all five models and the transactions.
-        shared: set[str] = set()
-        for model in models.all():
-            table = model._get_connection()
-            if table.table_name not in shared:  # runs and active-run slots share a table
-                self._connection.add_meta_table(table.connection.get_meta_table(table.table_name))
-                shared.add(table.table_name)
-            table.connection = self._connection
+        share_connection(models.all(), self._connection)
 
     @classmethod
     def for_settings(cls, settings: Settings, *, region: str, host: str | None = None) -> DynamoStore:
