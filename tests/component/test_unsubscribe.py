@@ -43,7 +43,7 @@ def test_marketing_mail_carries_one_click_unsubscribe_headers_and_footer(moto_st
 
     header = str(mail["List-Unsubscribe"]).replace("\n", "").replace(" ", "")
     assert re.fullmatch(
-        r"<https://api\.shop\.example/v1/unsubscribe/v1\.[\w-]+\.[\w-]+>,"
+        r"<https://api\.shop\.example/v1/unsubscribe/v1\.[\w-]+\.[\w-]+\?m=[\w%.-]+>,"
         r"<mailto:unsubscribe@shop\.example\?subject=unsubscribe%20v1\.[\w-]+\.[\w-]+>",
         header,
     ), header
@@ -70,7 +70,7 @@ def test_html_is_inlined_tagged_and_has_a_hidden_preheader(moto_stack: MotoStack
 
     assert "<style" not in html and '<h1 style="font-size: 24px;margin: 0 0 16px">' in html  # the layout's rules
     assert "checkouts/chk_1?utm_source=nudge&amp;utm_medium=email&amp;utm_campaign=abandoned_cart" in html
-    assert re.search(r'href="https://api\.shop\.example/v1/unsubscribe/[\w.-]+"', html)  # never tagged
+    assert re.search(r'href="https://api\.shop\.example/v1/unsubscribe/[\w.-]+\?m=[\w%.-]+"', html)  # never tagged
     assert re.search(r'<div style="display:none;[^"]*">Your items are saved', html)
 
 
@@ -149,11 +149,12 @@ def test_resubscribe_and_topics_through_the_page(moto_stack: MotoStack) -> None:
 def test_a_tampered_token_gets_a_4xx_and_changes_nothing(moto_stack: MotoStack, mutate) -> None:  # type: ignore[no-untyped-def]
     moto_stack.call_api("POST", "/v1/events", subscribed("evt_1"))
     path = unsubscribe_path(last_mail(moto_stack))
-    prefix, token = path.rsplit("/", 1)
+    base, _, query = path.partition("?")
+    prefix, token = base.rsplit("/", 1)
     before = moto_stack.scan_all_tables()
 
     responses = [
-        moto_stack.call_unsubscribe(method, f"{prefix}/{mutate(token)}", form)
+        moto_stack.call_unsubscribe(method, f"{prefix}/{mutate(token)}?{query}", form)
         for method, form in (("POST", "List-Unsubscribe=One-Click"), ("GET", None), ("POST", "action=resubscribe"))
     ]
 
@@ -179,3 +180,26 @@ def test_mail_to_the_mailto_address_unsubscribes_like_the_one_click_post(moto_st
 
     assert outcome == {"unsubscribed": 1}
     assert moto_stack.container.store.get_contact(alice).email_marketing is False  # type: ignore[union-attr]
+
+
+def test_an_unsubscribe_counts_once_against_the_step_whose_link_was_used(moto_stack: MotoStack) -> None:
+    from nudge.services.reporting import build_report
+
+    bob = moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1")).body["contact_id"]
+    moto_stack.pump.run_until(START + timedelta(hours=1))
+    path = unsubscribe_path(last_mail(moto_stack))
+    alice = moto_stack.call_api("POST", "/v1/events", subscribed("evt_2")).body["contact_id"]
+    alices = next(m for m in moto_stack.container.store.messages_for(alice) if m.status is MessageStatus.SENT)
+
+    for form in ("List-Unsubscribe=One-Click", "action=unsubscribe"):  # the second click counts no more
+        moto_stack.call_unsubscribe("POST", path, form)
+    # bob's token with alice's message id: the token's contact owns no such message, so nothing is credited
+    moto_stack.call_unsubscribe("POST", path.partition("?")[0] + "?m=" + alices.message_id, "action=unsubscribe")
+
+    store = moto_stack.container.store
+    [reminder] = [m for m in store.messages_for(bob) if m.step_id == "reminder_1"]
+    assert set(reminder.feedback) == {"unsubscribe"}
+    assert store.step_counts("abandoned_cart") == {"reminder_1": {"unsubscribe": 1}}
+    assert store.step_counts("welcome") == {}
+    steps = {(r.flow_id, r.step_id): r.unsubscribed for r in build_report(store).steps}  # type: ignore[arg-type]
+    assert steps[("abandoned_cart", "reminder_1")] == 1 and steps[("welcome", alices.step_id)] == 0

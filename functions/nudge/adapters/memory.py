@@ -123,6 +123,9 @@ class MemoryStore:
         self.messages[(message.contact_id, message.message_id)] = settled
         return settled
 
+    def get_message(self, contact_id: str, message_id: str) -> Message | None:
+        return self.messages.get((contact_id, message_id))
+
     def messages_for(self, contact_id: str) -> list[Message]:
         return sorted((m for (c, _), m in self.messages.items() if c == contact_id), key=lambda m: m.created_at)
 

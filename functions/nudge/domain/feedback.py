@@ -1,4 +1,4 @@
-"""What the providers tell us after a send: delivered, opened, clicked, bounced, complained, rejected."""
+"""What happens to a message after its send: delivered, opened, clicked, bounced, complained, rejected, unsubscribed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class FeedbackKind(StrEnum):
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
     REJECT = "reject"
+    UNSUBSCRIBE = "unsubscribe"  # the unsubscribe link of this message (ours, not the provider's)
 
 
 @dataclass(frozen=True, slots=True)

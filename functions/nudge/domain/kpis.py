@@ -35,6 +35,7 @@ class MessageFacts:
     clicked_at: datetime | None = None
     bounced: bool = False
     complained: bool = False  # a spam complaint: the address is unsubscribed from marketing email
+    unsubscribed: bool = False  # the message's own unsubscribe link was used
 
     @staticmethod
     def of(message: Message) -> MessageFacts:
@@ -52,6 +53,7 @@ class MessageFacts:
             clicked_at=feedback.get("click"),
             bounced="bounce" in feedback,
             complained="complaint" in feedback,
+            unsubscribed="unsubscribe" in feedback,
         )
 
     def touches(self) -> list[datetime]:
@@ -112,6 +114,7 @@ class Kpis:
     clicked: int = 0
     bounced: int = 0
     complained: int = 0
+    unsubscribed: int = 0
     orders: int = 0
     revenue: Decimal = Decimal("0.00")
     recipients: set[str] = field(default_factory=set)
@@ -190,6 +193,7 @@ def report(
                 row.clicked += message.clicked_at is not None
                 row.bounced += message.bounced
                 row.complained += message.complained
+                row.unsubscribed += message.unsubscribed
             elif message.status is MessageStatus.SKIPPED:
                 row.skipped += 1
             elif message.status is MessageStatus.FAILED:

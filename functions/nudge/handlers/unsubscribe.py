@@ -84,7 +84,8 @@ def change(token: str) -> Response:
         raise problems.invalid_field("/action", "one of unsubscribe, resubscribe, save_topics")
     # RFC 8058: the mailbox provider POSTs "List-Unsubscribe=One-Click"; the page's button posts action.
     source = "unsubscribe:page" if action else "unsubscribe:one_click"
-    prefs = service.unsubscribe(token, source=source)
+    message_id = app.current_event.get_query_string_value("m")  # which message's link, for the KPIs
+    prefs = service.unsubscribe(token, source=source, message_id=message_id)
     logger.info("unsubscribed", extra={"source": source})
     return _page("You are unsubscribed", "You will get no more marketing email from us.", prefs)
 

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from nudge import names, signing
 
@@ -29,8 +30,10 @@ class FakeLambdaContext:
 def api_gateway_event(
     method: str, path: str, body: bytes | str | None, headers: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """A REST API proxy-integration event, as API Gateway sends it."""
+    """A REST API proxy-integration event, as API Gateway sends it (a `?query` on the path becomes parameters)."""
     text = body.decode() if isinstance(body, bytes) else body
+    path, _, raw_query = path.partition("?")
+    query = dict(parse_qsl(raw_query, keep_blank_values=True))
     all_headers = {"Content-Type": "application/json", **(headers or {})}
     return {
         "resource": path,
@@ -38,8 +41,8 @@ def api_gateway_event(
         "httpMethod": method,
         "headers": all_headers,
         "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
-        "queryStringParameters": None,
-        "multiValueQueryStringParameters": None,
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
         "pathParameters": None,
         "stageVariables": None,
         "requestContext": {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from nudge.domain.feedback import FeedbackKind
 from nudge.domain.flows import FlowCatalog
 from nudge.domain.model import Category, Channel, Contact
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression, address_key
@@ -47,10 +48,17 @@ class PreferenceService:
         contact = self._contact(token)
         return self._preferences(contact, self._state(contact))
 
-    def unsubscribe(self, token: str, *, source: str) -> Preferences:
-        """Stop all marketing email at once (RFC 8058 one-click, or the page's button)."""
+    def unsubscribe(self, token: str, *, source: str, message_id: str | None = None) -> Preferences:
+        """Stop all marketing email at once (RFC 8058 one-click, or the page's button).
+
+        `message_id` (the link's `m`) is the message whose link was used: its flow step is credited with the
+        unsubscribe, once, and only if that message was sent to the token's contact.
+        """
         contact = self._contact(token)
         now = self._clock.now()
+        message = self._store.get_message(contact.contact_id, message_id) if message_id else None
+        if message is not None and self._store.record_feedback(message, FeedbackKind.UNSUBSCRIBE, now):
+            self._store.count_step(message.flow_id, message.step_id, FeedbackKind.UNSUBSCRIBE)
         key = self._address(contact)
         if key:
             self._store.suppress(key, Suppression.UNSUBSCRIBED, now)

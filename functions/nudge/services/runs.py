@@ -279,7 +279,10 @@ class RunService:
             if not key or not policy.unsubscribe_base_url:
                 raise PermanentSendError("marketing email needs an unsubscribe link: no unsubscribe key or base URL")
             token = make_token(key, message.contact_id)
-            unsubscribe_url = f"{policy.unsubscribe_base_url.rstrip('/')}/{token}"
+            # `m` names the message, so an unsubscribe counts against its flow step (the token alone authorizes).
+            unsubscribe_url = (
+                f"{policy.unsubscribe_base_url.rstrip('/')}/{token}?m={quote(message.message_id, safe='')}"
+            )
             targets = [f"<{unsubscribe_url}>"]
             if policy.unsubscribe_mailto:
                 targets.append(f"<mailto:{policy.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}>")

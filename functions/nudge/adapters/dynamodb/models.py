@@ -194,6 +194,7 @@ class MessageModel(Model):
     bounce_at = UTCDateTimeAttribute(null=True)
     complaint_at = UTCDateTimeAttribute(null=True)
     reject_at = UTCDateTimeAttribute(null=True)
+    unsubscribe_at = UTCDateTimeAttribute(null=True)
     by_provider_id = MessagesByProviderId()
 
 
@@ -242,6 +243,7 @@ class CounterModel(Model):
     bounce = NumberAttribute(null=True)
     complaint = NumberAttribute(null=True)
     reject = NumberAttribute(null=True)
+    unsubscribe = NumberAttribute(null=True)
     taken = NumberAttribute(null=True)  # send-rate slots taken in the window
     expires_at = TTLAttribute(null=True)
 

@@ -332,6 +332,12 @@ class DynamoStore:
         self._message_item(settled).save()
         return settled
 
+    def get_message(self, contact_id: str, message_id: str) -> Message | None:
+        try:
+            return self._message_from(self.models.messages.get(contact_id, message_id, consistent_read=True))
+        except self.models.messages.DoesNotExist:
+            return None
+
     def messages_for(self, contact_id: str) -> list[Message]:
         items = self.models.messages.query(contact_id, consistent_read=True)
         return sorted((self._message_from(i) for i in items), key=lambda m: m.created_at)
