@@ -40,7 +40,25 @@ class PermanentSendError(Exception):
     """The provider will never accept this message (rejected address, bad content)."""
 
 
-class Store(Protocol):
+class Census(Protocol):
+    """Whole-table passes for the daily job: every contact, every retained order (scans, once a day)."""
+
+    def all_contacts(self) -> Iterator[Contact]: ...
+
+    def order_lines(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """(event id, its `lines`) of every order_placed event the events table still holds."""
+        ...
+
+
+class Documents(Protocol):
+    """Small named JSON documents the daily job computes for everyone: RFM cut points, co-purchases."""
+
+    def get_document(self, name: str) -> dict[str, Any] | None: ...
+
+    def put_document(self, name: str, document: Mapping[str, Any], at: datetime) -> None: ...
+
+
+class Store(Census, Documents, Protocol):
     def get_contact(self, contact_id: str) -> Contact | None: ...
 
     def save_contact(self, contact: Contact, expected_version: int) -> Contact:

@@ -22,6 +22,7 @@ from nudge.ports import (
     Texter,
     WebhookSender,
 )
+from nudge.services.daily import DailyJob
 from nudge.services.feedback import FeedbackService
 from nudge.services.ingest import IngestService
 from nudge.services.keys import KeyService
@@ -72,6 +73,7 @@ class Container:
     webhooks: WebhookService  # inbound storefront webhooks
     segment: SegmentService
     subscribe: SubscribeService
+    daily: DailyJob  # the sweep function's work: reviews, RFM, co-purchases
     # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
     webhook_secrets: Callable[[], Mapping[str, Any]]
     unsubscribe_key: Callable[[], str | None]
@@ -162,6 +164,7 @@ def assemble(
         webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock, eraser=privacy.erase),
         segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
         subscribe=SubscribeService(ingest=ingest, clock=clock),
+        daily=DailyJob(ingest=ingest, census=store, documents=store, clock=clock),
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
         feedback=FeedbackService(store=store, clock=clock),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),

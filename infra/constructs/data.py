@@ -154,5 +154,11 @@ class Data(Construct):
             iam.PolicyStatement(actions=list(DATA_ACTIONS), resources=resources)
         )
 
+    def grant_daily_scans(self, grantee: iam.IGrantable) -> None:
+        """Scan on the contacts and events tables only (their indexes not): the daily job's two passes."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["dynamodb:Scan"], resources=[self.contacts.table_arn, self.events.table_arn])
+        )
+
     def environment(self) -> dict[str, str]:
         return {env: table.table_name for env, table in self.tables.items()}

@@ -70,7 +70,7 @@ FUNCTIONS = (
         "sweep",
         names.SWEEP_HANDLER,
         900,
-        "nudge: daily review of contacts whose segments change with time (lapsed, at risk)",
+        "nudge: the daily job: segment reviews (lapsed, at risk), RFM scores, co-purchase table",
     ),
 )
 
@@ -218,6 +218,8 @@ class Functions(Construct):
             self.unsubscribe_secret.grant_read(function)  # every marketing email carries a signed link
             self._acknowledge_wildcards(function, scheduling)
         # Feedback, unsubscribe and inbound SMS change contacts and suppressions; only the last one sends (HELP).
+        # RFM needs the whole customer base and co-purchases every retained order: the daily job scans.
+        data.grant_daily_scans(self.sweep)
         for function in (self.feedback, self.unsubscribe, self.sms_inbound):
             data.grant_read_write(function, deliverability)
         for function in (self.feedback, self.unsubscribe):  # the mailto and the page check tokens

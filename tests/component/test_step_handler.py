@@ -125,5 +125,14 @@ def test_the_daily_sweep_moves_contacts_whose_stage_changed_with_time(moto_stack
 
     result = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
 
-    assert result["reviewed"] == 1
-    assert moto_stack.container.store.get_contact(contact_id).segments[0] == "at_risk"  # type: ignore[union-attr]
+    assert (result["reviewed"], result["buyers"], result["rescored"]) == (1, 1, 1)
+    stored = moto_stack.container.store.get_contact(contact_id)
+    assert stored is not None and stored.segments[0] == "at_risk"
+    # the only buyer: every cut is its own value, so it is as recent (5) as anyone, and as small (1, 1)
+    assert stored.rfm is not None and stored.rfm.code == "511"
+    cuts = moto_stack.container.store.get_document("rfm_cuts")
+    assert cuts is not None and (cuts["buyers"], cuts["frequency"]) == (1, [1.0, 1.0, 1.0, 1.0])
+
+    again = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
+    assert (again["reviewed"], again["rescored"]) == (0, 0)
+    assert moto_stack.container.store.get_contact(contact_id).version == stored.version  # type: ignore[union-attr]

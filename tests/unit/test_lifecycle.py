@@ -82,7 +82,8 @@ def test_rfm_scores_are_quintiles_of_the_customer_base() -> None:
     customers += [customer(60, 2, 200.0), customer(50, 1, 100.0)]
     cuts = rfm_cuts(customers, now)
 
-    assert cuts == RfmCuts((10.0, 20.0, 30.0, 40.0), (1.0, 2.0, 3.0, 4.0), (100.0, 200.0, 300.0, 400.0))
+    assert cuts == RfmCuts((10.0, 20.0, 30.0, 40.0), (1.0, 2.0, 3.0, 4.0), (100.0, 200.0, 300.0, 400.0), buyers=5)
+    assert RfmCuts.from_record(cuts.to_record()) == cuts  # as the daily job stores them
     assert [rfm_score(c, cuts, now) for c in customers] == [
         Rfm(5, 5, 5),
         Rfm(4, 4, 4),
@@ -92,7 +93,9 @@ def test_rfm_scores_are_quintiles_of_the_customer_base() -> None:
     ]
     assert rfm_score(Aggregates(), cuts, now) is None
     assert rfm_cuts([Aggregates()], now) is None
-    assert Rfm(5, 4, 3).code == "543"
+    assert Rfm(5, 4, 3).code == "543" and Rfm.from_code("543") == Rfm(5, 4, 3)
+    with pytest.raises(ValueError, match="three digits"):
+        Rfm.from_code("605")
 
 
 def test_recency_moves_with_the_clock_while_the_cuts_stand() -> None:

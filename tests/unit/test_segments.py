@@ -220,3 +220,55 @@ def test_a_flow_on_an_unknown_segment_is_refused_at_start(
 
     with pytest.raises(FlowFileError, match="lapsed_note: trigger.segment: no segment 'lapsd'"):
         simulation(settings, clock, flows_dir(tmp_path, flow))
+
+
+CHAMPIONS = """
+id: champions
+name: Champions (RFM 4+ on recency and frequency)
+conditions:
+  - {field: rfm.recency, op: gte, value: 4}
+  - {field: rfm.frequency, op: gte, value: 4}
+"""
+CHAMPIONS_FLOW = f"""
+id: champions_thanks
+name: Thanks, champion
+trigger: {{type: segment, segment: champions}}
+steps:
+  - id: thanks
+    {EMAIL}
+    subject: "You are one of our best"
+"""
+
+
+def test_the_daily_job_scores_rfm_against_the_base_and_a_segment_on_it_starts_a_flow(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    segments_dir(tmp_path, CHAMPIONS)
+    sim = simulation(settings, clock, flows_dir(tmp_path, CHAMPIONS_FLOW))
+    # Five customers: ann orders most and latest, eve least and longest ago. Orders land at START + day.
+    plan = {"ann": [40, 41, 42, 43, 44], "bea": [30, 31, 32, 33], "cat": [20, 21, 22], "dan": [10, 11], "eve": [0]}
+    for day, name in sorted((day, name) for name, days in plan.items() for day in days):
+        clock.set(START + day * DAY)
+        order = {"order_id": f"{name}{day}", "total": 50}
+        sim.send({"id": f"{name}{day}", "type": "order_placed", "contact": contact(name), "properties": order})
+    sim.send({"id": "s1", "type": "subscribed", "contact": contact("zoe"), "properties": {}})  # no order: no score
+    clock.set(START + 50 * DAY)
+
+    first = sim.container.daily.rescore()
+    again = sim.container.daily.rescore()
+
+    codes = {c.email.split("@")[0]: c.rfm.code if c.rfm else None for c in sim.store.contacts.values()}  # type: ignore[union-attr]
+    assert codes == {"ann": "555", "bea": "444", "cat": "333", "dan": "222", "eve": "111", "zoe": None}
+    assert (first.buyers, first.rescored, again.rescored) == (5, 5, 0)  # unchanged scores are not written
+    assert sim.store.get_document("rfm_cuts") == {
+        "recency_days": [6.0, 17.0, 28.0, 39.0],  # ann's last order 6 days ago, eve's 50
+        "frequency": [1.0, 2.0, 3.0, 4.0],
+        "monetary": [50.0, 100.0, 150.0, 200.0],
+        "buyers": 5,
+        "computed_at": (START + 50 * DAY).isoformat(),
+    }
+    assert sim.container.daily.rfm_cuts() == first.cuts
+    started = {sim.store.contacts[o.contact_id].email for o in first.outcomes if o.started == ["champions_thanks"]}
+    assert started == {"ann@example.com", "bea@example.com"}  # 555 and 444: recency and frequency 4 or more
+    thanked = [row[1] for row in sent(sim) if row[2] == "You are one of our best"]
+    assert sorted(thanked) == ["ann@example.com", "bea@example.com"]

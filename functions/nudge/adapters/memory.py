@@ -7,6 +7,7 @@ testing the real adapters (tests/component does that on moto).
 from __future__ import annotations
 
 import itertools
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
@@ -41,6 +42,7 @@ class MemoryStore:
         self.addresses: dict[str, AddressState] = {}
         self.consents: dict[str, list[ConsentRecord]] = defaultdict(list)
         self.counters: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self.documents: dict[str, dict[str, Any]] = {}
 
     def get_contact(self, contact_id: str) -> Contact | None:
         return self.contacts.get(contact_id)
@@ -122,6 +124,22 @@ class MemoryStore:
         settled = replace(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
         self.messages[(message.contact_id, message.message_id)] = settled
         return settled
+
+    def all_contacts(self) -> Iterator[Contact]:
+        return iter(list(self.contacts.values()))
+
+    def order_lines(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        for event_id, record in list(self.events.items()):
+            event = record["event"]
+            if event.type == ORDER_PLACED:
+                yield event_id, [line for line in event.properties.get("lines") or () if isinstance(line, dict)]
+
+    def get_document(self, name: str) -> dict[str, Any] | None:
+        found = self.documents.get(name)
+        return json.loads(json.dumps(found)) if found is not None else None  # a copy, as a read would be
+
+    def put_document(self, name: str, document: Mapping[str, Any], at: datetime) -> None:
+        self.documents[name] = json.loads(json.dumps(document))
 
     def get_message(self, contact_id: str, message_id: str) -> Message | None:
         return self.messages.get((contact_id, message_id))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from nudge.domain.aggregates import Aggregates
 
@@ -89,6 +90,25 @@ class RfmCuts:
     recency_days: tuple[float, float, float, float]
     frequency: tuple[float, float, float, float]
     monetary: tuple[float, float, float, float]
+    buyers: int = 0  # how many customers they were cut from
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "recency_days": list(self.recency_days),
+            "frequency": list(self.frequency),
+            "monetary": list(self.monetary),
+            "buyers": self.buyers,
+        }
+
+    @staticmethod
+    def from_record(record: Mapping[str, Any]) -> RfmCuts:
+        def four(values: Any) -> tuple[float, float, float, float]:
+            a, b, c, d = (float(v) for v in values)
+            return (a, b, c, d)
+
+        return RfmCuts(
+            four(record["recency_days"]), four(record["frequency"]), four(record["monetary"]), int(record["buyers"])
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,33 +119,61 @@ class Rfm:
 
     @property
     def code(self) -> str:
+        """ "541": recency 5, frequency 4, monetary 1 (how marketers write RFM cells)."""
         return f"{self.recency}{self.frequency}{self.monetary}"
+
+    @staticmethod
+    def from_code(code: str) -> Rfm:
+        if len(code) != 3 or any(c not in "12345" for c in code):
+            raise ValueError(f"an RFM code is three digits 1-5, not {code!r}")
+        return Rfm(int(code[0]), int(code[1]), int(code[2]))
+
+    def template_view(self) -> dict[str, Any]:
+        return {"recency": self.recency, "frequency": self.frequency, "monetary": self.monetary, "code": self.code}
+
+
+@dataclass(frozen=True, slots=True)
+class RfmInputs:
+    """What RFM needs of a customer: three numbers (the daily job keeps only these for the whole base)."""
+
+    recency_days: float
+    orders: float
+    spent: float
+
+    @staticmethod
+    def of(aggregates: Aggregates, now: datetime) -> RfmInputs | None:
+        """None for a contact without an order: RFM scores customers only."""
+        if aggregates.orders_count <= 0 or aggregates.last_order_at is None:
+            return None
+        recency = (now - aggregates.last_order_at) / timedelta(days=1)
+        return RfmInputs(recency, float(aggregates.orders_count), float(aggregates.total_spent))
+
+
+def cuts_of(recency_days: list[float], orders: list[float], spent: list[float]) -> RfmCuts | None:
+    """Quintile cut points of the three columns (one value per buyer, any order); None if empty."""
+    if not recency_days:
+        return None
+    return RfmCuts(
+        _quintiles(sorted(recency_days)), _quintiles(sorted(orders)), _quintiles(sorted(spent)), len(recency_days)
+    )
 
 
 def rfm_cuts(customers: Iterable[Aggregates], now: datetime) -> RfmCuts | None:
     """Quintile cut points over every contact with an order; None if nobody has ordered."""
-    buyers = [a for a in customers if a.orders_count > 0 and a.last_order_at is not None]
-    if not buyers:
-        return None
-    recency = sorted(_days_since(a, now) for a in buyers)
-    frequency = sorted(float(a.orders_count) for a in buyers)
-    monetary = sorted(float(a.total_spent) for a in buyers)
-    return RfmCuts(_quintiles(recency), _quintiles(frequency), _quintiles(monetary))
+    buyers = [found for a in customers if (found := RfmInputs.of(a, now)) is not None]
+    return cuts_of([b.recency_days for b in buyers], [b.orders for b in buyers], [b.spent for b in buyers])
+
+
+def score(inputs: RfmInputs, cuts: RfmCuts) -> Rfm:
+    """Scores 1-5 each (5 best: most recent, most frequent, biggest spender)."""
+    recency = 5 - _bucket(inputs.recency_days, cuts.recency_days) + 1
+    return Rfm(recency, _bucket(inputs.orders, cuts.frequency), _bucket(inputs.spent, cuts.monetary))
 
 
 def rfm_score(aggregates: Aggregates, cuts: RfmCuts, now: datetime) -> Rfm | None:
-    """Scores 1-5 each (5 best: most recent, most frequent, biggest spender); None for non-buyers."""
-    if aggregates.orders_count <= 0 or aggregates.last_order_at is None:
-        return None
-    recency = 5 - _bucket(_days_since(aggregates, now), cuts.recency_days) + 1
-    frequency = _bucket(float(aggregates.orders_count), cuts.frequency)
-    monetary = _bucket(float(aggregates.total_spent), cuts.monetary)
-    return Rfm(recency=recency, frequency=frequency, monetary=monetary)
-
-
-def _days_since(aggregates: Aggregates, now: datetime) -> float:
-    assert aggregates.last_order_at is not None
-    return (now - aggregates.last_order_at) / timedelta(days=1)
+    """The contact's scores at `now` against these cut points; None for non-buyers."""
+    inputs = RfmInputs.of(aggregates, now)
+    return score(inputs, cuts) if inputs is not None else None
 
 
 def _quintiles(values: list[float]) -> tuple[float, float, float, float]:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from nudge.domain.aggregates import Aggregates
-from nudge.domain.lifecycle import STAGES
+from nudge.domain.lifecycle import STAGES, Rfm
 
 JsonDict = dict[str, Any]
 
@@ -75,6 +75,7 @@ class Contact:
     aggregates: Aggregates = field(default_factory=Aggregates)
     segments: tuple[str, ...] = ()  # the lifecycle stage first, then the segments/*.yaml it meets
     review_at: datetime | None = None  # when membership may next change with time alone (the daily sweep)
+    rfm: Rfm | None = None  # scored by the daily job against the whole customer base; None for non-buyers
     version: int = 0
 
     def merged(self, patch: ContactPatch, now: datetime) -> Contact:
@@ -109,6 +110,7 @@ class Contact:
             "aggregates": self.aggregates.template_view(),
             "stage": self.stage,
             "segments": list(self.segments),
+            "rfm": self.rfm.template_view() if self.rfm else None,
         }
 
     @property

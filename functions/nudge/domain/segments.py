@@ -31,6 +31,7 @@ FIELD_ROOTS = (
     "tags",
     "properties",
     "aggregates",
+    "rfm",
 )
 # The sweep looks this many days back for reviews it missed (a failed or late daily run); older ones wait
 # for the contact's next event. Longer costs one more index query per day per shard.

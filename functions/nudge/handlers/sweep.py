@@ -1,4 +1,4 @@
-"""Daily EventBridge Scheduler target: review the contacts whose segments may have changed with time alone."""
+"""Daily EventBridge Scheduler target: segment reviews, RFM scores and co-purchases (services/daily.py)."""
 
 from __future__ import annotations
 
@@ -16,16 +16,12 @@ logger = Logger(service=names.SERVICE)
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    outcomes = wiring.current().ingest.sweep()
+    done = wiring.current().daily.run()
     counts: flow_metrics.FlowCounts = defaultdict(Counter)
-    for outcome in outcomes:
+    for outcome in done.reviews + done.rfm.outcomes:
         for flow, values in flow_metrics.from_ingest(outcome).items():
             counts[flow].update(values)
     flow_metrics.publish(counts)
-    result = {
-        "reviewed": len(outcomes),
-        "started": sum(len(o.started) for o in outcomes),
-        "exited": sum(len(o.exited) for o in outcomes),
-    }
-    logger.info("segment sweep done", extra=result)
+    result = done.as_dict()
+    logger.info("daily job done", extra=result)
     return result

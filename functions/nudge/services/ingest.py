@@ -10,6 +10,7 @@ from datetime import datetime
 from nudge.domain import aggregates, engine, segments
 from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.guardrails import Guardrails
+from nudge.domain.lifecycle import Rfm
 from nudge.domain.model import Contact, ContactPatch, Event
 from nudge.domain.segments import SegmentCatalog, Transition
 from nudge.ports import Clock, ConflictError, Scheduler, Store
@@ -89,6 +90,17 @@ class IngestService:
         if self._store.get_contact(contact_id) is None:
             return outcome
         contact, moves = self._upsert(ContactPatch(external_id=contact_id), source="review", touch=False)
+        self._on_segments(contact, moves, outcome)
+        return outcome
+
+    def rescore(self, contact_id: str, rfm: Rfm | None) -> IngestOutcome:
+        """Store the contact's new RFM score (the daily job) and act on the segment moves it causes."""
+        outcome = IngestOutcome(event_id="rescore", contact_id=contact_id)
+        if self._store.get_contact(contact_id) is None:
+            return outcome
+        contact, moves = self._upsert(
+            ContactPatch(external_id=contact_id), source="rescore", touch=False, adjust=lambda c: replace(c, rfm=rfm)
+        )
         self._on_segments(contact, moves, outcome)
         return outcome
 
@@ -218,7 +230,13 @@ class IngestService:
             self._runs.start(start)
 
     def _upsert(
-        self, patch: ContactPatch, event: Event | None = None, *, source: str, touch: bool = True
+        self,
+        patch: ContactPatch,
+        event: Event | None = None,
+        *,
+        source: str,
+        touch: bool = True,
+        adjust: Callable[[Contact], Contact] | None = None,
     ) -> tuple[Contact, list[Transition]]:
         """Merge, count the event, re-evaluate segments; one optimistic write. Returns the segment moves."""
         contact_id = patch.contact_id
@@ -232,6 +250,8 @@ class IngestService:
                     changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
                 )
                 changed = replace(changed, aggregates=counted)
+            if adjust is not None:
+                changed = adjust(changed)
             membership = segments.evaluate(self._segments, changed.template_view(), changed.aggregates, now)
             changed = replace(changed, segments=membership.segments, review_at=membership.review_at)
             try:

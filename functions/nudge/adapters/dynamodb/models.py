@@ -99,6 +99,7 @@ class ContactModel(Model):
     review_at = UTCDateTimeAttribute(null=True)
     review_bucket = UnicodeAttribute(null=True)
     review_index = ReviewIndex()
+    rfm = UnicodeAttribute(null=True)  # "541", written by the daily job
     version = NumberAttribute(default=0)
 
 
@@ -230,7 +231,10 @@ class ConsentModel(Model):
 
 
 class CounterModel(Model):
-    """PK: STEP#<flow_id> or RATE#<bucket>; SK: step id or unix second. Counts are updated with ADD."""
+    """PK: STEP#<flow_id>, RATE#<bucket> or DOC; SK: step id, unix second or document name.
+
+    Counts are updated with ADD; DOC items hold one small JSON document each, recomputed by the daily job.
+    """
 
     class Meta:
         table_name = "nudge-counters"
@@ -244,6 +248,8 @@ class CounterModel(Model):
     complaint = NumberAttribute(null=True)
     reject = NumberAttribute(null=True)
     unsubscribe = NumberAttribute(null=True)
+    document = JSONAttribute(null=True)  # DOC items: the RFM cut points, the co-purchase table
+    updated_at = UTCDateTimeAttribute(null=True)
     taken = NumberAttribute(null=True)  # send-rate slots taken in the window
     expires_at = TTLAttribute(null=True)
 

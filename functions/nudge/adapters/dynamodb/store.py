@@ -28,6 +28,7 @@ from nudge.domain import aggregates
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order, order_of
+from nudge.domain.lifecycle import Rfm
 from nudge.domain.model import (
     Category,
     Channel,
@@ -48,6 +49,7 @@ from nudge.settings import Settings
 EVENT_RETENTION = timedelta(days=90)
 CONTACT_WRITE_ATTEMPTS = 5
 _FEEDBACK_KINDS = tuple(FeedbackKind)
+DOC_PK = "DOC"
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -104,6 +106,10 @@ class DynamoStore:
             item = self.models.contacts.get(contact_id, consistent_read=True)
         except self.models.contacts.DoesNotExist:
             return None
+        return self._contact_from(item)
+
+    @staticmethod
+    def _contact_from(item: Any) -> Contact:
         return Contact(
             contact_id=item.contact_id,
             email=item.email,
@@ -120,6 +126,7 @@ class DynamoStore:
             aggregates=aggregates.from_record(item.aggregates),
             segments=tuple(item.segments or ()),
             review_at=item.review_at,
+            rfm=Rfm.from_code(item.rfm) if item.rfm else None,
             version=int(item.version),
         )
 
@@ -143,6 +150,7 @@ class DynamoStore:
             segments=list(saved.segments) or None,
             review_at=saved.review_at,
             review_bucket=review_bucket(saved.contact_id, saved.review_at) if saved.review_at else None,
+            rfm=saved.rfm.code if saved.rfm else None,
             version=saved.version,
         )
         condition = model.contact_id.does_not_exist() if expected_version == 0 else model.version == expected_version
@@ -370,6 +378,29 @@ class DynamoStore:
             for shard in range(REVIEW_SHARDS):
                 for item in index.query(f"{day.isoformat()}#{shard}", self.models.contacts.review_at <= until):
                     yield item.contact_id
+
+    # whole-table passes of the daily job (ADR 0005, 0006) ------------------------------------------------
+
+    def all_contacts(self) -> Iterator[Contact]:
+        # Eventually consistent: a contact changed during the pass is scored again tomorrow.
+        for item in self.models.contacts.scan():
+            yield self._contact_from(item)
+
+    def order_lines(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        events = self.models.events
+        for item in events.scan(events.type == ORDER_PLACED):
+            lines = ((item.body or {}).get("properties") or {}).get("lines")
+            yield item.event_id, [line for line in lines or () if isinstance(line, dict)]
+
+    def get_document(self, name: str) -> dict[str, Any] | None:
+        try:
+            item = self.models.counters.get(DOC_PK, name, consistent_read=True)
+        except self.models.counters.DoesNotExist:
+            return None
+        return dict(item.document or {})
+
+    def put_document(self, name: str, document: Mapping[str, Any], at: datetime) -> None:
+        self.models.counters(pk=DOC_PK, sk=name, document=dict(document), updated_at=at).save()
 
     # reports (CLI only) ----------------------------------------------------------------------------------
 
