@@ -37,9 +37,17 @@ class Preview:
 
 
 def preview(
-    flow: Flow, renderer: TemplateRenderer, contact: Contact, event: dict[str, Any], now: datetime
+    flow: Flow,
+    renderer: TemplateRenderer,
+    contact: Contact,
+    event: dict[str, Any],
+    now: datetime,
+    recommendations: list[dict[str, Any]] | None = None,
 ) -> list[Preview]:
-    """Every message step of the flow, rendered for this contact and trigger event (all branches)."""
+    """Every message step of the flow, rendered for this contact and trigger event (all branches).
+
+    `recommendations` stands in for what the shop's co-purchase table would give the contact.
+    """
     run = Run(
         run_id="preview",
         contact_id=contact.contact_id,
@@ -52,7 +60,11 @@ def preview(
         started_at=now,
         updated_at=now,
     )
-    context = {**template_context(run, contact, {}, now), "flow": {"id": flow.id, "name": flow.name}}
+    context = {
+        **template_context(run, contact, {}, now),
+        "flow": {"id": flow.id, "name": flow.name},
+        "recommendations": list(recommendations or ()),
+    }
     previews = []
     for step in flow.steps:
         step_context = {**context, "step": {"id": step.id}}

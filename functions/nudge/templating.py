@@ -12,7 +12,19 @@ from nudge.domain.expressions import make_environment
 
 # The variables every message template may use (services.runs builds exactly these; a test checks it).
 TEMPLATE_VARIABLES = frozenset(
-    {"contact", "event", "trigger", "flow", "step", "run", "now", "channel", "unsubscribe_url", "postal_address"}
+    {
+        "contact",
+        "event",
+        "trigger",
+        "flow",
+        "step",
+        "run",
+        "now",
+        "channel",
+        "unsubscribe_url",
+        "postal_address",
+        "recommendations",
+    }
 )
 # Appended to every email (postal address; unsubscribe link on marketing mail), whatever its layout.
 FOOTER_HTML = "layouts/footer.html.j2"

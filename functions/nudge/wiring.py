@@ -28,6 +28,7 @@ from nudge.services.ingest import IngestService
 from nudge.services.keys import KeyService
 from nudge.services.preferences import PreferenceService
 from nudge.services.privacy import PrivacyService
+from nudge.services.recommendations import CoPurchaseBook, Recommender
 from nudge.services.runs import MailPolicy, RunService, WebhookSigner
 from nudge.services.segment import SegmentService
 from nudge.services.sms_keywords import SmsKeywordService
@@ -132,6 +133,7 @@ def assemble(
         unsubscribe_key=unsubscribe_key,
         throttle=throttle,
         sleeper=sleeper,
+        recommend=Recommender(documents=store, clock=clock).for_contact,
     )
     privacy = PrivacyService(store=store, scheduler=scheduler, clock=clock)
     ingest = IngestService(
@@ -164,7 +166,13 @@ def assemble(
         webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock, eraser=privacy.erase),
         segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
         subscribe=SubscribeService(ingest=ingest, clock=clock),
-        daily=DailyJob(ingest=ingest, census=store, documents=store, clock=clock),
+        daily=DailyJob(
+            ingest=ingest,
+            census=store,
+            documents=store,
+            clock=clock,
+            copurchases=CoPurchaseBook(census=store, documents=store, clock=clock),
+        ),
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
         feedback=FeedbackService(store=store, clock=clock),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),

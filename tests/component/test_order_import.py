@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import email
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from nudge.cli.main import app
-from nudge.domain.model import contact_id_for
+from nudge.domain.model import MessageStatus, contact_id_for
 from nudge.local.moto_stack import MotoStack
 from nudge.services.order_import import Format, backfill_orders, parse_orders
 from tests.conftest import ROOT
@@ -61,3 +63,55 @@ def test_the_import_command_refuses_an_unknown_format() -> None:
 
     assert result.exit_code == 2
     assert "--format is one of shopify, minimal, not 'woo'" in result.output
+
+
+def test_imported_orders_feed_the_recommendations_a_review_request_shows(moto_stack: MotoStack) -> None:
+    container = moto_stack.container
+    parsed = parse_orders(SHOPIFY_EXPORT.read_text().splitlines(keepends=True), Format.SHOPIFY, moto_stack.clock.now())
+    books = container.daily.copurchases
+
+    imported = books.add_imported(backfill_orders(container.ingest, parsed).new_orders)
+    again = books.add_imported(backfill_orders(container.ingest, parsed).new_orders)  # a re-import adds nothing
+
+    # By hand from the fixture: 7 orders; the mug is in 4, the apron 3, towels 2, the board 2; bought together:
+    # towels + apron twice, board + mug once, apron + mug once. Products are keyed by SKU (the export has no ids).
+    assert (imported.orders, again.orders) == (7, 7)
+    assert dict(again.products) == {"MUG-1": 4, "APR-1": 3, "BRD-1": 2, "TWL-3": 2}
+    assert dict(again.pairs["APR-1"]) == {"TWL-3": 2, "MUG-1": 1}
+    assert container.store.get_document("copurchases_imported") == container.store.get_document("copurchases")
+
+    # Dan bought towels, apron and mug: what others bought with those and he has not is the bread board.
+    dan = contact_id_for(external_id=None, email="dan@example.com", phone=None)
+    fulfilled = {"order_id": "5400000007", "order_number": "#1007"}
+    event = {"id": "ful_1", "type": "order_fulfilled", "contact": {"email": "dan@example.com"}, "properties": fulfilled}
+    assert moto_stack.call_api("POST", "/v1/events", event).body["contact_id"] == dan
+    moto_stack.pump.run_until(moto_stack.clock.now() + timedelta(days=8))
+
+    [review] = [m for m in container.store.messages_for(dan) if m.step_id == "review_request"]
+    assert review.status is MessageStatus.SENT
+    mail = email.message_from_string(moto_stack.sent_emails()[-1].raw_data)
+    parts = {p.get_content_type(): p.get_payload(decode=True).decode() for p in mail.walk() if not p.is_multipart()}  # type: ignore[union-attr]
+    text, html = parts["text/plain"].replace("\r\n", "\n"), parts["text/html"]
+    assert "You may also like:\n- Oak bread board: https://shop.example/search?q=Oak+bread+board&utm_" in text
+    assert "You may also like" in html and "Oak bread board" in html and "Linen apron</a>" not in html
+
+
+def test_the_daily_job_adds_live_orders_to_the_imported_history_once(moto_stack: MotoStack) -> None:
+    container = moto_stack.container
+    parsed = parse_orders(SHOPIFY_EXPORT.read_text().splitlines(keepends=True), Format.SHOPIFY, moto_stack.clock.now())
+    container.daily.copurchases.add_imported(backfill_orders(container.ingest, parsed).new_orders)
+    live = {"order_id": "w1", "total": 60, "lines": [{"title": "Oak bread board", "sku": "BRD-1"}, {"sku": "APR-1"}]}
+    moto_stack.call_api(
+        "POST",
+        "/v1/events",
+        {"id": "w1", "type": "order_placed", "contact": {"email": "gus@example.com"}, "properties": live},
+    )
+
+    first = container.daily.run()
+    second = container.daily.run()
+
+    # The 7 imported orders (their events are in the events table too, and are not counted twice) and the live one.
+    assert (first.copurchase_orders, second.copurchase_orders) == (8, 8)
+    table = container.store.get_document("copurchases")
+    assert table is not None and table["pairs"]["BRD-1"] == {"MUG-1": 1, "APR-1": 1}
+    assert container.store.get_document("copurchases_imported")["orders"] == 7  # type: ignore[index]

@@ -68,3 +68,39 @@ def test_pruning_keeps_the_best_sellers_and_their_closest_companions(monkeypatch
 def test_adding_an_order_to_a_table_matches_counting_it_from_the_start() -> None:
     assert recommendations.with_order(from_orders(ORDERS[:-1]), ORDERS[-1]) == TABLE
     assert recommendations.with_order(TABLE, [{"quantity": 1}]) == TABLE  # no product named: nothing counted
+
+
+def test_merged_tables_add_up_and_survive_a_round_trip_through_a_stored_document() -> None:
+    first, second = from_orders(ORDERS[:3]), from_orders(ORDERS[3:])
+
+    both = recommendations.merged(first, second)
+
+    assert both == TABLE
+    assert recommendations.from_record(recommendations.to_record(both)) == both
+    assert recommendations.from_record(None) == recommendations.CoPurchases()
+
+
+def test_the_recommender_reads_the_stored_table_at_most_once_an_hour() -> None:
+    from datetime import timedelta
+
+    from nudge.adapters.memory import MemoryStore
+    from nudge.clocks import VirtualClock
+    from nudge.domain.aggregates import Aggregates
+    from nudge.domain.model import Contact
+    from nudge.services.recommendations import COPURCHASES, Recommender
+    from tests.conftest import START
+
+    store, clock = MemoryStore(), VirtualClock(START)
+    reads: list[str] = []
+    original = store.get_document
+    store.get_document = lambda name: reads.append(name) or original(name)  # type: ignore[method-assign]
+    recommender = Recommender(documents=store, clock=clock)
+    board_buyer = Contact(contact_id="c1", aggregates=Aggregates(products=("board",)))
+
+    assert recommender.for_contact(board_buyer) == []  # nothing computed yet: the block renders nothing
+    store.put_document(COPURCHASES, recommendations.to_record(TABLE), START)
+    clock.advance(timedelta(minutes=59))
+    assert recommender.for_contact(board_buyer) == []  # still the cached (empty) table
+    clock.advance(timedelta(minutes=1))
+    assert [r["product_id"] for r in recommender.for_contact(board_buyer)] == ["mug", "apron", "towel"]
+    assert reads == [COPURCHASES, COPURCHASES]

@@ -156,6 +156,9 @@ def preview(
     flows_dir: Annotated[Path, typer.Option(help="The flows directory.")] = Path("flows"),
     templates: Annotated[Path, typer.Option(help="The templates directory.")] = Path("templates"),
     html_dir: Annotated[Path | None, typer.Option(help="Also write each email's HTML here.")] = None,
+    recommendations: Annotated[
+        Path, typer.Option(help="Sample `recommendations` (JSON list) for templates that show products.")
+    ] = Path("flows/samples/recommendations.json"),
 ) -> None:
     """Render every message of a flow for a sample contact (all branches)."""
     import json
@@ -173,7 +176,8 @@ def preview(
     now = datetime.now(UTC)
     person = contact_from_json(json.loads(contact.read_text()), now)
     try:
-        rendered = render_preview(found, TemplateRenderer(templates), person, properties, now)
+        products = json.loads(recommendations.read_text()) if recommendations.exists() else []
+        rendered = render_preview(found, TemplateRenderer(templates), person, properties, now, products)
     except TemplateRenderError as exc:
         console.print(f"[red]✗[/] {exc}")
         raise typer.Exit(1) from None
@@ -408,6 +412,8 @@ def import_orders(
             report = backfill_orders(
                 container.ingest, parsed, progress=lambda done: progress.update(task, completed=done)
             )
+        # What recommendations read: the orders this import added (a re-import adds none), then the table.
+        table = container.daily.copurchases.add_imported(report.new_orders)
         elapsed = time.perf_counter() - started
         stages = Counter(
             contact.stage for cid in report.contacts if (contact := container.store.get_contact(cid)) is not None
@@ -425,6 +431,10 @@ def import_orders(
     )
     by_stage = ", ".join(f"{stage} {count}" for stage, count in sorted(stages.items(), key=lambda s: (-s[1], s[0])))
     console.print(f"  contacts {len(report.contacts)}: {by_stage or '-'}", highlight=False)
+    console.print(
+        f"  recommendations: {table.orders} orders, {len(table.products)} products in the co-purchase table",
+        highlight=False,
+    )
     console.print(f"  {elapsed:.2f} s, {report.rows / elapsed if elapsed else 0:,.0f} rows/s", highlight=False)
     for rejected in report.rejected:
         console.print(f"  [yellow]line {rejected.line}[/]: {rejected.reason}", highlight=False)

@@ -120,3 +120,40 @@ def pruned(table: CoPurchases) -> CoPurchases:
         pairs,
         {p: t for p, t in table.titles.items() if p in keys},
     )
+
+
+def merged(a: CoPurchases, b: CoPurchases) -> CoPurchases:
+    """Both tables' counts added up (imported history + recent orders); titles from `b` win."""
+    products = dict(a.products)
+    for product, count in b.products.items():
+        products[product] = products.get(product, 0) + count
+    pairs = {product: dict(others) for product, others in a.pairs.items()}
+    for product, others in b.pairs.items():
+        companions = pairs.setdefault(product, {})
+        for other, count in others.items():
+            companions[other] = companions.get(other, 0) + count
+    return CoPurchases(a.orders + b.orders, products, pairs, {**a.titles, **b.titles})
+
+
+def to_record(table: CoPurchases) -> dict[str, Any]:
+    """JSON-ready (a DynamoDB document of a few tens of KB once pruned)."""
+    return {
+        "orders": table.orders,
+        "products": dict(table.products),
+        "pairs": {product: dict(others) for product, others in table.pairs.items()},
+        "titles": dict(table.titles),
+    }
+
+
+def from_record(record: Mapping[str, Any] | None) -> CoPurchases:
+    """The table a stored record holds; an empty table for None (nothing computed yet)."""
+    if not record:
+        return CoPurchases()
+    return CoPurchases(
+        orders=int(record.get("orders", 0)),
+        products={str(p): int(n) for p, n in (record.get("products") or {}).items()},
+        pairs={
+            str(p): {str(o): int(n) for o, n in others.items()} for p, others in (record.get("pairs") or {}).items()
+        },
+        titles={str(p): str(t) for p, t in (record.get("titles") or {}).items()},
+    )

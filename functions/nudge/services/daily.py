@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nudge.domain.lifecycle import RfmCuts, RfmInputs, cuts_of, score
 from nudge.ports import Census, Clock, Documents
 from nudge.services.ingest import IngestOutcome, IngestService
+from nudge.services.recommendations import CoPurchaseBook
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,8 @@ class RescoreOutcome:
 class DailyOutcome:
     reviews: list[IngestOutcome]
     rfm: RescoreOutcome
+    copurchase_orders: int = 0  # orders behind the recommendations table
+    products: int = 0
 
     def as_dict(self) -> dict[str, object]:
         moved = self.reviews + self.rfm.outcomes
@@ -42,6 +44,8 @@ class DailyOutcome:
             "exited": sum(len(o.exited) for o in moved),
             "buyers": self.rfm.buyers,
             "rescored": self.rfm.rescored,
+            "copurchase_orders": self.copurchase_orders,
+            "products": self.products,
         }
 
 
@@ -53,17 +57,19 @@ class DailyJob:
         census: Census,
         documents: Documents,
         clock: Clock,
-        progress: Callable[[str, int], None] = lambda stage, done: None,
+        copurchases: CoPurchaseBook,
     ) -> None:
         self._ingest = ingest
+        self.copurchases = copurchases
         self._census = census
         self._documents = documents
         self._clock = clock
-        self._progress = progress
 
     def run(self) -> DailyOutcome:
         reviews = self._ingest.sweep()
-        return DailyOutcome(reviews=reviews, rfm=self.rescore())
+        rfm = self.rescore()
+        table = self.copurchases.recompute()
+        return DailyOutcome(reviews=reviews, rfm=rfm, copurchase_orders=table.orders, products=len(table.products))
 
     def rescore(self) -> RescoreOutcome:
         """Cut the customer base into RFM quintiles, store the cuts, and write each score that changed.
@@ -74,23 +80,21 @@ class DailyJob:
         """
         now = self._clock.now()
         recency, orders, spent = array("d"), array("d"), array("d")
-        for done, contact in enumerate(self._census.all_contacts(), start=1):
+        for contact in self._census.all_contacts():
             if (inputs := RfmInputs.of(contact.aggregates, now)) is not None:
                 recency.append(inputs.recency_days)
                 orders.append(inputs.orders)
                 spent.append(inputs.spent)
-            self._progress("rfm:cuts", done)
         cuts = cuts_of(list(recency), list(orders), list(spent))
         found = RescoreOutcome(buyers=len(recency), cuts=cuts)
         if cuts is not None:
             self._documents.put_document(RFM_DOCUMENT, {**cuts.to_record(), "computed_at": now.isoformat()}, now)
-        for done, contact in enumerate(self._census.all_contacts(), start=1):
+        for contact in self._census.all_contacts():
             inputs = RfmInputs.of(contact.aggregates, now)
             new = score(inputs, cuts) if inputs is not None and cuts is not None else None
             if new != contact.rfm:
                 found.outcomes.append(self._ingest.rescore(contact.contact_id, new))
                 found.rescored += 1
-            self._progress("rfm:scores", done)
         log.info("rfm rescored", extra={"buyers": found.buyers, "rescored": found.rescored})
         return found
 

@@ -22,6 +22,7 @@ from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATE
 from nudge.domain.model import Event
 from nudge.services.canonical import compact, contact_patch, line
 from nudge.services.ingest import IngestService
+from nudge.services.recommendations import IMPORT_EVENT_PREFIX
 
 # An order may carry a timestamp a little ahead of the importing machine's clock, never more.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -208,7 +209,7 @@ def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetim
             "fulfillment_status": first(opt.get("fulfillment_status"))[0] or None,
         }
     )
-    event_id = f"import:{fmt.value}:{order_id}"
+    event_id = f"{IMPORT_EVENT_PREFIX}{fmt.value}:{order_id}"
     events = [Event(event_id, ORDER_PLACED, patch, properties, created_at)]
     cancelled_at, cancelled_line = first(opt.get("cancelled_at"))
     if cancelled_at:
@@ -289,6 +290,7 @@ class ImportReport:
     adjustments: int = 0  # cancellations and refunds applied
     rejected: list[Rejected] = field(default_factory=list)
     contacts: list[str] = field(default_factory=list)  # every contact an order of the file belongs to
+    new_orders: list[list[dict[str, Any]]] = field(default_factory=list)  # the lines of each order imported
 
 
 def backfill_orders(
@@ -305,6 +307,7 @@ def backfill_orders(
                 report.duplicates += 1
             else:
                 report.orders_imported += 1
+                report.new_orders.append(list(event.properties.get("lines") or ()))
         elif not outcome.duplicate:
             report.adjustments += 1
         progress(done)

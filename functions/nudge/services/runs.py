@@ -101,6 +101,7 @@ class RunService:
         unsubscribe_key: Callable[[], str | None] = lambda: None,
         throttle: SendThrottle | None = None,
         sleeper: Sleeper | None = None,
+        recommend: Callable[[Contact], list[dict[str, Any]]] | None = None,
     ) -> None:
         self._store = store
         self._scheduler = scheduler
@@ -117,6 +118,7 @@ class RunService:
         self._unsubscribe_key = unsubscribe_key
         self._throttle = throttle
         self._sleeper = sleeper or _NoSleep()
+        self._recommend = recommend or (lambda contact: [])
 
     def wake(self, wake_up: StepWakeUp) -> AdvanceOutcome:
         """Entry point for a fired schedule: ignore stale, duplicate and ended wake-ups."""
@@ -224,6 +226,7 @@ class RunService:
             "flow": {"id": intent.flow.id, "name": intent.flow.name},
             "step": {"id": intent.step.id},
             "channel": message.channel.value,
+            "recommendations": self._recommend(contact),
         }
         if isinstance(intent.step, EmailStep):
             if self._throttle is not None:
