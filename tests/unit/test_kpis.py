@@ -86,6 +86,16 @@ def test_flow_and_step_kpis_by_hand() -> None:
         Decimal("75.00"),
         Decimal("50.00"),
     )
+    assert flow.clv is None  # no lifetime spend given
+    with_spend = report(
+        runs, MESSAGES, ORDERS, lifetime_spend={"ann": Decimal(300), "bob": Decimal(50), "cy": Decimal(70)}
+    )
+    # entrants ann, bob, cy, dee (no spend): 420 / 4; step r1 reached ann, bob, cy: 420 / 3; r2 only ann
+    assert [row.clv for row in (*with_spend.flows, *with_spend.steps)] == [
+        Decimal("105.00"),
+        Decimal("140.00"),
+        Decimal("300.00"),
+    ]
     r1, r2 = result.steps
     assert (r1.step_id, r1.sent, r1.skipped, r1.orders, r1.revenue, r1.revenue_per_recipient) == (
         "r1",
@@ -136,6 +146,7 @@ def test_the_in_memory_store_feeds_the_report(settings: Settings, clock: Virtual
 
     [credit] = [r for r in found.steps if r.orders]
     assert (credit.flow_id, credit.step_id, credit.revenue) == ("abandoned_cart", "reminder_1", Decimal("42.00"))
+    assert {r.flow_id: r.clv for r in found.flows}["abandoned_cart"] == Decimal("42.00")  # bob's one order
 
 
 def test_feedback_on_message_records_is_counted_per_step() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from nudge.clocks import VirtualClock
 from nudge.domain.aggregates import Aggregates, updated
 from nudge.domain.lifecycle import (
     Rfm,
@@ -17,7 +19,10 @@ from nudge.domain.lifecycle import (
     stage,
     stage_changes_at,
 )
+from nudge.settings import Settings
 from tests.conftest import START
+from tests.factories import contact
+from tests.flowkit import EMAIL, flows_dir, sent, simulation
 
 DAY = timedelta(days=1)
 
@@ -104,3 +109,39 @@ def test_recency_moves_with_the_clock_while_the_cuts_stand() -> None:
     scores = [rfm_score(a, cuts, START + d * DAY) for d in (5, 15, 25, 35, 45)]
     assert [s.recency for s in scores if s] == [5, 4, 3, 2, 1]
     assert {(s.frequency, s.monetary) for s in scores if s} == {(1, 2)}
+
+
+def test_a_flow_waits_until_three_days_before_the_predicted_next_order(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    flow = f"""
+    id: reorder_nudge
+    name: Time to reorder
+    trigger:
+      event: order_placed
+      filter: "contact.aggregates.predicted_next_order_at is not none"
+    steps:
+      - id: until_due
+        type: wait_until
+        date: "{{{{ contact.aggregates.predicted_next_order_at }}}}"
+        offset: -3d
+        time: "10:00"
+      - id: nudge
+        {EMAIL}
+        subject: "Running low?"
+    """
+    sim = simulation(settings, clock, flows_dir(tmp_path, flow))
+    for day in (0, 20, 50):  # gaps of 20 and 30 days: the median is 25, so the next order is due on day 75
+        sim.run_until(START + day * DAY)
+        props = {"order_id": f"o{day}", "total": 20}
+        sim.send({"id": f"o{day}", "type": "order_placed", "contact": contact("ann"), "properties": props})
+    sim.run_until(START + 80 * DAY)
+
+    [stored] = sim.store.contacts.values()
+    assert stored.template_view()["aggregates"]["predicted_next_order_at"] == START + 75 * DAY
+    # The first order predicts nothing (one order); the second predicts day 40, the third day 75: three days
+    # before each, at 10:00 in the contact's zone (sent() shows UTC).
+    assert [(when[:10], subject) for when, _, subject in sent(sim)] == [
+        ((START + 37 * DAY).strftime("%Y-%m-%d"), "Running low?"),
+        ((START + 72 * DAY).strftime("%Y-%m-%d"), "Running low?"),
+    ]

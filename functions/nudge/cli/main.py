@@ -268,6 +268,7 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
         "revenue",
         "AOV",
         "rev/recip.",
+        "CLV",
     )
     for title, rows, label in (
         (f"Flows (last-touch revenue, {window} window)", found.flows, lambda r: r.flow_id),
@@ -302,6 +303,7 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
                 cash(r.revenue),
                 cash(r.aov),
                 cash(r.revenue_per_recipient),
+                cash(r.clv),
             )
         console.print(table)
     for verdict in found.splits:

@@ -118,6 +118,10 @@ class Kpis:
     orders: int = 0
     revenue: Decimal = Decimal("0.00")
     recipients: set[str] = field(default_factory=set)
+    entrants: set[str] = field(default_factory=set)  # contacts who entered (flow and variant rows)
+    # Historic CLV: the mean net lifetime spend to date of the row's contacts (entrants of a flow or variant,
+    # recipients of a step), buyers or not; None when the report was made without contacts' spend.
+    clv: Decimal | None = None
 
     @property
     def conversion_rate(self) -> float | None:
@@ -159,8 +163,9 @@ def report(
     messages: Iterable[MessageFacts],
     orders: Iterable[Order],
     window: timedelta = DEFAULT_WINDOW,
+    lifetime_spend: Mapping[str, Decimal] | None = None,
 ) -> Report:
-    """Every KPI row, and a verdict for every split."""
+    """Every KPI row, and a verdict for every split. `lifetime_spend` (contact id -> net spend) gives CLV."""
     runs, messages, orders = list(runs), list(messages), list(orders)
     credited = attribute(messages, orders, window)
     flows: dict[str, Kpis] = {}
@@ -170,11 +175,13 @@ def report(
         row = flows.setdefault(run.flow_id, Kpis(run.flow_id))
         row.entered += 1
         row.converted += run.converted_at is not None
+        row.entrants.add(run.contact_id)
         for split_id, name in run.variants.items():
             key = f"{split_id}:{name}"
             cell = variants.setdefault((run.flow_id, key), Kpis(run.flow_id, variant=key))
             cell.entered += 1
             cell.converted += run.converted_at is not None
+            cell.entrants.add(run.contact_id)
     for message in messages:
         rows = [
             flows.setdefault(message.flow_id, Kpis(message.flow_id)),
@@ -206,12 +213,24 @@ def report(
         for row in rows:
             row.orders += 1
             row.revenue += by_id[order_id].total
+    if lifetime_spend is not None:
+        for row in [*flows.values(), *variants.values()]:
+            row.clv = _mean_spend(row.entrants, lifetime_spend)
+        for row in steps.values():
+            row.clv = _mean_spend(row.recipients, lifetime_spend)
     return Report(
         flows=sorted(flows.values(), key=lambda r: r.flow_id),
         steps=sorted(steps.values(), key=lambda r: (r.flow_id, r.step_id or "")),
         variants=sorted(variants.values(), key=lambda r: (r.flow_id, r.variant or "")),
         splits=_verdicts(variants.values()),
     )
+
+
+def _mean_spend(contacts: set[str], lifetime_spend: Mapping[str, Decimal]) -> Decimal | None:
+    if not contacts:
+        return None
+    total = sum((lifetime_spend.get(c, Decimal(0)) for c in contacts), Decimal(0))
+    return (total / len(contacts)).quantize(Decimal("0.01"))
 
 
 def two_proportion_z(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[float, float]:

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from nudge.domain.aggregates import Aggregates
-from nudge.domain.lifecycle import STAGES, Rfm
+from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 
 JsonDict = dict[str, Any]
 
@@ -107,7 +107,10 @@ class Contact:
             "sms_marketing": self.sms_marketing,
             "tags": list(self.tags),
             "properties": dict(self.properties),
-            "aggregates": self.aggregates.template_view(),
+            "aggregates": {
+                **self.aggregates.template_view(),
+                "predicted_next_order_at": predicted_next_order(self.aggregates),
+            },
             "stage": self.stage,
             "segments": list(self.segments),
             "rfm": self.rfm.template_view() if self.rfm else None,

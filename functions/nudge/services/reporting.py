@@ -9,6 +9,7 @@ from nudge.ports import ReportReader
 
 
 def build_report(reader: ReportReader, window: timedelta = kpis.DEFAULT_WINDOW) -> kpis.Report:
-    """Runs, message facts and retained orders, attributed last-touch within `window`."""
+    """Runs, message facts and retained orders, attributed last-touch within `window`; CLV from the contacts."""
     messages = (kpis.MessageFacts.of(m) for m in reader.all_messages())
-    return kpis.report(reader.all_runs(), messages, reader.orders(), window)
+    spend = {c.contact_id: c.aggregates.total_spent for c in reader.all_contacts()}
+    return kpis.report(reader.all_runs(), messages, reader.orders(), window, spend)
