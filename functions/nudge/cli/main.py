@@ -319,12 +319,16 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
 def bench(
     contacts: Annotated[int, typer.Option(help="Contacts for the in-memory engine benchmark.")] = 2000,
     moto_contacts: Annotated[int, typer.Option(help="Contacts for the moto-adapter benchmark.")] = 100,
+    daily_contacts: Annotated[int, typer.Option(help="Contacts for the daily-job benchmark on moto.")] = 500,
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
     from nudge.local.bench import run_benchmarks
 
-    for line in run_benchmarks(contacts=contacts, moto_contacts=moto_contacts, progress=console.status):
+    figures = run_benchmarks(
+        contacts=contacts, moto_contacts=moto_contacts, daily_contacts=daily_contacts, progress=console.status
+    )
+    for line in figures:
         console.print(line)
 
 

@@ -135,8 +135,97 @@ def _send_rate(sends: int) -> Iterator[str]:
         stack.stop()
 
 
+def _daily_job(contacts: int) -> Iterator[str]:
+    """The daily job on moto over a base written straight to the tables: scans, RFM writes, co-purchases."""
+    import json
+    import random
+
+    from nudge.domain import aggregates
+    from nudge.domain.model import Contact, ContactPatch, Event
+    from nudge.local.moto_stack import start_moto_stack
+
+    rng = random.Random(7)
+    clock = VirtualClock(START)
+    stack = start_moto_stack(clock)
+    try:
+        store = stack.container.store
+        orders = 0
+        for i in range(contacts):
+            counted = aggregates.Aggregates()
+            for k in range(rng.choice((0, 1, 1, 2, 3, 5))):  # a sixth never ordered
+                placed = START - timedelta(days=rng.randint(1, 300))
+                products = [f"p{rng.randint(1, 60)}" for _ in range(rng.randint(1, 3))]
+                properties = {
+                    "order_id": f"o{i}_{k}",
+                    "total": 20 * len(products),
+                    "lines": [{"sku": p} for p in products],
+                }
+                counted = aggregates.updated(counted, f"o{i}_{k}", "order_placed", properties, placed)
+                event = Event(f"bench:o{i}_{k}", "order_placed", ContactPatch(external_id=f"c{i}"), properties, placed)
+                store.begin_event(event, START)
+                orders += 1
+            store.save_contact(Contact(contact_id=f"c{i}", aggregates=counted), expected_version=0)
+        stack.requests.counts.clear()
+        began = time.perf_counter()
+        first = stack.container.daily.run()
+        middle = time.perf_counter()
+        calls_first = dict(stack.requests.counts)
+        stack.requests.counts.clear()
+        second = stack.container.daily.run()
+        done = time.perf_counter()
+        size = len(json.dumps(store.get_document("copurchases")))
+
+        def calls(counts: dict[tuple[str, str], int]) -> str:
+            return ", ".join(f"{op} {n}" for (_, op), n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+        yield f"daily job on moto: {contacts} contacts, {first.rfm.buyers} buyers, {orders} orders"
+        yield (
+            f"  first run   {middle - began:6.2f} s ({contacts / (middle - began):,.0f} contacts/s), "
+            f"{first.rfm.rescored} scores written; {calls(calls_first)}"
+        )
+        yield (
+            f"  second run  {done - middle:6.2f} s, {second.rfm.rescored} scores written (nothing moved); "
+            f"{calls(dict(stack.requests.counts))}"
+        )
+        yield f"  co-purchase document {size / 1024:,.1f} KiB for {first.products} products"
+    finally:
+        stack.stop()
+
+
+def _recommendations(orders: int) -> Iterator[str]:
+    """The co-purchase table in memory: counting, pruning to one item, and answering per message."""
+    import json
+    import random
+
+    from nudge.domain import recommendations as recs
+
+    rng = random.Random(11)
+    baskets = [[{"sku": f"p{rng.randint(1, 500)}"} for _ in range(rng.randint(1, 4))] for _ in range(orders)]
+    began = time.perf_counter()
+    table = recs.from_orders(baskets)
+    counted = time.perf_counter()
+    kept = recs.pruned(table)
+    pruned_at = time.perf_counter()
+    size = len(json.dumps(recs.to_record(kept)))
+    contacts = [[f"p{rng.randint(1, 500)}" for _ in range(3)] for _ in range(5000)]
+    asked = time.perf_counter()
+    for bought in contacts:
+        recs.recommend(kept, bought)
+    answered = time.perf_counter()
+    yield f"recommendations, in memory: {orders:,} orders over 500 products"
+    yield (
+        f"  count {orders / (counted - began):,.0f} orders/s; prune {1000 * (pruned_at - counted):,.0f} ms "
+        f"→ {len(kept.products)} products, {size / 1024:,.1f} KiB stored"
+    )
+    yield f"  recommend {len(contacts) / (answered - asked):,.0f} contacts/s (per message, from the cached table)"
+
+
 def run_benchmarks(
-    *, contacts: int, moto_contacts: int, progress: Callable[[str], AbstractContextManager[Any]]
+    *,
+    contacts: int,
+    moto_contacts: int,
+    daily_contacts: int = 500,
+    progress: Callable[[str], AbstractContextManager[Any]],
 ) -> Iterator[str]:
     with progress(f"engine: {contacts} contacts in memory…"):
         lines = list(_memory_engine(contacts))
@@ -146,4 +235,10 @@ def run_benchmarks(
     yield from lines
     with progress("send-rate limiter: 1,000 sends on moto…"):
         lines = list(_send_rate(1000))
+    yield from lines
+    with progress("recommendations: 100,000 orders in memory…"):
+        lines = list(_recommendations(100_000))
+    yield from lines
+    with progress(f"daily job: {daily_contacts} contacts on moto…"):
+        lines = list(_daily_job(daily_contacts))
     yield from lines
