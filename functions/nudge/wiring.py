@@ -145,6 +145,7 @@ def assemble(
         clock=clock,
         segments=segments,
     )
+    runs.on_profile_change(ingest.review)  # a flow's update_profile step moves segments like an event does
     return Container(
         settings=settings,
         clock=clock,

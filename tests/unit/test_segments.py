@@ -272,3 +272,40 @@ def test_the_daily_job_scores_rfm_against_the_base_and_a_segment_on_it_starts_a_
     assert started == {"ann@example.com", "bea@example.com"}  # 555 and 444: recency and frequency 4 or more
     thanked = [row[1] for row in sent(sim) if row[2] == "You are one of our best"]
     assert sorted(thanked) == ["ann@example.com", "bea@example.com"]
+
+
+def test_a_profile_update_by_a_flow_moves_segments_and_starts_the_flows_listening(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    club = """
+    id: club_members
+    name: Club members
+    conditions: [{field: tags, op: contains, value: club}]
+    """
+    joining = """
+    id: join_club
+    name: Join the club
+    trigger: {event: club_joined}
+    steps:
+      - {id: tag, type: update_profile, add_tags: [club]}
+    """
+    welcome = f"""
+    id: club_welcome
+    name: Club welcome
+    trigger: {{type: segment, segment: club_members}}
+    steps:
+      - id: hello
+        {EMAIL}
+        subject: "Welcome to the club"
+    """
+    segments_dir(tmp_path, club)
+    sim = simulation(settings, clock, flows_dir(tmp_path, joining, welcome))
+
+    sim.send({"id": "j1", "type": "club_joined", "contact": contact("ann"), "properties": {}})
+
+    [stored] = sim.store.contacts.values()
+    assert "club" in stored.tags and "club_members" in stored.segments
+    assert [subject for _, _, subject in sent(sim)] == ["Welcome to the club"]
+    version = stored.version
+    assert sim.container.ingest.review(stored.contact_id).entered == []
+    assert sim.store.contacts[stored.contact_id].version == version  # nothing new: no write

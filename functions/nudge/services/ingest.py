@@ -85,7 +85,7 @@ class IngestService:
         return contact
 
     def review(self, contact_id: str) -> IngestOutcome:
-        """Re-evaluate a contact's segments now (the daily sweep): time alone may have moved it."""
+        """Re-evaluate a contact's segments now: time alone (the daily sweep) or a flow's profile update moved it."""
         outcome = IngestOutcome(event_id="review", contact_id=contact_id)
         if self._store.get_contact(contact_id) is None:
             return outcome
@@ -254,6 +254,8 @@ class IngestService:
                 changed = adjust(changed)
             membership = segments.evaluate(self._segments, changed.template_view(), changed.aggregates, now)
             changed = replace(changed, segments=membership.segments, review_at=membership.review_at)
+            if stored is not None and changed == stored:
+                return stored, []  # a review that finds nothing new writes nothing
             try:
                 saved = self._store.save_contact(changed, expected_version=base.version)
             except ConflictError:

@@ -119,6 +119,11 @@ class RunService:
         self._throttle = throttle
         self._sleeper = sleeper or _NoSleep()
         self._recommend = recommend or (lambda contact: [])
+        self._profile_changed: Callable[[str], object] = lambda contact_id: None
+
+    def on_profile_change(self, listener: Callable[[str], object]) -> None:
+        """Call `listener(contact_id)` after a run's update_profile step changed the contact (segments)."""
+        self._profile_changed = listener
 
     def wake(self, wake_up: StepWakeUp) -> AdvanceOutcome:
         """Entry point for a fired schedule: ignore stale, duplicate and ended wake-ups."""
@@ -169,6 +174,9 @@ class RunService:
         if not self._save(plan.run, run.version):
             outcome.status = "lost_race"
             return outcome
+        if plan.profile_updates:
+            # After the save: a segment move may start flows, or end this very run through an exit rule.
+            self._profile_changed(run.contact_id)
         if not plan.run.is_active and isinstance(flow.trigger, DateTrigger) and contact is not None:
             # A yearly date flow lines up next year's run as this one ends.
             for start in engine.date_starts(
