@@ -23,6 +23,8 @@ FLOW_METRICS = {  # metric names published by functions/nudge/handlers/flow_metr
     "Messages sent per flow": ["MessagesSent"],
     "Runs started and conversions per flow": ["RunsStarted", "Conversions"],
     "Messages skipped and failed per flow": ["MessagesSkipped", "MessagesFailed"],
+    "Delivered, opened and clicked per flow": ["Delivered", "Opened", "Clicked"],
+    "Bounces, complaints and unsubscribes per flow": ["Bounced", "Complaints", "Unsubscribes"],
 }
 
 

@@ -477,7 +477,11 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
     prod.one("AWS::SNS::Subscription", Protocol="email", Endpoint="ops@shop.example")
     (_, dashboard) = prod.one("AWS::CloudWatch::Dashboard")
     body = render(dashboard["Properties"]["DashboardBody"])
-    for metric in ("MessagesSent", "RunsStarted", "Conversions", "MessagesSkipped", "MessagesFailed"):
+    from nudge.handlers.flow_metrics import FEEDBACK
+
+    published = ["MessagesSent", "RunsStarted", "Conversions", "MessagesSkipped", "MessagesFailed"]
+    graphed = published + [name for kind, name in FEEDBACK.items() if kind.value != "reject"]
+    for metric in graphed:
         assert f"SEARCH('{{nudge,flow}} MetricName=\\\"{metric}\\\"', 'Sum', 300)" in body, metric
 
 

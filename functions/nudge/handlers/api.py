@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from nudge import names, openapi, wiring
-from nudge.handlers import http, problems
+from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.problems import Problem
 from nudge.ports import KeyKind
 from nudge.services.segment import (
@@ -124,5 +124,6 @@ def get_openapi() -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

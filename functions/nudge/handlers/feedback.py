@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import names, wiring
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
 from nudge.domain.unsubscribe import BadToken
+from nudge.handlers import flow_metrics
 from nudge.handlers.sns import messages, parse_timestamp
 
 logger = Logger(service=names.SERVICE)
@@ -91,6 +92,7 @@ def _unsubscribe_by_mail(body: dict[str, Any]) -> str:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     service = wiring.current().feedback
     outcomes: dict[str, int] = {}
@@ -113,4 +115,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         outcome = service.record(feedback)
         logger.info("feedback", extra={"kind": feedback.kind.value, "status": outcome.status})
         outcomes[outcome.status] = outcomes.get(outcome.status, 0) + 1
+        if outcome.status == "recorded" and outcome.flow_id:
+            flow_metrics.record_feedback(outcome.flow_id, feedback.kind)
     return outcomes

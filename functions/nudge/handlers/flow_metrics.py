@@ -6,20 +6,69 @@ flow without the stack having to know them. Set POWERTOOLS_METRICS_DISABLED=true
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter, defaultdict
+from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from nudge import names
+from nudge import names, wiring
+from nudge.domain.feedback import FeedbackKind
 from nudge.services.ingest import IngestOutcome
 from nudge.services.runs import AdvanceOutcome
 
 SENT, SKIPPED, FAILED = "MessagesSent", "MessagesSkipped", "MessagesFailed"
 STARTED, EXITED, CONVERTED = "RunsStarted", "RunsEnded", "Conversions"
+FEEDBACK = {
+    FeedbackKind.DELIVERY: "Delivered",
+    FeedbackKind.OPEN: "Opened",
+    FeedbackKind.CLICK: "Clicked",
+    FeedbackKind.BOUNCE: "Bounced",
+    FeedbackKind.COMPLAINT: "Complaints",
+    FeedbackKind.REJECT: "Rejected",
+    FeedbackKind.UNSUBSCRIBE: "Unsubscribes",
+}
 
 
 FlowCounts = defaultdict[str, Counter[str]]
+# What this invocation did, per flow: filled by the ingest service's observer and the handlers, published
+# once at the end of the invocation by `published`.
+_pending: FlowCounts = defaultdict(Counter)
+
+
+def record_ingest(outcome: IngestOutcome) -> None:
+    for flow, values in from_ingest(outcome).items():
+        _pending[flow].update(values)
+
+
+def record_advance(outcome: AdvanceOutcome) -> None:
+    from_advance(outcome, _pending)
+
+
+def record_feedback(flow_id: str, kind: FeedbackKind) -> None:
+    _pending[flow_id][FEEDBACK[kind]] += 1
+
+
+def published(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Wrap a Lambda handler: count what its services report while it runs, then print the EMF documents.
+
+    Every event, enrollment, review and rescore reaches the counts through the ingest service's observer,
+    whichever handler caused it (signed API, Segment API, storefront webhooks, signup forms, the sweep).
+    """
+
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any) -> Any:
+        _pending.clear()
+        wiring.current().ingest.observe(record_ingest)
+        try:
+            return handler(event, context)
+        finally:
+            publish(_pending)
+            _pending.clear()
+
+    return wrapper
 
 
 def from_advance(outcome: AdvanceOutcome, counts: FlowCounts | None = None) -> FlowCounts:

@@ -52,7 +52,6 @@ def post_event() -> Response:
     except ValueError as exc:
         raise problems.invalid_field("/occurred_at", str(exc)) from None
     outcome = container.ingest.ingest(event)
-    flow_metrics.publish(flow_metrics.from_ingest(outcome))
     logger.info("event ingested", extra=outcome.as_dict())
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())
 
@@ -69,7 +68,6 @@ def post_enrollment(flow_id: str) -> Response:
         outcome = container.ingest.enroll(flow_id, event)
     except UnknownFlow:
         raise Problem(404, "unknown-flow", "No such flow", f"no deployed flow has the id {flow_id!r}") from None
-    flow_metrics.publish(flow_metrics.from_ingest(outcome))
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())
 
 
@@ -105,5 +103,6 @@ def erase_contact(contact_id: str) -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -32,11 +32,12 @@ def parse_wake_up(event: Any) -> StepWakeUp:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     wake_up = parse_wake_up(event)
     logger.append_keys(run_id=wake_up.run_id, seq=wake_up.seq)
     outcome = wiring.current().runs.wake(wake_up)
-    flow_metrics.publish(flow_metrics.from_advance(outcome))
+    flow_metrics.record_advance(outcome)
     result = asdict(outcome)
     logger.info("run advanced", extra=result)
     return result

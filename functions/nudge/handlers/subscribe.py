@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, signing, wiring
-from nudge.handlers import http, problems
+from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.problems import Problem
 from nudge.ports import ApiKey, KeyKind
 from nudge.services.subscribe import SubscribeIn
@@ -122,5 +122,6 @@ def confirm() -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

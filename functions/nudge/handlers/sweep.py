@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -15,13 +14,9 @@ logger = Logger(service=names.SERVICE)
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     done = wiring.current().daily.run()
-    counts: flow_metrics.FlowCounts = defaultdict(Counter)
-    for outcome in done.reviews + done.rfm.outcomes:
-        for flow, values in flow_metrics.from_ingest(outcome).items():
-            counts[flow].update(values)
-    flow_metrics.publish(counts)
     result = done.as_dict()
     logger.info("daily job done", extra=result)
     return result

@@ -17,8 +17,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
+from nudge.domain.feedback import FeedbackKind
 from nudge.domain.unsubscribe import BadToken
-from nudge.handlers import problems
+from nudge.handlers import flow_metrics, problems
 from nudge.handlers.problems import Problem
 from nudge.services.preferences import NoSuchContact, Preferences
 
@@ -86,6 +87,8 @@ def change(token: str) -> Response:
     source = "unsubscribe:page" if action else "unsubscribe:one_click"
     message_id = app.current_event.get_query_string_value("m")  # which message's link, for the KPIs
     prefs = service.unsubscribe(token, source=source, message_id=message_id)
+    if prefs.credited_flow:
+        flow_metrics.record_feedback(prefs.credited_flow, FeedbackKind.UNSUBSCRIBE)
     logger.info("unsubscribed", extra={"source": source})
     return _page("You are unsubscribed", "You will get no more marketing email from us.", prefs)
 
@@ -122,5 +125,6 @@ def _unexpected(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

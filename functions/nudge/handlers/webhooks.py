@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, signing, wiring
-from nudge.handlers import http, problems
+from nudge.handlers import flow_metrics, http, problems
 from nudge.services import shopify, woocommerce
 
 # Shopify caps payloads far lower; the limit only keeps a forged giant body from costing an HMAC.
@@ -91,5 +91,6 @@ def post_woocommerce() -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
+@flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

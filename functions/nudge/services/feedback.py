@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 class FeedbackOutcome:
     status: str  # recorded | duplicate | unknown_message
     suppressed: tuple[str, ...] = ()  # the suppression reasons applied
+    flow_id: str | None = None  # the flow of the message it was about
 
 
 class FeedbackService:
@@ -49,4 +50,4 @@ class FeedbackService:
             # Withdrawing consent writes the consent record (source "complaint") too.
             set_email_marketing(self._store, message.contact_id, False, "complaint", self._clock.now())
             applied.append(Suppression.COMPLAINT.value)
-        return FeedbackOutcome("recorded" if first else "duplicate", tuple(applied))
+        return FeedbackOutcome("recorded" if first else "duplicate", tuple(applied), message.flow_id)

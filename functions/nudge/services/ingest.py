@@ -73,6 +73,11 @@ class IngestService:
         self._segments = segments or SegmentCatalog()
         self._date_flows = [flow for flow in flows if isinstance(flow.trigger, DateTrigger)]
         self._segment_listeners = _segment_listeners(flows)
+        self._observer: Callable[[IngestOutcome], object] = lambda outcome: None
+
+    def observe(self, observer: Callable[[IngestOutcome], object]) -> None:
+        """Hand every outcome (events, enrollments, reviews, rescores) to `observer`: the handlers' metrics."""
+        self._observer = observer
 
     def get_contact(self, contact_id: str) -> Contact | None:
         return self._store.get_contact(contact_id)
@@ -80,8 +85,10 @@ class IngestService:
     def identify(self, patch: ContactPatch) -> Contact:
         """Create or update a contact; fields not given keep their stored values. Lines up date flows."""
         contact, moves = self._upsert(patch, source="api:contacts")
-        self._on_segments(contact, moves, IngestOutcome(event_id="identify", contact_id=contact.contact_id))
+        outcome = IngestOutcome(event_id="identify", contact_id=contact.contact_id)
+        self._on_segments(contact, moves, outcome)
         self._start_date_flows(contact, self._clock.now())
+        self._observer(outcome)
         return contact
 
     def review(self, contact_id: str) -> IngestOutcome:
@@ -91,6 +98,7 @@ class IngestService:
             return outcome
         contact, moves = self._upsert(ContactPatch(external_id=contact_id), source="review", touch=False)
         self._on_segments(contact, moves, outcome)
+        self._observer(outcome)
         return outcome
 
     def rescore(self, contact_id: str, rfm: Rfm | None) -> IngestOutcome:
@@ -102,6 +110,7 @@ class IngestService:
             ContactPatch(external_id=contact_id), source="rescore", touch=False, adjust=lambda c: replace(c, rfm=rfm)
         )
         self._on_segments(contact, moves, outcome)
+        self._observer(outcome)
         return outcome
 
     def sweep(self) -> list[IngestOutcome]:
@@ -164,6 +173,7 @@ class IngestService:
         self._on_segments(contact, moves, outcome)
         self._start_date_flows(contact, now)
         self._store.finish_event(event.event_id, outcome.as_dict())
+        self._observer(outcome)
         return outcome
 
     def _carry_out(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.flows import FlowCatalog
@@ -33,6 +33,7 @@ class Preferences:
     email_hint: str  # "b***@example.com": enough to recognise, not enough to harvest
     subscribed: bool  # to marketing email at all
     topics: tuple[Topic, ...]
+    credited_flow: str | None = None  # an unsubscribe through a message's link: that message's flow
 
 
 class PreferenceService:
@@ -57,14 +58,16 @@ class PreferenceService:
         contact = self._contact(token)
         now = self._clock.now()
         message = self._store.get_message(contact.contact_id, message_id) if message_id else None
+        credited = None
         if message is not None and self._store.record_feedback(message, FeedbackKind.UNSUBSCRIBE, now):
             self._store.count_step(message.flow_id, message.step_id, FeedbackKind.UNSUBSCRIBE)
+            credited = message.flow_id
         key = self._address(contact)
         if key:
             self._store.suppress(key, Suppression.UNSUBSCRIBED, now)
             self._store.record_consent(ConsentRecord(key, Channel.EMAIL, False, now, source, contact.contact_id))
         updated = set_email_marketing(self._store, contact.contact_id, False, source, now) or contact
-        return self._preferences(updated, self._state(updated))
+        return replace(self._preferences(updated, self._state(updated)), credited_flow=credited)
 
     def resubscribe(self, token: str) -> Preferences:
         """The person asks for marketing email again: lift their unsubscribe, complaint or erasure; never a bounce."""
