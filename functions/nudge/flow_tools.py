@@ -84,12 +84,17 @@ def mermaid(flow: Flow) -> str:
         for target, label in edges(flow, step):
             arrow = f" -->|{_escape(label)}| " if label else " --> "
             lines.append(f"    {step.id}{arrow}{target}")
-    if flow.exit or flow.goal:
-        ends = [f"exit on {', '.join(_types(rule.event))}" for rule in flow.exit]
-        if flow.goal:
-            ends.append(f"goal: {', '.join(_types(flow.goal.event))}")
-        lines.append(f'    rules[/"{_escape("; ".join(ends))}"/]')
+    if rules := rules_label(flow):
+        lines.append(f'    rules[/"{_escape(rules)}"/]')
     return "\n".join(lines) + "\n"
+
+
+def rules_label(flow: Flow) -> str | None:
+    """What ends a run early and what counts as its success: `exit on a, b; goal: order_placed`."""
+    ends = [f"exit on {', '.join(_types(rule.event))}" for rule in flow.exit]
+    if flow.goal:
+        ends.append(f"goal: {', '.join(_types(flow.goal.event))}")
+    return "; ".join(ends) or None
 
 
 def _types(value: str | list[str]) -> list[str]:
