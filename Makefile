@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help setup demo test test-fast lint fmt synth diff deploy bench clean
+.PHONY: help setup demo test test-fast lint fmt synth diff deploy bench clean chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,15 +27,24 @@ setup: $(STAMP) ## create .venv from uv.lock (dev + cli extras)
 demo: $(STAMP) ## run the storefront story over three weeks of virtual time on moto
 	$(VENV)/bin/nudge demo
 
-test: $(STAMP) ## lint, type-check and run every test (unit, component, sim, infra)
+test: $(STAMP) chromium ## lint, type-check and run every test (unit, component, sim, infra)
 	$(VENV)/bin/ruff check functions tests infra
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -n 2 --dist loadgroup --ignore=tests/component/test_schemathesis.py
+	@# NUDGE_REQUIRE_CHROMIUM: the HTML report's screenshot test fails here instead of skipping.
+	NUDGE_REQUIRE_CHROMIUM=1 $(VENV)/bin/pytest -n 2 --dist loadgroup --ignore=tests/component/test_schemathesis.py
 	@# schemathesis gives every API operation the same test id, which pytest-xdist would run only once.
 	$(VENV)/bin/pytest -p no:xdist tests/component/test_schemathesis.py
 
 test-fast: $(STAMP) ## unit and simulation tests only
 	$(VENV)/bin/pytest tests/unit tests/sim -q
+
+# Debian's chromium (and a font) for the HTML report's screenshot test; as root, or through sudo.
+chromium: ## install headless Chromium for the report screenshot test, if missing
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null; then sudo=sudo; \
+	  else echo "make chromium: not root and no sudo; install the chromium package yourself" >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null || { echo "make chromium: no apt-get; install Chromium as 'chromium' on PATH" >&2; exit 1; }; \
+	  $$sudo apt-get update -q && $$sudo apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core; }
 
 lint: $(STAMP) ## ruff + mypy
 	$(VENV)/bin/ruff check functions tests infra

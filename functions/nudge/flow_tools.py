@@ -9,6 +9,7 @@ from typing import Any
 
 from nudge.domain.engine import template_context
 from nudge.domain.flows import (
+    WAITS,
     BranchStep,
     DateTrigger,
     EmailStep,
@@ -88,26 +89,32 @@ def contact_from_json(data: dict[str, Any], now: datetime) -> Contact:
 
 def mermaid(flow: Flow) -> str:
     """The flow as a Mermaid flowchart: trigger, steps, and the edges between them."""
-    lines = ["flowchart TD", f'    trigger(["{_escape(_trigger_label(flow))}"])']
+    lines = ["flowchart TD", f'    trigger(["{_escape(trigger_label(flow))}"])']
     lines.append(f"    trigger --> {flow.first_step_id}")
     for step in flow.steps:
         lines.append(f"    {step.id}{_shape(step)}")
-        for target, label in _edges(flow, step):
+        for target, label in edges(flow, step):
             arrow = f" -->|{_escape(label)}| " if label else " --> "
             lines.append(f"    {step.id}{arrow}{target}")
-    if flow.exit or flow.goal:
-        ends = [f"exit on {', '.join(_types(rule.event))}" for rule in flow.exit]
-        if flow.goal:
-            ends.append(f"goal: {', '.join(_types(flow.goal.event))}")
-        lines.append(f'    rules[/"{_escape("; ".join(ends))}"/]')
+    if rules := rules_label(flow):
+        lines.append(f'    rules[/"{_escape(rules)}"/]')
     return "\n".join(lines) + "\n"
+
+
+def rules_label(flow: Flow) -> str | None:
+    """What ends a run early and what counts as its success: `exit on a, b; goal: order_placed`."""
+    ends = [f"exit on {', '.join(_types(rule.event))}" for rule in flow.exit]
+    if flow.goal:
+        ends.append(f"goal: {', '.join(_types(flow.goal.event))}")
+    return "; ".join(ends) or None
 
 
 def _types(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def _trigger_label(flow: Flow) -> str:
+def trigger_label(flow: Flow) -> str:
+    """What starts the flow, in words: `on checkout_started if ...`, a date, or the API."""
     trigger = flow.trigger
     if isinstance(trigger, EventTrigger):
         label = f"on {', '.join(_types(trigger.event))}"
@@ -117,29 +124,44 @@ def _trigger_label(flow: Flow) -> str:
     return "enrolled through the API"
 
 
-def _shape(step: Step) -> str:
+def step_label(step: Step) -> str:
+    """What a diagram writes in a step's box; the Mermaid graph and the HTML report share it."""
     if isinstance(step, WaitStep):
-        return f'[/"wait {_escape(step.duration)}"/]'
+        return f"wait {step.duration}"
     if isinstance(step, WaitUntilStep):
         when = step.date or ",".join(step.weekdays) or "next day"
-        return f'[/"wait until {_escape(when)} {step.offset if step.date else ""} {step.time or ""}"/]'
+        return f"wait until {when} {step.offset if step.date else ''} {step.time or ''}"
     if isinstance(step, EmailStep):
-        return f'["✉ {_escape(step.subject)}"]'
+        return f"✉ {step.subject}"
     if isinstance(step, SmsStep):
-        return f'["💬 {_escape(step.template)}"]'
+        return f"💬 {step.template}"
     if isinstance(step, BranchStep):
-        return f'{{"{_escape(step.condition)}"}}'
+        return step.condition
     if isinstance(step, SplitStep):
-        return f'{{"split{f" (holdout {step.holdout:g}%)" if step.holdout else ""}"}}'
+        return f"split{f' (holdout {step.holdout:g}%)' if step.holdout else ''}"
     if isinstance(step, UpdateProfileStep):
-        return '[["update profile"]]'
+        return "update profile"
     if isinstance(step, WebhookStep):
-        return f'[["webhook {_escape(step.url)}"]]'
+        return f"webhook {step.url}"
     assert isinstance(step, EndStep)
-    return '(("end"))'
+    return "end"
 
 
-def _edges(flow: Flow, step: Step) -> list[tuple[str, str]]:
+def _shape(step: Step) -> str:
+    label = _escape(step_label(step))
+    if isinstance(step, WAITS):
+        return f'[/"{label}"/]'
+    if isinstance(step, BranchStep | SplitStep):
+        return f'{{"{label}"}}'
+    if isinstance(step, UpdateProfileStep | WebhookStep):
+        return f'[["{label}"]]'
+    if isinstance(step, EndStep):
+        return f'(("{label}"))'
+    return f'["{label}"]'
+
+
+def edges(flow: Flow, step: Step) -> list[tuple[str, str]]:
+    """(target step id, label) for every way out of a step: yes/no, a variant and its share, if past."""
     default = flow.following(step.id)
     if isinstance(step, EndStep):
         return []

@@ -9,32 +9,16 @@ import pytest
 
 from nudge.clocks import VirtualClock
 from nudge.domain.kpis import MessageFacts, Order, attribute, report, two_proportion_z
-from nudge.domain.model import MessageStatus, Run, RunStatus
+from nudge.domain.model import MessageStatus, Run
 from nudge.local.simulation import Simulation
 from nudge.services.reporting import build_report
 from nudge.settings import Settings
 from tests.conftest import START
 from tests.factories import checkout_started, order_placed
+from tests.report_sample import run
 
 DAY = timedelta(days=1)
 SENT, SKIPPED = MessageStatus.SENT, MessageStatus.SKIPPED
-
-
-def run(contact: str, flow: str = "cart", *, converted: bool = False, variants: dict[str, str] | None = None) -> Run:
-    return Run(
-        run_id=f"r_{flow}_{contact}",
-        contact_id=contact,
-        flow_id=flow,
-        status=RunStatus.COMPLETED,
-        cursor=None,
-        seq=1,
-        trigger_event_id="e",
-        trigger={},
-        started_at=START,
-        updated_at=START,
-        converted_at=START + DAY if converted else None,
-        variants=variants or {},
-    )
 
 
 def message(contact: str, step: str, status: MessageStatus = SENT, days: float = 0, **facts: object) -> MessageFacts:

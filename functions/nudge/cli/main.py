@@ -221,8 +221,12 @@ def schema(
 def report(
     demo: Annotated[bool, typer.Option(help="Play the demo story on moto first, then report on it.")] = False,
     window: Annotated[str, typer.Option(help="Attribution window after a send, open or click.")] = "5d",
+    html: Annotated[
+        Path | None, typer.Option(help="Write a self-contained HTML page (diagrams, funnels, charts) here instead.")
+    ] = None,
+    flows_dir: Annotated[Path, typer.Option(help="The flows directory, for the HTML page's diagrams.")] = Path("flows"),
 ) -> None:
-    """KPIs per flow, step and split variant, with last-touch revenue (terminal tables)."""
+    """KPIs per flow, step and split variant, with last-touch revenue (terminal tables, or an HTML page)."""
     _quiet_lambda_logs()
     from nudge.domain.durations import parse_duration
 
@@ -231,7 +235,7 @@ def report(
         from nudge.local.demo import run_demo
 
         with console.status("playing the demo story on moto…"):
-            found = run_demo().report
+            found = run_demo(window=window_length).report
         assert found is not None
     else:
         from nudge.clocks import SystemClock
@@ -241,78 +245,50 @@ def report(
 
         container = build_aws(Settings.from_env(os.environ), SystemClock())
         found = build_report(container.store, window_length)  # type: ignore[arg-type]
-    _print_report(found, window)
+    if html is None:
+        _print_report(found, window)
+    else:
+        _write_html_report(found, window, html, flows_dir)
+
+
+def _write_html_report(found, window: str, out: Path, flows_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    """The page needs the flow files only for diagrams: without a flows directory it still has every figure."""
+    from datetime import UTC, datetime
+
+    from nudge.flow_files import FlowFileError, load_catalog
+    from nudge.report_html import render
+
+    flows = []
+    if flows_dir.is_dir():
+        try:
+            flows = list(load_catalog(flows_dir))
+        except FlowFileError as exc:
+            console.print(f"[red]✗[/] {exc}")
+            raise typer.Exit(1) from None
+    else:
+        console.print(f"[yellow]no flows directory {flows_dir}: the page has figures but no diagrams[/]")
+    out.write_text(render(found, flows, generated_at=datetime.now(UTC), window=window), encoding="utf-8")
+    drawn = len({f.id for f in flows} & {r.flow_id for r in found.flows})
+    console.print(f"wrote {out}: {len(found.flows)} flow(s) with activity, {drawn} drawn", highlight=False)
 
 
 def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
-    def pct(value: float | None) -> str:
-        return "–" if value is None else f"{value:.1%}"
+    from nudge.report_text import KPI_COLUMNS, kpi_tables, verdict_text
 
-    def cash(value: object) -> str:
-        return "–" if value is None else f"{value:,}"
-
-    columns = (
-        "entered",
-        "converted",
-        "conv. rate",
-        "sent",
-        "skipped",
-        "failed",
-        "delivered",
-        "opened",
-        "clicked",
-        "bounced",
-        "complaints",
-        "unsub.",
-        "orders",
-        "revenue",
-        "AOV",
-        "rev/recip.",
-        "CLV",
-    )
-    for title, rows, label in (
-        (f"Flows (last-touch revenue, {window} window)", found.flows, lambda r: r.flow_id),
-        ("Steps", found.steps, lambda r: f"{r.flow_id} · {r.step_id}"),
-        ("Split variants", found.variants, lambda r: f"{r.flow_id} · {r.variant}"),
-    ):
+    for title, first, rows in kpi_tables(found):
         if not rows:
             continue
-        table = Table(title=title, title_justify="left")
-        table.add_column(
-            "flow" if title.startswith("Flows") else "flow · " + ("step" if title == "Steps" else "variant"),
-            no_wrap=True,
+        table = Table(
+            title=f"{title} (last-touch revenue, {window} window)" if title == "Flows" else title, title_justify="left"
         )
-        for column in columns:
+        table.add_column(first, no_wrap=True)
+        for column in KPI_COLUMNS:
             table.add_column(column, justify="right")
-        for r in rows:
-            table.add_row(
-                label(r),
-                str(r.entered) if r.step_id is None else "",
-                str(r.converted) if r.step_id is None else "",
-                pct(r.conversion_rate) if r.step_id is None else "",
-                str(r.sent),
-                str(r.skipped),
-                str(r.failed),
-                str(r.delivered),
-                str(r.opened),
-                str(r.clicked),
-                str(r.bounced),
-                str(r.complained),
-                str(r.unsubscribed),
-                str(r.orders),
-                cash(r.revenue),
-                cash(r.aov),
-                cash(r.revenue_per_recipient),
-                cash(r.clv),
-            )
+        for label, cells in rows:
+            table.add_row(label, *cells)
         console.print(table)
     for verdict in found.splits:
-        outcome = f"winner: {verdict.winner}" if verdict.winner else "no winner yet"
-        lift = "" if verdict.holdout_lift is None else f"; holdout lift {verdict.holdout_lift:+.1%}"
-        console.print(
-            f"{verdict.flow_id} · {verdict.split_id}: {verdict.best} vs {verdict.runner_up}, "
-            f"z={verdict.z:.2f}, p={verdict.p_value:.4f} → {outcome} at 95% confidence{lift}"
-        )
+        console.print(f"{verdict.flow_id} · {verdict.split_id}: {verdict_text(verdict)}")
 
 
 @app.command()

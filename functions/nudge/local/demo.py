@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from nudge.clocks import VirtualClock
-from nudge.domain.kpis import Report
+from nudge.domain.kpis import DEFAULT_WINDOW, Report
 from nudge.local.moto_stack import ApiResult, MotoStack, start_moto_stack
 from nudge.services.reporting import build_report
 
@@ -147,6 +147,7 @@ def run_demo(
     *,
     on_event: Callable[[datetime, str, ApiResult], None] | None = None,
     on_progress: Callable[[datetime], None] | None = None,
+    window: timedelta = DEFAULT_WINDOW,
 ) -> DemoResult:
     """Play STORY through the ingest handler, pumping schedules between events, to START + DURATION."""
     clock = VirtualClock(START)
@@ -174,7 +175,7 @@ def run_demo(
             per_flow=dict(per_flow),
             requests=requests,
             wake_ups=stack.pump.fired,
-            report=build_report(stack.container.store),  # type: ignore[arg-type]
+            report=build_report(stack.container.store, window),  # type: ignore[arg-type]
         )
     finally:
         stack.stop()

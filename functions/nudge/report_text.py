@@ -1,0 +1,78 @@
+"""How the KPI report writes its figures, in one place: the terminal tables and the HTML page print the same text."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from nudge.domain.kpis import CONFIDENCE, Kpis, Report, SplitVerdict
+
+KPI_COLUMNS = (
+    "entered",
+    "converted",
+    "conv. rate",
+    "sent",
+    "skipped",
+    "failed",
+    "delivered",
+    "opened",
+    "clicked",
+    "bounced",
+    "complaints",
+    "unsub.",
+    "orders",
+    "revenue",
+    "AOV",
+    "rev/recip.",
+    "CLV",
+)
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def amount(value: Decimal | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+def kpi_cells(row: Kpis) -> list[str]:
+    """One row under KPI_COLUMNS. Entries and conversions belong to runs, so a step row leaves them blank."""
+    per_run = row.step_id is None
+    return [
+        str(row.entered) if per_run else "",
+        str(row.converted) if per_run else "",
+        percent(row.conversion_rate) if per_run else "",
+        str(row.sent),
+        str(row.skipped),
+        str(row.failed),
+        str(row.delivered),
+        str(row.opened),
+        str(row.clicked),
+        str(row.bounced),
+        str(row.complained),
+        str(row.unsubscribed),
+        str(row.orders),
+        amount(row.revenue),
+        amount(row.aov),
+        amount(row.revenue_per_recipient),
+        amount(row.clv),
+    ]
+
+
+def kpi_tables(report: Report) -> list[tuple[str, str, list[tuple[str, list[str]]]]]:
+    """(title, first column, [(row label, cells)]) for flows, steps and split variants; empty tables too."""
+    return [
+        ("Flows", "flow", [(r.flow_id, kpi_cells(r)) for r in report.flows]),
+        ("Steps", "flow · step", [(f"{r.flow_id} · {r.step_id}", kpi_cells(r)) for r in report.steps]),
+        ("Split variants", "flow · variant", [(f"{r.flow_id} · {r.variant}", kpi_cells(r)) for r in report.variants]),
+    ]
+
+
+def verdict_text(verdict: SplitVerdict) -> str:
+    """`a vs b, z=…, p=… → winner: a at 95% confidence; holdout lift +12.0%`."""
+    outcome = f"winner: {verdict.winner}" if verdict.winner else "no winner yet"
+    lift = "" if verdict.holdout_lift is None else f"; holdout lift {verdict.holdout_lift:+.1%}"
+    return (
+        f"{verdict.best} vs {verdict.runner_up}, z={verdict.z:.2f}, p={verdict.p_value:.4f} → "
+        f"{outcome} at {CONFIDENCE:.0%} confidence{lift}"
+    )
