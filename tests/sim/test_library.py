@@ -231,7 +231,10 @@ def test_vip_is_tagged_announced_to_the_loyalty_system_and_welcomed_once(sim: Si
 
 def test_birthday_gift_every_year_at_nine_local(sim: Simulation) -> None:
     rae = contact("rae", timezone="America/Los_Angeles", properties={"birthday": "11-20"})
+    seen: list[list[str]] = []
+    sim.container.ingest.observe(lambda outcome: seen.append(outcome.started))  # what the metrics count
     sim.container.ingest.identify(ContactIn.model_validate(rae).to_patch())
+    assert seen == [["birthday"]]  # the run is lined up (and counted as started) at once; it waits for the day
 
     assert outbox(sim, "birthday", timedelta(days=400)) == [
         ("Fri 11-20 17:00", "rae@example.com", "gift", "Happy birthday, Rae! A gift inside"),  # 09:00 PST

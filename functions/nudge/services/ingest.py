@@ -87,7 +87,7 @@ class IngestService:
         contact, moves = self._upsert(patch, source="api:contacts")
         outcome = IngestOutcome(event_id="identify", contact_id=contact.contact_id)
         self._on_segments(contact, moves, outcome)
-        self._start_date_flows(contact, self._clock.now())
+        self._start_date_flows(contact, self._clock.now(), outcome)
         self._observer(outcome)
         return contact
 
@@ -171,7 +171,7 @@ class IngestService:
         contact, moves = self._upsert(event.contact, event, source=f"event:{event.type}:{event.event_id}")
         self._carry_out(decide(contact, now), contact, outcome)
         self._on_segments(contact, moves, outcome)
-        self._start_date_flows(contact, now)
+        self._start_date_flows(contact, now, outcome)
         self._store.finish_event(event.event_id, outcome.as_dict())
         self._observer(outcome)
         return outcome
@@ -232,12 +232,14 @@ class IngestService:
             # An ending keeps the run's seq, so its schedule name is still that of the pending wake-up.
             self._scheduler.cancel(decision.run.schedule_name)
 
-    def _start_date_flows(self, contact: Contact, now: datetime) -> None:
+    def _start_date_flows(self, contact: Contact, now: datetime, outcome: IngestOutcome) -> None:
+        """Line up the date flows (birthday, launch) the contact's dates call for; each run waits for its day."""
         if not self._date_flows:
             return
         slots = self._store.flow_slots(contact.contact_id)
         for start in engine.date_starts(contact, slots, self._date_flows, self._guardrails.default_timezone, now):
-            self._runs.start(start)
+            if (run := self._runs.start(start)) is not None:
+                outcome.started.append(run.flow_id)
 
     def _upsert(
         self,
