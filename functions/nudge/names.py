@@ -59,6 +59,9 @@ SUPPRESSIONS_TABLE: Final = "nudge-suppressions"
 COUNTERS_TABLE: Final = "nudge-counters"
 # Global secondary indexes (infra/ creates them with these names).
 MESSAGES_BY_PROVIDER_ID_INDEX: Final = "by-provider-id"  # hash key provider_id, projection ALL
+# Local (same partition: contact_id), sort key sent_at: sparse, only sent messages; what guardrails read.
+MESSAGES_SENT_INDEX: Final = "by-sent-at"
+SENT_INDEX_ATTRIBUTES: Final = ("status", "channel", "category", "priority", "flow_id")
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
 # contacts: sparse, hash review_bucket "<YYYY-MM-DD>#<shard>", range review_at, KEYS_ONLY (segment sweep)
 CONTACTS_REVIEW_INDEX: Final = "review"

@@ -79,6 +79,13 @@ class Data(Construct):
             partition_key=dynamodb.Attribute(name="provider_id", type=string),
             projection_type=dynamodb.ProjectionType.ALL,
         )
+        # Sparse, local (strongly consistent): a contact's sent messages by send time, for the guardrails.
+        self.messages.add_local_secondary_index(
+            index_name=names.MESSAGES_SENT_INDEX,
+            sort_key=dynamodb.Attribute(name="sent_at", type=string),
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=list(names.SENT_INDEX_ATTRIBUTES),
+        )
         # Sparse: only contacts whose segment membership can change with time alone carry review_bucket.
         self.contacts.add_global_secondary_index(
             index_name=names.CONTACTS_REVIEW_INDEX,
@@ -144,11 +151,12 @@ class Data(Construct):
         """Item reads and writes on the engine's tables, and on `extra` ones this function needs too."""
         tables = self.engine_tables + (extra or [])
         resources = [table.table_arn for table in tables]
-        # The two GSIs (feedback by provider id, erasure by contact) are queried too.
+        # The indexes (feedback by provider id, erasure by contact, reviews, recent sends) are queried too.
         resources += [
             f"{self.contacts.table_arn}/index/{names.CONTACTS_REVIEW_INDEX}",
             f"{self.events.table_arn}/index/{names.EVENTS_BY_CONTACT_INDEX}",
             f"{self.messages.table_arn}/index/{names.MESSAGES_BY_PROVIDER_ID_INDEX}",
+            f"{self.messages.table_arn}/index/{names.MESSAGES_SENT_INDEX}",
         ]
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=list(DATA_ACTIONS), resources=resources)

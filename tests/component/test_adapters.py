@@ -233,3 +233,39 @@ def test_store_finds_contacts_due_for_review_through_the_sparse_index(moto_stack
     assert [(i["IndexName"], i["Projection"]["ProjectionType"]) for i in index["GlobalSecondaryIndexes"]] == [
         ("review", "KEYS_ONLY")
     ]
+
+
+def test_recent_sends_reads_the_sent_index_from_since_on(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    history: list[Message] = []
+    for day in range(30):  # a month of daily sends, then one skipped and one still claimed
+        message = Message(
+            "c1",
+            f"r{day}#s",
+            f"r{day}",
+            "welcome",
+            "s",
+            Channel.EMAIL,
+            Category.MARKETING,
+            MessageStatus.CLAIMED,
+            START + timedelta(days=day),
+            priority=day % 3,
+        )
+        store.claim_message(message)
+        history.append(store.settle_message(message, MessageStatus.SENT, sent_at=START + timedelta(days=day)))
+    skipped = Message("c1", "rs#s", "rs", "welcome", "s", Channel.SMS, Category.MARKETING, MessageStatus.CLAIMED, START)
+    store.claim_message(skipped)
+    store.settle_message(skipped, MessageStatus.SKIPPED, reason="no_sms_marketing_consent")
+    store.claim_message(replace(skipped, message_id="rc#s", run_id="rc"))
+    store.claim_message(replace(history[0], contact_id="c2"))  # another contact's
+    store.settle_message(replace(history[0], contact_id="c2"), MessageStatus.SENT, sent_at=START + timedelta(days=29))
+    queries: list[dict[str, object]] = []
+    [client] = store.botocore_clients()  # type: ignore[attr-defined]
+    client.meta.events.register("provide-client-params.dynamodb.Query", lambda params, **_: queries.append(params))
+
+    found = store.recent_sends("c1", START + timedelta(days=23))
+
+    assert [(r.sent_at, r.priority) for r in found] == [(START + timedelta(days=d), d % 3) for d in range(23, 30)]
+    assert {(r.channel, r.category, r.flow_id) for r in found} == {(Channel.EMAIL, Category.MARKETING, "welcome")}
+    [query] = queries
+    assert (query["IndexName"], query["ConsistentRead"]) == ("by-sent-at", True)

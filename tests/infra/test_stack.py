@@ -389,7 +389,12 @@ def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Syn
     # ... and the two named indexes, no wildcard
     indexes = sorted(render(r).rsplit("/", 1)[1] for r in data["Resource"] if "Fn::GetAtt" not in r)
     assert indexes == sorted(
-        [names.CONTACTS_REVIEW_INDEX, names.EVENTS_BY_CONTACT_INDEX, names.MESSAGES_BY_PROVIDER_ID_INDEX]
+        [
+            names.CONTACTS_REVIEW_INDEX,
+            names.EVENTS_BY_CONTACT_INDEX,
+            names.MESSAGES_BY_PROVIDER_ID_INDEX,
+            names.MESSAGES_SENT_INDEX,
+        ]
     )
 
 

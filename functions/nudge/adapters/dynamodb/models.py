@@ -33,7 +33,13 @@ from pynamodb.attributes import (
     UTCDateTimeAttribute,
 )
 from pynamodb.connection import Connection
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
+from pynamodb.indexes import (
+    AllProjection,
+    GlobalSecondaryIndex,
+    IncludeProjection,
+    KeysOnlyProjection,
+    LocalSecondaryIndex,
+)
 from pynamodb.models import Model
 
 from nudge import names
@@ -60,6 +66,17 @@ class MessagesByProviderId(GlobalSecondaryIndex["MessageModel"]):
         projection = AllProjection()
 
     provider_id = UnicodeAttribute(hash_key=True)
+
+
+class MessagesBySentAt(LocalSecondaryIndex["MessageModel"]):
+    """A contact's sent messages by send time: guardrails read the last week without the whole history."""
+
+    class Meta:
+        index_name = names.MESSAGES_SENT_INDEX
+        projection = IncludeProjection(list(names.SENT_INDEX_ATTRIBUTES))
+
+    contact_id = UnicodeAttribute(hash_key=True)
+    sent_at = UTCDateTimeAttribute(range_key=True)
 
 
 class ReviewIndex(GlobalSecondaryIndex["ContactModel"]):
@@ -197,6 +214,7 @@ class MessageModel(Model):
     reject_at = UTCDateTimeAttribute(null=True)
     unsubscribe_at = UTCDateTimeAttribute(null=True)
     by_provider_id = MessagesByProviderId()
+    by_sent_at = MessagesBySentAt()
 
 
 class AddressModel(Model):

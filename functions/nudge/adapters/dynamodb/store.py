@@ -351,12 +351,17 @@ class DynamoStore:
         return sorted((self._message_from(i) for i in items), key=lambda m: m.created_at)
 
     def recent_sends(self, contact_id: str, since: datetime) -> list[SentRecord]:
-        # One Query over the contact's messages (bounded by the messages TTL), filtered server-side.
+        # The sparse local index holds only sent messages, sorted by send time: a week's sends, not the history.
         model = self.models.messages
-        condition = (model.status == MessageStatus.SENT.value) & (model.sent_at >= since)
+        items = model.by_sent_at.query(
+            contact_id,
+            model.sent_at >= since,
+            filter_condition=model.status == MessageStatus.SENT.value,
+            consistent_read=True,  # a send a moment ago must count against the caps
+        )
         return [
             SentRecord(Channel(i.channel), Category(i.category), int(i.priority or 0), i.sent_at, i.flow_id)
-            for i in model.query(contact_id, filter_condition=condition, consistent_read=True)
+            for i in items
         ]
 
     def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
