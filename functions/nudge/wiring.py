@@ -219,11 +219,11 @@ def build_aws(
     if settings.signing_secret_arn or settings.webhook_secrets_arn or settings.unsubscribe_secret_arn:
         secrets = session.client("secretsmanager")
         if settings.signing_secret_arn:
-            signing_key = SecretReader(secrets, settings.signing_secret_arn, clock=clock).value
+            signing_key = SecretReader(secrets, settings.signing_secret_arn).value
         if settings.unsubscribe_secret_arn:
-            unsubscribe_key = SecretReader(secrets, settings.unsubscribe_secret_arn, clock=clock).value
+            unsubscribe_key = SecretReader(secrets, settings.unsubscribe_secret_arn).value
         if settings.webhook_secrets_arn:
-            webhook_secrets = JsonSecretReader(SecretReader(secrets, settings.webhook_secrets_arn, clock=clock)).value
+            webhook_secrets = JsonSecretReader(SecretReader(secrets, settings.webhook_secrets_arn)).value
     return assemble(
         settings,
         clock,

@@ -57,3 +57,25 @@ def test_an_empty_utm_variable_turns_tagging_off() -> None:
 def test_bad_deliverability_settings_are_named(variable: str, value: str) -> None:
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env({**REQUIRED, variable: value})
+
+
+def test_a_secret_is_fetched_again_only_after_five_minutes_of_wall_time() -> None:
+    from nudge.adapters.secrets import SecretReader
+
+    class Client:
+        calls = 0
+
+        def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 (boto3's name)
+            Client.calls += 1
+            return {"SecretString": f"key-{Client.calls}"}
+
+    wall = [1000.0]
+    reader = SecretReader(Client(), "arn:secret", monotonic=lambda: wall[0])
+
+    first = [reader.value() for _ in range(3)]
+    wall[0] += 300
+    still = reader.value()
+    wall[0] += 1
+    rotated = reader.value()
+
+    assert (first, still, rotated, Client.calls) == (["key-1"] * 3, "key-1", "key-2", 2)

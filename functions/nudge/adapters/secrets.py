@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+import time
+from collections.abc import Callable
 from typing import Any
 
-from nudge.ports import Clock
-
-CACHE_FOR = timedelta(minutes=5)
+CACHE_SECONDS = 300.0
 
 
 class SecretReader:
-    def __init__(self, client: Any, secret_id: str, *, clock: Clock) -> None:
+    """The secret's value, fetched again after CACHE_SECONDS of *wall* time.
+
+    Freshness is about rotation, which happens in real time: a simulation on a virtual clock that jumps
+    days must not refetch on every jump (the demo made 12 calls for one key before), and a Lambda
+    container keeps its copy for five minutes whatever the business clock says.
+    """
+
+    def __init__(self, client: Any, secret_id: str, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._client = client
         self._secret_id = secret_id
-        self._clock = clock
+        self._monotonic = monotonic
         self._value: str | None = None
-        self._fetched_at: datetime | None = None
+        self._fetched_at: float | None = None
 
     def value(self) -> str:
-        now = self._clock.now()
-        if self._value is None or self._fetched_at is None or now - self._fetched_at > CACHE_FOR:
+        now = self._monotonic()
+        if self._value is None or self._fetched_at is None or now - self._fetched_at > CACHE_SECONDS:
             self._value = str(self._client.get_secret_value(SecretId=self._secret_id)["SecretString"])
             self._fetched_at = now
         return self._value
