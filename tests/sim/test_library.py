@@ -216,9 +216,10 @@ def test_win_back_escalates_after_sixty_days_and_stops_at_an_order(sim: Simulati
 
 def test_vip_is_tagged_announced_to_the_loyalty_system_and_welcomed_once(sim: Simulation) -> None:
     quinn = contact("quinn")
-    send(sim, timedelta(0), "e1", "order_placed", quinn, customer_orders_count=2, **ORDER)
-    send(sim, timedelta(days=3), "e2", "order_placed", quinn, customer_orders_count=3, **{**ORDER, "order_id": "o2"})
-    send(sim, timedelta(days=9), "e3", "order_placed", quinn, customer_orders_count=4, **{**ORDER, "order_id": "o3"})
+    send(sim, timedelta(0), "e1", "order_placed", quinn, **ORDER)
+    send(sim, timedelta(days=1), "e2", "order_placed", quinn, **{**ORDER, "order_id": "o2"})
+    send(sim, timedelta(days=3), "e3", "order_placed", quinn, **{**ORDER, "order_id": "o3"})  # the third: VIP
+    send(sim, timedelta(days=9), "e4", "order_placed", quinn, **{**ORDER, "order_id": "o4"})
 
     assert outbox(sim, "vip_loyalty", timedelta(days=10)) == [
         ("Thu 11-05 09:00", "quinn@example.com", "vip_email", "You're one of our VIPs now, Quinn"),
