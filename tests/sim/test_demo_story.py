@@ -97,6 +97,32 @@ def test_the_demo_story_sends_exactly_these_messages_at_these_times() -> None:
     assert result.wake_ups == 7
 
 
+def test_the_demo_imports_history_and_runs_the_daily_job_every_morning() -> None:
+    result = run_demo()
+
+    assert result.imported is not None and (result.imported.orders_imported, len(result.imported.contacts)) == (8, 5)
+    assert [f"{at:%m-%d %H:%M}" for at, _ in result.daily_runs] == [f"11-{d:02d} 04:00" for d in range(3, 24)]
+    first, last = result.daily_runs[0][1], result.daily_runs[-1][1]
+    assert (first["buyers"], first["rescored"], first["copurchase_orders"]) == (5, 5, 8)  # the imported customers
+    assert (last["buyers"], last["copurchase_orders"], last["products"]) == (6, 9, 6)  # Carol's live order added
+    # RFM by hand on 11-23 04:00 over six buyers: days since the last order 19 (Carol), 29 (Dan), 33 (Erin),
+    # 110 (Gina), 126 (Frank), 164 (Hal); orders 1, 3, 2, 1, 1, 1; spent 100, 145, 109, 73, 66, 42.
+    people = {line.email.split("@")[0]: (line.stage, line.rfm, line.orders, line.spent) for line in result.contacts}
+    assert people == {
+        "alice": ("subscriber", "-", 0, "0.00"),
+        "bob": ("subscriber", "-", 0, "0.00"),
+        "carol": ("first_time_buyer", "513", 1, "100.00"),
+        "dan": ("vip", "555", 3, "145.00"),
+        "erin": ("repeat_buyer", "444", 2, "109.00"),
+        "frank": ("lapsed", "211", 1, "66.00"),
+        "gina": ("lapsed", "312", 1, "73.00"),
+        "hal": ("lapsed", "111", 1, "42.00"),
+    }
+    # Carol bought a mug and a kettle: the history bought beans with both (2 + 2), filters with the kettle (3);
+    # the apron is the best seller she does not have.
+    assert result.recommended == {"carol@example.com": ["Coffee beans", "Paper filters (100)", "Linen apron"]}
+
+
 def test_the_demo_report_credits_carols_order_to_her_cart_reminder() -> None:
     report = run_demo().report
     assert report is not None

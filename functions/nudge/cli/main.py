@@ -28,11 +28,19 @@ def _quiet_lambda_logs() -> None:
 def demo() -> None:
     """Play a storefront story over three weeks of virtual time on moto, through the real handlers."""
     _quiet_lambda_logs()
-    from nudge.local.demo import DURATION, START, run_demo
+    from nudge.local.demo import DURATION, HISTORY, START, run_demo
 
     console.rule("[bold]nudge demo[/]: a shop's three weeks on moto (no AWS account needed)")
     console.print(f"virtual clock starts {START:%a %Y-%m-%d %H:%M} UTC and runs {DURATION.days} days\n")
-    console.print("[bold]Storefront events[/] (signed POST /v1/events through the ingest handler)")
+
+    def on_import(imported):  # type: ignore[no-untyped-def]
+        console.print(
+            f"[bold]Order history[/] first, as `nudge import orders` does it "
+            f"({HISTORY.relative_to(HISTORY.parents[2])}, a Shopify export): {imported.orders_imported} orders of "
+            f"{len(imported.contacts)} customers; contacts, aggregates and stages backfilled, nothing sent\n",
+            highlight=False,
+        )
+        console.print("[bold]Storefront events[/] (signed POST /v1/events through the ingest handler)")
 
     def on_event(at, description, result):  # type: ignore[no-untyped-def]
         body = result.body
@@ -47,7 +55,7 @@ def demo() -> None:
         console.print(f"  {at:%a %m-%d %H:%M}  {description:<58} → {result.status} ({what})")
 
     with console.status("pumping EventBridge Scheduler schedules through the step handler…"):
-        result = run_demo(on_event=on_event)
+        result = run_demo(on_event=on_event, on_import=on_import)
 
     table = Table(title="Timeline, read back from moto's SES and SNS", title_justify="left")
     for column in ("virtual time (UTC)", "contact", "flow", "step", "channel"):
@@ -57,6 +65,31 @@ def demo() -> None:
         table.add_row(f"{row.at:%a %m-%d %H:%M}", row.contact, row.flow, row.step, row.channel, row.text)
     console.print()
     console.print(table)
+
+    if result.daily_runs:
+        runs = [r for _, r in result.daily_runs]
+        first_at, first = result.daily_runs[0]
+        console.print(
+            f"\n[bold]Daily job[/] (the sweep function, invoked at 04:00 UTC as the stack schedules it): "
+            f"{len(runs)} runs; segment reviews {sum(r['reviewed'] for r in runs)}, "
+            f"RFM scores written {sum(r['rescored'] for r in runs)} (the first run, {first_at:%a %m-%d}, scored "
+            f"{first['rescored']} of {first['buyers']} buyers; later runs only the scores that moved); the co-purchase "
+            f"table holds {runs[-1]['copurchase_orders']} orders of {runs[-1]['products']} products",
+            highlight=False,
+        )
+    for recipient, products in result.recommended.items():
+        console.print(
+            f"{recipient}'s review request showed [italic]You may also like[/]: {', '.join(products)} "
+            f"(bought with what she bought, in the shop's history)",
+            highlight=False,
+        )
+    if result.contacts:
+        people = Table(title="Contacts at the end (RFM: recency, frequency, monetary, 1-5)", title_justify="left")
+        for column in ("contact", "stage", "RFM", "orders", "spent"):
+            people.add_column(column, justify="right" if column in ("orders", "spent") else "left")
+        for line in result.contacts:
+            people.add_row(line.email, line.stage, line.rfm, str(line.orders), line.spent)
+        console.print(people)
 
     summary = Table(title="Messages per flow", title_justify="left")
     summary.add_column("flow")

@@ -1,22 +1,30 @@
-"""The storefront story `make demo` tells: three weeks of a shop's life on moto, through the real handlers."""
+"""The storefront story `make demo` tells: three weeks of a shop's life on moto, through the real handlers.
+
+Before the story the shop imports its order history (flows/samples/orders_export.csv, a Shopify export);
+every day at 04:00 UTC the sweep function runs the daily job (segment reviews, RFM, co-purchases), as the
+stack's schedule does.
+"""
 
 from __future__ import annotations
 
 import email
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from nudge.clocks import VirtualClock
 from nudge.domain.kpis import DEFAULT_WINDOW, Report
-from nudge.local.moto_stack import ApiResult, MotoStack, start_moto_stack
+from nudge.local.moto_stack import PROJECT_ROOT, ApiResult, MotoStack, start_moto_stack
+from nudge.services.order_import import Format, ImportReport, backfill_orders, parse_orders
 from nudge.services.reporting import build_report
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday morning
 DURATION = timedelta(days=21)
+HISTORY = PROJECT_ROOT / "flows" / "samples" / "orders_export.csv"
+DAILY_AT = 4  # UTC hour of the stack's daily schedule (cron(0 4 * * ? *))
 
 
 def _cart(checkout_id: str, lines: list[tuple[str, int, float]]) -> dict[str, Any]:
@@ -108,6 +116,20 @@ class DemoResult:
     requests: Counter[tuple[str, str]]
     wake_ups: int
     report: Report | None = None
+    imported: ImportReport | None = None
+    daily_runs: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)  # the sweep handler's results
+    contacts: list[ContactLine] = field(default_factory=list)  # every contact at the end: stage, RFM, spend
+    recommended: dict[str, list[str]] = field(default_factory=dict)  # review request recipient -> products shown
+
+
+@dataclass(frozen=True)
+class ContactLine:
+    email: str
+    stage: str
+    rfm: str
+    orders: int
+    spent: str
+    segments: tuple[str, ...]
 
 
 def read_timeline(stack: MotoStack) -> list[TimelineRow]:
@@ -147,15 +169,31 @@ def run_demo(
     *,
     on_event: Callable[[datetime, str, ApiResult], None] | None = None,
     on_progress: Callable[[datetime], None] | None = None,
+    on_import: Callable[[ImportReport], None] | None = None,
     window: timedelta = DEFAULT_WINDOW,
 ) -> DemoResult:
-    """Play STORY through the ingest handler, pumping schedules between events, to START + DURATION."""
+    """Import the history, play STORY through the ingest handler, run the daily job each day, to the end."""
     clock = VirtualClock(START)
     stack = start_moto_stack(clock)
     try:
+        imported = import_history(stack)
+        if on_import:
+            on_import(imported)
+        daily_runs: list[tuple[datetime, dict[str, Any]]] = []
+        next_daily = START.replace(hour=DAILY_AT) + timedelta(days=1)
+
+        def advance_to(moment: datetime) -> None:
+            """Pump schedules up to `moment`, running the daily job at each 04:00 on the way."""
+            nonlocal next_daily
+            while next_daily <= moment:
+                stack.pump.run_until(next_daily)
+                daily_runs.append((next_daily, run_daily_job()))
+                next_daily += timedelta(days=1)
+            stack.pump.run_until(moment)
+
         calls = []
         for offset, description, body in STORY:
-            stack.pump.run_until(START + offset)
+            advance_to(START + offset)
             result = stack.call_api("POST", "/v1/events", body)
             calls.append((clock.now(), description, result))
             if on_event:
@@ -163,7 +201,7 @@ def run_demo(
         day = START
         while day < START + DURATION:
             day = min(day + timedelta(days=1), START + DURATION)
-            stack.pump.run_until(day)
+            advance_to(day)
             if on_progress:
                 on_progress(day)
         requests = Counter(stack.requests.counts)  # before reading the timeline back, which scans
@@ -176,6 +214,62 @@ def run_demo(
             requests=requests,
             wake_ups=stack.pump.fired,
             report=build_report(stack.container.store, window),  # type: ignore[arg-type]
+            imported=imported,
+            daily_runs=daily_runs,
+            contacts=contact_lines(stack),
+            recommended=recommended(stack),
         )
     finally:
         stack.stop()
+
+
+def import_history(stack: MotoStack) -> ImportReport:
+    """What `nudge import orders` does: backfill contacts and aggregates, then the co-purchase table."""
+    container = stack.container
+    with HISTORY.open(newline="", encoding="utf-8") as lines:
+        parsed = parse_orders(lines, Format.SHOPIFY, container.clock.now())
+    report = backfill_orders(container.ingest, parsed)
+    container.daily.copurchases.add_imported(report.new_orders)
+    return report
+
+
+def run_daily_job() -> dict[str, Any]:
+    """The sweep function, invoked as the stack's daily schedule invokes it."""
+    from nudge.handlers import sweep
+    from nudge.local.lambda_events import FakeLambdaContext
+
+    result: dict[str, Any] = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
+    return result
+
+
+def contact_lines(stack: MotoStack) -> list[ContactLine]:
+    store = stack.container.store
+    lines = []
+    for contact in store.all_contacts():
+        a = contact.aggregates
+        lines.append(
+            ContactLine(
+                email=contact.email or contact.contact_id,
+                stage=contact.stage or "-",
+                rfm=contact.rfm.code if contact.rfm else "-",
+                orders=a.orders_count,
+                spent=f"{a.total_spent:,.2f}",
+                segments=tuple(s for s in contact.segments if s != contact.stage),
+            )
+        )
+    return sorted(lines, key=lambda line: line.email)
+
+
+def recommended(stack: MotoStack) -> dict[str, list[str]]:
+    """The "You may also like" lines of every review request SES received (the text part)."""
+    shown: dict[str, list[str]] = {}
+    for raw in stack.sent_emails():
+        mime = email.message_from_string(raw.raw_data)
+        for part in mime.walk():
+            if part.get_content_type() != "text/plain":
+                continue
+            text = part.get_payload(decode=True).decode().replace("\r\n", "\n")  # type: ignore[union-attr]
+            if "You may also like:" in text:
+                block = text.split("You may also like:", 1)[1].split("\n\n", 1)[0]
+                shown[str(mime["To"])] = [line[2:].split(":", 1)[0] for line in block.strip().splitlines()]
+    return shown
