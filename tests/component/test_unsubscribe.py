@@ -203,3 +203,25 @@ def test_an_unsubscribe_counts_once_against_the_step_whose_link_was_used(moto_st
     assert store.step_counts("welcome") == {}
     steps = {(r.flow_id, r.step_id): r.unsubscribed for r in build_report(store).steps}  # type: ignore[arg-type]
     assert steps[("abandoned_cart", "reminder_1")] == 1 and steps[("welcome", alices.step_id)] == 0
+
+
+@pytest.mark.parametrize(
+    ("m", "looked_up"),
+    # DynamoDB refuses a sort key over 1,024 bytes (moto does not): a long `m` is never sent to it.
+    [("x" * 5000, False), ("%00%FF", False), ("", False), ("r1#0001#welcome_email", True)],
+)
+def test_a_bad_or_unknown_message_id_still_unsubscribes_and_credits_nothing(
+    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch, m: str, looked_up: bool
+) -> None:
+    moto_stack.call_api("POST", "/v1/events", subscribed("evt_1"))
+    token_path = unsubscribe_path(last_mail(moto_stack)).partition("?")[0]
+    store = moto_stack.container.store
+    asked: list[str] = []
+    original = store.get_message
+    monkeypatch.setattr(store, "get_message", lambda c, message_id: asked.append(message_id) or original(c, message_id))
+
+    response = moto_stack.call_unsubscribe("POST", f"{token_path}?m={m}", "List-Unsubscribe=One-Click")
+
+    assert response.status == 200 and "You are unsubscribed" in response.body["html"]
+    assert store.step_counts("welcome") == {}
+    assert asked == ([m] if looked_up else [])

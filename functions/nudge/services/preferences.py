@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -12,6 +13,9 @@ from nudge.domain.suppression import AddressState, ConsentRecord, Suppression, a
 from nudge.domain.unsubscribe import BadToken, read_token
 from nudge.ports import Clock, Store
 from nudge.services.consent import set_email_marketing
+
+# What Message.id_for makes (<run id>#<seq>#<step id>); anything else in `m` is ignored, never looked up.
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:#-]{1,200}")
 
 
 class NoSuchContact(LookupError):
@@ -57,7 +61,8 @@ class PreferenceService:
         """
         contact = self._contact(token)
         now = self._clock.now()
-        message = self._store.get_message(contact.contact_id, message_id) if message_id else None
+        named = message_id if message_id and _MESSAGE_ID.fullmatch(message_id) else None  # else: credit nobody
+        message = self._store.get_message(contact.contact_id, named) if named else None
         credited = None
         if message is not None and self._store.record_feedback(message, FeedbackKind.UNSUBSCRIBE, now):
             self._store.count_step(message.flow_id, message.step_id, FeedbackKind.UNSUBSCRIBE)
