@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+
 from nudge.domain.model import MessageStatus
 from nudge.local.moto_stack import MotoStack
 from tests.conftest import START
@@ -72,6 +74,18 @@ def test_erase_and_export_are_signed_and_name_unknown_contacts(moto_stack: MotoS
 
     assert unsigned.status == 401 and unknown.status == 404
     assert moto_stack.container.store.get_contact("cust_bob_42") is not None
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+def test_an_id_no_contact_can_have_is_a_404_before_any_read(moto_stack: MotoStack, method: str) -> None:
+    # DynamoDB refuses a partition key over 2,048 bytes with a 500 (moto does not check): never send it one.
+    moto_stack.requests.counts.clear()
+
+    response = moto_stack.call_api(method, "/v1/contacts/" + "x" * 3000)
+
+    assert response.status == 404 and response.body["title"] == "No such contact"
+    assert "xxxx" not in response.body["detail"]  # the id is not echoed back
+    assert not [op for (service, op) in moto_stack.requests.counts if service == "dynamodb"]
 
 
 def test_raw_events_expire_after_the_retention_period(moto_stack: MotoStack) -> None:
