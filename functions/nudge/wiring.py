@@ -275,13 +275,28 @@ def build_memory(settings: Settings, clock: Clock) -> Container:
 _current: Container | None = None
 
 
+_on_build: list[Callable[[Container], object]] = []
+
+
+def on_build(hook: Callable[[Container], object]) -> None:
+    """Run `hook` on the handlers' container when it is built or installed (and now, if it already is).
+
+    How handler-level concerns (the per-invocation metrics) attach to services without the services or
+    this module importing them.
+    """
+    _on_build.append(hook)
+    if _current is not None:
+        hook(_current)
+
+
 def current() -> Container:
     """The container handlers use: built from the environment at first use (cold start), unless installed."""
     global _current
     if _current is None:
         from nudge.clocks import SystemClock
 
-        _current = build_aws(Settings.from_env(os.environ), SystemClock())
+        install(build_aws(Settings.from_env(os.environ), SystemClock()))
+    assert _current is not None
     return _current
 
 
@@ -289,3 +304,6 @@ def install(container: Container | None) -> None:
     """Make handlers use this container (the local runner and tests); None returns to cold-start building."""
     global _current
     _current = container
+    if container is not None:
+        for hook in _on_build:
+            hook(container)

@@ -61,7 +61,6 @@ def published(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any) -> Any:
         _pending.clear()
-        wiring.current().ingest.observe(record_ingest)
         try:
             return handler(event, context)
         finally:
@@ -106,3 +105,7 @@ def publish(counts: FlowCounts) -> None:
             if value:  # a zero is implied by absence; fewer values, smaller logs
                 metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         metrics.flush_metrics()
+
+
+# Every container the handlers use reports its ingest outcomes here (wired once, whoever builds it).
+wiring.on_build(lambda container: container.ingest.observe(record_ingest))
