@@ -24,6 +24,9 @@ PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64")
 # Packages that belong to the CLI, the tests or the CDK app. None of them may ever reach a Lambda bundle.
 NEVER_BUNDLED = frozenset({"typer", "rich", "moto", "aws-cdk-lib", "constructs", "cdk-nag", "pytest"})
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
+# Modules of the nudge package only the CLI and the local runner use: no handler imports them (a test checks
+# that every handler imports from a bundle without them), so they stay out of the code Lambda loads.
+CLI_ONLY = ("cli", "local", "report_html.py", "report.html.j2", "report_text.py", "flow_layout.py", "flow_tools.py")
 
 
 def _distribution(requirement: str) -> str:
@@ -93,8 +96,10 @@ class LocalPythonBundler:
         dependencies: Sequence[str] | None = None,
         constraints: Sequence[str] | None = None,
         run: Callable[[list[str]], Any] | None = None,
+        excluded: Sequence[str] = CLI_ONLY,
     ) -> None:
         self.root = root
+        self.excluded = tuple(excluded)
         self.dependencies = list(
             runtime_dependencies(root / "pyproject.toml") if dependencies is None else dependencies
         )
@@ -104,7 +109,8 @@ class LocalPythonBundler:
     def try_bundle(self, output_dir: str, options: Any = None) -> bool:
         """Fill output_dir with the bundle; return True so CDK never falls back to Docker."""
         out = Path(output_dir)
-        shutil.copytree(self.root / "functions" / "nudge", out / "nudge", ignore=_IGNORED, dirs_exist_ok=True)
+        package = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", *self.excluded)
+        shutil.copytree(self.root / "functions" / "nudge", out / "nudge", ignore=package, dirs_exist_ok=True)
         # Handlers read these at cold start from names.BUNDLED_*_DIR (/var/task/flows, templates, segments).
         for source, bundled in (
             ("flows", names.BUNDLED_FLOWS_DIR),

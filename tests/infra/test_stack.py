@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -568,6 +569,9 @@ def test_local_bundler_copies_sources_and_installs_locked_arm64_wheels(tmp_path:
 
     out = tmp_path / "out"
     assert (out / "nudge" / "handlers" / "step.py").is_file()
+    for cli_only in ("cli", "local", "report_html.py", "flow_tools.py", "flow_layout.py"):
+        assert not (out / "nudge" / cli_only).exists(), cli_only
+    _handlers_import_from(out)
     assert (out / Path(names.BUNDLED_FLOWS_DIR).name / "welcome.yaml").is_file()
     assert (out / Path(names.BUNDLED_TEMPLATES_DIR).name).is_dir()
     assert list((out / Path(names.BUNDLED_SEGMENTS_DIR).name).glob("*.yaml"))
@@ -581,6 +585,28 @@ def test_local_bundler_copies_sources_and_installs_locked_arm64_wheels(tmp_path:
     lock = tomllib.loads((ROOT / "uv.lock").read_text())
     (boto3,) = [p["version"] for p in lock["package"] if p["name"] == "boto3"]
     assert f"boto3=={boto3}" in constraints
+
+
+def test_the_handler_import_probe_fails_when_the_bundle_lacks_a_module_they_need(tmp_path: Path) -> None:
+    from infra.bundling import CLI_ONLY, LocalPythonBundler
+
+    LocalPythonBundler(ROOT, run=lambda command: None, excluded=(*CLI_ONLY, "templating.py")).try_bundle(
+        str(tmp_path / "out"), None
+    )
+    with pytest.raises(subprocess.CalledProcessError):
+        _handlers_import_from(tmp_path / "out")
+
+
+def _handlers_import_from(out: Path) -> None:
+    """Every handler imports from the bundle alone (its dependencies from this venv, as pip would put them)."""
+    handlers = [f"nudge.handlers.{path.stem}" for path in (out / "nudge" / "handlers").glob("*.py")]
+    probe = (
+        f"import sys; sys.path.insert(0, {str(out)!r}); import importlib, nudge; "
+        f"assert nudge.__file__.startswith({str(out)!r}), nudge.__file__; "
+        f"[importlib.import_module(m) for m in {sorted(handlers)!r}]"
+    )
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1"}
+    subprocess.run([sys.executable, "-c", probe], check=True, env=env, capture_output=True)
 
 
 @pytest.mark.parametrize("stage", ["prod", "dev"])
