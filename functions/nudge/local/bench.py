@@ -139,8 +139,9 @@ def _daily_job(contacts: int) -> Iterator[str]:
     """The daily job on moto over a base written straight to the tables: scans, RFM writes, co-purchases."""
     import json
     import random
+    from dataclasses import replace
 
-    from nudge.domain import aggregates
+    from nudge.domain import aggregates, segments
     from nudge.domain.model import Contact, ContactPatch, Event
     from nudge.local.moto_stack import start_moto_stack
 
@@ -164,7 +165,12 @@ def _daily_job(contacts: int) -> Iterator[str]:
                 event = Event(f"bench:o{i}_{k}", "order_placed", ContactPatch(external_id=f"c{i}"), properties, placed)
                 store.begin_event(event, START)
                 orders += 1
-            store.save_contact(Contact(contact_id=f"c{i}", aggregates=counted), expected_version=0)
+            # As ingest leaves a contact: membership evaluated with its aggregates (else the first run would
+            # announce every stage as new, and start the flows listening).
+            contact = Contact(contact_id=f"c{i}", aggregates=counted)
+            found = segments.evaluate(stack.container.segments, contact.template_view(), counted, START)
+            contact = replace(contact, segments=found.segments, review_at=found.review_at)
+            store.save_contact(contact, expected_version=0)
         stack.requests.counts.clear()
         began = time.perf_counter()
         first = stack.container.daily.run()
