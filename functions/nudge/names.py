@@ -61,6 +61,9 @@ COUNTERS_TABLE: Final = "nudge-counters"
 MESSAGES_BY_PROVIDER_ID_INDEX: Final = "by-provider-id"  # hash key provider_id, projection ALL
 # Local (same partition: contact_id), sort key sent_at: sparse, only sent messages; what guardrails read.
 MESSAGES_SENT_INDEX: Final = "by-sent-at"
+# The daily job's recurring schedule (infra/constructs/scheduling.py; the local pump fires it too).
+DAILY_SCHEDULE: Final = "daily-sweep"
+DAILY_CRON: Final = "cron(0 4 * * ? *)"
 SENT_INDEX_ATTRIBUTES: Final = ("status", "channel", "category", "priority", "flow_id")
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
 # contacts: sparse, hash review_bucket "<YYYY-MM-DD>#<shard>", range review_at, KEYS_ONLY (segment sweep)

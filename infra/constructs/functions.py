@@ -188,7 +188,7 @@ class Functions(Construct):
         )
         scheduling.allow_invoke(self.step)
         scheduling.daily(
-            "Sweep", self.sweep, cron="cron(0 4 * * ? *)", description="nudge: the daily segment sweep, 04:00 UTC"
+            "Sweep", self.sweep, cron=names.DAILY_CRON, description="nudge: the daily job (segments, RFM, co-purchases)"
         )
         messaging.subscribe_feedback(self.feedback)
         messaging.subscribe_sms_inbound(self.sms_inbound)

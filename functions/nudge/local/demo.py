@@ -1,8 +1,8 @@
 """The storefront story `make demo` tells: three weeks of a shop's life on moto, through the real handlers.
 
 Before the story the shop imports its order history (flows/samples/orders_export.csv, a Shopify export);
-every day at 04:00 UTC the sweep function runs the daily job (segment reviews, RFM, co-purchases), as the
-stack's schedule does.
+the stack's daily schedule fires the sweep function at 04:00 UTC (segment reviews, RFM, co-purchases), through
+the same local Scheduler pump as the runs' wake-ups.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from nudge import names
 from nudge.clocks import VirtualClock
 from nudge.domain.kpis import DEFAULT_WINDOW, Report
 from nudge.local.moto_stack import PROJECT_ROOT, ApiResult, MotoStack, start_moto_stack
+from nudge.local.pump import DueSchedule
 from nudge.services.order_import import Format, ImportReport, backfill_orders, parse_orders
 from nudge.services.reporting import build_report
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday morning
 DURATION = timedelta(days=21)
 HISTORY = PROJECT_ROOT / "flows" / "samples" / "orders_export.csv"
-DAILY_AT = 4  # UTC hour of the stack's daily schedule (cron(0 4 * * ? *))
 
 
 def _cart(checkout_id: str, lines: list[tuple[str, int, float]]) -> dict[str, Any]:
@@ -174,22 +175,20 @@ def run_demo(
 ) -> DemoResult:
     """Import the history, play STORY through the ingest handler, run the daily job each day, to the end."""
     clock = VirtualClock(START)
-    stack = start_moto_stack(clock)
+    stack = start_moto_stack(clock, daily_job=True)
     try:
         imported = import_history(stack)
         if on_import:
             on_import(imported)
         daily_runs: list[tuple[datetime, dict[str, Any]]] = []
-        next_daily = START.replace(hour=DAILY_AT) + timedelta(days=1)
+
+        def fired(due: DueSchedule, result: Any) -> None:
+            if due.name == names.DAILY_SCHEDULE:
+                daily_runs.append((due.at, result))
 
         def advance_to(moment: datetime) -> None:
-            """Pump schedules up to `moment`, running the daily job at each 04:00 on the way."""
-            nonlocal next_daily
-            while next_daily <= moment:
-                stack.pump.run_until(next_daily)
-                daily_runs.append((next_daily, run_daily_job()))
-                next_daily += timedelta(days=1)
-            stack.pump.run_until(moment)
+            """Pump schedules up to `moment`: run wake-ups, and the daily job at 04:00 UTC."""
+            stack.pump.run_until(moment, on_fire=fired)
 
         calls = []
         for offset, description, body in STORY:
@@ -212,7 +211,7 @@ def run_demo(
             timeline=timeline,
             per_flow=dict(per_flow),
             requests=requests,
-            wake_ups=stack.pump.fired,
+            wake_ups=stack.pump.fired - len(daily_runs),  # the runs' wake-ups; the daily job is counted apart
             report=build_report(stack.container.store, window),  # type: ignore[arg-type]
             imported=imported,
             daily_runs=daily_runs,
@@ -231,15 +230,6 @@ def import_history(stack: MotoStack) -> ImportReport:
     report = backfill_orders(container.ingest, parsed)
     container.daily.copurchases.add_imported(report.new_orders)
     return report
-
-
-def run_daily_job() -> dict[str, Any]:
-    """The sweep function, invoked as the stack's daily schedule invokes it."""
-    from nudge.handlers import sweep
-    from nudge.local.lambda_events import FakeLambdaContext
-
-    result: dict[str, Any] = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
-    return result
 
 
 def contact_lines(stack: MotoStack) -> list[ContactLine]:

@@ -100,6 +100,17 @@ class MotoStack:
         headers.update(response.get("headers") or {})
         return ApiResult(status=response["statusCode"], body=body, headers=headers)
 
+    def fire_target(self, arn: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Invoke the function a schedule targets: the step function, or the sweep function (the daily job)."""
+        if arn == SWEEP_FUNCTION_ARN:
+            from nudge.handlers import sweep
+
+            result: dict[str, Any] = sweep.handler(payload, FakeLambdaContext.fresh("nudge-sweep"))
+            return result
+        if arn != self.settings.step_function_arn:
+            raise ValueError(f"no local function behind {arn}")
+        return self.fire_step(payload)
+
     def fire_step(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Invoke the step handler as EventBridge Scheduler would, with a schedule's Input."""
         from nudge.handlers import step
@@ -177,6 +188,9 @@ def _botocore_session() -> Any:
     return session
 
 
+SWEEP_FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-sweep"
+
+
 def start_moto_stack(
     clock: MovableClock,
     *,
@@ -184,8 +198,13 @@ def start_moto_stack(
     templates_dir: Path | None = None,
     public_base_url: str | None = None,
     settings_overrides: dict[str, Any] | None = None,
+    daily_job: bool = False,
 ) -> MotoStack:
-    """Start moto, create the resources, wire the real adapters to them and install the container."""
+    """Start moto, create the resources, wire the real adapters to them and install the container.
+
+    With `daily_job`, the stack's recurring schedule exists too and the pump fires the sweep function at
+    04:00 UTC every day, as in a deployment (the demo and `nudge serve`; tests call it when they mean to).
+    """
     import boto3
     from moto import mock_aws
 
@@ -259,10 +278,15 @@ def start_moto_stack(
         webhook_secrets=webhook_secrets,
     )
     # The pump's own reads are the local emulation of Scheduler, not nudge's traffic: a separate client.
-    stack.pump = SchedulePump(
-        boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("scheduler"),
-        settings.schedule_group,
-        clock,
-        stack.fire_step,
-    )
+    pump_client = boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("scheduler")
+    stack.pump = SchedulePump(pump_client, settings.schedule_group, clock, stack.fire_target)
+    if daily_job:
+        pump_client.create_schedule(
+            Name=names.DAILY_SCHEDULE,
+            GroupName=settings.schedule_group,
+            ScheduleExpression=names.DAILY_CRON,
+            ScheduleExpressionTimezone="UTC",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={"Arn": SWEEP_FUNCTION_ARN, "RoleArn": settings.scheduler_role_arn, "Input": "{}"},
+        )
     return stack
