@@ -309,3 +309,15 @@ def test_a_profile_update_by_a_flow_moves_segments_and_starts_the_flows_listenin
     version = stored.version
     assert sim.container.ingest.review(stored.contact_id).entered == []
     assert sim.store.contacts[stored.contact_id].version == version  # nothing new: no write
+
+
+def test_a_review_or_rescore_of_a_contact_erased_meanwhile_creates_nothing(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    sim = simulation(settings, clock, flows_dir(tmp_path, LAPSED_FLOW))
+
+    reviewed = sim.container.ingest.review("gone")
+    rescored = sim.container.ingest.rescore("gone", None)
+
+    assert (reviewed.entered, rescored.entered) == ([], [])
+    assert sim.store.contacts == {}

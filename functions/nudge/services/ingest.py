@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 _CONTACT_WRITE_ATTEMPTS = 5
 
 
+class _ContactGone(LookupError):
+    """A review or rescore found no contact (erased since it was listed)."""
+
+
 class UnknownFlow(LookupError):
     """No deployed flow has this id."""
 
@@ -93,22 +97,23 @@ class IngestService:
 
     def review(self, contact_id: str) -> IngestOutcome:
         """Re-evaluate a contact's segments now: time alone (the daily sweep) or a flow's profile update moved it."""
-        outcome = IngestOutcome(event_id="review", contact_id=contact_id)
-        if self._store.get_contact(contact_id) is None:
-            return outcome
-        contact, moves = self._upsert(ContactPatch(external_id=contact_id), source="review", touch=False)
-        self._on_segments(contact, moves, outcome)
-        self._observer(outcome)
-        return outcome
+        return self._reevaluate(contact_id, "review")
 
     def rescore(self, contact_id: str, rfm: Rfm | None) -> IngestOutcome:
         """Store the contact's new RFM score (the daily job) and act on the segment moves it causes."""
-        outcome = IngestOutcome(event_id="rescore", contact_id=contact_id)
-        if self._store.get_contact(contact_id) is None:
+        return self._reevaluate(contact_id, "rescore", adjust=lambda c: replace(c, rfm=rfm))
+
+    def _reevaluate(
+        self, contact_id: str, source: str, adjust: Callable[[Contact], Contact] | None = None
+    ) -> IngestOutcome:
+        """Segments of a stored contact, now (after `adjust`); a contact erased meanwhile is left alone."""
+        outcome = IngestOutcome(event_id=source, contact_id=contact_id)
+        try:
+            contact, moves = self._upsert(
+                ContactPatch(external_id=contact_id), source=source, touch=False, adjust=adjust
+            )
+        except _ContactGone:
             return outcome
-        contact, moves = self._upsert(
-            ContactPatch(external_id=contact_id), source="rescore", touch=False, adjust=lambda c: replace(c, rfm=rfm)
-        )
         self._on_segments(contact, moves, outcome)
         self._observer(outcome)
         return outcome
@@ -250,11 +255,16 @@ class IngestService:
         touch: bool = True,
         adjust: Callable[[Contact], Contact] | None = None,
     ) -> tuple[Contact, list[Transition]]:
-        """Merge, count the event, re-evaluate segments; one optimistic write. Returns the segment moves."""
+        """Merge, count the event, re-evaluate segments; one optimistic write. Returns the segment moves.
+
+        Without `touch` (a review, a rescore) it only updates a contact that exists, else raises _ContactGone.
+        """
         contact_id = patch.contact_id
         for _ in range(_CONTACT_WRITE_ATTEMPTS):
             now = self._clock.now()
             stored = self._store.get_contact(contact_id)
+            if stored is None and not touch:
+                raise _ContactGone(contact_id)
             base = stored or Contact(contact_id=contact_id)
             changed = base.merged(patch, now) if touch else base
             if event is not None:
