@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -177,3 +178,29 @@ def test_the_openapi_document_is_served_without_a_key(moto_stack: MotoStack) -> 
 
     assert response.status == 200
     assert response.json() == json.loads(json.dumps(document()))
+
+
+def test_alias_folds_the_visitors_orders_and_activity_into_the_customer_and_ends_their_runs(
+    moto_stack: MotoStack, key: str
+) -> None:
+    # An anonymous visitor with an address orders (post-purchase starts for them), a signed-in u_8 ordered before
+    visitor = {"anonymousId": "anon-8", "context": {"traits": {"email": "ida@example.com"}}}
+    order = {"products": [{"product_id": "p_mug", "name": "Mug"}], "revenue": 30, "order_id": "o_anon"}
+    call(moto_stack, "/v1/track", {**visitor, "event": "Order Completed", "properties": order, "messageId": "m-1"}, key)
+    known = {"order_id": "o_known", "revenue": 50, "products": [{"product_id": "p_kettle"}]}
+    call(moto_stack, "/v1/track", {"userId": "u_8", "event": "Order Completed", "properties": known}, key)
+    anonymous = next(
+        c for c in moto_stack.scan_all_tables()["nudge-contacts"] if c["contact_id"]["S"].startswith("an_")
+    )
+    anon_id = anonymous["contact_id"]["S"]
+    assert [r.flow_id for r in moto_stack.container.store.active_runs(anon_id)]
+
+    call(moto_stack, "/v1/alias", {"previousId": "anon-8", "userId": "u_8"}, key)
+
+    store = moto_stack.container.store
+    merged = store.get_contact("u_8")
+    assert merged is not None
+    assert (merged.aggregates.orders_count, merged.aggregates.total_spent) == (2, Decimal("80.00"))
+    assert merged.aggregates.products == ("p_mug", "p_kettle") and merged.stage == "repeat_buyer"
+    assert store.active_runs(anon_id) == []
+    assert {r.exit_reason for r in store.runs_for(anon_id)} == {"merged"}

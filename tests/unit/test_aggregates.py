@@ -90,3 +90,23 @@ def test_ingest_keeps_aggregates_on_the_contact_and_templates_see_them(settings:
     assert (view["orders_count"], view["total_spent"], view["aov"]) == (2, Decimal("80.00"), Decimal("40.00"))
     assert view["products"] == ["mug", "kettle"]
     assert view["last_order_at"] == START + DAY
+
+
+def test_two_records_of_one_person_combine_counting_a_shared_order_once() -> None:
+    from nudge.domain.aggregates import combined
+
+    kept = updated(Aggregates(), "k1", "order_placed", order("o1", 10.0, ("mug", "kitchen")), START + 5 * DAY)
+    kept = updated(kept, "k2", "order_placed", order("o2", 20.0, ("kettle", "kitchen")), START + 9 * DAY)
+    absorbed = updated(Aggregates(), "a1", "product_viewed", {}, START + 12 * DAY)
+    absorbed = updated(absorbed, "a2", "order_placed", order("o2", 20.0, ("kettle", "kitchen")), START + 9 * DAY)
+    absorbed = updated(absorbed, "a3", "order_placed", order("o3", 30.0, ("apron", "textile")), START + 2 * DAY)
+
+    both = combined(kept, absorbed)
+
+    # o1 + o2 + o3: o2 is in both records and counts once
+    assert (both.orders_count, both.total_spent, both.aov) == (3, Decimal("60.00"), Decimal("20.00"))
+    assert (both.first_order_at, both.last_order_at) == (START + 2 * DAY, START + 9 * DAY)
+    assert [o.order_id for o in both.recent_orders] == ["o3", "o1", "o2"]
+    assert both.products == ("apron", "mug", "kettle")  # the kept record's stay the most recent
+    assert both.last_event_at["product_viewed"] == START + 12 * DAY == both.last_activity_at
+    assert combined(kept, Aggregates()) == kept

@@ -107,6 +107,35 @@ def updated(
     return result
 
 
+def combined(kept: Aggregates, absorbed: Aggregates) -> Aggregates:
+    """One person's aggregates from two records of them (an anonymous visitor aliased to a known customer).
+
+    Orders both records hold (same order id among the recent ones) count once; latest and earliest moments
+    win; products and categories of `absorbed` come first, so `kept`'s stay the most recent.
+    """
+    shared = {o.order_id for o in kept.recent_orders} & {o.order_id for o in absorbed.recent_orders}
+    extra = [o for o in absorbed.recent_orders if o.order_id in shared]
+    orders = {o.order_id: o for o in (*absorbed.recent_orders, *kept.recent_orders)}
+    seen = dict(absorbed.last_event_at)
+    for event_type, at in kept.last_event_at.items():
+        seen[event_type] = max(at, seen.get(event_type, at))
+    newest = sorted(seen, key=lambda t: seen[t])[-EVENT_TYPES_KEPT:]
+    return Aggregates(
+        orders_count=kept.orders_count + absorbed.orders_count - len(extra),
+        total_spent=kept.total_spent + absorbed.total_spent - sum((o.total for o in extra), Decimal(0)),
+        first_order_at=_either(min, kept.first_order_at, absorbed.first_order_at),
+        last_order_at=_either(max, kept.last_order_at, absorbed.last_order_at),
+        last_activity_at=_either(max, kept.last_activity_at, absorbed.last_activity_at),
+        last_open_at=_either(max, kept.last_open_at, absorbed.last_open_at),
+        last_click_at=_either(max, kept.last_click_at, absorbed.last_click_at),
+        products=_appended(absorbed.products, kept.products, PRODUCTS_KEPT),
+        categories=_appended(absorbed.categories, kept.categories, CATEGORIES_KEPT),
+        recent_orders=tuple(sorted(orders.values(), key=lambda o: o.placed_at)[-RECENT_ORDERS:]),
+        last_event_at={t: seen[t] for t in newest},
+        event_ids=tuple(dict.fromkeys((*absorbed.event_ids, *kept.event_ids)))[-EVENT_IDS_KEPT:],
+    )
+
+
 def _order_placed(aggregates: Aggregates, event_id: str, properties: Mapping[str, Any], at: datetime) -> Aggregates:
     order_id = str(properties.get("order_id") or event_id)
     if any(order.order_id == order_id for order in aggregates.recent_orders):
@@ -188,6 +217,12 @@ def money(raw: Any) -> Decimal:
 
 def _latest(current: datetime | None, at: datetime) -> datetime:
     return at if current is None or at > current else current
+
+
+def _either(pick: Any, a: datetime | None, b: datetime | None) -> datetime | None:
+    """min or max of the two moments that are known; None if neither is."""
+    known = [moment for moment in (a, b) if moment is not None]
+    return pick(known) if known else None
 
 
 def _earliest(current: datetime | None, at: datetime) -> datetime:

@@ -103,6 +103,31 @@ class IngestService:
         """Store the contact's new RFM score (the daily job) and act on the segment moves it causes."""
         return self._reevaluate(contact_id, "rescore", adjust=lambda c: replace(c, rfm=rfm))
 
+    def absorb(self, contact_id: str, earlier: Contact) -> IngestOutcome:
+        """Fold an earlier record of the same person (an anonymous visitor) into `contact_id`.
+
+        Its aggregates join the contact's (segments re-evaluated, moves announced), and its active runs end
+        with the reason `merged`: from now on the person's events reach `contact_id`, so they would stall.
+        """
+        now = self._clock.now()
+        outcome = IngestOutcome(event_id="absorb", contact_id=contact_id)
+        for run in self._store.active_runs(earlier.contact_id):
+            self._end(engine.ExitRun(engine.exit_run(run, "merged", now), run.version), outcome)
+
+        def fold(contact: Contact) -> Contact:
+            return replace(contact, aggregates=aggregates.combined(contact.aggregates, earlier.aggregates))
+
+        try:
+            contact, moves = self._upsert(
+                ContactPatch(external_id=contact_id), source="absorb", touch=False, adjust=fold
+            )
+        except _ContactGone:
+            pass
+        else:
+            self._on_segments(contact, moves, outcome)
+        self._observer(outcome)
+        return outcome
+
     def _reevaluate(
         self, contact_id: str, source: str, adjust: Callable[[Contact], Contact] | None = None
     ) -> IngestOutcome:

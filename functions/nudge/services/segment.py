@@ -217,7 +217,11 @@ class SegmentService:
         return self._ingest.ingest(event).as_dict() | {"type": event.type}
 
     def alias(self, call: AliasCall) -> dict[str, Any]:
-        """Merge the earlier profile into userId's (userId's values win) and send the earlier id there from now on."""
+        """Merge the earlier profile into userId's (userId's values win) and send the earlier id there from now on.
+
+        The earlier record's aggregates (orders, products, when it last did what) join userId's, so segments
+        see one person; its active runs end (`merged`). Its event records and messages stay under its id.
+        """
         self._occurred(call)  # refuse far-future timestamps here too
         previous_id = self.contact_id(None, call.previousId)
         earlier = self._ingest.get_contact(previous_id) or self._ingest.get_contact(call.previousId)
@@ -242,6 +246,7 @@ class SegmentService:
                     properties={**earlier.properties, **(known.properties if known else {})},
                 )
             )
+            self._ingest.absorb(call.userId, earlier)  # its aggregates join; its runs end
             self._ingest.identify(ContactPatch(external_id=earlier.contact_id, properties={"merged_into": call.userId}))
         elif known is None:
             self._ingest.identify(ContactPatch(external_id=call.userId))
