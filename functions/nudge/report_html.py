@@ -385,6 +385,8 @@ def _message_lines(step: EmailStep | SmsStep, row: Kpis) -> list[Line]:
         lines.append(Line(f"opened {row.opened} · clicked {row.clicked}", "num"))
     if row.skipped or row.failed:
         lines.append(Line(f"skipped {row.skipped} · failed {row.failed}", "dim"))
+    if row.bounced or row.complained or row.unsubscribed:
+        lines.append(Line(f"bounced {row.bounced} · spam {row.complained} · unsub. {row.unsubscribed}", "dim"))
     lines.append(Line(f"orders {row.orders} · revenue {amount(row.revenue)}", "num"))
     return lines
 

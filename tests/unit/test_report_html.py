@@ -102,6 +102,7 @@ def test_message_steps_carry_their_own_figures(page: str) -> None:
         "Spring is here",
         "sent 200 · delivered 190",
         "opened 67 · clicked 23",
+        "bounced 10 · spam 0 · unsub. 0",  # shown when any happened; spam: complaints
         "orders 20 · revenue 1,000.00",
     ]
     # The odd-numbered converts (20 of a, 8 of b) ordered after the reminder, 50 or 70 each.
