@@ -198,6 +198,44 @@ def _daily_job(contacts: int) -> Iterator[str]:
         stack.stop()
 
 
+def _rfm_cuts(buyers: int) -> Iterator[str]:
+    """The daily job's first RFM pass, in memory: what the quintile cuts cost per buyer at scale."""
+    import random
+    from array import array
+    from decimal import Decimal
+
+    from nudge.domain.aggregates import Aggregates
+    from nudge.domain.lifecycle import RfmInputs, cuts_of
+
+    rng = random.Random(3)
+    now = START + timedelta(days=400)
+    base = [
+        Aggregates(
+            orders_count=rng.randint(1, 6),
+            total_spent=Decimal(rng.randint(10, 900)),
+            last_order_at=now - timedelta(days=rng.randint(1, 400)),
+        )
+        for _ in range(buyers)
+    ]
+    tracemalloc.start()
+    began = time.perf_counter()
+    recency, orders, spent = array("d"), array("d"), array("d")
+    for aggregates in base:
+        if (inputs := RfmInputs.of(aggregates, now)) is not None:
+            recency.append(inputs.recency_days)
+            orders.append(inputs.orders)
+            spent.append(inputs.spent)
+    cuts_of(recency, orders, spent)
+    elapsed = time.perf_counter() - began
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    yield f"RFM cuts, in memory: {buyers:,} buyers"
+    yield (
+        f"  {buyers / elapsed:,.0f} buyers/s; peak {peak / 1e6:,.1f} MB while cutting "
+        f"({peak / buyers:,.0f} B per buyer: ~{peak / buyers:,.0f} MB at 1M)"
+    )
+
+
 def _recommendations(orders: int) -> Iterator[str]:
     """The co-purchase table in memory: counting, pruning to one item, and answering per message."""
     import json
@@ -241,6 +279,9 @@ def run_benchmarks(
     yield from lines
     with progress("send-rate limiter: 1,000 sends on moto…"):
         lines = list(_send_rate(1000))
+    yield from lines
+    with progress("RFM cuts: 200,000 buyers in memory…"):
+        lines = list(_rfm_cuts(200_000))
     yield from lines
     with progress("recommendations: 100,000 orders in memory…"):
         lines = list(_recommendations(100_000))

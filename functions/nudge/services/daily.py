@@ -85,7 +85,7 @@ class DailyJob:
                 recency.append(inputs.recency_days)
                 orders.append(inputs.orders)
                 spent.append(inputs.spent)
-        cuts = cuts_of(list(recency), list(orders), list(spent))
+        cuts = cuts_of(recency, orders, spent)
         found = RescoreOutcome(buyers=len(recency), cuts=cuts)
         if cuts is not None:
             self._documents.put_document(RFM_DOCUMENT, {**cuts.to_record(), "computed_at": now.isoformat()}, now)
