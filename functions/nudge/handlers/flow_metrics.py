@@ -39,12 +39,22 @@ _pending: FlowCounts = defaultdict(Counter)
 
 
 def record_ingest(outcome: IngestOutcome) -> None:
-    for flow, values in from_ingest(outcome).items():
-        _pending[flow].update(values)
+    for flow in outcome.started:
+        _pending[flow][STARTED] += 1
+    for flow in outcome.exited:
+        _pending[flow][EXITED] += 1
+    for flow in outcome.converted:
+        _pending[flow][CONVERTED] += 1
+    for advanced in outcome.advanced:
+        record_advance(advanced)
 
 
 def record_advance(outcome: AdvanceOutcome) -> None:
-    from_advance(outcome, _pending)
+    if outcome.flow_id:
+        flow = _pending[outcome.flow_id]
+        flow[SENT] += len(outcome.sent)
+        flow[SKIPPED] += len(outcome.skipped)
+        flow[FAILED] += len(outcome.failed)
 
 
 def record_feedback(flow_id: str, kind: FeedbackKind) -> None:
@@ -68,29 +78,6 @@ def published(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
             _pending.clear()
 
     return wrapper
-
-
-def from_advance(outcome: AdvanceOutcome, counts: FlowCounts | None = None) -> FlowCounts:
-    counts = counts if counts is not None else defaultdict(Counter)
-    if outcome.flow_id:
-        flow = counts[outcome.flow_id]
-        flow[SENT] += len(outcome.sent)
-        flow[SKIPPED] += len(outcome.skipped)
-        flow[FAILED] += len(outcome.failed)
-    return counts
-
-
-def from_ingest(outcome: IngestOutcome) -> FlowCounts:
-    counts: FlowCounts = defaultdict(Counter)
-    for flow in outcome.started:
-        counts[flow][STARTED] += 1
-    for flow in outcome.exited:
-        counts[flow][EXITED] += 1
-    for flow in outcome.converted:
-        counts[flow][CONVERTED] += 1
-    for advanced in outcome.advanced:
-        from_advance(advanced, counts)
-    return counts
 
 
 def publish(counts: FlowCounts) -> None:
