@@ -117,29 +117,25 @@ class IngestService:
         def fold(contact: Contact) -> Contact:
             return replace(contact, aggregates=aggregates.combined(contact.aggregates, earlier.aggregates))
 
-        try:
-            contact, moves = self._upsert(
-                ContactPatch(external_id=contact_id), source="absorb", touch=False, adjust=fold
-            )
-        except _ContactGone:
-            pass
-        else:
-            self._on_segments(contact, moves, outcome)
-        self._observer(outcome)
-        return outcome
+        return self._reevaluate(contact_id, "absorb", adjust=fold, outcome=outcome)
 
     def _reevaluate(
-        self, contact_id: str, source: str, adjust: Callable[[Contact], Contact] | None = None
+        self,
+        contact_id: str,
+        source: str,
+        adjust: Callable[[Contact], Contact] | None = None,
+        outcome: IngestOutcome | None = None,
     ) -> IngestOutcome:
         """Segments of a stored contact, now (after `adjust`); a contact erased meanwhile is left alone."""
-        outcome = IngestOutcome(event_id=source, contact_id=contact_id)
+        outcome = outcome or IngestOutcome(event_id=source, contact_id=contact_id)
         try:
             contact, moves = self._upsert(
                 ContactPatch(external_id=contact_id), source=source, touch=False, adjust=adjust
             )
         except _ContactGone:
-            return outcome
-        self._on_segments(contact, moves, outcome)
+            pass  # nothing to move; what the caller already put in the outcome (ended runs) still counts
+        else:
+            self._on_segments(contact, moves, outcome)
         self._observer(outcome)
         return outcome
 
