@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -13,12 +12,10 @@ from nudge import names, signing, wiring
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.problems import Problem
 from nudge.services.ingest import UnknownFlow
-from nudge.services.inputs import ContactIn, EnrollmentIn, EventIn
+from nudge.services.inputs import ContactIn, EnrollmentIn, EventIn, is_contact_id
 
 MAX_BODY_BYTES = 256 * 1024
 
-# As the API takes ids (services.inputs.ContactIn.id), and as nudge makes them (em_…, ph_…).
-CONTACT_ID = re.compile(r"[A-Za-z0-9_.:@+-]{1,128}")
 logger = Logger(service=names.SERVICE)
 app = APIGatewayRestResolver()
 http.install_problem_responses(app, logger)
@@ -82,19 +79,21 @@ def post_contact() -> Response:
     return _json(200, {"contact_id": contact.contact_id, "version": contact.version})
 
 
-def _contact_id(contact_id: str) -> None:
-    """Refuse what cannot be a contact id before it reaches DynamoDB (which refuses keys over 2 KB with a 500)."""
-    if not CONTACT_ID.fullmatch(contact_id):
+def _contact_request(contact_id: str) -> wiring.Container:
+    """A signed call about one contact; an id no contact can have is a 404 before it reaches DynamoDB
+    (which refuses keys over 2 KB with a 500)."""
+    container = wiring.current()
+    _verify(container, http.raw_body(app, MAX_BODY_BYTES))
+    if not is_contact_id(contact_id):
         detail = "no contact has this id: contact ids are 1-128 characters of A-Z a-z 0-9 _ . : @ + -"
         raise Problem(404, "not-found", "No such contact", detail)
+    return container
 
 
 @app.get("/v1/contacts/<contact_id>")
 def export_contact(contact_id: str) -> Response:
     """Everything nudge holds about the contact (GDPR art. 15/20); signed like every other call."""
-    container = wiring.current()
-    _verify(container, http.raw_body(app, MAX_BODY_BYTES))
-    _contact_id(contact_id)
+    container = _contact_request(contact_id)
     exported = container.privacy.export(contact_id)
     if exported is None:
         raise problems.not_found(f"/v1/contacts/{contact_id}")
@@ -104,9 +103,7 @@ def export_contact(contact_id: str) -> Response:
 @app.delete("/v1/contacts/<contact_id>")
 def erase_contact(contact_id: str) -> Response:
     """Erase the contact (GDPR art. 17): only hashed suppressions remain, so they are not re-added."""
-    container = wiring.current()
-    _verify(container, http.raw_body(app, MAX_BODY_BYTES))
-    _contact_id(contact_id)
+    container = _contact_request(contact_id)
     erased = container.privacy.erase(contact_id)
     if erased is None:
         raise problems.not_found(f"/v1/contacts/{contact_id}")

@@ -16,6 +16,13 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 # An event may claim to have happened a little in the future (clock skew), never more.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+# A contact id the API takes (and every id nudge derives, em_…, ph_…, fits it): also what a path may name.
+CONTACT_ID_PATTERN = r"^[A-Za-z0-9_.:@+-]+$"
+CONTACT_ID_MAX = 128
+
+
+def is_contact_id(value: str) -> bool:
+    return len(value) <= CONTACT_ID_MAX and re.fullmatch(CONTACT_ID_PATTERN, value) is not None
 
 
 class _Input(BaseModel):
@@ -25,7 +32,7 @@ class _Input(BaseModel):
 class ContactIn(_Input):
     """Who the event is about. At least one of id, email and phone."""
 
-    id: str | None = Field(default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@+-]+$")
+    id: str | None = Field(default=None, min_length=1, max_length=CONTACT_ID_MAX, pattern=CONTACT_ID_PATTERN)
     email: str | None = Field(default=None, max_length=254)
     phone: str | None = Field(default=None, description="E.164, e.g. +14155550123.")
     first_name: str | None = Field(default=None, max_length=100)
