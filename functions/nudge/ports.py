@@ -308,14 +308,12 @@ class RateLimiter(Protocol):
         ...
 
 
-class ReportReader(Protocol):
+class ReportReader(Census, Protocol):
     """Whole-table reads for reports (a CLI, never a handler): scans, fine for a shop, not for 1M contacts."""
 
     def all_runs(self) -> Iterator[Run]: ...
 
     def all_messages(self) -> Iterator[Message]: ...
-
-    def all_contacts(self) -> Iterator[Contact]: ...
 
     def orders(self) -> Iterator[Order]:
         """order_placed events still retained (the events table keeps 90 days)."""
