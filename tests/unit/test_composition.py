@@ -13,7 +13,7 @@ from nudge.local.simulation import Simulation
 from nudge.settings import Settings
 from nudge.templating import TEMPLATE_VARIABLES, TemplateRenderer
 from tests.conftest import START
-from tests.factories import checkout_started, subscribed
+from tests.factories import checkout_started, order_placed, subscribed
 
 
 def test_templates_are_validated_against_exactly_the_variables_a_message_gets(
@@ -59,3 +59,20 @@ def test_text_part_gets_the_footer_and_utm_tags_but_the_unsubscribe_link_stays_c
     unsubscribe = email.headers["List-Unsubscribe"].split(",")[0].strip("<> ")
     assert f"Unsubscribe or choose what you receive: {unsubscribe}" in email.text
     assert "utm_" not in unsubscribe
+
+
+def test_recommendations_are_computed_only_for_templates_that_read_them(
+    settings: Settings, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sim = Simulation(settings, clock)
+    reads: list[str] = []
+    original = sim.store.get_document
+    monkeypatch.setattr(sim.store, "get_document", lambda name: reads.append(name) or original(name))
+
+    sim.send(subscribed("evt_1"))  # the welcome email does not show products
+    assert len(sim.mailer.sent) == 1 and reads == []
+
+    sim.send(order_placed("evt_2", "chk_1"))
+    sim.run_until(START + timedelta(days=15))  # post-purchase's review request does
+    assert "You may also like" not in sim.mailer.sent[-1][1].text  # nothing computed yet: the block stays out
+    assert reads == ["copurchases"]

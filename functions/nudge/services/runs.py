@@ -5,11 +5,11 @@ from __future__ import annotations
 import html as html_lib
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from email.utils import make_msgid
-from typing import Any
+from typing import Any, overload
 from urllib.parse import quote
 
 from nudge.domain import engine, links, sms
@@ -234,7 +234,7 @@ class RunService:
             "flow": {"id": intent.flow.id, "name": intent.flow.name},
             "step": {"id": intent.step.id},
             "channel": message.channel.value,
-            "recommendations": self._recommend(contact),
+            "recommendations": _WhenRead(lambda: self._recommend(contact)),
         }
         if isinstance(intent.step, EmailStep):
             if self._throttle is not None:
@@ -328,6 +328,32 @@ _PREHEADER = (
     '<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;'
     'overflow:hidden;mso-hide:all;">{}</div>'
 )
+
+
+class _WhenRead(Sequence[dict[str, Any]]):
+    """The `recommendations` variable: computed the first time a template reads it, so the messages whose
+    templates never do (most of them) cost no table read and no scoring."""
+
+    def __init__(self, compute: Callable[[], list[dict[str, Any]]]) -> None:
+        self._compute = compute
+        self._items: list[dict[str, Any]] | None = None
+
+    def _all(self) -> list[dict[str, Any]]:
+        if self._items is None:
+            self._items = self._compute()
+        return self._items
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self._all()[index]
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
 def _is_unsubscribe_link(base_url: str | None) -> Callable[[str], bool]:
