@@ -80,7 +80,7 @@ def demo() -> None:
     for recipient, products in result.recommended.items():
         console.print(
             f"{recipient}'s review request showed [italic]You may also like[/]: {', '.join(products)} "
-            f"(bought with what she bought, in the shop's history)",
+            "(what the shop's history bought with what they bought)",
             highlight=False,
         )
     if result.contacts:
