@@ -6,10 +6,11 @@ testing the real adapters (tests/component does that on moto).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,19 +18,23 @@ from typing import Any
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order, order_of
-from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, RunStatus, SentRecord
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import (
     ApiKey,
+    Clock,
     ConflictError,
     ContactChange,
     OutgoingEmail,
     OutgoingSms,
     PrivacyRequest,
+    SendClaim,
     StepWakeUp,
     TransientSendError,
 )
+
+_COUNTED = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
 
 
 class MemoryStore:
@@ -104,13 +109,28 @@ class MemoryStore:
             self.slots[(run.contact_id, run.flow_id)] = replace(slot, active_run_id=None)
         return saved
 
-    def claim_message(self, message: Message) -> bool:
+    def commit_advance(self, run: Run, expected_version: int, messages: Sequence[Message]) -> Run:
+        key = (run.contact_id, run.run_id)
+        stored = self.runs.get(key)
+        if stored is None or stored.version != expected_version:
+            raise ConflictError(run.run_id)
+        if any((m.contact_id, m.message_id) in self.messages for m in messages):
+            raise ConflictError(run.run_id)
+        saved = self.save_run(run, expected_version)
+        for message in messages:
+            self.messages[(message.contact_id, message.message_id)] = replace(message, run_version=saved.version)
+        return saved
+
+    def begin_send(self, message: Message, now: datetime) -> SendClaim:
+        run = self.runs.get((message.contact_id, message.run_id))
+        if run is not None and run.version != message.run_version and run.status is RunStatus.EXITED:
+            return SendClaim.RUN_EXITED
         key = (message.contact_id, message.message_id)
         stored = self.messages.get(key)
-        if stored is not None and stored.status is not MessageStatus.RETRYABLE:
-            return False
-        self.messages[key] = replace(message, status=MessageStatus.CLAIMED)
-        return True
+        if stored is None or stored.status is not MessageStatus.PENDING:
+            return SendClaim.GONE
+        self.messages[key] = replace(stored, status=MessageStatus.SENDING, attempt_at=now)
+        return SendClaim.TAKEN
 
     def settle_message(
         self,
@@ -120,9 +140,14 @@ class MemoryStore:
         reason: str | None = None,
         provider_id: str | None = None,
         sent_at: datetime | None = None,
-    ) -> Message:
+        only_from: MessageStatus | None = None,
+    ) -> Message | None:
+        key = (message.contact_id, message.message_id)
+        stored = self.messages.get(key)
+        if only_from is not None and (stored is None or stored.status is not only_from):
+            return None
         settled = replace(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
-        self.messages[(message.contact_id, message.message_id)] = settled
+        self.messages[key] = settled
         return settled
 
     def all_contacts(self) -> Iterator[Contact]:
@@ -151,7 +176,7 @@ class MemoryStore:
         return [
             SentRecord(m.channel, m.category, m.priority, m.sent_at, m.flow_id)
             for m in self.messages_for(contact_id)
-            if m.status is MessageStatus.SENT and m.sent_at is not None and m.sent_at >= since
+            if m.status in _COUNTED and m.sent_at is not None and m.sent_at >= since
         ]
 
     def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
@@ -250,16 +275,44 @@ class MemoryStore:
 
 
 class MemorySendRateLimiter:
-    """Counts slots per (bucket, window) like the DynamoDB send-rate limiter's counter items."""
+    """One horizon per bucket, like the DynamoDB send-rate limiter's item: the next free slot."""
 
     def __init__(self) -> None:
-        self.taken: Counter[tuple[str, int]] = Counter()
+        self.horizon: dict[str, datetime] = {}
+        self.reserved = 0
 
-    def try_acquire(self, bucket: str, window: int, limit: int) -> bool:
-        if self.taken[(bucket, window)] >= limit:
-            return False
-        self.taken[(bucket, window)] += 1
-        return True
+    def reserve(self, bucket: str, now: datetime, interval: timedelta) -> datetime:
+        slot = max(now, self.horizon.get(bucket, now))
+        self.horizon[bucket] = slot + max(interval, timedelta(milliseconds=1))
+        self.reserved += 1
+        return slot
+
+    def hold(self, bucket: str, until: datetime) -> None:
+        if until > self.horizon.get(bucket, until - timedelta(seconds=1)):
+            self.horizon[bucket] = until
+
+
+class MemoryQueue:
+    """The worker's queue: items become visible after their delay; `pop_due(now)` receives them in order."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.items: list[tuple[datetime, int, StepWakeUp]] = []
+        self._order = itertools.count()
+        self.sent = 0
+
+    def enqueue(self, work: StepWakeUp, delay: timedelta = timedelta(0)) -> None:
+        heapq.heappush(self.items, (self._clock.now() + delay, next(self._order), work))
+        self.sent += 1
+
+    def next_due(self) -> datetime | None:
+        return self.items[0][0] if self.items else None
+
+    def pop_due(self, now: datetime) -> list[StepWakeUp]:
+        due = []
+        while self.items and self.items[0][0] <= now:
+            due.append(heapq.heappop(self.items)[2])
+        return due
 
 
 @dataclass(frozen=True, slots=True)
