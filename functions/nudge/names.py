@@ -94,6 +94,7 @@ BUNDLED_TEMPLATES_DIR: Final = "/var/task/templates"
 BUNDLED_SEGMENTS_DIR: Final = "/var/task/segments"
 
 # HTTP header carrying the request signature: "t=<unix seconds>,v1=<hex HMAC-SHA256>".
+MESSAGE_HEADER: Final = "X-Nudge-Message-Id"  # on every email: which message record it is
 SIGNATURE_HEADER: Final = "X-Nudge-Signature"
 
 # Storefront webhook headers (API Gateway hands them over as sent; handlers look them up case-insensitively).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -9,8 +10,10 @@ import pytest
 from nudge.domain.model import Channel, Message, MessageStatus
 from nudge.domain.suppression import address_key
 from nudge.handlers import feedback
+from nudge.handlers.sns import parse_timestamp
 from nudge.local.lambda_events import FakeLambdaContext
 from nudge.local.moto_stack import MotoStack
+from nudge.services.feedback import FEEDBACK_PATIENCE, MessageNotFoundYet
 from tests.conftest import START
 from tests.events_helpers import ses_event
 from tests.factories import checkout_started, contact, order_placed, subscribed
@@ -102,10 +105,30 @@ def test_engagement_is_recorded_on_the_message_and_counted_per_step_once(moto_st
     assert moto_stack.container.store.step_counts("abandoned_cart") == {"reminder_1": {kind: 1}}
 
 
-def test_feedback_for_mail_nudge_did_not_send_changes_nothing(moto_stack: MotoStack) -> None:
-    outcome = deliver(moto_stack, "ses_complaint", "0100017e-not-ours")
+def test_a_bounce_or_complaint_for_a_message_not_found_still_suppresses_the_address(moto_stack: MotoStack) -> None:
+    # The by-provider-id index is eventually consistent, and a record may be gone: the address is in the event.
+    event = ses_event("ses_complaint", "0100017e-not-found")
+    recipients = json.loads(event["Records"][0]["Sns"]["Message"])["complaint"]["complainedRecipients"]
+
+    outcome = feedback.handler(event, FakeLambdaContext.fresh("nudge-feedback"))
 
     assert outcome == {"unknown_message": 1}
+    for recipient in recipients:
+        state = moto_stack.container.store.address_state(address_key(Channel.EMAIL, recipient["emailAddress"]))
+        assert state is not None and "complaint" in state.suppressed
+
+
+def test_other_feedback_for_a_message_not_found_yet_is_retried_then_dropped(moto_stack: MotoStack) -> None:
+    event = ses_event("ses_delivery", "0100017e-not-yet")
+    at = parse_timestamp(json.loads(event["Records"][0]["Sns"]["Message"])["delivery"]["timestamp"])
+    assert at is not None
+
+    moto_stack.clock.set(at + timedelta(minutes=1))
+    with pytest.raises(MessageNotFoundYet):  # Lambda retries the invocation a minute and two minutes later
+        feedback.handler(event, FakeLambdaContext.fresh("nudge-feedback"))
+
+    moto_stack.clock.set(at + FEEDBACK_PATIENCE)
+    assert feedback.handler(event, FakeLambdaContext.fresh("nudge-feedback")) == {"unknown_message": 1}
     assert moto_stack.scan_all_tables()["nudge-suppressions"] == []
 
 

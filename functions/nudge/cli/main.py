@@ -344,6 +344,50 @@ def bench(
 
 
 @app.command()
+def chaos(
+    every_call: Annotated[bool, typer.Option("--every-call", help="One fault at call N, for every N.")] = False,
+    rate: Annotated[
+        float | None, typer.Option("--random", help="Fail each call with this probability (e.g. 0.2).")
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="With --random: how many seeded plays.")] = 20,
+    first: Annotated[int, typer.Option(help="With --every-call: the first call to fail.")] = 1,
+    last: Annotated[int | None, typer.Option(help="With --every-call: the last call to fail.")] = None,
+    workers: Annotated[int, typer.Option(help="Plays run in this many processes.")] = os.cpu_count() or 1,
+    daily_job: Annotated[bool, typer.Option(help="Run the daily job each morning (and fault it too).")] = True,
+) -> None:
+    """Play the demo story on moto with faults at every AWS call; exit 1 if any message was lost or doubled."""
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")  # thousands of plays: their warnings are expected
+    _quiet_lambda_logs()
+    from rich.progress import Progress
+
+    from nudge.local import chaos as harness
+
+    if every_call == (rate is not None):
+        raise typer.BadParameter("give exactly one of --every-call and --random RATE")
+    clean = harness.clean_play(daily_job=daily_job)
+    console.print(
+        f"clean play: {clean.calls} AWS calls, {sum(clean.delivered.values())} messages delivered, "
+        f"{len(clean.stranded)} runs stranded"
+    )
+    specs = harness.every_call_specs(clean, first, last) if every_call else harness.random_specs(rate or 0.0, seeds)
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("faulted plays", total=len(specs))
+        result = harness.sweep(
+            specs,
+            clean,
+            daily_job=daily_job,
+            workers=workers,
+            progress=lambda done, _: bar.update(task, completed=done),
+        )
+    for label, verdict in result.failures:
+        console.print(f"[red]wrong[/] {label}: {verdict}")
+    console.print(f"work in the dead-letter queue at the end: {result.dlq}")
+    print(result.line())
+    if result.wrong:
+        raise typer.Exit(1)
+
+
+@app.command()
 def serve(
     port: Annotated[int, typer.Option(help="Loopback port to listen on (0: any free one).")] = 8787,
     host: Annotated[str, typer.Option(help="Loopback address: 127.0.0.1 or ::1.")] = "127.0.0.1",

@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,6 +250,7 @@ def start_moto_stack(
     public_base_url: str | None = None,
     settings_overrides: dict[str, Any] | None = None,
     daily_job: bool = False,
+    instruments: Sequence[Any] = (),
 ) -> MotoStack:
     """Start moto, create the resources, wire the real adapters to them and install the container.
 
@@ -316,6 +318,8 @@ def start_moto_stack(
     )
     counter = RequestCounter()
     counter.attach(session.events)  # clients created from this session from now on are counted
+    for instrument in instruments:  # e.g. the chaos harness's fault injector: on every client nudge uses
+        instrument.attach(session.events)
     container = wiring.build_aws(settings, clock, session=session)
     store = container.store
     assert isinstance(store, DynamoStore)
@@ -323,6 +327,8 @@ def start_moto_stack(
     ensure_tables(bind_access_models(settings, region=REGION, connection=store.connection))
     for client in store.botocore_clients():
         counter.attach(client.meta.events)
+        for instrument in instruments:
+            instrument.attach(client.meta.events)
     counter.counts.clear()  # count the story, not the set-up
     wiring.install(container)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
 from nudge.domain.model import Channel
@@ -21,6 +22,15 @@ class FeedbackOutcome:
     flow_id: str | None = None  # the flow of the message it was about
 
 
+# The by-provider-id index is eventually consistent (usually under a second); feedback for a message it
+# does not show yet is retried this long (Lambda's async retries, about three minutes), then logged and dropped.
+FEEDBACK_PATIENCE = timedelta(minutes=15)
+
+
+class MessageNotFoundYet(LookupError):
+    """Feedback for a message the index does not show yet: raise, so the invocation is retried."""
+
+
 class FeedbackService:
     """Idempotent: SNS delivers at least once, so each kind is recorded and counted once per message."""
 
@@ -31,9 +41,7 @@ class FeedbackService:
     def record(self, feedback: DeliveryFeedback) -> FeedbackOutcome:
         message = self._store.message_by_provider_id(feedback.provider_id)
         if message is None:
-            # Mail nudge did not send (the configuration set is shared), or a record already erased.
-            log.info("feedback for an unknown message", extra={"provider_id": feedback.provider_id})
-            return FeedbackOutcome("unknown_message")
+            return self._unknown_message(feedback)
         first = self._store.record_feedback(message, feedback.kind, feedback.at)
         if first:
             self._store.count_step(message.flow_id, message.step_id, feedback.kind)
@@ -51,3 +59,29 @@ class FeedbackService:
             set_email_marketing(self._store, message.contact_id, False, "complaint", self._clock.now())
             applied.append(Suppression.COMPLAINT.value)
         return FeedbackOutcome("recorded" if first else "duplicate", tuple(applied), message.flow_id)
+
+    def _unknown_message(self, feedback: DeliveryFeedback) -> FeedbackOutcome:
+        """No record for this provider id: a bounce or complaint still blocks the address the event names."""
+        applied: list[str] = []
+        reason = (
+            Suppression.BOUNCE
+            if feedback.kind is FeedbackKind.BOUNCE and feedback.permanent
+            else Suppression.COMPLAINT
+            if feedback.kind is FeedbackKind.COMPLAINT
+            else None
+        )
+        if reason is not None:
+            for address in feedback.recipients:
+                self._store.suppress(address_key(Channel.EMAIL, address), reason, feedback.at)
+            applied.append(reason.value)
+            log.warning(
+                "suppressed for feedback about a message not found",
+                extra={"provider_id": feedback.provider_id, "kind": feedback.kind.value},
+            )
+            return FeedbackOutcome("unknown_message", tuple(applied))
+        if self._clock.now() - feedback.at < FEEDBACK_PATIENCE:
+            # Sent a moment ago: the index may not show it yet. Fail, so Lambda tries again.
+            raise MessageNotFoundYet(feedback.provider_id)
+        # Mail nudge did not send (the configuration set is shared), or a record already erased.
+        log.info("feedback for an unknown message", extra={"provider_id": feedback.provider_id})
+        return FeedbackOutcome("unknown_message")

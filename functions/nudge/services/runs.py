@@ -19,7 +19,7 @@ from nudge.domain.guardrails import WEEK, Guardrails
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
 from nudge.domain.suppression import address_key, block_reason
 from nudge.domain.unsubscribe import make_token
-from nudge.names import SIGNATURE_HEADER
+from nudge.names import MESSAGE_HEADER, SIGNATURE_HEADER
 from nudge.ports import (
     Clock,
     ConflictError,
@@ -496,7 +496,12 @@ class RunService:
     def _compose(self, step: EmailStep, message: Message, context: dict[str, Any]) -> OutgoingEmail:
         """Render, add footer, preheader and UTM tags, inline the CSS; marketing mail gets RFC 8058 headers."""
         policy = self._policy
-        headers = {"Message-ID": make_msgid(domain=self._from.rpartition("@")[2] or None)}
+        headers = {
+            "Message-ID": make_msgid(domain=self._from.rpartition("@")[2] or None),
+            # Our own id survives SES (which replaces Message-ID): SES's send events and any reconciliation
+            # of an UNKNOWN send can name the message (ADR 0007). Opaque: a hash of run, wake-up and step.
+            MESSAGE_HEADER: message.message_id,
+        }
         unsubscribe_url = None
         if message.category is Category.MARKETING:
             key = self._unsubscribe_key()

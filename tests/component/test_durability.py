@@ -1,0 +1,265 @@
+"""Durable execution on moto (ADR 0007): what each AWS failure and each interleaving does to runs and sends.
+
+The chaos harness sweeps the whole story (`make chaos`); these are the cases a reader can follow one by one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from pynamodb.exceptions import TransactWriteError
+
+from nudge.adapters.memory import MemoryStore
+from nudge.domain.model import Category, Channel, Message, MessageStatus, Run, RunStatus
+from nudge.local import gateway
+from nudge.local.chaos import FaultInjector, judge, play
+from nudge.local.moto_stack import MotoStack
+from nudge.ports import ConflictError, KeyKind, SendClaim, Store
+from nudge.services.inputs import EventIn
+from tests.conftest import START
+from tests.factories import checkout_started, order_placed
+
+# --- one contract for both stores: the outbox ----------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request: pytest.FixtureRequest) -> Store:
+    if request.param == "memory":
+        return MemoryStore()  # type: ignore[return-value]
+    stack: MotoStack = request.getfixturevalue("moto_stack")
+    return stack.container.store
+
+
+def _run(store: Store) -> Run:
+    run = Run("r1", "c1", "abandoned_cart", RunStatus.ACTIVE, "reminder_1", 0, "e1", {}, START, START)
+    started = store.start_run(run, None)
+    assert started is not None
+    return started
+
+
+def _message(step: str = "reminder_1") -> Message:
+    return Message(
+        "c1", f"r1#0000#{step}", "r1", "abandoned_cart", step, Channel.EMAIL, Category.MARKETING,
+        MessageStatus.PENDING, START, recipient="bob@example.com", sent_at=START,
+    )  # fmt: skip
+
+
+def test_an_advance_commits_the_run_and_its_messages_together_or_not_at_all(store: Store) -> None:
+    run = _run(store)
+    saved = store.commit_advance(_moved(run), run.version, [_message()])
+    assert saved.version == run.version + 1 and saved.outbox == ("r1#0000#reminder_1",)
+    [stored] = store.messages_for("c1")
+    assert (stored.status, stored.run_version) == (MessageStatus.PENDING, saved.version)
+
+    # A second commit from the same snapshot (a duplicate wake-up) writes nothing at all.
+    with pytest.raises(ConflictError):
+        store.commit_advance(_moved(run), run.version, [_message("reminder_2")])
+    assert [m.step_id for m in store.messages_for("c1")] == ["reminder_1"]
+
+
+def test_a_message_is_taken_for_sending_once_and_never_after_its_run_exited(store: Store) -> None:
+    run = _run(store)
+    saved = store.commit_advance(_moved(run), run.version, [_message(), _message("sms")])
+    first, second = (m for m in store.messages_for("c1"))
+
+    assert store.begin_send(first, START) is SendClaim.TAKEN
+    assert store.begin_send(first, START) is SendClaim.GONE  # a duplicate delivery stands down
+    # the run exits after the commit: what it decided but did not hand over must not go out
+    store.save_run(_exited(saved), saved.version)
+    assert store.begin_send(second, START) is SendClaim.RUN_EXITED
+
+
+def test_settling_only_from_a_state_does_not_overwrite_what_moved_on(store: Store) -> None:
+    run = _run(store)
+    store.commit_advance(_moved(run), run.version, [_message()])
+    [message] = store.messages_for("c1")
+    assert store.begin_send(message, START) is SendClaim.TAKEN
+    sent = store.settle_message(message, MessageStatus.SENT, provider_id="p1", sent_at=START)
+    assert sent is not None
+
+    # a late "abandoned mid-send" verdict must not turn a SENT message into UNKNOWN
+    assert store.settle_message(message, MessageStatus.UNKNOWN, only_from=MessageStatus.SENDING) is None
+    [stored] = store.messages_for("c1")
+    assert (stored.status, stored.provider_id) == (MessageStatus.SENT, "p1")
+
+
+def _moved(run: Run) -> Run:
+    return replace(run, seq=run.seq + 1, cursor="reminder_2", outbox=("r1#0000#reminder_1",))
+
+
+def _exited(run: Run) -> Run:
+    return replace(run, status=RunStatus.EXITED, exit_reason="exit:order_placed", outbox=())
+
+
+# --- cancellation reasons -------------------------------------------------------------------------------------
+
+
+def _fail_next_transaction(stack: MotoStack, kind: str) -> FaultInjector:
+    injector = FaultInjector(lambda call, operation: kind if operation.endswith("TransactWriteItems") else None)
+    for client in stack.container.store.botocore_clients():  # type: ignore[attr-defined]
+        injector.attach(client.meta.events)
+    injector.enabled = True
+    return injector
+
+
+@pytest.mark.parametrize("kind", ["cancel_conflict", "cancel_throttle"])
+def test_a_transaction_cancelled_for_conflict_or_throttling_is_an_error_to_retry_not_a_lost_race(
+    moto_stack: MotoStack, kind: str
+) -> None:
+    store = moto_stack.container.store
+    run = Run("r1", "c1", "abandoned_cart", RunStatus.ACTIVE, "reminder_1", 0, "e1", {}, START, START)
+    injector = _fail_next_transaction(moto_stack, kind)
+
+    # The start is not read as "someone else started it" (which would drop it): it raises, to be retried.
+    with pytest.raises(TransactWriteError) as raised:
+        store.start_run(run, None)
+    assert raised.value.cancellation_reasons[0].code in ("TransactionConflict", "ThrottlingError")
+    injector.enabled = False
+    assert store.start_run(run, None) is not None  # the retry goes through
+    assert store.start_run(run, None) is None  # and only a failed condition means: already started
+
+    injector.enabled = True
+    with pytest.raises(TransactWriteError):
+        store.commit_advance(_moved(run), 1, [_message()])
+    injector.enabled = False
+    with pytest.raises(ConflictError):  # a real lost race still is one
+        store.commit_advance(_moved(run), 7, [_message()])
+
+
+# --- an order racing a wake-up ---------------------------------------------------------------------------------
+
+
+def _cart_at_first_reminder(stack: MotoStack) -> str:
+    contact_id = str(stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1")).body["contact_id"])
+    stack.pump.run_until(START + timedelta(minutes=59))
+    return contact_id
+
+
+def _order_now(stack: MotoStack) -> None:
+    """The order webhook lands (ingest only: the worker is busy with the wake-up)."""
+    event = EventIn.model_validate(order_placed("evt_2", "chk_1")).to_event(stack.clock.now())
+    stack.container.ingest.ingest(event)
+
+
+def _reminders(stack: MotoStack) -> list[str]:
+    return [m.raw_data for m in stack.sent_emails() if "Subject: You left something" in m.raw_data]
+
+
+def _hook(monkeypatch: pytest.MonkeyPatch, target: Any, name: str, before: Callable[..., None]) -> None:
+    original = getattr(target, name)
+    fired: list[bool] = []
+
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        if not fired:
+            fired.append(True)
+            before(*args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, hooked)
+
+
+def test_an_order_between_the_wake_ups_read_and_its_commit_stops_the_reminder(
+    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _cart_at_first_reminder(moto_stack)
+    _hook(monkeypatch, moto_stack.container.store, "commit_advance", lambda *_: _order_now(moto_stack))
+
+    moto_stack.pump.run_until(START + timedelta(days=7))
+
+    assert _reminders(moto_stack) == []
+
+
+def test_an_order_between_the_commit_and_the_send_stops_the_reminder(
+    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contact_id = _cart_at_first_reminder(moto_stack)
+    _hook(monkeypatch, moto_stack.container.store, "begin_send", lambda *_: _order_now(moto_stack))
+
+    moto_stack.pump.run_until(START + timedelta(days=7))
+
+    assert _reminders(moto_stack) == []
+    reminder = next(m for m in moto_stack.container.store.messages_for(contact_id) if m.step_id == "reminder_1")
+    assert (reminder.status, reminder.reason) == (MessageStatus.SKIPPED, "run_exited")
+
+
+def test_an_exit_that_loses_the_race_with_an_advance_is_decided_again_never_dropped(
+    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contact_id = _cart_at_first_reminder(moto_stack)
+    moto_stack.clock.set(START + timedelta(hours=1))  # the first reminder is due
+    [run] = moto_stack.container.store.active_runs(contact_id)
+    store = moto_stack.container.store
+
+    def advance_first(*_: Any) -> None:
+        # the wake-up's advance lands first: it commits (and sends reminder 1, before any order existed)
+        [current] = [r for r in store.active_runs(contact_id) if r.flow_id == "abandoned_cart"]
+        moto_stack.container.runs.advance(current)
+
+    _hook(monkeypatch, store, "save_run", advance_first)
+    _order_now(moto_stack)
+    moto_stack.pump.run_until(START + timedelta(days=7))
+
+    stored = store.get_run(contact_id, run.run_id)
+    assert stored is not None and stored.status is RunStatus.EXITED and stored.exit_reason is not None
+    assert len(_reminders(moto_stack)) == 1  # the one sent before the order; never the second or third
+
+
+# --- requests decide, the worker acts ----------------------------------------------------------------------
+
+
+def test_a_batch_of_500_run_starting_events_sends_nothing_inline_and_every_run_then_advances(
+    moto_stack: MotoStack,
+) -> None:
+    key, _ = moto_stack.container.keys.create(KeyKind.SECRET, "tests")
+    batch = [
+        {
+            "type": "track",
+            "messageId": f"m-{i}",
+            "userId": f"u_{i}",
+            "event": "Subscribed",
+            "timestamp": "2026-11-02T08:59:00Z",
+            "context": {"traits": {"email": f"s{i}@example.com", "email_marketing": True}},
+        }
+        for i in range(500)
+    ]
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    moto_stack.requests.counts.clear()
+
+    response = gateway.invoke(
+        "POST", "/v1/batch", body=json.dumps({"batch": batch}).encode(),
+        headers={"Content-Type": "application/json", "Authorization": auth},
+    )  # fmt: skip
+
+    # The request only decided and recorded: no send, no wait for a send slot, no clock moved
+    assert response.status == 200 and {r["status"] for r in response.json()["results"]} == {202}
+    calls = moto_stack.requests.counts
+    assert calls[("sesv2", "SendEmail")] == 0 and moto_stack.clock.now() == START
+    assert calls[("sqs", "SendMessage")] == 1000  # welcome and sunset start for each: their first steps
+    assert moto_stack.requests.total / 500 < 16  # AWS calls per run-starting event (docs/benchmarks.md)
+
+    # And the worker then sends every welcome at the SES rate (14/s: 36 s for 500)
+    moto_stack.pump.run_until(START + timedelta(minutes=2))
+    assert len(moto_stack.sent_emails()) == 500
+    assert not [r for r in moto_stack.container.store.all_runs() if r.is_active and r.seq == 0]  # type: ignore[attr-defined]
+
+
+# --- the harness itself ------------------------------------------------------------------------------------
+
+
+def test_the_chaos_harness_sees_a_lost_response_and_a_death_and_nudge_loses_nothing() -> None:
+    clean = play(lambda call, operation: None, daily_job=False)
+    timeouts = play(
+        lambda call, operation: "timeout_after" if operation == "sesv2.SendEmail" else None, daily_job=False
+    )
+    verdict = judge(clean, timeouts)
+    # every send's response lost: each went out once and is recorded UNKNOWN, never resent
+    assert (verdict.lost, verdict.duplicated, verdict.after_exit, verdict.stranded) == (set(), 0, set(), 0)
+    assert verdict.unknown == 9  # the story's nine emails (its one SMS goes through SNS, unharmed here)
+    deaths = play(lambda call, operation: "death" if call % 17 == 0 else None, daily_job=False)
+    assert not judge(clean, deaths).wrong
