@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help setup demo test test-fast lint fmt synth diff deploy bench clean chromium
+.PHONY: help setup demo test test-fast lint fmt synth diff deploy bench chaos clean chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,6 +70,10 @@ deploy: $(STAMP) node_modules/.package-lock.json ## deploy the stack (STAGE=dev|
 
 bench: $(STAMP) ## print engine and moto-adapter throughput figures
 	$(VENV)/bin/nudge bench
+
+chaos: $(STAMP) ## the fault sweep: one fault at every AWS call of the demo story, then 20 seeds at 20 %
+	$(VENV)/bin/nudge chaos --every-call
+	$(VENV)/bin/nudge chaos --random 0.2 --seeds 20
 
 clean: ## remove the venv, caches and cdk.out
 	rm -rf $(VENV) .tools cdk.out node_modules .pytest_cache .mypy_cache .ruff_cache

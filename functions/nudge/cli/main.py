@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -370,21 +370,64 @@ def chaos(
         f"{len(clean.stranded)} runs stranded"
     )
     specs = harness.every_call_specs(clean, first, last) if every_call else harness.random_specs(rate or 0.0, seeds)
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("faulted plays", total=len(specs))
-        result = harness.sweep(
-            specs,
-            clean,
-            daily_job=daily_job,
-            workers=workers,
-            progress=lambda done, _: bar.update(task, completed=done),
-        )
+    if console.is_terminal:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("faulted plays", total=len(specs))
+            result = harness.sweep(
+                specs,
+                clean,
+                daily_job=daily_job,
+                workers=workers,
+                progress=lambda done, _: bar.update(task, completed=done),
+            )
+    else:  # piped or in CI: a line every 5 % instead of a bar
+
+        def report(done: int, total: int) -> None:
+            if done == total or done % max(1, total // 20) == 0:
+                print(f"chaos: {done}/{total} plays", flush=True)
+
+        result = harness.sweep(specs, clean, daily_job=daily_job, workers=workers, progress=report)
     for label, verdict in result.failures:
         console.print(f"[red]wrong[/] {label}: {verdict}")
     console.print(f"work in the dead-letter queue at the end: {result.dlq}")
     print(result.line())
     if result.wrong:
         raise typer.Exit(1)
+
+
+dlq_app = typer.Typer(help="The dead-letter queue: see what failed for long, replay the work (docs/deploy.md).")
+app.add_typer(dlq_app, name="dlq")
+
+
+def _queues(stage: str, dlq_url: str | None, work_url: str | None) -> tuple[Any, str, str]:
+    import boto3
+
+    sqs = boto3.client("sqs")
+    dlq = dlq_url or sqs.get_queue_url(QueueName=f"nudge-{stage}-step-dlq")["QueueUrl"]
+    work = work_url or sqs.get_queue_url(QueueName=f"nudge-{stage}-work")["QueueUrl"]
+    return sqs, dlq, work
+
+
+@dlq_app.command("redrive")
+def dlq_redrive(
+    stage: Annotated[str, typer.Option(help="The deployed stage (queues nudge-<stage>-step-dlq and -work).")] = "dev",
+    dry_run: Annotated[bool, typer.Option(help="Only list what would be replayed.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many dead letters.")] = 1000,
+    dlq_url: Annotated[str | None, typer.Option(help="The dead-letter queue's URL (default: by stage).")] = None,
+    work_url: Annotated[str | None, typer.Option(help="The work queue's URL (default: by stage).")] = None,
+) -> None:
+    """Replay the nudge work in the dead-letter queue onto the work queue; list what cannot be replayed."""
+    from nudge.cli.dlq import redrive
+
+    sqs, dlq, work = _queues(stage, dlq_url, work_url)
+    report = redrive(sqs, dlq, work, dry_run=dry_run, limit=limit)
+    for letter in report.kept:
+        console.print(f"kept   {letter.kind:<15} {letter.detail}")
+    verb = "would replay" if dry_run else "replayed"
+    console.print(
+        f"{verb} {report.replayed if not dry_run else sum(k.kind == 'work' for k in report.kept)}; "
+        f"kept {sum(k.kind != 'work' for k in report.kept)} (not nudge work: see each line)"
+    )
 
 
 @app.command()

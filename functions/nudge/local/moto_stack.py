@@ -91,6 +91,7 @@ class MotoStack:
         raw: bytes | None = None,
         headers: dict[str, str] | None = None,
         sign: bool = True,
+        settle: bool = True,
     ) -> ApiResult:
         """Invoke the ingest handler with an API Gateway event, signed like a storefront would."""
         from nudge.handlers import ingest
@@ -103,7 +104,8 @@ class MotoStack:
             body = raw if raw is not None else json.dumps(payload).encode()
             event = api_gateway_event(method, path, body, headers)
         response = ingest.handler(event, FakeLambdaContext.fresh("nudge-ingest"))
-        self.settle()  # the worker does what the request queued, as it would within milliseconds on AWS
+        if settle:
+            self.settle()  # the worker does what the request queued, as it would within milliseconds on AWS
         body = json.loads(response["body"]) if response.get("body") else {}
         headers = {name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()}
         headers.update(response.get("headers") or {})

@@ -1,0 +1,77 @@
+"""`nudge dlq`: read the dead-letter queue and replay its work safely (docs/deploy.md, the runbook).
+
+The queue collects three kinds of records: nudge work that failed for over an hour on the work queue
+(a wake-up or a message due), wake-ups Scheduler could not deliver, and Lambda's failure records of
+asynchronous invocations (the daily job, feedback, inbound SMS). Work is replayed onto the work queue:
+every piece of it is idempotent (a stale wake-up, a message already sent, are recognised and left alone).
+Lambda failure records are reported, not replayed: their `requestPayload` says what to re-invoke.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+_WORK_KEYS = {"contact_id", "run_id", "seq"}
+
+
+@dataclass
+class DeadLetter:
+    receipt_handle: str
+    body: str
+    kind: str  # work | lambda_failure | unknown
+    work: dict[str, Any] | None = None
+    detail: str = ""
+
+
+@dataclass
+class RedriveReport:
+    replayed: int = 0
+    kept: list[DeadLetter] = field(default_factory=list)
+
+
+def classify(body: str) -> tuple[str, dict[str, Any] | None, str]:
+    """What a dead letter is: nudge work (replayable), a Lambda failure record, or something else."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return "unknown", None, "not JSON"
+    if isinstance(parsed, dict) and parsed.keys() >= _WORK_KEYS:
+        return "work", parsed, f"run {parsed['run_id']} wake-up {parsed['seq']}"
+    if isinstance(parsed, dict) and "requestContext" in parsed and "requestPayload" in parsed:
+        context = parsed["requestContext"]
+        function = str(context.get("functionArn", "?")).rsplit(":", 1)[-1]
+        condition = context.get("condition", "?")
+        return "lambda_failure", None, f"{function} failed ({condition}); re-invoke it with requestPayload"
+    return "unknown", None, "neither nudge work nor a Lambda failure record"
+
+
+def read(sqs: Any, dlq_url: str, *, limit: int = 1000, visibility: int = 60) -> Iterator[DeadLetter]:
+    """Receive up to `limit` dead letters (hidden for `visibility` seconds while this runs)."""
+    seen = 0
+    while seen < limit:
+        batch = sqs.receive_message(
+            QueueUrl=dlq_url, MaxNumberOfMessages=min(10, limit - seen), VisibilityTimeout=visibility
+        ).get("Messages", [])
+        if not batch:
+            return
+        for message in batch:
+            seen += 1
+            kind, work, detail = classify(message["Body"])
+            yield DeadLetter(message["ReceiptHandle"], message["Body"], kind, work, detail)
+
+
+def redrive(sqs: Any, dlq_url: str, work_url: str, *, dry_run: bool = False, limit: int = 1000) -> RedriveReport:
+    """Send each piece of nudge work back to the work queue, then delete it from the DLQ (in that order)."""
+    report = RedriveReport()
+    for letter in read(sqs, dlq_url, limit=limit):
+        if letter.kind != "work" or dry_run:
+            report.kept.append(letter)
+            continue
+        # Sent before it is deleted: a crash in between leaves a duplicate, which the worker ignores.
+        sqs.send_message(QueueUrl=work_url, MessageBody=json.dumps(letter.work, separators=(",", ":")))
+        sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
+        report.replayed += 1
+    return report

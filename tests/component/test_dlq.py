@@ -1,0 +1,42 @@
+"""`nudge dlq redrive` on moto: nudge work goes back to the work queue; other dead letters stay, explained."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from nudge.cli.dlq import redrive
+from nudge.local.moto_stack import MotoStack
+from tests.conftest import START
+from tests.factories import checkout_started
+
+
+def test_redrive_replays_a_dead_wake_up_once_and_keeps_a_lambda_failure_record(moto_stack: MotoStack) -> None:
+    # Given a cart run whose first reminder's wake-up failed for an hour and went to the dead-letter queue
+    moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1"))
+    [pending] = moto_stack.pump.pending()
+    moto_stack.container.scheduler.cancel(pending.name)
+    sqs = moto_stack.session.client("sqs")
+    dlq = sqs.get_queue_url(QueueName="nudge-scheduler-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(pending.payload))
+    failure = {
+        "requestContext": {
+            "functionArn": "arn:aws:lambda:us-east-1:1:function:nudge-dev-sweep",
+            "condition": "RetriesExhausted",
+        },
+        "requestPayload": {},
+    }
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(failure))
+    moto_stack.clock.set(START + timedelta(hours=2))
+
+    # When the operator replays it (twice, as a nervous operator might)
+    report = redrive(sqs, dlq, moto_stack.settings.work_queue_url)
+    again = redrive(sqs, dlq, moto_stack.settings.work_queue_url)
+    moto_stack.settle()
+
+    # Then the reminder goes out once, and the sweep's failure record stays in the queue, explained
+    assert report.replayed == 1 and again.replayed == 0
+    assert [(k.kind, k.detail) for k in report.kept] == [
+        ("lambda_failure", "nudge-dev-sweep failed (RetriesExhausted); re-invoke it with requestPayload")
+    ]
+    assert ["You left something" in m.raw_data for m in moto_stack.sent_emails()] == [True]
