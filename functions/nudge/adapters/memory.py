@@ -6,6 +6,7 @@ testing the real adapters (tests/component does that on moto).
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 from bisect import bisect_left, insort
@@ -317,30 +318,43 @@ class PendingWakeUp:
 
 
 class MemoryScheduler:
-    """Holds one-time schedules; `due(now)` hands back those whose time has come, earliest first."""
+    """Holds one-time schedules; `due(now)` hands back those whose time has come, earliest first.
+
+    A heap orders them by time (a cancelled or replaced schedule leaves a stale entry, skipped when
+    reached), so finding the next one costs log n however many are pending.
+    """
 
     def __init__(self) -> None:
         self.pending: dict[str, PendingWakeUp] = {}
         self.created = 0
+        self._heap: list[tuple[datetime, str]] = []
 
     def schedule(self, name: str, at: datetime, wake_up: StepWakeUp) -> bool:
         if name in self.pending:
             return False
         self.pending[name] = PendingWakeUp(name, at, wake_up)
+        heapq.heappush(self._heap, (at, name))
         self.created += 1
         return True
 
     def cancel(self, name: str) -> None:
         self.pending.pop(name, None)
 
+    def _drop_stale(self) -> None:
+        heap = self._heap
+        while heap and ((found := self.pending.get(heap[0][1])) is None or found.at != heap[0][0]):
+            heapq.heappop(heap)
+
     def next_due(self) -> datetime | None:
-        return min((p.at for p in self.pending.values()), default=None)
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: datetime) -> list[PendingWakeUp]:
         """Remove and return every schedule due at or before now (ActionAfterCompletion=DELETE)."""
-        due = sorted((p for p in self.pending.values() if p.at <= now), key=lambda p: (p.at, p.name))
-        for item in due:
-            del self.pending[item.name]
+        due = []
+        while (at := self.next_due()) is not None and at <= now:
+            _, name = heapq.heappop(self._heap)
+            due.append(self.pending.pop(name))
         return due
 
 
