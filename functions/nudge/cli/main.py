@@ -571,6 +571,33 @@ def import_orders(
         console.print(f"  [yellow]line {rejected.line}[/]: {rejected.reason}", highlight=False)
 
 
+history_app = typer.Typer(
+    help="Public purchase histories to backtest on (fetched, never committed).", no_args_is_help=True
+)
+app.add_typer(history_app, name="history")
+
+
+@history_app.command("cdnow")
+def history_cdnow(
+    out: Annotated[Path, typer.Option(help="Where to write the orders (the import's minimal CSV).")] = Path(
+        ".cache/cdnow_orders.csv"
+    ),
+    cache: Annotated[Path, typer.Option(help="Where the lifetimes package is unpacked.")] = Path(".cache/lifetimes"),
+) -> None:
+    """CDNOW's 69,659 purchases (1997-98), from the lifetimes package, as orders for `nudge backtest`."""
+    from nudge.local.datasets import DatasetUnavailable, cdnow_orders, fetch_cdnow
+
+    try:
+        source = fetch_cdnow(cache)
+    except DatasetUnavailable as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with source.open(encoding="utf-8") as lines, out.open("w", encoding="utf-8", newline="") as target:
+        rows = sum(1 for row in cdnow_orders(lines) if target.write(row)) - 1
+    console.print(f"wrote {out}: {rows:,} orders from {source} (--format minimal)", highlight=False)
+
+
 events_app = typer.Typer(help="Look at the events nudge received.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 
