@@ -445,13 +445,20 @@ def bench(
     contacts: Annotated[int, typer.Option(help="Contacts for the in-memory engine benchmark.")] = 2000,
     moto_contacts: Annotated[int, typer.Option(help="Contacts for the moto-adapter benchmark.")] = 100,
     daily_contacts: Annotated[int, typer.Option(help="Contacts for the daily-job benchmark on moto.")] = 500,
+    history_customers: Annotated[
+        int, typer.Option(help="CDNOW customers for the backtest benchmark (23,570: all; 0: skip it).")
+    ] = 23_570,
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
     from nudge.local.bench import run_benchmarks
 
     figures = run_benchmarks(
-        contacts=contacts, moto_contacts=moto_contacts, daily_contacts=daily_contacts, progress=console.status
+        contacts=contacts,
+        moto_contacts=moto_contacts,
+        daily_contacts=daily_contacts,
+        history_customers=history_customers,
+        progress=console.status,
     )
     for line in figures:
         console.print(line)

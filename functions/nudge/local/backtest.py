@@ -387,7 +387,7 @@ def backtest(
     summary = summarize(
         store.all_runs(),
         store.all_messages(),
-        _orders(store),
+        orders_of(store),
         start=done.start,
         end=done.end,
         window=window,
@@ -396,7 +396,8 @@ def backtest(
     return done, summary
 
 
-def _orders(store: MemoryStore) -> Iterator[kpis.Order]:
+def orders_of(store: MemoryStore) -> Iterator[kpis.Order]:
+    """Every order_placed event the replay recorded (backfilled ones too), as the attribution reads them."""
     for record in store.events.values():
         event: Event = record["event"]
         if event.type == ORDER_PLACED:
