@@ -19,7 +19,7 @@ from typing import Any
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order, order_of
-from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord, evolve
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import (
@@ -63,7 +63,7 @@ class MemoryStore:
         stored = self.contacts.get(contact.contact_id)
         if (stored.version if stored else 0) != expected_version:
             raise ConflictError(contact.contact_id)
-        saved = replace(contact, version=expected_version + 1)
+        saved = evolve(contact, version=expected_version + 1)
         self.contacts[contact.contact_id] = saved
         self._index_review(contact.contact_id, stored, saved)
         return saved
@@ -102,7 +102,7 @@ class MemoryStore:
         slots[run.flow_id] = FlowSlot(
             run.flow_id, run.run_id, run.started_at, (current.started_count if current else 0) + 1
         )
-        stored = replace(run, version=1)
+        stored = evolve(run, version=1)
         self.runs[(run.contact_id, run.run_id)] = stored
         self._runs_of.setdefault(run.contact_id, {})[run.run_id] = None
         return stored
@@ -122,12 +122,12 @@ class MemoryStore:
         stored = self.runs.get(key)
         if stored is None or stored.version != expected_version:
             raise ConflictError(run.run_id)
-        saved = replace(run, version=expected_version + 1)
+        saved = evolve(run, version=expected_version + 1)
         self.runs[key] = saved
         slots = self._slots.get(run.contact_id, {})
         slot = slots.get(run.flow_id)
         if not saved.is_active and slot is not None and slot.active_run_id == run.run_id:
-            slots[run.flow_id] = replace(slot, active_run_id=None)
+            slots[run.flow_id] = evolve(slot, active_run_id=None)
         return saved
 
     def claim_message(self, message: Message) -> bool:
@@ -135,7 +135,7 @@ class MemoryStore:
         stored = self.messages.get(key)
         if stored is not None and stored.status is not MessageStatus.RETRYABLE:
             return False
-        self._put_message(replace(message, status=MessageStatus.CLAIMED))
+        self._put_message(evolve(message, status=MessageStatus.CLAIMED))
         return True
 
     def settle_message(
@@ -147,7 +147,7 @@ class MemoryStore:
         provider_id: str | None = None,
         sent_at: datetime | None = None,
     ) -> Message:
-        settled = replace(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
+        settled = evolve(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
         self._put_message(settled)
         return settled
 
