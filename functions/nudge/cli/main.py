@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
@@ -434,7 +435,8 @@ def backtest(
     console.print(f"{elapsed:.1f} s, peak memory (RSS) {peak_mb:,.0f} MB", highlight=False)
 
 
-def _nothing():  # type: ignore[no-untyped-def]
+def _nothing() -> AbstractContextManager[None]:
+    """A `with` target for a history file that was not given."""
     from contextlib import nullcontext
 
     return nullcontext(None)
