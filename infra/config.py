@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "postalAddress": "",  # the sender's postal address for every email footer (CAN-SPAM); set it for prod
     "unsubscribeMailto": "",  # e.g. unsubscribe@shop.example; needs SES receiving set up (docs/deploy.md)
     "sesMaxSendRate": 14,  # the account's SES sending quota per second
+    "workerConcurrency": 10,  # at most this many worker invocations at once (SQS maximum concurrency, 2-1000)
 }
 
 _STAGE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -58,6 +59,7 @@ class NudgeConfig:
     postal_address: str = ""
     unsubscribe_mailto: str = ""
     ses_max_send_rate: int = 14
+    worker_concurrency: int = 10
 
     @property
     def protected(self) -> bool:
@@ -111,6 +113,12 @@ class NudgeConfig:
             raise ConfigError("sesMaxSendRate: a whole number of emails per second") from None
         if not 1 <= send_rate <= 10_000:
             raise ConfigError("sesMaxSendRate: between 1 and 10000")
+        try:
+            concurrency = int(value("workerConcurrency"))
+        except (TypeError, ValueError):
+            raise ConfigError("workerConcurrency: a whole number of concurrent worker invocations") from None
+        if not 2 <= concurrency <= 1000:
+            raise ConfigError("workerConcurrency: between 2 and 1000 (SQS event-source maximum concurrency)")
         alarm_email = str(value("alarmEmail")).strip() or None
         if alarm_email and not _EMAIL.match(alarm_email):
             raise ConfigError(f"alarmEmail: {alarm_email!r} is not an email address")
@@ -128,4 +136,5 @@ class NudgeConfig:
             postal_address=str(value("postalAddress")).strip(),
             unsubscribe_mailto=mailto,
             ses_max_send_rate=send_rate,
+            worker_concurrency=concurrency,
         )

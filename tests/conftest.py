@@ -38,7 +38,8 @@ def clock() -> VirtualClock:
 @pytest.fixture
 def settings() -> Settings:
     return Settings(
-        step_function_arn="arn:aws:lambda:us-east-1:123456789012:function:nudge-step",
+        work_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/nudge-work",
+        work_queue_arn="arn:aws:sqs:us-east-1:123456789012:nudge-work",
         scheduler_role_arn="arn:aws:iam::123456789012:role/nudge-scheduler",
         from_address="hello@shop.example",
         flows_dir=ROOT / "flows",

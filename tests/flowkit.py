@@ -57,7 +57,8 @@ def simulation(settings: Settings, clock: VirtualClock, directory: Path) -> Simu
 
 
 def sent(sim: Simulation) -> list[tuple[str, str, str]]:
-    """(UTC time, recipient, subject or SMS text) of everything sent, in order."""
+    """(UTC time, recipient, subject or SMS text) of everything sent, in order, once the worker did what is due."""
+    sim.settle()
     rows = [(e.date, e.to, e.subject) for _, e in sim.mailer.sent]
     rows += [
         (m.sent_at, m.recipient or "", m.body_preview or "")

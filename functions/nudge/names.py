@@ -12,7 +12,9 @@ ENV_EVENTS_TABLE: Final = "NUDGE_EVENTS_TABLE"
 ENV_RUNS_TABLE: Final = "NUDGE_RUNS_TABLE"
 ENV_MESSAGES_TABLE: Final = "NUDGE_MESSAGES_TABLE"
 ENV_SCHEDULE_GROUP: Final = "NUDGE_SCHEDULE_GROUP"
-ENV_STEP_FUNCTION_ARN: Final = "NUDGE_STEP_FUNCTION_ARN"
+# The worker's SQS queue: functions enqueue work on its URL; Scheduler targets its ARN (ADR 0007).
+ENV_WORK_QUEUE_URL: Final = "NUDGE_WORK_QUEUE_URL"
+ENV_WORK_QUEUE_ARN: Final = "NUDGE_WORK_QUEUE_ARN"
 ENV_SCHEDULER_ROLE_ARN: Final = "NUDGE_SCHEDULER_ROLE_ARN"
 ENV_SCHEDULER_DLQ_ARN: Final = "NUDGE_SCHEDULER_DLQ_ARN"
 ENV_FROM_ADDRESS: Final = "NUDGE_FROM_ADDRESS"
@@ -64,6 +66,10 @@ MESSAGES_SENT_INDEX: Final = "by-sent-at"
 # The daily job's recurring schedule (infra/constructs/scheduling.py; the local pump fires it too).
 DAILY_SCHEDULE: Final = "daily-sweep"
 DAILY_CRON: Final = "cron(0 4 * * ? *)"
+# The worker's queue (ADR 0007): six times the worker's 60 s timeout, as AWS advises for event-source
+# mappings; after 12 receives (over an hour of failures) a message goes to the dead-letter queue.
+WORK_VISIBILITY_TIMEOUT: Final = 360
+WORK_MAX_RECEIVES: Final = 12
 SENT_INDEX_ATTRIBUTES: Final = ("status", "channel", "category", "priority", "flow_id")
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
 # contacts: sparse, hash review_bucket "<YYYY-MM-DD>#<shard>", range review_at, KEYS_ONLY (segment sweep)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,7 +33,19 @@ class ConflictError(Exception):
 
 
 class TransientSendError(Exception):
-    """The provider may accept the message later (throttling, timeouts): retry the step."""
+    """The provider answered "not now" (throttling, a spent quota) or the request never left: send it later.
+
+    `retry_after` is how long the provider asks us to wait, when it says (a daily quota: hours).
+    """
+
+    def __init__(self, message: str, *, retry_after: timedelta | None = None, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.throttled = throttled  # the account's rate is exhausted: hold every send, not just this one
+
+
+class UnknownSendOutcome(Exception):
+    """The request may have reached the provider (a timeout after it left, a reset connection): never resend."""
 
 
 class PermanentSendError(Exception):
@@ -91,8 +103,16 @@ class Store(Census, Documents, Protocol):
         """Write the run (and free its active slot once it ended); ConflictError if the version moved."""
         ...
 
-    def claim_message(self, message: Message) -> bool:
-        """Create the message record in CLAIMED state; False if it exists (unless it is RETRYABLE)."""
+    def commit_advance(self, run: Run, expected_version: int, messages: Sequence[Message]) -> Run:
+        """Write the advanced run and the messages it decided on, in one transaction (the outbox).
+
+        The run is stored at expected_version + 1 (its slot freed once it ended); each message is created
+        with `run_version` set to that version. ConflictError if the run's version moved: nothing written.
+        """
+        ...
+
+    def begin_send(self, message: Message, now: datetime) -> SendClaim:
+        """Take a PENDING message to SENDING, if its run has not exited since the message was committed."""
         ...
 
     def settle_message(
@@ -103,14 +123,17 @@ class Store(Census, Documents, Protocol):
         reason: str | None = None,
         provider_id: str | None = None,
         sent_at: datetime | None = None,
-    ) -> Message: ...
+        only_from: MessageStatus | None = None,
+    ) -> Message | None:
+        """Record the message's new state; with `only_from`, only if it is still in that state (else None)."""
+        ...
 
     def messages_for(self, contact_id: str) -> list[Message]: ...
 
     def get_message(self, contact_id: str, message_id: str) -> Message | None: ...
 
     def recent_sends(self, contact_id: str, since: datetime) -> list[SentRecord]:
-        """Messages sent to the contact at or after `since` (what guardrails count)."""
+        """Messages sent, or decided and still going out, to the contact at or after `since` (guardrails count them)."""
         ...
 
     def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
@@ -170,24 +193,51 @@ class Store(Census, Documents, Protocol):
         ...
 
 
-class SendRateLimiter(Protocol):
-    """Shared across invocations: at most `limit` sends per one-second window (the SES quota)."""
+class SendClaim(StrEnum):
+    TAKEN = "taken"  # this invocation owns the send now: call the provider
+    GONE = "gone"  # the message is not PENDING any more (another invocation sent it, or settled it)
+    RUN_EXITED = "run_exited"  # the run exited after deciding on it: it must not go out
 
-    def try_acquire(self, bucket: str, window: int, limit: int) -> bool:
-        """Take one of `limit` slots in this window (a unix second) of the bucket; False if none is left."""
+
+class SendRateLimiter(Protocol):
+    """Shared across invocations: hands out send slots `interval` apart (the SES rate), never two alike."""
+
+    def reserve(self, bucket: str, now: datetime, interval: timedelta) -> datetime:
+        """The next free slot at or after `now`, taken for the caller (a slot later than now means: wait)."""
+        ...
+
+    def hold(self, bucket: str, until: datetime) -> None:
+        """Hand out no slot before `until` (the provider said it is throttling us)."""
         ...
 
 
 @dataclass(frozen=True, slots=True)
 class StepWakeUp:
-    """What the scheduler hands back to the step function when a run's wait is over."""
+    """A unit of the worker's work: a run's wait is over (wake-up `seq`), or one of its messages is due.
+
+    With `message_id`, it delivers that committed message (deferred for a send slot or a throttled
+    provider); `slot` then names the send slot already reserved for it.
+    """
 
     contact_id: str
     run_id: str
     seq: int
+    message_id: str | None = None
+    slot: datetime | None = None
 
     def as_payload(self) -> dict[str, Any]:
-        return {"contact_id": self.contact_id, "run_id": self.run_id, "seq": self.seq}
+        payload: dict[str, Any] = {"contact_id": self.contact_id, "run_id": self.run_id, "seq": self.seq}
+        if self.message_id is not None:
+            payload["message_id"] = self.message_id
+        if self.slot is not None:
+            payload["slot"] = self.slot.isoformat()
+        return payload
+
+
+class WorkQueue(Protocol):
+    """The worker's queue (SQS): work due now or within MAX_QUEUE_DELAY; later work goes to the Scheduler."""
+
+    def enqueue(self, work: StepWakeUp, delay: timedelta = timedelta(0)) -> None: ...
 
 
 class Scheduler(Protocol):

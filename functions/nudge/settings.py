@@ -28,7 +28,8 @@ class Settings(BaseModel):
     contact_refs_table: str = names.CONTACT_REFS_TABLE
     privacy_table: str = names.PRIVACY_TABLE
     schedule_group: str = names.SCHEDULE_GROUP
-    step_function_arn: str = Field(min_length=1)
+    work_queue_url: str = Field(min_length=1)
+    work_queue_arn: str = Field(min_length=1)  # what one-time schedules target
     scheduler_role_arn: str = Field(min_length=1)
     scheduler_dlq_arn: str | None = None
     from_address: str = Field(min_length=3)
@@ -74,7 +75,8 @@ class Settings(BaseModel):
             "contact_refs_table": names.ENV_CONTACT_REFS_TABLE,
             "privacy_table": names.ENV_PRIVACY_TABLE,
             "schedule_group": names.ENV_SCHEDULE_GROUP,
-            "step_function_arn": names.ENV_STEP_FUNCTION_ARN,
+            "work_queue_url": names.ENV_WORK_QUEUE_URL,
+            "work_queue_arn": names.ENV_WORK_QUEUE_ARN,
             "scheduler_role_arn": names.ENV_SCHEDULER_ROLE_ARN,
             "scheduler_dlq_arn": names.ENV_SCHEDULER_DLQ_ARN,
             "from_address": names.ENV_FROM_ADDRESS,

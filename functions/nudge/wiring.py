@@ -21,6 +21,7 @@ from nudge.ports import (
     Store,
     Texter,
     WebhookSender,
+    WorkQueue,
 )
 from nudge.services.daily import DailyJob
 from nudge.services.feedback import FeedbackService
@@ -52,6 +53,7 @@ class Container:
     clock: Clock
     store: Store
     scheduler: Scheduler
+    queue: WorkQueue
     mailer: Mailer
     texter: Texter
     webhook_sender: WebhookSender  # outbound webhook steps
@@ -86,6 +88,7 @@ def assemble(
     *,
     store: Store,
     scheduler: Scheduler,
+    queue: WorkQueue,
     mailer: Mailer,
     texter: Texter,
     webhooks: WebhookSender,
@@ -111,7 +114,7 @@ def assemble(
     renderer = renderer or TemplateRenderer(settings.templates_dir)
     key = signing_key or (lambda: settings.signing_key)
     unsubscribe_key = unsubscribe_key or (lambda: settings.unsubscribe_key)
-    throttle = SendThrottle(limiter, clock, sleeper, per_second=settings.ses_max_send_rate)
+    throttle = SendThrottle(limiter, per_second=settings.ses_max_send_rate)
     policy = MailPolicy(
         unsubscribe_base_url=settings.unsubscribe_base_url,
         unsubscribe_mailto=settings.unsubscribe_mailto,
@@ -121,6 +124,7 @@ def assemble(
     runs = RunService(
         store=store,
         scheduler=scheduler,
+        queue=queue,
         mailer=mailer,
         texter=texter,
         webhooks=webhooks,
@@ -152,6 +156,7 @@ def assemble(
         clock=clock,
         store=store,
         scheduler=scheduler,
+        queue=queue,
         mailer=mailer,
         texter=texter,
         webhook_sender=webhooks,
@@ -191,6 +196,7 @@ def build_aws(
 ) -> Container:
     """Adapters over real AWS APIs (in Lambda, or against moto in the demo and tests)."""
     import boto3
+    from botocore.config import Config
 
     from nudge.adapters.dynamodb import access
     from nudge.adapters.dynamodb.rate import DynamoSendRateLimiter
@@ -199,6 +205,7 @@ def build_aws(
     from nudge.adapters.secrets import JsonSecretReader, SecretReader
     from nudge.adapters.ses import SesMailer
     from nudge.adapters.sns import SnsTexter
+    from nudge.adapters.sqs import SqsWorkQueue
     from nudge.adapters.webhooks import UrllibWebhooks
 
     session = session or boto3.Session()
@@ -208,12 +215,14 @@ def build_aws(
     scheduler = EventBridgeScheduler(
         session.client("scheduler"),
         group=settings.schedule_group,
-        target_arn=settings.step_function_arn,
+        target_arn=settings.work_queue_arn,
         role_arn=settings.scheduler_role_arn,
         dead_letter_arn=settings.scheduler_dlq_arn,
     )
-    mailer = SesMailer(session.client("sesv2"), configuration_set=settings.ses_configuration_set)
-    texter = SnsTexter(session.client("sns"))
+    # No blind retries of a send: a lost response would send it twice (ADR 0007). The worker retries.
+    once = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    mailer = SesMailer(session.client("sesv2", config=once), configuration_set=settings.ses_configuration_set)
+    texter = SnsTexter(session.client("sns", config=once))
     signing_key: Callable[[], str | None] = lambda: settings.signing_key  # noqa: E731
     unsubscribe_key: Callable[[], str | None] = lambda: settings.unsubscribe_key  # noqa: E731
     webhook_secrets: Callable[[], Mapping[str, Any]] | None = None
@@ -230,6 +239,7 @@ def build_aws(
         clock,
         store=store,
         scheduler=scheduler,
+        queue=SqsWorkQueue(session.client("sqs"), settings.work_queue_url),
         mailer=mailer,
         texter=texter,
         webhooks=UrllibWebhooks(),
@@ -261,6 +271,7 @@ def build_memory(settings: Settings, clock: Clock, *, renderer: TemplateRenderer
         clock,
         store=memory.MemoryStore(),
         scheduler=memory.MemoryScheduler(),
+        queue=memory.MemoryQueue(clock),
         mailer=memory.MemoryMailer(),
         texter=memory.MemoryTexter(),
         webhooks=memory.MemoryWebhooks(),

@@ -6,6 +6,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 
@@ -92,7 +93,6 @@ class Functions(Construct):
         public_base_url: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = cdk.Stack.of(self)
         self._config = config
         self.signing_secret = secretsmanager.Secret(
             self,
@@ -140,20 +140,10 @@ class Functions(Construct):
                 "links must keep working); see docs/adr/0003-deliverability.md",
             )
         )
-        # Named up front so the step function's ARN is known before it exists: the step function carries its
-        # own ARN (schedules target it) without a circular reference.
-        self.step_function_name = f"{config.stack_name}-step"
-        self.step_function_arn = stack.format_arn(
-            service="lambda",
-            resource="function",
-            resource_name=self.step_function_name,
-            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-        )
         environment = {
             **data.environment(),
             **scheduling.environment(),
             **messaging.environment(),
-            names.ENV_STEP_FUNCTION_ARN: self.step_function_arn,
             names.ENV_FLOWS_DIR: names.BUNDLED_FLOWS_DIR,
             names.ENV_TEMPLATES_DIR: names.BUNDLED_TEMPLATES_DIR,
             names.ENV_SEGMENTS_DIR: names.BUNDLED_SEGMENTS_DIR,
@@ -186,7 +176,17 @@ class Functions(Construct):
         self.feedback, self.unsubscribe, self.sms_inbound, self.sweep = (
             self.by_label[label] for label in ("Feedback", "Unsubscribe", "SmsInbound", "Sweep")
         )
-        scheduling.allow_invoke(self.step)
+        # The worker: batches of ten, partial batch responses (a failed record alone comes back), and a
+        # ceiling on concurrency so a burst drains at the send rate instead of fanning out (ADR 0007).
+        self.step.add_event_source(
+            lambda_event_sources.SqsEventSource(
+                scheduling.work_queue,
+                batch_size=10,
+                max_batching_window=cdk.Duration.seconds(1),
+                report_batch_item_failures=True,
+                max_concurrency=config.worker_concurrency,
+            )
+        )
         scheduling.daily(
             "Sweep", self.sweep, cron=names.DAILY_CRON, description="nudge: the daily job (segments, RFM, co-purchases)"
         )
@@ -194,7 +194,7 @@ class Functions(Construct):
         messaging.subscribe_sms_inbound(self.sms_inbound)
         # Scheduler and SNS invoke asynchronously: a function error is retried by Lambda (not by the
         # schedule's retry policy), then lands in the same dead-letter queue as undeliverable schedules.
-        for function in (self.step, self.feedback, self.sms_inbound, self.sweep):
+        for function in (self.feedback, self.sms_inbound, self.sweep):
             function.configure_async_invoke(
                 retry_attempts=2,
                 max_event_age=cdk.Duration.hours(6),
@@ -214,6 +214,7 @@ class Functions(Construct):
         for function, tables in engine_functions.items():
             data.grant_read_write(function, tables)
             scheduling.grant_manage_schedules(function)
+            scheduling.grant_enqueue(function)  # runs started or deferred sends go on the work queue
             messaging.grant_send(function)
             self.unsubscribe_secret.grant_read(function)  # every marketing email carries a signed link
             self._acknowledge_wildcards(function, scheduling)
@@ -232,8 +233,8 @@ class Functions(Construct):
             )
         messaging.grant_send(self.sms_inbound)
         self._acknowledge_sms_wildcard(self.sms_inbound)
-        # verify requests, sign webhooks and links (the sweep may start flows with webhook steps)
-        for function in (self.ingest, self.step, self.subscribe, self.sweep):
+        # Every function that can run a flow may need the key: it signs webhook steps (and verifies requests).
+        for function in engine_functions:
             self.signing_secret.grant_read(function)
         self.webhook_secrets.grant_read(self.webhooks)
 

@@ -1,4 +1,8 @@
-"""Waits: an EventBridge Scheduler group for one-time schedules, their execution role and dead-letter queue."""
+"""Work and waits: the worker's SQS queue, a Scheduler group for later wake-ups, their role and dead-letter queue.
+
+ADR 0007: work due within 15 minutes goes on the queue with a delay; later wake-ups are one-time schedules
+whose target is the same queue. The worker consumes it through an event-source mapping.
+"""
 
 from __future__ import annotations
 
@@ -38,10 +42,23 @@ class Scheduling(Construct):
             enforce_ssl=True,
             retention_period=cdk.Duration.days(14),
         )
+        # The worker's queue: retries come from SQS (visibility timeout, then the DLQ after maxReceiveCount).
+        self.work_queue = sqs.Queue(
+            self,
+            "WorkQueue",
+            queue_name=f"{config.stack_name}-work",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(4),
+            visibility_timeout=cdk.Duration.seconds(names.WORK_VISIBILITY_TIMEOUT),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letter_queue, max_receive_count=names.WORK_MAX_RECEIVES
+            ),
+        )
         self.role = iam.Role(
             self,
             "SchedulerRole",
-            description="Assumed by EventBridge Scheduler to invoke the nudge step function, nothing else",
+            description="Assumed by EventBridge Scheduler to deliver wake-ups to the nudge work queue, nothing else",
             # Only schedules of this account may use the role (confused-deputy guard).
             assumed_by=iam.ServicePrincipal(
                 SCHEDULER_SERVICE, conditions={"StringEquals": {"aws:SourceAccount": stack.account}}
@@ -49,12 +66,15 @@ class Scheduling(Construct):
         )
         # sqs:SendMessage only (grant_send_messages would add GetQueueAttributes and GetQueueUrl).
         self.role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.dead_letter_queue.queue_arn])
+            iam.PolicyStatement(
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue_arn, self.work_queue.queue_arn],
+            )
         )
         cdk.Validations.of(self.dead_letter_queue).acknowledge(
             cdk.Acknowledgment(
                 id="AwsSolutions-SQS3",
-                reason="This queue is the dead-letter queue (for Scheduler and the step function's async failures)",
+                reason="This queue is the dead-letter queue (of the work queue, Scheduler and async invocations)",
             )
         )
         # Every schedule the functions may touch lives in this group; names are made at runtime per wake-up.
@@ -77,7 +97,7 @@ class Scheduling(Construct):
         self.schedules_arn_for_nag = f"arn:{partition}:scheduler:{region}:{account}:schedule/{self.group_name}/*"
 
     def allow_invoke(self, function: lambda_.IFunction) -> None:
-        """Let the role invoke this function (its only targets: the step and the sweep functions)."""
+        """Let the role invoke this function (the sweep function's daily schedule; wake-ups go to the queue)."""
         self.role.add_to_principal_policy(
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function.function_arn])
         )
@@ -118,8 +138,16 @@ class Scheduling(Construct):
             )
         )
 
+    def grant_enqueue(self, grantee: iam.IGrantable) -> None:
+        """sqs:SendMessage on the work queue only (grant_send_messages would add GetQueueAttributes/Url)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.work_queue.queue_arn])
+        )
+
     def environment(self) -> dict[str, str]:
         return {
+            names.ENV_WORK_QUEUE_URL: self.work_queue.queue_url,
+            names.ENV_WORK_QUEUE_ARN: self.work_queue.queue_arn,
             names.ENV_SCHEDULE_GROUP: self.group.schedule_group_name,
             names.ENV_SCHEDULER_ROLE_ARN: self.role.role_arn,
             names.ENV_SCHEDULER_DLQ_ARN: self.dead_letter_queue.queue_arn,

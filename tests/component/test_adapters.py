@@ -38,7 +38,7 @@ def test_scheduler_creates_a_one_time_schedule_with_retry_dlq_and_delete(moto_st
     assert detail["ActionAfterCompletion"] == "DELETE"
     assert detail["FlexibleTimeWindow"] == {"Mode": "OFF"}
     target = detail["Target"]
-    assert target["Arn"] == moto_stack.settings.step_function_arn
+    assert target["Arn"] == moto_stack.settings.work_queue_arn  # Scheduler delivers wake-ups to the work queue
     assert target["RoleArn"] == moto_stack.settings.scheduler_role_arn
     assert target["DeadLetterConfig"]["Arn"] == moto_stack.settings.scheduler_dlq_arn
     assert target["RetryPolicy"]["MaximumRetryAttempts"] == MAX_RETRY_ATTEMPTS
@@ -166,29 +166,6 @@ def test_store_save_run_is_optimistic_and_ending_frees_the_slot(store: Store) ->
     assert stored is not None and (stored.status, stored.version) == (RunStatus.COMPLETED, 3)
 
 
-def test_store_claims_a_message_once_unless_it_is_retryable(store: Store) -> None:
-    message = Message(
-        contact_id="c1",
-        message_id="r1#reminder_1",
-        run_id="r1",
-        flow_id="abandoned_cart",
-        step_id="reminder_1",
-        channel=Channel.EMAIL,
-        category=Category.MARKETING,
-        status=MessageStatus.CLAIMED,
-        created_at=START,
-    )
-
-    assert store.claim_message(message) is True
-    assert store.claim_message(message) is False
-    store.settle_message(message, MessageStatus.RETRYABLE, reason="throttled")
-    assert store.claim_message(message) is True
-    store.settle_message(message, MessageStatus.SENT, provider_id="p1", sent_at=START)
-    assert store.claim_message(message) is False
-    [stored] = store.messages_for("c1")
-    assert (stored.status, stored.provider_id, stored.sent_at) == (MessageStatus.SENT, "p1", START)
-
-
 def test_store_contact_writes_are_optimistic(store: Store) -> None:
     saved = store.save_contact(Contact(contact_id="c1", email="a@example.com", properties={"vip": True}), 0)
 
@@ -247,9 +224,9 @@ def test_reviews_are_a_keys_only_index(moto_stack: MotoStack) -> None:
 
 
 def _a_month_of_sends(store: Store) -> None:
-    """c1: a daily marketing email for 30 days, one skipped SMS, one message still claimed; c2: one send."""
+    """c1: a daily marketing email for 30 days, one skipped SMS, one decided but not sent yet; c2: one send."""
     history: list[Message] = []
-    for day in range(30):  # a month of daily sends, then one skipped and one still claimed
+    for day in range(30):  # a month of daily sends, then one skipped, and one decided but not sent yet
         message = Message(
             "c1",
             f"r{day}#s",
@@ -258,17 +235,17 @@ def _a_month_of_sends(store: Store) -> None:
             "s",
             Channel.EMAIL,
             Category.MARKETING,
-            MessageStatus.CLAIMED,
+            MessageStatus.PENDING,
             START + timedelta(days=day),
             priority=day % 3,
         )
-        store.claim_message(message)
-        history.append(store.settle_message(message, MessageStatus.SENT, sent_at=START + timedelta(days=day)))
-    skipped = Message("c1", "rs#s", "rs", "welcome", "s", Channel.SMS, Category.MARKETING, MessageStatus.CLAIMED, START)
-    store.claim_message(skipped)
-    store.settle_message(skipped, MessageStatus.SKIPPED, reason="no_sms_marketing_consent")
-    store.claim_message(replace(skipped, message_id="rc#s", run_id="rc"))
-    store.claim_message(replace(history[0], contact_id="c2"))  # another contact's
+        sent = store.settle_message(message, MessageStatus.SENT, sent_at=START + timedelta(days=day))
+        assert sent is not None
+        history.append(sent)
+    skipped = Message("c1", "rs#s", "rs", "welcome", "s", Channel.SMS, Category.MARKETING, MessageStatus.PENDING, START)
+    store.settle_message(skipped, MessageStatus.SKIPPED, reason="no_sms_marketing_consent", sent_at=START)
+    decided = replace(skipped, message_id="rc#s", run_id="rc", channel=Channel.EMAIL)
+    store.settle_message(decided, MessageStatus.PENDING, sent_at=START + timedelta(days=29, hours=1))
     store.settle_message(replace(history[0], contact_id="c2"), MessageStatus.SENT, sent_at=START + timedelta(days=29))
 
 
@@ -277,7 +254,11 @@ def test_recent_sends_are_the_sends_from_since_on(store: Store) -> None:
 
     found = store.recent_sends("c1", START + timedelta(days=23))
 
-    assert [(r.sent_at, r.priority) for r in found] == [(START + timedelta(days=d), d % 3) for d in range(23, 30)]
+    # The decided one counts: it is going out, and a burst spread over send slots must not slip past a cap.
+    assert [(r.sent_at, r.priority) for r in found] == [
+        *[(START + timedelta(days=d), d % 3) for d in range(23, 30)],
+        (START + timedelta(days=29, hours=1), 0),
+    ]
     assert {(r.channel, r.category, r.flow_id) for r in found} == {(Channel.EMAIL, Category.MARKETING, "welcome")}
 
 
@@ -310,10 +291,9 @@ def test_store_finds_a_message_by_provider_id_and_erases_a_contact_whole(store: 
             "s",
             Channel.EMAIL,
             Category.MARKETING,
-            MessageStatus.CLAIMED,
+            MessageStatus.PENDING,
             START,
         )
-        store.claim_message(message)
         store.settle_message(message, MessageStatus.SENT, provider_id=f"p-{contact_id}", sent_at=START)
 
     found = store.message_by_provider_id("p-c1")

@@ -26,10 +26,14 @@ def stored_items(stack: MotoStack) -> dict[str, int]:
     }
     counts = {name: model.count() for name, model in tables.items()}
     counts["schedules"] = len(stack.pump.pending())
+    attributes = stack.session.client("sqs").get_queue_attributes(
+        QueueUrl=stack.settings.work_queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    counts["queued"] = int(attributes["ApproximateNumberOfMessages"])
     return counts
 
 
-NOTHING = {"contacts": 0, "events": 0, "runs": 0, "messages": 0, "schedules": 0}
+NOTHING = {"contacts": 0, "events": 0, "runs": 0, "messages": 0, "schedules": 0, "queued": 0}
 
 
 def invoke_recorded_event(stack: MotoStack, body: bytes, *, signature: str | None = None) -> dict[str, Any]:
@@ -46,8 +50,26 @@ def test_a_recorded_api_gateway_event_starts_a_flow(moto_stack: MotoStack) -> No
 
     assert response["statusCode"] == 202
     assert json.loads(response["body"])["started"] == ["abandoned_cart"]
-    assert stored_items(moto_stack) == {"contacts": 1, "events": 1, "runs": 2, "messages": 0, "schedules": 1}
-    # runs holds the run and the contact's active slot for the flow
+    # The request decides and records: the run (and the contact's active slot for the flow, in runs) and its
+    # first step on the work queue. It sends nothing and waits for nothing (ADR 0007).
+    assert stored_items(moto_stack) == {
+        "contacts": 1,
+        "events": 1,
+        "runs": 2,
+        "messages": 0,
+        "schedules": 0,
+        "queued": 1,
+    }
+    # The worker then runs the first step: a wait of an hour, so a one-time schedule for the reminder.
+    moto_stack.settle()
+    assert stored_items(moto_stack) == {
+        "contacts": 1,
+        "events": 1,
+        "runs": 2,
+        "messages": 0,
+        "schedules": 1,
+        "queued": 0,
+    }
 
 
 def test_a_welcome_email_goes_out_through_ses_at_once(moto_stack: MotoStack) -> None:

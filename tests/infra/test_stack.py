@@ -115,6 +115,16 @@ def function_role(synth: Synth, handler: str) -> str:
     return function(synth, handler)[1]["Properties"]["Role"]["Fn::GetAtt"][0]
 
 
+def work_queue(synth: Synth) -> str:
+    (key,) = [k for k in synth.resources("AWS::SQS::Queue") if k.startswith("SchedulingWorkQueue")]
+    return key
+
+
+def dead_letter_queue(synth: Synth) -> str:
+    (key,) = [k for k in synth.resources("AWS::SQS::Queue") if k.startswith("SchedulingDeadLetterQueue")]
+    return key
+
+
 def scheduler_role(synth: Synth) -> str:
     (key,) = [
         key
@@ -234,9 +244,10 @@ def test_function_environment_names_every_resource(prod: Synth, handler: str) ->
     assert env[names.ENV_FROM_ADDRESS] == "hello@shop.example"
     assert env[names.ENV_SCHEDULE_GROUP] == f"{names.SCHEDULE_GROUP}-prod"
     assert env["POWERTOOLS_SERVICE_NAME"] == env["POWERTOOLS_METRICS_NAMESPACE"] == names.SERVICE
-    # The step function's ARN is computed from its fixed name (no circular reference), and names it exactly.
-    step_name = function(prod, names.STEP_HANDLER)[1]["Properties"]["FunctionName"]
-    assert render(env[names.ENV_STEP_FUNCTION_ARN]).endswith(f":function:{step_name}")
+    # Every function that starts runs enqueues on the work queue, and schedules target that same queue.
+    work_key = work_queue(prod)
+    assert env[names.ENV_WORK_QUEUE_URL] == {"Ref": work_key}
+    assert env[names.ENV_WORK_QUEUE_ARN] == {"Fn::GetAtt": [work_key, "Arn"]}
 
 
 def test_no_environment_variable_holds_a_secret_value(prod: Synth) -> None:
@@ -261,28 +272,64 @@ def test_no_environment_variable_holds_a_secret_value(prod: Synth) -> None:
 
 
 def test_asynchronous_failures_land_in_the_dead_letter_queue(prod: Synth) -> None:
-    # Scheduler invokes step, SNS invokes feedback and sms_inbound: all asynchronously.
-    (queue_key,) = prod.resources("AWS::SQS::Queue")
+    # SNS invokes feedback and sms_inbound, Scheduler the sweep: asynchronously. The worker is fed by SQS.
+    queue_key = dead_letter_queue(prod)
     configs = {
         c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
         for c in prod.resources("AWS::Lambda::EventInvokeConfig").values()
     }
-    async_handlers = (names.STEP_HANDLER, names.FEEDBACK_HANDLER, names.SMS_INBOUND_HANDLER, names.SWEEP_HANDLER)
+    async_handlers = (names.FEEDBACK_HANDLER, names.SMS_INBOUND_HANDLER, names.SWEEP_HANDLER)
     assert set(configs) == {function(prod, handler)[0] for handler in async_handlers}
     for props in configs.values():
         assert props["MaximumRetryAttempts"] == 2
         assert props["DestinationConfig"]["OnFailure"]["Destination"] == {"Fn::GetAtt": [queue_key, "Arn"]}
 
 
+def test_the_worker_consumes_the_work_queue_in_batches_with_partial_failures_and_bounded_concurrency(
+    prod: Synth,
+) -> None:
+    (mapping,) = prod.resources("AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    assert props["EventSourceArn"] == {"Fn::GetAtt": [work_queue(prod), "Arn"]}
+    assert props["FunctionName"] == {"Ref": function(prod, names.STEP_HANDLER)[0]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == 10 and props["ScalingConfig"] == {"MaximumConcurrency": 10}
+    queue = prod.template["Resources"][work_queue(prod)]["Properties"]
+    # Six times the worker's timeout (AWS's advice for event sources); about an hour of failures, then the DLQ.
+    assert queue["VisibilityTimeout"] == 6 * 60 == names.WORK_VISIBILITY_TIMEOUT
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dead_letter_queue(prod), "Arn"]},
+        "maxReceiveCount": names.WORK_MAX_RECEIVES,
+    }
+    assert queue["SqsManagedSseEnabled"] is True
+
+
+@pytest.mark.parametrize("handler", ENGINE_HANDLERS)
+def test_every_function_that_can_run_a_flow_may_enqueue_work_and_read_the_signing_key(
+    prod: Synth, handler: str
+) -> None:
+    # moto evaluates no IAM: a webhook step in any flow signs its POST, so each of these needs the key.
+    role = function_role(prod, handler)
+    granted = {
+        (action, render(resource))
+        for statement in statements(prod, role)
+        for action in as_list(statement["Action"])
+        for resource in as_list(statement["Resource"])
+    }
+    secret_key = next(
+        k for k in prod.resources("AWS::SecretsManager::Secret") if k.startswith("FunctionsSigningSecret")
+    )
+    assert ("secretsmanager:GetSecretValue", f"${{{secret_key}}}") in granted
+    assert ("sqs:SendMessage", f"${{{work_queue(prod)}.Arn}}") in granted
+
+
 # --- scheduling -------------------------------------------------------------------------------------------
 
 
-def test_scheduler_role_may_only_invoke_the_step_and_sweep_functions_and_dead_letter(prod: Synth) -> None:
+def test_scheduler_role_may_only_reach_the_work_queue_the_sweep_function_and_dead_letter(prod: Synth) -> None:
     role_key = scheduler_role(prod)
     trust = prod.template["Resources"][role_key]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert [s["Condition"] for s in trust] == [{"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}]
-    (queue_key,) = prod.resources("AWS::SQS::Queue")
-    step_key = function(prod, names.STEP_HANDLER)[0]
     sweep_key = function(prod, names.SWEEP_HANDLER)[0]
     granted = {
         (action, render(resource))
@@ -291,20 +338,22 @@ def test_scheduler_role_may_only_invoke_the_step_and_sweep_functions_and_dead_le
         for resource in as_list(statement["Resource"])
     }
     assert granted == {
-        ("lambda:InvokeFunction", f"${{{step_key}.Arn}}"),
         ("lambda:InvokeFunction", f"${{{sweep_key}.Arn}}"),
-        ("sqs:SendMessage", f"${{{queue_key}.Arn}}"),
+        ("sqs:SendMessage", f"${{{dead_letter_queue(prod)}.Arn}}"),
+        ("sqs:SendMessage", f"${{{work_queue(prod)}.Arn}}"),
     }
 
 
 def test_dead_letter_queue_is_encrypted_tls_only_and_keeps_14_days(prod: Synth) -> None:
-    (queue,) = prod.resources("AWS::SQS::Queue").values()
+    queue = prod.template["Resources"][dead_letter_queue(prod)]
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
-    (policy,) = prod.resources("AWS::SQS::QueuePolicy").values()
-    (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert deny["Effect"] == "Deny"
-    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    policies = prod.resources("AWS::SQS::QueuePolicy").values()
+    assert len(policies) == 2  # the dead-letter queue and the work queue: TLS only
+    for policy in policies:
+        (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert deny["Effect"] == "Deny"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_schedule_group_exists_with_the_configured_name(prod: Synth) -> None:

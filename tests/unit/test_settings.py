@@ -8,7 +8,8 @@ from nudge import names
 from nudge.settings import Settings, SettingsError
 
 REQUIRED = {
-    names.ENV_STEP_FUNCTION_ARN: "arn:aws:lambda:us-east-1:123456789012:function:nudge-step",
+    names.ENV_WORK_QUEUE_URL: "https://sqs.us-east-1.amazonaws.com/123456789012/nudge-work",
+    names.ENV_WORK_QUEUE_ARN: "arn:aws:sqs:us-east-1:123456789012:nudge-work",
     names.ENV_SCHEDULER_ROLE_ARN: "arn:aws:iam::123456789012:role/nudge-scheduler",
     names.ENV_FROM_ADDRESS: "hello@shop.example",
 }

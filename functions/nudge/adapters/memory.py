@@ -11,7 +11,7 @@ import itertools
 import json
 from bisect import bisect_left, insort
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -19,19 +19,33 @@ from typing import Any
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order, order_of
-from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord, evolve
+from nudge.domain.model import (
+    Contact,
+    Event,
+    FlowSlot,
+    Message,
+    MessageStatus,
+    Run,
+    RunStatus,
+    SentRecord,
+    evolve,
+)
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import (
     ApiKey,
+    Clock,
     ConflictError,
     ContactChange,
     OutgoingEmail,
     OutgoingSms,
     PrivacyRequest,
+    SendClaim,
     StepWakeUp,
     TransientSendError,
 )
+
+_COUNTED = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
 
 
 class MemoryStore:
@@ -51,7 +65,7 @@ class MemoryStore:
         self._slots: dict[str, dict[str, FlowSlot]] = {}  # contact -> flow id -> slot
         self._runs_of: dict[str, dict[str, None]] = {}  # contact -> run ids
         self._messages_of: dict[str, dict[str, None]] = {}  # contact -> message ids
-        self._sent: dict[str, list[tuple[datetime, str]]] = {}  # contact -> (sent_at, message id), sorted
+        self._sent: dict[str, list[tuple[datetime, str]]] = {}  # contact -> (sent_at, id) of _COUNTED, sorted
         self._events_of: dict[str, dict[str, None]] = {}  # contact -> event ids
         self._by_provider: dict[str, tuple[str, str]] = {}  # provider id -> message key
         self._review: dict[date, set[str]] = {}  # review_at's day -> contact ids (the sparse index)
@@ -130,13 +144,28 @@ class MemoryStore:
             slots[run.flow_id] = evolve(slot, active_run_id=None)
         return saved
 
-    def claim_message(self, message: Message) -> bool:
+    def commit_advance(self, run: Run, expected_version: int, messages: Sequence[Message]) -> Run:
+        key = (run.contact_id, run.run_id)
+        stored = self.runs.get(key)
+        if stored is None or stored.version != expected_version:
+            raise ConflictError(run.run_id)
+        if any((m.contact_id, m.message_id) in self.messages for m in messages):
+            raise ConflictError(run.run_id)
+        saved = self.save_run(run, expected_version)
+        for message in messages:
+            self._put_message(evolve(message, run_version=saved.version))
+        return saved
+
+    def begin_send(self, message: Message, now: datetime) -> SendClaim:
+        run = self.runs.get((message.contact_id, message.run_id))
+        if run is not None and run.version != message.run_version and run.status is RunStatus.EXITED:
+            return SendClaim.RUN_EXITED
         key = (message.contact_id, message.message_id)
         stored = self.messages.get(key)
-        if stored is not None and stored.status is not MessageStatus.RETRYABLE:
-            return False
-        self._put_message(evolve(message, status=MessageStatus.CLAIMED))
-        return True
+        if stored is None or stored.status is not MessageStatus.PENDING:
+            return SendClaim.GONE
+        self._put_message(evolve(stored, status=MessageStatus.SENDING, attempt_at=now))
+        return SendClaim.TAKEN
 
     def settle_message(
         self,
@@ -146,7 +175,11 @@ class MemoryStore:
         reason: str | None = None,
         provider_id: str | None = None,
         sent_at: datetime | None = None,
-    ) -> Message:
+        only_from: MessageStatus | None = None,
+    ) -> Message | None:
+        stored = self.messages.get((message.contact_id, message.message_id))
+        if only_from is not None and (stored is None or stored.status is not only_from):
+            return None
         settled = evolve(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
         self._put_message(settled)
         return settled
@@ -157,9 +190,9 @@ class MemoryStore:
         before = self.messages.get(key)
         self.messages[key] = message
         self._messages_of.setdefault(message.contact_id, {})[message.message_id] = None
-        if before is not None and before.status is MessageStatus.SENT and before.sent_at is not None:
+        if before is not None and before.status in _COUNTED and before.sent_at is not None:
             self._sent[message.contact_id].remove((before.sent_at, message.message_id))
-        if message.status is MessageStatus.SENT and message.sent_at is not None:
+        if message.status in _COUNTED and message.sent_at is not None:
             insort(self._sent.setdefault(message.contact_id, []), (message.sent_at, message.message_id))
         if message.provider_id is not None:
             self._by_provider[message.provider_id] = key
@@ -213,7 +246,7 @@ class MemoryStore:
         stored = self.messages.get(key)
         if stored is None or kind.value in stored.feedback:
             return False
-        self.messages[key] = replace(stored, feedback={**stored.feedback, kind.value: at})
+        self._put_message(evolve(stored, feedback={**stored.feedback, kind.value: at}))
         return True
 
     def count_step(self, flow_id: str, step_id: str, kind: FeedbackKind) -> None:
@@ -298,16 +331,44 @@ class MemoryStore:
 
 
 class MemorySendRateLimiter:
-    """Counts slots per (bucket, window) like the DynamoDB send-rate limiter's counter items."""
+    """One horizon per bucket, like the DynamoDB send-rate limiter's item: the next free slot."""
 
     def __init__(self) -> None:
-        self.taken: Counter[tuple[str, int]] = Counter()
+        self.horizon: dict[str, datetime] = {}
+        self.reserved = 0
 
-    def try_acquire(self, bucket: str, window: int, limit: int) -> bool:
-        if self.taken[(bucket, window)] >= limit:
-            return False
-        self.taken[(bucket, window)] += 1
-        return True
+    def reserve(self, bucket: str, now: datetime, interval: timedelta) -> datetime:
+        slot = max(now, self.horizon.get(bucket, now))
+        self.horizon[bucket] = slot + max(interval, timedelta(milliseconds=1))
+        self.reserved += 1
+        return slot
+
+    def hold(self, bucket: str, until: datetime) -> None:
+        if until > self.horizon.get(bucket, until - timedelta(seconds=1)):
+            self.horizon[bucket] = until
+
+
+class MemoryQueue:
+    """The worker's queue: items become visible after their delay; `pop_due(now)` receives them in order."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.items: list[tuple[datetime, int, StepWakeUp]] = []
+        self._order = itertools.count()
+        self.sent = 0
+
+    def enqueue(self, work: StepWakeUp, delay: timedelta = timedelta(0)) -> None:
+        heapq.heappush(self.items, (self._clock.now() + delay, next(self._order), work))
+        self.sent += 1
+
+    def next_due(self) -> datetime | None:
+        return self.items[0][0] if self.items else None
+
+    def pop_due(self, now: datetime) -> list[StepWakeUp]:
+        due = []
+        while self.items and self.items[0][0] <= now:
+            due.append(heapq.heappop(self.items)[2])
+        return due
 
 
 @dataclass(frozen=True, slots=True)

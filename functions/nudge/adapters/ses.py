@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from nudge.adapters.mime import build_mime
-from nudge.ports import OutgoingEmail, PermanentSendError, TransientSendError
+from nudge.adapters.provider_errors import classify
+from nudge.ports import OutgoingEmail
 
 # SES v2 errors that retrying the same request cannot fix.
 _PERMANENT = {
@@ -36,10 +35,6 @@ class SesMailer:
             request["ConfigurationSetName"] = self._configuration_set
         try:
             response = self._client.send_email(**request)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            message = exc.response.get("Error", {}).get("Message", "")
-            if code in _PERMANENT:
-                raise PermanentSendError(f"SES {code}: {message}") from exc
-            raise TransientSendError(f"SES {code}: {message}") from exc
+        except Exception as exc:
+            raise classify(exc, "SES", _PERMANENT) from exc
         return str(response["MessageId"])

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from nudge.ports import OutgoingSms, PermanentSendError, TransientSendError
+from nudge.adapters.provider_errors import classify
+from nudge.ports import OutgoingSms
 
 _PERMANENT = {"InvalidParameter", "InvalidParameterValue", "OptedOut", "AuthorizationError"}
 
@@ -27,10 +26,6 @@ class SnsTexter:
             attributes["AWS.SNS.SMS.SenderID"] = {"DataType": "String", "StringValue": self._sender_id}
         try:
             response = self._client.publish(PhoneNumber=sms.to, Message=sms.text, MessageAttributes=attributes)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            message = exc.response.get("Error", {}).get("Message", "")
-            if code in _PERMANENT:
-                raise PermanentSendError(f"SNS {code}: {message}") from exc
-            raise TransientSendError(f"SNS {code}: {message}") from exc
+        except Exception as exc:
+            raise classify(exc, "SNS", _PERMANENT) from exc
         return str(response["MessageId"])

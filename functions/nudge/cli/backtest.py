@@ -30,7 +30,7 @@ def money(value: Decimal) -> str:
 def print_backtest(console: Console, done: Replayed, result: Backtest, window: str) -> None:
     console.print(
         f"Replayed {done.replayed:,} events from {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d} "
-        f"({done.backfilled:,} earlier ones as history), {done.wake_ups:,} wake-ups, {done.reviews} daily "
+        f"({done.backfilled:,} earlier ones as history), {done.worked:,} steps worked, {done.reviews} daily "
         f"reviews; {result.contacts:,} contacts. Nothing was sent.",
         highlight=False,
     )

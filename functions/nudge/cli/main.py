@@ -107,7 +107,9 @@ def demo() -> None:
         requests.add_row(service, operation, str(count))
     requests.add_row("[bold]total[/]", "", f"[bold]{sum(result.requests.values())}[/]")
     console.print(requests)
-    console.print(f"{result.wake_ups} scheduled wake-ups fired by the local Scheduler pump.")
+    console.print(
+        f"{result.wake_ups} pieces of work (first steps and wake-ups) done by the worker from the work queue."
+    )
 
 
 @app.command()

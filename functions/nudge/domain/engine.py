@@ -68,6 +68,20 @@ class GoalReached:
 
 
 @dataclass(frozen=True, slots=True)
+class Redrive:
+    """The event was seen before and already started this run: make sure its wake-up is pending.
+
+    A request retried after a failure finds its run started; without this, a run whose first wake-up was
+    never queued would wait forever (a `reentry: never` welcome lost for good).
+    """
+
+    run: Run
+
+
+Decision = StartRun | ExitRun | GoalReached | Redrive
+
+
+@dataclass(frozen=True, slots=True)
 class SendIntent:
     """A message the run wants sent now; `skip_reason` set means consent or a guardrail said no."""
 
@@ -148,9 +162,9 @@ def on_event(
     active_runs: Iterable[Run],
     flows: Iterable[Flow],
     now: datetime,
-) -> list[StartRun | ExitRun | GoalReached]:
-    """Decide which runs this event converts or ends, and which flows it starts."""
-    decisions: list[StartRun | ExitRun | GoalReached] = []
+) -> list[Decision]:
+    """Decide which runs this event converts or ends, and which flows it starts (or started, if seen before)."""
+    decisions: list[Decision] = []
     flows_by_id = {flow.id: flow for flow in flows}
     event_view = {"type": event.type, **event.properties}
     contact_view = contact.template_view() if contact else {}
@@ -158,6 +172,9 @@ def on_event(
     for run in active_runs:
         flow = flows_by_id.get(run.flow_id)
         if flow is None:
+            continue
+        if run.trigger_event_id == event.event_id:
+            decisions.append(Redrive(run))
             continue
         context = {"event": event_view, "trigger": run.trigger, "contact": contact_view, "now": now}
         if flow.goal and run.converted_at is None and _goal_met(flow, event, context):
@@ -526,6 +543,11 @@ def _profile_update(step: UpdateProfileStep, contact_id: str, context: JsonDict)
 
 def _webhook(run: Run, flow: Flow, step: WebhookStep, context: JsonDict, now: datetime) -> WebhookIntent:
     message = _record(run, flow, step.id, Channel.WEBHOOK, Category.TRANSACTIONAL, step.url, now, None)
+    return webhook_intent(run, flow, step, context, message)
+
+
+def webhook_intent(run: Run, flow: Flow, step: WebhookStep, context: JsonDict, message: Message) -> WebhookIntent:
+    """The POST a webhook step makes: its body rendered in `context` (again, when delivered from the outbox)."""
     body = {key: _render_value(value, context, step.id) for key, value in step.body.items()}
     return WebhookIntent(message, step.url, body, parse_duration(step.timeout), step.retries)
 
@@ -549,7 +571,7 @@ def _record(
         step_id=step_id,
         channel=channel,
         category=category,
-        status=MessageStatus.CLAIMED,
+        status=MessageStatus.PENDING,
         created_at=now,
         recipient=recipient,
         priority=flow.priority,
@@ -644,4 +666,5 @@ def _note(step_id: str, action: str, now: datetime, **details: Any) -> JsonDict:
 
 
 def _ended(run: Run, status: RunStatus, reason: str | None, now: datetime) -> Run:
-    return evolve(run, status=status, cursor=None, due_at=None, ended_at=now, updated_at=now, exit_reason=reason)
+    # due_at stays: it names the wake-up that was pending, whose schedule the exit then deletes.
+    return evolve(run, status=status, cursor=None, ended_at=now, updated_at=now, exit_reason=reason)

@@ -52,11 +52,23 @@ class RunStatus(StrEnum):
 
 
 class MessageStatus(StrEnum):
-    CLAIMED = "claimed"  # an invocation owns this send; a duplicate firing sees it and stands down
+    """A message's life (ADR 0007): PENDING -> SENDING -> SENT, or SKIPPED / FAILED / UNKNOWN.
+
+    PENDING is written with the run's advance in one transaction (the outbox), so a message a run decided
+    on is never forgotten. SENDING is taken just before the provider call, in a transaction that checks the
+    run has not exited since; only one invocation can take it, so none is sent twice.
+    """
+
+    PENDING = "pending"  # decided by an advance; not handed to the provider yet (any retry may send it)
+    SENDING = "sending"  # handed to the provider; its answer not recorded yet
     SENT = "sent"
-    SKIPPED = "skipped"  # a guardrail stopped it; `reason` says which
+    SKIPPED = "skipped"  # a guardrail, a suppression or the run's exit stopped it; `reason` says which
     FAILED = "failed"  # permanent failure (rejected address, broken template)
-    RETRYABLE = "retryable"  # transient failure; the next firing of the step may claim it again
+    UNKNOWN = "unknown"  # the provider call may have happened (lost response, death mid-call): never resent
+
+    @property
+    def settled(self) -> bool:
+        return self not in (MessageStatus.PENDING, MessageStatus.SENDING)
 
 
 def _digest(*parts: str, length: int = 20) -> str:
@@ -216,6 +228,7 @@ class Run:
     converted_at: datetime | None = None
     conversion: JsonDict | None = None  # the goal event: id, type, value
     journal: tuple[JsonDict, ...] = ()  # branch, split, skip and deferral decisions, newest last
+    outbox: tuple[str, ...] = ()  # message ids the last advance committed: delivered by whoever gets there first
     version: int = 0
 
     @staticmethod
@@ -225,8 +238,13 @@ class Run:
 
     @property
     def schedule_name(self) -> str:
-        """Name of the one-time schedule for the pending wake-up (unique per run and seq)."""
-        return f"{self.run_id}-{self.seq:04d}"
+        """Name of the one-time schedule for the pending wake-up (unique per run, seq and due time).
+
+        The due time is part of it: an advance retried later may arm the same wake-up for another moment,
+        and that one must not be refused as a duplicate of the first.
+        """
+        due = int(self.due_at.timestamp()) if self.due_at is not None else 0
+        return f"{self.run_id}-{self.seq:04d}-{due}"
 
     @property
     def is_active(self) -> bool:
@@ -257,6 +275,8 @@ class Message:
     sms_encoding: str | None = None  # gsm7 | ucs2
     sms_segments: int | None = None  # what the carrier bills
     feedback: dict[str, datetime] = field(default_factory=dict)  # first delivery/open/click/... seen, by kind
+    run_version: int = 0  # the run version that committed it: an exit after that version cancels it
+    attempt_at: datetime | None = None  # when it went SENDING
 
     @staticmethod
     def id_for(run_id: str, step_id: str) -> str:

@@ -20,6 +20,7 @@ from nudge.services.ingest import IngestOutcome
 from nudge.services.runs import AdvanceOutcome
 
 SENT, SKIPPED, FAILED = "MessagesSent", "MessagesSkipped", "MessagesFailed"
+UNKNOWN = "MessagesUnknown"  # send outcome never learnt (ADR 0007): alarmed
 STARTED, EXITED, CONVERTED = "RunsStarted", "RunsEnded", "Conversions"
 FEEDBACK = {
     FeedbackKind.DELIVERY: "Delivered",
@@ -45,8 +46,6 @@ def record_ingest(outcome: IngestOutcome) -> None:
         _pending[flow][EXITED] += 1
     for flow in outcome.converted:
         _pending[flow][CONVERTED] += 1
-    for advanced in outcome.advanced:
-        record_advance(advanced)
 
 
 def record_advance(outcome: AdvanceOutcome) -> None:
@@ -55,6 +54,7 @@ def record_advance(outcome: AdvanceOutcome) -> None:
         flow[SENT] += len(outcome.sent)
         flow[SKIPPED] += len(outcome.skipped)
         flow[FAILED] += len(outcome.failed)
+        flow[UNKNOWN] += len(outcome.unknown)
 
 
 def record_feedback(flow_id: str, kind: FeedbackKind) -> None:

@@ -1,11 +1,20 @@
-"""EventBridge Scheduler target: a run's wait is over; advance it. Safe to fire twice."""
+"""The worker: consumes the work queue (SQS) — wake-ups and messages due — with partial batch responses.
+
+Scheduler delivers later wake-ups to the same queue. A record that fails is left to SQS: it comes back
+after the visibility timeout, up to the queue's maxReceiveCount, then goes to the dead-letter queue
+(`nudge dlq redrive` replays it). Every piece of work is safe to do twice (ADR 0007).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
@@ -13,10 +22,14 @@ from nudge.handlers import flow_metrics
 from nudge.ports import StepWakeUp
 
 logger = Logger(service=names.SERVICE)
+# A batch whose every record failed is reported like any other: SQS retries exactly the failed ones.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Kept back from the invocation's end: a webhook attempt must not start unless it can finish.
+DEADLINE_MARGIN = timedelta(seconds=5)
 
 
 class BadWakeUp(ValueError):
-    """The schedule's input is not a nudge wake-up; it goes to the dead-letter queue after retries."""
+    """The record is not nudge work; it goes to the dead-letter queue after SQS's retries."""
 
 
 def parse_wake_up(event: Any) -> StepWakeUp:
@@ -28,16 +41,42 @@ def parse_wake_up(event: Any) -> StepWakeUp:
     contact_id, run_id, seq = event["contact_id"], event["run_id"], event["seq"]
     if not (isinstance(contact_id, str) and isinstance(run_id, str) and isinstance(seq, int)):
         raise BadWakeUp("contact_id and run_id must be strings and seq an integer")
-    return StepWakeUp(contact_id=contact_id, run_id=run_id, seq=seq)
+    message_id, slot = event.get("message_id"), event.get("slot")
+    if message_id is not None and not isinstance(message_id, str):
+        raise BadWakeUp("message_id must be a string")
+    try:
+        at = datetime.fromisoformat(slot) if isinstance(slot, str) else None
+    except ValueError as exc:
+        raise BadWakeUp(f"slot is not an ISO time: {slot!r}") from exc
+    return StepWakeUp(contact_id=contact_id, run_id=run_id, seq=seq, message_id=message_id, slot=at)
+
+
+def _deadline(context: LambdaContext) -> datetime:
+    clock = wiring.current().clock
+    return clock.now() + timedelta(milliseconds=context.get_remaining_time_in_millis()) - DEADLINE_MARGIN
+
+
+def _work(record: SQSRecord, deadline: datetime) -> dict[str, Any]:
+    try:
+        body = json.loads(record.body)
+    except ValueError as exc:
+        raise BadWakeUp(f"record body is not JSON: {exc}") from exc
+    wake_up = parse_wake_up(body)
+    outcome = wiring.current().runs.wake(wake_up, deadline)
+    flow_metrics.record_advance(outcome)
+    result = asdict(outcome)
+    logger.info("work done", extra={**result, "message_id": wake_up.message_id, "seq": wake_up.seq})
+    return result
 
 
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    wake_up = parse_wake_up(event)
-    logger.append_keys(run_id=wake_up.run_id, seq=wake_up.seq)
-    outcome = wiring.current().runs.wake(wake_up)
-    flow_metrics.record_advance(outcome)
-    result = asdict(outcome)
-    logger.info("run advanced", extra=result)
-    return result
+    """SQS needs only `batchItemFailures`; `outcomes` (what each record did, or why it failed) is for people."""
+    deadline = _deadline(context)
+    with processor(records=event.get("Records") or [], handler=lambda record: _work(record, deadline)):
+        results = processor.process()
+    outcomes = [
+        result if status == "success" else {"status": "error", "error": result} for status, result, _ in results
+    ]
+    return {**processor.response(), "outcomes": outcomes}

@@ -2,7 +2,8 @@
 
 The orders (the import's CSV formats) and events (the API's JSON bodies, one a line) are merged oldest
 first and fed to the real `IngestService` over the in-memory twins, with the flows, segments and
-guardrails of the working tree; the scheduler's wake-ups fire in time order in between, and so does the
+guardrails of the working tree; the worker's queue (runs' first steps, and due wake-ups) is worked off in
+time order in between, and so does the
 daily segment review (04:00 UTC). History before `start` is backfilled (contacts, aggregates, stages;
 no flow starts), as `nudge import orders` does; events after `end` are left out.
 
@@ -28,13 +29,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from nudge.adapters.memory import MemoryScheduler, MemoryStore
+from nudge import names
+from nudge.adapters.memory import MemoryQueue, MemoryScheduler, MemoryStore
 from nudge.clocks import VirtualClock
 from nudge.domain import kpis
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.model import Channel, Event, Message, MessageStatus, Run, RunStatus
 from nudge.services.inputs import EventIn
 from nudge.services.order_import import Format, Rejected, parse_orders
+from nudge.services.runs import NotCommittedYet
 from nudge.settings import Settings
 from nudge.templating import TemplateRenderer
 from nudge.wiring import Container, build_memory
@@ -113,7 +116,7 @@ class Replayed:
     end: datetime
     replayed: int = 0  # events fed to the flows
     backfilled: int = 0  # events before start: history only
-    wake_ups: int = 0
+    worked: int = 0  # pieces of work the worker did: a started run's first step, or a wake-up
     reviews: int = 0  # daily segment reviews run
 
     @property
@@ -136,20 +139,28 @@ def replay(
         settings.model_copy(update={"ses_max_send_rate": 10_000}), clock, renderer=_SubjectsOnly(settings.templates_dir)
     )
     scheduler: MemoryScheduler = container.scheduler  # type: ignore[assignment]
+    queue: MemoryQueue = container.queue  # type: ignore[assignment]
     done = Replayed(container=container, start=first, end=last)
     next_review = datetime.combine(first.date(), DAILY_REVIEW_AT, tzinfo=UTC)
     if next_review < first:
         next_review += timedelta(days=1)
 
     def run_until(moment: datetime) -> None:
+        """As the stack would, up to `moment`: due schedules go to the queue, the worker takes the queue's
+        work, and the daily review runs at its hour; in time order, the clock following."""
         nonlocal next_review
         while True:
-            due = scheduler.next_due()
+            due = min((m for m in (scheduler.next_due(), queue.next_due()) if m is not None), default=None)
             if due is not None and due <= moment and due < next_review:
                 clock.set(max(due, clock.now()))
                 for pending in scheduler.pop_due(clock.now()):
-                    container.runs.wake(pending.wake_up)
-                    done.wake_ups += 1
+                    queue.enqueue(pending.wake_up)
+                for work in queue.pop_due(clock.now()):
+                    try:
+                        container.runs.wake(work)
+                    except NotCommittedYet:
+                        queue.enqueue(work, timedelta(seconds=names.WORK_VISIBILITY_TIMEOUT))
+                    done.worked += 1
             elif next_review <= moment:
                 clock.set(max(next_review, clock.now()))
                 container.ingest.sweep()
@@ -473,7 +484,8 @@ class Side:
 def backtest_settings(flows_dir: Path, templates_dir: Path, segments_dir: Path) -> Settings:
     """Settings for an in-memory replay: no AWS resource is named because none is called."""
     return Settings(
-        step_function_arn="arn:aws:lambda:us-east-1:000000000000:function:backtest",
+        work_queue_url="https://sqs.us-east-1.amazonaws.com/000000000000/backtest",
+        work_queue_arn="arn:aws:sqs:us-east-1:000000000000:backtest",
         scheduler_role_arn="arn:aws:iam::000000000000:role/backtest",
         from_address="backtest@shop.invalid",
         flows_dir=flows_dir,

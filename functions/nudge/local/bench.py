@@ -55,7 +55,8 @@ def _memory_engine_once(contacts: int, *, trace: bool) -> tuple[int, int, float,
     from nudge.local.simulation import Simulation
 
     settings = Settings(
-        step_function_arn="arn:step",
+        work_queue_url="https://sqs.local/work",
+        work_queue_arn="arn:aws:sqs:us-east-1:123456789012:nudge-work",
         scheduler_role_arn="arn:role",
         from_address="s@shop.example",
         flows_dir=PROJECT_ROOT / "flows",
@@ -110,7 +111,6 @@ def _moto_adapters(contacts: int) -> Iterator[str]:
 
 def _send_rate(sends: int) -> Iterator[str]:
     """The shared send-rate limiter on moto: how a burst is spread, and the DynamoDB writes it costs."""
-    from nudge.clocks import VirtualSleeper
     from nudge.local.moto_stack import start_moto_stack
     from nudge.services.throttle import SendThrottle
 
@@ -118,18 +118,17 @@ def _send_rate(sends: int) -> Iterator[str]:
     stack = start_moto_stack(clock)
     try:
         rate = stack.settings.ses_max_send_rate
-        throttle = SendThrottle(stack.container.limiter, clock, VirtualSleeper(clock), per_second=rate)
+        throttle = SendThrottle(stack.container.limiter, per_second=rate)
         stack.requests.counts.clear()
         began = time.perf_counter()
-        for _ in range(sends):
-            throttle.acquire()
+        last = max(throttle.slot(clock.now()) for _ in range(sends))
         elapsed = time.perf_counter() - began
         writes = stack.requests.counts[("dynamodb", "UpdateItem")]
         yield f"send-rate limiter on moto: a burst of {sends} due emails at {rate}/s"
         yield (
-            f"  spread over {(clock.now() - START).total_seconds():,.0f} virtual s; "
-            f"{writes} UpdateItem ({writes / sends:.2f} per email, {writes - sends} refused); "
-            f"{sends / elapsed:,.0f} acquisitions/s on moto"
+            f"  slots spread over {(last - START).total_seconds():,.0f} virtual s; "
+            f"{writes} UpdateItem ({writes / sends:.2f} per email); nobody waits: "
+            f"{sends / elapsed:,.0f} reservations/s on moto"
         )
     finally:
         stack.stop()
@@ -298,11 +297,11 @@ def _backtest(customers: int) -> Iterator[str]:
     span = replayed - loaded
     yield (
         f"backtest, in memory: CDNOW's first {customers:,} customers, {done.replayed:,} orders 1997-01 to 1998-06, "
-        f"every flow, consent assumed → {result.sent:,} messages, {done.wake_ups:,} wake-ups"
+        f"every flow, consent assumed → {result.sent:,} messages, {done.worked:,} steps worked"
     )
     yield (
         f"  {summed - began:6.1f} s in all: parse {loaded - began:.1f} s, replay {span:.1f} s "
-        f"({cpu:.1f} CPU s: {done.replayed / cpu:,.0f} orders and {done.wake_ups / cpu:,.0f} wake-ups per CPU s), "
+        f"({cpu:.1f} CPU s: {done.replayed / cpu:,.0f} orders and {done.worked / cpu:,.0f} steps per CPU s), "
         f"summary {summed - replayed:.1f} s"
     )
     del done, store, result

@@ -211,7 +211,7 @@ def run_demo(
             timeline=timeline,
             per_flow=dict(per_flow),
             requests=requests,
-            wake_ups=stack.pump.fired - len(daily_runs),  # the runs' wake-ups; the daily job is counted apart
+            wake_ups=stack.pump.worked,  # records the worker took from the queue: first steps and wake-ups
             report=build_report(stack.container.store, window),  # type: ignore[arg-type]
             imported=imported,
             daily_runs=daily_runs,

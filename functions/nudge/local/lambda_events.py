@@ -21,6 +21,10 @@ class FakeLambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:nudge-local"
     aws_request_id: str = "local"
+    timeout_ms: int = 60_000  # what get_remaining_time_in_millis reports (the clock is virtual: never counts down)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_ms
 
     @classmethod
     def fresh(cls, function_name: str) -> FakeLambdaContext:
@@ -134,5 +138,25 @@ def sns_event(messages: list[dict[str, Any]], at: datetime, topic: str = "nudge-
                 },
             }
             for message in messages
+        ]
+    }
+
+
+def sqs_event(records: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """An SQS-to-Lambda event (event-source mapping) for messages as ReceiveMessage returned them."""
+    return {
+        "Records": [
+            {
+                "messageId": record["MessageId"],
+                "receiptHandle": record["ReceiptHandle"],
+                "body": record["Body"],
+                "attributes": record.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": record.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": queue_arn.split(":")[3],
+            }
+            for record in records
         ]
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from nudge.clocks import MovableClock
 from nudge.local import gateway
 from nudge.local.gateway import LocalResponse
 from nudge.local.lambda_events import FakeLambdaContext, signed_request
-from nudge.local.pump import SchedulePump
+from nudge.local.pump import QueuePump, SchedulePump
 from nudge.local.requests import RequestCounter
 from nudge.settings import Settings
 
@@ -60,6 +61,7 @@ class MotoStack:
     signing_key: str
     requests: RequestCounter
     pump: SchedulePump
+    queue: QueuePump
     _mock: Any
     webhook_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -71,8 +73,13 @@ class MotoStack:
         headers: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
     ) -> LocalResponse:
-        """An HTTP request through the local gateway to whichever handler the stack routes it to."""
-        return gateway.invoke(method, path, body=body, headers=headers, query=query)
+        """An HTTP request through the local gateway to whichever handler the stack routes it to.
+
+        Then the worker does what the request queued (on AWS it would start within milliseconds).
+        """
+        response = gateway.invoke(method, path, body=body, headers=headers, query=query)
+        self.settle()
+        return response
 
     def call_api(
         self,
@@ -95,28 +102,42 @@ class MotoStack:
             body = raw if raw is not None else json.dumps(payload).encode()
             event = api_gateway_event(method, path, body, headers)
         response = ingest.handler(event, FakeLambdaContext.fresh("nudge-ingest"))
+        self.settle()  # the worker does what the request queued, as it would within milliseconds on AWS
         body = json.loads(response["body"]) if response.get("body") else {}
         headers = {name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()}
         headers.update(response.get("headers") or {})
         return ApiResult(status=response["statusCode"], body=body, headers=headers)
 
     def fire_target(self, arn: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Invoke the function a schedule targets: the step function, or the sweep function (the daily job)."""
+        """Deliver a schedule's Input to its target: the work queue (wake-ups), or the sweep function (daily)."""
         if arn == SWEEP_FUNCTION_ARN:
             from nudge.handlers import sweep
 
             result: dict[str, Any] = sweep.handler(payload, FakeLambdaContext.fresh("nudge-sweep"))
             return result
-        if arn != self.settings.step_function_arn:
-            raise ValueError(f"no local function behind {arn}")
-        return self.fire_step(payload)
+        if arn != self.settings.work_queue_arn:
+            raise ValueError(f"no local target behind {arn}")
+        self.queue.send(json.dumps(payload, separators=(",", ":")))
+        return {}
 
     def fire_step(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Invoke the step handler as EventBridge Scheduler would, with a schedule's Input."""
-        from nudge.handlers import step
+        """Invoke the worker with one record carrying this payload, as the SQS event-source mapping would.
 
-        result: dict[str, Any] = step.handler(payload, FakeLambdaContext.fresh("nudge-step"))
+        Returns what the worker did with it (its outcome, or {"status": "error", "error": ...}).
+        """
+        from nudge.handlers import step
+        from nudge.local.lambda_events import sqs_event
+
+        record = {"MessageId": str(uuid.uuid4()), "ReceiptHandle": "local", "Body": json.dumps(payload)}
+        response = step.handler(
+            sqs_event([record], self.settings.work_queue_arn), FakeLambdaContext.fresh("nudge-step")
+        )
+        result: dict[str, Any] = response["outcomes"][0]
         return result
+
+    def settle(self) -> None:
+        """Let the worker do what is due now, as it would within milliseconds of a request on AWS."""
+        self.pump.settle()
 
     def call_unsubscribe(self, method: str, path: str, form: str | None = None) -> ApiResult:
         """Invoke the public unsubscribe handler as API Gateway would (a form body, no signature)."""
@@ -166,6 +187,7 @@ class MotoStack:
 
     def stop(self) -> None:
         wiring.install(None)
+        _unpatch_sqs_clock()
         self._mock.stop()
 
 
@@ -189,6 +211,34 @@ def _botocore_session() -> Any:
 
 
 SWEEP_FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-sweep"
+WORK_QUEUE = "nudge-work"
+
+
+def _invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
+    from nudge.handlers import step
+
+    result: dict[str, Any] = step.handler(event, FakeLambdaContext.fresh("nudge-step"))
+    return result
+
+
+_sqs_clock_saved: dict[str, Any] = {}
+
+
+def _patch_sqs_clock(clock: MovableClock) -> None:
+    """moto's SQS reads the wall clock for delays and visibility timeouts; here it reads the stack's clock."""
+    import moto.sqs.models as sqs_models
+
+    if not _sqs_clock_saved:
+        _sqs_clock_saved.update(unix_time=sqs_models.unix_time, unix_time_millis=sqs_models.unix_time_millis)
+    sqs_models.unix_time = lambda *args: clock.now().timestamp()  # type: ignore[assignment]
+    sqs_models.unix_time_millis = lambda *args: clock.now().timestamp() * 1000  # type: ignore[assignment]
+
+
+def _unpatch_sqs_clock() -> None:
+    import moto.sqs.models as sqs_models
+
+    for name, original in _sqs_clock_saved.items():
+        setattr(sqs_models, name, original)
 
 
 def start_moto_stack(
@@ -216,10 +266,19 @@ def start_moto_stack(
     mock.start()
     session = boto3.Session(region_name=REGION, botocore_session=_botocore_session())
 
-    dlq_url = session.client("sqs").create_queue(QueueName="nudge-scheduler-dlq")["QueueUrl"]
-    dlq_arn = session.client("sqs").get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    _patch_sqs_clock(clock)
+    sqs = session.client("sqs")
+    dlq_url = sqs.create_queue(QueueName="nudge-scheduler-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    # The worker's queue, as infra/constructs/scheduling.py makes it: redrive to the same DLQ.
+    work_url = sqs.create_queue(
+        QueueName=WORK_QUEUE,
+        Attributes={
+            "VisibilityTimeout": str(names.WORK_VISIBILITY_TIMEOUT),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": names.WORK_MAX_RECEIVES}),
+        },
+    )["QueueUrl"]
+    work_arn = sqs.get_queue_attributes(QueueUrl=work_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     scheduler_client = session.client("scheduler")
     scheduler_client.create_schedule_group(Name=names.SCHEDULE_GROUP)
     session.client("sesv2").create_email_identity(EmailIdentity=FROM_ADDRESS.partition("@")[2])
@@ -239,7 +298,8 @@ def start_moto_stack(
     )["ARN"]
 
     settings = Settings(
-        step_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-step",
+        work_queue_url=work_url,
+        work_queue_arn=work_arn,
         scheduler_role_arn=f"arn:aws:iam::{ACCOUNT}:role/nudge-scheduler",
         scheduler_dlq_arn=dlq_arn,
         from_address=FROM_ADDRESS,
@@ -274,12 +334,23 @@ def start_moto_stack(
         signing_key=key,
         requests=counter,
         pump=None,  # type: ignore[arg-type]
+        queue=None,  # type: ignore[arg-type]
         _mock=mock,
         webhook_secrets=webhook_secrets,
     )
     # The pump's own reads are the local emulation of Scheduler, not nudge's traffic: a separate client.
     pump_client = boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("scheduler")
-    stack.pump = SchedulePump(pump_client, settings.schedule_group, clock, stack.fire_target)
+    from moto.sqs.models import sqs_backends
+
+    stack.queue = QueuePump(
+        boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("sqs"),
+        work_url,
+        work_arn,
+        lambda: sqs_backends[ACCOUNT][REGION].queues[WORK_QUEUE],
+        _invoke_worker,
+        visibility_timeout=names.WORK_VISIBILITY_TIMEOUT,
+    )
+    stack.pump = SchedulePump(pump_client, settings.schedule_group, clock, stack.fire_target, stack.queue)
     if daily_job:
         pump_client.create_schedule(
             Name=names.DAILY_SCHEDULE,

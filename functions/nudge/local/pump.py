@@ -1,8 +1,11 @@
-"""Fires due EventBridge Scheduler schedules locally: moto stores schedules but never runs them.
+"""Fires due EventBridge Scheduler schedules and drains the work queue locally: moto does neither.
 
-The pump reads the schedule group through the real Scheduler API (on moto), invokes the schedule's target
-with its Input — exactly what Scheduler would deliver — and then deletes a one-time `at(...)` schedule, as
-ActionAfterCompletion=DELETE does, or lines up the next day of a daily `cron(M H * * ? *)` one.
+The pump reads the schedule group through the real Scheduler API (on moto), delivers the schedule's Input
+to its target — the work queue, as Scheduler's SQS target would, or a function — and then deletes a
+one-time `at(...)` schedule, as ActionAfterCompletion=DELETE does, or lines up the next day of a daily
+`cron(M H * * ? *)` one. The queue pump plays Lambda's SQS event-source mapping: it receives up to ten
+visible messages, invokes the worker with them, deletes what succeeded and leaves the rest to come back
+after the visibility timeout (and to the dead-letter queue after maxReceiveCount), on the virtual clock.
 """
 
 from __future__ import annotations
@@ -11,13 +14,14 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from nudge.adapters.scheduler import parse_at_expression
 from nudge.clocks import MovableClock
+from nudge.local.lambda_events import sqs_event
 
 _DAILY_CRON = re.compile(r"cron\((\d{1,2}) (\d{1,2}) \* \* \? \*\)")
 
@@ -43,14 +47,83 @@ def next_daily(expression: str, after: datetime) -> datetime:
     return moment if moment >= after else moment + timedelta(days=1)
 
 
+class QueuePump:
+    """Lambda's SQS event-source mapping, locally: batches of visible messages to the worker."""
+
+    def __init__(
+        self,
+        client: Any,
+        queue_url: str,
+        queue_arn: str,
+        backend_queue: Callable[[], Any],
+        invoke: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        visibility_timeout: int,
+        batch_size: int = 10,
+    ) -> None:
+        self._client = client
+        self._url = queue_url
+        self._arn = queue_arn
+        self._backend_queue = backend_queue
+        self._invoke = invoke
+        self._visibility = visibility_timeout
+        self._batch = batch_size
+        self.worked = 0  # records the worker was handed
+        self.failed_batches = 0
+
+    def next_due(self) -> datetime | None:
+        """When the earliest message becomes receivable (moto's SQS runs on the virtual clock here)."""
+        moments = [max(m.delayed_until, m.visible_at + 1) for m in self._backend_queue()._messages]
+        return datetime.fromtimestamp(min(moments) / 1000, UTC) if moments else None
+
+    def send(self, body: str) -> None:
+        self._client.send_message(QueueUrl=self._url, MessageBody=body)
+
+    def drain(self) -> int:
+        """Hand every message visible now to the worker, ten at a time; returns how many were handed."""
+        handed = 0
+        while True:
+            received = self._client.receive_message(
+                QueueUrl=self._url,
+                MaxNumberOfMessages=self._batch,
+                VisibilityTimeout=self._visibility,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if not received:
+                return handed
+            handed += len(received)
+            self.worked += len(received)
+            try:
+                response = self._invoke(sqs_event(received, self._arn))
+            except Exception:
+                self.failed_batches += 1  # the whole batch comes back after the visibility timeout
+                continue
+            failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
+            done = [m for m in received if m["MessageId"] not in failed]
+            for start in range(0, len(done), 10):
+                self._client.delete_message_batch(
+                    QueueUrl=self._url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(done[start : start + 10])
+                    ],
+                )
+
+
 class SchedulePump:
     def __init__(
-        self, client: Any, group: str, clock: MovableClock, invoke: Callable[[str, dict[str, Any]], Any]
+        self,
+        client: Any,
+        group: str,
+        clock: MovableClock,
+        invoke: Callable[[str, dict[str, Any]], Any],
+        queue: QueuePump | None = None,
     ) -> None:
         self._client = client
         self._group = group
         self._clock = clock
         self._invoke = invoke
+        self._queue = queue
         self._known: dict[str, DueSchedule] = {}
         self.fired = 0
 
@@ -72,30 +145,45 @@ class SchedulePump:
             del self._known[gone]
         return sorted(self._known.values(), key=lambda s: (s.at, s.name))
 
+    @property
+    def worked(self) -> int:
+        """Records the worker was handed (wake-ups and deferred messages, retries included)."""
+        return self._queue.worked if self._queue is not None else 0
+
     def run_until(self, end: datetime, *, on_fire: Callable[[DueSchedule, Any], None] | None = None) -> int:
-        """Fire every schedule due up to `end` in time order (moving the clock to each), then set the clock to end."""
+        """Fire schedules and drain the queue in time order up to `end` (moving the clock), then set it to end."""
         fired = 0
         while True:
             pending = self.pending()
-            if not pending or pending[0].at > end:
+            next_schedule = pending[0].at if pending else None
+            next_work = self._queue.next_due() if self._queue is not None else None
+            moments = [m for m in (next_schedule, next_work) if m is not None]
+            if not moments or min(moments) > end:
                 break
-            # Everything due at the earliest moment fires as one batch; a firing only ever schedules later.
-            batch = [item for item in pending if item.at == pending[0].at]
-            if batch[0].at > self._clock.now():
-                self._clock.set(batch[0].at)
-            for due in batch:
-                result = self._invoke(due.target, due.payload)
-                if due.daily:
-                    self._known[due.name] = replace(due, at=due.at + timedelta(days=1))
-                else:
-                    self._delete(due.name)
-                fired += 1
-                if on_fire:
-                    on_fire(due, result)
+            moment = min(moments)
+            if moment > self._clock.now():
+                self._clock.set(moment)
+            if next_schedule is not None and next_schedule <= self._clock.now():
+                # Everything due at the earliest moment fires as one batch; a firing only ever schedules later.
+                for due in [item for item in pending if item.at == next_schedule]:
+                    result = self._invoke(due.target, due.payload)
+                    if due.daily:
+                        self._known[due.name] = replace(due, at=due.at + timedelta(days=1))
+                    else:
+                        self._delete(due.name)
+                    fired += 1
+                    if on_fire:
+                        on_fire(due, result)
+            if self._queue is not None:
+                self._queue.drain()
         if end > self._clock.now():
             self._clock.set(end)
         self.fired += fired
         return fired
+
+    def settle(self) -> None:
+        """Drain what is due now (the worker picks up a request's work within milliseconds on AWS)."""
+        self.run_until(self._clock.now())
 
     def _delete(self, name: str) -> None:
         try:

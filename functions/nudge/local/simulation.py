@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from nudge.adapters.memory import MemoryMailer, MemoryScheduler, MemoryStore, MemoryTexter
+from nudge import names
+from nudge.adapters.memory import MemoryMailer, MemoryQueue, MemoryScheduler, MemoryStore, MemoryTexter
 from nudge.clocks import VirtualClock
 from nudge.services.ingest import IngestOutcome
 from nudge.services.inputs import EventIn
-from nudge.services.runs import AdvanceOutcome
+from nudge.services.runs import AdvanceOutcome, NotCommittedYet
 from nudge.settings import Settings
 from nudge.wiring import build_memory
 
@@ -36,18 +37,39 @@ class Simulation:
     def texter(self) -> MemoryTexter:
         return self.container.texter  # type: ignore[return-value]
 
+    @property
+    def queue(self) -> MemoryQueue:
+        return self.container.queue  # type: ignore[return-value]
+
     def send(self, body: dict[str, Any]) -> IngestOutcome:
-        """Ingest an API body (validated like the handler does) at the current virtual time."""
-        return self.container.ingest.ingest(EventIn.model_validate(body).to_event(self.clock.now()))
+        """Ingest an API body (validated like the handler does) at the current virtual time; let the worker act."""
+        outcome = self.container.ingest.ingest(EventIn.model_validate(body).to_event(self.clock.now()))
+        self.settle()
+        return outcome
+
+    def settle(self) -> int:
+        """Do the work due now (what a request queued)."""
+        return self.run_until(self.clock.now())
 
     def run_until(self, end: datetime) -> int:
-        """Fire every wake-up due up to `end`, in time order, moving the clock; then set it to `end`."""
-        fired = 0
-        while (due := self.scheduler.next_due()) is not None and due <= end:
-            self.clock.set(max(due, self.clock.now()))
+        """Do every piece of work due up to `end`, in time order, moving the clock; then set it to `end`.
+
+        Due schedules go to the queue (Scheduler's SQS target); the queue's work goes to the run service.
+        """
+        done = 0
+        while True:
+            moments = [m for m in (self.scheduler.next_due(), self.queue.next_due()) if m is not None]
+            if not moments or min(moments) > end:
+                break
+            self.clock.set(max(min(moments), self.clock.now()))
             for pending in self.scheduler.pop_due(self.clock.now()):
-                self.fired.append(self.container.runs.wake(pending.wake_up))
-                fired += 1
+                self.queue.enqueue(pending.wake_up)
+            for work in self.queue.pop_due(self.clock.now()):
+                try:
+                    self.fired.append(self.container.runs.wake(work))
+                except NotCommittedYet:
+                    self.queue.enqueue(work, timedelta(seconds=names.WORK_VISIBILITY_TIMEOUT))
+                done += 1
         if end > self.clock.now():
             self.clock.set(end)
-        return fired
+        return done

@@ -11,15 +11,16 @@ from nudge.domain import aggregates, engine, segments
 from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.lifecycle import Rfm
-from nudge.domain.model import Contact, ContactPatch, Event
+from nudge.domain.model import Contact, ContactPatch, Event, Run
 from nudge.domain.segments import SegmentCatalog, Transition
 from nudge.ports import Clock, ConflictError, Scheduler, Store
 from nudge.services.consent import record_changes
-from nudge.services.runs import AdvanceOutcome, RunService
+from nudge.services.runs import RunService
 
 log = logging.getLogger(__name__)
 
 _CONTACT_WRITE_ATTEMPTS = 5
+_EXIT_ATTEMPTS = 5
 
 
 class _ContactGone(LookupError):
@@ -40,7 +41,6 @@ class IngestOutcome:
     converted: list[str] = field(default_factory=list)
     entered: list[str] = field(default_factory=list)  # segments (and lifecycle stages) entered
     left: list[str] = field(default_factory=list)
-    advanced: list[AdvanceOutcome] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -112,7 +112,7 @@ class IngestService:
         now = self._clock.now()
         outcome = IngestOutcome(event_id="absorb", contact_id=contact_id)
         for run in self._store.active_runs(earlier.contact_id):
-            self._end(engine.ExitRun(engine.exit_run(run, "merged", now), run.version), outcome)
+            self._end(engine.ExitRun(engine.exit_run(run, "merged", now), run.version), outcome, None)
 
         def fold(contact: Contact) -> Contact:
             return replace(contact, aggregates=aggregates.combined(contact.aggregates, earlier.aggregates))
@@ -147,7 +147,7 @@ class IngestService:
     def ingest(self, event: Event) -> IngestOutcome:
         """Record the event once, update its contact, end or convert the runs it concerns, start flows."""
 
-        def decide(contact: Contact, now: datetime) -> list[engine.StartRun | engine.ExitRun | engine.GoalReached]:
+        def decide(contact: Contact, now: datetime) -> list[engine.Decision]:
             slots = self._store.flow_slots(event.contact_id)
             active = self._store.active_runs(event.contact_id)
             return engine.on_event(event, contact, slots, active, self._flows, now)
@@ -177,8 +177,13 @@ class IngestService:
         if flow is None:
             raise UnknownFlow(flow_id)
 
-        def decide(contact: Contact, now: datetime) -> list[engine.StartRun | engine.ExitRun | engine.GoalReached]:
-            start = engine.enroll(flow, event, self._store.flow_slots(event.contact_id).get(flow_id), now)
+        def decide(contact: Contact, now: datetime) -> list[engine.Decision]:
+            slot = self._store.flow_slots(event.contact_id).get(flow_id)
+            if slot is not None and slot.active_run_id == Run.id_for(flow_id, event.contact_id, event.event_id):
+                # This very enrollment started the run on an earlier attempt: keep it moving.
+                run = self._store.get_run(event.contact_id, slot.active_run_id)
+                return [engine.Redrive(run)] if run is not None else []
+            start = engine.enroll(flow, event, slot, now)
             return [start] if start is not None else []
 
         return self._process(event, decide)
@@ -186,7 +191,7 @@ class IngestService:
     def _process(
         self,
         event: Event,
-        decide: Callable[[Contact, datetime], list[engine.StartRun | engine.ExitRun | engine.GoalReached]],
+        decide: Callable[[Contact, datetime], list[engine.Decision]],
     ) -> IngestOutcome:
         """Once per event id: update the contact, carry out the decisions, line up date flows, mark it done."""
         now = self._clock.now()
@@ -195,7 +200,7 @@ class IngestService:
             outcome.duplicate = True
             return outcome
         contact, moves = self._upsert(event.contact, event, source=f"event:{event.type}:{event.event_id}")
-        self._carry_out(decide(contact, now), contact, outcome)
+        self._carry_out(decide(contact, now), contact, outcome, event)
         self._on_segments(contact, moves, outcome)
         self._start_date_flows(contact, now, outcome)
         self._store.finish_event(event.event_id, outcome.as_dict())
@@ -204,15 +209,18 @@ class IngestService:
 
     def _carry_out(
         self,
-        decisions: list[engine.StartRun | engine.ExitRun | engine.GoalReached],
+        decisions: list[engine.Decision],
         contact: Contact,
         outcome: IngestOutcome,
+        event: Event | None = None,
     ) -> None:
         for decision in decisions:
             if isinstance(decision, engine.StartRun):
                 self._start(decision, contact, outcome)
+            elif isinstance(decision, engine.Redrive):
+                self._runs.redrive(decision.run)
             else:
-                self._end(decision, outcome)
+                self._end(decision, outcome, event)
 
     def _on_segments(self, contact: Contact, moves: list[Transition], outcome: IngestOutcome) -> None:
         """Each entry or exit is an internal event (segment_entered / segment_exited) that flows react to."""
@@ -234,29 +242,58 @@ class IngestService:
                 continue
             slots = self._store.flow_slots(contact.contact_id)
             active = self._store.active_runs(contact.contact_id)
-            self._carry_out(engine.on_event(internal, contact, slots, active, self._flows, now), contact, outcome)
+            self._carry_out(
+                engine.on_event(internal, contact, slots, active, self._flows, now), contact, outcome, internal
+            )
             self._store.finish_event(internal.event_id, {"segment": move.segment, "started": outcome.started})
 
     def _start(self, decision: engine.StartRun, contact: Contact, outcome: IngestOutcome) -> None:
-        started = self._store.start_run(decision.run, decision.slot)
+        # The request only decides and records: the worker advances the run (ADR 0007), so a throttled
+        # send can never leave a started run without a pending wake-up, nor hold the caller waiting.
+        started = self._runs.start(decision)
         if started is None:
             return  # a concurrent delivery or start got there first
         outcome.started.append(started.flow_id)
-        outcome.advanced.append(self._runs.advance(started, contact))
 
-    def _end(self, decision: engine.ExitRun | engine.GoalReached, outcome: IngestOutcome) -> None:
-        try:
-            self._store.save_run(decision.run, decision.previous_version)
-        except ConflictError:
-            # The run advanced meanwhile; the next event or wake-up sees it again. Nothing is lost.
-            log.warning("exit lost a race with an advance", extra={"run_id": decision.run.run_id})
-            return
+    def _end(self, decision: engine.ExitRun | engine.GoalReached, outcome: IngestOutcome, event: Event | None) -> None:
+        """Store the exit or conversion; if the run moved meanwhile, decide again on its new state and retry.
+
+        An exit is never dropped for a lost race: the wake-up that moved the run may be about to send the
+        next reminder, and only the stored exit stops it (the send checks the run in its transaction).
+        """
+        for _ in range(_EXIT_ATTEMPTS):
+            try:
+                saved = self._store.save_run(decision.run, decision.previous_version)
+            except ConflictError:
+                fresh = self._store.get_run(decision.run.contact_id, decision.run.run_id)
+                if fresh is None or not fresh.is_active:
+                    return  # ended meanwhile (completed, or another exit): nothing left to stop
+                if event is None:  # an exit of the service's own (a merge): the same reason, on the new state
+                    reason = decision.run.exit_reason or "exited"
+                    decision = engine.ExitRun(engine.exit_run(fresh, reason, self._clock.now()), fresh.version)
+                    continue
+                contact = self._store.get_contact(fresh.contact_id)
+                again = [
+                    d
+                    for d in engine.on_event(event, contact, {}, [fresh], self._flows, self._clock.now())
+                    if isinstance(d, engine.ExitRun | engine.GoalReached)
+                ]
+                if not again:
+                    return
+                decision = again[0]
+                continue
+            break
+        else:
+            raise ConflictError(f"run {decision.run.run_id} kept moving; its exit will be retried with the request")
         if isinstance(decision, engine.GoalReached):
             outcome.converted.append(decision.run.flow_id)
-        if not decision.run.is_active:
+        if not saved.is_active:
             outcome.exited.append(decision.run.flow_id)
-            # An ending keeps the run's seq, so its schedule name is still that of the pending wake-up.
-            self._scheduler.cancel(decision.run.schedule_name)
+            try:
+                # Only tidiness: a wake-up that fires for an ended run does nothing.
+                self._scheduler.cancel(saved.schedule_name)
+            except Exception:
+                log.warning("could not delete the ended run's schedule", extra={"run_id": saved.run_id}, exc_info=True)
 
     def _start_date_flows(self, contact: Contact, now: datetime, outcome: IngestOutcome) -> None:
         """Line up the date flows (birthday, launch) the contact's dates call for; each run waits for its day."""

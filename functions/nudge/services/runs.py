@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import html as html_lib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from email.utils import make_msgid
 from typing import Any, overload
 from urllib.parse import quote
 
 from nudge.domain import engine, links, sms
-from nudge.domain.flows import DateTrigger, EmailStep, FlowCatalog
+from nudge.domain.flows import DateTrigger, EmailStep, Flow, FlowCatalog, SmsStep, WebhookStep
 from nudge.domain.guardrails import WEEK, Guardrails
-from nudge.domain.model import Category, Contact, Message, MessageStatus, Run
+from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
 from nudge.domain.suppression import address_key, block_reason
 from nudge.domain.unsubscribe import make_token
 from nudge.names import SIGNATURE_HEADER
@@ -27,12 +28,15 @@ from nudge.ports import (
     OutgoingSms,
     PermanentSendError,
     Scheduler,
+    SendClaim,
     Sleeper,
     StepWakeUp,
     Store,
     Texter,
     TransientSendError,
+    UnknownSendOutcome,
     WebhookSender,
+    WorkQueue,
 )
 from nudge.services.throttle import SendThrottle
 from nudge.signing import sign
@@ -53,15 +57,22 @@ class MailPolicy:
 
 @dataclass(slots=True)
 class AdvanceOutcome:
-    """What one advance did, for logs, responses and tests."""
+    """What one piece of work did, for logs, responses and tests."""
 
     run_id: str
-    status: str  # advanced | completed | exited | inactive | stale | missing | lost_race
+    # advanced | completed | exited | inactive | stale | early | missing | lost_race | delivered
+    status: str
     flow_id: str | None = None
     sent: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    deferred: list[tuple[str, str]] = field(default_factory=list)  # (step, until): waiting for a send slot
+    unknown: list[str] = field(default_factory=list)  # steps whose provider call may or may not have happened
     next_wake_at: str | None = None
+
+
+class NotCommittedYet(RuntimeError):
+    """A wake-up armed for an advance whose commit has not landed (in flight, or to be retried): retry later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +91,32 @@ class WebhookSigner:
         return headers
 
 
+# Work due within this is put on the queue with a delay (SQS allows 15 minutes); later work is a one-time
+# schedule, which is then always far enough ahead for at() (Scheduler refuses a time already past).
+MAX_QUEUE_DELAY = timedelta(minutes=15)
+# Scheduler fires within the minute an at() names, possibly before the second: a wake-up that early waits.
+EARLY_TOLERANCE = timedelta(seconds=1)
+# A message SENDING for longer than this was abandoned mid-call (the worker's timeout is a minute).
+SENDING_GRACE = timedelta(minutes=5)
+# How long a provider that throttles us, without saying how long, is left alone.
+THROTTLE_PAUSE = timedelta(seconds=30)
+SEND_BACKOFF = timedelta(minutes=1)
+
+
 class RunService:
-    """Advances runs. Safe to call twice for the same wake-up: a step fired twice sends once."""
+    """Advances runs and delivers their messages. Every entry point is safe to repeat, in any order.
+
+    See docs/adr/0007-durable-execution.md: an advance commits the run and its messages in one transaction
+    (the outbox) after arming its next wake-up; messages are delivered after the commit by whoever gets
+    there first, each taken PENDING -> SENDING exactly once, only while its run has not exited.
+    """
 
     def __init__(
         self,
         *,
         store: Store,
         scheduler: Scheduler,
+        queue: WorkQueue,
         mailer: Mailer,
         texter: Texter,
         webhooks: WebhookSender,
@@ -105,6 +134,7 @@ class RunService:
     ) -> None:
         self._store = store
         self._scheduler = scheduler
+        self._queue = queue
         self._mailer = mailer
         self._texter = texter
         self._webhooks = webhooks
@@ -125,59 +155,104 @@ class RunService:
         """Call `listener(contact_id)` after a run's update_profile step changed the contact (segments)."""
         self._profile_changed = listener
 
-    def wake(self, wake_up: StepWakeUp) -> AdvanceOutcome:
-        """Entry point for a fired schedule: ignore stale, duplicate and ended wake-ups."""
-        run = self._store.get_run(wake_up.contact_id, wake_up.run_id)
+    # entry points -------------------------------------------------------------------------------------
+
+    def wake(self, work: StepWakeUp, deadline: datetime | None = None) -> AdvanceOutcome:
+        """The worker's entry point: a wake-up (advance the run) or a message due (deliver it).
+
+        `deadline` is when the invocation must be done (webhook retries stop short of it).
+        """
+        run = self._store.get_run(work.contact_id, work.run_id)
         if run is None:
-            log.warning("wake-up for unknown run", extra={"run_id": wake_up.run_id})
-            return AdvanceOutcome(run_id=wake_up.run_id, status="missing")
+            log.warning("work for an unknown run", extra={"run_id": work.run_id})
+            return AdvanceOutcome(run_id=work.run_id, status="missing")
+        outcome = AdvanceOutcome(run_id=run.run_id, status="delivered", flow_id=run.flow_id)
+        if work.message_id is not None:
+            message = self._store.get_message(run.contact_id, work.message_id)
+            if message is not None:
+                self._deliver(run, message, None, outcome, slot=work.slot, deadline=deadline)
+            return outcome
+        if run.is_active and work.seq > run.seq:
+            # Armed before its advance committed: that commit is in flight or its work will be retried.
+            raise NotCommittedYet(f"run {run.run_id} is at wake-up {run.seq}, not yet {work.seq}")
+        # What an earlier attempt committed but did not deliver (it died, or was throttled) goes first.
+        self._drain(run, outcome, deadline)
         if not run.is_active:
-            return AdvanceOutcome(run_id=run.run_id, status="inactive", flow_id=run.flow_id)
-        if run.seq != wake_up.seq:
-            return AdvanceOutcome(run_id=run.run_id, status="stale", flow_id=run.flow_id)
-        return self.advance(run)
+            outcome.status = "inactive"
+            return outcome
+        if work.seq < run.seq:
+            outcome.status = "stale"
+            return outcome
+        if run.due_at is not None and run.due_at > self._clock.now() + EARLY_TOLERANCE:
+            self.redrive(run)  # Scheduler fired early within its minute (or a repair re-drove it): wait
+            outcome.status = "early"
+            return outcome
+        return self.advance(run, outcome=outcome, deadline=deadline)
 
     def start(self, start: engine.StartRun) -> Run | None:
-        """Store a new run; if it is due now, advance it at once, else schedule its first wake-up."""
+        """Store a new run and line up its first wake-up: now (through the queue) or at its due time."""
         run = self._store.start_run(start.run, start.slot)
         if run is None:
             return None
-        if run.due_at is not None and run.due_at > self._clock.now():
-            wake_up = StepWakeUp(contact_id=run.contact_id, run_id=run.run_id, seq=run.seq)
-            self._scheduler.schedule(run.schedule_name, run.due_at, wake_up)
-        else:
-            self.advance(run)
+        self.redrive(run)
         return run
 
-    def advance(self, run: Run, contact: Contact | None = None) -> AdvanceOutcome:
-        """Run the engine for this run now, perform its decisions, schedule its next wake-up, save it."""
+    def redrive(self, run: Run) -> None:
+        """Make sure the run's current wake-up is pending (idempotent: the worker ignores duplicates)."""
+        if not run.is_active:
+            return
+        wake_up = StepWakeUp(contact_id=run.contact_id, run_id=run.run_id, seq=run.seq)
+        self._arm(wake_up, run.due_at or self._clock.now(), run.schedule_name)
+
+    def advance(
+        self,
+        run: Run,
+        contact: Contact | None = None,
+        *,
+        outcome: AdvanceOutcome | None = None,
+        deadline: datetime | None = None,
+    ) -> AdvanceOutcome:
+        """Run the engine for this run now; arm its next wake-up, commit it with its messages, deliver them."""
         now = self._clock.now()
+        outcome = outcome or AdvanceOutcome(run_id=run.run_id, status="advanced", flow_id=run.flow_id)
         flow = self._flows.get(run.flow_id)
         if flow is None:
-            self._save(engine.exit_run(run, "flow_removed", now), run.version)
-            return AdvanceOutcome(run_id=run.run_id, status="exited", flow_id=run.flow_id)
+            self._commit(engine.exit_run(run, "flow_removed", now), run.version, [], outcome)
+            outcome.status = "exited"
+            return outcome
         contact = contact or self._store.get_contact(run.contact_id)
         history = self._store.recent_sends(run.contact_id, now - WEEK)
         plan = engine.advance(run, flow, contact, history, self._guardrails, now)
-        status = "advanced" if plan.run.is_active else plan.run.status.value
-        outcome = AdvanceOutcome(run_id=run.run_id, status=status, flow_id=run.flow_id)
+        outcome.status = "advanced" if plan.run.is_active else plan.run.status.value
         for update in plan.profile_updates:
+            # Idempotent (set, unset, tags): a retry of this advance applies it again to the same effect.
             contact = self._store.update_contact(run.contact_id, update, now) or contact
+        messages: list[Message] = []
         for intent in plan.sends:
-            self._perform(intent, contact, outcome)
-        for hook in plan.webhooks:
-            self._post(hook, outcome)
+            if intent.skip_reason is not None:
+                skipped = replace(intent.message, status=MessageStatus.SKIPPED, reason=intent.skip_reason)
+                messages.append(skipped)
+                outcome.skipped.append((intent.step.id, intent.skip_reason))
+            else:
+                # Counted by the guardrails from the moment it is decided (sent_at is the index's sort key),
+                # so a burst spread over send slots cannot slip past a frequency cap or smart sending.
+                messages.append(replace(intent.message, sent_at=now))
+        messages += [hook.message for hook in plan.webhooks]
+        state = replace(plan.run, outbox=tuple(m.message_id for m in messages if m.status is MessageStatus.PENDING))
         if plan.wake_at is not None:
-            wake_up = StepWakeUp(contact_id=run.contact_id, run_id=run.run_id, seq=plan.run.seq)
-            self._scheduler.schedule(plan.run.schedule_name, plan.wake_at, wake_up)
+            # Armed before the commit: once the advance is stored, its next wake-up already exists.
+            self.redrive(state)
             outcome.next_wake_at = plan.wake_at.isoformat()
-        if not self._save(plan.run, run.version):
-            outcome.status = "lost_race"
+        saved = self._commit(state, run.version, messages, outcome)
+        if saved is None:
             return outcome
+        for message in messages:
+            if message.status is MessageStatus.PENDING:
+                self._deliver(saved, replace(message, run_version=saved.version), contact, outcome, deadline=deadline)
         if plan.profile_updates:
-            # After the save: a segment move may start flows, or end this very run through an exit rule.
+            # After the commit: a segment move may start flows, or end this very run through an exit rule.
             self._profile_changed(run.contact_id)
-        if not plan.run.is_active and isinstance(flow.trigger, DateTrigger) and contact is not None:
+        if not saved.is_active and isinstance(flow.trigger, DateTrigger) and contact is not None:
             # A yearly date flow lines up next year's run as this one ends.
             for start in engine.date_starts(
                 contact, self._store.flow_slots(contact.contact_id), [flow], self._guardrails.default_timezone, now
@@ -185,39 +260,231 @@ class RunService:
                 self.start(start)
         return outcome
 
-    def _save(self, run: Run, expected_version: int) -> bool:
-        try:
-            self._store.save_run(run, expected_version)
-        except ConflictError:
-            # Another invocation advanced this run first (a duplicate firing); its writes win.
-            log.info("run moved under us; standing down", extra={"run_id": run.run_id})
-            return False
-        return True
+    # the outbox ---------------------------------------------------------------------------------------
 
-    def _perform(self, intent: engine.SendIntent, contact: Contact | None, outcome: AdvanceOutcome) -> None:
-        message = intent.message
-        if not self._store.claim_message(message):
-            log.info("message already claimed; not sending twice", extra={"message_id": message.message_id})
-            return
-        skip_reason = intent.skip_reason or self._blocked(message)
-        if skip_reason is not None:
-            self._store.settle_message(message, MessageStatus.SKIPPED, reason=skip_reason)
-            outcome.skipped.append((intent.step.id, skip_reason))
-            return
-        assert contact is not None  # no skip reason means the contact and its address exist
+    def _commit(self, run: Run, expected_version: int, messages: list[Message], outcome: AdvanceOutcome) -> Run | None:
         try:
-            provider_id, sent = self._deliver(intent, message, contact)
+            return self._store.commit_advance(run, expected_version, messages)
+        except ConflictError:
+            # Another invocation advanced or ended this run first (a duplicate firing, an exit): its writes win.
+            log.info("run moved under us; standing down", extra={"run_id": run.run_id})
+            outcome.status = "lost_race"
+            outcome.skipped = []
+            return None
+
+    def _drain(self, run: Run, outcome: AdvanceOutcome, deadline: datetime | None) -> None:
+        contact: Contact | None = None
+        for message_id in run.outbox:
+            message = self._store.get_message(run.contact_id, message_id)
+            if message is None or message.status.settled:
+                continue
+            contact = contact or self._store.get_contact(run.contact_id)
+            self._deliver(run, message, contact, outcome, deadline=deadline)
+
+    def _deliver(
+        self,
+        run: Run,
+        message: Message,
+        contact: Contact | None,
+        outcome: AdvanceOutcome,
+        *,
+        slot: datetime | None = None,
+        deadline: datetime | None = None,
+    ) -> None:
+        """Send one committed message at most once; defer it while the rate or the provider says wait."""
+        now = self._clock.now()
+        step_id = message.step_id
+        if message.status is MessageStatus.SENDING:
+            self._abandoned(message, outcome)
+            return
+        if message.status is not MessageStatus.PENDING:
+            return
+        if run.status is RunStatus.EXITED and run.version != message.run_version:
+            self._settle(message, MessageStatus.SKIPPED, outcome, reason="run_exited")
+            return
+        flow = self._flows.get(message.flow_id)
+        if flow is None:
+            self._settle(message, MessageStatus.SKIPPED, outcome, reason="flow_removed")
+            return
+        step = flow.step(step_id)
+        contact = contact or self._store.get_contact(run.contact_id)
+        context = engine.template_context(run, contact, run.variants, now)
+        if isinstance(step, WebhookStep):
+            self._post(run, flow, step, message, context, outcome, deadline)
+            return
+        assert isinstance(step, EmailStep | SmsStep)
+        if contact is None:
+            self._settle(message, MessageStatus.SKIPPED, outcome, reason="no_contact")
+            return
+        if (blocked := self._blocked(message)) is not None:
+            self._settle(message, MessageStatus.SKIPPED, outcome, reason=blocked)
+            return
+        if isinstance(step, EmailStep) and self._throttle is not None:
+            slot = slot if slot is not None and slot >= now - SENDING_GRACE else self._throttle.slot(now)
+            if int(slot.timestamp()) > int(now.timestamp()):  # the rate is per one-second window
+                self._defer(message, slot, outcome, slot=slot)
+                return
+        try:
+            send, sent = self._prepare(flow, step, message, contact, context)
         except (TemplateRenderError, PermanentSendError) as exc:
             log.error("message failed", extra={"message_id": message.message_id, "error": str(exc)})
-            self._store.settle_message(message, MessageStatus.FAILED, reason=str(exc)[:500])
-            outcome.failed.append((intent.step.id, str(exc)))
+            self._settle(message, MessageStatus.FAILED, outcome, reason=str(exc)[:500])
             return
-        except Exception:
-            # Transient or unknown: free the claim so the scheduler's retry can send it, then fail loudly.
-            self._store.settle_message(message, MessageStatus.RETRYABLE, reason="transient send failure")
+        claim = self._store.begin_send(message, now)
+        if claim is SendClaim.RUN_EXITED:
+            self._settle(message, MessageStatus.SKIPPED, outcome, reason="run_exited")
+            return
+        if claim is SendClaim.GONE:
+            return  # another invocation has it
+        try:
+            provider_id = send()
+        except PermanentSendError as exc:
+            log.error("message refused", extra={"message_id": message.message_id, "error": str(exc)})
+            self._settle(message, MessageStatus.FAILED, outcome, reason=str(exc)[:500], only_from=MessageStatus.SENDING)
+            return
+        except TransientSendError as exc:
+            # The provider answered "not now": nothing went out, so the message may be sent again later.
+            self._store.settle_message(
+                message, MessageStatus.PENDING, sent_at=message.sent_at, only_from=MessageStatus.SENDING
+            )
+            wait = exc.retry_after or (THROTTLE_PAUSE if exc.throttled else SEND_BACKOFF)
+            if exc.throttled and self._throttle is not None and message.channel is Channel.EMAIL:
+                self._throttle.hold(now + wait)
+            log.warning("provider asked us to wait", extra={"message_id": message.message_id, "error": str(exc)})
+            self._defer(message, now + wait, outcome)
+            return
+        except UnknownSendOutcome as exc:
+            # The request may have reached the provider: never resend blindly (ADR 0007, README Guarantees).
+            self._settle(
+                message, MessageStatus.UNKNOWN, outcome, reason=str(exc)[:500], only_from=MessageStatus.SENDING
+            )
+            return
+        except BaseException:
+            self._settle(
+                message, MessageStatus.UNKNOWN, outcome, reason="send crashed", only_from=MessageStatus.SENDING
+            )
             raise
         self._store.settle_message(sent, MessageStatus.SENT, provider_id=provider_id, sent_at=self._clock.now())
-        outcome.sent.append(intent.step.id)
+        outcome.sent.append(step_id)
+
+    def _prepare(
+        self, flow: Flow, step: EmailStep | SmsStep, message: Message, contact: Contact, context: dict[str, Any]
+    ) -> tuple[Callable[[], str], Message]:
+        """Render the message: everything that can fail before the provider call fails here, not after."""
+        context = {
+            **context,
+            "contact": contact.template_view(),
+            "flow": {"id": flow.id, "name": flow.name},
+            "step": {"id": step.id},
+            "channel": message.channel.value,
+            "recommendations": _WhenRead(lambda: self._recommend(contact)),
+        }
+        recipient = message.recipient or ""
+        if isinstance(step, EmailStep):
+            email = self._compose(step, message, context)
+            return (lambda: self._mailer.send(email)), _with_content(message, subject=email.subject, preview=email.text)
+        text = self._renderer.sms(step.template, context)
+        if message.category is Category.MARKETING:
+            text = sms.with_opt_out_notice(text)
+        parts = sms.segments(text)
+        outgoing = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
+        sent = replace(_with_content(message, subject=None, preview=text), sms_encoding=parts.encoding)
+        return (lambda: self._texter.send(outgoing)), replace(sent, sms_segments=parts.count)
+
+    def _abandoned(self, message: Message, outcome: AdvanceOutcome) -> None:
+        """A message left SENDING: in flight elsewhere (look again later), or abandoned mid-call (unknown)."""
+        now = self._clock.now()
+        if message.attempt_at is not None and now - message.attempt_at < SENDING_GRACE:
+            self._defer(message, message.attempt_at + SENDING_GRACE, outcome)
+            return
+        self._settle(
+            message, MessageStatus.UNKNOWN, outcome, reason="abandoned mid-send", only_from=MessageStatus.SENDING
+        )
+
+    def _settle(
+        self,
+        message: Message,
+        status: MessageStatus,
+        outcome: AdvanceOutcome,
+        *,
+        reason: str,
+        only_from: MessageStatus = MessageStatus.PENDING,
+    ) -> None:
+        if self._store.settle_message(message, status, reason=reason, only_from=only_from) is None:
+            return  # it moved on meanwhile (another invocation settled it)
+        if status is MessageStatus.SKIPPED:
+            outcome.skipped.append((message.step_id, reason))
+        elif status is MessageStatus.FAILED:
+            outcome.failed.append((message.step_id, reason))
+        elif status is MessageStatus.UNKNOWN:
+            outcome.unknown.append(message.step_id)
+            log.error("send outcome unknown; not resent", extra={"message_id": message.message_id})
+
+    def _defer(
+        self, message: Message, until: datetime, outcome: AdvanceOutcome, *, slot: datetime | None = None
+    ) -> None:
+        work = StepWakeUp(message.contact_id, message.run_id, seq=-1, message_id=message.message_id, slot=slot)
+        digest = hashlib.sha256(message.message_id.encode()).hexdigest()[:20]
+        self._arm(work, until, f"m{digest}-{int(until.timestamp())}")
+        outcome.deferred.append((message.step_id, until.isoformat()))
+
+    def _arm(self, work: StepWakeUp, at: datetime, name: str) -> None:
+        """Due within MAX_QUEUE_DELAY: the queue, with a delay; later: a one-time schedule."""
+        delay = max(at - self._clock.now(), timedelta(0))
+        if delay <= MAX_QUEUE_DELAY:
+            self._queue.enqueue(work, delay)
+        else:
+            self._scheduler.schedule(name, at, work)
+
+    def _post(
+        self,
+        run: Run,
+        flow: Flow,
+        step: WebhookStep,
+        message: Message,
+        context: dict[str, Any],
+        outcome: AdvanceOutcome,
+        deadline: datetime | None,
+    ) -> None:
+        hook = engine.webhook_intent(run, flow, step, context, message)
+        body = json.dumps(hook.body, separators=(",", ":"), default=str).encode()
+        if self._store.begin_send(message, self._clock.now()) is not SendClaim.TAKEN:
+            return
+        attempts = hook.retries + 1
+        timeout = hook.timeout.total_seconds()
+        error = ""
+        try:
+            for attempt in range(attempts):
+                if deadline is not None and self._clock.now() + hook.timeout > deadline:
+                    # Not enough of the invocation left for another attempt: hand the rest to a later one.
+                    self._store.settle_message(message, MessageStatus.PENDING, only_from=MessageStatus.SENDING)
+                    self._defer(message, self._clock.now() + SEND_BACKOFF, outcome)
+                    return
+                headers = {**self._signer.headers(body, self._clock), "X-Nudge-Delivery": message.message_id}
+                try:
+                    status = self._webhooks.post(hook.url, body, headers, timeout)
+                except TransientSendError as exc:
+                    error = str(exc)
+                else:
+                    if 200 <= status < 300:
+                        self._store.settle_message(
+                            message, MessageStatus.SENT, provider_id=f"http-{status}", sent_at=self._clock.now()
+                        )
+                        outcome.sent.append(message.step_id)
+                        return
+                    error = f"HTTP {status}"
+                    if 400 <= status < 500 and status not in (408, 429):
+                        break  # the receiver refuses this body; retrying will not change its mind
+                if attempt + 1 < attempts:
+                    self._sleeper.sleep(_backoff(attempt).total_seconds())
+        except BaseException:
+            # Settled before the error goes up: a message never stays SENDING because its invocation failed.
+            self._store.settle_message(
+                message, MessageStatus.FAILED, reason="webhook step crashed", only_from=MessageStatus.SENDING
+            )
+            raise
+        self._store.settle_message(message, MessageStatus.FAILED, reason=error[:500], only_from=MessageStatus.SENDING)
+        outcome.failed.append((message.step_id, error))
 
     def _blocked(self, message: Message) -> str | None:
         """A suppression or topic opt-out on the recipient's address (one read per send)."""
@@ -225,60 +492,6 @@ class RunService:
             return None
         state = self._store.address_state(address_key(message.channel, message.recipient))
         return block_reason(state, message.channel, message.category, message.flow_id)
-
-    def _deliver(self, intent: engine.SendIntent, message: Message, contact: Contact) -> tuple[str, Message]:
-        recipient = message.recipient or ""
-        context = {
-            **intent.context,
-            "contact": contact.template_view(),
-            "flow": {"id": intent.flow.id, "name": intent.flow.name},
-            "step": {"id": intent.step.id},
-            "channel": message.channel.value,
-            "recommendations": _WhenRead(lambda: self._recommend(contact)),
-        }
-        if isinstance(intent.step, EmailStep):
-            if self._throttle is not None:
-                self._throttle.acquire()  # first, so the Date header is the moment of the slot
-            email = self._compose(intent.step, message, context)
-            provider_id = self._mailer.send(email)
-            return provider_id, _with_content(message, subject=email.subject, preview=email.text)
-        text = self._renderer.sms(intent.step.template, context)
-        if message.category is Category.MARKETING:
-            text = sms.with_opt_out_notice(text)
-        parts = sms.segments(text)
-        outgoing = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
-        provider_id = self._texter.send(outgoing)
-        sent = replace(_with_content(message, subject=None, preview=text), sms_encoding=parts.encoding)
-        return provider_id, replace(sent, sms_segments=parts.count)
-
-    def _post(self, hook: engine.WebhookIntent, outcome: AdvanceOutcome) -> None:
-        message = hook.message
-        if not self._store.claim_message(message):
-            return
-        body = json.dumps(hook.body, separators=(",", ":"), default=str).encode()
-        attempts = hook.retries + 1
-        error = ""
-        for attempt in range(attempts):
-            try:
-                status = self._webhooks.post(
-                    hook.url, body, self._signer.headers(body, self._clock), hook.timeout.total_seconds()
-                )
-            except TransientSendError as exc:
-                error = str(exc)
-            else:
-                if 200 <= status < 300:
-                    self._store.settle_message(
-                        message, MessageStatus.SENT, provider_id=f"http-{status}", sent_at=self._clock.now()
-                    )
-                    outcome.sent.append(message.step_id)
-                    return
-                error = f"HTTP {status}"
-                if 400 <= status < 500 and status not in (408, 429):
-                    break  # the receiver refuses this body; retrying will not change its mind
-            if attempt + 1 < attempts:
-                self._sleeper.sleep(_backoff(attempt).total_seconds())
-        self._store.settle_message(message, MessageStatus.FAILED, reason=error[:500])
-        outcome.failed.append((message.step_id, error))
 
     def _compose(self, step: EmailStep, message: Message, context: dict[str, Any]) -> OutgoingEmail:
         """Render, add footer, preheader and UTM tags, inline the CSS; marketing mail gets RFC 8058 headers."""

@@ -1,47 +1,30 @@
-"""The send-rate budget: at most N sends per second across every invocation, on a shared counter."""
+"""The send-rate budget: at most N sends per second across every invocation, without waiting in Lambda."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from nudge.ports import Clock, SendRateLimiter, Sleeper, TransientSendError
+from nudge.ports import SendRateLimiter
 
 
 class SendThrottle:
-    """Waits for a free slot in the current one-second window; gives up (a retryable error) after max_wait."""
+    """Hands each send its own slot, `1/per_second` apart; a slot later than now means: deliver it then.
 
-    def __init__(
-        self,
-        limiter: SendRateLimiter,
-        clock: Clock,
-        sleeper: Sleeper,
-        *,
-        per_second: int,
-        bucket: str = "email",
-        max_wait: timedelta = timedelta(seconds=10),
-    ) -> None:
+    A burst of any size is spread over time at the account's rate instead of failing or sleeping out a
+    Lambda; when the provider throttles anyway (another sender on the account), `hold` pauses every slot.
+    """
+
+    def __init__(self, limiter: SendRateLimiter, *, per_second: int, bucket: str = "email") -> None:
         if per_second < 1:
             raise ValueError("the send rate must be at least 1 per second")
         self._limiter = limiter
-        self._clock = clock
-        self._sleeper = sleeper
-        self._per_second = per_second
         self._bucket = bucket
-        self._max_wait = max_wait
-        self.waited = timedelta(0)
+        self.per_second = per_second
+        self._interval = timedelta(seconds=1) / per_second
 
-    def acquire(self) -> None:
-        """Return once this send has a slot; raise TransientSendError if none frees up in time."""
-        waited = timedelta(0)
-        while True:
-            now = self._clock.now()
-            window = int(now.timestamp())
-            if self._limiter.try_acquire(self._bucket, window, self._per_second):
-                self.waited += waited
-                return
-            pause = datetime.fromtimestamp(window + 1, UTC) - now
-            if waited + pause > self._max_wait:
-                # The step fails as retryable: its message is RETRYABLE, so the retry sends it once.
-                raise TransientSendError(f"send rate of {self._per_second}/s stayed exhausted for {waited}")
-            self._sleeper.sleep(pause.total_seconds())
-            waited += pause
+    def slot(self, now: datetime) -> datetime:
+        """A send slot for one message: `now` when the rate has room, else the first free moment after."""
+        return self._limiter.reserve(self._bucket, now, self._interval)
+
+    def hold(self, until: datetime) -> None:
+        self._limiter.hold(self._bucket, until)

@@ -162,6 +162,7 @@ class RunModel(Model):
     converted_at = UTCDateTimeAttribute(null=True)
     conversion = JSONAttribute(null=True)
     journal = JSONAttribute(null=True)
+    outbox = ListAttribute(of=UnicodeAttribute, null=True)  # message ids the last advance committed
     version = NumberAttribute()
 
 
@@ -204,6 +205,8 @@ class MessageModel(Model):
     variant = UnicodeAttribute(null=True)
     sms_encoding = UnicodeAttribute(null=True)
     sms_segments = NumberAttribute(null=True)
+    run_version = NumberAttribute(null=True)  # the run version that committed it (an exit after cancels it)
+    attempt_at = UTCDateTimeAttribute(null=True)  # when it went SENDING
     # The first feedback event of each kind, one attribute per kind so a conditional update can
     # record it exactly once ("attribute_not_exists(opened_at)") however often SNS redelivers it.
     delivery_at = UTCDateTimeAttribute(null=True)
@@ -268,7 +271,7 @@ class CounterModel(Model):
     unsubscribe = NumberAttribute(null=True)
     document = JSONAttribute(null=True)  # DOC items: the RFM cut points, the co-purchase table
     updated_at = UTCDateTimeAttribute(null=True)
-    taken = NumberAttribute(null=True)  # send-rate slots taken in the window
+    taken = NumberAttribute(null=True)  # RATE# items: the next free send slot, epoch milliseconds
     expires_at = TTLAttribute(null=True)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,10 +43,13 @@ from nudge.domain.model import (
 )
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
-from nudge.ports import ConflictError, ContactChange
+from nudge.ports import ConflictError, ContactChange, SendClaim
 from nudge.settings import Settings
 
 EVENT_RETENTION = timedelta(days=90)
+COUNTED = tuple(
+    s.value for s in (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
+)
 CONTACT_WRITE_ATTEMPTS = 5
 _FEEDBACK_KINDS = tuple(FeedbackKind)
 DOC_PK = "DOC"
@@ -54,10 +57,18 @@ _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def _condition_failed(exc: Exception) -> bool:
+    """A lost race: a conditional write's condition did not hold. Anything else is an error to retry.
+
+    DynamoDB cancels a transaction for other reasons too (TransactionConflict with another transaction,
+    ThrottlingError, ValidationError...): those are not lost races and must not be read as one.
+    """
     cause = getattr(exc, "cause_response_code", None)
-    return cause == _CONDITION_FAILED or (
-        isinstance(exc, TransactWriteError) and cause == "TransactionCanceledException"
-    )
+    if cause == _CONDITION_FAILED:
+        return True
+    if not (isinstance(exc, TransactWriteError) and cause == "TransactionCanceledException"):
+        return False
+    codes = {reason.code for reason in exc.cancellation_reasons if reason is not None and reason.code != "None"}
+    return codes == {"ConditionalCheckFailed"}
 
 
 class DynamoStore:
@@ -288,6 +299,7 @@ class DynamoStore:
             converted_at=run.converted_at,
             conversion=run.conversion,
             journal=list(run.journal) or None,
+            outbox=list(run.outbox) or None,
             version=run.version,
         )
 
@@ -311,21 +323,52 @@ class DynamoStore:
             converted_at=item.converted_at,
             conversion=item.conversion,
             journal=tuple(item.journal or ()),
+            outbox=tuple(item.outbox or ()),
             version=int(item.version),
         )
 
     # messages -----------------------------------------------------------------------------------------
 
-    def claim_message(self, message: Message) -> bool:
-        model = self.models.messages
-        item = self._message_item(replace(message, status=MessageStatus.CLAIMED))
+    def commit_advance(self, run: Run, expected_version: int, messages: Sequence[Message]) -> Run:
+        saved = replace(run, version=expected_version + 1)
+        runs, slots, model = self.models.runs, self.models.flow_slots, self.models.messages
         try:
-            item.save(condition=model.message_id.does_not_exist() | (model.status == MessageStatus.RETRYABLE.value))
-        except PutError as exc:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.save(self._run_item(saved), condition=runs.version == expected_version)
+                if not saved.is_active:
+                    # Ending a run frees the contact's slot for the flow in the same transaction.
+                    slot = slots(contact_id=run.contact_id, sk=SLOT_PREFIX + run.flow_id)
+                    tx.update(slot, actions=[slots.active_run_id.remove()], condition=slots.active_run_id == run.run_id)
+                for message in messages:
+                    item = self._message_item(replace(message, run_version=saved.version))
+                    tx.save(item, condition=model.message_id.does_not_exist())
+        except TransactWriteError as exc:
             if _condition_failed(exc):
-                return False
+                raise ConflictError(run.run_id) from exc
             raise
-        return True
+        return saved
+
+    def begin_send(self, message: Message, now: datetime) -> SendClaim:
+        model, runs = self.models.messages, self.models.runs
+        # The run may have moved on (completed, or advanced to later steps): only an exit after this
+        # message was committed cancels it.
+        still_wanted = (runs.version == message.run_version) | (runs.status != RunStatus.EXITED.value)
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                tx.condition_check(runs, message.contact_id, RUN_PREFIX + message.run_id, condition=still_wanted)
+                tx.update(
+                    model(contact_id=message.contact_id, message_id=message.message_id),
+                    actions=[model.status.set(MessageStatus.SENDING.value), model.attempt_at.set(now)],
+                    condition=model.status == MessageStatus.PENDING.value,
+                )
+        except TransactWriteError as exc:
+            if not _condition_failed(exc):
+                raise
+            reasons = exc.cancellation_reasons
+            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+                return SendClaim.RUN_EXITED
+            return SendClaim.GONE
+        return SendClaim.TAKEN
 
     def settle_message(
         self,
@@ -335,9 +378,18 @@ class DynamoStore:
         reason: str | None = None,
         provider_id: str | None = None,
         sent_at: datetime | None = None,
-    ) -> Message:
+        only_from: MessageStatus | None = None,
+    ) -> Message | None:
         settled = replace(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
-        self._message_item(settled).save()
+        model = self.models.messages
+        try:
+            self._message_item(settled).save(
+                condition=(model.status == only_from.value) if only_from is not None else None
+            )
+        except PutError as exc:
+            if only_from is not None and _condition_failed(exc):
+                return None
+            raise
         return settled
 
     def get_message(self, contact_id: str, message_id: str) -> Message | None:
@@ -356,7 +408,8 @@ class DynamoStore:
         items = model.by_sent_at.query(
             contact_id,
             model.sent_at >= since,
-            filter_condition=model.status == MessageStatus.SENT.value,
+            # Decided and not settled otherwise counts too: it is going out (or may have, when unknown).
+            filter_condition=model.status.is_in(*COUNTED),
             consistent_read=True,  # a send a moment ago must count against the caps
         )
         return [
@@ -444,6 +497,8 @@ class DynamoStore:
             variant=message.variant,
             sms_encoding=message.sms_encoding,
             sms_segments=message.sms_segments,
+            run_version=message.run_version,
+            attempt_at=message.attempt_at,
             **{f"{kind.value}_at": at for kind in _FEEDBACK_KINDS if (at := message.feedback.get(kind.value))},
         )
 
@@ -469,6 +524,8 @@ class DynamoStore:
             variant=item.variant,
             sms_encoding=item.sms_encoding,
             sms_segments=int(item.sms_segments) if item.sms_segments is not None else None,
+            run_version=int(item.run_version or 0),
+            attempt_at=item.attempt_at,
             feedback={
                 kind.value: at for kind in _FEEDBACK_KINDS if (at := getattr(item, f"{kind.value}_at")) is not None
             },

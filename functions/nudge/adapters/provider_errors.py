@@ -1,0 +1,52 @@
+"""What a failed SES or SNS call means for the message: never sent, maybe sent, or never sendable.
+
+botocore's own retries are off for these clients (wiring.build_aws): a retry after a lost response would
+send twice. So the adapter reads each failure once, here, and the worker decides what happens next.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+)
+
+from nudge.ports import PermanentSendError, TransientSendError, UnknownSendOutcome
+
+_THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "ThrottledException"}
+# Failures on the provider's side: it answered, so nothing was accepted; try again a little later.
+_SERVER = {
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+}
+QUOTA_WAIT = timedelta(hours=1)
+
+
+def classify(exc: Exception, provider: str, permanent: set[str]) -> Exception:
+    """The exception the Mailer and Texter ports promise, for a botocore failure of the send call."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        message = exc.response.get("Error", {}).get("Message", "")
+        text = f"{provider} {code}: {message}"
+        if "quota" in message.lower() and "exceeded" in message.lower():
+            # SES's 24-hour quota: nothing more goes out until it rolls over; look again in an hour.
+            return TransientSendError(text, retry_after=QUOTA_WAIT, throttled=True)
+        if code in _THROTTLED or code == "LimitExceededException":
+            return TransientSendError(text, throttled=True)
+        if code in permanent:
+            return PermanentSendError(text)
+        if code in _SERVER or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
+            return TransientSendError(text)
+        return PermanentSendError(text)
+    if isinstance(exc, ConnectTimeoutError | EndpointConnectionError):
+        return TransientSendError(f"{provider}: the request never left: {exc}")  # no connection, no send
+    if isinstance(exc, BotoCoreError):
+        return UnknownSendOutcome(f"{provider}: {type(exc).__name__}: {exc}")  # read timeout, reset connection
+    return UnknownSendOutcome(f"{provider}: {type(exc).__name__}: {exc}")
