@@ -115,3 +115,18 @@ def test_backtest_needs_a_history_and_names_a_bad_events_line(tmp_path: Path) ->
     assert nothing.exit_code == 2 and "give the history" in nothing.output
     assert broken.exit_code == 1 and "events line 1:" in broken.output
     assert unknown.exit_code == 1 and "no flow 'no_such_flow'" in unknown.output
+
+
+def test_history_cdnow_writes_the_minimal_csv_from_the_fetched_file(tmp_path: Path) -> None:
+    # Given the package already fetched (offline: the cache holds the data set's file, here three customers)
+    fetched = tmp_path / "cache" / "lifetimes" / "datasets" / "CDNOW_master.txt"
+    fetched.parent.mkdir(parents=True)
+    readme = (ROOT / "tests" / "fixtures" / "backtest" / "README.md").read_text()
+    fetched.write_text("".join(f" {line.strip()}\n" for line in readme.splitlines() if line.startswith("    0")))
+    out = tmp_path / "orders.csv"
+
+    result = runner.invoke(app, ["history", "cdnow", "--out", str(out), "--cache", str(tmp_path / "cache")])
+
+    assert result.exit_code == 0, result.output
+    assert "7 orders" in result.output
+    assert out.read_text() == (ROOT / ORDERS).read_text()

@@ -605,7 +605,9 @@ def history_cdnow(
         raise typer.Exit(1) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     with source.open(encoding="utf-8") as lines, out.open("w", encoding="utf-8", newline="") as target:
-        rows = sum(1 for row in cdnow_orders(lines) if target.write(row)) - 1
+        target.writelines(cdnow_orders(lines))
+    with out.open(encoding="utf-8") as written:
+        rows = sum(1 for _ in written) - 1  # less the header
     console.print(f"wrote {out}: {rows:,} orders from {source} (--format minimal)", highlight=False)
 
 
