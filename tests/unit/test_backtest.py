@@ -182,3 +182,34 @@ def test_the_committed_sample_is_those_customers_rows_of_the_data_set() -> None:
     rows = [line for line in readme.splitlines() if line.startswith("    0")]
     regenerated = "".join(cdnow_orders([r.strip() for r in rows]))
     assert regenerated == (FIXTURES / "cdnow_3_customers.csv").read_text()
+
+
+def test_every_flow_through_1997_with_the_daily_review() -> None:
+    # Given every flow of the library and the three customers' whole 1997
+    done, result = run([], history(), end=day("1998-01-01"))
+
+    store = done.store
+    people = {c.email.split("@")[0].removeprefix("customer"): c for c in store.contacts.values() if c.email}
+    # Then time alone moved 00001 and 00002 to lapsed (90 days without an order): only the daily review does
+    # that, as the sweep function does. 00004's four orders, the last on 12 December, make a VIP.
+    assert {who: c.stage for who, c in people.items()} == {"00001": "lapsed", "00002": "lapsed", "00004": "vip"}
+    # The sunset flow asked 00004 on 18 April (90 days after the order of 18 January: the past has no opens
+    # to keep them) and unsubscribed them a week later. So when the third order (2 August) made them a VIP,
+    # the VIP flow's webhook was recorded (nothing is posted) but its email was skipped for consent.
+    sunset = sorted(
+        (m.created_at.date(), m.status)
+        for m in result.messages
+        if m.flow_id == "sunset" and m.recipient == "customer00004@cdnow.example"
+    )
+    assert sunset == [(date(1997, 4, 18), MessageStatus.SENT), (date(1997, 10, 31), MessageStatus.SKIPPED)]
+    assert (people["00004"].email_marketing, "sunset" in people["00004"].tags) == (False, True)
+    vip = sorted(
+        (m.created_at.date(), m.step_id, m.status, m.reason) for m in result.messages if m.flow_id == "vip_loyalty"
+    )
+    assert vip == [
+        (date(1997, 8, 2), "notify_loyalty", MessageStatus.SENT, None),
+        (date(1997, 8, 2), "vip_email", MessageStatus.SKIPPED, "no_email_marketing_consent"),
+    ]
+    # Sunset starts on every order and leaves on the next: the runs an order ended are its exits.
+    row = next(f for f in result.flows if f.flow_id == "sunset")
+    assert row.exited == Counter({"exit:order_placed": row.entered - row.completed - row.active_at_end})
