@@ -26,7 +26,17 @@ NEVER_BUNDLED = frozenset({"typer", "rich", "moto", "aws-cdk-lib", "constructs",
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store")
 # Modules of the nudge package only the CLI and the local runner use: no handler imports them (a test checks
 # that every handler imports from a bundle without them), so they stay out of the code Lambda loads.
-CLI_ONLY = ("cli", "local", "report_html.py", "report.html.j2", "report_text.py", "flow_layout.py", "flow_tools.py")
+CLI_ONLY = (
+    "cli",
+    "local",
+    "report_html.py",
+    "report.html.j2",
+    "report_text.py",
+    "flow_layout.py",
+    "flow_tools.py",
+    "backtest_html.py",
+    "backtest.html.j2",
+)
 
 
 def _distribution(requirement: str) -> str:

@@ -101,8 +101,9 @@ def assemble(
     signing_key: Callable[[], str | None] | None = None,
     webhook_secrets: Callable[[], Mapping[str, Any]] | None = None,
     unsubscribe_key: Callable[[], str | None] | None = None,
+    renderer: TemplateRenderer | None = None,
 ) -> Container:
-    """Wire the services over the given adapters."""
+    """Wire the services over the given adapters (and the templates directory's renderer, unless given)."""
     flows = load_catalog(settings.flows_dir)
     guardrails = load_guardrails(settings.flows_dir)
     segments = load_segments(settings.segments_path)
@@ -110,7 +111,7 @@ def assemble(
         raise FlowFileError("\n".join(problems))
     if settings.default_timezone != "UTC" and guardrails.default_timezone == "UTC":
         guardrails = guardrails.model_copy(update={"default_timezone": settings.default_timezone})
-    renderer = TemplateRenderer(settings.templates_dir)
+    renderer = renderer or TemplateRenderer(settings.templates_dir)
     key = signing_key or (lambda: settings.signing_key)
     unsubscribe_key = unsubscribe_key or (lambda: settings.unsubscribe_key)
     throttle = SendThrottle(limiter, per_second=settings.ses_max_send_rate)
@@ -261,8 +262,8 @@ def _sleeper_for(clock: Clock) -> Sleeper:
     return VirtualSleeper(clock) if isinstance(clock, VirtualClock) else SystemSleeper()
 
 
-def build_memory(settings: Settings, clock: Clock) -> Container:
-    """In-memory twins of every adapter: for unit tests and simulations."""
+def build_memory(settings: Settings, clock: Clock, *, renderer: TemplateRenderer | None = None) -> Container:
+    """In-memory twins of every adapter: for unit tests, simulations and backtests (which render nothing)."""
     from nudge.adapters import memory
 
     return assemble(
@@ -280,6 +281,7 @@ def build_memory(settings: Settings, clock: Clock) -> Container:
         rate_limiter=memory.MemoryRateLimiter(),
         limiter=memory.MemorySendRateLimiter(),
         sleeper=_sleeper_for(clock),
+        renderer=renderer,
     )
 
 

@@ -1,4 +1,8 @@
-"""Each AWS adapter against moto: the calls it makes and the semantics the services rely on."""
+"""Each AWS adapter against moto: the calls it makes and the semantics the services rely on.
+
+The store tests are the Store contract: they run against the DynamoDB adapter on moto and against its
+in-memory twin, so the twin the simulator and the backtest trust cannot drift from it.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ from decimal import Decimal
 
 import pytest
 
+from nudge.adapters.memory import MemoryStore
 from nudge.adapters.scheduler import MAX_RETRY_ATTEMPTS, at_expression, parse_at_expression
 from nudge.adapters.ses import SesMailer
 from nudge.adapters.sns import SnsTexter
 from nudge.domain import aggregates
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
 from nudge.local.moto_stack import MotoStack
-from nudge.ports import ConflictError, OutgoingEmail, OutgoingSms, PermanentSendError, StepWakeUp
+from nudge.ports import ConflictError, OutgoingEmail, OutgoingSms, PermanentSendError, StepWakeUp, Store
 from tests.conftest import START
 
 
@@ -103,6 +108,15 @@ def test_sns_publishes_an_sms_with_its_type(moto_stack: MotoStack) -> None:
     assert moto_stack.sent_sms()[provider_id] == ("+14155550101", "Your cart is waiting")
 
 
+@pytest.fixture(params=["dynamodb", "memory"])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The Store under contract: the DynamoDB adapter on moto, or the in-memory twin."""
+    if request.param == "memory":
+        return MemoryStore()
+    stack: MotoStack = request.getfixturevalue("moto_stack")
+    return stack.container.store
+
+
 def _run(**overrides: object) -> Run:
     base = Run(
         run_id="r1",
@@ -119,8 +133,7 @@ def _run(**overrides: object) -> Run:
     return replace(base, **overrides)  # type: ignore[arg-type]
 
 
-def test_store_allows_one_active_run_per_contact_and_flow(moto_stack: MotoStack) -> None:
-    store = moto_stack.container.store
+def test_store_allows_one_active_run_per_contact_and_flow(store: Store) -> None:
 
     started = store.start_run(_run(), None)
     duplicate = store.start_run(_run(), None)
@@ -133,8 +146,7 @@ def test_store_allows_one_active_run_per_contact_and_flow(moto_stack: MotoStack)
     assert (slot.active_run_id, slot.started_count, slot.last_started_at) == ("r1", 1, START)
 
 
-def test_store_save_run_is_optimistic_and_ending_frees_the_slot(moto_stack: MotoStack) -> None:
-    store = moto_stack.container.store
+def test_store_save_run_is_optimistic_and_ending_frees_the_slot(store: Store) -> None:
     started = store.start_run(_run(), None)
     assert started is not None
 
@@ -154,8 +166,7 @@ def test_store_save_run_is_optimistic_and_ending_frees_the_slot(moto_stack: Moto
     assert stored is not None and (stored.status, stored.version) == (RunStatus.COMPLETED, 3)
 
 
-def test_store_contact_writes_are_optimistic(moto_stack: MotoStack) -> None:
-    store = moto_stack.container.store
+def test_store_contact_writes_are_optimistic(store: Store) -> None:
     saved = store.save_contact(Contact(contact_id="c1", email="a@example.com", properties={"vip": True}), 0)
 
     with pytest.raises(ConflictError):
@@ -172,8 +183,7 @@ def test_store_contact_writes_are_optimistic(moto_stack: MotoStack) -> None:
     )
 
 
-def test_store_keeps_a_contacts_aggregates(moto_stack: MotoStack) -> None:
-    store = moto_stack.container.store
+def test_store_keeps_a_contacts_aggregates(store: Store) -> None:
     counted = aggregates.updated(
         aggregates.Aggregates(),
         "e1",
@@ -189,8 +199,7 @@ def test_store_keeps_a_contacts_aggregates(moto_stack: MotoStack) -> None:
     assert stored.aggregates.total_spent == Decimal("42.50")
 
 
-def test_store_finds_contacts_due_for_review_through_the_sparse_index(moto_stack: MotoStack) -> None:
-    store = moto_stack.container.store
+def test_store_finds_contacts_due_for_review_through_the_sparse_index(store: Store) -> None:
     for contact_id, due in [
         ("due_today", START - timedelta(hours=2)),
         ("due_3_days_ago", START - timedelta(days=3)),
@@ -205,14 +214,17 @@ def test_store_finds_contacts_due_for_review_through_the_sparse_index(moto_stack
     stored = store.get_contact("due_today")
     assert stored is not None
     assert (stored.segments, stored.review_at) == (("first_time_buyer",), START - timedelta(hours=2))
+
+
+def test_reviews_are_a_keys_only_index(moto_stack: MotoStack) -> None:
     index = moto_stack.session.client("dynamodb").describe_table(TableName="nudge-contacts")["Table"]
     assert [(i["IndexName"], i["Projection"]["ProjectionType"]) for i in index["GlobalSecondaryIndexes"]] == [
         ("review", "KEYS_ONLY")
     ]
 
 
-def test_recent_sends_reads_the_sent_index_from_since_on(moto_stack: MotoStack) -> None:
-    store = moto_stack.container.store
+def _a_month_of_sends(store: Store) -> None:
+    """c1: a daily marketing email for 30 days, one skipped SMS, one decided but not sent yet; c2: one send."""
     history: list[Message] = []
     for day in range(30):  # a month of daily sends, then one skipped, and one decided but not sent yet
         message = Message(
@@ -235,9 +247,10 @@ def test_recent_sends_reads_the_sent_index_from_since_on(moto_stack: MotoStack) 
     decided = replace(skipped, message_id="rc#s", run_id="rc", channel=Channel.EMAIL)
     store.settle_message(decided, MessageStatus.PENDING, sent_at=START + timedelta(days=29, hours=1))
     store.settle_message(replace(history[0], contact_id="c2"), MessageStatus.SENT, sent_at=START + timedelta(days=29))
-    queries: list[dict[str, object]] = []
-    [client] = store.botocore_clients()  # type: ignore[attr-defined]
-    client.meta.events.register("provide-client-params.dynamodb.Query", lambda params, **_: queries.append(params))
+
+
+def test_recent_sends_are_the_sends_from_since_on(store: Store) -> None:
+    _a_month_of_sends(store)
 
     found = store.recent_sends("c1", START + timedelta(days=23))
 
@@ -247,5 +260,49 @@ def test_recent_sends_reads_the_sent_index_from_since_on(moto_stack: MotoStack) 
         (START + timedelta(days=29, hours=1), 0),
     ]
     assert {(r.channel, r.category, r.flow_id) for r in found} == {(Channel.EMAIL, Category.MARKETING, "welcome")}
+
+
+def test_recent_sends_reads_the_sent_index_from_since_on(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    _a_month_of_sends(store)
+    queries: list[dict[str, object]] = []
+    [client] = store.botocore_clients()  # type: ignore[attr-defined]
+    client.meta.events.register("provide-client-params.dynamodb.Query", lambda params, **_: queries.append(params))
+
+    store.recent_sends("c1", START + timedelta(days=23))
+
     [query] = queries
     assert (query["IndexName"], query["ConsistentRead"]) == ("by-sent-at", True)
+
+
+def test_store_finds_a_message_by_provider_id_and_erases_a_contact_whole(store: Store) -> None:
+    kept = Contact(contact_id="c2", review_at=START)
+    for contact_id in ("c1", "c2"):
+        store.save_contact(replace(kept, contact_id=contact_id), 0)
+        started = store.start_run(_run(contact_id=contact_id), None)
+        assert started is not None
+        store.save_run(replace(started, status=RunStatus.COMPLETED, cursor=None), expected_version=1)
+        store.start_run(_run(contact_id=contact_id, run_id="r2"), store.flow_slots(contact_id)["abandoned_cart"])
+        message = Message(
+            contact_id,
+            "r1#s",
+            "r1",
+            "abandoned_cart",
+            "s",
+            Channel.EMAIL,
+            Category.MARKETING,
+            MessageStatus.PENDING,
+            START,
+        )
+        store.settle_message(message, MessageStatus.SENT, provider_id=f"p-{contact_id}", sent_at=START)
+
+    found = store.message_by_provider_id("p-c1")
+    counts = store.erase_contact("c1")
+
+    assert found is not None and (found.contact_id, found.message_id) == ("c1", "r1#s")
+    assert counts["contacts"] == 1 and counts["messages"] == 1 and counts["runs"] == 3  # two runs, one slot
+    assert store.get_contact("c1") is None and store.runs_for("c1") == [] and store.messages_for("c1") == []
+    assert store.flow_slots("c1") == {} and store.recent_sends("c1", START) == []
+    assert list(store.contacts_to_review(START)) == ["c2"]
+    assert sorted(r.run_id for r in store.runs_for("c2")) == ["r1", "r2"]
+    assert store.recent_sends("c2", START)[0].flow_id == "abandoned_cart"

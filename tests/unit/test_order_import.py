@@ -166,6 +166,7 @@ def test_the_minimal_format_names_products_by_id_and_needs_an_offset() -> None:
     assert event.properties == {
         "source": "import:minimal",
         "order_id": "A-1",
+        "order_number": "A-1",  # the templates show it
         "lines": [
             {"title": "Mug", "quantity": 2, "price": 10.0, "product_id": "p_mug", "variant_id": None, "sku": None},
             {"title": "Bowl", "quantity": 1, "price": 10.0, "product_id": "p_bowl", "variant_id": None, "sku": None},

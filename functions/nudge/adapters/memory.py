@@ -9,16 +9,27 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+from bisect import bisect_left, insort
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order, order_of
-from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, RunStatus, SentRecord
+from nudge.domain.model import (
+    Contact,
+    Event,
+    FlowSlot,
+    Message,
+    MessageStatus,
+    Run,
+    RunStatus,
+    SentRecord,
+    evolve,
+)
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import (
@@ -38,16 +49,26 @@ _COUNTED = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, Me
 
 
 class MemoryStore:
+    """The Store in dicts, indexed per contact like the tables' partition keys, so a call costs what that
+    contact holds, not what the whole store holds (a backtest replays tens of thousands of contacts)."""
+
     def __init__(self) -> None:
         self.contacts: dict[str, Contact] = {}
         self.events: dict[str, dict[str, Any]] = {}
         self.runs: dict[tuple[str, str], Run] = {}
-        self.slots: dict[tuple[str, str], FlowSlot] = {}  # (contact_id, flow_id)
         self.messages: dict[tuple[str, str], Message] = {}
         self.addresses: dict[str, AddressState] = {}
         self.consents: dict[str, list[ConsentRecord]] = defaultdict(list)
         self.counters: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.documents: dict[str, dict[str, Any]] = {}
+        # Per-contact indexes (insertion-ordered dicts as ordered sets), kept by every write below.
+        self._slots: dict[str, dict[str, FlowSlot]] = {}  # contact -> flow id -> slot
+        self._runs_of: dict[str, dict[str, None]] = {}  # contact -> run ids
+        self._messages_of: dict[str, dict[str, None]] = {}  # contact -> message ids
+        self._sent: dict[str, list[tuple[datetime, str]]] = {}  # contact -> (sent_at, id) of _COUNTED, sorted
+        self._events_of: dict[str, dict[str, None]] = {}  # contact -> event ids
+        self._by_provider: dict[str, tuple[str, str]] = {}  # provider id -> message key
+        self._review: dict[date, set[str]] = {}  # review_at's day -> contact ids (the sparse index)
 
     def get_contact(self, contact_id: str) -> Contact | None:
         return self.contacts.get(contact_id)
@@ -56,35 +77,48 @@ class MemoryStore:
         stored = self.contacts.get(contact.contact_id)
         if (stored.version if stored else 0) != expected_version:
             raise ConflictError(contact.contact_id)
-        saved = replace(contact, version=expected_version + 1)
+        saved = evolve(contact, version=expected_version + 1)
         self.contacts[contact.contact_id] = saved
+        self._index_review(contact.contact_id, stored, saved)
         return saved
+
+    def _index_review(self, contact_id: str, before: Contact | None, after: Contact | None) -> None:
+        old = before.review_at if before is not None else None
+        new = after.review_at if after is not None else None
+        if old == new:
+            return
+        if old is not None:
+            self._review.get(old.date(), set()).discard(contact_id)
+        if new is not None:
+            self._review.setdefault(new.date(), set()).add(contact_id)
 
     def begin_event(self, event: Event, now: datetime) -> bool:
         stored = self.events.get(event.event_id)
         if stored is not None and stored["status"] == "processed":
             return False
         self.events[event.event_id] = {"event": event, "status": "received", "received_at": now}
+        self._events_of.setdefault(event.contact_id, {})[event.event_id] = None
         return True
 
     def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None:
         self.events[event_id].update(status="processed", outcome=dict(outcome))
 
     def flow_slots(self, contact_id: str) -> dict[str, FlowSlot]:
-        return {flow: slot for (c, flow), slot in self.slots.items() if c == contact_id}
+        return dict(self._slots.get(contact_id, {}))
 
     def start_run(self, run: Run, expected: FlowSlot | None) -> Run | None:
-        key = (run.contact_id, run.flow_id)
-        current = self.slots.get(key)
+        slots = self._slots.setdefault(run.contact_id, {})
+        current = slots.get(run.flow_id)
         if (run.contact_id, run.run_id) in self.runs or (current is not None and current.active_run_id):
             return None
         if (current.started_count if current else 0) != (expected.started_count if expected else 0):
             return None
-        self.slots[key] = FlowSlot(
+        slots[run.flow_id] = FlowSlot(
             run.flow_id, run.run_id, run.started_at, (current.started_count if current else 0) + 1
         )
-        stored = replace(run, version=1)
+        stored = evolve(run, version=1)
         self.runs[(run.contact_id, run.run_id)] = stored
+        self._runs_of.setdefault(run.contact_id, {})[run.run_id] = None
         return stored
 
     def get_run(self, contact_id: str, run_id: str) -> Run | None:
@@ -93,7 +127,7 @@ class MemoryStore:
     def active_runs(self, contact_id: str) -> list[Run]:
         return [
             self.runs[(contact_id, slot.active_run_id)]
-            for slot in self.flow_slots(contact_id).values()
+            for slot in self._slots.get(contact_id, {}).values()
             if slot.active_run_id is not None
         ]
 
@@ -102,11 +136,12 @@ class MemoryStore:
         stored = self.runs.get(key)
         if stored is None or stored.version != expected_version:
             raise ConflictError(run.run_id)
-        saved = replace(run, version=expected_version + 1)
+        saved = evolve(run, version=expected_version + 1)
         self.runs[key] = saved
-        slot = self.slots.get((run.contact_id, run.flow_id))
+        slots = self._slots.get(run.contact_id, {})
+        slot = slots.get(run.flow_id)
         if not saved.is_active and slot is not None and slot.active_run_id == run.run_id:
-            self.slots[(run.contact_id, run.flow_id)] = replace(slot, active_run_id=None)
+            slots[run.flow_id] = evolve(slot, active_run_id=None)
         return saved
 
     def commit_advance(self, run: Run, expected_version: int, messages: Sequence[Message]) -> Run:
@@ -118,7 +153,7 @@ class MemoryStore:
             raise ConflictError(run.run_id)
         saved = self.save_run(run, expected_version)
         for message in messages:
-            self.messages[(message.contact_id, message.message_id)] = replace(message, run_version=saved.version)
+            self._put_message(evolve(message, run_version=saved.version))
         return saved
 
     def begin_send(self, message: Message, now: datetime) -> SendClaim:
@@ -129,7 +164,7 @@ class MemoryStore:
         stored = self.messages.get(key)
         if stored is None or stored.status is not MessageStatus.PENDING:
             return SendClaim.GONE
-        self.messages[key] = replace(stored, status=MessageStatus.SENDING, attempt_at=now)
+        self._put_message(evolve(stored, status=MessageStatus.SENDING, attempt_at=now))
         return SendClaim.TAKEN
 
     def settle_message(
@@ -142,13 +177,28 @@ class MemoryStore:
         sent_at: datetime | None = None,
         only_from: MessageStatus | None = None,
     ) -> Message | None:
-        key = (message.contact_id, message.message_id)
-        stored = self.messages.get(key)
+        stored = self.messages.get((message.contact_id, message.message_id))
         if only_from is not None and (stored is None or stored.status is not only_from):
             return None
-        settled = replace(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
-        self.messages[key] = settled
+        settled = evolve(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
+        self._put_message(settled)
         return settled
+
+    def _put_message(self, message: Message) -> None:
+        """Write the record and keep the per-contact, sent-at and provider-id indexes in step with it."""
+        key = (message.contact_id, message.message_id)
+        before = self.messages.get(key)
+        self.messages[key] = message
+        self._messages_of.setdefault(message.contact_id, {})[message.message_id] = None
+        if before is not None and before.status in _COUNTED and before.sent_at is not None:
+            self._sent[message.contact_id].remove((before.sent_at, message.message_id))
+        if message.status in _COUNTED and message.sent_at is not None:
+            insort(self._sent.setdefault(message.contact_id, []), (message.sent_at, message.message_id))
+        if message.provider_id is not None:
+            self._by_provider[message.provider_id] = key
+
+    def _messages(self, contact_id: str) -> list[Message]:
+        return [self.messages[(contact_id, m)] for m in self._messages_of.get(contact_id, ())]
 
     def all_contacts(self) -> Iterator[Contact]:
         return iter(list(self.contacts.values()))
@@ -170,14 +220,15 @@ class MemoryStore:
         return self.messages.get((contact_id, message_id))
 
     def messages_for(self, contact_id: str) -> list[Message]:
-        return sorted((m for (c, _), m in self.messages.items() if c == contact_id), key=lambda m: m.created_at)
+        return sorted(self._messages(contact_id), key=lambda m: m.created_at)
 
     def recent_sends(self, contact_id: str, since: datetime) -> list[SentRecord]:
-        return [
-            SentRecord(m.channel, m.category, m.priority, m.sent_at, m.flow_id)
-            for m in self.messages_for(contact_id)
-            if m.status in _COUNTED and m.sent_at is not None and m.sent_at >= since
-        ]
+        sent = self._sent.get(contact_id, [])
+        records = []
+        for sent_at, message_id in sent[bisect_left(sent, (since, "")) :]:
+            m = self.messages[(contact_id, message_id)]
+            records.append(SentRecord(m.channel, m.category, m.priority, sent_at, m.flow_id))
+        return records
 
     def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
         stored = self.contacts.get(contact_id)
@@ -186,14 +237,16 @@ class MemoryStore:
         return self.save_contact(change.apply(stored, now), stored.version)
 
     def message_by_provider_id(self, provider_id: str) -> Message | None:
-        return next((m for m in self.messages.values() if m.provider_id == provider_id), None)
+        key = self._by_provider.get(provider_id)
+        found = self.messages.get(key) if key is not None else None
+        return found if found is not None and found.provider_id == provider_id else None
 
     def record_feedback(self, message: Message, kind: FeedbackKind, at: datetime) -> bool:
         key = (message.contact_id, message.message_id)
         stored = self.messages.get(key)
         if stored is None or kind.value in stored.feedback:
             return False
-        self.messages[key] = replace(stored, feedback={**stored.feedback, kind.value: at})
+        self._put_message(evolve(stored, feedback={**stored.feedback, kind.value: at}))
         return True
 
     def count_step(self, flow_id: str, step_id: str, kind: FeedbackKind) -> None:
@@ -229,22 +282,25 @@ class MemoryStore:
     def events_for(self, contact_id: str) -> list[dict[str, Any]]:
         return [
             {"event_id": e["event"].event_id, "type": e["event"].type, "contact": asdict(e["event"].contact)}
-            for e in self.events.values()
-            if e["event"].contact_id == contact_id
+            for event_id in self._events_of.get(contact_id, ())
+            if (e := self.events.get(event_id)) is not None and e["event"].contact_id == contact_id
         ]
 
     def runs_for(self, contact_id: str) -> list[Run]:
-        return [run for (c, _), run in self.runs.items() if c == contact_id]
+        return [self.runs[(contact_id, run_id)] for run_id in self._runs_of.get(contact_id, ())]
 
     def erase_contact(self, contact_id: str) -> dict[str, int]:
-        counts = {"contacts": int(self.contacts.pop(contact_id, None) is not None)}
-        events = [k for k, e in self.events.items() if e["event"].contact_id == contact_id]
-        runs = [k for k in self.runs if k[0] == contact_id]
-        slots = [k for k in self.slots if k[0] == contact_id]
-        messages = [k for k in self.messages if k[0] == contact_id]
-        for table, keys in (("events", events), ("runs", runs), ("slots", slots), ("messages", messages)):
-            for key in keys:
-                del getattr(self, table)[key]
+        contact = self.contacts.pop(contact_id, None)
+        self._index_review(contact_id, contact, None)
+        counts = {"contacts": int(contact is not None)}
+        events = [e for e in self._events_of.pop(contact_id, {}) if self.events.pop(e, None) is not None]
+        runs = [self.runs.pop((contact_id, r)) for r in self._runs_of.pop(contact_id, {})]
+        slots = self._slots.pop(contact_id, {})
+        messages = [self.messages.pop((contact_id, m)) for m in self._messages_of.pop(contact_id, {})]
+        self._sent.pop(contact_id, None)
+        for message in messages:
+            if message.provider_id is not None:
+                self._by_provider.pop(message.provider_id, None)
         counts.update(events=len(events), runs=len(runs) + len(slots), messages=len(messages))
         return counts
 
@@ -252,14 +308,14 @@ class MemoryStore:
         return len(self.consents.pop(key, []))
 
     def contacts_to_review(self, until: datetime) -> Iterator[str]:
-        oldest = until.date() - timedelta(days=REVIEW_LOOKBACK_DAYS - 1)
-        due = [
-            c
-            for c in self.contacts.values()
-            if c.review_at is not None and c.review_at <= until and c.review_at.date() >= oldest
-        ]
-        for contact in sorted(due, key=lambda c: (c.review_at, c.contact_id)):
-            yield contact.contact_id
+        due = []
+        for days in range(REVIEW_LOOKBACK_DAYS):
+            for contact_id in self._review.get(until.date() - timedelta(days=days), ()):
+                contact = self.contacts[contact_id]
+                if contact.review_at is not None and contact.review_at <= until:
+                    due.append((contact.review_at, contact_id))
+        for _, contact_id in sorted(due):
+            yield contact_id
 
     def all_runs(self) -> Iterator[Run]:
         yield from self.runs.values()
@@ -323,30 +379,43 @@ class PendingWakeUp:
 
 
 class MemoryScheduler:
-    """Holds one-time schedules; `due(now)` hands back those whose time has come, earliest first."""
+    """Holds one-time schedules; `due(now)` hands back those whose time has come, earliest first.
+
+    A heap orders them by time (a cancelled or replaced schedule leaves a stale entry, skipped when
+    reached), so finding the next one costs log n however many are pending.
+    """
 
     def __init__(self) -> None:
         self.pending: dict[str, PendingWakeUp] = {}
         self.created = 0
+        self._heap: list[tuple[datetime, str]] = []
 
     def schedule(self, name: str, at: datetime, wake_up: StepWakeUp) -> bool:
         if name in self.pending:
             return False
         self.pending[name] = PendingWakeUp(name, at, wake_up)
+        heapq.heappush(self._heap, (at, name))
         self.created += 1
         return True
 
     def cancel(self, name: str) -> None:
         self.pending.pop(name, None)
 
+    def _drop_stale(self) -> None:
+        heap = self._heap
+        while heap and ((found := self.pending.get(heap[0][1])) is None or found.at != heap[0][0]):
+            heapq.heappop(heap)
+
     def next_due(self) -> datetime | None:
-        return min((p.at for p in self.pending.values()), default=None)
+        self._drop_stale()
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: datetime) -> list[PendingWakeUp]:
         """Remove and return every schedule due at or before now (ActionAfterCompletion=DELETE)."""
-        due = sorted((p for p in self.pending.values() if p.at <= now), key=lambda p: (p.at, p.name))
-        for item in due:
-            del self.pending[item.name]
+        due = []
+        while (at := self.next_due()) is not None and at <= now:
+            _, name = heapq.heappop(self._heap)
+            due.append(self.pending.pop(name))
         return due
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -327,17 +328,141 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
 
 
 @app.command()
+def backtest(
+    flows: Annotated[
+        list[str] | None, typer.Argument(help="Flow ids or flow files to replay (default: every flow in --flows-dir).")
+    ] = None,
+    orders: Annotated[Path | None, typer.Option(help="Past orders, a CSV export.", exists=True, dir_okay=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", help="The orders file: shopify or minimal.")] = "shopify",
+    events: Annotated[
+        Path | None,
+        typer.Option(help="Past events, one API body (with occurred_at) a line.", exists=True, dir_okay=False),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--from", help="First day replayed (UTC); earlier history is only backfilled.")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Last day replayed (UTC), included.")] = None,
+    window: Annotated[str, typer.Option(help="Attribution window after a message.")] = "5d",
+    assume_consent: Annotated[
+        bool, typer.Option(help="Customers the history gives no answer for said yes to marketing email.")
+    ] = False,
+    html: Annotated[Path | None, typer.Option(help="Also write the result as an HTML page with charts.")] = None,
+    compare: Annotated[
+        tuple[Path, Path] | None,
+        typer.Option(help="Two versions of one flow (files, same id): replay each in its place, side by side."),
+    ] = None,
+    flows_dir: Annotated[Path, typer.Option(help="The flows directory.")] = Path("flows"),
+    templates: Annotated[Path, typer.Option(help="The templates directory.")] = Path("templates"),
+    segments: Annotated[Path, typer.Option(help="The segments directory.")] = Path("segments"),
+) -> None:
+    """Replay a shop's history through the flows on a virtual clock, sending nothing; what they would have done."""
+    _quiet_lambda_logs()
+    import resource
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from nudge.cli.backtest import print_backtest, print_comparison
+    from nudge.domain.durations import parse_duration
+    from nudge.flow_files import FlowFileError, load_flow
+    from nudge.local import backtest as bt
+    from nudge.services.order_import import Format, ImportFormatError
+
+    def day(text: str | None, option: str) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            return datetime.fromisoformat(text[:10]).replace(tzinfo=UTC)
+        except ValueError:
+            console.print(f"[red]✗[/] {option} is a date like 2026-01-31, not {text!r}")
+            raise typer.Exit(2) from None
+
+    start = day(since, "--from")
+    last = day(until, "--to")
+    end = last + timedelta(days=1) if last is not None else None
+    if orders is None and events is None:
+        console.print("[red]✗[/] give the history: --orders FILE.csv and/or --events FILE.jsonl")
+        raise typer.Exit(2)
+    try:
+        chosen = Format(fmt)
+        window_length = parse_duration(window)
+    except ValueError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(2) from None
+    began = time.perf_counter()
+    now = datetime.now(UTC)
+    try:
+        with (
+            orders.open(newline="", encoding="utf-8-sig") if orders else _nothing() as order_lines,
+            events.open(encoding="utf-8") if events else _nothing() as event_lines,
+        ):
+            history = bt.load_history(order_lines, chosen, event_lines, now, assume_consent=assume_consent)
+    except (ImportFormatError, bt.HistoryError) as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
+    for rejected in history.rejected:
+        console.print(f"  [yellow]orders line {rejected.line}[/]: {rejected.reason}", highlight=False)
+
+    def run(replacing: Path | None = None) -> tuple[bt.Replayed, bt.Backtest]:
+        with bt.flows_for(flows_dir, flows or [], replacing) as staged:
+            settings = bt.backtest_settings(staged, templates, segments)
+            return bt.backtest(history, settings, start=start, end=end, window=window_length)
+
+    try:
+        if compare is not None:
+            first, second = compare
+            flow_id = load_flow(first).id
+            if load_flow(second).id != flow_id:
+                console.print(f"[red]✗[/] --compare needs two versions of one flow: {first} and {second} differ in id")
+                raise typer.Exit(2)
+            sides = [bt.Side(path, run(path)[1]) for path in (first, second)]
+            print_comparison(console, flow_id, sides[0], sides[1])
+            if html is not None:
+                from nudge.backtest_html import render_comparison
+
+                html.write_text(render_comparison(flow_id, sides[0], sides[1], window=window), encoding="utf-8")
+                console.print(f"wrote {html}", highlight=False)
+        else:
+            done, result = run()
+            print_backtest(console, done, result, window)
+            if html is not None:
+                from nudge.backtest_html import render
+
+                html.write_text(render(result, window=window), encoding="utf-8")
+                console.print(f"wrote {html}", highlight=False)
+    except (FlowFileError, bt.HistoryError) as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
+    elapsed = time.perf_counter() - began
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    console.print(f"{elapsed:.1f} s, peak memory (RSS) {peak_mb:,.0f} MB", highlight=False)
+
+
+def _nothing() -> AbstractContextManager[None]:
+    """A `with` target for a history file that was not given."""
+    from contextlib import nullcontext
+
+    return nullcontext(None)
+
+
+@app.command()
 def bench(
     contacts: Annotated[int, typer.Option(help="Contacts for the in-memory engine benchmark.")] = 2000,
     moto_contacts: Annotated[int, typer.Option(help="Contacts for the moto-adapter benchmark.")] = 100,
     daily_contacts: Annotated[int, typer.Option(help="Contacts for the daily-job benchmark on moto.")] = 500,
+    history_customers: Annotated[
+        int, typer.Option(help="CDNOW customers for the backtest benchmark (23,570: all; 0: skip it).")
+    ] = 23_570,
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
     from nudge.local.bench import run_benchmarks
 
     figures = run_benchmarks(
-        contacts=contacts, moto_contacts=moto_contacts, daily_contacts=daily_contacts, progress=console.status
+        contacts=contacts,
+        moto_contacts=moto_contacts,
+        daily_contacts=daily_contacts,
+        history_customers=history_customers,
+        progress=console.status,
     )
     for line in figures:
         console.print(line)
@@ -542,6 +667,35 @@ def import_orders(
     console.print(f"  {elapsed:.2f} s, {report.rows / elapsed if elapsed else 0:,.0f} rows/s", highlight=False)
     for rejected in report.rejected:
         console.print(f"  [yellow]line {rejected.line}[/]: {rejected.reason}", highlight=False)
+
+
+history_app = typer.Typer(
+    help="Public purchase histories to backtest on (fetched, never committed).", no_args_is_help=True
+)
+app.add_typer(history_app, name="history")
+
+
+@history_app.command("cdnow")
+def history_cdnow(
+    out: Annotated[Path, typer.Option(help="Where to write the orders (the import's minimal CSV).")] = Path(
+        ".cache/cdnow_orders.csv"
+    ),
+    cache: Annotated[Path, typer.Option(help="Where the lifetimes package is unpacked.")] = Path(".cache/lifetimes"),
+) -> None:
+    """CDNOW's 69,659 purchases (1997-98), from the lifetimes package, as orders for `nudge backtest`."""
+    from nudge.local.datasets import DatasetUnavailable, cdnow_orders, fetch_cdnow
+
+    try:
+        source = fetch_cdnow(cache)
+    except DatasetUnavailable as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with source.open(encoding="utf-8") as lines, out.open("w", encoding="utf-8", newline="") as target:
+        target.writelines(cdnow_orders(lines))
+    with out.open(encoding="utf-8") as written:
+        rows = sum(1 for _ in written) - 1  # less the header
+    console.print(f"wrote {out}: {rows:,} orders from {source} (--format minimal)", highlight=False)
 
 
 events_app = typer.Typer(help="Look at the events nudge received.", no_args_is_help=True)

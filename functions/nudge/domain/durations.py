@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import lru_cache
 
 _PART = re.compile(r"(\d+)([smhdw])")
 _WHOLE = re.compile(r"(?:\d+[smhdw])+")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+@lru_cache(maxsize=1024)  # flows and guardrails name a handful of durations, read on every advance
 def parse_duration(text: str) -> timedelta:
     """Parse a compact positive duration; raise ValueError with the accepted forms on anything else."""
     compact = str(text).replace(" ", "").lower()

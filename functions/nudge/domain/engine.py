@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +41,7 @@ from nudge.domain.model import (
     Run,
     RunStatus,
     SentRecord,
+    evolve,
 )
 from nudge.domain.timezones import zone_for
 
@@ -106,7 +107,7 @@ class ProfileUpdate:
         properties.update(self.set)
         tags = [t for t in contact.tags if t not in self.remove_tags]
         tags += [t for t in self.add_tags if t not in tags]
-        return replace(
+        return evolve(
             contact,
             properties=properties,
             tags=tuple(tags),
@@ -177,7 +178,7 @@ def on_event(
             continue
         context = {"event": event_view, "trigger": run.trigger, "contact": contact_view, "now": now}
         if flow.goal and run.converted_at is None and _goal_met(flow, event, context):
-            converted = replace(
+            converted = evolve(
                 run,
                 converted_at=now,
                 conversion={"event_id": event.event_id, "type": event.type, "value": event.properties.get("total")},
@@ -210,7 +211,7 @@ def on_event(
             continue
         slot = slots.get(flow.id)
         if flow.id in freed and slot is not None:
-            slot = replace(slot, active_run_id=None)
+            slot = evolve(slot, active_run_id=None)
         if may_enter(flow, slot, now):
             decisions.append(StartRun(new_run(flow, event, now), slots.get(flow.id)))
     return decisions
@@ -324,9 +325,10 @@ def advance(
     journal = list(run.journal)
     variants = dict(run.variants)
     cursor = run.cursor
+    view = contact.template_view() if contact else {}  # built once; a profile update below rebuilds it
 
     def moved(next_cursor: str | None, due: datetime) -> Advance:
-        state = replace(
+        state = evolve(
             run,
             cursor=next_cursor,
             seq=run.seq + 1,
@@ -335,7 +337,7 @@ def advance(
             variants=variants,
             journal=tuple(journal[-JOURNAL_LIMIT:]),
         )
-        return replace(plan, run=state)
+        return evolve(plan, run=state)
 
     try:
         for _ in range(STEP_BUDGET):
@@ -343,7 +345,7 @@ def advance(
                 break
             step = flow.step(cursor)
             following = step.next or flow.following(cursor)
-            context = _context(run, contact, variants, now)
+            context = _context_of(run, view, variants, now)
             if isinstance(step, WaitStep):
                 due = anchor + _wait_duration(step, context)
                 if due > now:
@@ -380,15 +382,16 @@ def advance(
                 journal.append(_note(step.id, "split", now, variant=name))
                 if name == "holdout":
                     state = _ended(
-                        replace(run, variants=variants, journal=tuple(journal)), RunStatus.COMPLETED, "holdout", now
+                        evolve(run, variants=variants, journal=tuple(journal)), RunStatus.COMPLETED, "holdout", now
                     )
-                    return replace(plan, run=state)
+                    return evolve(plan, run=state)
                 cursor = target or flow.following(step.id)
             elif isinstance(step, UpdateProfileStep):
                 update = _profile_update(step, run.contact_id, context)
                 plan.profile_updates.append(update)
                 if contact is not None:
                     contact = update.apply(contact, now)
+                    view = contact.template_view()
                 cursor = following
             elif isinstance(step, WebhookStep):
                 plan.webhooks.append(_webhook(run, flow, step, context, now))
@@ -400,14 +403,14 @@ def advance(
     except _Stop as stop:
         journal.append(_note(cursor or "-", "error", now, reason=stop.reason))
         state = _ended(
-            replace(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:])),
+            evolve(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:])),
             RunStatus.EXITED,
             stop.reason[:300],
             now,
         )
-        return replace(plan, run=state)
-    state = replace(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:]))
-    return replace(plan, run=_ended(state, RunStatus.COMPLETED, None, now))
+        return evolve(plan, run=state)
+    state = evolve(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:]))
+    return evolve(plan, run=_ended(state, RunStatus.COMPLETED, None, now))
 
 
 def choose_variant(flow_id: str, step: SplitStep, contact_id: str) -> tuple[str, str | None]:
@@ -449,8 +452,12 @@ def template_context(run: Run, contact: Contact | None, variants: Mapping[str, s
 
 
 def _context(run: Run, contact: Contact | None, variants: Mapping[str, str], now: datetime) -> JsonDict:
+    return _context_of(run, contact.template_view() if contact else {}, variants, now)
+
+
+def _context_of(run: Run, view: JsonDict, variants: Mapping[str, str], now: datetime) -> JsonDict:
     return {
-        "contact": contact.template_view() if contact else {},
+        "contact": view,
         "event": dict(run.trigger),
         "trigger": dict(run.trigger),
         "run": {"id": run.run_id, "flow_id": run.flow_id, "started_at": run.started_at, "variants": dict(variants)},
@@ -660,4 +667,4 @@ def _note(step_id: str, action: str, now: datetime, **details: Any) -> JsonDict:
 
 def _ended(run: Run, status: RunStatus, reason: str | None, now: datetime) -> Run:
     # due_at stays: it names the wake-up that was pending, whose schedule the exit then deletes.
-    return replace(run, status=status, cursor=None, ended_at=now, updated_at=now, exit_reason=reason)
+    return evolve(run, status=status, cursor=None, ended_at=now, updated_at=now, exit_reason=reason)

@@ -86,7 +86,7 @@ class Guardrails(_Strict):
     def merged(self, overrides: GuardrailOverrides) -> Guardrails:
         """This policy with a flow's overrides applied, section by section."""
         changes = {name: value for name, value in overrides if value is not None}
-        return self.model_copy(update=changes)
+        return self.model_copy(update=changes) if changes else self  # frozen: the same policy serves as is
 
 
 class GuardrailOverrides(_Strict):

@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 
 JsonDict = dict[str, Any]
+
+_Record = TypeVar("_Record")
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def evolve(record: _Record, /, **changes: Any) -> _Record:
+    """`dataclasses.replace` for these records (no `__post_init__`, no init-only field), without calling
+    `__init__`: a run or a message is copied on every step it takes, and replace was a third of a backtest."""
+    cls = type(record)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
+    copy = object.__new__(cls)
+    for name in names:
+        object.__setattr__(copy, name, changes.pop(name) if name in changes else getattr(record, name))
+    if changes:
+        raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(changes))}")
+    return copy
 
 
 class Channel(StrEnum):

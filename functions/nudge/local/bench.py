@@ -276,11 +276,65 @@ def _recommendations(orders: int) -> Iterator[str]:
     yield f"  recommend {len(contacts) / (answered - asked):,.0f} contacts/s (per message, from the cached table)"
 
 
+def _backtest(customers: int) -> Iterator[str]:
+    """`nudge backtest` over CDNOW (fetched once into .cache/): every flow, time and memory at two sizes."""
+    from nudge.local import backtest as bt
+    from nudge.local.datasets import DatasetUnavailable, cdnow_orders, fetch_cdnow
+    from nudge.services.order_import import Format
+
+    try:
+        source = fetch_cdnow(PROJECT_ROOT / ".cache" / "lifetimes")
+    except DatasetUnavailable as exc:
+        yield f"backtest: skipped, {exc}"
+        return
+    rows = source.read_text(encoding="utf-8").splitlines()
+    settings = bt.backtest_settings(PROJECT_ROOT / "flows", PROJECT_ROOT / "templates", PROJECT_ROOT / "segments")
+
+    def history(count: int) -> bt.History:
+        keep = {f"{i:05d}" for i in range(1, count + 1)}
+        orders = list(cdnow_orders(rows, keep))
+        return bt.load_history(orders, Format.MINIMAL, None, START, assume_consent=True)
+
+    began = time.perf_counter()
+    found = history(customers)
+    loaded = time.perf_counter()
+    cpu = time.process_time()  # on a shared machine, the CPU time is the one-core figure
+    done = bt.replay(found, settings)
+    cpu = time.process_time() - cpu
+    replayed = time.perf_counter()
+    store = done.store
+    result = bt.summarize(
+        store.all_runs(), store.all_messages(), bt.orders_of(store), start=done.start, end=done.end, contacts=customers
+    )
+    summed = time.perf_counter()
+    span = replayed - loaded
+    yield (
+        f"backtest, in memory: CDNOW's first {customers:,} customers, {done.replayed:,} orders 1997-01 to 1998-06, "
+        f"every flow, consent assumed → {result.sent:,} messages, {done.worked:,} steps worked"
+    )
+    yield (
+        f"  {summed - began:6.1f} s in all: parse {loaded - began:.1f} s, replay {span:.1f} s "
+        f"({cpu:.1f} CPU s: {done.replayed / cpu:,.0f} orders and {done.worked / cpu:,.0f} steps per CPU s), "
+        f"summary {summed - replayed:.1f} s"
+    )
+    del done, store, result
+    sizes = []
+    for count in (max(customers // 8, 1), max(customers // 4, 1)):
+        small = history(count)
+        tracemalloc.start()
+        bt.replay(small, settings)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        sizes.append(f"{count:,} customers {peak / 1e6:,.0f} MB ({peak / count / 1024:,.1f} KiB each)")
+    yield f"  peak traced memory of the replay: {'; '.join(sizes)}"
+
+
 def run_benchmarks(
     *,
     contacts: int,
     moto_contacts: int,
     daily_contacts: int = 500,
+    history_customers: int = 23_570,
     progress: Callable[[str], AbstractContextManager[Any]],
 ) -> Iterator[str]:
     with progress(f"engine: {contacts} contacts in memory…"):
@@ -301,3 +355,7 @@ def run_benchmarks(
     with progress(f"daily job: {daily_contacts} contacts on moto…"):
         lines = list(_daily_job(daily_contacts))
     yield from lines
+    if history_customers:
+        with progress(f"backtest: CDNOW, {history_customers:,} customers in memory…"):
+            lines = list(_backtest(history_customers))
+        yield from lines

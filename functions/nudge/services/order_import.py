@@ -199,7 +199,8 @@ def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetim
         {
             "source": f"import:{fmt.value}",
             "order_id": order_id,
-            "order_number": name if fmt is Format.SHOPIFY else None,
+            # What the customer knows the order by: Shopify's `Name` (#1001); the minimal format has only its id.
+            "order_number": name if fmt is Format.SHOPIFY else order_id,
             "lines": lines,
             "currency": currency[:3] or None,
             "total": float(total),

@@ -1,0 +1,496 @@
+"""`nudge backtest`: a shop's own history replayed through the engine on a virtual clock, sending nothing.
+
+The orders (the import's CSV formats) and events (the API's JSON bodies, one a line) are merged oldest
+first and fed to the real `IngestService` over the in-memory twins, with the flows, segments and
+guardrails of the working tree; the worker's queue (runs' first steps, and due wake-ups) is worked off in
+time order in between, and so does the
+daily segment review (04:00 UTC). History before `start` is backfilled (contacts, aggregates, stages;
+no flow starts), as `nudge import orders` does; events after `end` are left out.
+
+Nothing leaves the process: the mailer, texter and webhook twins only record. No template is rendered
+either (subjects are): a backtest asks who would have got what and when, not what it said; `nudge
+preview` and `nudge validate` check the bodies. See docs/backtest.md and docs/adr/0010-backtest.md.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from nudge import names
+from nudge.adapters.memory import MemoryQueue, MemoryScheduler, MemoryStore
+from nudge.clocks import VirtualClock
+from nudge.domain import kpis
+from nudge.domain.aggregates import ORDER_PLACED
+from nudge.domain.model import Channel, Event, Message, MessageStatus, Run, RunStatus
+from nudge.services.inputs import EventIn
+from nudge.services.order_import import Format, Rejected, parse_orders
+from nudge.services.runs import NotCommittedYet
+from nudge.settings import Settings
+from nudge.templating import TemplateRenderer
+from nudge.wiring import Container, build_memory
+
+DAILY_REVIEW_AT = time(4, 0)  # when the stack's sweep function runs
+BUSY_WEEK = 4  # messages to one contact in one week from which the cadence table counts the week as busy
+
+
+class HistoryError(ValueError):
+    """A history file cannot be read at all (an events line that is not an event)."""
+
+
+@dataclass(slots=True)
+class History:
+    """What the files hold: events oldest first (orders and the rest), and the order rows that were refused."""
+
+    events: list[Event] = field(default_factory=list)
+    orders: int = 0
+    other_events: int = 0
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def load_history(
+    orders: Iterable[str] | None,
+    fmt: Format,
+    events: Iterable[str] | None,
+    now: datetime,
+    *,
+    assume_consent: bool = False,
+) -> History:
+    """Parse the order export and the JSON-lines events; `assume_consent` gives order-only customers email consent.
+
+    An events line is an API body (`POST /v1/events`) that must say when it happened (`occurred_at`).
+    """
+    history = History()
+    found: list[Event] = []
+    if orders is not None:
+        parsed = parse_orders(orders, fmt, now)
+        history.orders, history.rejected = parsed.orders, parsed.rejected
+        for event in parsed.events:
+            if assume_consent and event.contact.email and event.contact.email_marketing is None:
+                event = replace(event, contact=replace(event.contact, email_marketing=True))
+            found.append(event)
+    for number, line in enumerate(events or (), start=1):
+        if not line.strip():
+            continue
+        try:
+            body = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise HistoryError(f"events line {number}: not JSON: {exc}") from None
+        if not isinstance(body, dict) or body.get("occurred_at") is None:
+            raise HistoryError(f"events line {number}: a history event needs `occurred_at`")
+        try:
+            found.append(EventIn.model_validate(body).to_event(now))
+        except (ValidationError, ValueError) as exc:
+            raise HistoryError(f"events line {number}: {exc}") from None
+        history.other_events += 1
+    # Stable: the order export's own order (an order before its refund) survives equal times.
+    history.events = sorted(found, key=lambda e: e.occurred_at)
+    return history
+
+
+class _SubjectsOnly(TemplateRenderer):
+    """Renders subjects and preheaders (compiled once each), never a template file: no body is composed."""
+
+    def render_file(self, name: str, context: dict[str, Any]) -> str:
+        return ""
+
+
+@dataclass(slots=True)
+class Replayed:
+    """The in-memory deployment after the replay, and what it took."""
+
+    container: Container
+    start: datetime
+    end: datetime
+    replayed: int = 0  # events fed to the flows
+    backfilled: int = 0  # events before start: history only
+    worked: int = 0  # pieces of work the worker did: a started run's first step, or a wake-up
+    reviews: int = 0  # daily segment reviews run
+
+    @property
+    def store(self) -> MemoryStore:
+        return self.container.store  # type: ignore[return-value]
+
+
+def replay(
+    history: History, settings: Settings, *, start: datetime | None = None, end: datetime | None = None
+) -> Replayed:
+    """Feed the history to the flows on a virtual clock from `start` to `end` (default: the history's span)."""
+    events = history.events
+    if not events and (start is None or end is None):
+        raise HistoryError("the history holds no event: give --from and --to, or some orders")
+    first = start or _day(events[0].occurred_at)
+    last = end or _day(events[-1].occurred_at) + timedelta(days=1)
+    clock = VirtualClock(min(first, events[0].occurred_at) if events else first)
+    # No send budget: the throttle would only move the virtual clock.
+    container = build_memory(
+        settings.model_copy(update={"ses_max_send_rate": 10_000}), clock, renderer=_SubjectsOnly(settings.templates_dir)
+    )
+    scheduler: MemoryScheduler = container.scheduler  # type: ignore[assignment]
+    queue: MemoryQueue = container.queue  # type: ignore[assignment]
+    done = Replayed(container=container, start=first, end=last)
+    next_review = datetime.combine(first.date(), DAILY_REVIEW_AT, tzinfo=UTC)
+    if next_review < first:
+        next_review += timedelta(days=1)
+
+    def run_until(moment: datetime) -> None:
+        """As the stack would, up to `moment`: due schedules go to the queue, the worker takes the queue's
+        work, and the daily review runs at its hour; in time order, the clock following."""
+        nonlocal next_review
+        while True:
+            due = min((m for m in (scheduler.next_due(), queue.next_due()) if m is not None), default=None)
+            if due is not None and due <= moment and due < next_review:
+                clock.set(max(due, clock.now()))
+                for pending in scheduler.pop_due(clock.now()):
+                    queue.enqueue(pending.wake_up)
+                for work in queue.pop_due(clock.now()):
+                    try:
+                        container.runs.wake(work)
+                    except NotCommittedYet:
+                        queue.enqueue(work, timedelta(seconds=names.WORK_VISIBILITY_TIMEOUT))
+                    done.worked += 1
+            elif next_review <= moment:
+                clock.set(max(next_review, clock.now()))
+                container.ingest.sweep()
+                done.reviews += 1
+                next_review += timedelta(days=1)
+            else:
+                break
+        clock.set(max(moment, clock.now()))
+
+    with _fewer_collections():
+        for event in events:
+            if event.occurred_at >= last:
+                break
+            if event.occurred_at < first:
+                clock.set(max(event.occurred_at, clock.now()))
+                container.ingest.backfill(event)
+                done.backfilled += 1
+                continue
+            run_until(event.occurred_at)
+            container.ingest.ingest(event)
+            done.replayed += 1
+        run_until(last)
+    return done
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The replay keeps every record it makes: the collector's default pace rescans that growing heap over
+    and over (a sixth of a 4,000-customer replay). Collect ten times less often meanwhile."""
+    before = gc.get_threshold()
+    gc.set_threshold(before[0] * 10, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def _day(moment: datetime) -> datetime:
+    return datetime.combine(moment.astimezone(UTC).date(), time(0), tzinfo=UTC)
+
+
+# The summary: pure, over the replay's runs, messages and orders ------------------------------------------
+
+
+@dataclass(slots=True)
+class StepRow:
+    flow_id: str
+    step_id: str
+    channel: str
+    sent: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> count
+    failed: int = 0
+    orders: int = 0  # orders whose last touch within the window was this step's message
+    revenue: Decimal = Decimal("0.00")
+
+
+@dataclass(slots=True)
+class FlowRow:
+    flow_id: str
+    entered: int = 0  # runs started
+    contacts: int = 0  # distinct contacts who entered
+    sent: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    completed: int = 0
+    exited: Counter[str] = field(default_factory=Counter)  # exit reason -> runs (goal exits not included)
+    goal_reached: int = 0
+    active_at_end: int = 0
+    recipients: int = 0
+    orders: int = 0
+    revenue: Decimal = Decimal("0.00")
+
+
+@dataclass(frozen=True, slots=True)
+class Cadence:
+    """Messages (email and SMS sent) per contact per week: the over-automation check."""
+
+    contact_weeks: int  # (contact, week) pairs with at least one message
+    histogram: dict[str, int]  # "1", "2", "3", "4+" -> contact-weeks
+    busiest: tuple[str, date, int] | None  # contact, week (its Monday), messages
+    mean: float
+
+    @property
+    def busy(self) -> int:
+        return self.histogram.get(f"{BUSY_WEEK}+", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Overlap:
+    first: str
+    second: str
+    contacts: int  # contacts with a run of each flow active at the same time
+
+
+@dataclass(frozen=True, slots=True)
+class Backtest:
+    start: datetime
+    end: datetime
+    window: timedelta
+    flows: list[FlowRow]
+    steps: list[StepRow]
+    weekly: dict[date, dict[str, int]]  # week's Monday -> flow -> messages sent
+    cadence: Cadence
+    overlaps: list[Overlap]
+    orders: int  # orders placed between start and end
+    revenue: Decimal
+    attributed_orders: int
+    attributed_revenue: Decimal
+    contacts: int  # contacts the replay knows
+    messages: list[Message]  # every message record, oldest first (the listing and the tests read them)
+
+    @property
+    def sent(self) -> int:
+        return sum(f.sent for f in self.flows)
+
+
+def summarize(
+    runs: Iterable[Run],
+    messages: Iterable[Message],
+    orders: Iterable[kpis.Order],
+    *,
+    start: datetime,
+    end: datetime,
+    window: timedelta = kpis.DEFAULT_WINDOW,
+    contacts: int = 0,
+) -> Backtest:
+    """Per flow and step: entered, sent, skipped by reason, exited, goal reached; cadence, overlaps, attribution."""
+    runs = sorted(runs, key=lambda r: (r.started_at, r.run_id))
+    messages = sorted(messages, key=lambda m: (m.created_at, m.message_id))
+    orders = [o for o in orders if start <= o.placed_at < end]
+    flows: dict[str, FlowRow] = {}
+    steps: dict[tuple[str, str], StepRow] = {}
+    entrants: dict[str, set[str]] = defaultdict(set)
+    recipients: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        row = flows.setdefault(run.flow_id, FlowRow(run.flow_id))
+        row.entered += 1
+        entrants[run.flow_id].add(run.contact_id)
+        row.goal_reached += run.converted_at is not None
+        if run.status is RunStatus.COMPLETED:
+            row.completed += 1
+        elif run.status is RunStatus.EXITED and not (run.exit_reason or "").startswith("goal:"):
+            row.exited[run.exit_reason or "-"] += 1
+        elif run.is_active:
+            row.active_at_end += 1
+    weekly: dict[date, Counter[str]] = defaultdict(Counter)
+    per_contact_week: Counter[tuple[str, date]] = Counter()
+    for message in messages:
+        row = flows.setdefault(message.flow_id, FlowRow(message.flow_id))
+        step = steps.setdefault(
+            (message.flow_id, message.step_id), StepRow(message.flow_id, message.step_id, message.channel.value)
+        )
+        if message.status is MessageStatus.SENT:
+            row.sent += 1
+            step.sent += 1
+            if message.channel is not Channel.WEBHOOK and message.sent_at is not None:
+                recipients[message.flow_id].add(message.contact_id)
+                week = _monday(message.sent_at)
+                weekly[week][message.flow_id] += 1
+                per_contact_week[(message.contact_id, week)] += 1
+        elif message.status is MessageStatus.SKIPPED:
+            row.skipped[message.reason or "-"] += 1
+            step.skipped[message.reason or "-"] += 1
+        elif message.status is MessageStatus.FAILED:
+            row.failed += 1
+            step.failed += 1
+    touches = [kpis.MessageFacts.of(m) for m in messages if m.channel is not Channel.WEBHOOK]
+    credited = kpis.attribute(touches, orders, window)
+    by_id = {o.order_id: o for o in orders}
+    for order_id, touch in credited.items():
+        total = by_id[order_id].total
+        for target in (flows[touch.flow_id], steps[(touch.flow_id, touch.step_id)]):
+            target.orders += 1
+            target.revenue += total
+    for flow_id, row in flows.items():
+        row.contacts = len(entrants[flow_id])
+        row.recipients = len(recipients[flow_id])
+    return Backtest(
+        start=start,
+        end=end,
+        window=window,
+        flows=sorted(flows.values(), key=lambda r: r.flow_id),
+        steps=sorted(steps.values(), key=lambda r: (r.flow_id, _step_order(messages, r))),
+        weekly={week: dict(sorted(counts.items())) for week, counts in sorted(weekly.items())},
+        cadence=_cadence(per_contact_week),
+        overlaps=_overlaps(runs, end),
+        orders=len(orders),
+        revenue=sum((o.total for o in orders), Decimal("0.00")),
+        attributed_orders=len(credited),
+        attributed_revenue=sum((by_id[o].total for o in credited), Decimal("0.00")),
+        contacts=contacts,
+        messages=messages,
+    )
+
+
+def _step_order(messages: Sequence[Message], row: StepRow) -> int:
+    """Steps in the order the replay first reached them (their order in the flow, for a straight flow)."""
+    return next(i for i, m in enumerate(messages) if m.flow_id == row.flow_id and m.step_id == row.step_id)
+
+
+def _monday(moment: datetime) -> date:
+    day = moment.astimezone(UTC).date()
+    return day - timedelta(days=day.weekday())
+
+
+def _cadence(per_contact_week: Counter[tuple[str, date]]) -> Cadence:
+    histogram: Counter[str] = Counter()
+    for count in per_contact_week.values():
+        histogram[str(count) if count < BUSY_WEEK else f"{BUSY_WEEK}+"] += 1
+    busiest = max(per_contact_week.items(), key=lambda kv: (kv[1], kv[0][1], kv[0][0]), default=None)
+    total = sum(per_contact_week.values())
+    return Cadence(
+        contact_weeks=len(per_contact_week),
+        histogram={k: histogram[k] for k in [*map(str, range(1, BUSY_WEEK)), f"{BUSY_WEEK}+"]},
+        busiest=(busiest[0][0], busiest[0][1], busiest[1]) if busiest else None,
+        mean=total / len(per_contact_week) if per_contact_week else 0.0,
+    )
+
+
+def _overlaps(runs: Iterable[Run], end: datetime) -> list[Overlap]:
+    """Pairs of flows and how many contacts were in both at once (a run's span: started to ended, or end)."""
+    spans: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
+    for run in runs:
+        spans[run.contact_id].append((run.started_at, run.ended_at or end, run.flow_id))
+    pairs: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for contact_id, found in spans.items():
+        found.sort()
+        for i, (_, ended, flow) in enumerate(found):
+            for other_began, _, other in found[i + 1 :]:
+                if other_began >= ended:
+                    break  # sorted by start: no later run began before this one ended
+                if other != flow:
+                    pairs[(min(flow, other), max(flow, other))].add(contact_id)
+    return sorted(
+        (Overlap(a, b, len(people)) for (a, b), people in pairs.items()), key=lambda o: (-o.contacts, o.first, o.second)
+    )
+
+
+def backtest(
+    history: History,
+    settings: Settings,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    window: timedelta = kpis.DEFAULT_WINDOW,
+) -> tuple[Replayed, Backtest]:
+    """Replay the history, then summarize what the flows did."""
+    done = replay(history, settings, start=start, end=end)
+    store = done.store
+    summary = summarize(
+        store.all_runs(),
+        store.all_messages(),
+        orders_of(store),
+        start=done.start,
+        end=done.end,
+        window=window,
+        contacts=len(store.contacts),
+    )
+    return done, summary
+
+
+def orders_of(store: MemoryStore) -> Iterator[kpis.Order]:
+    """Every order_placed event the replay recorded (backfilled ones too), as the attribution reads them."""
+    for record in store.events.values():
+        event: Event = record["event"]
+        if event.type == ORDER_PLACED:
+            yield kpis.order_of(event.contact_id, event.event_id, event.properties, event.occurred_at)
+
+
+# Which flows run: the working tree's, a chosen few, or another version of one ------------------------
+
+
+@contextmanager
+def flows_for(flows_dir: Path, chosen: Sequence[str] = (), replacing: Path | None = None) -> Iterator[Path]:
+    """A flows directory holding the chosen flows (ids or files; default all) and the guardrails.
+
+    `replacing` is a flow file that stands in for the flow of the same id (how --compare runs a version).
+    Yields `flows_dir` itself when nothing changes.
+    """
+    if not chosen and replacing is None:
+        yield flows_dir
+        return
+    from nudge.flow_files import load_flow
+
+    files = {load_flow(p).id: p for p in sorted(flows_dir.glob("*.yaml")) if not p.name.startswith("_")}
+    keep: dict[str, Path] = {}
+    for name in chosen:
+        path = Path(name)
+        if path.suffix in {".yaml", ".yml"}:
+            keep[load_flow(path).id] = path
+        elif name in files:
+            keep[name] = files[name]
+        else:
+            raise HistoryError(f"no flow {name!r} in {flows_dir}")
+    keep = keep or dict(files)
+    if replacing is not None:
+        keep[load_flow(replacing).id] = replacing
+    with tempfile.TemporaryDirectory(prefix="nudge-backtest-") as staged:
+        target = Path(staged)
+        for path in flows_dir.glob("_*.yaml"):
+            shutil.copy(path, target / path.name)
+        for flow_id, path in keep.items():
+            shutil.copy(path, target / f"{flow_id}.yaml")
+        yield target
+
+
+@dataclass(frozen=True, slots=True)
+class Side:
+    """One version of the compared flow: its file, and the backtest with it in place."""
+
+    path: Path
+    result: Backtest
+
+    def flow(self, flow_id: str) -> FlowRow:
+        return next((f for f in self.result.flows if f.flow_id == flow_id), FlowRow(flow_id))
+
+    def steps(self, flow_id: str) -> list[StepRow]:
+        return [s for s in self.result.steps if s.flow_id == flow_id]
+
+
+def backtest_settings(flows_dir: Path, templates_dir: Path, segments_dir: Path) -> Settings:
+    """Settings for an in-memory replay: no AWS resource is named because none is called."""
+    return Settings(
+        work_queue_url="https://sqs.us-east-1.amazonaws.com/000000000000/backtest",
+        work_queue_arn="arn:aws:sqs:us-east-1:000000000000:backtest",
+        scheduler_role_arn="arn:aws:iam::000000000000:role/backtest",
+        from_address="backtest@shop.invalid",
+        flows_dir=flows_dir,
+        templates_dir=templates_dir,
+        segments_dir=segments_dir,
+        unsubscribe_key="backtest-unsubscribe-key",  # marketing email needs a link, even one never mailed
+        unsubscribe_base_url="https://shop.invalid/v1/unsubscribe",
+    )
