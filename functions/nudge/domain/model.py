@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from nudge.domain.addresses import email_or_none
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 
@@ -50,7 +51,7 @@ def contact_id_for(*, external_id: str | None, email: str | None, phone: str | N
     if external_id:
         return external_id
     if email:
-        return "em_" + _digest(email.strip().lower(), length=24)
+        return "em_" + _digest(email_or_none(email) or email.strip().lower(), length=24)
     if phone:
         return "ph_" + _digest(phone, length=24)
     raise ValueError("a contact needs an id, an email or a phone number")

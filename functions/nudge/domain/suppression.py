@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from nudge.domain.addresses import email_or_none
 from nudge.domain.model import Category, Channel
 
 
@@ -38,8 +39,13 @@ EVERYTHING = "everything"
 
 
 def normalized_address(channel: Channel, address: str) -> str:
-    """Email addresses compare case-insensitively; phone numbers are already E.164."""
-    return address.strip().lower() if channel is Channel.EMAIL else address.strip()
+    """Email addresses as nudge.domain.addresses normalizes them; phone numbers are already E.164.
+
+    An address that does not normalize (only ever a stored legacy value) is hashed lower-cased and stripped.
+    """
+    if channel is Channel.EMAIL:
+        return email_or_none(address) or address.strip().lower()
+    return address.strip()
 
 
 def address_key(channel: Channel, address: str) -> str:

@@ -53,6 +53,19 @@ def raw_body(app: APIGatewayRestResolver, limit: int) -> bytes:
     return body
 
 
+def signed_path(app: APIGatewayRestResolver) -> str:
+    """The path a v2 signature covers: the route's resource path with its parameters filled in.
+
+    Not `event.path`: behind a custom domain's base-path mapping that carries the mapping's prefix too,
+    which a storefront signing `/v1/events` never sees.
+    """
+    event = app.current_event
+    path = event.request_context.resource_path or event.path
+    for name, value in (event.path_parameters or {}).items():
+        path = path.replace("{" + name + "}", value).replace("{" + name + "+}", value)
+    return path
+
+
 def require_json_media_type(app: APIGatewayRestResolver) -> None:
     content_type = app.current_event.headers.get("content-type")
     if not content_type or content_type.split(";")[0].strip().lower() != "application/json":

@@ -36,9 +36,17 @@ def _verify(container: wiring.Container, body: bytes) -> None:
     if not key:
         logger.error("no signing key configured; refusing every request")
         raise problems.internal(None)
-    header = app.current_event.headers.get(names.SIGNATURE_HEADER)
+    request = app.current_event
     try:
-        signing.verify(key, header, body, container.clock.now())
+        signing.verify_request(
+            key,
+            request.headers.get(names.SIGNATURE_HEADER),
+            method=request.http_method,
+            path=http.signed_path(app),
+            query=request.query_string_parameters,
+            body=body,
+            now=container.clock.now(),
+        )
     except signing.SignatureError as exc:
         raise problems.unauthorized(str(exc)) from None
 

@@ -103,9 +103,11 @@ def proxy_event(
 def signed_request(
     key: str, method: str, path: str, payload: Any, at: datetime, *, raw: bytes | None = None
 ) -> dict[str, Any]:
-    """An API Gateway event carrying a valid nudge signature for `payload` (or for `raw` bytes)."""
+    """An API Gateway event carrying a valid nudge signature (v2) for `payload` (or for `raw` bytes)."""
     body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
-    headers = {names.SIGNATURE_HEADER: signing.sign(key, body, at)}
+    route, _, raw_query = path.partition("?")
+    query = dict(parse_qsl(raw_query, keep_blank_values=True))
+    headers = {names.SIGNATURE_HEADER: signing.sign_request(key, method, route, query, body, at)}
     return api_gateway_event(method, path, body, headers)
 
 

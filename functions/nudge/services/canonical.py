@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from nudge.domain import addresses
 from nudge.domain.model import ContactPatch, Event, JsonDict
 from nudge.ports import PrivacyKind
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -64,9 +64,8 @@ Canonical = Track | TrackByRef | Privacy | Ignored
 
 
 def email_or_none(value: Any) -> str | None:
-    if isinstance(value, str) and _EMAIL.match(value.strip()):
-        return value.strip().lower()
-    return None
+    """The address normalized to its addr-spec (nudge.domain.addresses), or None if it is not one."""
+    return addresses.email_or_none(value)
 
 
 def phone_or_none(value: Any) -> str | None:

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event
 from nudge.domain.sms import to_e164
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 # An event may claim to have happened a little in the future (clock skew), never more.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
@@ -45,9 +45,7 @@ class ContactIn(_Input):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError("not an email address")
-        return value.lower() if value else value
+        return normalize_email(value) if value is not None else None
 
     @field_validator("phone")
     @classmethod

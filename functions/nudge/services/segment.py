@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, JsonDict
 from nudge.ports import Clock, ContactRefs
-from nudge.services.canonical import compact, email_or_none, line, phone_or_none
+from nudge.services.canonical import compact, line, phone_or_none
 from nudge.services.ingest import IngestService
 from nudge.services.inputs import MAX_FUTURE_SKEW
 
@@ -53,9 +54,7 @@ class Traits(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and email_or_none(value) is None:
-            raise ValueError("not an email address")
-        return email_or_none(value)
+        return normalize_email(value) if value is not None else None
 
     @field_validator("phone")
     @classmethod

@@ -8,9 +8,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event
 from nudge.ports import ApiKey, Clock
-from nudge.services.canonical import email_or_none, phone_or_none
+from nudge.services.canonical import phone_or_none
 from nudge.services.ingest import IngestService
 
 CONFIRMATION_VALID_FOR = timedelta(days=7)
@@ -32,10 +33,7 @@ class SubscribeIn(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        clean = email_or_none(value)
-        if clean is None:
-            raise ValueError("not an email address")
-        return clean
+        return normalize_email(value)
 
     @field_validator("phone")
     @classmethod
