@@ -5,12 +5,18 @@ Each test failed on the main branch before the fix it names.
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from nudge import names, signing
-from nudge.domain.model import Channel
+from nudge.domain.model import Channel, Contact, MessageStatus, contact_id_for
 from nudge.domain.suppression import Suppression, address_key
 from nudge.handlers import ingest
 from nudge.local.lambda_events import FakeLambdaContext, api_gateway_event
-from nudge.local.moto_stack import MotoStack
+from nudge.local.moto_stack import ApiResult, MotoStack
+from nudge.ports import KeyKind
+from tests.component.test_ingest_handler import NOTHING, stored_items
 from tests.factories import contact, subscribed
 
 
@@ -51,3 +57,104 @@ def test_a_display_name_cannot_dodge_an_unsubscribe(moto_stack: MotoStack) -> No
     assert [(r.status, r.body["errors"][0]["pointer"]) for r in results] == [(422, "/contact/email")] * 3
     assert same.status == 202
     assert moto_stack.sent_emails() == []
+
+
+# 5xx from input ---------------------------------------------------------------------------------------
+
+
+def _problem(result: ApiResult) -> tuple[int, str]:
+    return result.status, result.body.get("errors", [{"pointer": None}])[0]["pointer"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            b'{"id":"e","type":"t","contact":{"email":"a@b.co"},"properties":{"x":' + b"[" * 1200 + b"]" * 1200 + b"}}",
+            (422, "/"),
+        ),
+        (b'{"id":"e","type":"t","contact":{"email":"a@b.co"},"properties":{"x":NaN}}', (422, "/properties/x")),
+        (b'{"id":"e","type":"t","contact":{"email":"a@b.co"},"properties":{"x":-Infinity}}', (422, "/properties/x")),
+        (b'{"id":"e","type":"t","contact":{"email":"a@b.co"},"properties":{"x":1e999}}', (422, "/properties/x")),
+        (
+            b'{"id":"e","type":"t","contact":{"email":"a@b.co"},"properties":{"x":' + b"9" * 5000 + b"}}",
+            (422, "/properties/x"),
+        ),
+    ],
+    ids=["nested-1200-deep", "nan", "infinity", "overflowing-float", "5000-digit-integer"],
+)
+def test_hostile_json_is_a_problem_naming_the_member(moto_stack: MotoStack, raw: bytes, expected: tuple) -> None:
+    result = moto_stack.call_api("POST", "/v1/events", raw=raw)
+
+    assert _problem(result) == expected
+    assert result.headers["Content-Type"] == "application/problem+json"
+    assert stored_items(moto_stack) == NOTHING
+
+
+def test_a_400_digit_signature_timestamp_is_a_401(moto_stack: MotoStack) -> None:
+    header = "t=" + "9" * 400 + ",v2=" + "0" * 64
+    result = moto_stack.call_api("POST", "/v1/events", subscribed("evt_1"), headers={names.SIGNATURE_HEADER: header})
+
+    assert result.status == 401 and result.body["type"] == "urn:nudge:problem:unauthorized"
+
+
+@pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00+23:59", "1969-12-31T23:59:59Z"])
+def test_occurred_at_at_the_edges_of_the_date_range_is_a_422(moto_stack: MotoStack, stamp: str) -> None:
+    result = moto_stack.call_api("POST", "/v1/events", subscribed("evt_1") | {"occurred_at": stamp})
+
+    assert _problem(result) == (422, "/occurred_at")
+    assert stored_items(moto_stack) == NOTHING
+
+
+def test_one_bad_timestamp_in_a_batch_fails_only_its_item(moto_stack: MotoStack) -> None:
+    key, _ = moto_stack.container.keys.create(KeyKind.SECRET, "tests")
+    good = {"type": "identify", "userId": "u_1", "traits": {"email": "u1@example.com"}}
+    bad = good | {"userId": "u_2", "timestamp": "0001-01-01T00:00:00+23:59"}
+    body = json.dumps({"batch": [good, bad]}).encode()
+
+    response = moto_stack.send(
+        "POST", "/v1/batch", body, {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    )
+
+    assert response.status == 200
+    assert [
+        (r["status"], r.get("problem", {}).get("errors", [{}])[0].get("pointer")) for r in response.json()["results"]
+    ] == [
+        (202, None),
+        (422, "/timestamp"),
+    ]
+
+
+def test_a_line_break_in_a_name_is_refused_and_a_stored_one_cannot_strand_a_run(moto_stack: MotoStack) -> None:
+    # Given a first name with CR/LF sent through the API: refused, by name
+    crlf = "Bo\r\nBcc: everyone@example.com"
+    refused = moto_stack.call_api("POST", "/v1/events", subscribed("evt_1", contact("bo", first_name=crlf)))
+    assert _problem(refused) == (422, "/contact/first_name")
+    # And one that came in through a storefront before the fix (stored as is): the welcome still goes out
+    moto_stack.container.store.save_contact(
+        Contact(
+            contact_id=contact_id_for(external_id=None, email="bo@example.com", phone=None),
+            email="bo@example.com",
+            first_name=crlf,
+            email_marketing=True,
+        ),
+        0,
+    )
+    result = moto_stack.call_api("POST", "/v1/events", subscribed("evt_2", contact("bo")))
+
+    assert result.status == 202
+    [sent] = moto_stack.sent_emails()
+    assert "\nBcc:" not in sent.raw_data
+    assert [m.status for m in moto_stack.container.store.messages_for(result.body["contact_id"])] == [
+        MessageStatus.SENT
+    ]
+
+
+def test_nan_cannot_reach_a_contact_so_the_export_stays_json(moto_stack: MotoStack) -> None:
+    key, _ = moto_stack.container.keys.create(KeyKind.SECRET, "tests")
+    body = b'{"userId":"u_1","traits":{"email":"u1@example.com","score":NaN}}'
+    response = moto_stack.send(
+        "POST", "/v1/identify", body, {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    )
+    assert (response.status, response.json()["errors"][0]["pointer"]) == (422, "/traits/score")
+    assert moto_stack.container.store.get_contact("u_1") is None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -13,6 +15,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import BaseModel, ValidationError
 
+from nudge.domain import bounds
 from nudge.handlers import problems
 from nudge.handlers.problems import Problem
 
@@ -73,9 +76,12 @@ def require_json_media_type(app: APIGatewayRestResolver) -> None:
 
 
 def parse_json(body: bytes) -> Any:
+    """The body as JSON within nudge's bounds (nudge.domain.bounds); a breach is a problem naming the member."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return bounds.parse_json(body)
+    except bounds.OutOfBounds as exc:
+        raise problems.invalid_field(exc.pointer, exc.detail) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise problems.bad_json(str(exc)) from None
 
 
@@ -87,6 +93,15 @@ def parse_model(model: type[M], data: Any) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise problems.from_validation_error(exc) from None
+
+
+@contextmanager
+def members_under(prefix: str) -> Iterator[None]:
+    """Name a bound breached deep in a service (`/properties`) by where it sits in this route's body."""
+    try:
+        yield
+    except bounds.OutOfBounds as exc:
+        raise problems.invalid_field(prefix + exc.pointer, exc.detail) from None
 
 
 def install_problem_responses(app: APIGatewayRestResolver, logger: Logger) -> None:
@@ -101,6 +116,10 @@ def install_problem_responses(app: APIGatewayRestResolver, logger: Logger) -> No
             body=exc.json(app.current_event.path),
             headers=exc.headers,
         )
+
+    @app.exception_handler(bounds.OutOfBounds)
+    def _out_of_bounds(exc: bounds.OutOfBounds) -> Response:
+        return _problem(problems.invalid_field(exc.pointer or "/", exc.detail))
 
     @app.not_found
     def _not_found(_exc: Exception) -> Response:

@@ -59,7 +59,8 @@ def post_event() -> Response:
         event = event_in.to_event(container.clock.now())
     except ValueError as exc:
         raise problems.invalid_field("/occurred_at", str(exc)) from None
-    outcome = container.ingest.ingest(event)
+    with http.members_under("/contact"):
+        outcome = container.ingest.ingest(event)
     logger.info("event ingested", extra=outcome.as_dict())
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())
 
@@ -73,7 +74,8 @@ def post_enrollment(flow_id: str) -> Response:
     except ValueError as exc:
         raise problems.invalid_field("/occurred_at", str(exc)) from None
     try:
-        outcome = container.ingest.enroll(flow_id, event)
+        with http.members_under("/contact"):
+            outcome = container.ingest.enroll(flow_id, event)
     except UnknownFlow:
         raise Problem(404, "unknown-flow", "No such flow", f"no deployed flow has the id {flow_id!r}") from None
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())

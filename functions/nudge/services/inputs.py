@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nudge.domain import bounds
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event
 from nudge.domain.sms import to_e164
@@ -19,6 +20,34 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 # A contact id the API takes (and every id nudge derives, em_…, ph_…, fits it): also what a path may name.
 CONTACT_ID_PATTERN = r"^[A-Za-z0-9_.:@+-]+$"
 CONTACT_ID_MAX = 128
+
+
+def bounded_instant(value: datetime | None) -> datetime | None:
+    """A timestamp member, in UTC, within nudge.domain.bounds' range (a ValueError names the range)."""
+    if value is None:
+        return None
+    try:
+        return bounds.check_instant(value, "")
+    except bounds.OutOfBounds as exc:
+        raise ValueError(exc.detail) from None
+
+
+def header_text(value: str | None) -> str | None:
+    """A name member: it may end up in an email header, so no control characters."""
+    try:
+        return bounds.check_header_text(value, "")
+    except bounds.OutOfBounds as exc:
+        raise ValueError(exc.detail) from None
+
+
+def bounded_properties(value: dict[str, Any]) -> dict[str, Any]:
+    """A properties member: JSON-safe numbers and nesting, within a contact's property budget."""
+    try:
+        bounds.check_json_value(value, "")
+        bounds.check_contact_properties(value, "")
+    except bounds.OutOfBounds as exc:
+        raise ValueError(exc.detail) from None
+    return value
 
 
 def is_contact_id(value: str) -> bool:
@@ -46,6 +75,9 @@ class ContactIn(_Input):
     @classmethod
     def _email(cls, value: str | None) -> str | None:
         return normalize_email(value) if value is not None else None
+
+    _names = field_validator("first_name", "last_name")(header_text)
+    _properties = field_validator("properties")(bounded_properties)
 
     @field_validator("phone")
     @classmethod
@@ -97,6 +129,9 @@ class EventIn(_Input):
     properties: dict[str, Any] = Field(default_factory=dict)
     occurred_at: AwareDatetime | None = None
 
+    _occurred = field_validator("occurred_at")(bounded_instant)
+    _properties = field_validator("properties")(bounded_properties)
+
     @field_validator("type")
     @classmethod
     def _type(cls, value: str) -> str:
@@ -124,6 +159,9 @@ class EnrollmentIn(_Input):
     contact: ContactIn
     properties: dict[str, Any] = Field(default_factory=dict, description="What the flow's templates see as event.")
     occurred_at: AwareDatetime | None = None
+
+    _occurred = field_validator("occurred_at")(bounded_instant)
+    _properties = field_validator("properties")(bounded_properties)
 
     def to_event(self, flow_id: str, now: datetime) -> Event:
         as_event = EventIn(

@@ -19,7 +19,7 @@ from nudge.domain.model import ContactPatch, Event, JsonDict
 from nudge.ports import Clock, ContactRefs
 from nudge.services.canonical import compact, line, phone_or_none
 from nudge.services.ingest import IngestService
-from nudge.services.inputs import MAX_FUTURE_SKEW
+from nudge.services.inputs import MAX_FUTURE_SKEW, bounded_instant, bounded_properties, header_text
 
 MAX_CALL_BYTES = 32 * 1024  # Segment's own limits: 32 KB a call, 500 KB a batch
 MAX_BATCH_BYTES = 500 * 1024
@@ -63,6 +63,13 @@ class Traits(BaseModel):
             raise ValueError("not an E.164 phone number (e.g. +14155550123)")
         return phone_or_none(value)
 
+    _names = field_validator("first_name", "last_name")(header_text)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Traits:
+        bounded_properties(self.extra_properties())
+        return self
+
     def extra_properties(self) -> JsonDict:
         return {k: v for k, v in (self.model_extra or {}).items() if k not in _CONTACT_TRAITS | _CONSENT_TRAITS}
 
@@ -91,6 +98,8 @@ class SegmentCall(BaseModel):
     timestamp: AwareDatetime | None = None
     context: Context = Field(default_factory=Context)
 
+    _timestamp = field_validator("timestamp")(bounded_instant)
+
 
 class _PersonCall(SegmentCall):
     userId: str | None = Field(default=None, min_length=1, max_length=128, pattern=_USER_ID)  # noqa: N815
@@ -109,6 +118,8 @@ class TrackCall(_PersonCall):
     type: Literal["track"] | None = None
     event: str = Field(min_length=1, max_length=200, description='e.g. "Order Completed" or "checkout_started"')
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    _properties = field_validator("properties")(bounded_properties)
 
 
 class IdentifyCall(_PersonCall):
