@@ -158,3 +158,26 @@ def test_nan_cannot_reach_a_contact_so_the_export_stays_json(moto_stack: MotoSta
     )
     assert (response.status, response.json()["errors"][0]["pointer"]) == (422, "/traits/score")
     assert moto_stack.container.store.get_contact("u_1") is None
+
+
+# Limits -----------------------------------------------------------------------------------------------
+
+
+def test_contact_properties_stop_at_their_budget_and_later_events_still_work(moto_stack: MotoStack) -> None:
+    # Given a contact whose properties have been filled to the budget, 8 KB at a time
+    chunk = "x" * 8000
+    for i in range(8):
+        result = moto_stack.call_api(
+            "POST", "/v1/contacts", {"id": "c_big", "email": "big@example.com", "properties": {f"p{i}": chunk}}
+        )
+        assert result.status == 200, result.body
+    # When one more property arrives, through either route
+    over = moto_stack.call_api("POST", "/v1/contacts", {"id": "c_big", "properties": {"p9": chunk}})
+    event = subscribed("evt_1", {"id": "c_big", "email": "big@example.com"}) | {}
+    event["contact"]["properties"] = {"p9": chunk}
+    over_event = moto_stack.call_api("POST", "/v1/events", event)
+    # Then each is refused by name, and an event that adds nothing is still taken
+    assert _problem(over) == (422, "/properties")
+    assert _problem(over_event) == (422, "/contact/properties")
+    assert moto_stack.container.store.events_for("c_big") == []  # the refused event left no record
+    assert moto_stack.call_api("POST", "/v1/events", subscribed("evt_2", {"id": "c_big"})).status == 202
