@@ -272,6 +272,10 @@ class ContactRefs(Protocol):
 
     def resolve(self, ref: str) -> str | None: ...
 
+    def forget(self, contact_id: str) -> int:
+        """Delete every ref that leads to the contact (erasure); how many there were."""
+        ...
+
 
 class PrivacyKind(StrEnum):
     EXPORT = "export"  # the customer asked for their data

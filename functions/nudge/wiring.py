@@ -135,7 +135,7 @@ def assemble(
         sleeper=sleeper,
         recommend=Recommender(documents=store, clock=clock).for_contact,
     )
-    privacy = PrivacyService(store=store, scheduler=scheduler, clock=clock)
+    privacy = PrivacyService(store=store, scheduler=scheduler, clock=clock, refs=refs)
     ingest = IngestService(
         store=store,
         scheduler=scheduler,
@@ -164,7 +164,14 @@ def assemble(
         privacy_requests=privacy_requests,
         rate_limiter=rate_limiter,
         keys=KeyService(api_keys, clock),
-        webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock, eraser=privacy.erase),
+        webhooks=WebhookService(
+            ingest=ingest,
+            refs=refs,
+            privacy=privacy_requests,
+            clock=clock,
+            eraser=privacy.erase,
+            erased=privacy.erased,
+        ),
         segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
         subscribe=SubscribeService(ingest=ingest, clock=clock),
         daily=DailyJob(

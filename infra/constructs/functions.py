@@ -204,7 +204,7 @@ class Functions(Construct):
         # Functions that start or advance runs get the engine's tables, schedules and sending; beyond that
         # each gets only its own tables and secrets.
         engine_functions = {
-            self.ingest: deliverability,
+            self.ingest: [data.contact_refs, *deliverability],  # DELETE /v1/contacts/{id} forgets their refs
             self.step: deliverability,
             self.webhooks: [data.contact_refs, data.privacy, *deliverability],
             self.api: [data.keys, data.contact_refs, *deliverability],

@@ -269,3 +269,17 @@ def test_recent_sends_reads_the_sent_index_from_since_on(moto_stack: MotoStack) 
     assert {(r.channel, r.category, r.flow_id) for r in found} == {(Channel.EMAIL, Category.MARKETING, "welcome")}
     [query] = queries
     assert (query["IndexName"], query["ConsistentRead"]) == ("by-sent-at", True)
+
+
+@pytest.mark.parametrize("twin", ["dynamodb", "memory"])
+def test_contact_refs_forget_every_ref_of_one_contact_only(moto_stack: MotoStack, twin: str) -> None:
+    from nudge.adapters.memory import MemoryContactRefs
+
+    refs = moto_stack.container.refs if twin == "dynamodb" else MemoryContactRefs()
+    now = moto_stack.clock.now()
+    for ref, contact_id in (("order:1", "c_1"), ("anon:a", "c_1"), ("order:2", "c_2")):
+        refs.link(ref, contact_id, now)
+
+    assert refs.forget("c_1") == 2
+    assert (refs.resolve("order:1"), refs.resolve("anon:a"), refs.resolve("order:2")) == (None, None, "c_2")
+    assert refs.forget("c_1") == 0

@@ -17,7 +17,9 @@ from nudge.local.lambda_events import FakeLambdaContext, api_gateway_event
 from nudge.local.moto_stack import ApiResult, MotoStack
 from nudge.ports import KeyKind
 from tests.component.test_ingest_handler import NOTHING, stored_items
+from tests.component.test_webhooks import ERIN, everything_stored, shopify
 from tests.factories import contact, subscribed
+from tests.unit.test_storefront_mapping import fixture
 
 
 def test_a_captured_signed_get_cannot_be_replayed_as_a_delete(moto_stack: MotoStack) -> None:
@@ -181,3 +183,32 @@ def test_contact_properties_stop_at_their_budget_and_later_events_still_work(mot
     assert _problem(over_event) == (422, "/contact/properties")
     assert moto_stack.container.store.events_for("c_big") == []  # the refused event left no record
     assert moto_stack.call_api("POST", "/v1/events", subscribed("evt_2", {"id": "c_big"})).status == 202
+
+
+# Erasure ----------------------------------------------------------------------------------------------
+
+
+def test_after_an_erase_no_ref_leads_to_them_and_later_webhooks_do_not_recreate_them(moto_stack: MotoStack) -> None:
+    # Given a customer known through an order, erased through the API
+    shopify(moto_stack, "orders/create", fixture("shopify/orders_create.json"), "wh-ord-1")
+    assert moto_stack.call_api("DELETE", f"/v1/contacts/{ERIN}").status == 200
+    # Then no ref leads to them any more
+    assert everything_stored(moto_stack)["refs"] == 0
+    # When the shop later sends a refund of that order and a repeat of the order itself
+    refund = shopify(moto_stack, "refunds/create", fixture("shopify/refunds_create.json"), "wh-ref-1")
+    order = shopify(moto_stack, "orders/create", fixture("shopify/orders_create.json"), "wh-ord-2")
+    # Then neither brings them back, and both answers say why
+    assert refund.status == 200 and "ignored" in refund.json()
+    assert order.status == 200 and "erased" in order.json()["ignored"]
+    assert moto_stack.container.store.get_contact(ERIN) is None
+    assert moto_stack.container.store.events_for(ERIN) == []
+
+
+def test_an_erased_customer_who_comes_back_through_the_api_is_a_customer_again(moto_stack: MotoStack) -> None:
+    shopify(moto_stack, "orders/create", fixture("shopify/orders_create.json"), "wh-ord-1")
+    moto_stack.call_api("DELETE", f"/v1/contacts/{ERIN}")
+
+    moto_stack.call_api("POST", "/v1/contacts", {"email": "erin@example.com"})
+    order = shopify(moto_stack, "orders/create", fixture("shopify/orders_create.json"), "wh-ord-3")
+
+    assert order.status == 202

@@ -170,6 +170,8 @@ def test_table_keys_and_ttl_match_the_store_adapter(prod: Synth) -> None:
     }
     assert indexes[f"{names.MESSAGES_TABLE}-prod"] == [(names.MESSAGES_BY_PROVIDER_ID_INDEX, "provider_id", "ALL")]
     assert indexes[f"{names.EVENTS_TABLE}-prod"] == [(names.EVENTS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")]
+    refs_index = (names.CONTACT_REFS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")
+    assert indexes[f"{names.CONTACT_REFS_TABLE}-prod"] == [refs_index]
 
 
 def test_dev_tables_are_disposable(dev: Synth) -> None:
@@ -193,7 +195,7 @@ HANDLERS = [*ENGINE_HANDLERS, names.FEEDBACK_HANDLER, names.UNSUBSCRIBE_HANDLER,
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
 DELIVERABILITY = {"DataSuppressions", "DataCounters"}
 EXTRA_TABLES = {
-    names.INGEST_HANDLER: DELIVERABILITY,
+    names.INGEST_HANDLER: {"DataContactRefs"} | DELIVERABILITY,  # erasure forgets the refs
     names.STEP_HANDLER: DELIVERABILITY,
     names.WEBHOOKS_HANDLER: {"DataContactRefs", "DataPrivacy"} | DELIVERABILITY,
     names.API_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,
@@ -379,6 +381,12 @@ def test_email_only_from_the_sender_and_sms_never_to_topics(prod: Synth, handler
     assert (deny["Action"], deny["Resource"]) == ("sns:Publish", "arn:*:sns:*:*:*")
 
 
+def _index_of(arn: str) -> str:
+    """ "${DataEventsAB12CD34.Arn}/index/by-contact" -> "DataEvents/index/by-contact"."""
+    table, _, index = arn.removeprefix("${").partition(".Arn}/index/")
+    return f"{table.rstrip('0123456789ABCDEF')}/index/{index}"
+
+
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Synth, handler: str) -> None:
     own = list(statements(prod, function_role(prod, handler)))
@@ -387,14 +395,17 @@ def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Syn
     engine = {"DataContacts", "DataEvents", "DataRuns", "DataMessages"}
     granted = {r["Fn::GetAtt"][0] for r in data["Resource"] if "Fn::GetAtt" in r}
     assert {key.rstrip("0123456789ABCDEF") for key in granted} == engine | EXTRA_TABLES[handler]
-    # ... and the two named indexes, no wildcard
-    indexes = sorted(render(r).rsplit("/", 1)[1] for r in data["Resource"] if "Fn::GetAtt" not in r)
-    assert indexes == sorted(
+    # ... and the named indexes, no wildcard (the refs' only where the refs table is granted)
+    indexes = [_index_of(render(r)) for r in data["Resource"] if "Fn::GetAtt" not in r]
+    has_refs = "DataContactRefs" in EXTRA_TABLES[handler]
+    refs = ["DataContactRefs/index/" + names.CONTACT_REFS_BY_CONTACT_INDEX] if has_refs else []
+    assert sorted(indexes) == sorted(
         [
-            names.CONTACTS_REVIEW_INDEX,
-            names.EVENTS_BY_CONTACT_INDEX,
-            names.MESSAGES_BY_PROVIDER_ID_INDEX,
-            names.MESSAGES_SENT_INDEX,
+            "DataContacts/index/" + names.CONTACTS_REVIEW_INDEX,
+            "DataEvents/index/" + names.EVENTS_BY_CONTACT_INDEX,
+            "DataMessages/index/" + names.MESSAGES_BY_PROVIDER_ID_INDEX,
+            "DataMessages/index/" + names.MESSAGES_SENT_INDEX,
+            *refs,
         ]
     )
 

@@ -362,6 +362,12 @@ class MemoryContactRefs:
     def resolve(self, ref: str) -> str | None:
         return self.refs.get(ref)
 
+    def forget(self, contact_id: str) -> int:
+        gone = [ref for ref, linked in self.refs.items() if linked == contact_id]
+        for ref in gone:
+            del self.refs[ref]
+        return len(gone)
+
 
 class MemoryPrivacyRequests:
     def __init__(self) -> None:

@@ -54,6 +54,15 @@ def address_key(channel: Channel, address: str) -> str:
     return f"{channel.value}#{digest.hexdigest()}"
 
 
+def tombstone_key(contact_id: str) -> str:
+    """Where an erased contact's tombstone is kept (with the address suppressions, as a hash of the id).
+
+    It says only "a contact with this id was erased", so webhooks about them are not taken as a new
+    customer; the id itself, personal data in its own right, is not stored.
+    """
+    return "contact#" + hashlib.sha256(f"nudge-contact:{contact_id}".encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class AddressState:
     """What blocks an address (reason -> since when) and which marketing topics it switched off."""

@@ -3,6 +3,7 @@
 keys              PK pk "KEY#<sha256 of the key>"            an API key (the key itself is never stored)
                   PK pk "RATE#<bucket>#<window start>"       a rate-limit counter, expires_at TTL
 contact-refs      PK ref "<source>:<site>:<kind>:<id>"      an outside id that leads to a contact
+                  GSI by-contact: contact_id (KEYS_ONLY)     every ref of a contact, for erasure
 privacy-requests  PK request_id                             a data request or redaction, status pending
 """
 
@@ -22,8 +23,10 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
+from nudge import names
 from nudge.adapters.dynamodb.models import bind_model, share_connection
 from nudge.ports import ApiKey, KeyKind, PrivacyKind, PrivacyRequest
 from nudge.settings import Settings
@@ -58,8 +61,16 @@ class RateBucketModel(Model):
     expires_at = TTLAttribute(null=True)
 
 
+class RefsByContact(GlobalSecondaryIndex["ContactRefModel"]):
+    class Meta:
+        index_name = names.CONTACT_REFS_BY_CONTACT_INDEX
+        projection = KeysOnlyProjection()
+
+    contact_id = UnicodeAttribute(hash_key=True)
+
+
 class ContactRefModel(Model):
-    """PK: ref."""
+    """PK: ref. GSI by-contact: contact_id."""
 
     class Meta:
         table_name = "nudge-contact-refs"
@@ -67,6 +78,7 @@ class ContactRefModel(Model):
     ref = UnicodeAttribute(hash_key=True)
     contact_id = UnicodeAttribute()
     linked_at = UTCDateTimeAttribute()
+    by_contact = RefsByContact()
 
 
 class PrivacyRequestModel(Model):
@@ -116,7 +128,7 @@ def bind_access_tables(
     models = AccessModels(
         keys=bind_model(ApiKeyModel, keys, region, host),  # type: ignore[arg-type]
         rates=bind_model(RateBucketModel, keys, region, host),  # type: ignore[arg-type]
-        refs=bind_model(ContactRefModel, refs, region, host),  # type: ignore[arg-type]
+        refs=bind_model(ContactRefModel, refs, region, host, {"by_contact": RefsByContact()}),  # type: ignore[arg-type]
         privacy=bind_model(PrivacyRequestModel, privacy, region, host),  # type: ignore[arg-type]
     )
     if connection is not None:
@@ -201,6 +213,13 @@ class DynamoContactRefs:
             return str(self._model.get(ref, consistent_read=True).contact_id)
         except self._model.DoesNotExist:
             return None
+
+    def forget(self, contact_id: str) -> int:
+        items = [self._model(ref=item.ref) for item in self._model.by_contact.query(contact_id)]
+        with self._model.batch_write() as batch:
+            for item in items:
+                batch.delete(item)
+        return len(items)
 
 
 class DynamoPrivacyRequests:
