@@ -180,6 +180,8 @@ class Functions(Construct):
             )
             for label, suffix, handler, timeout, description in FUNCTIONS
         }
+        # What API Gateway routes to (nudge.routes names handlers): the function of each handler.
+        self.by_handler = {handler: self.by_label[label] for label, _, handler, _, _ in FUNCTIONS}
         self.ingest, self.step, self.webhooks, self.api, self.subscribe = (
             self.by_label[label] for label in ("Ingest", "Step", "Webhooks", "Api", "Subscribe")
         )

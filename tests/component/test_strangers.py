@@ -5,7 +5,9 @@ Each test failed on the main branch before the fix it names.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 
 import pytest
 
@@ -13,13 +15,18 @@ from nudge import names, signing
 from nudge.domain.model import Channel, Contact, MessageStatus, contact_id_for
 from nudge.domain.suppression import Suppression, address_key
 from nudge.handlers import ingest
+from nudge.local.gateway import LocalResponse
 from nudge.local.lambda_events import FakeLambdaContext, api_gateway_event
 from nudge.local.moto_stack import ApiResult, MotoStack
 from nudge.ports import KeyKind
 from tests.component.test_ingest_handler import NOTHING, stored_items
+from tests.component.test_subscribe import SHOP, plain_text, publishable
+from tests.component.test_unsubscribe import csrf_of, last_mail, unsubscribe_path
 from tests.component.test_webhooks import ERIN, everything_stored, shopify
 from tests.factories import contact, subscribed
 from tests.unit.test_storefront_mapping import fixture
+
+CAROL = contact_id_for(external_id=None, email="carol@example.com", phone=None)
 
 
 def test_a_captured_signed_get_cannot_be_replayed_as_a_delete(moto_stack: MotoStack) -> None:
@@ -212,3 +219,115 @@ def test_an_erased_customer_who_comes_back_through_the_api_is_a_customer_again(m
     order = shopify(moto_stack, "orders/create", fixture("shopify/orders_create.json"), "wh-ord-3")
 
     assert order.status == 202
+
+
+# The signup form --------------------------------------------------------------------------------------
+
+
+def _signup(stack: MotoStack, key: str, form: dict[str, object]) -> LocalResponse:
+    headers = {"Content-Type": "application/json", "Origin": SHOP}
+    return stack.send("POST", "/v1/subscribe", json.dumps(form).encode(), headers, {"key": key})
+
+
+@pytest.mark.parametrize("double_opt_in", [False, True])
+def test_a_signup_with_a_customers_address_changes_nothing_of_theirs(
+    moto_stack: MotoStack, double_opt_in: bool
+) -> None:
+    # Given a customer with a phone, SMS consent, a name and properties
+    carol = contact("carol", phone="+14155550188", sms_marketing=True, email_marketing=False, properties={"vip": "yes"})
+    moto_stack.call_api("POST", "/v1/contacts", carol)
+    before = moto_stack.container.store.get_contact(CAROL)
+    key = publishable(moto_stack, double_opt_in=double_opt_in)
+
+    # When a stranger signs her address up with their own phone, name and text
+    response = _signup(
+        moto_stack,
+        key,
+        {
+            "email": "carol@example.com",
+            "first_name": "Click evil.example now",
+            "phone": "+14155550199",
+            "sms_marketing": True,
+            "source": "footer",
+        },
+    )
+
+    # Then the form answers as for anyone, her contact is as it was, and only a confirmation request goes out
+    assert response.status == 202
+    after = moto_stack.container.store.get_contact(CAROL)
+    assert before is not None and after is not None
+    assert (after.phone, after.sms_marketing, after.first_name, after.email_marketing, after.properties) == (
+        before.phone,
+        before.sms_marketing,
+        before.first_name,
+        before.email_marketing,
+        before.properties,
+    )
+    [mail] = moto_stack.sent_emails()
+    assert "Subject: Please confirm your subscription" in mail.raw_data
+    assert "evil.example" not in plain_text(mail.raw_data)  # the stranger's text is not in it
+    assert "One click to go, Carol." in plain_text(mail.raw_data)
+
+
+def test_confirming_fills_in_what_is_missing_and_never_replaces_a_phone(moto_stack: MotoStack) -> None:
+    carol = contact("carol", phone="+14155550188", sms_marketing=False, email_marketing=None)
+    moto_stack.call_api("POST", "/v1/contacts", carol)
+    key = publishable(moto_stack, double_opt_in=True)
+    _signup(moto_stack, key, {"email": "carol@example.com", "phone": "+14155550199", "sms_marketing": True})
+    path, token = _confirmation_link(moto_stack)
+
+    # When the link is fetched (a scanner) and then its button pressed (the owner)
+    moto_stack.send("GET", path, query={"token": token})
+    scanned = moto_stack.container.store.get_contact(CAROL)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    confirmed = moto_stack.send("POST", path, f"token={token}".encode(), form)
+
+    # Then only the press subscribed her, and her own phone stayed, without SMS consent
+    assert scanned is not None and scanned.email_marketing is None
+    after = moto_stack.container.store.get_contact(CAROL)
+    assert confirmed.status == 200 and after is not None
+    assert (after.email_marketing, after.phone, after.sms_marketing) == (True, "+14155550188", False)
+
+
+def test_the_confirmation_link_carries_no_address(moto_stack: MotoStack) -> None:
+    _signup(moto_stack, publishable(moto_stack, double_opt_in=True), {"email": "kim@example.com"})
+    _, token = _confirmation_link(moto_stack)
+
+    payload = base64.urlsafe_b64decode(token.partition(".")[0] + "==").decode()
+
+    assert "kim" not in payload and "@" not in payload
+
+
+def _confirmation_link(stack: MotoStack) -> tuple[str, str]:
+    found = re.search(r"(/v1/subscribe/confirm)\?token=([A-Za-z0-9_.-]+)", plain_text(stack.sent_emails()[-1].raw_data))
+    assert found is not None
+    return found.group(1), found.group(2)
+
+
+# The preference page ----------------------------------------------------------------------------------
+
+
+def test_resubscribe_needs_the_pages_csrf_token_and_fresh_consent_to_lift_a_complaint(moto_stack: MotoStack) -> None:
+    # Given a subscriber who complained (marked a mail as spam)
+    alice = moto_stack.call_api("POST", "/v1/events", subscribed("evt_1")).body["contact_id"]
+    path = unsubscribe_path(last_mail(moto_stack))
+    key = address_key(Channel.EMAIL, "alice@example.com")
+    moto_stack.container.store.suppress(key, Suppression.COMPLAINT, moto_stack.clock.now())
+
+    # When someone posts resubscribe with the token only, or with the page's CSRF token but no consent
+    forged = moto_stack.call_unsubscribe("POST", path, "action=resubscribe")
+    csrf = csrf_of(moto_stack.call_unsubscribe("GET", path).body["html"])
+    unticked = moto_stack.call_unsubscribe("POST", path, f"action=resubscribe&csrf={csrf}")
+    # Then both are refused and the complaint stands
+    assert (forged.status, forged.body["type"]) == (403, "urn:nudge:problem:bad-csrf")
+    assert (unticked.status, unticked.body["errors"][0]["pointer"]) == (422, "/consent")
+    state = moto_stack.container.store.address_state(key)
+    assert state is not None and Suppression.COMPLAINT in state.suppressed
+
+    # When the person ticks the box on the page: the consent is recorded, then the complaint lifted
+    done = moto_stack.call_unsubscribe("POST", path, f"action=resubscribe&consent=yes&csrf={csrf}")
+    assert done.status == 200
+    state = moto_stack.container.store.address_state(key)
+    assert state is None or Suppression.COMPLAINT not in state.suppressed
+    assert moto_stack.container.store.consent_records(key)[-1].source == "preference_page:resubscribe:consent_box"
+    assert moto_stack.container.store.get_contact(alice) is not None

@@ -26,6 +26,7 @@ from nudge.ports import (
     ContactChange,
     OutgoingEmail,
     OutgoingSms,
+    PendingSignup,
     PrivacyRequest,
     StepWakeUp,
     TransientSendError,
@@ -367,6 +368,18 @@ class MemoryContactRefs:
         for ref in gone:
             del self.refs[ref]
         return len(gone)
+
+
+class MemoryPendingSignups:
+    def __init__(self) -> None:
+        self.signups: dict[str, PendingSignup] = {}
+
+    def put(self, signup: PendingSignup) -> None:
+        self.signups[signup.signup_id] = signup
+
+    def get(self, signup_id: str, now: datetime) -> PendingSignup | None:
+        signup = self.signups.get(signup_id)
+        return signup if signup is not None and signup.expires_at > now else None
 
 
 class MemoryPrivacyRequests:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -54,6 +55,12 @@ def raw_body(app: APIGatewayRestResolver, limit: int) -> bytes:
     if len(body) > limit:
         raise problems.too_large(limit)
     return body
+
+
+def form_fields(app: APIGatewayRestResolver, limit: int) -> dict[str, list[str]]:
+    """An application/x-www-form-urlencoded body (a page's form), refused past `limit`."""
+    body = raw_body(app, limit)
+    return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=50)
 
 
 def signed_path(app: APIGatewayRestResolver) -> str:
