@@ -231,6 +231,7 @@ def document() -> dict[str, Any]:
             400,
             401,
             413,
+            422,
         ),
         "/webhooks/woocommerce": _post(
             "WooCommerce webhooks (X-WC-Webhook-Topic, -Signature, -Source, -Delivery-ID) and the creation ping",
@@ -240,6 +241,7 @@ def document() -> dict[str, Any]:
             400,
             401,
             413,
+            422,
         ),
         "/v1/flows/{flow_id}/enrollments": {
             "parameters": [{"name": "flow_id", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from nudge import names
+from nudge.openapi import document
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -681,3 +682,28 @@ def test_a_daily_schedule_runs_the_segment_sweep(prod: Synth) -> None:
     (index,) = contacts["GlobalSecondaryIndexes"]
     assert index["IndexName"] == names.CONTACTS_REVIEW_INDEX
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["review_bucket", "review_at"]
+
+
+def test_the_deployed_api_serves_exactly_the_routes_the_openapi_document_describes(prod: Synth) -> None:
+    # The REST API's resources as paths: each resource's PathPart under its parent (the root has none).
+    resources = prod.resources("AWS::ApiGateway::Resource")
+
+    def path_of(resource_id: Any) -> str:
+        if not isinstance(resource_id, dict) or "Ref" not in resource_id:
+            return ""  # Fn::GetAtt RootResourceId: the API's root
+        props = resources[resource_id["Ref"]]["Properties"]
+        return f"{path_of(props['ParentId'])}/{props['PathPart']}"
+
+    deployed = {
+        (props["HttpMethod"], path_of(props["ResourceId"]))
+        for props in (m["Properties"] for m in prod.resources("AWS::ApiGateway::Method").values())
+    }
+    documented = {
+        (method.upper(), path)
+        for path, item in document()["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+
+    assert deployed == documented
+    assert len(deployed) == 18

@@ -62,8 +62,12 @@ class ContactIn(_Input):
     """Who the event is about. At least one of id, email and phone."""
 
     id: str | None = Field(default=None, min_length=1, max_length=CONTACT_ID_MAX, pattern=CONTACT_ID_PATTERN)
-    email: str | None = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, description="E.164, e.g. +14155550123.")
+    email: str | None = Field(default=None, max_length=254, json_schema_extra={"format": "email"})
+    phone: str | None = Field(
+        default=None,
+        description="E.164, e.g. +14155550123 (spaces, dashes and brackets are taken too).",
+        json_schema_extra={"pattern": r"^\+[1-9][0-9]{6,14}$"},
+    )
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
     timezone: str | None = Field(default=None, description="IANA name, e.g. Europe/Paris.")
@@ -123,8 +127,22 @@ class ContactIn(_Input):
 class EventIn(_Input):
     """POST /v1/events: something a contact did. `id` makes retries safe: the same id is processed once."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "evt_1",
+                    "type": "checkout_started",
+                    "contact": {"email": "jo@example.com", "first_name": "Jo", "email_marketing": True},
+                    "properties": {"checkout_id": "chk_1", "total": 42.5},
+                    "occurred_at": "2026-11-02T08:59:00Z",
+                }
+            ]
+        }
+    )
+
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-    type: str
+    type: str = Field(json_schema_extra={"pattern": _EVENT_TYPE.pattern})
     contact: ContactIn
     properties: dict[str, Any] = Field(default_factory=dict)
     occurred_at: AwareDatetime | None = None

@@ -44,7 +44,7 @@ class Traits(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = Field(default=None, max_length=254, json_schema_extra={"format": "email"})
     phone: str | None = Field(default=None, description="E.164, e.g. +14155550123.")
     first_name: str | None = Field(default=None, alias="firstName", max_length=100)
     last_name: str | None = Field(default=None, alias="lastName", max_length=100)
@@ -114,6 +114,20 @@ class _PersonCall(SegmentCall):
 
 class TrackCall(_PersonCall):
     """POST /v1/track: something someone did."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "userId": "u_42",
+                    "event": "Checkout Started",
+                    "messageId": "ajs-1",
+                    "context": {"traits": {"email": "gus@example.com", "firstName": "Gus"}},
+                    "properties": {"checkout_id": "chk_9", "revenue": 24.0},
+                }
+            ]
+        }
+    )
 
     type: Literal["track"] | None = None
     event: str = Field(min_length=1, max_length=200, description='e.g. "Order Completed" or "checkout_started"')

@@ -23,9 +23,13 @@ HONEYPOT = "website"  # hidden from people by the snippet's CSS; bots fill every
 class SubscribeIn(BaseModel):
     """POST /v1/subscribe: what the signup form sends."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"email": "jo@example.com", "first_name": "Jo", "source": "footer"}]},
+    )
 
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, json_schema_extra={"format": "email"})
     first_name: str | None = Field(default=None, max_length=100)
     phone: str | None = Field(default=None, description="E.164; with sms_marketing true, consent to marketing SMS.")
     sms_marketing: bool = False
