@@ -51,15 +51,18 @@ def _page(title: str, notice: str | None, prefs: Preferences, token: str) -> Res
         for t in prefs.topics
     )
     status = "subscribed to marketing email" if prefs.subscribed else "unsubscribed from all marketing email"
+    if prefs.subscribed:
+        change = """<form method="post"><button class="secondary" name="action" value="unsubscribe">
+Unsubscribe from everything</button></form>"""
+    else:  # fresh consent, ticked and recorded, is what lifts an unsubscribe or a complaint
+        change = f"""<form method="post">{hidden}<label><input type="checkbox" name="consent" value="yes" required>
+Yes, send me marketing email again</label>
+<button name="action" value="resubscribe">Resubscribe</button></form>"""
     body = f"""{f'<p class="notice">{html.escape(notice)}</p>' if notice else ""}
 <p>{html.escape(prefs.email_hint)} is {status}.</p>
 <form method="post">{hidden}<fieldset><legend>Email me about</legend>{topics}</fieldset>
 <button name="action" value="save_topics">Save my choices</button></form>
-<form method="post"><button class="secondary" name="action" value="unsubscribe">
-Unsubscribe from everything</button></form>
-<form method="post">{hidden}<label><input type="checkbox" name="consent" value="yes" required>
-Yes, send me marketing email again</label>
-<button class="secondary" name="action" value="resubscribe">Resubscribe</button></form>
+{change}
 <p><small>Order confirmations and receipts still reach you.</small></p>"""
     return pages.page(pages.shop_name(container.settings.from_address), title, body)
 
