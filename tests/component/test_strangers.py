@@ -334,3 +334,13 @@ def test_resubscribe_needs_the_pages_csrf_token_and_fresh_consent_to_lift_a_comp
     assert state is None or Suppression.COMPLAINT not in state.suppressed
     assert moto_stack.container.store.consent_records(key)[-1].source == "preference_page:resubscribe:consent_box"
     assert moto_stack.container.store.get_contact(alice) is not None
+
+
+def test_an_export_is_valid_json_even_with_a_nan_stored_before_the_bounds(moto_stack: MotoStack) -> None:
+    moto_stack.container.store.save_contact(
+        Contact("c_old", email="old@example.com", properties={"x": float("nan")}), 0
+    )
+
+    result = moto_stack.call_api("GET", "/v1/contacts/c_old")
+
+    assert result.status == 200 and result.body["contact"]["properties"] == {"x": None}

@@ -456,6 +456,7 @@ def test_api_routes_proxy_to_their_functions_with_throttling_tracing_and_access_
         ("POST", "/v1/subscribe", names.SUBSCRIBE_HANDLER),
         ("OPTIONS", "/v1/subscribe", names.SUBSCRIBE_HANDLER),
         ("GET", "/v1/subscribe/confirm", names.SUBSCRIBE_HANDLER),
+        ("POST", "/v1/subscribe/confirm", names.SUBSCRIBE_HANDLER),  # the confirmation page's button
         ("GET", "/v1/contacts/{contact_id}", names.INGEST_HANDLER),
         ("DELETE", "/v1/contacts/{contact_id}", names.INGEST_HANDLER),
         ("GET", "/v1/unsubscribe/{token}", names.UNSUBSCRIBE_HANDLER),

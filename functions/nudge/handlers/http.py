@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -33,12 +34,22 @@ def _jsonable(value: Any) -> Any:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        status_code=status,
-        content_type="application/json",
-        body=json.dumps(body, separators=(",", ":"), default=_jsonable),
-        headers=headers or {},
-    )
+    """Always valid JSON: a non-finite number stored before input was bounded is written as null."""
+    try:
+        text = json.dumps(body, separators=(",", ":"), default=_jsonable, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(body), separators=(",", ":"), default=_jsonable, allow_nan=False)
+    return Response(status_code=status, content_type="application/json", body=text, headers=headers or {})
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def raw_body(app: APIGatewayRestResolver, limit: int) -> bytes:
