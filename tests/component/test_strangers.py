@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import json
 import re
+from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -23,7 +25,7 @@ from tests.component.test_ingest_handler import NOTHING, stored_items
 from tests.component.test_subscribe import SHOP, plain_text, publishable
 from tests.component.test_unsubscribe import csrf_of, last_mail, unsubscribe_path
 from tests.component.test_webhooks import ERIN, everything_stored, shopify
-from tests.factories import contact, subscribed
+from tests.factories import checkout_started, contact, subscribed
 from tests.unit.test_storefront_mapping import fixture
 
 CAROL = contact_id_for(external_id=None, email="carol@example.com", phone=None)
@@ -344,3 +346,27 @@ def test_an_export_is_valid_json_even_with_a_nan_stored_before_the_bounds(moto_s
     result = moto_stack.call_api("GET", "/v1/contacts/c_old")
 
     assert result.status == 200 and result.body["contact"]["properties"] == {"x": None}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 11's send path must claim a message only while the contact exists (ADR 0016); "
+    "strict: this starts failing, as a pass, the day it does",
+)
+def test_an_erase_during_a_wake_up_leaves_no_message_with_the_address(
+    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a cart reminder due, and an erase that lands while the wake-up is sending it
+    moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1", contact("dan", id="c_dan")))
+    mailer = moto_stack.container.mailer
+    send = mailer.send
+
+    def erase_meanwhile(email: Any) -> str:
+        moto_stack.container.privacy.erase("c_dan")
+        return str(send(email))
+
+    monkeypatch.setattr(mailer, "send", erase_meanwhile)
+    moto_stack.pump.run_until(moto_stack.clock.now() + timedelta(hours=2))
+
+    # Then nothing the wake-up wrote afterwards holds the address
+    assert moto_stack.container.store.messages_for("c_dan") == []
