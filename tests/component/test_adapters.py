@@ -283,3 +283,26 @@ def test_contact_refs_forget_every_ref_of_one_contact_only(moto_stack: MotoStack
     assert refs.forget("c_1") == 2
     assert (refs.resolve("order:1"), refs.resolve("anon:a"), refs.resolve("order:2")) == (None, None, "c_2")
     assert refs.forget("c_1") == 0
+
+
+@pytest.mark.parametrize("twin", ["dynamodb", "memory"])
+def test_pending_signups_round_trip_and_expire(moto_stack: MotoStack, twin: str) -> None:
+    from datetime import timedelta
+
+    from nudge.adapters.dynamodb.access import DynamoPendingSignups
+    from nudge.adapters.memory import MemoryPendingSignups
+    from nudge.ports import PendingSignup, PendingSignups
+
+    wired = moto_stack.container.subscribe._pending  # type: ignore[attr-defined]
+    assert isinstance(wired, DynamoPendingSignups)
+    signups: PendingSignups = wired if twin == "dynamodb" else MemoryPendingSignups()
+    now = moto_stack.clock.now()
+    signup = PendingSignup(
+        "s1", "kh", "jo@example.com", "Jo", "+14155550123", True, "footer", now, now + timedelta(days=7)
+    )
+
+    signups.put(signup)
+
+    assert signups.get("s1", now) == signup
+    assert signups.get("s1", now + timedelta(days=7)) is None
+    assert signups.get("nope", now) is None
