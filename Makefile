@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.synced
 
-.PHONY: help setup demo test test-fast lint fmt synth diff deploy bench chaos clean chromium
+.PHONY: help setup demo test test-fast fuzz lint fmt synth diff deploy bench chaos clean chromium
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -34,6 +34,10 @@ test: $(STAMP) chromium ## lint, type-check and run every test (unit, component,
 	NUDGE_REQUIRE_CHROMIUM=1 $(VENV)/bin/pytest -n 2 --dist loadgroup --ignore=tests/component/test_schemathesis.py
 	@# schemathesis gives every API operation the same test id, which pytest-xdist would run only once.
 	$(VENV)/bin/pytest -p no:xdist tests/component/test_schemathesis.py
+
+fuzz: $(STAMP) ## the signed schemathesis run over every route, with many more examples (FUZZ_EXAMPLES=200)
+	NUDGE_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200) NUDGE_FUZZ_REPORT=1 \
+	  $(VENV)/bin/pytest -p no:xdist -s -q tests/component/test_schemathesis.py
 
 test-fast: $(STAMP) ## unit and simulation tests only
 	$(VENV)/bin/pytest tests/unit tests/sim -q

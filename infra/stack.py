@@ -47,7 +47,7 @@ class NudgeStack(cdk.Stack):
             messaging=self.messaging,
             public_base_url=self.api.public_base_url,
         )
-        self.api.route(dict(self.functions.by_label))
+        self.api.route(self.functions.by_handler)
         self.monitoring = Monitoring(
             self,
             "Monitoring",

@@ -72,6 +72,7 @@ WORK_VISIBILITY_TIMEOUT: Final = 360
 WORK_MAX_RECEIVES: Final = 12
 SENT_INDEX_ATTRIBUTES: Final = ("status", "channel", "category", "priority", "flow_id")
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
+CONTACT_REFS_BY_CONTACT_INDEX: Final = "by-contact"  # contact-refs: hash key contact_id, KEYS_ONLY (erasure)
 # contacts: sparse, hash review_bucket "<YYYY-MM-DD>#<shard>", range review_at, KEYS_ONLY (segment sweep)
 CONTACTS_REVIEW_INDEX: Final = "review"
 # TTL attribute names (events: raw-event retention; counters: send-rate windows).

@@ -11,13 +11,22 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from nudge import names
-from nudge.services.inputs import ContactIn, EventIn
+from nudge import names, routes
+from nudge.services.inputs import CONTACT_ID_MAX, CONTACT_ID_PATTERN, ContactIn, EnrollmentIn, EventIn
 from nudge.services.segment import AliasCall, BatchCall, IdentifyCall, TrackCall
 from nudge.services.subscribe import SubscribeIn
 
 _REF = "#/components/schemas/{model}"
-_MODELS: list[type[BaseModel]] = [EventIn, ContactIn, TrackCall, IdentifyCall, AliasCall, BatchCall, SubscribeIn]
+_MODELS: list[type[BaseModel]] = [
+    EventIn,
+    ContactIn,
+    EnrollmentIn,
+    TrackCall,
+    IdentifyCall,
+    AliasCall,
+    BatchCall,
+    SubscribeIn,
+]
 
 _PROBLEM = {
     "type": "object",
@@ -125,6 +134,20 @@ def document() -> dict[str, Any]:
         "202": _json(_ref("WebhookResult"), "Accepted and acted on"),
     }
     any_object = {"type": "object", "additionalProperties": True}
+    html_page = {"description": "An HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}
+    token_query = {"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}
+    token_form = {"type": "object", "properties": {"token": {"type": "string"}}, "required": ["token"]}
+    preference_form = {
+        "type": "object",
+        "properties": {
+            "List-Unsubscribe": {"type": "string", "enum": ["One-Click"]},
+            "action": {"type": "string", "enum": ["unsubscribe", "resubscribe", "save_topics"]},
+            "csrf": {"type": "string"},
+            "consent": {"type": "string", "enum": ["yes"]},
+            "topic": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    erased = {"type": "object", "properties": {"contact_id": {"type": "string"}, "erased": {"type": "object"}}}
     paths: dict[str, Any] = {
         "/v1/events": _post("Record an event (signed)", _ref("EventIn"), outcome, signed, 400, 401, 413, 415, 422),
         "/v1/contacts": _post(
@@ -174,14 +197,31 @@ def document() -> dict[str, Any]:
             415,
             422,
             429,
-        ),
+        )
+        | {
+            "options": {
+                "summary": "CORS preflight for the signup form (publishable key in ?key=)",
+                "security": [{"publishableKey": []}],
+                "responses": {"204": {"description": "Allowed: CORS headers for the key's origins"}}
+                | _problems(401, 403),
+            }
+        },
         "/v1/subscribe/confirm": {
             "get": {
-                "summary": "The link in the double opt-in email",
+                "summary": "The link in the confirmation email: a page with a button; changes nothing",
                 "security": [],
-                "parameters": [{"name": "token", "in": "query", "required": True, "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "An HTML page", "content": {"text/html": {}}}} | _problems(400),
-            }
+                "parameters": [token_query],
+                "responses": {"200": html_page} | _problems(400),
+            },
+            "post": {
+                "summary": "The confirmation page's button: subscribes the address (once)",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/x-www-form-urlencoded": {"schema": token_form}},
+                },
+                "responses": {"200": html_page} | _problems(400, 413),
+            },
         },
         "/webhooks/shopify": _post(
             "Shopify webhooks (X-Shopify-Topic, -Hmac-Sha256, -Shop-Domain, -Webhook-Id)",
@@ -191,6 +231,7 @@ def document() -> dict[str, Any]:
             400,
             401,
             413,
+            422,
         ),
         "/webhooks/woocommerce": _post(
             "WooCommerce webhooks (X-WC-Webhook-Topic, -Signature, -Source, -Delivery-ID) and the creation ping",
@@ -200,7 +241,62 @@ def document() -> dict[str, Any]:
             400,
             401,
             413,
+            422,
         ),
+        "/v1/flows/{flow_id}/enrollments": {
+            "parameters": [{"name": "flow_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            **_post(
+                "Start a flow for a contact (signed)",
+                _ref("EnrollmentIn"),
+                outcome,
+                signed,
+                400,
+                401,
+                404,
+                413,
+                415,
+                422,
+            ),
+        },
+        "/v1/contacts/{contact_id}": {
+            "parameters": [
+                {
+                    "name": "contact_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "maxLength": CONTACT_ID_MAX, "pattern": CONTACT_ID_PATTERN},
+                }
+            ],
+            "get": {
+                "summary": "Export everything held about the contact (signed; GDPR art. 15/20)",
+                "security": signed,
+                "responses": {"200": _json({"type": "object"}, "The contact, events, runs, messages, addresses")}
+                | _problems(401, 404),
+            },
+            "delete": {
+                "summary": "Erase the contact (signed; GDPR art. 17): hashed suppressions and a tombstone remain",
+                "security": signed,
+                "responses": {"200": _json(erased, "What was deleted, per table")} | _problems(401, 404),
+            },
+        },
+        "/v1/unsubscribe/{token}": {
+            "parameters": [{"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "summary": "The preference page (the token in every marketing email); changes nothing",
+                "security": [],
+                "responses": {"200": html_page} | _problems(403, 404),
+            },
+            "post": {
+                "summary": "RFC 8058 one-click unsubscribe, or the preference page's forms (with its CSRF token)",
+                "security": [],
+                "parameters": [{"name": "m", "in": "query", "required": False, "schema": {"type": "string"}}],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/x-www-form-urlencoded": {"schema": preference_form}},
+                },
+                "responses": {"200": html_page} | _problems(400, 403, 404, 413, 422),
+            },
+        },
         "/v1/openapi.json": {
             "get": {
                 "summary": "This document",
@@ -209,6 +305,10 @@ def document() -> dict[str, Any]:
             }
         },
     }
+    documented = {(method.upper(), path) for path, item in paths.items() for method in item if method != "parameters"}
+    served = {(route.method, route.path) for route in routes.ROUTES}
+    if documented != served:  # one route table: a route added there must be described here
+        raise RuntimeError(f"OpenAPI and nudge.routes differ: {sorted(documented ^ served)}")
     return {
         "openapi": "3.1.0",
         "info": {

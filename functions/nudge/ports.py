@@ -315,12 +315,41 @@ class ApiKeys(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PendingSignup:
+    """A signup form's submission waiting for the address owner's click; applied only then."""
+
+    signup_id: str
+    key_hash: str
+    email: str
+    first_name: str | None
+    phone: str | None
+    sms_marketing: bool
+    source: str | None
+    requested_at: datetime
+    expires_at: datetime
+
+
+class PendingSignups(Protocol):
+    """Pending signups, kept until they expire (a week): the confirmation link names one by id only."""
+
+    def put(self, signup: PendingSignup) -> None: ...
+
+    def get(self, signup_id: str, now: datetime) -> PendingSignup | None:
+        """The signup, unless there is none or it expired by `now`."""
+        ...
+
+
 class ContactRefs(Protocol):
     """Outside identifiers (a Shopify order, a Segment anonymousId) that lead to a contact."""
 
     def link(self, ref: str, contact_id: str, now: datetime) -> None: ...
 
     def resolve(self, ref: str) -> str | None: ...
+
+    def forget(self, contact_id: str) -> int:
+        """Delete every ref that leads to the contact (erasure); how many there were."""
+        ...
 
 
 class PrivacyKind(StrEnum):

@@ -13,6 +13,7 @@ from nudge.ports import (
     Clock,
     ContactRefs,
     Mailer,
+    PendingSignups,
     PrivacyRequests,
     RateLimiter,
     Scheduler,
@@ -96,6 +97,7 @@ def assemble(
     refs: ContactRefs,
     privacy_requests: PrivacyRequests,
     rate_limiter: RateLimiter,
+    pending_signups: PendingSignups,
     limiter: SendRateLimiter,
     sleeper: Sleeper,
     signing_key: Callable[[], str | None] | None = None,
@@ -140,7 +142,7 @@ def assemble(
         sleeper=sleeper,
         recommend=Recommender(documents=store, clock=clock).for_contact,
     )
-    privacy = PrivacyService(store=store, scheduler=scheduler, clock=clock)
+    privacy = PrivacyService(store=store, scheduler=scheduler, clock=clock, refs=refs)
     ingest = IngestService(
         store=store,
         scheduler=scheduler,
@@ -170,9 +172,16 @@ def assemble(
         privacy_requests=privacy_requests,
         rate_limiter=rate_limiter,
         keys=KeyService(api_keys, clock),
-        webhooks=WebhookService(ingest=ingest, refs=refs, privacy=privacy_requests, clock=clock, eraser=privacy.erase),
+        webhooks=WebhookService(
+            ingest=ingest,
+            refs=refs,
+            privacy=privacy_requests,
+            clock=clock,
+            eraser=privacy.erase,
+            erased=privacy.erased,
+        ),
         segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
-        subscribe=SubscribeService(ingest=ingest, clock=clock),
+        subscribe=SubscribeService(ingest=ingest, pending=pending_signups, clock=clock),
         daily=DailyJob(
             ingest=ingest,
             census=store,
@@ -247,6 +256,7 @@ def build_aws(
         refs=access.DynamoContactRefs(tables),
         privacy_requests=access.DynamoPrivacyRequests(tables),
         rate_limiter=access.DynamoRateLimiter(tables),
+        pending_signups=access.DynamoPendingSignups(tables),
         limiter=DynamoSendRateLimiter(store.models),
         sleeper=sleeper or _sleeper_for(clock),
         signing_key=signing_key,
@@ -279,6 +289,7 @@ def build_memory(settings: Settings, clock: Clock, *, renderer: TemplateRenderer
         refs=memory.MemoryContactRefs(),
         privacy_requests=memory.MemoryPrivacyRequests(),
         rate_limiter=memory.MemoryRateLimiter(),
+        pending_signups=memory.MemoryPendingSignups(),
         limiter=memory.MemorySendRateLimiter(),
         sleeper=_sleeper_for(clock),
         renderer=renderer,

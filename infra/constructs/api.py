@@ -9,29 +9,7 @@ from aws_cdk import aws_logs as logs
 
 from constructs import Construct
 from infra.config import NudgeConfig
-
-# (function label, method, path): the labels are Functions.by_label's.
-ROUTES = (
-    ("Ingest", "POST", "v1/events"),
-    ("Ingest", "POST", "v1/contacts"),
-    ("Ingest", "POST", "v1/flows/{flow_id}/enrollments"),
-    ("Webhooks", "POST", "webhooks/shopify"),
-    ("Webhooks", "POST", "webhooks/woocommerce"),
-    ("Api", "POST", "v1/track"),
-    ("Api", "POST", "v1/identify"),
-    ("Api", "POST", "v1/alias"),
-    ("Api", "POST", "v1/batch"),
-    ("Api", "GET", "v1/openapi.json"),
-    # The function answers CORS itself (per publishable key's origins), preflight included.
-    ("Subscribe", "POST", "v1/subscribe"),
-    ("Subscribe", "OPTIONS", "v1/subscribe"),
-    ("Subscribe", "GET", "v1/subscribe/confirm"),
-    ("Ingest", "GET", "v1/contacts/{contact_id}"),  # export (signed)
-    ("Ingest", "DELETE", "v1/contacts/{contact_id}"),  # erase (signed)
-    # Public: the signed token in the path is the whole authorization.
-    ("Unsubscribe", "GET", "v1/unsubscribe/{token}"),
-    ("Unsubscribe", "POST", "v1/unsubscribe/{token}"),
-)
+from nudge.routes import ROUTES
 
 
 class Api(Construct):
@@ -83,14 +61,16 @@ class Api(Construct):
         self._acknowledge()
 
     def route(self, functions: dict[str, lambda_.IFunction]) -> None:
-        """Add every route of ROUTES, each proxied to its function (by Functions.by_label)."""
+        """Add every route of nudge.routes.ROUTES, each proxied to the function of its handler (by handler)."""
         # No console test-invoke permission: only the deployed stage may call the function.
         integrations = {
-            label: apigateway.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
-            for label, function in functions.items()
+            handler: apigateway.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+            for handler, function in functions.items()
         }
-        for label, method, path in ROUTES:
-            self.rest_api.root.resource_for_path(path).add_method(method, integrations[label])
+        for route in ROUTES:
+            self.rest_api.root.resource_for_path(route.path.lstrip("/")).add_method(
+                route.method, integrations[route.handler]
+            )
 
     @property
     def url(self) -> str:

@@ -93,6 +93,12 @@ class Data(Construct):
             sort_key=dynamodb.Attribute(name="review_at", type=string),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
+        # Erasure finds every outside id that leads to the contact.
+        self.contact_refs.add_global_secondary_index(
+            index_name=names.CONTACT_REFS_BY_CONTACT_INDEX,
+            partition_key=dynamodb.Attribute(name="contact_id", type=string),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
         self.events.add_global_secondary_index(
             index_name=names.EVENTS_BY_CONTACT_INDEX,
             partition_key=dynamodb.Attribute(name="contact_id", type=string),
@@ -158,6 +164,8 @@ class Data(Construct):
             f"{self.messages.table_arn}/index/{names.MESSAGES_BY_PROVIDER_ID_INDEX}",
             f"{self.messages.table_arn}/index/{names.MESSAGES_SENT_INDEX}",
         ]
+        if self.contact_refs in tables:
+            resources.append(f"{self.contact_refs.table_arn}/index/{names.CONTACT_REFS_BY_CONTACT_INDEX}")
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=list(DATA_ACTIONS), resources=resources)
         )

@@ -170,6 +170,8 @@ class Functions(Construct):
             )
             for label, suffix, handler, timeout, description in FUNCTIONS
         }
+        # What API Gateway routes to (nudge.routes names handlers): the function of each handler.
+        self.by_handler = {handler: self.by_label[label] for label, _, handler, _, _ in FUNCTIONS}
         self.ingest, self.step, self.webhooks, self.api, self.subscribe = (
             self.by_label[label] for label in ("Ingest", "Step", "Webhooks", "Api", "Subscribe")
         )
@@ -204,7 +206,7 @@ class Functions(Construct):
         # Functions that start or advance runs get the engine's tables, schedules and sending; beyond that
         # each gets only its own tables and secrets.
         engine_functions = {
-            self.ingest: deliverability,
+            self.ingest: [data.contact_refs, *deliverability],  # DELETE /v1/contacts/{id} forgets their refs
             self.step: deliverability,
             self.webhooks: [data.contact_refs, data.privacy, *deliverability],
             self.api: [data.keys, data.contact_refs, *deliverability],

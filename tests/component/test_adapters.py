@@ -306,3 +306,38 @@ def test_store_finds_a_message_by_provider_id_and_erases_a_contact_whole(store: 
     assert list(store.contacts_to_review(START)) == ["c2"]
     assert sorted(r.run_id for r in store.runs_for("c2")) == ["r1", "r2"]
     assert store.recent_sends("c2", START)[0].flow_id == "abandoned_cart"
+@pytest.mark.parametrize("twin", ["dynamodb", "memory"])
+def test_contact_refs_forget_every_ref_of_one_contact_only(moto_stack: MotoStack, twin: str) -> None:
+    from nudge.adapters.memory import MemoryContactRefs
+
+    refs = moto_stack.container.refs if twin == "dynamodb" else MemoryContactRefs()
+    now = moto_stack.clock.now()
+    for ref, contact_id in (("order:1", "c_1"), ("anon:a", "c_1"), ("order:2", "c_2")):
+        refs.link(ref, contact_id, now)
+
+    assert refs.forget("c_1") == 2
+    assert (refs.resolve("order:1"), refs.resolve("anon:a"), refs.resolve("order:2")) == (None, None, "c_2")
+    assert refs.forget("c_1") == 0
+
+
+@pytest.mark.parametrize("twin", ["dynamodb", "memory"])
+def test_pending_signups_round_trip_and_expire(moto_stack: MotoStack, twin: str) -> None:
+    from datetime import timedelta
+
+    from nudge.adapters.dynamodb.access import DynamoPendingSignups
+    from nudge.adapters.memory import MemoryPendingSignups
+    from nudge.ports import PendingSignup, PendingSignups
+
+    wired = moto_stack.container.subscribe._pending  # type: ignore[attr-defined]
+    assert isinstance(wired, DynamoPendingSignups)
+    signups: PendingSignups = wired if twin == "dynamodb" else MemoryPendingSignups()
+    now = moto_stack.clock.now()
+    signup = PendingSignup(
+        "s1", "kh", "jo@example.com", "Jo", "+14155550123", True, "footer", now, now + timedelta(days=7)
+    )
+
+    signups.put(signup)
+
+    assert signups.get("s1", now) == signup
+    assert signups.get("s1", now + timedelta(days=7)) is None
+    assert signups.get("nope", now) is None

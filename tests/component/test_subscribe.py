@@ -109,8 +109,15 @@ def test_double_opt_in_waits_for_the_click_then_welcomes(moto_stack: MotoStack) 
     link = re.search(r"(/v1/subscribe/confirm\?token=[A-Za-z0-9_.-]+)", plain_text(confirmation.raw_data))
     assert link is not None
     path, _, token = link.group(1).partition("?token=")
-    clicked = moto_stack.send("GET", path, query={"token": token})
-    moto_stack.send("GET", path, query={"token": token})
+    shown = moto_stack.send("GET", path, query={"token": token})
+    assert (shown.status, shown.headers["Content-Type"]) == (200, "text/html; charset=utf-8")
+    assert "kim@example.com" not in shown.body.decode() and "k***@example.com" in shown.body.decode()
+    assert [m.raw_data.split("Subject: ")[1].split("\r\n")[0] for m in moto_stack.sent_emails()] == [
+        "Please confirm your subscription"
+    ]  # showing the page confirms nothing
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    clicked = moto_stack.send("POST", path, f"token={token}".encode(), form, {"token": token})
+    moto_stack.send("POST", path, f"token={token}".encode(), form, {"token": token})
 
     # Then they are subscribed and welcomed, once
     assert (clicked.status, clicked.headers["Content-Type"]) == (200, "text/html; charset=utf-8")

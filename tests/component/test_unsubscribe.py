@@ -29,6 +29,12 @@ def unsubscribe_path(mail: MimeMessage) -> str:
     return https.group(1).removeprefix(UNSUBSCRIBE_BASE_URL.removesuffix("/v1/unsubscribe"))
 
 
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
 def part(mail: MimeMessage, subtype: str) -> str:
     for sub in mail.walk():
         if sub.get_content_type() == f"text/{subtype}":
@@ -125,9 +131,10 @@ def test_resubscribe_and_topics_through_the_page(moto_stack: MotoStack) -> None:
     alice = moto_stack.call_api("POST", "/v1/events", subscribed("evt_1")).body["contact_id"]
     path = unsubscribe_path(last_mail(moto_stack))
     moto_stack.call_unsubscribe("POST", path, "action=unsubscribe")
+    csrf = csrf_of(moto_stack.call_unsubscribe("GET", path).body["html"])
 
-    again = moto_stack.call_unsubscribe("POST", path, "action=resubscribe")
-    topics = moto_stack.call_unsubscribe("POST", path, "action=save_topics&topic=welcome")
+    again = moto_stack.call_unsubscribe("POST", path, f"action=resubscribe&consent=yes&csrf={csrf}")
+    topics = moto_stack.call_unsubscribe("POST", path, f"action=save_topics&topic=welcome&csrf={csrf}")
     moto_stack.call_api("POST", "/v1/events", checkout_started("evt_2", "chk_1", contact("alice")))
     moto_stack.pump.run_until(START + timedelta(hours=1))
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from nudge import names
+from nudge.openapi import document
 
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("infra")]
 
@@ -180,6 +181,8 @@ def test_table_keys_and_ttl_match_the_store_adapter(prod: Synth) -> None:
     }
     assert indexes[f"{names.MESSAGES_TABLE}-prod"] == [(names.MESSAGES_BY_PROVIDER_ID_INDEX, "provider_id", "ALL")]
     assert indexes[f"{names.EVENTS_TABLE}-prod"] == [(names.EVENTS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")]
+    refs_index = (names.CONTACT_REFS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")
+    assert indexes[f"{names.CONTACT_REFS_TABLE}-prod"] == [refs_index]
 
 
 def test_dev_tables_are_disposable(dev: Synth) -> None:
@@ -203,7 +206,7 @@ HANDLERS = [*ENGINE_HANDLERS, names.FEEDBACK_HANDLER, names.UNSUBSCRIBE_HANDLER,
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
 DELIVERABILITY = {"DataSuppressions", "DataCounters"}
 EXTRA_TABLES = {
-    names.INGEST_HANDLER: DELIVERABILITY,
+    names.INGEST_HANDLER: {"DataContactRefs"} | DELIVERABILITY,  # erasure forgets the refs
     names.STEP_HANDLER: DELIVERABILITY,
     names.WEBHOOKS_HANDLER: {"DataContactRefs", "DataPrivacy"} | DELIVERABILITY,
     names.API_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,
@@ -428,6 +431,12 @@ def test_email_only_from_the_sender_and_sms_never_to_topics(prod: Synth, handler
     assert (deny["Action"], deny["Resource"]) == ("sns:Publish", "arn:*:sns:*:*:*")
 
 
+def _index_of(arn: str) -> str:
+    """ "${DataEventsAB12CD34.Arn}/index/by-contact" -> "DataEvents/index/by-contact"."""
+    table, _, index = arn.removeprefix("${").partition(".Arn}/index/")
+    return f"{table.rstrip('0123456789ABCDEF')}/index/{index}"
+
+
 @pytest.mark.parametrize("handler", HANDLERS)
 def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Synth, handler: str) -> None:
     own = list(statements(prod, function_role(prod, handler)))
@@ -436,14 +445,17 @@ def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Syn
     engine = {"DataContacts", "DataEvents", "DataRuns", "DataMessages"}
     granted = {r["Fn::GetAtt"][0] for r in data["Resource"] if "Fn::GetAtt" in r}
     assert {key.rstrip("0123456789ABCDEF") for key in granted} == engine | EXTRA_TABLES[handler]
-    # ... and the two named indexes, no wildcard
-    indexes = sorted(render(r).rsplit("/", 1)[1] for r in data["Resource"] if "Fn::GetAtt" not in r)
-    assert indexes == sorted(
+    # ... and the named indexes, no wildcard (the refs' only where the refs table is granted)
+    indexes = [_index_of(render(r)) for r in data["Resource"] if "Fn::GetAtt" not in r]
+    has_refs = "DataContactRefs" in EXTRA_TABLES[handler]
+    refs = ["DataContactRefs/index/" + names.CONTACT_REFS_BY_CONTACT_INDEX] if has_refs else []
+    assert sorted(indexes) == sorted(
         [
-            names.CONTACTS_REVIEW_INDEX,
-            names.EVENTS_BY_CONTACT_INDEX,
-            names.MESSAGES_BY_PROVIDER_ID_INDEX,
-            names.MESSAGES_SENT_INDEX,
+            "DataContacts/index/" + names.CONTACTS_REVIEW_INDEX,
+            "DataEvents/index/" + names.EVENTS_BY_CONTACT_INDEX,
+            "DataMessages/index/" + names.MESSAGES_BY_PROVIDER_ID_INDEX,
+            "DataMessages/index/" + names.MESSAGES_SENT_INDEX,
+            *refs,
         ]
     )
 
@@ -493,6 +505,7 @@ def test_api_routes_proxy_to_their_functions_with_throttling_tracing_and_access_
         ("POST", "/v1/subscribe", names.SUBSCRIBE_HANDLER),
         ("OPTIONS", "/v1/subscribe", names.SUBSCRIBE_HANDLER),
         ("GET", "/v1/subscribe/confirm", names.SUBSCRIBE_HANDLER),
+        ("POST", "/v1/subscribe/confirm", names.SUBSCRIBE_HANDLER),  # the confirmation page's button
         ("GET", "/v1/contacts/{contact_id}", names.INGEST_HANDLER),
         ("DELETE", "/v1/contacts/{contact_id}", names.INGEST_HANDLER),
         ("GET", "/v1/unsubscribe/{token}", names.UNSUBSCRIBE_HANDLER),
@@ -719,3 +732,28 @@ def test_a_daily_schedule_runs_the_segment_sweep(prod: Synth) -> None:
     (index,) = contacts["GlobalSecondaryIndexes"]
     assert index["IndexName"] == names.CONTACTS_REVIEW_INDEX
     assert [k["AttributeName"] for k in index["KeySchema"]] == ["review_bucket", "review_at"]
+
+
+def test_the_deployed_api_serves_exactly_the_routes_the_openapi_document_describes(prod: Synth) -> None:
+    # The REST API's resources as paths: each resource's PathPart under its parent (the root has none).
+    resources = prod.resources("AWS::ApiGateway::Resource")
+
+    def path_of(resource_id: Any) -> str:
+        if not isinstance(resource_id, dict) or "Ref" not in resource_id:
+            return ""  # Fn::GetAtt RootResourceId: the API's root
+        props = resources[resource_id["Ref"]]["Properties"]
+        return f"{path_of(props['ParentId'])}/{props['PathPart']}"
+
+    deployed = {
+        (props["HttpMethod"], path_of(props["ResourceId"]))
+        for props in (m["Properties"] for m in prod.resources("AWS::ApiGateway::Method").values())
+    }
+    documented = {
+        (method.upper(), path)
+        for path, item in document()["paths"].items()
+        for method in item
+        if method != "parameters"
+    }
+
+    assert deployed == documented
+    assert len(deployed) == 18

@@ -39,6 +39,7 @@ from nudge.ports import (
     ContactChange,
     OutgoingEmail,
     OutgoingSms,
+    PendingSignup,
     PrivacyRequest,
     SendClaim,
     StepWakeUp,
@@ -483,6 +484,24 @@ class MemoryContactRefs:
 
     def resolve(self, ref: str) -> str | None:
         return self.refs.get(ref)
+
+    def forget(self, contact_id: str) -> int:
+        gone = [ref for ref, linked in self.refs.items() if linked == contact_id]
+        for ref in gone:
+            del self.refs[ref]
+        return len(gone)
+
+
+class MemoryPendingSignups:
+    def __init__(self) -> None:
+        self.signups: dict[str, PendingSignup] = {}
+
+    def put(self, signup: PendingSignup) -> None:
+        self.signups[signup.signup_id] = signup
+
+    def get(self, signup_id: str, now: datetime) -> PendingSignup | None:
+        signup = self.signups.get(signup_id)
+        return signup if signup is not None and signup.expires_at > now else None
 
 
 class MemoryPrivacyRequests:

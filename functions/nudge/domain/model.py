@@ -8,6 +8,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from nudge.domain import bounds
+from nudge.domain.addresses import email_or_none
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 
@@ -80,7 +82,7 @@ def contact_id_for(*, external_id: str | None, email: str | None, phone: str | N
     if external_id:
         return external_id
     if email:
-        return "em_" + _digest(email.strip().lower(), length=24)
+        return "em_" + _digest(email_or_none(email) or email.strip().lower(), length=24)
     if phone:
         return "ph_" + _digest(phone, length=24)
     raise ValueError("a contact needs an id, an email or a phone number")
@@ -109,7 +111,14 @@ class Contact:
     version: int = 0
 
     def merged(self, patch: ContactPatch, now: datetime) -> Contact:
-        """Apply what an event or identify call says about the contact; absent fields keep their value."""
+        """Apply what an event or identify call says about the contact; absent fields keep their value.
+
+        New properties must keep the contact within its property budget (bounds.OutOfBounds, naming
+        `/properties`): one DynamoDB item holds the whole contact.
+        """
+        properties = {**self.properties, **patch.properties}
+        if patch.properties and properties != self.properties:
+            bounds.check_contact_properties(properties, "/properties")
         return replace(
             self,
             email=patch.email or self.email,
@@ -119,7 +128,7 @@ class Contact:
             timezone=patch.timezone or self.timezone,
             email_marketing=self.email_marketing if patch.email_marketing is None else patch.email_marketing,
             sms_marketing=self.sms_marketing if patch.sms_marketing is None else patch.sms_marketing,
-            properties={**self.properties, **patch.properties},
+            properties=properties,
             created_at=self.created_at or now,
             updated_at=now,
         )

@@ -7,6 +7,7 @@ and have not bought themselves; best sellers fill the rest. See docs/adr/0006-re
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import permutations
@@ -19,6 +20,11 @@ from nudge.domain.aggregates import product_key
 # an approximation for the long tail, exact for the products that matter.
 PRODUCTS_KEPT = 200
 NEIGHBOURS_KEPT = 10
+# Product keys and titles come from storefront payloads: a key past KEY_MAX is not counted, a title is cut
+# to TITLE_MAX, and `pruned` drops the slowest sellers until the stored record fits MAX_RECORD_BYTES.
+KEY_MAX = 100
+TITLE_MAX = 120
+MAX_RECORD_BYTES = 300 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +64,8 @@ def _add(
     """Count one order into the mappings; 1 if it named a product, else 0 (an order of nothing known)."""
     keys: dict[str, str] = {}
     for line in lines:
-        if (key := product_key(line)) is not None and key not in keys:
-            keys[key] = str(line.get("title") or key)
+        if (key := product_key(line)) is not None and len(key) <= KEY_MAX and key not in keys:
+            keys[key] = str(line.get("title") or key)[:TITLE_MAX]
     for key, title in keys.items():
         products[key] = products.get(key, 0) + 1
         titles[key] = title
@@ -105,8 +111,22 @@ def recommend(table: CoPurchases, bought: Iterable[str], limit: int = 3) -> list
 
 
 def pruned(table: CoPurchases) -> CoPurchases:
-    """The table cut to its bounds: the best-selling products, each with its most frequent companions."""
-    kept = best_sellers(table)[:PRODUCTS_KEPT]
+    """The table cut to its bounds: the best-selling products, each with its most frequent companions,
+    as many as fit MAX_RECORD_BYTES (a DynamoDB item holds 400 KB)."""
+    kept_count = PRODUCTS_KEPT
+    while True:
+        cut = _cut(table, best_sellers(table)[:kept_count])
+        if kept_count == 0 or record_bytes(cut) <= MAX_RECORD_BYTES:
+            return cut
+        kept_count = kept_count * 3 // 4
+
+
+def record_bytes(table: CoPurchases) -> int:
+    """The size of the stored record, as UTF-8 JSON."""
+    return len(json.dumps(to_record(table), separators=(",", ":")).encode())
+
+
+def _cut(table: CoPurchases, kept: list[str]) -> CoPurchases:
     pairs = {}
     for product in kept:
         companions = table.pairs.get(product, {})

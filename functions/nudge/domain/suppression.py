@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from nudge.domain.addresses import email_or_none
 from nudge.domain.model import Category, Channel
 
 
@@ -38,14 +39,28 @@ EVERYTHING = "everything"
 
 
 def normalized_address(channel: Channel, address: str) -> str:
-    """Email addresses compare case-insensitively; phone numbers are already E.164."""
-    return address.strip().lower() if channel is Channel.EMAIL else address.strip()
+    """Email addresses as nudge.domain.addresses normalizes them; phone numbers are already E.164.
+
+    An address that does not normalize (only ever a stored legacy value) is hashed lower-cased and stripped.
+    """
+    if channel is Channel.EMAIL:
+        return email_or_none(address) or address.strip().lower()
+    return address.strip()
 
 
 def address_key(channel: Channel, address: str) -> str:
     """The hashed key of an address: `email#<sha256>` or `sms#<sha256>`; holds no readable personal data."""
     digest = hashlib.sha256(f"nudge-address:{channel.value}:{normalized_address(channel, address)}".encode())
     return f"{channel.value}#{digest.hexdigest()}"
+
+
+def tombstone_key(contact_id: str) -> str:
+    """Where an erased contact's tombstone is kept (with the address suppressions, as a hash of the id).
+
+    It says only "a contact with this id was erased", so webhooks about them are not taken as a new
+    customer; the id itself, personal data in its own right, is not stored.
+    """
+    return "contact#" + hashlib.sha256(f"nudge-contact:{contact_id}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from nudge import names, openapi, wiring
+from nudge.domain.bounds import OutOfBounds
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.problems import Problem
 from nudge.ports import KeyKind
@@ -70,6 +71,9 @@ def _run(call: SegmentCall) -> tuple[int, dict[str, Any]]:
             return 200, segment.alias(call)
     except InvalidCall as exc:
         raise problems.invalid_field(exc.pointer, exc.detail) from None
+    except OutOfBounds as exc:  # the contact's property budget, found when merging
+        where = "/context/traits" if isinstance(call, TrackCall) else "/traits"
+        raise problems.invalid_field(where + exc.pointer.removeprefix("/properties"), exc.detail) from None
     return (200 if result["duplicate"] else 202), result
 
 
@@ -114,6 +118,10 @@ def post_batch() -> Response:
             results.append({"index": index, "status": status, "result": result})
         except Problem as problem:
             results.append({"index": index, "status": problem.status, "problem": problem.body()})
+        except Exception:  # one item's fault must not fail the others (a retry would fail them all again)
+            logger.exception("batch item failed", extra={"index": index})
+            fault = problems.internal(app.lambda_context.aws_request_id if app.lambda_context else None)
+            results.append({"index": index, "status": fault.status, "problem": fault.body()})
     logger.info("segment batch", extra={"items": len(results)})
     return http.json_response(200, {"results": results})
 

@@ -5,14 +5,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import BaseModel, ValidationError
 
+from nudge.domain import bounds
 from nudge.handlers import problems
 from nudge.handlers.problems import Problem
 
@@ -29,12 +34,22 @@ def _jsonable(value: Any) -> Any:
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        status_code=status,
-        content_type="application/json",
-        body=json.dumps(body, separators=(",", ":"), default=_jsonable),
-        headers=headers or {},
-    )
+    """Always valid JSON: a non-finite number stored before input was bounded is written as null."""
+    try:
+        text = json.dumps(body, separators=(",", ":"), default=_jsonable, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(body), separators=(",", ":"), default=_jsonable, allow_nan=False)
+    return Response(status_code=status, content_type="application/json", body=text, headers=headers or {})
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def raw_body(app: APIGatewayRestResolver, limit: int) -> bytes:
@@ -53,6 +68,25 @@ def raw_body(app: APIGatewayRestResolver, limit: int) -> bytes:
     return body
 
 
+def form_fields(app: APIGatewayRestResolver, limit: int) -> dict[str, list[str]]:
+    """An application/x-www-form-urlencoded body (a page's form), refused past `limit`."""
+    body = raw_body(app, limit)
+    return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=50)
+
+
+def signed_path(app: APIGatewayRestResolver) -> str:
+    """The path a v2 signature covers: the route's resource path with its parameters filled in.
+
+    Not `event.path`: behind a custom domain's base-path mapping that carries the mapping's prefix too,
+    which a storefront signing `/v1/events` never sees.
+    """
+    event = app.current_event
+    path = event.request_context.resource_path or event.path
+    for name, value in (event.path_parameters or {}).items():
+        path = path.replace("{" + name + "}", value).replace("{" + name + "+}", value)
+    return path
+
+
 def require_json_media_type(app: APIGatewayRestResolver) -> None:
     content_type = app.current_event.headers.get("content-type")
     if not content_type or content_type.split(";")[0].strip().lower() != "application/json":
@@ -60,9 +94,12 @@ def require_json_media_type(app: APIGatewayRestResolver) -> None:
 
 
 def parse_json(body: bytes) -> Any:
+    """The body as JSON within nudge's bounds (nudge.domain.bounds); a breach is a problem naming the member."""
     try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return bounds.parse_json(body)
+    except bounds.OutOfBounds as exc:
+        raise problems.invalid_field(exc.pointer, exc.detail) from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an over-long integer
         raise problems.bad_json(str(exc)) from None
 
 
@@ -74,6 +111,15 @@ def parse_model(model: type[M], data: Any) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise problems.from_validation_error(exc) from None
+
+
+@contextmanager
+def members_under(prefix: str) -> Iterator[None]:
+    """Name a bound breached deep in a service (`/properties`) by where it sits in this route's body."""
+    try:
+        yield
+    except bounds.OutOfBounds as exc:
+        raise problems.invalid_field(prefix + exc.pointer, exc.detail) from None
 
 
 def install_problem_responses(app: APIGatewayRestResolver, logger: Logger) -> None:
@@ -88,6 +134,10 @@ def install_problem_responses(app: APIGatewayRestResolver, logger: Logger) -> No
             body=exc.json(app.current_event.path),
             headers=exc.headers,
         )
+
+    @app.exception_handler(bounds.OutOfBounds)
+    def _out_of_bounds(exc: bounds.OutOfBounds) -> Response:
+        return _problem(problems.invalid_field(exc.pointer or "/", exc.detail))
 
     @app.not_found
     def _not_found(_exc: Exception) -> Response:

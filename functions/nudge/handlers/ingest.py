@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, signing, wiring
+from nudge.domain.model import Contact, ContactPatch
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.problems import Problem
 from nudge.services.ingest import UnknownFlow
@@ -36,9 +37,17 @@ def _verify(container: wiring.Container, body: bytes) -> None:
     if not key:
         logger.error("no signing key configured; refusing every request")
         raise problems.internal(None)
-    header = app.current_event.headers.get(names.SIGNATURE_HEADER)
+    request = app.current_event
     try:
-        signing.verify(key, header, body, container.clock.now())
+        signing.verify_request(
+            key,
+            request.headers.get(names.SIGNATURE_HEADER),
+            method=request.http_method,
+            path=http.signed_path(app),
+            query=request.query_string_parameters,
+            body=body,
+            now=container.clock.now(),
+        )
     except signing.SignatureError as exc:
         raise problems.unauthorized(str(exc)) from None
 
@@ -51,7 +60,9 @@ def post_event() -> Response:
         event = event_in.to_event(container.clock.now())
     except ValueError as exc:
         raise problems.invalid_field("/occurred_at", str(exc)) from None
-    outcome = container.ingest.ingest(event)
+    with http.members_under("/contact"):
+        _fits(container, event.contact)
+        outcome = container.ingest.ingest(event)
     logger.info("event ingested", extra=outcome.as_dict())
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())
 
@@ -65,7 +76,9 @@ def post_enrollment(flow_id: str) -> Response:
     except ValueError as exc:
         raise problems.invalid_field("/occurred_at", str(exc)) from None
     try:
-        outcome = container.ingest.enroll(flow_id, event)
+        with http.members_under("/contact"):
+            _fits(container, event.contact)
+            outcome = container.ingest.enroll(flow_id, event)
     except UnknownFlow:
         raise Problem(404, "unknown-flow", "No such flow", f"no deployed flow has the id {flow_id!r}") from None
     return _json(200 if outcome.duplicate else 202, outcome.as_dict())
@@ -74,9 +87,20 @@ def post_enrollment(flow_id: str) -> Response:
 @app.post("/v1/contacts")
 def post_contact() -> Response:
     container = wiring.current()
-    contact_in = _parse(ContactIn, _authenticated_json(container))
-    contact = container.ingest.identify(contact_in.to_patch())
+    patch = _parse(ContactIn, _authenticated_json(container)).to_patch()
+    _fits(container, patch)
+    contact = container.ingest.identify(patch)
     return _json(200, {"contact_id": contact.contact_id, "version": contact.version})
+
+
+def _fits(container: wiring.Container, patch: ContactPatch) -> None:
+    """Refuse (bounds.OutOfBounds) new properties past the contact's budget before anything is written.
+
+    The merge checks again when it writes; this read only spares a refused event its event record.
+    """
+    if patch.properties:
+        stored = container.ingest.get_contact(patch.contact_id) or Contact(contact_id=patch.contact_id)
+        stored.merged(patch, container.clock.now())
 
 
 def _contact_request(contact_id: str) -> wiring.Container:

@@ -1,7 +1,12 @@
-"""Public signup forms: POST /v1/subscribe (and its CORS preflight), GET /v1/subscribe/confirm.
+"""Public signup forms: POST /v1/subscribe (and its CORS preflight); the confirmation page at
+GET /v1/subscribe/confirm, and its button, POST /v1/subscribe/confirm.
 
 Called from shop pages with a publishable key in the query string (`?key=nudge_pk_…`), so a browser's
 preflight carries it too; only the key's configured origins get CORS headers.
+
+The confirmation link's GET only shows a page (link scanners and mail previews fetch links); the
+person's click on its button POSTs, and only that confirms. The link names a pending signup by id and
+carries no address.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, signing, wiring
-from nudge.handlers import flow_metrics, http, problems
+from nudge.handlers import flow_metrics, http, pages, problems
 from nudge.handlers.problems import Problem
-from nudge.ports import ApiKey, KeyKind
-from nudge.services.subscribe import SubscribeIn
+from nudge.ports import ApiKey, KeyKind, PendingSignup
+from nudge.services.subscribe import SignupGone, SubscribeIn
 
 MAX_BODY_BYTES = 4 * 1024
+MAX_TOKEN_LENGTH = 1024
 RATE_LIMIT = 10  # submissions per minute from one address to one key: plenty for people, dull for scripts
 RATE_WINDOW = timedelta(minutes=1)
 
@@ -73,8 +79,7 @@ def post_subscribe() -> Response:
             # Answer as if it worked, so the bot learns nothing; store nothing.
             logger.info("honeypot filled; ignored")
             return http.json_response(202, {"status": "subscribed"}, cors)
-        confirm_url = _confirm_url(container, form, key) if key.double_opt_in else None
-        result = container.subscribe.subscribe(form, key, confirm_url=confirm_url)
+        result = container.subscribe.subscribe(form, key, link_for=lambda signup: _confirm_url(container, signup))
     except Problem as problem:
         problem.headers.update(cors)  # so the page's script can read why
         raise
@@ -82,12 +87,12 @@ def post_subscribe() -> Response:
     return http.json_response(202, {"status": result["status"]}, cors)
 
 
-def _confirm_url(container: wiring.Container, form: SubscribeIn, key: ApiKey) -> str:
+def _confirm_url(container: wiring.Container, signup: PendingSignup) -> str:
     signing_key = container.signing_key()
     if not signing_key:
         logger.error("no signing key configured; cannot sign confirmation links")
         raise problems.internal(None)
-    token = signing.sign_token(signing_key, container.subscribe.confirmation_claims(form, key))
+    token = signing.sign_token(signing_key, container.subscribe.confirmation_claims(signup))
     return f"{_base_url(container)}/v1/subscribe/confirm?token={token}"
 
 
@@ -98,27 +103,75 @@ def _base_url(container: wiring.Container) -> str:
     return f"https://{context.domain_name}/{context.stage}"
 
 
-@app.get("/v1/subscribe/confirm")
-def confirm() -> Response:
-    container = wiring.current()
+def _claims(container: wiring.Container, token: str | None) -> dict[str, Any]:
+    """The verified claims of a confirmation link whose form is still live."""
     signing_key = container.signing_key()
     if not signing_key:
         raise problems.internal(None)
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise problems.invalid_link("the confirmation link is broken; sign up again")
     try:
-        claims = signing.verify_token(
-            signing_key, app.current_event.get_query_string_value("token"), container.clock.now()
-        )
+        claims = signing.verify_token(signing_key, token, container.clock.now())
     except signing.SignatureError as exc:
         raise problems.invalid_link(f"the confirmation link is broken or too old ({exc}); sign up again") from None
     if container.keys.live(str(claims.get("k"))) is None:
         raise problems.invalid_link("this signup form is no longer active")
-    result = container.subscribe.confirm(claims)
-    logger.info("signup confirmed", extra={"duplicate": result["duplicate"]})
-    page = (
-        "<!doctype html><meta charset=utf-8><title>Subscribed</title>"
-        f"<p>Thank you: <strong>{html.escape(str(claims['e']))}</strong> is subscribed.</p>"
+    return claims
+
+
+def _pending(container: wiring.Container, claims: dict[str, Any]) -> PendingSignup:
+    try:
+        return container.subscribe.pending(claims)
+    except SignupGone:
+        raise problems.invalid_link("this confirmation link has expired; sign up again") from None
+
+
+@app.get("/v1/subscribe/confirm")
+def show_confirmation() -> Response:
+    """Safe to prefetch: shows what would be confirmed, with a button; changes nothing."""
+    container = wiring.current()
+    token = app.current_event.get_query_string_value("token")
+    signup = _pending(container, _claims(container, token))
+    sms = (
+        f"<p>Texts to {html.escape(_phone_hint(signup.phone))} too, if you have not given us another number.</p>"
+        if signup.phone and signup.sms_marketing
+        else ""
     )
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=page)
+    who = html.escape(_email_hint(signup.email))
+    body = f"""<p>Please confirm that <strong>{who}</strong> should get our emails.</p>
+{sms}<form method="post"><input type="hidden" name="token" value="{html.escape(token or "")}">
+<button type="submit">Yes, subscribe me</button></form>
+<p><small>Did not sign up? Close this page: nothing happens unless you press the button.</small></p>"""
+    return pages.page(_shop(container), "Confirm your subscription", body)
+
+
+@app.post("/v1/subscribe/confirm")
+def confirm() -> Response:
+    """The person pressed the page's button: subscribe them (once, however often it is pressed)."""
+    container = wiring.current()
+    form = http.form_fields(app, MAX_BODY_BYTES)
+    token = (form.get("token") or [None])[0] or app.current_event.get_query_string_value("token")
+    claims = _claims(container, token)
+    try:
+        result = container.subscribe.confirm(claims)
+    except SignupGone:
+        raise problems.invalid_link("this confirmation link has expired; sign up again") from None
+    logger.info("signup confirmed", extra={"duplicate": result["duplicate"]})
+    body = "<p class=notice>Thank you: you are subscribed. Look out for our welcome email.</p>"
+    return pages.page(_shop(container), "You are subscribed", body)
+
+
+def _shop(container: wiring.Container) -> str:
+    return pages.shop_name(container.settings.from_address)
+
+
+def _email_hint(email: str) -> str:
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def _phone_hint(phone: str) -> str:
+    return phone[:3] + "•" * max(len(phone) - 5, 0) + phone[-2:]
 
 
 @logger.inject_lambda_context(clear_state=True)

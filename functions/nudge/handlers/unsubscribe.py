@@ -19,15 +19,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import names, wiring
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.unsubscribe import BadToken
-from nudge.handlers import flow_metrics, problems
+from nudge.handlers import flow_metrics, pages, problems
 from nudge.handlers.problems import Problem
-from nudge.services.preferences import NoSuchContact, Preferences
+from nudge.services.preferences import BadCsrf, ConsentMissing, NoSuchContact, Preferences
 
 logger = Logger(service=names.SERVICE)
 app = APIGatewayRestResolver()
 
 MAX_FORM_BYTES = 16 * 1024
-_HTML = "text/html; charset=utf-8"
 
 
 def _form() -> dict[str, list[str]]:
@@ -42,33 +41,37 @@ def _form() -> dict[str, list[str]]:
     return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
 
 
-def _page(title: str, notice: str | None, prefs: Preferences) -> Response:
+def _page(title: str, notice: str | None, prefs: Preferences, token: str) -> Response:
+    container = wiring.current()
+    csrf = html.escape(container.preferences.csrf_for(token))
+    hidden = f'<input type="hidden" name="csrf" value="{csrf}">'
     topics = "".join(
         f'<label><input type="checkbox" name="topic" value="{html.escape(t.id)}"{" checked" if t.subscribed else ""}> '
-        f"{html.escape(t.name)}</label><br>"
+        f"{html.escape(t.name)}</label>"
         for t in prefs.topics
     )
     status = "subscribed to marketing email" if prefs.subscribed else "unsubscribed from all marketing email"
-    body = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>{html.escape(title)}</title></head>
-<body style="font-family:Helvetica,Arial,sans-serif;max-width:480px;margin:40px auto;color:#222;">
-<h1 style="font-size:22px;">{html.escape(title)}</h1>
-{f"<p><strong>{html.escape(notice)}</strong></p>" if notice else ""}
+    if prefs.subscribed:
+        change = """<form method="post"><button class="secondary" name="action" value="unsubscribe">
+Unsubscribe from everything</button></form>"""
+    else:  # fresh consent, ticked and recorded, is what lifts an unsubscribe or a complaint
+        change = f"""<form method="post">{hidden}<label><input type="checkbox" name="consent" value="yes" required>
+Yes, send me marketing email again</label>
+<button name="action" value="resubscribe">Resubscribe</button></form>"""
+    body = f"""{f'<p class="notice">{html.escape(notice)}</p>' if notice else ""}
 <p>{html.escape(prefs.email_hint)} is {status}.</p>
-<form method="post"><fieldset><legend>Email me about</legend>{topics}</fieldset>
+<form method="post">{hidden}<fieldset><legend>Email me about</legend>{topics}</fieldset>
 <button name="action" value="save_topics">Save my choices</button></form>
-<form method="post"><button name="action" value="unsubscribe">Unsubscribe from everything</button></form>
-<form method="post"><button name="action" value="resubscribe">Resubscribe</button></form>
-<p style="font-size:12px;color:#777;">Order confirmations and receipts still reach you.</p>
-</body></html>"""
-    return Response(status_code=200, content_type=_HTML, body=body, headers={"Cache-Control": "no-store"})
+{change}
+<p><small>Order confirmations and receipts still reach you.</small></p>"""
+    return pages.page(pages.shop_name(container.settings.from_address), title, body)
 
 
 @app.get("/v1/unsubscribe/<token>")
 def show(token: str) -> Response:
     """Safe to prefetch: link scanners and previews GET links, so a GET never changes anything."""
     prefs = wiring.current().preferences.show(token)
-    return _page("Your email preferences", None, prefs)
+    return _page("Your email preferences", None, prefs, token)
 
 
 @app.post("/v1/unsubscribe/<token>")
@@ -76,11 +79,17 @@ def change(token: str) -> Response:
     service = wiring.current().preferences
     form = _form()
     action = (form.get("action") or [""])[0]
+    if action in ("resubscribe", "save_topics"):
+        # Only from the page itself: its forms carry a fresh CSRF token bound to this link.
+        service.show(token)  # a bad token or an erased contact is refused as such first
+        service.check_csrf(token, (form.get("csrf") or [None])[0])
     if action == "resubscribe":
-        return _page("Your email preferences", "You are subscribed again.", service.resubscribe(token))
+        consented = (form.get("consent") or [""])[0] == "yes"
+        prefs = service.resubscribe(token, consented=consented)
+        return _page("Your email preferences", "You are subscribed again.", prefs, token)
     if action == "save_topics":
         prefs = service.choose_topics(token, set(form.get("topic", [])))
-        return _page("Your email preferences", "Your choices are saved.", prefs)
+        return _page("Your email preferences", "Your choices are saved.", prefs, token)
     if action not in ("", "unsubscribe"):
         raise problems.invalid_field("/action", "one of unsubscribe, resubscribe, save_topics")
     # RFC 8058: the mailbox provider POSTs "List-Unsubscribe=One-Click"; the page's button posts action.
@@ -90,12 +99,23 @@ def change(token: str) -> Response:
     if prefs.credited_flow:
         flow_metrics.record_feedback(prefs.credited_flow, FeedbackKind.UNSUBSCRIBE)
     logger.info("unsubscribed", extra={"source": source})
-    return _page("You are unsubscribed", "You will get no more marketing email from us.", prefs)
+    return _page("You are unsubscribed", "You will get no more marketing email from us.", prefs, token)
 
 
 @app.exception_handler(BadToken)
 def _bad_token(exc: BadToken) -> Response:
     return _problem(problems.bad_token(str(exc)))
+
+
+@app.exception_handler(BadCsrf)
+def _bad_csrf(exc: BadCsrf) -> Response:
+    detail = f"reload the preference page and use its buttons ({exc})"
+    return _problem(Problem(403, "bad-csrf", "This form is out of date", detail))
+
+
+@app.exception_handler(ConsentMissing)
+def _no_consent(exc: ConsentMissing) -> Response:
+    return _problem(problems.invalid_field("/consent", str(exc)))
 
 
 @app.exception_handler(NoSuchContact)

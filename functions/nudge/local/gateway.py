@@ -1,6 +1,6 @@
 """API Gateway in miniature: route a local HTTP request to the Lambda handler the stack routes it to.
 
-The same table serves `nudge serve`, the schemathesis run and the component tests, so they all exercise
+The same table (nudge.routes) serves `nudge serve`, the schemathesis run and the component tests, so they all exercise
 the handlers exactly as the REST API's proxy integrations would.
 """
 
@@ -14,23 +14,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
-from nudge import names
+from nudge import routes
 from nudge.local.lambda_events import FakeLambdaContext, proxy_event
-
-# (method, path, handler) in the order API Gateway would match them; None matches any method.
-ROUTES: list[tuple[str | None, str, str]] = [
-    ("POST", "/v1/events", names.INGEST_HANDLER),
-    ("POST", "/v1/contacts", names.INGEST_HANDLER),
-    ("POST", "/webhooks/shopify", names.WEBHOOKS_HANDLER),
-    ("POST", "/webhooks/woocommerce", names.WEBHOOKS_HANDLER),
-    (None, "/v1/subscribe", names.SUBSCRIBE_HANDLER),
-    ("GET", "/v1/subscribe/confirm", names.SUBSCRIBE_HANDLER),
-    ("POST", "/v1/track", names.API_HANDLER),
-    ("POST", "/v1/identify", names.API_HANDLER),
-    ("POST", "/v1/alias", names.API_HANDLER),
-    ("POST", "/v1/batch", names.API_HANDLER),
-    ("GET", "/v1/openapi.json", names.API_HANDLER),
-]
 
 
 @dataclass
@@ -43,12 +28,9 @@ class LocalResponse:
         return json.loads(self.body) if self.body else None
 
 
-def _handler(path: str, method: str) -> Any | None:
-    for route_method, route_path, target in ROUTES:
-        if route_path == path and route_method in (None, method):
-            module, _, function = target.rpartition(".")
-            return getattr(importlib.import_module(module), function)
-    return None
+def _handler(target: str) -> Any:
+    module, _, function = target.rpartition(".")
+    return getattr(importlib.import_module(module), function)
 
 
 def _not_found(path: str) -> LocalResponse:
@@ -71,10 +53,21 @@ def invoke(
     source_ip: str = "127.0.0.1",
 ) -> LocalResponse:
     """Call the handler for (method, path) with a REST proxy event; unrouted paths get API Gateway's 404."""
-    handler = _handler(path, method)
-    if handler is None:
+    found = routes.find(method, path)
+    if found is None:
         return _not_found(path)
-    event = proxy_event(method, path, body, headers or {}, query or {}, source_ip=source_ip)
+    route, parameters = found
+    handler = _handler(route.handler)
+    event = proxy_event(
+        method,
+        path,
+        body,
+        headers or {},
+        query or {},
+        source_ip=source_ip,
+        resource=route.path,
+        path_parameters=parameters,
+    )
     response = handler(event, FakeLambdaContext.fresh(handler.__module__.rsplit(".", 1)[-1]))
     out = {name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items() if values}
     out.update(response.get("headers") or {})

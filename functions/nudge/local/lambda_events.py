@@ -72,24 +72,29 @@ def proxy_event(
     query: dict[str, str],
     *,
     source_ip: str = "127.0.0.1",
+    resource: str | None = None,
+    path_parameters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """A REST API proxy-integration event for a request as it came (headers untouched, body base64 if binary)."""
+    """A REST API proxy-integration event for a request as it came (headers untouched, body base64 if binary).
+
+    `resource` is the matched route's template (`/v1/contacts/{contact_id}`), its values in `path_parameters`.
+    """
     try:
         text, encoded = body.decode(), False
     except UnicodeDecodeError:
         text, encoded = base64.b64encode(body).decode(), True
     return {
-        "resource": path,
+        "resource": resource or path,
         "path": path,
         "httpMethod": method,
         "headers": dict(headers),
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": dict(query) or None,
         "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
-        "pathParameters": None,
+        "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": path,
+            "resourcePath": resource or path,
             "httpMethod": method,
             "path": path,
             "stage": "local",
@@ -107,9 +112,11 @@ def proxy_event(
 def signed_request(
     key: str, method: str, path: str, payload: Any, at: datetime, *, raw: bytes | None = None
 ) -> dict[str, Any]:
-    """An API Gateway event carrying a valid nudge signature for `payload` (or for `raw` bytes)."""
+    """An API Gateway event carrying a valid nudge signature (v2) for `payload` (or for `raw` bytes)."""
     body = raw if raw is not None else json.dumps(payload, separators=(",", ":")).encode()
-    headers = {names.SIGNATURE_HEADER: signing.sign(key, body, at)}
+    route, _, raw_query = path.partition("?")
+    query = dict(parse_qsl(raw_query, keep_blank_values=True))
+    headers = {names.SIGNATURE_HEADER: signing.sign_request(key, method, route, query, body, at)}
     return api_gateway_event(method, path, body, headers)
 
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from nudge.domain import addresses, bounds
 from nudge.domain.model import ContactPatch, Event, JsonDict
 from nudge.ports import PrivacyKind
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
@@ -64,9 +64,8 @@ Canonical = Track | TrackByRef | Privacy | Ignored
 
 
 def email_or_none(value: Any) -> str | None:
-    if isinstance(value, str) and _EMAIL.match(value.strip()):
-        return value.strip().lower()
-    return None
+    """The address normalized to its addr-spec (nudge.domain.addresses), or None if it is not one."""
+    return addresses.email_or_none(value)
 
 
 def phone_or_none(value: Any) -> str | None:
@@ -146,21 +145,28 @@ def contact_patch(
     return ContactPatch(
         email=clean_email,
         phone=clean_phone,
-        first_name=text_or_none(first_name, 100),
-        last_name=text_or_none(last_name, 100),
+        first_name=_name(first_name),
+        last_name=_name(last_name),
         email_marketing=email_marketing,
         sms_marketing=sms_marketing,
         properties=compact(properties or {}),
     )
 
 
+def _name(value: Any) -> str | None:
+    """A person's name from a payload: it may land in an email header, so control characters become spaces."""
+    text = text_or_none(value, 100)
+    return (bounds.header_safe(text).strip() or None) if text else None
+
+
 def occurred(value: Any, received_at: datetime) -> datetime:
-    """The payload's own timestamp when it is sane, else the time it arrived."""
+    """The payload's own timestamp when it is sane (not in the future, not before 1970), else the time it arrived."""
     if isinstance(value, str):
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = bounds.check_instant(parsed, "") if parsed.tzinfo is not None else None
+        except ValueError:  # unparsable, or outside nudge's range
             return received_at
-        if moment.tzinfo is not None and moment <= received_at:
-            return moment.astimezone(UTC)
+        if moment is not None and moment <= received_at:
+            return moment
     return received_at

@@ -9,16 +9,45 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nudge.domain import bounds
+from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event
 from nudge.domain.sms import to_e164
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 # An event may claim to have happened a little in the future (clock skew), never more.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 # A contact id the API takes (and every id nudge derives, em_…, ph_…, fits it): also what a path may name.
 CONTACT_ID_PATTERN = r"^[A-Za-z0-9_.:@+-]+$"
 CONTACT_ID_MAX = 128
+
+
+def bounded_instant(value: datetime | None) -> datetime | None:
+    """A timestamp member, in UTC, within nudge.domain.bounds' range (a ValueError names the range)."""
+    if value is None:
+        return None
+    try:
+        return bounds.check_instant(value, "")
+    except bounds.OutOfBounds as exc:
+        raise ValueError(exc.detail) from None
+
+
+def header_text(value: str | None) -> str | None:
+    """A name member: it may end up in an email header, so no control characters."""
+    try:
+        return bounds.check_header_text(value, "")
+    except bounds.OutOfBounds as exc:
+        raise ValueError(exc.detail) from None
+
+
+def bounded_properties(value: dict[str, Any]) -> dict[str, Any]:
+    """A properties member: JSON-safe numbers and nesting, within a contact's property budget."""
+    try:
+        bounds.check_json_value(value, "")
+        bounds.check_contact_properties(value, "")
+    except bounds.OutOfBounds as exc:
+        raise ValueError(exc.detail) from None
+    return value
 
 
 def is_contact_id(value: str) -> bool:
@@ -33,8 +62,12 @@ class ContactIn(_Input):
     """Who the event is about. At least one of id, email and phone."""
 
     id: str | None = Field(default=None, min_length=1, max_length=CONTACT_ID_MAX, pattern=CONTACT_ID_PATTERN)
-    email: str | None = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, description="E.164, e.g. +14155550123.")
+    email: str | None = Field(default=None, max_length=254, json_schema_extra={"format": "email"})
+    phone: str | None = Field(
+        default=None,
+        description="E.164, e.g. +14155550123 (spaces, dashes and brackets are taken too).",
+        json_schema_extra={"pattern": r"^\+[1-9][0-9]{6,14}$"},
+    )
     first_name: str | None = Field(default=None, max_length=100)
     last_name: str | None = Field(default=None, max_length=100)
     timezone: str | None = Field(default=None, description="IANA name, e.g. Europe/Paris.")
@@ -45,9 +78,10 @@ class ContactIn(_Input):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError("not an email address")
-        return value.lower() if value else value
+        return normalize_email(value) if value is not None else None
+
+    _names = field_validator("first_name", "last_name")(header_text)
+    _properties = field_validator("properties")(bounded_properties)
 
     @field_validator("phone")
     @classmethod
@@ -93,11 +127,28 @@ class ContactIn(_Input):
 class EventIn(_Input):
     """POST /v1/events: something a contact did. `id` makes retries safe: the same id is processed once."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "evt_1",
+                    "type": "checkout_started",
+                    "contact": {"email": "jo@example.com", "first_name": "Jo", "email_marketing": True},
+                    "properties": {"checkout_id": "chk_1", "total": 42.5},
+                    "occurred_at": "2026-11-02T08:59:00Z",
+                }
+            ]
+        }
+    )
+
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-    type: str
+    type: str = Field(json_schema_extra={"pattern": _EVENT_TYPE.pattern})
     contact: ContactIn
     properties: dict[str, Any] = Field(default_factory=dict)
     occurred_at: AwareDatetime | None = None
+
+    _occurred = field_validator("occurred_at")(bounded_instant)
+    _properties = field_validator("properties")(bounded_properties)
 
     @field_validator("type")
     @classmethod
@@ -126,6 +177,9 @@ class EnrollmentIn(_Input):
     contact: ContactIn
     properties: dict[str, Any] = Field(default_factory=dict, description="What the flow's templates see as event.")
     occurred_at: AwareDatetime | None = None
+
+    _occurred = field_validator("occurred_at")(bounded_instant)
+    _properties = field_validator("properties")(bounded_properties)
 
     def to_event(self, flow_id: str, now: datetime) -> Event:
         as_event = EventIn(

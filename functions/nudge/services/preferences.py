@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.flows import FlowCatalog
@@ -13,13 +15,25 @@ from nudge.domain.suppression import AddressState, ConsentRecord, Suppression, a
 from nudge.domain.unsubscribe import BadToken, read_token
 from nudge.ports import Clock, Store
 from nudge.services.consent import set_email_marketing
+from nudge.signing import SignatureError, sign_token, verify_token
 
 # What Message.id_for makes (<run id>#<seq>#<step id>); anything else in `m` is ignored, never looked up.
 _MESSAGE_ID = re.compile(r"[A-Za-z0-9_.:#-]{1,200}")
 
 
+CSRF_VALID_FOR = timedelta(hours=2)
+
+
 class NoSuchContact(LookupError):
     """The token is genuine but its contact is gone (erased)."""
+
+
+class BadCsrf(ValueError):
+    """A page form posted without the page's own, fresh CSRF token: refuse, change nothing."""
+
+
+class ConsentMissing(ValueError):
+    """Resubscribe without ticking the consent box: nothing is lifted without fresh consent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,18 +88,38 @@ class PreferenceService:
         updated = set_email_marketing(self._store, contact.contact_id, False, source, now) or contact
         return replace(self._preferences(updated, self._state(updated)), credited_flow=credited)
 
-    def resubscribe(self, token: str) -> Preferences:
-        """The person asks for marketing email again: lift their unsubscribe, complaint or erasure; never a bounce."""
+    def csrf_for(self, token: str) -> str:
+        """The CSRF token the page's forms carry: bound to this link's token, good for CSRF_VALID_FOR."""
+        expires = int((self._clock.now() + CSRF_VALID_FOR).timestamp())
+        return sign_token(self._key() or "", {"p": "prefs", "c": _bound(token), "exp": expires})
+
+    def check_csrf(self, token: str, csrf: str | None) -> None:
+        """BadCsrf unless `csrf` is this page's fresh CSRF token (a forged or replayed form is refused)."""
+        try:
+            claims = verify_token(self._key() or "", csrf, self._clock.now())
+        except SignatureError as exc:
+            raise BadCsrf(str(exc)) from None
+        if claims.get("p") != "prefs" or claims.get("c") != _bound(token):
+            raise BadCsrf("the form belongs to another page")
+
+    def resubscribe(self, token: str, *, consented: bool) -> Preferences:
+        """The person asks for marketing email again, ticking the consent box: lift their unsubscribe,
+        complaint or erasure (never a bounce), after recording that fresh consent."""
         contact = self._contact(token)
+        if not consented:
+            raise ConsentMissing("tick the box to confirm you want marketing email again")
         now = self._clock.now()
         key = self._address(contact)
         if key:
+            # The record first: no suppression is lifted without the consent that lifts it on file.
+            source = "preference_page:resubscribe:consent_box"
+            self._store.record_consent(ConsentRecord(key, Channel.EMAIL, True, now, source, contact.contact_id))
             self._store.lift_suppression(key, Suppression.UNSUBSCRIBED)
             self._store.lift_suppression(key, Suppression.COMPLAINT)
             self._store.lift_suppression(key, Suppression.ERASED)
-            source = "preference_page:resubscribe"
-            self._store.record_consent(ConsentRecord(key, Channel.EMAIL, True, now, source, contact.contact_id))
-        updated = set_email_marketing(self._store, contact.contact_id, True, "preference_page:resubscribe", now)
+        updated = set_email_marketing(
+            self._store, contact.contact_id, True, "preference_page:resubscribe:consent_box", now
+        )
         updated = updated or contact
         return self._preferences(updated, self._state(updated))
 
@@ -131,6 +165,10 @@ class PreferenceService:
         )
 
 
+def _bound(token: str) -> str:
+    return hashlib.sha256(f"csrf|{token}".encode()).hexdigest()[:22]
+
+
 def _hint(email: str | None) -> str:
     if not email:
         return "(no email address)"
@@ -138,4 +176,4 @@ def _hint(email: str | None) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-__all__ = ["BadToken", "NoSuchContact", "PreferenceService", "Preferences", "Topic"]
+__all__ = ["BadCsrf", "BadToken", "ConsentMissing", "NoSuchContact", "PreferenceService", "Preferences", "Topic"]

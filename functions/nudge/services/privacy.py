@@ -8,8 +8,8 @@ from enum import Enum
 from typing import Any
 
 from nudge.domain.model import Channel, Contact
-from nudge.domain.suppression import Suppression, address_key
-from nudge.ports import Clock, Scheduler, Store
+from nudge.domain.suppression import Suppression, address_key, tombstone_key
+from nudge.ports import Clock, ContactRefs, Scheduler, Store
 
 
 def _plain(value: Any) -> Any:
@@ -27,10 +27,18 @@ def _plain(value: Any) -> Any:
 
 
 class PrivacyService:
-    def __init__(self, *, store: Store, scheduler: Scheduler, clock: Clock) -> None:
+    def __init__(self, *, store: Store, scheduler: Scheduler, clock: Clock, refs: ContactRefs | None = None) -> None:
         self._store = store
         self._scheduler = scheduler
         self._clock = clock
+        self._refs = refs
+
+    def erased(self, contact_id: str) -> bool:
+        """Whether a contact with this id was erased and not brought back since (by a signup or an API call)."""
+        state = self._store.address_state(tombstone_key(contact_id))
+        if state is None or Suppression.ERASED not in state.suppressed:
+            return False
+        return self._store.get_contact(contact_id) is None
 
     def export(self, contact_id: str) -> dict[str, Any] | None:
         """Everything nudge holds about the contact, as JSON-ready data; None if there is no such contact."""
@@ -58,11 +66,13 @@ class PrivacyService:
         }
 
     def erase(self, contact_id: str) -> dict[str, int] | None:
-        """Delete every item holding the contact's data; their addresses stay suppressed, as hashes only."""
+        """Delete every item holding the contact's data and every ref leading to it; their addresses stay
+        suppressed and the id is tombstoned, as hashes only (so a later webhook does not recreate them)."""
         contact = self._store.get_contact(contact_id)
         if contact is None:
             return None
         now = self._clock.now()
+        self._store.suppress(tombstone_key(contact_id), Suppression.ERASED, now)  # first: webhooks now stop
         for run in self._store.active_runs(contact_id):
             self._scheduler.cancel(run.schedule_name)  # a wake-up that fires anyway finds no run
         consent_records = 0
@@ -71,6 +81,7 @@ class PrivacyService:
             self._store.suppress(key, Suppression.ERASED, now)
         counts = self._store.erase_contact(contact_id)
         counts["consent_records"] = consent_records
+        counts["contact_refs"] = self._refs.forget(contact_id) if self._refs is not None else 0
         return counts
 
 

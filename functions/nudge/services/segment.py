@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, JsonDict
 from nudge.ports import Clock, ContactRefs
-from nudge.services.canonical import compact, email_or_none, line, phone_or_none
+from nudge.services.canonical import compact, line, phone_or_none
 from nudge.services.ingest import IngestService
-from nudge.services.inputs import MAX_FUTURE_SKEW
+from nudge.services.inputs import MAX_FUTURE_SKEW, bounded_instant, bounded_properties, header_text
 
 MAX_CALL_BYTES = 32 * 1024  # Segment's own limits: 32 KB a call, 500 KB a batch
 MAX_BATCH_BYTES = 500 * 1024
@@ -43,7 +44,7 @@ class Traits(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    email: str | None = Field(default=None, max_length=254)
+    email: str | None = Field(default=None, max_length=254, json_schema_extra={"format": "email"})
     phone: str | None = Field(default=None, description="E.164, e.g. +14155550123.")
     first_name: str | None = Field(default=None, alias="firstName", max_length=100)
     last_name: str | None = Field(default=None, alias="lastName", max_length=100)
@@ -53,9 +54,7 @@ class Traits(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and email_or_none(value) is None:
-            raise ValueError("not an email address")
-        return email_or_none(value)
+        return normalize_email(value) if value is not None else None
 
     @field_validator("phone")
     @classmethod
@@ -63,6 +62,13 @@ class Traits(BaseModel):
         if value is not None and phone_or_none(value) is None:
             raise ValueError("not an E.164 phone number (e.g. +14155550123)")
         return phone_or_none(value)
+
+    _names = field_validator("first_name", "last_name")(header_text)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Traits:
+        bounded_properties(self.extra_properties())
+        return self
 
     def extra_properties(self) -> JsonDict:
         return {k: v for k, v in (self.model_extra or {}).items() if k not in _CONTACT_TRAITS | _CONSENT_TRAITS}
@@ -92,6 +98,8 @@ class SegmentCall(BaseModel):
     timestamp: AwareDatetime | None = None
     context: Context = Field(default_factory=Context)
 
+    _timestamp = field_validator("timestamp")(bounded_instant)
+
 
 class _PersonCall(SegmentCall):
     userId: str | None = Field(default=None, min_length=1, max_length=128, pattern=_USER_ID)  # noqa: N815
@@ -107,9 +115,25 @@ class _PersonCall(SegmentCall):
 class TrackCall(_PersonCall):
     """POST /v1/track: something someone did."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "userId": "u_42",
+                    "event": "Checkout Started",
+                    "messageId": "ajs-1",
+                    "context": {"traits": {"email": "gus@example.com", "firstName": "Gus"}},
+                    "properties": {"checkout_id": "chk_9", "revenue": 24.0},
+                }
+            ]
+        }
+    )
+
     type: Literal["track"] | None = None
     event: str = Field(min_length=1, max_length=200, description='e.g. "Order Completed" or "checkout_started"')
     properties: dict[str, Any] = Field(default_factory=dict)
+
+    _properties = field_validator("properties")(bounded_properties)
 
 
 class IdentifyCall(_PersonCall):

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from nudge.domain.model import ContactPatch, Event
-from nudge.ports import ApiKey, Clock
-from nudge.services.canonical import email_or_none, phone_or_none
+from nudge.domain.addresses import normalize_email
+from nudge.domain.model import ContactPatch, Event, contact_id_for
+from nudge.ports import ApiKey, Clock, PendingSignup, PendingSignups
+from nudge.services.canonical import phone_or_none
 from nudge.services.ingest import IngestService
+from nudge.services.inputs import header_text
 
 CONFIRMATION_VALID_FOR = timedelta(days=7)
 HONEYPOT = "website"  # hidden from people by the snippet's CSS; bots fill every field they find
@@ -20,22 +23,30 @@ HONEYPOT = "website"  # hidden from people by the snippet's CSS; bots fill every
 class SubscribeIn(BaseModel):
     """POST /v1/subscribe: what the signup form sends."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"email": "jo@example.com", "first_name": "Jo", "source": "footer"}]},
+    )
 
-    email: str = Field(max_length=254)
+    email: str = Field(max_length=254, json_schema_extra={"format": "email"})
     first_name: str | None = Field(default=None, max_length=100)
     phone: str | None = Field(default=None, description="E.164; with sms_marketing true, consent to marketing SMS.")
     sms_marketing: bool = False
-    source: str | None = Field(default=None, max_length=100, description='Where the form sits, e.g. "footer".')
+    source: str | None = Field(
+        default=None,
+        max_length=40,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description='Where the form sits, e.g. "footer" (letters, digits, _ . -).',
+    )
     website: str | None = Field(default=None, max_length=500, description="Leave empty: a trap for bots.")
 
     @field_validator("email")
     @classmethod
     def _email(cls, value: str) -> str:
-        clean = email_or_none(value)
-        if clean is None:
-            raise ValueError("not an email address")
-        return clean
+        return normalize_email(value)
+
+    _name = field_validator("first_name")(header_text)
 
     @field_validator("phone")
     @classmethod
@@ -53,36 +64,81 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
+class SignupGone(LookupError):
+    """The link's pending signup expired (or never existed): sign up again."""
+
+
 class SubscribeService:
-    def __init__(self, *, ingest: IngestService, clock: Clock) -> None:
+    """A signup form never changes a contact it did not create until the address owner confirms.
+
+    - A new address on a single opt-in form is subscribed at once, with everything the form sent.
+    - Otherwise (a double opt-in form, or an address nudge already knows) the submission is kept as a
+      PendingSignup and the address gets a confirmation link naming only that signup's id; nothing of
+      the contact changes. The form answers the same either way, so it tells nobody who is a customer.
+    - The owner's click (a POST from the confirmation page) subscribes the address and fills in what the
+      contact lacks (name, phone with its SMS consent); an existing name or phone is never replaced.
+    """
+
+    def __init__(self, *, ingest: IngestService, pending: PendingSignups, clock: Clock) -> None:
         self._ingest = ingest
+        self._pending = pending
         self._clock = clock
 
-    def confirmation_claims(self, form: SubscribeIn, key: ApiKey) -> dict[str, Any]:
-        """What the confirmation link carries (signed by the caller): the address, the key, an expiry."""
-        expires = self._clock.now() + CONFIRMATION_VALID_FOR
-        return {"e": form.email, "k": key.key_hash, "s": form.source or "", "exp": int(expires.timestamp())}
-
-    def subscribe(self, form: SubscribeIn, key: ApiKey, *, confirm_url: str | None) -> dict[str, Any]:
-        """Subscribe at once, or (confirm_url given) send the confirmation email and wait for the click."""
+    def subscribe(self, form: SubscribeIn, key: ApiKey, *, link_for: Callable[[PendingSignup], str]) -> dict[str, Any]:
+        """Subscribe a new address at once (single opt-in), else keep the signup and send the confirmation."""
         now = self._clock.now()
-        source = {"signup_source": form.source} if form.source else {}
-        if confirm_url is not None:
-            # One confirmation email per address and key a day, however often the form is sent.
-            event = Event(
-                event_id="subscribe_requested:" + _digest(key.key_hash, form.email, now.date().isoformat()),
-                type="subscribe_requested",
-                contact=ContactPatch(email=form.email, first_name=form.first_name, properties=source),
-                properties={"confirm_url": confirm_url, "source": form.source or "form"},
-                occurred_at=now,
-            )
-            outcome = self._ingest.ingest(event)
-            return {"status": "confirmation_sent", "contact_id": outcome.contact_id}
-        return self._subscribed(form.email, key.key_hash, form.source, form.first_name, form.phone, form.sms_marketing)
+        contact_id = contact_id_for(external_id=None, email=form.email, phone=None)
+        known = self._ingest.get_contact(contact_id) is not None
+        if not key.double_opt_in and not known:
+            self._subscribed(form.email, key.key_hash, form.source, form.first_name, form.phone, form.sms_marketing)
+            return {"status": "subscribed", "contact_id": contact_id}
+        # One pending signup per distinct submission: a stranger's later form cannot alter what a link confirms.
+        details = (form.first_name or "", form.phone or "", str(form.sms_marketing), form.source or "")
+        signup = PendingSignup(
+            signup_id=_digest(key.key_hash, form.email, now.date().isoformat(), *details),
+            key_hash=key.key_hash,
+            email=form.email,
+            first_name=form.first_name,
+            phone=form.phone,
+            sms_marketing=form.sms_marketing,
+            source=form.source,
+            requested_at=now,
+            expires_at=now + CONFIRMATION_VALID_FOR,
+        )
+        self._pending.put(signup)
+        # One confirmation email per address and key a day, however often the form is sent. The event names
+        # the address only: the form's name or source never reach the contact or the email.
+        event = Event(
+            event_id="subscribe_requested:" + _digest(key.key_hash, form.email, now.date().isoformat()),
+            type="subscribe_requested",
+            contact=ContactPatch(email=form.email),
+            properties={"confirm_url": link_for(signup), "source": form.source or "form"},
+            occurred_at=now,
+        )
+        self._ingest.ingest(event)
+        status = "confirmation_sent" if key.double_opt_in else "subscribed"
+        return {"status": status, "contact_id": contact_id}
+
+    def confirmation_claims(self, signup: PendingSignup) -> dict[str, Any]:
+        """What the confirmation link carries (signed by the caller): the signup's id, its key, an expiry."""
+        return {"p": signup.signup_id, "k": signup.key_hash, "exp": int(signup.expires_at.timestamp())}
+
+    def pending(self, claims: dict[str, Any]) -> PendingSignup:
+        """The signup a verified link names; SignupGone if it expired."""
+        signup = self._pending.get(str(claims.get("p")), self._clock.now())
+        if signup is None or signup.key_hash != claims.get("k"):
+            raise SignupGone(str(claims.get("p")))
+        return signup
 
     def confirm(self, claims: dict[str, Any]) -> dict[str, Any]:
-        """The address owner clicked the link: now they are subscribed, and the welcome flow starts."""
-        return self._subscribed(str(claims["e"]), str(claims["k"]), str(claims.get("s") or "") or None)
+        """The address owner confirmed: subscribe them, fill in what their contact lacks, start the welcome."""
+        signup = self.pending(claims)
+        contact = self._ingest.get_contact(contact_id_for(external_id=None, email=signup.email, phone=None))
+        first_name = signup.first_name if contact is None or not contact.first_name else None
+        phone = signup.phone if contact is None or not contact.phone or contact.phone == signup.phone else None
+        return self._subscribed(
+            signup.email, signup.key_hash, signup.source, first_name, phone, signup.sms_marketing and phone is not None
+        )
 
     def _subscribed(
         self,

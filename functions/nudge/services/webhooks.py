@@ -14,6 +14,8 @@ from nudge.services.ingest import IngestService
 
 log = logging.getLogger(__name__)
 
+_ERASED = "the customer was erased; a new signup or an API call brings them back, a webhook does not"
+
 
 class WebhookService:
     def __init__(
@@ -24,12 +26,14 @@ class WebhookService:
         privacy: PrivacyRequests,
         clock: Clock,
         eraser: Callable[[str], dict[str, int] | None] | None = None,
+        erased: Callable[[str], bool] = lambda contact_id: False,
     ) -> None:
         self._ingest = ingest
         self._refs = refs
         self._privacy = privacy
         self._clock = clock
         self._eraser = eraser
+        self._erased = erased  # an erased contact's tombstone: their webhooks are not a new customer
 
     def handle(self, canonical: Canonical) -> dict[str, Any]:
         """Do what the delivery means, once; the result is the response body."""
@@ -41,6 +45,8 @@ class WebhookService:
             contact_id = self._refs.resolve(canonical.ref)
             if contact_id is None:
                 return {"ignored": "it refers to an order nudge has not seen"}
+            if self._erased(contact_id):
+                return {"ignored": _ERASED}
             event = Event(
                 canonical.event_id,
                 canonical.type,
@@ -53,6 +59,8 @@ class WebhookService:
 
     def _track(self, track: Track) -> dict[str, Any]:
         event = track.event
+        if self._erased(event.contact_id):
+            return {"ignored": _ERASED, "event_id": event.event_id}
         if track.once and self._refs.resolve(track.once) is not None:
             if track.repeat_type is None:
                 return {"ignored": "already seen", "event_id": event.event_id}

@@ -2,7 +2,9 @@
 
 keys              PK pk "KEY#<sha256 of the key>"            an API key (the key itself is never stored)
                   PK pk "RATE#<bucket>#<window start>"       a rate-limit counter, expires_at TTL
+                  PK pk "SIGNUP#<signup id>"                 a signup awaiting confirmation, expires_at TTL
 contact-refs      PK ref "<source>:<site>:<kind>:<id>"      an outside id that leads to a contact
+                  GSI by-contact: contact_id (KEYS_ONLY)     every ref of a contact, for erasure
 privacy-requests  PK request_id                             a data request or redaction, status pending
 """
 
@@ -22,14 +24,17 @@ from pynamodb.attributes import (
 )
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PutError, UpdateError
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
+from nudge import names
 from nudge.adapters.dynamodb.models import bind_model, share_connection
-from nudge.ports import ApiKey, KeyKind, PrivacyKind, PrivacyRequest
+from nudge.ports import ApiKey, KeyKind, PendingSignup, PrivacyKind, PrivacyRequest
 from nudge.settings import Settings
 
 KEY_PREFIX = "KEY#"
 RATE_PREFIX = "RATE#"
+SIGNUP_PREFIX = "SIGNUP#"
 
 
 class ApiKeyModel(Model):
@@ -58,8 +63,27 @@ class RateBucketModel(Model):
     expires_at = TTLAttribute(null=True)
 
 
+class PendingSignupModel(Model):
+    """PK: pk = SIGNUP#<signup id>; gone after expires_at (TTL; reads check the time too, TTL lags)."""
+
+    class Meta:
+        table_name = "nudge-keys"
+
+    pk = UnicodeAttribute(hash_key=True)
+    signup = JSONAttribute()
+    expires_at = TTLAttribute()
+
+
+class RefsByContact(GlobalSecondaryIndex["ContactRefModel"]):
+    class Meta:
+        index_name = names.CONTACT_REFS_BY_CONTACT_INDEX
+        projection = KeysOnlyProjection()
+
+    contact_id = UnicodeAttribute(hash_key=True)
+
+
 class ContactRefModel(Model):
-    """PK: ref."""
+    """PK: ref. GSI by-contact: contact_id."""
 
     class Meta:
         table_name = "nudge-contact-refs"
@@ -67,6 +91,7 @@ class ContactRefModel(Model):
     ref = UnicodeAttribute(hash_key=True)
     contact_id = UnicodeAttribute()
     linked_at = UTCDateTimeAttribute()
+    by_contact = RefsByContact()
 
 
 class PrivacyRequestModel(Model):
@@ -90,9 +115,10 @@ class AccessModels:
     rates: type[RateBucketModel]
     refs: type[ContactRefModel]
     privacy: type[PrivacyRequestModel]
+    signups: type[PendingSignupModel]
 
     def all(self) -> tuple[type[Model], ...]:
-        return (self.keys, self.rates, self.refs, self.privacy)
+        return (self.keys, self.rates, self.refs, self.privacy, self.signups)
 
 
 def bind_access_models(
@@ -116,8 +142,9 @@ def bind_access_tables(
     models = AccessModels(
         keys=bind_model(ApiKeyModel, keys, region, host),  # type: ignore[arg-type]
         rates=bind_model(RateBucketModel, keys, region, host),  # type: ignore[arg-type]
-        refs=bind_model(ContactRefModel, refs, region, host),  # type: ignore[arg-type]
+        refs=bind_model(ContactRefModel, refs, region, host, {"by_contact": RefsByContact()}),  # type: ignore[arg-type]
         privacy=bind_model(PrivacyRequestModel, privacy, region, host),  # type: ignore[arg-type]
+        signups=bind_model(PendingSignupModel, keys, region, host),  # type: ignore[arg-type]
     )
     if connection is not None:
         share_connection(models.all(), connection)
@@ -201,6 +228,50 @@ class DynamoContactRefs:
             return str(self._model.get(ref, consistent_read=True).contact_id)
         except self._model.DoesNotExist:
             return None
+
+    def forget(self, contact_id: str) -> int:
+        items = [self._model(ref=item.ref) for item in self._model.by_contact.query(contact_id)]
+        with self._model.batch_write() as batch:
+            for item in items:
+                batch.delete(item)
+        return len(items)
+
+
+class DynamoPendingSignups:
+    def __init__(self, models: AccessModels) -> None:
+        self._model = models.signups
+
+    def put(self, signup: PendingSignup) -> None:
+        record = {
+            "key_hash": signup.key_hash,
+            "email": signup.email,
+            "first_name": signup.first_name,
+            "phone": signup.phone,
+            "sms_marketing": signup.sms_marketing,
+            "source": signup.source,
+            "requested_at": signup.requested_at.isoformat(),
+        }
+        self._model(pk=SIGNUP_PREFIX + signup.signup_id, signup=record, expires_at=signup.expires_at).save()
+
+    def get(self, signup_id: str, now: datetime) -> PendingSignup | None:
+        try:
+            item = self._model.get(SIGNUP_PREFIX + signup_id, consistent_read=True)
+        except self._model.DoesNotExist:
+            return None
+        if item.expires_at <= now:
+            return None
+        record = item.signup
+        return PendingSignup(
+            signup_id=signup_id,
+            key_hash=record["key_hash"],
+            email=record["email"],
+            first_name=record.get("first_name"),
+            phone=record.get("phone"),
+            sms_marketing=bool(record.get("sms_marketing")),
+            source=record.get("source"),
+            requested_at=datetime.fromisoformat(record["requested_at"]),
+            expires_at=item.expires_at,
+        )
 
 
 class DynamoPrivacyRequests:

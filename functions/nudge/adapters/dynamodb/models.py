@@ -317,10 +317,12 @@ def share_connection(models: Iterable[type[Model]], connection: Connection) -> N
         table.connection = connection
 
 
-def bind_model(model: type[Model], table_name: str, region: str, host: str | None) -> type[Model]:
-    """Subclass the model with this deployment's table name, region and endpoint."""
+def bind_model(
+    model: type[Model], table_name: str, region: str, host: str | None, indexes: dict[str, object] | None = None
+) -> type[Model]:
+    """Subclass the model with this deployment's table name, region and endpoint (and fresh `indexes`)."""
     meta = type("Meta", (), {"table_name": table_name, "region": region, "host": host})
-    namespace: dict[str, object] = {"Meta": meta, "__module__": __name__}
+    namespace: dict[str, object] = {"Meta": meta, "__module__": __name__, **(indexes or {})}
     if model is ContactModel:
         # pynamodb points an index at the last model class that declared it: each binding needs its own.
         namespace["review_index"] = ReviewIndex()
