@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from nudge.domain import sms
 from nudge.domain.engine import template_context
 from nudge.domain.flows import (
     WAITS,
@@ -24,8 +26,17 @@ from nudge.domain.flows import (
     WaitUntilStep,
     WebhookStep,
 )
-from nudge.domain.model import Contact, Run, RunStatus
+from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
+from nudge.services.compose import EmailComposer, MailPolicy
 from nudge.templating import TemplateRenderer
+
+# What a preview's unsubscribe link and postal address look like when the caller gives none.
+PREVIEW_POLICY = MailPolicy(
+    unsubscribe_base_url="https://nudge.invalid/v1/unsubscribe",
+    postal_address=None,
+    utm={"utm_source": "nudge", "utm_medium": "email"},
+)
+PREVIEW_POSTAL_ADDRESS = "(your postal address: brand.yaml postal_address)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,7 @@ def preview(
     event: dict[str, Any],
     now: datetime,
     recommendations: list[dict[str, Any]] | None = None,
+    policy: MailPolicy | None = None,
 ) -> list[Preview]:
     """Every message step of the flow, rendered for this contact and trigger event (all branches).
 
@@ -66,15 +78,68 @@ def preview(
         "flow": {"id": flow.id, "name": flow.name},
         "recommendations": list(recommendations or ()),
     }
+    policy = policy or PREVIEW_POLICY
+    if not (policy.postal_address or renderer.brand.postal_address):
+        policy = replace(policy, postal_address=PREVIEW_POSTAL_ADDRESS)
+    composer = EmailComposer(
+        renderer=renderer, from_address="preview@nudge.invalid", policy=policy, unsubscribe_key=lambda: "preview"
+    )
     previews = []
     for step in flow.steps:
         step_context = {**context, "step": {"id": step.id}}
         if isinstance(step, EmailStep):
-            subject, html, text = renderer.email(step.template, step.subject, step_context)
-            previews.append(Preview(step.id, "email", subject, text, html))
+            message = _preview_message(flow, step.id, Channel.EMAIL, flow.category_of(step), contact, now)
+            email = composer.compose(step, replace(message, recipient=contact.email), step_context, now)
+            previews.append(Preview(step.id, "email", email.subject, email.text, email.html))
         elif isinstance(step, SmsStep):
-            previews.append(Preview(step.id, "sms", None, renderer.sms(step.template, step_context), None))
+            text = renderer.sms(step.template, step_context)
+            if flow.category_of(step) is Category.MARKETING:
+                text = sms.with_opt_out_notice(sms.with_sender_name(text, renderer.brand.name))
+            previews.append(Preview(step.id, "sms", None, text, None))
     return previews
+
+
+def _preview_message(
+    flow: Flow, step_id: str, channel: Channel, category: Category, contact: Contact, now: datetime
+) -> Message:
+    return Message(
+        contact_id=contact.contact_id,
+        message_id=Message.id_for("preview", step_id),
+        run_id="preview",
+        flow_id=flow.id,
+        step_id=step_id,
+        channel=channel,
+        category=category,
+        status=MessageStatus.CLAIMED,
+        created_at=now,
+    )
+
+
+@dataclass(frozen=True)
+class LibraryMessage:
+    flow_id: str
+    category: str  # of the step: marketing | transactional
+    preview: Preview
+
+
+def library_previews(flows_dir: Path, templates_dir: Path, now: datetime) -> list[LibraryMessage]:
+    """Every message of every flow in flows_dir, for the sample contact and each flow's sample event."""
+    from nudge.flow_files import load_catalog
+
+    samples = flows_dir / "samples"
+    person = contact_from_json(json.loads((samples / "contact.json").read_text(encoding="utf-8")), now)
+    recommendations = json.loads((samples / "recommendations.json").read_text(encoding="utf-8"))
+    renderer = TemplateRenderer(templates_dir)
+    found = []
+    for flow in sorted(load_catalog(flows_dir), key=lambda f: f.id):
+        sample = samples / f"{flow.id}.event.json"
+        event = json.loads(sample.read_text(encoding="utf-8")) if sample.exists() else {}
+        steps = {step.id: step for step in flow.steps}
+        for item in preview(flow, renderer, person, event, now, recommendations):
+            step = steps[item.step_id]
+            assert isinstance(step, EmailStep | SmsStep)
+            found.append(LibraryMessage(flow.id, flow.category_of(step).value, item))
+    return found
 
 
 def contact_from_json(data: dict[str, Any], now: datetime) -> Contact:

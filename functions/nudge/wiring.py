@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nudge.domain import sms
 from nudge.flow_files import FlowFileError, load_catalog, load_guardrails, load_segments, segment_problems
 from nudge.ports import (
     ApiKeys,
@@ -177,7 +178,11 @@ def assemble(
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
         feedback=FeedbackService(store=store, clock=clock),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),
-        sms_keywords=SmsKeywordService(store=store, texter=texter, help_text=settings.sms_help_text),
+        sms_keywords=SmsKeywordService(
+            store=store,
+            texter=texter,
+            help_text=sms.help_reply(renderer.brand.name, renderer.brand.support, settings.sms_help_text),
+        ),
         privacy=privacy,
         throttle=throttle,
         limiter=limiter,

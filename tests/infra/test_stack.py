@@ -563,11 +563,23 @@ def test_local_bundler_copies_sources_and_installs_locked_arm64_wheels(tmp_path:
     def fake_pip(command: list[str]) -> None:
         commands.append(command)
         constraints.extend(Path(command[command.index("--constraint") + 1]).read_text().split())
+        # What pip would put there: phonenumbers with its time-zone data and the geocoder data we prune.
+        for data in ("tzdata", "geodata", "carrierdata"):
+            (tmp_path / "out" / "phonenumbers" / data).mkdir(parents=True)
 
     bundler = LocalPythonBundler(ROOT, run=fake_pip)
     assert bundler.try_bundle(str(tmp_path / "out"), None) is True
 
     out = tmp_path / "out"
+    phonenumbers = out / "phonenumbers"
+    assert (phonenumbers / "tzdata").is_dir() and not (phonenumbers / "geodata").exists()
+    assert not (phonenumbers / "carrierdata").exists()
+    # Email templates arrive compiled from MJML: HTML with Jinja in it, and no MJML source or compiler needed.
+    templates = out / Path(names.BUNDLED_TEMPLATES_DIR).name
+    assert not list(templates.rglob("*.mjml"))
+    compiled = (templates / "abandoned_cart" / "reminder_1.html.j2").read_text()
+    assert "<mj-" not in compiled and "{{ event.recovery_url }}" in compiled and "@media" in compiled
+    assert (templates / "brand.yaml").is_file()
     assert (out / "nudge" / "handlers" / "step.py").is_file()
     for cli_only in ("cli", "local", "report_html.py", "flow_tools.py", "flow_layout.py"):
         assert not (out / "nudge" / cli_only).exists(), cli_only

@@ -54,7 +54,7 @@ def test_validate_fails_when_there_is_nothing_to_validate(tmp_path: Path) -> Non
 
 def test_validate_fails_on_a_template_that_uses_an_unknown_variable(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
-    for source in (ROOT / "templates").rglob("*.j2"):
+    for source in (path for path in (ROOT / "templates").rglob("*") if path.is_file()):
         target = templates / source.relative_to(ROOT / "templates")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(source.read_text())

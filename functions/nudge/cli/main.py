@@ -116,9 +116,13 @@ def validate(
 ) -> None:
     """Check flow files against the flow schema and their templates; exit 1 listing every problem."""
     from nudge.flow_files import FlowFileError, load_catalog, load_flow, template_problems
-    from nudge.templating import TemplateRenderer
+    from nudge.templating import TemplateRenderer, TemplateRenderError
 
-    renderer = TemplateRenderer(templates)
+    try:
+        renderer = TemplateRenderer(templates)
+    except TemplateRenderError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
     targets = paths or [Path("flows")]
     problems = checked = 0
     for target in targets:
