@@ -8,6 +8,7 @@ a send only renders Jinja.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,8 @@ FOOTER_MARK = 'class="nudge-footer'
 # The brand kit every template reads as `brand` (see nudge.domain.brand).
 BRAND_FILE = "brand.yaml"
 MJML_SUFFIX = ".mjml"
+# What a template names as another file: <mj-include path="…">, {% include "…" %}, {% extends "…" %}.
+_INCLUDES = re.compile(r"""<mj-include\s+path=["']([^"']+)["']|{%-?\s*(?:include|extends)\s+["']([^"']+)["']""")
 # Remote stylesheets would be a network call per render, and a way for a template to reach out. The <style>
 # blocks stay after inlining: they hold the media queries that stack columns on a phone (clients that drop
 # them still get the inlined, single-column-safe styles).
@@ -141,6 +144,7 @@ class TemplateRenderer:
     """
 
     def __init__(self, templates_dir: Path, brand: Brand | None = None) -> None:
+        self._dir = templates_dir
         self.brand = brand or load_brand(templates_dir)
         self._env = make_environment(_MjmlLoader(templates_dir))
         self._env.globals["brand"] = self.brand
@@ -199,6 +203,23 @@ class TemplateRenderer:
                 str(n.template.value) for n in tree.find_all(nodes.Extends) if isinstance(n.template, nodes.Const)
             ]
         return unknown
+
+    def written_sources(self, name: str) -> dict[str, str]:
+        """The files as written (an .mjml rather than its compiled HTML) for a template and everything it
+        includes or extends, by path relative to the templates directory."""
+        found: dict[str, str] = {}
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            path = self._dir / current
+            if not path.is_file() and current.endswith(".html.j2"):
+                path = self._dir / (current.removesuffix(".html.j2") + MJML_SUFFIX)
+            if current in found or not path.is_file():
+                continue
+            text = path.read_text(encoding="utf-8")
+            found[str(path.relative_to(self._dir))] = text
+            pending += [mjml or jinja for mjml, jinja in _INCLUDES.findall(text)]
+        return found
 
     def source(self, name: str) -> str:
         """The template's Jinja source (an MJML template's compiled HTML)."""

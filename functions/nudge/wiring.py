@@ -176,7 +176,7 @@ def assemble(
             copurchases=CoPurchaseBook(census=store, documents=store, clock=clock),
         ),
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
-        feedback=FeedbackService(store=store, clock=clock),
+        feedback=FeedbackService(store=store, clock=clock, engagement=ingest.ingest),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),
         sms_keywords=SmsKeywordService(
             store=store,

@@ -27,6 +27,7 @@ PROD = {
     "createSenderIdentity": True,
     "apiThrottleRate": 20,
     "apiThrottleBurst": 40,
+    "postalAddress": "Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA",
 }
 ALL_ENV = {value for key, value in vars(names).items() if key.startswith("ENV_")}
 
@@ -515,6 +516,20 @@ def test_cdk_json_context_carries_the_app_defaults() -> None:
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
     assert {key: context[key] for key in DEFAULTS} == DEFAULTS
+
+
+@pytest.mark.parametrize("postal_address", ["", "   "])
+def test_prod_refuses_to_synth_marketing_email_without_a_postal_address(postal_address: str) -> None:
+    # Given the shipped brand kit (no address) and the library's marketing flows
+    from infra.config import ConfigError, NudgeConfig, require_postal_address
+
+    config = NudgeConfig.from_context({**PROD, "postalAddress": postal_address}.get)
+
+    with pytest.raises(ConfigError, match="postalAddress: stage 'prod' sends marketing email"):
+        require_postal_address(config, ROOT / "flows", ROOT / "templates")
+    # dev synthesizes (a send still fails closed), and so does prod with the address
+    require_postal_address(NudgeConfig.from_context({}.get), ROOT / "flows", ROOT / "templates")
+    require_postal_address(NudgeConfig.from_context(PROD.get), ROOT / "flows", ROOT / "templates")
 
 
 @pytest.mark.parametrize(
