@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -140,6 +141,35 @@ def library_previews(flows_dir: Path, templates_dir: Path, now: datetime) -> lis
             assert isinstance(step, EmailStep | SmsStep)
             found.append(LibraryMessage(flow.id, flow.category_of(step).value, item))
     return found
+
+
+def write_preview_site(directory: Path, flows: list[tuple[str, str, list[Preview]]]) -> Path:
+    """Write each email as <flow>.<step>.html (and .txt), and an index.html listing every message with its
+    subject, the SMS texts inline; the index's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for flow_id, flow_name, items in flows:
+        rows.append(f"<h2>{html_lib.escape(flow_name)} <small>({html_lib.escape(flow_id)})</small></h2><ul>")
+        for item in items:
+            label = f"{html_lib.escape(item.step_id)} · {item.channel}"
+            if item.html is not None:
+                name = f"{flow_id}.{item.step_id}"
+                (directory / f"{name}.html").write_text(item.html, encoding="utf-8")
+                (directory / f"{name}.txt").write_text(item.text, encoding="utf-8")
+                subject = html_lib.escape(item.subject or "")
+                rows.append(f'<li>{label}: <a href="{name}.html">{subject}</a> (<a href="{name}.txt">text</a>)</li>')
+            else:
+                rows.append(f"<li>{label}: <q>{html_lib.escape(item.text)}</q></li>")
+        rows.append("</ul>")
+    index = directory / "index.html"
+    index.write_text(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>nudge: every message</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+        '<body style="font-family:sans-serif;max-width:760px;margin:2em auto;padding:0 1em;">'
+        f"<h1>Every message</h1>{''.join(rows)}</body></html>",
+        encoding="utf-8",
+    )
+    return index
 
 
 def contact_from_json(data: dict[str, Any], now: datetime) -> Contact:
