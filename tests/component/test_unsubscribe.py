@@ -124,6 +124,24 @@ def test_get_shows_the_preference_page_and_changes_nothing(moto_stack: MotoStack
     assert moto_stack.scan_all_tables() == before
 
 
+def test_the_page_names_topics_in_readers_words_and_ticks_nothing_after_an_unsubscribe(
+    moto_stack: MotoStack,
+) -> None:
+    # Given Alice, subscribed, who follows her email's unsubscribe link
+    moto_stack.call_api("POST", "/v1/events", subscribed("evt_1"))
+    path = unsubscribe_path(last_mail(moto_stack))
+
+    before = moto_stack.call_unsubscribe("GET", path).body["html"]
+    after = moto_stack.call_unsubscribe("POST", path, "action=unsubscribe").body["html"]
+
+    # The topics carry the flows' `topic` words, not their internal names
+    assert 'value="abandoned_cart" checked> Reminders about your cart</label>' in before
+    assert "Sunset unengaged contacts" not in before and "Abandoned cart" not in before
+    # Unsubscribed from everything: no box claims mail that will not come
+    assert "unsubscribed from all marketing email" in after
+    assert " checked" not in after and 'value="win_back"> Offers to welcome you back</label>' in after
+
+
 def test_resubscribe_and_topics_through_the_page(moto_stack: MotoStack) -> None:
     alice = moto_stack.call_api("POST", "/v1/events", subscribed("evt_1")).body["contact_id"]
     path = unsubscribe_path(last_mail(moto_stack))
