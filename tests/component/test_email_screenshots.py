@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
 from nudge.flow_tools import LibraryMessage, library_previews
 from nudge.templating import load_brand
@@ -163,4 +163,9 @@ def test_the_screenshot_shows_the_brand_buttons(
                 chromium, tmp_path / "profile", f"--window-size={width},1400", f"--screenshot={out}", page.as_uri()
             )
             target = ROOT / "docs" / "img" / f"email-{message.flow_id}-{width}.png"
-            Image.open(out).convert("RGB").quantize(colors=128).save(target, optimize=True)
+            picture = Image.open(out).convert("RGB")
+            # Down to the card: the page below it is only the brand's background colour.
+            background = Image.new("RGB", picture.size, picture.getpixel((0, picture.height - 1)))
+            box = ImageChops.difference(picture, background).getbbox() or (0, 0, width, picture.height)
+            picture = picture.crop((0, 0, width, min(picture.height, box[3] + 16)))
+            picture.quantize(colors=128).save(target, optimize=True)
