@@ -88,6 +88,19 @@ def test_ses_sends_raw_multipart_mail_with_our_headers(moto_stack: MotoStack) ->
     ]
 
 
+def test_ses_gets_the_bare_sender_address_and_the_mail_the_display_name(moto_stack: MotoStack) -> None:
+    client = moto_stack.session.client("sesv2")
+    requests: list[dict[str, object]] = []
+    client.meta.events.register("provide-client-params.sesv2.SendEmail", lambda params, **_: requests.append(params))
+
+    SesMailer(client).send(_email(from_address="Café Olé <hello@shop.example>"))
+
+    [request] = requests
+    assert request["FromEmailAddress"] == "hello@shop.example"  # what ses:FromAddress conditions compare
+    [sent] = moto_stack.sent_emails()
+    assert "From: =?utf-8?q?Caf=C3=A9_Ol=C3=A9?= <hello@shop.example>" in sent.raw_data
+
+
 def test_ses_refuses_an_unverified_sender_as_permanent(moto_stack: MotoStack) -> None:
     mailer = SesMailer(moto_stack.session.client("sesv2"))
 
