@@ -10,6 +10,7 @@ NUDGE_UPDATE_DOCS_SCREENSHOT=1 also writes docs/img/email-*.png for three of the
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -28,7 +29,7 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.chromium, pytest.mark.xdist_group("chromium")]
 
 WIDTHS = (600, 375)
-DOCS_SHOTS = ("abandoned_cart.reminder_1", "post_purchase.review_request", "win_back.offer_20")
+DOCS_SHOTS = ("abandoned_cart.reminder_1", "post_purchase.review_request", "browse_abandonment.reminder")
 NOW = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 # Runs in the sheet once every iframe has loaded; writes what it measured into <pre id="measure">.
@@ -52,6 +53,8 @@ window.addEventListener("load", () => {
       grid_rows: new Set([...doc.querySelectorAll(".nudge-grid .mj-column-per-50")].map(
         (c) => Math.round(c.getBoundingClientRect().top))).size,
       grid_items: doc.querySelectorAll(".nudge-grid .mj-column-per-50").length,
+      images: [...doc.querySelectorAll(".nudge-product img, .nudge-grid img")].filter(
+        (img) => img.complete && img.naturalWidth > 0 && img.getBoundingClientRect().width > 100).length,
       height: doc.documentElement.scrollHeight,
     };
     frame.style.height = doc.documentElement.scrollHeight + "px";
@@ -67,10 +70,27 @@ def emails() -> list[LibraryMessage]:
     return [m for m in library_previews(ROOT / "flows", ROOT / "templates", NOW) if m.preview.html is not None]
 
 
+# The run is offline: the sample products' remote images become same-shaped placeholders, so the layout
+# (and the screenshots) show where a shop's product photos go.
+_PLACEHOLDER = (
+    "data:image/svg+xml;base64,"
+    + base64.b64encode(
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="400" height="300" viewBox="0 0 400 300">'
+        b'<rect width="400" height="300" fill="#e7e0d3"/><circle cx="200" cy="150" r="70" fill="#cfc4b0"/></svg>'
+    ).decode()
+)
+_REMOTE_IMAGE = re.compile(r'src="https://[^"]+\.(?:jpg|jpeg|png|webp)"')
+
+
+def offline(page: str) -> str:
+    return _REMOTE_IMAGE.sub(f'src="{_PLACEHOLDER}"', page)
+
+
 def _sheet(emails: list[LibraryMessage], width: int) -> str:
     frames = "\n".join(
         f'<iframe id="{m.flow_id}.{m.preview.step_id}" width="{width}" height="400" '
-        f'style="border:0;display:block;margin-bottom:8px;" srcdoc="{html.escape(m.preview.html or "")}"></iframe>'
+        f'style="border:0;display:block;margin-bottom:8px;" srcdoc="{html.escape(offline(m.preview.html or ""))}">'
+        "</iframe>"
         for m in emails
     )
     return f'<!doctype html><html><body style="margin:0;background:#888;">{frames}{_MEASURE}</body></html>'
@@ -129,10 +149,18 @@ def test_nothing_is_cut_off_and_the_footer_is_inside_the_card(
 
 
 def test_a_phone_stacks_what_a_desktop_shows_side_by_side(measured: dict[int, dict[str, dict[str, object]]]) -> None:
-    # Three recommendations: two rows of two columns at 600 px, one per row at 375 px.
+    # Three recommendations: two rows of two columns at 600 px, one per row at 375 px, each with its picture.
     desktop, phone = measured[600]["post_purchase.review_request"], measured[375]["post_purchase.review_request"]
     assert desktop["grid_items"] == phone["grid_items"] == 3
     assert (desktop["grid_rows"], phone["grid_rows"]) == (2, 3)
+    assert desktop["images"] == phone["images"] == 3
+
+
+@pytest.mark.parametrize("name", ["browse_abandonment.reminder", "back_in_stock.notice", "product_launch.launch"])
+def test_a_product_card_shows_the_products_picture(
+    measured: dict[int, dict[str, dict[str, object]]], name: str
+) -> None:
+    assert measured[600][name]["images"] == measured[375][name]["images"] == 1
 
 
 @pytest.mark.parametrize("width", WIDTHS)
@@ -157,10 +185,10 @@ def test_the_screenshot_shows_the_brand_buttons(
         for message in chosen:
             name = f"{message.flow_id}.{message.preview.step_id}"
             page = tmp_path / f"{name}.html"
-            page.write_text(message.preview.html or "", encoding="utf-8")
+            page.write_text(offline(message.preview.html or ""), encoding="utf-8")
             out = tmp_path / f"{name}.png"
             _run_chromium(
-                chromium, tmp_path / "profile", f"--window-size={width},1400", f"--screenshot={out}", page.as_uri()
+                chromium, tmp_path / "profile", f"--window-size={width},2200", f"--screenshot={out}", page.as_uri()
             )
             target = ROOT / "docs" / "img" / f"email-{message.flow_id}-{width}.png"
             picture = Image.open(out).convert("RGB")
