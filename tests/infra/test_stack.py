@@ -189,8 +189,9 @@ ENGINE_HANDLERS = [
     names.API_HANDLER,
     names.SUBSCRIBE_HANDLER,
     names.SWEEP_HANDLER,
+    names.FEEDBACK_HANDLER,  # SES opens and clicks are events: they start and advance runs
 ]
-HANDLERS = [*ENGINE_HANDLERS, names.FEEDBACK_HANDLER, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
+HANDLERS = [*ENGINE_HANDLERS, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
 DELIVERABILITY = {"DataSuppressions", "DataCounters"}
 EXTRA_TABLES = {
@@ -312,7 +313,7 @@ def test_schedule_group_exists_with_the_configured_name(prod: Synth) -> None:
     prod.one("AWS::Scheduler::ScheduleGroup", Name=f"{names.SCHEDULE_GROUP}-prod")
 
 
-@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
+@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER, names.FEEDBACK_HANDLER])
 def test_functions_manage_schedules_only_in_their_group_and_pass_only_the_scheduler_role(
     prod: Synth, handler: str
 ) -> None:
@@ -355,6 +356,7 @@ def test_wildcard_resources_are_only_the_acknowledged_ones(prod: Synth) -> None:
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
         "sns:Publish",  # direct-to-phone SMS; topics are denied below
+        "sns:OptInPhoneNumber",  # a number that texted START, off SNS's opt-out list
         "scheduler:CreateSchedule",
         "scheduler:DeleteSchedule",
         "scheduler:GetSchedule",
@@ -659,6 +661,16 @@ def test_cfn_lint_finds_nothing(stage: str, request: pytest.FixtureRequest, tmp_
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_only_the_inbound_sms_function_may_opt_numbers_back_in(prod: Synth) -> None:
+    for handler in HANDLERS:
+        allowed = [
+            s
+            for s in statements(prod, function_role(prod, handler))
+            if s["Effect"] == "Allow" and "sns:OptInPhoneNumber" in as_list(s["Action"])
+        ]
+        assert len(allowed) == (1 if handler == names.SMS_INBOUND_HANDLER else 0), handler
 
 
 def test_ses_feedback_and_inbound_sms_reach_their_functions(prod: Synth) -> None:
