@@ -13,7 +13,6 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from phonenumbers import timezone as phone_zones
 
 from nudge.domain.model import Contact
 
@@ -124,6 +123,10 @@ def zone_of_phone(phone: str | None) -> str | None:
     """The one IANA zone the number's prefix lies in (its area code for +1 numbers), else None."""
     if not phone or not phone.startswith("+"):
         return None
+    # Imported on first use: its prefix table costs ~40 ms at import, which functions that never read a
+    # contact's local time (most API calls) should not pay at cold start.
+    from phonenumbers import timezone as phone_zones
+
     try:
         number = phonenumbers.parse(phone, None)
     except phonenumbers.NumberParseException:
