@@ -83,3 +83,14 @@ def test_every_marketing_sms_names_the_shop_and_says_how_to_stop(library: dict[s
     assert len(texts) == 3
     for text in texts:
         assert text.startswith("Linen & Clay: ") and sms.has_opt_out_notice(text)
+
+
+def test_no_html_email_prints_a_url_as_text(library: dict[str, LibraryMessage]) -> None:
+    # Links are buttons and words; a reader never sees "https://…" in the HTML part.
+    for name, message in library.items():
+        if message.preview.html is None:
+            continue
+        body = re.sub(r"<(style|title)\b.*?</\1>", "", message.preview.html, flags=re.DOTALL | re.IGNORECASE)
+        visible = re.sub(r"<[^>]+>", " ", body)
+        printed = re.findall(r"\S*https?://\S*", visible)
+        assert not printed, f"{name}: {printed}"
