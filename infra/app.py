@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
-from infra.config import NudgeConfig  # noqa: E402
+from infra.config import NudgeConfig, require_postal_address  # noqa: E402
 from infra.stack import NudgeStack  # noqa: E402
 
 
@@ -28,6 +28,7 @@ def build_app(
     app_props.setdefault("outdir", os.environ.get("CDK_OUTDIR") or str(ROOT / "cdk.out"))
     app = cdk.App(context=context, **app_props)
     config = NudgeConfig.from_context(app.node.try_get_context)
+    require_postal_address(config, ROOT / "flows", ROOT / "templates")
     stack = NudgeStack(
         app,
         config.stack_name,

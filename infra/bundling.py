@@ -16,6 +16,7 @@ import aws_cdk as cdk
 import jsii
 
 from nudge import names
+from nudge.templating import compile_templates
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON_VERSION = "3.12"
@@ -37,6 +38,9 @@ CLI_ONLY = (
     "backtest_html.py",
     "backtest.html.j2",
 )
+# Data of runtime packages nudge never reads: phonenumbers' geocoder (~40 MB) and carrier names (~2.4 MB).
+# nudge uses its metadata and time-zone data only (nudge.domain.sms, nudge.domain.timezones).
+PRUNED = ("phonenumbers/geodata", "phonenumbers/carrierdata")
 
 
 def _distribution(requirement: str) -> str:
@@ -127,13 +131,18 @@ class LocalPythonBundler:
             ("templates", names.BUNDLED_TEMPLATES_DIR),
             ("segments", names.BUNDLED_SEGMENTS_DIR),
         ):
-            shutil.copytree(self.root / source, out / Path(bundled).name, ignore=_IGNORED, dirs_exist_ok=True)
+            # MJML sources are compiled below: the functions get HTML templates and never the compiler.
+            ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", "*.mjml")
+            shutil.copytree(self.root / source, out / Path(bundled).name, ignore=ignore, dirs_exist_ok=True)
+        compile_templates(self.root / "templates", out / Path(names.BUNDLED_TEMPLATES_DIR).name)
         with tempfile.TemporaryDirectory() as scratch:
             constraints = None
             if self.constraints:
                 constraints = Path(scratch) / "constraints.txt"
                 constraints.write_text("\n".join(self.constraints) + "\n", encoding="utf-8")
             self._run(pip_install_command(out, self.dependencies, constraints))
+        for pruned in PRUNED:
+            shutil.rmtree(out / pruned, ignore_errors=True)
         return True
 
 

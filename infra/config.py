@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,6 +36,32 @@ _EMAIL = re.compile(r"^[^@\s]+@([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$")
 
 class ConfigError(ValueError):
     """A context value is missing or malformed; the message names the key."""
+
+
+def require_postal_address(config: NudgeConfig, flows_dir: Path, templates_dir: Path) -> None:
+    """Outside dev, marketing email needs the sender's postal address (CAN-SPAM): from the `postalAddress`
+    context or the brand kit. Raise ConfigError naming the flows that would send without one."""
+    if not config.protected or config.postal_address:
+        return
+    from nudge.domain.flows import EmailStep
+    from nudge.domain.model import Category
+    from nudge.flow_files import load_catalog
+    from nudge.templating import load_brand
+
+    if load_brand(templates_dir).postal_address:
+        return
+    marketing = sorted(
+        f"{flow.id}.{step.id}"
+        for flow in load_catalog(flows_dir)
+        for step in flow.steps
+        if isinstance(step, EmailStep) and flow.category_of(step) is Category.MARKETING
+    )
+    if marketing:
+        shown = ", ".join(marketing[:3]) + (f" and {len(marketing) - 3} more" if len(marketing) > 3 else "")
+        raise ConfigError(
+            f"postalAddress: stage {config.stage!r} sends marketing email ({shown}) but no postal address is set; "
+            "pass -c postalAddress='…' or set postal_address in templates/brand.yaml (CAN-SPAM)"
+        )
 
 
 def _as_bool(value: Any) -> bool:

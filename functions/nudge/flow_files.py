@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from nudge.domain.flows import EmailStep, Flow, FlowCatalog, SegmentTrigger, SmsStep
 from nudge.domain.guardrails import Guardrails
+from nudge.domain.model import Category
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
 from nudge.templating import FOOTER_HTML, FOOTER_TEXT, TemplateRenderer
 
@@ -120,8 +122,17 @@ def _load_all(directory: Path, load: Callable[[Path], M], build: Callable[[list[
         raise FlowFileError(f"{directory}: {exc}") from exc
 
 
+# A URL written into a template: shop URLs belong in the brand kit (brand.urls) or come with the event.
+_WRITTEN_URL = re.compile(r"https?://[^\s\"'<>)]+")
+_COMMENTS = re.compile(r"{#.*?#}|<!--.*?-->", re.DOTALL)
+# A call to action: an <mj-button> (it compiles to class="cta" through layouts/head.mjml), or any element
+# of a shop's own HTML layout with the class `cta`.
+_CALL_TO_ACTION = re.compile(r"""class=["'][^"']*\bcta\b""")
+
+
 def template_problems(flow: Flow, renderer: TemplateRenderer) -> list[str]:
-    """Every template a flow's steps name must exist and compile; subjects must compile too."""
+    """Every template a flow's steps name must exist and compile; subjects must compile too. Templates write
+    no URL of their own (the brand kit has the shop's), and every marketing email has a call to action."""
     problems = []
     for step in flow.steps:
         if isinstance(step, EmailStep):
@@ -138,7 +149,24 @@ def template_problems(flow: Flow, renderer: TemplateRenderer) -> list[str]:
                 problems.append(f"steps.{step.id}: {problem}")
             elif unknown := renderer.unknown_variables(name):
                 problems.append(f"steps.{step.id}: {name}: unknown variable(s) {', '.join(sorted(unknown))}")
+            else:
+                problems += [f"steps.{step.id}: {found}" for found in _written_urls(renderer, name)]
+        is_marketing_email = isinstance(step, EmailStep) and flow.category_of(step) is Category.MARKETING
+        html = f"{step.template}.html.j2"
+        if is_marketing_email and not renderer.check(html) and not _CALL_TO_ACTION.search(renderer.source(html)):
+            problems.append(
+                f"steps.{step.id}: {step.template}: a marketing email needs a call to action "
+                '(an <mj-button>, or an element with class="cta")'
+            )
     return problems
+
+
+def _written_urls(renderer: TemplateRenderer, name: str) -> list[str]:
+    found = []
+    for path, text in renderer.written_sources(name).items():
+        for url in _WRITTEN_URL.findall(_COMMENTS.sub("", text)):
+            found.append(f"{path}: writes the URL {url}; use the brand kit (brand.urls) or the event's")
+    return found
 
 
 GUARDRAILS_FILE = "_guardrails.yaml"

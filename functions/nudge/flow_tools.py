@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html as html_lib
 import json
 from dataclasses import dataclass, replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from nudge.domain import sms
 from nudge.domain.engine import template_context
 from nudge.domain.flows import (
     WAITS,
@@ -24,8 +27,17 @@ from nudge.domain.flows import (
     WaitUntilStep,
     WebhookStep,
 )
-from nudge.domain.model import Contact, Run, RunStatus
+from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
+from nudge.services.compose import EmailComposer, MailPolicy
 from nudge.templating import TemplateRenderer
+
+# What a preview's unsubscribe link and postal address look like when the caller gives none.
+PREVIEW_POLICY = MailPolicy(
+    unsubscribe_base_url="https://nudge.invalid/v1/unsubscribe",
+    postal_address=None,
+    utm={"utm_source": "nudge", "utm_medium": "email"},
+)
+PREVIEW_POSTAL_ADDRESS = "(your postal address: brand.yaml postal_address)"
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ def preview(
     event: dict[str, Any],
     now: datetime,
     recommendations: list[dict[str, Any]] | None = None,
+    policy: MailPolicy | None = None,
 ) -> list[Preview]:
     """Every message step of the flow, rendered for this contact and trigger event (all branches).
 
@@ -66,15 +79,97 @@ def preview(
         "flow": {"id": flow.id, "name": flow.name},
         "recommendations": list(recommendations or ()),
     }
+    policy = policy or PREVIEW_POLICY
+    if not (policy.postal_address or renderer.brand.postal_address):
+        policy = replace(policy, postal_address=PREVIEW_POSTAL_ADDRESS)
+    composer = EmailComposer(
+        renderer=renderer, from_address="preview@nudge.invalid", policy=policy, unsubscribe_key=lambda: "preview"
+    )
     previews = []
     for step in flow.steps:
         step_context = {**context, "step": {"id": step.id}}
         if isinstance(step, EmailStep):
-            subject, html, text = renderer.email(step.template, step.subject, step_context)
-            previews.append(Preview(step.id, "email", subject, text, html))
+            message = _preview_message(flow, step.id, Channel.EMAIL, flow.category_of(step), contact, now)
+            email = composer.compose(step, replace(message, recipient=contact.email), step_context, now)
+            previews.append(Preview(step.id, "email", email.subject, email.text, email.html))
         elif isinstance(step, SmsStep):
-            previews.append(Preview(step.id, "sms", None, renderer.sms(step.template, step_context), None))
+            text = renderer.sms(step.template, step_context)
+            if flow.category_of(step) is Category.MARKETING:
+                text = sms.with_opt_out_notice(sms.with_sender_name(text, renderer.brand.name))
+            previews.append(Preview(step.id, "sms", None, text, None))
     return previews
+
+
+def _preview_message(
+    flow: Flow, step_id: str, channel: Channel, category: Category, contact: Contact, now: datetime
+) -> Message:
+    return Message(
+        contact_id=contact.contact_id,
+        message_id=Message.id_for("preview", step_id),
+        run_id="preview",
+        flow_id=flow.id,
+        step_id=step_id,
+        channel=channel,
+        category=category,
+        status=MessageStatus.PENDING,
+        created_at=now,
+    )
+
+
+@dataclass(frozen=True)
+class LibraryMessage:
+    flow_id: str
+    category: str  # of the step: marketing | transactional
+    preview: Preview
+
+
+def library_previews(flows_dir: Path, templates_dir: Path, now: datetime) -> list[LibraryMessage]:
+    """Every message of every flow in flows_dir, for the sample contact and each flow's sample event."""
+    from nudge.flow_files import load_catalog
+
+    samples = flows_dir / "samples"
+    person = contact_from_json(json.loads((samples / "contact.json").read_text(encoding="utf-8")), now)
+    recommendations = json.loads((samples / "recommendations.json").read_text(encoding="utf-8"))
+    renderer = TemplateRenderer(templates_dir)
+    found = []
+    for flow in sorted(load_catalog(flows_dir), key=lambda f: f.id):
+        sample = samples / f"{flow.id}.event.json"
+        event = json.loads(sample.read_text(encoding="utf-8")) if sample.exists() else {}
+        steps = {step.id: step for step in flow.steps}
+        for item in preview(flow, renderer, person, event, now, recommendations):
+            step = steps[item.step_id]
+            assert isinstance(step, EmailStep | SmsStep)
+            found.append(LibraryMessage(flow.id, flow.category_of(step).value, item))
+    return found
+
+
+def write_preview_site(directory: Path, flows: list[tuple[str, str, list[Preview]]]) -> Path:
+    """Write each email as <flow>.<step>.html (and .txt), and an index.html listing every message with its
+    subject, the SMS texts inline; the index's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for flow_id, flow_name, items in flows:
+        rows.append(f"<h2>{html_lib.escape(flow_name)} <small>({html_lib.escape(flow_id)})</small></h2><ul>")
+        for item in items:
+            label = f"{html_lib.escape(item.step_id)} · {item.channel}"
+            if item.html is not None:
+                name = f"{flow_id}.{item.step_id}"
+                (directory / f"{name}.html").write_text(item.html, encoding="utf-8")
+                (directory / f"{name}.txt").write_text(item.text, encoding="utf-8")
+                subject = html_lib.escape(item.subject or "")
+                rows.append(f'<li>{label}: <a href="{name}.html">{subject}</a> (<a href="{name}.txt">text</a>)</li>')
+            else:
+                rows.append(f"<li>{label}: <q>{html_lib.escape(item.text)}</q></li>")
+        rows.append("</ul>")
+    index = directory / "index.html"
+    index.write_text(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>nudge: every message</title>'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"></head>'
+        '<body style="font-family:sans-serif;max-width:760px;margin:2em auto;padding:0 1em;">'
+        f"<h1>Every message</h1>{''.join(rows)}</body></html>",
+        encoding="utf-8",
+    )
+    return index
 
 
 def contact_from_json(data: dict[str, Any], now: datetime) -> Contact:

@@ -278,6 +278,10 @@ class Mailer(Protocol):
 class Texter(Protocol):
     def send(self, sms: OutgoingSms) -> str: ...
 
+    def opt_in(self, phone: str) -> None:
+        """Take the number off the provider's own opt-out list (after START), so sends reach it again."""
+        ...
+
 
 class WebhookSender(Protocol):
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_seconds: float) -> int:

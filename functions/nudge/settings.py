@@ -56,7 +56,8 @@ class Settings(BaseModel):
     utm_params: dict[str, str] = Field(default_factory=lambda: {"utm_source": "nudge", "utm_medium": "email"})
     ses_max_send_rate: int = Field(default=14, ge=1, le=10_000)
     event_retention_days: int = Field(default=90, ge=1, le=3650)
-    sms_help_text: str = "Reply STOP to opt out, START to opt back in. Msg&data rates may apply."
+    # The HELP reply; None: the default, which names the shop (brand.yaml) and its support contact.
+    sms_help_text: str | None = None
 
     @field_validator("utm_params", mode="before")
     @classmethod

@@ -1,13 +1,24 @@
-"""Jinja2 rendering for messages, in a sandbox: templates are data, never code with powers."""
+"""Jinja2 rendering for messages, in a sandbox: templates are data, never code with powers.
+
+Email layouts are MJML (templates/**/*.mjml, with Jinja inside): MJML turns them into the table-and-media-
+query HTML that renders in every mail client. They are compiled once, when flows are validated or
+previewed, or when the Lambda bundle is built (which ships the compiled `.html.j2` and not the compiler);
+a send only renders Jinja.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import css_inline
-from jinja2 import FileSystemLoader, Template, TemplateError, meta, nodes
+import yaml
+from jinja2 import BaseLoader, Environment, FileSystemLoader, Template, TemplateError, TemplateNotFound, meta, nodes
+from pydantic import ValidationError
 
+from nudge.domain.brand import Brand
 from nudge.domain.expressions import make_environment
 
 # The variables every message template may use (services.runs builds exactly these; a test checks it).
@@ -26,11 +37,20 @@ TEMPLATE_VARIABLES = frozenset(
         "recommendations",
     }
 )
-# Appended to every email (postal address; unsubscribe link on marketing mail), whatever its layout.
+# Appended to every email (postal address; unsubscribe link on marketing mail) whose layout has no footer
+# of its own; the MJML layouts carry theirs inside the card, marked with FOOTER_MARK.
 FOOTER_HTML = "layouts/footer.html.j2"
 FOOTER_TEXT = "layouts/footer.txt.j2"
-# Remote stylesheets would be a network call per render, and a way for a template to reach out.
-_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False)
+FOOTER_MARK = 'class="nudge-footer'
+# The brand kit every template reads as `brand` (see nudge.domain.brand).
+BRAND_FILE = "brand.yaml"
+MJML_SUFFIX = ".mjml"
+# What a template names as another file: <mj-include path="…">, {% include "…" %}, {% extends "…" %}.
+_INCLUDES = re.compile(r"""<mj-include\s+path=["']([^"']+)["']|{%-?\s*(?:include|extends)\s+["']([^"']+)["']""")
+# Remote stylesheets would be a network call per render, and a way for a template to reach out. The <style>
+# blocks stay after inlining: they hold the media queries that stack columns on a phone (clients that drop
+# them still get the inlined, single-column-safe styles).
+_INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=True)
 
 
 class TemplateRenderError(Exception):
@@ -42,11 +62,92 @@ def inline_css(markup: str) -> str:
     return str(_INLINER.inline(markup))
 
 
-class TemplateRenderer:
-    """Renders templates/<name>.html.j2, .txt.j2 and .sms.j2 with autoescaping for HTML only."""
+def load_brand(templates_dir: Path) -> Brand:
+    """templates/brand.yaml as a Brand; TemplateRenderError naming each problem."""
+    path = templates_dir / BRAND_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Brand.model_validate(data)
+    except FileNotFoundError:
+        raise TemplateRenderError(f"{path}: no brand kit (shop name, URLs, colours); copy the shipped one") from None
+    except yaml.YAMLError as exc:
+        raise TemplateRenderError(f"{path}: not valid YAML: {exc}") from exc
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
+        raise TemplateRenderError(f"{path}: {problems}") from exc
+
+
+def compile_mjml(source: str, templates_dir: Path) -> str:
+    """MJML (Jinja left in place) -> HTML; <mj-include path="layouts/x.mjml"/> reads from templates_dir.
+
+    Imported here, not at module level: the Lambda bundle ships compiled templates and not the compiler.
+    """
+    import mjml
+
+    root = templates_dir.resolve()
+
+    def include(path: str) -> str:
+        target = (root / path).resolve()
+        if root not in target.parents:
+            raise TemplateRenderError(f"mj-include outside the templates directory: {path}")
+        return target.read_text(encoding="utf-8")
+
+    try:
+        return str(mjml.mjml2html(source, include_loader=include, disable_comments=True))
+    except TemplateRenderError:
+        raise
+    except Exception as exc:  # MRML raises its own error type with the parser's message
+        raise TemplateRenderError(f"MJML: {exc}") from exc
+
+
+def compile_templates(source_dir: Path, out_dir: Path) -> list[Path]:
+    """Write <name>.html.j2 beside every <name>.mjml (layouts/ are includes, not emails); the files written."""
+    written = []
+    for mjml_file in sorted(source_dir.rglob(f"*{MJML_SUFFIX}")):
+        relative = mjml_file.relative_to(source_dir)
+        if relative.parts[0] == "layouts":
+            continue
+        target = out_dir / relative.with_suffix(".html.j2")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(compile_mjml(mjml_file.read_text(encoding="utf-8"), source_dir), encoding="utf-8")
+        written.append(target)
+    return written
+
+
+class _MjmlLoader(FileSystemLoader):
+    """<name>.html.j2 from the file if there is one (the Lambda bundle), else compiled from <name>.mjml."""
 
     def __init__(self, templates_dir: Path) -> None:
-        self._env = make_environment(FileSystemLoader(str(templates_dir)))
+        super().__init__(str(templates_dir))
+        self._dir = templates_dir
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool]]:
+        try:
+            return super().get_source(environment, template)
+        except TemplateNotFound:
+            if not template.endswith(".html.j2"):
+                raise
+            mjml_file = self._dir / (template.removesuffix(".html.j2") + MJML_SUFFIX)
+            if not mjml_file.is_file():
+                raise
+        try:
+            html = compile_mjml(mjml_file.read_text(encoding="utf-8"), self._dir)
+        except TemplateRenderError as exc:
+            raise TemplateError(f"{mjml_file.name}: {exc}") from exc
+        return html, str(mjml_file), lambda: True
+
+
+class TemplateRenderer:
+    """Renders templates/<name>.html.j2 (or .mjml), .txt.j2 and .sms.j2, autoescaping HTML only.
+
+    Every template sees the brand kit as `brand`.
+    """
+
+    def __init__(self, templates_dir: Path, brand: Brand | None = None) -> None:
+        self._dir = templates_dir
+        self.brand = brand or load_brand(templates_dir)
+        self._env = make_environment(_MjmlLoader(templates_dir))
+        self._env.globals["brand"] = self.brand
         self._strings: dict[str, Template] = {}
 
     def render_file(self, name: str, context: dict[str, Any]) -> str:
@@ -95,13 +196,40 @@ class TemplateRenderer:
             if current in seen or self._env.loader is None:
                 continue
             seen.add(current)
-            source = self._env.loader.get_source(self._env, current)[0]
+            source = self.source(current)
             tree = self._env.parse(source)
             unknown |= meta.find_undeclared_variables(tree) - TEMPLATE_VARIABLES - set(self._env.globals)
             pending += [
                 str(n.template.value) for n in tree.find_all(nodes.Extends) if isinstance(n.template, nodes.Const)
             ]
         return unknown
+
+    def written_sources(self, name: str) -> dict[str, str]:
+        """The files as written (an .mjml rather than its compiled HTML) for a template and everything it
+        includes or extends, by path relative to the templates directory."""
+        found: dict[str, str] = {}
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            path = self._dir / current
+            if not path.is_file() and current.endswith(".html.j2"):
+                path = self._dir / (current.removesuffix(".html.j2") + MJML_SUFFIX)
+            if current in found or not path.is_file():
+                continue
+            text = path.read_text(encoding="utf-8")
+            found[str(path.relative_to(self._dir))] = text
+            pending += [mjml or jinja for mjml, jinja in _INCLUDES.findall(text)]
+        return found
+
+    def source(self, name: str) -> str:
+        """The template's Jinja source (an MJML template's compiled HTML)."""
+        loader: BaseLoader | None = self._env.loader
+        if loader is None:
+            raise TemplateRenderError(f"{name}: no template loader")
+        try:
+            return loader.get_source(self._env, name)[0]
+        except TemplateError as exc:
+            raise TemplateRenderError(f"{name}: {exc.__class__.__name__}: {exc}") from exc
 
     def email(self, template: str, subject: str, context: dict[str, Any]) -> tuple[str, str, str]:
         """(subject, html, text) for an email step."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nudge.domain import sms
 from nudge.flow_files import FlowFileError, load_catalog, load_guardrails, load_segments, segment_problems
 from nudge.ports import (
     ApiKeys,
@@ -24,6 +25,7 @@ from nudge.ports import (
     WebhookSender,
     WorkQueue,
 )
+from nudge.services.compose import MailPolicy
 from nudge.services.daily import DailyJob
 from nudge.services.feedback import FeedbackService
 from nudge.services.ingest import IngestService
@@ -31,7 +33,7 @@ from nudge.services.keys import KeyService
 from nudge.services.preferences import PreferenceService
 from nudge.services.privacy import PrivacyService
 from nudge.services.recommendations import CoPurchaseBook, Recommender
-from nudge.services.runs import MailPolicy, RunService, WebhookSigner
+from nudge.services.runs import RunService, WebhookSigner
 from nudge.services.segment import SegmentService
 from nudge.services.sms_keywords import SmsKeywordService
 from nudge.services.subscribe import SubscribeService
@@ -190,9 +192,13 @@ def assemble(
             copurchases=CoPurchaseBook(census=store, documents=store, clock=clock),
         ),
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
-        feedback=FeedbackService(store=store, clock=clock),
+        feedback=FeedbackService(store=store, clock=clock, engagement=ingest.ingest),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),
-        sms_keywords=SmsKeywordService(store=store, texter=texter, help_text=settings.sms_help_text),
+        sms_keywords=SmsKeywordService(
+            store=store,
+            texter=texter,
+            help_text=sms.help_reply(renderer.brand.name, renderer.brand.support, settings.sms_help_text),
+        ),
         privacy=privacy,
         throttle=throttle,
         limiter=limiter,

@@ -212,6 +212,8 @@ class Functions(Construct):
             self.api: [data.keys, data.contact_refs, *deliverability],
             self.subscribe: [data.keys, *deliverability],
             self.sweep: deliverability,
+            # SES opens and clicks arrive as email_opened/email_clicked events: they start and end runs.
+            self.feedback: deliverability,
         }
         for function, tables in engine_functions.items():
             data.grant_read_write(function, tables)
@@ -220,20 +222,21 @@ class Functions(Construct):
             messaging.grant_send(function)
             self.unsubscribe_secret.grant_read(function)  # every marketing email carries a signed link
             self._acknowledge_wildcards(function, scheduling)
-        # Feedback, unsubscribe and inbound SMS change contacts and suppressions; only the last one sends (HELP).
+        # Unsubscribe and inbound SMS change contacts and suppressions; only the last one sends (HELP), and
+        # it takes a number that texts START off SNS's own opt-out list.
         # RFM needs the whole customer base and co-purchases every retained order: the daily job scans.
         data.grant_daily_scans(self.sweep)
-        for function in (self.feedback, self.unsubscribe, self.sms_inbound):
+        for function in (self.unsubscribe, self.sms_inbound):
             data.grant_read_write(function, deliverability)
-        for function in (self.feedback, self.unsubscribe):  # the mailto and the page check tokens
-            self.unsubscribe_secret.grant_read(function)
-            cdk.Validations.of(function.role).acknowledge(  # type: ignore[arg-type]
-                cdk.Acknowledgment(
-                    id="AwsSolutions-IAM5[Resource::*]",
-                    reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource",
-                )
+        self.unsubscribe_secret.grant_read(self.unsubscribe)  # the page checks tokens
+        cdk.Validations.of(self.unsubscribe.role).acknowledge(  # type: ignore[arg-type]
+            cdk.Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource",
             )
+        )
         messaging.grant_send(self.sms_inbound)
+        messaging.grant_sms_opt_in(self.sms_inbound)
         self._acknowledge_sms_wildcard(self.sms_inbound)
         # Every function that can run a flow may need the key: it signs webhook steps (and verifies requests).
         for function in engine_functions:
@@ -301,7 +304,8 @@ class Functions(Construct):
             cdk.Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason="X-Ray PutTraceSegments/PutTelemetryRecords support no resource; the HELP reply is an SMS "
-                "Publish to a phone number, which has no ARN (topics and endpoints are explicitly denied)",
+                "Publish to a phone number, which has no ARN (topics and endpoints are explicitly denied), and "
+                "OptInPhoneNumber names a number, not a resource",
             )
         )
 

@@ -117,6 +117,12 @@ class Messaging(Construct):
             iam.PolicyStatement(effect=iam.Effect.DENY, actions=["sns:Publish"], resources=["arn:*:sns:*:*:*"])
         )
 
+    def grant_sms_opt_in(self, grantee: iam.IGrantable) -> None:
+        """OptInPhoneNumber after a START: like Publish to a number, it names no ARN IAM could scope."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sns:OptInPhoneNumber"], resources=["*"])
+        )
+
     def environment(self) -> dict[str, str]:
         config = self._config
         return {

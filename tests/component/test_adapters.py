@@ -93,6 +93,19 @@ def test_ses_sends_raw_multipart_mail_with_our_headers(moto_stack: MotoStack) ->
     ]
 
 
+def test_ses_gets_the_bare_sender_address_and_the_mail_the_display_name(moto_stack: MotoStack) -> None:
+    client = moto_stack.session.client("sesv2")
+    requests: list[dict[str, object]] = []
+    client.meta.events.register("provide-client-params.sesv2.SendEmail", lambda params, **_: requests.append(params))
+
+    SesMailer(client).send(_email(from_address="Café Olé <hello@shop.example>"))
+
+    [request] = requests
+    assert request["FromEmailAddress"] == "hello@shop.example"  # what ses:FromAddress conditions compare
+    [sent] = moto_stack.sent_emails()
+    assert "From: =?utf-8?q?Caf=C3=A9_Ol=C3=A9?= <hello@shop.example>" in sent.raw_data
+
+
 def test_ses_refuses_an_unverified_sender_as_permanent(moto_stack: MotoStack) -> None:
     mailer = SesMailer(moto_stack.session.client("sesv2"))
 
@@ -306,6 +319,8 @@ def test_store_finds_a_message_by_provider_id_and_erases_a_contact_whole(store: 
     assert list(store.contacts_to_review(START)) == ["c2"]
     assert sorted(r.run_id for r in store.runs_for("c2")) == ["r1", "r2"]
     assert store.recent_sends("c2", START)[0].flow_id == "abandoned_cart"
+
+
 @pytest.mark.parametrize("twin", ["dynamodb", "memory"])
 def test_contact_refs_forget_every_ref_of_one_contact_only(moto_stack: MotoStack, twin: str) -> None:
     from nudge.adapters.memory import MemoryContactRefs

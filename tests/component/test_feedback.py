@@ -140,3 +140,43 @@ def test_a_record_that_is_not_an_ses_event_is_skipped(moto_stack: MotoStack) -> 
     outcome = feedback.handler(event, FakeLambdaContext.fresh("nudge-feedback"))
 
     assert outcome == {"skipped": 2}
+
+
+def _with_user_agent(event: dict[str, object], user_agent: str) -> dict[str, object]:
+    record = event["Records"][0]  # type: ignore[index]
+    body = json.loads(record["Sns"]["Message"])
+    body["open"]["userAgent"] = user_agent
+    record["Sns"]["Message"] = json.dumps(body)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "machine"),
+    [("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)", False), ("Mozilla/5.0", True)],
+)
+def test_an_open_through_the_handler_becomes_engagement_on_the_contact(
+    moto_stack: MotoStack, user_agent: str, machine: bool
+) -> None:
+    # Given Bob's first cart reminder went out
+    contact_id, first = start_cart_and_send_first_reminder(moto_stack)
+
+    # When SES reports it opened, by a person's mail app or by Apple Mail's privacy prefetch
+    event = _with_user_agent(ses_event("ses_open", str(first.provider_id)), user_agent)
+    feedback.handler(event, FakeLambdaContext.fresh("nudge-feedback"))
+
+    # Then the contact has an email_opened event, marked as a machine open or not; only a person's moves
+    # last_open_at (what segments read)
+    [opened] = [
+        item
+        for item in moto_stack.scan_all_tables()["nudge-events"]
+        if item["event_id"]["S"] == f"email_opened:{first.message_id}"
+    ]
+    assert (opened["type"]["S"], opened["contact_id"]["S"], opened["status"]["S"]) == (
+        "email_opened",
+        contact_id,
+        "processed",
+    )
+    assert json.loads(opened["body"]["S"])["properties"]["machine_open"] is machine
+    stored = moto_stack.container.store.get_contact(contact_id)
+    assert stored is not None
+    assert (stored.aggregates.last_open_at is None) is machine

@@ -95,7 +95,7 @@ def test_every_step_kind_runs_on_moto(tmp_path: Path, clock: VirtualClock, recei
             "Subject: Hi gold" in email_sent.raw_data and "Date: Mon, 02 Nov 2026 10:00:00 +0000" in email_sent.raw_data
         )
         assert list(stack.sent_sms().values()) == [
-            ("+14155550101", "Bob, your cart is still waiting: https://r Reply STOP to opt out")
+            ("+14155550101", "Linen & Clay: Bob, your cart is still waiting: https://r Reply STOP to opt out")
         ]
         stored = stack.container.store.get_contact(result.body["contact_id"])
         assert stored is not None and stored.tags == ("touring",) and stored.properties["stage"] == "gold"
@@ -108,7 +108,8 @@ def test_every_step_kind_runs_on_moto(tmp_path: Path, clock: VirtualClock, recei
         sms_record = next(
             m for m in stack.container.store.messages_for(result.body["contact_id"]) if m.step_id == "text"
         )
-        assert sms_record.sent_at == START + timedelta(hours=3)  # 12:00 UTC, the contact's zone being UTC
+        # 12:00 in the contact's zone: +1 415 is Los Angeles (PST, UTC-8), so 20:00 UTC.
+        assert sms_record.sent_at == START + timedelta(hours=11)
     finally:
         stack.stop()
 

@@ -50,5 +50,7 @@ def test_feedback_and_unsubscribes_are_counted_per_flow_once(moto_stack: MotoSta
     assert emf() == [
         ("abandoned_cart", {"Delivered": [1.0]}),
         ("abandoned_cart", {"Opened": [1.0]}),
+        # The open is engagement: an email_opened event for Bob, which (re)starts his sunset clock.
+        ("sunset", {"RunsStarted": [1.0]}),
         ("abandoned_cart", {"Unsubscribes": [1.0]}),
     ]

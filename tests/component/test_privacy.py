@@ -19,7 +19,7 @@ PERSONAL = ["cust_bob_42", "bob@example.com", "+14155550101", "Bakerfield"]
 
 def test_export_holds_everything_about_the_contact(moto_stack: MotoStack) -> None:
     moto_stack.call_api("POST", "/v1/events", checkout_started("evt_1", "chk_1", BOB))
-    moto_stack.pump.run_until(START + timedelta(days=1, hours=1))
+    moto_stack.pump.run_until(START + timedelta(days=1, hours=8))  # past 08:00 in +1 415
     moto_stack.deliver_sns("sms_inbound", [json.loads(inbound_sms("STOP")["Records"][0]["Sns"]["Message"])])
 
     result = moto_stack.call_api("GET", "/v1/contacts/cust_bob_42")

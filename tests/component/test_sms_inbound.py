@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from nudge.domain.model import Channel, MessageStatus
 from nudge.domain.suppression import address_key
 from nudge.handlers import sms_inbound
 from nudge.local.lambda_events import FakeLambdaContext
-from nudge.local.moto_stack import MotoStack
+from nudge.local.moto_stack import ACCOUNT, REGION, MotoStack
 from tests.conftest import START
 from tests.events_helpers import inbound_sms, recorded
 from tests.factories import checkout_started, contact
@@ -65,3 +67,33 @@ def test_help_is_answered_and_other_texts_are_ignored(moto_stack: MotoStack) -> 
     assert (outcome, other) == ({"helped": 1}, {"ignored": 1})
     [(phone, text)] = moto_stack.sent_sms().values()
     assert phone == "+14155550101" and "STOP" in text
+
+
+def test_help_names_the_shop_and_its_support_contact(moto_stack: MotoStack) -> None:
+    text_in(inbound_sms("help"))
+
+    [(_, text)] = moto_stack.sent_sms().values()
+    assert text.startswith("Linen & Clay: ") and "help@shop.example" in text and "STOP" in text
+
+
+@pytest.mark.parametrize("word", ["REVOKE", "opt out", "OPT-OUT", "Remove", "ARRET", "td"])
+def test_every_opt_out_word_suppresses_the_number(moto_stack: MotoStack, word: str) -> None:
+    assert text_in(inbound_sms(word)) == {"opted_out": 1}
+    assert moto_stack.container.store.address_state(address_key(Channel.SMS, "+14155550101")) is not None
+
+
+def test_start_also_takes_the_number_off_snss_own_opt_out_list(moto_stack: MotoStack) -> None:
+    # Given SNS has the number on its account-level opt-out list (AWS-managed opt-outs saw the STOP too)
+    from moto.sns.models import sns_backends
+
+    backend = sns_backends[ACCOUNT][REGION]
+    backend.opt_out_numbers.append("+14155550101")
+    text_in(inbound_sms("STOP"))
+
+    # When the contact texts START
+    text_in(inbound_sms("START"))
+
+    # Then nudge lifts its own suppression and SNS's list no longer holds the number
+    state = moto_stack.container.store.address_state(address_key(Channel.SMS, "+14155550101"))
+    assert state is None or not state.suppressed
+    assert "+14155550101" not in backend.opt_out_numbers

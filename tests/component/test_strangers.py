@@ -271,7 +271,7 @@ def test_a_signup_with_a_customers_address_changes_nothing_of_theirs(
     [mail] = moto_stack.sent_emails()
     assert "Subject: Please confirm your subscription" in mail.raw_data
     assert "evil.example" not in plain_text(mail.raw_data)  # the stranger's text is not in it
-    assert "One click to go, Carol." in plain_text(mail.raw_data)
+    assert "One click to go, Carol" in plain_text(mail.raw_data)  # the stored name, not the one typed
 
 
 def test_confirming_fills_in_what_is_missing_and_never_replaces_a_phone(moto_stack: MotoStack) -> None:
@@ -348,11 +348,6 @@ def test_an_export_is_valid_json_even_with_a_nan_stored_before_the_bounds(moto_s
     assert result.status == 200 and result.body["contact"]["properties"] == {"x": None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11's send path must claim a message only while the contact exists (ADR 0016); "
-    "strict: this starts failing, as a pass, the day it does",
-)
 def test_an_erase_during_a_wake_up_leaves_no_message_with_the_address(
     moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -372,15 +367,10 @@ def test_an_erase_during_a_wake_up_leaves_no_message_with_the_address(
     assert moto_stack.container.store.messages_for("c_dan") == []
 
 
-# What ADR 0015 proposes: past 4 segments an SMS is not sent. SNS's own limit (1,600 bytes) lets ~10 through,
-# each billed as one message, and the text is input-controlled (a storefront's URL, a name).
+# ADR 0015: past 4 segments an SMS is not sent (nudge.domain.sms.MAX_SEGMENTS).
 MAX_SMS_SEGMENTS = 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SMS rendering and sending are being reworked (issues 11 and 14); the cap belongs there (ADR 0015)",
-)
 def test_an_input_controlled_sms_is_capped_in_segments(moto_stack: MotoStack) -> None:
     # Given a cart whose recovery URL (from the storefront's event) runs to a thousand characters
     who = contact("eve", phone="+14155550177", sms_marketing=True)

@@ -74,7 +74,10 @@ def test_html_is_inlined_tagged_and_has_a_hidden_preheader(moto_stack: MotoStack
 
     html = part(last_mail(moto_stack), "html")
 
-    assert "<style" not in html and '<h1 style="font-size: 24px;margin: 0 0 16px">' in html  # the layout's rules
+    # The brand kit's mj-style rule is inlined (clients that drop <style> still show it); the media queries that
+    # stack columns on a phone stay in <style>, where only a media query can live.
+    assert re.search(r'<a class="footer-link" href="[^"]+" style="color: #[0-9a-f]{6};">', html)
+    assert "@media only screen and (min-width:480px)" in html
     assert "checkouts/chk_1?utm_source=nudge&amp;utm_medium=email&amp;utm_campaign=abandoned_cart" in html
     assert re.search(r'href="https://api\.shop\.example/v1/unsubscribe/[\w.-]+\?m=[\w%.-]+"', html)  # never tagged
     assert re.search(r'<div style="display:none;[^"]*">Your items are saved', html)
@@ -125,6 +128,24 @@ def test_get_shows_the_preference_page_and_changes_nothing(moto_stack: MotoStack
         "win_back",
     ]
     assert moto_stack.scan_all_tables() == before
+
+
+def test_the_page_names_topics_in_readers_words_and_ticks_nothing_after_an_unsubscribe(
+    moto_stack: MotoStack,
+) -> None:
+    # Given Alice, subscribed, who follows her email's unsubscribe link
+    moto_stack.call_api("POST", "/v1/events", subscribed("evt_1"))
+    path = unsubscribe_path(last_mail(moto_stack))
+
+    before = moto_stack.call_unsubscribe("GET", path).body["html"]
+    after = moto_stack.call_unsubscribe("POST", path, "action=unsubscribe").body["html"]
+
+    # The topics carry the flows' `topic` words, not their internal names
+    assert 'value="abandoned_cart" checked> Reminders about your cart</label>' in before
+    assert "Sunset unengaged contacts" not in before and "Abandoned cart" not in before
+    # Unsubscribed from everything: no box claims mail that will not come
+    assert "unsubscribed from all marketing email" in after
+    assert " checked" not in after and 'value="win_back"> Offers to welcome you back</label>' in after
 
 
 def test_resubscribe_and_topics_through_the_page(moto_stack: MotoStack) -> None:

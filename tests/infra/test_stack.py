@@ -28,6 +28,7 @@ PROD = {
     "createSenderIdentity": True,
     "apiThrottleRate": 20,
     "apiThrottleBurst": 40,
+    "postalAddress": "Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA",
 }
 ALL_ENV = {value for key, value in vars(names).items() if key.startswith("ENV_")}
 
@@ -201,8 +202,9 @@ ENGINE_HANDLERS = [
     names.API_HANDLER,
     names.SUBSCRIBE_HANDLER,
     names.SWEEP_HANDLER,
+    names.FEEDBACK_HANDLER,  # SES opens and clicks are events: they start and advance runs
 ]
-HANDLERS = [*ENGINE_HANDLERS, names.FEEDBACK_HANDLER, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
+HANDLERS = [*ENGINE_HANDLERS, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
 DELIVERABILITY = {"DataSuppressions", "DataCounters"}
 EXTRA_TABLES = {
@@ -363,7 +365,7 @@ def test_schedule_group_exists_with_the_configured_name(prod: Synth) -> None:
     prod.one("AWS::Scheduler::ScheduleGroup", Name=f"{names.SCHEDULE_GROUP}-prod")
 
 
-@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER])
+@pytest.mark.parametrize("handler", [names.INGEST_HANDLER, names.STEP_HANDLER, names.FEEDBACK_HANDLER])
 def test_functions_manage_schedules_only_in_their_group_and_pass_only_the_scheduler_role(
     prod: Synth, handler: str
 ) -> None:
@@ -406,6 +408,7 @@ def test_wildcard_resources_are_only_the_acknowledged_ones(prod: Synth) -> None:
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",
         "sns:Publish",  # direct-to-phone SMS; topics are denied below
+        "sns:OptInPhoneNumber",  # a number that texted START, off SNS's opt-out list
         "scheduler:CreateSchedule",
         "scheduler:DeleteSchedule",
         "scheduler:GetSchedule",
@@ -579,6 +582,20 @@ def test_cdk_json_context_carries_the_app_defaults() -> None:
     assert {key: context[key] for key in DEFAULTS} == DEFAULTS
 
 
+@pytest.mark.parametrize("postal_address", ["", "   "])
+def test_prod_refuses_to_synth_marketing_email_without_a_postal_address(postal_address: str) -> None:
+    # Given the shipped brand kit (no address) and the library's marketing flows
+    from infra.config import ConfigError, NudgeConfig, require_postal_address
+
+    config = NudgeConfig.from_context({**PROD, "postalAddress": postal_address}.get)
+
+    with pytest.raises(ConfigError, match="postalAddress: stage 'prod' sends marketing email"):
+        require_postal_address(config, ROOT / "flows", ROOT / "templates")
+    # dev synthesizes (a send still fails closed), and so does prod with the address
+    require_postal_address(NudgeConfig.from_context({}.get), ROOT / "flows", ROOT / "templates")
+    require_postal_address(NudgeConfig.from_context(PROD.get), ROOT / "flows", ROOT / "templates")
+
+
 @pytest.mark.parametrize(
     ("context", "key"),
     [
@@ -625,11 +642,23 @@ def test_local_bundler_copies_sources_and_installs_locked_arm64_wheels(tmp_path:
     def fake_pip(command: list[str]) -> None:
         commands.append(command)
         constraints.extend(Path(command[command.index("--constraint") + 1]).read_text().split())
+        # What pip would put there: phonenumbers with its time-zone data and the geocoder data we prune.
+        for data in ("tzdata", "geodata", "carrierdata"):
+            (tmp_path / "out" / "phonenumbers" / data).mkdir(parents=True)
 
     bundler = LocalPythonBundler(ROOT, run=fake_pip)
     assert bundler.try_bundle(str(tmp_path / "out"), None) is True
 
     out = tmp_path / "out"
+    phonenumbers = out / "phonenumbers"
+    assert (phonenumbers / "tzdata").is_dir() and not (phonenumbers / "geodata").exists()
+    assert not (phonenumbers / "carrierdata").exists()
+    # Email templates arrive compiled from MJML: HTML with Jinja in it, and no MJML source or compiler needed.
+    templates = out / Path(names.BUNDLED_TEMPLATES_DIR).name
+    assert not list(templates.rglob("*.mjml"))
+    compiled = (templates / "abandoned_cart" / "reminder_1.html.j2").read_text()
+    assert "<mj-" not in compiled and "{{ event.recovery_url }}" in compiled and "@media" in compiled
+    assert (templates / "brand.yaml").is_file()
     assert (out / "nudge" / "handlers" / "step.py").is_file()
     for cli_only in ("cli", "local", "report_html.py", "flow_tools.py", "flow_layout.py"):
         assert not (out / "nudge" / cli_only).exists(), cli_only
@@ -694,6 +723,16 @@ def test_cfn_lint_finds_nothing(stage: str, request: pytest.FixtureRequest, tmp_
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_only_the_inbound_sms_function_may_opt_numbers_back_in(prod: Synth) -> None:
+    for handler in HANDLERS:
+        allowed = [
+            s
+            for s in statements(prod, function_role(prod, handler))
+            if s["Effect"] == "Allow" and "sns:OptInPhoneNumber" in as_list(s["Action"])
+        ]
+        assert len(allowed) == (1 if handler == names.SMS_INBOUND_HANDLER else 0), handler
 
 
 def test_ses_feedback_and_inbound_sms_reach_their_functions(prod: Synth) -> None:

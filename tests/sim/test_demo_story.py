@@ -18,14 +18,6 @@ EXPECTED = [
     ),
     (
         "Tue 11-03 10:00",
-        "+14155550101",
-        "abandoned_cart",
-        "reminder_2_sms",
-        "sms",
-        "Bob, your cart is still waiting: https://shop.example/checkouts/chk_bob/recover Reply STOP to opt out",
-    ),
-    (
-        "Tue 11-03 10:00",
         "bob@example.com",
         "abandoned_cart",
         "reminder_2",
@@ -39,6 +31,16 @@ EXPECTED = [
         "reminder_1",
         "email",
         "You left something in your cart",
+    ),
+    # Bob's number is +1 415 (San Francisco): 10:00 UTC is 02:00 there, so the SMS waits for 08:00 local.
+    (
+        "Tue 11-03 16:00",
+        "+14155550101",
+        "abandoned_cart",
+        "reminder_2_sms",
+        "sms",
+        "Linen & Clay: Bob, your cart is still waiting: https://shop.example/checkouts/chk_bob/recover"
+        " Reply STOP to opt out",
     ),
     (
         "Tue 11-03 18:00",
@@ -57,7 +59,7 @@ EXPECTED = [
         "Alice, here is 10% off your first order",
     ),
     (
-        "Thu 11-05 10:00",
+        "Thu 11-05 16:00",  # two days after the SMS
         "bob@example.com",
         "abandoned_cart",
         "reminder_3",
@@ -94,7 +96,8 @@ def test_the_demo_story_sends_exactly_these_messages_at_these_times() -> None:
     assert result.api_calls[3][2].body["converted"] == ["abandoned_cart"]
     assert result.requests[("sesv2", "SendEmail")] == 9
     assert result.requests[("sns", "Publish")] == 1
-    assert result.wake_ups == 14  # 7 runs' first steps and 7 wake-ups, each a record on the work queue
+    # 7 runs' first steps and 8 wake-ups (one waits for the morning in San Francisco), each a record on the queue
+    assert result.wake_ups == 15
 
 
 def test_the_demo_imports_history_and_runs_the_daily_job_every_morning() -> None:

@@ -116,14 +116,15 @@ def test_abandoned_cart_email_and_sms_until_that_cart_is_ordered(sim: Simulation
     assert outbox(sim, "abandoned_cart", timedelta(days=7)) == [
         ("Mon 11-02 10:00", "bob@example.com", "reminder_1", "You left something in your cart"),
         ("Mon 11-02 10:00", "carol@example.com", "reminder_1", "You left something in your cart"),
+        ("Tue 11-03 09:00", "bob@example.com", "reminder_2", "Bob, your cart is about to expire"),
+        # +1 415 is San Francisco: 09:00 UTC is 01:00 there, so the SMS waits for 08:00 local (16:00 UTC).
         (
-            "Tue 11-03 09:00",
+            "Tue 11-03 16:00",
             "+14155550101",
             "reminder_2_sms",
-            "Bob, your cart is still waiting: https://shop.example/r Reply STOP to opt out",
+            "Linen & Clay: Bob, your cart is still waiting: https://shop.example/r Reply STOP to opt out",
         ),
-        ("Tue 11-03 09:00", "bob@example.com", "reminder_2", "Bob, your cart is about to expire"),
-        ("Thu 11-05 09:00", "bob@example.com", "reminder_3", "Last call: your cart is still waiting"),
+        ("Thu 11-05 16:00", "bob@example.com", "reminder_3", "Last call: your cart is still waiting"),
     ]
     carol_run = next(
         r for r in sim.store.runs.values() if r.flow_id == "abandoned_cart" and "c_carol" in str(r.trigger)
@@ -191,7 +192,7 @@ def test_back_in_stock_email_and_sms_then_a_reminder_unless_bought(sim: Simulati
             "Tue 11-03 08:00",
             "+447911123456",
             "notice_sms",
-            "Linen apron is back in stock: https://shop.example/apron Reply STOP to opt out",
+            "Linen & Clay: Linen apron is back in stock: https://shop.example/apron Reply STOP to opt out",
         ),
         # the day's wait counts from the deferred SMS, keeping the messages a day apart
         ("Wed 11-04 08:00", "mia@example.com", "reminder", "Linen apron is selling fast"),
@@ -291,7 +292,8 @@ def test_product_launch_teaser_launch_and_last_chance_around_the_date(sim: Simul
             "Fri 11-20 09:00",
             "+33612345678",
             "launch_sms",
-            "Kettle 2 is live. Waitlist pricing: https://shop.example/launch Reply STOP to opt out",
+            "Linen & Clay: Kettle 2 is live. Waitlist pricing: https://shop.example/collections/new"
+            " Reply STOP to opt out",
         ),
         ("Fri 11-20 09:00", "vic@example.com", "launch", "Kettle 2 is here"),
         ("Fri 11-20 09:00", "wes@example.com", "launch", "Kettle 2 is here"),

@@ -54,7 +54,7 @@ def test_validate_fails_when_there_is_nothing_to_validate(tmp_path: Path) -> Non
 
 def test_validate_fails_on_a_template_that_uses_an_unknown_variable(tmp_path: Path) -> None:
     templates = tmp_path / "templates"
-    for source in (ROOT / "templates").rglob("*.j2"):
+    for source in (path for path in (ROOT / "templates").rglob("*") if path.is_file()):
         target = templates / source.relative_to(ROOT / "templates")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(source.read_text())
@@ -78,3 +78,51 @@ def test_validate_fails_on_a_subject_with_an_unknown_variable(tmp_path: Path) ->
 
     assert result.exit_code == 1
     assert "steps.story_email.subject: unknown variable(s) shop" in result.output
+
+
+def _library_copy(tmp_path: Path) -> tuple[Path, Path]:
+    templates = tmp_path / "templates"
+    for source in (path for path in (ROOT / "templates").rglob("*") if path.is_file()):
+        target = templates / source.relative_to(ROOT / "templates")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text())
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "welcome.yaml").write_text((ROOT / "flows" / "welcome.yaml").read_text())
+    return flows, templates
+
+
+@pytest.mark.parametrize(
+    ("path", "old", "new"),
+    [
+        ("welcome/story.mjml", 'href="{{ brand.urls.home }}"', 'href="https://shop.example/about"'),
+        ("welcome/story.txt.j2", "{{ brand.urls.home }}", "https://shop.example/about"),
+        ("layouts/footer.mjml", "{{ link.url }}", "http://instagram.com/shop"),
+    ],
+)
+def test_validate_fails_on_a_template_that_writes_a_shop_url(tmp_path: Path, path: str, old: str, new: str) -> None:
+    flows, templates = _library_copy(tmp_path)
+    target = templates / path
+    assert old in target.read_text()
+    target.write_text(target.read_text().replace(old, new))
+
+    result = runner.invoke(app, ["validate", str(flows), "--templates", str(templates)])
+
+    assert result.exit_code == 1
+    assert f"steps.story_email: {path}: writes the URL {new.split(chr(34))[-2] if chr(34) in new else new}" in (
+        result.output
+    )
+
+
+def test_validate_fails_on_a_marketing_email_without_a_call_to_action(tmp_path: Path) -> None:
+    flows, templates = _library_copy(tmp_path)
+    story = templates / "welcome" / "story.mjml"
+    button = '<mj-button href="{{ brand.urls.home }}">Read our story</mj-button>'
+    assert button in story.read_text()
+    story.write_text(story.read_text().replace(button, ""))
+
+    result = runner.invoke(app, ["validate", str(flows), "--templates", str(templates)])
+
+    assert result.exit_code == 1
+    assert "steps.story_email: welcome/story: a marketing email needs a call to action" in result.output
+    assert "welcome_email" not in result.output.split("call to action")[0].splitlines()[-1]

@@ -33,10 +33,14 @@ def test_abandoned_cart_sends_three_emails_and_one_sms_at_1h_24h_72h(sim: Simula
     assert sent_subjects(sim) == [
         ("2026-11-02T10:00:00+00:00", "bob@example.com", "You left something in your cart"),
         ("2026-11-03T09:00:00+00:00", "bob@example.com", "Bob, your cart is about to expire"),
-        ("2026-11-05T09:00:00+00:00", "bob@example.com", "Last call: your cart is still waiting"),
+        # The SMS waited for 08:00 in San Francisco (+1 415) on the 3rd, 16:00 UTC; the last call is 2 days on.
+        ("2026-11-05T16:00:00+00:00", "bob@example.com", "Last call: your cart is still waiting"),
     ]
     assert [(s.to, s.text) for _, s in sim.texter.sent] == [
-        ("+14155550101", "Bob, your cart is still waiting: https://shop.example/checkouts/chk_1 Reply STOP to opt out")
+        (
+            "+14155550101",
+            "Linen & Clay: Bob, your cart is still waiting: https://shop.example/checkouts/chk_1 Reply STOP to opt out",
+        )
     ]
     [run] = sim.store.runs.values()
     assert run.status is RunStatus.COMPLETED

@@ -37,7 +37,25 @@ def test_every_library_message_renders_for_the_sample_contact(flow_id: str, tmp_
 
     assert result.exit_code == 0, result.output
     assert f"{messages} message(s) for sam@example.com" in result.output
-    assert len(list(tmp_path.glob("*.html"))) == sum(isinstance(step, EmailStep) for step in flow.steps)
+    emails = sum(isinstance(step, EmailStep) for step in flow.steps)
+    assert len(list(tmp_path.glob("*.html"))) == emails + 1  # and index.html
+
+
+def test_preview_html_writes_the_whole_library_as_pages_to_open(tmp_path: Path) -> None:
+    flows = list(load_catalog(ROOT / "flows"))
+    emails = sum(isinstance(step, EmailStep) for flow in flows for step in flow.steps)
+    texts = sum(isinstance(step, SmsStep) for flow in flows for step in flow.steps)
+
+    result = runner.invoke(app, ["preview", "--html", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    assert len(list(tmp_path.glob("*.*.html"))) == len(list(tmp_path.glob("*.*.txt"))) == emails
+    index = (tmp_path / "index.html").read_text()
+    assert index.count("<li>") == emails + texts and index.count("<h2>") == len(flows)
+    assert '<a href="win_back.offer_20.html">20% off, our best offer</a>' in index
+    assert "<q>Linen &amp; Clay: Kettle 2 is live." in index
+    page = (tmp_path / "win_back.offer_20.html").read_text()
+    assert 'class="nudge-footer' in page and "COMEBACK20" in page and "20% off" in page
 
 
 def test_preview_reports_a_template_that_fails_to_render(tmp_path: Path) -> None:

@@ -22,9 +22,13 @@ from tests.flowkit import flows_dir, sent, simulation
     [
         (Contact("c", timezone="Asia/Tokyo", phone="+33612345678"), "Asia/Tokyo"),  # the profile wins
         (Contact("c", phone="+33612345678"), "Europe/Paris"),  # then the phone's country
-        (Contact("c", phone="+14155550101", properties={"country_code": "de"}), "Europe/Berlin"),  # +1: ambiguous
+        # +1 numbers: the area code names the zone, before the address
+        (Contact("c", phone="+14155550101", properties={"country_code": "de"}), "America/Los_Angeles"),
+        (Contact("c", phone="+12125550101"), "America/New_York"),
+        (Contact("c", phone="+447911123456"), "Europe/London"),  # a UK mobile spans the Crown dependencies
+        (Contact("c", phone="+18005550101", properties={"country_code": "de"}), "Europe/Berlin"),  # toll-free
         (Contact("c", properties={"address": {"country_code": "JP"}}), "Asia/Tokyo"),
-        (Contact("c", timezone="Not/AZone", phone="+14155550101"), "America/Chicago"),  # the default
+        (Contact("c", timezone="Not/AZone", phone="+18005550101"), "America/Chicago"),  # the default
         (None, "America/Chicago"),
     ],
 )

@@ -434,12 +434,16 @@ class MemoryMailer:
 class MemoryTexter:
     def __init__(self) -> None:
         self.sent: list[tuple[str, OutgoingSms]] = []
+        self.opted_in: list[str] = []
         self._ids = itertools.count(1)
 
     def send(self, sms: OutgoingSms) -> str:
         provider_id = f"mem-sms-{next(self._ids)}"
         self.sent.append((provider_id, sms))
         return provider_id
+
+    def opt_in(self, phone: str) -> None:
+        self.opted_in.append(phone)
 
 
 class MemoryWebhooks:

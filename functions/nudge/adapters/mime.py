@@ -11,7 +11,9 @@ from nudge.ports import OutgoingEmail
 
 # RFC 5322 allows 998 characters a line. Python folds longer "words" at 78 into RFC 2047 encoded-words,
 # which turns a List-Unsubscribe URL into =?utf-8?q?...?= that no mailbox provider would parse.
-_POLICY = SMTP.clone(max_line_length=998)
+# cte_type="7bit": a non-ASCII body goes out quoted-printable or base64, never as 8bit, which SES's
+# open/click tracking may mangle when it rewrites the HTML.
+_POLICY = SMTP.clone(max_line_length=998, cte_type="7bit")
 
 
 def build_mime(email: OutgoingEmail) -> bytes:

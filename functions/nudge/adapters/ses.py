@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from typing import Any
 
 from nudge.adapters.mime import build_mime
@@ -26,7 +27,9 @@ class SesMailer:
 
     def send(self, email: OutgoingEmail) -> str:
         request: dict[str, Any] = {
-            "FromEmailAddress": email.from_address,
+            # The bare address: it is what the identity and the IAM ses:FromAddress condition name. The From
+            # header inside the raw message carries the display name.
+            "FromEmailAddress": parseaddr(email.from_address)[1] or email.from_address,
             "Content": {"Raw": {"Data": build_mime(email)}},
             # Tag values allow only [A-Za-z0-9_-]: flow and step ids already fit.
             "EmailTags": [{"Name": name, "Value": value} for name, value in sorted(email.tags.items())],

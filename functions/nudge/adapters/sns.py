@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from nudge.adapters.provider_errors import classify
 from nudge.ports import OutgoingSms
 
+log = logging.getLogger(__name__)
 _PERMANENT = {"InvalidParameter", "InvalidParameterValue", "OptedOut", "AuthorizationError"}
 
 
@@ -29,3 +33,15 @@ class SnsTexter:
         except Exception as exc:
             raise classify(exc, "SNS", _PERMANENT) from exc
         return str(response["MessageId"])
+
+    def opt_in(self, phone: str) -> None:
+        """OptInPhoneNumber: SNS keeps its own opt-out list, which a START reply does not lift by itself.
+
+        AWS allows this once every 30 days per number; a refusal is logged, not raised: nudge's own
+        suppression is already lifted, and the next send reports OptedOut if SNS still blocks it.
+        """
+        try:
+            self._client.opt_in_phone_number(phoneNumber=phone)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            log.warning("SNS did not opt the number back in", extra={"error_code": code})

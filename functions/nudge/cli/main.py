@@ -119,9 +119,13 @@ def validate(
 ) -> None:
     """Check flow files against the flow schema and their templates; exit 1 listing every problem."""
     from nudge.flow_files import FlowFileError, load_catalog, load_flow, template_problems
-    from nudge.templating import TemplateRenderer
+    from nudge.templating import TemplateRenderer, TemplateRenderError
 
-    renderer = TemplateRenderer(templates)
+    try:
+        renderer = TemplateRenderer(templates)
+    except TemplateRenderError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
     targets = paths or [Path("flows")]
     problems = checked = 0
     for target in targets:
@@ -186,45 +190,68 @@ def _find_flow(flow: str, flows_dir: Path):  # type: ignore[no-untyped-def]
 
 @app.command()
 def preview(
-    flow: Annotated[str, typer.Argument(help="A flow id from flows/, or a path to a flow file.")],
+    flow: Annotated[
+        str | None, typer.Argument(help="A flow id from flows/, or a path to a flow file; none: every flow.")
+    ] = None,
     contact: Annotated[Path, typer.Option(help="Sample contact JSON.")] = Path("flows/samples/contact.json"),
     event: Annotated[Path | None, typer.Option(help="Trigger event properties JSON.")] = None,
     flows_dir: Annotated[Path, typer.Option(help="The flows directory.")] = Path("flows"),
     templates: Annotated[Path, typer.Option(help="The templates directory.")] = Path("templates"),
-    html_dir: Annotated[Path | None, typer.Option(help="Also write each email's HTML here.")] = None,
+    html_dir: Annotated[
+        Path | None,
+        typer.Option("--html", "--html-dir", help="Also write every message here, with an index.html to open."),
+    ] = None,
     recommendations: Annotated[
         Path, typer.Option(help="Sample `recommendations` (JSON list) for templates that show products.")
     ] = Path("flows/samples/recommendations.json"),
 ) -> None:
-    """Render every message of a flow for a sample contact (all branches)."""
+    """Render every message of a flow (or of the whole library) for a sample contact, all branches."""
     import json
     from datetime import UTC, datetime
 
     from rich.panel import Panel
 
-    from nudge.flow_tools import contact_from_json
+    from nudge.flow_tools import contact_from_json, write_preview_site
     from nudge.flow_tools import preview as render_preview
     from nudge.templating import TemplateRenderer, TemplateRenderError
 
-    found = _find_flow(flow, flows_dir)
-    sample = event or flows_dir / "samples" / f"{found.id}.event.json"
-    properties = json.loads(sample.read_text()) if sample.exists() else {}
+    chosen = [_find_flow(flow, flows_dir)] if flow else _all_flows(flows_dir)
     now = datetime.now(UTC)
     person = contact_from_json(json.loads(contact.read_text()), now)
+    products = json.loads(recommendations.read_text()) if recommendations.exists() else []
+    rendered = []
     try:
-        products = json.loads(recommendations.read_text()) if recommendations.exists() else []
-        rendered = render_preview(found, TemplateRenderer(templates), person, properties, now, products)
+        renderer = TemplateRenderer(templates)
+        for found in chosen:
+            sample = event if (event and flow) else flows_dir / "samples" / f"{found.id}.event.json"
+            properties = json.loads(sample.read_text()) if sample.exists() else {}
+            rendered.append((found, render_preview(found, renderer, person, properties, now, products)))
     except TemplateRenderError as exc:
         console.print(f"[red]✗[/] {exc}")
         raise typer.Exit(1) from None
-    for item in rendered:
-        title = f"{item.step_id} · {item.channel}" + (f" · {item.subject}" if item.subject else "")
-        console.print(Panel(item.text, title=title, title_align="left"))
-        if html_dir is not None and item.html is not None:
-            html_dir.mkdir(parents=True, exist_ok=True)
-            (html_dir / f"{found.id}.{item.step_id}.html").write_text(item.html)
-    source = sample if sample.exists() else "no event"
-    console.print(f"{len(rendered)} message(s) for {person.email or person.phone} from {source}")
+    total = 0
+    for found, items in rendered:
+        for item in items:
+            total += 1
+            title = f"{found.id} · {item.step_id} · {item.channel}" + (f" · {item.subject}" if item.subject else "")
+            console.print(Panel(item.text, title=title, title_align="left"))
+    if html_dir is not None:
+        index = write_preview_site(html_dir, [(found.id, found.name, items) for found, items in rendered])
+        console.print(f"open {index}")
+    source = (
+        (event or "each flow's sample event") if not flow else (event or f"flows/samples/{chosen[0].id}.event.json")
+    )
+    console.print(f"{total} message(s) for {person.email or person.phone} from {source}")
+
+
+def _all_flows(flows_dir: Path):  # type: ignore[no-untyped-def]
+    from nudge.flow_files import FlowFileError, load_catalog
+
+    try:
+        return sorted(load_catalog(flows_dir), key=lambda f: f.id)
+    except FlowFileError as exc:
+        console.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
 
 
 @app.command()

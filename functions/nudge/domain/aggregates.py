@@ -100,7 +100,8 @@ def updated(
         return _order_cancelled(result, properties)
     if event_type == REFUND_CREATED:
         return _refunded(result, properties)
-    if event_type == EMAIL_OPENED:
+    if event_type == EMAIL_OPENED and not properties.get("machine_open"):
+        # A privacy proxy's prefetch (Apple Mail) is no reader: segments on last_open_at ignore it.
         return replace(result, last_open_at=_latest(result.last_open_at, at))
     if event_type == EMAIL_CLICKED:
         return replace(result, last_click_at=_latest(result.last_click_at, at))

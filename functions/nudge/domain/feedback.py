@@ -27,3 +27,14 @@ class DeliveryFeedback:
     recipients: tuple[str, ...] = ()
     permanent: bool = False  # a bounce the provider will not retry (the mailbox does not exist)
     detail: str | None = None
+    machine: bool = False  # an open no person made (Apple Mail Privacy Protection fetched the pixel)
+
+
+# Apple Mail Privacy Protection loads every image through Apple's proxy soon after delivery, read or not,
+# and reports a bare "Mozilla/5.0" as its user agent (a person's mail client names its platform).
+_MACHINE_USER_AGENTS = frozenset({"Mozilla/5.0"})
+
+
+def is_machine_open(user_agent: str | None) -> bool:
+    """True for an open a privacy proxy made by prefetching, not a person reading."""
+    return user_agent is not None and user_agent.strip() in _MACHINE_USER_AGENTS

@@ -333,6 +333,12 @@ class Flow(_Strict):
     id: str = Field(pattern=_ID)
     name: str = Field(min_length=1)
     description: str = ""
+    topic: str | None = Field(
+        default=None,
+        max_length=80,
+        description="What the preference page calls this flow's emails, in the reader's words "
+        "(e.g. 'Reminders about your cart'); the flow's name when not given.",
+    )
     category: Category = Category.MARKETING
     priority: int = Field(default=0, ge=0, le=100, description="Higher wins smart sending against lower.")
     trigger: Trigger

@@ -1,12 +1,18 @@
-"""A contact's time zone: from the profile, else the phone's country, else the address, else the default.
+"""A contact's time zone: from the profile, else the phone number, else the address, else the default.
 
-Only countries with one time zone are inferred; for the others (US, Canada, Brazil, Russia, Australia,
-Mexico, Indonesia...) a wrong guess would be worse than the account default, so they fall through.
+A phone number gives a zone when libphonenumber's prefix data names exactly one for it: the whole country
+for single-zone countries, the area code for multi-zone ones (+1 415 is America/Los_Angeles, +1 212
+America/New_York, +61 8 Australia/Perth). A prefix that spans zones (toll-free, mobile ranges in some
+countries) names several and falls through, as does an address in a multi-zone country: a wrong guess
+would be worse than the account default.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
 
 from nudge.domain.model import Contact
 
@@ -112,11 +118,29 @@ def _country_of_address(contact: Contact) -> str | None:
     return str(code).upper() if code else None
 
 
+@lru_cache(maxsize=4096)
+def zone_of_phone(phone: str | None) -> str | None:
+    """The one IANA zone the number's prefix lies in (its area code for +1 numbers), else None."""
+    if not phone or not phone.startswith("+"):
+        return None
+    # Imported on first use: its prefix table costs ~40 ms at import, which functions that never read a
+    # contact's local time (most API calls) should not pay at cold start.
+    from phonenumbers import timezone as phone_zones
+
+    try:
+        number = phonenumbers.parse(phone, None)
+    except phonenumbers.NumberParseException:
+        return None
+    zones = [zone for zone in phone_zones.time_zones_for_number(number) if zone != phone_zones.UNKNOWN_TIMEZONE]
+    return zones[0] if len(zones) == 1 else None
+
+
 def zone_for(contact: Contact | None, default: str) -> ZoneInfo:
     """The zone to read local times in for this contact."""
     if contact is not None:
         for candidate in (
             contact.timezone,
+            zone_of_phone(contact.phone),
             _COUNTRY_ZONES.get(country_of_phone(contact.phone) or ""),
             _COUNTRY_ZONES.get(_country_of_address(contact) or ""),
         ):

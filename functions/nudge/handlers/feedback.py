@@ -13,7 +13,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
-from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
+from nudge.domain.feedback import DeliveryFeedback, FeedbackKind, is_machine_open
 from nudge.domain.unsubscribe import BadToken
 from nudge.handlers import flow_metrics
 from nudge.handlers.sns import messages, parse_timestamp
@@ -64,6 +64,7 @@ def parse_ses_event(body: dict[str, Any]) -> DeliveryFeedback:
         recipients=recipients,
         permanent=kind is FeedbackKind.BOUNCE and detail.get("bounceType") == "Permanent",
         detail=description or detail.get("link"),
+        machine=kind is FeedbackKind.OPEN and is_machine_open(detail.get("userAgent")),
     )
 
 

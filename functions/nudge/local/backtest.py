@@ -493,4 +493,6 @@ def backtest_settings(flows_dir: Path, templates_dir: Path, segments_dir: Path) 
         segments_dir=segments_dir,
         unsubscribe_key="backtest-unsubscribe-key",  # marketing email needs a link, even one never mailed
         unsubscribe_base_url="https://shop.invalid/v1/unsubscribe",
+        # Marketing email needs the sender's postal address (issue #14) even when never mailed.
+        postal_address="(the shop's postal address)",
     )

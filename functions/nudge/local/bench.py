@@ -63,6 +63,7 @@ def _memory_engine_once(contacts: int, *, trace: bool) -> tuple[int, int, float,
         templates_dir=PROJECT_ROOT / "templates",
         unsubscribe_key="bench-unsubscribe-key",
         unsubscribe_base_url="https://api.shop.example/v1/unsubscribe",
+        postal_address="12 Harbour Street, Portland, ME 04101, USA",  # marketing mail fails closed without one
         # The in-memory engine figure measures the engine, not a send budget: no throttling here.
         ses_max_send_rate=10_000,
     )

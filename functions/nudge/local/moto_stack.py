@@ -225,6 +225,61 @@ def _invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
 
 
 _sqs_clock_saved: dict[str, Any] = {}
+_transactions_patched: list[bool] = []
+
+
+def _cheap_transactions() -> None:
+    """moto rolls a failed TransactWriteItems back from a deep copy of every table it names, taken before
+    each transaction: quadratic in the data (a 500-contact batch spent minutes copying). Same semantics,
+    cheaper: copy only the items the transaction names, and put exactly those back if it fails."""
+    if _transactions_patched:
+        return
+    import copy
+
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    original = dynamodb_models.DynamoDBBackend.transact_write_items
+
+    def keys_of(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any]]:
+        keys = []
+        for item in transact_items:
+            _, op = next(iter(item.items()))
+            table = backend.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key") or op.get("Item") or {}
+            if table.hash_key_attr not in key:
+                continue
+            hash_value = DynamoType(key[table.hash_key_attr])
+            range_value = DynamoType(key[table.range_key_attr]) if table.range_key_attr in key else None
+            keys.append((table, hash_value, range_value))
+        return keys
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = [(t, h, r, copy.deepcopy(t.get_item(h, r))) for t, h, r in keys_of(self, transact_items)]
+        try:
+            original(self, transact_items)
+        except Exception:
+            for table, hash_value, range_value, item in reversed(saved):
+                bucket = table.items[hash_value] if range_value is not None else table.items
+                slot = range_value if range_value is not None else hash_value
+                if item is None:
+                    bucket.pop(slot, None)
+                else:
+                    bucket[slot] = item
+            raise
+
+    class _TablesNotCopied:
+        """moto's `copy` for its DynamoDB module: whole tables are not copied (the items above are)."""
+
+        @staticmethod
+        def deepcopy(value: Any, *args: Any) -> Any:
+            return value if isinstance(value, dynamodb_models.Table) else copy.deepcopy(value, *args)
+
+    dynamodb_models.copy = _TablesNotCopied  # type: ignore[assignment]
+    dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _transactions_patched.append(True)
 
 
 def _patch_sqs_clock(clock: MovableClock) -> None:
@@ -266,6 +321,7 @@ def start_moto_stack(
     from nudge.adapters.dynamodb.store import DynamoStore, ensure_tables
 
     os.environ.update(_FAKE_CREDENTIALS)
+    _cheap_transactions()
     mock = mock_aws()
     mock.start()
     session = boto3.Session(region_name=REGION, botocore_session=_botocore_session())

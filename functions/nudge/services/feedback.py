@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
-from nudge.domain.model import Channel
+from nudge.domain.model import Channel, ContactPatch, Event
 from nudge.domain.suppression import Suppression, address_key
 from nudge.ports import Clock, Store
 from nudge.services.consent import set_email_marketing
 
 log = logging.getLogger(__name__)
+# SES feedback that is the contact's own doing, and the event type it becomes.
+_ENGAGEMENT = {FeedbackKind.OPEN: "email_opened", FeedbackKind.CLICK: "email_clicked"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +37,10 @@ class MessageNotFoundYet(LookupError):
 class FeedbackService:
     """Idempotent: SNS delivers at least once, so each kind is recorded and counted once per message."""
 
-    def __init__(self, *, store: Store, clock: Clock) -> None:
+    def __init__(self, *, store: Store, clock: Clock, engagement: Callable[[Event], object] | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._engagement = engagement or (lambda event: None)
 
     def record(self, feedback: DeliveryFeedback) -> FeedbackOutcome:
         message = self._store.message_by_provider_id(feedback.provider_id)
@@ -45,6 +49,26 @@ class FeedbackService:
         first = self._store.record_feedback(message, feedback.kind, feedback.at)
         if first:
             self._store.count_step(message.flow_id, message.step_id, feedback.kind)
+        if feedback.kind in _ENGAGEMENT:
+            # An open or click is something the contact did: flows, exits, segments and sunset see it as an
+            # event. Its id is the message's, so a redelivery (or a crash before this line) announces it once.
+            self._engagement(
+                Event(
+                    event_id=f"{_ENGAGEMENT[feedback.kind]}:{message.message_id}",
+                    type=_ENGAGEMENT[feedback.kind],
+                    contact=ContactPatch(external_id=message.contact_id),
+                    properties={
+                        "flow_id": message.flow_id,
+                        "step_id": message.step_id,
+                        "message_id": message.message_id,
+                        "machine_open": feedback.machine,
+                        **(
+                            {"link": feedback.detail} if feedback.kind is FeedbackKind.CLICK and feedback.detail else {}
+                        ),
+                    },
+                    occurred_at=feedback.at,
+                )
+            )
         recipients = feedback.recipients or ((message.recipient,) if message.recipient else ())
         applied: list[str] = []
         # Blocking is idempotent, so it is applied on redeliveries too: a crash between the writes heals.

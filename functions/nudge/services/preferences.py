@@ -149,7 +149,7 @@ class PreferenceService:
 
     def _topics(self) -> list[Topic]:
         return [
-            Topic(flow.id, flow.name, True)
+            Topic(flow.id, flow.topic or flow.name, True)
             for flow in sorted(self._flows, key=lambda f: f.name)
             if flow.category is Category.MARKETING
         ]
@@ -157,11 +157,13 @@ class PreferenceService:
     def _preferences(self, contact: Contact, state: AddressState | None) -> Preferences:
         off = state.topics_off if state else frozenset()
         blocked = bool(state and {Suppression.UNSUBSCRIBED, Suppression.COMPLAINT} & state.suppressed.keys())
+        subscribed = contact.email_marketing is True and not blocked
         return Preferences(
             contact_id=contact.contact_id,
             email_hint=_hint(contact.email),
-            subscribed=contact.email_marketing is True and not blocked,
-            topics=tuple(Topic(t.id, t.name, t.id not in off) for t in self._topics()),
+            subscribed=subscribed,
+            # Unsubscribed from everything, no box is ticked: a tick would claim mail that will not come.
+            topics=tuple(Topic(t.id, t.name, subscribed and t.id not in off) for t in self._topics()),
         )
 
 

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import html as html_lib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from email.utils import make_msgid
 from typing import Any, overload
-from urllib.parse import quote
 
-from nudge.domain import engine, links, sms
+from nudge.domain import engine, sms
 from nudge.domain.flows import DateTrigger, EmailStep, Flow, FlowCatalog, SmsStep, WebhookStep
 from nudge.domain.guardrails import WEEK, Guardrails
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
 from nudge.domain.suppression import address_key, block_reason
-from nudge.domain.unsubscribe import make_token
-from nudge.names import MESSAGE_HEADER, SIGNATURE_HEADER
+from nudge.names import SIGNATURE_HEADER
 from nudge.ports import (
     Clock,
     ConflictError,
@@ -38,21 +34,12 @@ from nudge.ports import (
     WebhookSender,
     WorkQueue,
 )
+from nudge.services.compose import EmailComposer, MailPolicy
 from nudge.services.throttle import SendThrottle
 from nudge.signing import sign
-from nudge.templating import FOOTER_HTML, FOOTER_TEXT, TemplateRenderer, TemplateRenderError, inline_css
+from nudge.templating import TemplateRenderer, TemplateRenderError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class MailPolicy:
-    """What every email carries besides its template: unsubscribe links, the postal address, UTM tags."""
-
-    unsubscribe_base_url: str | None = None  # https://<api>/v1/unsubscribe; the token is appended
-    unsubscribe_mailto: str | None = None  # unsubscribe@shop.example, offered as the mailto alternative
-    postal_address: str | None = None  # the sender's postal address, in every footer (CAN-SPAM)
-    utm: Mapping[str, str] = field(default_factory=dict)  # e.g. utm_source=nudge; campaign/content added
 
 
 @dataclass(slots=True)
@@ -364,7 +351,14 @@ class RunService:
                 message, MessageStatus.UNKNOWN, outcome, reason="send crashed", only_from=MessageStatus.SENDING
             )
             raise
-        self._store.settle_message(sent, MessageStatus.SENT, provider_id=provider_id, sent_at=self._clock.now())
+        # Only over its SENDING record: a contact erased meanwhile must not get the record back (ADR 0016).
+        self._store.settle_message(
+            sent,
+            MessageStatus.SENT,
+            provider_id=provider_id,
+            sent_at=self._clock.now(),
+            only_from=MessageStatus.SENDING,
+        )
         outcome.sent.append(step_id)
 
     def _prepare(
@@ -385,8 +379,10 @@ class RunService:
             return (lambda: self._mailer.send(email)), _with_content(message, subject=email.subject, preview=email.text)
         text = self._renderer.sms(step.template, context)
         if message.category is Category.MARKETING:
-            text = sms.with_opt_out_notice(text)
+            text = sms.with_opt_out_notice(sms.with_sender_name(text, self._renderer.brand.name))
         parts = sms.segments(text)
+        if parts.count > sms.MAX_SEGMENTS:
+            raise PermanentSendError(f"the SMS runs to {parts.count} segments; at most {sms.MAX_SEGMENTS} are sent")
         outgoing = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
         sent = replace(_with_content(message, subject=None, preview=text), sms_encoding=parts.encoding)
         return (lambda: self._texter.send(outgoing)), replace(sent, sms_segments=parts.count)
@@ -494,58 +490,11 @@ class RunService:
         return block_reason(state, message.channel, message.category, message.flow_id)
 
     def _compose(self, step: EmailStep, message: Message, context: dict[str, Any]) -> OutgoingEmail:
-        """Render, add footer, preheader and UTM tags, inline the CSS; marketing mail gets RFC 8058 headers."""
-        policy = self._policy
-        headers = {
-            "Message-ID": make_msgid(domain=self._from.rpartition("@")[2] or None),
-            # Our own id survives SES (which replaces Message-ID): SES's send events and any reconciliation
-            # of an UNKNOWN send can name the message (ADR 0007). Opaque: a hash of run, wake-up and step.
-            MESSAGE_HEADER: message.message_id,
-        }
-        unsubscribe_url = None
-        if message.category is Category.MARKETING:
-            key = self._unsubscribe_key()
-            if not key or not policy.unsubscribe_base_url:
-                raise PermanentSendError("marketing email needs an unsubscribe link: no unsubscribe key or base URL")
-            token = make_token(key, message.contact_id)
-            # `m` names the message, so an unsubscribe counts against its flow step (the token alone authorizes).
-            unsubscribe_url = (
-                f"{policy.unsubscribe_base_url.rstrip('/')}/{token}?m={quote(message.message_id, safe='')}"
-            )
-            targets = [f"<{unsubscribe_url}>"]
-            if policy.unsubscribe_mailto:
-                targets.append(f"<mailto:{policy.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}>")
-            headers["List-Unsubscribe"] = ", ".join(targets)
-            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        context = {**context, "unsubscribe_url": unsubscribe_url, "postal_address": policy.postal_address}
-        subject, html, text = self._renderer.email(step.template, step.subject, context)
-        html = _before_body_end(html, self._renderer.render_file(FOOTER_HTML, context))
-        text = f"{text}\n\n{self._renderer.render_file(FOOTER_TEXT, context)}".rstrip()
-        if step.preheader:
-            preheader = self._renderer.render_string(step.preheader, context, label=f"{step.template} preheader")
-            html = _after_body_start(html, _PREHEADER.format(html_lib.escape(preheader)))
-        if policy.utm:
-            params = {**policy.utm, "utm_campaign": message.flow_id, "utm_content": message.step_id}
-            keep = _is_unsubscribe_link(policy.unsubscribe_base_url)
-            html = links.tag_html(html, params, keep=keep)
-            text = links.tag_text(text, params, keep=keep)
-        return OutgoingEmail(
-            to=message.recipient or "",
-            from_address=self._from,
-            subject=subject,
-            html=inline_css(html),
-            text=text,
-            date=self._clock.now(),
-            headers=headers,
-            tags={"flow": message.flow_id, "step": message.step_id, "category": message.category.value},
+        """Render the email as services.compose does for every email (previews too)."""
+        composer = EmailComposer(
+            renderer=self._renderer, from_address=self._from, policy=self._policy, unsubscribe_key=self._unsubscribe_key
         )
-
-
-# Shown as the inbox preview line, never in the body: hidden in every client that honours CSS.
-_PREHEADER = (
-    '<div style="display:none;font-size:1px;line-height:1px;max-height:0;max-width:0;opacity:0;'
-    'overflow:hidden;mso-hide:all;">{}</div>'
-)
+        return composer.compose(step, message, context, self._clock.now())
 
 
 class _WhenRead(Sequence[dict[str, Any]]):
@@ -572,22 +521,6 @@ class _WhenRead(Sequence[dict[str, Any]]):
 
     def __len__(self) -> int:
         return len(self._all())
-
-
-def _is_unsubscribe_link(base_url: str | None) -> Callable[[str], bool]:
-    # Unsubscribe links stay untagged: their token is the whole authorization, and analytics needs none.
-    return lambda url: bool(base_url) and url.startswith(str(base_url))
-
-
-def _before_body_end(markup: str, fragment: str) -> str:
-    at = markup.lower().rfind("</body>")
-    return markup + fragment if at < 0 else markup[:at] + fragment + markup[at:]
-
-
-def _after_body_start(markup: str, fragment: str) -> str:
-    start = markup.lower().find("<body")
-    end = markup.find(">", start) if start >= 0 else -1
-    return fragment + markup if end < 0 else markup[: end + 1] + fragment + markup[end + 1 :]
 
 
 class _NoSleep:

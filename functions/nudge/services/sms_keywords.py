@@ -48,6 +48,8 @@ class SmsKeywordService:
         if keyword is sms.Keyword.OPT_IN:
             self._store.lift_suppression(key, Suppression.SMS_OPTED_OUT)
             self._store.record_consent(ConsentRecord(key, Channel.SMS, True, inbound.at, source))
+            # The provider keeps its own opt-out list: lift it too, or sends after START still bounce.
+            self._texter.opt_in(phone)
             return "opted_in"
         self._texter.send(OutgoingSms(to=phone, text=self._help_text, transactional=True))
         return "helped"
