@@ -54,6 +54,18 @@ class Monitoring(Construct):
             self._alarm(f"{label}Errors", function.metric_errors(period=PERIOD), f"{label} function errors")
             self._alarm(f"{label}Throttles", function.metric_throttles(period=PERIOD), f"{label} function throttles")
         self._alarm("Api5xx", rest_api.metric_server_error(period=PERIOD), "The API answered 5xx")
+        self._alarm(
+            "MessagesUnknown",
+            cloudwatch.Metric(
+                namespace=names.SERVICE,
+                metric_name="MessagesUnknown",
+                dimensions_map={"service": names.SERVICE},
+                statistic="Sum",
+                period=PERIOD,
+            ),
+            "A send's outcome was never learnt (lost response, or the worker died mid-call): not resent, "
+            "maybe not delivered (ADR 0007, docs/deploy.md)",
+        )
         # SES publishes the account's reputation rates itself; above these, Gmail and Yahoo start refusing
         # (complaints under 0.3 %) and SES reviews the account (bounces over 5 %, complaints over 0.1 %).
         for name, threshold, why in (

@@ -137,3 +137,24 @@ def test_the_daily_sweep_moves_contacts_whose_stage_changed_with_time(moto_stack
     again = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
     assert (again["reviewed"], again["rescored"]) == (0, 0)
     assert moto_stack.container.store.get_contact(contact_id).version == stored.version  # type: ignore[union-attr]
+
+
+def test_sends_of_unknown_outcome_are_published_per_flow_and_as_one_total_an_alarm_names(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from collections import Counter, defaultdict
+
+    from nudge.handlers import flow_metrics
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    counts: flow_metrics.FlowCounts = defaultdict(Counter)
+    counts["welcome"][flow_metrics.UNKNOWN] = 2
+    counts["abandoned_cart"][flow_metrics.UNKNOWN] = 1
+
+    flow_metrics.publish(counts)
+
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    totals = [d for d in documents if "flow" not in d]
+    assert [(t["service"], t["MessagesUnknown"]) for t in totals] == [("nudge", [3.0])]
+    # the alarm in infra/constructs/monitoring.py names exactly this metric and dimension
+    assert totals[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]

@@ -537,6 +537,7 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         ("AWS/SES", "Reputation.BounceRate"),
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("nudge", "MessagesUnknown"),  # the worker's sends whose outcome was never learnt (ADR 0007)
     ]
     (topic_key,) = [key for key in prod.resources("AWS::SNS::Topic") if key.startswith("MonitoringAlarmTopic")]
     topic = prod.template["Resources"][topic_key]
@@ -558,7 +559,7 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
 
 def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
     assert [key for key in dev.resources("AWS::SNS::Topic") if key.startswith("Monitoring")] == []
-    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 22
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 23
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from nudge.services.runs import AdvanceOutcome
 
 SENT, SKIPPED, FAILED = "MessagesSent", "MessagesSkipped", "MessagesFailed"
 UNKNOWN = "MessagesUnknown"  # send outcome never learnt (ADR 0007): alarmed
+TOTAL_DIMENSION = "service"  # the dimension of the all-flows total of MessagesUnknown
 STARTED, EXITED, CONVERTED = "RunsStarted", "RunsEnded", "Conversions"
 FEEDBACK = {
     FeedbackKind.DELIVERY: "Delivered",
@@ -92,6 +93,13 @@ def publish(counts: FlowCounts) -> None:
             if value:  # a zero is implied by absence; fewer values, smaller logs
                 metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         metrics.flush_metrics()
+    unknown = sum(values[UNKNOWN] for values in counts.values())
+    if unknown:
+        # Also as one total an alarm can name (alarms cannot SEARCH across the flows): ADR 0007.
+        total = EphemeralMetrics(namespace=namespace)
+        total.add_dimension(name=TOTAL_DIMENSION, value=names.SERVICE)
+        total.add_metric(name=UNKNOWN, unit=MetricUnit.Count, value=unknown)
+        total.flush_metrics()
 
 
 # Every container the handlers use reports its ingest outcomes here (wired once, whoever builds it).
