@@ -73,6 +73,11 @@ WORK_MAX_RECEIVES: Final = 12
 SENT_INDEX_ATTRIBUTES: Final = ("status", "channel", "category", "priority", "flow_id")
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
 CONTACT_REFS_BY_CONTACT_INDEX: Final = "by-contact"  # contact-refs: hash key contact_id, KEYS_ONLY (erasure)
+# runs: sparse (active runs only), hash due_shard "<0..7>", range due_at, KEYS_ONLY (the repair job, ADR 0007)
+RUNS_BY_DUE_INDEX: Final = "by-due"
+# The repair job's recurring schedule: active runs whose wake-up is overdue are re-driven.
+REPAIR_SCHEDULE: Final = "repair-overdue"
+REPAIR_RATE: Final = "rate(15 minutes)"
 # contacts: sparse, hash review_bucket "<YYYY-MM-DD>#<shard>", range review_at, KEYS_ONLY (segment sweep)
 CONTACTS_REVIEW_INDEX: Final = "review"
 # TTL attribute names (events: raw-event retention; counters: send-rate windows).

@@ -97,6 +97,10 @@ class Store(Census, Documents, Protocol):
 
     def get_run(self, contact_id: str, run_id: str) -> Run | None: ...
 
+    def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
+        """(contact id, run id) of active runs whose next wake-up was due before `before` (eventually consistent)."""
+        ...
+
     def active_runs(self, contact_id: str) -> list[Run]: ...
 
     def save_run(self, run: Run, expected_version: int) -> Run:

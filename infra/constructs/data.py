@@ -93,6 +93,13 @@ class Data(Construct):
             sort_key=dynamodb.Attribute(name="review_at", type=string),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
+        # The repair job finds active runs whose wake-up is overdue (sparse: active runs only; ADR 0007).
+        self.runs.add_global_secondary_index(
+            index_name=names.RUNS_BY_DUE_INDEX,
+            partition_key=dynamodb.Attribute(name="due_shard", type=string),
+            sort_key=dynamodb.Attribute(name="due_at", type=string),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
         # Erasure finds every outside id that leads to the contact.
         self.contact_refs.add_global_secondary_index(
             index_name=names.CONTACT_REFS_BY_CONTACT_INDEX,
@@ -160,6 +167,7 @@ class Data(Construct):
         # The indexes (feedback by provider id, erasure by contact, reviews, recent sends) are queried too.
         resources += [
             f"{self.contacts.table_arn}/index/{names.CONTACTS_REVIEW_INDEX}",
+            f"{self.runs.table_arn}/index/{names.RUNS_BY_DUE_INDEX}",
             f"{self.events.table_arn}/index/{names.EVENTS_BY_CONTACT_INDEX}",
             f"{self.messages.table_arn}/index/{names.MESSAGES_BY_PROVIDER_ID_INDEX}",
             f"{self.messages.table_arn}/index/{names.MESSAGES_SENT_INDEX}",

@@ -192,6 +192,14 @@ class Functions(Construct):
         scheduling.daily(
             "Sweep", self.sweep, cron=names.DAILY_CRON, description="nudge: the daily job (segments, RFM, co-purchases)"
         )
+        scheduling.daily(
+            "Repair",
+            self.sweep,
+            cron=names.REPAIR_RATE,
+            name=names.REPAIR_SCHEDULE,
+            payload='{"job":"repair"}',
+            description="nudge: re-drive active runs whose wake-up is overdue (ADR 0007)",
+        )
         messaging.subscribe_feedback(self.feedback)
         messaging.subscribe_sms_inbound(self.sms_inbound)
         # Scheduler and SNS invoke asynchronously: a function error is retried by Lambda (not by the

@@ -55,6 +55,17 @@ class Monitoring(Construct):
             self._alarm(f"{label}Throttles", function.metric_throttles(period=PERIOD), f"{label} function throttles")
         self._alarm("Api5xx", rest_api.metric_server_error(period=PERIOD), "The API answered 5xx")
         self._alarm(
+            "RunsRedriven",
+            cloudwatch.Metric(
+                namespace=names.SERVICE,
+                metric_name="RunsRedriven",
+                dimensions_map={"service": names.SERVICE},
+                statistic="Sum",
+                period=PERIOD,
+            ),
+            "The repair job found stranded runs (active, nothing pending) and re-drove them (ADR 0007)",
+        )
+        self._alarm(
             "MessagesUnknown",
             cloudwatch.Metric(
                 namespace=names.SERVICE,

@@ -102,13 +102,22 @@ class Scheduling(Construct):
             iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[function.function_arn])
         )
 
-    def daily(self, construct_id: str, function: lambda_.IFunction, *, cron: str, description: str) -> None:
+    def daily(
+        self,
+        construct_id: str,
+        function: lambda_.IFunction,
+        *,
+        cron: str,
+        description: str,
+        name: str | None = None,
+        payload: str = "{}",
+    ) -> None:
         """A recurring schedule in this group (a fixed name the runtime never computes, so never deletes)."""
         self.allow_invoke(function)
         scheduler.CfnSchedule(
             self,
             construct_id,
-            name=f"daily-{construct_id.lower()}",
+            name=name or f"daily-{construct_id.lower()}",
             group_name=self.group.schedule_group_name,
             description=description,
             schedule_expression=cron,
@@ -117,7 +126,7 @@ class Scheduling(Construct):
             target=scheduler.CfnSchedule.TargetProperty(
                 arn=function.function_arn,
                 role_arn=self.role.role_arn,
-                input="{}",
+                input=payload,
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
                     maximum_retry_attempts=3, maximum_event_age_in_seconds=6 * 3600
                 ),

@@ -263,3 +263,48 @@ def test_the_chaos_harness_sees_a_lost_response_and_a_death_and_nudge_loses_noth
     assert verdict.unknown == 9  # the story's nine emails (its one SMS goes through SNS, unharmed here)
     deaths = play(lambda call, operation: "death" if call % 17 == 0 else None, daily_job=False)
     assert not judge(clean, deaths).wrong
+
+
+# --- the repair job ------------------------------------------------------------------------------------------
+
+
+def test_the_repair_job_re_drives_a_run_left_with_nothing_pending(moto_stack: MotoStack) -> None:
+    from nudge.domain import engine
+    from nudge.handlers import sweep
+    from nudge.local.lambda_events import FakeLambdaContext
+
+    # Given a welcome run stored, but its first step never queued (the enqueue failed; nobody retried)
+    event = EventIn.model_validate(
+        {"id": "evt_1", "type": "subscribed", "contact": {"email": "ann@example.com", "email_marketing": True}}
+    )
+    ingest = moto_stack.container.ingest
+    flow = moto_stack.container.flows.get("welcome")
+    assert flow is not None
+    started = engine.new_run(flow, event.to_event(START), START)
+    assert moto_stack.container.store.start_run(started, None) is not None
+    ingest.identify(event.to_event(START).contact)
+
+    # When the repair job runs, first within its bound, then after it
+    moto_stack.clock.set(START + timedelta(minutes=10))
+    early = sweep.handler({"job": "repair"}, FakeLambdaContext.fresh("nudge-sweep"))
+    moto_stack.clock.set(START + timedelta(minutes=16))
+    late = sweep.handler({"job": "repair"}, FakeLambdaContext.fresh("nudge-sweep"))
+    moto_stack.settle()
+
+    # Then it leaves the run alone until it is overdue, then re-drives it, and the welcome goes out once
+    assert (early, late) == ({"overdue": 0, "redriven": 0}, {"overdue": 1, "redriven": 1})
+    assert ["Welcome" in m.raw_data for m in moto_stack.sent_emails()] == [True]
+    again = sweep.handler({"job": "repair"}, FakeLambdaContext.fresh("nudge-sweep"))
+    assert again["redriven"] == 0  # moving again: its next wake-up is days away
+
+
+def test_the_local_pump_fires_the_repair_schedule_every_15_minutes(clock: Any) -> None:
+    from nudge.local.moto_stack import start_moto_stack
+
+    stack = start_moto_stack(clock, repair_job=True)
+    try:
+        fired: list[str] = []
+        stack.pump.run_until(START + timedelta(hours=1), on_fire=lambda due, result: fired.append(due.name))
+    finally:
+        stack.stop()
+    assert fired == ["repair-overdue"] * 4

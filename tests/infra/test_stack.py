@@ -182,6 +182,7 @@ def test_table_keys_and_ttl_match_the_store_adapter(prod: Synth) -> None:
     }
     assert indexes[f"{names.MESSAGES_TABLE}-prod"] == [(names.MESSAGES_BY_PROVIDER_ID_INDEX, "provider_id", "ALL")]
     assert indexes[f"{names.EVENTS_TABLE}-prod"] == [(names.EVENTS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")]
+    assert indexes[f"{names.RUNS_TABLE}-prod"] == [(names.RUNS_BY_DUE_INDEX, "due_shard", "KEYS_ONLY")]
     refs_index = (names.CONTACT_REFS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")
     assert indexes[f"{names.CONTACT_REFS_TABLE}-prod"] == [refs_index]
 
@@ -455,6 +456,7 @@ def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Syn
     assert sorted(indexes) == sorted(
         [
             "DataContacts/index/" + names.CONTACTS_REVIEW_INDEX,
+            "DataRuns/index/" + names.RUNS_BY_DUE_INDEX,
             "DataEvents/index/" + names.EVENTS_BY_CONTACT_INDEX,
             "DataMessages/index/" + names.MESSAGES_BY_PROVIDER_ID_INDEX,
             "DataMessages/index/" + names.MESSAGES_SENT_INDEX,
@@ -538,6 +540,7 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
         ("nudge", "MessagesUnknown"),  # the worker's sends whose outcome was never learnt (ADR 0007)
+        ("nudge", "RunsRedriven"),  # stranded runs the repair job re-drove (ADR 0007)
     ]
     (topic_key,) = [key for key in prod.resources("AWS::SNS::Topic") if key.startswith("MonitoringAlarmTopic")]
     topic = prod.template["Resources"][topic_key]
@@ -559,7 +562,7 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
 
 def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
     assert [key for key in dev.resources("AWS::SNS::Topic") if key.startswith("Monitoring")] == []
-    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 23
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 24
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------------------
@@ -761,9 +764,15 @@ def test_unsubscribe_links_point_at_the_api(prod: Synth) -> None:
     assert render(env[names.ENV_UNSUBSCRIBE_BASE_URL]).startswith("https://")
 
 
-def test_a_daily_schedule_runs_the_segment_sweep(prod: Synth) -> None:
-    (schedule,) = prod.resources("AWS::Scheduler::Schedule").values()
-    props = schedule["Properties"]
+def test_a_daily_schedule_runs_the_segment_sweep_and_one_every_15_minutes_the_repair_job(prod: Synth) -> None:
+    schedules = {s["Properties"]["Name"]: s["Properties"] for s in prod.resources("AWS::Scheduler::Schedule").values()}
+    assert set(schedules) == {names.DAILY_SCHEDULE, names.REPAIR_SCHEDULE}
+    repair = schedules[names.REPAIR_SCHEDULE]
+    assert (repair["ScheduleExpression"], json.loads(repair["Target"]["Input"])) == (
+        "rate(15 minutes)",
+        {"job": "repair"},
+    )
+    props = schedules[names.DAILY_SCHEDULE]
     assert (props["ScheduleExpression"], props["ScheduleExpressionTimezone"]) == ("cron(0 4 * * ? *)", "UTC")
     sweep_key = function(prod, names.SWEEP_HANDLER)[0]
     assert props["Target"]["Arn"] == {"Fn::GetAtt": [sweep_key, "Arn"]}

@@ -125,6 +125,11 @@ class MemoryStore:
     def get_run(self, contact_id: str, run_id: str) -> Run | None:
         return self.runs.get((contact_id, run_id))
 
+    def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
+        due = [r for r in self.runs.values() if r.is_active and r.due_at is not None and r.due_at < before]
+        for run in sorted(due, key=lambda r: (r.due_at, r.run_id)):
+            yield run.contact_id, run.run_id
+
     def active_runs(self, contact_id: str) -> list[Run]:
         return [
             self.runs[(contact_id, slot.active_run_id)]

@@ -285,6 +285,7 @@ def new_run(flow: Flow, event: Event, now: datetime) -> Run:
         trigger={"type": event.type, **event.properties},
         started_at=now,
         updated_at=now,
+        due_at=now,  # its first step is due at once: an overdue start is one the repair job re-drives
     )
 
 

@@ -21,7 +21,9 @@ from nudge.services.runs import AdvanceOutcome
 
 SENT, SKIPPED, FAILED = "MessagesSent", "MessagesSkipped", "MessagesFailed"
 UNKNOWN = "MessagesUnknown"  # send outcome never learnt (ADR 0007): alarmed
-TOTAL_DIMENSION = "service"  # the dimension of the all-flows total of MessagesUnknown
+REDRIVEN = "RunsRedriven"  # stranded runs the repair job found and re-drove (ADR 0007): alarmed
+TOTALLED = (UNKNOWN, REDRIVEN)  # also published as one total over all flows, which an alarm can name
+TOTAL_DIMENSION = "service"
 STARTED, EXITED, CONVERTED = "RunsStarted", "RunsEnded", "Conversions"
 FEEDBACK = {
     FeedbackKind.DELIVERY: "Delivered",
@@ -56,6 +58,11 @@ def record_advance(outcome: AdvanceOutcome) -> None:
         flow[SKIPPED] += len(outcome.skipped)
         flow[FAILED] += len(outcome.failed)
         flow[UNKNOWN] += len(outcome.unknown)
+
+
+def record_repair(flow_ids: list[str]) -> None:
+    for flow in flow_ids:
+        _pending[flow][REDRIVEN] += 1
 
 
 def record_feedback(flow_id: str, kind: FeedbackKind) -> None:
@@ -93,12 +100,14 @@ def publish(counts: FlowCounts) -> None:
             if value:  # a zero is implied by absence; fewer values, smaller logs
                 metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         metrics.flush_metrics()
-    unknown = sum(values[UNKNOWN] for values in counts.values())
-    if unknown:
+    totals = {name: sum(values[name] for values in counts.values()) for name in TOTALLED}
+    if any(totals.values()):
         # Also as one total an alarm can name (alarms cannot SEARCH across the flows): ADR 0007.
         total = EphemeralMetrics(namespace=namespace)
         total.add_dimension(name=TOTAL_DIMENSION, value=names.SERVICE)
-        total.add_metric(name=UNKNOWN, unit=MetricUnit.Count, value=unknown)
+        for name, value in totals.items():
+            if value:
+                total.add_metric(name=name, unit=MetricUnit.Count, value=value)
         total.flush_metrics()
 
 

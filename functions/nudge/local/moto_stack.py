@@ -307,12 +307,15 @@ def start_moto_stack(
     public_base_url: str | None = None,
     settings_overrides: dict[str, Any] | None = None,
     daily_job: bool = False,
+    repair_job: bool = False,
     instruments: Sequence[Any] = (),
 ) -> MotoStack:
     """Start moto, create the resources, wire the real adapters to them and install the container.
 
     With `daily_job`, the stack's recurring schedule exists too and the pump fires the sweep function at
     04:00 UTC every day, as in a deployment (the demo and `nudge serve`; tests call it when they mean to).
+    With `repair_job`, the repair schedule fires it every 15 minutes too (`nudge serve`; the demo story
+    needs no repair, and 2,200 more index queries would make every chaos play slower).
     """
     import boto3
     from moto import mock_aws
@@ -423,5 +426,13 @@ def start_moto_stack(
             ScheduleExpressionTimezone="UTC",
             FlexibleTimeWindow={"Mode": "OFF"},
             Target={"Arn": SWEEP_FUNCTION_ARN, "RoleArn": settings.scheduler_role_arn, "Input": "{}"},
+        )
+    if repair_job:
+        pump_client.create_schedule(
+            Name=names.REPAIR_SCHEDULE,
+            GroupName=settings.schedule_group,
+            ScheduleExpression=names.REPAIR_RATE,
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={"Arn": SWEEP_FUNCTION_ARN, "RoleArn": settings.scheduler_role_arn, "Input": '{"job":"repair"}'},
         )
     return stack

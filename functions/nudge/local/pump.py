@@ -33,6 +33,18 @@ class DueSchedule:
     payload: dict[str, Any]
     target: str = ""  # the target's ARN
     daily: bool = False  # a recurring cron schedule: fired every day, never deleted
+    every: timedelta | None = None  # a rate(N minutes) schedule: fired every N minutes, never deleted
+
+
+_RATE = re.compile(r"rate\((\d+) minutes?\)")
+
+
+def rate_interval(expression: str) -> timedelta:
+    """The interval of `rate(N minutes)`; other rates are refused."""
+    found = _RATE.fullmatch(expression)
+    if found is None:
+        raise ValueError(f"the local pump runs rate(N minutes) schedules, not {expression}")
+    return timedelta(minutes=int(found.group(1)))
 
 
 def next_daily(expression: str, after: datetime) -> datetime:
@@ -139,6 +151,9 @@ class SchedulePump:
             if expression.startswith("cron("):
                 at = next_daily(expression, self._clock.now())
                 self._known[name] = DueSchedule(name, at, payload, target, daily=True)
+            elif expression.startswith("rate("):
+                every = rate_interval(expression)
+                self._known[name] = DueSchedule(name, self._clock.now() + every, payload, target, every=every)
             else:
                 self._known[name] = DueSchedule(name, parse_at_expression(expression), payload, target)
         for gone in self._known.keys() - names:
@@ -167,8 +182,9 @@ class SchedulePump:
                 # Everything due at the earliest moment fires as one batch; a firing only ever schedules later.
                 for due in [item for item in pending if item.at == next_schedule]:
                     result = self._invoke(due.target, due.payload)
-                    if due.daily:
-                        self._known[due.name] = replace(due, at=due.at + timedelta(days=1))
+                    if due.daily or due.every is not None:
+                        step = due.every or timedelta(days=1)
+                        self._known[due.name] = replace(due, at=due.at + step)
                     else:
                         self._delete(due.name)
                     fired += 1

@@ -110,7 +110,7 @@ def start_server(
     httpd = make_server(_loopback(host), port, app, server_class=_ThreadingServer, handler_class=handler)
     url = f"http://{host}:{httpd.server_port}"
     clock = ScaledClock(speed)
-    stack = start_moto_stack(clock, public_base_url=url, daily_job=True)
+    stack = start_moto_stack(clock, public_base_url=url, daily_job=True, repair_job=True)
     holder["stack"] = stack
     secret, _ = stack.container.keys.create(KeyKind.SECRET, "nudge serve")
     publishable, _ = stack.container.keys.create(

@@ -88,6 +88,16 @@ SENDING_GRACE = timedelta(minutes=5)
 # How long a provider that throttles us, without saying how long, is left alone.
 THROTTLE_PAUSE = timedelta(seconds=30)
 SEND_BACKOFF = timedelta(minutes=1)
+# An active run whose wake-up is this overdue has nothing pending (its arm was lost): the repair job re-drives it.
+REPAIR_AFTER = timedelta(minutes=15)
+
+
+@dataclass(slots=True)
+class RepairOutcome:
+    """What one pass of the repair job found: overdue runs, and those it re-drove (per flow)."""
+
+    overdue: int = 0
+    redriven: list[str] = field(default_factory=list)  # flow ids, one per run re-driven
 
 
 class RunService:
@@ -183,6 +193,25 @@ class RunService:
             return None
         self.redrive(run)
         return run
+
+    def repair(self) -> RepairOutcome:
+        """Re-drive every active run whose wake-up is overdue by more than REPAIR_AFTER (the repair job).
+
+        A run is stranded when nothing is pending for it: its first step's enqueue failed and the caller never
+        retried, or an arm was lost some other way. Re-driving is idempotent, so a run that was only late
+        (its wake-up stuck behind a backlog) gets a duplicate the worker ignores.
+        """
+        now = self._clock.now()
+        outcome = RepairOutcome()
+        for contact_id, run_id in self._store.overdue_runs(now - REPAIR_AFTER):
+            outcome.overdue += 1
+            run = self._store.get_run(contact_id, run_id)  # the index is eventually consistent: read again
+            if run is None or not run.is_active or run.due_at is None or run.due_at >= now - REPAIR_AFTER:
+                continue
+            log.warning("re-driving a stranded run", extra={"run_id": run.run_id, "due_at": run.due_at.isoformat()})
+            self.redrive(run)
+            outcome.redriven.append(run.flow_id)
+        return outcome
 
     def redrive(self, run: Run) -> None:
         """Make sure the run's current wake-up is pending (idempotent: the worker ignores duplicates)."""

@@ -79,6 +79,17 @@ class MessagesBySentAt(LocalSecondaryIndex["MessageModel"]):
     sent_at = UTCDateTimeAttribute(range_key=True)
 
 
+class RunsByDue(GlobalSecondaryIndex["RunModel"]):
+    """Sparse: active runs only, by when their next wake-up is due, spread over shards (the repair job)."""
+
+    class Meta:
+        index_name = names.RUNS_BY_DUE_INDEX
+        projection = KeysOnlyProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = UTCDateTimeAttribute(range_key=True)
+
+
 class ReviewIndex(GlobalSecondaryIndex["ContactModel"]):
     """Sparse: contacts due for a segment review, bucketed by day and spread over shards."""
 
@@ -90,6 +101,7 @@ class ReviewIndex(GlobalSecondaryIndex["ContactModel"]):
     review_at = UTCDateTimeAttribute(range_key=True)
 
 
+RUN_DUE_SHARDS = 8  # active runs' due times spread over eight index partitions
 REVIEW_SHARDS = 4  # a day's bucket spread over four partitions, so a bulk import does not heat one
 
 
@@ -163,6 +175,8 @@ class RunModel(Model):
     conversion = JSONAttribute(null=True)
     journal = JSONAttribute(null=True)
     outbox = ListAttribute(of=UnicodeAttribute, null=True)  # message ids the last advance committed
+    due_shard = UnicodeAttribute(null=True)  # set while active: the by-due index holds active runs only
+    by_due = RunsByDue()
     version = NumberAttribute()
 
 

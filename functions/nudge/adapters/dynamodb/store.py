@@ -16,6 +16,7 @@ from nudge.adapters.dynamodb.access import AccessModels
 from nudge.adapters.dynamodb.models import (
     CONSENT_PREFIX,
     REVIEW_SHARDS,
+    RUN_DUE_SHARDS,
     RUN_PREFIX,
     SLOT_PREFIX,
     STATE_SK,
@@ -249,6 +250,14 @@ class DynamoStore:
             return None
         return self._run_from(item)
 
+    def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
+        # One Query per shard of the sparse by-due index (active runs only); eventually consistent, which is
+        # fine for a job that looks for wake-ups overdue by minutes and re-reads each run it finds.
+        index = self.models.runs.by_due
+        for shard in range(RUN_DUE_SHARDS):
+            for item in index.query(str(shard), self.models.runs.due_at < before):
+                yield item.contact_id, item.sk.removeprefix(RUN_PREFIX)
+
     def active_runs(self, contact_id: str) -> list[Run]:
         keys = [
             (contact_id, RUN_PREFIX + slot.active_run_id)
@@ -300,6 +309,7 @@ class DynamoStore:
             conversion=run.conversion,
             journal=list(run.journal) or None,
             outbox=list(run.outbox) or None,
+            due_shard=due_shard(run.run_id) if run.is_active and run.due_at is not None else None,
             version=run.version,
         )
 
@@ -677,6 +687,11 @@ class DynamoStore:
             for item in items:
                 batch.delete(item)
         return len(items)
+
+
+def due_shard(run_id: str) -> str:
+    """The by-due index partition of an active run: fixed per run."""
+    return str(int(hashlib.sha256(run_id.encode()).hexdigest()[:8], 16) % RUN_DUE_SHARDS)
 
 
 def review_bucket(contact_id: str, review_at: datetime) -> str:
