@@ -15,6 +15,7 @@ ENV_SCHEDULE_GROUP: Final = "NUDGE_SCHEDULE_GROUP"
 # The worker's SQS queue: functions enqueue work on its URL; Scheduler targets its ARN (ADR 0007).
 ENV_WORK_QUEUE_URL: Final = "NUDGE_WORK_QUEUE_URL"
 ENV_WORK_QUEUE_ARN: Final = "NUDGE_WORK_QUEUE_ARN"
+ENV_JOBS_QUEUE_URL: Final = "NUDGE_JOBS_QUEUE_URL"
 ENV_SCHEDULER_ROLE_ARN: Final = "NUDGE_SCHEDULER_ROLE_ARN"
 ENV_SCHEDULER_DLQ_ARN: Final = "NUDGE_SCHEDULER_DLQ_ARN"
 ENV_FROM_ADDRESS: Final = "NUDGE_FROM_ADDRESS"
@@ -70,6 +71,11 @@ DAILY_CRON: Final = "cron(0 4 * * ? *)"
 # mappings; after 12 receives (over an hour of failures) a message goes to the dead-letter queue.
 WORK_VISIBILITY_TIMEOUT: Final = 360
 WORK_MAX_RECEIVES: Final = 12
+# The daily job's queue of pieces (services/daily.py), consumed one at a time by the sweep function: six
+# times its 900 s timeout, then the dead-letter queue after 3 receives (a piece that failed for 4.5 hours).
+SWEEP_TIMEOUT: Final = 900  # seconds: Lambda's maximum
+JOBS_VISIBILITY_TIMEOUT: Final = 6 * SWEEP_TIMEOUT
+JOBS_MAX_RECEIVES: Final = 3
 SENT_INDEX_ATTRIBUTES: Final = ("status", "channel", "category", "priority", "flow_id")
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
 CONTACT_REFS_BY_CONTACT_INDEX: Final = "by-contact"  # contact-refs: hash key contact_id, KEYS_ONLY (erasure)

@@ -57,6 +57,17 @@ class Census(Protocol):
 
     def all_contacts(self) -> Iterator[Contact]: ...
 
+    def contacts_segment(
+        self, segment: int, of: int, cursor: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[Contact, dict[str, Any] | None]]:
+        """The contacts of Scan segment `segment` of `of`, from `cursor` on, each with the cursor after it
+        (JSON, to resume from; None once the segment is done). Every contact is in exactly one segment."""
+        ...
+
+    def contacts_to_review(self, until: datetime) -> Iterator[str]:
+        """Contacts whose segment membership may have changed with time by `until` (an index, not a scan)."""
+        ...
+
     def order_lines(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         """(event id, its `lines`) of every order_placed event the events table still holds."""
         ...
@@ -70,7 +81,15 @@ class Documents(Protocol):
     def put_document(self, name: str, document: Mapping[str, Any], at: datetime) -> None: ...
 
 
-class Store(Census, Documents, Protocol):
+class JobLog(Protocol):
+    """What each piece of a day's daily job did: one record per piece, replaced if the piece runs again."""
+
+    def record_piece(self, day: str, key: str, record: Mapping[str, Any], at: datetime) -> None: ...
+
+    def pieces_of(self, day: str) -> dict[str, dict[str, Any]]: ...
+
+
+class Store(Census, Documents, JobLog, Protocol):
     def get_contact(self, contact_id: str) -> Contact | None: ...
 
     def save_contact(self, contact: Contact, expected_version: int) -> Contact:
@@ -242,6 +261,12 @@ class WorkQueue(Protocol):
     """The worker's queue (SQS): work due now or within MAX_QUEUE_DELAY; later work goes to the Scheduler."""
 
     def enqueue(self, work: StepWakeUp, delay: timedelta = timedelta(0)) -> None: ...
+
+
+class JobQueue(Protocol):
+    """The daily job's queue (SQS): pieces of work the sweep function consumes, each in its own invocation."""
+
+    def put(self, bodies: Sequence[Mapping[str, Any]]) -> None: ...
 
 
 class Scheduler(Protocol):

@@ -13,6 +13,7 @@ from nudge.ports import (
     ApiKeys,
     Clock,
     ContactRefs,
+    JobQueue,
     Mailer,
     PendingSignups,
     PrivacyRequests,
@@ -80,6 +81,7 @@ class Container:
     segment: SegmentService
     subscribe: SubscribeService
     daily: DailyJob  # the sweep function's work: reviews, RFM, co-purchases
+    jobs: JobQueue | None  # the daily job's pieces; None where no jobs queue is configured
     # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
     webhook_secrets: Callable[[], Mapping[str, Any]]
     unsubscribe_key: Callable[[], str | None]
@@ -106,6 +108,7 @@ def assemble(
     webhook_secrets: Callable[[], Mapping[str, Any]] | None = None,
     unsubscribe_key: Callable[[], str | None] | None = None,
     renderer: TemplateRenderer | None = None,
+    jobs: JobQueue | None = None,
 ) -> Container:
     """Wire the services over the given adapters (and the templates directory's renderer, unless given)."""
     flows = load_catalog(settings.flows_dir)
@@ -188,9 +191,11 @@ def assemble(
             ingest=ingest,
             census=store,
             documents=store,
+            job_log=store,
             clock=clock,
             copurchases=CoPurchaseBook(census=store, documents=store, clock=clock),
         ),
+        jobs=jobs,
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
         feedback=FeedbackService(store=store, clock=clock, engagement=ingest.ingest),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),
@@ -220,7 +225,7 @@ def build_aws(
     from nudge.adapters.secrets import JsonSecretReader, SecretReader
     from nudge.adapters.ses import SesMailer
     from nudge.adapters.sns import SnsTexter
-    from nudge.adapters.sqs import SqsWorkQueue
+    from nudge.adapters.sqs import SqsJobQueue, SqsWorkQueue
     from nudge.adapters.webhooks import UrllibWebhooks
 
     session = session or boto3.Session()
@@ -236,6 +241,7 @@ def build_aws(
     )
     # No blind retries of a send: a lost response would send it twice (ADR 0007). The worker retries.
     once = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    sqs = session.client("sqs")
     mailer = SesMailer(session.client("sesv2", config=once), configuration_set=settings.ses_configuration_set)
     texter = SnsTexter(session.client("sns", config=once))
     signing_key: Callable[[], str | None] = lambda: settings.signing_key  # noqa: E731
@@ -254,7 +260,8 @@ def build_aws(
         clock,
         store=store,
         scheduler=scheduler,
-        queue=SqsWorkQueue(session.client("sqs"), settings.work_queue_url),
+        queue=SqsWorkQueue(sqs, settings.work_queue_url),
+        jobs=SqsJobQueue(sqs, settings.jobs_queue_url) if settings.jobs_queue_url else None,
         mailer=mailer,
         texter=texter,
         webhooks=UrllibWebhooks(),
@@ -299,6 +306,7 @@ def build_memory(settings: Settings, clock: Clock, *, renderer: TemplateRenderer
         limiter=memory.MemorySendRateLimiter(),
         sleeper=_sleeper_for(clock),
         renderer=renderer,
+        jobs=memory.MemoryJobQueue(),
     )
 
 

@@ -65,12 +65,12 @@ FUNCTIONS = (
         15,
         "nudge: inbound SMS keywords STOP, START and HELP (SNS)",
     ),
-    # A day's reviews in one run; at 1M contacts ADR 0005 expects thousands, well inside this.
+    # Plans the daily job, then does its pieces one per invocation (ADR 0007); and the repair job.
     (
         "Sweep",
         "sweep",
         names.SWEEP_HANDLER,
-        900,
+        names.SWEEP_TIMEOUT,
         "nudge: the daily job: segment reviews (lapsed, at risk), RFM scores, co-purchase table",
     ),
 )
@@ -189,6 +189,15 @@ class Functions(Construct):
                 max_concurrency=config.worker_concurrency,
             )
         )
+        # The daily job's pieces, one per invocation (each runs until shortly before the 900 s timeout, then
+        # queues its continuation); two at a time, so a day's job neither hogs the account's concurrency
+        # nor the tables.
+        self.sweep.add_event_source(
+            lambda_event_sources.SqsEventSource(
+                scheduling.jobs_queue, batch_size=1, report_batch_item_failures=True, max_concurrency=2
+            )
+        )
+        scheduling.grant_jobs(self.sweep)
         scheduling.daily(
             "Sweep", self.sweep, cron=names.DAILY_CRON, description="nudge: the daily job (segments, RFM, co-purchases)"
         )

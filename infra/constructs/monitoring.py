@@ -26,6 +26,13 @@ FLOW_METRICS = {  # metric names published by functions/nudge/handlers/flow_metr
     "Delivered, opened and clicked per flow": ["Delivered", "Opened", "Clicked"],
     "Bounces, complaints and unsubscribes per flow": ["Bounced", "Complaints", "Unsubscribes"],
 }
+SERVICE_ALARMS = {  # totals over all flows (dimension service=nudge), each alarmed on its first occurrence
+    "RunsRedriven": "The repair job found stranded runs (active, nothing pending) and re-drove them (ADR 0007)",
+    "MessagesUnknown": "A send's outcome was never learnt (lost response, or the worker died mid-call): not "
+    "resent, maybe not delivered (ADR 0007, docs/deploy.md)",
+    "DailyContactErrors": "The daily job could not review or score some contacts (logged with their ids); "
+    "they are tried again tomorrow (ADR 0007, docs/deploy.md)",
+}
 
 
 class Monitoring(Construct):
@@ -54,29 +61,16 @@ class Monitoring(Construct):
             self._alarm(f"{label}Errors", function.metric_errors(period=PERIOD), f"{label} function errors")
             self._alarm(f"{label}Throttles", function.metric_throttles(period=PERIOD), f"{label} function throttles")
         self._alarm("Api5xx", rest_api.metric_server_error(period=PERIOD), "The API answered 5xx")
-        self._alarm(
-            "RunsRedriven",
-            cloudwatch.Metric(
+        # Totals over all flows that the handlers publish with the "service" dimension (flow_metrics.py).
+        for name, why in SERVICE_ALARMS.items():
+            total = cloudwatch.Metric(
                 namespace=names.SERVICE,
-                metric_name="RunsRedriven",
+                metric_name=name,
                 dimensions_map={"service": names.SERVICE},
                 statistic="Sum",
                 period=PERIOD,
-            ),
-            "The repair job found stranded runs (active, nothing pending) and re-drove them (ADR 0007)",
-        )
-        self._alarm(
-            "MessagesUnknown",
-            cloudwatch.Metric(
-                namespace=names.SERVICE,
-                metric_name="MessagesUnknown",
-                dimensions_map={"service": names.SERVICE},
-                statistic="Sum",
-                period=PERIOD,
-            ),
-            "A send's outcome was never learnt (lost response, or the worker died mid-call): not resent, "
-            "maybe not delivered (ADR 0007, docs/deploy.md)",
-        )
+            )
+            self._alarm(name, total, why)
         # SES publishes the account's reputation rates itself; above these, Gmail and Yahoo start refusing
         # (complaints under 0.3 %) and SES reviews the account (bounces over 5 %, complaints over 0.1 %).
         for name, threshold, why in (

@@ -43,17 +43,12 @@ class Scheduling(Construct):
             retention_period=cdk.Duration.days(14),
         )
         # The worker's queue: retries come from SQS (visibility timeout, then the DLQ after maxReceiveCount).
-        self.work_queue = sqs.Queue(
-            self,
-            "WorkQueue",
-            queue_name=f"{config.stack_name}-work",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=cdk.Duration.days(4),
-            visibility_timeout=cdk.Duration.seconds(names.WORK_VISIBILITY_TIMEOUT),
-            dead_letter_queue=sqs.DeadLetterQueue(
-                queue=self.dead_letter_queue, max_receive_count=names.WORK_MAX_RECEIVES
-            ),
+        self.work_queue = self._queue(
+            "WorkQueue", f"{config.stack_name}-work", names.WORK_VISIBILITY_TIMEOUT, names.WORK_MAX_RECEIVES
+        )
+        # The daily job's pieces (ADR 0007): one per sweep invocation; a failed piece retried, then the DLQ.
+        self.jobs_queue = self._queue(
+            "JobsQueue", f"{config.stack_name}-jobs", names.JOBS_VISIBILITY_TIMEOUT, names.JOBS_MAX_RECEIVES
         )
         self.role = iam.Role(
             self,
@@ -95,6 +90,19 @@ class Scheduling(Construct):
             )
         )
         self.schedules_arn_for_nag = f"arn:{partition}:scheduler:{region}:{account}:schedule/{self.group_name}/*"
+
+    def _queue(self, construct_id: str, name: str, visibility: int, max_receives: int) -> sqs.Queue:
+        """An encrypted, TLS-only queue whose records go to the dead-letter queue after `max_receives`."""
+        return sqs.Queue(
+            self,
+            construct_id,
+            queue_name=name,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=cdk.Duration.days(4),
+            visibility_timeout=cdk.Duration.seconds(visibility),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letter_queue, max_receive_count=max_receives),
+        )
 
     def allow_invoke(self, function: lambda_.IFunction) -> None:
         """Let the role invoke this function (the sweep function's daily schedule; wake-ups go to the queue)."""
@@ -153,8 +161,15 @@ class Scheduling(Construct):
             iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.work_queue.queue_arn])
         )
 
+    def grant_jobs(self, grantee: iam.IGrantable) -> None:
+        """sqs:SendMessage on the jobs queue only: the sweep function puts the daily job's next pieces there."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.jobs_queue.queue_arn])
+        )
+
     def environment(self) -> dict[str, str]:
         return {
+            names.ENV_JOBS_QUEUE_URL: self.jobs_queue.queue_url,
             names.ENV_WORK_QUEUE_URL: self.work_queue.queue_url,
             names.ENV_WORK_QUEUE_ARN: self.work_queue.queue_arn,
             names.ENV_SCHEDULE_GROUP: self.group.schedule_group_name,

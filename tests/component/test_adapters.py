@@ -356,3 +356,32 @@ def test_pending_signups_round_trip_and_expire(moto_stack: MotoStack, twin: str)
     assert signups.get("s1", now) == signup
     assert signups.get("s1", now + timedelta(days=7)) is None
     assert signups.get("nope", now) is None
+
+
+def test_scan_segments_split_the_contacts_and_a_cursor_resumes_after_its_contact(store: Store) -> None:
+    import json
+
+    everyone = [f"c{i:02d}" for i in range(30)]
+    for contact_id in everyone:
+        store.save_contact(Contact(contact_id=contact_id), expected_version=0)
+
+    segments = [list(store.contacts_segment(segment, 4)) for segment in range(4)]
+
+    seen = [contact.contact_id for found in segments for contact, _ in found]
+    assert sorted(seen) == everyone  # each contact in exactly one segment
+    assert max(len(found) for found in segments) < len(everyone)  # and the segments really split the table
+    found = max(segments, key=len)
+    cursor = json.loads(json.dumps(found[1][1]))  # cursors travel as JSON in a jobs-queue message
+    rest = [contact.contact_id for contact, _ in store.contacts_segment(segments.index(found), 4, cursor)]
+    assert rest == [contact.contact_id for contact, _ in found[2:]]
+    assert found[-1][1] is None  # the segment's last contact: nothing to resume
+
+
+def test_the_job_log_keeps_one_record_per_piece_and_day(store: Store) -> None:
+    store.record_piece("2026-11-03", "score-0of8-0", {"changed": 1}, START)
+    store.record_piece("2026-11-03", "score-0of8-0", {"changed": 2}, START)  # the piece, done again
+    store.record_piece("2026-11-03", "base-0of1-0", {"buyers": 5}, START)
+    store.record_piece("2026-11-04", "base-0of1-0", {"buyers": 6}, START)
+
+    assert store.pieces_of("2026-11-03") == {"score-0of8-0": {"changed": 2}, "base-0of1-0": {"buyers": 5}}
+    assert store.pieces_of("2026-11-05") == {}

@@ -40,3 +40,17 @@ def test_redrive_replays_a_dead_wake_up_once_and_keeps_a_lambda_failure_record(m
         ("lambda_failure", "nudge-dev-sweep failed (RetriesExhausted); re-invoke it with requestPayload")
     ]
     assert ["You left something" in m.raw_data for m in moto_stack.sent_emails()] == [True]
+
+
+def test_redrive_puts_a_dead_daily_piece_back_on_the_jobs_queue(moto_stack: MotoStack) -> None:
+    sqs = moto_stack.session.client("sqs")
+    dlq = sqs.get_queue_url(QueueName="nudge-scheduler-dlq")["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"job": "daily", "piece": "base", "day": "2026-11-02"}))
+    settings = moto_stack.settings
+    assert settings.jobs_queue_url is not None
+
+    report = redrive(sqs, dlq, settings.work_queue_url, settings.jobs_queue_url)
+    moto_stack.settle()  # the sweep function does the piece: the base pass, then its eight scoring pieces
+
+    assert report.replayed == 1
+    assert moto_stack.container.daily.status("2026-11-02").pieces == 9

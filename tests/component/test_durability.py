@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +20,11 @@ from pynamodb.exceptions import TransactWriteError
 from nudge.adapters.memory import MemoryStore
 from nudge.domain.model import Category, Channel, Message, MessageStatus, Run, RunStatus
 from nudge.local import gateway
-from nudge.local.chaos import FaultInjector, judge, play
-from nudge.local.moto_stack import MotoStack
+from nudge.local.chaos import FaultInjector, judge, play, random_plan
+from nudge.local.moto_stack import MotoStack, start_moto_stack
 from nudge.ports import ConflictError, KeyKind, SendClaim, Store
 from nudge.services.inputs import EventIn
-from tests.conftest import START
+from tests.conftest import ROOT, START
 from tests.factories import checkout_started, order_placed
 
 # --- one contract for both stores: the outbox ----------------------------------------------------------------
@@ -213,9 +215,22 @@ def test_an_exit_that_loses_the_race_with_an_advance_is_decided_again_never_drop
 # --- requests decide, the worker acts ----------------------------------------------------------------------
 
 
+@pytest.fixture
+def welcome_stack(clock: Any, tmp_path: Path) -> Iterator[MotoStack]:
+    """The stack with the welcome series alone: one run per signup (half the moto work of the whole library)."""
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    for name in ("welcome.yaml", "_guardrails.yaml"):
+        shutil.copy(ROOT / "flows" / name, flows / name)
+    stack = start_moto_stack(clock, flows_dir=flows)
+    yield stack
+    stack.stop()
+
+
 def test_a_batch_of_500_run_starting_events_sends_nothing_inline_and_every_run_then_advances(
-    moto_stack: MotoStack,
+    welcome_stack: MotoStack,
 ) -> None:
+    moto_stack = welcome_stack
     key, _ = moto_stack.container.keys.create(KeyKind.SECRET, "tests")
     batch = [
         {
@@ -240,7 +255,7 @@ def test_a_batch_of_500_run_starting_events_sends_nothing_inline_and_every_run_t
     assert response.status == 200 and {r["status"] for r in response.json()["results"]} == {202}
     calls = moto_stack.requests.counts
     assert calls[("sesv2", "SendEmail")] == 0 and moto_stack.clock.now() == START
-    assert calls[("sqs", "SendMessage")] == 1000  # welcome and sunset start for each: their first steps
+    assert calls[("sqs", "SendMessage")] == 500  # the welcome starts for each: its first step, queued
     assert moto_stack.requests.total / 500 < 16  # AWS calls per run-starting event (docs/benchmarks.md)
 
     # And the worker then sends every welcome at the SES rate (14/s: 36 s for 500)
@@ -266,6 +281,16 @@ def test_the_chaos_harness_sees_a_lost_response_and_a_death_and_nudge_loses_noth
 
 
 # --- the repair job ------------------------------------------------------------------------------------------
+
+
+def test_the_library_story_under_a_fifth_of_its_calls_failing_loses_and_doubles_nothing() -> None:
+    clean = play(lambda call, operation: None, daily_job=False, story="library")
+    faulted = play(random_plan(seed=3, rate=0.2), daily_job=False, story="library")
+
+    verdict = judge(clean, faulted)
+    assert sum(clean.delivered.values()) == 30  # twelve flows' emails and texts (nudge chaos --story library)
+    assert len(faulted.injected) > 150 and {kind for _, _, kind in faulted.injected} >= {"death", "timeout_after"}
+    assert (verdict.lost, verdict.duplicated, verdict.after_exit, verdict.stranded) == (set(), 0, set(), 0)
 
 
 def test_the_repair_job_re_drives_a_run_left_with_nothing_pending(moto_stack: MotoStack) -> None:

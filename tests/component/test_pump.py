@@ -34,7 +34,11 @@ def test_the_daily_schedule_fires_the_sweep_every_day_at_four_and_stays(daily_st
 
     daily_stack.pump.run_until(START + timedelta(days=3), on_fire=record)
 
-    daily = [(at, result["reviewed"]) for at, name, result in fired if name == names.DAILY_SCHEDULE]
+    daily = [(at, result["planned"]) for at, name, result in fired if name == names.DAILY_SCHEDULE]
+    # Each firing planned the day; its pieces ran off the jobs queue (the base pass fanned out 8 scoring ones).
+    assert {tuple(planned) for _, planned in daily} == {("reviews-0of1-0", "base-0of1-0", "copurchases-0of1-0")}
+    day = daily_stack.container.daily.status(f"{START + timedelta(days=2):%Y-%m-%d}")
+    assert (day.pieces, day.unfinished, day.errors) == (11, 0, 0)
     assert [at for at, _ in daily] == [f"{(START + timedelta(days=d)):%m-%d} 04:00" for d in (1, 2, 3)]
     wake_ups = [at for at, name, _ in fired if name != names.DAILY_SCHEDULE]
     assert len(wake_ups) == 3  # the cart reminders at +1 h, +1 d, +3 d

@@ -9,6 +9,7 @@ import pytest
 
 from nudge.handlers.step import BadWakeUp
 from nudge.local.moto_stack import MotoStack
+from nudge.services.daily import Piece
 from tests.conftest import ROOT, START
 from tests.factories import checkout_started, contact, order_placed
 
@@ -124,9 +125,11 @@ def test_the_daily_sweep_moves_contacts_whose_stage_changed_with_time(moto_stack
     assert moto_stack.container.store.get_contact(contact_id).segments[0] == "first_time_buyer"  # type: ignore[union-attr]
     moto_stack.clock.set(START + timedelta(days=61))
 
-    result = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
+    planned = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
+    moto_stack.settle()  # the pieces, off the jobs queue, each in its own invocation of the sweep function
 
-    assert (result["reviewed"], result["buyers"], result["rescored"]) == (1, 1, 1)
+    result = moto_stack.container.daily.status(planned["day"])
+    assert (result.reviewed, result.buyers, result.rescored, result.pieces) == (1, 1, 1, 11)
     stored = moto_stack.container.store.get_contact(contact_id)
     assert stored is not None and stored.segments[0] == "at_risk"
     # the only buyer: every cut is its own value, so it is as recent (5) as anyone, and as small (1, 1)
@@ -134,9 +137,30 @@ def test_the_daily_sweep_moves_contacts_whose_stage_changed_with_time(moto_stack
     cuts = moto_stack.container.store.get_document("rfm_cuts")
     assert cuts is not None and (cuts["buyers"], cuts["frequency"]) == (1, [1.0, 1.0, 1.0, 1.0])
 
+    moto_stack.clock.set(START + timedelta(days=62))
     again = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
-    assert (again["reviewed"], again["rescored"]) == (0, 0)
+    moto_stack.settle()
+    status = moto_stack.container.daily.status(again["day"])
+    assert (status.reviewed, status.rescored) == (0, 0)
     assert moto_stack.container.store.get_contact(contact_id).version == stored.version  # type: ignore[union-attr]
+
+
+def test_a_jobs_queue_record_that_is_not_a_piece_fails_alone_and_goes_back_to_sqs(moto_stack: MotoStack) -> None:
+    from nudge.handlers import sweep
+    from nudge.local.lambda_events import FakeLambdaContext, sqs_event
+
+    records = [
+        {"MessageId": "m1", "ReceiptHandle": "r1", "Body": "not json"},
+        {"MessageId": "m2", "ReceiptHandle": "r2", "Body": json.dumps({"job": "daily", "piece": "x", "day": "d"})},
+        {"MessageId": "m3", "ReceiptHandle": "r3", "Body": json.dumps(Piece("copurchases", "2026-11-02").as_payload())},
+    ]
+
+    jobs_arn = "arn:aws:sqs:us-east-1:123456789012:nudge-jobs"
+    result = sweep.handler(sqs_event(records, jobs_arn), FakeLambdaContext.fresh("nudge-sweep"))
+
+    assert result["batchItemFailures"] == [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]
+    assert [o.get("key") for o in result["outcomes"]] == [None, None, "copurchases-0of1-0"]
+    assert "piece must be one of" in str(result["outcomes"][1]["error"])
 
 
 def test_sends_of_unknown_outcome_are_published_per_flow_and_as_one_total_an_alarm_names(

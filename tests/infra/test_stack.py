@@ -122,6 +122,20 @@ def work_queue(synth: Synth) -> str:
     return key
 
 
+def jobs_queue(synth: Synth) -> str:
+    (key,) = [k for k in synth.resources("AWS::SQS::Queue") if k.startswith("SchedulingJobsQueue")]
+    return key
+
+
+def event_source(synth: Synth, queue_key: str) -> dict[str, Any]:
+    """The properties of the one event-source mapping that reads this queue."""
+    mappings = synth.resources("AWS::Lambda::EventSourceMapping").values()
+    (found,) = [
+        m["Properties"] for m in mappings if m["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue_key, "Arn"]}
+    ]
+    return found
+
+
 def dead_letter_queue(synth: Synth) -> str:
     (key,) = [k for k in synth.resources("AWS::SQS::Queue") if k.startswith("SchedulingDeadLetterQueue")]
     return key
@@ -294,9 +308,10 @@ def test_asynchronous_failures_land_in_the_dead_letter_queue(prod: Synth) -> Non
 def test_the_worker_consumes_the_work_queue_in_batches_with_partial_failures_and_bounded_concurrency(
     prod: Synth,
 ) -> None:
-    (mapping,) = prod.resources("AWS::Lambda::EventSourceMapping").values()
-    props = mapping["Properties"]
-    assert props["EventSourceArn"] == {"Fn::GetAtt": [work_queue(prod), "Arn"]}
+    mappings = prod.resources("AWS::Lambda::EventSourceMapping").values()
+    (props,) = [
+        m["Properties"] for m in mappings if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == work_queue(prod)
+    ]
     assert props["FunctionName"] == {"Ref": function(prod, names.STEP_HANDLER)[0]}
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BatchSize"] == 10 and props["ScalingConfig"] == {"MaximumConcurrency": 10}
@@ -308,6 +323,31 @@ def test_the_worker_consumes_the_work_queue_in_batches_with_partial_failures_and
         "maxReceiveCount": names.WORK_MAX_RECEIVES,
     }
     assert queue["SqsManagedSseEnabled"] is True
+
+
+def test_the_sweep_function_does_the_daily_jobs_pieces_one_at_a_time_and_only_it_may_queue_them(prod: Synth) -> None:
+    mappings = prod.resources("AWS::Lambda::EventSourceMapping").values()
+    (props,) = [
+        m["Properties"] for m in mappings if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == jobs_queue(prod)
+    ]
+    sweep_key, sweep = function(prod, names.SWEEP_HANDLER)
+    assert props["FunctionName"] == {"Ref": sweep_key}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BatchSize"] == 1 and props["ScalingConfig"] == {"MaximumConcurrency": 2}
+    queue = prod.template["Resources"][jobs_queue(prod)]["Properties"]
+    assert queue["VisibilityTimeout"] == 6 * sweep["Properties"]["Timeout"] == names.JOBS_VISIBILITY_TIMEOUT
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dead_letter_queue(prod), "Arn"]},
+        "maxReceiveCount": names.JOBS_MAX_RECEIVES,
+    }
+    senders = {
+        role
+        for role in prod.resources("AWS::IAM::Role")
+        for statement in statements(prod, role)
+        if "sqs:SendMessage" in as_list(statement["Action"])
+        and f"${{{jobs_queue(prod)}.Arn}}" in {render(r) for r in as_list(statement["Resource"])}
+    }
+    assert senders == {function_role(prod, names.SWEEP_HANDLER)}
 
 
 @pytest.mark.parametrize("handler", ENGINE_HANDLERS)
@@ -355,7 +395,7 @@ def test_dead_letter_queue_is_encrypted_tls_only_and_keeps_14_days(prod: Synth) 
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     policies = prod.resources("AWS::SQS::QueuePolicy").values()
-    assert len(policies) == 2  # the dead-letter queue and the work queue: TLS only
+    assert len(policies) == 3  # the dead-letter, work and jobs queues: TLS only
     for policy in policies:
         (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert deny["Effect"] == "Deny"
@@ -539,6 +579,7 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         ("AWS/SES", "Reputation.BounceRate"),
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
+        ("nudge", "DailyContactErrors"),  # contacts the daily job's pieces failed on (ADR 0007)
         ("nudge", "MessagesUnknown"),  # the worker's sends whose outcome was never learnt (ADR 0007)
         ("nudge", "RunsRedriven"),  # stranded runs the repair job re-drove (ADR 0007)
     ]
@@ -562,7 +603,7 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
 
 def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
     assert [key for key in dev.resources("AWS::SNS::Topic") if key.startswith("Monitoring")] == []
-    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 24
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 25
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------------------

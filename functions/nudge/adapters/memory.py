@@ -9,6 +9,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import zlib
 from bisect import bisect_left, insort
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -62,6 +63,7 @@ class MemoryStore:
         self.consents: dict[str, list[ConsentRecord]] = defaultdict(list)
         self.counters: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.documents: dict[str, dict[str, Any]] = {}
+        self.job_log: dict[str, dict[str, dict[str, Any]]] = {}  # day -> piece key -> record
         # Per-contact indexes (insertion-ordered dicts as ordered sets), kept by every write below.
         self._slots: dict[str, dict[str, FlowSlot]] = {}  # contact -> flow id -> slot
         self._runs_of: dict[str, dict[str, None]] = {}  # contact -> run ids
@@ -208,6 +210,22 @@ class MemoryStore:
 
     def all_contacts(self) -> Iterator[Contact]:
         return iter(list(self.contacts.values()))
+
+    def contacts_segment(
+        self, segment: int, of: int, cursor: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[Contact, dict[str, Any] | None]]:
+        # Segments by a hash of the id, as DynamoDB's are by the partition key's; ids in order within one.
+        after = str((cursor or {}).get("after", ""))
+        ids = sorted(c for c in self.contacts if zlib.crc32(c.encode()) % of == segment and c > after)
+        for index, contact_id in enumerate(ids):
+            if (contact := self.contacts.get(contact_id)) is not None:
+                yield contact, {"after": contact_id} if index + 1 < len(ids) else None
+
+    def record_piece(self, day: str, key: str, record: Mapping[str, Any], at: datetime) -> None:
+        self.job_log.setdefault(day, {})[key] = json.loads(json.dumps(record))
+
+    def pieces_of(self, day: str) -> dict[str, dict[str, Any]]:
+        return json.loads(json.dumps(self.job_log.get(day, {})))
 
     def order_lines(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         for event_id, record in list(self.events.items()):
@@ -375,6 +393,20 @@ class MemoryQueue:
         while self.items and self.items[0][0] <= now:
             due.append(heapq.heappop(self.items)[2])
         return due
+
+
+class MemoryJobQueue:
+    """The daily job's queue: bodies in order (`take()` empties it)."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+
+    def put(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+        self.items.extend(json.loads(json.dumps(body)) for body in bodies)
+
+    def take(self) -> list[dict[str, Any]]:
+        taken, self.items = self.items, []
+        return taken
 
 
 @dataclass(frozen=True, slots=True)

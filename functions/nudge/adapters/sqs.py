@@ -1,9 +1,11 @@
-"""The WorkQueue port over SQS: the worker's queue, delays of up to 15 minutes included."""
+"""The WorkQueue and JobQueue ports over SQS: the worker's queue (delays of up to 15 minutes included) and
+the daily job's queue of pieces."""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -25,3 +27,25 @@ class SqsWorkQueue:
             MessageBody=json.dumps(work.as_payload(), separators=(",", ":")),
             DelaySeconds=seconds,
         )
+
+
+class SqsJobQueue:
+    def __init__(self, client: Any, queue_url: str) -> None:
+        self._client = client
+        self._queue_url = queue_url
+
+    def put(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+        """Ten per SendMessageBatch; raises if any entry failed (the caller's piece is retried: pieces are
+        safe to do twice, so entries that did go in are harmless duplicates)."""
+        for start in range(0, len(bodies), 10):
+            chunk = bodies[start : start + 10]
+            answer = self._client.send_message_batch(
+                QueueUrl=self._queue_url,
+                Entries=[
+                    {"Id": str(i), "MessageBody": json.dumps(body, separators=(",", ":"))}
+                    for i, body in enumerate(chunk)
+                ],
+            )
+            if failed := answer.get("Failed"):
+                reasons = sorted({f"{f.get('Code')}: {f.get('Message')}" for f in failed})
+                raise RuntimeError(f"{len(failed)} of {len(chunk)} pieces not queued ({'; '.join(reasons)})")

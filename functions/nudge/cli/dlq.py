@@ -1,10 +1,12 @@
 """`nudge dlq`: read the dead-letter queue and replay its work safely (docs/deploy.md, the runbook).
 
-The queue collects three kinds of records: nudge work that failed for over an hour on the work queue
-(a wake-up or a message due), wake-ups Scheduler could not deliver, and Lambda's failure records of
-asynchronous invocations (the daily job, feedback, inbound SMS). Work is replayed onto the work queue:
-every piece of it is idempotent (a stale wake-up, a message already sent, are recognised and left alone).
-Lambda failure records are reported, not replayed: their `requestPayload` says what to re-invoke.
+The queue collects four kinds of records: nudge work that failed for over an hour on the work queue
+(a wake-up or a message due), wake-ups Scheduler could not deliver, pieces of the daily job that failed
+three times on the jobs queue, and Lambda's failure records of asynchronous invocations (the daily job's
+plan, feedback, inbound SMS). Work is replayed onto the work queue and pieces onto the jobs queue: every
+one of them is idempotent (a stale wake-up, a message already sent, a contact already scored are
+recognised and left alone). Lambda failure records are reported, not replayed: their `requestPayload`
+says what to re-invoke.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ _WORK_KEYS = {"contact_id", "run_id", "seq"}
 class DeadLetter:
     receipt_handle: str
     body: str
-    kind: str  # work | lambda_failure | unknown
+    kind: str  # work | piece | lambda_failure | unknown
     work: dict[str, Any] | None = None
     detail: str = ""
 
@@ -40,6 +42,8 @@ def classify(body: str) -> tuple[str, dict[str, Any] | None, str]:
         return "unknown", None, "not JSON"
     if isinstance(parsed, dict) and parsed.keys() >= _WORK_KEYS:
         return "work", parsed, f"run {parsed['run_id']} wake-up {parsed['seq']}"
+    if isinstance(parsed, dict) and parsed.get("job") == "daily" and "piece" in parsed:
+        return "piece", parsed, f"daily job {parsed.get('day')}: {parsed['piece']} piece"
     if isinstance(parsed, dict) and "requestContext" in parsed and "requestPayload" in parsed:
         context = parsed["requestContext"]
         function = str(context.get("functionArn", "?")).rsplit(":", 1)[-1]
@@ -63,15 +67,28 @@ def read(sqs: Any, dlq_url: str, *, limit: int = 1000, visibility: int = 60) -> 
             yield DeadLetter(message["ReceiptHandle"], message["Body"], kind, work, detail)
 
 
-def redrive(sqs: Any, dlq_url: str, work_url: str, *, dry_run: bool = False, limit: int = 1000) -> RedriveReport:
-    """Send each piece of nudge work back to the work queue, then delete it from the DLQ (in that order)."""
+REPLAYABLE = ("work", "piece")
+
+
+def redrive(
+    sqs: Any,
+    dlq_url: str,
+    work_url: str,
+    jobs_url: str | None = None,
+    *,
+    dry_run: bool = False,
+    limit: int = 1000,
+) -> RedriveReport:
+    """Send each piece of nudge work back to its queue (wake-ups to the work queue, the daily job's pieces to
+    the jobs queue), then delete it from the DLQ (in that order)."""
     report = RedriveReport()
     for letter in read(sqs, dlq_url, limit=limit):
-        if letter.kind != "work" or dry_run:
+        target = {"work": work_url, "piece": jobs_url}.get(letter.kind)
+        if target is None or dry_run:
             report.kept.append(letter)
             continue
         # Sent before it is deleted: a crash in between leaves a duplicate, which the worker ignores.
-        sqs.send_message(QueueUrl=work_url, MessageBody=json.dumps(letter.work, separators=(",", ":")))
+        sqs.send_message(QueueUrl=target, MessageBody=json.dumps(letter.work, separators=(",", ":")))
         sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
         report.replayed += 1
     return report

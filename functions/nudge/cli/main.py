@@ -506,8 +506,11 @@ def chaos(
     last: Annotated[int | None, typer.Option(help="With --every-call: the last call to fail.")] = None,
     workers: Annotated[int, typer.Option(help="Plays run in this many processes.")] = os.cpu_count() or 1,
     daily_job: Annotated[bool, typer.Option(help="Run the daily job each morning (and fault it too).")] = True,
+    story: Annotated[
+        str, typer.Option(help="demo (welcome, cart, post-purchase, an imported history) or library (ten more flows).")
+    ] = "demo",
 ) -> None:
-    """Play the demo story on moto with faults at every AWS call; exit 1 if any message was lost or doubled."""
+    """Play a story on moto with faults at every AWS call; exit 1 if any message was lost or doubled."""
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "CRITICAL")  # thousands of plays: their warnings are expected
     _quiet_lambda_logs()
     from rich.progress import Progress
@@ -516,9 +519,12 @@ def chaos(
 
     if every_call == (rate is not None):
         raise typer.BadParameter("give exactly one of --every-call and --random RATE")
-    clean = harness.clean_play(daily_job=daily_job)
+    if story not in harness.STORIES:
+        raise typer.BadParameter(f"--story must be one of {', '.join(harness.STORIES)}")
+    clean = harness.clean_play(daily_job=daily_job, story=story)
     console.print(
-        f"clean play: {clean.calls} AWS calls, {sum(clean.delivered.values())} messages delivered, "
+        f"clean play of the {story} story: {clean.calls} AWS calls, "
+        f"{sum(clean.delivered.values())} messages delivered, "
         f"{len(clean.stranded)} runs stranded"
     )
     specs = harness.every_call_specs(clean, first, last) if every_call else harness.random_specs(rate or 0.0, seeds)
@@ -529,6 +535,7 @@ def chaos(
                 specs,
                 clean,
                 daily_job=daily_job,
+                story=story,
                 workers=workers,
                 progress=lambda done, _: bar.update(task, completed=done),
             )
@@ -538,7 +545,7 @@ def chaos(
             if done == total or done % max(1, total // 20) == 0:
                 print(f"chaos: {done}/{total} plays", flush=True)
 
-        result = harness.sweep(specs, clean, daily_job=daily_job, workers=workers, progress=report)
+        result = harness.sweep(specs, clean, daily_job=daily_job, story=story, workers=workers, progress=report)
     for label, verdict in result.failures:
         console.print(f"[red]wrong[/] {label}: {verdict}")
     console.print(f"work in the dead-letter queue at the end: {result.dlq}")
@@ -551,34 +558,38 @@ dlq_app = typer.Typer(help="The dead-letter queue: see what failed for long, rep
 app.add_typer(dlq_app, name="dlq")
 
 
-def _queues(stage: str, dlq_url: str | None, work_url: str | None) -> tuple[Any, str, str]:
+def _queues(stage: str, dlq_url: str | None, work_url: str | None, jobs_url: str | None) -> tuple[Any, str, str, str]:
     import boto3
 
     sqs = boto3.client("sqs")
     dlq = dlq_url or sqs.get_queue_url(QueueName=f"nudge-{stage}-step-dlq")["QueueUrl"]
     work = work_url or sqs.get_queue_url(QueueName=f"nudge-{stage}-work")["QueueUrl"]
-    return sqs, dlq, work
+    jobs = jobs_url or sqs.get_queue_url(QueueName=f"nudge-{stage}-jobs")["QueueUrl"]
+    return sqs, dlq, work, jobs
 
 
 @dlq_app.command("redrive")
 def dlq_redrive(
-    stage: Annotated[str, typer.Option(help="The deployed stage (queues nudge-<stage>-step-dlq and -work).")] = "dev",
+    stage: Annotated[
+        str, typer.Option(help="The deployed stage (queues nudge-<stage>-step-dlq, -work and -jobs).")
+    ] = "dev",
     dry_run: Annotated[bool, typer.Option(help="Only list what would be replayed.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many dead letters.")] = 1000,
     dlq_url: Annotated[str | None, typer.Option(help="The dead-letter queue's URL (default: by stage).")] = None,
     work_url: Annotated[str | None, typer.Option(help="The work queue's URL (default: by stage).")] = None,
+    jobs_url: Annotated[str | None, typer.Option(help="The daily job's queue URL (default: by stage).")] = None,
 ) -> None:
-    """Replay the nudge work in the dead-letter queue onto the work queue; list what cannot be replayed."""
-    from nudge.cli.dlq import redrive
+    """Replay the nudge work in the dead-letter queue onto its queue; list what cannot be replayed."""
+    from nudge.cli.dlq import REPLAYABLE, redrive
 
-    sqs, dlq, work = _queues(stage, dlq_url, work_url)
-    report = redrive(sqs, dlq, work, dry_run=dry_run, limit=limit)
+    sqs, dlq, work, jobs = _queues(stage, dlq_url, work_url, jobs_url)
+    report = redrive(sqs, dlq, work, jobs, dry_run=dry_run, limit=limit)
     for letter in report.kept:
         console.print(f"kept   {letter.kind:<15} {letter.detail}")
     verb = "would replay" if dry_run else "replayed"
     console.print(
-        f"{verb} {report.replayed if not dry_run else sum(k.kind == 'work' for k in report.kept)}; "
-        f"kept {sum(k.kind != 'work' for k in report.kept)} (not nudge work: see each line)"
+        f"{verb} {report.replayed if not dry_run else sum(k.kind in REPLAYABLE for k in report.kept)}; "
+        f"kept {sum(k.kind not in REPLAYABLE for k in report.kept)} (not nudge work: see each line)"
     )
 
 

@@ -22,6 +22,7 @@ from nudge.services.runs import AdvanceOutcome
 SENT, SKIPPED, FAILED = "MessagesSent", "MessagesSkipped", "MessagesFailed"
 UNKNOWN = "MessagesUnknown"  # send outcome never learnt (ADR 0007): alarmed
 REDRIVEN = "RunsRedriven"  # stranded runs the repair job found and re-drove (ADR 0007): alarmed
+DAILY_ERRORS = "DailyContactErrors"  # contacts the daily job's pieces failed on (service-wide only): alarmed
 TOTALLED = (UNKNOWN, REDRIVEN)  # also published as one total over all flows, which an alarm can name
 TOTAL_DIMENSION = "service"
 STARTED, EXITED, CONVERTED = "RunsStarted", "RunsEnded", "Conversions"
@@ -40,6 +41,8 @@ FlowCounts = defaultdict[str, Counter[str]]
 # What this invocation did, per flow: filled by the ingest service's observer and the handlers, published
 # once at the end of the invocation by `published`.
 _pending: FlowCounts = defaultdict(Counter)
+# Counts that belong to no flow, published only as service-wide totals.
+_service: Counter[str] = Counter()
 
 
 def record_ingest(outcome: IngestOutcome) -> None:
@@ -65,6 +68,10 @@ def record_repair(flow_ids: list[str]) -> None:
         _pending[flow][REDRIVEN] += 1
 
 
+def record_daily_piece(errors: int) -> None:
+    _service[DAILY_ERRORS] += errors
+
+
 def record_feedback(flow_id: str, kind: FeedbackKind) -> None:
     _pending[flow_id][FEEDBACK[kind]] += 1
 
@@ -79,17 +86,19 @@ def published(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any) -> Any:
         _pending.clear()
+        _service.clear()
         try:
             return handler(event, context)
         finally:
-            publish(_pending)
+            publish(_pending, _service)
             _pending.clear()
+            _service.clear()
 
     return wrapper
 
 
-def publish(counts: FlowCounts) -> None:
-    """Print one EMF document per flow (CloudWatch Logs turns them into metrics)."""
+def publish(counts: FlowCounts, service: Counter[str] | None = None) -> None:
+    """Print one EMF document per flow, then one of totals (CloudWatch Logs turns them into metrics)."""
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", names.SERVICE)
     for flow, values in sorted(counts.items()):
         if not any(values.values()):
@@ -101,6 +110,7 @@ def publish(counts: FlowCounts) -> None:
                 metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
         metrics.flush_metrics()
     totals = {name: sum(values[name] for values in counts.values()) for name in TOTALLED}
+    totals.update(service or {})
     if any(totals.values()):
         # Also as one total an alarm can name (alarms cannot SEARCH across the flows): ADR 0007.
         total = EphemeralMetrics(namespace=namespace)

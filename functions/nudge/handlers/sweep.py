@@ -1,28 +1,72 @@
-"""EventBridge Scheduler target for the recurring jobs: the daily job (segment reviews, RFM scores and
-co-purchases, services/daily.py) and, every 15 minutes, the repair job (`{"job": "repair"}`, ADR 0007)."""
+"""The recurring jobs' function (ADR 0007).
+
+- Invoked by the daily schedule (04:00 UTC): plans the daily job, putting its first pieces on the jobs
+  queue (services/daily.py). It does nothing else itself, so a retried invocation only plans again.
+- Fed by the jobs queue (an SQS event-source mapping, one record per invocation): does one piece until
+  shortly before the invocation's end, then puts what follows (a continuation, the scoring pieces) on the
+  queue. A piece that raises comes back after the visibility timeout, and after three receives goes to
+  the dead-letter queue (`nudge dlq redrive --queue jobs`).
+- Invoked every 15 minutes with `{"job": "repair"}`: re-drives active runs whose wake-up is overdue.
+"""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
 from nudge.handlers import flow_metrics
+from nudge.services.daily import BadPiece, Piece
+from nudge.settings import SettingsError
 
 logger = Logger(service=names.SERVICE)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+# Kept back from the invocation's end: the contact in hand, the piece's record and its continuation.
+DEADLINE_MARGIN = timedelta(seconds=60)
+
+
+def _jobs() -> Any:
+    jobs = wiring.current().jobs
+    if jobs is None:
+        raise SettingsError(f"{names.ENV_JOBS_QUEUE_URL} is not set: the daily job needs its queue")
+    return jobs
+
+
+def _piece(record: SQSRecord, context: LambdaContext) -> dict[str, Any]:
+    try:
+        piece = Piece.parse(json.loads(record.body))
+    except ValueError as exc:  # not JSON, or not a piece (BadPiece)
+        raise BadPiece(str(exc)) from exc
+    container = wiring.current()
+    remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
+    done = container.daily.work(piece, container.clock.now() + remaining - DEADLINE_MARGIN)
+    if done.follow:
+        _jobs().put([follow.as_payload() for follow in done.follow])
+    flow_metrics.record_daily_piece(done.errors)
+    return {"key": piece.key, "day": piece.day, **done.record(), "follow": [p.key for p in done.follow]}
 
 
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if isinstance(event, dict) and "Records" in event:
+        with processor(records=event["Records"], handler=lambda record: _piece(record, context)):
+            results = processor.process()
+        outcomes = [result if status == "success" else {"error": result} for status, result, _ in results]
+        return {**processor.response(), "outcomes": outcomes}
     if isinstance(event, dict) and event.get("job") == "repair":
         repaired = wiring.current().runs.repair()
         flow_metrics.record_repair(repaired.redriven)
         logger.info("repair job done", extra={"overdue": repaired.overdue, "redriven": len(repaired.redriven)})
         return {"overdue": repaired.overdue, "redriven": len(repaired.redriven)}
-    done = wiring.current().daily.run()
-    result = done.as_dict()
-    logger.info("daily job done", extra=result)
-    return result
+    pieces = wiring.current().daily.plan()
+    _jobs().put([piece.as_payload() for piece in pieces])
+    planned = {"day": pieces[0].day, "planned": [piece.key for piece in pieces]}
+    logger.info("daily job planned", extra=planned)
+    return planned

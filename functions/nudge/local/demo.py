@@ -118,7 +118,8 @@ class DemoResult:
     wake_ups: int
     report: Report | None = None
     imported: ImportReport | None = None
-    daily_runs: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)  # the sweep handler's results
+    # What each day's daily job did, added up from its pieces' log (DailyOutcome.as_dict)
+    daily_runs: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
     contacts: list[ContactLine] = field(default_factory=list)  # every contact at the end: stage, RFM, spend
     recommended: dict[str, list[str]] = field(default_factory=dict)  # review request recipient -> products shown
 
@@ -180,11 +181,11 @@ def run_demo(
         imported = import_history(stack)
         if on_import:
             on_import(imported)
-        daily_runs: list[tuple[datetime, dict[str, Any]]] = []
+        planned: list[tuple[datetime, str]] = []  # the daily job's days; its pieces run off the jobs queue
 
         def fired(due: DueSchedule, result: Any) -> None:
             if due.name == names.DAILY_SCHEDULE:
-                daily_runs.append((due.at, result))
+                planned.append((due.at, result["day"]))
 
         def advance_to(moment: datetime) -> None:
             """Pump schedules up to `moment`: run wake-ups, and the daily job at 04:00 UTC."""
@@ -204,6 +205,7 @@ def run_demo(
             if on_progress:
                 on_progress(day)
         requests = Counter(stack.requests.counts)  # before reading the timeline back, which scans
+        daily_runs = [(at, stack.container.daily.status(day).as_dict()) for at, day in planned]
         timeline = read_timeline(stack)
         per_flow = Counter(row.flow for row in timeline)
         return DemoResult(

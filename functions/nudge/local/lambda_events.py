@@ -27,8 +27,8 @@ class FakeLambdaContext:
         return self.timeout_ms
 
     @classmethod
-    def fresh(cls, function_name: str) -> FakeLambdaContext:
-        return cls(function_name=function_name, aws_request_id=str(uuid.uuid4()))
+    def fresh(cls, function_name: str, timeout_ms: int = 60_000) -> FakeLambdaContext:
+        return cls(function_name=function_name, aws_request_id=str(uuid.uuid4()), timeout_ms=timeout_ms)
 
 
 def api_gateway_event(

@@ -62,7 +62,8 @@ class MotoStack:
     signing_key: str
     requests: RequestCounter
     pump: SchedulePump
-    queue: QueuePump
+    queue: QueuePump  # the work queue, drained by the worker
+    jobs: QueuePump  # the daily job's pieces, drained by the sweep function
     _mock: Any
     webhook_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -116,7 +117,7 @@ class MotoStack:
         if arn == SWEEP_FUNCTION_ARN:
             from nudge.handlers import sweep
 
-            result: dict[str, Any] = sweep.handler(payload, FakeLambdaContext.fresh("nudge-sweep"))
+            result: dict[str, Any] = sweep.handler(payload, _sweep_context())
             return result
         if arn != self.settings.work_queue_arn:
             raise ValueError(f"no local target behind {arn}")
@@ -215,6 +216,18 @@ def _botocore_session() -> Any:
 
 SWEEP_FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-sweep"
 WORK_QUEUE = "nudge-work"
+JOBS_QUEUE = "nudge-jobs"
+
+
+def _sweep_context() -> FakeLambdaContext:
+    return FakeLambdaContext.fresh("nudge-sweep", timeout_ms=names.SWEEP_TIMEOUT * 1000)
+
+
+def _invoke_sweep(event: dict[str, Any]) -> dict[str, Any]:
+    from nudge.handlers import sweep
+
+    result: dict[str, Any] = sweep.handler(event, _sweep_context())
+    return result
 
 
 def _invoke_worker(event: dict[str, Any]) -> dict[str, Any]:
@@ -333,15 +346,16 @@ def start_moto_stack(
     sqs = session.client("sqs")
     dlq_url = sqs.create_queue(QueueName="nudge-scheduler-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    # The worker's queue, as infra/constructs/scheduling.py makes it: redrive to the same DLQ.
-    work_url = sqs.create_queue(
-        QueueName=WORK_QUEUE,
-        Attributes={
-            "VisibilityTimeout": str(names.WORK_VISIBILITY_TIMEOUT),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": names.WORK_MAX_RECEIVES}),
-        },
-    )["QueueUrl"]
-    work_arn = sqs.get_queue_attributes(QueueUrl=work_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    def queue(name: str, visibility: int, max_receives: int) -> tuple[str, str]:
+        """(URL, ARN) of a queue as infra/constructs/scheduling.py makes it: redrive to the same DLQ."""
+        redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}
+        attributes = {"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
+        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    work_url, work_arn = queue(WORK_QUEUE, names.WORK_VISIBILITY_TIMEOUT, names.WORK_MAX_RECEIVES)
+    jobs_url, jobs_arn = queue(JOBS_QUEUE, names.JOBS_VISIBILITY_TIMEOUT, names.JOBS_MAX_RECEIVES)
     scheduler_client = session.client("scheduler")
     scheduler_client.create_schedule_group(Name=names.SCHEDULE_GROUP)
     session.client("sesv2").create_email_identity(EmailIdentity=FROM_ADDRESS.partition("@")[2])
@@ -363,6 +377,7 @@ def start_moto_stack(
     settings = Settings(
         work_queue_url=work_url,
         work_queue_arn=work_arn,
+        jobs_queue_url=jobs_url,
         scheduler_role_arn=f"arn:aws:iam::{ACCOUNT}:role/nudge-scheduler",
         scheduler_dlq_arn=dlq_arn,
         from_address=FROM_ADDRESS,
@@ -402,6 +417,7 @@ def start_moto_stack(
         requests=counter,
         pump=None,  # type: ignore[arg-type]
         queue=None,  # type: ignore[arg-type]
+        jobs=None,  # type: ignore[arg-type]
         _mock=mock,
         webhook_secrets=webhook_secrets,
     )
@@ -417,7 +433,18 @@ def start_moto_stack(
         _invoke_worker,
         visibility_timeout=names.WORK_VISIBILITY_TIMEOUT,
     )
-    stack.pump = SchedulePump(pump_client, settings.schedule_group, clock, stack.fire_target, stack.queue)
+    stack.jobs = QueuePump(
+        boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("sqs"),
+        jobs_url,
+        jobs_arn,
+        lambda: sqs_backends[ACCOUNT][REGION].queues[JOBS_QUEUE],
+        _invoke_sweep,
+        visibility_timeout=names.JOBS_VISIBILITY_TIMEOUT,
+        batch_size=1,
+    )
+    stack.pump = SchedulePump(
+        pump_client, settings.schedule_group, clock, stack.fire_target, stack.queue, jobs=stack.jobs
+    )
     if daily_job:
         pump_client.create_schedule(
             Name=names.DAILY_SCHEDULE,

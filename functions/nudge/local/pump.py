@@ -4,7 +4,8 @@ The pump reads the schedule group through the real Scheduler API (on moto), deli
 to its target — the work queue, as Scheduler's SQS target would, or a function — and then deletes a
 one-time `at(...)` schedule, as ActionAfterCompletion=DELETE does, or lines up the next day of a daily
 `cron(M H * * ? *)` one. The queue pump plays Lambda's SQS event-source mapping: it receives up to ten
-visible messages, invokes the worker with them, deletes what succeeded and leaves the rest to come back
+visible messages (one, for the daily job's pieces), invokes the worker (or the sweep function) with them,
+deletes what succeeded and leaves the rest to come back
 after the visibility timeout (and to the dead-letter queue after maxReceiveCount), on the virtual clock.
 """
 
@@ -130,12 +131,15 @@ class SchedulePump:
         clock: MovableClock,
         invoke: Callable[[str, dict[str, Any]], Any],
         queue: QueuePump | None = None,
+        *,
+        jobs: QueuePump | None = None,
     ) -> None:
         self._client = client
         self._group = group
         self._clock = clock
         self._invoke = invoke
         self._queue = queue
+        self._queues = [q for q in (queue, jobs) if q is not None]
         self._known: dict[str, DueSchedule] = {}
         self.fired = 0
 
@@ -171,8 +175,8 @@ class SchedulePump:
         while True:
             pending = self.pending()
             next_schedule = pending[0].at if pending else None
-            next_work = self._queue.next_due() if self._queue is not None else None
-            moments = [m for m in (next_schedule, next_work) if m is not None]
+            next_work = [due for queue in self._queues if (due := queue.next_due()) is not None]
+            moments = [m for m in (next_schedule, *next_work) if m is not None]
             if not moments or min(moments) > end:
                 break
             moment = min(moments)
@@ -190,8 +194,8 @@ class SchedulePump:
                     fired += 1
                     if on_fire:
                         on_fire(due, result)
-            if self._queue is not None:
-                self._queue.drain()
+            for queue in self._queues:  # the jobs' pieces queue work, which the next round drains
+                queue.drain()
         if end > self._clock.now():
             self._clock.set(end)
         self.fired += fired

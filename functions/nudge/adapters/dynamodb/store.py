@@ -54,6 +54,8 @@ COUNTED = tuple(
 CONTACT_WRITE_ATTEMPTS = 5
 _FEEDBACK_KINDS = tuple(FeedbackKind)
 DOC_PK = "DOC"
+JOB_PK_PREFIX = "JOB#"  # the daily job's log: JOB#<day>, one item per piece
+JOB_LOG_KEPT = timedelta(days=35)
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -454,6 +456,20 @@ class DynamoStore:
         for item in self.models.contacts.scan():
             yield self._contact_from(item)
 
+    def contacts_segment(
+        self, segment: int, of: int, cursor: Mapping[str, Any] | None = None
+    ) -> Iterator[tuple[Contact, dict[str, Any] | None]]:
+        # A parallel Scan's segment; the cursor is DynamoDB's own key of the last item read.
+        found = self.models.contacts.scan(
+            segment=segment, total_segments=of, last_evaluated_key=dict(cursor) if cursor else None
+        )
+        item = next(found, None)
+        while item is not None:
+            cursor = found.last_evaluated_key  # after this item; None below if it was the segment's last
+            following = next(found, None)
+            yield self._contact_from(item), cursor if following is not None else None
+            item = following
+
     def order_lines(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         events = self.models.events
         for item in events.scan(events.type == ORDER_PLACED):
@@ -469,6 +485,14 @@ class DynamoStore:
 
     def put_document(self, name: str, document: Mapping[str, Any], at: datetime) -> None:
         self.models.counters(pk=DOC_PK, sk=name, document=dict(document), updated_at=at).save()
+
+    def record_piece(self, day: str, key: str, record: Mapping[str, Any], at: datetime) -> None:
+        self.models.counters(
+            pk=f"{JOB_PK_PREFIX}{day}", sk=key, document=dict(record), updated_at=at, expires_at=at + JOB_LOG_KEPT
+        ).save()
+
+    def pieces_of(self, day: str) -> dict[str, dict[str, Any]]:
+        return {item.sk: dict(item.document or {}) for item in self.models.counters.query(f"{JOB_PK_PREFIX}{day}")}
 
     # reports (CLI only) ----------------------------------------------------------------------------------
 
