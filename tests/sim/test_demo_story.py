@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from nudge.local.demo import run_demo
+import pytest
+
+from nudge.local.demo import DemoResult, run_demo
+
+pytestmark = pytest.mark.xdist_group("demo")  # one worker plays the demo once for the module
 
 EXPECTED = [
     ("Mon 11-02 09:00", "alice@example.com", "welcome", "welcome_email", "email", "Welcome, Alice!"),
@@ -78,8 +82,14 @@ EXPECTED = [
 ]
 
 
-def test_the_demo_story_sends_exactly_these_messages_at_these_times() -> None:
-    result = run_demo()
+@pytest.fixture(scope="module")
+def demo() -> DemoResult:
+    """One play of the demo (about 6 s on moto) that every test here reads: the play itself changes nothing."""
+    return run_demo()
+
+
+def test_the_demo_story_sends_exactly_these_messages_at_these_times(demo: DemoResult) -> None:
+    result = demo
 
     timeline = [(f"{r.at:%a %m-%d %H:%M}", r.contact, r.flow, r.step, r.channel, r.text) for r in result.timeline]
     assert timeline == EXPECTED
@@ -100,8 +110,8 @@ def test_the_demo_story_sends_exactly_these_messages_at_these_times() -> None:
     assert result.wake_ups == 15
 
 
-def test_the_demo_imports_history_and_runs_the_daily_job_every_morning() -> None:
-    result = run_demo()
+def test_the_demo_imports_history_and_runs_the_daily_job_every_morning(demo: DemoResult) -> None:
+    result = demo
 
     assert result.imported is not None and (result.imported.orders_imported, len(result.imported.contacts)) == (8, 5)
     assert [f"{at:%m-%d %H:%M}" for at, _ in result.daily_runs] == [f"11-{d:02d} 04:00" for d in range(3, 24)]
@@ -126,8 +136,8 @@ def test_the_demo_imports_history_and_runs_the_daily_job_every_morning() -> None
     assert result.recommended == {"carol@example.com": ["Coffee beans", "Paper filters (100)", "Linen apron"]}
 
 
-def test_the_demo_report_credits_carols_order_to_her_cart_reminder() -> None:
-    report = run_demo().report
+def test_the_demo_report_credits_carols_order_to_her_cart_reminder(demo: DemoResult) -> None:
+    report = demo.report
     assert report is not None
 
     flows = {r.flow_id: (r.entered, r.converted, r.sent, r.orders, r.revenue) for r in report.flows}

@@ -26,6 +26,10 @@ _SERVER = {
     "ServiceUnavailable",
     "ServiceUnavailableException",
 }
+# SES v2: the account's (or configuration set's) sending is paused, or the account suspended, usually for
+# its bounce or complaint rate. Nothing is wrong with the message: it waits, every send holds an hour at a
+# time, and goes out when the operator has sending resumed (docs/deploy.md). Failing it would lose it.
+_PAUSED = {"SendingPausedException", "AccountSuspendedException"}
 QUOTA_WAIT = timedelta(hours=1)
 
 
@@ -37,6 +41,8 @@ def classify(exc: Exception, provider: str, permanent: set[str]) -> Exception:
         text = f"{provider} {code}: {message}"
         if "quota" in message.lower() and "exceeded" in message.lower():
             # SES's 24-hour quota: nothing more goes out until it rolls over; look again in an hour.
+            return TransientSendError(text, retry_after=QUOTA_WAIT, throttled=True)
+        if code in _PAUSED:
             return TransientSendError(text, retry_after=QUOTA_WAIT, throttled=True)
         if code in _THROTTLED or code == "LimitExceededException":
             return TransientSendError(text, throttled=True)

@@ -9,12 +9,11 @@ from nudge.adapters.mime import build_mime
 from nudge.adapters.provider_errors import classify
 from nudge.ports import OutgoingEmail
 
-# SES v2 errors that retrying the same request cannot fix.
+# SES v2 errors that retrying the same request cannot fix. (A paused or suspended account is not one: the
+# message waits for sending to resume, provider_errors.py.)
 _PERMANENT = {
     "MessageRejected",
     "MailFromDomainNotVerifiedException",
-    "AccountSuspendedException",
-    "SendingPausedException",
     "BadRequestException",
     "NotFoundException",
 }
