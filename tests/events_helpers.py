@@ -14,13 +14,15 @@ def recorded(name: str) -> dict[str, Any]:
     return data
 
 
-def ses_event(name: str, provider_id: str) -> dict[str, Any]:
-    """An SNS-wrapped SES event from tests/events, about the message SES accepted as provider_id."""
+def ses_event(name: str, provider_id: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """An SNS-wrapped SES event from tests/events, about the message SES accepted as provider_id (with these
+    extra headers in `mail.headers`, as SES event publishing lists every header of the mail)."""
     event = copy.deepcopy(recorded(name))
     for record in event["Records"]:
         body = json.loads(record["Sns"]["Message"])
         body["mail"]["messageId"] = provider_id
         body["mail"]["commonHeaders"]["messageId"] = provider_id
+        body["mail"].setdefault("headers", []).extend({"name": k, "value": v} for k, v in (headers or {}).items())
         record["Sns"]["Message"] = json.dumps(body)
     return event
 

@@ -107,6 +107,7 @@ BUNDLED_SEGMENTS_DIR: Final = "/var/task/segments"
 
 # HTTP header carrying the request signature: "t=<unix seconds>,v1=<hex HMAC-SHA256>".
 MESSAGE_HEADER: Final = "X-Nudge-Message-Id"  # on every email: which message record it is
+CONTACT_HEADER: Final = "X-Nudge-Contact-Id"  # and whose (the record's key: SES events carry both back)
 SIGNATURE_HEADER: Final = "X-Nudge-Signature"
 
 # Storefront webhook headers (API Gateway hands them over as sent; handlers look them up case-insensitively).

@@ -132,6 +132,27 @@ def test_other_feedback_for_a_message_not_found_yet_is_retried_then_dropped(moto
     assert moto_stack.scan_all_tables()["nudge-suppressions"] == []
 
 
+def test_a_send_of_unknown_outcome_that_ses_reports_delivered_is_reconciled_as_sent(moto_stack: MotoStack) -> None:
+    # Given a reminder whose SendEmail response was lost: recorded UNKNOWN, no provider id (ADR 0007)
+    contact_id, first = start_cart_and_send_first_reminder(moto_stack)
+    store = moto_stack.container.store
+    store.settle_message(first, MessageStatus.UNKNOWN, reason="lost response", sent_at=first.sent_at)
+    raw = moto_stack.sent_emails()[0].raw_data
+    assert f"X-Nudge-Contact-Id: {contact_id}" in raw and f"X-Nudge-Message-Id: {first.message_id}" in raw
+    headers = {"X-Nudge-Message-Id": first.message_id, "X-Nudge-Contact-Id": contact_id}
+
+    # When SES's Delivery event for it arrives (its headers name our record; the provider id is new to us)
+    outcome = feedback.handler(
+        ses_event("ses_delivery", "0100017e-lost-response", headers), FakeLambdaContext.fresh("nudge-feedback")
+    )
+
+    # Then it went out after all: SENT, with SES's id, and its delivery counted
+    assert outcome == {"recorded": 1}
+    reconciled = messages(moto_stack, contact_id)["reminder_1"]
+    assert (reconciled.status, reconciled.provider_id) == (MessageStatus.SENT, "0100017e-lost-response")
+    assert reconciled.sent_at == first.sent_at and "delivery" in reconciled.feedback
+
+
 def test_a_record_that_is_not_an_ses_event_is_skipped(moto_stack: MotoStack) -> None:
     event = ses_event("ses_delivery", "x")
     event["Records"][0]["Sns"]["Message"] = '{"eventType": "Subscription"}'

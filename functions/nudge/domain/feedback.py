@@ -28,6 +28,8 @@ class DeliveryFeedback:
     permanent: bool = False  # a bounce the provider will not retry (the mailbox does not exist)
     detail: str | None = None
     machine: bool = False  # an open no person made (Apple Mail Privacy Protection fetched the pixel)
+    # (contact id, message id) from the mail's X-Nudge-* headers, when the event carries them (SES's do)
+    message_key: tuple[str, str] | None = None
 
 
 # Apple Mail Privacy Protection loads every image through Apple's proxy soon after delivery, read or not,

@@ -65,7 +65,17 @@ def parse_ses_event(body: dict[str, Any]) -> DeliveryFeedback:
         permanent=kind is FeedbackKind.BOUNCE and detail.get("bounceType") == "Permanent",
         detail=description or detail.get("link"),
         machine=kind is FeedbackKind.OPEN and is_machine_open(detail.get("userAgent")),
+        message_key=_message_key(mail),
     )
+
+
+def _message_key(mail: dict[str, Any]) -> tuple[str, str] | None:
+    """The message record the mail's X-Nudge-* headers name (SES event publishing includes the headers)."""
+    headers = {str(h.get("name", "")).lower(): h.get("value") for h in mail.get("headers") or () if isinstance(h, dict)}
+    contact_id, message_id = headers.get(names.CONTACT_HEADER.lower()), headers.get(names.MESSAGE_HEADER.lower())
+    if isinstance(contact_id, str) and isinstance(message_id, str) and contact_id and message_id:
+        return contact_id, message_id
+    return None
 
 
 def unsubscribe_token(body: dict[str, Any]) -> str:

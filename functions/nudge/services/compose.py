@@ -19,7 +19,7 @@ from nudge.domain import links
 from nudge.domain.flows import EmailStep
 from nudge.domain.model import Category, Message
 from nudge.domain.unsubscribe import make_token
-from nudge.names import MESSAGE_HEADER
+from nudge.names import CONTACT_HEADER, MESSAGE_HEADER
 from nudge.ports import OutgoingEmail, PermanentSendError
 from nudge.templating import FOOTER_HTML, FOOTER_MARK, FOOTER_TEXT, TemplateRenderer, inline_css
 
@@ -68,9 +68,11 @@ class EmailComposer:
         postal_address = policy.postal_address or self._renderer.brand.postal_address or None
         headers = {
             "Message-ID": make_msgid(domain=self._from.rpartition("@")[2] or None),
-            # Our own id survives SES (which replaces Message-ID): SES's send events and any reconciliation
-            # of an UNKNOWN send can name the message (ADR 0007). Opaque: a hash of run, wake-up and step.
+            # Our own ids survive SES (which replaces Message-ID): its events carry them back, so feedback
+            # finds the record before the provider-id index shows it, and reconciles an UNKNOWN send (ADR
+            # 0007). Opaque: a hash of run, wake-up and step, and the contact's id.
             MESSAGE_HEADER: message.message_id,
+            CONTACT_HEADER: message.contact_id,
         }
         unsubscribe_url = None
         if message.category is Category.MARKETING:

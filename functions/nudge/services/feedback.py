@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
-from nudge.domain.model import Channel, ContactPatch, Event
+from nudge.domain.model import Channel, ContactPatch, Event, Message, MessageStatus
 from nudge.domain.suppression import Suppression, address_key
 from nudge.ports import Clock, Store
 from nudge.services.consent import set_email_marketing
@@ -23,6 +23,7 @@ class FeedbackOutcome:
     status: str  # recorded | duplicate | unknown_message
     suppressed: tuple[str, ...] = ()  # the suppression reasons applied
     flow_id: str | None = None  # the flow of the message it was about
+    reconciled: bool = False  # the message was UNKNOWN: this event proves it went out, so it is SENT now
 
 
 # The by-provider-id index is eventually consistent (usually under a second); feedback for a message it
@@ -44,6 +45,12 @@ class FeedbackService:
 
     def record(self, feedback: DeliveryFeedback) -> FeedbackOutcome:
         message = self._store.message_by_provider_id(feedback.provider_id)
+        reconciled = False
+        if message is None and feedback.message_key is not None:
+            # Named by our headers: found even before the provider-id index shows it, or never had an id.
+            message = self._store.get_message(*feedback.message_key)
+            if message is not None and message.status is MessageStatus.UNKNOWN:
+                message, reconciled = self._reconcile(message, feedback), True
         if message is None:
             return self._unknown_message(feedback)
         first = self._store.record_feedback(message, feedback.kind, feedback.at)
@@ -82,7 +89,20 @@ class FeedbackService:
             # Withdrawing consent writes the consent record (source "complaint") too.
             set_email_marketing(self._store, message.contact_id, False, "complaint", self._clock.now())
             applied.append(Suppression.COMPLAINT.value)
-        return FeedbackOutcome("recorded" if first else "duplicate", tuple(applied), message.flow_id)
+        status = "recorded" if first else "duplicate"
+        return FeedbackOutcome(status, tuple(applied), message.flow_id, reconciled=reconciled)
+
+    def _reconcile(self, message: Message, feedback: DeliveryFeedback) -> Message:
+        """An UNKNOWN send SES has an event for did go out: SENT, with its provider id (ADR 0007)."""
+        settled = self._store.settle_message(
+            message,
+            MessageStatus.SENT,
+            provider_id=feedback.provider_id,
+            sent_at=message.sent_at,
+            only_from=MessageStatus.UNKNOWN,
+        )
+        log.info("unknown send reconciled", extra={"message_id": message.message_id, "kind": feedback.kind.value})
+        return settled or self._store.get_message(message.contact_id, message.message_id) or message
 
     def _unknown_message(self, feedback: DeliveryFeedback) -> FeedbackOutcome:
         """No record for this provider id: a bounce or complaint still blocks the address the event names."""

@@ -435,7 +435,9 @@ class RunService:
         reason: str,
         only_from: MessageStatus = MessageStatus.PENDING,
     ) -> None:
-        if self._store.settle_message(message, status, reason=reason, only_from=only_from) is None:
+        # An unknown send keeps its time: it may have gone out, so smart sending and caps still count it.
+        sent_at = message.sent_at if status is MessageStatus.UNKNOWN else None
+        if self._store.settle_message(message, status, reason=reason, sent_at=sent_at, only_from=only_from) is None:
             return  # it moved on meanwhile (another invocation settled it)
         if status is MessageStatus.SKIPPED:
             outcome.skipped.append((message.step_id, reason))
