@@ -351,7 +351,12 @@ class PendingSignups(Protocol):
 class ContactRefs(Protocol):
     """Outside identifiers (a Shopify order, a Segment anonymousId) that lead to a contact."""
 
-    def link(self, ref: str, contact_id: str, now: datetime) -> None: ...
+    def link(self, ref: str, contact_id: str, now: datetime, *, claimant: str | None = None) -> None: ...
+
+    def claim(self, ref: str, contact_id: str, claimant: str, now: datetime) -> str | None:
+        """Link the ref to the contact, atomically, if no one holds it or `claimant` (an event id) already
+        does; None if it now leads to the contact for this claimant, else the contact it leads to."""
+        ...
 
     def resolve(self, ref: str) -> str | None: ...
 

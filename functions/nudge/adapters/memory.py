@@ -487,9 +487,17 @@ class MemoryApiKeys:
 class MemoryContactRefs:
     def __init__(self) -> None:
         self.refs: dict[str, str] = {}
+        self.claimants: dict[str, str | None] = {}
 
-    def link(self, ref: str, contact_id: str, now: datetime) -> None:
+    def link(self, ref: str, contact_id: str, now: datetime, *, claimant: str | None = None) -> None:
         self.refs[ref] = contact_id
+        self.claimants[ref] = claimant
+
+    def claim(self, ref: str, contact_id: str, claimant: str, now: datetime) -> str | None:
+        if ref in self.refs and self.claimants.get(ref) != claimant:
+            return self.refs[ref]
+        self.link(ref, contact_id, now, claimant=claimant)
+        return None
 
     def resolve(self, ref: str) -> str | None:
         return self.refs.get(ref)
@@ -498,6 +506,7 @@ class MemoryContactRefs:
         gone = [ref for ref, linked in self.refs.items() if linked == contact_id]
         for ref in gone:
             del self.refs[ref]
+            self.claimants.pop(ref, None)
         return len(gone)
 
 

@@ -91,6 +91,7 @@ class ContactRefModel(Model):
     ref = UnicodeAttribute(hash_key=True)
     contact_id = UnicodeAttribute()
     linked_at = UTCDateTimeAttribute()
+    claimant = UnicodeAttribute(null=True)  # the event that claimed a first sighting (ContactRefs.claim)
     by_contact = RefsByContact()
 
 
@@ -220,8 +221,20 @@ class DynamoContactRefs:
     def __init__(self, models: AccessModels) -> None:
         self._model = models.refs
 
-    def link(self, ref: str, contact_id: str, now: datetime) -> None:
-        self._model(ref=ref, contact_id=contact_id, linked_at=now).save()
+    def link(self, ref: str, contact_id: str, now: datetime, *, claimant: str | None = None) -> None:
+        self._model(ref=ref, contact_id=contact_id, linked_at=now, claimant=claimant).save()
+
+    def claim(self, ref: str, contact_id: str, claimant: str, now: datetime) -> str | None:
+        model = self._model
+        try:
+            model(ref=ref, contact_id=contact_id, linked_at=now, claimant=claimant).save(
+                condition=model.ref.does_not_exist() | (model.claimant == claimant)
+            )
+        except PutError as exc:
+            if not _condition_failed(exc):
+                raise
+            return self.resolve(ref) or contact_id
+        return None
 
     def resolve(self, ref: str) -> str | None:
         try:
