@@ -364,6 +364,24 @@ class ContactRefs(Protocol):
         """Delete every ref that leads to the contact (erasure); how many there were."""
         ...
 
+    # A storefront's catalog, as far as flows need it: who waits for an item, what was last seen of it.
+
+    def wait(self, item: str, contact_id: str, now: datetime) -> None:
+        """The contact asked to be told when `item` (a variant) is back in stock."""
+        ...
+
+    def waiting(self, item: str) -> list[str]: ...
+
+    def unwait(self, item: str, contact_ids: list[str]) -> None: ...
+
+    def observe(self, key: str, record: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+        """Store what a catalog delivery says of `key` (stock, price); the record it replaces, None if first."""
+        ...
+
+    def recall(self, key: str) -> dict[str, Any] | None:
+        """What was last observed of `key`, None if nothing."""
+        ...
+
 
 class PrivacyKind(StrEnum):
     EXPORT = "export"  # the customer asked for their data

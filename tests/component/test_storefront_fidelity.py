@@ -6,8 +6,10 @@ Payloads start from the recorded fixtures and change only what the case is about
 
 from __future__ import annotations
 
+import base64
 import copy
 import email
+import json
 from datetime import timedelta
 from email.header import decode_header, make_header
 from typing import Any
@@ -17,6 +19,7 @@ from nudge.domain.suppression import address_key
 from nudge.handlers import sms_inbound
 from nudge.local.lambda_events import FakeLambdaContext
 from nudge.local.moto_stack import MotoStack
+from nudge.ports import KeyKind
 from tests.component.test_webhooks import ERIN, shopify, woo
 from tests.conftest import START
 from tests.events_helpers import inbound_sms
@@ -327,6 +330,72 @@ def test_8_orders_create_and_orders_paid_at_once_record_the_order_once(moto_stac
     assert seen[0].json()["ignored"] == "already seen"
     placed = [e for e in moto_stack.container.store.events_for(ERIN) if e.get("type") == "order_placed"]
     assert len(placed) == 1
+
+
+# 9. Back in stock (and price drops) from the catalog ----------------------------------------------------------
+
+
+def notify_me(stack: MotoStack, who: str, variant: str, time: int = 1) -> None:
+    plain, _ = stack.container.keys.create(KeyKind.SECRET, "tests")
+    call = {
+        "type": "track",
+        "messageId": f"notify-{who}-{time}",
+        "userId": f"u_{who}",
+        "event": "Back In Stock Requested",
+        "context": {"traits": {"email": f"{who}@example.com", "firstName": who.title(), "email_marketing": True}},
+        "properties": {"variant_id": variant, "product_id": "632910392"},
+    }
+    auth = base64.b64encode(f"{plain}:".encode()).decode()
+    response = stack.send(
+        "POST",
+        "/v1/track",
+        json.dumps(call).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
+    )
+    assert response.status == 202
+
+
+def product(quantity: int, price: str = "199.00") -> dict[str, Any]:
+    variant = {"id": 808950810, "product_id": 632910392, "title": "Pink", "price": price}
+    variant |= {"inventory_item_id": 808950810, "inventory_quantity": quantity}
+    return {"id": 632910392, "title": "IPod Nano - 8GB", "handle": "ipod-nano", "variants": [variant]}
+
+
+def test_9_a_restock_tells_each_waiting_contact_once_and_a_price_drop_is_an_event(moto_stack: MotoStack) -> None:
+    # Given the install's first look at the product (out of stock) and two shoppers waiting on the variant
+    first = shopify(moto_stack, "products/update", product(0), "wh-p1")
+    notify_me(moto_stack, "hal", "808950810")
+    notify_me(moto_stack, "ivy", "808950810")
+    # When it comes back (products/update), sells out and comes back again at one location (inventory level)
+    back = shopify(moto_stack, "products/update", product(5), "wh-p2")
+    again = shopify(moto_stack, "products/update", product(5), "wh-p3")  # a redelivery of the same state
+    level = {"inventory_item_id": 808950810, "location_id": 905684977, "available": 0}
+    shopify(moto_stack, "inventory_levels/update", level, "wh-l1")
+    notify_me(moto_stack, "hal", "808950810", time=2)  # Hal asks again
+    restocked = shopify(moto_stack, "inventory_levels/update", level | {"available": 3}, "wh-l2")
+    notify_me(moto_stack, "kim", "808950810")  # Kim waits for a better price
+    cheaper = shopify(moto_stack, "products/update", product(5, "149.00"), "wh-p4")
+    moto_stack.pump.run_until(START + timedelta(days=3))
+
+    # Then the first look announces nothing; each restock tells whoever waited, once
+    assert (first.json()["back_in_stock"], back.json()["back_in_stock"], again.json()["back_in_stock"]) == (0, 2, 0)
+    assert (restocked.json()["back_in_stock"], cheaper.json()["price_dropped"]) == (1, 1)
+    # (Hal's second notice finds his first run still active: one run per flow at a time)
+    assert [len(runs(moto_stack, who, "back_in_stock")) for who in ("u_hal", "u_ivy", "u_kim")] == [1, 1, 0]
+    assert subjects(moto_stack, "ivy@example.com")[0] == "IPod Nano - 8GB - Pink is back"
+    kim = [e["type"] for e in moto_stack.container.store.events_for("u_kim")]
+    assert "price_dropped" in kim and "back_in_stock" not in kim
+
+
+def test_9_a_woocommerce_product_back_in_stock_tells_the_waiting_contact(moto_stack: MotoStack) -> None:
+    mug = {"id": 93, "name": "Ceramic mug", "permalink": "https://woo.example/p/mug", "price": "9.00"}
+    woo(moto_stack, "product.updated", mug | {"manage_stock": True, "stock_quantity": 0}, "d-p1")
+    notify_me(moto_stack, "jo", "93")
+    back = woo(moto_stack, "product.updated", mug | {"manage_stock": False, "stock_status": "instock"}, "d-p2")
+    moto_stack.settle()
+
+    assert back.json()["back_in_stock"] == 1
+    assert subjects(moto_stack, "jo@example.com") == ["Ceramic mug is back"]
 
 
 # 10. One phone normalization ----------------------------------------------------------------------------------

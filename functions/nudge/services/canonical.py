@@ -84,7 +84,34 @@ class Batch:
     parts: tuple[Track | TrackByRef | Ignored, ...]
 
 
-Canonical = Track | TrackByRef | Privacy | EndRuns | Batch | Ignored
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    """What a catalog delivery says of one sellable item at one place.
+
+    `key` names what was observed (a variant, or an inventory item at a location); `details` say which
+    variant it is (`item`, the waitlist key, plus product_id, variant_id, product_title, product_url,
+    price, currency). A level with no details takes those last stored under `details_from` (Shopify's
+    inventory levels name only an inventory item; products/update said which variant it is).
+    """
+
+    key: str
+    quantity: int | None
+    price: float | None
+    details: JsonDict
+    details_from: str | None = None
+    describes: str | None = None  # store `details` under this key too, for later levels
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogChange:
+    """Stock and prices seen in a catalog delivery: a variant from 0 to more is `back_in_stock` for the
+    contacts waiting on it (once per restock), a lower price `price_dropped`."""
+
+    event_id: str
+    levels: tuple[StockLevel, ...]
+
+
+Canonical = Track | TrackByRef | Privacy | EndRuns | Batch | CatalogChange | Ignored
 
 
 def email_or_none(value: Any) -> str | None:
@@ -153,6 +180,28 @@ def line(*, title: Any, quantity: Any, price: Any, product_id: Any, variant_id: 
         "variant_id": text_or_none(variant_id),
         "sku": text_or_none(sku),
     }
+
+
+def stock_level(
+    *,
+    key: str,
+    quantity: Any,
+    price: Any,
+    item: Any = None,
+    details_from: str | None = None,
+    describes: str | None = None,
+    **details: Any,
+) -> StockLevel:
+    """A StockLevel from payload values: a quantity that is no integer is unknown (untracked inventory)."""
+    count = int_or(quantity, -(10**9))
+    return StockLevel(
+        key=key,
+        quantity=None if count == -(10**9) else count,
+        price=amount_or_none(price),
+        details=compact({"item": text_or_none(item), **{k: text_or_none(v, 2000) for k, v in details.items()}}),
+        details_from=details_from,
+        describes=describes,
+    )
 
 
 def compact(values: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from nudge.domain.model import ContactPatch, Event, contact_id_for
 from nudge.ports import PrivacyKind
 from nudge.services.canonical import (
     Canonical,
+    CatalogChange,
     EndRuns,
     Ignored,
     Privacy,
@@ -30,6 +31,7 @@ from nudge.services.canonical import (
     mapping,
     occurred,
     phone_or_none,
+    stock_level,
     text_or_none,
 )
 
@@ -51,6 +53,8 @@ TOPICS = (
     "orders/cancelled",
     "refunds/create",
     "customers/delete",
+    "products/update",
+    "inventory_levels/update",
     "customers/data_request",
     "customers/redact",
     "shop/redact",
@@ -79,6 +83,10 @@ def map_webhook(topic: str, webhook_id: str, shop: str, payload: Any, received_a
         return _order(event_id, shop, body, received_at, "order_cancelled")
     if topic == "refunds/create":
         return _refund(event_id, shop, body, received_at)
+    if topic == "products/update":
+        return _product(event_id, shop, body)
+    if topic == "inventory_levels/update":
+        return _inventory_level(event_id, shop, body)
     if topic == "customers/delete":
         customer_id = text_or_none(body.get("id"))
         if customer_id is None:
@@ -388,3 +396,45 @@ def _privacy(event_id: str, topic: str, shop: str, body: dict[str, Any]) -> Cano
         *(ref(shop, "order", order) for order in orders[:250]),
     )
     return Privacy(event_id, kind, SOURCE, subject, contacts, refs)
+
+
+def _product(event_id: str, shop: str, body: dict[str, Any]) -> Canonical:
+    """Each variant's stock (`inventory_quantity`) and price; its inventory item is remembered for later levels."""
+    product_id, handle = text_or_none(body.get("id")), text_or_none(body.get("handle"))
+    levels = []
+    for variant in items(body.get("variants")):
+        variant_id = text_or_none(variant.get("id"))
+        if variant_id is None:
+            continue
+        title = text_or_none(body.get("title"))
+        if text_or_none(variant.get("title")) not in (None, "Default Title"):
+            title = f"{title} - {variant['title']}" if title else text_or_none(variant.get("title"))
+        inventory_item = text_or_none(variant.get("inventory_item_id"))
+        levels.append(
+            stock_level(
+                key=ref(shop, "variant", variant_id),
+                quantity=variant.get("inventory_quantity"),
+                price=variant.get("price"),
+                item=variant_id,
+                product_id=product_id,
+                variant_id=variant_id,
+                product_title=title,
+                product_url=f"https://{shop}/products/{handle}?variant={variant_id}" if handle and shop else None,
+                describes=ref(shop, "inventory_item", inventory_item) if inventory_item else None,
+            )
+        )
+    return CatalogChange(event_id, tuple(levels)) if levels else Ignored("the product has no variants")
+
+
+def _inventory_level(event_id: str, shop: str, body: dict[str, Any]) -> Canonical:
+    """One inventory item at one location; which variant it is comes from an earlier products/update."""
+    inventory_item, location = text_or_none(body.get("inventory_item_id")), text_or_none(body.get("location_id"))
+    if inventory_item is None:
+        return Ignored("the inventory level names no inventory item")
+    level = stock_level(
+        key=ref(shop, "inventory_item", f"{inventory_item}:{location or '-'}"),
+        quantity=body.get("available"),
+        price=None,
+        details_from=ref(shop, "inventory_item", inventory_item),
+    )
+    return CatalogChange(event_id, (level,))

@@ -10,7 +10,17 @@ from typing import Any
 from nudge.domain import aggregates
 from nudge.domain.model import ContactPatch, Event
 from nudge.ports import Clock, ContactRefs, PrivacyKind, PrivacyRequest, PrivacyRequests
-from nudge.services.canonical import Batch, Canonical, EndRuns, Ignored, Privacy, Track, TrackByRef
+from nudge.services.canonical import (
+    Batch,
+    Canonical,
+    CatalogChange,
+    EndRuns,
+    Ignored,
+    Privacy,
+    StockLevel,
+    Track,
+    TrackByRef,
+)
 from nudge.services.ingest import IngestService
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,8 @@ class WebhookService:
             parts = [self.handle(part) for part in canonical.parts]
             done = [part for part in parts if "ignored" not in part and not part.get("duplicate")]
             return (done[0] if done else parts[-1]) | {"parts": parts}
+        if isinstance(canonical, CatalogChange):
+            return self._catalog(canonical)
         if isinstance(canonical, EndRuns):
             contact_id = self._refs.resolve(canonical.ref)
             if contact_id is None:
@@ -105,6 +117,42 @@ class WebhookService:
             self._refs.link(ref, event.contact_id, now)
         return outcome.as_dict() | {"type": event.type}
 
+    def _catalog(self, change: CatalogChange) -> dict[str, Any]:
+        """Store each level; a variant from 0 to more tells whoever waits on it, once; a lower price too.
+
+        The first sighting of a variant is only stored (an install's first updates announce nothing). Event
+        ids name the delivery, the variant and the contact, so a redelivery notifies nobody twice.
+        """
+        now = self._clock.now()
+        notified: dict[str, list[str]] = {"back_in_stock": [], "price_dropped": []}
+        for level in change.levels:
+            details = level.details or (self._refs.recall(level.details_from) if level.details_from else None) or {}
+            if level.describes:
+                self._refs.observe(level.describes, details, now)
+            record = {**details, "quantity": level.quantity, "price": level.price}
+            previous = self._refs.observe(level.key, record, now)
+            item = details.get("item")
+            if previous is None or not item:
+                continue
+            kind = _stock_news(previous, level)
+            if kind is None:
+                continue
+            waiting = [c for c in self._refs.waiting(item) if not self._erased(c)]
+            properties = {k: v for k, v in record.items() if k not in ("item", "quantity") and v is not None}
+            for contact_id in waiting:
+                event = Event(
+                    f"{change.event_id}:{kind}:{item}:{contact_id}",
+                    kind,
+                    ContactPatch(external_id=contact_id),
+                    properties | {"price_before": previous.get("price")} if kind == "price_dropped" else properties,
+                    now,
+                )
+                self._ingest.ingest(event)
+                notified[kind].append(contact_id)
+            if kind == "back_in_stock":
+                self._refs.unwait(item, waiting)  # told once per restock; asking again waits again
+        return {"catalog": len(change.levels), **{k: len(v) for k, v in notified.items()}}
+
     def _close(self, contact_id: str, event: Event, reason: str) -> None:
         """The checkout left `contact_id` (its email was corrected, or another contact ordered it): the
         reminders they would get for it end (`checkout_closed` is an exit of the cart flow)."""
@@ -157,3 +205,14 @@ class WebhookService:
             "contacts": len(contacts),
             "erased": erased,
         }
+
+
+def _stock_news(previous: dict[str, Any], level: StockLevel) -> str | None:
+    """back_in_stock (none before, some now), price_dropped (lower than before), or None."""
+    before = previous.get("quantity")
+    if isinstance(before, int) and before <= 0 and level.quantity is not None and level.quantity > 0:
+        return "back_in_stock"
+    was = previous.get("price")
+    if isinstance(was, int | float) and level.price is not None and level.price < was:
+        return "price_dropped"
+    return None

@@ -15,6 +15,7 @@ from nudge.domain.model import Event
 from nudge.services.canonical import (
     Batch,
     Canonical,
+    CatalogChange,
     Ignored,
     Track,
     amount_or_none,
@@ -25,6 +26,7 @@ from nudge.services.canonical import (
     line,
     mapping,
     occurred,
+    stock_level,
     text_or_none,
 )
 
@@ -51,6 +53,8 @@ def map_webhook(topic: str, event_id: str, site: str, payload: Any, received_at:
         return _customer(event_id, site, body, received_at)
     if topic in ("order.created", "order.updated"):
         return _order(event_id, site, body, received_at)
+    if topic in ("product.updated", "product.created"):
+        return _product(event_id, site, body)
     return Ignored(f"topic {topic or '(none)'} is not one nudge acts on")
 
 
@@ -144,6 +148,30 @@ def _order_properties(site: str, order_id: str, status: str | None, body: dict[s
             "discount_codes": [c for c in (text_or_none(x.get("code")) for x in items(body.get("coupon_lines"))) if c],
         }
     )
+
+
+def _product(event_id: str, site: str, body: dict[str, Any]) -> Canonical:
+    """A product (or a variation: `parent_id` set): stock from `stock_quantity` when WooCommerce manages it,
+    else from `stock_status` (in stock counts as one); price from `price`."""
+    product_id = text_or_none(body.get("id"))
+    if product_id is None:
+        return Ignored("the product has no id")
+    status = body.get("stock_status")
+    quantity = body.get("stock_quantity") if body.get("manage_stock") is True else None
+    if quantity is None and isinstance(status, str):
+        quantity = 1 if status in ("instock", "onbackorder") else 0
+    parent = text_or_none(body.get("parent_id"))
+    level = stock_level(
+        key=ref(site, "product", product_id),
+        quantity=quantity,
+        price=body.get("price"),
+        item=product_id,
+        product_id=parent if parent not in (None, "0") else product_id,
+        variant_id=product_id if parent not in (None, "0") else None,
+        product_title=body.get("name"),
+        product_url=body.get("permalink"),
+    )
+    return CatalogChange(event_id, (level,))
 
 
 def _modified(body: dict[str, Any], received_at: datetime) -> datetime:
