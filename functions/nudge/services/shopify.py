@@ -211,9 +211,10 @@ def _discount_codes(body: dict[str, Any]) -> list[str]:
 
 
 def _checkout(event_id: str, shop: str, body: dict[str, Any], received_at: datetime) -> Canonical:
-    checkout_id = text_or_none(body.get("id"))
+    # Abandoned-checkout webhooks carry a numeric id; Checkout API records only their token.
+    checkout_id = text_or_none(body.get("id")) or text_or_none(body.get("token"))
     if checkout_id is None:
-        return Ignored("the checkout has no id")
+        return Ignored("the checkout has no id or token")
     if body.get("completed_at"):
         # A late update of a checkout that became an order: the order ends the cart, this starts nothing.
         return Ignored("the checkout is completed: its order ends the cart flow")
@@ -270,7 +271,7 @@ def _order_properties(shop: str, body: dict[str, Any]) -> dict[str, Any]:
             "shop": shop,
             "order_id": text_or_none(body.get("id")),
             "order_number": text_or_none(body.get("name")) or (f"#{number}" if number else None),
-            "checkout_id": text_or_none(body.get("checkout_id")),
+            "checkout_id": text_or_none(body.get("checkout_id")) or text_or_none(body.get("checkout_token")),
             "checkout_token": text_or_none(body.get("checkout_token")),
             "lines": _lines(body),
             "currency": _currency(body),
@@ -319,7 +320,7 @@ def _order(
     order_ref = ref(shop, "order", order_id)
     customer_id = text_or_none(customer.get("id"))
     links = (order_ref, *((ref(shop, "customer", customer_id),) if customer_id else ()))
-    checkout_id = text_or_none(body.get("checkout_id"))
+    checkout_id = text_or_none(body.get("checkout_id")) or text_or_none(body.get("checkout_token"))
     closes = ref(shop, "checkout", checkout_id) if checkout_id else None
     if once:
         # orders/create and orders/paid both announce the same order: the first one places it.

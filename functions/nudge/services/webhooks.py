@@ -79,6 +79,35 @@ class WebhookService:
             return self._ingest.ingest(event).as_dict() | {"type": event.type}
         return self._track(canonical)
 
+    def backfill(self, canonical: Canonical) -> dict[str, Any]:
+        """What the shop already had (an install, a first sync): contacts, orders, open checkouts and stock are
+        recorded, refs claimed and linked, and nothing starts, ends or is sent (IngestService.backfill).
+
+        Claimed refs make later webhooks about the same things repeats: an imported open checkout's next
+        update is a `checkout_updated`, an imported subscriber's next update no signup.
+        """
+        now = self._clock.now()
+        if isinstance(canonical, Batch):
+            return {"parts": [self.backfill(part) for part in canonical.parts]}
+        if isinstance(canonical, CatalogChange):
+            for level in canonical.levels:
+                details = level.details or {}
+                if level.describes:
+                    self._refs.observe(level.describes, details, now)
+                self._refs.observe(level.key, {**details, "quantity": level.quantity, "price": level.price}, now)
+            return {"catalog": len(canonical.levels)}
+        if not isinstance(canonical, Track):
+            return {"ignored": "only customers, checkouts, orders and products are imported"}
+        event = canonical.event
+        if self._erased(event.contact_id):
+            return {"ignored": _ERASED}
+        if canonical.once and self._refs.claim(canonical.once, event.contact_id, event.event_id, now) is not None:
+            return {"ignored": "already seen", "event_id": event.event_id}
+        outcome = self._ingest.backfill(event)
+        for ref in canonical.links:
+            self._refs.link(ref, event.contact_id, now)
+        return outcome.as_dict() | {"type": event.type, "backfill": True}
+
     def _scoped(self, contact_id: str, event_type: str, properties: dict[str, Any]) -> dict[str, Any]:
         """A refund says whether it refunds the rest of its order (`full_refund`), from what the contact's
         aggregates hold of that order: only a full refund ends the order's review request."""
