@@ -316,8 +316,9 @@ def test_8_orders_create_and_orders_paid_at_once_record_the_order_once(moto_stac
     seen: list[Any] = []
 
     def interleaved(event: Any) -> Any:
-        if not seen:  # orders/paid arrives while orders/create is being processed
-            seen.append(shopify(moto_stack, "orders/paid", order(), "wh-o2"))
+        if event.event_id == "shopify:wh-o1" and not seen:  # orders/paid arrives while orders/create is processed
+            seen.append(None)
+            seen[0] = shopify(moto_stack, "orders/paid", order(), "wh-o2")
         return real(event)
 
     ingest.ingest = interleaved
