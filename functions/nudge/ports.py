@@ -376,12 +376,35 @@ class PendingSignups(Protocol):
 class ContactRefs(Protocol):
     """Outside identifiers (a Shopify order, a Segment anonymousId) that lead to a contact."""
 
-    def link(self, ref: str, contact_id: str, now: datetime) -> None: ...
+    def link(self, ref: str, contact_id: str, now: datetime, *, claimant: str | None = None) -> None: ...
+
+    def claim(self, ref: str, contact_id: str, claimant: str, now: datetime) -> str | None:
+        """Link the ref to the contact, atomically, if no one holds it or `claimant` (an event id) already
+        does; None if it now leads to the contact for this claimant, else the contact it leads to."""
+        ...
 
     def resolve(self, ref: str) -> str | None: ...
 
     def forget(self, contact_id: str) -> int:
         """Delete every ref that leads to the contact (erasure); how many there were."""
+        ...
+
+    # A storefront's catalog, as far as flows need it: who waits for an item, what was last seen of it.
+
+    def wait(self, item: str, contact_id: str, now: datetime) -> None:
+        """The contact asked to be told when `item` (a variant) is back in stock."""
+        ...
+
+    def waiting(self, item: str) -> list[str]: ...
+
+    def unwait(self, item: str, contact_ids: list[str]) -> None: ...
+
+    def observe(self, key: str, record: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+        """Store what a catalog delivery says of `key` (stock, price); the record it replaces, None if first."""
+        ...
+
+    def recall(self, key: str) -> dict[str, Any] | None:
+        """What was last observed of `key`, None if nothing."""
         ...
 
 

@@ -65,13 +65,14 @@ def test_order_for_the_same_checkout_exits_the_cart_flow(sim: Simulation) -> Non
     assert cart_run.conversion == {"event_id": "e2", "type": "order_placed", "value": 42.0}
 
 
-def test_an_order_for_another_checkout_does_not_exit(sim: Simulation) -> None:
+def test_an_order_for_another_checkout_ends_the_reminders_without_converting(sim: Simulation) -> None:
+    # They bought through a new checkout (issue 12): no more reminders, but the cart did not convert
     sim.send(checkout_started("e1", "chk_1"))
     outcome = sim.send(order_placed("e2", "chk_OTHER"))
 
-    assert outcome.exited == []
+    assert (outcome.exited, outcome.converted) == (["abandoned_cart"], [])
     sim.run_until(START + timedelta(days=7))
-    assert len([s for _, _, s in sent_subjects(sim) if "cart" in s]) == 3
+    assert [s for _, _, s in sent_subjects(sim) if "cart" in s] == []
 
 
 def test_the_same_event_id_twice_starts_one_run(sim: Simulation) -> None:

@@ -519,9 +519,36 @@ class MemoryApiKeys:
 class MemoryContactRefs:
     def __init__(self) -> None:
         self.refs: dict[str, str] = {}
+        self.claimants: dict[str, str | None] = {}
+        self.waitlists: dict[str, set[str]] = {}
+        self.stock: dict[str, dict[str, Any]] = {}
 
-    def link(self, ref: str, contact_id: str, now: datetime) -> None:
+    def wait(self, item: str, contact_id: str, now: datetime) -> None:
+        self.waitlists.setdefault(item, set()).add(contact_id)
+
+    def waiting(self, item: str) -> list[str]:
+        return sorted(self.waitlists.get(item, ()))
+
+    def unwait(self, item: str, contact_ids: list[str]) -> None:
+        self.waitlists.get(item, set()).difference_update(contact_ids)
+
+    def recall(self, key: str) -> dict[str, Any] | None:
+        return self.stock.get(key)
+
+    def observe(self, key: str, record: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+        previous = self.stock.get(key)
+        self.stock[key] = dict(record)
+        return previous
+
+    def link(self, ref: str, contact_id: str, now: datetime, *, claimant: str | None = None) -> None:
         self.refs[ref] = contact_id
+        self.claimants[ref] = claimant
+
+    def claim(self, ref: str, contact_id: str, claimant: str, now: datetime) -> str | None:
+        if ref in self.refs and self.claimants.get(ref) != claimant:
+            return self.refs[ref]
+        self.link(ref, contact_id, now, claimant=claimant)
+        return None
 
     def resolve(self, ref: str) -> str | None:
         return self.refs.get(ref)
@@ -530,6 +557,7 @@ class MemoryContactRefs:
         gone = [ref for ref, linked in self.refs.items() if linked == contact_id]
         for ref in gone:
             del self.refs[ref]
+            self.claimants.pop(ref, None)
         return len(gone)
 
 

@@ -622,6 +622,14 @@ def serve(
         server.stop()
 
 
+# Where an import writes: a throwaway moto deployment (the default, a dry run), or the deployed tables.
+ImportTarget = Annotated[
+    bool,
+    typer.Option(
+        "--local/--settings-from-env",
+        help="Into a throwaway moto deployment (a dry run), or into the tables NUDGE_* variables name.",
+    ),
+]
 import_app = typer.Typer(help="Backfill nudge from a shop's history; nothing is sent.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
@@ -630,13 +638,7 @@ app.add_typer(import_app, name="import")
 def import_orders(
     file: Annotated[Path, typer.Argument(help="A CSV export of past orders.", exists=True, dir_okay=False)],
     fmt: Annotated[str, typer.Option("--format", help="shopify (Shopify's orders export) or minimal.")] = "shopify",
-    local: Annotated[
-        bool,
-        typer.Option(
-            "--local/--settings-from-env",
-            help="Into a throwaway moto deployment (a dry run), or into the tables NUDGE_* variables name.",
-        ),
-    ] = True,
+    local: ImportTarget = True,
 ) -> None:
     """Import past orders: contacts, aggregates, stages and segments, without starting a flow or sending."""
     import time
@@ -652,19 +654,7 @@ def import_orders(
     except ValueError:
         console.print(f"[red]✗[/] --format is one of {', '.join(f.value for f in Format)}, not {fmt!r}")
         raise typer.Exit(2) from None
-    stack = None
-    if local:
-        from nudge.clocks import ScaledClock
-        from nudge.local.moto_stack import start_moto_stack
-
-        stack = start_moto_stack(ScaledClock())
-        container = stack.container
-    else:
-        from nudge.clocks import SystemClock
-        from nudge.settings import Settings
-        from nudge.wiring import build_aws
-
-        container = build_aws(Settings.from_env(os.environ), SystemClock())
+    stack, container = _import_target(local)
     try:
         started = time.perf_counter()
         with file.open(newline="", encoding="utf-8-sig") as lines:
@@ -705,6 +695,58 @@ def import_orders(
     console.print(f"  {elapsed:.2f} s, {report.rows / elapsed if elapsed else 0:,.0f} rows/s", highlight=False)
     for rejected in report.rejected:
         console.print(f"  [yellow]line {rejected.line}[/]: {rejected.reason}", highlight=False)
+
+
+def _import_target(local: bool) -> tuple[Any, Any]:
+    """(the moto stack to stop, or None; the container an import writes through)."""
+    if local:
+        from nudge.clocks import ScaledClock
+        from nudge.local.moto_stack import start_moto_stack
+
+        stack = start_moto_stack(ScaledClock())
+        return stack, stack.container
+    from nudge.clocks import SystemClock
+    from nudge.settings import Settings
+    from nudge.wiring import build_aws
+
+    return None, build_aws(Settings.from_env(os.environ), SystemClock())
+
+
+@import_app.command("storefront")
+def import_storefront(
+    file: Annotated[Path, typer.Argument(help="A JSON document from the platform's REST API.", exists=True)],
+    site: Annotated[str, typer.Option(help="The shop's *.myshopify.com domain, or the WooCommerce host.")],
+    platform: Annotated[str, typer.Option(help="shopify or woocommerce.")] = "shopify",
+    local: ImportTarget = True,
+) -> None:
+    """A first sync: customers, open checkouts, orders and products as the shop has them, starting no flow."""
+    import json
+
+    from nudge.services.storefront_import import TOPICS, ImportFormatError, backfill_storefront
+
+    _quiet_lambda_logs()
+    if platform not in TOPICS:
+        console.print(f"[red]✗[/] --platform is one of {', '.join(TOPICS)}, not {platform!r}")
+        raise typer.Exit(2)
+    stack, container = _import_target(local)
+    try:
+        try:
+            document = json.loads(file.read_text(encoding="utf-8-sig"))
+            shop = site.strip().lower()
+            counts = backfill_storefront(container.webhooks, platform, shop, document, container.clock.now())
+        except (ValueError, ImportFormatError) as exc:
+            console.print(f"[red]✗[/] {file}: {exc}")
+            raise typer.Exit(1) from None
+    finally:
+        if stack is not None:
+            stack.stop()
+    where = "a throwaway moto deployment (dry run)" if local else "the deployed tables"
+    listed = " · ".join(f"{name} {counts[name]}" for name in TOPICS[platform] if counts[name])
+    console.print(f"{file} ({platform}, {site}) into {where}: {listed}", highlight=False)
+    console.print(
+        f"  imported {counts['imported']} · already seen {counts['already seen']} · ignored {counts['ignored']}",
+        highlight=False,
+    )
 
 
 history_app = typer.Typer(

@@ -35,6 +35,11 @@ class OrderSummary:
     order_id: str
     placed_at: datetime
     total: Decimal
+    refunded: Decimal = Decimal("0.00")  # refunds counted against this order so far
+
+    @property
+    def remaining(self) -> Decimal:
+        return max(Decimal("0.00"), self.total - self.refunded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class Aggregates:
     products: tuple[str, ...] = ()  # distinct, most recently bought last
     categories: tuple[str, ...] = ()
     recent_orders: tuple[OrderSummary, ...] = ()  # oldest first, at most RECENT_ORDERS
+    cancelled_orders: tuple[str, ...] = ()  # ids of orders taken back, newest last, at most RECENT_ORDERS
     last_event_at: Mapping[str, datetime] = field(default_factory=dict)  # event type -> last occurrence
     event_ids: tuple[str, ...] = ()  # the last events counted, so a reprocessed one is not counted twice
 
@@ -132,6 +138,7 @@ def combined(kept: Aggregates, absorbed: Aggregates) -> Aggregates:
         products=_appended(absorbed.products, kept.products, PRODUCTS_KEPT),
         categories=_appended(absorbed.categories, kept.categories, CATEGORIES_KEPT),
         recent_orders=tuple(sorted(orders.values(), key=lambda o: o.placed_at)[-RECENT_ORDERS:]),
+        cancelled_orders=tuple(dict.fromkeys((*absorbed.cancelled_orders, *kept.cancelled_orders)))[-RECENT_ORDERS:],
         last_event_at={t: seen[t] for t in newest},
         event_ids=tuple(dict.fromkeys((*absorbed.event_ids, *kept.event_ids)))[-EVENT_IDS_KEPT:],
     )
@@ -169,16 +176,38 @@ def _order_cancelled(aggregates: Aggregates, properties: Mapping[str, Any]) -> A
     return replace(
         aggregates,
         orders_count=max(0, aggregates.orders_count - 1),
-        total_spent=max(Decimal("0.00"), aggregates.total_spent - cancelled.total),
+        # What was refunded already left total_spent with the refund: take back only the rest.
+        total_spent=max(Decimal("0.00"), aggregates.total_spent - cancelled.remaining),
         recent_orders=remaining,
+        cancelled_orders=(*aggregates.cancelled_orders, order_id)[-RECENT_ORDERS:],
         last_order_at=remaining[-1].placed_at if remaining else None,
         first_order_at=aggregates.first_order_at if remaining else None,
     )
 
 
 def _refunded(aggregates: Aggregates, properties: Mapping[str, Any]) -> Aggregates:
+    """Net spend less the refund, at most what is left of its order; nothing for an order already taken
+    back by its cancellation (Shopify's cancel-with-refund sends both)."""
     amount = money(properties.get("amount", properties.get("total")))
+    order_id = str(properties.get("order_id") or "")
+    if order_id and order_id in aggregates.cancelled_orders:
+        return aggregates
+    order = next((o for o in aggregates.recent_orders if o.order_id == order_id), None) if order_id else None
+    if order is not None:
+        amount = min(amount, order.remaining)
+        orders = tuple(replace(o, refunded=o.refunded + amount) if o is order else o for o in aggregates.recent_orders)
+        aggregates = replace(aggregates, recent_orders=orders)
     return replace(aggregates, total_spent=max(Decimal("0.00"), aggregates.total_spent - amount))
+
+
+def refunds_in_full(aggregates: Aggregates, properties: Mapping[str, Any]) -> bool:
+    """Whether this refund (not yet counted) leaves nothing of its order: only then is the sale undone.
+    Unknown orders (older than the ones kept) count as partly refunded."""
+    order_id = str(properties.get("order_id") or "")
+    if order_id in aggregates.cancelled_orders:
+        return True
+    order = next((o for o in aggregates.recent_orders if o.order_id == order_id), None)
+    return order is not None and money(properties.get("amount")) >= order.remaining
 
 
 def product_key(line: Mapping[str, Any]) -> str | None:
@@ -245,7 +274,11 @@ def to_record(aggregates: Aggregates) -> dict[str, Any]:
         "last_click_at": _iso(aggregates.last_click_at),
         "products": list(aggregates.products),
         "categories": list(aggregates.categories),
-        "recent_orders": [[o.order_id, o.placed_at.isoformat(), str(o.total)] for o in aggregates.recent_orders],
+        "recent_orders": [
+            [o.order_id, o.placed_at.isoformat(), str(o.total), *([str(o.refunded)] if o.refunded else [])]
+            for o in aggregates.recent_orders
+        ],
+        **({"cancelled_orders": list(aggregates.cancelled_orders)} if aggregates.cancelled_orders else {}),
         "last_event_at": {k: v.isoformat() for k, v in aggregates.last_event_at.items()},
         "event_ids": list(aggregates.event_ids),
     }
@@ -266,9 +299,10 @@ def from_record(record: Mapping[str, Any] | None) -> Aggregates:
         products=tuple(record.get("products", ())),
         categories=tuple(record.get("categories", ())),
         recent_orders=tuple(
-            OrderSummary(order_id, datetime.fromisoformat(at), Decimal(total))
-            for order_id, at, total in record.get("recent_orders", ())
+            OrderSummary(order_id, datetime.fromisoformat(at), Decimal(total), Decimal(rest[0] if rest else "0.00"))
+            for order_id, at, total, *rest in record.get("recent_orders", ())
         ),
+        cancelled_orders=tuple(record.get("cancelled_orders", ())),
         last_event_at={k: datetime.fromisoformat(v) for k, v in record.get("last_event_at", {}).items()},
         event_ids=tuple(record.get("event_ids", ())),
     )

@@ -78,7 +78,20 @@ class Redrive:
     run: Run
 
 
-Decision = StartRun | ExitRun | GoalReached | Redrive
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """The cart a run reminds of changed (`checkout_updated` for its checkout): later steps show the new one."""
+
+    run: Run  # with the updated trigger
+    previous_version: int
+
+
+Decision = StartRun | ExitRun | GoalReached | Redrive | Refresh
+
+# What a `checkout_updated` replaces in the trigger of a run its checkout started: items added or removed,
+# a new total, a fresh recovery link. The checkout id (the goal's key) never changes.
+CART_UPDATE = "checkout_updated"
+CART_KEYS = ("lines", "total", "subtotal", "currency", "recovery_url", "discount_codes", "checkout_token")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +168,17 @@ def may_enter(flow: Flow, slot: FlowSlot | None, now: datetime) -> bool:
     return not (cooldown and slot.last_started_at and slot.last_started_at + cooldown > now)
 
 
+def refreshed_cart(run: Run, event: Event, now: datetime) -> Run | None:
+    """The run with the cart `event` (a `checkout_updated` of the run's own checkout) carries; None if no change."""
+    checkout_id = event.properties.get("checkout_id")
+    if event.type != CART_UPDATE or checkout_id is None or run.trigger.get("checkout_id") != checkout_id:
+        return None
+    cart = {key: event.properties[key] for key in CART_KEYS if key in event.properties}
+    if all(run.trigger.get(key) == value for key, value in cart.items()):
+        return None
+    return evolve(run, trigger={**run.trigger, **cart}, updated_at=now)
+
+
 def on_event(
     event: Event,
     contact: Contact | None,
@@ -202,6 +226,9 @@ def on_event(
             decisions.append(ExitRun(_ended(run, RunStatus.EXITED, f"exit:{event.type}", now), run.version))
             freed.add(flow.id)
             break
+        else:
+            if (refreshed := refreshed_cart(run, event, now)) is not None:
+                decisions.append(Refresh(refreshed, run.version))
     for flow in flows_by_id.values():
         trigger = flow.trigger
         if isinstance(trigger, SegmentTrigger):

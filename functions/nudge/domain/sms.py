@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-import phonenumbers
+from nudge.domain import phones
 
 _GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -47,14 +47,8 @@ _NOTICE = re.compile(
 
 
 def to_e164(raw: str, default_region: str | None = None) -> str:
-    """Normalize a phone number to E.164 (+14155550123); ValueError if it is not a valid number."""
-    try:
-        number = phonenumbers.parse(raw, default_region)
-    except phonenumbers.NumberParseException:
-        raise ValueError("not a phone number; use international format, e.g. +14155550123") from None
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError("not a valid phone number for its country")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    """Normalize a phone number to E.164 (+14155550123); ValueError if it is not a valid number (domain.phones)."""
+    return phones.normalize_phone(raw, default_region)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,28 +6,36 @@ WebhookService (webhooks.py) carries them out. Event types are the flows' lower_
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from nudge.domain import addresses, bounds
+from nudge.domain import addresses, bounds, phones
 from nudge.domain.model import ContactPatch, Event, JsonDict
 from nudge.ports import PrivacyKind
-
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Track:
-    """Ingest this event. `once` names a first sighting: when that ref is already linked to a contact,
-    the event becomes `repeat_type` instead, or is dropped if there is none. `links` lead to the contact later."""
+    """Ingest this event.
+
+    `once` names a first sighting: the first delivery to claim that ref carries the event; later ones become
+    `repeat_type` instead, or are dropped if there is none. With `moves`, a `once` ref claimed by another
+    contact (a checkout whose email was corrected) moves to this one: the other contact's runs for it end
+    (`checkout_closed`) and this delivery counts as the first sighting. `closes` names a checkout this event
+    completes: if another contact holds it (a phone-first checkout, then an order with an email), its runs
+    for it end the same way. `links` lead to the contact later. With `unless_customer`, a contact that has
+    ordered gets `repeat_type` instead (a buyer's consent is no signup).
+    """
 
     event: Event
     once: str | None = None
     repeat_type: str | None = None
     links: tuple[str, ...] = ()
+    moves: bool = False
+    closes: str | None = None
+    unless_customer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +68,50 @@ class Ignored:
     reason: str
 
 
-Canonical = Track | TrackByRef | Privacy | Ignored
+@dataclass(frozen=True, slots=True)
+class EndRuns:
+    """The contact `ref` leads to is gone from the shop (customers/delete): end every active run of theirs."""
+
+    ref: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several facts in one delivery (a WooCommerce order completed straight from pending: placed and
+    fulfilled; a partial refund inside an order update), carried out in order."""
+
+    parts: tuple[Track | TrackByRef | Ignored, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StockLevel:
+    """What a catalog delivery says of one sellable item at one place.
+
+    `key` names what was observed (a variant, or an inventory item at a location); `details` say which
+    variant it is (`item`, the waitlist key, plus product_id, variant_id, product_title, product_url,
+    price, currency). A level with no details takes those last stored under `details_from` (Shopify's
+    inventory levels name only an inventory item; products/update said which variant it is).
+    """
+
+    key: str
+    quantity: int | None
+    price: float | None
+    details: JsonDict
+    details_from: str | None = None
+    describes: str | None = None  # store `details` under this key too, for later levels
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogChange:
+    """Stock and prices seen in a catalog delivery: a variant from 0 to more is `back_in_stock` for the
+    contacts waiting on it (once per restock), a lower price `price_dropped`."""
+
+    event_id: str
+    levels: tuple[StockLevel, ...]
+
+
+Canonical = Track | TrackByRef | Privacy | EndRuns | Batch | CatalogChange | Ignored
 
 
 def email_or_none(value: Any) -> str | None:
@@ -68,12 +119,20 @@ def email_or_none(value: Any) -> str | None:
     return addresses.email_or_none(value)
 
 
-def phone_or_none(value: Any) -> str | None:
-    """Storefront phones are free text; only E.164 numbers can receive SMS, the rest are dropped."""
-    if not isinstance(value, str):
-        return None
-    compact = re.sub(r"[\s().-]", "", value)
-    return compact if _E164.match(compact) else None
+def phone_or_none(value: Any, default_region: Any = None) -> str | None:
+    """The number in E.164 (nudge.domain.phones, as every entry point), or None if it is not a valid one.
+
+    Storefront phones are free text; a national number is read in `default_region` (an address's country).
+    """
+    return phones.phone_or_none(value, default_region)
+
+
+def first_phone(*candidates: tuple[Any, Any]) -> str | None:
+    """The first (number, country) candidate that is a valid number: an invalid one never hides the next."""
+    for number, country in candidates:
+        if (found := phone_or_none(number, country)) is not None:
+            return found
+    return None
 
 
 def text_or_none(value: Any, limit: int = 200) -> str | None:
@@ -121,6 +180,28 @@ def line(*, title: Any, quantity: Any, price: Any, product_id: Any, variant_id: 
         "variant_id": text_or_none(variant_id),
         "sku": text_or_none(sku),
     }
+
+
+def stock_level(
+    *,
+    key: str,
+    quantity: Any,
+    price: Any,
+    item: Any = None,
+    details_from: str | None = None,
+    describes: str | None = None,
+    **details: Any,
+) -> StockLevel:
+    """A StockLevel from payload values: a quantity that is no integer is unknown (untracked inventory)."""
+    count = int_or(quantity, -(10**9))
+    return StockLevel(
+        key=key,
+        quantity=None if count == -(10**9) else count,
+        price=amount_or_none(price),
+        details=compact({"item": text_or_none(item), **{k: text_or_none(v, 2000) for k, v in details.items()}}),
+        details_from=details_from,
+        describes=describes,
+    )
 
 
 def compact(values: dict[str, Any]) -> dict[str, Any]:

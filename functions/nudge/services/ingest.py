@@ -109,15 +109,25 @@ class IngestService:
         Its aggregates join the contact's (segments re-evaluated, moves announced), and its active runs end
         with the reason `merged`: from now on the person's events reach `contact_id`, so they would stall.
         """
-        now = self._clock.now()
         outcome = IngestOutcome(event_id="absorb", contact_id=contact_id)
-        for run in self._store.active_runs(earlier.contact_id):
-            self._end(engine.ExitRun(engine.exit_run(run, "merged", now), run.version), outcome, None)
+        self._end_all(earlier.contact_id, "merged", outcome)
 
         def fold(contact: Contact) -> Contact:
             return replace(contact, aggregates=aggregates.combined(contact.aggregates, earlier.aggregates))
 
         return self._reevaluate(contact_id, "absorb", adjust=fold, outcome=outcome)
+
+    def end_runs(self, contact_id: str, reason: str) -> IngestOutcome:
+        """End every active run of the contact with `reason` (a storefront deleted the customer)."""
+        outcome = IngestOutcome(event_id=reason, contact_id=contact_id)
+        self._end_all(contact_id, reason, outcome)
+        self._observer(outcome)
+        return outcome
+
+    def _end_all(self, contact_id: str, reason: str, outcome: IngestOutcome) -> None:
+        now = self._clock.now()
+        for run in self._store.active_runs(contact_id):
+            self._end(engine.ExitRun(engine.exit_run(run, reason, now), run.version), outcome, None)
 
     def _reevaluate(
         self,
@@ -219,6 +229,8 @@ class IngestService:
                 self._start(decision, contact, outcome)
             elif isinstance(decision, engine.Redrive):
                 self._runs.redrive(decision.run)
+            elif isinstance(decision, engine.Refresh):
+                self._refresh(decision, event)
             else:
                 self._end(decision, outcome, event)
 
@@ -254,6 +266,20 @@ class IngestService:
         if started is None:
             return  # a concurrent delivery or start got there first
         outcome.started.append(started.flow_id)
+
+    def _refresh(self, decision: engine.Refresh, event: Event | None) -> None:
+        """Store the run's new cart; if a wake-up moved the run meanwhile, apply it to the run as it is now."""
+        for _ in range(_EXIT_ATTEMPTS):
+            try:
+                self._store.save_run(decision.run, decision.previous_version)
+                return
+            except ConflictError:
+                fresh = self._store.get_run(decision.run.contact_id, decision.run.run_id)
+                again = engine.refreshed_cart(fresh, event, self._clock.now()) if fresh and event else None
+                if fresh is None or not fresh.is_active or again is None:
+                    return
+                decision = engine.Refresh(again, fresh.version)
+        raise ConflictError(f"run {decision.run.run_id} kept moving; its cart update will be retried")
 
     def _end(self, decision: engine.ExitRun | engine.GoalReached, outcome: IngestOutcome, event: Event | None) -> None:
         """Store the exit or conversion; if the run moved meanwhile, decide again on its new state and retry.

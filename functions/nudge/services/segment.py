@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, JsonDict
 from nudge.ports import Clock, ContactRefs
-from nudge.services.canonical import compact, line, phone_or_none
+from nudge.services.canonical import compact, line, phone_or_none, text_or_none
 from nudge.services.ingest import IngestService
 from nudge.services.inputs import MAX_FUTURE_SKEW, bounded_instant, bounded_properties, header_text
 
@@ -200,6 +200,17 @@ def _commerce_properties(properties: dict[str, Any]) -> dict[str, Any]:
     return {**properties, **derived}
 
 
+BACK_IN_STOCK_REQUESTED = "back_in_stock_requested"
+
+
+def _waited_item(properties: dict[str, Any]) -> str | None:
+    """The variant a "notify me" names (variant_id, Segment's `variant`, else product_id), as catalogs key it."""
+    for name in ("variant_id", "variant", "product_id"):
+        if (value := text_or_none(properties.get(name))) is not None:
+            return value
+    return None
+
+
 class SegmentService:
     def __init__(self, *, ingest: IngestService, refs: ContactRefs, clock: Clock) -> None:
         self._ingest = ingest
@@ -228,7 +239,11 @@ class SegmentService:
             properties=_commerce_properties(call.properties),
             occurred_at=self._occurred(call),
         )
-        return self._ingest.ingest(event).as_dict() | {"type": event.type}
+        outcome = self._ingest.ingest(event)
+        if event.type == BACK_IN_STOCK_REQUESTED and (item := _waited_item(event.properties)) is not None:
+            # "Notify me": the next restock of this variant seen in a catalog webhook tells them, once.
+            self._refs.wait(item, outcome.contact_id, self._clock.now())
+        return outcome.as_dict() | {"type": event.type}
 
     def identify(self, call: IdentifyCall) -> dict[str, Any]:
         event = Event(

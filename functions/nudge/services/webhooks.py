@@ -7,9 +7,20 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from nudge.domain import aggregates
 from nudge.domain.model import ContactPatch, Event
 from nudge.ports import Clock, ContactRefs, PrivacyKind, PrivacyRequest, PrivacyRequests
-from nudge.services.canonical import Canonical, Ignored, Privacy, Track, TrackByRef
+from nudge.services.canonical import (
+    Batch,
+    Canonical,
+    CatalogChange,
+    EndRuns,
+    Ignored,
+    Privacy,
+    StockLevel,
+    Track,
+    TrackByRef,
+)
 from nudge.services.ingest import IngestService
 
 log = logging.getLogger(__name__)
@@ -41,6 +52,17 @@ class WebhookService:
             return {"ignored": canonical.reason}
         if isinstance(canonical, Privacy):
             return self._record_privacy(canonical)
+        if isinstance(canonical, Batch):
+            parts = [self.handle(part) for part in canonical.parts]
+            done = [part for part in parts if "ignored" not in part and not part.get("duplicate")]
+            return (done[0] if done else parts[-1]) | {"parts": parts}
+        if isinstance(canonical, CatalogChange):
+            return self._catalog(canonical)
+        if isinstance(canonical, EndRuns):
+            contact_id = self._refs.resolve(canonical.ref)
+            if contact_id is None:
+                return {"ignored": "it refers to a customer nudge has not seen"}
+            return self._ingest.end_runs(contact_id, canonical.reason).as_dict() | {"type": canonical.reason}
         if isinstance(canonical, TrackByRef):
             contact_id = self._refs.resolve(canonical.ref)
             if contact_id is None:
@@ -51,27 +73,130 @@ class WebhookService:
                 canonical.event_id,
                 canonical.type,
                 ContactPatch(external_id=contact_id),
-                canonical.properties,
+                self._scoped(contact_id, canonical.type, canonical.properties),
                 canonical.occurred_at,
             )
             return self._ingest.ingest(event).as_dict() | {"type": event.type}
         return self._track(canonical)
 
+    def backfill(self, canonical: Canonical) -> dict[str, Any]:
+        """What the shop already had (an install, a first sync): contacts, orders, open checkouts and stock are
+        recorded, refs claimed and linked, and nothing starts, ends or is sent (IngestService.backfill).
+
+        Claimed refs make later webhooks about the same things repeats: an imported open checkout's next
+        update is a `checkout_updated`, an imported subscriber's next update no signup.
+        """
+        now = self._clock.now()
+        if isinstance(canonical, Batch):
+            return {"parts": [self.backfill(part) for part in canonical.parts]}
+        if isinstance(canonical, CatalogChange):
+            for level in canonical.levels:
+                details = level.details or {}
+                if level.describes:
+                    self._refs.observe(level.describes, details, now)
+                self._refs.observe(level.key, {**details, "quantity": level.quantity, "price": level.price}, now)
+            return {"catalog": len(canonical.levels)}
+        if not isinstance(canonical, Track):
+            return {"ignored": "only customers, checkouts, orders and products are imported"}
+        event = canonical.event
+        if self._erased(event.contact_id):
+            return {"ignored": _ERASED}
+        if canonical.once and self._refs.claim(canonical.once, event.contact_id, event.event_id, now) is not None:
+            return {"ignored": "already seen", "event_id": event.event_id}
+        outcome = self._ingest.backfill(event)
+        for ref in canonical.links:
+            self._refs.link(ref, event.contact_id, now)
+        return outcome.as_dict() | {"type": event.type, "backfill": True}
+
+    def _scoped(self, contact_id: str, event_type: str, properties: dict[str, Any]) -> dict[str, Any]:
+        """A refund says whether it refunds the rest of its order (`full_refund`), from what the contact's
+        aggregates hold of that order: only a full refund ends the order's review request."""
+        if event_type != aggregates.REFUND_CREATED or "full_refund" in properties:
+            return properties
+        contact = self._ingest.get_contact(contact_id)
+        held = contact.aggregates if contact is not None else aggregates.Aggregates()
+        return properties | {"full_refund": aggregates.refunds_in_full(held, properties)}
+
     def _track(self, track: Track) -> dict[str, Any]:
         event = track.event
         if self._erased(event.contact_id):
             return {"ignored": _ERASED, "event_id": event.event_id}
-        if track.once and self._refs.resolve(track.once) is not None:
-            if track.repeat_type is None:
-                return {"ignored": "already seen", "event_id": event.event_id}
-            event = replace(event, type=track.repeat_type)
-        outcome = self._ingest.ingest(event)
-        # Linked after the event is processed: a crash before this makes a retry count as a first sighting.
         now = self._clock.now()
-        for ref in (track.once, *track.links):
-            if ref:
-                self._refs.link(ref, event.contact_id, now)
+        if track.unless_customer and track.repeat_type:
+            stored = self._ingest.get_contact(event.contact_id)
+            if stored is not None and stored.aggregates.orders_count > 0:
+                event = replace(event, type=track.repeat_type)
+        if track.once:
+            # Claimed before the event is processed, atomically: of two deliveries announcing the same fact
+            # at once (orders/create and orders/paid), one carries it. A retry of this delivery (same event
+            # id) holds its claim, so a crash after claiming loses nothing.
+            holder = self._refs.claim(track.once, event.contact_id, event.event_id, now)
+            if holder is not None and track.moves and holder != event.contact_id:
+                self._close(holder, event, "moved")
+                self._refs.link(track.once, event.contact_id, now, claimant=event.event_id)
+            elif holder is not None:
+                if track.repeat_type is None:
+                    return {"ignored": "already seen", "event_id": event.event_id}
+                event = replace(event, type=track.repeat_type)
+        if track.closes and (holder := self._refs.resolve(track.closes)) not in (None, event.contact_id):
+            self._close(holder, event, "ordered")
+        event = replace(event, properties=self._scoped(event.contact_id, event.type, event.properties))
+        outcome = self._ingest.ingest(event)
+        for ref in track.links:
+            self._refs.link(ref, event.contact_id, now)
         return outcome.as_dict() | {"type": event.type}
+
+    def _catalog(self, change: CatalogChange) -> dict[str, Any]:
+        """Store each level; a variant from 0 to more tells whoever waits on it, once; a lower price too.
+
+        The first sighting of a variant is only stored (an install's first updates announce nothing). Event
+        ids name the delivery, the variant and the contact, so a redelivery notifies nobody twice.
+        """
+        now = self._clock.now()
+        notified: dict[str, list[str]] = {"back_in_stock": [], "price_dropped": []}
+        for level in change.levels:
+            details = level.details or (self._refs.recall(level.details_from) if level.details_from else None) or {}
+            if level.describes:
+                self._refs.observe(level.describes, details, now)
+            record = {**details, "quantity": level.quantity, "price": level.price}
+            previous = self._refs.observe(level.key, record, now)
+            item = details.get("item")
+            if previous is None or not item:
+                continue
+            kind = _stock_news(previous, level)
+            if kind is None:
+                continue
+            waiting = [c for c in self._refs.waiting(item) if not self._erased(c)]
+            properties = {k: v for k, v in record.items() if k not in ("item", "quantity") and v is not None}
+            for contact_id in waiting:
+                event = Event(
+                    f"{change.event_id}:{kind}:{item}:{contact_id}",
+                    kind,
+                    ContactPatch(external_id=contact_id),
+                    properties | {"price_before": previous.get("price")} if kind == "price_dropped" else properties,
+                    now,
+                )
+                self._ingest.ingest(event)
+                notified[kind].append(contact_id)
+            if kind == "back_in_stock":
+                self._refs.unwait(item, waiting)  # told once per restock; asking again waits again
+        return {"catalog": len(change.levels), **{k: len(v) for k, v in notified.items()}}
+
+    def _close(self, contact_id: str, event: Event, reason: str) -> None:
+        """The checkout left `contact_id` (its email was corrected, or another contact ordered it): the
+        reminders they would get for it end (`checkout_closed` is an exit of the cart flow)."""
+        checkout_id = event.properties.get("checkout_id")
+        if not checkout_id or self._erased(contact_id):
+            return
+        closed = Event(
+            f"{event.event_id}:closed",
+            "checkout_closed",
+            ContactPatch(external_id=contact_id),
+            {k: v for k, v in event.properties.items() if k in ("source", "shop", "site")}
+            | {"checkout_id": checkout_id, "reason": reason},
+            event.occurred_at,
+        )
+        self._ingest.ingest(closed)
 
     def _record_privacy(self, privacy: Privacy) -> dict[str, Any]:
         contacts = dict.fromkeys(privacy.contacts)
@@ -92,7 +217,8 @@ class WebhookService:
             if self._eraser is not None:
                 # Carried out at once: every item holding their data goes, only hashed suppressions stay.
                 erased = sum(1 for contact_id in contacts if self._eraser(contact_id) is not None)
-                self._privacy.complete(request.request_id, "erased")
+                # "erased" only when something was; else the operator sees nudge held nothing it could find.
+                self._privacy.complete(request.request_id, "erased" if erased else "nothing_found")
             else:
                 # No eraser wired (a test double): at least send them nothing more.
                 for contact_id in contacts:
@@ -108,3 +234,14 @@ class WebhookService:
             "contacts": len(contacts),
             "erased": erased,
         }
+
+
+def _stock_news(previous: dict[str, Any], level: StockLevel) -> str | None:
+    """back_in_stock (none before, some now), price_dropped (lower than before), or None."""
+    before = previous.get("quantity")
+    if isinstance(before, int) and before <= 0 and level.quantity is not None and level.quantity > 0:
+        return "back_in_stock"
+    was = previous.get("price")
+    if isinstance(was, int | float) and level.price is not None and level.price < was:
+        return "price_dropped"
+    return None

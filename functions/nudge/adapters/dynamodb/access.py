@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -20,6 +21,7 @@ from pynamodb.attributes import (
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
+    UnicodeSetAttribute,
     UTCDateTimeAttribute,
 )
 from pynamodb.connection import Connection
@@ -91,7 +93,20 @@ class ContactRefModel(Model):
     ref = UnicodeAttribute(hash_key=True)
     contact_id = UnicodeAttribute()
     linked_at = UTCDateTimeAttribute()
+    claimant = UnicodeAttribute(null=True)  # the event that claimed a first sighting (ContactRefs.claim)
     by_contact = RefsByContact()
+
+
+class CatalogItemModel(Model):
+    """In the contact-refs table, PK ref `wait:<item>` (the contacts waiting) or `stock:<key>` (last seen)."""
+
+    class Meta:
+        table_name = "nudge-contact-refs"
+
+    ref = UnicodeAttribute(hash_key=True)
+    waiting = UnicodeSetAttribute(null=True)
+    record = JSONAttribute(null=True)
+    observed_at = UTCDateTimeAttribute(null=True)
 
 
 class PrivacyRequestModel(Model):
@@ -116,9 +131,10 @@ class AccessModels:
     refs: type[ContactRefModel]
     privacy: type[PrivacyRequestModel]
     signups: type[PendingSignupModel]
+    catalog: type[CatalogItemModel]
 
     def all(self) -> tuple[type[Model], ...]:
-        return (self.keys, self.rates, self.refs, self.privacy, self.signups)
+        return (self.keys, self.rates, self.refs, self.privacy, self.signups, self.catalog)
 
 
 def bind_access_models(
@@ -145,10 +161,15 @@ def bind_access_tables(
         refs=bind_model(ContactRefModel, refs, region, host, {"by_contact": RefsByContact()}),  # type: ignore[arg-type]
         privacy=bind_model(PrivacyRequestModel, privacy, region, host),  # type: ignore[arg-type]
         signups=bind_model(PendingSignupModel, keys, region, host),  # type: ignore[arg-type]
+        catalog=bind_model(CatalogItemModel, refs, region, host),  # type: ignore[arg-type]
     )
     if connection is not None:
         share_connection(models.all(), connection)
     return models
+
+
+WAIT_PREFIX = "wait:"
+STOCK_PREFIX = "stock:"
 
 
 def _condition_failed(exc: Exception) -> bool:
@@ -219,9 +240,22 @@ class DynamoRateLimiter:
 class DynamoContactRefs:
     def __init__(self, models: AccessModels) -> None:
         self._model = models.refs
+        self._catalog = models.catalog
 
-    def link(self, ref: str, contact_id: str, now: datetime) -> None:
-        self._model(ref=ref, contact_id=contact_id, linked_at=now).save()
+    def link(self, ref: str, contact_id: str, now: datetime, *, claimant: str | None = None) -> None:
+        self._model(ref=ref, contact_id=contact_id, linked_at=now, claimant=claimant).save()
+
+    def claim(self, ref: str, contact_id: str, claimant: str, now: datetime) -> str | None:
+        model = self._model
+        try:
+            model(ref=ref, contact_id=contact_id, linked_at=now, claimant=claimant).save(
+                condition=model.ref.does_not_exist() | (model.claimant == claimant)
+            )
+        except PutError as exc:
+            if not _condition_failed(exc):
+                raise
+            return self.resolve(ref) or contact_id
+        return None
 
     def resolve(self, ref: str) -> str | None:
         try:
@@ -235,6 +269,45 @@ class DynamoContactRefs:
             for item in items:
                 batch.delete(item)
         return len(items)
+
+    def wait(self, item: str, contact_id: str, now: datetime) -> None:
+        model = self._catalog
+        model(ref=WAIT_PREFIX + item).update(actions=[model.waiting.add({contact_id}), model.observed_at.set(now)])
+
+    def waiting(self, item: str) -> list[str]:
+        try:
+            found = self._catalog.get(WAIT_PREFIX + item, consistent_read=True)
+        except self._catalog.DoesNotExist:
+            return []
+        return sorted(found.waiting or ())
+
+    def unwait(self, item: str, contact_ids: list[str]) -> None:
+        if contact_ids:
+            self._catalog(ref=WAIT_PREFIX + item).update(actions=[self._catalog.waiting.delete(set(contact_ids))])
+
+    def recall(self, key: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._catalog.get(STOCK_PREFIX + key, consistent_read=True).record or {})
+        except self._catalog.DoesNotExist:
+            return None
+
+    def observe(self, key: str, record: dict[str, Any], now: datetime) -> dict[str, Any] | None:
+        model = self._catalog
+        for _ in range(5):
+            try:
+                old = model.get(STOCK_PREFIX + key, consistent_read=True)
+            except model.DoesNotExist:
+                old = None
+            # Conditional on what was read: of two deliveries at once, the second sees the first's record.
+            condition = model.ref.does_not_exist() if old is None else model.observed_at == old.observed_at
+            try:
+                model(ref=STOCK_PREFIX + key, record=record, observed_at=now).save(condition=condition)
+            except PutError as exc:
+                if not _condition_failed(exc):
+                    raise
+                continue
+            return dict(old.record or {}) if old is not None else None
+        raise PutError(f"catalog item {key} kept changing")
 
 
 class DynamoPendingSignups:
