@@ -504,6 +504,9 @@ def chaos(
     seeds: Annotated[int, typer.Option(help="With --random: how many seeded plays.")] = 20,
     first: Annotated[int, typer.Option(help="With --every-call: the first call to fail.")] = 1,
     last: Annotated[int | None, typer.Option(help="With --every-call: the last call to fail.")] = None,
+    stride: Annotated[
+        int, typer.Option(min=1, help="With --every-call: fail every Nth call only (a sample; 1: every call).")
+    ] = 1,
     workers: Annotated[int, typer.Option(help="Plays run in this many processes.")] = os.cpu_count() or 1,
     daily_job: Annotated[bool, typer.Option(help="Run the daily job each morning (and fault it too).")] = True,
     story: Annotated[
@@ -527,7 +530,11 @@ def chaos(
         f"{sum(clean.delivered.values())} messages delivered, "
         f"{len(clean.stranded)} runs stranded"
     )
-    specs = harness.every_call_specs(clean, first, last) if every_call else harness.random_specs(rate or 0.0, seeds)
+    if every_call and stride % len(harness.KINDS) == 0:
+        raise typer.BadParameter(f"--stride {stride} would fault with one kind only: pick one not a multiple of 7")
+    specs = (
+        harness.every_call_specs(clean, first, last, stride) if every_call else harness.random_specs(rate or 0.0, seeds)
+    )
     if console.is_terminal:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("faulted plays", total=len(specs))

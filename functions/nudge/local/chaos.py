@@ -560,10 +560,13 @@ def clean_play(*, daily_job: bool = True, story: str = "demo") -> Observed:
     return play(lambda call, operation: None, daily_job=daily_job, story=story)
 
 
-def every_call_specs(clean: Observed, first: int = 1, last: int | None = None) -> list[tuple[str, int, float]]:
-    """One fault at attempt N for every N the clean play made (or first..last); the kind rotates with N."""
+def every_call_specs(
+    clean: Observed, first: int = 1, last: int | None = None, stride: int = 1
+) -> list[tuple[str, int, float]]:
+    """One fault at attempt N for every N the clean play made (or first..last, every `stride`-th); the kind
+    rotates with N (a stride that shares a factor with the seven kinds would always pick the same few)."""
     end = min(last or clean.calls, clean.calls)
-    return [("call", n, 0.0) for n in range(first, end + 1)]
+    return [("call", n, 0.0) for n in range(first, end + 1, stride)]
 
 
 def random_specs(rate: float, seeds: int, first_seed: int = 0) -> list[tuple[str, int, float]]:
