@@ -103,6 +103,8 @@ def load_history(
 class _SubjectsOnly(TemplateRenderer):
     """Renders subjects and preheaders (compiled once each), never a template file: no body is composed."""
 
+    renders_bodies = False
+
     def render_file(self, name: str, context: dict[str, Any]) -> str:
         return ""
 
