@@ -19,7 +19,7 @@ from jinja2 import BaseLoader, Environment, FileSystemLoader, Template, Template
 from pydantic import ValidationError
 
 from nudge.domain.brand import Brand
-from nudge.domain.expressions import make_environment
+from nudge.domain.expressions import flat_globals, make_environment
 
 # The variables every message template may use (services.runs builds exactly these; a test checks it).
 TEMPLATE_VARIABLES = frozenset(
@@ -165,7 +165,7 @@ class TemplateRenderer:
             # Subjects and preheaders are few and fixed (they come from flow files): compile each once.
             template = self._strings.get(source)
             if template is None:
-                template = self._strings[source] = _plain(source) or self._env.from_string(source)
+                template = self._strings[source] = _plain(source) or flat_globals(self._env.from_string(source))
             if isinstance(template, str):
                 return template
             return template.render(context).strip()

@@ -173,10 +173,7 @@ class Contact:
             "sms_marketing": self.sms_marketing,
             "tags": list(self.tags),
             "properties": dict(self.properties),
-            "aggregates": {
-                **self.aggregates.template_view(),
-                "predicted_next_order_at": predicted_next_order(self.aggregates),
-            },
+            "aggregates": _aggregates_view(self.aggregates),
             "stage": self.stage,
             "segments": list(self.segments),
             "rfm": self.rfm.template_view() if self.rfm else None,
@@ -186,6 +183,28 @@ class Contact:
     def stage(self) -> str | None:
         """The lifecycle stage as of the last evaluation (None before the first)."""
         return next((s for s in self.segments if s in STAGES), None)
+
+
+# Aggregates object id -> (it, its scalar view with the predicted next order): a contact's view is built
+# several times per event and per wake-up, and its aggregates change only with an order. The object is
+# held, so its id is not reused while cached; only immutable values are shared between views.
+_AGGREGATE_VIEWS: dict[int, tuple[Aggregates, JsonDict]] = {}
+_AGGREGATE_VIEWS_KEPT = 4096
+
+
+def _aggregates_view(aggregates: Aggregates) -> JsonDict:
+    """`contact.aggregates`: the aggregates' view and the predicted next order; a new dict, and new lists,
+    for each contact view (only the immutable values are shared)."""
+    cached = _AGGREGATE_VIEWS.get(id(aggregates))
+    if cached is None or cached[0] is not aggregates:
+        if len(_AGGREGATE_VIEWS) >= _AGGREGATE_VIEWS_KEPT:
+            _AGGREGATE_VIEWS.clear()
+        view = {**aggregates.template_view(), "predicted_next_order_at": predicted_next_order(aggregates)}
+        cached = _AGGREGATE_VIEWS[id(aggregates)] = (aggregates, view)
+    view = dict(cached[1])  # the same keys in the same order; the lists replaced in place by new ones
+    view["products"] = list(aggregates.products)
+    view["categories"] = list(aggregates.categories)
+    return view
 
 
 @dataclass(frozen=True, slots=True)
