@@ -19,7 +19,7 @@ from jinja2 import BaseLoader, Environment, FileSystemLoader, Template, Template
 from pydantic import ValidationError
 
 from nudge.domain.brand import Brand
-from nudge.domain.expressions import make_environment
+from nudge.domain.expressions import flat_globals, make_environment
 
 # The variables every message template may use (services.runs builds exactly these; a test checks it).
 TEMPLATE_VARIABLES = frozenset(
@@ -143,12 +143,16 @@ class TemplateRenderer:
     Every template sees the brand kit as `brand`.
     """
 
+    # False for a renderer that renders subjects and preheaders only (the backtest's): the composer then
+    # skips the body, footer, UTM tagging and CSS inlining, which would only produce empty strings.
+    renders_bodies = True
+
     def __init__(self, templates_dir: Path, brand: Brand | None = None) -> None:
         self._dir = templates_dir
         self.brand = brand or load_brand(templates_dir)
         self._env = make_environment(_MjmlLoader(templates_dir))
         self._env.globals["brand"] = self.brand
-        self._strings: dict[str, Template] = {}
+        self._strings: dict[str, Template | str] = {}
 
     def render_file(self, name: str, context: dict[str, Any]) -> str:
         try:
@@ -161,7 +165,9 @@ class TemplateRenderer:
             # Subjects and preheaders are few and fixed (they come from flow files): compile each once.
             template = self._strings.get(source)
             if template is None:
-                template = self._strings[source] = self._env.from_string(source)
+                template = self._strings[source] = _plain(source) or flat_globals(self._env.from_string(source))
+            if isinstance(template, str):
+                return template
             return template.render(context).strip()
         except TemplateError as exc:
             raise TemplateRenderError(f"{label}: {exc.__class__.__name__}: {exc}") from exc
@@ -241,3 +247,12 @@ class TemplateRenderer:
 
     def sms(self, template: str, context: dict[str, Any]) -> str:
         return self.render_file(f"{template}.sms.j2", context)
+
+
+def _plain(source: str) -> str | None:
+    """The rendering of a string with no Jinja syntax at all (most subjects and preheaders): itself, stripped.
+
+    Conservative: any `{` (or a carriage return, which Jinja would normalize) goes through Jinja."""
+    if "{" in source or "\r" in source:
+        return None
+    return source.strip()

@@ -479,6 +479,9 @@ def bench(
     history_customers: Annotated[
         int, typer.Option(help="CDNOW customers for the backtest benchmark (23,570: all; 0: skip it).")
     ] = 23_570,
+    scaling: Annotated[
+        str, typer.Option(help="Contact counts for the engine's scaling figures, comma-separated ('' skips them).")
+    ] = "500,4000,32000",
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
@@ -489,6 +492,7 @@ def bench(
         moto_contacts=moto_contacts,
         daily_contacts=daily_contacts,
         history_customers=history_customers,
+        scaling=[int(n) for n in scaling.split(",") if n.strip()],
         progress=console.status,
     )
     for line in figures:

@@ -21,6 +21,7 @@ of an address can never slip past the suppression of another.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 MAX_EMAIL_LENGTH = 254
 _LOCAL = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -31,8 +32,13 @@ class InvalidEmail(ValueError):
     """Not a plain addr-spec; the message says why (never echoing the input)."""
 
 
+@lru_cache(maxsize=1 << 16)
 def normalize_email(value: str) -> str:
-    """The address as nudge stores and hashes it; InvalidEmail unless `value` is a plain addr-spec."""
+    """The address as nudge stores and hashes it; InvalidEmail unless `value` is a plain addr-spec.
+
+    Cached (a pure function of the text; a refusal is not cached): one event asks for its contact's id,
+    and so the address's normal form, several times, and a backtest replays tens of thousands of them.
+    """
     text = value.strip()
     if not text or len(text) > 4 * MAX_EMAIL_LENGTH:
         raise InvalidEmail("not an email address")

@@ -84,9 +84,18 @@ class Guardrails(_Strict):
         return value
 
     def merged(self, overrides: GuardrailOverrides) -> Guardrails:
-        """This policy with a flow's overrides applied, section by section."""
+        """This policy with a flow's overrides applied, section by section (once per pair: both are frozen,
+        and every advance asks)."""
+        key = (id(self), id(overrides))
+        found = _MERGED.get(key)
+        if found is not None and found[0] is self and found[1] is overrides:
+            return found[2]
         changes = {name: value for name, value in overrides if value is not None}
-        return self.model_copy(update=changes) if changes else self  # frozen: the same policy serves as is
+        merged = self.model_copy(update=changes) if changes else self  # frozen: the same policy serves as is
+        if len(_MERGED) >= 256:
+            _MERGED.clear()
+        _MERGED[key] = (self, overrides, merged)  # both held: their ids are not reused while cached
+        return merged
 
 
 class GuardrailOverrides(_Strict):
@@ -95,6 +104,9 @@ class GuardrailOverrides(_Strict):
     smart_sending: SmartSending | None = None
     frequency_caps: FrequencyCaps | None = None
     sms_quiet_hours: QuietHours | None = None
+
+
+_MERGED: dict[tuple[int, int], tuple[Guardrails, GuardrailOverrides, Guardrails]] = {}
 
 
 @dataclass(frozen=True, slots=True)

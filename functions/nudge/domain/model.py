@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from nudge.domain import bounds
@@ -16,22 +18,46 @@ from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 JsonDict = dict[str, Any]
 
 _Record = TypeVar("_Record")
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_COPIERS: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}
 
 
 def evolve(record: _Record, /, **changes: Any) -> _Record:
     """`dataclasses.replace` for these records (no `__post_init__`, no init-only field), without calling
-    `__init__`: a run or a message is copied on every step it takes, and replace was a third of a backtest."""
+    `__init__`: a run or a message is copied on every step it takes, and replace was a third of a backtest.
+
+    Each class gets a copier compiled once, that sets every slot through its descriptor (what a frozen
+    dataclass's `__init__` does, without the loop over field names per copy)."""
     cls = type(record)
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(record))  # type: ignore[arg-type]
-    copy = object.__new__(cls)
-    for name in names:
-        object.__setattr__(copy, name, changes.pop(name) if name in changes else getattr(record, name))
-    if changes:
-        raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(changes))}")
-    return copy
+    copier = _COPIERS.get(cls)
+    if copier is None:
+        copier = _COPIERS[cls] = _copier(cls)
+    return copier(record, changes)  # type: ignore[no-any-return]
+
+
+def _copier(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
+    names = tuple(f.name for f in fields(cls))
+    lines = [
+        "def copy(record, changes):",
+        "    new = new_of(cls)",
+        *(
+            f"    set_{i}(new, changes.pop({name!r}) if {name!r} in changes else record.{name})"
+            for i, name in enumerate(names)
+        ),
+        "    if changes:",
+        "        raise TypeError(f'{cls.__name__} has no field {\", \".join(sorted(changes))}')",
+        "    return new",
+    ]
+    scope: dict[str, Any] = {"cls": cls, "new_of": object.__new__}
+    for i, name in enumerate(names):
+        descriptor: Any = cls.__dict__.get(name)
+        # Slots: the member descriptor's own setter (frozen __setattr__ bypassed); else object.__setattr__.
+        scope[f"set_{i}"] = (
+            descriptor.__set__
+            if hasattr(descriptor, "__set__")
+            else (lambda obj, value, n=name: object.__setattr__(obj, n, value))
+        )
+    exec("\n".join(lines), scope)  # noqa: S102 - code built from the class's own field names
+    return scope["copy"]  # type: ignore[no-any-return]
 
 
 class Channel(StrEnum):
@@ -77,6 +103,7 @@ def _digest(*parts: str, length: int = 20) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:length]
 
 
+@lru_cache(maxsize=1 << 16)
 def contact_id_for(*, external_id: str | None, email: str | None, phone: str | None) -> str:
     """Derive the stable contact id: the shop's own id if given, else a hash of email, else of phone."""
     if external_id:
@@ -146,10 +173,7 @@ class Contact:
             "sms_marketing": self.sms_marketing,
             "tags": list(self.tags),
             "properties": dict(self.properties),
-            "aggregates": {
-                **self.aggregates.template_view(),
-                "predicted_next_order_at": predicted_next_order(self.aggregates),
-            },
+            "aggregates": _aggregates_view(self.aggregates),
             "stage": self.stage,
             "segments": list(self.segments),
             "rfm": self.rfm.template_view() if self.rfm else None,
@@ -159,6 +183,28 @@ class Contact:
     def stage(self) -> str | None:
         """The lifecycle stage as of the last evaluation (None before the first)."""
         return next((s for s in self.segments if s in STAGES), None)
+
+
+# Aggregates object id -> (it, its scalar view with the predicted next order): a contact's view is built
+# several times per event and per wake-up, and its aggregates change only with an order. The object is
+# held, so its id is not reused while cached; only immutable values are shared between views.
+_AGGREGATE_VIEWS: dict[int, tuple[Aggregates, JsonDict]] = {}
+_AGGREGATE_VIEWS_KEPT = 4096
+
+
+def _aggregates_view(aggregates: Aggregates) -> JsonDict:
+    """`contact.aggregates`: the aggregates' view and the predicted next order; a new dict, and new lists,
+    for each contact view (only the immutable values are shared)."""
+    cached = _AGGREGATE_VIEWS.get(id(aggregates))
+    if cached is None or cached[0] is not aggregates:
+        if len(_AGGREGATE_VIEWS) >= _AGGREGATE_VIEWS_KEPT:
+            _AGGREGATE_VIEWS.clear()
+        view = {**aggregates.template_view(), "predicted_next_order_at": predicted_next_order(aggregates)}
+        cached = _AGGREGATE_VIEWS[id(aggregates)] = (aggregates, view)
+    view = dict(cached[1])  # the same keys in the same order; the lists replaced in place by new ones
+    view["products"] = list(aggregates.products)
+    view["categories"] = list(aggregates.categories)
+    return view
 
 
 @dataclass(frozen=True, slots=True)

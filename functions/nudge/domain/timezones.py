@@ -118,7 +118,7 @@ def _country_of_address(contact: Contact) -> str | None:
     return str(code).upper() if code else None
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=1 << 16)
 def zone_of_phone(phone: str | None) -> str | None:
     """The one IANA zone the number's prefix lies in (its area code for +1 numbers), else None."""
     if not phone or not phone.startswith("+"):

@@ -12,13 +12,14 @@ from nudge.services.ingest import IngestOutcome
 from nudge.services.inputs import EventIn
 from nudge.services.runs import AdvanceOutcome, NotCommittedYet
 from nudge.settings import Settings
+from nudge.templating import TemplateRenderer
 from nudge.wiring import build_memory
 
 
 class Simulation:
-    def __init__(self, settings: Settings, clock: VirtualClock) -> None:
+    def __init__(self, settings: Settings, clock: VirtualClock, *, renderer: TemplateRenderer | None = None) -> None:
         self.clock = clock
-        self.container = build_memory(settings, clock)
+        self.container = build_memory(settings, clock, renderer=renderer)
         self.fired: list[AdvanceOutcome] = []
 
     @property

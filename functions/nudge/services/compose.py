@@ -96,6 +96,8 @@ class EmailComposer:
             headers["List-Unsubscribe"] = ", ".join(targets)
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         context = {**context, "unsubscribe_url": unsubscribe_url, "postal_address": postal_address}
+        if not self._renderer.renders_bodies:
+            return self._recorded(step, message, context, headers, now)
         subject, html, text = self._renderer.email(step.template, step.subject, context)
         if FOOTER_MARK not in html:
             # A layout of the shop's own without the footer: append it (the MJML layouts carry it in the card).
@@ -115,6 +117,25 @@ class EmailComposer:
             subject=subject,
             html=inline_css(html),
             text=text,
+            date=now,
+            headers=headers,
+            tags={"flow": message.flow_id, "step": message.step_id, "category": message.category.value},
+        )
+
+    def _recorded(
+        self, step: EmailStep, message: Message, context: dict[str, Any], headers: dict[str, str], now: datetime
+    ) -> OutgoingEmail:
+        """For a renderer that renders no template file (the backtest's): the checks above, then only what can
+        fail or lands in the message record (subject, preheader); no body, footer, UTM tags or CSS inlining."""
+        subject = self._renderer.render_string(step.subject, context, label=f"{step.template} subject")
+        if step.preheader:
+            self._renderer.render_string(step.preheader, context, label=f"{step.template} preheader")
+        return OutgoingEmail(
+            to=message.recipient or "",
+            from_address=self._from,
+            subject=subject,
+            html="",
+            text="",
             date=now,
             headers=headers,
             tags={"flow": message.flow_id, "step": message.step_id, "category": message.category.value},

@@ -6,14 +6,14 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, overload
 
 from nudge.domain import engine, sms
 from nudge.domain.flows import DateTrigger, EmailStep, Flow, FlowCatalog, SmsStep, WebhookStep
 from nudge.domain.guardrails import WEEK, Guardrails
-from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
+from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve
 from nudge.domain.suppression import address_key, block_reason
 from nudge.names import SIGNATURE_HEADER
 from nudge.ports import (
@@ -246,15 +246,15 @@ class RunService:
         messages: list[Message] = []
         for intent in plan.sends:
             if intent.skip_reason is not None:
-                skipped = replace(intent.message, status=MessageStatus.SKIPPED, reason=intent.skip_reason)
+                skipped = evolve(intent.message, status=MessageStatus.SKIPPED, reason=intent.skip_reason)
                 messages.append(skipped)
                 outcome.skipped.append((intent.step.id, intent.skip_reason))
             else:
                 # Counted by the guardrails from the moment it is decided (sent_at is the index's sort key),
                 # so a burst spread over send slots cannot slip past a frequency cap or smart sending.
-                messages.append(replace(intent.message, sent_at=now))
+                messages.append(evolve(intent.message, sent_at=now))
         messages += [hook.message for hook in plan.webhooks]
-        state = replace(plan.run, outbox=tuple(m.message_id for m in messages if m.status is MessageStatus.PENDING))
+        state = evolve(plan.run, outbox=tuple(m.message_id for m in messages if m.status is MessageStatus.PENDING))
         if plan.wake_at is not None:
             # Armed before the commit: once the advance is stored, its next wake-up already exists.
             self.redrive(state)
@@ -264,7 +264,7 @@ class RunService:
             return outcome
         for message in messages:
             if message.status is MessageStatus.PENDING:
-                self._deliver(saved, replace(message, run_version=saved.version), contact, outcome, deadline=deadline)
+                self._deliver(saved, evolve(message, run_version=saved.version), contact, outcome, deadline=deadline)
         if plan.profile_updates:
             # After the commit: a segment move may start flows, or end this very run through an exit rule.
             self._profile_changed(run.contact_id)
@@ -396,7 +396,7 @@ class RunService:
         """Render the message: everything that can fail before the provider call fails here, not after."""
         context = {
             **context,
-            "contact": contact.template_view(),
+            "contact": context.get("contact") or contact.template_view(),  # _deliver's view of this same contact
             "flow": {"id": flow.id, "name": flow.name},
             "step": {"id": step.id},
             "channel": message.channel.value,
@@ -413,8 +413,8 @@ class RunService:
         if parts.count > sms.MAX_SEGMENTS:
             raise PermanentSendError(f"the SMS runs to {parts.count} segments; at most {sms.MAX_SEGMENTS} are sent")
         outgoing = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
-        sent = replace(_with_content(message, subject=None, preview=text), sms_encoding=parts.encoding)
-        return (lambda: self._texter.send(outgoing)), replace(sent, sms_segments=parts.count)
+        sent = evolve(_with_content(message, subject=None, preview=text), sms_encoding=parts.encoding)
+        return (lambda: self._texter.send(outgoing)), evolve(sent, sms_segments=parts.count)
 
     def _abandoned(self, message: Message, outcome: AdvanceOutcome) -> None:
         """A message left SENDING: in flight elsewhere (look again later), or abandoned mid-call (unknown)."""
@@ -564,4 +564,4 @@ def _backoff(attempt: int) -> timedelta:
 
 
 def _with_content(message: Message, *, subject: str | None, preview: str) -> Message:
-    return replace(message, subject=subject, body_preview=preview[:160])
+    return evolve(message, subject=subject, body_preview=preview[:160])
