@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nudge.campaign_files import campaign_problems
 from nudge.domain import sms
 from nudge.flow_files import FlowFileError, load_catalog, load_guardrails, load_segments, segment_problems
 from nudge.ports import (
@@ -172,6 +173,7 @@ def assemble(
         per_minute=int(settings.ses_max_send_rate * 60 * RATE_SHARE),
         default_timezone=guardrails.default_timezone,
         catalog=flows,
+        check=lambda campaign: campaign_problems(campaign, renderer, segments),
     )
     return Container(
         settings=settings,

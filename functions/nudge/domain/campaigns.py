@@ -22,6 +22,7 @@ from nudge.domain.model import Contact, Run, RunStatus
 from nudge.domain.timezones import zone_for
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
+CAMPAIGN_ID = _ID
 FLOW_PREFIX = "campaign."  # flow ids cannot hold a dot: a campaign's flow never collides with a flow
 # The earliest local time zone is UTC+14: a campaign at a local time starts resolving that much before UTC.
 EARLIEST_OFFSET = timedelta(hours=14)

@@ -53,10 +53,9 @@ def _memory_engine(contacts: int) -> Iterator[str]:
     yield f"  peak traced memory {peak / 1e6:,.1f} MB ({peak / contacts / 1024:,.1f} KiB per contact with its history)"
 
 
-def _memory_engine_once(contacts: int, *, trace: bool) -> tuple[int, int, float, float, int]:
-    from nudge.local.simulation import Simulation
-
-    settings = Settings(
+def bench_settings(**overrides: Any) -> Settings:
+    """Settings for the in-memory benches (the project's flows and templates, no AWS)."""
+    return Settings(
         work_queue_url="https://sqs.local/work",
         work_queue_arn="arn:aws:sqs:us-east-1:123456789012:nudge-work",
         scheduler_role_arn="arn:role",
@@ -66,10 +65,15 @@ def _memory_engine_once(contacts: int, *, trace: bool) -> tuple[int, int, float,
         unsubscribe_key="bench-unsubscribe-key",
         unsubscribe_base_url="https://api.shop.example/v1/unsubscribe",
         postal_address="12 Harbour Street, Portland, ME 04101, USA",  # marketing mail fails closed without one
-        # The in-memory engine figure measures the engine, not a send budget: no throttling here.
-        ses_max_send_rate=10_000,
+        **overrides,
     )
-    sim = Simulation(settings, VirtualClock(START))
+
+
+def _memory_engine_once(contacts: int, *, trace: bool) -> tuple[int, int, float, float, int]:
+    from nudge.local.simulation import Simulation
+
+    # The in-memory engine figure measures the engine, not a send budget: no throttling here.
+    sim = Simulation(bench_settings(ses_max_send_rate=10_000), VirtualClock(START))
     if trace:
         tracemalloc.start()
     began = time.perf_counter()

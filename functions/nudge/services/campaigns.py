@@ -15,7 +15,7 @@ log under `campaign.<id>`, replaced as it moves, so resume continues where each 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,6 +51,14 @@ class UnknownCampaign(CampaignError):
 
 class CampaignConflict(CampaignError):
     """Another campaign holds the id, or the action does not apply to the campaign's status."""
+
+
+class InvalidCampaign(CampaignError):
+    """The campaign's templates or segments do not check (`problems`, as `nudge validate` words them)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
 
 
 class BadCampaignPiece(ValueError):
@@ -103,6 +111,7 @@ class CampaignPiece:
     of: int
     epoch: int = 0
     cursor: dict[str, Any] | None = None
+    fan_out: bool = False  # the one piece that waits for the start, then queues the segments' pieces
 
     @property
     def key(self) -> str:
@@ -118,6 +127,8 @@ class CampaignPiece:
         }
         if self.cursor is not None:
             body["cursor"] = self.cursor
+        if self.fan_out:
+            body["fan_out"] = True
         return body
 
     @staticmethod
@@ -135,13 +146,14 @@ class CampaignPiece:
             raise BadCampaignPiece(f"segment {segment} of {of} is not a Scan segment")
         if not isinstance(cursor, dict | None):
             raise BadCampaignPiece("cursor must be an object")
-        return CampaignPiece(campaign, segment, of, epoch, cursor)
+        return CampaignPiece(campaign, segment, of, epoch, cursor, body.get("fan_out") is True)
 
 
 @dataclass(slots=True)
 class CampaignPieceOutcome:
     piece: CampaignPiece
-    status: str = "worked"  # worked | waiting | stood_down (paused, cancelled, an older epoch) | missing
+    # worked | waiting | fanned_out | stood_down (paused, cancelled, an older epoch) | missing
+    status: str = "worked"
     contacts: int = 0  # contacts scanned
     started: int = 0  # runs started (recipients)
     existing: int = 0  # recipients whose run already existed (a piece done again)
@@ -239,6 +251,7 @@ class CampaignService:
         default_timezone: str = "UTC",
         segments: int = SEGMENTS,
         catalog: CampaignCatalog | None = None,
+        check: Callable[[Campaign], list[str]] = lambda campaign: [],
     ) -> None:
         self._documents = documents
         self._census = census
@@ -250,6 +263,7 @@ class CampaignService:
         self._zone = default_timezone
         self._segments = segments
         self._catalog = catalog
+        self._check = check
 
     # the API's actions -----------------------------------------------------------------------------------
 
@@ -260,6 +274,8 @@ class CampaignService:
     def create(self, campaign: Campaign) -> tuple[CampaignRecord, bool]:
         """Store the campaign and queue its pieces; (record, created). The same definition again is a no-op
         that re-queues nothing; another definition under the same id is a CampaignConflict."""
+        if problems := self._check(campaign):
+            raise InvalidCampaign(problems)  # before anything is written
         now = self._clock.now()
         existing = self.get(campaign.id)
         if existing is not None:
@@ -268,7 +284,7 @@ class CampaignService:
             return existing, False
         record = CampaignRecord(campaign, CampaignStatus.SCHEDULED, now, now)
         self._save(record)
-        self._queue([(piece, self._until_start(record)) for piece in self._first_pieces(record)])
+        self._queue([(self._fan_out(record), self._until_start(record))])
         log.info("campaign created", extra={"campaign": campaign.id})
         return record, True
 
@@ -288,7 +304,9 @@ class CampaignService:
         if action == "resume" and not unfinished:
             changed = replace(changed, status=CampaignStatus.SENT)
         self._save(changed)
-        self._queue([(piece, self._until_start(changed)) for piece in unfinished])
+        wait = self._until_start(changed)
+        # Before its start nothing is resolved yet: one piece waits for it, as after create.
+        self._queue([(self._fan_out(changed), wait)] if wait > timedelta(0) else [(p, wait) for p in unfinished])
         log.info("campaign %s", action, extra={"campaign": campaign_id, "status": target.value})
         return changed
 
@@ -326,6 +344,11 @@ class CampaignService:
         if wait > timedelta(0):
             done.status = "waiting"
             done.follow.append((piece, wait))
+            self._queue(done.follow)
+            return done
+        if piece.fan_out:
+            done.status = "fanned_out"
+            done.follow.extend((segment, timedelta(0)) for segment in self._first_pieces(record))
             self._queue(done.follow)
             return done
         if record.status is CampaignStatus.SCHEDULED:
@@ -379,11 +402,11 @@ class CampaignService:
         jobs, self._jobs = self._jobs, None
         try:
             record, _ = self.create(campaign)
-            pieces = self._first_pieces(record)
+            pieces = [self._fan_out(record)]
             while pieces:
                 piece = pieces.pop(0)
                 outcome = self.work(piece)
-                pieces.extend(follow for follow, _ in outcome.follow if outcome.status == "worked")
+                pieces.extend(follow for follow, _ in outcome.follow if outcome.status in ("worked", "fanned_out"))
         finally:
             self._jobs = jobs
         found = self.get(campaign.id)
@@ -391,6 +414,9 @@ class CampaignService:
         return found
 
     # helpers -----------------------------------------------------------------------------------------------
+
+    def _fan_out(self, record: CampaignRecord) -> CampaignPiece:
+        return CampaignPiece(record.campaign.id, 0, self._segments, record.epoch, fan_out=True)
 
     def _first_pieces(self, record: CampaignRecord) -> list[CampaignPiece]:
         return [CampaignPiece(record.campaign.id, s, self._segments, record.epoch) for s in range(self._segments)]
