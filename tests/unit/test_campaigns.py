@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,44 @@ def test_bad_pieces_are_refused() -> None:
     for body in ({"job": "daily"}, {"job": "campaign"}, {"job": "campaign", "campaign": "x", "segment": 9, "of": 8}):
         with pytest.raises(BadCampaignPiece):
             CampaignPiece.parse(body)
+
+
+def test_consent_suppression_and_smart_sending_apply_against_a_running_flow(sim: Simulation) -> None:
+    from nudge.domain.model import Channel
+    from nudge.domain.suppression import Suppression, address_key
+    from tests.factories import subscribed
+
+    # Given c05 just got the welcome series' first email (priority 5), and c02's address bounced
+    sim.send(subscribed("sub_c05", {"id": "c05", "email": "c05@example.com", "email_marketing": True}))
+    sim.store.suppress(address_key(Channel.EMAIL, "c02@example.com"), Suppression.BOUNCE, START)
+    welcomed = len(sim.mailer.sent)
+
+    # When a priority-3 campaign goes to everyone
+    sim.container.campaigns.run(newsletter(priority=3))
+    sim.run_until(START + timedelta(minutes=2))
+
+    campaign = {m.contact_id: m for cid in sim.store.contacts for m in sim.store.messages_for(cid)}
+    campaign = {cid: m for cid, m in campaign.items() if m.flow_id == "campaign.news"}
+    assert welcomed == 1
+    assert (campaign["c05"].status, campaign["c05"].reason) == (MessageStatus.SKIPPED, "smart_sending:email")
+    assert (campaign["c02"].status, campaign["c02"].reason) == (MessageStatus.SKIPPED, "suppressed:bounce")
+    assert "c17" not in campaign  # never consented: no record, counted unreachable
+    assert len(sim.mailer.sent) == welcomed + 14
+
+
+def test_campaign_revenue_is_attributed_and_reported_in_a_table_of_its_own(sim: Simulation) -> None:
+    from nudge.report_text import kpi_tables
+    from nudge.services.reporting import build_report
+    from tests.factories import order_placed
+
+    sim.container.campaigns.run(newsletter())
+    sim.run_until(START + timedelta(days=2))
+    sim.send(order_placed("o1", "k1", {"id": "c01", "email": "c01@example.com"}))  # two days after the send
+
+    found = build_report(sim.store)
+    tables = {title: rows for title, _, rows in kpi_tables(found)}
+
+    (row,) = [r for r in found.flows if r.flow_id == "campaign.news"]
+    assert (len(row.recipients), row.sent, row.orders, row.revenue) == (16, 16, 1, Decimal("42.00"))
+    assert [label for label, _ in tables["Campaigns"]] == ["news"]
+    assert "campaign.news" not in [label for label, _ in tables["Flows"]]
