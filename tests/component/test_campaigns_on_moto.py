@@ -108,3 +108,20 @@ def test_an_unsigned_campaign_request_is_refused(stack: MotoStack) -> None:
 
 def _sent(stack: MotoStack) -> list[dict[str, Any]]:
     return [{"destinations": m.destinations} for m in stack.sent_emails()]
+
+
+def test_pieces_delivered_again_after_the_campaign_went_out_send_nothing_twice(stack: MotoStack) -> None:
+    from nudge.services.campaigns import CampaignPiece
+
+    stack.call_api("POST", "/v1/campaigns", NEWSLETTER)
+    stack.pump.run_until(stack.clock.now() + timedelta(minutes=2))
+    first = len(stack.sent_emails())
+
+    # Given every piece comes back (SQS at-least-once, a crash before the delete, a DLQ redrive)
+    jobs: Any = stack.container.jobs
+    jobs.put([CampaignPiece("news", 0, 8, fan_out=True).as_payload()])
+    jobs.put([CampaignPiece("news", s, 8).as_payload() for s in range(8)])
+    stack.pump.run_until(stack.clock.now() + timedelta(minutes=10))
+
+    assert first == len(stack.sent_emails()) == 5
+    assert len(campaign_messages(stack)) == 5
