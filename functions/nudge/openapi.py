@@ -12,12 +12,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from nudge import names, routes
+from nudge.domain.campaigns import CAMPAIGN_ID, Campaign, CampaignStatus
 from nudge.services.inputs import CONTACT_ID_MAX, CONTACT_ID_PATTERN, ContactIn, EnrollmentIn, EventIn
 from nudge.services.segment import AliasCall, BatchCall, IdentifyCall, TrackCall
 from nudge.services.subscribe import SubscribeIn
 
 _REF = "#/components/schemas/{model}"
 _MODELS: list[type[BaseModel]] = [
+    Campaign,
     EventIn,
     ContactIn,
     EnrollmentIn,
@@ -105,6 +107,24 @@ def document() -> dict[str, Any]:
     schemas |= {"Problem": _PROBLEM, "EventOutcome": _OUTCOME, "WebhookResult": _WEBHOOK_RESULT}
     segment = [{"writeKeyBasic": []}, {"writeKeyBearer": []}]
     signed = [{"nudgeSignature": []}]
+    campaign_view = {
+        "type": "object",
+        "required": ["id", "flow_id", "status"],
+        "properties": {
+            "id": {"type": "string"},
+            "flow_id": {"type": "string"},
+            "status": {"enum": [s.value for s in CampaignStatus]},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "progress": {"type": "object"},
+        },
+    }
+    campaign_id = {
+        "name": "campaign_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": CAMPAIGN_ID},
+    }
     accepted = _json(_ref("EventOutcome"), "Accepted: the event was recorded and acted on") | {}
     outcome = {"202": accepted, "200": _json(_ref("EventOutcome"), "A duplicate: nothing changed")}
     batch_results = {
@@ -257,6 +277,44 @@ def document() -> dict[str, Any]:
                 415,
                 422,
             ),
+        },
+        "/v1/campaigns": _post(
+            "Create a campaign and schedule it (signed); the same definition again is a 200 that changes nothing",
+            _ref("Campaign"),
+            {
+                "202": _json(campaign_view, "Created: its audience pieces are queued"),
+                "200": _json(campaign_view, "The same campaign exists: nothing changed"),
+            },
+            signed,
+            400,
+            401,
+            409,
+            413,
+            415,
+            422,
+        ),
+        "/v1/campaigns/{campaign_id}": {
+            "parameters": [campaign_id],
+            "get": {
+                "summary": "The campaign's status and how far its audience is resolved (signed)",
+                "security": signed,
+                "responses": {"200": _json(campaign_view, "The campaign, with `progress`")} | _problems(401, 404),
+            },
+        },
+        **{
+            f"/v1/campaigns/{{campaign_id}}/{action}": {
+                "parameters": [campaign_id],
+                "post": {
+                    "summary": summary,
+                    "security": signed,
+                    "responses": {"200": _json(campaign_view, "The campaign's new status")} | _problems(401, 404, 409),
+                },
+            }
+            for action, summary in (
+                ("pause", "Pause a campaign (signed): its sends are held within a minute"),
+                ("resume", "Resume a paused campaign (signed): resolution goes on from where it stopped"),
+                ("cancel", "Cancel a campaign for good (signed): nothing more of it goes out"),
+            )
         },
         "/v1/contacts/{contact_id}": {
             "parameters": [

@@ -266,7 +266,9 @@ class WorkQueue(Protocol):
 class JobQueue(Protocol):
     """The daily job's queue (SQS): pieces of work the sweep function consumes, each in its own invocation."""
 
-    def put(self, bodies: Sequence[Mapping[str, Any]]) -> None: ...
+    def put(self, bodies: Sequence[Mapping[str, Any]], *, delay: timedelta = timedelta(0)) -> None:
+        """Queue the bodies, each receivable after `delay` (at most 15 minutes: SQS's DelaySeconds)."""
+        ...
 
 
 class Scheduler(Protocol):

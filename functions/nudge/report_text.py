@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from nudge.domain.campaigns import campaign_id_of
 from nudge.domain.kpis import CONFIDENCE, Kpis, Report, SplitVerdict
 
 KPI_COLUMNS = (
@@ -60,9 +61,13 @@ def kpi_cells(row: Kpis) -> list[str]:
 
 
 def kpi_tables(report: Report) -> list[tuple[str, str, list[tuple[str, list[str]]]]]:
-    """(title, first column, [(row label, cells)]) for flows, steps and split variants; empty tables too."""
+    """(title, first column, [(row label, cells)]) for flows, steps and split variants; empty tables too.
+    Campaigns (ADR 0019) get a table of their own, after the flows', when there are any."""
+    flows = [r for r in report.flows if campaign_id_of(r.flow_id) is None]
+    campaigns = [(campaign_id_of(r.flow_id) or r.flow_id, kpi_cells(r)) for r in report.flows if r not in flows]
     return [
-        ("Flows", "flow", [(r.flow_id, kpi_cells(r)) for r in report.flows]),
+        ("Flows", "flow", [(r.flow_id, kpi_cells(r)) for r in flows]),
+        *([("Campaigns", "campaign", campaigns)] if campaigns else []),
         ("Steps", "flow · step", [(f"{r.flow_id} · {r.step_id}", kpi_cells(r)) for r in report.steps]),
         ("Split variants", "flow · variant", [(f"{r.flow_id} · {r.variant}", kpi_cells(r)) for r in report.variants]),
     ]

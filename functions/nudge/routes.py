@@ -38,6 +38,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/flows/{flow_id}/enrollments", names.INGEST_HANDLER, "signed"),
     Route("GET", "/v1/contacts/{contact_id}", names.INGEST_HANDLER, "signed"),  # export
     Route("DELETE", "/v1/contacts/{contact_id}", names.INGEST_HANDLER, "signed"),  # erase
+    Route("POST", "/v1/campaigns", names.INGEST_HANDLER, "signed"),  # create (and schedule) a campaign
+    Route("GET", "/v1/campaigns/{campaign_id}", names.INGEST_HANDLER, "signed"),
+    Route("POST", "/v1/campaigns/{campaign_id}/pause", names.INGEST_HANDLER, "signed"),
+    Route("POST", "/v1/campaigns/{campaign_id}/resume", names.INGEST_HANDLER, "signed"),
+    Route("POST", "/v1/campaigns/{campaign_id}/cancel", names.INGEST_HANDLER, "signed"),
     Route("POST", "/webhooks/shopify", names.WEBHOOKS_HANDLER, "webhook"),
     Route("POST", "/webhooks/woocommerce", names.WEBHOOKS_HANDLER, "webhook"),
     Route("POST", "/v1/track", names.API_HANDLER, "write-key"),

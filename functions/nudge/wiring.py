@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nudge.campaign_files import campaign_problems
 from nudge.domain import sms
 from nudge.flow_files import FlowFileError, load_catalog, load_guardrails, load_segments, segment_problems
 from nudge.ports import (
@@ -26,6 +27,7 @@ from nudge.ports import (
     WebhookSender,
     WorkQueue,
 )
+from nudge.services.campaigns import RATE_SHARE, CampaignCatalog, CampaignService
 from nudge.services.compose import MailPolicy
 from nudge.services.daily import DailyJob
 from nudge.services.feedback import FeedbackService
@@ -81,6 +83,7 @@ class Container:
     segment: SegmentService
     subscribe: SubscribeService
     daily: DailyJob  # the sweep function's work: reviews, RFM, co-purchases
+    campaigns: CampaignService  # campaigns: create, pause, resume, cancel; their audience pieces (ADR 0019)
     jobs: JobQueue | None  # the daily job's pieces; None where no jobs queue is configured
     # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
     webhook_secrets: Callable[[], Mapping[str, Any]]
@@ -111,7 +114,8 @@ def assemble(
     jobs: JobQueue | None = None,
 ) -> Container:
     """Wire the services over the given adapters (and the templates directory's renderer, unless given)."""
-    flows = load_catalog(settings.flows_dir)
+    # Each campaign's one-off flow too, while it is not cancelled (ADR 0019).
+    flows = CampaignCatalog(load_catalog(settings.flows_dir), store, clock)
     guardrails = load_guardrails(settings.flows_dir)
     segments = load_segments(settings.segments_path)
     if problems := segment_problems(flows, segments):
@@ -158,6 +162,19 @@ def assemble(
         segments=segments,
     )
     runs.on_profile_change(ingest.review)  # a flow's update_profile step moves segments like an event does
+    runs.hold_sends(flows.held)  # a paused campaign's sends wait
+    campaigns = CampaignService(
+        documents=store,
+        census=store,
+        job_log=store,
+        runs=runs,
+        clock=clock,
+        jobs=jobs,
+        per_minute=int(settings.ses_max_send_rate * 60 * RATE_SHARE),
+        default_timezone=guardrails.default_timezone,
+        catalog=flows,
+        check=lambda campaign: campaign_problems(campaign, renderer, segments),
+    )
     return Container(
         settings=settings,
         clock=clock,
@@ -196,6 +213,7 @@ def assemble(
             copurchases=CoPurchaseBook(census=store, documents=store, clock=clock),
         ),
         jobs=jobs,
+        campaigns=campaigns,
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
         feedback=FeedbackService(store=store, clock=clock, engagement=ingest.ingest),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),

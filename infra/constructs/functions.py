@@ -198,6 +198,7 @@ class Functions(Construct):
             )
         )
         scheduling.grant_jobs(self.sweep)
+        scheduling.grant_jobs(self.ingest)  # POST /v1/campaigns and resume queue a campaign's pieces (ADR 0019)
         scheduling.daily(
             "Sweep", self.sweep, cron=names.DAILY_CRON, description="nudge: the daily job (segments, RFM, co-purchases)"
         )

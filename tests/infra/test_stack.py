@@ -325,7 +325,9 @@ def test_the_worker_consumes_the_work_queue_in_batches_with_partial_failures_and
     assert queue["SqsManagedSseEnabled"] is True
 
 
-def test_the_sweep_function_does_the_daily_jobs_pieces_one_at_a_time_and_only_it_may_queue_them(prod: Synth) -> None:
+def test_the_sweep_function_does_the_jobs_pieces_one_at_a_time_and_only_it_and_the_signed_api_queue_them(
+    prod: Synth,
+) -> None:
     mappings = prod.resources("AWS::Lambda::EventSourceMapping").values()
     (props,) = [
         m["Properties"] for m in mappings if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == jobs_queue(prod)
@@ -347,7 +349,8 @@ def test_the_sweep_function_does_the_daily_jobs_pieces_one_at_a_time_and_only_it
         if "sqs:SendMessage" in as_list(statement["Action"])
         and f"${{{jobs_queue(prod)}.Arn}}" in {render(r) for r in as_list(statement["Resource"])}
     }
-    assert senders == {function_role(prod, names.SWEEP_HANDLER)}
+    # The sweep queues continuations; the signed API queues a new or resumed campaign's pieces (ADR 0019).
+    assert senders == {function_role(prod, names.SWEEP_HANDLER), function_role(prod, names.INGEST_HANDLER)}
 
 
 @pytest.mark.parametrize("handler", ENGINE_HANDLERS)
@@ -555,6 +558,11 @@ def test_api_routes_proxy_to_their_functions_with_throttling_tracing_and_access_
         ("DELETE", "/v1/contacts/{contact_id}", names.INGEST_HANDLER),
         ("GET", "/v1/unsubscribe/{token}", names.UNSUBSCRIBE_HANDLER),
         ("POST", "/v1/unsubscribe/{token}", names.UNSUBSCRIBE_HANDLER),
+        ("POST", "/v1/campaigns", names.INGEST_HANDLER),  # signed, like events (ADR 0019)
+        ("GET", "/v1/campaigns/{campaign_id}", names.INGEST_HANDLER),
+        ("POST", "/v1/campaigns/{campaign_id}/pause", names.INGEST_HANDLER),
+        ("POST", "/v1/campaigns/{campaign_id}/resume", names.INGEST_HANDLER),
+        ("POST", "/v1/campaigns/{campaign_id}/cancel", names.INGEST_HANDLER),
     }
     (stage,) = prod.resources("AWS::ApiGateway::Stage").values()
     props = stage["Properties"]
@@ -846,4 +854,4 @@ def test_the_deployed_api_serves_exactly_the_routes_the_openapi_document_describ
     }
 
     assert deployed == documented
-    assert len(deployed) == 18
+    assert len(deployed) == 23

@@ -396,16 +396,18 @@ class MemoryQueue:
 
 
 class MemoryJobQueue:
-    """The daily job's queue: bodies in order (`take()` empties it)."""
+    """The daily job's queue: bodies in order (`take()` empties it); `delays` keeps each one's delay."""
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
+        self.delays: list[timedelta] = []
 
-    def put(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+    def put(self, bodies: Sequence[Mapping[str, Any]], *, delay: timedelta = timedelta(0)) -> None:
         self.items.extend(json.loads(json.dumps(body)) for body in bodies)
+        self.delays.extend(delay for _ in bodies)
 
     def take(self) -> list[dict[str, Any]]:
-        taken, self.items = self.items, []
+        taken, self.items, self.delays = self.items, [], []
         return taken
 
 

@@ -34,15 +34,17 @@ class SqsJobQueue:
         self._client = client
         self._queue_url = queue_url
 
-    def put(self, bodies: Sequence[Mapping[str, Any]]) -> None:
+    def put(self, bodies: Sequence[Mapping[str, Any]], *, delay: timedelta = timedelta(0)) -> None:
         """Ten per SendMessageBatch; raises if any entry failed (the caller's piece is retried: pieces are
         safe to do twice, so entries that did go in are harmless duplicates)."""
+        seconds = min(MAX_DELAY_SECONDS, max(0, math.ceil(delay.total_seconds())))
         for start in range(0, len(bodies), 10):
             chunk = bodies[start : start + 10]
             answer = self._client.send_message_batch(
                 QueueUrl=self._queue_url,
                 Entries=[
                     {"Id": str(i), "MessageBody": json.dumps(body, separators=(",", ":"))}
+                    | ({"DelaySeconds": seconds} if seconds else {})
                     for i, body in enumerate(chunk)
                 ],
             )

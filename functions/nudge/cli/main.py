@@ -147,6 +147,10 @@ def validate(
     segments_path = Path("segments")
     if segments_path.is_dir() and paths is None:
         problems += _validate_segments(segments_path, Path("flows"))
+    if Path("campaigns").is_dir() and paths is None:  # campaigns use the same templates (docs/campaigns.md)
+        from nudge.cli.campaigns import check_campaigns
+
+        problems += check_campaigns(console, [Path("campaigns")], templates, segments_path)[1]
     if not checked and not problems:
         console.print(f"[red]✗[/] no flow files (*.yaml) found in {', '.join(map(str, targets))}")
         raise typer.Exit(1)
@@ -482,9 +486,26 @@ def bench(
     scaling: Annotated[
         str, typer.Option(help="Contact counts for the engine's scaling figures, comma-separated ('' skips them).")
     ] = "500,4000,32000",
+    campaign: Annotated[
+        int, typer.Option(help="Only a campaign: this many recipients in memory (ADR 0019); 0: the usual benches.")
+    ] = 0,
+    moto_campaign: Annotated[int, typer.Option(help="With --campaign: recipients of the campaign on moto.")] = 1000,
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
+    if campaign:
+        from nudge.local.campaign_bench import campaign_in_memory, campaign_on_moto
+
+        with console.status(f"campaign: {campaign:,} recipients in memory…"):
+            lines = list(campaign_in_memory(campaign))
+        for line in lines:
+            console.print(line)
+        if moto_campaign:
+            with console.status(f"campaign: {moto_campaign:,} recipients on moto…"):
+                lines = list(campaign_on_moto(moto_campaign))
+            for line in lines:
+                console.print(line)
+        return
     from nudge.local.bench import run_benchmarks
 
     figures = run_benchmarks(
@@ -564,6 +585,10 @@ def chaos(
     if result.wrong:
         raise typer.Exit(1)
 
+
+from nudge.cli.campaigns import campaign_app  # noqa: E402  (its commands import this module's console)
+
+app.add_typer(campaign_app, name="campaign")
 
 dlq_app = typer.Typer(help="The dead-letter queue: see what failed for long, replay the work (docs/deploy.md).")
 app.add_typer(dlq_app, name="dlq")

@@ -1,7 +1,8 @@
-"""API Gateway entry point: POST /v1/events and POST /v1/contacts. Parse, authenticate, call one service."""
+"""API Gateway entry point: the signed API (events, contacts, enrollments, campaigns). Thin: parse, check, call."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -9,9 +10,11 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, signing, wiring
+from nudge.domain.campaigns import CAMPAIGN_ID, Campaign
 from nudge.domain.model import Contact, ContactPatch
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.problems import Problem
+from nudge.services.campaigns import CampaignConflict, InvalidCampaign, UnknownCampaign
 from nudge.services.ingest import UnknownFlow
 from nudge.services.inputs import ContactIn, EnrollmentIn, EventIn, is_contact_id
 
@@ -133,6 +136,71 @@ def erase_contact(contact_id: str) -> Response:
         raise problems.not_found(f"/v1/contacts/{contact_id}")
     logger.info("contact erased", extra={"items": erased})
     return _json(200, {"contact_id": contact_id, "erased": erased})
+
+
+# campaigns (ADR 0019) -----------------------------------------------------------------------------------
+
+
+@app.post("/v1/campaigns")
+def post_campaign() -> Response:
+    """Create a campaign and queue its audience pieces; the same definition again changes nothing (200)."""
+    container = wiring.current()
+    campaign = _parse(Campaign, _authenticated_json(container))
+    try:
+        record, created = container.campaigns.create(campaign)
+    except InvalidCampaign as exc:
+        errors = [{"pointer": "/" + p.split(":", 1)[0].replace(".", "/"), "detail": p} for p in exc.problems]
+        raise Problem(422, "validation", "Request body failed validation", str(exc), errors=errors) from None
+    except CampaignConflict as exc:
+        raise Problem(409, "campaign-conflict", "The campaign cannot do that", str(exc)) from None
+    return _json(202 if created else 200, record.view())
+
+
+def _campaign_request(campaign_id: str) -> wiring.Container:
+    container = wiring.current()
+    _verify(container, http.raw_body(app, MAX_BODY_BYTES))
+    if not re.fullmatch(CAMPAIGN_ID, campaign_id):
+        raise problems.not_found(f"/v1/campaigns/{campaign_id}")
+    return container
+
+
+@app.get("/v1/campaigns/<campaign_id>")
+def get_campaign(campaign_id: str) -> Response:
+    """The campaign's status and how far its audience is resolved."""
+    container = _campaign_request(campaign_id)
+    record = container.campaigns.get(campaign_id)
+    progress = container.campaigns.progress(campaign_id)
+    if record is None or progress is None:
+        raise problems.not_found(f"/v1/campaigns/{campaign_id}")
+    return _json(200, {**record.view(), "progress": progress.as_dict()})
+
+
+def _act(campaign_id: str, action: str) -> Response:
+    container = _campaign_request(campaign_id)
+    try:
+        record = container.campaigns.act(campaign_id, action)
+    except UnknownCampaign:
+        raise problems.not_found(f"/v1/campaigns/{campaign_id}") from None
+    except CampaignConflict as exc:
+        raise Problem(409, "campaign-conflict", "The campaign cannot do that", str(exc)) from None
+    return _json(200, record.view())
+
+
+@app.post("/v1/campaigns/<campaign_id>/pause")
+def pause_campaign(campaign_id: str) -> Response:
+    """Hold its sends (within a minute) and stop resolving its audience."""
+    return _act(campaign_id, "pause")
+
+
+@app.post("/v1/campaigns/<campaign_id>/resume")
+def resume_campaign(campaign_id: str) -> Response:
+    return _act(campaign_id, "resume")
+
+
+@app.post("/v1/campaigns/<campaign_id>/cancel")
+def cancel_campaign(campaign_id: str) -> Response:
+    """For good: what has not gone out never will."""
+    return _act(campaign_id, "cancel")
 
 
 @logger.inject_lambda_context(clear_state=True)

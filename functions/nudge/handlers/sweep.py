@@ -6,6 +6,8 @@
   shortly before the invocation's end, then puts what follows (a continuation, the scoring pieces) on the
   queue. A piece that raises comes back after the visibility timeout, and after three receives goes to
   the dead-letter queue (`nudge dlq redrive --queue jobs`).
+- Fed campaign pieces by the same queue (`{"job": "campaign", ...}`): resolves a minute's share of a
+  campaign's audience segment and starts those recipients' runs (services/campaigns.py, ADR 0019).
 - Invoked every 15 minutes with `{"job": "repair"}`: re-drives active runs whose wake-up is overdue.
 """
 
@@ -22,6 +24,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
 from nudge.handlers import flow_metrics
+from nudge.services.campaigns import CampaignPiece
 from nudge.services.daily import BadPiece, Piece
 from nudge.settings import SettingsError
 
@@ -40,8 +43,11 @@ def _jobs() -> Any:
 
 def _piece(record: SQSRecord, context: LambdaContext) -> dict[str, Any]:
     try:
-        piece = Piece.parse(json.loads(record.body))
-    except ValueError as exc:  # not JSON, or not a piece (BadPiece)
+        body = json.loads(record.body)
+        if isinstance(body, dict) and body.get("job") == "campaign":
+            return _campaign_piece(CampaignPiece.parse(body), context)
+        piece = Piece.parse(body)
+    except ValueError as exc:  # not JSON, or not a piece (BadPiece, BadCampaignPiece)
         raise BadPiece(str(exc)) from exc
     container = wiring.current()
     remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
@@ -50,6 +56,22 @@ def _piece(record: SQSRecord, context: LambdaContext) -> dict[str, Any]:
         _jobs().put([follow.as_payload() for follow in done.follow])
     flow_metrics.record_daily_piece(done.errors)
     return {"key": piece.key, "day": piece.day, **done.record(), "follow": [p.key for p in done.follow]}
+
+
+def _campaign_piece(piece: CampaignPiece, context: LambdaContext) -> dict[str, Any]:
+    """A piece of a campaign's audience (ADR 0019): it queues its own continuation, a minute later."""
+    container = wiring.current()
+    remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
+    done = container.campaigns.work(piece, container.clock.now() + remaining - DEADLINE_MARGIN)
+    logger.info("campaign piece", extra={"campaign": piece.campaign_id, "key": piece.key, "status": done.status})
+    return {
+        "campaign": piece.campaign_id,
+        "key": piece.key,
+        "status": done.status,
+        "started": done.started,
+        "existing": done.existing,
+        "done": done.done,
+    }
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -69,13 +69,9 @@ def _scaling(sizes: Sequence[int]) -> Iterator[str]:
         )
 
 
-def _memory_engine_once(contacts: int, *, trace: bool, bodies: bool = True) -> tuple[int, int, float, float, int]:
-    """(messages, wake-ups, ingest CPU s, advance CPU s, peak traced bytes); `bodies=False`: the backtest's renderer."""
-    from nudge.local.backtest import kept_heap, subjects_only
-    from nudge.local.simulation import Simulation
-    from nudge.services.inputs import EventIn
-
-    settings = Settings(
+def bench_settings(**overrides: Any) -> Settings:
+    """Settings for the in-memory benches (the project's flows and templates, no AWS)."""
+    return Settings(
         work_queue_url="https://sqs.local/work",
         work_queue_arn="arn:aws:sqs:us-east-1:123456789012:nudge-work",
         scheduler_role_arn="arn:role",
@@ -85,9 +81,18 @@ def _memory_engine_once(contacts: int, *, trace: bool, bodies: bool = True) -> t
         unsubscribe_key="bench-unsubscribe-key",
         unsubscribe_base_url="https://api.shop.example/v1/unsubscribe",
         postal_address="12 Harbour Street, Portland, ME 04101, USA",  # marketing mail fails closed without one
-        # The in-memory engine figure measures the engine, not a send budget: no throttling here.
-        ses_max_send_rate=10_000,
+        **overrides,
     )
+
+
+def _memory_engine_once(contacts: int, *, trace: bool, bodies: bool = True) -> tuple[int, int, float, float, int]:
+    """(messages, wake-ups, ingest CPU s, advance CPU s, peak traced bytes); `bodies=False`: the backtest's renderer."""
+    from nudge.local.backtest import kept_heap, subjects_only
+    from nudge.local.simulation import Simulation
+    from nudge.services.inputs import EventIn
+
+    # The in-memory engine figure measures the engine, not a send budget: no throttling here.
+    settings = bench_settings(ses_max_send_rate=10_000)
     renderer = None if bodies else subjects_only(settings.templates_dir)
     sim = Simulation(settings, VirtualClock(START), renderer=renderer)
     # Parsed beforehand, as a backtest parses its history before replaying it: what is timed is the engine

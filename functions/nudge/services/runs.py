@@ -147,6 +147,12 @@ class RunService:
         self._sleeper = sleeper or _NoSleep()
         self._recommend = recommend or (lambda contact: [])
         self._profile_changed: Callable[[str], object] = lambda contact_id: None
+        self._held: Callable[[str], datetime | None] = lambda flow_id: None
+
+    def hold_sends(self, held: Callable[[str], datetime | None]) -> None:
+        """Hold the sends of a flow while `held(flow_id)` names a moment: each waits until then and looks
+        again (a paused campaign, ADR 0019)."""
+        self._held = held
 
     def on_profile_change(self, listener: Callable[[str], object]) -> None:
         """Call `listener(contact_id)` after a run's update_profile step changed the contact (segments)."""
@@ -321,6 +327,9 @@ class RunService:
         flow = self._flows.get(message.flow_id)
         if flow is None:
             self._settle(message, MessageStatus.SKIPPED, outcome, reason="flow_removed")
+            return
+        if (held_until := self._held(message.flow_id)) is not None:
+            self._defer(message, held_until, outcome)
             return
         step = flow.step(step_id)
         contact = contact or self._store.get_contact(run.contact_id)

@@ -1,0 +1,462 @@
+"""Use case: campaigns. Create, pause, resume and cancel one; resolve its audience in resumable pieces.
+
+ADR 0019. A campaign is a document (`campaign.<id>`: its definition, status and epoch). Creating it puts
+one piece per DynamoDB Scan segment on the jobs queue (the daily job's queue, consumed by the sweep
+function). A piece scans its segment from its cursor, and for each contact in the audience with consent
+on a channel of the campaign starts the contact's run of the campaign's flow (`Campaign.recipient_run`:
+a deterministic id, so a piece done twice starts nothing twice). The runs go through the durable send
+path (ADR 0007): the worker applies suppression, smart sending, caps and quiet hours, and sends at the
+SES rate. A piece starts at most a minute's share of the send rate, then continues itself a minute later,
+so the campaign never holds more than about a minute of sends in flight (pause stops it within that
+minute) and leaves the rest of the rate to flows. Each segment's progress (cursor, counts) is in the job
+log under `campaign.<id>`, replaced as it moves, so resume continues where each segment stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from nudge.domain import engine
+from nudge.domain.campaigns import TRANSITIONS, Campaign, CampaignStatus, campaign_id_of
+from nudge.domain.flows import Flow, FlowCatalog
+from nudge.domain.model import Category, Channel, Contact
+from nudge.ports import Census, Clock, Documents, JobLog, JobQueue
+from nudge.services.runs import RunService
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_PREFIX = "campaign."
+SEGMENTS = 8
+# The share of the SES rate a campaign takes per minute; flows (a welcome, a cart reminder) keep the rest.
+RATE_SHARE = 0.8
+PACE = timedelta(minutes=1)
+MAX_JOB_DELAY = timedelta(minutes=15)  # SQS DelaySeconds at most; a piece early for its start waits again
+# A paused campaign's due messages look again this often (resume takes effect within it).
+HOLD_RECHECK = timedelta(minutes=5)
+# How long the worker trusts what it read of a campaign's status: pause and cancel reach sends within it.
+STATUS_TTL = timedelta(seconds=30)
+
+
+class CampaignError(ValueError):
+    """A request about a campaign that cannot be done (the API answers 404 or 409)."""
+
+
+class UnknownCampaign(CampaignError):
+    pass
+
+
+class CampaignConflict(CampaignError):
+    """Another campaign holds the id, or the action does not apply to the campaign's status."""
+
+
+class InvalidCampaign(CampaignError):
+    """The campaign's templates or segments do not check (`problems`, as `nudge validate` words them)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class BadCampaignPiece(ValueError):
+    """A jobs-queue record that is not a campaign piece: to the dead-letter queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    campaign: Campaign
+    status: CampaignStatus
+    created_at: datetime
+    updated_at: datetime
+    epoch: int = 0  # bumped by every resume: pieces queued before it stand down (no two chains per segment)
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "definition": self.campaign.model_dump(mode="json", exclude_none=True),
+            "status": self.status.value,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "epoch": self.epoch,
+        }
+
+    @staticmethod
+    def from_document(document: Mapping[str, Any]) -> CampaignRecord:
+        return CampaignRecord(
+            campaign=Campaign.model_validate(document["definition"]),
+            status=CampaignStatus(document["status"]),
+            created_at=datetime.fromisoformat(document["created_at"]),
+            updated_at=datetime.fromisoformat(document["updated_at"]),
+            epoch=int(document.get("epoch", 0)),
+        )
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "id": self.campaign.id,
+            "flow_id": self.campaign.flow_id,
+            "status": self.status.value,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignPiece:
+    """One Scan segment of a campaign's audience, from `cursor` on: the body of a jobs-queue message."""
+
+    campaign_id: str
+    segment: int
+    of: int
+    epoch: int = 0
+    cursor: dict[str, Any] | None = None
+    fan_out: bool = False  # the one piece that waits for the start, then queues the segments' pieces
+
+    @property
+    def key(self) -> str:
+        return f"segment-{self.segment}of{self.of}"
+
+    def as_payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "job": "campaign",
+            "campaign": self.campaign_id,
+            "segment": self.segment,
+            "of": self.of,
+            "epoch": self.epoch,
+        }
+        if self.cursor is not None:
+            body["cursor"] = self.cursor
+        if self.fan_out:
+            body["fan_out"] = True
+        return body
+
+    @staticmethod
+    def parse(body: Any) -> CampaignPiece:
+        if not isinstance(body, dict) or body.get("job") != "campaign":
+            raise BadCampaignPiece("expected a campaign piece: a JSON object with job 'campaign'")
+        campaign, cursor = body.get("campaign"), body.get("cursor")
+        numbers = [body.get("segment", 0), body.get("of", 1), body.get("epoch", 0)]
+        if not isinstance(campaign, str) or not campaign:
+            raise BadCampaignPiece("campaign must name a campaign")
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+            raise BadCampaignPiece("segment, of and epoch must be integers")
+        segment, of, epoch = numbers
+        if not 0 <= segment < of or epoch < 0:
+            raise BadCampaignPiece(f"segment {segment} of {of} is not a Scan segment")
+        if not isinstance(cursor, dict | None):
+            raise BadCampaignPiece("cursor must be an object")
+        return CampaignPiece(campaign, segment, of, epoch, cursor, body.get("fan_out") is True)
+
+
+@dataclass(slots=True)
+class CampaignPieceOutcome:
+    piece: CampaignPiece
+    # worked | waiting | fanned_out | stood_down (paused, cancelled, an older epoch) | missing
+    status: str = "worked"
+    contacts: int = 0  # contacts scanned
+    started: int = 0  # runs started (recipients)
+    existing: int = 0  # recipients whose run already existed (a piece done again)
+    unreachable: int = 0  # in the audience, but with no consent or address for any of its channels
+    done: bool = False  # the segment is finished
+    follow: list[tuple[CampaignPiece, timedelta]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignProgress:
+    """A campaign's resolution so far, added up over its segments' records."""
+
+    status: str
+    segments_done: int
+    segments: int
+    contacts: int
+    recipients: int
+    unreachable: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "segments_done": self.segments_done,
+            "segments": self.segments,
+            "contacts": self.contacts,
+            "recipients": self.recipients,
+            "unreachable": self.unreachable,
+        }
+
+
+def document_name(campaign_id: str) -> str:
+    return DOCUMENT_PREFIX + campaign_id
+
+
+class CampaignCatalog(FlowCatalog):
+    """The flows, plus each campaign's flow while it is not cancelled (read through a short cache).
+
+    What the worker sees: a cancelled campaign's flow is gone, so its runs exit and their messages are
+    skipped (`flow_removed`); a paused one's sends are held (`held`), deferred until it resumes.
+    """
+
+    def __init__(self, flows: FlowCatalog, documents: Documents, clock: Clock, *, ttl: timedelta = STATUS_TTL) -> None:
+        super().__init__(list(flows))
+        self._documents = documents
+        self._clock = clock
+        self._ttl = ttl
+        self._cache: dict[str, tuple[datetime, CampaignRecord | None, Flow | None]] = {}
+
+    def get(self, flow_id: str) -> Flow | None:
+        campaign_id = campaign_id_of(flow_id)
+        if campaign_id is None:
+            return super().get(flow_id)
+        record, flow = self._read(campaign_id)
+        return flow if record is not None and record.status is not CampaignStatus.CANCELLED else None
+
+    def held(self, flow_id: str) -> datetime | None:
+        """Until when a campaign's sends wait (it is paused), or None: they go."""
+        campaign_id = campaign_id_of(flow_id)
+        if campaign_id is None:
+            return None
+        record, _ = self._read(campaign_id)
+        if record is not None and record.status is CampaignStatus.PAUSED:
+            return self._clock.now() + HOLD_RECHECK
+        return None
+
+    def forget(self, campaign_id: str) -> None:
+        self._cache.pop(campaign_id, None)
+
+    def _read(self, campaign_id: str) -> tuple[CampaignRecord | None, Flow | None]:
+        now = self._clock.now()
+        cached = self._cache.get(campaign_id)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1], cached[2]
+        document = self._documents.get_document(document_name(campaign_id))
+        record = CampaignRecord.from_document(document) if document else None
+        flow: Flow | None = None
+        if record is not None:
+            unchanged = cached is not None and cached[1] is not None and cached[1].campaign == record.campaign
+            flow = cached[2] if unchanged and cached is not None else record.campaign.as_flow()
+        self._cache[campaign_id] = (now, record, flow)
+        return record, flow
+
+
+class CampaignService:
+    def __init__(
+        self,
+        *,
+        documents: Documents,
+        census: Census,
+        job_log: JobLog,
+        runs: RunService,
+        clock: Clock,
+        jobs: JobQueue | None,
+        per_minute: int,
+        default_timezone: str = "UTC",
+        segments: int = SEGMENTS,
+        catalog: CampaignCatalog | None = None,
+        check: Callable[[Campaign], list[str]] = lambda campaign: [],
+    ) -> None:
+        self._documents = documents
+        self._census = census
+        self._log = job_log
+        self._runs = runs
+        self._clock = clock
+        self._jobs = jobs
+        self._per_minute = max(1, per_minute)
+        self._zone = default_timezone
+        self._segments = segments
+        self._catalog = catalog
+        self._check = check
+
+    # the API's actions -----------------------------------------------------------------------------------
+
+    def get(self, campaign_id: str) -> CampaignRecord | None:
+        document = self._documents.get_document(document_name(campaign_id))
+        return CampaignRecord.from_document(document) if document else None
+
+    def create(self, campaign: Campaign) -> tuple[CampaignRecord, bool]:
+        """Store the campaign and queue its pieces; (record, created). The same definition again is a no-op
+        that re-queues nothing; another definition under the same id is a CampaignConflict."""
+        if problems := self._check(campaign):
+            raise InvalidCampaign(problems)  # before anything is written
+        now = self._clock.now()
+        existing = self.get(campaign.id)
+        if existing is not None:
+            if existing.campaign != campaign:
+                raise CampaignConflict(f"campaign {campaign.id!r} exists with another definition")
+            return existing, False
+        record = CampaignRecord(campaign, CampaignStatus.SCHEDULED, now, now)
+        self._save(record)
+        self._queue([(self._fan_out(record), self._until_start(record))])
+        log.info("campaign created", extra={"campaign": campaign.id})
+        return record, True
+
+    def act(self, campaign_id: str, action: str) -> CampaignRecord:
+        """pause | resume | cancel. A repeated action (pause a paused campaign) is a no-op."""
+        record = self.get(campaign_id)
+        if record is None:
+            raise UnknownCampaign(f"no campaign {campaign_id!r}")
+        target = TRANSITIONS[action].get(record.status)
+        if target is None:
+            if record.status is {"pause": CampaignStatus.PAUSED, "cancel": CampaignStatus.CANCELLED}.get(action):
+                return record
+            raise CampaignConflict(f"campaign {campaign_id!r} is {record.status.value}: it cannot {action}")
+        epoch = record.epoch + 1 if action == "resume" else record.epoch
+        changed = replace(record, status=target, updated_at=self._clock.now(), epoch=epoch)
+        unfinished = self._unfinished(changed) if action == "resume" else []
+        if action == "resume" and not unfinished:
+            changed = replace(changed, status=CampaignStatus.SENT)
+        self._save(changed)
+        wait = self._until_start(changed)
+        # Before its start nothing is resolved yet: one piece waits for it, as after create.
+        self._queue([(self._fan_out(changed), wait)] if wait > timedelta(0) else [(p, wait) for p in unfinished])
+        log.info("campaign %s", action, extra={"campaign": campaign_id, "status": target.value})
+        return changed
+
+    def progress(self, campaign_id: str) -> CampaignProgress | None:
+        record = self.get(campaign_id)
+        if record is None:
+            return None
+        records = self._log.pieces_of(document_name(campaign_id)).values()
+        return CampaignProgress(
+            status=record.status.value,
+            segments_done=sum(1 for r in records if r.get("done")),
+            segments=self._segments,
+            contacts=sum(int(r.get("contacts", 0)) for r in records),
+            recipients=sum(int(r.get("started", 0)) + int(r.get("existing", 0)) for r in records),
+            unreachable=sum(int(r.get("unreachable", 0)) for r in records),
+        )
+
+    # the pieces --------------------------------------------------------------------------------------------
+
+    def work(self, piece: CampaignPiece, deadline: datetime | None = None) -> CampaignPieceOutcome:
+        """Resolve up to a minute's share of the piece's segment, start those runs, and say what follows."""
+        done = CampaignPieceOutcome(piece)
+        record = self.get(piece.campaign_id)
+        if record is None:
+            done.status = "missing"
+            return done
+        if record.status is CampaignStatus.PAUSED or record.status is CampaignStatus.CANCELLED:
+            done.status = "stood_down"  # resume queues the segment again from its recorded cursor
+            return done
+        if piece.epoch != record.epoch:
+            done.status = "stood_down"  # queued before a resume: the resume's own piece has the segment
+            return done
+        now = self._clock.now()
+        wait = self._until_start(record)
+        if wait > timedelta(0):
+            done.status = "waiting"
+            done.follow.append((piece, wait))
+            self._queue(done.follow)
+            return done
+        if piece.fan_out:
+            done.status = "fanned_out"
+            done.follow.extend((segment, timedelta(0)) for segment in self._first_pieces(record))
+            self._queue(done.follow)
+            return done
+        if record.status is CampaignStatus.SCHEDULED:
+            record = replace(record, status=CampaignStatus.SENDING, updated_at=now)
+            self._save(record)
+        previous = self._log.pieces_of(document_name(piece.campaign_id)).get(piece.key, {})
+        batch = max(1, self._per_minute // piece.of)
+        cursor: dict[str, Any] | None = piece.cursor
+        campaign = record.campaign
+        channels = [c for c, on in ((Channel.EMAIL, campaign.email), (Channel.SMS, campaign.sms)) if on]
+        done.done = True
+        for contact, after in self._census.contacts_segment(piece.segment, piece.of, piece.cursor):
+            done.contacts += 1
+            cursor = after
+            if campaign.audience.matches(contact):
+                if not _reachable(contact, channels):
+                    done.unreachable += 1
+                elif self._runs.start(engine.StartRun(campaign.recipient_run(contact, self._zone, now), None)):
+                    done.started += 1
+                else:
+                    done.existing += 1
+            if after is None:
+                break
+            if done.started >= batch or (deadline is not None and self._clock.now() >= deadline):
+                done.done = False
+                elapsed = self._clock.now() - now
+                done.follow.append((replace(piece, cursor=after), max(PACE - elapsed, timedelta(0))))
+                break
+        self._log.record_piece(
+            document_name(piece.campaign_id),
+            piece.key,
+            {
+                "done": done.done,
+                "cursor": cursor if not done.done else None,
+                "epoch": piece.epoch,
+                "contacts": int(previous.get("contacts", 0)) + done.contacts,
+                "started": int(previous.get("started", 0)) + done.started,
+                "existing": int(previous.get("existing", 0)) + done.existing,
+                "unreachable": int(previous.get("unreachable", 0)) + done.unreachable,
+            },
+            self._clock.now(),
+        )
+        if done.done:
+            self._finish_if_complete(piece)
+        self._queue(done.follow)
+        return done
+
+    def run(self, campaign: Campaign) -> CampaignRecord:
+        """Create the campaign and do its pieces in this process, one after another, moving no clock
+        (tests, `nudge bench`): each piece's continuation is done at once instead of a minute later."""
+        jobs, self._jobs = self._jobs, None
+        try:
+            record, _ = self.create(campaign)
+            pieces = [self._fan_out(record)]
+            while pieces:
+                piece = pieces.pop(0)
+                outcome = self.work(piece)
+                pieces.extend(follow for follow, _ in outcome.follow if outcome.status in ("worked", "fanned_out"))
+        finally:
+            self._jobs = jobs
+        found = self.get(campaign.id)
+        assert found is not None
+        return found
+
+    # helpers -----------------------------------------------------------------------------------------------
+
+    def _fan_out(self, record: CampaignRecord) -> CampaignPiece:
+        return CampaignPiece(record.campaign.id, 0, self._segments, record.epoch, fan_out=True)
+
+    def _first_pieces(self, record: CampaignRecord) -> list[CampaignPiece]:
+        return [CampaignPiece(record.campaign.id, s, self._segments, record.epoch) for s in range(self._segments)]
+
+    def _unfinished(self, record: CampaignRecord) -> list[CampaignPiece]:
+        logged = self._log.pieces_of(document_name(record.campaign.id))
+        pieces = []
+        for piece in self._first_pieces(record):
+            entry = logged.get(piece.key, {})
+            if not entry.get("done"):
+                pieces.append(replace(piece, cursor=entry.get("cursor")))
+        return pieces
+
+    def _finish_if_complete(self, piece: CampaignPiece) -> None:
+        logged = self._log.pieces_of(document_name(piece.campaign_id))
+        if sum(1 for entry in logged.values() if entry.get("done")) < piece.of:
+            return
+        record = self.get(piece.campaign_id)
+        if record is not None and record.status is CampaignStatus.SENDING:
+            self._save(replace(record, status=CampaignStatus.SENT, updated_at=self._clock.now()))
+
+    def _until_start(self, record: CampaignRecord) -> timedelta:
+        now = self._clock.now()
+        return min(max(record.campaign.schedule.starts_at(now) - now, timedelta(0)), MAX_JOB_DELAY)
+
+    def _save(self, record: CampaignRecord) -> None:
+        self._documents.put_document(document_name(record.campaign.id), record.to_document(), self._clock.now())
+        if self._catalog is not None:
+            self._catalog.forget(record.campaign.id)  # this process sees its own change at once
+
+    def _queue(self, pieces: list[tuple[CampaignPiece, timedelta]]) -> None:
+        if not pieces or self._jobs is None:
+            return
+        by_delay: dict[timedelta, list[dict[str, Any]]] = {}
+        for piece, delay in pieces:
+            by_delay.setdefault(delay, []).append(piece.as_payload())
+        for delay, bodies in by_delay.items():
+            self._jobs.put(bodies, delay=delay)
+
+
+def _reachable(contact: Contact, channels: list[Channel]) -> bool:
+    """Consent and an address on at least one of the campaign's channels (the worker checks again)."""
+    return any(engine.consent_problem(contact, channel, Category.MARKETING) is None for channel in channels)

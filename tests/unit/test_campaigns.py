@@ -1,0 +1,289 @@
+"""Campaigns (ADR 0019): the model and its loader, audience pieces, idempotent restarts, pause, resume, cancel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nudge.campaign_files import campaign_problems, load_campaign, load_campaigns
+from nudge.clocks import VirtualClock
+from nudge.domain.campaigns import Campaign, CampaignStatus
+from nudge.domain.model import Contact, MessageStatus
+from nudge.flow_files import FlowFileError
+from nudge.local.simulation import Simulation
+from nudge.services.campaigns import BadCampaignPiece, CampaignConflict, CampaignPiece
+from nudge.settings import Settings
+from tests.conftest import ROOT, START
+
+
+def newsletter(**overrides: Any) -> Campaign:
+    data: dict[str, Any] = {
+        "id": "news",
+        "name": "News",
+        "email": {"template": "campaigns/newsletter", "subject": "Hi {{ contact.first_name }}"},
+        **overrides,
+    }
+    return Campaign.model_validate(data)
+
+
+@pytest.fixture
+def sim(settings: Settings, clock: VirtualClock) -> Simulation:
+    """Twenty contacts: c00…c15 consenting (c03 tagged no_newsletter, c04 a VIP), c16…c19 never consented."""
+    sim = Simulation(settings, clock)
+    for i in range(20):
+        contact = Contact(
+            contact_id=f"c{i:02d}",
+            email=f"c{i:02d}@example.com",
+            first_name=f"C{i}",
+            email_marketing=i < 16,
+            tags=("no_newsletter",) if i == 3 else (),
+            segments=("vip",) if i == 4 else ("new_subscriber",),
+        )
+        sim.store.save_contact(contact, expected_version=0)
+    return sim
+
+
+def sent_to(sim: Simulation) -> list[str]:
+    return sorted(email.to for _, email in sim.mailer.sent)
+
+
+def drain_pieces(sim: Simulation) -> list[Any]:
+    """Do what the jobs queue holds now, as the sweep function would, until only pieces waiting for their
+    start (or none) are left; the clock does not move. The outcomes of the last round."""
+    jobs = sim.container.jobs
+    assert jobs is not None
+    outcomes: list[Any] = []
+    for _ in range(5):
+        bodies = jobs.take()  # type: ignore[attr-defined]
+        if not bodies:
+            break
+        outcomes = [sim.container.campaigns.work(CampaignPiece.parse(body)) for body in bodies]
+        if any(o.status == "waiting" for o in outcomes):
+            break
+    return outcomes
+
+
+def test_the_sample_campaigns_load_and_their_templates_check() -> None:
+    from nudge.domain.segments import SegmentCatalog
+    from nudge.templating import TemplateRenderer
+
+    (campaign,) = load_campaigns(ROOT / "campaigns")
+
+    assert campaign.flow_id == "campaign.november_newsletter"
+    assert campaign_problems(campaign, TemplateRenderer(ROOT / "templates"), SegmentCatalog()) == []
+
+
+def test_a_bad_campaign_file_names_its_file_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("id: bad\nname: Bad\nschedule:\n  local_time: '25:00'\n  date: 2026-11-10\nemail:\n  subject: Hi\n")
+
+    with pytest.raises(FlowFileError) as raised:
+        load_campaign(path)
+
+    assert f"{path}:4: schedule.local_time: '25:00' is not a time of day" in str(raised.value)
+    assert f"{path}:7: email.template: Field required" in str(raised.value)
+
+
+def test_template_and_segment_problems_are_reported_like_a_flows() -> None:
+    from nudge.domain.segments import SegmentCatalog
+    from nudge.templating import TemplateRenderer
+
+    campaign = newsletter(email={"template": "campaigns/nope", "subject": "{{ oops"}, audience={"segments": ["ghosts"]})
+
+    problems = campaign_problems(campaign, TemplateRenderer(ROOT / "templates"), SegmentCatalog())
+
+    assert any(p.startswith("email.subject") for p in problems)
+    assert any(p.startswith("email: ") and "campaigns/nope" in p for p in problems)
+    assert any(p.startswith("audience.segments: no segment 'ghosts'") for p in problems)
+
+
+def test_audience_tags_segments_and_exclusions() -> None:
+    audience = newsletter(audience={"stages": ["vip"], "tags": ["beta"], "exclude_tags": ["no_newsletter"]}).audience
+
+    assert audience.matches(Contact("a", segments=("vip",)))
+    assert audience.matches(Contact("b", tags=("beta",)))
+    assert not audience.matches(Contact("c", segments=("vip",), tags=("no_newsletter",)))
+    assert not audience.matches(Contact("d", segments=("lapsed",)))
+
+
+def test_local_time_is_each_recipients_own_across_zones_and_dst() -> None:
+    schedule = newsletter(schedule={"date": "2026-11-10", "local_time": "09:00"}).schedule
+    early = datetime(2026, 11, 9, tzinfo=UTC)
+    summer = newsletter(schedule={"date": "2027-07-10", "local_time": "09:00"}).schedule
+
+    assert schedule.due_for(Contact("ny", timezone="America/New_York"), "UTC", early) == datetime(
+        2026, 11, 10, 14, 0, tzinfo=UTC
+    )  # EST, UTC-5
+    assert summer.due_for(Contact("ny", timezone="America/New_York"), "UTC", early) == datetime(
+        2027, 7, 10, 13, 0, tzinfo=UTC
+    )  # EDT, UTC-4
+    assert schedule.due_for(Contact("kiritimati", timezone="Pacific/Kiritimati"), "UTC", early) == datetime(
+        2026, 11, 9, 19, 0, tzinfo=UTC
+    )  # UTC+14: the day's first
+    assert schedule.starts_at(early) == datetime(2026, 11, 9, 19, 0, tzinfo=UTC)
+    late = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    assert schedule.due_for(Contact("paris", timezone="Europe/Paris"), "UTC", late) == late  # past there: now
+
+
+def test_a_campaign_sends_once_to_its_consenting_audience_through_the_flow_path(sim: Simulation) -> None:
+    campaign = newsletter(audience={"exclude_tags": ["no_newsletter"]})
+
+    record = sim.container.campaigns.run(campaign)
+    sim.run_until(START + timedelta(minutes=1))  # 14 a second
+
+    assert record.status is CampaignStatus.SENT
+    expected = sorted(f"c{i:02d}@example.com" for i in range(16) if i != 3)
+    assert sent_to(sim) == expected
+    messages = [m for cid in sim.store.contacts for m in sim.store.messages_for(cid)]
+    assert {(m.flow_id, m.step_id, m.status) for m in messages} == {("campaign.news", "email", MessageStatus.SENT)}
+    progress = sim.container.campaigns.progress("news")
+    assert progress is not None and progress.as_dict() == {
+        "status": "sent",
+        "segments_done": 8,
+        "segments": 8,
+        "contacts": 20,
+        "recipients": 15,
+        "unreachable": 4,
+    }
+
+
+def test_a_campaign_resolved_again_sends_nothing_twice(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.run(newsletter())
+    sim.run_until(START + timedelta(minutes=1))
+    first = len(sim.mailer.sent)
+
+    # Given a crash and restart: every piece is done again from the start
+    again = [campaigns.work(CampaignPiece("news", s, 8)) for s in range(8)]
+    sim.run_until(START + timedelta(minutes=2))
+
+    assert len(sim.mailer.sent) == first == 16
+    assert sum(o.started for o in again) == 0 and sum(o.existing for o in again) == 16
+
+
+def test_creating_the_same_campaign_twice_is_one_campaign_and_another_definition_conflicts(
+    sim: Simulation,
+) -> None:
+    campaigns = sim.container.campaigns
+    _, created = campaigns.create(newsletter())
+    _, again = campaigns.create(newsletter())
+    queued = drain_pieces(sim)
+
+    assert (created, again) == (True, False)
+    assert len(queued) == 8  # one fan-out piece, then one piece per Scan segment
+    with pytest.raises(CampaignConflict):
+        campaigns.create(newsletter(name="Other"))
+
+
+def test_pieces_start_a_minutes_share_of_the_rate_then_continue_a_minute_later(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 1}), clock)  # 48 a minute: 6 a segment
+    for i in range(200):
+        sim.store.save_contact(Contact(f"p{i:03d}", email=f"p{i}@x.example", email_marketing=True), 0)
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    jobs = sim.container.jobs
+
+    (fan_out,) = [campaigns.work(CampaignPiece.parse(body)) for body in jobs.take()]  # type: ignore[union-attr]
+    first = [campaigns.work(CampaignPiece.parse(body)) for body in jobs.take()]  # type: ignore[union-attr]
+
+    assert all(o.started <= 6 for o in first) and sum(o.started for o in first) == 48
+    assert set(jobs.delays) == {timedelta(minutes=1)}  # type: ignore[union-attr]
+    assert len(jobs.items) == 8  # type: ignore[union-attr]
+
+
+def test_pause_holds_sends_resume_continues_and_cancel_stops_for_good(sim: Simulation, clock: VirtualClock) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter(schedule={"at": (START + timedelta(hours=1)).isoformat()}))
+
+    # Paused before its time: its pieces stand down when they come
+    campaigns.act("news", "pause")
+    assert {o.status for o in drain_pieces(sim)} == {"stood_down"}
+
+    # Resumed: a new set of pieces, which wait for the hour, then start the runs
+    campaigns.act("news", "resume")
+    assert [o.status for o in drain_pieces(sim)] == ["waiting"]  # one piece waits for the start
+    clock.advance(timedelta(hours=1))
+    drain_pieces(sim)
+    assert campaigns.get("news").status is CampaignStatus.SENT  # type: ignore[union-attr]
+
+    # Paused with its messages queued: none goes out, and they come back every few minutes
+    campaigns.act("news", "pause")
+    sim.run_until(clock.now() + timedelta(minutes=30))
+    assert sim.mailer.sent == []
+
+    # Cancelled: for good, and resume is refused
+    campaigns.act("news", "cancel")
+    sim.run_until(clock.now() + timedelta(minutes=30))
+    assert sim.mailer.sent == []
+    messages = [m for cid in sim.store.contacts for m in sim.store.messages_for(cid)]
+    assert {(m.status, m.reason) for m in messages} <= {(MessageStatus.SKIPPED, "flow_removed")}
+    with pytest.raises(CampaignConflict):
+        campaigns.act("news", "resume")
+
+
+def test_a_paused_campaign_resumed_sends_every_held_message_once(sim: Simulation, clock: VirtualClock) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    drain_pieces(sim)
+    campaigns.act("news", "pause")
+    sim.run_until(clock.now() + timedelta(minutes=10))
+    assert sim.mailer.sent == []
+
+    campaigns.act("news", "resume")
+    drain_pieces(sim)
+    sim.run_until(clock.now() + timedelta(minutes=10))
+
+    assert len(sent_to(sim)) == len(set(sent_to(sim))) == 16
+
+
+def test_bad_pieces_are_refused() -> None:
+    for body in ({"job": "daily"}, {"job": "campaign"}, {"job": "campaign", "campaign": "x", "segment": 9, "of": 8}):
+        with pytest.raises(BadCampaignPiece):
+            CampaignPiece.parse(body)
+
+
+def test_consent_suppression_and_smart_sending_apply_against_a_running_flow(sim: Simulation) -> None:
+    from nudge.domain.model import Channel
+    from nudge.domain.suppression import Suppression, address_key
+    from tests.factories import subscribed
+
+    # Given c05 just got the welcome series' first email (priority 5), and c02's address bounced
+    sim.send(subscribed("sub_c05", {"id": "c05", "email": "c05@example.com", "email_marketing": True}))
+    sim.store.suppress(address_key(Channel.EMAIL, "c02@example.com"), Suppression.BOUNCE, START)
+    welcomed = len(sim.mailer.sent)
+
+    # When a priority-3 campaign goes to everyone
+    sim.container.campaigns.run(newsletter(priority=3))
+    sim.run_until(START + timedelta(minutes=2))
+
+    campaign = {m.contact_id: m for cid in sim.store.contacts for m in sim.store.messages_for(cid)}
+    campaign = {cid: m for cid, m in campaign.items() if m.flow_id == "campaign.news"}
+    assert welcomed == 1
+    assert (campaign["c05"].status, campaign["c05"].reason) == (MessageStatus.SKIPPED, "smart_sending:email")
+    assert (campaign["c02"].status, campaign["c02"].reason) == (MessageStatus.SKIPPED, "suppressed:bounce")
+    assert "c17" not in campaign  # never consented: no record, counted unreachable
+    assert len(sim.mailer.sent) == welcomed + 14
+
+
+def test_campaign_revenue_is_attributed_and_reported_in_a_table_of_its_own(sim: Simulation) -> None:
+    from nudge.report_text import kpi_tables
+    from nudge.services.reporting import build_report
+    from tests.factories import order_placed
+
+    sim.container.campaigns.run(newsletter())
+    sim.run_until(START + timedelta(days=2))
+    sim.send(order_placed("o1", "k1", {"id": "c01", "email": "c01@example.com"}))  # two days after the send
+
+    found = build_report(sim.store)
+    tables = {title: rows for title, _, rows in kpi_tables(found)}
+
+    (row,) = [r for r in found.flows if r.flow_id == "campaign.news"]
+    assert (len(row.recipients), row.sent, row.orders, row.revenue) == (16, 16, 1, Decimal("42.00"))
+    assert [label for label, _ in tables["Campaigns"]] == ["news"]
+    assert "campaign.news" not in [label for label, _ in tables["Flows"]]
