@@ -71,8 +71,9 @@ def demo() -> None:
         runs = [r for _, r in result.daily_runs]
         first_at, first = result.daily_runs[0]
         console.print(
-            f"\n[bold]Daily job[/] (the sweep function, invoked at 04:00 UTC as the stack schedules it): "
-            f"{len(runs)} runs; segment reviews {sum(r['reviewed'] for r in runs)}, "
+            f"\n[bold]Daily job[/] (planned at 04:00 UTC as the stack schedules it, done by the sweep function in "
+            f"{sum(r['pieces'] for r in runs)} pieces off the jobs queue, {sum(r['errors'] for r in runs)} contact "
+            f"errors): {len(runs)} days; segment reviews {sum(r['reviewed'] for r in runs)}, "
             f"RFM scores written {sum(r['rescored'] for r in runs)} (the first run, {first_at:%a %m-%d}, scored "
             f"{first['rescored']} of {first['buyers']} buyers; later runs only the scores that moved); the co-purchase "
             f"table holds {runs[-1]['copurchase_orders']} orders of {runs[-1]['products']} products",
