@@ -115,3 +115,42 @@ def test_the_daily_job_adds_live_orders_to_the_imported_history_once(moto_stack:
     table = container.store.get_document("copurchases")
     assert table is not None and table["pairs"]["BRD-1"] == {"MUG-1": 1, "APR-1": 1}
     assert container.store.get_document("copurchases_imported")["orders"] == 7  # type: ignore[index]
+
+
+def test_a_re_import_after_the_events_expired_adds_nothing(moto_stack: MotoStack) -> None:
+    # Given a first import, then every event record gone, as the 90-day TTL leaves the events table
+    container = moto_stack.container
+    parsed = parse_orders(SHOPIFY_EXPORT.read_text().splitlines(keepends=True), Format.SHOPIFY, moto_stack.clock.now())
+    books = container.daily.copurchases
+    books.add_imported(backfill_orders(container.ingest, parsed).new_orders)
+    dan = contact_id_for(external_id=None, email="dan@example.com", phone=None)
+    before = container.store.get_contact(dan)
+    events = container.store.models.events  # type: ignore[attr-defined]
+    for item in events.scan():
+        item.delete()
+
+    # When the same file is imported again
+    again = backfill_orders(container.ingest, parsed)
+    table = books.add_imported(again.new_orders)
+
+    # Then nothing counts twice: not the orders, not the refund, not the co-purchase table
+    assert (again.orders_imported, again.duplicates, again.adjustments) == (0, 7, 0)
+    after = container.store.get_contact(dan)
+    assert before is not None and after is not None
+    assert (after.aggregates.orders_count, after.aggregates.total_spent) == (3, Decimal("167.00"))
+    assert after.aggregates == before.aggregates
+    assert table.orders == 7
+
+
+def test_a_file_whose_every_row_is_rejected_fails_the_command(tmp_path: Path) -> None:
+    export = tmp_path / "orders.csv"
+    export.write_text(
+        "order_id,email,created_at,total,currency,product_id,title,quantity,price\n"
+        "1,ann@example.com,2025-03-04,10.00,USD,p1,Mug,1,10.00\n"
+    )
+
+    result = CliRunner().invoke(app, ["import", "orders", str(export), "--format", "minimal"])
+
+    assert result.exit_code == 1, result.output
+    assert "imported 0" in result.output
+    assert "no valid order found; nothing was imported" in result.output

@@ -694,6 +694,10 @@ def import_orders(
     console.print(f"  {elapsed:.2f} s, {report.rows / elapsed if elapsed else 0:,.0f} rows/s", highlight=False)
     for rejected in report.rejected:
         console.print(f"  [yellow]line {rejected.line}[/]: {rejected.reason}", highlight=False)
+    if report.orders_imported + report.duplicates == 0:
+        # Nothing valid in the whole file (every row rejected, or no rows): a script must not read it as done.
+        console.print(f"[red]✗[/] {file}: no valid order found; nothing was imported")
+        raise typer.Exit(1)
 
 
 history_app = typer.Typer(

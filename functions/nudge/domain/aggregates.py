@@ -2,11 +2,15 @@
 
 Money is summed as `Decimal` in the shop's currency (nudge assumes one). Each update is keyed by the
 event id, so an event processed twice (a retry after a crash between the contact write and the end of
-processing) counts once.
+processing) counts once. What moves money (an order by its id, a refund or cancellation by its event id)
+is also remembered for good as an 8-byte digest in `counted`: the events table forgets an event after its
+retention (90 days), and a re-import of the same history after that must still add nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +30,7 @@ CATEGORIES_KEPT = 50
 EVENT_TYPES_KEPT = 64
 EVENT_IDS_KEPT = 20
 CENT = Decimal("0.01")
+DIGEST_BYTES = 8  # a collision among one contact's 50,000 orders has odds under 1 in 10^10
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,7 @@ class Aggregates:
     recent_orders: tuple[OrderSummary, ...] = ()  # oldest first, at most RECENT_ORDERS
     last_event_at: Mapping[str, datetime] = field(default_factory=dict)  # event type -> last occurrence
     event_ids: tuple[str, ...] = ()  # the last events counted, so a reprocessed one is not counted twice
+    counted: frozenset[bytes] = frozenset()  # digests of every order and refund ever counted (never expire)
 
     @property
     def aov(self) -> Decimal | None:
@@ -83,6 +89,11 @@ def updated(
     """The aggregates after this event; unchanged if the event was already counted."""
     if event_id in aggregates.event_ids:
         return aggregates
+    key = counting_key(event_id, event_type, properties)
+    if key is not None:
+        if key in aggregates.counted:
+            return aggregates  # counted before, maybe long ago (an order re-imported after the events expired)
+        aggregates = replace(aggregates, counted=aggregates.counted | {key})
     seen = dict(aggregates.last_event_at)
     if event_type not in seen and len(seen) >= EVENT_TYPES_KEPT:
         oldest = min(seen, key=lambda t: seen[t])
@@ -106,6 +117,25 @@ def updated(
     if event_type == EMAIL_CLICKED:
         return replace(result, last_click_at=_latest(result.last_click_at, at))
     return result
+
+
+def counting_key(event_id: str, event_type: str, properties: Mapping[str, Any]) -> bytes | None:
+    """The digest that names what this event counts (an order by its id), or None if it moves no money."""
+    if event_type == ORDER_PLACED:
+        name = f"order:{properties.get('order_id') or event_id}"
+    elif event_type == ORDER_CANCELLED:
+        name = f"cancel:{properties.get('order_id') or event_id}"
+    elif event_type == REFUND_CREATED:
+        name = f"refund:{event_id}"
+    else:
+        return None
+    return hashlib.blake2b(name.encode(), digest_size=DIGEST_BYTES).digest()
+
+
+def is_counted(aggregates: Aggregates, event_id: str, event_type: str, properties: Mapping[str, Any]) -> bool:
+    """Whether this event already counted on these aggregates (then counting it again changes nothing)."""
+    key = counting_key(event_id, event_type, properties)
+    return event_id in aggregates.event_ids or (key is not None and key in aggregates.counted)
 
 
 def combined(kept: Aggregates, absorbed: Aggregates) -> Aggregates:
@@ -134,6 +164,7 @@ def combined(kept: Aggregates, absorbed: Aggregates) -> Aggregates:
         recent_orders=tuple(sorted(orders.values(), key=lambda o: o.placed_at)[-RECENT_ORDERS:]),
         last_event_at={t: seen[t] for t in newest},
         event_ids=tuple(dict.fromkeys((*absorbed.event_ids, *kept.event_ids)))[-EVENT_IDS_KEPT:],
+        counted=kept.counted | absorbed.counted,
     )
 
 
@@ -248,6 +279,8 @@ def to_record(aggregates: Aggregates) -> dict[str, Any]:
         "recent_orders": [[o.order_id, o.placed_at.isoformat(), str(o.total)] for o in aggregates.recent_orders],
         "last_event_at": {k: v.isoformat() for k, v in aggregates.last_event_at.items()},
         "event_ids": list(aggregates.event_ids),
+        # One string, 11 characters a digest: 217 orders take 2.4 KB of the contact item's 400 KB.
+        "counted": base64.b64encode(b"".join(sorted(aggregates.counted))).decode("ascii"),
     }
 
 
@@ -271,7 +304,13 @@ def from_record(record: Mapping[str, Any] | None) -> Aggregates:
         ),
         last_event_at={k: datetime.fromisoformat(v) for k, v in record.get("last_event_at", {}).items()},
         event_ids=tuple(record.get("event_ids", ())),
+        counted=_digests(record.get("counted") or ""),
     )
+
+
+def _digests(packed: str) -> frozenset[bytes]:
+    raw = base64.b64decode(packed)
+    return frozenset(raw[i : i + DIGEST_BYTES] for i in range(0, len(raw), DIGEST_BYTES))
 
 
 def _iso(value: datetime | None) -> str | None:

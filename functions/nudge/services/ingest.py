@@ -165,7 +165,12 @@ class IngestService:
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
-        _, moves = self._upsert(event.contact, event, source=f"import:{event.type}:{event.event_id}")
+        counted_before: list[bool] = []
+        _, moves = self._upsert(
+            event.contact, event, source=f"import:{event.type}:{event.event_id}", seen=counted_before.append
+        )
+        # The events table forgets after its retention; the contact's aggregates remember what they counted.
+        outcome.duplicate = bool(counted_before) and counted_before[-1]
         for move in moves:
             (outcome.entered if move.entered else outcome.left).append(move.segment)
         self._store.finish_event(event.event_id, {**outcome.as_dict(), "backfill": True})
@@ -312,10 +317,12 @@ class IngestService:
         source: str,
         touch: bool = True,
         adjust: Callable[[Contact], Contact] | None = None,
+        seen: Callable[[bool], None] | None = None,
     ) -> tuple[Contact, list[Transition]]:
         """Merge, count the event, re-evaluate segments; one optimistic write. Returns the segment moves.
 
         Without `touch` (a review, a rescore) it only updates a contact that exists, else raises _ContactGone.
+        `seen` hears, on each attempt, whether the contact's aggregates had already counted the event.
         """
         contact_id = patch.contact_id
         for _ in range(_CONTACT_WRITE_ATTEMPTS):
@@ -326,6 +333,8 @@ class IngestService:
             base = stored or Contact(contact_id=contact_id)
             changed = base.merged(patch, now) if touch else base
             if event is not None:
+                if seen is not None:
+                    seen(aggregates.is_counted(changed.aggregates, event.event_id, event.type, event.properties))
                 counted = aggregates.updated(
                     changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
                 )
