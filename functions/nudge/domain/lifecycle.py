@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -79,13 +78,14 @@ def predicted_next_order(aggregates: Aggregates) -> datetime | None:
 
 
 # RFM ---------------------------------------------------------------------------------------------------
-# Scores are quintiles of the customer base. The cut points need every buyer, so they are recomputed by
-# the daily job (one pass); a contact's score is then a lookup, always current for its recency.
+# Scores are quintiles of the customer base by rank, ties kept together (`_quintiles` has the cut rules).
+# The cut points need every buyer, so they are recomputed by the daily job (one pass); a contact's score is
+# then a lookup, always current for its recency.
 
 
 @dataclass(frozen=True, slots=True)
 class RfmCuts:
-    """The 20th, 40th, 60th and 80th percentiles of recency (days), frequency (orders) and monetary value."""
+    """Where recency (days), frequency (orders) and monetary value are cut into five scores (~ the quintiles)."""
 
     recency_days: tuple[float, float, float, float]
     frequency: tuple[float, float, float, float]
@@ -181,10 +181,38 @@ def rfm_score(aggregates: Aggregates, cuts: RfmCuts, now: datetime) -> Rfm | Non
 
 
 def _quintiles(values: list[float]) -> tuple[float, float, float, float]:
-    """Nearest-rank percentiles of sorted values."""
+    """Four cut points of sorted values: quintiles by rank, ties kept together, every score reachable.
+
+    A score is 1 + the number of cuts a value exceeds, so a cut must fall between two distinct values and a
+    tie group (half the base bought once) lands whole in one score. The rules, cut k = 1..4 in turn:
+    among the distinct values, pick the one whose cumulative share of buyers is nearest k/5 (the earlier on
+    a tie), above the previous cut and leaving at least one distinct value for each score still to come.
+    So with five or more distinct values all five scores occur, each as close to a fifth of the base as the
+    ties allow: with orders 1 (half the base), 2, 3, 4 and 5+, those are scores 1 to 5. With fewer distinct
+    values (m < 5), they take scores 1 to m, and the cuts left over repeat the largest value.
+    """
     n = len(values)
-    p20, p40, p60, p80 = (values[max(0, math.ceil(q * n / 5) - 1)] for q in (1, 2, 3, 4))
-    return (p20, p40, p60, p80)
+    distinct: list[float] = []
+    cumulative: list[int] = []  # buyers at or below each distinct value
+    for i, value in enumerate(values, start=1):
+        if distinct and distinct[-1] == value:
+            cumulative[-1] = i
+        else:
+            distinct.append(value)
+            cumulative.append(i)
+    m = len(distinct)
+    if m < 5:
+        padded = [*distinct[:-1], *[distinct[-1]] * (5 - m)]
+        return (padded[0], padded[1], padded[2], padded[3])
+    cuts: list[float] = []
+    lowest = 0
+    for k in range(1, 5):
+        target = k * n / 5
+        highest = m - (5 - k)  # exclusive: leave a distinct value above for each later score
+        j = min(range(lowest, highest), key=lambda i: (abs(cumulative[i] - target), i))
+        cuts.append(distinct[j])
+        lowest = j + 1
+    return (cuts[0], cuts[1], cuts[2], cuts[3])
 
 
 def _bucket(value: float, cuts: tuple[float, float, float, float]) -> int:
