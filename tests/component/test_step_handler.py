@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from nudge.domain.predictions import Predictions
 from nudge.handlers.step import BadWakeUp
 from nudge.local.moto_stack import MotoStack
 from tests.conftest import ROOT, START
@@ -133,10 +135,17 @@ def test_the_daily_sweep_moves_contacts_whose_stage_changed_with_time(moto_stack
     assert stored.rfm is not None and stored.rfm.code == "511"
     cuts = moto_stack.container.store.get_document("rfm_cuts")
     assert cuts is not None and (cuts["buyers"], cuts["frequency"]) == (1, [1.0, 1.0, 1.0, 1.0])
+    model = moto_stack.container.store.get_document("predictions_model")
+    assert model is not None and model["reason"] == "predictions need 500 customers with an order; there are 1"
 
     again = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
     assert (again["reviewed"], again["rescored"]) == (0, 0)
     assert moto_stack.container.store.get_contact(contact_id).version == stored.version  # type: ignore[union-attr]
+    # Predictions as the daily job stores them on a larger base round-trip through the contacts table.
+    predicted = Predictions(0.42, 0.7, 0.1, 0.3, 1.2, START + timedelta(days=70), 35.5, 42.6)
+    store = moto_stack.container.store
+    store.save_contact(replace(stored, predicted=predicted), expected_version=stored.version)
+    assert store.get_contact(contact_id).predicted == predicted  # type: ignore[union-attr]
 
 
 def test_sends_of_unknown_outcome_are_published_per_flow_and_as_one_total_an_alarm_names(

@@ -82,6 +82,8 @@ def test_the_next_order_is_predicted_from_the_median_gap() -> None:
     # Gaps of 10, 30 and 20 days: the median is 20, so 20 days after the last order (day 60).
     assert predicted_next_order(history((0, 10.0), (10, 10.0), (40, 10.0), (60, 10.0))) == START + 80 * DAY
     assert predicted_next_order(history((0, 10.0))) is None
+    assert predicted_next_order(history((0, 10.0), (0, 10.0))) is None  # same day: no gap to go by
+    assert predicted_next_order(history((0, 10.0), (0, 10.0), (30, 10.0))) == START + 60 * DAY
 
 
 def test_rfm_ties_stay_together_and_every_score_occurs_when_half_the_base_bought_once() -> None:

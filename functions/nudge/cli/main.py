@@ -307,7 +307,8 @@ def report(
         from nudge.wiring import build_aws
 
         container = build_aws(Settings.from_env(os.environ), SystemClock())
-        found = build_report(container.store, window_length)  # type: ignore[arg-type]
+        model = container.daily.predictions_model()
+        found = build_report(container.store, window_length, model)  # type: ignore[arg-type]
     if html is None:
         _print_report(found, window)
     else:
@@ -336,7 +337,7 @@ def _write_html_report(found, window: str, out: Path, flows_dir: Path) -> None: 
 
 
 def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
-    from nudge.report_text import KPI_COLUMNS, kpi_tables, verdict_text
+    from nudge.report_text import KPI_COLUMNS, kpi_tables, outlook_lines, verdict_text
 
     for title, first, rows in kpi_tables(found):
         if not rows:
@@ -352,6 +353,8 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
         console.print(table)
     for verdict in found.splits:
         console.print(f"{verdict.flow_id} · {verdict.split_id}: {verdict_text(verdict)}")
+    for line in outlook_lines(found.outlook):
+        console.print(line, highlight=False)
 
 
 @app.command()

@@ -12,6 +12,8 @@ from typing import Any
 
 from nudge.domain.aggregates import Aggregates
 
+DAY = timedelta(days=1)
+
 
 class Stage(StrEnum):
     """Exactly one per contact. Checked in this order: a lapsed VIP is lapsed (a win-back target)."""
@@ -68,11 +70,16 @@ def stage_changes_at(aggregates: Aggregates, now: datetime, rules: StageRules = 
 
 
 def predicted_next_order(aggregates: Aggregates) -> datetime | None:
-    """The last order plus the median gap between the contact's recent orders; None under two orders."""
+    """The last order plus the median gap between the contact's recent orders; None under two orders.
+
+    Gaps under a day (two orders the same day) do not count, so the date is never the last order itself.
+    A rule of thumb that needs no model and may lie in the past: `predictions.Predictions.next_order_at`
+    (the daily job's, for every buyer) is the one to aim at.
+    """
     times = [order.placed_at for order in aggregates.recent_orders]
-    if len(times) < 2:
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False) if later - earlier >= DAY]
+    if not gaps:
         return None
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     median_seconds = statistics.median(gap.total_seconds() for gap in gaps)
     return times[-1] + timedelta(seconds=median_seconds)
 

@@ -12,6 +12,7 @@ from nudge.domain import bounds
 from nudge.domain.addresses import email_or_none
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
+from nudge.domain.predictions import Predictions
 
 JsonDict = dict[str, Any]
 
@@ -108,6 +109,7 @@ class Contact:
     segments: tuple[str, ...] = ()  # the lifecycle stage first, then the segments/*.yaml it meets
     review_at: datetime | None = None  # when membership may next change with time alone (the daily sweep)
     rfm: Rfm | None = None  # scored by the daily job against the whole customer base; None for non-buyers
+    predicted: Predictions | None = None  # by the daily job's model of the base; None for non-buyers or no model
     version: int = 0
 
     def merged(self, patch: ContactPatch, now: datetime) -> Contact:
@@ -153,6 +155,9 @@ class Contact:
             "stage": self.stage,
             "segments": list(self.segments),
             "rfm": self.rfm.template_view() if self.rfm else None,
+            "predicted": (
+                self.predicted.template_view(historic=float(self.aggregates.total_spent)) if self.predicted else None
+            ),
         }
 
     @property

@@ -12,6 +12,7 @@ from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.lifecycle import Rfm
 from nudge.domain.model import Contact, ContactPatch, Event, Run
+from nudge.domain.predictions import Predictions
 from nudge.domain.segments import SegmentCatalog, Transition
 from nudge.ports import Clock, ConflictError, Scheduler, Store
 from nudge.services.consent import record_changes
@@ -99,9 +100,9 @@ class IngestService:
         """Re-evaluate a contact's segments now: time alone (the daily sweep) or a flow's profile update moved it."""
         return self._reevaluate(contact_id, "review")
 
-    def rescore(self, contact_id: str, rfm: Rfm | None) -> IngestOutcome:
-        """Store the contact's new RFM score (the daily job) and act on the segment moves it causes."""
-        return self._reevaluate(contact_id, "rescore", adjust=lambda c: replace(c, rfm=rfm))
+    def rescore(self, contact_id: str, rfm: Rfm | None, predicted: Predictions | None = None) -> IngestOutcome:
+        """Store the contact's new RFM score and predictions (the daily job); act on the segment moves they cause."""
+        return self._reevaluate(contact_id, "rescore", adjust=lambda c: replace(c, rfm=rfm, predicted=predicted))
 
     def absorb(self, contact_id: str, earlier: Contact) -> IngestOutcome:
         """Fold an earlier record of the same person (an anonymous visitor) into `contact_id`.

@@ -42,6 +42,7 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
 )
+from nudge.domain.predictions import Predictions
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import ConflictError, ContactChange, SendClaim
@@ -139,6 +140,7 @@ class DynamoStore:
             segments=tuple(item.segments or ()),
             review_at=item.review_at,
             rfm=Rfm.from_code(item.rfm) if item.rfm else None,
+            predicted=Predictions.from_record(item.predicted) if item.predicted else None,
             version=int(item.version),
         )
 
@@ -163,6 +165,7 @@ class DynamoStore:
             review_at=saved.review_at,
             review_bucket=review_bucket(saved.contact_id, saved.review_at) if saved.review_at else None,
             rfm=saved.rfm.code if saved.rfm else None,
+            predicted=saved.predicted.to_record() if saved.predicted else None,
             version=saved.version,
         )
         condition = model.contact_id.does_not_exist() if expected_version == 0 else model.version == expected_version
