@@ -213,3 +213,10 @@ def test_the_daily_job_fits_the_base_and_predictions_reach_segments_templates_an
         "Predictions for 30 of 30 customers: 68.7 orders expected in the next 90 days, 9,120.37 in the next 365.",
         "Churn risk: under 0.2 10 · 0.2–0.5 5 · 0.5–0.8 5 · over 0.8 10.",  # one-time buyers spread by age
     ]
+
+
+def test_auc_counts_ties_as_half() -> None:
+    from nudge.local.prediction_check import auc
+
+    # Positives scored 3 and 2, negatives 2 and 1: of the 4 pairs, 3 are won and 1 tied -> 3.5 / 4.
+    assert auc([(3.0, True), (2.0, True), (2.0, False), (1.0, False)]) == 0.875

@@ -482,9 +482,27 @@ def bench(
     history_customers: Annotated[
         int, typer.Option(help="CDNOW customers for the backtest benchmark (23,570: all; 0: skip it).")
     ] = 23_570,
+    predictions: Annotated[
+        bool,
+        typer.Option(
+            "--predictions",
+            help="Only check the prediction models on CDNOW: the published fit, then AUC and date error vs baselines.",
+        ),
+    ] = False,
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
+    if predictions:
+        from nudge.local.datasets import DatasetUnavailable
+        from nudge.local.prediction_check import check
+
+        try:
+            for line in check(Path(".cache/lifetimes")):
+                console.print(line, highlight=False)
+        except DatasetUnavailable as exc:
+            console.print(f"[red]✗[/] {exc}")
+            raise typer.Exit(1) from None
+        return
     from nudge.local.bench import run_benchmarks
 
     figures = run_benchmarks(
