@@ -20,6 +20,7 @@ of an address can never slip past the suppression of another.
 
 from __future__ import annotations
 
+import functools
 import re
 
 MAX_EMAIL_LENGTH = 254
@@ -31,6 +32,7 @@ class InvalidEmail(ValueError):
     """Not a plain addr-spec; the message says why (never echoing the input)."""
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure; an import normalises each customer's address once per order
 def normalize_email(value: str) -> str:
     """The address as nudge stores and hashes it; InvalidEmail unless `value` is a plain addr-spec."""
     text = value.strip()

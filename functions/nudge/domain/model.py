@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
@@ -78,6 +79,7 @@ def _digest(*parts: str, length: int = 20) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:length]
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure: every event of a contact derives the same id
 def contact_id_for(*, external_id: str | None, email: str | None, phone: str | None) -> str:
     """Derive the stable contact id: the shop's own id if given, else a hash of email, else of phone."""
     if external_id:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -176,6 +176,36 @@ class IngestService:
             (outcome.entered if move.entered else outcome.left).append(move.segment)
         self._store.finish_event(event.event_id, {**outcome.as_dict(), "backfill": True})
         return outcome
+
+    def folded(self, stored: Contact | None, contact_id: str, events: Sequence[Event]) -> tuple[Contact, list[bool]]:
+        """A contact after past events (a bulk import), with its segments; and which events counted (not seen).
+
+        No I/O: the caller reads and writes in batches. An event older than the contact's last order only
+        fills profile fields the contact lacks, so the newest order's name and phone win in any file order.
+        """
+        now = self._clock.now()
+        contact = stored or Contact(contact_id=contact_id)
+        fresh: list[bool] = []
+        for event in events:
+            counted = contact.aggregates
+            fresh.append(not aggregates.is_counted(counted, event.event_id, event.type, event.properties))
+            patch = event.contact
+            if counted.last_order_at is not None and event.occurred_at < counted.last_order_at:
+                patch = replace(
+                    patch,
+                    email=None if contact.email else patch.email,
+                    phone=None if contact.phone else patch.phone,
+                    first_name=None if contact.first_name else patch.first_name,
+                    last_name=None if contact.last_name else patch.last_name,
+                    email_marketing=None if contact.email_marketing is not None else patch.email_marketing,
+                )
+            contact = contact.merged(patch, now)
+            contact = replace(
+                contact,
+                aggregates=aggregates.updated(counted, event.event_id, event.type, event.properties, event.occurred_at),
+            )
+        membership = segments.evaluate(self._segments, contact.template_view(), contact.aggregates, now)
+        return replace(contact, segments=membership.segments, review_at=membership.review_at), fresh
 
     def enroll(self, flow_id: str, event: Event) -> IngestOutcome:
         """Start `flow_id` for the event's contact (POST /v1/flows/<id>/enrollments), entry rules allowing."""
