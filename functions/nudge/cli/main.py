@@ -482,6 +482,9 @@ def bench(
     history_customers: Annotated[
         int, typer.Option(help="CDNOW customers for the backtest benchmark (23,570: all; 0: skip it).")
     ] = 23_570,
+    import_orders: Annotated[
+        int, typer.Option(help="Orders in the generated file for the import benchmark (0: skip it).")
+    ] = 1_000_000,
     predictions: Annotated[
         bool,
         typer.Option(
@@ -510,6 +513,7 @@ def bench(
         moto_contacts=moto_contacts,
         daily_contacts=daily_contacts,
         history_customers=history_customers,
+        import_orders=import_orders,
         progress=console.status,
     )
     for line in figures:
@@ -663,7 +667,7 @@ def import_orders(
     import hashlib
     import time
 
-    from nudge.services.order_import import BulkImporter, Format, ImportFormatError, ImportProgress
+    from nudge.services.order_import import Format, ImportFormatError, ImportProgress
 
     _quiet_lambda_logs()
     try:
@@ -688,13 +692,9 @@ def import_orders(
         container = stack.container
     elif target == "memory":
         from nudge.clocks import SystemClock
-        from nudge.local.backtest import backtest_settings
-        from nudge.local.moto_stack import PROJECT_ROOT
-        from nudge.wiring import build_memory
+        from nudge.wiring import build_dry_run
 
-        root = PROJECT_ROOT
-        settings = backtest_settings(root / "flows", root / "templates", root / "segments")
-        container = build_memory(settings, SystemClock())
+        container = build_dry_run(SystemClock())
     else:
         from nudge.clocks import SystemClock
         from nudge.settings import Settings
@@ -721,14 +721,9 @@ def import_orders(
                 flush=True,
             )
 
-    importer = BulkImporter(
-        ingest=container.ingest,
-        store=container.store,
-        batches=container.store,  # type: ignore[arg-type]
-        copurchases=container.daily.copurchases,
-        clock=container.clock,
-        workers=workers if target != "memory" else 1,
-    )
+    from nudge.wiring import bulk_importer
+
+    importer = bulk_importer(container, workers=workers if target != "memory" else 1)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     bar = Progress(

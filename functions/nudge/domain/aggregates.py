@@ -90,33 +90,33 @@ def updated(
     if event_id in aggregates.event_ids:
         return aggregates
     key = counting_key(event_id, event_type, properties)
-    if key is not None:
-        if key in aggregates.counted:
-            return aggregates  # counted before, maybe long ago (an order re-imported after the events expired)
-        aggregates = replace(aggregates, counted=aggregates.counted | {key})
+    if key is not None and key in aggregates.counted:
+        return aggregates  # counted before, maybe long ago (an order re-imported after the events expired)
     seen = dict(aggregates.last_event_at)
     if event_type not in seen and len(seen) >= EVENT_TYPES_KEPT:
         oldest = min(seen, key=lambda t: seen[t])
         del seen[oldest]
     seen[event_type] = max(at, seen.get(event_type, at))
-    result = replace(
-        aggregates,
-        last_activity_at=_latest(aggregates.last_activity_at, at),
-        last_event_at=seen,
-        event_ids=(*aggregates.event_ids, event_id)[-EVENT_IDS_KEPT:],
-    )
+    # One `replace` per event (the bulk import folds millions): every change is collected first.
+    changes: dict[str, Any] = {
+        "last_activity_at": _latest(aggregates.last_activity_at, at),
+        "last_event_at": seen,
+        "event_ids": (*aggregates.event_ids, event_id)[-EVENT_IDS_KEPT:],
+    }
+    if key is not None:
+        changes["counted"] = aggregates.counted | {key}
     if event_type == ORDER_PLACED:
-        return _order_placed(result, event_id, properties, at)
-    if event_type == ORDER_CANCELLED:
-        return _order_cancelled(result, properties)
-    if event_type == REFUND_CREATED:
-        return _refunded(result, properties)
-    if event_type == EMAIL_OPENED and not properties.get("machine_open"):
+        changes |= _order_placed(aggregates, event_id, properties, at)
+    elif event_type == ORDER_CANCELLED:
+        changes |= _order_cancelled(aggregates, properties)
+    elif event_type == REFUND_CREATED:
+        changes |= _refunded(aggregates, properties)
+    elif event_type == EMAIL_OPENED and not properties.get("machine_open"):
         # A privacy proxy's prefetch (Apple Mail) is no reader: segments on last_open_at ignore it.
-        return replace(result, last_open_at=_latest(result.last_open_at, at))
-    if event_type == EMAIL_CLICKED:
-        return replace(result, last_click_at=_latest(result.last_click_at, at))
-    return result
+        changes["last_open_at"] = _latest(aggregates.last_open_at, at)
+    elif event_type == EMAIL_CLICKED:
+        changes["last_click_at"] = _latest(aggregates.last_click_at, at)
+    return replace(aggregates, **changes)
 
 
 def counting_key(event_id: str, event_type: str, properties: Mapping[str, Any]) -> bytes | None:
@@ -168,10 +168,10 @@ def combined(kept: Aggregates, absorbed: Aggregates) -> Aggregates:
     )
 
 
-def _order_placed(aggregates: Aggregates, event_id: str, properties: Mapping[str, Any], at: datetime) -> Aggregates:
+def _order_placed(aggregates: Aggregates, event_id: str, properties: Mapping[str, Any], at: datetime) -> dict[str, Any]:
     order_id = str(properties.get("order_id") or event_id)
     if any(order.order_id == order_id for order in aggregates.recent_orders):
-        return aggregates  # the storefront sent the same order twice under two event ids
+        return {}  # the storefront sent the same order twice under two event ids
     total = money(properties.get("total"))
     lines = [line for line in properties.get("lines") or [] if isinstance(line, Mapping)]
     products = _appended(aggregates.products, (key for line in lines if (key := product_key(line))), PRODUCTS_KEPT)
@@ -179,37 +179,35 @@ def _order_placed(aggregates: Aggregates, event_id: str, properties: Mapping[str
         aggregates.categories, (c for line in lines for c in _line_categories(line)), CATEGORIES_KEPT
     )
     orders = sorted((*aggregates.recent_orders, OrderSummary(order_id, at, total)), key=lambda o: o.placed_at)
-    return replace(
-        aggregates,
-        orders_count=aggregates.orders_count + 1,
-        total_spent=aggregates.total_spent + total,
-        first_order_at=_earliest(aggregates.first_order_at, at),
-        last_order_at=_latest(aggregates.last_order_at, at),
-        products=products,
-        categories=categories,
-        recent_orders=tuple(orders[-RECENT_ORDERS:]),
-    )
+    return {
+        "orders_count": aggregates.orders_count + 1,
+        "total_spent": aggregates.total_spent + total,
+        "first_order_at": _earliest(aggregates.first_order_at, at),
+        "last_order_at": _latest(aggregates.last_order_at, at),
+        "products": products,
+        "categories": categories,
+        "recent_orders": tuple(orders[-RECENT_ORDERS:]),
+    }
 
 
-def _order_cancelled(aggregates: Aggregates, properties: Mapping[str, Any]) -> Aggregates:
+def _order_cancelled(aggregates: Aggregates, properties: Mapping[str, Any]) -> dict[str, Any]:
     order_id = str(properties.get("order_id") or "")
     cancelled = next((o for o in aggregates.recent_orders if o.order_id == order_id), None)
     if cancelled is None:
-        return aggregates  # an order older than the ones kept, or unknown: nothing we can undo exactly
+        return {}  # an order older than the ones kept, or unknown: nothing we can undo exactly
     remaining = tuple(o for o in aggregates.recent_orders if o is not cancelled)
-    return replace(
-        aggregates,
-        orders_count=max(0, aggregates.orders_count - 1),
-        total_spent=max(Decimal("0.00"), aggregates.total_spent - cancelled.total),
-        recent_orders=remaining,
-        last_order_at=remaining[-1].placed_at if remaining else None,
-        first_order_at=aggregates.first_order_at if remaining else None,
-    )
+    return {
+        "orders_count": max(0, aggregates.orders_count - 1),
+        "total_spent": max(Decimal("0.00"), aggregates.total_spent - cancelled.total),
+        "recent_orders": remaining,
+        "last_order_at": remaining[-1].placed_at if remaining else None,
+        "first_order_at": aggregates.first_order_at if remaining else None,
+    }
 
 
-def _refunded(aggregates: Aggregates, properties: Mapping[str, Any]) -> Aggregates:
+def _refunded(aggregates: Aggregates, properties: Mapping[str, Any]) -> dict[str, Any]:
     amount = money(properties.get("amount", properties.get("total")))
-    return replace(aggregates, total_spent=max(Decimal("0.00"), aggregates.total_spent - amount))
+    return {"total_spent": max(Decimal("0.00"), aggregates.total_spent - amount)}
 
 
 def product_key(line: Mapping[str, Any]) -> str | None:

@@ -185,9 +185,9 @@ class IngestService:
         """
         now = self._clock.now()
         contact = stored or Contact(contact_id=contact_id)
+        counted = contact.aggregates
         fresh: list[bool] = []
         for event in events:
-            counted = contact.aggregates
             fresh.append(not aggregates.is_counted(counted, event.event_id, event.type, event.properties))
             patch = event.contact
             if counted.last_order_at is not None and event.occurred_at < counted.last_order_at:
@@ -199,11 +199,13 @@ class IngestService:
                     last_name=None if contact.last_name else patch.last_name,
                     email_marketing=None if contact.email_marketing is not None else patch.email_marketing,
                 )
-            contact = contact.merged(patch, now)
-            contact = replace(
-                contact,
-                aggregates=aggregates.updated(counted, event.event_id, event.type, event.properties, event.occurred_at),
-            )
+            if patch.properties or any(
+                value is not None and value != getattr(contact, name) for name, value in _profile_fields(patch)
+            ):
+                contact = contact.merged(patch, now)
+            counted = aggregates.updated(counted, event.event_id, event.type, event.properties, event.occurred_at)
+        if events:
+            contact = replace(contact, aggregates=counted, updated_at=now, created_at=contact.created_at or now)
         membership = segments.evaluate(self._segments, contact.template_view(), contact.aggregates, now)
         return replace(contact, segments=membership.segments, review_at=membership.review_at), fresh
 
@@ -383,6 +385,19 @@ class IngestService:
             record_changes(self._store, stored, saved, source, now)  # when and where consent came from
             return saved, segments.transitions(base.segments, saved.segments)
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")
+
+
+def _profile_fields(patch: ContactPatch) -> list[tuple[str, object]]:
+    """The profile fields a patch sets (not its id or properties), as (name, value)."""
+    return [
+        ("email", patch.email),
+        ("phone", patch.phone),
+        ("first_name", patch.first_name),
+        ("last_name", patch.last_name),
+        ("timezone", patch.timezone),
+        ("email_marketing", patch.email_marketing),
+        ("sms_marketing", patch.sms_marketing),
+    ]
 
 
 def _segment_listeners(flows: FlowCatalog) -> set[tuple[str, str | None]]:

@@ -261,10 +261,10 @@ def _moment(value: str, line_number: int, column: str, now: datetime) -> datetim
     if not value:
         raise _BadRow(line_number, f"{column}: missing")
     try:
-        moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z")
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))  # fast (C), so tried first
     except ValueError:
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z")
         except ValueError:
             raise _BadRow(line_number, f"{column}: not a date and time ({value!r})") from None
     if moment.tzinfo is None:
