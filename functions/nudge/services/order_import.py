@@ -527,14 +527,16 @@ class BulkImporter:
         ):
             if not ok:
                 retry += group
-        for cid in retry:
-            folded[cid] = self._save_one(cid, events_of[cid])
+        for cid in retry:  # re-read: the consent records compare with what was stored at the write
+            before, written, fresh = self._save_one(cid, events_of[cid])
+            folded[cid] = (written, fresh)
+            if before is not None:
+                stored[cid] = before
         consents: list[ConsentRecord] = []
         new_orders: list[list[dict[str, Any]]] = []
         for cid in ids:
             contact, fresh = folded[cid]
-            before = stored.get(cid) if cid not in retry else None
-            consents += consent_changes(before, contact, "import:orders", self._clock.now())
+            consents += consent_changes(stored.get(cid), contact, "import:orders", self._clock.now())
             stage_of[cid] = contact.stage or "subscriber"
             for event, new in zip(events_of[cid], fresh, strict=True):
                 if event.type == ORDER_PLACED:
@@ -562,15 +564,18 @@ class BulkImporter:
             return False
         return True
 
-    def _save_one(self, contact_id: str, events: list[Event]) -> tuple[Contact, list[bool]]:
-        """Read, fold and write one contact on the condition of its version, as often as a live writer races it."""
+    def _save_one(self, contact_id: str, events: list[Event]) -> tuple[Contact | None, Contact, list[bool]]:
+        """Read, fold and write one contact on the condition of its version, as often as a live writer races it.
+
+        Returns what was stored before the write, the contact written, and which events counted.
+        """
         for _ in range(WRITE_ATTEMPTS):
             stored = self._store.get_contact(contact_id)
             contact, fresh = self._ingest.folded(stored, contact_id, events)
             if contact == stored:
-                return contact, fresh
+                return stored, contact, fresh
             try:
-                return self._store.save_contact(contact, stored.version if stored else 0), fresh
+                return stored, self._store.save_contact(contact, stored.version if stored else 0), fresh
             except ConflictError:
                 continue
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {WRITE_ATTEMPTS} tries")
