@@ -106,7 +106,7 @@ def test_rfm_ties_stay_together_and_every_score_occurs_when_half_the_base_bought
     ("values", "expected"),
     [
         ([1.0] * 10, (1.0, 1.0, 1.0, 1.0)),  # all alike: everyone scores 1
-        ([1.0] * 6 + [2.0] * 4, (1.0, 2.0, 2.0, 2.0)),  # two values: scores 1 and 2
+        ([1.0] * 6 + [2.0] * 4, (1.0, 1.0, 1.0, 2.0)),  # under five values: nearest-rank, scores 1 and 5
         ([1.0] * 90 + [2.0, 3.0, 4.0, 5.0, 6.0] * 2, (1.0, 2.0, 3.0, 4.0)),  # a huge tie still leaves 2..5
         ([float(n) for n in range(1, 11)], (2.0, 4.0, 6.0, 8.0)),  # no ties: the quintiles
     ],

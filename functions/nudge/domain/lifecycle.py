@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -192,11 +193,12 @@ def _quintiles(values: list[float]) -> tuple[float, float, float, float]:
 
     A score is 1 + the number of cuts a value exceeds, so a cut must fall between two distinct values and a
     tie group (half the base bought once) lands whole in one score. The rules, cut k = 1..4 in turn:
-    among the distinct values, pick the one whose cumulative share of buyers is nearest k/5 (the earlier on
-    a tie), above the previous cut and leaving at least one distinct value for each score still to come.
+    among the distinct values, pick the one whose count of buyers at or below it is nearest ceil(k * n / 5),
+    the nearest rank of the k-th quintile (the earlier on a tie; so without ties these are the classic
+    nearest-rank percentiles), above the previous cut and leaving a distinct value for each score to come.
     So with five or more distinct values all five scores occur, each as close to a fifth of the base as the
-    ties allow: with orders 1 (half the base), 2, 3, 4 and 5+, those are scores 1 to 5. With fewer distinct
-    values (m < 5), they take scores 1 to m, and the cuts left over repeat the largest value.
+    ties allow: with orders 1 (half the base), 2, 3, 4 and 5+, those are scores 1 to 5. With fewer than five
+    distinct values no rule lets every score occur; the cuts are then the plain nearest-rank percentiles.
     """
     n = len(values)
     distinct: list[float] = []
@@ -208,13 +210,13 @@ def _quintiles(values: list[float]) -> tuple[float, float, float, float]:
             distinct.append(value)
             cumulative.append(i)
     m = len(distinct)
-    if m < 5:
-        padded = [*distinct[:-1], *[distinct[-1]] * (5 - m)]
-        return (padded[0], padded[1], padded[2], padded[3])
+    if m < 5:  # five scores cannot all occur: the plain nearest-rank percentiles, as before ties were handled
+        p20, p40, p60, p80 = (values[math.ceil(k * n / 5) - 1] for k in range(1, 5))
+        return (p20, p40, p60, p80)
     cuts: list[float] = []
     lowest = 0
     for k in range(1, 5):
-        target = k * n / 5
+        target = math.ceil(k * n / 5)  # nearest-rank: without ties, exactly the classic percentile
         highest = m - (5 - k)  # exclusive: leave a distinct value above for each later score
         j = min(range(lowest, highest), key=lambda i: (abs(cumulative[i] - target), i))
         cuts.append(distinct[j])
