@@ -327,7 +327,7 @@ def backfill_orders(
 
 # The bulk import: streamed, folded per customer, written in batches, resumable ----------------------------
 
-CHUNK_ORDERS = 5_000  # orders read before their customers are read, folded and written
+CHUNK_ORDERS = 20_000  # orders read before their customers are read, folded and written (~30 MB)
 RECENT_KEYS = 10_000  # order keys remembered to tell an order whose rows are not together in the file
 REJECTIONS_KEPT = 1_000  # rejected rows listed in the report (all are counted)
 WRITE_ATTEMPTS = 5
