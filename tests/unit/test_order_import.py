@@ -269,3 +269,16 @@ def test_a_live_write_during_the_bulk_import_is_kept(settings: Settings, clock: 
     assert report.orders_imported == 7
     assert store.contacts[dan].aggregates.orders_count == 4
     assert store.contacts[dan].aggregates.total_spent == Decimal("177.00")
+
+
+def test_the_import_command_runs_in_memory_and_logs_progress_off_a_terminal() -> None:
+    from typer.testing import CliRunner
+
+    from nudge.cli.main import app
+
+    result = CliRunner().invoke(app, ["import", "orders", str(SHOPIFY_EXPORT), "--to", "memory"])
+
+    assert result.exit_code == 0, result.output
+    assert "into memory (dry run)" in result.output
+    assert "imported 7 · duplicates skipped 0 · cancellations and refunds 2 · rows rejected 0" in result.output
+    assert "import: recommendations: 11 rows, 7 orders (100%" in result.output  # a log line, not a bar
