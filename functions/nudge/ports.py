@@ -89,6 +89,25 @@ class JobLog(Protocol):
     def pieces_of(self, day: str) -> dict[str, dict[str, Any]]: ...
 
 
+class ContactBatches(Protocol):
+    """Many contacts a request, for a bulk import (services/order_import.py); same items as `Store`'s."""
+
+    def get_contacts(self, contact_ids: Sequence[str]) -> dict[str, Contact]:
+        """The stored ones among these (at most 100: one BatchGetItem), by id; consistent reads."""
+        ...
+
+    def save_contacts(self, contacts: Sequence[tuple[Contact, int]]) -> list[Contact]:
+        """Save each at its expected version, all or none (at most 100: one TransactWriteItems).
+
+        Raises ConflictError if any version moved meanwhile (a live event, another import): nothing is saved.
+        """
+        ...
+
+    def record_consents(self, records: Sequence[ConsentRecord]) -> None:
+        """Append consent records (BatchWriteItem, 25 a request): each is a new item, so no condition."""
+        ...
+
+
 class Store(Census, Documents, JobLog, Protocol):
     def get_contact(self, contact_id: str) -> Contact | None: ...
 

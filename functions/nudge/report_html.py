@@ -24,7 +24,7 @@ from nudge.domain.flows import BranchStep, EmailStep, Flow, SmsStep, SplitStep, 
 from nudge.domain.kpis import Kpis, Report, SplitVerdict
 from nudge.flow_layout import coordinate, layout
 from nudge.flow_tools import edges, rules_label, step_label, trigger_label
-from nudge.report_text import KPI_COLUMNS, amount, kpi_cells, kpi_tables, percent, verdict_text
+from nudge.report_text import KPI_COLUMNS, amount, kpi_cells, kpi_tables, outlook_lines, percent, verdict_text
 
 # Fill colours that appear nowhere else on the page: the screenshot test finds the charts by them.
 FUNNEL_COLOUR = "#2b6cd8"
@@ -174,6 +174,7 @@ class Page:
     tables: list[tuple[str, str, list[tuple[str, list[str]]]]]  # (title, first column, rows)
     columns: Sequence[str] = KPI_COLUMNS
     brief_columns: Sequence[str] = BRIEF_COLUMNS
+    outlook: Sequence[str] = ()  # report_text.outlook_lines: the predictions over the base
 
 
 def render(report: Report, flows: Iterable[Flow], *, generated_at: datetime, window: str) -> str:
@@ -194,6 +195,7 @@ def page(report: Report, flows: Iterable[Flow], *, generated_at: datetime, windo
         sections=[_section(row, by_id.get(row.flow_id), report) for row in report.flows],
         idle=[(flow_id, trigger_label(flow)) for flow_id, flow in sorted(by_id.items()) if flow_id not in active],
         tables=kpi_tables(report),
+        outlook=outlook_lines(report.outlook),
     )
 
 

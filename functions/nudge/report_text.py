@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from nudge.domain.campaigns import campaign_id_of
 from nudge.domain.kpis import CONFIDENCE, Kpis, Report, SplitVerdict
+from nudge.domain.predictions import Outlook
 
 KPI_COLUMNS = (
     "entered",
@@ -81,3 +82,17 @@ def verdict_text(verdict: SplitVerdict) -> str:
         f"{verdict.best} vs {verdict.runner_up}, z={verdict.z:.2f}, p={verdict.p_value:.4f} → "
         f"{outcome} at {CONFIDENCE:.0%} confidence{lift}"
     )
+
+
+def outlook_lines(outlook: Outlook | None) -> list[str]:
+    """The predictions over the base, in a few lines (the terminal and the page print the same)."""
+    if outlook is None:
+        return []
+    if outlook.reason is not None:
+        return [f"Predictions: none ({outlook.reason})."]
+    low, some, high, likely_gone = outlook.churn_bands
+    return [
+        f"Predictions for {outlook.predicted} of {outlook.buyers} customers: "
+        f"{outlook.orders_90d:,.1f} orders expected in the next 90 days, {outlook.clv:,.2f} in the next 365.",
+        f"Churn risk: under 0.2 {low} · 0.2–0.5 {some} · 0.5–0.8 {high} · over 0.8 {likely_gone}.",
+    ]

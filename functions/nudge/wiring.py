@@ -33,6 +33,7 @@ from nudge.services.daily import DailyJob
 from nudge.services.feedback import FeedbackService
 from nudge.services.ingest import IngestService
 from nudge.services.keys import KeyService
+from nudge.services.order_import import BulkImporter
 from nudge.services.preferences import PreferenceService
 from nudge.services.privacy import PrivacyService
 from nudge.services.recommendations import CoPurchaseBook, Recommender
@@ -363,3 +364,23 @@ def install(container: Container | None) -> None:
     if container is not None:
         for hook in _on_build:
             hook(container)
+
+
+def bulk_importer(container: Container, *, workers: int = 8) -> BulkImporter:
+    """`nudge import orders`'s importer over this container's store (which reads and writes in batches)."""
+    return BulkImporter(
+        ingest=container.ingest,
+        store=container.store,
+        batches=container.store,  # type: ignore[arg-type]  # DynamoStore and MemoryStore both are ContactBatches
+        copurchases=container.daily.copurchases,
+        clock=container.clock,
+        workers=workers,
+    )
+
+
+def build_dry_run(clock: Clock) -> Container:
+    """In memory, with the project's flows, templates and segments: a dry run that calls nothing."""
+    from nudge.local.backtest import backtest_settings
+    from nudge.local.moto_stack import PROJECT_ROOT as root
+
+    return build_memory(backtest_settings(root / "flows", root / "templates", root / "segments"), clock)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from nudge.cli.main import app
 from nudge.domain.model import MessageStatus, contact_id_for
 from nudge.local.moto_stack import MotoStack
-from nudge.services.order_import import Format, backfill_orders, parse_orders
+from nudge.services.order_import import BulkImporter, Format, backfill_orders, parse_orders
 from tests.conftest import ROOT
 
 SHOPIFY_EXPORT = ROOT / "tests" / "fixtures" / "orders" / "shopify_orders.csv"
@@ -115,3 +115,74 @@ def test_the_daily_job_adds_live_orders_to_the_imported_history_once(moto_stack:
     table = container.store.get_document("copurchases")
     assert table is not None and table["pairs"]["BRD-1"] == {"MUG-1": 1, "APR-1": 1}
     assert container.store.get_document("copurchases_imported")["orders"] == 7  # type: ignore[index]
+
+
+def test_a_re_import_after_the_events_expired_adds_nothing(moto_stack: MotoStack) -> None:
+    # Given a first import, then every event record gone, as the 90-day TTL leaves the events table
+    container = moto_stack.container
+    parsed = parse_orders(SHOPIFY_EXPORT.read_text().splitlines(keepends=True), Format.SHOPIFY, moto_stack.clock.now())
+    books = container.daily.copurchases
+    books.add_imported(backfill_orders(container.ingest, parsed).new_orders)
+    dan = contact_id_for(external_id=None, email="dan@example.com", phone=None)
+    before = container.store.get_contact(dan)
+    events = container.store.models.events  # type: ignore[attr-defined]
+    for item in events.scan():
+        item.delete()
+
+    # When the same file is imported again
+    again = backfill_orders(container.ingest, parsed)
+    table = books.add_imported(again.new_orders)
+
+    # Then nothing counts twice: not the orders, not the refund, not the co-purchase table
+    assert (again.orders_imported, again.duplicates, again.adjustments) == (0, 7, 0)
+    after = container.store.get_contact(dan)
+    assert before is not None and after is not None
+    assert (after.aggregates.orders_count, after.aggregates.total_spent) == (3, Decimal("167.00"))
+    assert after.aggregates == before.aggregates
+    assert table.orders == 7
+
+
+def test_a_file_whose_every_row_is_rejected_fails_the_command(tmp_path: Path) -> None:
+    export = tmp_path / "orders.csv"
+    export.write_text(
+        "order_id,email,created_at,total,currency,product_id,title,quantity,price\n"
+        "1,ann@example.com,2025-03-04,10.00,USD,p1,Mug,1,10.00\n"
+    )
+
+    result = CliRunner().invoke(app, ["import", "orders", str(export), "--format", "minimal"])
+
+    assert result.exit_code == 1, result.output
+    assert "imported 0" in result.output
+    assert "no valid order found; nothing was imported" in result.output
+
+
+def test_the_bulk_import_on_moto_reads_and_writes_in_batches(moto_stack: MotoStack) -> None:
+    # Given 60 orders of 20 customers in the minimal format
+    c = moto_stack.container
+    rows = ["order_id,email,created_at,total,currency,product_id,title,quantity,price\n"]
+    rows += [
+        f"o{n},c{n % 20}@example.com,2026-0{1 + n % 9}-0{1 + n % 9}T10:00:00Z,20,USD,p{n % 4},P,1,20\n"
+        for n in range(60)
+    ]
+    importer = BulkImporter(
+        ingest=c.ingest,
+        store=c.store,
+        batches=c.store,
+        copurchases=c.daily.copurchases,
+        clock=c.clock,  # type: ignore[arg-type]
+    )
+    moto_stack.requests.counts.clear()
+
+    report = importer.run(rows, Format.MINIMAL, file_key="k")
+
+    # Then one BatchGetItem and one TransactWriteItems carry the 20 contacts, and no event is recorded
+    assert (report.orders_imported, sum(report.stages.values())) == (60, 20)
+    ops = {op: n for (_, op), n in moto_stack.requests.counts.items()}
+    assert (ops["BatchGetItem"], ops["TransactWriteItems"], ops.get("PutItem", 0), ops.get("BatchWriteItem", 0)) == (
+        1,
+        1,
+        3,  # documents: the checkpoint (one chunk: once, done), the imported and the live co-purchase tables
+        0,
+    )
+    stored = c.store.get_contact(contact_id_for(external_id=None, email="c0@example.com", phone=None))
+    assert stored is not None and stored.aggregates.orders_count == 3

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from nudge.domain.predictions import Predictions
 from nudge.handlers.step import BadWakeUp
 from nudge.local.moto_stack import MotoStack
 from nudge.services.daily import Piece
@@ -136,6 +138,8 @@ def test_the_daily_sweep_moves_contacts_whose_stage_changed_with_time(moto_stack
     assert stored.rfm is not None and stored.rfm.code == "511"
     cuts = moto_stack.container.store.get_document("rfm_cuts")
     assert cuts is not None and (cuts["buyers"], cuts["frequency"]) == (1, [1.0, 1.0, 1.0, 1.0])
+    model = moto_stack.container.store.get_document("predictions_model")
+    assert model is not None and model["reason"] == "predictions need 500 customers with an order; there are 1"
 
     moto_stack.clock.set(START + timedelta(days=62))
     again = sweep.handler({}, FakeLambdaContext.fresh("nudge-sweep"))
@@ -143,6 +147,11 @@ def test_the_daily_sweep_moves_contacts_whose_stage_changed_with_time(moto_stack
     status = moto_stack.container.daily.status(again["day"])
     assert (status.reviewed, status.rescored) == (0, 0)
     assert moto_stack.container.store.get_contact(contact_id).version == stored.version  # type: ignore[union-attr]
+    # Predictions as the daily job stores them on a larger base round-trip through the contacts table.
+    predicted = Predictions(0.42, 0.7, 0.1, 0.3, 1.2, START + timedelta(days=70), 35.5, 42.6)
+    store = moto_stack.container.store
+    store.save_contact(replace(stored, predicted=predicted), expected_version=stored.version)
+    assert store.get_contact(contact_id).predicted == predicted  # type: ignore[union-attr]
 
 
 def test_a_jobs_queue_record_that_is_not_a_piece_fails_alone_and_goes_back_to_sqs(moto_stack: MotoStack) -> None:

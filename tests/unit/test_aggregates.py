@@ -45,6 +45,23 @@ def test_a_reprocessed_event_or_a_resent_order_counts_once() -> None:
     assert (same_order_new_id.orders_count, same_order_new_id.total_spent) == (1, Decimal("40.00"))
 
 
+def test_an_order_or_refund_counts_once_for_good_past_the_recent_ones_kept() -> None:
+    # Given 40 orders and a refund: more than the 24 recent orders and 20 event ids the aggregates keep
+    a = Aggregates()
+    for n in range(40):
+        a = updated(a, f"e{n}", "order_placed", order(f"o{n}", 10.0), START + n * DAY)
+    a = updated(a, "r1", "refund_created", {"order_id": "o1", "amount": 5}, START + 41 * DAY)
+    stored = from_record(to_record(a))
+
+    # When the first order and the refund come again (a re-import after the events table forgot them)
+    again = updated(stored, "e0", "order_placed", order("o0", 10.0), START)
+    again = updated(again, "r1", "refund_created", {"order_id": "o1", "amount": 5}, START + 41 * DAY)
+
+    # Then nothing moves, and the record stays compact (under 11 characters an order)
+    assert (again.orders_count, again.total_spent) == (40, Decimal("395.00"))
+    assert len(to_record(a)["counted"]) == 440  # 41 digests of 8 bytes, base64: 4 characters per 3 bytes
+
+
 def test_refunds_and_cancellations_take_spend_back() -> None:
     a = updated(Aggregates(), "e1", "order_placed", order("o1", 40.0), START)
     a = updated(a, "e2", "order_placed", order("o2", 60.0), START + DAY)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,10 +13,13 @@ from nudge.domain.aggregates import Aggregates, updated
 from nudge.domain.lifecycle import (
     Rfm,
     RfmCuts,
+    RfmInputs,
     Stage,
+    cuts_of,
     predicted_next_order,
     rfm_cuts,
     rfm_score,
+    score,
     stage,
     stage_changes_at,
 )
@@ -78,6 +82,38 @@ def test_the_next_order_is_predicted_from_the_median_gap() -> None:
     # Gaps of 10, 30 and 20 days: the median is 20, so 20 days after the last order (day 60).
     assert predicted_next_order(history((0, 10.0), (10, 10.0), (40, 10.0), (60, 10.0))) == START + 80 * DAY
     assert predicted_next_order(history((0, 10.0))) is None
+    assert predicted_next_order(history((0, 10.0), (0, 10.0))) is None  # same day: no gap to go by
+    assert predicted_next_order(history((0, 10.0), (0, 10.0), (30, 10.0))) == START + 60 * DAY
+
+
+def test_rfm_ties_stay_together_and_every_score_occurs_when_half_the_base_bought_once() -> None:
+    # Given 100 buyers: 50 bought once, 20 twice, 12 three times, 10 four times, 8 five to twelve times
+    orders = [1.0] * 50 + [2.0] * 20 + [3.0] * 12 + [4.0] * 10 + [float(n) for n in (5, 5, 6, 7, 8, 9, 10, 12)]
+    spent = [float(n) for n in range(100)]
+    recency = [float(n % 37) for n in range(100)]
+
+    cuts = cuts_of(recency, orders, spent)
+
+    # Then one-time buyers are F=1, two orders F=2, ... (nearest-rank percentiles gave (1, 1, 2, 3): no F=2)
+    assert cuts is not None and cuts.frequency == (1.0, 2.0, 3.0, 4.0)
+    scores = [score(RfmInputs(r, o, m), cuts) for r, o, m in zip(recency, orders, spent, strict=True)]
+    assert Counter(s.frequency for s in scores) == {1: 50, 2: 20, 3: 12, 4: 10, 5: 8}
+    assert {s.recency for s in scores} == {s.monetary for s in scores} == {1, 2, 3, 4, 5}
+    assert Counter(s.monetary for s in scores) == {1: 20, 2: 20, 3: 20, 4: 20, 5: 20}  # no ties: exact fifths
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1.0] * 10, (1.0, 1.0, 1.0, 1.0)),  # all alike: everyone scores 1
+        ([1.0] * 6 + [2.0] * 4, (1.0, 1.0, 1.0, 2.0)),  # under five values: nearest-rank, scores 1 and 5
+        ([1.0] * 90 + [2.0, 3.0, 4.0, 5.0, 6.0] * 2, (1.0, 2.0, 3.0, 4.0)),  # a huge tie still leaves 2..5
+        ([float(n) for n in range(1, 11)], (2.0, 4.0, 6.0, 8.0)),  # no ties: the quintiles
+    ],
+)
+def test_rfm_cut_rules(values: list[float], expected: tuple[float, ...]) -> None:
+    cuts = cuts_of(values, values, values)
+    assert cuts is not None and cuts.frequency == expected
 
 
 def test_rfm_scores_are_quintiles_of_the_customer_base() -> None:

@@ -95,6 +95,24 @@ class MemoryStore:
         if new is not None:
             self._review.setdefault(new.date(), set()).add(contact_id)
 
+    def get_contacts(self, contact_ids: Sequence[str]) -> dict[str, Contact]:
+        if len(contact_ids) > 100:
+            raise ValueError(f"at most 100 contacts a batch, not {len(contact_ids)}")
+        return {cid: found for cid in contact_ids if (found := self.contacts.get(cid)) is not None}
+
+    def save_contacts(self, contacts: Sequence[tuple[Contact, int]]) -> list[Contact]:
+        if len(contacts) > 100:
+            raise ValueError(f"at most 100 contacts a transaction, not {len(contacts)}")
+        for contact, expected in contacts:  # all or none, as the transaction
+            stored = self.contacts.get(contact.contact_id)
+            if (stored.version if stored else 0) != expected:
+                raise ConflictError(contact.contact_id)
+        return [self.save_contact(contact, expected) for contact, expected in contacts]
+
+    def record_consents(self, records: Sequence[ConsentRecord]) -> None:
+        for record in records:
+            self.record_consent(record)
+
     def begin_event(self, event: Event, now: datetime) -> bool:
         stored = self.events.get(event.event_id)
         if stored is not None and stored["status"] == "processed":

@@ -312,7 +312,8 @@ def report(
         from nudge.wiring import build_aws
 
         container = build_aws(Settings.from_env(os.environ), SystemClock())
-        found = build_report(container.store, window_length)  # type: ignore[arg-type]
+        model = container.daily.predictions_model()
+        found = build_report(container.store, window_length, model)  # type: ignore[arg-type]
     if html is None:
         _print_report(found, window)
     else:
@@ -341,7 +342,7 @@ def _write_html_report(found, window: str, out: Path, flows_dir: Path) -> None: 
 
 
 def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
-    from nudge.report_text import KPI_COLUMNS, kpi_tables, verdict_text
+    from nudge.report_text import KPI_COLUMNS, kpi_tables, outlook_lines, verdict_text
 
     for title, first, rows in kpi_tables(found):
         if not rows:
@@ -357,6 +358,8 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
         console.print(table)
     for verdict in found.splits:
         console.print(f"{verdict.flow_id} · {verdict.split_id}: {verdict_text(verdict)}")
+    for line in outlook_lines(found.outlook):
+        console.print(line, highlight=False)
 
 
 @app.command()
@@ -491,6 +494,16 @@ def bench(
         int, typer.Option(help="Only a campaign: this many recipients in memory (ADR 0019); 0: the usual benches.")
     ] = 0,
     moto_campaign: Annotated[int, typer.Option(help="With --campaign: recipients of the campaign on moto.")] = 1000,
+    import_orders: Annotated[
+        int, typer.Option(help="Orders in the generated file for the import benchmark (0: skip it).")
+    ] = 1_000_000,
+    predictions: Annotated[
+        bool,
+        typer.Option(
+            "--predictions",
+            help="Only check the prediction models on CDNOW: the published fit, then AUC and date error vs baselines.",
+        ),
+    ] = False,
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
@@ -507,6 +520,17 @@ def bench(
             for line in lines:
                 console.print(line)
         return
+    if predictions:
+        from nudge.local.datasets import DatasetUnavailable
+        from nudge.local.prediction_check import check
+
+        try:
+            for line in check(Path(".cache/lifetimes")):
+                console.print(line, highlight=False)
+        except DatasetUnavailable as exc:
+            console.print(f"[red]✗[/] {exc}")
+            raise typer.Exit(1) from None
+        return
     from nudge.local.bench import run_benchmarks
 
     figures = run_benchmarks(
@@ -515,6 +539,7 @@ def bench(
         daily_contacts=daily_contacts,
         history_customers=history_customers,
         scaling=[int(n) for n in scaling.split(",") if n.strip()],
+        import_orders=import_orders,
         progress=console.status,
     )
     for line in figures:
@@ -675,15 +700,30 @@ app.add_typer(import_app, name="import")
 def import_orders(
     file: Annotated[Path, typer.Argument(help="A CSV export of past orders.", exists=True, dir_okay=False)],
     fmt: Annotated[str, typer.Option("--format", help="shopify (Shopify's orders export) or minimal.")] = "shopify",
-    local: ImportTarget = True,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local/--settings-from-env",
+            help="Into a throwaway moto deployment (a dry run), or into the tables NUDGE_* variables name.",
+        ),
+    ] = True,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to", help="moto (as --local), memory (a dry run in memory, fastest), or aws (as --settings-from-env)."
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Threads reading and writing DynamoDB.")] = 8,
 ) -> None:
-    """Import past orders: contacts, aggregates, stages and segments, without starting a flow or sending."""
+    """Import past orders: contacts, aggregates, stages and segments, without starting a flow or sending.
+
+    Streams the file (memory does not grow with it), writes 100 contacts a request, and resumes an
+    interrupted import of the same file where it stopped. Exits 1 if the file holds no valid order.
+    """
+    import hashlib
     import time
-    from collections import Counter
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from nudge.services.order_import import Format, ImportFormatError, backfill_orders, parse_orders
+    from nudge.services.order_import import Format, ImportFormatError, ImportProgress
 
     _quiet_lambda_logs()
     try:
@@ -691,47 +731,106 @@ def import_orders(
     except ValueError:
         console.print(f"[red]✗[/] --format is one of {', '.join(f.value for f in Format)}, not {fmt!r}")
         raise typer.Exit(2) from None
-    stack, container = _import_target(local)
+    target = to or ("moto" if local else "aws")
+    if target not in ("moto", "memory", "aws"):
+        console.print(f"[red]✗[/] --to is one of moto, memory, aws, not {target!r}")
+        raise typer.Exit(2)
+    digest = hashlib.sha256()
+    with file.open("rb") as raw:
+        for block in iter(lambda: raw.read(1 << 20), b""):
+            digest.update(block)
+    stack = None
+    if target == "moto":
+        from nudge.clocks import ScaledClock
+        from nudge.local.moto_stack import start_moto_stack
+
+        stack = start_moto_stack(ScaledClock())
+        container = stack.container
+    elif target == "memory":
+        from nudge.clocks import SystemClock
+        from nudge.wiring import build_dry_run
+
+        container = build_dry_run(SystemClock())
+    else:
+        from nudge.clocks import SystemClock
+        from nudge.settings import Settings
+        from nudge.wiring import build_aws
+
+        container = build_aws(Settings.from_env(os.environ), SystemClock())
+    size = file.stat().st_size
+    read = [0]
+    last_line = [time.monotonic()]
+
+    def counted(lines):  # type: ignore[no-untyped-def]
+        for text in lines:
+            read[0] += len(text)
+            yield text
+
+    def show(done: ImportProgress) -> None:
+        if bar is not None:
+            bar.update(task, completed=min(read[0], size), description=f"{done.phase}: {done.orders:,} orders")
+        elif done.phase != "orders" or time.monotonic() - last_line[0] >= 10:
+            last_line[0] = time.monotonic()
+            share = min(read[0], size) / size if size else 1.0
+            print(
+                f"import: {done.phase}: {done.rows:,} rows, {done.orders:,} orders ({share:.0%} of the file)",
+                flush=True,
+            )
+
+    from nudge.wiring import bulk_importer
+
+    importer = bulk_importer(container, workers=workers if target != "memory" else 1)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console, transient=True
+    )
+    if not console.is_terminal:
+        bar = None  # piped or in CI: a log line every 10 seconds instead
     try:
         started = time.perf_counter()
-        with file.open(newline="", encoding="utf-8-sig") as lines:
+        with bar if bar is not None else _nothing(), file.open(newline="", encoding="utf-8-sig") as lines:
+            task = bar.add_task("orders", total=size) if bar is not None else None
             try:
-                parsed = parse_orders(lines, chosen, container.clock.now())
+                report = importer.run(counted(lines), chosen, file_key=digest.hexdigest()[:32], progress=show)
             except ImportFormatError as exc:
                 console.print(f"[red]✗[/] {file}: {exc}")
                 raise typer.Exit(1) from None
-        columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
-            task = progress.add_task("events", total=len(parsed.events))
-            report = backfill_orders(
-                container.ingest, parsed, progress=lambda done: progress.update(task, completed=done)
-            )
-        # What recommendations read: the orders this import added (a re-import adds none), then the table.
-        table = container.daily.copurchases.add_imported(report.new_orders)
         elapsed = time.perf_counter() - started
-        stages = Counter(
-            contact.stage for cid in report.contacts if (contact := container.store.get_contact(cid)) is not None
-        )
     finally:
         if stack is not None:
             stack.stop()
-    where = "a throwaway moto deployment (dry run)" if local else "the deployed tables"
-    console.print(f"{file} ({chosen.value}) into {where}:", highlight=False)
+    where = {
+        "moto": "a throwaway moto deployment (dry run)",
+        "memory": "memory (dry run)",
+        "aws": "the deployed tables",
+    }
+    console.print(f"{file} ({chosen.value}) into {where[target]}:", highlight=False)
+    if report.resumed_after_line:
+        console.print(
+            f"  resumed after line {report.resumed_after_line:,} (a checkpoint of this file)", highlight=False
+        )
     console.print(
         f"  rows read {report.rows} · orders found {report.orders_found} · imported {report.orders_imported} · "
         f"duplicates skipped {report.duplicates} · cancellations and refunds {report.adjustments} · "
-        f"rows rejected {len(report.rejected)}",
+        f"rows rejected {report.rejected_rows}",
         highlight=False,
     )
-    by_stage = ", ".join(f"{stage} {count}" for stage, count in sorted(stages.items(), key=lambda s: (-s[1], s[0])))
-    console.print(f"  contacts {len(report.contacts)}: {by_stage or '-'}", highlight=False)
+    by_stage = ", ".join(f"{stage} {n}" for stage, n in sorted(report.stages.items(), key=lambda s: (-s[1], s[0])))
+    console.print(f"  contacts {sum(report.stages.values())}: {by_stage or '-'}", highlight=False)
     console.print(
-        f"  recommendations: {table.orders} orders, {len(table.products)} products in the co-purchase table",
+        f"  recommendations: {report.copurchase_orders} orders, {report.products} products in the co-purchase table",
         highlight=False,
     )
     console.print(f"  {elapsed:.2f} s, {report.rows / elapsed if elapsed else 0:,.0f} rows/s", highlight=False)
     for rejected in report.rejected:
         console.print(f"  [yellow]line {rejected.line}[/]: {rejected.reason}", highlight=False)
+    if report.rejected_rows > len(report.rejected):
+        console.print(f"  … and {report.rejected_rows - len(report.rejected):,} more rejected rows", highlight=False)
+    if report.orders_imported + report.duplicates == 0:
+        # Nothing valid in the whole file (every row rejected, or no rows): a script must not read it as done.
+        console.print(f"[red]✗[/] {file}: no valid order found; nothing was imported")
+        raise typer.Exit(1)
 
 
 def _import_target(local: bool) -> tuple[Any, Any]:

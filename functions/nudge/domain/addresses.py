@@ -20,8 +20,8 @@ of an address can never slip past the suppression of another.
 
 from __future__ import annotations
 
+import functools
 import re
-from functools import lru_cache
 
 MAX_EMAIL_LENGTH = 254
 _LOCAL = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
@@ -32,7 +32,7 @@ class InvalidEmail(ValueError):
     """Not a plain addr-spec; the message says why (never echoing the input)."""
 
 
-@lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 16)  # pure; an import normalises each customer's address once per order
 def normalize_email(value: str) -> str:
     """The address as nudge stores and hashes it; InvalidEmail unless `value` is a plain addr-spec.
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from nudge.domain.aggregates import money
 from nudge.domain.model import Message, MessageStatus, Run
+from nudge.domain.predictions import Outlook
 
 DEFAULT_WINDOW = timedelta(days=5)
 CONFIDENCE = 0.95
@@ -156,6 +157,7 @@ class Report:
     steps: list[Kpis]
     variants: list[Kpis]
     splits: list[SplitVerdict]
+    outlook: Outlook | None = None  # the daily job's predictions over the base, when the report has them
 
 
 def report(

@@ -13,6 +13,8 @@ from typing import Any
 
 from nudge.domain.aggregates import Aggregates
 
+DAY = timedelta(days=1)
+
 
 class Stage(StrEnum):
     """Exactly one per contact. Checked in this order: a lapsed VIP is lapsed (a win-back target)."""
@@ -69,23 +71,29 @@ def stage_changes_at(aggregates: Aggregates, now: datetime, rules: StageRules = 
 
 
 def predicted_next_order(aggregates: Aggregates) -> datetime | None:
-    """The last order plus the median gap between the contact's recent orders; None under two orders."""
+    """The last order plus the median gap between the contact's recent orders; None under two orders.
+
+    Gaps under a day (two orders the same day) do not count, so the date is never the last order itself.
+    A rule of thumb that needs no model and may lie in the past: `predictions.Predictions.next_order_at`
+    (the daily job's, for every buyer) is the one to aim at.
+    """
     times = [order.placed_at for order in aggregates.recent_orders]
-    if len(times) < 2:
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False) if later - earlier >= DAY]
+    if not gaps:
         return None
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     median_seconds = statistics.median(gap.total_seconds() for gap in gaps)
     return times[-1] + timedelta(seconds=median_seconds)
 
 
 # RFM ---------------------------------------------------------------------------------------------------
-# Scores are quintiles of the customer base. The cut points need every buyer, so they are recomputed by
-# the daily job (one pass); a contact's score is then a lookup, always current for its recency.
+# Scores are quintiles of the customer base by rank, ties kept together (`_quintiles` has the cut rules).
+# The cut points need every buyer, so they are recomputed by the daily job (one pass); a contact's score is
+# then a lookup, always current for its recency.
 
 
 @dataclass(frozen=True, slots=True)
 class RfmCuts:
-    """The 20th, 40th, 60th and 80th percentiles of recency (days), frequency (orders) and monetary value."""
+    """Where recency (days), frequency (orders) and monetary value are cut into five scores (~ the quintiles)."""
 
     recency_days: tuple[float, float, float, float]
     frequency: tuple[float, float, float, float]
@@ -181,10 +189,39 @@ def rfm_score(aggregates: Aggregates, cuts: RfmCuts, now: datetime) -> Rfm | Non
 
 
 def _quintiles(values: list[float]) -> tuple[float, float, float, float]:
-    """Nearest-rank percentiles of sorted values."""
+    """Four cut points of sorted values: quintiles by rank, ties kept together, every score reachable.
+
+    A score is 1 + the number of cuts a value exceeds, so a cut must fall between two distinct values and a
+    tie group (half the base bought once) lands whole in one score. The rules, cut k = 1..4 in turn:
+    among the distinct values, pick the one whose count of buyers at or below it is nearest ceil(k * n / 5),
+    the nearest rank of the k-th quintile (the earlier on a tie; so without ties these are the classic
+    nearest-rank percentiles), above the previous cut and leaving a distinct value for each score to come.
+    So with five or more distinct values all five scores occur, each as close to a fifth of the base as the
+    ties allow: with orders 1 (half the base), 2, 3, 4 and 5+, those are scores 1 to 5. With fewer than five
+    distinct values no rule lets every score occur; the cuts are then the plain nearest-rank percentiles.
+    """
     n = len(values)
-    p20, p40, p60, p80 = (values[max(0, math.ceil(q * n / 5) - 1)] for q in (1, 2, 3, 4))
-    return (p20, p40, p60, p80)
+    distinct: list[float] = []
+    cumulative: list[int] = []  # buyers at or below each distinct value
+    for i, value in enumerate(values, start=1):
+        if distinct and distinct[-1] == value:
+            cumulative[-1] = i
+        else:
+            distinct.append(value)
+            cumulative.append(i)
+    m = len(distinct)
+    if m < 5:  # five scores cannot all occur: the plain nearest-rank percentiles, as before ties were handled
+        p20, p40, p60, p80 = (values[math.ceil(k * n / 5) - 1] for k in range(1, 5))
+        return (p20, p40, p60, p80)
+    cuts: list[float] = []
+    lowest = 0
+    for k in range(1, 5):
+        target = math.ceil(k * n / 5)  # nearest-rank: without ties, exactly the classic percentile
+        highest = m - (5 - k)  # exclusive: leave a distinct value above for each later score
+        j = min(range(lowest, highest), key=lambda i: (abs(cumulative[i] - target), i))
+        cuts.append(distinct[j])
+        lowest = j + 1
+    return (cuts[0], cuts[1], cuts[2], cuts[3])
 
 
 def _bucket(value: float, cuts: tuple[float, float, float, float]) -> int:

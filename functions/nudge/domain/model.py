@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
-from functools import lru_cache
 from typing import Any, TypeVar
 
 from nudge.domain import bounds
 from nudge.domain.addresses import email_or_none
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
+from nudge.domain.predictions import Predictions
 
 JsonDict = dict[str, Any]
 
@@ -103,7 +104,7 @@ def _digest(*parts: str, length: int = 20) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:length]
 
 
-@lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 16)  # pure: every event of a contact derives the same id
 def contact_id_for(*, external_id: str | None, email: str | None, phone: str | None) -> str:
     """Derive the stable contact id: the shop's own id if given, else a hash of email, else of phone."""
     if external_id:
@@ -135,6 +136,7 @@ class Contact:
     segments: tuple[str, ...] = ()  # the lifecycle stage first, then the segments/*.yaml it meets
     review_at: datetime | None = None  # when membership may next change with time alone (the daily sweep)
     rfm: Rfm | None = None  # scored by the daily job against the whole customer base; None for non-buyers
+    predicted: Predictions | None = None  # by the daily job's model of the base; None for non-buyers or no model
     version: int = 0
 
     def merged(self, patch: ContactPatch, now: datetime) -> Contact:
@@ -177,6 +179,9 @@ class Contact:
             "stage": self.stage,
             "segments": list(self.segments),
             "rfm": self.rfm.template_view() if self.rfm else None,
+            "predicted": (
+                self.predicted.template_view(historic=float(self.aggregates.total_spent)) if self.predicted else None
+            ),
         }
 
     @property

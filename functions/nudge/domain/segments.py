@@ -32,6 +32,7 @@ FIELD_ROOTS = (
     "properties",
     "aggregates",
     "rfm",
+    "predicted",
 )
 # The sweep looks this many days back for reviews it missed (a failed or late daily run); older ones wait
 # for the contact's next event. Longer costs one more index query per day per shard.

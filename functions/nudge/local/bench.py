@@ -10,6 +10,7 @@ import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from nudge import names
@@ -391,6 +392,7 @@ def run_benchmarks(
     daily_contacts: int = 500,
     history_customers: int = 23_570,
     scaling: Sequence[int] = (500, 4_000, 32_000),
+    import_orders: int = 1_000_000,
     progress: Callable[[str], AbstractContextManager[Any]],
 ) -> Iterator[str]:
     with progress(f"engine: {contacts} contacts in memory…"):
@@ -418,4 +420,15 @@ def run_benchmarks(
     if history_customers:
         with progress(f"backtest: CDNOW, {history_customers:,} customers in memory…"):
             lines = list(_backtest(history_customers))
+        yield from lines
+    if import_orders:
+        import tempfile
+
+        from nudge.local import import_bench
+
+        with (
+            progress(f"order import: {import_orders:,} generated orders, into memory then moto…"),
+            tempfile.TemporaryDirectory() as work_dir,
+        ):
+            lines = list(import_bench.bench(import_orders, max(1, import_orders // 10), Path(work_dir)))
         yield from lines

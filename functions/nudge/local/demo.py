@@ -214,7 +214,7 @@ def run_demo(
             per_flow=dict(per_flow),
             requests=requests,
             wake_ups=stack.pump.worked,  # records the worker took from the queue: first steps and wake-ups
-            report=build_report(stack.container.store, window),  # type: ignore[arg-type]
+            report=build_report(stack.container.store, window, stack.container.daily.predictions_model()),  # type: ignore[arg-type]
             imported=imported,
             daily_runs=daily_runs,
             contacts=contact_lines(stack),

@@ -13,22 +13,27 @@ _ATTEMPTS = 5
 
 def record_changes(store: Store, before: Contact | None, after: Contact, source: str, now: datetime) -> None:
     """Write a consent record for each channel whose marketing consent this change set or flipped."""
-    for channel, was, now_is, address in (
-        (Channel.EMAIL, before.email_marketing if before else None, after.email_marketing, after.email),
-        (Channel.SMS, before.sms_marketing if before else None, after.sms_marketing, after.phone),
-    ):
-        if now_is is None or now_is == was or not address:
-            continue
-        store.record_consent(
-            ConsentRecord(
-                address_key=address_key(channel, address),
-                channel=channel,
-                granted=now_is,
-                at=now,
-                source=source,
-                contact_id=after.contact_id,
-            )
+    for record in consent_changes(before, after, source, now):
+        store.record_consent(record)
+
+
+def consent_changes(before: Contact | None, after: Contact, source: str, now: datetime) -> list[ConsentRecord]:
+    """A consent record for each channel whose marketing consent this change set or flipped."""
+    return [
+        ConsentRecord(
+            address_key=address_key(channel, address),
+            channel=channel,
+            granted=now_is,
+            at=now,
+            source=source,
+            contact_id=after.contact_id,
         )
+        for channel, was, now_is, address in (
+            (Channel.EMAIL, before.email_marketing if before else None, after.email_marketing, after.email),
+            (Channel.SMS, before.sms_marketing if before else None, after.sms_marketing, after.phone),
+        )
+        if now_is is not None and now_is != was and address
+    ]
 
 
 def set_email_marketing(store: Store, contact_id: str, granted: bool, source: str, now: datetime) -> Contact | None:

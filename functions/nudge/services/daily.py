@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final
 
+from nudge.domain import predictions
 from nudge.domain.lifecycle import RfmCuts, RfmInputs, cuts_of, score
 from nudge.ports import Census, Clock, Documents, JobLog
 from nudge.services.ingest import IngestOutcome, IngestService
@@ -58,6 +59,7 @@ class Piece:
     part: int = 0  # 0 for the planned piece, 1, 2, … for its continuations
     cursor: dict[str, Any] | None = None  # where a scan stopped (DynamoDB's LastEvaluatedKey)
     cuts: dict[str, Any] | None = None  # score pieces: the cut points the base piece computed
+    model: dict[str, Any] | None = None  # score pieces: the prediction model the base piece fitted (ADR 0018)
 
     @property
     def key(self) -> str:
@@ -66,12 +68,12 @@ class Piece:
 
     def then(self, cursor: dict[str, Any] | None = None) -> Piece:
         """The continuation of this piece, from `cursor`."""
-        return Piece(self.kind, self.day, self.segment, self.of, self.part + 1, cursor, self.cuts)
+        return Piece(self.kind, self.day, self.segment, self.of, self.part + 1, cursor, self.cuts, self.model)
 
     def as_payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {"job": "daily", "piece": self.kind, "day": self.day}
         if self.kind == SCORE:
-            body.update(segment=self.segment, of=self.of, cuts=self.cuts)
+            body.update(segment=self.segment, of=self.of, cuts=self.cuts, model=self.model)
         if self.part:
             body["part"] = self.part
         if self.cursor is not None:
@@ -94,10 +96,10 @@ class Piece:
             raise BadPiece("segment, of and part must be integers")
         if not (0 <= segment < of and part >= 0):
             raise BadPiece(f"segment {segment} of {of} is not a Scan segment")
-        cursor, cuts = body.get("cursor"), body.get("cuts")
-        if not isinstance(cursor, dict | None) or not isinstance(cuts, dict | None):
-            raise BadPiece("cursor and cuts must be objects")
-        return Piece(kind, day, segment, of, part, cursor, cuts)  # type: ignore[arg-type]
+        cursor, cuts, model = body.get("cursor"), body.get("cuts"), body.get("model")
+        if not all(isinstance(value, dict | None) for value in (cursor, cuts, model)):
+            raise BadPiece("cursor, cuts and model must be objects")
+        return Piece(kind, day, segment, of, part, cursor, cuts, model)  # type: ignore[arg-type]
 
 
 @dataclass(slots=True)
@@ -105,6 +107,7 @@ class PieceOutcome:
     piece: Piece
     contacts: int = 0  # contacts looked at (reviewed, or scored)
     changed: int = 0  # reviews that moved a segment, or scores that changed (only those are written)
+    predicted: int = 0  # score pieces: contacts whose predictions moved (written with the score)
     started: int = 0  # runs the moves started
     exited: int = 0
     errors: int = 0  # contacts whose work raised (logged with their id; tried again tomorrow)
@@ -114,6 +117,7 @@ class PieceOutcome:
     follow: list[Piece] = field(default_factory=list)  # pieces to put on the queue now
     outcomes: list[IngestOutcome] | None = None  # kept only when asked (in-process runs), never recorded
     cuts: RfmCuts | None = None
+    model: predictions.Model | None = None
     streak: int = 0  # contacts failing in a row
 
     @property
@@ -122,7 +126,7 @@ class PieceOutcome:
         return not any(p.kind == self.piece.kind and p.part > self.piece.part for p in self.follow)
 
     def record(self) -> dict[str, Any]:
-        counts = ("contacts", "changed", "started", "exited", "errors", "buyers", "orders", "products")
+        counts = ("contacts", "changed", "predicted", "started", "exited", "errors", "buyers", "orders", "products")
         return {"piece": self.piece.kind, "finished": self.finished, **{name: getattr(self, name) for name in counts}}
 
     def note(self, outcome: IngestOutcome) -> None:
@@ -132,11 +136,16 @@ class PieceOutcome:
         self.exited += len(outcome.exited)
 
 
+PREDICTIONS_DOCUMENT = "predictions_model"
+
+
 @dataclass(slots=True)
 class RescoreOutcome:
     buyers: int = 0
     rescored: int = 0  # contacts whose score changed (only those are written)
     cuts: RfmCuts | None = None
+    model: predictions.Model | None = None
+    predicted: int = 0  # contacts whose predictions were written (changed beyond Predictions.close_to)
     outcomes: list[IngestOutcome] = field(default_factory=list)  # segment moves the new scores caused
 
 
@@ -150,6 +159,7 @@ class DailyOutcome:
     exited: int = 0
     buyers: int = 0
     rescored: int = 0
+    predicted: int = 0
     errors: int = 0
     copurchase_orders: int = 0
     products: int = 0
@@ -169,6 +179,7 @@ class DailyOutcome:
             self.buyers += int(record.get("buyers", 0))
         elif kind == SCORE:
             self.rescored += int(record.get("changed", 0))
+            self.predicted += int(record.get("predicted", 0))
         elif kind == COPURCHASES:
             self.copurchase_orders += int(record.get("orders", 0))
             self.products += int(record.get("products", 0))
@@ -182,6 +193,7 @@ class DailyOutcome:
             "buyers": self.buyers,
             "rescored": self.rescored,
             "errors": self.errors,
+            "predicted": self.predicted,
             "copurchase_orders": self.copurchase_orders,
             "products": self.products,
             "pieces": self.pieces,
@@ -207,6 +219,7 @@ class DailyJob:
         self._log = job_log
         self._clock = clock
         self._segments = segments
+        self.requirements = predictions.REQUIREMENTS  # what the base needs before predictions (ADR 0018)
 
     # planning and doing pieces ---------------------------------------------------------------------------
 
@@ -255,11 +268,12 @@ class DailyJob:
     def rescore(self) -> RescoreOutcome:
         """The RFM part alone, in this process: the base pass, then every score piece."""
         base = self.work(Piece(BASE, self._clock.now().date().isoformat()))
-        found = RescoreOutcome(buyers=base.buyers, cuts=base.cuts)
+        found = RescoreOutcome(buyers=base.buyers, cuts=base.cuts, model=base.model)
         pieces = list(base.follow)
         while pieces:
             done = self.work(pieces.pop(0), keep=True)
             found.rescored += done.changed
+            found.predicted += done.predicted
             found.outcomes.extend(done.outcomes or ())
             pieces.extend(done.follow)
         return found
@@ -287,29 +301,40 @@ class DailyJob:
         """
         now = self._clock.now()
         recency, orders, spent = array("d"), array("d"), array("d")
+        summaries = predictions.SummaryColumns()
         for contact in self._census.all_contacts():
             if (inputs := RfmInputs.of(contact.aggregates, now)) is not None:
                 recency.append(inputs.recency_days)
                 orders.append(inputs.orders)
                 spent.append(inputs.spent)
+            if (summary := predictions.BuyerSummary.of(contact.aggregates, now)) is not None:
+                summaries.append(summary)
         done.cuts = cuts_of(recency, orders, spent)
         done.buyers = len(recency)
+        done.model = predictions.fit(summaries, self.requirements)
         record = done.cuts.to_record() if done.cuts is not None else None
         if record is not None:
             self._documents.put_document(RFM_DOCUMENT, {**record, "computed_at": now.isoformat()}, now)
+        model = done.model.to_record()
+        self._documents.put_document(PREDICTIONS_DOCUMENT, {**model, "computed_at": now.isoformat()}, now)
         day, of = done.piece.day, self._segments
-        done.follow.extend(Piece(SCORE, day, segment, of, cuts=record) for segment in range(of))
+        done.follow.extend(Piece(SCORE, day, segment, of, cuts=record, model=model) for segment in range(of))
 
     def _score(self, done: PieceOutcome, deadline: datetime | None) -> None:
         """Score each contact of the piece's Scan segment against its cut points; write the ones that moved."""
         piece, now = done.piece, self._clock.now()
         cuts = RfmCuts.from_record(piece.cuts) if piece.cuts is not None else None
+        model = predictions.Model.from_record(piece.model) if piece.model is not None else None
         for contact, cursor in self._census.contacts_segment(piece.segment, piece.of, piece.cursor):
             inputs = RfmInputs.of(contact.aggregates, now)
             new = score(inputs, cuts) if inputs is not None and cuts is not None else None
-            if new != contact.rfm:
-                if self._each(done, contact.contact_id, self._ingest.rescore, contact.contact_id, new):
-                    done.changed += 1
+            summary = predictions.BuyerSummary.of(contact.aggregates, now)
+            predicted = predictions.predict(model, summary, now) if summary is not None and model else None
+            moved = predicted != contact.predicted and not (predicted and predicted.close_to(contact.predicted, now))
+            if new != contact.rfm or moved:
+                if self._each(done, contact.contact_id, self._ingest.rescore, contact.contact_id, new, predicted):
+                    done.changed += new != contact.rfm
+                    done.predicted += moved
             else:
                 done.contacts += 1
             if cursor is not None and self._past(deadline):  # after one contact at least, as reviews
@@ -337,3 +362,8 @@ class DailyJob:
 
     def _past(self, deadline: datetime | None) -> bool:
         return deadline is not None and self._clock.now() >= deadline
+
+    def predictions_model(self) -> predictions.Model | None:
+        """The model the last run fitted, or why there is none (for reports); None before the first run."""
+        record = self._documents.get_document(PREDICTIONS_DOCUMENT)
+        return predictions.Model.from_record(record) if record else None

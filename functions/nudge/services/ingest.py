@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -12,6 +12,7 @@ from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.lifecycle import Rfm
 from nudge.domain.model import Contact, ContactPatch, Event, Run
+from nudge.domain.predictions import Predictions
 from nudge.domain.segments import SegmentCatalog, Transition
 from nudge.ports import Clock, ConflictError, Scheduler, Store
 from nudge.services.consent import record_changes
@@ -99,9 +100,9 @@ class IngestService:
         """Re-evaluate a contact's segments now: time alone (the daily sweep) or a flow's profile update moved it."""
         return self._reevaluate(contact_id, "review")
 
-    def rescore(self, contact_id: str, rfm: Rfm | None) -> IngestOutcome:
-        """Store the contact's new RFM score (the daily job) and act on the segment moves it causes."""
-        return self._reevaluate(contact_id, "rescore", adjust=lambda c: replace(c, rfm=rfm))
+    def rescore(self, contact_id: str, rfm: Rfm | None, predicted: Predictions | None = None) -> IngestOutcome:
+        """Store the contact's new RFM score and predictions (the daily job); act on the segment moves they cause."""
+        return self._reevaluate(contact_id, "rescore", adjust=lambda c: replace(c, rfm=rfm, predicted=predicted))
 
     def absorb(self, contact_id: str, earlier: Contact) -> IngestOutcome:
         """Fold an earlier record of the same person (an anonymous visitor) into `contact_id`.
@@ -175,11 +176,48 @@ class IngestService:
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
-        _, moves = self._upsert(event.contact, event, source=f"import:{event.type}:{event.event_id}")
+        counted_before: list[bool] = []
+        _, moves = self._upsert(
+            event.contact, event, source=f"import:{event.type}:{event.event_id}", seen=counted_before.append
+        )
+        # The events table forgets after its retention; the contact's aggregates remember what they counted.
+        outcome.duplicate = bool(counted_before) and counted_before[-1]
         for move in moves:
             (outcome.entered if move.entered else outcome.left).append(move.segment)
         self._store.finish_event(event.event_id, {**outcome.as_dict(), "backfill": True})
         return outcome
+
+    def folded(self, stored: Contact | None, contact_id: str, events: Sequence[Event]) -> tuple[Contact, list[bool]]:
+        """A contact after past events (a bulk import), with its segments; and which events counted (not seen).
+
+        No I/O: the caller reads and writes in batches. An event older than the contact's last order only
+        fills profile fields the contact lacks, so the newest order's name and phone win in any file order.
+        """
+        now = self._clock.now()
+        contact = stored or Contact(contact_id=contact_id)
+        counted = contact.aggregates
+        fresh: list[bool] = []
+        for event in events:
+            fresh.append(not aggregates.is_counted(counted, event.event_id, event.type, event.properties))
+            patch = event.contact
+            if counted.last_order_at is not None and event.occurred_at < counted.last_order_at:
+                patch = replace(
+                    patch,
+                    email=None if contact.email else patch.email,
+                    phone=None if contact.phone else patch.phone,
+                    first_name=None if contact.first_name else patch.first_name,
+                    last_name=None if contact.last_name else patch.last_name,
+                    email_marketing=None if contact.email_marketing is not None else patch.email_marketing,
+                )
+            if patch.properties or any(
+                value is not None and value != getattr(contact, name) for name, value in _profile_fields(patch)
+            ):
+                contact = contact.merged(patch, now)
+            counted = aggregates.updated(counted, event.event_id, event.type, event.properties, event.occurred_at)
+        if events:
+            contact = replace(contact, aggregates=counted, updated_at=now, created_at=contact.created_at or now)
+        membership = segments.evaluate(self._segments, contact.template_view(), contact.aggregates, now)
+        return replace(contact, segments=membership.segments, review_at=membership.review_at), fresh
 
     def enroll(self, flow_id: str, event: Event) -> IngestOutcome:
         """Start `flow_id` for the event's contact (POST /v1/flows/<id>/enrollments), entry rules allowing."""
@@ -338,10 +376,12 @@ class IngestService:
         source: str,
         touch: bool = True,
         adjust: Callable[[Contact], Contact] | None = None,
+        seen: Callable[[bool], None] | None = None,
     ) -> tuple[Contact, list[Transition]]:
         """Merge, count the event, re-evaluate segments; one optimistic write. Returns the segment moves.
 
         Without `touch` (a review, a rescore) it only updates a contact that exists, else raises _ContactGone.
+        `seen` hears, on each attempt, whether the contact's aggregates had already counted the event.
         """
         contact_id = patch.contact_id
         for _ in range(_CONTACT_WRITE_ATTEMPTS):
@@ -352,6 +392,8 @@ class IngestService:
             base = stored or Contact(contact_id=contact_id)
             changed = base.merged(patch, now) if touch else base
             if event is not None:
+                if seen is not None:
+                    seen(aggregates.is_counted(changed.aggregates, event.event_id, event.type, event.properties))
                 counted = aggregates.updated(
                     changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
                 )
@@ -369,6 +411,19 @@ class IngestService:
             record_changes(self._store, stored, saved, source, now)  # when and where consent came from
             return saved, segments.transitions(base.segments, saved.segments)
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")
+
+
+def _profile_fields(patch: ContactPatch) -> list[tuple[str, object]]:
+    """The profile fields a patch sets (not its id or properties), as (name, value)."""
+    return [
+        ("email", patch.email),
+        ("phone", patch.phone),
+        ("first_name", patch.first_name),
+        ("last_name", patch.last_name),
+        ("timezone", patch.timezone),
+        ("email_marketing", patch.email_marketing),
+        ("sms_marketing", patch.sms_marketing),
+    ]
 
 
 def _segment_listeners(flows: FlowCatalog) -> set[tuple[str, str | None]]:

@@ -42,6 +42,13 @@ class CoPurchaseBook:
         self._documents.put_document(IMPORTED, recs.to_record(imported), self._clock.now())
         return self.recompute()
 
+    def fold_imported(self, counted: recs.CoPurchases) -> None:
+        """Add counts of newly imported orders to the imported table (pruned); the caller recomputes at the end."""
+        before = recs.from_record(self._documents.get_document(IMPORTED))
+        self._documents.put_document(
+            IMPORTED, recs.to_record(recs.pruned(recs.merged(before, counted))), self._clock.now()
+        )
+
     def recompute(self) -> recs.CoPurchases:
         """The table messages read: imported history plus the retained live orders, pruned."""
         live = recs.from_orders(

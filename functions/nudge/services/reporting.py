@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
-from nudge.domain import kpis
+from nudge.domain import kpis, predictions
 from nudge.ports import ReportReader
 
 
-def build_report(reader: ReportReader, window: timedelta = kpis.DEFAULT_WINDOW) -> kpis.Report:
-    """Runs, message facts and retained orders, attributed last-touch within `window`; CLV from the contacts."""
+def build_report(
+    reader: ReportReader, window: timedelta = kpis.DEFAULT_WINDOW, model: predictions.Model | None = None
+) -> kpis.Report:
+    """Runs, message facts and retained orders, attributed last-touch within `window`; CLV from the contacts.
+
+    `model` is the daily job's last (`DailyJob.predictions_model`): with it the report sums up the predictions
+    (without it, the report has no `outlook`).
+    """
     messages = (kpis.MessageFacts.of(m) for m in reader.all_messages())
-    spend = {c.contact_id: c.aggregates.total_spent for c in reader.all_contacts()}
-    return kpis.report(reader.all_runs(), messages, reader.orders(), window, spend)
+    spend, predicted = {}, []
+    for contact in reader.all_contacts():
+        spend[contact.contact_id] = contact.aggregates.total_spent
+        if contact.aggregates.orders_count > 0:
+            predicted.append(contact.predicted)
+    found = kpis.report(reader.all_runs(), messages, reader.orders(), window, spend)
+    return replace(found, outlook=predictions.outlook(predicted, model) if model is not None else None)

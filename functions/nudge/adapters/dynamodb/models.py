@@ -129,6 +129,7 @@ class ContactModel(Model):
     review_bucket = UnicodeAttribute(null=True)
     review_index = ReviewIndex()
     rfm = UnicodeAttribute(null=True)  # "541", written by the daily job
+    predicted = JSONAttribute(null=True)  # nudge.domain.predictions.Predictions.to_record, by the daily job
     version = NumberAttribute(default=0)
 
 

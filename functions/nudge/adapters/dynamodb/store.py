@@ -42,12 +42,15 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
 )
+from nudge.domain.predictions import Predictions
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import ConflictError, ContactChange, SendClaim
 from nudge.settings import Settings
 
 EVENT_RETENTION = timedelta(days=90)
+BATCH_GET = 100  # keys per BatchGetItem
+TRANSACTION_ITEMS = 100  # actions per TransactWriteItems
 COUNTED = tuple(
     s.value for s in (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
 )
@@ -141,12 +144,51 @@ class DynamoStore:
             segments=tuple(item.segments or ()),
             review_at=item.review_at,
             rfm=Rfm.from_code(item.rfm) if item.rfm else None,
+            predicted=Predictions.from_record(item.predicted) if item.predicted else None,
             version=int(item.version),
         )
 
     def save_contact(self, contact: Contact, expected_version: int) -> Contact:
-        model = self.models.contacts
         saved = replace(contact, version=expected_version + 1)
+        item, condition = self._contact_write(saved, expected_version)
+        try:
+            item.save(condition=condition)
+        except PutError as exc:
+            if _condition_failed(exc):
+                raise ConflictError(contact.contact_id) from exc
+            raise
+        return saved
+
+    def get_contacts(self, contact_ids: Sequence[str]) -> dict[str, Contact]:
+        if len(contact_ids) > BATCH_GET:
+            raise ValueError(f"at most {BATCH_GET} contacts a batch, not {len(contact_ids)}")
+        items = self.models.contacts.batch_get(list(dict.fromkeys(contact_ids)), consistent_read=True)
+        return {item.contact_id: self._contact_from(item) for item in items}
+
+    def save_contacts(self, contacts: Sequence[tuple[Contact, int]]) -> list[Contact]:
+        if len(contacts) > TRANSACTION_ITEMS:
+            raise ValueError(f"at most {TRANSACTION_ITEMS} contacts a transaction, not {len(contacts)}")
+        saved = [replace(contact, version=expected + 1) for contact, expected in contacts]
+        try:
+            with TransactWrite(connection=self._connection) as tx:
+                for contact, (_, expected) in zip(saved, contacts, strict=True):
+                    item, condition = self._contact_write(contact, expected)
+                    tx.save(item, condition=condition)
+        except TransactWriteError as exc:
+            if _condition_failed(exc) or getattr(exc, "cause_response_code", None) == "TransactionCanceledException":
+                # A version moved, or a live write held an item (TransactionConflict): the caller refolds.
+                raise ConflictError(", ".join(c.contact_id for c, _ in contacts[:3])) from exc
+            raise
+        return saved
+
+    def record_consents(self, records: Sequence[ConsentRecord]) -> None:
+        with self.models.consents.batch_write() as batch:
+            for record in records:
+                batch.save(self._consent_item(record))
+
+    def _contact_write(self, saved: Contact, expected_version: int) -> tuple[Any, Any]:
+        """The item for `saved` and the condition that the stored version is still `expected_version`."""
+        model = self.models.contacts
         item = model(
             contact_id=saved.contact_id,
             email=saved.email,
@@ -165,16 +207,11 @@ class DynamoStore:
             review_at=saved.review_at,
             review_bucket=review_bucket(saved.contact_id, saved.review_at) if saved.review_at else None,
             rfm=saved.rfm.code if saved.rfm else None,
+            predicted=saved.predicted.to_record() if saved.predicted else None,
             version=saved.version,
         )
         condition = model.contact_id.does_not_exist() if expected_version == 0 else model.version == expected_version
-        try:
-            item.save(condition=condition)
-        except PutError as exc:
-            if _condition_failed(exc):
-                raise ConflictError(contact.contact_id) from exc
-            raise
-        return saved
+        return item, condition
 
     # events -------------------------------------------------------------------------------------------
 
@@ -628,7 +665,10 @@ class DynamoStore:
         model(address_key=key, sk=STATE_SK).update(actions=[action])
 
     def record_consent(self, record: ConsentRecord) -> None:
-        self.models.consents(
+        self._consent_item(record).save()
+
+    def _consent_item(self, record: ConsentRecord) -> Any:
+        return self.models.consents(
             address_key=record.address_key,
             sk=f"{CONSENT_PREFIX}{record.at.isoformat()}#{record.source}",
             channel=record.channel.value,
@@ -636,7 +676,7 @@ class DynamoStore:
             at=record.at,
             source=record.source,
             contact_id=record.contact_id,
-        ).save()
+        )
 
     def consent_records(self, key: str) -> list[ConsentRecord]:
         model = self.models.consents
