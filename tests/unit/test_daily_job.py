@@ -76,10 +76,10 @@ def test_a_failing_contact_is_counted_and_the_piece_goes_on(sim: Simulation, mon
     ingest = sim.container.ingest
     rescore = ingest.rescore
 
-    def flaky(contact_id: str, rfm: Any) -> Any:
+    def flaky(contact_id: str, rfm: Any, predicted: Any = None) -> Any:
         if contact_id == "c05":
             raise RuntimeError("ProvisionedThroughputExceededException")
-        return rescore(contact_id, rfm)
+        return rescore(contact_id, rfm, predicted)
 
     monkeypatch.setattr(ingest, "rescore", flaky)
 
@@ -93,7 +93,7 @@ def test_a_failing_contact_is_counted_and_the_piece_goes_on(sim: Simulation, mon
 def test_many_failures_in_a_row_are_an_outage_and_the_piece_raises_for_sqs_to_retry(
     sim: Simulation, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def down(contact_id: str, rfm: Any) -> Any:
+    def down(contact_id: str, rfm: Any, predicted: Any = None) -> Any:
         raise RuntimeError("the table is throttled")
 
     monkeypatch.setattr(sim.container.ingest, "rescore", down)
