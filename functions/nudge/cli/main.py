@@ -495,8 +495,8 @@ def bench(
     ] = 0,
     moto_campaign: Annotated[int, typer.Option(help="With --campaign: recipients of the campaign on moto.")] = 1000,
     import_orders: Annotated[
-        int, typer.Option(help="Orders in the generated file for the import benchmark (0: skip it).")
-    ] = 1_000_000,
+        int, typer.Option(help="Orders in a generated file for the import benchmark (e.g. 1000000: tens of minutes).")
+    ] = 0,
     predictions: Annotated[
         bool,
         typer.Option(
