@@ -425,23 +425,14 @@ def start_moto_stack(
     pump_client = boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("scheduler")
     from moto.sqs.models import sqs_backends
 
-    stack.queue = QueuePump(
-        boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("sqs"),
-        work_url,
-        work_arn,
-        lambda: sqs_backends[ACCOUNT][REGION].queues[WORK_QUEUE],
-        _invoke_worker,
-        visibility_timeout=names.WORK_VISIBILITY_TIMEOUT,
-    )
-    stack.jobs = QueuePump(
-        boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("sqs"),
-        jobs_url,
-        jobs_arn,
-        lambda: sqs_backends[ACCOUNT][REGION].queues[JOBS_QUEUE],
-        _invoke_sweep,
-        visibility_timeout=names.JOBS_VISIBILITY_TIMEOUT,
-        batch_size=1,
-    )
+    def consumer(url: str, arn: str, name: str, invoke: Any, visibility: int, batch_size: int) -> QueuePump:
+        """Lambda's event-source mapping on one queue, with its own client (not counted as nudge's calls)."""
+        client = boto3.Session(region_name=REGION, botocore_session=_botocore_session()).client("sqs")
+        backend = lambda: sqs_backends[ACCOUNT][REGION].queues[name]  # noqa: E731
+        return QueuePump(client, url, arn, backend, invoke, visibility_timeout=visibility, batch_size=batch_size)
+
+    stack.queue = consumer(work_url, work_arn, WORK_QUEUE, _invoke_worker, names.WORK_VISIBILITY_TIMEOUT, 10)
+    stack.jobs = consumer(jobs_url, jobs_arn, JOBS_QUEUE, _invoke_sweep, names.JOBS_VISIBILITY_TIMEOUT, 1)
     stack.pump = SchedulePump(
         pump_client, settings.schedule_group, clock, stack.fire_target, stack.queue, jobs=stack.jobs
     )
