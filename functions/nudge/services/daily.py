@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final
@@ -252,10 +253,8 @@ class DailyJob:
         """A whole day in this process, piece after piece, without deadlines."""
         pieces = self.plan()
         total = DailyOutcome(day=pieces[0].day)
-        while pieces:
-            done = self.work(pieces.pop(0))
+        for done in self._drain(pieces):
             total.add(done.record())
-            pieces.extend(done.follow)
         return total
 
     def status(self, day: str) -> DailyOutcome:
@@ -269,14 +268,19 @@ class DailyJob:
         """The RFM part alone, in this process: the base pass, then every score piece."""
         base = self.work(Piece(BASE, self._clock.now().date().isoformat()))
         found = RescoreOutcome(buyers=base.buyers, cuts=base.cuts, model=base.model)
-        pieces = list(base.follow)
-        while pieces:
-            done = self.work(pieces.pop(0), keep=True)
+        for done in self._drain(base.follow, keep=True):
             found.rescored += done.changed
             found.predicted += done.predicted
             found.outcomes.extend(done.outcomes or ())
-            pieces.extend(done.follow)
         return found
+
+    def _drain(self, pieces: Iterable[Piece], *, keep: bool = False) -> Iterator[PieceOutcome]:
+        """Work pieces in this process, each followed by the pieces it queued, until none is left."""
+        queue = deque(pieces)
+        while queue:
+            done = self.work(queue.popleft(), keep=keep)
+            queue.extend(done.follow)
+            yield done
 
     def rfm_cuts(self) -> RfmCuts | None:
         """The cut points the last run stored (for reports), or None before the first run."""
