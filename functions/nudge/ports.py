@@ -382,6 +382,7 @@ class PendingSignup:
     source: str | None
     requested_at: datetime
     expires_at: datetime
+    notify_me: str | None = None  # a "notify me" form: the variant to wait on, applied on confirmation too
 
 
 class PendingSignups(Protocol):

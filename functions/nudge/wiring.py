@@ -204,7 +204,7 @@ def assemble(
             erased=privacy.erased,
         ),
         segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
-        subscribe=SubscribeService(ingest=ingest, pending=pending_signups, clock=clock),
+        subscribe=SubscribeService(ingest=ingest, pending=pending_signups, refs=refs, clock=clock),
         daily=DailyJob(
             ingest=ingest,
             census=store,

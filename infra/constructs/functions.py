@@ -228,7 +228,7 @@ class Functions(Construct):
             self.step: deliverability,
             self.webhooks: [data.contact_refs, data.privacy, *deliverability],
             self.api: [data.keys, data.contact_refs, *deliverability],
-            self.subscribe: [data.keys, *deliverability],
+            self.subscribe: [data.keys, data.contact_refs, *deliverability],  # a "notify me" form joins a waitlist
             self.sweep: deliverability,
             # SES opens and clicks arrive as email_opened/email_clicked events: they start and end runs.
             self.feedback: deliverability,

@@ -350,9 +350,12 @@ def test_pending_signups_round_trip_and_expire(moto_stack: MotoStack, twin: str)
     signup = PendingSignup(
         "s1", "kh", "jo@example.com", "Jo", "+14155550123", True, "footer", now, now + timedelta(days=7)
     )
+    waiting = PendingSignup("s2", "kh", "jo@example.com", None, None, False, None, now, now + timedelta(days=7), "808")
 
     signups.put(signup)
+    signups.put(waiting)
 
+    assert signups.get("s2", now) == waiting  # a "notify me" form's variant survives until the click
     assert signups.get("s1", now) == signup
     assert signups.get("s1", now + timedelta(days=7)) is None
     assert signups.get("nope", now) is None

@@ -10,6 +10,7 @@ import base64
 import copy
 import email
 import json
+import re
 from datetime import timedelta
 from email.header import decode_header, make_header
 from typing import Any
@@ -20,6 +21,7 @@ from nudge.handlers import sms_inbound
 from nudge.local.lambda_events import FakeLambdaContext
 from nudge.local.moto_stack import MotoStack
 from nudge.ports import KeyKind
+from tests.component.test_subscribe import SHOP, plain_text
 from tests.component.test_webhooks import ERIN, shopify, woo
 from tests.conftest import START
 from tests.events_helpers import inbound_sms
@@ -397,6 +399,71 @@ def test_9_a_woocommerce_product_back_in_stock_tells_the_waiting_contact(moto_st
 
     assert back.json()["back_in_stock"] == 1
     assert subjects(moto_stack, "jo@example.com") == ["Ceramic mug is back"]
+
+
+def form_notify_me(stack: MotoStack, key: str, who: str, variant: str) -> None:
+    """The signup form's "notify me" (a product page's form with the variant), as a browser sends it."""
+    form = json.dumps({"email": f"{who}@example.com", "first_name": "Mallory", "notify_me": variant}).encode()
+    headers = {"Content-Type": "application/json", "Origin": SHOP}
+    assert stack.send("POST", "/v1/subscribe", form, headers, {"key": key}).status == 202
+
+
+def confirm_last_link(stack: MotoStack) -> None:
+    found = re.search(r"/v1/subscribe/confirm\?token=([A-Za-z0-9_.-]+)", plain_text(stack.sent_emails()[-1].raw_data))
+    assert found is not None
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert stack.send("POST", "/v1/subscribe/confirm", f"token={found.group(1)}".encode(), form).status == 200
+
+
+def test_9_notify_me_through_the_signup_form_waits_only_once_the_address_owner_confirms(
+    moto_stack: MotoStack,
+) -> None:
+    # Given a known customer (no marketing consent yet), a product out of stock, and the shop's signup form
+    moto_stack.call_api("POST", "/v1/contacts", {"email": "lea@example.com", "first_name": "Lea"})
+    lea = contact_id_for(external_id=None, email="lea@example.com", phone=None)
+    before = moto_stack.container.store.get_contact(lea)
+    shopify(moto_stack, "products/update", product(0), "wh-p1")
+    key, _ = moto_stack.container.keys.create(KeyKind.PUBLISHABLE, "product page", origins=[SHOP])
+
+    # When a stranger asks to be told about the variant with her address, twice the same day
+    form_notify_me(moto_stack, key, "lea", "808950810")
+    form_notify_me(moto_stack, key, "lea", "808950810")
+    # Then nothing of hers changes and she waits on nothing: a restock now tells nobody
+    after = moto_stack.container.store.get_contact(lea)
+    assert before is not None and after is not None
+    fields = ("first_name", "phone", "email_marketing", "sms_marketing", "properties")
+    assert [getattr(after, f) for f in fields] == [getattr(before, f) for f in fields] == ["Lea", None, None, None, {}]
+    assert moto_stack.container.refs.waiting("808950810") == []
+    early = shopify(moto_stack, "products/update", product(5), "wh-p2")
+    assert early.json()["back_in_stock"] == 0
+    # and one confirmation email went out, with no form text in it
+    [confirmation] = moto_stack.sent_emails()
+    assert "Subject: Please confirm your subscription" in confirmation.raw_data
+    assert "Mallory" not in plain_text(confirmation.raw_data)
+
+    # When she confirms, and the variant sells out and comes back
+    confirm_last_link(moto_stack)
+    shopify(moto_stack, "products/update", product(0), "wh-p3")
+    back = shopify(moto_stack, "products/update", product(4), "wh-p4")
+    again = shopify(moto_stack, "products/update", product(4), "wh-p4")  # Shopify's redelivery of it
+    moto_stack.pump.run_until(START + timedelta(days=3))
+    # Then exactly one notification (the flow's notice; its reminder a day later), her name is not the stranger's
+    assert (back.json()["back_in_stock"], again.json().get("back_in_stock", 0)) == (1, 0)
+    assert subjects(moto_stack, "lea@example.com").count("IPod Nano - 8GB - Pink is back") == 1
+    assert moto_stack.container.store.get_contact(lea).first_name == "Lea"  # type: ignore[union-attr]
+
+    # When it sells out and comes back again without her asking again: nothing; she asks again (and confirms)
+    shopify(moto_stack, "products/update", product(0), "wh-p5")
+    unasked = shopify(moto_stack, "products/update", product(2), "wh-p6")
+    moto_stack.pump.run_until(START + timedelta(days=6))
+    form_notify_me(moto_stack, key, "lea", "808950810")
+    confirm_last_link(moto_stack)
+    shopify(moto_stack, "products/update", product(0), "wh-p7")
+    second = shopify(moto_stack, "products/update", product(7), "wh-p8")
+    moto_stack.pump.run_until(START + timedelta(days=9))
+    # Then the second restock she asked about tells her once more
+    assert (unasked.json()["back_in_stock"], second.json()["back_in_stock"]) == (0, 1)
+    assert subjects(moto_stack, "lea@example.com").count("IPod Nano - 8GB - Pink is back") == 2
 
 
 # 10. One phone normalization ----------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ EXTRA_TABLES = {
     names.STEP_HANDLER: DELIVERABILITY,
     names.WEBHOOKS_HANDLER: {"DataContactRefs", "DataPrivacy"} | DELIVERABILITY,
     names.API_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,
-    names.SUBSCRIBE_HANDLER: {"DataKeys"} | DELIVERABILITY,
+    names.SUBSCRIBE_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,  # "notify me" waitlists
     names.FEEDBACK_HANDLER: DELIVERABILITY,
     names.UNSUBSCRIBE_HANDLER: DELIVERABILITY,
     names.SMS_INBOUND_HANDLER: DELIVERABILITY,

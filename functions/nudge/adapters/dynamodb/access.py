@@ -323,6 +323,7 @@ class DynamoPendingSignups:
             "sms_marketing": signup.sms_marketing,
             "source": signup.source,
             "requested_at": signup.requested_at.isoformat(),
+            "notify_me": signup.notify_me,
         }
         self._model(pk=SIGNUP_PREFIX + signup.signup_id, signup=record, expires_at=signup.expires_at).save()
 
@@ -344,6 +345,7 @@ class DynamoPendingSignups:
             source=record.get("source"),
             requested_at=datetime.fromisoformat(record["requested_at"]),
             expires_at=item.expires_at,
+            notify_me=record.get("notify_me"),
         )
 
 
