@@ -62,6 +62,7 @@ def shopify_headers(secret: str, body: bytes, topic: str, webhook_id: str, shop:
         "X-Shopify-Webhook-Id": webhook_id,
         "X-Shopify-API-Version": "2026-10",
         "X-Shopify-Triggered-At": "2026-11-02T14:00:00.000000Z",
+        "X-Shopify-Event-Id": f"evt-{webhook_id}",
     }
 
 

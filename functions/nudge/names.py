@@ -79,6 +79,8 @@ JOBS_MAX_RECEIVES: Final = 3
 SENT_INDEX_ATTRIBUTES: Final = ("status", "channel", "category", "priority", "flow_id")
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
 CONTACT_REFS_BY_CONTACT_INDEX: Final = "by-contact"  # contact-refs: hash key contact_id, KEYS_ONLY (erasure)
+# contact-refs: hash key scope (`shopify:<shop>`), range key contact_id, KEYS_ONLY: a shop's contacts (app/uninstalled)
+CONTACT_REFS_BY_SCOPE_INDEX: Final = "by-scope"
 # runs: sparse (active runs only), hash due_shard "<0..7>", range due_at, KEYS_ONLY (the repair job, ADR 0007)
 RUNS_BY_DUE_INDEX: Final = "by-due"
 # The repair job's recurring schedule: active runs whose wake-up is overdue are re-driven.

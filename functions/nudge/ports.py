@@ -382,6 +382,7 @@ class PendingSignup:
     source: str | None
     requested_at: datetime
     expires_at: datetime
+    notify_me: str | None = None  # a "notify me" form: the variant to wait on, applied on confirmation too
 
 
 class PendingSignups(Protocol):
@@ -392,6 +393,16 @@ class PendingSignups(Protocol):
     def get(self, signup_id: str, now: datetime) -> PendingSignup | None:
         """The signup, unless there is none or it expired by `now`."""
         ...
+
+
+STOREFRONTS = ("shopify", "woocommerce")
+
+
+def scope_of(ref: str) -> str | None:
+    """The storefront a ref belongs to (`shopify:<shop>` of `shopify:<shop>:order:<id>`), None for others."""
+    platform, _, rest = ref.partition(":")
+    site, _, ident = rest.partition(":")
+    return f"{platform}:{site}" if platform in STOREFRONTS and site and ident else None
 
 
 class ContactRefs(Protocol):
@@ -408,6 +419,14 @@ class ContactRefs(Protocol):
 
     def forget(self, contact_id: str) -> int:
         """Delete every ref that leads to the contact (erasure); how many there were."""
+        ...
+
+    def contacts_of(
+        self, scope: str, cursor: dict[str, Any] | None = None, limit: int = 100
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        """Contacts that refs of `scope` (a storefront: `shopify:<shop>`, the first two parts of its refs) lead
+        to, in contact order, a page at a time: up to `limit` refs from `cursor`, and where the next page starts
+        (None after the last). A contact with several refs may be named more than once."""
         ...
 
     # A storefront's catalog, as far as flows need it: who waits for an item, what was last seen of it.

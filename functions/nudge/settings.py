@@ -30,7 +30,7 @@ class Settings(BaseModel):
     schedule_group: str = names.SCHEDULE_GROUP
     work_queue_url: str = Field(min_length=1)
     work_queue_arn: str = Field(min_length=1)  # what one-time schedules target
-    jobs_queue_url: str | None = None  # the daily job's pieces (only the sweep function sends to it)
+    jobs_queue_url: str | None = None  # pieces of the daily job, campaigns and shop disconnects
     scheduler_role_arn: str = Field(min_length=1)
     scheduler_dlq_arn: str | None = None
     from_address: str = Field(min_length=3)

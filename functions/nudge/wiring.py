@@ -30,6 +30,7 @@ from nudge.ports import (
 from nudge.services.campaigns import RATE_SHARE, CampaignCatalog, CampaignService
 from nudge.services.compose import MailPolicy
 from nudge.services.daily import DailyJob
+from nudge.services.disconnect import DisconnectService
 from nudge.services.feedback import FeedbackService
 from nudge.services.ingest import IngestService
 from nudge.services.keys import KeyService
@@ -85,6 +86,7 @@ class Container:
     subscribe: SubscribeService
     daily: DailyJob  # the sweep function's work: reviews, RFM, co-purchases
     campaigns: CampaignService  # campaigns: create, pause, resume, cancel; their audience pieces (ADR 0019)
+    disconnect: DisconnectService  # a shop removed the app: its runs that wait on its events end, in pieces
     jobs: JobQueue | None  # the daily job's pieces; None where no jobs queue is configured
     # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
     webhook_secrets: Callable[[], Mapping[str, Any]]
@@ -176,6 +178,7 @@ def assemble(
         catalog=flows,
         check=lambda campaign: campaign_problems(campaign, renderer, segments),
     )
+    disconnect = DisconnectService(ingest=ingest, refs=refs, flows=flows, clock=clock, jobs=jobs)
     return Container(
         settings=settings,
         clock=clock,
@@ -202,9 +205,10 @@ def assemble(
             clock=clock,
             eraser=privacy.erase,
             erased=privacy.erased,
+            disconnect=disconnect.disconnect,
         ),
         segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
-        subscribe=SubscribeService(ingest=ingest, pending=pending_signups, clock=clock),
+        subscribe=SubscribeService(ingest=ingest, pending=pending_signups, refs=refs, clock=clock),
         daily=DailyJob(
             ingest=ingest,
             census=store,
@@ -215,6 +219,7 @@ def assemble(
         ),
         jobs=jobs,
         campaigns=campaigns,
+        disconnect=disconnect,
         webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
         feedback=FeedbackService(store=store, clock=clock, engagement=ingest.ingest),
         preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),

@@ -106,6 +106,13 @@ class Data(Construct):
             partition_key=dynamodb.Attribute(name="contact_id", type=string),
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
+        # A shop that removes the app has its contacts found by its refs (sparse: storefront refs only).
+        self.contact_refs.add_global_secondary_index(
+            index_name=names.CONTACT_REFS_BY_SCOPE_INDEX,
+            partition_key=dynamodb.Attribute(name="scope", type=string),
+            sort_key=dynamodb.Attribute(name="contact_id", type=string),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
         self.events.add_global_secondary_index(
             index_name=names.EVENTS_BY_CONTACT_INDEX,
             partition_key=dynamodb.Attribute(name="contact_id", type=string),
@@ -176,6 +183,15 @@ class Data(Construct):
             resources.append(f"{self.contact_refs.table_arn}/index/{names.CONTACT_REFS_BY_CONTACT_INDEX}")
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=list(DATA_ACTIONS), resources=resources)
+        )
+
+    def grant_shop_contacts(self, grantee: iam.IGrantable) -> None:
+        """Query on the refs table's by-scope index only (no item of it): a disconnected shop's contacts."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Query"],
+                resources=[f"{self.contact_refs.table_arn}/index/{names.CONTACT_REFS_BY_SCOPE_INDEX}"],
+            )
         )
 
     def grant_daily_scans(self, grantee: iam.IGrantable) -> None:

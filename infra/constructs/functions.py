@@ -199,6 +199,7 @@ class Functions(Construct):
         )
         scheduling.grant_jobs(self.sweep)
         scheduling.grant_jobs(self.ingest)  # POST /v1/campaigns and resume queue a campaign's pieces (ADR 0019)
+        scheduling.grant_jobs(self.webhooks)  # app/uninstalled queues the first piece of a shop's disconnect
         scheduling.daily(
             "Sweep", self.sweep, cron=names.DAILY_CRON, description="nudge: the daily job (segments, RFM, co-purchases)"
         )
@@ -228,7 +229,7 @@ class Functions(Construct):
             self.step: deliverability,
             self.webhooks: [data.contact_refs, data.privacy, *deliverability],
             self.api: [data.keys, data.contact_refs, *deliverability],
-            self.subscribe: [data.keys, *deliverability],
+            self.subscribe: [data.keys, data.contact_refs, *deliverability],  # a "notify me" form joins a waitlist
             self.sweep: deliverability,
             # SES opens and clicks arrive as email_opened/email_clicked events: they start and end runs.
             self.feedback: deliverability,
@@ -244,6 +245,7 @@ class Functions(Construct):
         # it takes a number that texts START off SNS's own opt-out list.
         # RFM needs the whole customer base and co-purchases every retained order: the daily job scans.
         data.grant_daily_scans(self.sweep)
+        data.grant_shop_contacts(self.sweep)  # a disconnect piece walks a shop's contacts (ADR 0017)
         for function in (self.unsubscribe, self.sms_inbound):
             data.grant_read_write(function, deliverability)
         self.unsubscribe_secret.grant_read(self.unsubscribe)  # the page checks tokens

@@ -336,6 +336,33 @@ def test_contact_refs_forget_every_ref_of_one_contact_only(moto_stack: MotoStack
 
 
 @pytest.mark.parametrize("twin", ["dynamodb", "memory"])
+def test_contact_refs_page_through_one_storefronts_contacts_only(moto_stack: MotoStack, twin: str) -> None:
+    import json
+
+    from nudge.adapters.memory import MemoryContactRefs
+
+    refs = moto_stack.container.refs if twin == "dynamodb" else MemoryContactRefs()
+    now = moto_stack.clock.now()
+    for n in range(5):
+        refs.link(f"shopify:a.myshopify.com:order:{n}", f"c{n}", now)
+    refs.claim("shopify:a.myshopify.com:checkout:9", "c0", "evt", now)  # a second ref of c0
+    refs.link("shopify:b.myshopify.com:order:1", "c9", now)  # another shop
+    refs.link("anon:xyz", "c8", now)  # not a storefront's
+
+    found, cursor = [], None
+    for _ in range(10):
+        page, cursor = refs.contacts_of("shopify:a.myshopify.com", cursor, 2)
+        found += page
+        assert len(page) <= 2
+        if cursor is None:
+            break
+        cursor = json.loads(json.dumps(cursor))  # cursors travel as JSON in a jobs-queue message
+
+    assert found == ["c0", "c0", "c1", "c2", "c3", "c4"]  # in contact order, once per ref
+    assert refs.contacts_of("shopify:nowhere.myshopify.com") == ([], None)
+
+
+@pytest.mark.parametrize("twin", ["dynamodb", "memory"])
 def test_pending_signups_round_trip_and_expire(moto_stack: MotoStack, twin: str) -> None:
     from datetime import timedelta
 
@@ -350,9 +377,12 @@ def test_pending_signups_round_trip_and_expire(moto_stack: MotoStack, twin: str)
     signup = PendingSignup(
         "s1", "kh", "jo@example.com", "Jo", "+14155550123", True, "footer", now, now + timedelta(days=7)
     )
+    waiting = PendingSignup("s2", "kh", "jo@example.com", None, None, False, None, now, now + timedelta(days=7), "808")
 
     signups.put(signup)
+    signups.put(waiting)
 
+    assert signups.get("s2", now) == waiting  # a "notify me" form's variant survives until the click
     assert signups.get("s1", now) == signup
     assert signups.get("s1", now + timedelta(days=7)) is None
     assert signups.get("nope", now) is None

@@ -11,9 +11,11 @@ from datetime import timedelta
 from email.header import decode_header, make_header
 from typing import Any
 
+from nudge.domain.model import RunStatus
 from nudge.local.gateway import LocalResponse
 from nudge.local.moto_stack import DEV_SHOPIFY_SHOP as SHOP
 from nudge.local.moto_stack import MotoStack
+from nudge.services.disconnect import waits_on_storefront
 from nudge.services.storefront_import import backfill_storefront
 from tests.component.test_webhooks import shopify, woo
 from tests.conftest import ROOT, START
@@ -80,6 +82,10 @@ def test_the_recorded_corpus_does_what_the_docs_table_says(moto_stack: MotoStack
         "Bob",
         1,
     )
+    # The shop removed the app last (app/uninstalled): none of its contacts' runs waits on its events any more.
+    waiting = [r for r in moto_stack.container.store.runs_for(bob.contact_id) if r.status is RunStatus.ACTIVE]
+    assert [r.flow_id for r in waiting if waits_on_storefront(moto_stack.container.flows.get(r.flow_id))] == []
+    assert "shop_uninstalled" in {r.exit_reason for r in moto_stack.container.store.runs_for(bob.contact_id)}
 
 
 def corpus(name: str) -> dict[str, Any]:

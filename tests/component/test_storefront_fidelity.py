@@ -10,6 +10,7 @@ import base64
 import copy
 import email
 import json
+import re
 from datetime import timedelta
 from email.header import decode_header, make_header
 from typing import Any
@@ -18,11 +19,14 @@ from nudge.domain.model import Channel, RunStatus, contact_id_for
 from nudge.domain.suppression import address_key
 from nudge.handlers import sms_inbound
 from nudge.local.lambda_events import FakeLambdaContext
-from nudge.local.moto_stack import MotoStack
+from nudge.local.moto_stack import DEV_SHOPIFY_SHOP, MotoStack
 from nudge.ports import KeyKind
-from tests.component.test_webhooks import ERIN, shopify, woo
+from nudge.services import disconnect
+from tests.component.test_subscribe import SHOP, plain_text
+from tests.component.test_webhooks import ERIN, FORGERIES, everything_stored, shopify, woo
 from tests.conftest import START
 from tests.events_helpers import inbound_sms
+from tests.factories import contact, subscribed
 from tests.unit.test_storefront_mapping import fixture
 
 CHECKOUT_ID = 981820079255243537
@@ -241,6 +245,80 @@ def test_5_a_deleted_customer_gets_no_review_request(moto_stack: MotoStack) -> N
     assert subjects(moto_stack) == ["Thank you for your order #1001"]
 
 
+UNINSTALLED = "corpus/shopify/docs_app_uninstalled.json"  # Shopify's own sample (SOURCES.md)
+
+
+def buyer(n: int) -> dict[str, Any]:
+    """Another customer's order: their own address, id and checkout."""
+    who = f"buyer{n}@example.com"
+    customer = fixture("shopify/orders_create.json")["customer"] | {"id": CUSTOMER_ID + n, "email": who}
+    return order(id=ORDER_ID + n, name=f"#{1001 + n}", email=who, checkout_id=None, customer=customer)
+
+
+def test_5_an_uninstall_ends_what_only_the_shops_events_could_end_and_a_forgery_nothing(
+    moto_stack: MotoStack,
+) -> None:
+    # Given an open cart (Cat), an order with its review request ahead (Erin), and a signup nudge had
+    # from its own form, not from the shop (Fay, welcome series)
+    cats = checkout()["customer"] | {"id": CUSTOMER_ID + 9, "email": "cat@example.com"}
+    shopify(
+        moto_stack, "checkouts/create", checkout(id=CHECKOUT_ID + 1, email="cat@example.com", customer=cats), "wh-c1"
+    )
+    shopify(moto_stack, "orders/create", order(checkout_id=None), "wh-o1")
+    moto_stack.call_api("POST", "/v1/events", subscribed("evt_fay", contact("fay")))
+    moto_stack.settle()
+    cat, fay = (contact_id_for(external_id=None, email=f"{w}@example.com", phone=None) for w in ("cat", "fay"))
+    before = everything_stored(moto_stack)
+
+    # When a forged uninstall arrives, then the real one (Shopify's own payload), and Shopify redelivers it
+    forged = shopify(moto_stack, "app/uninstalled", fixture(UNINSTALLED), "wh-u0", tamper=FORGERIES["wrong signature"])
+    assert (forged.status, everything_stored(moto_stack)) == (401, before)
+    assert moto_stack.container.disconnect.status(f"shopify:{DEV_SHOPIFY_SHOP}") is None
+    assert ("active", None) in [(s.value, r) for s, r in runs(moto_stack, cat, "abandoned_cart")]
+    uninstalled = shopify(moto_stack, "app/uninstalled", fixture(UNINSTALLED), "wh-u1")
+    again = shopify(moto_stack, "app/uninstalled", fixture(UNINSTALLED), "wh-u1")
+    # (the request records it and queues the first piece for the sweep function; it ends nothing itself)
+    assert (uninstalled.json()["queued"], "exited" in uninstalled.json()) == (True, False)
+    weeks_pass(moto_stack)
+
+    # Then it is recorded as disconnected; the runs only the shop's events could end are ended ...
+    assert (uninstalled.status, uninstalled.json()["status"], again.status) == (202, "disconnected", 202)
+    status = moto_stack.container.disconnect.status(f"shopify:{DEV_SHOPIFY_SHOP}")
+    assert status is not None and (status["status"], status["event_id"]) == ("disconnected", "shopify:wh-u1")
+    assert runs(moto_stack, cat, "abandoned_cart") == [(RunStatus.EXITED, "shop_uninstalled")]
+    ended = {
+        flow: reason for flow in ("post_purchase", "win_back", "sunset") for _, reason in runs(moto_stack, ERIN, flow)
+    }
+    assert ended == dict.fromkeys(("post_purchase", "win_back", "sunset"), "shop_uninstalled")
+    # ... so no cart reminder and no review request follow; a contact the shop never named is left alone
+    assert cart_reminders(moto_stack) == []
+    assert [s for s in subjects(moto_stack, "erin@example.com") if "review" in s.lower()] == []
+    assert subjects(moto_stack, "erin@example.com")[0] == "Thank you for your order #1001"  # sent before
+    assert all(reason != "shop_uninstalled" for _, reason in runs(moto_stack, fay, "welcome"))
+    assert len([s for s in subjects(moto_stack, "fay@example.com") if s]) > 1  # her welcome series went on
+
+
+def test_5_an_uninstall_walks_many_contacts_in_resumable_pieces(moto_stack: MotoStack, monkeypatch: Any) -> None:
+    # Given five buyers of the shop, each with a review request ahead, and index pages of two refs
+    for n in range(1, 6):
+        shopify(moto_stack, "orders/create", buyer(n), f"wh-o{n}")
+    moto_stack.settle()
+    monkeypatch.setattr(disconnect, "PAGE", 2)
+    piece = disconnect.DisconnectPiece(f"shopify:{DEV_SHOPIFY_SHOP}", "shop_uninstalled", "shopify:wh-u1")
+
+    # When a piece runs out of time after its first page, and its continuation goes through the jobs queue
+    first = moto_stack.container.disconnect.work(piece, moto_stack.clock.now())
+    [follow] = first.follow
+    moto_stack.container.jobs.put([json.loads(json.dumps(follow.as_payload()))])  # type: ignore[union-attr]
+    moto_stack.settle()
+
+    # Then the first page ended some, the continuation the rest, and every buyer's review request is ended once
+    assert 1 <= first.contacts <= 2 and follow.part == 1 and follow.cursor is not None
+    buyers = [contact_id_for(external_id=None, email=f"buyer{n}@example.com", phone=None) for n in range(1, 6)]
+    assert [runs(moto_stack, b, "post_purchase") for b in buyers] == [[(RunStatus.EXITED, "shop_uninstalled")]] * 5
+    assert disconnect.DisconnectPiece.parse(follow.as_payload()) == follow
+
+
 # 6. Money: refunds counted once, only when they moved money, and only a full one undoes the sale ----------------
 
 
@@ -397,6 +475,71 @@ def test_9_a_woocommerce_product_back_in_stock_tells_the_waiting_contact(moto_st
 
     assert back.json()["back_in_stock"] == 1
     assert subjects(moto_stack, "jo@example.com") == ["Ceramic mug is back"]
+
+
+def form_notify_me(stack: MotoStack, key: str, who: str, variant: str) -> None:
+    """The signup form's "notify me" (a product page's form with the variant), as a browser sends it."""
+    form = json.dumps({"email": f"{who}@example.com", "first_name": "Mallory", "notify_me": variant}).encode()
+    headers = {"Content-Type": "application/json", "Origin": SHOP}
+    assert stack.send("POST", "/v1/subscribe", form, headers, {"key": key}).status == 202
+
+
+def confirm_last_link(stack: MotoStack) -> None:
+    found = re.search(r"/v1/subscribe/confirm\?token=([A-Za-z0-9_.-]+)", plain_text(stack.sent_emails()[-1].raw_data))
+    assert found is not None
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    assert stack.send("POST", "/v1/subscribe/confirm", f"token={found.group(1)}".encode(), form).status == 200
+
+
+def test_9_notify_me_through_the_signup_form_waits_only_once_the_address_owner_confirms(
+    moto_stack: MotoStack,
+) -> None:
+    # Given a known customer (no marketing consent yet), a product out of stock, and the shop's signup form
+    moto_stack.call_api("POST", "/v1/contacts", {"email": "lea@example.com", "first_name": "Lea"})
+    lea = contact_id_for(external_id=None, email="lea@example.com", phone=None)
+    before = moto_stack.container.store.get_contact(lea)
+    shopify(moto_stack, "products/update", product(0), "wh-p1")
+    key, _ = moto_stack.container.keys.create(KeyKind.PUBLISHABLE, "product page", origins=[SHOP])
+
+    # When a stranger asks to be told about the variant with her address, twice the same day
+    form_notify_me(moto_stack, key, "lea", "808950810")
+    form_notify_me(moto_stack, key, "lea", "808950810")
+    # Then nothing of hers changes and she waits on nothing: a restock now tells nobody
+    after = moto_stack.container.store.get_contact(lea)
+    assert before is not None and after is not None
+    fields = ("first_name", "phone", "email_marketing", "sms_marketing", "properties")
+    assert [getattr(after, f) for f in fields] == [getattr(before, f) for f in fields] == ["Lea", None, None, None, {}]
+    assert moto_stack.container.refs.waiting("808950810") == []
+    early = shopify(moto_stack, "products/update", product(5), "wh-p2")
+    assert early.json()["back_in_stock"] == 0
+    # and one confirmation email went out, with no form text in it
+    [confirmation] = moto_stack.sent_emails()
+    assert "Subject: Please confirm your subscription" in confirmation.raw_data
+    assert "Mallory" not in plain_text(confirmation.raw_data)
+
+    # When she confirms, and the variant sells out and comes back
+    confirm_last_link(moto_stack)
+    shopify(moto_stack, "products/update", product(0), "wh-p3")
+    back = shopify(moto_stack, "products/update", product(4), "wh-p4")
+    again = shopify(moto_stack, "products/update", product(4), "wh-p4")  # Shopify's redelivery of it
+    moto_stack.pump.run_until(START + timedelta(days=3))
+    # Then exactly one notification (the flow's notice; its reminder a day later), her name is not the stranger's
+    assert (back.json()["back_in_stock"], again.json().get("back_in_stock", 0)) == (1, 0)
+    assert subjects(moto_stack, "lea@example.com").count("IPod Nano - 8GB - Pink is back") == 1
+    assert moto_stack.container.store.get_contact(lea).first_name == "Lea"  # type: ignore[union-attr]
+
+    # When it sells out and comes back again without her asking again: nothing; she asks again (and confirms)
+    shopify(moto_stack, "products/update", product(0), "wh-p5")
+    unasked = shopify(moto_stack, "products/update", product(2), "wh-p6")
+    moto_stack.pump.run_until(START + timedelta(days=6))
+    form_notify_me(moto_stack, key, "lea", "808950810")
+    confirm_last_link(moto_stack)
+    shopify(moto_stack, "products/update", product(0), "wh-p7")
+    second = shopify(moto_stack, "products/update", product(7), "wh-p8")
+    moto_stack.pump.run_until(START + timedelta(days=9))
+    # Then the second restock she asked about tells her once more
+    assert (unasked.json()["back_in_stock"], second.json()["back_in_stock"]) == (0, 1)
+    assert subjects(moto_stack, "lea@example.com").count("IPod Nano - 8GB - Pink is back") == 2
 
 
 # 10. One phone normalization ----------------------------------------------------------------------------------

@@ -197,8 +197,11 @@ def test_table_keys_and_ttl_match_the_store_adapter(prod: Synth) -> None:
     assert indexes[f"{names.MESSAGES_TABLE}-prod"] == [(names.MESSAGES_BY_PROVIDER_ID_INDEX, "provider_id", "ALL")]
     assert indexes[f"{names.EVENTS_TABLE}-prod"] == [(names.EVENTS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")]
     assert indexes[f"{names.RUNS_TABLE}-prod"] == [(names.RUNS_BY_DUE_INDEX, "due_shard", "KEYS_ONLY")]
-    refs_index = (names.CONTACT_REFS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY")
-    assert indexes[f"{names.CONTACT_REFS_TABLE}-prod"] == [refs_index]
+    refs_indexes = [
+        (names.CONTACT_REFS_BY_CONTACT_INDEX, "contact_id", "KEYS_ONLY"),
+        (names.CONTACT_REFS_BY_SCOPE_INDEX, "scope", "KEYS_ONLY"),  # a shop's contacts (app/uninstalled)
+    ]
+    assert indexes[f"{names.CONTACT_REFS_TABLE}-prod"] == refs_indexes
 
 
 def test_dev_tables_are_disposable(dev: Synth) -> None:
@@ -227,7 +230,7 @@ EXTRA_TABLES = {
     names.STEP_HANDLER: DELIVERABILITY,
     names.WEBHOOKS_HANDLER: {"DataContactRefs", "DataPrivacy"} | DELIVERABILITY,
     names.API_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,
-    names.SUBSCRIBE_HANDLER: {"DataKeys"} | DELIVERABILITY,
+    names.SUBSCRIBE_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,  # "notify me" waitlists
     names.FEEDBACK_HANDLER: DELIVERABILITY,
     names.UNSUBSCRIBE_HANDLER: DELIVERABILITY,
     names.SMS_INBOUND_HANDLER: DELIVERABILITY,
@@ -349,8 +352,13 @@ def test_the_sweep_function_does_the_jobs_pieces_one_at_a_time_and_only_it_and_t
         if "sqs:SendMessage" in as_list(statement["Action"])
         and f"${{{jobs_queue(prod)}.Arn}}" in {render(r) for r in as_list(statement["Resource"])}
     }
-    # The sweep queues continuations; the signed API queues a new or resumed campaign's pieces (ADR 0019).
-    assert senders == {function_role(prod, names.SWEEP_HANDLER), function_role(prod, names.INGEST_HANDLER)}
+    # The sweep queues continuations; the signed API queues a new or resumed campaign's pieces (ADR 0019);
+    # the webhooks function queues the first piece of a shop's disconnect (app/uninstalled, ADR 0017).
+    assert senders == {
+        function_role(prod, names.SWEEP_HANDLER),
+        function_role(prod, names.INGEST_HANDLER),
+        function_role(prod, names.WEBHOOKS_HANDLER),
+    }
 
 
 @pytest.mark.parametrize("handler", ENGINE_HANDLERS)
@@ -506,6 +514,19 @@ def test_functions_read_write_items_only_on_their_tables_without_scans(prod: Syn
             *refs,
         ]
     )
+
+
+@pytest.mark.parametrize("handler", HANDLERS)
+def test_only_the_sweep_queries_a_shops_contacts_and_only_through_the_by_scope_index(prod: Synth, handler: str) -> None:
+    by_scope = f"/index/{names.CONTACT_REFS_BY_SCOPE_INDEX}"
+    own = list(statements(prod, function_role(prod, handler)))
+    granted = [s for s in own if any(render(r).endswith(by_scope) for r in as_list(s["Resource"]))]
+    if handler != names.SWEEP_HANDLER:
+        assert granted == []
+        return
+    (query,) = granted
+    assert as_list(query["Action"]) == ["dynamodb:Query"]  # read the index; no item of the refs table
+    assert [_index_of(render(r)) for r in as_list(query["Resource"])] == ["DataContactRefs" + by_scope]
 
 
 @pytest.mark.parametrize("handler", HANDLERS)

@@ -45,6 +45,7 @@ from nudge.ports import (
     SendClaim,
     StepWakeUp,
     TransientSendError,
+    scope_of,
 )
 
 _COUNTED = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
@@ -572,6 +573,16 @@ class MemoryContactRefs:
 
     def resolve(self, ref: str) -> str | None:
         return self.refs.get(ref)
+
+    def contacts_of(
+        self, scope: str, cursor: dict[str, Any] | None = None, limit: int = 100
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        keys = sorted((contact, ref) for ref, contact in self.refs.items() if scope_of(ref) == scope)
+        if cursor is not None:
+            keys = [key for key in keys if key > (cursor["contact_id"], cursor["ref"])]
+        page = keys[:limit]
+        more = len(keys) > limit
+        return [contact for contact, _ in page], {"contact_id": page[-1][0], "ref": page[-1][1]} if more else None
 
     def forget(self, contact_id: str) -> int:
         gone = [ref for ref, linked in self.refs.items() if linked == contact_id]

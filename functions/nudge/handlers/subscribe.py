@@ -137,6 +137,8 @@ def show_confirmation() -> Response:
         if signup.phone and signup.sms_marketing
         else ""
     )
+    if signup.notify_me:  # no form text: the variant is not named, only that a restock notice was asked for
+        sms += "<p>We will also tell you, once, when the item you asked about is back in stock.</p>"
     who = html.escape(_email_hint(signup.email))
     body = f"""<p>Please confirm that <strong>{who}</strong> should get our emails.</p>
 {sms}<form method="post"><input type="hidden" name="token" value="{html.escape(token or "")}">

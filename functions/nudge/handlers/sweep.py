@@ -8,6 +8,8 @@
   the dead-letter queue (`nudge dlq redrive --queue jobs`).
 - Fed campaign pieces by the same queue (`{"job": "campaign", ...}`): resolves a minute's share of a
   campaign's audience segment and starts those recipients' runs (services/campaigns.py, ADR 0019).
+- Fed disconnect pieces (`{"job": "disconnect", ...}`): a shop removed the app, so the runs of its contacts
+  that wait on its events end, a page of the shop's contacts at a time (services/disconnect.py).
 - Invoked every 15 minutes with `{"job": "repair"}`: re-drives active runs whose wake-up is overdue.
 """
 
@@ -24,6 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
 from nudge.handlers import flow_metrics
+from nudge.services import disconnect
 from nudge.services.campaigns import CampaignPiece
 from nudge.services.daily import BadPiece, Piece
 from nudge.settings import SettingsError
@@ -46,8 +49,10 @@ def _piece(record: SQSRecord, context: LambdaContext) -> dict[str, Any]:
         body = json.loads(record.body)
         if isinstance(body, dict) and body.get("job") == "campaign":
             return _campaign_piece(CampaignPiece.parse(body), context)
+        if isinstance(body, dict) and body.get("job") == disconnect.JOB:
+            return _disconnect_piece(disconnect.DisconnectPiece.parse(body), context)
         piece = Piece.parse(body)
-    except ValueError as exc:  # not JSON, or not a piece (BadPiece, BadCampaignPiece)
+    except ValueError as exc:  # not JSON, or not a piece (BadPiece, BadCampaignPiece, BadDisconnectPiece)
         raise BadPiece(str(exc)) from exc
     container = wiring.current()
     remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
@@ -56,6 +61,16 @@ def _piece(record: SQSRecord, context: LambdaContext) -> dict[str, Any]:
         _jobs().put([follow.as_payload() for follow in done.follow])
     flow_metrics.record_daily_piece(done.errors)
     return {"key": piece.key, "day": piece.day, **done.record(), "follow": [p.key for p in done.follow]}
+
+
+def _disconnect_piece(piece: disconnect.DisconnectPiece, context: LambdaContext) -> dict[str, Any]:
+    """A piece of a shop's contacts after it removed the app (ADR 0017): it queues its own continuation."""
+    container = wiring.current()
+    remaining = timedelta(milliseconds=context.get_remaining_time_in_millis())
+    done = container.disconnect.work(piece, container.clock.now() + remaining - DEADLINE_MARGIN)
+    if done.follow:
+        _jobs().put([follow.as_payload() for follow in done.follow])
+    return done.record() | {"follow": len(done.follow)}
 
 
 def _campaign_piece(piece: CampaignPiece, context: LambdaContext) -> dict[str, Any]:

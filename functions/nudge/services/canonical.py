@@ -77,6 +77,16 @@ class EndRuns:
 
 
 @dataclass(frozen=True, slots=True)
+class Disconnect:
+    """The shop removed the app (Shopify's app/uninstalled): its events stop. Recorded, and the runs that
+    waited on them are ended in pieces on the jobs queue (services/disconnect.py)."""
+
+    event_id: str
+    scope: str  # `shopify:<shop>`, as the shop's refs begin
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """Several facts in one delivery (a WooCommerce order completed straight from pending: placed and
     fulfilled; a partial refund inside an order update), carried out in order."""
@@ -111,7 +121,7 @@ class CatalogChange:
     levels: tuple[StockLevel, ...]
 
 
-Canonical = Track | TrackByRef | Privacy | EndRuns | Batch | CatalogChange | Ignored
+Canonical = Track | TrackByRef | Privacy | EndRuns | Disconnect | Batch | CatalogChange | Ignored
 
 
 def email_or_none(value: Any) -> str | None:

@@ -49,6 +49,15 @@ class BadPiece(ValueError):
     """The jobs-queue record is not a piece of the daily job; it goes to the dead-letter queue."""
 
 
+def with_progress(body: dict[str, Any], part: int, cursor: dict[str, Any] | None) -> dict[str, Any]:
+    """A jobs-queue body with how far its piece got: `part` (if a continuation) and `cursor` (if any)."""
+    if part:
+        body["part"] = part
+    if cursor is not None:
+        body["cursor"] = cursor
+    return body
+
+
 @dataclass(frozen=True, slots=True)
 class Piece:
     """One resumable piece of a day's job: the body of a jobs-queue message."""
@@ -75,11 +84,7 @@ class Piece:
         body: dict[str, Any] = {"job": "daily", "piece": self.kind, "day": self.day}
         if self.kind == SCORE:
             body.update(segment=self.segment, of=self.of, cuts=self.cuts, model=self.model)
-        if self.part:
-            body["part"] = self.part
-        if self.cursor is not None:
-            body["cursor"] = self.cursor
-        return body
+        return with_progress(body, self.part, self.cursor)
 
     @staticmethod
     def parse(body: Any) -> Piece:

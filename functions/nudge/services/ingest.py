@@ -118,17 +118,21 @@ class IngestService:
 
         return self._reevaluate(contact_id, "absorb", adjust=fold, outcome=outcome)
 
-    def end_runs(self, contact_id: str, reason: str) -> IngestOutcome:
-        """End every active run of the contact with `reason` (a storefront deleted the customer)."""
+    def end_runs(self, contact_id: str, reason: str, where: Callable[[Run], bool] | None = None) -> IngestOutcome:
+        """End every active run of the contact (those `where` accepts) with `reason` (a storefront deleted the
+        customer, or the shop removed the app)."""
         outcome = IngestOutcome(event_id=reason, contact_id=contact_id)
-        self._end_all(contact_id, reason, outcome)
+        self._end_all(contact_id, reason, outcome, where)
         self._observer(outcome)
         return outcome
 
-    def _end_all(self, contact_id: str, reason: str, outcome: IngestOutcome) -> None:
+    def _end_all(
+        self, contact_id: str, reason: str, outcome: IngestOutcome, where: Callable[[Run], bool] | None = None
+    ) -> None:
         now = self._clock.now()
         for run in self._store.active_runs(contact_id):
-            self._end(engine.ExitRun(engine.exit_run(run, reason, now), run.version), outcome, None)
+            if where is None or where(run):
+                self._end(engine.ExitRun(engine.exit_run(run, reason, now), run.version), outcome, None)
 
     def _reevaluate(
         self,

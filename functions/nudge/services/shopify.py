@@ -15,6 +15,7 @@ from nudge.ports import PrivacyKind
 from nudge.services.canonical import (
     Canonical,
     CatalogChange,
+    Disconnect,
     EndRuns,
     Ignored,
     Privacy,
@@ -58,6 +59,7 @@ TOPICS = (
     "customers/data_request",
     "customers/redact",
     "shop/redact",
+    "app/uninstalled",
 )
 
 
@@ -92,6 +94,9 @@ def map_webhook(topic: str, webhook_id: str, shop: str, payload: Any, received_a
         if customer_id is None:
             return Ignored("the deleted customer has no id")
         return EndRuns(ref(shop, "customer", customer_id), "customer_deleted")
+    if topic == "app/uninstalled":
+        # The body is the Shop (its myshopify_domain may be null): the verified header names the shop.
+        return Disconnect(event_id, f"{SOURCE}:{shop}", "shop_uninstalled") if shop else Ignored("no shop named")
     if topic in ("customers/data_request", "customers/redact", "shop/redact"):
         return _privacy(event_id, topic, shop, body)
     return Ignored(f"topic {topic or '(none)'} is not one nudge acts on")

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, contact_id_for
-from nudge.ports import ApiKey, Clock, PendingSignup, PendingSignups
+from nudge.ports import ApiKey, Clock, ContactRefs, PendingSignup, PendingSignups
 from nudge.services.canonical import phone_or_none
 from nudge.services.ingest import IngestService
 from nudge.services.inputs import header_text
@@ -38,6 +38,13 @@ class SubscribeIn(BaseModel):
         max_length=40,
         pattern=r"^[A-Za-z0-9_.-]+$",
         description='Where the form sits, e.g. "footer" (letters, digits, _ . -).',
+    )
+    notify_me: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description='A "notify me" form: the variant (Shopify variant id, WooCommerce product or variation id) '
+        "whose next restock this address is told about, once. Applied when the signup is.",
     )
     website: str | None = Field(default=None, max_length=500, description="Leave empty: a trap for bots.")
 
@@ -77,11 +84,14 @@ class SubscribeService:
       the contact changes. The form answers the same either way, so it tells nobody who is a customer.
     - The owner's click (a POST from the confirmation page) subscribes the address and fills in what the
       contact lacks (name, phone with its SMS consent); an existing name or phone is never replaced.
+    - A "notify me" form (`notify_me`, a variant) puts the address on that variant's waitlist when, and only
+      when, the signup is applied: at once for a new address on a single opt-in form, else on the click.
     """
 
-    def __init__(self, *, ingest: IngestService, pending: PendingSignups, clock: Clock) -> None:
+    def __init__(self, *, ingest: IngestService, pending: PendingSignups, refs: ContactRefs, clock: Clock) -> None:
         self._ingest = ingest
         self._pending = pending
+        self._refs = refs
         self._clock = clock
 
     def subscribe(self, form: SubscribeIn, key: ApiKey, *, link_for: Callable[[PendingSignup], str]) -> dict[str, Any]:
@@ -91,9 +101,11 @@ class SubscribeService:
         known = self._ingest.get_contact(contact_id) is not None
         if not key.double_opt_in and not known:
             self._subscribed(form.email, key.key_hash, form.source, form.first_name, form.phone, form.sms_marketing)
+            self._wait(form.notify_me, contact_id)
             return {"status": "subscribed", "contact_id": contact_id}
         # One pending signup per distinct submission: a stranger's later form cannot alter what a link confirms.
-        details = (form.first_name or "", form.phone or "", str(form.sms_marketing), form.source or "")
+        details: tuple[str, ...] = (form.first_name or "", form.phone or "", str(form.sms_marketing), form.source or "")
+        details += (form.notify_me,) if form.notify_me else ()  # ids of signups without one stay as they were
         signup = PendingSignup(
             signup_id=_digest(key.key_hash, form.email, now.date().isoformat(), *details),
             key_hash=key.key_hash,
@@ -104,6 +116,7 @@ class SubscribeService:
             source=form.source,
             requested_at=now,
             expires_at=now + CONFIRMATION_VALID_FOR,
+            notify_me=form.notify_me,
         )
         self._pending.put(signup)
         # One confirmation email per address and key a day, however often the form is sent. The event names
@@ -136,9 +149,16 @@ class SubscribeService:
         contact = self._ingest.get_contact(contact_id_for(external_id=None, email=signup.email, phone=None))
         first_name = signup.first_name if contact is None or not contact.first_name else None
         phone = signup.phone if contact is None or not contact.phone or contact.phone == signup.phone else None
-        return self._subscribed(
+        result = self._subscribed(
             signup.email, signup.key_hash, signup.source, first_name, phone, signup.sms_marketing and phone is not None
         )
+        self._wait(signup.notify_me, result["contact_id"])
+        return result
+
+    def _wait(self, item: str | None, contact_id: str) -> None:
+        """Put the contact on the variant's waitlist: its next restock tells them once (ADR 0017)."""
+        if item is not None:
+            self._refs.wait(item, contact_id, self._clock.now())
 
     def _subscribed(
         self,

@@ -14,6 +14,7 @@ from nudge.services.canonical import (
     Batch,
     Canonical,
     CatalogChange,
+    Disconnect,
     EndRuns,
     Ignored,
     Privacy,
@@ -38,6 +39,7 @@ class WebhookService:
         clock: Clock,
         eraser: Callable[[str], dict[str, int] | None] | None = None,
         erased: Callable[[str], bool] = lambda contact_id: False,
+        disconnect: Callable[[str, str, str], dict[str, Any]] | None = None,
     ) -> None:
         self._ingest = ingest
         self._refs = refs
@@ -45,6 +47,7 @@ class WebhookService:
         self._clock = clock
         self._eraser = eraser
         self._erased = erased  # an erased contact's tombstone: their webhooks are not a new customer
+        self._disconnect = disconnect  # a shop removed the app (DisconnectService.disconnect)
 
     def handle(self, canonical: Canonical) -> dict[str, Any]:
         """Do what the delivery means, once; the result is the response body."""
@@ -58,6 +61,10 @@ class WebhookService:
             return (done[0] if done else parts[-1]) | {"parts": parts}
         if isinstance(canonical, CatalogChange):
             return self._catalog(canonical)
+        if isinstance(canonical, Disconnect):
+            if self._disconnect is None:
+                return {"ignored": "no disconnect service is wired"}
+            return self._disconnect(canonical.scope, canonical.reason, canonical.event_id)
         if isinstance(canonical, EndRuns):
             contact_id = self._refs.resolve(canonical.ref)
             if contact_id is None:

@@ -31,7 +31,7 @@ from pynamodb.models import Model
 
 from nudge import names
 from nudge.adapters.dynamodb.models import bind_model, share_connection
-from nudge.ports import ApiKey, KeyKind, PendingSignup, PrivacyKind, PrivacyRequest
+from nudge.ports import ApiKey, KeyKind, PendingSignup, PrivacyKind, PrivacyRequest, scope_of
 from nudge.settings import Settings
 
 KEY_PREFIX = "KEY#"
@@ -84,8 +84,17 @@ class RefsByContact(GlobalSecondaryIndex["ContactRefModel"]):
     contact_id = UnicodeAttribute(hash_key=True)
 
 
+class RefsByScope(GlobalSecondaryIndex["ContactRefModel"]):
+    class Meta:
+        index_name = names.CONTACT_REFS_BY_SCOPE_INDEX
+        projection = KeysOnlyProjection()
+
+    scope = UnicodeAttribute(hash_key=True)
+    contact_id = UnicodeAttribute(range_key=True)
+
+
 class ContactRefModel(Model):
-    """PK: ref. GSI by-contact: contact_id."""
+    """PK: ref. GSI by-contact: contact_id. GSI by-scope (sparse: storefront refs only): scope, contact_id."""
 
     class Meta:
         table_name = "nudge-contact-refs"
@@ -94,7 +103,9 @@ class ContactRefModel(Model):
     contact_id = UnicodeAttribute()
     linked_at = UTCDateTimeAttribute()
     claimant = UnicodeAttribute(null=True)  # the event that claimed a first sighting (ContactRefs.claim)
+    scope = UnicodeAttribute(null=True)  # `shopify:<shop>` of a storefront's ref (scope_of), else absent
     by_contact = RefsByContact()
+    by_scope = RefsByScope()
 
 
 class CatalogItemModel(Model):
@@ -158,7 +169,13 @@ def bind_access_tables(
     models = AccessModels(
         keys=bind_model(ApiKeyModel, keys, region, host),  # type: ignore[arg-type]
         rates=bind_model(RateBucketModel, keys, region, host),  # type: ignore[arg-type]
-        refs=bind_model(ContactRefModel, refs, region, host, {"by_contact": RefsByContact()}),  # type: ignore[arg-type]
+        refs=bind_model(
+            ContactRefModel,  # type: ignore[arg-type]
+            refs,
+            region,
+            host,
+            {"by_contact": RefsByContact(), "by_scope": RefsByScope()},
+        ),
         privacy=bind_model(PrivacyRequestModel, privacy, region, host),  # type: ignore[arg-type]
         signups=bind_model(PendingSignupModel, keys, region, host),  # type: ignore[arg-type]
         catalog=bind_model(CatalogItemModel, refs, region, host),  # type: ignore[arg-type]
@@ -243,12 +260,12 @@ class DynamoContactRefs:
         self._catalog = models.catalog
 
     def link(self, ref: str, contact_id: str, now: datetime, *, claimant: str | None = None) -> None:
-        self._model(ref=ref, contact_id=contact_id, linked_at=now, claimant=claimant).save()
+        self._model(ref=ref, contact_id=contact_id, linked_at=now, claimant=claimant, scope=scope_of(ref)).save()
 
     def claim(self, ref: str, contact_id: str, claimant: str, now: datetime) -> str | None:
         model = self._model
         try:
-            model(ref=ref, contact_id=contact_id, linked_at=now, claimant=claimant).save(
+            model(ref=ref, contact_id=contact_id, linked_at=now, claimant=claimant, scope=scope_of(ref)).save(
                 condition=model.ref.does_not_exist() | (model.claimant == claimant)
             )
         except PutError as exc:
@@ -269,6 +286,13 @@ class DynamoContactRefs:
             for item in items:
                 batch.delete(item)
         return len(items)
+
+    def contacts_of(
+        self, scope: str, cursor: dict[str, Any] | None = None, limit: int = 100
+    ) -> tuple[list[str], dict[str, Any] | None]:
+        page = self._model.by_scope.query(scope, limit=limit, last_evaluated_key=cursor)
+        contacts = [str(item.contact_id) for item in page]
+        return contacts, page.last_evaluated_key
 
     def wait(self, item: str, contact_id: str, now: datetime) -> None:
         model = self._catalog
@@ -323,6 +347,7 @@ class DynamoPendingSignups:
             "sms_marketing": signup.sms_marketing,
             "source": signup.source,
             "requested_at": signup.requested_at.isoformat(),
+            "notify_me": signup.notify_me,
         }
         self._model(pk=SIGNUP_PREFIX + signup.signup_id, signup=record, expires_at=signup.expires_at).save()
 
@@ -344,6 +369,7 @@ class DynamoPendingSignups:
             source=record.get("source"),
             requested_at=datetime.fromisoformat(record["requested_at"]),
             expires_at=item.expires_at,
+            notify_me=record.get("notify_me"),
         )
 
 
