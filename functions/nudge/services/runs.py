@@ -30,8 +30,10 @@ from nudge.ports import (
     Store,
     Texter,
     TransientSendError,
+    UnconfiguredWhatsApp,
     UnknownSendOutcome,
     WebhookSender,
+    WhatsAppSender,
     WorkQueue,
 )
 from nudge.services.compose import EmailComposer, MailPolicy
@@ -117,6 +119,7 @@ class RunService:
         mailer: Mailer,
         texter: Texter,
         webhooks: WebhookSender,
+        whatsapp: WhatsAppSender | None = None,
         renderer: TemplateRenderer,
         flows: FlowCatalog,
         guardrails: Guardrails,
@@ -134,6 +137,7 @@ class RunService:
         self._queue = queue
         self._mailer = mailer
         self._texter = texter
+        self._whatsapp = whatsapp or UnconfiguredWhatsApp()
         self._webhooks = webhooks
         self._renderer = renderer
         self._flows = flows
