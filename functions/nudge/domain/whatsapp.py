@@ -14,13 +14,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 # How long after a customer's last inbound message free-form text may be sent (Meta's customer-service window).
 SERVICE_WINDOW = timedelta(hours=24)
 # Meta's limit on a text message body.
 MAX_TEXT = 4096
 WINDOW_CLOSED = "whatsapp_window_closed"
+# The event a customer's WhatsApp message to the shop arrives as (POST /v1/events now; the inbound function
+# later): it opens the window, and flows may trigger on it.
+INBOUND_EVENT = "whatsapp_received"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +80,23 @@ class OutgoingWhatsApp:
 def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
     """Is the customer-service window open: did the customer write within the last 24 hours?"""
     return last_inbound_at is not None and last_inbound_at <= now < last_inbound_at + SERVICE_WINDOW
+
+
+class TemplateDeclaration(BaseModel):
+    """A template as Meta approved it: its languages, its category and the body parameters it takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    languages: list[str] = Field(min_length=1, description="The approved languages, e.g. [en_US, de].")
+    category: Literal["marketing", "utility", "authentication"] = Field(description="Meta's template category.")
+    parameters: list[str] = Field(
+        default_factory=list, description="Body parameters: names ({{first_name}}) or positions (1, 2, ...)."
+    )
+
+
+class WhatsAppTemplates(BaseModel):
+    """flows/_whatsapp.yaml: the templates the shop's WhatsApp Business Account has approved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    templates: dict[str, TemplateDeclaration] = Field(default_factory=dict)
