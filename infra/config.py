@@ -28,6 +28,10 @@ DEFAULTS: dict[str, Any] = {
     "unsubscribeMailto": "",  # e.g. unsubscribe@shop.example; needs SES receiving set up (docs/deploy.md)
     "sesMaxSendRate": 14,  # the account's SES sending quota per second
     "workerConcurrency": 10,  # at most this many worker invocations at once (SQS maximum concurrency, 2-1000)
+    # AWS End User Messaging Social's id of the WhatsApp number (phone-number-id-…) or its ARN; empty: no
+    # WhatsApp, and no permission to send it (docs/whatsapp.md).
+    "whatsappPhoneNumberId": "",
+    "whatsappMetaApiVersion": "v20.0",
 }
 
 _STAGE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
@@ -87,6 +91,8 @@ class NudgeConfig:
     unsubscribe_mailto: str = ""
     ses_max_send_rate: int = 14
     worker_concurrency: int = 10
+    whatsapp_phone_number_id: str = ""
+    whatsapp_meta_api_version: str = "v20.0"
 
     @property
     def protected(self) -> bool:
@@ -146,6 +152,14 @@ class NudgeConfig:
             raise ConfigError("workerConcurrency: a whole number of concurrent worker invocations") from None
         if not 2 <= concurrency <= 1000:
             raise ConfigError("workerConcurrency: between 2 and 1000 (SQS event-source maximum concurrency)")
+        whatsapp_number = str(value("whatsappPhoneNumberId")).strip()
+        if whatsapp_number and not re.match(names.WHATSAPP_PHONE_NUMBER_ID_PATTERN, whatsapp_number):
+            raise ConfigError(
+                f"whatsappPhoneNumberId: {whatsapp_number!r} is not a phone number id (phone-number-id-…) or its ARN"
+            )
+        meta_api_version = str(value("whatsappMetaApiVersion")).strip()
+        if not re.match(r"^v\d+\.\d+$", meta_api_version):
+            raise ConfigError(f"whatsappMetaApiVersion: {meta_api_version!r} is not a Meta API version like v20.0")
         alarm_email = str(value("alarmEmail")).strip() or None
         if alarm_email and not _EMAIL.match(alarm_email):
             raise ConfigError(f"alarmEmail: {alarm_email!r} is not an email address")
@@ -164,4 +178,6 @@ class NudgeConfig:
             unsubscribe_mailto=mailto,
             ses_max_send_rate=send_rate,
             worker_concurrency=concurrency,
+            whatsapp_phone_number_id=whatsapp_number,
+            whatsapp_meta_api_version=meta_api_version,
         )

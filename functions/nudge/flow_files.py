@@ -10,10 +10,20 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from nudge.domain.flows import EmailStep, Flow, FlowCatalog, SegmentTrigger, SmsStep
+from nudge.domain.flows import (
+    BranchStep,
+    EmailStep,
+    EventTrigger,
+    Flow,
+    FlowCatalog,
+    SegmentTrigger,
+    SmsStep,
+    WhatsAppStep,
+)
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Category
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
+from nudge.domain.whatsapp import INBOUND_EVENT, WhatsAppTemplates
 from nudge.templating import FOOTER_HTML, FOOTER_TEXT, TemplateRenderer
 
 
@@ -73,6 +83,7 @@ _UNION_TAGS = {
     "wait_until",
     "email",
     "sms",
+    "whatsapp",
     "branch",
     "split",
     "update_profile",
@@ -130,11 +141,17 @@ _COMMENTS = re.compile(r"{#.*?#}|<!--.*?-->", re.DOTALL)
 _CALL_TO_ACTION = re.compile(r"""class=["'][^"']*\bcta\b""")
 
 
-def template_problems(flow: Flow, renderer: TemplateRenderer) -> list[str]:
+def template_problems(flow: Flow, renderer: TemplateRenderer, whatsapp: WhatsAppTemplates | None = None) -> list[str]:
     """Every template a flow's steps name must exist and compile; subjects must compile too. Templates write
-    no URL of their own (the brand kit has the shop's), and every marketing email has a call to action."""
+    no URL of their own (the brand kit has the shop's), and every marketing email has a call to action.
+    WhatsApp steps name a declared template (`whatsapp`: flows/_whatsapp.yaml) or send text in the window."""
     problems = []
     for step in flow.steps:
+        if isinstance(step, WhatsAppStep):
+            problems += whatsapp_problems(flow, step, renderer, whatsapp or WhatsAppTemplates())
+            if (fallback := step.fallback_step()) is None:
+                continue
+            step = fallback  # its SMS or email templates are checked as any other's
         if isinstance(step, EmailStep):
             names = [f"{step.template}.html.j2", f"{step.template}.txt.j2", FOOTER_HTML, FOOTER_TEXT]
             for label, source in (("subject", step.subject), ("preheader", step.preheader)):
@@ -159,6 +176,66 @@ def template_problems(flow: Flow, renderer: TemplateRenderer) -> list[str]:
                 '(an <mj-button>, or an element with class="cta")'
             )
     return problems
+
+
+def whatsapp_problems(
+    flow: Flow, step: WhatsAppStep, renderer: TemplateRenderer, declared: WhatsAppTemplates
+) -> list[str]:
+    """A template step names an approved template in one of its languages with exactly its parameters; a
+    text step is guarded by the 24-hour window. Every parameter and text compiles in the sandbox."""
+    where = f"steps.{step.id}"
+    sources = {f"{where}.parameters.{name}": source for name, source in step.parameters.items()}
+    problems = []
+    if step.text is not None:
+        sources[f"{where}.text"] = step.text
+        if not _window_guarded(flow, step):
+            problems.append(
+                f"{where}: free-form text goes out only inside the 24-hour window: trigger the flow on "
+                f"{INBOUND_EVENT}, or reach this step as the `then` of a branch on whatsapp.window_open "
+                "(or send an approved template)"
+            )
+    elif step.template is not None:
+        template = declared.templates.get(step.template)
+        if template is None:
+            problems.append(
+                f"{where}: no WhatsApp template {step.template!r} in {WHATSAPP_FILE} (declare what Meta approved)"
+            )
+        else:
+            if step.language not in template.languages:
+                problems.append(
+                    f"{where}: {step.template} is approved in {', '.join(template.languages)}, not {step.language}"
+                )
+            if unknown := sorted(set(step.parameters) - set(template.parameters)):
+                problems.append(f"{where}: {step.template} has no parameter(s) {', '.join(unknown)}")
+            if missing := [name for name in template.parameters if name not in step.parameters]:
+                problems.append(f"{where}: {step.template} needs parameter(s) {', '.join(missing)}")
+            if template.category == "marketing" and flow.category_of(step) is Category.TRANSACTIONAL:
+                problems.append(f"{where}: {step.template} is a marketing template; it needs marketing consent")
+    for label, source in sources.items():
+        if found := renderer.check_string(source, label=label):
+            problems.append(found)
+    return problems
+
+
+def _window_guarded(flow: Flow, step: WhatsAppStep) -> bool:
+    """Does the flow start on the customer's own message, or does a branch on the window lead to the step?"""
+    trigger = flow.trigger
+    if isinstance(trigger, EventTrigger) and trigger.accepts(INBOUND_EVENT):
+        return True
+    return any(
+        isinstance(s, BranchStep) and s.then == step.id and "whatsapp.window_open" in s.condition for s in flow.steps
+    )
+
+
+WHATSAPP_FILE = "_whatsapp.yaml"
+
+
+def load_whatsapp_templates(flows_dir: Path) -> WhatsAppTemplates:
+    """The approved WhatsApp templates declared in flows/_whatsapp.yaml; none if the file is absent."""
+    path = flows_dir / WHATSAPP_FILE
+    if not path.exists():
+        return WhatsAppTemplates()
+    return _load_model(path, WhatsAppTemplates, "a _whatsapp.yaml holds one mapping: templates")
 
 
 def _written_urls(renderer: TemplateRenderer, name: str) -> list[str]:

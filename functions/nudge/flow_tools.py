@@ -26,6 +26,7 @@ from nudge.domain.flows import (
     WaitStep,
     WaitUntilStep,
     WebhookStep,
+    WhatsAppStep,
 )
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
 from nudge.services.compose import EmailComposer, MailPolicy
@@ -97,6 +98,9 @@ def preview(
             if flow.category_of(step) is Category.MARKETING:
                 text = sms.with_opt_out_notice(sms.with_sender_name(text, renderer.brand.name))
             previews.append(Preview(step.id, "sms", None, text, None))
+        elif isinstance(step, WhatsAppStep):
+            chat = renderer.whatsapp(step, contact.phone or "", step_context)
+            previews.append(Preview(step.id, "whatsapp", None, chat.preview, None))
     return previews
 
 
@@ -138,7 +142,7 @@ def library_previews(flows_dir: Path, templates_dir: Path, now: datetime) -> lis
         steps = {step.id: step for step in flow.steps}
         for item in preview(flow, renderer, person, event, now, recommendations):
             step = steps[item.step_id]
-            assert isinstance(step, EmailStep | SmsStep)
+            assert isinstance(step, EmailStep | SmsStep | WhatsAppStep)
             found.append(LibraryMessage(flow.id, flow.category_of(step).value, item))
     return found
 
@@ -230,6 +234,9 @@ def step_label(step: Step) -> str:
         return f"✉ {step.subject}"
     if isinstance(step, SmsStep):
         return f"💬 {step.template}"
+    if isinstance(step, WhatsAppStep):
+        what = f"WhatsApp {step.template}" if step.template else "WhatsApp text (24h window)"
+        return what + (f", else {step.fallback.type}" if step.fallback else "")
     if isinstance(step, BranchStep):
         return step.condition
     if isinstance(step, SplitStep):

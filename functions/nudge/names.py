@@ -46,6 +46,13 @@ ENV_UTM_PARAMS: Final = "NUDGE_UTM_PARAMS"  # a query string: utm_source=nudge&u
 ENV_SES_MAX_SEND_RATE: Final = "NUDGE_SES_MAX_SEND_RATE"  # sends per second, the account's SES quota
 ENV_EVENT_RETENTION_DAYS: Final = "NUDGE_EVENT_RETENTION_DAYS"
 ENV_SMS_HELP_TEXT: Final = "NUDGE_SMS_HELP_TEXT"
+# AWS End User Messaging Social: the WhatsApp number nudge sends from (unset: no WhatsApp), Meta's API version.
+ENV_WHATSAPP_PHONE_NUMBER_ID: Final = "NUDGE_WHATSAPP_PHONE_NUMBER_ID"
+ENV_WHATSAPP_META_API_VERSION: Final = "NUDGE_WHATSAPP_META_API_VERSION"
+# The id as the service names it (phone-number-id-...), or its ARN (what IAM's Resource names).
+WHATSAPP_PHONE_NUMBER_ID_PATTERN: Final = (
+    r"^(phone-number-id-[0-9a-zA-Z]+|arn:[^:]+:social-messaging:[^:]*:[0-9]*:phone-number-id/[0-9a-zA-Z]+)$"
+)
 
 # Default physical names, used locally (moto) and as name prefixes in the stack.
 CONTACTS_TABLE: Final = "nudge-contacts"

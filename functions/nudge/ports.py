@@ -12,6 +12,7 @@ from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
+from nudge.domain.whatsapp import OutgoingWhatsApp
 
 
 class Clock(Protocol):
@@ -331,6 +332,20 @@ class Texter(Protocol):
     def opt_in(self, phone: str) -> None:
         """Take the number off the provider's own opt-out list (after START), so sends reach it again."""
         ...
+
+
+class WhatsAppSender(Protocol):
+    def send(self, message: OutgoingWhatsApp) -> str:
+        """Send and return the provider's message id; raise TransientSendError, PermanentSendError or
+        UnknownSendOutcome as the Mailer and Texter do."""
+        ...
+
+
+class UnconfiguredWhatsApp:
+    """The WhatsAppSender where no WhatsApp number is configured: every send is refused, for good."""
+
+    def send(self, message: OutgoingWhatsApp) -> str:
+        raise PermanentSendError("WhatsApp is not configured (no NUDGE_WHATSAPP_PHONE_NUMBER_ID; docs/whatsapp.md)")
 
 
 class WebhookSender(Protocol):

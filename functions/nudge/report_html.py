@@ -20,7 +20,17 @@ from importlib import resources
 
 import jinja2
 
-from nudge.domain.flows import BranchStep, EmailStep, Flow, SmsStep, SplitStep, Step, WaitStep, WaitUntilStep
+from nudge.domain.flows import (
+    BranchStep,
+    EmailStep,
+    Flow,
+    SmsStep,
+    SplitStep,
+    Step,
+    WaitStep,
+    WaitUntilStep,
+    WhatsAppStep,
+)
 from nudge.domain.kpis import Kpis, Report, SplitVerdict
 from nudge.flow_layout import coordinate, layout
 from nudge.flow_tools import edges, rules_label, step_label, trigger_label
@@ -35,7 +45,7 @@ FONT_PX = 11.0
 CHAR_EM = 0.58  # about DejaVu Sans's average advance: clips text to a box without font metrics
 LINE_PX = 15.0
 PAD_PX = 8.0
-WIDTHS = {"trigger": 240.0, "email": 240.0, "sms": 240.0, "split": 240.0, "wait": 160.0, "end": 64.0}
+WIDTHS = {"trigger": 240.0, "email": 240.0, "sms": 240.0, "whatsapp": 240.0, "split": 240.0, "wait": 160.0, "end": 64.0}
 STEP_WIDTH = 200.0
 
 BRIEF_COLUMNS = ("entered", "converted", "conv. rate", "sent", "orders", "revenue")
@@ -364,7 +374,7 @@ def _trigger_box(flow: Flow, row: Kpis) -> tuple[str, list[Line]]:
 
 def _step_box(step: Step, row: Kpis | None, variants: list[Kpis]) -> tuple[str, list[Line]]:
     """A box's kind and lines: figures for messages and splits, the step's own words for the rest."""
-    if isinstance(step, EmailStep | SmsStep):
+    if isinstance(step, EmailStep | SmsStep | WhatsAppStep):
         return step.type, _message_lines(step, row or Kpis(step.id))
     if isinstance(step, SplitStep):
         return "split", _split_lines(step, variants)
@@ -376,11 +386,11 @@ def _step_box(step: Step, row: Kpis | None, variants: list[Kpis]) -> tuple[str, 
     return step.type, [Line(f"{title} · {step.id}", "head"), Line(step_label(step), "sub")]
 
 
-def _message_lines(step: EmailStep | SmsStep, row: Kpis) -> list[Line]:
+def _message_lines(step: EmailStep | SmsStep | WhatsAppStep, row: Kpis) -> list[Line]:
     email = isinstance(step, EmailStep)
     lines = [
         Line(f"{step.type} · {step.id}", "head"),
-        Line(step.subject if isinstance(step, EmailStep) else step.template, "sub"),
+        Line(_message_sub(step), "sub"),
         Line(f"sent {row.sent}" + (f" · delivered {row.delivered}" if email else ""), "num"),
     ]
     if email:
@@ -391,6 +401,12 @@ def _message_lines(step: EmailStep | SmsStep, row: Kpis) -> list[Line]:
         lines.append(Line(f"bounced {row.bounced} · spam {row.complained} · unsub. {row.unsubscribed}", "dim"))
     lines.append(Line(f"orders {row.orders} · revenue {amount(row.revenue)}", "num"))
     return lines
+
+
+def _message_sub(step: EmailStep | SmsStep | WhatsAppStep) -> str:
+    if isinstance(step, EmailStep):
+        return step.subject
+    return step_label(step) if isinstance(step, WhatsAppStep) else step.template
 
 
 def _split_lines(step: SplitStep, variants: list[Kpis]) -> list[Line]:

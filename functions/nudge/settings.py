@@ -59,6 +59,9 @@ class Settings(BaseModel):
     event_retention_days: int = Field(default=90, ge=1, le=3650)
     # The HELP reply; None: the default, which names the shop (brand.yaml) and its support contact.
     sms_help_text: str | None = None
+    # AWS End User Messaging Social's id of the WhatsApp number to send from; None: WhatsApp steps fail.
+    whatsapp_phone_number_id: str | None = Field(default=None, pattern=names.WHATSAPP_PHONE_NUMBER_ID_PATTERN)
+    whatsapp_meta_api_version: str = Field(default="v20.0", pattern=r"^v\d+\.\d+$")
 
     @field_validator("utm_params", mode="before")
     @classmethod
@@ -101,6 +104,8 @@ class Settings(BaseModel):
             "ses_max_send_rate": names.ENV_SES_MAX_SEND_RATE,
             "event_retention_days": names.ENV_EVENT_RETENTION_DAYS,
             "sms_help_text": names.ENV_SMS_HELP_TEXT,
+            "whatsapp_phone_number_id": names.ENV_WHATSAPP_PHONE_NUMBER_ID,
+            "whatsapp_meta_api_version": names.ENV_WHATSAPP_META_API_VERSION,
         }
         values = {field: environ[var] for field, var in mapping.items() if environ.get(var)}
         if names.ENV_UTM_PARAMS in environ:  # set but empty means: no UTM tagging

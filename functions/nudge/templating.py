@@ -20,6 +20,8 @@ from pydantic import ValidationError
 
 from nudge.domain.brand import Brand
 from nudge.domain.expressions import flat_globals, make_environment
+from nudge.domain.flows import WhatsAppStep
+from nudge.domain.whatsapp import MAX_TEXT, OutgoingWhatsApp
 
 # The variables every message template may use (services.runs builds exactly these; a test checks it).
 TEMPLATE_VARIABLES = frozenset(
@@ -35,6 +37,7 @@ TEMPLATE_VARIABLES = frozenset(
         "unsubscribe_url",
         "postal_address",
         "recommendations",
+        "whatsapp",
     }
 )
 # Appended to every email (postal address; unsubscribe link on marketing mail) whose layout has no footer
@@ -247,6 +250,24 @@ class TemplateRenderer:
 
     def sms(self, template: str, context: dict[str, Any]) -> str:
         return self.render_file(f"{template}.sms.j2", context)
+
+    def whatsapp(self, step: WhatsAppStep, to: str, context: dict[str, Any]) -> OutgoingWhatsApp:
+        """A WhatsApp step's message: its text, or its template's body parameters, rendered in the sandbox."""
+        if step.text is not None:
+            text = self.render_string(step.text, context, label=f"{step.id} text")
+            if not text or len(text) > MAX_TEXT:
+                raise TemplateRenderError(f"{step.id}: the WhatsApp text is {len(text)} characters; 1 to {MAX_TEXT} go")
+            return OutgoingWhatsApp(to=to, text=text)
+        names = list(step.parameters)
+        if all(name.isdigit() for name in names):
+            names.sort(key=int)  # positional: {{1}}, {{2}}, ... in order
+        values = []
+        for name in names:
+            value = self.render_string(step.parameters[name], context, label=f"{step.id} {name}")
+            if not value:
+                raise TemplateRenderError(f"{step.id}: the WhatsApp template parameter {name!r} rendered empty")
+            values.append((name, value))
+        return OutgoingWhatsApp(to=to, template=step.template, language=step.language, parameters=tuple(values))
 
 
 def _plain(source: str) -> str | None:

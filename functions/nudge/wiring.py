@@ -24,7 +24,9 @@ from nudge.ports import (
     Sleeper,
     Store,
     Texter,
+    UnconfiguredWhatsApp,
     WebhookSender,
+    WhatsAppSender,
     WorkQueue,
 )
 from nudge.services.campaigns import RATE_SHARE, CampaignCatalog, CampaignService
@@ -64,6 +66,7 @@ class Container:
     queue: WorkQueue
     mailer: Mailer
     texter: Texter
+    whatsapp: WhatsAppSender
     webhook_sender: WebhookSender  # outbound webhook steps
     flows: FlowCatalog
     guardrails: Guardrails
@@ -102,6 +105,7 @@ def assemble(
     queue: WorkQueue,
     mailer: Mailer,
     texter: Texter,
+    whatsapp: WhatsAppSender,
     webhooks: WebhookSender,
     api_keys: ApiKeys,
     refs: ContactRefs,
@@ -141,6 +145,7 @@ def assemble(
         queue=queue,
         mailer=mailer,
         texter=texter,
+        whatsapp=whatsapp,
         webhooks=webhooks,
         renderer=renderer,
         flows=flows,
@@ -187,6 +192,7 @@ def assemble(
         queue=queue,
         mailer=mailer,
         texter=texter,
+        whatsapp=whatsapp,
         webhook_sender=webhooks,
         flows=flows,
         guardrails=guardrails,
@@ -251,6 +257,7 @@ def build_aws(
     from nudge.adapters.sns import SnsTexter
     from nudge.adapters.sqs import SqsJobQueue, SqsWorkQueue
     from nudge.adapters.webhooks import UrllibWebhooks
+    from nudge.adapters.whatsapp import SocialMessagingWhatsApp
 
     session = session or boto3.Session()
     region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
@@ -268,6 +275,13 @@ def build_aws(
     sqs = session.client("sqs")
     mailer = SesMailer(session.client("sesv2", config=once), configuration_set=settings.ses_configuration_set)
     texter = SnsTexter(session.client("sns", config=once))
+    whatsapp: WhatsAppSender = UnconfiguredWhatsApp()
+    if settings.whatsapp_phone_number_id:
+        whatsapp = SocialMessagingWhatsApp(
+            session.client("socialmessaging", config=once),
+            phone_number_id=settings.whatsapp_phone_number_id,
+            meta_api_version=settings.whatsapp_meta_api_version,
+        )
     signing_key: Callable[[], str | None] = lambda: settings.signing_key  # noqa: E731
     unsubscribe_key: Callable[[], str | None] = lambda: settings.unsubscribe_key  # noqa: E731
     webhook_secrets: Callable[[], Mapping[str, Any]] | None = None
@@ -288,6 +302,7 @@ def build_aws(
         jobs=SqsJobQueue(sqs, settings.jobs_queue_url) if settings.jobs_queue_url else None,
         mailer=mailer,
         texter=texter,
+        whatsapp=whatsapp,
         webhooks=UrllibWebhooks(),
         api_keys=access.DynamoApiKeys(tables),
         refs=access.DynamoContactRefs(tables),
@@ -321,6 +336,7 @@ def build_memory(settings: Settings, clock: Clock, *, renderer: TemplateRenderer
         queue=memory.MemoryQueue(clock),
         mailer=memory.MemoryMailer(),
         texter=memory.MemoryTexter(),
+        whatsapp=memory.MemoryWhatsApp(),
         webhooks=memory.MemoryWebhooks(),
         api_keys=memory.MemoryApiKeys(),
         refs=memory.MemoryContactRefs(),

@@ -239,6 +239,7 @@ class Functions(Construct):
             scheduling.grant_manage_schedules(function)
             scheduling.grant_enqueue(function)  # runs started or deferred sends go on the work queue
             messaging.grant_send(function)
+            messaging.grant_whatsapp_send(function)  # only when a WhatsApp number is configured
             self.unsubscribe_secret.grant_read(function)  # every marketing email carries a signed link
             self._acknowledge_wildcards(function, scheduling)
         # Unsubscribe and inbound SMS change contacts and suppressions; only the last one sends (HELP), and

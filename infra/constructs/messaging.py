@@ -117,6 +117,32 @@ class Messaging(Construct):
             iam.PolicyStatement(effect=iam.Effect.DENY, actions=["sns:Publish"], resources=["arn:*:sns:*:*:*"])
         )
 
+    @property
+    def whatsapp_number_arn(self) -> str | None:
+        """The WhatsApp number's ARN, if one is configured: what SendWhatsAppMessage is authorized on.
+
+        The service's id is `phone-number-id-<hex>`; its ARN ends `phone-number-id/<hex>` (the ARN pattern
+        of the service model botocore ships). An ARN given as the setting is used as it is.
+        """
+        number = self._config.whatsapp_phone_number_id
+        if not number:
+            return None
+        if number.startswith("arn:"):
+            return number
+        return cdk.Stack.of(self).format_arn(
+            service="social-messaging",
+            resource="phone-number-id",
+            resource_name=number.removeprefix("phone-number-id-"),
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        )
+
+    def grant_whatsapp_send(self, grantee: iam.IGrantable) -> None:
+        """SendWhatsAppMessage from the configured number only; nothing at all when none is configured."""
+        if (arn := self.whatsapp_number_arn) is not None:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(actions=["social-messaging:SendWhatsAppMessage"], resources=[arn])
+            )
+
     def grant_sms_opt_in(self, grantee: iam.IGrantable) -> None:
         """OptInPhoneNumber after a START: like Publish to a number, it names no ARN IAM could scope."""
         grantee.grant_principal.add_to_principal_policy(
@@ -134,4 +160,7 @@ class Messaging(Construct):
             names.ENV_SES_MAX_SEND_RATE: str(config.ses_max_send_rate),
             names.ENV_EVENT_RETENTION_DAYS: "90",
             names.ENV_SMS_HELP_TEXT: "Reply STOP to opt out, START to opt back in. Msg&data rates may apply.",
+            # Empty when not configured: the functions then refuse WhatsApp sends (and hold no permission).
+            names.ENV_WHATSAPP_PHONE_NUMBER_ID: config.whatsapp_phone_number_id,
+            names.ENV_WHATSAPP_META_API_VERSION: config.whatsapp_meta_api_version,
         }

@@ -196,6 +196,15 @@ def test_store_contact_writes_are_optimistic(store: Store) -> None:
     )
 
 
+def test_store_keeps_whatsapp_consent_and_the_last_inbound_message(store: Store) -> None:
+    contact = Contact(contact_id="c1", phone="+14155550101", whatsapp_marketing=True, whatsapp_inbound_at=START)
+    store.save_contact(contact, 0)
+
+    stored = store.get_contact("c1")
+    assert stored is not None
+    assert (stored.whatsapp_marketing, stored.whatsapp_inbound_at, stored.sms_marketing) == (True, START, None)
+
+
 def test_store_keeps_a_contacts_aggregates(store: Store) -> None:
     counted = aggregates.updated(
         aggregates.Aggregates(),

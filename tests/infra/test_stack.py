@@ -29,6 +29,7 @@ PROD = {
     "apiThrottleRate": 20,
     "apiThrottleBurst": 40,
     "postalAddress": "Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA",
+    "whatsappPhoneNumberId": "phone-number-id-0123456789abcdef0123456789abcdef",
 }
 ALL_ENV = {value for key, value in vars(names).items() if key.startswith("ENV_")}
 
@@ -486,6 +487,35 @@ def test_email_only_from_the_sender_and_sms_never_to_topics(prod: Synth, handler
     assert (deny["Action"], deny["Resource"]) == ("sns:Publish", "arn:*:sns:*:*:*")
 
 
+WHATSAPP = "social-messaging:SendWhatsAppMessage"
+
+
+@pytest.mark.parametrize("handler", ENGINE_HANDLERS)
+def test_whatsapp_only_from_the_configured_number(prod: Synth, handler: str) -> None:
+    own = list(statements(prod, function_role(prod, handler)))
+    (whatsapp,) = [s for s in own if WHATSAPP in as_list(s["Action"])]
+    assert (whatsapp["Effect"], whatsapp["Action"]) == ("Allow", WHATSAPP)  # that one action, nothing else
+    assert render(whatsapp["Resource"]) == (
+        "arn:${AWS::Partition}:social-messaging:${AWS::Region}:${AWS::AccountId}:"
+        "phone-number-id/0123456789abcdef0123456789abcdef"
+    )
+    env = function(prod, handler)[1]["Properties"]["Environment"]["Variables"]
+    assert env[names.ENV_WHATSAPP_PHONE_NUMBER_ID] == PROD["whatsappPhoneNumberId"]
+    assert env[names.ENV_WHATSAPP_META_API_VERSION] == "v20.0"
+
+
+def test_only_the_functions_that_run_flows_may_send_whatsapp(prod: Synth) -> None:
+    for handler in (names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER):
+        own = statements(prod, function_role(prod, handler))
+        assert not [s for s in own if "social-messaging" in json.dumps(s)], handler
+
+
+def test_no_whatsapp_permission_is_deployed_without_a_number(dev: Synth) -> None:
+    assert not [s for s in _all_iam_statements(dev) if "social-messaging" in json.dumps(s)]
+    for _, fn in dev.resources("AWS::Lambda::Function").items():
+        assert fn["Properties"]["Environment"]["Variables"][names.ENV_WHATSAPP_PHONE_NUMBER_ID] == ""
+
+
 def _index_of(arn: str) -> str:
     """ "${DataEventsAB12CD34.Arn}/index/by-contact" -> "DataEvents/index/by-contact"."""
     table, _, index = arn.removeprefix("${").partition(".Arn}/index/")
@@ -678,6 +708,8 @@ def test_prod_refuses_to_synth_marketing_email_without_a_postal_address(postal_a
         ({"fromAddress": "a@shop.example", "senderDomain": "other.example"}, "senderDomain"),
         ({"defaultTimezone": "Mars/Olympus"}, "defaultTimezone"),
         ({"apiThrottleRate": "-1"}, "apiThrottleRate"),
+        ({"whatsappPhoneNumberId": "+14155550100"}, "whatsappPhoneNumberId"),  # the id, not the number
+        ({"whatsappMetaApiVersion": "20"}, "whatsappMetaApiVersion"),
     ],
 )
 def test_bad_context_is_refused_naming_the_key(context: dict[str, str], key: str) -> None:

@@ -53,6 +53,8 @@ def test_an_empty_utm_variable_turns_tagging_off() -> None:
         (names.ENV_UNSUBSCRIBE_BASE_URL, "http://api.example.com/v1/unsubscribe"),  # RFC 8058 needs https
         (names.ENV_SES_MAX_SEND_RATE, "0"),
         (names.ENV_UNSUBSCRIBE_MAILTO, "mailto:unsubscribe@shop.example"),
+        (names.ENV_WHATSAPP_PHONE_NUMBER_ID, "+14155550100"),  # the service's id, not the number itself
+        (names.ENV_WHATSAPP_META_API_VERSION, "20"),
     ],
 )
 def test_bad_deliverability_settings_are_named(variable: str, value: str) -> None:
@@ -80,3 +82,10 @@ def test_a_secret_is_fetched_again_only_after_five_minutes_of_wall_time() -> Non
     rotated = reader.value()
 
     assert (first, still, rotated, Client.calls) == (["key-1"] * 3, "key-1", "key-2", 2)
+
+
+def test_whatsapp_is_off_until_its_phone_number_id_is_set() -> None:
+    assert Settings.from_env(REQUIRED).whatsapp_phone_number_id is None
+    number_id = "phone-number-id-0123456789abcdef0123456789abcdef"
+    settings = Settings.from_env({**REQUIRED, names.ENV_WHATSAPP_PHONE_NUMBER_ID: number_id})
+    assert (settings.whatsapp_phone_number_id, settings.whatsapp_meta_api_version) == (number_id, "v20.0")

@@ -33,6 +33,7 @@ from nudge.domain.model import (
 )
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
+from nudge.domain.whatsapp import OutgoingWhatsApp
 from nudge.ports import (
     ApiKey,
     Clock,
@@ -502,6 +503,23 @@ class MemoryTexter:
 
     def opt_in(self, phone: str) -> None:
         self.opted_in.append(phone)
+
+
+class MemoryWhatsApp:
+    """Records what it was given, and answers with a failure when one is queued in `fail_next` (the same
+    exceptions the real adapter raises), so the services' handling can be played without an account."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, OutgoingWhatsApp]] = []
+        self.fail_next: list[Exception] = []
+        self._ids = itertools.count(1)
+
+    def send(self, message: OutgoingWhatsApp) -> str:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        provider_id = f"mem-whatsapp-{next(self._ids)}"
+        self.sent.append((provider_id, message))
+        return provider_id
 
 
 class MemoryWebhooks:

@@ -1,4 +1,4 @@
-"""What a failed SES or SNS call means for the message: never sent, maybe sent, or never sendable.
+"""What a failed send call (SES, SNS, End User Messaging Social) means: never sent, maybe sent, or never sendable.
 
 botocore's own retries are off for these clients (wiring.build_aws): a retry after a lost response would
 send twice. So the adapter reads each failure once, here, and the worker decides what happens next.
@@ -17,12 +17,19 @@ from botocore.exceptions import (
 
 from nudge.ports import PermanentSendError, TransientSendError, UnknownSendOutcome
 
-_THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "ThrottledException"}
+_THROTTLED = {
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "ThrottledException",
+    "ThrottledRequestException",  # End User Messaging Social
+}
 # Failures on the provider's side: it answered, so nothing was accepted; try again a little later.
 _SERVER = {
     "InternalFailure",
     "InternalError",
     "InternalServerError",
+    "InternalServiceException",  # End User Messaging Social
     "ServiceUnavailable",
     "ServiceUnavailableException",
 }

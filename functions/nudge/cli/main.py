@@ -119,7 +119,7 @@ def validate(
     templates: Annotated[Path, typer.Option(help="The templates directory.")] = Path("templates"),
 ) -> None:
     """Check flow files against the flow schema and their templates; exit 1 listing every problem."""
-    from nudge.flow_files import FlowFileError, load_catalog, load_flow, template_problems
+    from nudge.flow_files import FlowFileError, load_catalog, load_flow, load_whatsapp_templates, template_problems
     from nudge.templating import TemplateRenderer, TemplateRenderError
 
     try:
@@ -132,6 +132,7 @@ def validate(
     for target in targets:
         try:
             flows = list(load_catalog(target)) if target.is_dir() else [load_flow(target)]
+            whatsapp = load_whatsapp_templates(target if target.is_dir() else target.parent)
         except FlowFileError as exc:
             for line in str(exc).splitlines():
                 console.print(f"[red]✗[/] {line}")
@@ -139,7 +140,7 @@ def validate(
             continue
         for flow in flows:
             checked += 1
-            found = template_problems(flow, renderer)
+            found = template_problems(flow, renderer, whatsapp)
             for line in found:
                 console.print(f"[red]✗[/] {flow.id}: {line}")
             problems += len(found)

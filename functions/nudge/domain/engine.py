@@ -27,6 +27,7 @@ from nudge.domain.flows import (
     WaitStep,
     WaitUntilStep,
     WebhookStep,
+    WhatsAppStep,
 )
 from nudge.domain.guardrails import Guardrails, judge
 from nudge.domain.model import (
@@ -44,6 +45,7 @@ from nudge.domain.model import (
     evolve,
 )
 from nudge.domain.timezones import zone_for
+from nudge.domain.whatsapp import WINDOW_CLOSED, window_open
 
 STEP_BUDGET = 200  # steps one advance may execute; only a flow bug could need more
 JOURNAL_LIMIT = 50
@@ -114,6 +116,7 @@ class ProfileUpdate:
     remove_tags: tuple[str, ...] = ()
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
+    whatsapp_marketing: bool | None = None
 
     def apply(self, contact: Contact, now: datetime) -> Contact:
         properties = {k: v for k, v in contact.properties.items() if k not in self.unset}
@@ -126,6 +129,9 @@ class ProfileUpdate:
             tags=tuple(tags),
             email_marketing=contact.email_marketing if self.email_marketing is None else self.email_marketing,
             sms_marketing=contact.sms_marketing if self.sms_marketing is None else self.sms_marketing,
+            whatsapp_marketing=(
+                contact.whatsapp_marketing if self.whatsapp_marketing is None else self.whatsapp_marketing
+            ),
             updated_at=now,
         )
 
@@ -389,7 +395,7 @@ def advance(
                         anchor, cursor = moment, following
                     continue
                 return moved(following, moment)
-            elif isinstance(step, EmailStep | SmsStep):
+            elif isinstance(step, EmailStep | SmsStep | WhatsAppStep):
                 intent, deferral = _message(run, flow, step, contact, sent, guard, zone, variants, context, now)
                 if deferral is not None:
                     journal.append(_note(step.id, "deferred", now, reason=deferral[0], until=deferral[1].isoformat()))
@@ -465,7 +471,11 @@ def consent_problem(contact: Contact | None, channel: Channel, category: Categor
         return f"no_{'email' if channel is Channel.EMAIL else 'phone'}"
     if category is Category.TRANSACTIONAL:
         return None
-    consent = contact.email_marketing if channel is Channel.EMAIL else contact.sms_marketing
+    consent = {
+        Channel.EMAIL: contact.email_marketing,
+        Channel.SMS: contact.sms_marketing,
+        Channel.WHATSAPP: contact.whatsapp_marketing,
+    }.get(channel)
     if consent is not True:
         return f"no_{channel.value}_marketing_consent"
     return None
@@ -490,6 +500,8 @@ def _context_of(run: Run, view: JsonDict, variants: Mapping[str, str], now: date
         "trigger": dict(run.trigger),
         "run": {"id": run.run_id, "flow_id": run.flow_id, "started_at": run.started_at, "variants": dict(variants)},
         "now": now,
+        # Is the customer-service window open now (free-form WhatsApp text allowed)? Branches may ask.
+        "whatsapp": {"window_open": window_open(view.get("whatsapp_inbound_at"), now)},
     }
 
 
@@ -505,15 +517,23 @@ def _message(
     context: JsonDict,
     now: datetime,
 ) -> tuple[SendIntent, tuple[str, datetime] | None]:
-    channel = Channel.EMAIL if isinstance(step, EmailStep) else Channel.SMS
+    channel = channel_of(step)
     category = flow.category_of(step)
+    problem = consent_problem(contact, channel, category)
+    if isinstance(step, WhatsAppStep):
+        fallback = step.fallback_step()
+        if problem is not None and fallback is not None:
+            # No WhatsApp consent (or no phone): the step's fallback goes out instead, under its own consent.
+            channel = channel_of(fallback)
+            problem = consent_problem(contact, channel, category)
+        elif problem is None and step.text is not None and not _window_open(contact, now):
+            problem = WINDOW_CLOSED  # free-form text outside the 24-hour window: Meta would refuse it
     recipient = None
     if contact is not None:
         recipient = contact.email if channel is Channel.EMAIL else contact.phone
     last_split = list(variants.items())[-1] if variants else None
     variant = f"{last_split[0]}:{last_split[1]}" if last_split else None
     message = _record(run, flow, step.id, channel, category, recipient, now, variant)
-    problem = consent_problem(contact, channel, category)
     if problem is None:
         verdict = judge(
             channel=channel, category=category, priority=flow.priority, history=sent, policy=guard, zone=zone, now=now
@@ -522,6 +542,16 @@ def _message(
             return SendIntent(message, flow, step, context), (verdict.reason, verdict.until)
         problem = verdict.reason
     return SendIntent(message=message, flow=flow, step=step, context=context, skip_reason=problem), None
+
+
+def _window_open(contact: Contact | None, now: datetime) -> bool:
+    return contact is not None and window_open(contact.whatsapp_inbound_at, now)
+
+
+def channel_of(step: MessageStep) -> Channel:
+    if isinstance(step, EmailStep):
+        return Channel.EMAIL
+    return Channel.WHATSAPP if isinstance(step, WhatsAppStep) else Channel.SMS
 
 
 def _wait_duration(step: WaitStep, context: JsonDict) -> timedelta:
@@ -566,6 +596,7 @@ def _profile_update(step: UpdateProfileStep, contact_id: str, context: JsonDict)
         remove_tags=tuple(step.remove_tags),
         email_marketing=step.email_marketing,
         sms_marketing=step.sms_marketing,
+        whatsapp_marketing=step.whatsapp_marketing,
     )
 
 

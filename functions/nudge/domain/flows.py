@@ -244,6 +244,64 @@ class SmsStep(_Step):
     category: Category | None = None
 
 
+class SmsFallback(_Strict):
+    """What a WhatsApp step sends instead, by SMS, to a contact without WhatsApp consent."""
+
+    type: Literal["sms"]
+    template: str = Field(min_length=1, description="templates/<template>.sms.j2")
+
+
+class EmailFallback(_Strict):
+    """What a WhatsApp step sends instead, by email, to a contact without WhatsApp consent."""
+
+    type: Literal["email"]
+    template: str = Field(min_length=1, description="templates/<template>.html.j2 and .txt.j2")
+    subject: str = Field(min_length=1)
+    preheader: str | None = None
+
+
+class WhatsAppStep(_Step):
+    """Send a WhatsApp message: a Meta-approved template (flows/_whatsapp.yaml) with its parameters, or
+    free-form `text`, which goes out only inside the 24-hour customer-service window (else skipped)."""
+
+    type: Literal["whatsapp"]
+    template: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,512}$", description="Approved template name.")
+    language: str | None = Field(default=None, description="The template's language code, e.g. en_US.")
+    parameters: dict[str, str] = Field(
+        default_factory=dict, description="Template parameter -> a Jinja2 template over contact, event, run, now."
+    )
+    text: str | None = Field(default=None, min_length=1, description="Free-form text (a Jinja2 template).")
+    category: Category | None = None
+    fallback: Annotated[SmsFallback | EmailFallback, Field(discriminator="type")] | None = Field(
+        default=None, description="Sent instead when the contact has no WhatsApp consent (or no phone)."
+    )
+
+    @model_validator(mode="after")
+    def _template_or_text(self) -> WhatsAppStep:
+        if (self.template is None) == (self.text is None):
+            raise ValueError("a whatsapp step sends a template (with its language) or a text, not both or neither")
+        if self.template is not None and not self.language:
+            raise ValueError("a whatsapp template needs its language, e.g. language: en_US")
+        if self.text is not None and (self.language or self.parameters):
+            raise ValueError("language and parameters belong to a template; a text step has neither")
+        return self
+
+    def fallback_step(self) -> EmailStep | SmsStep | None:
+        """The fallback as the message step it stands for (same id: one message per step and wake-up)."""
+        if isinstance(self.fallback, SmsFallback):
+            return SmsStep(id=self.id, type="sms", template=self.fallback.template, category=self.category)
+        if isinstance(self.fallback, EmailFallback):
+            return EmailStep(
+                id=self.id,
+                type="email",
+                template=self.fallback.template,
+                subject=self.fallback.subject,
+                preheader=self.fallback.preheader,
+                category=self.category,
+            )
+        return None
+
+
 class BranchStep(_Step):
     """Go to `then` if the condition holds, else to `else` (default: the following step)."""
 
@@ -288,6 +346,7 @@ class UpdateProfileStep(_Step):
     remove_tags: list[str] = Field(default_factory=list)
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
+    whatsapp_marketing: bool | None = None
 
 
 class WebhookStep(_Step):
@@ -320,10 +379,19 @@ class EndStep(_Step):
 
 
 Step = Annotated[
-    WaitStep | WaitUntilStep | EmailStep | SmsStep | BranchStep | SplitStep | UpdateProfileStep | WebhookStep | EndStep,
+    WaitStep
+    | WaitUntilStep
+    | EmailStep
+    | SmsStep
+    | WhatsAppStep
+    | BranchStep
+    | SplitStep
+    | UpdateProfileStep
+    | WebhookStep
+    | EndStep,
     Field(discriminator="type"),
 ]
-MessageStep = EmailStep | SmsStep
+MessageStep = EmailStep | SmsStep | WhatsAppStep
 WAITS = (WaitStep, WaitUntilStep)
 
 

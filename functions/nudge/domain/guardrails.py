@@ -1,4 +1,4 @@
-"""Guardrails against over-messaging: smart sending, frequency caps and SMS quiet hours.
+"""Guardrails against over-messaging: smart sending, frequency caps and quiet hours for the phone.
 
 Global defaults live in flows/_guardrails.yaml; a flow may override any section. Consent is checked
 for marketing messages only; transactional messages also bypass the guardrails here (a receipt is
@@ -19,6 +19,8 @@ from nudge.domain.model import Category, Channel, SentRecord
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
+# The channels that reach the same phone: smart sending counts them together, quiet hours hold them both.
+PHONE = frozenset({Channel.SMS, Channel.WHATSAPP})
 
 
 class _Strict(BaseModel):
@@ -32,16 +34,20 @@ def _duration_or_off(value: str | None) -> str | None:
 
 
 class SmartSending(_Strict):
-    """Skip (or delay) a marketing message if one went out on that channel within the window."""
+    """Skip (or delay) a marketing message if one went out on that channel within the window.
+
+    SMS and WhatsApp reach the same phone, so each counts the other's messages too (across channels).
+    """
 
     email: str | None = Field(default="16h", description="Window for email, or 'off'.")
     sms: str | None = Field(default="24h", description="Window for SMS, or 'off'.")
+    whatsapp: str | None = Field(default="24h", description="Window for WhatsApp, or 'off'.")
     mode: Literal["skip", "delay"] = "skip"
 
-    _check = field_validator("email", "sms")(_duration_or_off)
+    _check = field_validator("email", "sms", "whatsapp")(_duration_or_off)
 
     def window(self, channel: Channel) -> timedelta | None:
-        value = self.email if channel is Channel.EMAIL else self.sms
+        value = {Channel.EMAIL: self.email, Channel.WHATSAPP: self.whatsapp}.get(channel, self.sms)
         return None if value in (None, "off") else parse_duration(value)
 
 
@@ -55,10 +61,14 @@ class FrequencyCaps(_Strict):
 
     email: Cap = Cap(day=2, week=7)
     sms: Cap = Cap(day=1, week=3)
+    whatsapp: Cap = Cap(day=1, week=3)
+
+    def cap(self, channel: Channel) -> Cap:
+        return {Channel.EMAIL: self.email, Channel.WHATSAPP: self.whatsapp}.get(channel, self.sms)
 
 
 class QuietHours(_Strict):
-    """No SMS between start and end, local time; a message due then waits for the end."""
+    """No SMS or WhatsApp between start and end, local time; a message due then waits for the end."""
 
     enabled: bool = True
     start: str = "21:00"
@@ -141,20 +151,22 @@ def judge(
     """May this message go out now? Pure: the history and clock are inputs."""
     if category is Category.TRANSACTIONAL:
         return SEND
-    if channel is Channel.SMS and policy.sms_quiet_hours.enabled:
+    if channel in PHONE and policy.sms_quiet_hours.enabled:
         resume = quiet_hours_end(now, zone, policy.sms_quiet_hours)
         if resume is not None:
-            return Verdict(reason="sms_quiet_hours", until=resume)
+            return Verdict(reason=f"{channel.value}_quiet_hours", until=resume)
     marketing = [r for r in history if r.channel is channel and r.category is Category.MARKETING]
     window = policy.smart_sending.window(channel)
     if window is not None:
-        blocking = [r for r in marketing if r.sent_at > now - window and r.priority >= priority]
+        reach = PHONE if channel in PHONE else {channel}
+        same_person = [r for r in history if r.channel in reach and r.category is Category.MARKETING]
+        blocking = [r for r in same_person if r.sent_at > now - window and r.priority >= priority]
         if blocking:
             latest = max(r.sent_at for r in blocking)
             if policy.smart_sending.mode == "delay":
                 return Verdict(reason=f"smart_sending:{channel.value}", until=latest + window)
             return Verdict(reason=f"smart_sending:{channel.value}")
-    cap = policy.frequency_caps.email if channel is Channel.EMAIL else policy.frequency_caps.sms
+    cap = policy.frequency_caps.cap(channel)
     for label, limit, span in (("day", cap.day, DAY), ("week", cap.week, WEEK)):
         if limit is not None and sum(1 for r in marketing if r.sent_at > now - span) >= limit:
             return Verdict(reason=f"frequency_cap:{channel.value}:{label}")

@@ -65,6 +65,7 @@ class Channel(StrEnum):
     EMAIL = "email"
     SMS = "sms"
     WEBHOOK = "webhook"
+    WHATSAPP = "whatsapp"
 
 
 class Category(StrEnum):
@@ -128,6 +129,7 @@ class Contact:
     timezone: str | None = None
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
+    whatsapp_marketing: bool | None = None  # a separate opt-in: SMS consent is not WhatsApp consent
     properties: JsonDict = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None
@@ -137,6 +139,8 @@ class Contact:
     review_at: datetime | None = None  # when membership may next change with time alone (the daily sweep)
     rfm: Rfm | None = None  # scored by the daily job against the whole customer base; None for non-buyers
     predicted: Predictions | None = None  # by the daily job's model of the base; None for non-buyers or no model
+    # The customer's last WhatsApp message to the shop: it opens the 24-hour window for free-form text.
+    whatsapp_inbound_at: datetime | None = None
     version: int = 0
 
     def merged(self, patch: ContactPatch, now: datetime) -> Contact:
@@ -157,6 +161,9 @@ class Contact:
             timezone=patch.timezone or self.timezone,
             email_marketing=self.email_marketing if patch.email_marketing is None else patch.email_marketing,
             sms_marketing=self.sms_marketing if patch.sms_marketing is None else patch.sms_marketing,
+            whatsapp_marketing=(
+                self.whatsapp_marketing if patch.whatsapp_marketing is None else patch.whatsapp_marketing
+            ),
             properties=properties,
             created_at=self.created_at or now,
             updated_at=now,
@@ -173,6 +180,8 @@ class Contact:
             "timezone": self.timezone,
             "email_marketing": self.email_marketing,
             "sms_marketing": self.sms_marketing,
+            "whatsapp_marketing": self.whatsapp_marketing,
+            "whatsapp_inbound_at": self.whatsapp_inbound_at,
             "tags": list(self.tags),
             "properties": dict(self.properties),
             "aggregates": _aggregates_view(self.aggregates),
@@ -224,6 +233,7 @@ class ContactPatch:
     timezone: str | None = None
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
+    whatsapp_marketing: bool | None = None
     properties: JsonDict = field(default_factory=dict)
 
     @property

@@ -6,7 +6,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nudge import names
-from nudge.adapters.memory import MemoryMailer, MemoryQueue, MemoryScheduler, MemoryStore, MemoryTexter
+from nudge.adapters.memory import (
+    MemoryMailer,
+    MemoryQueue,
+    MemoryScheduler,
+    MemoryStore,
+    MemoryTexter,
+    MemoryWhatsApp,
+)
 from nudge.clocks import VirtualClock
 from nudge.services.ingest import IngestOutcome
 from nudge.services.inputs import EventIn
@@ -37,6 +44,10 @@ class Simulation:
     @property
     def texter(self) -> MemoryTexter:
         return self.container.texter  # type: ignore[return-value]
+
+    @property
+    def whatsapp(self) -> MemoryWhatsApp:
+        return self.container.whatsapp  # type: ignore[return-value]
 
     @property
     def queue(self) -> MemoryQueue:

@@ -31,6 +31,7 @@ def consent_changes(before: Contact | None, after: Contact, source: str, now: da
         for channel, was, now_is, address in (
             (Channel.EMAIL, before.email_marketing if before else None, after.email_marketing, after.email),
             (Channel.SMS, before.sms_marketing if before else None, after.sms_marketing, after.phone),
+            (Channel.WHATSAPP, before.whatsapp_marketing if before else None, after.whatsapp_marketing, after.phone),
         )
         if now_is is not None and now_is != was and address
     ]

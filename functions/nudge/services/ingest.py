@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from nudge.domain import aggregates, engine, segments
+from nudge.domain import aggregates, engine, segments, whatsapp
 from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.lifecycle import Rfm
@@ -251,7 +251,9 @@ class IngestService:
         if not self._store.begin_event(event, now):
             outcome.duplicate = True
             return outcome
-        contact, moves = self._upsert(event.contact, event, source=f"event:{event.type}:{event.event_id}")
+        contact, moves = self._upsert(
+            event.contact, event, source=f"event:{event.type}:{event.event_id}", adjust=_inbound_whatsapp(event)
+        )
         self._carry_out(decide(contact, now), contact, outcome, event)
         self._on_segments(contact, moves, outcome)
         self._start_date_flows(contact, now, outcome)
@@ -417,6 +419,20 @@ class IngestService:
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")
 
 
+def _inbound_whatsapp(event: Event) -> Callable[[Contact], Contact] | None:
+    """A WhatsApp message from the customer opens (or restarts) the 24-hour window for free-form text."""
+    if event.type != whatsapp.INBOUND_EVENT:
+        return None
+
+    def opened(contact: Contact) -> Contact:
+        latest = contact.whatsapp_inbound_at
+        if latest is not None and latest >= event.occurred_at:
+            return contact  # an older message delivered late moves nothing
+        return replace(contact, whatsapp_inbound_at=event.occurred_at)
+
+    return opened
+
+
 def _profile_fields(patch: ContactPatch) -> list[tuple[str, object]]:
     """The profile fields a patch sets (not its id or properties), as (name, value)."""
     return [
@@ -427,6 +443,7 @@ def _profile_fields(patch: ContactPatch) -> list[tuple[str, object]]:
         ("timezone", patch.timezone),
         ("email_marketing", patch.email_marketing),
         ("sms_marketing", patch.sms_marketing),
+        ("whatsapp_marketing", patch.whatsapp_marketing),
     ]
 
 

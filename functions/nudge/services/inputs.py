@@ -73,6 +73,7 @@ class ContactIn(_Input):
     timezone: str | None = Field(default=None, description="IANA name, e.g. Europe/Paris.")
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
+    whatsapp_marketing: bool | None = Field(default=None, description="Consent to marketing WhatsApp messages.")
     properties: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("email")
@@ -120,6 +121,7 @@ class ContactIn(_Input):
             timezone=self.timezone,
             email_marketing=self.email_marketing,
             sms_marketing=self.sms_marketing,
+            whatsapp_marketing=self.whatsapp_marketing,
             properties=self.properties,
         )
 

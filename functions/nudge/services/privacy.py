@@ -86,5 +86,5 @@ class PrivacyService:
 
 
 def _keys(contact: Contact) -> list[tuple[Channel, str]]:
-    pairs = [(Channel.EMAIL, contact.email), (Channel.SMS, contact.phone)]
+    pairs = [(Channel.EMAIL, contact.email), (Channel.SMS, contact.phone), (Channel.WHATSAPP, contact.phone)]
     return [(channel, address_key(channel, address)) for channel, address in pairs if address]

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, overload
 
-from nudge.domain import engine, sms
-from nudge.domain.flows import DateTrigger, EmailStep, Flow, FlowCatalog, SmsStep, WebhookStep
+from nudge.domain import engine, sms, whatsapp
+from nudge.domain.flows import DateTrigger, EmailStep, Flow, FlowCatalog, SmsStep, WebhookStep, WhatsAppStep
 from nudge.domain.guardrails import WEEK, Guardrails
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve
 from nudge.domain.suppression import address_key, block_reason
@@ -30,8 +30,10 @@ from nudge.ports import (
     Store,
     Texter,
     TransientSendError,
+    UnconfiguredWhatsApp,
     UnknownSendOutcome,
     WebhookSender,
+    WhatsAppSender,
     WorkQueue,
 )
 from nudge.services.compose import EmailComposer, MailPolicy
@@ -117,6 +119,7 @@ class RunService:
         mailer: Mailer,
         texter: Texter,
         webhooks: WebhookSender,
+        whatsapp: WhatsAppSender | None = None,
         renderer: TemplateRenderer,
         flows: FlowCatalog,
         guardrails: Guardrails,
@@ -134,6 +137,7 @@ class RunService:
         self._queue = queue
         self._mailer = mailer
         self._texter = texter
+        self._whatsapp = whatsapp or UnconfiguredWhatsApp()
         self._webhooks = webhooks
         self._renderer = renderer
         self._flows = flows
@@ -337,12 +341,19 @@ class RunService:
         if isinstance(step, WebhookStep):
             self._post(run, flow, step, message, context, outcome, deadline)
             return
-        assert isinstance(step, EmailStep | SmsStep)
+        if isinstance(step, WhatsAppStep) and message.channel is not Channel.WHATSAPP:
+            step = step.fallback_step() or step  # the advance chose the fallback (no WhatsApp consent)
+        assert isinstance(step, EmailStep | SmsStep | WhatsAppStep)
         if contact is None:
             self._settle(message, MessageStatus.SKIPPED, outcome, reason="no_contact")
             return
         if (blocked := self._blocked(message)) is not None:
             self._settle(message, MessageStatus.SKIPPED, outcome, reason=blocked)
+            return
+        # Free text decided inside the window may come due after it closed (deferred by quiet hours, a throttle).
+        is_text = isinstance(step, WhatsAppStep) and step.text is not None
+        if is_text and not whatsapp.window_open(contact.whatsapp_inbound_at, now):
+            self._settle(message, MessageStatus.SKIPPED, outcome, reason=whatsapp.WINDOW_CLOSED)
             return
         if isinstance(step, EmailStep) and self._throttle is not None:
             slot = slot if slot is not None and slot >= now - SENDING_GRACE else self._throttle.slot(now)
@@ -400,7 +411,12 @@ class RunService:
         outcome.sent.append(step_id)
 
     def _prepare(
-        self, flow: Flow, step: EmailStep | SmsStep, message: Message, contact: Contact, context: dict[str, Any]
+        self,
+        flow: Flow,
+        step: EmailStep | SmsStep | WhatsAppStep,
+        message: Message,
+        contact: Contact,
+        context: dict[str, Any],
     ) -> tuple[Callable[[], str], Message]:
         """Render the message: everything that can fail before the provider call fails here, not after."""
         context = {
@@ -415,6 +431,9 @@ class RunService:
         if isinstance(step, EmailStep):
             email = self._compose(step, message, context)
             return (lambda: self._mailer.send(email)), _with_content(message, subject=email.subject, preview=email.text)
+        if isinstance(step, WhatsAppStep):
+            chat = self._renderer.whatsapp(step, recipient, context)
+            return (lambda: self._whatsapp.send(chat)), _with_content(message, subject=None, preview=chat.preview)
         text = self._renderer.sms(step.template, context)
         if message.category is Category.MARKETING:
             text = sms.with_opt_out_notice(sms.with_sender_name(text, self._renderer.brand.name))

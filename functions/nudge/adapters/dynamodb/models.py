@@ -119,6 +119,8 @@ class ContactModel(Model):
     timezone = UnicodeAttribute(null=True)
     email_marketing = BooleanAttribute(null=True)
     sms_marketing = BooleanAttribute(null=True)
+    whatsapp_marketing = BooleanAttribute(null=True)
+    whatsapp_inbound_at = UTCDateTimeAttribute(null=True)
     properties = JSONAttribute(null=True)
     tags = ListAttribute(of=UnicodeAttribute, null=True)
     created_at = UTCDateTimeAttribute(null=True)
