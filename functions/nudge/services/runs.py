@@ -128,7 +128,12 @@ class RunService:
         throttle: SendThrottle | None = None,
         sleeper: Sleeper | None = None,
         recommend: Callable[[Contact], list[dict[str, Any]]] | None = None,
+        profile_changed: Callable[[str], object] | None = None,
+        held: Callable[[str], datetime | None] | None = None,
     ) -> None:
+        """`profile_changed(contact_id)` is called after a run's update_profile step changed the contact (its
+        segments move); while `held(flow_id)` names a moment, that flow's sends wait until then and look
+        again (a paused campaign, ADR 0019)."""
         self._store = store
         self._scheduler = scheduler
         self._queue = queue
@@ -146,17 +151,8 @@ class RunService:
         self._throttle = throttle
         self._sleeper = sleeper or _NoSleep()
         self._recommend = recommend or (lambda contact: [])
-        self._profile_changed: Callable[[str], object] = lambda contact_id: None
-        self._held: Callable[[str], datetime | None] = lambda flow_id: None
-
-    def hold_sends(self, held: Callable[[str], datetime | None]) -> None:
-        """Hold the sends of a flow while `held(flow_id)` names a moment: each waits until then and looks
-        again (a paused campaign, ADR 0019)."""
-        self._held = held
-
-    def on_profile_change(self, listener: Callable[[str], object]) -> None:
-        """Call `listener(contact_id)` after a run's update_profile step changed the contact (segments)."""
-        self._profile_changed = listener
+        self._profile_changed: Callable[[str], object] = profile_changed or (lambda contact_id: None)
+        self._held: Callable[[str], datetime | None] = held or (lambda flow_id: None)
 
     # entry points -------------------------------------------------------------------------------------
 
