@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from nudge.settings import Settings
 
@@ -240,14 +240,16 @@ class Container:
         from nudge.services.runs import RunService, WebhookSigner
 
         flows = self.flows
+        # What only sends need (the SES and SNS clients, the renderer) is made at the first send: the
+        # request paths that start runs never send (ADR 0007), so they never build them.
         return RunService(
             store=self.store,
             scheduler=self.scheduler,
             queue=self.queue,
-            mailer=self.mailer,
-            texter=self.texter,
-            webhooks=self.webhook_sender,
-            renderer=self.renderer,
+            mailer=_on_first_use(lambda: self.mailer),
+            texter=_on_first_use(lambda: self.texter),
+            webhooks=_on_first_use(lambda: self.webhook_sender),
+            renderer=_on_first_use(lambda: self.renderer),
             flows=flows,
             guardrails=self.guardrails,
             clock=self.clock,
@@ -381,6 +383,26 @@ class Container:
             texter=self.texter,
             help_text=sms.help_reply(brand.name, brand.support, self.settings.sms_help_text),
         )
+
+
+_T = TypeVar("_T")
+
+
+class _OnFirstUse:
+    """Stands in for an object until one of its attributes is used, then makes it (once) and forwards."""
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self._make = make
+        self._made: object | None = None
+
+    def __getattr__(self, name: str) -> Any:  # only for names this class lacks: the object's own
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
+
+
+def _on_first_use(make: Callable[[], _T]) -> _T:
+    return cast("_T", _OnFirstUse(make))
 
 
 def assemble(

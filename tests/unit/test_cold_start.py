@@ -27,11 +27,12 @@ print(json.dumps({"modules": sorted(sys.modules), "built": sorted(wiring.current
 """
 
 # What each function's first request builds: adapters and services, nothing else.
-ENGINE = {"store", "scheduler", "queue", "mailer", "texter", "webhook_sender", "limiter", "sleeper"}
-ENGINE |= {"_catalog", "flows", "renderer", "throttle", "policy", "runs", "ingest"}
+# Request paths start runs but never send (ADR 0007): no SES or SNS client, no renderer.
+ENGINE = {"store", "scheduler", "queue", "limiter", "sleeper", "_catalog", "flows", "throttle", "policy", "runs"}
+ENGINE |= {"ingest"}
 BUILDS = {
     "ingest": ENGINE,
-    "step": ENGINE - {"ingest"},
+    "step": ENGINE - {"ingest"},  # the renderer and the SES client are made at the first send
     "webhooks": ENGINE | {"refs", "privacy_requests", "privacy", "webhooks"},
     "api": ENGINE | {"api_keys", "keys", "refs", "segment"},
     "subscribe": ENGINE | {"rate_limiter", "api_keys", "keys", "pending_signups", "subscribe"},
@@ -42,7 +43,7 @@ BUILDS = {
 }
 # Where nothing renders a message, neither the renderer nor its CSS inliner is loaded; and Jinja only where
 # flows are read (their branch conditions are Jinja expressions, compiled when a flow is validated).
-RENDERS = {label for label, built in BUILDS.items() if "renderer" in built}
+RENDERS = {"step"}
 READS_FLOWS = {label for label, built in BUILDS.items() if "_catalog" in built}
 NEVER = {"typer", "rich", "moto", "aws_cdk", "pytest", "nudge.cli", "nudge.local"}
 

@@ -515,6 +515,14 @@ def bench(
     function: Annotated[
         str | None, typer.Option(help="With --cold-start: only this function (ingest, step, sweep, …).")
     ] = None,
+    bytecode: Annotated[
+        bool,
+        typer.Option(help="With --cold-start: use the bytecode cache (--no-bytecode: compile every module, as Lambda)"),
+    ] = True,
+    functions_dir: Annotated[
+        Path | None,
+        typer.Option(help="With --cold-start: measure this functions/ directory (another checkout, to compare)."),
+    ] = None,
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
@@ -523,7 +531,16 @@ def bench(
         from nudge.local.moto_stack import PROJECT_ROOT
 
         with console.status("cold start…") as status:
-            lines = list(cold_starts(PROJECT_ROOT, runs=runs, only=function, progress=status.update))
+            lines = list(
+                cold_starts(
+                    PROJECT_ROOT,
+                    runs=runs,
+                    only=function,
+                    bytecode=bytecode,
+                    functions_dir=functions_dir,
+                    progress=status.update,
+                )
+            )
         for line in lines:
             console.print(line, highlight=False)
         return

@@ -8,8 +8,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
+from nudge.brand_file import TemplateRenderError
 from nudge.domain import engine, sms
 from nudge.domain.flows import DateTrigger, EmailStep, Flow, FlowCatalog, SmsStep, WebhookStep
 from nudge.domain.guardrails import WEEK, Guardrails
@@ -37,7 +38,9 @@ from nudge.ports import (
 from nudge.services.compose import EmailComposer, MailPolicy
 from nudge.services.throttle import SendThrottle
 from nudge.signing import sign
-from nudge.templating import TemplateRenderer, TemplateRenderError
+
+if TYPE_CHECKING:  # handed in; the request paths that start runs never render (ADR 0020)
+    from nudge.templating import TemplateRenderer
 
 log = logging.getLogger(__name__)
 
