@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from nudge.domain.flows import EmailStep, Flow, FlowCatalog, SegmentTrigger, SmsStep
+from nudge.domain.flows import STEP_KINDS, TRIGGER_KINDS, EmailStep, Flow, FlowCatalog, SegmentTrigger, SmsStep
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Category
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
@@ -81,22 +81,7 @@ def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
     return f"{path}:{line}: {'.'.join(parts) or '<root>'}: {message}"
 
 
-_UNION_TAGS = {
-    "wait",
-    "wait_until",
-    "email",
-    "sms",
-    "branch",
-    "split",
-    "update_profile",
-    "webhook",
-    "end",
-    "event",
-    "date",
-    "api",
-    "segment",
-    *CONDITION_TAGS,
-}
+_UNION_TAGS = {*STEP_KINDS, *TRIGGER_KINDS, *CONDITION_TAGS}  # read off the unions (nudge.domain.unions)
 
 
 def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
