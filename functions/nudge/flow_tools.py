@@ -7,18 +7,20 @@ import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from nudge.domain import sms
 from nudge.domain.engine import template_context
 from nudge.domain.flows import (
     WAITS,
+    ApiTrigger,
     BranchStep,
     DateTrigger,
     EmailStep,
     EndStep,
     EventTrigger,
     Flow,
+    SegmentTrigger,
     SmsStep,
     SplitStep,
     Step,
@@ -213,40 +215,48 @@ def _types(value: str | list[str]) -> list[str]:
 
 
 def trigger_label(flow: Flow) -> str:
-    """What starts the flow, in words: `on checkout_started if ...`, a date, or the API."""
-    trigger = flow.trigger
-    if isinstance(trigger, EventTrigger):
-        label = f"on {', '.join(_types(trigger.event))}"
-        return label + (f" if {trigger.filter}" if trigger.filter else "")
-    if isinstance(trigger, DateTrigger):
-        return f"{trigger.repeat} on {trigger.date} {trigger.offset} at {trigger.time}"
-    return "enrolled through the API"
+    """What starts the flow, in words: `on checkout_started if ...`, a date, a segment, or the API."""
+    match flow.trigger:
+        case EventTrigger() as trigger:
+            label = f"on {', '.join(_types(trigger.event))}"
+            return label + (f" if {trigger.filter}" if trigger.filter else "")
+        case DateTrigger() as trigger:
+            return f"{trigger.repeat} on {trigger.date} {trigger.offset} at {trigger.time}"
+        case SegmentTrigger() as trigger:
+            return f"on {'entering' if trigger.when == 'entered' else 'leaving'} segment {trigger.segment}"
+        case ApiTrigger():
+            return "enrolled through the API"
+        case unknown:
+            assert_never(unknown)
 
 
 def step_label(step: Step) -> str:
     """What a diagram writes in a step's box; the Mermaid graph and the HTML report share it."""
-    if isinstance(step, WaitStep):
-        return f"wait {step.duration}"
-    if isinstance(step, WaitUntilStep):
-        when = step.date or ",".join(step.weekdays) or "next day"
-        return f"wait until {when} {step.offset if step.date else ''} {step.time or ''}"
-    if isinstance(step, EmailStep):
-        return f"✉ {step.subject}"
-    if isinstance(step, SmsStep):
-        return f"💬 {step.template}"
-    if isinstance(step, WhatsAppStep):
-        what = f"WhatsApp {step.template}" if step.template else "WhatsApp text (24h window)"
-        return what + (f", else {step.fallback.type}" if step.fallback else "")
-    if isinstance(step, BranchStep):
-        return step.condition
-    if isinstance(step, SplitStep):
-        return f"split{f' (holdout {step.holdout:g}%)' if step.holdout else ''}"
-    if isinstance(step, UpdateProfileStep):
-        return "update profile"
-    if isinstance(step, WebhookStep):
-        return f"webhook {step.url}"
-    assert isinstance(step, EndStep)
-    return "end"
+    match step:
+        case WaitStep():
+            return f"wait {step.duration}"
+        case WaitUntilStep():
+            when = step.date or ",".join(step.weekdays) or "next day"
+            return f"wait until {when} {step.offset if step.date else ''} {step.time or ''}"
+        case EmailStep():
+            return f"✉ {step.subject}"
+        case SmsStep():
+            return f"💬 {step.template}"
+        case WhatsAppStep():
+            what = f"WhatsApp {step.template}" if step.template else "WhatsApp text (24h window)"
+            return what + (f", else {step.fallback.type}" if step.fallback else "")
+        case BranchStep():
+            return step.condition
+        case SplitStep():
+            return f"split{f' (holdout {step.holdout:g}%)' if step.holdout else ''}"
+        case UpdateProfileStep():
+            return "update profile"
+        case WebhookStep():
+            return f"webhook {step.url}"
+        case EndStep():
+            return "end"
+        case unknown:
+            assert_never(unknown)
 
 
 def _shape(step: Step) -> str:
@@ -273,7 +283,8 @@ def edges(flow: Flow, step: Step) -> list[tuple[str, str]]:
     if isinstance(step, SplitStep):
         total = sum(v.weight for v in step.variants)
         share = (100 - step.holdout) / total
-        return [(v.next or default, f"{v.name} {v.weight * share:.0f}%") for v in step.variants if v.next or default]
+        targets = [(v.next or default, f"{v.name} {v.weight * share:.0f}%") for v in step.variants]
+        return [(target, label) for target, label in targets if target]
     edges = [(step.next or default, "")] if (step.next or default) else []
     if isinstance(step, WaitUntilStep) and step.if_past != "continue":
         edges.append((step.if_past, "if past"))

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
-import yaml
 from jinja2 import BaseLoader, Environment, FileSystemLoader, Template, TemplateError, TemplateNotFound, meta, nodes
-from pydantic import ValidationError
 
+# Re-exported: the brand kit is read apart from the renderer (nudge.brand_file).
+from nudge.brand_file import BRAND_FILE as BRAND_FILE
+from nudge.brand_file import TemplateRenderError as TemplateRenderError
+from nudge.brand_file import load_brand as load_brand
 from nudge.domain.brand import Brand
 from nudge.domain.expressions import flat_globals, make_environment
 from nudge.domain.flows import WhatsAppStep
@@ -45,8 +47,6 @@ TEMPLATE_VARIABLES = frozenset(
 FOOTER_HTML = "layouts/footer.html.j2"
 FOOTER_TEXT = "layouts/footer.txt.j2"
 FOOTER_MARK = 'class="nudge-footer'
-# The brand kit every template reads as `brand` (see nudge.domain.brand).
-BRAND_FILE = "brand.yaml"
 MJML_SUFFIX = ".mjml"
 # What a template names as another file: <mj-include path="…">, {% include "…" %}, {% extends "…" %}.
 _INCLUDES = re.compile(r"""<mj-include\s+path=["']([^"']+)["']|{%-?\s*(?:include|extends)\s+["']([^"']+)["']""")
@@ -56,28 +56,9 @@ _INCLUDES = re.compile(r"""<mj-include\s+path=["']([^"']+)["']|{%-?\s*(?:include
 _INLINER = css_inline.CSSInliner(load_remote_stylesheets=False, keep_style_tags=True)
 
 
-class TemplateRenderError(Exception):
-    """A template is missing or failed to render; the message names the template and the cause."""
-
-
 def inline_css(markup: str) -> str:
     """Move <style> rules into style attributes: many mail clients drop <style> blocks."""
     return str(_INLINER.inline(markup))
-
-
-def load_brand(templates_dir: Path) -> Brand:
-    """templates/brand.yaml as a Brand; TemplateRenderError naming each problem."""
-    path = templates_dir / BRAND_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return Brand.model_validate(data)
-    except FileNotFoundError:
-        raise TemplateRenderError(f"{path}: no brand kit (shop name, URLs, colours); copy the shipped one") from None
-    except yaml.YAMLError as exc:
-        raise TemplateRenderError(f"{path}: not valid YAML: {exc}") from exc
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
-        raise TemplateRenderError(f"{path}: {problems}") from exc
 
 
 def compile_mjml(source: str, templates_dir: Path) -> str:

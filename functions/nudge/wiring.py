@@ -1,53 +1,21 @@
-"""The composition root: the one place that picks adapters — AWS (Lambda and moto) or in-memory."""
+"""The composition root: the one place that picks adapters — AWS (Lambda and moto) or in-memory.
+
+Lazy by construction (ADR 0020): a `Container` holds a factory per adapter and builds each adapter and
+each service the first time something asks for it, so a Lambda function builds only what its handler
+uses (the worker never makes an API-key table, the inbound-SMS function never parses a flow). Importing
+this module imports no service and no AWS SDK. Observers are passed in when a container is made
+(`observer=`), never attached afterwards, and no service is handed to another through a setter.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from nudge.campaign_files import campaign_problems
-from nudge.domain import sms
-from nudge.flow_files import FlowFileError, load_catalog, load_guardrails, load_segments, segment_problems
-from nudge.ports import (
-    ApiKeys,
-    Clock,
-    ContactRefs,
-    JobQueue,
-    Mailer,
-    PendingSignups,
-    PrivacyRequests,
-    RateLimiter,
-    Scheduler,
-    SendRateLimiter,
-    Sleeper,
-    Store,
-    Texter,
-    UnconfiguredWhatsApp,
-    WebhookSender,
-    WhatsAppSender,
-    WorkQueue,
-)
-from nudge.services.campaigns import RATE_SHARE, CampaignCatalog, CampaignService
-from nudge.services.compose import MailPolicy
-from nudge.services.daily import DailyJob
-from nudge.services.disconnect import DisconnectService
-from nudge.services.feedback import FeedbackService
-from nudge.services.ingest import IngestService
-from nudge.services.keys import KeyService
-from nudge.services.order_import import BulkImporter
-from nudge.services.preferences import PreferenceService
-from nudge.services.privacy import PrivacyService
-from nudge.services.recommendations import CoPurchaseBook, Recommender
-from nudge.services.runs import RunService, WebhookSigner
-from nudge.services.segment import SegmentService
-from nudge.services.sms_keywords import SmsKeywordService
-from nudge.services.subscribe import SubscribeService
-from nudge.services.throttle import SendThrottle
-from nudge.services.webhooks import WebhookService
 from nudge.settings import Settings
-from nudge.templating import TemplateRenderer
 
 if TYPE_CHECKING:
     import boto3
@@ -55,266 +23,621 @@ if TYPE_CHECKING:
     from nudge.domain.flows import FlowCatalog
     from nudge.domain.guardrails import Guardrails
     from nudge.domain.segments import SegmentCatalog
+    from nudge.ports import (
+        ApiKeys,
+        Clock,
+        ContactRefs,
+        JobQueue,
+        Mailer,
+        PendingSignups,
+        PrivacyRequests,
+        RateLimiter,
+        Scheduler,
+        SendRateLimiter,
+        Sleeper,
+        Store,
+        Texter,
+        WebhookSender,
+        WhatsAppSender,
+        WorkQueue,
+    )
+    from nudge.services.campaigns import CampaignCatalog, CampaignService
+    from nudge.services.compose import MailPolicy
+    from nudge.services.daily import DailyJob
+    from nudge.services.disconnect import DisconnectService
+    from nudge.services.feedback import FeedbackService
+    from nudge.services.ingest import IngestOutcome, IngestService
+    from nudge.services.keys import KeyService
+    from nudge.services.order_import import BulkImporter
+    from nudge.services.preferences import PreferenceService
+    from nudge.services.privacy import PrivacyService
+    from nudge.services.runs import RunService
+    from nudge.services.segment import SegmentService
+    from nudge.services.sms_keywords import SmsKeywordService
+    from nudge.services.subscribe import SubscribeService
+    from nudge.services.throttle import SendThrottle
+    from nudge.services.webhooks import WebhookService
+    from nudge.templating import TemplateRenderer
 
 
-@dataclass
+@dataclass(frozen=True)
+class Adapters:
+    """How to make each adapter: called at most once, when the first service (or handler) needs it."""
+
+    store: Callable[[], Store]
+    scheduler: Callable[[], Scheduler]
+    queue: Callable[[], WorkQueue]
+    mailer: Callable[[], Mailer]
+    texter: Callable[[], Texter]
+    whatsapp: Callable[[], WhatsAppSender]
+    webhooks: Callable[[], WebhookSender]
+    api_keys: Callable[[], ApiKeys]
+    refs: Callable[[], ContactRefs]
+    privacy_requests: Callable[[], PrivacyRequests]
+    rate_limiter: Callable[[], RateLimiter]
+    pending_signups: Callable[[], PendingSignups]
+    limiter: Callable[[], SendRateLimiter]
+    sleeper: Callable[[], Sleeper]
+    jobs: Callable[[], JobQueue | None] = lambda: None  # None where no jobs queue is configured
+
+
 class Container:
-    settings: Settings
-    clock: Clock
-    store: Store
-    scheduler: Scheduler
-    queue: WorkQueue
-    mailer: Mailer
-    texter: Texter
-    whatsapp: WhatsAppSender
-    webhook_sender: WebhookSender  # outbound webhook steps
-    flows: FlowCatalog
-    guardrails: Guardrails
-    segments: SegmentCatalog
-    runs: RunService
-    ingest: IngestService
-    feedback: FeedbackService
-    preferences: PreferenceService
-    sms_keywords: SmsKeywordService
-    privacy: PrivacyService
-    throttle: SendThrottle
-    limiter: SendRateLimiter
-    signing_key: Callable[[], str | None]
-    refs: ContactRefs
-    privacy_requests: PrivacyRequests
-    rate_limiter: RateLimiter
-    keys: KeyService
-    webhooks: WebhookService  # inbound storefront webhooks
-    segment: SegmentService
-    subscribe: SubscribeService
-    daily: DailyJob  # the sweep function's work: reviews, RFM, co-purchases
-    campaigns: CampaignService  # campaigns: create, pause, resume, cancel; their audience pieces (ADR 0019)
-    disconnect: DisconnectService  # a shop removed the app: its runs that wait on its events end, in pieces
-    jobs: JobQueue | None  # the daily job's pieces; None where no jobs queue is configured
-    # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
-    webhook_secrets: Callable[[], Mapping[str, Any]]
-    unsubscribe_key: Callable[[], str | None]
+    """Every adapter and service over one set of adapters, each built on first use and then kept.
+
+    The attributes are what they always were (`container.runs`, `container.store`, …); `built()` names
+    those made so far, which is how a test checks that a handler builds only what it uses.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        adapters: Adapters,
+        *,
+        signing_key: Callable[[], str | None] | None = None,
+        webhook_secrets: Callable[[], Mapping[str, Any]] | None = None,
+        unsubscribe_key: Callable[[], str | None] | None = None,
+        renderer: TemplateRenderer | None = None,
+        observer: Callable[[IngestOutcome], object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._adapters = adapters
+        self._renderer = renderer
+        self._observer = observer
+        # The keys are read when used, not here: they may come from Secrets Manager.
+        self.signing_key: Callable[[], str | None] = signing_key or (lambda: settings.signing_key)
+        self.unsubscribe_key: Callable[[], str | None] = unsubscribe_key or (lambda: settings.unsubscribe_key)
+        # {"shopify": {shop domain: secret}, "woocommerce": {site host: secret}}
+        self.webhook_secrets: Callable[[], Mapping[str, Any]] = webhook_secrets or (
+            lambda: settings.webhook_secrets or {}
+        )
+
+    def built(self) -> set[str]:
+        """The adapters and services built so far."""
+        return {name for name in vars(self) if isinstance(getattr(type(self), name, None), cached_property)}
+
+    def warm(self, *names: str) -> None:
+        """Build these now (a handler's cold start: what its first request would build anyway)."""
+        for name in names:
+            getattr(self, name)
+
+    # adapters -------------------------------------------------------------------------------------------
+
+    @cached_property
+    def store(self) -> Store:
+        return self._adapters.store()
+
+    @cached_property
+    def scheduler(self) -> Scheduler:
+        return self._adapters.scheduler()
+
+    @cached_property
+    def queue(self) -> WorkQueue:
+        return self._adapters.queue()
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        return self._adapters.mailer()
+
+    @cached_property
+    def texter(self) -> Texter:
+        return self._adapters.texter()
+
+    @cached_property
+    def whatsapp(self) -> WhatsAppSender:
+        return self._adapters.whatsapp()
+
+    @cached_property
+    def webhook_sender(self) -> WebhookSender:
+        """Outbound webhook steps."""
+        return self._adapters.webhooks()
+
+    @cached_property
+    def api_keys(self) -> ApiKeys:
+        return self._adapters.api_keys()
+
+    @cached_property
+    def refs(self) -> ContactRefs:
+        return self._adapters.refs()
+
+    @cached_property
+    def privacy_requests(self) -> PrivacyRequests:
+        return self._adapters.privacy_requests()
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        return self._adapters.rate_limiter()
+
+    @cached_property
+    def pending_signups(self) -> PendingSignups:
+        return self._adapters.pending_signups()
+
+    @cached_property
+    def limiter(self) -> SendRateLimiter:
+        return self._adapters.limiter()
+
+    @cached_property
+    def sleeper(self) -> Sleeper:
+        return self._adapters.sleeper()
+
+    @cached_property
+    def jobs(self) -> JobQueue | None:
+        """The daily job's and the campaigns' pieces."""
+        return self._adapters.jobs()
+
+    # the catalog: flows, guardrails, segments -----------------------------------------------------------
+
+    @cached_property
+    def _catalog(self) -> tuple[FlowCatalog, Guardrails, SegmentCatalog]:
+        from nudge.flow_files import load_all
+
+        catalog = load_all(self.settings.flows_dir, self.settings.segments_path)
+        guardrails = catalog.guardrails
+        if self.settings.default_timezone != "UTC" and guardrails.default_timezone == "UTC":
+            guardrails = guardrails.model_copy(update={"default_timezone": self.settings.default_timezone})
+        return catalog.flows, guardrails, catalog.segments
+
+    @cached_property
+    def flows(self) -> CampaignCatalog:
+        """The flows, and each campaign's one-off flow while it is not cancelled (ADR 0019)."""
+        from nudge.services.campaigns import CampaignCatalog
+
+        return CampaignCatalog(self._catalog[0], self.store, self.clock)
+
+    @property
+    def guardrails(self) -> Guardrails:
+        return self._catalog[1]
+
+    @property
+    def segments(self) -> SegmentCatalog:
+        return self._catalog[2]
+
+    @cached_property
+    def renderer(self) -> TemplateRenderer:
+        if self._renderer is not None:
+            return self._renderer
+        from nudge.templating import TemplateRenderer
+
+        return TemplateRenderer(self.settings.templates_dir)
+
+    # services -------------------------------------------------------------------------------------------
+
+    @cached_property
+    def throttle(self) -> SendThrottle:
+        from nudge.services.throttle import SendThrottle
+
+        return SendThrottle(self.limiter, per_second=self.settings.ses_max_send_rate)
+
+    @cached_property
+    def policy(self) -> MailPolicy:
+        from nudge.services.compose import MailPolicy
+
+        settings = self.settings
+        return MailPolicy(
+            unsubscribe_base_url=settings.unsubscribe_base_url,
+            unsubscribe_mailto=settings.unsubscribe_mailto,
+            postal_address=settings.postal_address,
+            utm=settings.utm_params,
+        )
+
+    @cached_property
+    def runs(self) -> RunService:
+        from nudge.services.recommendations import Recommender
+        from nudge.services.runs import RunService, WebhookSigner
+
+        flows = self.flows
+        # What only sends need (the SES and SNS clients, the renderer) is made at the first send: the
+        # request paths that start runs never send (ADR 0007), so they never build them.
+        return RunService(
+            store=self.store,
+            scheduler=self.scheduler,
+            queue=self.queue,
+            mailer=_on_first_use(lambda: self.mailer),
+            texter=_on_first_use(lambda: self.texter),
+            whatsapp=_on_first_use(lambda: self.whatsapp),
+            webhooks=_on_first_use(lambda: self.webhook_sender),
+            renderer=_on_first_use(lambda: self.renderer),
+            flows=flows,
+            guardrails=self.guardrails,
+            clock=self.clock,
+            from_address=self.settings.from_address,
+            webhook_signer=WebhookSigner(self.signing_key),
+            policy=self.policy,
+            unsubscribe_key=self.unsubscribe_key,
+            throttle=self.throttle,
+            sleeper=self.sleeper,
+            recommend=Recommender(documents=self.store, clock=self.clock).for_contact,
+            # A flow's update_profile step moves segments like an event does: the ingest service, looked
+            # up when a profile changes (it is built over this run service, so it cannot be passed in).
+            profile_changed=lambda contact_id: self.ingest.review(contact_id),
+            held=flows.held,  # a paused campaign's sends wait
+        )
+
+    @cached_property
+    def ingest(self) -> IngestService:
+        from nudge.services.ingest import IngestService
+
+        return IngestService(
+            store=self.store,
+            scheduler=self.scheduler,
+            runs=self.runs,
+            flows=self.flows,
+            guardrails=self.guardrails,
+            clock=self.clock,
+            segments=self.segments,
+            observer=self._observer,
+        )
+
+    @cached_property
+    def privacy(self) -> PrivacyService:
+        from nudge.services.privacy import PrivacyService
+
+        return PrivacyService(store=self.store, scheduler=self.scheduler, clock=self.clock, refs=self.refs)
+
+    @cached_property
+    def campaigns(self) -> CampaignService:
+        """Campaigns: create, pause, resume, cancel; their audience pieces (ADR 0019)."""
+        from nudge.campaign_files import campaign_problems
+        from nudge.services.campaigns import RATE_SHARE, CampaignService
+
+        renderer, segments = self.renderer, self.segments
+        return CampaignService(
+            documents=self.store,
+            census=self.store,
+            job_log=self.store,
+            runs=self.runs,
+            clock=self.clock,
+            jobs=self.jobs,
+            per_minute=int(self.settings.ses_max_send_rate * 60 * RATE_SHARE),
+            default_timezone=self.guardrails.default_timezone,
+            catalog=self.flows,
+            check=lambda campaign: campaign_problems(campaign, renderer, segments),
+        )
+
+    @cached_property
+    def keys(self) -> KeyService:
+        from nudge.services.keys import KeyService
+
+        return KeyService(self.api_keys, self.clock)
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        """Inbound storefront webhooks."""
+        from nudge.services.webhooks import WebhookService
+
+        privacy = self.privacy
+        return WebhookService(
+            ingest=self.ingest,
+            refs=self.refs,
+            privacy=self.privacy_requests,
+            clock=self.clock,
+            eraser=privacy.erase,
+            erased=privacy.erased,
+            disconnect=lambda scope, reason, event_id: self.disconnect.disconnect(scope, reason, event_id),
+        )
+
+    @cached_property
+    def disconnect(self) -> DisconnectService:
+        """A shop removed the app: its runs that wait on its events end, in pieces on the jobs queue."""
+        from nudge.services.disconnect import DisconnectService
+
+        return DisconnectService(ingest=self.ingest, refs=self.refs, flows=self.flows, clock=self.clock, jobs=self.jobs)
+
+    @cached_property
+    def segment(self) -> SegmentService:
+        """The Segment-style API."""
+        from nudge.services.segment import SegmentService
+
+        return SegmentService(ingest=self.ingest, refs=self.refs, clock=self.clock)
+
+    @cached_property
+    def subscribe(self) -> SubscribeService:
+        from nudge.services.subscribe import SubscribeService
+
+        return SubscribeService(ingest=self.ingest, pending=self.pending_signups, refs=self.refs, clock=self.clock)
+
+    @cached_property
+    def daily(self) -> DailyJob:
+        """The sweep function's work: reviews, RFM, co-purchases."""
+        from nudge.services.daily import DailyJob
+        from nudge.services.recommendations import CoPurchaseBook
+
+        store = self.store
+        return DailyJob(
+            ingest=self.ingest,
+            census=store,
+            documents=store,
+            job_log=store,
+            clock=self.clock,
+            copurchases=CoPurchaseBook(census=store, documents=store, clock=self.clock),
+        )
+
+    @cached_property
+    def feedback(self) -> FeedbackService:
+        from nudge.services.feedback import FeedbackService
+
+        # Engagement (opens, clicks) arrives as events, through the ingest service, built only then.
+        return FeedbackService(store=self.store, clock=self.clock, engagement=lambda event: self.ingest.ingest(event))
+
+    @cached_property
+    def preferences(self) -> PreferenceService:
+        from nudge.services.preferences import PreferenceService
+
+        return PreferenceService(store=self.store, flows=self.flows, clock=self.clock, key=self.unsubscribe_key)
+
+    @cached_property
+    def sms_keywords(self) -> SmsKeywordService:
+        from nudge.brand_file import load_brand
+        from nudge.domain import sms
+        from nudge.services.sms_keywords import SmsKeywordService
+
+        # The brand kit alone (shop name, support contact): the HELP reply renders no template.
+        brand = self._renderer.brand if self._renderer is not None else load_brand(self.settings.templates_dir)
+        return SmsKeywordService(
+            store=self.store,
+            texter=self.texter,
+            help_text=sms.help_reply(brand.name, brand.support, self.settings.sms_help_text),
+        )
+
+
+_T = TypeVar("_T")
+
+
+class _OnFirstUse:
+    """Stands in for an object until one of its attributes is used, then makes it (once) and forwards."""
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self._make = make
+        self._made: object | None = None
+
+    def __getattr__(self, name: str) -> Any:  # only for names this class lacks: the object's own
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
+
+
+def _on_first_use(make: Callable[[], _T]) -> _T:
+    return cast("_T", _OnFirstUse(make))
 
 
 def assemble(
     settings: Settings,
     clock: Clock,
+    adapters: Adapters,
     *,
-    store: Store,
-    scheduler: Scheduler,
-    queue: WorkQueue,
-    mailer: Mailer,
-    texter: Texter,
-    whatsapp: WhatsAppSender,
-    webhooks: WebhookSender,
-    api_keys: ApiKeys,
-    refs: ContactRefs,
-    privacy_requests: PrivacyRequests,
-    rate_limiter: RateLimiter,
-    pending_signups: PendingSignups,
-    limiter: SendRateLimiter,
-    sleeper: Sleeper,
     signing_key: Callable[[], str | None] | None = None,
     webhook_secrets: Callable[[], Mapping[str, Any]] | None = None,
     unsubscribe_key: Callable[[], str | None] | None = None,
     renderer: TemplateRenderer | None = None,
-    jobs: JobQueue | None = None,
+    observer: Callable[[IngestOutcome], object] | None = None,
+    check: bool = True,
 ) -> Container:
-    """Wire the services over the given adapters (and the templates directory's renderer, unless given)."""
-    # Each campaign's one-off flow too, while it is not cancelled (ADR 0019).
-    flows = CampaignCatalog(load_catalog(settings.flows_dir), store, clock)
-    guardrails = load_guardrails(settings.flows_dir)
-    segments = load_segments(settings.segments_path)
-    if problems := segment_problems(flows, segments):
-        raise FlowFileError("\n".join(problems))
-    if settings.default_timezone != "UTC" and guardrails.default_timezone == "UTC":
-        guardrails = guardrails.model_copy(update={"default_timezone": settings.default_timezone})
-    renderer = renderer or TemplateRenderer(settings.templates_dir)
-    key = signing_key or (lambda: settings.signing_key)
-    unsubscribe_key = unsubscribe_key or (lambda: settings.unsubscribe_key)
-    throttle = SendThrottle(limiter, per_second=settings.ses_max_send_rate)
-    policy = MailPolicy(
-        unsubscribe_base_url=settings.unsubscribe_base_url,
-        unsubscribe_mailto=settings.unsubscribe_mailto,
-        postal_address=settings.postal_address,
-        utm=settings.utm_params,
-    )
-    runs = RunService(
-        store=store,
-        scheduler=scheduler,
-        queue=queue,
-        mailer=mailer,
-        texter=texter,
-        whatsapp=whatsapp,
-        webhooks=webhooks,
-        renderer=renderer,
-        flows=flows,
-        guardrails=guardrails,
-        clock=clock,
-        from_address=settings.from_address,
-        webhook_signer=WebhookSigner(key),
-        policy=policy,
-        unsubscribe_key=unsubscribe_key,
-        throttle=throttle,
-        sleeper=sleeper,
-        recommend=Recommender(documents=store, clock=clock).for_contact,
-    )
-    privacy = PrivacyService(store=store, scheduler=scheduler, clock=clock, refs=refs)
-    ingest = IngestService(
-        store=store,
-        scheduler=scheduler,
-        runs=runs,
-        flows=flows,
-        guardrails=guardrails,
-        clock=clock,
-        segments=segments,
-    )
-    runs.on_profile_change(ingest.review)  # a flow's update_profile step moves segments like an event does
-    runs.hold_sends(flows.held)  # a paused campaign's sends wait
-    campaigns = CampaignService(
-        documents=store,
-        census=store,
-        job_log=store,
-        runs=runs,
-        clock=clock,
-        jobs=jobs,
-        per_minute=int(settings.ses_max_send_rate * 60 * RATE_SHARE),
-        default_timezone=guardrails.default_timezone,
-        catalog=flows,
-        check=lambda campaign: campaign_problems(campaign, renderer, segments),
-    )
-    disconnect = DisconnectService(ingest=ingest, refs=refs, flows=flows, clock=clock, jobs=jobs)
-    return Container(
-        settings=settings,
-        clock=clock,
-        store=store,
-        scheduler=scheduler,
-        queue=queue,
-        mailer=mailer,
-        texter=texter,
-        whatsapp=whatsapp,
-        webhook_sender=webhooks,
-        flows=flows,
-        guardrails=guardrails,
-        segments=segments,
-        runs=runs,
-        ingest=ingest,
-        signing_key=key,
-        refs=refs,
-        privacy_requests=privacy_requests,
-        rate_limiter=rate_limiter,
-        keys=KeyService(api_keys, clock),
-        webhooks=WebhookService(
-            ingest=ingest,
-            refs=refs,
-            privacy=privacy_requests,
-            clock=clock,
-            eraser=privacy.erase,
-            erased=privacy.erased,
-            disconnect=disconnect.disconnect,
-        ),
-        segment=SegmentService(ingest=ingest, refs=refs, clock=clock),
-        subscribe=SubscribeService(ingest=ingest, pending=pending_signups, refs=refs, clock=clock),
-        daily=DailyJob(
-            ingest=ingest,
-            census=store,
-            documents=store,
-            job_log=store,
-            clock=clock,
-            copurchases=CoPurchaseBook(census=store, documents=store, clock=clock),
-        ),
-        jobs=jobs,
-        campaigns=campaigns,
-        disconnect=disconnect,
-        webhook_secrets=webhook_secrets or (lambda: settings.webhook_secrets or {}),
-        feedback=FeedbackService(store=store, clock=clock, engagement=ingest.ingest),
-        preferences=PreferenceService(store=store, flows=flows, clock=clock, key=unsubscribe_key),
-        sms_keywords=SmsKeywordService(
-            store=store,
-            texter=texter,
-            help_text=sms.help_reply(renderer.brand.name, renderer.brand.support, settings.sms_help_text),
-        ),
-        privacy=privacy,
-        throttle=throttle,
-        limiter=limiter,
-        unsubscribe_key=unsubscribe_key,
-    )
-
-
-def build_aws(
-    settings: Settings, clock: Clock, *, session: boto3.Session | None = None, sleeper: Sleeper | None = None
-) -> Container:
-    """Adapters over real AWS APIs (in Lambda, or against moto in the demo and tests)."""
-    import boto3
-    from botocore.config import Config
-
-    from nudge.adapters.dynamodb import access
-    from nudge.adapters.dynamodb.rate import DynamoSendRateLimiter
-    from nudge.adapters.dynamodb.store import DynamoStore
-    from nudge.adapters.scheduler import EventBridgeScheduler
-    from nudge.adapters.secrets import JsonSecretReader, SecretReader
-    from nudge.adapters.ses import SesMailer
-    from nudge.adapters.sns import SnsTexter
-    from nudge.adapters.sqs import SqsJobQueue, SqsWorkQueue
-    from nudge.adapters.webhooks import UrllibWebhooks
-    from nudge.adapters.whatsapp import SocialMessagingWhatsApp
-
-    session = session or boto3.Session()
-    region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
-    store = DynamoStore.for_settings(settings, region=region)
-    tables = access.bind_access_models(settings, region=region, connection=store.connection)
-    scheduler = EventBridgeScheduler(
-        session.client("scheduler"),
-        group=settings.schedule_group,
-        target_arn=settings.work_queue_arn,
-        role_arn=settings.scheduler_role_arn,
-        dead_letter_arn=settings.scheduler_dlq_arn,
-    )
-    # No blind retries of a send: a lost response would send it twice (ADR 0007). The worker retries.
-    once = Config(retries={"total_max_attempts": 1, "mode": "standard"})
-    sqs = session.client("sqs")
-    mailer = SesMailer(session.client("sesv2", config=once), configuration_set=settings.ses_configuration_set)
-    texter = SnsTexter(session.client("sns", config=once))
-    whatsapp: WhatsAppSender = UnconfiguredWhatsApp()
-    if settings.whatsapp_phone_number_id:
-        whatsapp = SocialMessagingWhatsApp(
-            session.client("socialmessaging", config=once),
-            phone_number_id=settings.whatsapp_phone_number_id,
-            meta_api_version=settings.whatsapp_meta_api_version,
-        )
-    signing_key: Callable[[], str | None] = lambda: settings.signing_key  # noqa: E731
-    unsubscribe_key: Callable[[], str | None] = lambda: settings.unsubscribe_key  # noqa: E731
-    webhook_secrets: Callable[[], Mapping[str, Any]] | None = None
-    if settings.signing_secret_arn or settings.webhook_secrets_arn or settings.unsubscribe_secret_arn:
-        secrets = session.client("secretsmanager")
-        if settings.signing_secret_arn:
-            signing_key = SecretReader(secrets, settings.signing_secret_arn).value
-        if settings.unsubscribe_secret_arn:
-            unsubscribe_key = SecretReader(secrets, settings.unsubscribe_secret_arn).value
-        if settings.webhook_secrets_arn:
-            webhook_secrets = JsonSecretReader(SecretReader(secrets, settings.webhook_secrets_arn)).value
-    return assemble(
+    """A container over these adapters; with `check`, the catalog is loaded and cross-checked now (the
+    local runner and the CLI fail at once on a bad flow; a Lambda function loads it on first use)."""
+    container = Container(
         settings,
         clock,
-        store=store,
-        scheduler=scheduler,
-        queue=SqsWorkQueue(sqs, settings.work_queue_url),
-        jobs=SqsJobQueue(sqs, settings.jobs_queue_url) if settings.jobs_queue_url else None,
-        mailer=mailer,
-        texter=texter,
-        whatsapp=whatsapp,
-        webhooks=UrllibWebhooks(),
-        api_keys=access.DynamoApiKeys(tables),
-        refs=access.DynamoContactRefs(tables),
-        privacy_requests=access.DynamoPrivacyRequests(tables),
-        rate_limiter=access.DynamoRateLimiter(tables),
-        pending_signups=access.DynamoPendingSignups(tables),
-        limiter=DynamoSendRateLimiter(store.models),
-        sleeper=sleeper or _sleeper_for(clock),
+        adapters,
         signing_key=signing_key,
         webhook_secrets=webhook_secrets,
         unsubscribe_key=unsubscribe_key,
+        renderer=renderer,
+        observer=observer,
     )
+    if check:
+        container.warm("_catalog")
+    return container
+
+
+def build_aws(
+    settings: Settings,
+    clock: Clock,
+    *,
+    session: boto3.Session | None = None,
+    sleeper: Sleeper | None = None,
+    observer: Callable[[IngestOutcome], object] | None = None,
+    check: bool = True,
+) -> Container:
+    """Adapters over real AWS APIs (in Lambda, or against moto in the demo and tests), each made on first use.
+
+    `observer` defaults to the per-invocation flow counts the handlers publish (nudge.flow_counts).
+    """
+    import boto3
+
+    from nudge import flow_counts
+
+    session = session or boto3.Session()
+    region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
+    aws = _AwsAdapters(settings, session, region)
+    secrets = _AwsSecrets(settings, session)
+    adapters = Adapters(
+        store=aws.store,
+        scheduler=aws.scheduler,
+        queue=aws.queue,
+        jobs=aws.jobs,
+        mailer=aws.mailer,
+        texter=aws.texter,
+        whatsapp=aws.whatsapp,
+        webhooks=aws.webhooks,
+        api_keys=lambda: aws.access("DynamoApiKeys"),
+        refs=lambda: aws.access("DynamoContactRefs"),
+        privacy_requests=lambda: aws.access("DynamoPrivacyRequests"),
+        rate_limiter=lambda: aws.access("DynamoRateLimiter"),
+        pending_signups=lambda: aws.access("DynamoPendingSignups"),
+        limiter=aws.limiter,
+        sleeper=lambda: sleeper or _sleeper_for(clock),
+    )
+    return assemble(
+        settings,
+        clock,
+        adapters,
+        signing_key=secrets.signing_key,
+        webhook_secrets=secrets.webhook_secrets,
+        unsubscribe_key=secrets.unsubscribe_key,
+        observer=observer or flow_counts.record_ingest,
+        check=check,
+    )
+
+
+class _AwsAdapters:
+    """The AWS adapters, each with its own client, made when first asked for; the store's one pynamodb
+    connection is shared by the access tables."""
+
+    def __init__(self, settings: Settings, session: boto3.Session, region: str) -> None:
+        self._settings = settings
+        self._session = session
+        self._region = region
+
+    @cached_property
+    def _dynamo(self) -> Any:
+        from nudge.adapters.dynamodb.store import DynamoStore
+
+        return DynamoStore.for_settings(self._settings, region=self._region)
+
+    @cached_property
+    def _tables(self) -> Any:
+        from nudge.adapters.dynamodb import access
+
+        return access.bind_access_models(self._settings, region=self._region, connection=self._dynamo.connection)
+
+    @cached_property
+    def _sqs(self) -> Any:
+        return self._session.client("sqs")
+
+    @staticmethod
+    def _once() -> Any:
+        from botocore.config import Config
+
+        # No blind retries of a send: a lost response would send it twice (ADR 0007). The worker retries.
+        return Config(retries={"total_max_attempts": 1, "mode": "standard"})
+
+    def store(self) -> Store:
+        store: Store = self._dynamo
+        return store
+
+    def access(self, name: str) -> Any:
+        from nudge.adapters.dynamodb import access
+
+        return getattr(access, name)(self._tables)
+
+    def scheduler(self) -> Scheduler:
+        from nudge.adapters.scheduler import EventBridgeScheduler
+
+        settings = self._settings
+        return EventBridgeScheduler(
+            self._session.client("scheduler"),
+            group=settings.schedule_group,
+            target_arn=settings.work_queue_arn,
+            role_arn=settings.scheduler_role_arn,
+            dead_letter_arn=settings.scheduler_dlq_arn,
+        )
+
+    def queue(self) -> WorkQueue:
+        from nudge.adapters.sqs import SqsWorkQueue
+
+        return SqsWorkQueue(self._sqs, self._settings.work_queue_url)
+
+    def jobs(self) -> JobQueue | None:
+        from nudge.adapters.sqs import SqsJobQueue
+
+        url = self._settings.jobs_queue_url
+        return SqsJobQueue(self._sqs, url) if url else None
+
+    def mailer(self) -> Mailer:
+        from nudge.adapters.ses import SesMailer
+
+        client = self._session.client("sesv2", config=self._once())
+        return SesMailer(client, configuration_set=self._settings.ses_configuration_set)
+
+    def texter(self) -> Texter:
+        from nudge.adapters.sns import SnsTexter
+
+        return SnsTexter(self._session.client("sns", config=self._once()))
+
+    def whatsapp(self) -> WhatsAppSender:
+        from nudge.ports import UnconfiguredWhatsApp
+
+        settings = self._settings
+        if not settings.whatsapp_phone_number_id:
+            return UnconfiguredWhatsApp()
+        from nudge.adapters.whatsapp import SocialMessagingWhatsApp
+
+        return SocialMessagingWhatsApp(
+            self._session.client("socialmessaging", config=self._once()),
+            phone_number_id=settings.whatsapp_phone_number_id,
+            meta_api_version=settings.whatsapp_meta_api_version,
+        )
+
+    def webhooks(self) -> WebhookSender:
+        from nudge.adapters.webhooks import UrllibWebhooks
+
+        return UrllibWebhooks()
+
+    def limiter(self) -> SendRateLimiter:
+        from nudge.adapters.dynamodb.rate import DynamoSendRateLimiter
+
+        return DynamoSendRateLimiter(self._dynamo.models)
+
+
+class _AwsSecrets:
+    """The keys: from Secrets Manager where the stack names a secret (read when first used, then cached
+    for minutes by the reader), else the settings' own values (local runs and tests)."""
+
+    def __init__(self, settings: Settings, session: boto3.Session) -> None:
+        self._settings = settings
+        self._session = session
+
+    @cached_property
+    def _client(self) -> Any:
+        return self._session.client("secretsmanager")
+
+    @cached_property
+    def _readers(self) -> dict[str, Any]:
+        from nudge.adapters.secrets import JsonSecretReader, SecretReader
+
+        settings = self._settings
+        readers: dict[str, Any] = {}
+        if settings.signing_secret_arn:
+            readers["signing"] = SecretReader(self._client, settings.signing_secret_arn).value
+        if settings.unsubscribe_secret_arn:
+            readers["unsubscribe"] = SecretReader(self._client, settings.unsubscribe_secret_arn).value
+        if settings.webhook_secrets_arn:
+            readers["webhooks"] = JsonSecretReader(SecretReader(self._client, settings.webhook_secrets_arn)).value
+        return readers
+
+    def signing_key(self) -> str | None:
+        reader = self._readers.get("signing")
+        return reader() if reader is not None else self._settings.signing_key
+
+    def unsubscribe_key(self) -> str | None:
+        reader = self._readers.get("unsubscribe")
+        return reader() if reader is not None else self._settings.unsubscribe_key
+
+    def webhook_secrets(self) -> Mapping[str, Any]:
+        reader = self._readers.get("webhooks")
+        found: Mapping[str, Any] = reader() if reader is not None else (self._settings.webhook_secrets or {})
+        return found
 
 
 def _sleeper_for(clock: Clock) -> Sleeper:
@@ -324,57 +647,54 @@ def _sleeper_for(clock: Clock) -> Sleeper:
     return VirtualSleeper(clock) if isinstance(clock, VirtualClock) else SystemSleeper()
 
 
-def build_memory(settings: Settings, clock: Clock, *, renderer: TemplateRenderer | None = None) -> Container:
+def build_memory(
+    settings: Settings,
+    clock: Clock,
+    *,
+    renderer: TemplateRenderer | None = None,
+    observer: Callable[[IngestOutcome], object] | None = None,
+) -> Container:
     """In-memory twins of every adapter: for unit tests, simulations and backtests (which render nothing)."""
     from nudge.adapters import memory
 
     return assemble(
         settings,
         clock,
-        store=memory.MemoryStore(),
-        scheduler=memory.MemoryScheduler(),
-        queue=memory.MemoryQueue(clock),
-        mailer=memory.MemoryMailer(),
-        texter=memory.MemoryTexter(),
-        whatsapp=memory.MemoryWhatsApp(),
-        webhooks=memory.MemoryWebhooks(),
-        api_keys=memory.MemoryApiKeys(),
-        refs=memory.MemoryContactRefs(),
-        privacy_requests=memory.MemoryPrivacyRequests(),
-        rate_limiter=memory.MemoryRateLimiter(),
-        pending_signups=memory.MemoryPendingSignups(),
-        limiter=memory.MemorySendRateLimiter(),
-        sleeper=_sleeper_for(clock),
+        Adapters(
+            store=memory.MemoryStore,
+            scheduler=memory.MemoryScheduler,
+            queue=lambda: memory.MemoryQueue(clock),
+            mailer=memory.MemoryMailer,
+            texter=memory.MemoryTexter,
+            whatsapp=memory.MemoryWhatsApp,
+            webhooks=memory.MemoryWebhooks,
+            api_keys=memory.MemoryApiKeys,
+            refs=memory.MemoryContactRefs,
+            privacy_requests=memory.MemoryPrivacyRequests,
+            rate_limiter=memory.MemoryRateLimiter,
+            pending_signups=memory.MemoryPendingSignups,
+            limiter=memory.MemorySendRateLimiter,
+            sleeper=lambda: _sleeper_for(clock),
+            jobs=memory.MemoryJobQueue,
+        ),
         renderer=renderer,
-        jobs=memory.MemoryJobQueue(),
+        observer=observer,
     )
 
 
 _current: Container | None = None
 
 
-_on_build: list[Callable[[Container], object]] = []
-
-
-def on_build(hook: Callable[[Container], object]) -> None:
-    """Run `hook` on the handlers' container when it is built or installed (and now, if it already is).
-
-    How handler-level concerns (the per-invocation metrics) attach to services without the services or
-    this module importing them.
-    """
-    _on_build.append(hook)
-    if _current is not None:
-        hook(_current)
-
-
 def current() -> Container:
-    """The container handlers use: built from the environment at first use (cold start), unless installed."""
+    """The container handlers use: made from the environment at first use (cold start), unless installed.
+
+    Making it builds nothing: each handler's first request builds what it uses (`Container.warm`).
+    """
     global _current
     if _current is None:
         from nudge.clocks import SystemClock
 
-        install(build_aws(Settings.from_env(os.environ), SystemClock()))
-    assert _current is not None
+        _current = build_aws(Settings.from_env(os.environ), SystemClock(), check=False)
     return _current
 
 
@@ -382,13 +702,12 @@ def install(container: Container | None) -> None:
     """Make handlers use this container (the local runner and tests); None returns to cold-start building."""
     global _current
     _current = container
-    if container is not None:
-        for hook in _on_build:
-            hook(container)
 
 
 def bulk_importer(container: Container, *, workers: int = 8) -> BulkImporter:
     """`nudge import orders`'s importer over this container's store (which reads and writes in batches)."""
+    from nudge.services.order_import import BulkImporter
+
     return BulkImporter(
         ingest=container.ingest,
         store=container.store,

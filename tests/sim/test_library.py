@@ -231,10 +231,11 @@ def test_vip_is_tagged_announced_to_the_loyalty_system_and_welcomed_once(sim: Si
     assert url == "https://loyalty.example/hooks/vip" and b'"tier":"vip"' in body
 
 
-def test_birthday_gift_every_year_at_nine_local(sim: Simulation) -> None:
+def test_birthday_gift_every_year_at_nine_local(settings: Settings, clock: VirtualClock) -> None:
     rae = contact("rae", timezone="America/Los_Angeles", properties={"birthday": "11-20"})
     seen: list[list[str]] = []
-    sim.container.ingest.observe(lambda outcome: seen.append(outcome.started))  # what the metrics count
+    # What the metrics count: the ingest service's observer, passed when the container is made.
+    sim = Simulation(settings, clock, observer=lambda outcome: seen.append(outcome.started))
     sim.container.ingest.identify(ContactIn.model_validate(rae).to_patch())
     assert seen == [["birthday"]]  # the run is lined up (and counted as started) at once; it waits for the day
 

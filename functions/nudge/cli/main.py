@@ -505,9 +505,46 @@ def bench(
             help="Only check the prediction models on CDNOW: the published fit, then AUC and date error vs baselines.",
         ),
     ] = False,
+    cold_start: Annotated[
+        bool,
+        typer.Option(
+            "--cold-start",
+            help="Only each Lambda function's import + build time in fresh interpreters, against boto3 + one client.",
+        ),
+    ] = False,
+    runs: Annotated[int, typer.Option(help="With --cold-start: fresh interpreters per function (the median).")] = 5,
+    function: Annotated[
+        str | None, typer.Option(help="With --cold-start: only this function (ingest, step, sweep, …).")
+    ] = None,
+    bytecode: Annotated[
+        bool,
+        typer.Option(help="With --cold-start: use the bytecode cache (--no-bytecode: compile every module, as Lambda)"),
+    ] = True,
+    functions_dir: Annotated[
+        Path | None,
+        typer.Option(help="With --cold-start: measure this functions/ directory (another checkout, to compare)."),
+    ] = None,
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
+    if cold_start:
+        from nudge.local.cold_start import cold_starts
+        from nudge.local.moto_stack import PROJECT_ROOT
+
+        with console.status("cold start…") as status:
+            lines = list(
+                cold_starts(
+                    PROJECT_ROOT,
+                    runs=runs,
+                    only=function,
+                    bytecode=bytecode,
+                    functions_dir=functions_dir,
+                    progress=status.update,
+                )
+            )
+        for line in lines:
+            console.print(line, highlight=False)
+        return
     if campaign:
         from nudge.local.campaign_bench import campaign_in_memory, campaign_on_moto
 

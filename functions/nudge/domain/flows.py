@@ -17,6 +17,7 @@ from nudge.domain import expressions
 from nudge.domain.durations import parse_duration, parse_offset
 from nudge.domain.guardrails import GuardrailOverrides
 from nudge.domain.model import Category
+from nudge.domain.unions import union_tags
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -393,6 +394,9 @@ Step = Annotated[
 ]
 MessageStep = EmailStep | SmsStep | WhatsAppStep
 WAITS = (WaitStep, WaitUntilStep)
+# The kinds, from the unions themselves (a test walks each through validate, graph and the docs).
+STEP_KINDS = union_tags(Step)
+TRIGGER_KINDS = union_tags(Trigger)
 
 
 class Flow(_Strict):

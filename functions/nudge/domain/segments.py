@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.durations import parse_duration
 from nudge.domain.lifecycle import DEFAULT_RULES, STAGES, Stage, StageRules, stage, stage_changes_at
+from nudge.domain.unions import union_tags
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
 FIELD_ROOTS = (
@@ -134,7 +135,7 @@ Condition = Annotated[
     | Annotated[DidNotCondition, Tag("did_not")],
     Discriminator(_condition_kind),
 ]
-CONDITION_TAGS = {"field", "stage", "did", "did_not"}
+CONDITION_TAGS = set(union_tags(Condition))
 
 
 class Segment(_Strict):

@@ -102,6 +102,15 @@ def _unsubscribe_by_mail(body: dict[str, Any]) -> str:
     return "unsubscribed"
 
 
+def warm() -> None:
+    """Build what this function's first request builds: SES events (opens and clicks build the ingest
+    service when they arrive).
+
+    `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
+    """
+    wiring.current().warm("feedback")
+
+
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

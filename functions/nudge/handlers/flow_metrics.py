@@ -8,72 +8,35 @@ from __future__ import annotations
 
 import functools
 import os
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from nudge import names, wiring
-from nudge.domain.feedback import FeedbackKind
-from nudge.services.ingest import IngestOutcome
-from nudge.services.runs import AdvanceOutcome
-
-SENT, SKIPPED, FAILED = "MessagesSent", "MessagesSkipped", "MessagesFailed"
-UNKNOWN = "MessagesUnknown"  # send outcome never learnt (ADR 0007): alarmed
-REDRIVEN = "RunsRedriven"  # stranded runs the repair job found and re-drove (ADR 0007): alarmed
-DAILY_ERRORS = "DailyContactErrors"  # contacts the daily job's pieces failed on (service-wide only): alarmed
-TOTALLED = (UNKNOWN, REDRIVEN)  # also published as one total over all flows, which an alarm can name
-TOTAL_DIMENSION = "service"
-STARTED, EXITED, CONVERTED = "RunsStarted", "RunsEnded", "Conversions"
-FEEDBACK = {
-    FeedbackKind.DELIVERY: "Delivered",
-    FeedbackKind.OPEN: "Opened",
-    FeedbackKind.CLICK: "Clicked",
-    FeedbackKind.BOUNCE: "Bounced",
-    FeedbackKind.COMPLAINT: "Complaints",
-    FeedbackKind.REJECT: "Rejected",
-    FeedbackKind.UNSUBSCRIBE: "Unsubscribes",
-}
-
-
-FlowCounts = defaultdict[str, Counter[str]]
-# What this invocation did, per flow: filled by the ingest service's observer and the handlers, published
-# once at the end of the invocation by `published`.
-_pending: FlowCounts = defaultdict(Counter)
-# Counts that belong to no flow, published only as service-wide totals.
-_service: Counter[str] = Counter()
-
-
-def record_ingest(outcome: IngestOutcome) -> None:
-    for flow in outcome.started:
-        _pending[flow][STARTED] += 1
-    for flow in outcome.exited:
-        _pending[flow][EXITED] += 1
-    for flow in outcome.converted:
-        _pending[flow][CONVERTED] += 1
-
-
-def record_advance(outcome: AdvanceOutcome) -> None:
-    if outcome.flow_id:
-        flow = _pending[outcome.flow_id]
-        flow[SENT] += len(outcome.sent)
-        flow[SKIPPED] += len(outcome.skipped)
-        flow[FAILED] += len(outcome.failed)
-        flow[UNKNOWN] += len(outcome.unknown)
-
-
-def record_repair(flow_ids: list[str]) -> None:
-    for flow in flow_ids:
-        _pending[flow][REDRIVEN] += 1
-
-
-def record_daily_piece(errors: int) -> None:
-    _service[DAILY_ERRORS] += errors
-
-
-def record_feedback(flow_id: str, kind: FeedbackKind) -> None:
-    _pending[flow_id][FEEDBACK[kind]] += 1
+from nudge import names
+from nudge.flow_counts import (  # noqa: F401  (re-exported: the handlers record through this module)
+    CONVERTED,
+    DAILY_ERRORS,
+    EXITED,
+    FAILED,
+    FEEDBACK,
+    REDRIVEN,
+    SENT,
+    SKIPPED,
+    STARTED,
+    TOTAL_DIMENSION,
+    TOTALLED,
+    UNKNOWN,
+    FlowCounts,
+    _pending,
+    _service,
+    record_advance,
+    record_daily_piece,
+    record_feedback,
+    record_ingest,
+    record_repair,
+)
 
 
 def published(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
@@ -119,7 +82,3 @@ def publish(counts: FlowCounts, service: Counter[str] | None = None) -> None:
             if value:
                 total.add_metric(name=name, unit=MetricUnit.Count, value=value)
         total.flush_metrics()
-
-
-# Every container the handlers use reports its ingest outcomes here (wired once, whoever builds it).
-wiring.on_build(lambda container: container.ingest.observe(record_ingest))

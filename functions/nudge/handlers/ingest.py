@@ -203,6 +203,14 @@ def cancel_campaign(campaign_id: str) -> Response:
     return _act(campaign_id, "cancel")
 
 
+def warm() -> None:
+    """Build what this function's first request builds: the signed API's events.
+
+    `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
+    """
+    wiring.current().warm("ingest")
+
+
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

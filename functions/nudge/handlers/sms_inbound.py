@@ -29,6 +29,14 @@ def parse_inbound(body: Any, fallback_at: str) -> InboundSms:
     return InboundSms(from_number=from_number, body=text, at=at, message_id=body.get("inboundMessageId"))
 
 
+def warm() -> None:
+    """Build what this function's first request builds: STOP, START and HELP.
+
+    `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
+    """
+    wiring.current().warm("sms_keywords")
+
+
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     service = wiring.current().sms_keywords

@@ -69,6 +69,14 @@ def _work(record: SQSRecord, deadline: datetime) -> dict[str, Any]:
     return result
 
 
+def warm() -> None:
+    """Build what this function's first request builds: wake-ups and messages due.
+
+    `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
+    """
+    wiring.current().warm("runs")
+
+
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

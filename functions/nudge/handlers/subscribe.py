@@ -176,6 +176,14 @@ def _phone_hint(phone: str) -> str:
     return phone[:3] + "•" * max(len(phone) - 5, 0) + phone[-2:]
 
 
+def warm() -> None:
+    """Build what this function's first request builds: signups.
+
+    `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
+    """
+    wiring.current().warm("rate_limiter", "keys", "subscribe")
+
+
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -89,6 +89,15 @@ def _campaign_piece(piece: CampaignPiece, context: LambdaContext) -> dict[str, A
     }
 
 
+def warm() -> None:
+    """Build what this function's first request builds: the daily job's pieces (the repair job builds the
+    run service when it runs).
+
+    `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
+    """
+    wiring.current().warm("daily", "jobs")
+
+
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

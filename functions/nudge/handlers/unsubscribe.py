@@ -144,6 +144,14 @@ def _unexpected(exc: Exception) -> Response:
     return Response(status_code=500, content_type=problems.PROBLEM_CONTENT_TYPE, body=problem.json())
 
 
+def warm() -> None:
+    """Build what this function's first request builds: the preference page and one-click unsubscribes.
+
+    `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
+    """
+    wiring.current().warm("preferences")
+
+
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

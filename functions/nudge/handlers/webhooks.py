@@ -90,6 +90,14 @@ def post_woocommerce() -> Response:
     return _result(container.webhooks.handle(canonical) | {"topic": topic})
 
 
+def warm() -> None:
+    """Build what this function's first request builds: storefront webhooks.
+
+    `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
+    """
+    wiring.current().warm("webhooks")
+
+
 @logger.inject_lambda_context(clear_state=True)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

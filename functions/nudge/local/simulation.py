@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,9 +25,16 @@ from nudge.wiring import build_memory
 
 
 class Simulation:
-    def __init__(self, settings: Settings, clock: VirtualClock, *, renderer: TemplateRenderer | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: VirtualClock,
+        *,
+        renderer: TemplateRenderer | None = None,
+        observer: Callable[[IngestOutcome], object] | None = None,
+    ) -> None:
         self.clock = clock
-        self.container = build_memory(settings, clock, renderer=renderer)
+        self.container = build_memory(settings, clock, renderer=renderer, observer=observer)
         self.fired: list[AdvanceOutcome] = []
 
     @property

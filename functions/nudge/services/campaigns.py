@@ -18,14 +18,16 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nudge.domain import engine
 from nudge.domain.campaigns import TRANSITIONS, Campaign, CampaignStatus, campaign_id_of
 from nudge.domain.flows import Flow, FlowCatalog
 from nudge.domain.model import Category, Channel, Contact
 from nudge.ports import Census, Clock, Documents, JobLog, JobQueue
-from nudge.services.runs import RunService
+
+if TYPE_CHECKING:  # the run service is handed in; importing it would load the renderer (ADR 0020)
+    from nudge.services.runs import RunService
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.headerregistry import Address
 from email.utils import make_msgid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from nudge.domain import links
@@ -21,7 +21,9 @@ from nudge.domain.model import Category, Message
 from nudge.domain.unsubscribe import make_token
 from nudge.names import CONTACT_HEADER, MESSAGE_HEADER
 from nudge.ports import OutgoingEmail, PermanentSendError
-from nudge.templating import FOOTER_HTML, FOOTER_MARK, FOOTER_TEXT, TemplateRenderer, inline_css
+
+if TYPE_CHECKING:  # the renderer is handed in; its module (Jinja, the CSS inliner) loads where mail renders
+    from nudge.templating import TemplateRenderer
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,8 @@ class EmailComposer:
         context = {**context, "unsubscribe_url": unsubscribe_url, "postal_address": postal_address}
         if not self._renderer.renders_bodies:
             return self._recorded(step, message, context, headers, now)
+        from nudge.templating import FOOTER_HTML, FOOTER_MARK, FOOTER_TEXT, inline_css
+
         subject, html, text = self._renderer.email(step.template, step.subject, context)
         if FOOTER_MARK not in html:
             # A layout of the shop's own without the footer: append it (the MJML layouts carry it in the card).

@@ -68,7 +68,9 @@ class IngestService:
         guardrails: Guardrails,
         clock: Clock,
         segments: SegmentCatalog | None = None,
+        observer: Callable[[IngestOutcome], object] | None = None,
     ) -> None:
+        """`observer` gets every outcome (events, enrollments, reviews, rescores): the handlers' metrics."""
         self._store = store
         self._scheduler = scheduler
         self._runs = runs
@@ -78,11 +80,7 @@ class IngestService:
         self._segments = segments or SegmentCatalog()
         self._date_flows = [flow for flow in flows if isinstance(flow.trigger, DateTrigger)]
         self._segment_listeners = _segment_listeners(flows)
-        self._observer: Callable[[IngestOutcome], object] = lambda outcome: None
-
-    def observe(self, observer: Callable[[IngestOutcome], object]) -> None:
-        """Hand every outcome (events, enrollments, reviews, rescores) to `observer`: the handlers' metrics."""
-        self._observer = observer
+        self._observer: Callable[[IngestOutcome], object] = observer or (lambda outcome: None)
 
     def get_contact(self, contact_id: str) -> Contact | None:
         return self._store.get_contact(contact_id)

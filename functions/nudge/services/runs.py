@@ -8,8 +8,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
+from nudge.brand_file import TemplateRenderError
 from nudge.domain import engine, sms, whatsapp
 from nudge.domain.flows import DateTrigger, EmailStep, Flow, FlowCatalog, SmsStep, WebhookStep, WhatsAppStep
 from nudge.domain.guardrails import WEEK, Guardrails
@@ -39,7 +40,9 @@ from nudge.ports import (
 from nudge.services.compose import EmailComposer, MailPolicy
 from nudge.services.throttle import SendThrottle
 from nudge.signing import sign
-from nudge.templating import TemplateRenderer, TemplateRenderError
+
+if TYPE_CHECKING:  # handed in; the request paths that start runs never render (ADR 0020)
+    from nudge.templating import TemplateRenderer
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +134,12 @@ class RunService:
         throttle: SendThrottle | None = None,
         sleeper: Sleeper | None = None,
         recommend: Callable[[Contact], list[dict[str, Any]]] | None = None,
+        profile_changed: Callable[[str], object] | None = None,
+        held: Callable[[str], datetime | None] | None = None,
     ) -> None:
+        """`profile_changed(contact_id)` is called after a run's update_profile step changed the contact (its
+        segments move); while `held(flow_id)` names a moment, that flow's sends wait until then and look
+        again (a paused campaign, ADR 0019)."""
         self._store = store
         self._scheduler = scheduler
         self._queue = queue
@@ -150,17 +158,8 @@ class RunService:
         self._throttle = throttle
         self._sleeper = sleeper or _NoSleep()
         self._recommend = recommend or (lambda contact: [])
-        self._profile_changed: Callable[[str], object] = lambda contact_id: None
-        self._held: Callable[[str], datetime | None] = lambda flow_id: None
-
-    def hold_sends(self, held: Callable[[str], datetime | None]) -> None:
-        """Hold the sends of a flow while `held(flow_id)` names a moment: each waits until then and looks
-        again (a paused campaign, ADR 0019)."""
-        self._held = held
-
-    def on_profile_change(self, listener: Callable[[str], object]) -> None:
-        """Call `listener(contact_id)` after a run's update_profile step changed the contact (segments)."""
-        self._profile_changed = listener
+        self._profile_changed: Callable[[str], object] = profile_changed or (lambda contact_id: None)
+        self._held: Callable[[str], datetime | None] = held or (lambda flow_id: None)
 
     # entry points -------------------------------------------------------------------------------------
 
