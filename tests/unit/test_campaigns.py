@@ -15,7 +15,7 @@ from nudge.domain.campaigns import Campaign, CampaignStatus
 from nudge.domain.model import Contact, MessageStatus
 from nudge.flow_files import FlowFileError
 from nudge.local.simulation import Simulation
-from nudge.services.campaigns import BadCampaignPiece, CampaignConflict, CampaignPiece
+from nudge.services.campaigns import BadCampaignPiece, CampaignConflict, CampaignPiece, CampaignService
 from nudge.settings import Settings
 from tests.conftest import ROOT, START
 
@@ -240,6 +240,84 @@ def test_a_paused_campaign_resumed_sends_every_held_message_once(sim: Simulation
     sim.run_until(clock.now() + timedelta(minutes=10))
 
     assert len(sent_to(sim)) == len(set(sent_to(sim))) == 16
+
+
+def _another_request(sim: Simulation) -> CampaignService:
+    """The campaign service of another request (an API call, another piece): the same store, no cache."""
+    return CampaignService(
+        documents=sim.store,
+        census=sim.store,
+        job_log=sim.store,
+        runs=sim.container.runs,
+        clock=sim.clock,
+        jobs=None,
+        per_minute=1000,
+    )
+
+
+class _LandsBetweenReadAndWrite:
+    """The store, except that just before the first write of `status`, `meanwhile` runs: another writer's
+    change lands after the writer read the campaign and before it writes (the race of ADR 0019)."""
+
+    def __init__(self, store: Any, status: str, meanwhile: Any) -> None:
+        self._store, self._status, self._meanwhile = store, status, meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def put_versioned_document(self, name: str, document: Any, at: datetime, expected_version: int) -> int:
+        if document.get("status") == self._status and self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile()
+        return int(self._store.put_versioned_document(name, document, at, expected_version))
+
+
+def test_a_pause_that_lands_while_the_last_piece_marks_the_campaign_sent_stays(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    pauses: list[CampaignStatus] = []
+    api = _another_request(sim)
+    campaigns._documents = _LandsBetweenReadAndWrite(  # type: ignore[attr-defined]
+        sim.store, "sent", lambda: pauses.append(api.act("news", "pause").status)
+    )
+
+    drain_pieces(sim)
+
+    assert pauses == [CampaignStatus.PAUSED]  # the pause landed between the last piece's read and its write
+    assert campaigns.get("news").status is CampaignStatus.PAUSED  # type: ignore[union-attr]
+    sim.run_until(sim.clock.now() + timedelta(minutes=10))
+    assert sim.mailer.sent == []  # held, as a paused campaign's sends are
+    campaigns.act("news", "resume")  # every segment was resolved: back to sent, and its messages go
+    assert campaigns.get("news").status is CampaignStatus.SENT  # type: ignore[union-attr]
+
+
+def test_a_piece_that_lands_while_a_pause_is_written_does_not_lose_the_pause(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    piece = _another_request(sim)
+    # Between the pause's read (scheduled) and its write, the pieces resolve the whole audience (-> sent).
+    campaigns._documents = _LandsBetweenReadAndWrite(  # type: ignore[attr-defined]
+        sim.store,
+        "paused",
+        lambda: [piece.work(p) for p in piece._first_pieces(piece.get("news"))],  # type: ignore[arg-type]
+    )
+
+    assert campaigns.act("news", "pause").status is CampaignStatus.PAUSED  # decided again on `sent`
+    assert sim.store.get_versioned_document("campaign.news")[0]["status"] == "paused"  # type: ignore[index]
+
+
+def test_a_cancel_between_a_pieces_read_and_its_sending_write_stands_the_piece_down(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    api = _another_request(sim)
+    campaigns._documents = _LandsBetweenReadAndWrite(  # type: ignore[attr-defined]
+        sim.store, "sending", lambda: api.act("news", "cancel")
+    )
+
+    outcomes = drain_pieces(sim)
+
+    assert {o.status for o in outcomes} == {"stood_down"} and sum(o.started for o in outcomes) == 0
+    assert campaigns.get("news").status is CampaignStatus.CANCELLED  # type: ignore[union-attr]
 
 
 def test_bad_pieces_are_refused() -> None:

@@ -24,7 +24,7 @@ from nudge.domain import engine
 from nudge.domain.campaigns import TRANSITIONS, Campaign, CampaignStatus, campaign_id_of
 from nudge.domain.flows import Flow, FlowCatalog
 from nudge.domain.model import Category, Channel, Contact
-from nudge.ports import Census, Clock, Documents, JobLog, JobQueue
+from nudge.ports import Census, Clock, ConflictError, Documents, JobLog, JobQueue
 from nudge.services.runs import RunService
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ MAX_JOB_DELAY = timedelta(minutes=15)  # SQS DelaySeconds at most; a piece early
 HOLD_RECHECK = timedelta(minutes=5)
 # How long the worker trusts what it read of a campaign's status: pause and cancel reach sends within it.
 STATUS_TTL = timedelta(seconds=30)
+# A status write lost to another writer (a pause against a piece) is decided again on what won, this often.
+WRITE_ATTEMPTS = 5
 
 
 class CampaignError(ValueError):
@@ -72,6 +74,7 @@ class CampaignRecord:
     created_at: datetime
     updated_at: datetime
     epoch: int = 0  # bumped by every resume: pieces queued before it stand down (no two chains per segment)
+    version: int = 0  # the document's version as read: a status write is conditional on it (not stored inside)
 
     def to_document(self) -> dict[str, Any]:
         return {
@@ -83,13 +86,14 @@ class CampaignRecord:
         }
 
     @staticmethod
-    def from_document(document: Mapping[str, Any]) -> CampaignRecord:
+    def from_document(document: Mapping[str, Any], version: int = 0) -> CampaignRecord:
         return CampaignRecord(
             campaign=Campaign.model_validate(document["definition"]),
             status=CampaignStatus(document["status"]),
             created_at=datetime.fromisoformat(document["created_at"]),
             updated_at=datetime.fromisoformat(document["updated_at"]),
             epoch=int(document.get("epoch", 0)),
+            version=version,
         )
 
     def view(self) -> dict[str, Any]:
@@ -268,8 +272,8 @@ class CampaignService:
     # the API's actions -----------------------------------------------------------------------------------
 
     def get(self, campaign_id: str) -> CampaignRecord | None:
-        document = self._documents.get_document(document_name(campaign_id))
-        return CampaignRecord.from_document(document) if document else None
+        found = self._documents.get_versioned_document(document_name(campaign_id))
+        return CampaignRecord.from_document(*found) if found else None
 
     def create(self, campaign: Campaign) -> tuple[CampaignRecord, bool]:
         """Store the campaign and queue its pieces; (record, created). The same definition again is a no-op
@@ -278,32 +282,47 @@ class CampaignService:
             raise InvalidCampaign(problems)  # before anything is written
         now = self._clock.now()
         existing = self.get(campaign.id)
+        if existing is None:
+            try:
+                record = self._save(CampaignRecord(campaign, CampaignStatus.SCHEDULED, now, now))
+            except ConflictError:  # the same id posted twice at once: the other request created it
+                existing = self.get(campaign.id)
+                if existing is None:
+                    raise CampaignConflict(f"campaign {campaign.id!r} is being written: try again") from None
         if existing is not None:
             if existing.campaign != campaign:
                 raise CampaignConflict(f"campaign {campaign.id!r} exists with another definition")
             return existing, False
-        record = CampaignRecord(campaign, CampaignStatus.SCHEDULED, now, now)
-        self._save(record)
         self._queue([(self._fan_out(record), self._until_start(record))])
         log.info("campaign created", extra={"campaign": campaign.id})
         return record, True
 
     def act(self, campaign_id: str, action: str) -> CampaignRecord:
-        """pause | resume | cancel. A repeated action (pause a paused campaign) is a no-op."""
-        record = self.get(campaign_id)
-        if record is None:
-            raise UnknownCampaign(f"no campaign {campaign_id!r}")
-        target = TRANSITIONS[action].get(record.status)
-        if target is None:
-            if record.status is {"pause": CampaignStatus.PAUSED, "cancel": CampaignStatus.CANCELLED}.get(action):
-                return record
-            raise CampaignConflict(f"campaign {campaign_id!r} is {record.status.value}: it cannot {action}")
-        epoch = record.epoch + 1 if action == "resume" else record.epoch
-        changed = replace(record, status=target, updated_at=self._clock.now(), epoch=epoch)
-        unfinished = self._unfinished(changed) if action == "resume" else []
-        if action == "resume" and not unfinished:
-            changed = replace(changed, status=CampaignStatus.SENT)
-        self._save(changed)
+        """pause | resume | cancel. A repeated action (pause a paused campaign) is a no-op.
+
+        The write is conditional on the version read: if a piece moved the status meanwhile (`sending` ->
+        `sent`), the action is decided again on what the piece wrote, and never overwrites it blindly."""
+        for _ in range(WRITE_ATTEMPTS):
+            record = self.get(campaign_id)
+            if record is None:
+                raise UnknownCampaign(f"no campaign {campaign_id!r}")
+            target = TRANSITIONS[action].get(record.status)
+            if target is None:
+                if record.status is {"pause": CampaignStatus.PAUSED, "cancel": CampaignStatus.CANCELLED}.get(action):
+                    return record
+                raise CampaignConflict(f"campaign {campaign_id!r} is {record.status.value}: it cannot {action}")
+            epoch = record.epoch + 1 if action == "resume" else record.epoch
+            changed = replace(record, status=target, updated_at=self._clock.now(), epoch=epoch)
+            unfinished = self._unfinished(changed) if action == "resume" else []
+            if action == "resume" and not unfinished:
+                changed = replace(changed, status=CampaignStatus.SENT)
+            try:
+                changed = self._save(changed)
+            except ConflictError:
+                continue
+            break
+        else:
+            raise CampaignConflict(f"campaign {campaign_id!r} kept changing: try {action} again")
         wait = self._until_start(changed)
         # Before its start nothing is resolved yet: one piece waits for it, as after create.
         self._queue([(self._fan_out(changed), wait)] if wait > timedelta(0) else [(p, wait) for p in unfinished])
@@ -352,8 +371,11 @@ class CampaignService:
             self._queue(done.follow)
             return done
         if record.status is CampaignStatus.SCHEDULED:
-            record = replace(record, status=CampaignStatus.SENDING, updated_at=now)
-            self._save(record)
+            sending = self._mark_sending(record, piece)
+            if sending is None:
+                done.status = "stood_down"  # a pause or cancel landed between the read and the write
+                return done
+            record = sending
         previous = self._log.pieces_of(document_name(piece.campaign_id)).get(piece.key, {})
         batch = max(1, self._per_minute // piece.of)
         cursor: dict[str, Any] | None = piece.cursor
@@ -430,22 +452,48 @@ class CampaignService:
                 pieces.append(replace(piece, cursor=entry.get("cursor")))
         return pieces
 
+    def _mark_sending(self, record: CampaignRecord, piece: CampaignPiece) -> CampaignRecord | None:
+        """scheduled -> sending, conditionally; None if what won meanwhile says the piece stands down."""
+        found: CampaignRecord | None = record
+        for _ in range(WRITE_ATTEMPTS):
+            if found is None or not found.status.sends or found.epoch != piece.epoch:
+                return None
+            if found.status is not CampaignStatus.SCHEDULED:
+                return found  # another piece marked it sending
+            try:
+                return self._save(replace(found, status=CampaignStatus.SENDING, updated_at=self._clock.now()))
+            except ConflictError:
+                found = self.get(piece.campaign_id)
+        raise ConflictError(f"campaign {piece.campaign_id} kept changing")  # SQS retries the piece
+
     def _finish_if_complete(self, piece: CampaignPiece) -> None:
+        """sending -> sent once every segment is done, conditionally: a pause or cancel that landed after
+        this piece read the status stays (the write loses, and the status read again is not `sending`)."""
         logged = self._log.pieces_of(document_name(piece.campaign_id))
         if sum(1 for entry in logged.values() if entry.get("done")) < piece.of:
             return
-        record = self.get(piece.campaign_id)
-        if record is not None and record.status is CampaignStatus.SENDING:
-            self._save(replace(record, status=CampaignStatus.SENT, updated_at=self._clock.now()))
+        for _ in range(WRITE_ATTEMPTS):
+            record = self.get(piece.campaign_id)
+            if record is None or record.status is not CampaignStatus.SENDING:
+                return
+            try:
+                self._save(replace(record, status=CampaignStatus.SENT, updated_at=self._clock.now()))
+                return
+            except ConflictError:
+                continue
+        raise ConflictError(f"campaign {piece.campaign_id} kept changing")
 
     def _until_start(self, record: CampaignRecord) -> timedelta:
         now = self._clock.now()
         return min(max(record.campaign.schedule.starts_at(now) - now, timedelta(0)), MAX_JOB_DELAY)
 
-    def _save(self, record: CampaignRecord) -> None:
-        self._documents.put_document(document_name(record.campaign.id), record.to_document(), self._clock.now())
+    def _save(self, record: CampaignRecord) -> CampaignRecord:
+        """Write the record if its document is still at the version it was read at (ConflictError if not)."""
+        name = document_name(record.campaign.id)
+        version = self._documents.put_versioned_document(name, record.to_document(), self._clock.now(), record.version)
         if self._catalog is not None:
             self._catalog.forget(record.campaign.id)  # this process sees its own change at once
+        return replace(record, version=version)
 
     def _queue(self, pieces: list[tuple[CampaignPiece, timedelta]]) -> None:
         if not pieces or self._jobs is None:
