@@ -175,6 +175,7 @@ def assemble(
         default_timezone=guardrails.default_timezone,
         catalog=flows,
         check=lambda campaign: campaign_problems(campaign, renderer, segments),
+        step_counts=store.step_counts,
     )
     return Container(
         settings=settings,
