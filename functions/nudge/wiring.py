@@ -213,6 +213,7 @@ def assemble(
             job_log=store,
             clock=clock,
             copurchases=CoPurchaseBook(census=store, documents=store, clock=clock),
+            default_timezone=guardrails.default_timezone,
         ),
         jobs=jobs,
         campaigns=campaigns,

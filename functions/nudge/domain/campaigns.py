@@ -8,7 +8,7 @@ once. Consent, suppression, smart sending, frequency caps and SMS quiet hours ar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from datetime import date as Date
 from enum import StrEnum
@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from nudge.domain import send_time
 from nudge.domain.durations import parse_duration
 from nudge.domain.engine import choose_variant
 from nudge.domain.flows import Flow, SplitStep, _clock_time
@@ -80,11 +81,16 @@ class CampaignSms(_Strict):
 
 
 class Schedule(_Strict):
-    """When: `now` (the default), `at` a UTC moment, or `local_time` on `date` in each recipient's zone."""
+    """When: `now` (the default), `at` a UTC moment, `local_time` on `date` in each recipient's zone, or
+    `best_time` on `date`: each recipient's best hour there (send_time.py), or `explore`: hours spread
+    over the day to learn the curve."""
 
     at: datetime | None = Field(default=None, description="ISO 8601 with an offset, e.g. 2026-12-01T09:00:00Z.")
-    date: Date | None = Field(default=None, description="With local_time: the day, YYYY-MM-DD.")
+    date: Date | None = Field(default=None, description="With local_time or best_time: the day, YYYY-MM-DD.")
     local_time: str | None = Field(default=None, description="HH:MM in each recipient's time zone.")
+    best_time: bool | Literal["explore"] = Field(
+        default=False, description="With date: each recipient's best hour in their zone; explore: spread."
+    )
 
     @field_validator("at", mode="after")
     @classmethod
@@ -99,27 +105,44 @@ class Schedule(_Strict):
     def _one_way(self) -> Schedule:
         if self.at is not None and (self.local_time or self.date):
             raise ValueError("a schedule is `at` a moment or `local_time` on a `date`, not both")
-        if (self.local_time is None) != (self.date is None):
+        if self.best_time and (self.local_time is not None or self.date is None):
+            raise ValueError("`best_time` needs a `date` (the day) and no `local_time` (it chooses the hour)")
+        if not self.best_time and (self.local_time is None) != (self.date is None):
             raise ValueError("`local_time` needs a `date`, and a `date` needs a `local_time`")
         return self
+
+    @property
+    def per_recipient(self) -> bool:
+        """Whether each recipient has their own moment (a local time or a best time)."""
+        return self.date is not None
 
     def starts_at(self, now: datetime) -> datetime:
         """When resolving the audience may start: the moment, or the day's local time in the earliest zone."""
         if self.at is not None:
             return max(self.at, now)
-        if self.date is not None and self.local_time is not None:
-            first = datetime.combine(self.date, time.fromisoformat(self.local_time), UTC) - EARLIEST_OFFSET
-            return max(first, now)
+        if self.date is not None:
+            first = datetime.combine(self.date, time.fromisoformat(self.local_time or "00:00"), UTC)
+            return max(first - EARLIEST_OFFSET, now)
         return now
 
-    def due_for(self, contact: Contact, default_timezone: str, now: datetime) -> datetime:
-        """When this recipient's message goes out: the moment, their local time (DST-aware), or now.
+    def due_for(
+        self, contact: Contact, default_timezone: str, now: datetime, prior: Sequence[float] | None = None
+    ) -> datetime:
+        """When this recipient's message goes out: the moment, their local time (DST-aware), their best
+        hour (their history shrunk toward `prior`, the shop's curve), or now.
 
         A local time already past in the recipient's zone (the campaign started late) is now.
         """
-        if self.date is not None and self.local_time is not None:
+        if self.date is not None:
             zone = zone_for(contact, default_timezone)
-            local = datetime.combine(self.date, time.fromisoformat(self.local_time), zone)
+            if self.local_time is not None:
+                moment = time.fromisoformat(self.local_time)
+            elif self.best_time == "explore":
+                moment = time(send_time.explore_hour(f"{self.date}|{contact.contact_id}"))
+            else:
+                own = send_time.local_hours(contact.aggregates.engaged_hours, zone, self.date)
+                moment = time(send_time.best_hour(own, prior or send_time.ShopCurve().prior()))
+            local = datetime.combine(self.date, moment, zone)
             return max(local.astimezone(UTC), now)
         if self.at is not None:
             return max(self.at, now)
@@ -209,7 +232,7 @@ class Campaign(_Strict):
         if self.ab_test is not None:
             if self.email is None:
                 raise ValueError("ab_test varies the email: give `email`")
-            if self.schedule.local_time is not None:
+            if self.schedule.per_recipient:
                 raise ValueError("ab_test needs one start for everyone: schedule it now or `at` a moment")
             if self.holdout + self.ab_test.test_percent > 90:
                 raise ValueError("holdout and ab_test.test_percent leave under 10% for the winner")
@@ -302,7 +325,9 @@ class Campaign(_Strict):
         split = {"id": AB_SPLIT, "type": "split", "variants": variants, "holdout": self.holdout}
         return [split, *emails]
 
-    def recipient_run(self, contact: Contact, default_timezone: str, now: datetime) -> Run:
+    def recipient_run(
+        self, contact: Contact, default_timezone: str, now: datetime, prior: Sequence[float] | None = None
+    ) -> Run:
         """The recipient's run: its id derived from campaign and contact (a second resolution finds it)."""
         trigger_id = f"{FLOW_PREFIX}{self.id}"
         return Run(
@@ -316,7 +341,7 @@ class Campaign(_Strict):
             trigger={"type": "campaign", "campaign": self.id},
             started_at=now,
             updated_at=now,
-            due_at=self.schedule.due_for(contact, default_timezone, now),
+            due_at=self.schedule.due_for(contact, default_timezone, now, prior),
         )
 
 

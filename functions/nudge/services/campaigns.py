@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from nudge.domain import engine
+from nudge.domain import engine, send_time
 from nudge.domain.campaigns import (
     HOLDOUT,
     TRANSITIONS,
@@ -426,6 +426,7 @@ class CampaignService:
         campaign = record.campaign
         channels = [c for c, on in ((Channel.EMAIL, campaign.email), (Channel.SMS, campaign.sms)) if on]
         group_of = campaign.grouping()
+        prior = self._prior() if campaign.schedule.best_time is True else None
         done.done = True
         for contact, after in self._census.contacts_segment(piece.segment, piece.of, piece.cursor):
             done.contacts += 1
@@ -436,7 +437,7 @@ class CampaignService:
                     done.later += not piece.rest  # the rest's own pieces start it once the winner is chosen
                 elif not _reachable(contact, channels):
                     done.unreachable += not piece.rest
-                elif self._runs.start(engine.StartRun(campaign.recipient_run(contact, self._zone, now), None)):
+                elif self._runs.start(engine.StartRun(campaign.recipient_run(contact, self._zone, now, prior), None)):
                     done.started += 1
                     done.holdout += group == HOLDOUT
                 else:
@@ -580,6 +581,10 @@ class CampaignService:
             except ConflictError:
                 continue
         raise ConflictError(f"campaign {piece.campaign_id} kept changing")
+
+    def _prior(self) -> list[float]:
+        """What best-time sends shrink each contact's history toward: the shop's curve (the daily job)."""
+        return send_time.ShopCurve.from_record(self._documents.get_document(send_time.CURVE_DOCUMENT)).prior()
 
     def _until_start(self, record: CampaignRecord) -> timedelta:
         now = self._clock.now()
