@@ -518,3 +518,14 @@ def test_ab_pieces_replayed_and_a_pause_across_the_decision_send_nothing_twice(
     assert campaigns.get("news").status is CampaignStatus.SENT  # type: ignore[union-attr]
     sent = [email.to for _, email in sim.mailer.sent]
     assert len(sent) == len(set(sent)) == 120 - campaigns.progress("news").holdout  # type: ignore[union-attr]
+
+
+def test_the_benchs_throughput_is_sends_over_the_rate_times_the_span() -> None:
+    from nudge.local.campaign_bench import throughput_line
+
+    # 3,360 sends in 300 s at 14/s: 11.2/s, 80% of the rate (a minute's share of 80% each minute)
+    assert throughput_line(3360, 300, 14) == (
+        "  throughput: 3,360 sends in 300 s of virtual time at 14/s: 11.2/s, 80.0% of the SES rate "
+        "(the campaign's share is 80%; flows keep the rest)"
+    )
+    assert "0.0% of the SES rate" in throughput_line(0, 0, 14)
