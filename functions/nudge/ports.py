@@ -81,6 +81,17 @@ class Documents(Protocol):
 
     def put_document(self, name: str, document: Mapping[str, Any], at: datetime) -> None: ...
 
+    def get_versioned_document(self, name: str) -> tuple[dict[str, Any], int] | None:
+        """The document and its version (0: never written by `put_versioned_document`); consistent read."""
+        ...
+
+    def put_versioned_document(
+        self, name: str, document: Mapping[str, Any], at: datetime, expected_version: int
+    ) -> int:
+        """Write it if its stored version is still `expected_version` (0: absent or never versioned) and
+        return the new version; ConflictError if another writer moved it first (nothing written)."""
+        ...
+
 
 class JobLog(Protocol):
     """What each piece of a day's daily job did: one record per piece, replaced if the piece runs again."""

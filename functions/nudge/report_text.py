@@ -78,6 +78,8 @@ def verdict_text(verdict: SplitVerdict) -> str:
     """`a vs b, z=…, p=… → winner: a at 95% confidence; holdout lift +12.0%`."""
     outcome = f"winner: {verdict.winner}" if verdict.winner else "no winner yet"
     lift = "" if verdict.holdout_lift is None else f"; holdout lift {verdict.holdout_lift:+.1%}"
+    if verdict.runner_up is None:  # a holdout against one treated group: no test, only the lift
+        return f"treated vs holdout{lift or ': no conversions in the holdout yet'}"
     return (
         f"{verdict.best} vs {verdict.runner_up}, z={verdict.z:.2f}, p={verdict.p_value:.4f} → "
         f"{outcome} at {CONFIDENCE:.0%} confidence{lift}"

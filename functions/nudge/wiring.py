@@ -313,6 +313,7 @@ class Container:
             default_timezone=self.guardrails.default_timezone,
             catalog=self.flows,
             check=lambda campaign: campaign_problems(campaign, renderer, segments),
+            step_counts=self.store.step_counts,
         )
 
     @cached_property
@@ -371,6 +372,7 @@ class Container:
             job_log=store,
             clock=self.clock,
             copurchases=CoPurchaseBook(census=store, documents=store, clock=self.clock),
+            default_timezone=self.guardrails.default_timezone,
         )
 
     @cached_property

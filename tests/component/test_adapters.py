@@ -424,3 +424,20 @@ def test_the_job_log_keeps_one_record_per_piece_and_day(store: Store) -> None:
 
     assert store.pieces_of("2026-11-03") == {"score-0of8-0": {"changed": 2}, "base-0of1-0": {"buyers": 5}}
     assert store.pieces_of("2026-11-05") == {}
+
+
+def test_versioned_documents_are_written_only_at_the_version_read(store: Store) -> None:
+    assert store.get_versioned_document("campaign.x") is None
+    assert store.put_versioned_document("campaign.x", {"status": "sending"}, START, 0) == 1
+    with pytest.raises(ConflictError):
+        store.put_versioned_document("campaign.x", {"status": "new"}, START, 0)  # a second create loses
+
+    assert store.put_versioned_document("campaign.x", {"status": "paused"}, START, 1) == 2
+    with pytest.raises(ConflictError):  # a writer that read version 1 loses to the pause: nothing written
+        store.put_versioned_document("campaign.x", {"status": "sent"}, START, 1)
+
+    assert store.get_versioned_document("campaign.x") == ({"status": "paused"}, 2)
+    assert store.get_document("campaign.x") == {"status": "paused"}
+    store.put_document("legacy", {"a": 1}, START)  # written unversioned: version 0, and writable at it
+    assert store.get_versioned_document("legacy") == ({"a": 1}, 0)
+    assert store.put_versioned_document("legacy", {"a": 2}, START, 0) == 1

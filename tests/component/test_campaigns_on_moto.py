@@ -3,6 +3,7 @@ sweep function, the worker's sends at the SES rate; bad requests are problems th
 
 from __future__ import annotations
 
+import email
 from datetime import timedelta
 from typing import Any
 
@@ -53,6 +54,7 @@ def test_a_campaign_created_through_the_api_is_sent_once_to_each_consenting_cont
         "contacts": 6,
         "recipients": 5,
         "unreachable": 1,
+        "holdout": 0,
     }
 
 
@@ -125,3 +127,23 @@ def test_pieces_delivered_again_after_the_campaign_went_out_send_nothing_twice(s
 
     assert first == len(stack.sent_emails()) == 5
     assert len(campaign_messages(stack)) == 5
+
+
+def test_an_ab_campaign_on_moto_decides_on_the_jobs_queue_and_sends_the_winner_to_the_rest(stack: MotoStack) -> None:
+    variants = [{"id": "a", "subject": "Subject A"}, {"id": "b", "subject": "Subject B"}]
+    ab = {**NEWSLETTER, "ab_test": {"variants": variants, "test_percent": 50, "wait": "1h"}, "holdout": 20}
+    assert stack.call_api("POST", "/v1/campaigns", ab).status == 202
+    stack.pump.run_until(stack.clock.now() + timedelta(minutes=30))  # the test's share and the holdout
+    tested = len(stack.sent_emails())
+
+    stack.pump.run_until(stack.clock.now() + timedelta(hours=2))  # the decision, then the rest
+    status = stack.call_api("GET", "/v1/campaigns/news").body
+    runs = [r for r in stack.container.store.all_runs() if r.flow_id == "campaign.news"]  # type: ignore[attr-defined]
+    groups = {r.contact_id: r.variants["ab"] for r in runs}
+    by_subject = [str(email.message_from_string(m.raw_data)["Subject"]) for m in stack.sent_emails()]
+
+    assert status["status"] == "sent" and status["progress"]["ab_test"]["winner"] == "a"  # no clicks: the first
+    assert len(runs) == 5 and tested == sum(g in ("a", "b") for g in groups.values())
+    assert len(by_subject) == sum(g != "holdout" for g in groups.values())  # once each, none to the holdout
+    assert by_subject.count("Subject B") == sum(g == "b" for g in groups.values())
+    assert status["progress"]["holdout"] == sum(g == "holdout" for g in groups.values())

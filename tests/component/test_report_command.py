@@ -24,8 +24,10 @@ def test_the_demo_report_as_a_page(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", "--demo", "--window", "7d", "--html", str(out)])
 
     assert result.exit_code == 0, result.output
-    assert f"wrote {out}: 5 flow(s) with activity, 5 drawn" in result.output
+    # the five flows drawn, and the November newsletter (a campaign: its own table, no diagram)
+    assert f"wrote {out}: 6 flow(s) with activity, 5 drawn" in result.output
     page = out.read_text(encoding="utf-8")
+    assert "november_newsletter" in page.split("Campaigns")[1]
     assert "last-touch attribution window 7d" in page
     assert page.count('<svg class="diagram"') == 5
     # Carol's order (100.00) goes to the cart reminder she had; the story is in tests/sim/test_demo_story.py.

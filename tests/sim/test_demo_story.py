@@ -6,10 +6,11 @@ from decimal import Decimal
 
 import pytest
 
-from nudge.local.demo import DemoResult, run_demo
+from nudge.local.demo import DemoResult, campaign_line, run_demo
 
 pytestmark = pytest.mark.xdist_group("demo")  # one worker plays the demo once for the module
 
+NEWSLETTER = "campaign.november_newsletter"
 EXPECTED = [
     ("Mon 11-02 09:00", "alice@example.com", "welcome", "welcome_email", "email", "Welcome, Alice!"),
     (
@@ -71,6 +72,20 @@ EXPECTED = [
         "Last call: your cart is still waiting",
     ),
     ("Sat 11-07 09:00", "alice@example.com", "welcome", "story_email", "email", "Why we started"),
+    # The November newsletter at 09:00 in each recipient's zone: Bob's is San Francisco's (his phone); the
+    # three lapsed customers are excluded (the win-back flow speaks to them).
+    *[
+        (
+            "Tue 11-10 09:00",
+            f"{name}@example.com",
+            NEWSLETTER,
+            "email",
+            "email",
+            f"{name.title()}, what is new in November",
+        )
+        for name in ("alice", "carol", "dan", "erin")
+    ],
+    ("Tue 11-10 17:00", "bob@example.com", NEWSLETTER, "email", "email", "Bob, what is new in November"),
     (
         "Tue 11-17 18:00",
         "carol@example.com",
@@ -93,7 +108,7 @@ def test_the_demo_story_sends_exactly_these_messages_at_these_times(demo: DemoRe
 
     timeline = [(f"{r.at:%a %m-%d %H:%M}", r.contact, r.flow, r.step, r.channel, r.text) for r in result.timeline]
     assert timeline == EXPECTED
-    assert result.per_flow == {"welcome": 3, "abandoned_cart": 5, "post_purchase": 2}
+    assert result.per_flow == {"welcome": 3, "abandoned_cart": 5, "post_purchase": 2, NEWSLETTER: 5}
     # Carol's order ended her cart flow and started post-purchase; the retried webhook changed nothing.
     outcomes = [(c.status, c.body["started"], c.body["exited"], c.body["duplicate"]) for _, _, c in result.api_calls]
     assert outcomes == [
@@ -104,10 +119,19 @@ def test_the_demo_story_sends_exactly_these_messages_at_these_times(demo: DemoRe
         (200, [], [], True),
     ]
     assert result.api_calls[3][2].body["converted"] == ["abandoned_cart"]
-    assert result.requests[("sesv2", "SendEmail")] == 9
+    assert result.requests[("sesv2", "SendEmail")] == 14
     assert result.requests[("sns", "Publish")] == 1
-    # 7 runs' first steps and 8 wake-ups (one waits for the morning in San Francisco), each a record on the queue
-    assert result.wake_ups == 15
+    # 7 runs' first steps and 8 wake-ups (one waits for the morning in San Francisco), and the newsletter's 5
+    # recipients' first steps (Scheduler wakes each at its local 09:00), each a record on the queue
+    assert result.wake_ups == 20
+
+
+def test_the_demo_sends_its_newsletter_through_the_jobs_queue_and_reports_it(demo: DemoResult) -> None:
+    assert demo.campaign is not None and (demo.campaign.status, demo.campaign.body["status"]) == (202, "scheduled")
+    assert campaign_line(demo) == (
+        "november_newsletter: sent; 5 recipients of 8 contacts (0 without consent); "
+        "5 sent, 0 opened, 0 clicked, 0 orders (0.00)"
+    )
 
 
 def test_the_demo_imports_history_and_runs_the_daily_job_every_morning(demo: DemoResult) -> None:

@@ -11,11 +11,12 @@ import pytest
 
 from nudge.campaign_files import campaign_problems, load_campaign, load_campaigns
 from nudge.clocks import VirtualClock
-from nudge.domain.campaigns import Campaign, CampaignStatus
+from nudge.domain.campaigns import Campaign, CampaignStatus, choose_winner
+from nudge.domain.feedback import FeedbackKind
 from nudge.domain.model import Contact, MessageStatus
 from nudge.flow_files import FlowFileError
 from nudge.local.simulation import Simulation
-from nudge.services.campaigns import BadCampaignPiece, CampaignConflict, CampaignPiece
+from nudge.services.campaigns import BadCampaignPiece, CampaignConflict, CampaignPiece, CampaignService
 from nudge.settings import Settings
 from tests.conftest import ROOT, START
 
@@ -148,6 +149,7 @@ def test_a_campaign_sends_once_to_its_consenting_audience_through_the_flow_path(
         "contacts": 20,
         "recipients": 15,
         "unreachable": 4,
+        "holdout": 0,
     }
 
 
@@ -242,6 +244,84 @@ def test_a_paused_campaign_resumed_sends_every_held_message_once(sim: Simulation
     assert len(sent_to(sim)) == len(set(sent_to(sim))) == 16
 
 
+def _another_request(sim: Simulation) -> CampaignService:
+    """The campaign service of another request (an API call, another piece): the same store, no cache."""
+    return CampaignService(
+        documents=sim.store,
+        census=sim.store,
+        job_log=sim.store,
+        runs=sim.container.runs,
+        clock=sim.clock,
+        jobs=None,
+        per_minute=1000,
+    )
+
+
+class _LandsBetweenReadAndWrite:
+    """The store, except that just before the first write of `status`, `meanwhile` runs: another writer's
+    change lands after the writer read the campaign and before it writes (the race of ADR 0019)."""
+
+    def __init__(self, store: Any, status: str, meanwhile: Any) -> None:
+        self._store, self._status, self._meanwhile = store, status, meanwhile
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def put_versioned_document(self, name: str, document: Any, at: datetime, expected_version: int) -> int:
+        if document.get("status") == self._status and self._meanwhile is not None:
+            meanwhile, self._meanwhile = self._meanwhile, None
+            meanwhile()
+        return int(self._store.put_versioned_document(name, document, at, expected_version))
+
+
+def test_a_pause_that_lands_while_the_last_piece_marks_the_campaign_sent_stays(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    pauses: list[CampaignStatus] = []
+    api = _another_request(sim)
+    campaigns._documents = _LandsBetweenReadAndWrite(  # type: ignore[attr-defined]
+        sim.store, "sent", lambda: pauses.append(api.act("news", "pause").status)
+    )
+
+    drain_pieces(sim)
+
+    assert pauses == [CampaignStatus.PAUSED]  # the pause landed between the last piece's read and its write
+    assert campaigns.get("news").status is CampaignStatus.PAUSED  # type: ignore[union-attr]
+    sim.run_until(sim.clock.now() + timedelta(minutes=10))
+    assert sim.mailer.sent == []  # held, as a paused campaign's sends are
+    campaigns.act("news", "resume")  # every segment was resolved: back to sent, and its messages go
+    assert campaigns.get("news").status is CampaignStatus.SENT  # type: ignore[union-attr]
+
+
+def test_a_piece_that_lands_while_a_pause_is_written_does_not_lose_the_pause(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    piece = _another_request(sim)
+    # Between the pause's read (scheduled) and its write, the pieces resolve the whole audience (-> sent).
+    campaigns._documents = _LandsBetweenReadAndWrite(  # type: ignore[attr-defined]
+        sim.store,
+        "paused",
+        lambda: [piece.work(p) for p in piece._first_pieces(piece.get("news"))],  # type: ignore[arg-type]
+    )
+
+    assert campaigns.act("news", "pause").status is CampaignStatus.PAUSED  # decided again on `sent`
+    assert sim.store.get_versioned_document("campaign.news")[0]["status"] == "paused"  # type: ignore[index]
+
+
+def test_a_cancel_between_a_pieces_read_and_its_sending_write_stands_the_piece_down(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    api = _another_request(sim)
+    campaigns._documents = _LandsBetweenReadAndWrite(  # type: ignore[attr-defined]
+        sim.store, "sending", lambda: api.act("news", "cancel")
+    )
+
+    outcomes = drain_pieces(sim)
+
+    assert {o.status for o in outcomes} == {"stood_down"} and sum(o.started for o in outcomes) == 0
+    assert campaigns.get("news").status is CampaignStatus.CANCELLED  # type: ignore[union-attr]
+
+
 def test_bad_pieces_are_refused() -> None:
     for body in ({"job": "daily"}, {"job": "campaign"}, {"job": "campaign", "campaign": "x", "segment": 9, "of": 8}):
         with pytest.raises(BadCampaignPiece):
@@ -287,3 +367,165 @@ def test_campaign_revenue_is_attributed_and_reported_in_a_table_of_its_own(sim: 
     assert (len(row.recipients), row.sent, row.orders, row.revenue) == (16, 16, 1, Decimal("42.00"))
     assert [label for label, _ in tables["Campaigns"]] == ["news"]
     assert "campaign.news" not in [label for label, _ in tables["Flows"]]
+
+
+AB = {
+    "variants": [{"id": "a", "subject": "Subject A"}, {"id": "b", "subject": "Subject B"}],
+    "test_percent": 20,
+    "wait": "4h",
+}
+
+
+def test_the_ab_winner_is_a_hand_computed_two_proportion_z_test() -> None:
+    test = newsletter(ab_test=AB).ab_test
+    assert test is not None
+    # a: 20 clicks of 200 delivered (10%), b: 40 of 200 (20%): pooled 60/400 = 0.15,
+    # se = sqrt(0.15 * 0.85 * (1/200 + 1/200)) = 0.035707, z = 0.10 / 0.035707 = 2.8006, p = erfc(z / sqrt 2) = 0.0051
+    clear = choose_winner(test, {"email_a": {"delivery": 200, "click": 20}, "email_b": {"delivery": 200, "click": 40}})
+    assert (clear["winner"], clear["significant"]) == ("b", True)
+    assert clear["z"] == pytest.approx(2.8006, abs=1e-4) and clear["p_value"] == pytest.approx(0.0051, abs=1e-4)
+    assert clear["variants"] == {"a": {"delivered": 200, "clicks": 20}, "b": {"delivered": 200, "clicks": 40}}
+    # b 28 of 200: pooled 0.12, se = 0.032496, z = 0.04 / 0.032496 = 1.2309, p = 0.2184: not at 95%
+    close = {"email_a": {"delivery": 200, "click": 20}, "email_b": {"delivery": 200, "click": 28}}
+    assert choose_winner(test, close)["z"] == pytest.approx(1.2309, abs=1e-4)
+    assert (choose_winner(test, close)["winner"], choose_winner(test, close)["significant"]) == ("b", False)
+    first = test.model_copy(update={"if_inconclusive": "first"})
+    assert choose_winner(first, close)["winner"] == "a"
+    opens = test.model_copy(update={"metric": "open_rate"})  # opens: a leads
+    assert (
+        choose_winner(opens, {"email_a": {"delivery": 10, "open": 9}, "email_b": {"delivery": 10, "open": 1}})["winner"]
+        == "a"
+    )
+
+
+def test_groups_are_deterministic_shares_and_the_campaigns_flow_sends_the_winner_to_the_rest() -> None:
+    campaign = newsletter(ab_test=AB, holdout=10)
+    group = campaign.grouping()
+    groups = [group(f"c{i}") for i in range(20_000)]
+
+    assert groups == [campaign.grouping()(f"c{i}") for i in range(20_000)]  # the same every time
+    shares = {name: groups.count(name) / len(groups) for name in set(groups)}
+    assert shares == pytest.approx({"holdout": 0.10, "a": 0.10, "b": 0.10, "rest": 0.70}, abs=0.01)
+    split = campaign.as_flow(winner="b").step("ab")
+    assert [(v.name, v.next) for v in split.variants] == [  # type: ignore[attr-defined]
+        ("a", "email_a"),
+        ("b", "email_b"),
+        ("rest", "email_b"),
+    ]
+    with pytest.raises(ValueError, match="one start for everyone"):
+        newsletter(ab_test=AB, schedule={"date": "2026-11-10", "local_time": "09:00"})
+    with pytest.raises(ValueError, match="names a group"):
+        newsletter(ab_test={**AB, "variants": [{"id": "rest"}, {"id": "b"}]})
+
+
+def ab_sim(settings: Settings, clock: VirtualClock, contacts: int = 400) -> Simulation:
+    sim = Simulation(settings, clock)
+    for i in range(contacts):
+        sim.store.save_contact(Contact(f"k{i:03d}", email=f"k{i:03d}@example.com", email_marketing=True), 0)
+    return sim
+
+
+def subjects(sim: Simulation) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for _, email in sim.mailer.sent:
+        found.setdefault(email.to.split("@")[0], []).append(email.subject)
+    return found
+
+
+def test_an_ab_campaign_tests_on_a_share_then_sends_the_winner_to_the_rest_and_nothing_to_the_holdout(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    sim = ab_sim(settings, clock)
+    campaigns = sim.container.campaigns
+    campaign = newsletter(ab_test=AB, holdout=10)
+    group = campaign.grouping()
+    expected = {f"k{i:03d}": group(f"k{i:03d}") for i in range(400)}
+    campaigns.create(campaign)
+    drain_pieces(sim)  # the test's share and the holdout; the decision waits 4 h
+    sim.run_until(clock.now() + timedelta(minutes=30))
+
+    sent = subjects(sim)
+    assert sent == {c: [f"Subject {g.upper()}"] for c, g in expected.items() if g in "ab"}
+    holdout = [r for c, g in expected.items() if g == "holdout" for r in sim.store.runs_for(c)]
+    assert len(holdout) == list(expected.values()).count("holdout") and all(
+        r.exit_reason == "holdout" and r.variants == {"ab": "holdout"} for r in holdout
+    )
+    assert campaigns.get("news").status is CampaignStatus.SENDING  # type: ignore[union-attr]
+
+    # The clicks come in: b wins; after the wait, the rest gets b, a minute after the decision
+    for _ in range(30):
+        sim.store.count_step("campaign.news", "email_b", FeedbackKind.CLICK)
+    for variant in ("a", "b"):
+        for _ in range(40):
+            sim.store.count_step("campaign.news", f"email_{variant}", FeedbackKind.DELIVERY)
+    clock.advance(timedelta(hours=4))
+    assert [o.status for o in drain_pieces(sim)] == ["worked"] * 8
+    sim.run_until(clock.now() + timedelta(hours=1))
+
+    record = campaigns.get("news")
+    assert record is not None and record.status is CampaignStatus.SENT and record.winner == "b"
+    assert record.ab_verdict["significant"] is True  # type: ignore[index]
+    sent = subjects(sim)
+    rest = [c for c, g in expected.items() if g == "rest"]
+    assert all(sent[c] == ["Subject B"] for c in rest)
+    assert all(len(s) == 1 for s in sent.values())  # nobody twice
+    assert not any(c in sent for c, g in expected.items() if g == "holdout")
+    progress = campaigns.progress("news")
+    assert progress is not None and progress.holdout == len(holdout)
+    assert progress.recipients == len(sent) == 400 - len(holdout)
+    assert progress.as_dict()["ab_test"]["winner"] == "b"
+
+
+def test_a_holdout_without_a_test_gets_nothing_and_the_report_gives_its_lift(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    from nudge.report_text import verdict_text
+    from nudge.services.reporting import build_report
+
+    sim = ab_sim(settings, clock, contacts=200)
+    campaign = newsletter(holdout=25)
+    held = {f"k{i:03d}" for i in range(200) if campaign.grouping()(f"k{i:03d}") == "holdout"}
+    record = sim.container.campaigns.run(campaign)
+    sim.run_until(clock.now() + timedelta(hours=1))
+
+    assert record.status is CampaignStatus.SENT and 30 < len(held) < 70
+    assert set(subjects(sim)) == {f"k{i:03d}" for i in range(200)} - held
+    [verdict] = [v for v in build_report(sim.store).splits if v.flow_id == "campaign.news"]
+    assert (verdict.runner_up, verdict.holdout_lift) == (None, None)  # no orders yet: no lift to give
+    assert verdict_text(verdict) == "treated vs holdout: no conversions in the holdout yet"
+
+
+def test_ab_pieces_replayed_and_a_pause_across_the_decision_send_nothing_twice(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    sim = ab_sim(settings, clock, contacts=120)
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter(ab_test=AB, holdout=10))
+    drain_pieces(sim)
+    campaigns.act("news", "pause")
+    clock.advance(timedelta(hours=5))
+    assert {o.status for o in drain_pieces(sim)} == {"stood_down"}  # the decision stands down while paused
+    assert campaigns.get("news").winner is None  # type: ignore[union-attr]
+
+    campaigns.act("news", "resume")  # queues the decision again (due: at once)
+    decide = CampaignPiece("news", 0, 8, epoch=1, decide=True)
+    assert campaigns.work(decide).status == "decided"
+    assert campaigns.work(decide).status == "decided"  # replayed: the same winner, the rest's pieces again
+    for body in sim.container.jobs.take():  # type: ignore[union-attr]
+        campaigns.work(CampaignPiece.parse(body))  # two chains of the rest's pieces: one starts, one finds
+    sim.run_until(clock.now() + timedelta(hours=1))
+
+    assert campaigns.get("news").status is CampaignStatus.SENT  # type: ignore[union-attr]
+    sent = [email.to for _, email in sim.mailer.sent]
+    assert len(sent) == len(set(sent)) == 120 - campaigns.progress("news").holdout  # type: ignore[union-attr]
+
+
+def test_the_benchs_throughput_is_sends_over_the_rate_times_the_span() -> None:
+    from nudge.local.campaign_bench import throughput_line
+
+    # 3,360 sends in 300 s at 14/s: 11.2/s, 80% of the rate (a minute's share of 80% each minute)
+    assert throughput_line(3360, 300, 14) == (
+        "  throughput: 3,360 sends in 300 s of virtual time at 14/s: 11.2/s, 80.0% of the SES rate "
+        "(the campaign's share is 80%; flows keep the rest)"
+    )
+    assert "0.0% of the SES rate" in throughput_line(0, 0, 14)

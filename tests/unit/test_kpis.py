@@ -120,6 +120,24 @@ def test_a_split_declares_a_winner_only_at_95_percent(a_converted: int, winner: 
     assert verdict.holdout_lift == pytest.approx(((a_converted + 18) / 400 - 0.05) / 0.05)
 
 
+def test_a_campaigns_rest_is_no_variant_of_its_test_but_counts_for_the_holdouts_lift() -> None:
+    def group(name: str, entered: int, converted: int) -> list[Run]:
+        return [
+            run(f"{name}{i}", "campaign.news", converted=i < converted, variants={"ab": name}) for i in range(entered)
+        ]
+
+    runs = group("a", 100, 8) + group("b", 100, 12) + group("rest", 700, 84) + group("holdout", 100, 5)
+
+    [verdict] = report(runs, [], []).splits
+
+    assert (verdict.best, verdict.runner_up) == ("b", "a")  # not `rest`, the winner's send to everyone else
+    # treated (8 + 12 + 84) / 900 against 5 / 100 in the holdout
+    assert verdict.holdout_lift == pytest.approx((104 / 900 - 0.05) / 0.05)
+    # a holdout without a test: one treated group, the lift only
+    [only] = report(group("rest", 300, 30) + group("rest_b", 300, 30) + group("holdout", 60, 3), [], []).splits
+    assert (only.runner_up, only.winner, only.holdout_lift) == (None, None, pytest.approx((60 / 600 - 0.05) / 0.05))
+
+
 def test_the_in_memory_store_feeds_the_report(settings: Settings, clock: VirtualClock) -> None:
     sim = Simulation(settings, clock)
     sim.send(checkout_started("e1", "chk_1"))

@@ -65,6 +65,7 @@ class MemoryStore:
         self.consents: dict[str, list[ConsentRecord]] = defaultdict(list)
         self.counters: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.documents: dict[str, dict[str, Any]] = {}
+        self.document_versions: dict[str, int] = {}
         self.job_log: dict[str, dict[str, dict[str, Any]]] = {}  # day -> piece key -> record
         # Per-contact indexes (insertion-ordered dicts as ordered sets), kept by every write below.
         self._slots: dict[str, dict[str, FlowSlot]] = {}  # contact -> flow id -> slot
@@ -259,6 +260,20 @@ class MemoryStore:
 
     def put_document(self, name: str, document: Mapping[str, Any], at: datetime) -> None:
         self.documents[name] = json.loads(json.dumps(document))
+        self.document_versions.pop(name, None)  # as DynamoDB's whole-item put drops the version
+
+    def get_versioned_document(self, name: str) -> tuple[dict[str, Any], int] | None:
+        found = self.get_document(name)
+        return (found, self.document_versions.get(name, 0)) if found is not None else None
+
+    def put_versioned_document(
+        self, name: str, document: Mapping[str, Any], at: datetime, expected_version: int
+    ) -> int:
+        if self.document_versions.get(name, 0) != expected_version:
+            raise ConflictError(name)
+        self.documents[name] = json.loads(json.dumps(document))
+        self.document_versions[name] = expected_version + 1
+        return expected_version + 1
 
     def get_message(self, contact_id: str, message_id: str) -> Message | None:
         return self.messages.get((contact_id, message_id))

@@ -29,7 +29,7 @@ def _quiet_lambda_logs() -> None:
 def demo() -> None:
     """Play a storefront story over three weeks of virtual time on moto, through the real handlers."""
     _quiet_lambda_logs()
-    from nudge.local.demo import DURATION, HISTORY, START, run_demo
+    from nudge.local.demo import DURATION, HISTORY, NEWSLETTER_POSTED, START, campaign_line, run_demo
 
     console.rule("[bold]nudge demo[/]: a shop's three weeks on moto (no AWS account needed)")
     console.print(f"virtual clock starts {START:%a %Y-%m-%d %H:%M} UTC and runs {DURATION.days} days\n")
@@ -83,6 +83,12 @@ def demo() -> None:
         console.print(
             f"{recipient}'s review request showed [italic]You may also like[/]: {', '.join(products)} "
             "(what the shop's history bought with what they bought)",
+            highlight=False,
+        )
+    if result.campaign is not None:
+        console.print(
+            f"[bold]Campaign[/] (POST /v1/campaigns {NEWSLETTER_POSTED:%a %m-%d %H:%M} → {result.campaign.status}; "
+            f"the jobs queue resolved the audience, each got it at 09:00 in their zone): {campaign_line(result)}",
             highlight=False,
         )
     if result.contacts:

@@ -17,6 +17,8 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from nudge.domain import send_time
+
 ORDER_PLACED = "order_placed"
 ORDER_CANCELLED = "order_cancelled"
 REFUND_CREATED = "refund_created"
@@ -58,6 +60,7 @@ class Aggregates:
     last_activity_at: datetime | None = None
     last_open_at: datetime | None = None
     last_click_at: datetime | None = None
+    engaged_hours: tuple[int, ...] = ()  # opens (1) and clicks (2) by UTC hour: send_time.py; () before any
     products: tuple[str, ...] = ()  # distinct, most recently bought last
     categories: tuple[str, ...] = ()
     recent_orders: tuple[OrderSummary, ...] = ()  # oldest first, at most RECENT_ORDERS
@@ -120,8 +123,10 @@ def updated(
     elif event_type == EMAIL_OPENED and not properties.get("machine_open"):
         # A privacy proxy's prefetch (Apple Mail) is no reader: segments on last_open_at ignore it.
         changes["last_open_at"] = _latest(aggregates.last_open_at, at)
+        changes["engaged_hours"] = send_time.engaged(aggregates.engaged_hours, at, send_time.OPEN_WEIGHT)
     elif event_type == EMAIL_CLICKED:
         changes["last_click_at"] = _latest(aggregates.last_click_at, at)
+        changes["engaged_hours"] = send_time.engaged(aggregates.engaged_hours, at, send_time.CLICK_WEIGHT)
     return replace(aggregates, **changes)
 
 
@@ -304,6 +309,7 @@ def to_record(aggregates: Aggregates) -> dict[str, Any]:
         "last_activity_at": _iso(aggregates.last_activity_at),
         "last_open_at": _iso(aggregates.last_open_at),
         "last_click_at": _iso(aggregates.last_click_at),
+        **({"engaged_hours": list(aggregates.engaged_hours)} if aggregates.engaged_hours else {}),
         "products": list(aggregates.products),
         "categories": list(aggregates.categories),
         "recent_orders": [
@@ -330,6 +336,7 @@ def from_record(record: Mapping[str, Any] | None) -> Aggregates:
         last_activity_at=_time(record.get("last_activity_at")),
         last_open_at=_time(record.get("last_open_at")),
         last_click_at=_time(record.get("last_click_at")),
+        engaged_hours=tuple(int(h) for h in record.get("engaged_hours") or ()),
         products=tuple(record.get("products", ())),
         categories=tuple(record.get("categories", ())),
         recent_orders=tuple(

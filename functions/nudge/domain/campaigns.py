@@ -8,15 +8,20 @@ once. Consent, suppression, smart sending, frequency caps and SMS quiet hours ar
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, time, timedelta
 from datetime import date as Date
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from nudge.domain.flows import Flow, _clock_time
+from nudge.domain import send_time
+from nudge.domain.durations import parse_duration
+from nudge.domain.engine import choose_variant
+from nudge.domain.flows import Flow, SplitStep, _clock_time
 from nudge.domain.guardrails import GuardrailOverrides
+from nudge.domain.kpis import two_proportion_z
 from nudge.domain.lifecycle import STAGES
 from nudge.domain.model import Contact, Run, RunStatus
 from nudge.domain.timezones import zone_for
@@ -76,11 +81,16 @@ class CampaignSms(_Strict):
 
 
 class Schedule(_Strict):
-    """When: `now` (the default), `at` a UTC moment, or `local_time` on `date` in each recipient's zone."""
+    """When: `now` (the default), `at` a UTC moment, `local_time` on `date` in each recipient's zone, or
+    `best_time` on `date`: each recipient's best hour there (send_time.py), or `explore`: hours spread
+    over the day to learn the curve."""
 
     at: datetime | None = Field(default=None, description="ISO 8601 with an offset, e.g. 2026-12-01T09:00:00Z.")
-    date: Date | None = Field(default=None, description="With local_time: the day, YYYY-MM-DD.")
+    date: Date | None = Field(default=None, description="With local_time or best_time: the day, YYYY-MM-DD.")
     local_time: str | None = Field(default=None, description="HH:MM in each recipient's time zone.")
+    best_time: bool | Literal["explore"] = Field(
+        default=False, description="With date: each recipient's best hour in their zone; explore: spread."
+    )
 
     @field_validator("at", mode="after")
     @classmethod
@@ -95,31 +105,108 @@ class Schedule(_Strict):
     def _one_way(self) -> Schedule:
         if self.at is not None and (self.local_time or self.date):
             raise ValueError("a schedule is `at` a moment or `local_time` on a `date`, not both")
-        if (self.local_time is None) != (self.date is None):
+        if self.best_time and (self.local_time is not None or self.date is None):
+            raise ValueError("`best_time` needs a `date` (the day) and no `local_time` (it chooses the hour)")
+        if not self.best_time and (self.local_time is None) != (self.date is None):
             raise ValueError("`local_time` needs a `date`, and a `date` needs a `local_time`")
         return self
+
+    @property
+    def per_recipient(self) -> bool:
+        """Whether each recipient has their own moment (a local time or a best time)."""
+        return self.date is not None
 
     def starts_at(self, now: datetime) -> datetime:
         """When resolving the audience may start: the moment, or the day's local time in the earliest zone."""
         if self.at is not None:
             return max(self.at, now)
-        if self.date is not None and self.local_time is not None:
-            first = datetime.combine(self.date, time.fromisoformat(self.local_time), UTC) - EARLIEST_OFFSET
-            return max(first, now)
+        if self.date is not None:
+            first = datetime.combine(self.date, time.fromisoformat(self.local_time or "00:00"), UTC)
+            return max(first - EARLIEST_OFFSET, now)
         return now
 
-    def due_for(self, contact: Contact, default_timezone: str, now: datetime) -> datetime:
-        """When this recipient's message goes out: the moment, their local time (DST-aware), or now.
+    def due_for(
+        self, contact: Contact, default_timezone: str, now: datetime, prior: Sequence[float] | None = None
+    ) -> datetime:
+        """When this recipient's message goes out: the moment, their local time (DST-aware), their best
+        hour (their history shrunk toward `prior`, the shop's curve), or now.
 
         A local time already past in the recipient's zone (the campaign started late) is now.
         """
-        if self.date is not None and self.local_time is not None:
+        if self.date is not None:
             zone = zone_for(contact, default_timezone)
-            local = datetime.combine(self.date, time.fromisoformat(self.local_time), zone)
+            if self.local_time is not None:
+                moment = time.fromisoformat(self.local_time)
+            elif self.best_time == "explore":
+                moment = time(send_time.explore_hour(f"{self.date}|{contact.contact_id}"))
+            else:
+                own = send_time.local_hours(contact.aggregates.engaged_hours, zone, self.date)
+                moment = time(send_time.best_hour(own, prior or send_time.ShopCurve().prior()))
+            local = datetime.combine(self.date, moment, zone)
             return max(local.astimezone(UTC), now)
         if self.at is not None:
             return max(self.at, now)
         return now
+
+
+# The A/B split step of a campaign's flow, and its two reserved groups (not variant names).
+AB_SPLIT = "ab"
+REST = "rest"  # the audience outside the test and the holdout: it gets the winner
+REST_B = "rest_b"  # with a holdout and no test, the split's second variant: half of the rest, the same send
+HOLDOUT = "holdout"  # gets nothing, to measure lift
+WEIGHT_SCALE = 100  # split weights are integers: percent x 100
+
+
+class AbVariant(_Strict):
+    """A variant of the email: what it changes (subject, preheader and/or template)."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,19}$")
+    subject: str | None = None
+    preheader: str | None = None
+    template: str | None = None
+
+    @field_validator("id", mode="after")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value in (REST, HOLDOUT):
+            raise ValueError(f"{value!r} names a group of the test; call the variant something else")
+        return value
+
+
+class AbTest(_Strict):
+    """A/B/n test of the email on `test_percent` of the audience, split evenly; after `wait`, the variant
+    with the best `metric` goes to the rest. It is the winner at `confidence` (a two-proportion z-test of
+    the leader against the runner-up); a test that does not reach it sends the leader, or the first
+    variant with `if_inconclusive: first`."""
+
+    variants: list[AbVariant] = Field(min_length=2, max_length=5)
+    test_percent: float = Field(default=20, ge=1, le=50, description="Percent of the audience in the test.")
+    metric: Literal["open_rate", "click_rate"] = "click_rate"
+    wait: str = Field(default="4h", description="How long after the start the winner is chosen, e.g. 4h.")
+    confidence: float = Field(default=0.95, ge=0.5, lt=1)
+    if_inconclusive: Literal["leader", "first"] = "leader"
+
+    @field_validator("wait", mode="after")
+    @classmethod
+    def _wait(cls, value: str) -> str:
+        try:
+            waited = parse_duration(value)
+        except ValueError:
+            raise ValueError("wait is a duration such as '4h' or '1d'") from None
+        if not timedelta(minutes=30) <= waited <= timedelta(days=7):
+            raise ValueError("wait is between 30m and 7d")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AbTest:
+        ids = [v.id for v in self.variants]
+        if len(ids) != len(set(ids)):
+            raise ValueError("variant ids must be distinct")
+        return self
+
+    @property
+    def waits(self) -> timedelta:
+        return parse_duration(self.wait)
 
 
 class Campaign(_Strict):
@@ -135,24 +222,68 @@ class Campaign(_Strict):
     schedule: Schedule = Field(default_factory=Schedule)
     priority: int = Field(default=0, ge=0, le=100, description="Higher wins smart sending against lower.")
     guardrails: GuardrailOverrides = Field(default_factory=GuardrailOverrides)
+    ab_test: AbTest | None = Field(default=None, description="A/B/n test of the email, the winner to the rest.")
+    holdout: float = Field(default=0, ge=0, le=50, description="Percent of the audience who get nothing (lift).")
 
     @model_validator(mode="after")
     def _content(self) -> Campaign:
         if self.email is None and self.sms is None:
             raise ValueError("a campaign sends an email, an SMS or both: give `email` or `sms`")
+        if self.ab_test is not None:
+            if self.email is None:
+                raise ValueError("ab_test varies the email: give `email`")
+            if self.schedule.per_recipient:
+                raise ValueError("ab_test needs one start for everyone: schedule it now or `at` a moment")
+            if self.holdout + self.ab_test.test_percent > 90:
+                raise ValueError("holdout and ab_test.test_percent leave under 10% for the winner")
         return self
+
+    @property
+    def tests(self) -> bool:
+        """Whether its flow opens with the `ab` split (an A/B test, a holdout or both)."""
+        return self.ab_test is not None or self.holdout > 0
+
+    def grouping(self) -> Callable[[str], str]:
+        """contact id -> the recipient's group: a test variant's id, `holdout`, or `rest`/`rest_b` (the
+        winner's, or everyone's without a test). The engine's own deterministic choice at the `ab` split (a
+        hash of the flow, the split and the contact over the shares), so what the resolution decides is
+        what the worker does."""
+        if not self.tests:
+            return lambda contact_id: REST
+        split = self.as_flow().step(AB_SPLIT)
+        assert isinstance(split, SplitStep)
+        return lambda contact_id: choose_variant(self.flow_id, split, contact_id)[0]
+
+    def waits_for_winner(self, group: str) -> bool:
+        """Whether this group's runs start only once the A/B test's winner is chosen."""
+        return self.ab_test is not None and group == REST
+
+    def decide_at(self, created_at: datetime) -> datetime | None:
+        """When an A/B test's winner is chosen: its wait after the start."""
+        if self.ab_test is None:
+            return None
+        return max(self.schedule.at or created_at, created_at) + self.ab_test.waits
 
     @property
     def flow_id(self) -> str:
         return FLOW_PREFIX + self.id
 
-    def as_flow(self) -> Flow:
-        """The one-off flow each recipient's run follows: the email step, then the SMS step."""
+    def as_flow(self, winner: str | None = None) -> Flow:
+        """The one-off flow each recipient's run follows: the email step, then the SMS step.
+
+        With an A/B test or a holdout it opens with a split (`ab`) whose groups are exactly `group()`'s
+        (the engine's deterministic choice over the same shares: test variants, `rest`, and the holdout,
+        which ends the run with nothing sent); `rest` goes to the winner's email once it is chosen (before
+        that no `rest` run is started, and it would end)."""
         steps: list[dict[str, Any]] = []
-        if self.email is not None:
+        if self.email is not None and not self.tests:
             steps.append({"id": "email", "type": "email", **self.email.model_dump(exclude_none=True)})
+        elif self.email is not None or self.holdout:
+            steps.extend(self._split_steps(winner))
         if self.sms is not None:
             steps.append({"id": "sms", "type": "sms", **self.sms.model_dump()})
+        if len(steps) > 1 and steps[0]["type"] == "split":
+            steps.append({"id": "done", "type": "end"})
         flow = Flow.model_validate(
             {
                 "id": "campaign",
@@ -168,7 +299,35 @@ class Campaign(_Strict):
         )
         return flow.model_copy(update={"id": self.flow_id})  # a dotted id, which the flow model refuses
 
-    def recipient_run(self, contact: Contact, default_timezone: str, now: datetime) -> Run:
+    def _split_steps(self, winner: str | None) -> list[dict[str, Any]]:
+        after = "sms" if self.sms is not None else "done"
+        emails: list[dict[str, Any]] = []
+        variants: list[dict[str, Any]] = []
+        test = self.ab_test.variants if self.ab_test is not None else []
+        share = self.ab_test.test_percent / len(test) if self.ab_test is not None else 0
+        for variant in test:
+            assert self.email is not None
+            fields = {**self.email.model_dump(exclude_none=True), **variant.model_dump(exclude_none=True)}
+            fields.pop("id")
+            emails.append({"id": f"email_{variant.id}", "type": "email", "next": after, **fields})
+            variants.append({"name": variant.id, "weight": round(share * WEIGHT_SCALE), "next": emails[-1]["id"]})
+        if self.ab_test is None and self.email is not None:  # a holdout only: everyone else gets the email
+            emails.append({"id": "email", "type": "email", "next": after, **self.email.model_dump(exclude_none=True)})
+            rest_next = "email"
+        else:
+            rest_next = f"email_{winner}" if winner is not None else "done"
+        if self.email is None:  # SMS only, with a holdout
+            rest_next = after
+        rest = round((100 - self.holdout - sum(v["weight"] for v in variants) / WEIGHT_SCALE) * WEIGHT_SCALE)
+        variants.append({"name": REST, "weight": rest, "next": rest_next})
+        if len(variants) < 2:  # a holdout only; a split needs two variants: a second share of the same send
+            variants.append({"name": REST_B, "weight": rest, "next": rest_next})
+        split = {"id": AB_SPLIT, "type": "split", "variants": variants, "holdout": self.holdout}
+        return [split, *emails]
+
+    def recipient_run(
+        self, contact: Contact, default_timezone: str, now: datetime, prior: Sequence[float] | None = None
+    ) -> Run:
         """The recipient's run: its id derived from campaign and contact (a second resolution finds it)."""
         trigger_id = f"{FLOW_PREFIX}{self.id}"
         return Run(
@@ -182,8 +341,33 @@ class Campaign(_Strict):
             trigger={"type": "campaign", "campaign": self.id},
             started_at=now,
             updated_at=now,
-            due_at=self.schedule.due_for(contact, default_timezone, now),
+            due_at=self.schedule.due_for(contact, default_timezone, now, prior),
         )
+
+
+def choose_winner(test: AbTest, counts: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """The A/B test's verdict from each variant's step counters (deliveries, and opens or clicks): the
+    leader on the metric against the runner-up in a two-proportion z-test; the winner is the leader if it
+    is ahead at the test's confidence, else the leader or the first variant (`if_inconclusive`)."""
+    hit = "open" if test.metric == "open_rate" else "click"
+    rows = []
+    for index, variant in enumerate(test.variants):
+        found = counts.get(f"email_{variant.id}", {})
+        delivered, hits = int(found.get("delivery", 0)), int(found.get(hit, 0))
+        rows.append((-(hits / delivered) if delivered else 0.0, index, variant.id, delivered, hits))
+    leader, runner_up = sorted(rows)[:2]
+    z, p = two_proportion_z(leader[4], leader[3], runner_up[4], runner_up[3])
+    significant = z > 0 and p < 1 - test.confidence
+    winner = leader[2] if significant or test.if_inconclusive == "leader" else test.variants[0].id
+    return {
+        "winner": winner,
+        "metric": test.metric,
+        "significant": significant,
+        "confidence": test.confidence,
+        "z": round(z, 4),
+        "p_value": round(p, 6),
+        "variants": {r[2]: {"delivered": r[3], hit + "s": r[4]} for r in sorted(rows, key=lambda r: r[1])},
+    }
 
 
 def campaign_id_of(flow_id: str) -> str | None:

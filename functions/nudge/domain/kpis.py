@@ -20,6 +20,7 @@ from nudge.domain.predictions import Outlook
 
 DEFAULT_WINDOW = timedelta(days=5)
 CONFIDENCE = 0.95
+CAMPAIGN_FLOW_PREFIX = "campaign."  # domain/campaigns.FLOW_PREFIX (which imports this module)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ class SplitVerdict:
     flow_id: str
     split_id: str
     best: str
-    runner_up: str
+    runner_up: str | None  # None: one treated group (a campaign's holdout without a test): lift only
     z: float
     p_value: float
     winner: str | None
@@ -256,13 +257,20 @@ def _verdicts(cells: Iterable[Kpis]) -> list[SplitVerdict]:
     verdicts = []
     for (flow_id, split_id), group in sorted(by_split.items()):
         holdout = next((c for c in group if c.variant == f"{split_id}:holdout"), None)
-        treated = sorted(
-            (c for c in group if c is not holdout), key=lambda c: (-(c.conversion_rate or 0), c.variant or "")
+        treated = [c for c in group if c is not holdout]
+        # A campaign's `rest` groups got the A/B test's winner (or, without a test, the one email): they
+        # count for the holdout's lift, but are no variant of the test (ADR 0019).
+        contenders = sorted(
+            (c for c in treated if not (flow_id.startswith(CAMPAIGN_FLOW_PREFIX) and _name(c).startswith("rest"))),
+            key=lambda c: (-(c.conversion_rate or 0), c.variant or ""),
         )
-        if len(treated) < 2:
+        if len(contenders) < 2 and holdout is None:
             continue
-        best, runner_up = treated[0], treated[1]
-        z, p = two_proportion_z(best.converted, best.entered, runner_up.converted, runner_up.entered)
+        best = contenders[0] if contenders else treated[0]
+        runner_up = contenders[1] if len(contenders) > 1 else None
+        z, p = (0.0, 1.0)
+        if runner_up is not None:
+            z, p = two_proportion_z(best.converted, best.entered, runner_up.converted, runner_up.entered)
         lift = None
         if holdout is not None and holdout.converted:
             treated_rate = sum(c.converted for c in treated) / sum(c.entered for c in treated)
@@ -272,11 +280,11 @@ def _verdicts(cells: Iterable[Kpis]) -> list[SplitVerdict]:
             SplitVerdict(
                 flow_id=flow_id,
                 split_id=split_id,
-                best=_name(best),
-                runner_up=_name(runner_up),
+                best=_name(best) if runner_up is not None else "",
+                runner_up=_name(runner_up) if runner_up is not None else None,
                 z=z,
                 p_value=p,
-                winner=_name(best) if p < 1 - CONFIDENCE and z > 0 else None,
+                winner=_name(best) if runner_up is not None and p < 1 - CONFIDENCE and z > 0 else None,
                 holdout_lift=lift,
             )
         )

@@ -2,7 +2,9 @@
 
 Before the story the shop imports its order history (flows/samples/orders_export.csv, a Shopify export);
 the stack's daily schedule fires the sweep function at 04:00 UTC (segment reviews, RFM, co-purchases), through
-the same local Scheduler pump as the runs' wake-ups.
+the same local Scheduler pump as the runs' wake-ups. In the second week the shop posts its November
+newsletter (campaigns/november_newsletter.yaml) through the signed API: the jobs queue resolves its audience
+and each recipient gets it at 09:00 in their own zone.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from nudge import names
+from nudge.campaign_files import load_campaign
 from nudge.clocks import VirtualClock
 from nudge.domain.kpis import DEFAULT_WINDOW, Report
 from nudge.local.moto_stack import PROJECT_ROOT, ApiResult, MotoStack, start_moto_stack
@@ -26,6 +29,10 @@ from nudge.services.reporting import build_report
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday morning
 DURATION = timedelta(days=21)
 HISTORY = PROJECT_ROOT / "flows" / "samples" / "orders_export.csv"
+NEWSLETTER = PROJECT_ROOT / "campaigns" / "november_newsletter.yaml"
+# Posted just before it starts (09:00 on 11-10 in UTC+14 is 19:00 UTC on 11-09): its first piece waits for
+# the start in 15-minute hops, each a trip through the jobs queue, so a short wait keeps the demo fast.
+NEWSLETTER_POSTED = datetime(2026, 11, 9, 18, 45, tzinfo=UTC)
 
 
 def _cart(checkout_id: str, lines: list[tuple[str, int, float]]) -> dict[str, Any]:
@@ -122,6 +129,8 @@ class DemoResult:
     daily_runs: list[tuple[datetime, dict[str, Any]]] = field(default_factory=list)
     contacts: list[ContactLine] = field(default_factory=list)  # every contact at the end: stage, RFM, spend
     recommended: dict[str, list[str]] = field(default_factory=dict)  # review request recipient -> products shown
+    campaign: ApiResult | None = None  # the newsletter's POST /v1/campaigns
+    campaign_status: dict[str, Any] = field(default_factory=dict)  # GET /v1/campaigns/<id> at the end
 
 
 @dataclass(frozen=True)
@@ -199,12 +208,18 @@ def run_demo(
             if on_event:
                 on_event(clock.now(), description, result)
         day = START
+        campaign = load_campaign(NEWSLETTER)
+        posted: ApiResult | None = None
         while day < START + DURATION:
             day = min(day + timedelta(days=1), START + DURATION)
+            if day - timedelta(days=1) < NEWSLETTER_POSTED <= day:
+                advance_to(NEWSLETTER_POSTED)
+                posted = stack.call_api("POST", "/v1/campaigns", campaign.model_dump(mode="json", exclude_none=True))
             advance_to(day)
             if on_progress:
                 on_progress(day)
         requests = Counter(stack.requests.counts)  # before reading the timeline back, which scans
+        campaign_status = stack.call_api("GET", f"/v1/campaigns/{campaign.id}").body
         daily_runs = [(at, stack.container.daily.status(day).as_dict()) for at, day in planned]
         timeline = read_timeline(stack)
         per_flow = Counter(row.flow for row in timeline)
@@ -219,9 +234,29 @@ def run_demo(
             daily_runs=daily_runs,
             contacts=contact_lines(stack),
             recommended=recommended(stack),
+            campaign=posted,
+            campaign_status=campaign_status,
         )
     finally:
         stack.stop()
+
+
+def campaign_line(result: DemoResult) -> str:
+    """The newsletter's line: its status and progress from the API, its report row (sends, opens, clicks,
+    last-touch orders and revenue, as for a flow)."""
+    status, progress = result.campaign_status, result.campaign_status.get("progress", {})
+    if not status:
+        return "no campaign"
+    row = next((r for r in (result.report.flows if result.report else []) if r.flow_id == status["flow_id"]), None)
+    sent = (
+        f"{row.sent} sent, {row.opened} opened, {row.clicked} clicked, {row.orders} orders ({row.revenue})"
+        if row
+        else "none sent"
+    )
+    return (
+        f"{status['id']}: {status['status']}; {progress.get('recipients', 0)} recipients of "
+        f"{progress.get('contacts', 0)} contacts ({progress.get('unreachable', 0)} without consent); {sent}"
+    )
 
 
 def import_history(stack: MotoStack) -> ImportReport:

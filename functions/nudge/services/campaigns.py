@@ -20,11 +20,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from nudge.domain import engine
-from nudge.domain.campaigns import TRANSITIONS, Campaign, CampaignStatus, campaign_id_of
+from nudge.domain import engine, send_time
+from nudge.domain.campaigns import (
+    HOLDOUT,
+    TRANSITIONS,
+    Campaign,
+    CampaignStatus,
+    campaign_id_of,
+    choose_winner,
+)
 from nudge.domain.flows import Flow, FlowCatalog
 from nudge.domain.model import Category, Channel, Contact
-from nudge.ports import Census, Clock, Documents, JobLog, JobQueue
+from nudge.ports import Census, Clock, ConflictError, Documents, JobLog, JobQueue
 
 if TYPE_CHECKING:  # the run service is handed in; importing it would load the renderer (ADR 0020)
     from nudge.services.runs import RunService
@@ -41,6 +48,8 @@ MAX_JOB_DELAY = timedelta(minutes=15)  # SQS DelaySeconds at most; a piece early
 HOLD_RECHECK = timedelta(minutes=5)
 # How long the worker trusts what it read of a campaign's status: pause and cancel reach sends within it.
 STATUS_TTL = timedelta(seconds=30)
+# A status write lost to another writer (a pause against a piece) is decided again on what won, this often.
+WRITE_ATTEMPTS = 5
 
 
 class CampaignError(ValueError):
@@ -74,24 +83,35 @@ class CampaignRecord:
     created_at: datetime
     updated_at: datetime
     epoch: int = 0  # bumped by every resume: pieces queued before it stand down (no two chains per segment)
+    version: int = 0  # the document's version as read: a status write is conditional on it (not stored inside)
+    ab_verdict: dict[str, Any] | None = None  # the A/B test's verdict (choose_winner) once decided
+
+    @property
+    def winner(self) -> str | None:
+        return str(self.ab_verdict["winner"]) if self.ab_verdict else None
 
     def to_document(self) -> dict[str, Any]:
-        return {
+        document = {
             "definition": self.campaign.model_dump(mode="json", exclude_none=True),
             "status": self.status.value,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "epoch": self.epoch,
         }
+        if self.ab_verdict is not None:
+            document["ab_verdict"] = self.ab_verdict
+        return document
 
     @staticmethod
-    def from_document(document: Mapping[str, Any]) -> CampaignRecord:
+    def from_document(document: Mapping[str, Any], version: int = 0) -> CampaignRecord:
         return CampaignRecord(
             campaign=Campaign.model_validate(document["definition"]),
             status=CampaignStatus(document["status"]),
             created_at=datetime.fromisoformat(document["created_at"]),
             updated_at=datetime.fromisoformat(document["updated_at"]),
             epoch=int(document.get("epoch", 0)),
+            version=version,
+            ab_verdict=document.get("ab_verdict"),
         )
 
     def view(self) -> dict[str, Any]:
@@ -114,10 +134,12 @@ class CampaignPiece:
     epoch: int = 0
     cursor: dict[str, Any] | None = None
     fan_out: bool = False  # the one piece that waits for the start, then queues the segments' pieces
+    decide: bool = False  # the one piece that waits for an A/B test's wait, chooses, then queues the rest's
+    rest: bool = False  # a segment's piece of the rest of an A/B campaign's audience (after the winner)
 
     @property
     def key(self) -> str:
-        return f"segment-{self.segment}of{self.of}"
+        return f"{'rest-' if self.rest else ''}segment-{self.segment}of{self.of}"
 
     def as_payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -129,8 +151,9 @@ class CampaignPiece:
         }
         if self.cursor is not None:
             body["cursor"] = self.cursor
-        if self.fan_out:
-            body["fan_out"] = True
+        for flag in ("fan_out", "decide", "rest"):
+            if getattr(self, flag):
+                body[flag] = True
         return body
 
     @staticmethod
@@ -148,16 +171,21 @@ class CampaignPiece:
             raise BadCampaignPiece(f"segment {segment} of {of} is not a Scan segment")
         if not isinstance(cursor, dict | None):
             raise BadCampaignPiece("cursor must be an object")
-        return CampaignPiece(campaign, segment, of, epoch, cursor, body.get("fan_out") is True)
+        flags = {flag: body.get(flag) is True for flag in ("fan_out", "decide", "rest")}
+        if sum(flags.values()) > 1:
+            raise BadCampaignPiece("a piece is one of fan_out, decide or rest")
+        return CampaignPiece(campaign, segment, of, epoch, cursor, **flags)
 
 
 @dataclass(slots=True)
 class CampaignPieceOutcome:
     piece: CampaignPiece
-    # worked | waiting | fanned_out | stood_down (paused, cancelled, an older epoch) | missing
+    # worked | waiting | fanned_out | decided | stood_down (paused, cancelled, an older epoch) | missing
     status: str = "worked"
     contacts: int = 0  # contacts scanned
-    started: int = 0  # runs started (recipients)
+    started: int = 0  # runs started (recipients; with a holdout, its members' runs too, which send nothing)
+    holdout: int = 0  # of those, the holdout's
+    later: int = 0  # in the audience, left for the A/B test's winner (the rest's pieces start them)
     existing: int = 0  # recipients whose run already existed (a piece done again)
     unreachable: int = 0  # in the audience, but with no consent or address for any of its channels
     done: bool = False  # the segment is finished
@@ -174,16 +202,20 @@ class CampaignProgress:
     contacts: int
     recipients: int
     unreachable: int
+    holdout: int = 0
+    ab_test: dict[str, Any] | None = None  # the verdict, once decided
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "status": self.status,
             "segments_done": self.segments_done,
             "segments": self.segments,
             "contacts": self.contacts,
             "recipients": self.recipients,
             "unreachable": self.unreachable,
+            "holdout": self.holdout,
         }
+        return {**found, "ab_test": self.ab_test} if self.ab_test is not None else found
 
 
 def document_name(campaign_id: str) -> str:
@@ -233,8 +265,9 @@ class CampaignCatalog(FlowCatalog):
         record = CampaignRecord.from_document(document) if document else None
         flow: Flow | None = None
         if record is not None:
-            unchanged = cached is not None and cached[1] is not None and cached[1].campaign == record.campaign
-            flow = cached[2] if unchanged and cached is not None else record.campaign.as_flow()
+            before = cached[1] if cached is not None else None
+            unchanged = before is not None and (before.campaign, before.winner) == (record.campaign, record.winner)
+            flow = cached[2] if unchanged and cached is not None else record.campaign.as_flow(record.winner)
         self._cache[campaign_id] = (now, record, flow)
         return record, flow
 
@@ -254,6 +287,7 @@ class CampaignService:
         segments: int = SEGMENTS,
         catalog: CampaignCatalog | None = None,
         check: Callable[[Campaign], list[str]] = lambda campaign: [],
+        step_counts: Callable[[str], dict[str, dict[str, int]]] = lambda flow_id: {},
     ) -> None:
         self._documents = documents
         self._census = census
@@ -266,12 +300,13 @@ class CampaignService:
         self._segments = segments
         self._catalog = catalog
         self._check = check
+        self._counts = step_counts  # an A/B test's variants: deliveries, opens, clicks per step (the counters)
 
     # the API's actions -----------------------------------------------------------------------------------
 
     def get(self, campaign_id: str) -> CampaignRecord | None:
-        document = self._documents.get_document(document_name(campaign_id))
-        return CampaignRecord.from_document(document) if document else None
+        found = self._documents.get_versioned_document(document_name(campaign_id))
+        return CampaignRecord.from_document(*found) if found else None
 
     def create(self, campaign: Campaign) -> tuple[CampaignRecord, bool]:
         """Store the campaign and queue its pieces; (record, created). The same definition again is a no-op
@@ -280,32 +315,47 @@ class CampaignService:
             raise InvalidCampaign(problems)  # before anything is written
         now = self._clock.now()
         existing = self.get(campaign.id)
+        if existing is None:
+            try:
+                record = self._save(CampaignRecord(campaign, CampaignStatus.SCHEDULED, now, now))
+            except ConflictError:  # the same id posted twice at once: the other request created it
+                existing = self.get(campaign.id)
+                if existing is None:
+                    raise CampaignConflict(f"campaign {campaign.id!r} is being written: try again") from None
         if existing is not None:
             if existing.campaign != campaign:
                 raise CampaignConflict(f"campaign {campaign.id!r} exists with another definition")
             return existing, False
-        record = CampaignRecord(campaign, CampaignStatus.SCHEDULED, now, now)
-        self._save(record)
         self._queue([(self._fan_out(record), self._until_start(record))])
         log.info("campaign created", extra={"campaign": campaign.id})
         return record, True
 
     def act(self, campaign_id: str, action: str) -> CampaignRecord:
-        """pause | resume | cancel. A repeated action (pause a paused campaign) is a no-op."""
-        record = self.get(campaign_id)
-        if record is None:
-            raise UnknownCampaign(f"no campaign {campaign_id!r}")
-        target = TRANSITIONS[action].get(record.status)
-        if target is None:
-            if record.status is {"pause": CampaignStatus.PAUSED, "cancel": CampaignStatus.CANCELLED}.get(action):
-                return record
-            raise CampaignConflict(f"campaign {campaign_id!r} is {record.status.value}: it cannot {action}")
-        epoch = record.epoch + 1 if action == "resume" else record.epoch
-        changed = replace(record, status=target, updated_at=self._clock.now(), epoch=epoch)
-        unfinished = self._unfinished(changed) if action == "resume" else []
-        if action == "resume" and not unfinished:
-            changed = replace(changed, status=CampaignStatus.SENT)
-        self._save(changed)
+        """pause | resume | cancel. A repeated action (pause a paused campaign) is a no-op.
+
+        The write is conditional on the version read: if a piece moved the status meanwhile (`sending` ->
+        `sent`), the action is decided again on what the piece wrote, and never overwrites it blindly."""
+        for _ in range(WRITE_ATTEMPTS):
+            record = self.get(campaign_id)
+            if record is None:
+                raise UnknownCampaign(f"no campaign {campaign_id!r}")
+            target = TRANSITIONS[action].get(record.status)
+            if target is None:
+                if record.status is {"pause": CampaignStatus.PAUSED, "cancel": CampaignStatus.CANCELLED}.get(action):
+                    return record
+                raise CampaignConflict(f"campaign {campaign_id!r} is {record.status.value}: it cannot {action}")
+            epoch = record.epoch + 1 if action == "resume" else record.epoch
+            changed = replace(record, status=target, updated_at=self._clock.now(), epoch=epoch)
+            unfinished = self._unfinished(changed) if action == "resume" else []
+            if action == "resume" and not unfinished:
+                changed = replace(changed, status=CampaignStatus.SENT)
+            try:
+                changed = self._save(changed)
+            except ConflictError:
+                continue
+            break
+        else:
+            raise CampaignConflict(f"campaign {campaign_id!r} kept changing: try {action} again")
         wait = self._until_start(changed)
         # Before its start nothing is resolved yet: one piece waits for it, as after create.
         self._queue([(self._fan_out(changed), wait)] if wait > timedelta(0) else [(p, wait) for p in unfinished])
@@ -316,14 +366,21 @@ class CampaignService:
         record = self.get(campaign_id)
         if record is None:
             return None
-        records = self._log.pieces_of(document_name(campaign_id)).values()
+        logged = self._log.pieces_of(document_name(campaign_id))
+        records = logged.values()
+        first = [r for key, r in logged.items() if not key.startswith("rest-")]  # the rest's pieces scan again
+        ab = record.campaign.ab_test is not None
         return CampaignProgress(
             status=record.status.value,
-            segments_done=sum(1 for r in records if r.get("done")),
+            segments_done=sum(1 for key, r in logged.items() if r.get("done") and key.startswith("rest-") == ab),
             segments=self._segments,
-            contacts=sum(int(r.get("contacts", 0)) for r in records),
-            recipients=sum(int(r.get("started", 0)) + int(r.get("existing", 0)) for r in records),
-            unreachable=sum(int(r.get("unreachable", 0)) for r in records),
+            contacts=sum(int(r.get("contacts", 0)) for r in first),
+            recipients=sum(
+                int(r.get("started", 0)) + int(r.get("existing", 0)) - int(r.get("holdout", 0)) for r in records
+            ),
+            unreachable=sum(int(r.get("unreachable", 0)) for r in first),
+            holdout=sum(int(r.get("holdout", 0)) for r in records),
+            ab_test=record.ab_verdict,
         )
 
     # the pieces --------------------------------------------------------------------------------------------
@@ -351,25 +408,40 @@ class CampaignService:
         if piece.fan_out:
             done.status = "fanned_out"
             done.follow.extend((segment, timedelta(0)) for segment in self._first_pieces(record))
+            if record.campaign.ab_test is not None:
+                done.follow.append(self._decide_piece(record))
             self._queue(done.follow)
             return done
+        if piece.decide:
+            return self._decide(record, piece, done)
+        if piece.rest and record.winner is None:
+            raise BadCampaignPiece(f"a rest piece of {piece.campaign_id} before its winner")
         if record.status is CampaignStatus.SCHEDULED:
-            record = replace(record, status=CampaignStatus.SENDING, updated_at=now)
-            self._save(record)
+            sending = self._mark_sending(record, piece)
+            if sending is None:
+                done.status = "stood_down"  # a pause or cancel landed between the read and the write
+                return done
+            record = sending
         previous = self._log.pieces_of(document_name(piece.campaign_id)).get(piece.key, {})
         batch = max(1, self._per_minute // piece.of)
         cursor: dict[str, Any] | None = piece.cursor
         campaign = record.campaign
         channels = [c for c, on in ((Channel.EMAIL, campaign.email), (Channel.SMS, campaign.sms)) if on]
+        group_of = campaign.grouping()
+        prior = self._prior() if campaign.schedule.best_time is True else None
         done.done = True
         for contact, after in self._census.contacts_segment(piece.segment, piece.of, piece.cursor):
             done.contacts += 1
             cursor = after
             if campaign.audience.matches(contact):
-                if not _reachable(contact, channels):
-                    done.unreachable += 1
-                elif self._runs.start(engine.StartRun(campaign.recipient_run(contact, self._zone, now), None)):
+                group = group_of(contact.contact_id)
+                if campaign.waits_for_winner(group) != piece.rest:
+                    done.later += not piece.rest  # the rest's own pieces start it once the winner is chosen
+                elif not _reachable(contact, channels):
+                    done.unreachable += not piece.rest
+                elif self._runs.start(engine.StartRun(campaign.recipient_run(contact, self._zone, now, prior), None)):
                     done.started += 1
+                    done.holdout += group == HOLDOUT
                 else:
                     done.existing += 1
             if after is None:
@@ -390,6 +462,8 @@ class CampaignService:
                 "started": int(previous.get("started", 0)) + done.started,
                 "existing": int(previous.get("existing", 0)) + done.existing,
                 "unreachable": int(previous.get("unreachable", 0)) + done.unreachable,
+                "holdout": int(previous.get("holdout", 0)) + done.holdout,
+                "later": int(previous.get("later", 0)) + done.later,
             },
             self._clock.now(),
         )
@@ -424,30 +498,107 @@ class CampaignService:
         return [CampaignPiece(record.campaign.id, s, self._segments, record.epoch) for s in range(self._segments)]
 
     def _unfinished(self, record: CampaignRecord) -> list[CampaignPiece]:
+        """What resume queues: each segment not done, from its cursor; with an A/B test, the decision if it
+        is not made, else the rest's segments not done."""
         logged = self._log.pieces_of(document_name(record.campaign.id))
         pieces = []
-        for piece in self._first_pieces(record):
+        first = self._first_pieces(record)
+        if record.campaign.ab_test is not None and record.winner is None:
+            pieces.append(self._decide_piece(record)[0])
+        elif record.winner is not None:
+            first += [replace(piece, rest=True) for piece in first]
+        for piece in first:
             entry = logged.get(piece.key, {})
             if not entry.get("done"):
                 pieces.append(replace(piece, cursor=entry.get("cursor")))
         return pieces
 
+    def _decide_piece(self, record: CampaignRecord) -> tuple[CampaignPiece, timedelta]:
+        due = record.campaign.decide_at(record.created_at) or self._clock.now()
+        delay = min(max(due - self._clock.now(), timedelta(0)), MAX_JOB_DELAY)
+        return CampaignPiece(record.campaign.id, 0, self._segments, record.epoch, decide=True), delay
+
+    def _decide(self, record: CampaignRecord, piece: CampaignPiece, done: CampaignPieceOutcome) -> CampaignPieceOutcome:
+        """After the A/B test's wait: choose the winner from the variants' counters, write it with the
+        status (conditionally), and queue the rest's pieces a minute later, once every worker's cached view
+        of the campaign (STATUS_TTL) has the winner. Done again (at-least-once), it finds the winner and
+        queues only the rest's segments not done, from their cursors: their runs' ids make a second chain
+        start nothing twice."""
+        test = record.campaign.ab_test
+        assert test is not None
+        if record.winner is None:
+            again = self._decide_piece(record)
+            if again[1] > timedelta(0):
+                done.status = "waiting"
+                done.follow.append(again)
+                self._queue(done.follow)
+                return done
+            verdict = choose_winner(test, self._counts(record.campaign.flow_id))
+            try:
+                record = self._save(replace(record, ab_verdict=verdict, updated_at=self._clock.now()))
+            except ConflictError:
+                found = self.get(piece.campaign_id)  # a pause or resume won: decide again on what it wrote
+                if found is None or not found.status.sends or found.epoch != piece.epoch or found.winner is None:
+                    done.status = "stood_down"
+                    return done
+                record = found
+            log.info("campaign winner", extra={"campaign": piece.campaign_id, "verdict": verdict})
+        done.status = "decided"
+        done.follow.extend((p, PACE) for p in self._unfinished(record) if p.rest)
+        self._queue(done.follow)
+        return done
+
+    def _mark_sending(self, record: CampaignRecord, piece: CampaignPiece) -> CampaignRecord | None:
+        """scheduled -> sending, conditionally; None if what won meanwhile says the piece stands down."""
+        found: CampaignRecord | None = record
+        for _ in range(WRITE_ATTEMPTS):
+            if found is None or not found.status.sends or found.epoch != piece.epoch:
+                return None
+            if found.status is not CampaignStatus.SCHEDULED:
+                return found  # another piece marked it sending
+            try:
+                return self._save(replace(found, status=CampaignStatus.SENDING, updated_at=self._clock.now()))
+            except ConflictError:
+                found = self.get(piece.campaign_id)
+        raise ConflictError(f"campaign {piece.campaign_id} kept changing")  # SQS retries the piece
+
     def _finish_if_complete(self, piece: CampaignPiece) -> None:
+        """sending -> sent once every segment is done, conditionally: a pause or cancel that landed after
+        this piece read the status stays (the write loses, and the status read again is not `sending`)."""
         logged = self._log.pieces_of(document_name(piece.campaign_id))
-        if sum(1 for entry in logged.values() if entry.get("done")) < piece.of:
+        if (
+            sum(1 for key, entry in logged.items() if entry.get("done") and key.startswith("rest-") == piece.rest)
+            < piece.of
+        ):
             return
-        record = self.get(piece.campaign_id)
-        if record is not None and record.status is CampaignStatus.SENDING:
-            self._save(replace(record, status=CampaignStatus.SENT, updated_at=self._clock.now()))
+        for _ in range(WRITE_ATTEMPTS):
+            record = self.get(piece.campaign_id)
+            if record is None or record.status is not CampaignStatus.SENDING:
+                return
+            if record.campaign.ab_test is not None and not piece.rest:
+                return  # an A/B campaign is sent once the rest's pieces are done
+            try:
+                self._save(replace(record, status=CampaignStatus.SENT, updated_at=self._clock.now()))
+                return
+            except ConflictError:
+                continue
+        raise ConflictError(f"campaign {piece.campaign_id} kept changing")
+
+    def _prior(self) -> list[float]:
+        """What best-time sends shrink each contact's history toward: the shop's curve (the daily job)."""
+        return send_time.ShopCurve.from_record(self._documents.get_document(send_time.CURVE_DOCUMENT)).prior()
 
     def _until_start(self, record: CampaignRecord) -> timedelta:
         now = self._clock.now()
         return min(max(record.campaign.schedule.starts_at(now) - now, timedelta(0)), MAX_JOB_DELAY)
 
-    def _save(self, record: CampaignRecord) -> None:
-        self._documents.put_document(document_name(record.campaign.id), record.to_document(), self._clock.now())
+    def _save(self, record: CampaignRecord) -> CampaignRecord:
+        """Write the record if its document is still at the version it was read at (ConflictError if not)."""
+        name = document_name(record.campaign.id)
+        version = self._documents.put_versioned_document(name, record.to_document(), self._clock.now(), record.version)
         if self._catalog is not None:
             self._catalog.forget(record.campaign.id)  # this process sees its own change at once
+        return replace(record, version=version)
 
     def _queue(self, pieces: list[tuple[CampaignPiece, timedelta]]) -> None:
         if not pieces or self._jobs is None:

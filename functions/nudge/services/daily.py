@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Final
 
-from nudge.domain import predictions
+from nudge.domain import predictions, send_time
 from nudge.domain.lifecycle import RfmCuts, RfmInputs, cuts_of, score
+from nudge.domain.timezones import zone_for
 from nudge.ports import Census, Clock, Documents, JobLog
 from nudge.services.ingest import IngestOutcome, IngestService
 from nudge.services.recommendations import CoPurchaseBook
@@ -217,6 +218,7 @@ class DailyJob:
         clock: Clock,
         copurchases: CoPurchaseBook,
         segments: int = SEGMENTS,
+        default_timezone: str = "UTC",
     ) -> None:
         self._ingest = ingest
         self.copurchases = copurchases
@@ -225,6 +227,7 @@ class DailyJob:
         self._log = job_log
         self._clock = clock
         self._segments = segments
+        self._zone = default_timezone
         self.requirements = predictions.REQUIREMENTS  # what the base needs before predictions (ADR 0018)
 
     # planning and doing pieces ---------------------------------------------------------------------------
@@ -311,7 +314,11 @@ class DailyJob:
         now = self._clock.now()
         recency, orders, spent = array("d"), array("d"), array("d")
         summaries = predictions.SummaryColumns()
+        curve = send_time.ShopCurve()  # engagement by local hour: best-time sends shrink toward it
         for contact in self._census.all_contacts():
+            if contact.aggregates.engaged_hours:
+                zone = zone_for(contact, self._zone)
+                curve.add(send_time.local_hours(contact.aggregates.engaged_hours, zone, now.date()))
             if (inputs := RfmInputs.of(contact.aggregates, now)) is not None:
                 recency.append(inputs.recency_days)
                 orders.append(inputs.orders)
@@ -324,6 +331,8 @@ class DailyJob:
         record = done.cuts.to_record() if done.cuts is not None else None
         if record is not None:
             self._documents.put_document(RFM_DOCUMENT, {**record, "computed_at": now.isoformat()}, now)
+        curve_record = {**curve.to_record(), "computed_at": now.isoformat()}
+        self._documents.put_document(send_time.CURVE_DOCUMENT, curve_record, now)
         model = done.model.to_record()
         self._documents.put_document(PREDICTIONS_DOCUMENT, {**model, "computed_at": now.isoformat()}, now)
         day, of = done.piece.day, self._segments

@@ -287,6 +287,7 @@ class CounterModel(Model):
     reject = NumberAttribute(null=True)
     unsubscribe = NumberAttribute(null=True)
     document = JSONAttribute(null=True)  # DOC items: the RFM cut points, the co-purchase table
+    version = NumberAttribute(null=True)  # DOC items written conditionally (a campaign's status): +1 a write
     updated_at = UTCDateTimeAttribute(null=True)
     taken = NumberAttribute(null=True)  # RATE# items: the next free send slot, epoch milliseconds
     expires_at = TTLAttribute(null=True)
