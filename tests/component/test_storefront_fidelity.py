@@ -466,6 +466,42 @@ def test_9_a_restock_tells_each_waiting_contact_once_and_a_price_drop_is_an_even
     assert "price_dropped" in kim and "back_in_stock" not in kim
 
 
+def test_9_a_restock_that_fails_half_way_is_redelivered_and_tells_the_rest_nobody_twice(
+    moto_stack: MotoStack,
+) -> None:
+    # Given a product out of stock and two shoppers waiting on it
+    shopify(moto_stack, "products/update", product(0), "wh-p1")
+    notify_me(moto_stack, "hal", "808950810")
+    notify_me(moto_stack, "ivy", "808950810")
+    ingest = moto_stack.container.webhooks._ingest  # type: ignore[attr-defined]
+    real = ingest.ingest
+    failed: list[str] = []
+
+    def throttled_once(event: Any) -> Any:
+        if event.type == "back_in_stock" and event.contact_id == "u_ivy" and not failed:
+            failed.append(event.event_id)  # DynamoDB throttled the second notice, after Hal's went through
+            raise RuntimeError("ProvisionedThroughputExceededException")
+        return real(event)
+
+    # When the restock's delivery fails after telling Hal, and Shopify delivers it again
+    ingest.ingest = throttled_once
+    try:
+        first = shopify(moto_stack, "products/update", product(5), "wh-p2")  # 5xx: Shopify will retry
+    finally:
+        ingest.ingest = real
+    again = shopify(moto_stack, "products/update", product(5), "wh-p2")
+    later = shopify(moto_stack, "products/update", product(4), "wh-p3")
+    moto_stack.pump.run_until(START + timedelta(days=3))
+
+    # Then the failed delivery stored no new level, so the retry saw the same restock: Ivy is told, Hal not
+    # twice (the notice's id names the change, not the delivery); then nothing more
+    assert first.status >= 500 and failed
+    assert (again.status, again.json()["back_in_stock"], later.json()["back_in_stock"]) == (202, 2, 0)
+    assert [len(runs(moto_stack, who, "back_in_stock")) for who in ("u_hal", "u_ivy")] == [1, 1]
+    notices = [[s for s in subjects(moto_stack, f"{who}@example.com") if "is back" in s] for who in ("hal", "ivy")]
+    assert notices == [["IPod Nano - 8GB - Pink is back"]] * 2
+
+
 def test_9_a_woocommerce_product_back_in_stock_tells_the_waiting_contact(moto_stack: MotoStack) -> None:
     mug = {"id": 93, "name": "Ceramic mug", "permalink": "https://woo.example/p/mug", "price": "9.00"}
     woo(moto_stack, "product.updated", mug | {"manage_stock": True, "stock_quantity": 0}, "d-p1")

@@ -156,8 +156,11 @@ class WebhookService:
     def _catalog(self, change: CatalogChange) -> dict[str, Any]:
         """Store each level; a variant from 0 to more tells whoever waits on it, once; a lower price too.
 
-        The first sighting of a variant is only stored (an install's first updates announce nothing). Event
-        ids name the delivery, the variant and the contact, so a redelivery notifies nobody twice.
+        The first sighting of a variant is only stored (an install's first updates announce nothing). The
+        new level is stored only after everyone waiting was told, so a delivery that fails half-way is
+        redelivered and tells the rest. Event ids name the change (the level it left, by the time that
+        level was seen), the variant and the contact: a redelivery, or a second topic announcing the same
+        change at once (inventory_levels and products), notifies nobody twice.
         """
         now = self._clock.now()
         notified: dict[str, list[str]] = {"back_in_stock": [], "price_dropped": []}
@@ -165,19 +168,19 @@ class WebhookService:
             details = level.details or (self._refs.recall(level.details_from) if level.details_from else None) or {}
             if level.describes:
                 self._refs.observe(level.describes, details, now)
-            record = {**details, "quantity": level.quantity, "price": level.price}
-            previous = self._refs.observe(level.key, record, now)
+            record = {**details, "quantity": level.quantity, "price": level.price, "seen": now.isoformat()}
+            previous = self._refs.recall(level.key)
             item = details.get("item")
-            if previous is None or not item:
+            kind = _stock_news(previous, level) if previous is not None and item else None
+            if kind is None or not item or previous is None:
+                self._refs.observe(level.key, record, now)
                 continue
-            kind = _stock_news(previous, level)
-            if kind is None:
-                continue
+            change_id = f"{kind}:{item}:{previous.get('seen') or change.event_id}"
             waiting = [c for c in self._refs.waiting(item) if not self._erased(c)]
-            properties = {k: v for k, v in record.items() if k not in ("item", "quantity") and v is not None}
+            properties = {k: v for k, v in record.items() if k not in ("item", "quantity", "seen") and v is not None}
             for contact_id in waiting:
                 event = Event(
-                    f"{change.event_id}:{kind}:{item}:{contact_id}",
+                    f"{change_id}:{contact_id}",
                     kind,
                     ContactPatch(external_id=contact_id),
                     properties | {"price_before": previous.get("price")} if kind == "price_dropped" else properties,
@@ -187,6 +190,7 @@ class WebhookService:
                 notified[kind].append(contact_id)
             if kind == "back_in_stock":
                 self._refs.unwait(item, waiting)  # told once per restock; asking again waits again
+            self._refs.observe(level.key, record, now)  # last: until here, a redelivery sees the same change
         return {"catalog": len(change.levels), **{k: len(v) for k, v in notified.items()}}
 
     def _close(self, contact_id: str, event: Event, reason: str) -> None:
