@@ -12,7 +12,8 @@ from nudge import signing
 from nudge.clocks import VirtualClock
 from nudge.domain.engine import choose_variant
 from nudge.domain.flows import SplitStep
-from nudge.domain.model import RunStatus
+from nudge.domain.model import Channel, RunStatus
+from nudge.domain.suppression import address_key
 from nudge.services.inputs import ContactIn, EventIn
 from nudge.settings import Settings
 from tests.conftest import START
@@ -374,6 +375,35 @@ def test_update_profile_sets_tags_properties_and_consent(
     assert stored.tags == ("vip", "gold")
     assert stored.sms_marketing is False
     assert [s for _, _, s in sent(sim)] == ["Gold gold"]
+
+
+def test_a_consent_change_by_update_profile_is_recorded_with_the_flow_as_its_source(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    directory = flows_dir(
+        tmp_path,
+        """
+        id: quiet
+        name: Quiet
+        trigger: {event: ping}
+        steps:
+          - {id: stop_texts, type: update_profile, sms_marketing: false, email_marketing: true}
+          - {id: done, type: end}
+        """,
+    )
+    sim = simulation(settings, clock, directory)
+    sim.send(event("e0", "nothing", who=contact("bob", phone="+14155550100", sms_marketing=True)))
+
+    sim.send(event("e1", "ping"))
+
+    [stored] = sim.store.contacts.values()
+    sms_trail = sim.store.consent_records(address_key(Channel.SMS, "+14155550100"))
+    assert [(r.granted, r.source) for r in sms_trail] == [(True, "event:nothing:e0"), (False, "flow:quiet")]
+    # email consent did not change (already granted): nothing more in its trail
+    assert [r.source for r in sim.store.consent_records(address_key(Channel.EMAIL, "bob@example.com"))] == [
+        "event:nothing:e0"
+    ]
+    assert stored.sms_marketing is False
 
 
 def test_webhook_posts_a_signed_body_and_retries(settings: Settings, clock: VirtualClock, tmp_path: Path) -> None:

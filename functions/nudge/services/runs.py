@@ -37,6 +37,7 @@ from nudge.ports import (
     WhatsAppSender,
     WorkQueue,
 )
+from nudge.services import consent
 from nudge.services.compose import EmailComposer, MailPolicy
 from nudge.services.throttle import SendThrottle
 from nudge.signing import sign
@@ -250,6 +251,10 @@ class RunService:
         plan = engine.advance(run, flow, contact, history, self._guardrails, now)
         outcome.status = "advanced" if plan.run.is_active else plan.run.status.value
         for update in plan.profile_updates:
+            if contact is not None:
+                # A consent change is recorded (when, and which flow) before it is made: a retry after a crash
+                # between the two writes records it again, a repeated line in the trail, rather than never.
+                consent.record_changes(self._store, contact, update.apply(contact, now), f"flow:{run.flow_id}", now)
             # Idempotent (set, unset, tags): a retry of this advance applies it again to the same effect.
             contact = self._store.update_contact(run.contact_id, update, now) or contact
         messages: list[Message] = []
