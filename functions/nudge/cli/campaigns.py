@@ -14,30 +14,21 @@ campaign_app = typer.Typer(help="Campaigns: one send to an audience (docs/campai
 def check_campaigns(console: Console, targets: list[Path], templates: Path, segments_dir: Path) -> tuple[int, int]:
     """Print ✓ or each problem per campaign; (campaigns checked, problems)."""
     from nudge.campaign_files import campaign_problems, load_campaign, load_campaigns
-    from nudge.flow_files import FlowFileError, load_segments
+    from nudge.cli.checking import report_checks
+    from nudge.domain.campaigns import Campaign
+    from nudge.flow_files import load_segments
     from nudge.templating import TemplateRenderer
 
     renderer = TemplateRenderer(templates)
     segments = load_segments(segments_dir)
-    checked = problems = 0
-    for target in targets:
-        try:
-            campaigns = load_campaigns(target) if target.is_dir() else [load_campaign(target)]
-        except FlowFileError as exc:
-            for line in str(exc).splitlines():
-                console.print(f"[red]✗[/] {line}")
-                problems += 1
-            continue
-        for campaign in campaigns:
-            checked += 1
-            found = campaign_problems(campaign, renderer, segments)
-            for line in found:
-                console.print(f"[red]✗[/] campaign {campaign.id}: {line}")
-            problems += len(found)
-            if not found:
-                channels = " and ".join(c for c in ("email", "sms") if getattr(campaign, c) is not None)
-                console.print(f"[green]✓[/] campaign {campaign.id}: {channels}")
-    return checked, problems
+
+    def check(campaign: Campaign) -> tuple[str, list[str], str]:
+        channels = " and ".join(c for c in ("email", "sms") if getattr(campaign, c) is not None)
+        return f"campaign {campaign.id}", campaign_problems(campaign, renderer, segments), channels
+
+    return report_checks(
+        console, targets, lambda target: load_campaigns(target) if target.is_dir() else [load_campaign(target)], check
+    )
 
 
 @campaign_app.command("validate")

@@ -125,7 +125,10 @@ def validate(
     templates: Annotated[Path, typer.Option(help="The templates directory.")] = Path("templates"),
 ) -> None:
     """Check flow files against the flow schema and their templates; exit 1 listing every problem."""
-    from nudge.flow_files import FlowFileError, load_catalog, load_flow, load_whatsapp_templates, template_problems
+    from nudge.cli.checking import report_checks
+    from nudge.domain.flows import Flow
+    from nudge.domain.whatsapp import WhatsAppTemplates
+    from nudge.flow_files import load_catalog, load_flow, load_whatsapp_templates, template_problems
     from nudge.templating import TemplateRenderer, TemplateRenderError
 
     try:
@@ -134,24 +137,17 @@ def validate(
         console.print(f"[red]✗[/] {exc}")
         raise typer.Exit(1) from None
     targets = paths or [Path("flows")]
-    problems = checked = 0
-    for target in targets:
-        try:
-            flows = list(load_catalog(target)) if target.is_dir() else [load_flow(target)]
-            whatsapp = load_whatsapp_templates(target if target.is_dir() else target.parent)
-        except FlowFileError as exc:
-            for line in str(exc).splitlines():
-                console.print(f"[red]✗[/] {line}")
-                problems += 1
-            continue
-        for flow in flows:
-            checked += 1
-            found = template_problems(flow, renderer, whatsapp)
-            for line in found:
-                console.print(f"[red]✗[/] {flow.id}: {line}")
-            problems += len(found)
-            if not found:
-                console.print(f"[green]✓[/] {flow.id}: {len(flow.steps)} steps")
+
+    def load(target: Path) -> list[tuple[Flow, WhatsAppTemplates]]:
+        flows = list(load_catalog(target)) if target.is_dir() else [load_flow(target)]
+        whatsapp = load_whatsapp_templates(target if target.is_dir() else target.parent)
+        return [(flow, whatsapp) for flow in flows]
+
+    def check(item: tuple[Flow, WhatsAppTemplates]) -> tuple[str, list[str], str]:
+        flow, whatsapp = item
+        return flow.id, template_problems(flow, renderer, whatsapp), f"{len(flow.steps)} steps"
+
+    checked, problems = report_checks(console, targets, load, check)
     segments_path = Path("segments")
     if segments_path.is_dir() and paths is None:
         problems += _validate_segments(segments_path, Path("flows"))
