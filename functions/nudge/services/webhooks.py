@@ -171,8 +171,7 @@ class WebhookService:
             record = {**details, "quantity": level.quantity, "price": level.price, "seen": now.isoformat()}
             previous = self._refs.recall(level.key)
             item = details.get("item")
-            kind = _stock_news(previous, level) if previous is not None and item else None
-            if kind is None or not item or previous is None:
+            if previous is None or not item or (kind := _stock_news(previous, level)) is None:
                 self._refs.observe(level.key, record, now)
                 continue
             change_id = f"{kind}:{item}:{previous.get('seen') or change.event_id}"
