@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -507,6 +508,51 @@ def test_date_trigger_fires_yearly_at_local_time(settings: Settings, clock: Virt
     assert sent(sim) == [
         ("2026-11-10 00:00", "ann@example.com", "Happy birthday"),  # 09:00 in Tokyo
         ("2027-11-10 00:00", "ann@example.com", "Happy birthday"),
+    ]
+
+
+def test_next_years_run_stored_by_an_attempt_that_died_before_arming_it_is_armed_by_the_retry(
+    settings: Settings, clock: VirtualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = flows_dir(
+        tmp_path,
+        f"""
+        id: bday
+        name: Birthday
+        trigger: {{type: date, date: contact.properties.birthday, time: "09:00"}}
+        steps:
+          - id: gift
+            {EMAIL}
+            subject: "Happy birthday"
+        """,
+    )
+    sim = simulation(settings, clock, directory)
+    ann = ContactIn.model_validate(contact("ann", properties={"birthday": "1990-11-10"}))
+    sim.container.ingest.identify(ann.to_patch())
+    sim.run_until(at("2026-11-09T00:00:00+00:00"))
+    runs = sim.container.runs
+    redrive = runs.redrive
+
+    def dies_arming_next_year(run: Any) -> None:
+        if run.due_at is not None and run.due_at.year == 2027:
+            raise RuntimeError("the Lambda died after storing next year's run, before arming it")
+        redrive(run)
+
+    # When this year's wake-up sends the gift and dies before next year's run is armed
+    clock.set(at("2026-11-10T09:00:00+00:00"))
+    [due] = sim.scheduler.pop_due(clock.now())
+    monkeypatch.setattr(runs, "redrive", dies_arming_next_year)
+    with pytest.raises(RuntimeError):
+        runs.wake(due.wake_up)
+    monkeypatch.setattr(runs, "redrive", redrive)
+    # And the queue delivers the wake-up again: its run has ended, but next year's is stored with nothing pending
+    assert runs.wake(due.wake_up).status == "inactive"
+
+    # Then next year's run is armed all the same, and each birthday is wished once
+    sim.run_until(at("2028-01-01T00:00:00+00:00"))
+    assert sent(sim) == [
+        ("2026-11-10 09:00", "ann@example.com", "Happy birthday"),
+        ("2027-11-10 09:00", "ann@example.com", "Happy birthday"),
     ]
 
 

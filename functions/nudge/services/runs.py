@@ -186,6 +186,10 @@ class RunService:
         self._drain(run, outcome, deadline)
         if not run.is_active:
             outcome.status = "inactive"
+            flow = self._flows.get(run.flow_id)
+            if flow is not None and isinstance(flow.trigger, DateTrigger):
+                # A retry of the wake-up that ended it: the attempt may have died before next year's run was armed.
+                self._line_up_next_date_run(flow, run.contact_id, None)
             return outcome
         if work.seq < run.seq:
             outcome.status = "stale"
@@ -283,12 +287,26 @@ class RunService:
             # After the commit: a segment move may start flows, or end this very run through an exit rule.
             self._profile_changed(run.contact_id)
         if not saved.is_active and isinstance(flow.trigger, DateTrigger) and contact is not None:
-            # A yearly date flow lines up next year's run as this one ends.
-            for start in engine.date_starts(
-                contact, self._store.flow_slots(contact.contact_id), [flow], self._guardrails.default_timezone, now
-            ):
-                self.start(start)
+            self._line_up_next_date_run(flow, contact.contact_id, contact)
         return outcome
+
+    def _line_up_next_date_run(self, flow: Flow, contact_id: str, contact: Contact | None) -> None:
+        """A yearly date flow's next run, as this one ends: started, or re-driven if an earlier attempt started it.
+
+        Starting and arming are two writes: an attempt that died between them left the next run stored with
+        nothing pending, and only the retry of this wake-up knows to look (the slot names the run).
+        """
+        slots = self._store.flow_slots(contact_id)
+        slot = slots.get(flow.id)
+        if slot is not None and slot.active_run_id is not None:
+            if (holder := self._store.get_run(contact_id, slot.active_run_id)) is not None:
+                self.redrive(holder)
+            return
+        contact = contact or self._store.get_contact(contact_id)
+        if contact is None:
+            return
+        for start in engine.date_starts(contact, slots, [flow], self._guardrails.default_timezone, self._clock.now()):
+            self.start(start)
 
     # the outbox ---------------------------------------------------------------------------------------
 
