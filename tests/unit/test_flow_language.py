@@ -486,19 +486,19 @@ def test_api_enrollment_starts_any_flow_once(settings: Settings, clock: VirtualC
     assert sim.send(event("e3", "enrolled")).started == []  # an API-only flow never starts on events
 
 
+BIRTHDAY = f"""
+    id: bday
+    name: Birthday
+    trigger: {{type: date, date: contact.properties.birthday, time: "09:00"}}
+    steps:
+      - id: gift
+        {EMAIL}
+        subject: "Happy birthday"
+    """
+
+
 def test_date_trigger_fires_yearly_at_local_time(settings: Settings, clock: VirtualClock, tmp_path: Path) -> None:
-    directory = flows_dir(
-        tmp_path,
-        f"""
-        id: bday
-        name: Birthday
-        trigger: {{type: date, date: contact.properties.birthday, time: "09:00"}}
-        steps:
-          - id: gift
-            {EMAIL}
-            subject: "Happy birthday"
-        """,
-    )
+    directory = flows_dir(tmp_path, BIRTHDAY)
     sim = simulation(settings, clock, directory)
     ann = ContactIn.model_validate(contact("ann", timezone="Asia/Tokyo", properties={"birthday": "1990-11-10"}))
     sim.container.ingest.identify(ann.to_patch())
@@ -514,18 +514,7 @@ def test_date_trigger_fires_yearly_at_local_time(settings: Settings, clock: Virt
 def test_next_years_run_stored_by_an_attempt_that_died_before_arming_it_is_armed_by_the_retry(
     settings: Settings, clock: VirtualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    directory = flows_dir(
-        tmp_path,
-        f"""
-        id: bday
-        name: Birthday
-        trigger: {{type: date, date: contact.properties.birthday, time: "09:00"}}
-        steps:
-          - id: gift
-            {EMAIL}
-            subject: "Happy birthday"
-        """,
-    )
+    directory = flows_dir(tmp_path, BIRTHDAY)
     sim = simulation(settings, clock, directory)
     ann = ContactIn.model_validate(contact("ann", properties={"birthday": "1990-11-10"}))
     sim.container.ingest.identify(ann.to_patch())
