@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "apiThrottleRate": 50,
     "apiThrottleBurst": 100,
     "alarmEmail": "",  # empty: alarms are created without a notification topic
+    # What a stage costs at rest (docs/deploy.md, "Rough monthly cost"): each of these adds to it.
+    "detailedAlarms": False,  # also alarm on each function's errors and throttles (2 alarms per function)
+    "dashboard": False,  # a CloudWatch dashboard (free for an account's first three, then $3 a month)
+    "perFlowMetrics": False,  # EMF metrics per flow as well as totals (one custom metric per flow and name)
     "publicBaseUrl": "",  # empty: signed links (double opt-in, unsubscribe) point at the API's own URL
     "postalAddress": "",  # the sender's postal address for every email footer (CAN-SPAM); set it for prod
     "unsubscribeMailto": "",  # e.g. unsubscribe@shop.example; needs SES receiving set up (docs/deploy.md)
@@ -86,6 +90,9 @@ class NudgeConfig:
     api_throttle_rate: float
     api_throttle_burst: int
     alarm_email: str | None
+    detailed_alarms: bool = False
+    dashboard: bool = False
+    per_flow_metrics: bool = False
     public_base_url: str = ""
     postal_address: str = ""
     unsubscribe_mailto: str = ""
@@ -173,6 +180,9 @@ class NudgeConfig:
             api_throttle_rate=rate,
             api_throttle_burst=burst,
             alarm_email=alarm_email,
+            detailed_alarms=_as_bool(value("detailedAlarms")),
+            dashboard=_as_bool(value("dashboard")),
+            per_flow_metrics=_as_bool(value("perFlowMetrics")),
             public_base_url=public_base_url,
             postal_address=str(value("postalAddress")).strip(),
             unsubscribe_mailto=mailto,

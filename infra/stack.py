@@ -55,6 +55,7 @@ class NudgeStack(cdk.Stack):
             functions=self.functions.by_label,
             dead_letter_queue=self.scheduling.dead_letter_queue,
             rest_api=self.api.rest_api,
+            topic_key=self.messaging.topic_key,
         )
 
         outputs = {
@@ -67,7 +68,7 @@ class NudgeStack(cdk.Stack):
             "ScheduleGroupName": self.scheduling.group.schedule_group_name,
             "DeadLetterQueueUrl": self.scheduling.dead_letter_queue.queue_url,
             "ConfigurationSetName": self.messaging.configuration_set.configuration_set_name,
-            "DashboardName": config.stack_name,
+            **({"DashboardName": config.stack_name} if config.dashboard else {}),
             **{f"{table.node.id}Table": table.table_name for table in self.data.tables.values()},
         }
         for name, value in outputs.items():

@@ -20,7 +20,6 @@ SENT, SKIPPED, FAILED = "MessagesSent", "MessagesSkipped", "MessagesFailed"
 UNKNOWN = "MessagesUnknown"  # send outcome never learnt (ADR 0007): alarmed
 REDRIVEN = "RunsRedriven"  # stranded runs the repair job found and re-drove (ADR 0007): alarmed
 DAILY_ERRORS = "DailyContactErrors"  # contacts the daily job's pieces failed on (service-wide only): alarmed
-TOTALLED = (UNKNOWN, REDRIVEN)  # also published as one total over all flows, which an alarm can name
 TOTAL_DIMENSION = "service"
 STARTED, EXITED, CONVERTED = "RunsStarted", "RunsEnded", "Conversions"
 FEEDBACK = {

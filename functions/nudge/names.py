@@ -44,6 +44,8 @@ ENV_UNSUBSCRIBE_MAILTO: Final = "NUDGE_UNSUBSCRIBE_MAILTO"
 ENV_POSTAL_ADDRESS: Final = "NUDGE_POSTAL_ADDRESS"
 ENV_UTM_PARAMS: Final = "NUDGE_UTM_PARAMS"  # a query string: utm_source=nudge&utm_medium=email ("" for none)
 ENV_SES_MAX_SEND_RATE: Final = "NUDGE_SES_MAX_SEND_RATE"  # sends per second, the account's SES quota
+# "true": EMF metrics per flow as well as the service-wide totals (each flow and name is a custom metric).
+ENV_PER_FLOW_METRICS: Final = "NUDGE_PER_FLOW_METRICS"
 ENV_EVENT_RETENTION_DAYS: Final = "NUDGE_EVENT_RETENTION_DAYS"
 ENV_SMS_HELP_TEXT: Final = "NUDGE_SMS_HELP_TEXT"
 # AWS End User Messaging Social: the WhatsApp number nudge sends from (unset: no WhatsApp), Meta's API version.

@@ -154,6 +154,7 @@ class Functions(Construct):
             names.ENV_PUBLIC_BASE_URL: config.public_base_url,
             names.ENV_UNSUBSCRIBE_SECRET_ARN: self.unsubscribe_secret.secret_arn,
             names.ENV_UNSUBSCRIBE_BASE_URL: f"{public_base_url}/v1/unsubscribe",
+            names.ENV_PER_FLOW_METRICS: "true" if config.per_flow_metrics else "false",
             "POWERTOOLS_SERVICE_NAME": names.SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": names.SERVICE,
             "LOG_LEVEL": "INFO",

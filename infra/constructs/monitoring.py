@@ -1,4 +1,10 @@
-"""Watching: alarms on the dead-letter queue, function errors and throttles, API 5xx; one dashboard."""
+"""Watching: alarms on the dead-letter queue, API 5xx, nudge's own totals and SES reputation; optionally
+each function's errors and throttles, and a dashboard.
+
+What a stage costs at rest is mostly this construct's (docs/deploy.md, "Rough monthly cost"): each alarm
+is $0.10 a month and a dashboard $3 past an account's first three, so the defaults keep the alarms that
+say something is lost or at risk and leave the rest opt-in (ADR 0020, "Cost at rest").
+"""
 
 from __future__ import annotations
 
@@ -47,30 +53,30 @@ class Monitoring(Construct):
         functions: dict[str, lambda_.Function],
         dead_letter_queue: sqs.IQueue,
         rest_api: apigateway.RestApi,
+        topic_key: kms.Key,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alarms: list[cloudwatch.Alarm] = []
-        self.topic = self._alarm_topic(config.alarm_email) if config.alarm_email else None
+        self.topic = self._alarm_topic(config.alarm_email, topic_key) if config.alarm_email else None
 
         self._alarm(
             "DeadLetters",
             dead_letter_queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
             "A step could not be delivered or failed after retries: a run is stuck (see docs/deploy.md)",
         )
-        for label, function in functions.items():
-            self._alarm(f"{label}Errors", function.metric_errors(period=PERIOD), f"{label} function errors")
-            self._alarm(f"{label}Throttles", function.metric_throttles(period=PERIOD), f"{label} function throttles")
+        if config.detailed_alarms:
+            # Without them nothing goes unnoticed: work that keeps failing reaches the dead-letter queue (queue
+            # and asynchronous invocations alike) and a failing request answers 5xx; an error a retry cured
+            # is what at-least-once delivery expects (ADR 0007).
+            for label, function in functions.items():
+                self._alarm(f"{label}Errors", function.metric_errors(period=PERIOD), f"{label} function errors")
+                self._alarm(
+                    f"{label}Throttles", function.metric_throttles(period=PERIOD), f"{label} function throttles"
+                )
         self._alarm("Api5xx", rest_api.metric_server_error(period=PERIOD), "The API answered 5xx")
         # Totals over all flows that the handlers publish with the "service" dimension (flow_metrics.py).
         for name, why in SERVICE_ALARMS.items():
-            total = cloudwatch.Metric(
-                namespace=names.SERVICE,
-                metric_name=name,
-                dimensions_map={"service": names.SERVICE},
-                statistic="Sum",
-                period=PERIOD,
-            )
-            self._alarm(name, total, why)
+            self._alarm(name, self._total(names.SERVICE, name), why)
         # SES publishes the account's reputation rates itself; above these, Gmail and Yahoo start refusing
         # (complaints under 0.3 %) and SES reviews the account (bounces over 5 %, complaints over 0.1 %).
         for name, threshold, why in (
@@ -82,11 +88,16 @@ class Monitoring(Construct):
             )
             self._alarm(f"Ses{name}", metric, why, threshold=threshold)
 
-        self.dashboard = cloudwatch.Dashboard(
+        self.dashboard = self._dashboard(config, functions, rest_api) if config.dashboard else None
+
+    def _dashboard(
+        self, config: NudgeConfig, functions: dict[str, lambda_.Function], rest_api: apigateway.RestApi
+    ) -> cloudwatch.Dashboard:
+        dashboard = cloudwatch.Dashboard(
             self, "Dashboard", dashboard_name=config.stack_name, default_interval=cdk.Duration.days(1)
         )
         for label, function in functions.items():
-            self.dashboard.add_widgets(
+            dashboard.add_widgets(
                 cloudwatch.GraphWidget(
                     title=f"{label}: invocations and errors",
                     left=[function.metric_invocations(period=PERIOD), function.metric_errors(period=PERIOD)],
@@ -99,17 +110,17 @@ class Monitoring(Construct):
                     width=12,
                 ),
             )
-        self.dashboard.add_widgets(
+        graph = self._per_flow if config.per_flow_metrics else self._total
+        scope = "per flow" if config.per_flow_metrics else "all flows"
+        dashboard.add_widgets(
             *[
                 cloudwatch.GraphWidget(
-                    title=title,
-                    left=[self._per_flow(names.SERVICE, name) for name in metric_names],
-                    width=8,
+                    title=f"{title} ({scope})", left=[graph(names.SERVICE, name) for name in metric_names], width=8
                 )
                 for title, metric_names in FLOW_METRICS.items()
             ]
         )
-        self.dashboard.add_widgets(
+        dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="API: requests, 4xx, 5xx",
                 left=[rest_api.metric_count(period=PERIOD)],
@@ -117,6 +128,17 @@ class Monitoring(Construct):
                 width=12,
             ),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=list(self.alarms), width=12),
+        )
+        return dashboard
+
+    @staticmethod
+    def _total(namespace: str, metric_name: str) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=namespace,
+            metric_name=metric_name,
+            dimensions_map={"service": names.SERVICE},
+            statistic="Sum",
+            period=PERIOD,
         )
 
     @staticmethod
@@ -144,18 +166,9 @@ class Monitoring(Construct):
             alarm.add_ok_action(cloudwatch_actions.SnsAction(self.topic))
         self.alarms.append(alarm)
 
-    def _alarm_topic(self, email: str) -> sns.Topic:
+    def _alarm_topic(self, email: str, key: kms.Key) -> sns.Topic:
         # CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key: it needs a key that
-        # lets cloudwatch.amazonaws.com use it.
-        key = kms.Key(
-            self,
-            "AlarmTopicKey",
-            description="nudge alarm topic",
-            enable_key_rotation=True,
-            # It only ever encrypts alarm notifications in flight: nothing stored needs it after the stack.
-            removal_policy=cdk.RemovalPolicy.DESTROY,
-            pending_window=cdk.Duration.days(7),
-        )
+        # lets cloudwatch.amazonaws.com use it. The feedback topics' key serves (a key is $1 a month).
         key.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],

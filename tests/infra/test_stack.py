@@ -25,6 +25,9 @@ PROD = {
     "stage": "prod",
     "fromAddress": "hello@shop.example",
     "alarmEmail": "ops@shop.example",
+    "detailedAlarms": True,
+    "dashboard": True,
+    "perFlowMetrics": True,
     "createSenderIdentity": True,
     "apiThrottleRate": 20,
     "apiThrottleBurst": 40,
@@ -662,7 +665,48 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
 
 def test_dev_without_alarm_email_has_alarms_but_no_topic(dev: Synth) -> None:
     assert [key for key in dev.resources("AWS::SNS::Topic") if key.startswith("Monitoring")] == []
-    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 25
+    # By default only what says something is lost or at risk: dead letters, API 5xx, nudge's three totals
+    # (stranded runs, unknown outcomes, daily errors) and SES reputation; no dashboard, no per-flow metrics.
+    assert len(dev.resources("AWS::CloudWatch::Alarm")) == 7
+    assert dev.resources("AWS::CloudWatch::Dashboard") == {}
+    [(_, worker)] = [f for f in dev.resources("AWS::Lambda::Function").items() if "Step" in f[0]]
+    assert worker["Properties"]["Environment"]["Variables"][names.ENV_PER_FLOW_METRICS] == "false"
+
+
+# Fixed monthly prices, us-east-1 list prices (docs/deploy.md, "Rough monthly cost", says where from).
+MONTHLY = {
+    "AWS::CloudWatch::Alarm": 0.10,  # standard-resolution alarm, one metric each
+    "AWS::CloudWatch::Dashboard": 3.00,  # past an account's first three
+    "AWS::KMS::Key": 1.00,  # customer-managed key
+    "AWS::SecretsManager::Secret": 0.40,
+}
+
+
+def idle_cost(stack: Synth) -> dict[str, float]:
+    """What the stack's resources cost a month with no traffic at all: the ones priced by the month."""
+    return {kind: len(stack.resources(kind)) * price for kind, price in MONTHLY.items() if stack.resources(kind)}
+
+
+def test_an_idle_dev_stage_costs_at_most_three_dollars_a_month(dev: Synth) -> None:
+    cost = idle_cost(dev)
+    # docs/deploy.md's arithmetic: 7 alarms $0.70 + 1 key $1.00 + 3 secrets $1.20 = $2.90
+    assert cost == pytest.approx(
+        {"AWS::CloudWatch::Alarm": 0.70, "AWS::KMS::Key": 1.00, "AWS::SecretsManager::Secret": 1.20}
+    )
+    assert sum(cost.values()) <= 3.00
+
+
+def test_the_opt_ins_add_what_the_docs_say(prod: Synth) -> None:
+    # 9 functions x 2 alarms, the dashboard; the alarm topic shares the feedback topics' key
+    cost = idle_cost(prod)
+    assert cost == pytest.approx(
+        {
+            "AWS::CloudWatch::Alarm": 2.50,
+            "AWS::CloudWatch::Dashboard": 3.00,
+            "AWS::KMS::Key": 1.00,
+            "AWS::SecretsManager::Secret": 1.20,
+        }
+    )
 
 
 # --- cdk-nag ----------------------------------------------------------------------------------------------

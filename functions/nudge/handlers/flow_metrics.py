@@ -1,7 +1,8 @@
 """Per-flow counts as CloudWatch EMF (through Powertools): what the dashboard and alarms graph.
 
-One EMF document per flow, with the flow as its only dimension, so SEARCH('{nudge,flow}') finds every
-flow without the stack having to know them. Set POWERTOOLS_METRICS_DISABLED=true to silence locally.
+One EMF document of totals (dimension service=nudge), and with `perFlowMetrics` one per flow with the
+flow as its only dimension, so SEARCH('{nudge,flow}') finds every flow without the stack having to know
+them. Set POWERTOOLS_METRICS_DISABLED=true to silence locally.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -26,7 +27,6 @@ from nudge.flow_counts import (  # noqa: F401  (re-exported: the handlers record
     SKIPPED,
     STARTED,
     TOTAL_DIMENSION,
-    TOTALLED,
     UNKNOWN,
     FlowCounts,
     _pending,
@@ -61,24 +61,32 @@ def published(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
 
 
 def publish(counts: FlowCounts, service: Counter[str] | None = None) -> None:
-    """Print one EMF document per flow, then one of totals (CloudWatch Logs turns them into metrics)."""
+    """Print one EMF document of totals over all flows and, when asked for, one per flow.
+
+    CloudWatch Logs turns them into metrics. Each metric name and dimension value is a custom metric
+    ($0.30 a month in a month it is published): the totals are at most a dozen; per flow they multiply by
+    the flows, so they are opt-in (`perFlowMetrics`, docs/deploy.md). The report has every per-flow
+    figure from the tables whatever this says.
+    """
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", names.SERVICE)
-    for flow, values in sorted(counts.items()):
-        if not any(values.values()):
-            continue
-        metrics = EphemeralMetrics(namespace=namespace)
-        metrics.add_dimension(name="flow", value=flow)
-        for name, value in sorted(values.items()):
-            if value:  # a zero is implied by absence; fewer values, smaller logs
-                metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-        metrics.flush_metrics()
-    totals = {name: sum(values[name] for values in counts.values()) for name in TOTALLED}
+    if os.environ.get(names.ENV_PER_FLOW_METRICS, "false") == "true":
+        for flow, values in sorted(counts.items()):
+            if any(values.values()):
+                _flush(namespace, "flow", flow, values)
+    totals: Counter[str] = Counter()
+    for values in counts.values():
+        totals.update(values)
     totals.update(service or {})
-    if any(totals.values()):
-        # Also as one total an alarm can name (alarms cannot SEARCH across the flows): ADR 0007.
-        total = EphemeralMetrics(namespace=namespace)
-        total.add_dimension(name=TOTAL_DIMENSION, value=names.SERVICE)
-        for name, value in totals.items():
-            if value:
-                total.add_metric(name=name, unit=MetricUnit.Count, value=value)
-        total.flush_metrics()
+    # One total per name an alarm can name (alarms cannot SEARCH across the flows): ADR 0007.
+    _flush(namespace, TOTAL_DIMENSION, names.SERVICE, totals)
+
+
+def _flush(namespace: str, dimension: str, value: str, counts: Mapping[str, int]) -> None:
+    if not any(counts.values()):
+        return
+    metrics = EphemeralMetrics(namespace=namespace)
+    metrics.add_dimension(name=dimension, value=value)
+    for name, count in sorted(counts.items()):
+        if count:  # a zero is implied by absence; fewer values, smaller logs
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
+    metrics.flush_metrics()

@@ -110,6 +110,7 @@ def lambda_environment(root: Path) -> dict[str, str]:
         names.ENV_PUBLIC_BASE_URL: "https://api.shop.example",
         names.ENV_UNSUBSCRIBE_SECRET_ARN: arn.format("secretsmanager", "secret:nudge-unsubscribe-AbCdEf"),
         names.ENV_UNSUBSCRIBE_BASE_URL: "https://api.shop.example/v1/unsubscribe",
+        names.ENV_PER_FLOW_METRICS: "false",
         "POWERTOOLS_SERVICE_NAME": names.SERVICE,
         "POWERTOOLS_METRICS_NAMESPACE": names.SERVICE,
         "LOG_LEVEL": "INFO",
