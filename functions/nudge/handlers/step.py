@@ -13,17 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
-from nudge.handlers import flow_metrics
+from nudge.handlers import flow_metrics, sqs_batch
 from nudge.ports import StepWakeUp
 
 logger = Logger(service=names.SERVICE)
-# A batch whose every record failed is reported like any other: SQS retries exactly the failed ones.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # Kept back from the invocation's end: a webhook attempt must not start unless it can finish.
 DEADLINE_MARGIN = timedelta(seconds=5)
 
@@ -56,9 +52,9 @@ def _deadline(context: LambdaContext) -> datetime:
     return clock.now() + timedelta(milliseconds=context.get_remaining_time_in_millis()) - DEADLINE_MARGIN
 
 
-def _work(record: SQSRecord, deadline: datetime) -> dict[str, Any]:
+def _work(record_body: str, deadline: datetime) -> dict[str, Any]:
     try:
-        body = json.loads(record.body)
+        body = json.loads(record_body)
     except ValueError as exc:
         raise BadWakeUp(f"record body is not JSON: {exc}") from exc
     wake_up = parse_wake_up(body)
@@ -82,9 +78,4 @@ def warm() -> None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """SQS needs only `batchItemFailures`; `outcomes` (what each record did, or why it failed) is for people."""
     deadline = _deadline(context)
-    with processor(records=event.get("Records") or [], handler=lambda record: _work(record, deadline)):
-        results = processor.process()
-    outcomes = [
-        result if status == "success" else {"status": "error", "error": result} for status, result, _ in results
-    ]
-    return {**processor.response(), "outcomes": outcomes}
+    return sqs_batch.process(event.get("Records") or [], lambda body: _work(body, deadline))

@@ -20,19 +20,16 @@ from datetime import timedelta
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
-from nudge.handlers import flow_metrics
+from nudge.handlers import flow_metrics, sqs_batch
 from nudge.services import disconnect
 from nudge.services.campaigns import CampaignPiece
 from nudge.services.daily import BadPiece, Piece
 from nudge.settings import SettingsError
 
 logger = Logger(service=names.SERVICE)
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 # Kept back from the invocation's end: the contact in hand, the piece's record and its continuation.
 DEADLINE_MARGIN = timedelta(seconds=60)
 
@@ -44,9 +41,9 @@ def _jobs() -> Any:
     return jobs
 
 
-def _piece(record: SQSRecord, context: LambdaContext) -> dict[str, Any]:
+def _piece(record_body: str, context: LambdaContext) -> dict[str, Any]:
     try:
-        body = json.loads(record.body)
+        body = json.loads(record_body)
         if isinstance(body, dict) and body.get("job") == "campaign":
             return _campaign_piece(CampaignPiece.parse(body), context)
         if isinstance(body, dict) and body.get("job") == disconnect.JOB:
@@ -102,10 +99,7 @@ def warm() -> None:
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(event, dict) and "Records" in event:
-        with processor(records=event["Records"], handler=lambda record: _piece(record, context)):
-            results = processor.process()
-        outcomes = [result if status == "success" else {"error": result} for status, result, _ in results]
-        return {**processor.response(), "outcomes": outcomes}
+        return sqs_batch.process(event["Records"], lambda body: _piece(body, context))
     if isinstance(event, dict) and event.get("job") == "repair":
         repaired = wiring.current().runs.repair()
         flow_metrics.record_repair(repaired.redriven)
