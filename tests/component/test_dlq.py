@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from nudge.cli.dlq import redrive
+import pytest
+
+from nudge.cli.dlq import classify, redrive
 from nudge.local.moto_stack import MotoStack
 from tests.conftest import START
 from tests.factories import checkout_started
@@ -54,3 +56,15 @@ def test_redrive_puts_a_dead_daily_piece_back_on_the_jobs_queue(moto_stack: Moto
 
     assert report.replayed == 1
     assert moto_stack.container.daily.status("2026-11-02").pieces == 9
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"job": "campaign", "campaign": "black_friday", "segment": 0, "of": 8}, "campaign piece: black_friday"),
+        ({"job": "disconnect", "scope": "shopify:a.myshopify.com"}, "disconnect piece: shopify:a.myshopify.com"),
+        ({"job": "notice", "change": "back_in_stock:v1:2026-11-02"}, "notice piece: back_in_stock:v1:2026-11-02"),
+    ],
+)
+def test_every_jobs_queue_piece_goes_back_to_the_jobs_queue(body: dict[str, object], detail: str) -> None:
+    assert classify(json.dumps(body)) == ("piece", body, detail)

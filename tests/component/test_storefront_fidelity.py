@@ -15,6 +15,8 @@ from datetime import timedelta
 from email.header import decode_header, make_header
 from typing import Any
 
+import pytest
+
 from nudge.domain.model import Channel, RunStatus, contact_id_for
 from nudge.domain.suppression import address_key
 from nudge.handlers import sms_inbound
@@ -466,7 +468,7 @@ def test_9_a_restock_tells_each_waiting_contact_once_and_a_price_drop_is_an_even
     assert "price_dropped" in kim and "back_in_stock" not in kim
 
 
-def test_9_a_restock_that_fails_half_way_is_redelivered_and_tells_the_rest_nobody_twice(
+def test_9_a_restock_notice_piece_that_fails_half_way_is_retried_and_tells_the_rest_nobody_twice(
     moto_stack: MotoStack,
 ) -> None:
     # Given a product out of stock and two shoppers waiting on it
@@ -483,23 +485,53 @@ def test_9_a_restock_that_fails_half_way_is_redelivered_and_tells_the_rest_nobod
             raise RuntimeError("ProvisionedThroughputExceededException")
         return real(event)
 
-    # When the restock's delivery fails after telling Hal, and Shopify delivers it again
+    # When the restock's notices, on the jobs queue, fail after telling Hal, and SQS delivers the piece again
     ingest.ingest = throttled_once
     try:
-        first = shopify(moto_stack, "products/update", product(5), "wh-p2")  # 5xx: Shopify will retry
+        restock = shopify(moto_stack, "products/update", product(5), "wh-p2")
+        moto_stack.pump.run_until(START + timedelta(days=1))
     finally:
         ingest.ingest = real
-    again = shopify(moto_stack, "products/update", product(5), "wh-p2")
     later = shopify(moto_stack, "products/update", product(4), "wh-p3")
     moto_stack.pump.run_until(START + timedelta(days=3))
 
-    # Then the failed delivery stored no new level, so the retry saw the same restock: Ivy is told, Hal not
-    # twice (the notice's id names the change, not the delivery); then nothing more
-    assert first.status >= 500 and failed
-    assert (again.status, again.json()["back_in_stock"], later.json()["back_in_stock"]) == (202, 2, 0)
+    # Then the webhook answered at once, the retried piece told Ivy and not Hal twice (the notice's id names
+    # the change and the contact), and nothing more came of the next update
+    assert (restock.status, restock.json()["back_in_stock"], later.json()["back_in_stock"]) == (202, 2, 0)
+    assert failed
     assert [len(runs(moto_stack, who, "back_in_stock")) for who in ("u_hal", "u_ivy")] == [1, 1]
     notices = [[s for s in subjects(moto_stack, f"{who}@example.com") if "is back" in s] for who in ("hal", "ivy")]
     assert notices == [["IPod Nano - 8GB - Pink is back"]] * 2
+
+
+def test_9_a_restock_whose_queueing_response_is_lost_is_redelivered_and_tells_each_once(
+    moto_stack: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a product out of stock and a shopper waiting on it
+    shopify(moto_stack, "products/update", product(0), "wh-p1")
+    notify_me(moto_stack, "hal", "808950810")
+    jobs = moto_stack.container.jobs
+    assert jobs is not None
+    put = jobs.put
+    lost: list[int] = []
+
+    def queued_but_the_answer_is_lost(bodies: Any, **kwargs: Any) -> None:
+        put(bodies, **kwargs)
+        if not lost:
+            lost.append(len(bodies))  # SQS queued the notice; its answer timed out
+            raise RuntimeError("Read timeout on endpoint URL")
+
+    # When the delivery fails after its notice was queued, and Shopify delivers it again
+    monkeypatch.setattr(jobs, "put", queued_but_the_answer_is_lost)
+    first = shopify(moto_stack, "products/update", product(5), "wh-p2")
+    again = shopify(moto_stack, "products/update", product(5), "wh-p2")
+    moto_stack.pump.run_until(START + timedelta(days=3))
+
+    # Then the failed delivery stored no new level and kept the waitlist, so the redelivery queued the same
+    # notice again; the two pieces tell Hal once (the notice's id names the change and the contact)
+    assert lost == [1] and first.status >= 500 and (again.status, again.json()["back_in_stock"]) == (202, 1)
+    assert len(runs(moto_stack, "u_hal", "back_in_stock")) == 1
+    assert [s for s in subjects(moto_stack, "hal@example.com") if "is back" in s] == ["IPod Nano - 8GB - Pink is back"]
 
 
 def test_9_a_woocommerce_product_back_in_stock_tells_the_waiting_contact(moto_stack: MotoStack) -> None:

@@ -1,12 +1,12 @@
 """`nudge dlq`: read the dead-letter queue and replay its work safely (docs/deploy.md, the runbook).
 
 The queue collects four kinds of records: nudge work that failed for over an hour on the work queue
-(a wake-up or a message due), wake-ups Scheduler could not deliver, pieces of the daily job that failed
-three times on the jobs queue, and Lambda's failure records of asynchronous invocations (the daily job's
-plan, feedback, inbound SMS). Work is replayed onto the work queue and pieces onto the jobs queue: every
-one of them is idempotent (a stale wake-up, a message already sent, a contact already scored are
-recognised and left alone). Lambda failure records are reported, not replayed: their `requestPayload`
-says what to re-invoke.
+(a wake-up or a message due), wake-ups Scheduler could not deliver, pieces that failed three times on the
+jobs queue (the daily job's, campaigns', disconnects' and restock notices'), and Lambda's failure records
+of asynchronous invocations (the daily job's plan, feedback, inbound SMS). Work is replayed onto the work
+queue and pieces onto the jobs queue: every one of them is idempotent (a stale wake-up, a message already
+sent, a contact already scored or told are recognised and left alone). Lambda failure records are
+reported, not replayed: their `requestPayload` says what to re-invoke.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ class RedriveReport:
     kept: list[DeadLetter] = field(default_factory=list)
 
 
+# The other jobs-queue pieces, and the field that says which one a dead letter is (each is safe to redo).
+_OTHER_PIECES = {"campaign": "campaign", "disconnect": "scope", "notice": "change"}
+
+
 def classify(body: str) -> tuple[str, dict[str, Any] | None, str]:
     """What a dead letter is: nudge work (replayable), a Lambda failure record, or something else."""
     try:
@@ -44,6 +48,9 @@ def classify(body: str) -> tuple[str, dict[str, Any] | None, str]:
         return "work", parsed, f"run {parsed['run_id']} wake-up {parsed['seq']}"
     if isinstance(parsed, dict) and parsed.get("job") == "daily" and "piece" in parsed:
         return "piece", parsed, f"daily job {parsed.get('day')}: {parsed['piece']} piece"
+    if isinstance(parsed, dict) and parsed.get("job") in _OTHER_PIECES:
+        job = parsed["job"]
+        return "piece", parsed, f"{job} piece: {parsed.get(_OTHER_PIECES[job], '?')}"
     if isinstance(parsed, dict) and "requestContext" in parsed and "requestPayload" in parsed:
         context = parsed["requestContext"]
         function = str(context.get("functionArn", "?")).rsplit(":", 1)[-1]
@@ -79,8 +86,8 @@ def redrive(
     dry_run: bool = False,
     limit: int = 1000,
 ) -> RedriveReport:
-    """Send each piece of nudge work back to its queue (wake-ups to the work queue, the daily job's pieces to
-    the jobs queue), then delete it from the DLQ (in that order)."""
+    """Send each piece of nudge work back to its queue (wake-ups to the work queue, jobs-queue pieces to the
+    jobs queue), then delete it from the DLQ (in that order)."""
     report = RedriveReport()
     for letter in read(sqs, dlq_url, limit=limit):
         target = {"work": work_url, "piece": jobs_url}.get(letter.kind)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from nudge.domain import aggregates
 from nudge.domain.model import ContactPatch, Event
-from nudge.ports import Clock, ContactRefs, PrivacyKind, PrivacyRequest, PrivacyRequests
+from nudge.ports import Clock, ContactRefs, JobQueue, PrivacyKind, PrivacyRequest, PrivacyRequests
 from nudge.services.canonical import (
     Batch,
     Canonical,
@@ -28,6 +29,58 @@ log = logging.getLogger(__name__)
 
 _ERASED = "the customer was erased; a new signup or an API call brings them back, a webhook does not"
 
+NOTICE_JOB = "notice"
+NOTICE_KINDS = ("back_in_stock", "price_dropped")
+NOTICE_CONTACTS = 100  # contacts told per jobs-queue piece: one piece's ingests fit an invocation many times
+
+
+class BadNoticePiece(ValueError):
+    """The jobs-queue record is not a notice piece; it goes to the dead-letter queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoticePiece:
+    """Some of the contacts a catalog change tells (a restock, a lower price): the body of a jobs-queue message.
+
+    Each contact's event id names the change and the contact, so a piece done twice (SQS redelivers it, or a
+    redelivered webhook queues it again) tells nobody twice.
+    """
+
+    kind: str  # back_in_stock | price_dropped
+    change_id: str  # `<kind>:<item>:<when the level it left was seen>`
+    properties: dict[str, Any]  # the item's title, url, image, price (and price_before)
+    contacts: tuple[str, ...]
+    at: datetime  # when the change was seen
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "job": NOTICE_JOB,
+            "kind": self.kind,
+            "change": self.change_id,
+            "properties": self.properties,
+            "contacts": list(self.contacts),
+            "at": self.at.isoformat(),
+        }
+
+    @staticmethod
+    def parse(body: Any) -> NoticePiece:
+        if not isinstance(body, dict) or body.get("job") != NOTICE_JOB:
+            raise BadNoticePiece(f"expected a notice piece: a JSON object with job {NOTICE_JOB!r}")
+        kind, change_id, properties, contacts = (body.get(k) for k in ("kind", "change", "properties", "contacts"))
+        if kind not in NOTICE_KINDS:
+            raise BadNoticePiece(f"kind must be one of {', '.join(NOTICE_KINDS)}")
+        if not isinstance(change_id, str) or not change_id.startswith(f"{kind}:"):
+            raise BadNoticePiece("change must name the change, starting with its kind")
+        if not isinstance(properties, dict):
+            raise BadNoticePiece("properties must be an object")
+        if not isinstance(contacts, list) or not all(isinstance(c, str) and c for c in contacts):
+            raise BadNoticePiece("contacts must be a list of contact ids")
+        try:
+            at = datetime.fromisoformat(body.get("at"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise BadNoticePiece("at must be an ISO time") from None
+        return NoticePiece(kind, change_id, properties, tuple(contacts), at)
+
 
 class WebhookService:
     def __init__(
@@ -40,6 +93,7 @@ class WebhookService:
         eraser: Callable[[str], dict[str, int] | None] | None = None,
         erased: Callable[[str], bool] = lambda contact_id: False,
         disconnect: Callable[[str, str, str], dict[str, Any]] | None = None,
+        jobs: JobQueue | None = None,
     ) -> None:
         self._ingest = ingest
         self._refs = refs
@@ -48,6 +102,7 @@ class WebhookService:
         self._eraser = eraser
         self._erased = erased  # an erased contact's tombstone: their webhooks are not a new customer
         self._disconnect = disconnect  # a shop removed the app (DisconnectService.disconnect)
+        self._jobs = jobs  # where a catalog change's notices go; None (simulations): told in the request
 
     def handle(self, canonical: Canonical) -> dict[str, Any]:
         """Do what the delivery means, once; the result is the response body."""
@@ -157,13 +212,15 @@ class WebhookService:
         """Store each level; a variant from 0 to more tells whoever waits on it, once; a lower price too.
 
         The first sighting of a variant is only stored (an install's first updates announce nothing). The
-        new level is stored only after everyone waiting was told, so a delivery that fails half-way is
-        redelivered and tells the rest. Event ids name the change (the level it left, by the time that
-        level was seen), the variant and the contact: a redelivery, or a second topic announcing the same
-        change at once (inventory_levels and products), notifies nobody twice.
+        notices go to the jobs queue in pieces of NOTICE_CONTACTS contacts (a popular item's waitlist would
+        not fit the webhook's few seconds), and the new level is stored only after every piece is queued,
+        so a delivery that fails half-way is redelivered and queues them again. Event ids name the change
+        (the level it left, by the time that level was seen), the variant and the contact: a redelivery,
+        a piece done twice, or a second topic announcing the same change at once (inventory_levels and
+        products), tells nobody twice.
         """
         now = self._clock.now()
-        notified: dict[str, list[str]] = {"back_in_stock": [], "price_dropped": []}
+        notified: dict[str, list[str]] = {kind: [] for kind in NOTICE_KINDS}
         for level in change.levels:
             details = level.details or (self._refs.recall(level.details_from) if level.details_from else None) or {}
             if level.describes:
@@ -177,20 +234,36 @@ class WebhookService:
             change_id = f"{kind}:{item}:{previous.get('seen') or change.event_id}"
             waiting = [c for c in self._refs.waiting(item) if not self._erased(c)]
             properties = {k: v for k, v in record.items() if k not in ("item", "quantity", "seen") and v is not None}
-            for contact_id in waiting:
-                event = Event(
-                    f"{change_id}:{contact_id}",
-                    kind,
-                    ContactPatch(external_id=contact_id),
-                    properties | {"price_before": previous.get("price")} if kind == "price_dropped" else properties,
-                    now,
-                )
-                self._ingest.ingest(event)
-                notified[kind].append(contact_id)
+            if kind == "price_dropped":
+                properties["price_before"] = previous.get("price")
+            pieces = [
+                NoticePiece(kind, change_id, properties, tuple(waiting[i : i + NOTICE_CONTACTS]), now)
+                for i in range(0, len(waiting), NOTICE_CONTACTS)
+            ]
+            if self._jobs is not None:
+                self._jobs.put([piece.as_payload() for piece in pieces])
+            else:
+                for piece in pieces:
+                    self.notify(piece)
+            notified[kind] += waiting
             if kind == "back_in_stock":
                 self._refs.unwait(item, waiting)  # told once per restock; asking again waits again
             self._refs.observe(level.key, record, now)  # last: until here, a redelivery sees the same change
         return {"catalog": len(change.levels), **{k: len(v) for k, v in notified.items()}}
+
+    def notify(self, piece: NoticePiece) -> dict[str, Any]:
+        """Tell a piece's contacts of the change (an event each, which starts their flow); safe to repeat."""
+        told = 0
+        for contact_id in piece.contacts:
+            if self._erased(contact_id):
+                continue
+            event = Event(
+                f"{piece.change_id}:{contact_id}", piece.kind, ContactPatch(external_id=contact_id), piece.properties,
+                piece.at,
+            )  # fmt: skip
+            self._ingest.ingest(event)
+            told += 1
+        return {"kind": piece.kind, "change": piece.change_id, "contacts": len(piece.contacts), "told": told}
 
     def _close(self, contact_id: str, event: Event, reason: str) -> None:
         """The checkout left `contact_id` (its email was corrected, or another contact ordered it): the
