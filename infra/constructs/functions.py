@@ -200,7 +200,7 @@ class Functions(Construct):
         )
         scheduling.grant_jobs(self.sweep)
         scheduling.grant_jobs(self.ingest)  # POST /v1/campaigns and resume queue a campaign's pieces (ADR 0019)
-        scheduling.grant_jobs(self.webhooks)  # app/uninstalled queues the first piece of a shop's disconnect
+        scheduling.grant_jobs(self.webhooks)  # app/uninstalled queues a disconnect; a restock queues its notices
         scheduling.daily(
             "Sweep", self.sweep, cron=names.DAILY_CRON, description="nudge: the daily job (segments, RFM, co-purchases)"
         )

@@ -162,7 +162,7 @@ class Scheduling(Construct):
         )
 
     def grant_jobs(self, grantee: iam.IGrantable) -> None:
-        """sqs:SendMessage on the jobs queue only: pieces of the daily job, a campaign or a shop's disconnect."""
+        """sqs:SendMessage on the jobs queue only: pieces of the daily job, a campaign, a disconnect, notices."""
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.jobs_queue.queue_arn])
         )
