@@ -441,3 +441,29 @@ def test_versioned_documents_are_written_only_at_the_version_read(store: Store) 
     store.put_document("legacy", {"a": 1}, START)  # written unversioned: version 0, and writable at it
     assert store.get_versioned_document("legacy") == ({"a": 1}, 0)
     assert store.put_versioned_document("legacy", {"a": 2}, START, 0) == 1
+
+
+@pytest.mark.parametrize("twin", ["dynamodb", "memory"])
+def test_a_waitlist_spreads_over_items_and_leaves_only_whom_it_told(moto_stack: MotoStack, twin: str) -> None:
+    from nudge.adapters.dynamodb.access import WAIT_PREFIX, WAIT_SHARDS
+    from nudge.adapters.memory import MemoryContactRefs
+
+    refs = moto_stack.container.refs if twin == "dynamodb" else MemoryContactRefs()
+    now = moto_stack.clock.now()
+    waiting = [f"contact-{n:04}" for n in range(400)]
+    for contact_id in waiting:
+        refs.wait("shopify:a:variant:1", contact_id, now)
+    refs.wait("shopify:a:variant:2", "someone-else", now)
+
+    assert refs.waiting("shopify:a:variant:1") == waiting
+    refs.unwait("shopify:a:variant:1", waiting[:100])
+    assert refs.waiting("shopify:a:variant:1") == waiting[100:]
+    assert refs.waiting("shopify:a:variant:2") == ["someone-else"]
+    if twin == "dynamodb":
+        # One item holds at most 400 KB (~10,000 ids): the list is spread evenly over WAIT_SHARDS of them
+        table = moto_stack.session.resource("dynamodb").Table(moto_stack.settings.contact_refs_table)
+        sizes = [
+            len(table.get_item(Key={"ref": f"{WAIT_PREFIX}shopify:a:variant:1#{n}"})["Item"]["waiting"])
+            for n in range(WAIT_SHARDS)
+        ]
+        assert sum(sizes) == 300 and max(sizes) < 2 * 300 / WAIT_SHARDS

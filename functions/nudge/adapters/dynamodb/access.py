@@ -10,6 +10,8 @@ privacy-requests  PK request_id                             a data request or re
 
 from __future__ import annotations
 
+import hashlib
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -187,6 +189,15 @@ def bind_access_tables(
 
 WAIT_PREFIX = "wait:"
 STOCK_PREFIX = "stock:"
+# A waitlist is spread over this many items (`wait:<item>#<n>`, n from a hash of the contact id): one item
+# holds at most 400 KB, ~10,000 contact ids, and a launch's "notify me" can draw more. Reading it is one
+# BatchGetItem of every shard; joining it one UpdateItem, leaving it one per shard its contacts are in.
+WAIT_SHARDS = 16
+
+
+def _wait_shard(item: str, contact_id: str) -> str:
+    shard = int.from_bytes(hashlib.blake2b(contact_id.encode(), digest_size=2).digest(), "big") % WAIT_SHARDS
+    return f"{WAIT_PREFIX}{item}#{shard}"
 
 
 def _condition_failed(exc: Exception) -> bool:
@@ -296,18 +307,23 @@ class DynamoContactRefs:
 
     def wait(self, item: str, contact_id: str, now: datetime) -> None:
         model = self._catalog
-        model(ref=WAIT_PREFIX + item).update(actions=[model.waiting.add({contact_id}), model.observed_at.set(now)])
+        model(ref=_wait_shard(item, contact_id)).update(
+            actions=[model.waiting.add({contact_id}), model.observed_at.set(now)]
+        )
 
     def waiting(self, item: str) -> list[str]:
-        try:
-            found = self._catalog.get(WAIT_PREFIX + item, consistent_read=True)
-        except self._catalog.DoesNotExist:
-            return []
-        return sorted(found.waiting or ())
+        keys = [f"{WAIT_PREFIX}{item}#{n}" for n in range(WAIT_SHARDS)]
+        found: set[str] = set()
+        for shard in self._catalog.batch_get(keys, consistent_read=True):
+            found |= set(shard.waiting or ())
+        return sorted(found)
 
     def unwait(self, item: str, contact_ids: list[str]) -> None:
-        if contact_ids:
-            self._catalog(ref=WAIT_PREFIX + item).update(actions=[self._catalog.waiting.delete(set(contact_ids))])
+        by_shard: defaultdict[str, set[str]] = defaultdict(set)
+        for contact_id in contact_ids:
+            by_shard[_wait_shard(item, contact_id)].add(contact_id)
+        for ref, shard in by_shard.items():  # one UpdateItem per shard the contacts are in
+            self._catalog(ref=ref).update(actions=[self._catalog.waiting.delete(shard)])
 
     def recall(self, key: str) -> dict[str, Any] | None:
         try:
