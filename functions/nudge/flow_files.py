@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from nudge.domain.audiences import Audience, AudienceCatalog
 from nudge.domain.flows import (
     STEP_KINDS,
     TRIGGER_KINDS,
+    AudienceStep,
     BranchStep,
     EmailStep,
     EventTrigger,
@@ -47,6 +49,42 @@ def _safe_load(text: str) -> Any:
 
 def load_flow(path: Path) -> Flow:
     return _load_model(path, Flow, "a flow file holds one mapping (id, name, trigger, steps)")
+
+
+def load_audience(path: Path) -> Audience:
+    return _load_model(path, Audience, "an audience file holds one mapping (id, name, platform, audience_id, source)")
+
+
+def load_audiences(audiences_dir: Path | None) -> AudienceCatalog:
+    """Every *.yaml under audiences_dir (none, or no such directory: no audiences)."""
+    if audiences_dir is None or not audiences_dir.is_dir():
+        return AudienceCatalog()
+    return _load_all(audiences_dir, load_audience, AudienceCatalog)
+
+
+def audience_problems(flows: FlowCatalog, audiences: AudienceCatalog, segments: SegmentCatalog) -> list[str]:
+    """Every audience a flow step names exists and is managed by flows; every segment an audience follows exists."""
+    problems = []
+    for flow in flows:
+        for step in flow.steps:
+            if not isinstance(step, AudienceStep):
+                continue
+            audience = audiences.get(step.audience)
+            if audience is None:
+                known = ", ".join(sorted(audiences.ids())) or "none"
+                problems.append(f"{flow.id}: steps.{step.id}.audience: no audience {step.audience!r} (known: {known})")
+            elif audience.segment is not None:
+                problems.append(
+                    f"{flow.id}: steps.{step.id}.audience: {step.audience!r} follows segment {audience.segment!r}; "
+                    "flows may only change audiences whose source is flows"
+                )
+    known_segments = segments.ids()
+    problems += [
+        f"{audience.id}: source.segment: no segment {audience.segment!r}"
+        for audience in audiences
+        if audience.segment is not None and audience.segment not in known_segments
+    ]
+    return problems
 
 
 def load_segment(path: Path) -> Segment:
