@@ -553,7 +553,9 @@ class AudienceEntry:
 
     @property
     def pending(self) -> bool:
-        return self.wanted != self.synced
+        """An add the platform does not have yet, or any removal: one never uploaded may still be in flight
+        (another worker's upload), and removing someone not in an audience is harmless."""
+        return not (self.wanted and self.synced)
 
 
 @dataclass(slots=True)
@@ -580,7 +582,7 @@ class AudienceLedger(Protocol):
         ...
 
     def pending(self, audience_id: str) -> list[AudienceEntry]:
-        """Entries whose wish the platform does not have yet, oldest change first."""
+        """Entries the next upload takes (AudienceEntry.pending), oldest change first."""
         ...
 
     def settle(self, entry: AudienceEntry) -> bool:

@@ -528,6 +528,8 @@ def build_aws(
         pending_signups=lambda: aws.access("DynamoPendingSignups"),
         limiter=aws.limiter,
         sleeper=lambda: sleeper or _sleeper_for(clock),
+        audience_ledger=aws.audience_ledger,
+        audience_platforms=lambda: _ad_platforms(secrets.audience_secrets),
     )
     return assemble(
         settings,
@@ -640,6 +642,20 @@ class _AwsAdapters:
 
         return DynamoSendRateLimiter(self._dynamo.models)
 
+    def audience_ledger(self) -> AudienceLedger:
+        """In the counters table; a contact's entries are looked up in each audience of audiences/ (ADR 0024)."""
+        from nudge.adapters.dynamodb.audiences import DynamoAudienceLedger
+        from nudge.flow_files import load_audiences
+
+        path = self._settings.audiences_path
+        return DynamoAudienceLedger(
+            self._settings.counters_table,
+            self._region,
+            None,
+            self._dynamo.connection,
+            lambda: load_audiences(path).ids(),
+        )
+
 
 class _AwsSecrets:
     """The keys: from Secrets Manager where the stack names a secret (read when first used, then cached
@@ -665,6 +681,8 @@ class _AwsSecrets:
             readers["unsubscribe"] = SecretReader(self._client, settings.unsubscribe_secret_arn).value
         if settings.webhook_secrets_arn:
             readers["webhooks"] = JsonSecretReader(SecretReader(self._client, settings.webhook_secrets_arn)).value
+        if settings.audience_secrets_arn:
+            readers["audiences"] = JsonSecretReader(SecretReader(self._client, settings.audience_secrets_arn)).value
         return readers
 
     def signing_key(self) -> str | None:
@@ -675,10 +693,24 @@ class _AwsSecrets:
         reader = self._readers.get("unsubscribe")
         return reader() if reader is not None else self._settings.unsubscribe_key
 
+    def audience_secrets(self, platform: str) -> Mapping[str, Any]:
+        """The ad platform's part of the audience secret (docs/audiences.md), read when an upload needs it."""
+        reader = self._readers.get("audiences")
+        found: Mapping[str, Any] = reader() if reader is not None else (self._settings.audience_secrets or {})
+        part = found.get(platform)
+        return part if isinstance(part, Mapping) else {}
+
     def webhook_secrets(self) -> Mapping[str, Any]:
         reader = self._readers.get("webhooks")
         found: Mapping[str, Any] = reader() if reader is not None else (self._settings.webhook_secrets or {})
         return found
+
+
+def _ad_platforms(credentials: Callable[[str], Mapping[str, Any]]) -> Callable[[str], AudiencePlatform]:
+    from nudge.adapters.ad_audiences import platforms
+
+    made: Callable[[str], AudiencePlatform] = platforms(credentials)
+    return made
 
 
 def _no_platforms(name: str) -> AudiencePlatform:

@@ -187,3 +187,27 @@ def test_a_rate_limited_upload_is_retried_by_the_worker(
 
     assert fake.members[META] == hashes("meta", "gus@example.com")
     assert [m for p, m, _ in fake.requests if p == "meta"] == ["POST", "POST"]
+
+
+def test_the_report_counts_who_entered_each_audience_and_gives_it_no_revenue(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    from nudge.domain import kpis
+
+    sim, _ = world(settings, clock, tmp_path)
+    sim.send(checkout_started("e1", "c1", contact("hal", ads_marketing=True)))
+    sim.send(checkout_started("e2", "c2", contact("ivy")))  # no ad consent
+    sim.run_until(clock.now() + timedelta(hours=25))
+    sim.send(order_placed("e3", "c1", contact("hal", ads_marketing=True)))
+
+    from nudge.services.reporting import build_report
+
+    report = build_report(sim.store)
+    steps = {(row.flow_id, row.step_id): row for row in report.steps}
+    to_meta = steps[("cart_retargeting", "to_meta")]
+    assert (to_meta.sent, to_meta.skipped, to_meta.orders) == (1, 1, 0)  # entered the audience; no_ads_consent
+    assert steps[("ordered", "out_of_meta")].sent == 1
+    assert steps[("cart_retargeting", "reminder_2")].orders == 1  # the last message Hal saw keeps the order
+    assert not any(
+        kpis.MessageFacts.of(m).touches() for m in sim.store.messages.values() if m.channel is Channel.AUDIENCE
+    )

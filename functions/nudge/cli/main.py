@@ -691,6 +691,9 @@ from nudge.cli.campaigns import campaign_app  # noqa: E402  (its commands import
 
 app.add_typer(campaign_app, name="campaign")
 
+from nudge.cli.audiences import audiences_app  # noqa: E402  (the sub-app registers beside the others)
+
+app.add_typer(audiences_app, name="audiences")
 dlq_app = typer.Typer(help="The dead-letter queue: see what failed for long, replay the work (docs/deploy.md).")
 app.add_typer(dlq_app, name="dlq")
 
