@@ -211,3 +211,28 @@ def test_the_report_counts_who_entered_each_audience_and_gives_it_no_revenue(
     assert not any(
         kpis.MessageFacts.of(m).touches() for m in sim.store.messages.values() if m.channel is Channel.AUDIENCE
     )
+
+
+def test_a_change_left_sending_by_a_dead_worker_is_done_again_not_marked_unknown(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from nudge.ports import StepWakeUp
+
+    sim, fake = world(settings, clock, tmp_path)
+    sim.send(checkout_started("e1", "c1", contact("jo", ads_marketing=True)))
+    sim.run_until(clock.now() + timedelta(hours=25))
+    [(key, record)] = [(k, m) for k, m in sim.store.messages.items() if m.step_id == "to_meta"]
+    # As if the worker died after claiming the change, before recording it: SENDING, nothing in the ledger.
+    sim.store.messages[key] = replace(record, status=MessageStatus.SENDING, attempt_at=clock.now())
+    ledger = sim.container.audiences._ledger  # type: ignore[union-attr]
+    ledger.entries = {k: e for k, e in ledger.entries.items() if k[0] != "cart_meta"}
+    fake.members[META].clear()
+
+    clock.advance(timedelta(minutes=6))  # past the grace a live send gets
+    sim.queue.enqueue(StepWakeUp(record.contact_id, record.run_id, seq=-1, message_id=record.message_id))
+    sim.settle()
+
+    assert sim.store.messages[key].status is MessageStatus.SENT
+    assert fake.members[META] == hashes("meta", "jo@example.com")
