@@ -28,6 +28,7 @@ from nudge.domain.flows import (
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Category
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
+from nudge.domain.unions import union_tags
 from nudge.domain.whatsapp import INBOUND_EVENT, WhatsAppTemplates
 
 if TYPE_CHECKING:  # loading flows needs no renderer: a cold start reads them without Jinja's templates
@@ -120,7 +121,11 @@ def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
     for part in error["loc"]:
         # pydantic names the union member it tried (a step's, a trigger's or a condition's kind) in the
         # location; it is not a key in the file.
-        is_tag = isinstance(part, str) and part in _UNION_TAGS and (isinstance(previous, int) or previous == "trigger")
+        is_tag = (
+            isinstance(part, str)
+            and part in _UNION_TAGS
+            and (isinstance(previous, int) or previous in ("trigger", "source"))  # an audience's source too
+        )
         previous = part
         if is_tag:
             continue
@@ -131,7 +136,8 @@ def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
     return f"{path}:{line}: {'.'.join(parts) or '<root>'}: {message}"
 
 
-_UNION_TAGS = {*STEP_KINDS, *TRIGGER_KINDS, *CONDITION_TAGS}  # read off the unions (nudge.domain.unions)
+# Read off the unions (nudge.domain.unions); an audience's source kinds too.
+_UNION_TAGS = {*STEP_KINDS, *TRIGGER_KINDS, *CONDITION_TAGS, *union_tags(Audience.model_fields["source"].annotation)}
 
 
 def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
