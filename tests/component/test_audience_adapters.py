@@ -243,3 +243,41 @@ def test_contract_add_remove_and_repeat(
     made.upload(audience, "remove", people[:1], "15" * 32)
 
     assert members() == {v for p in people[1:] for v in (p.email, p.phone) if v}
+
+
+def test_the_urllib_transport_answers_http_errors_and_makes_network_failures_transient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import urllib.error
+    import urllib.request
+    from email.message import Message
+
+    from nudge.adapters import ad_audiences
+
+    headers = Message()
+    headers["Retry-After"] = "30"
+    body = json.dumps(fixture("google_error_resource_exhausted.json")).encode()
+    seen: list[tuple[str, str, float]] = []
+
+    def refused(request: urllib.request.Request, timeout: float) -> Any:
+        seen.append((request.get_method(), request.full_url, timeout))
+        raise urllib.error.HTTPError(request.full_url, 429, "Too Many Requests", headers, io.BytesIO(body))
+
+    monkeypatch.setattr(urllib.request, "urlopen", refused)
+    answer = ad_audiences.urllib_transport("POST", "https://googleads.googleapis.com/v22/x", {}, b"{}")
+    assert (answer.status, answer.json()["error"]["status"], answer.headers["Retry-After"]) == (
+        429,
+        "RESOURCE_EXHAUSTED",
+        "30",
+    )
+    assert seen == [("POST", "https://googleads.googleapis.com/v22/x", ad_audiences.TIMEOUT_SECONDS)]
+
+    def down(request: urllib.request.Request, timeout: float) -> Any:
+        raise urllib.error.URLError("connection refused")
+
+    monkeypatch.setattr(urllib.request, "urlopen", down)
+    with pytest.raises(TransientSendError):
+        ad_audiences.urllib_transport("DELETE", "https://graph.facebook.com/v25.0/1/users", {}, b"")
+    with pytest.raises(PermanentSendError, match="not an https URL"):
+        ad_audiences.urllib_transport("POST", "http://graph.facebook.com/v25.0/1/users", {}, b"")
