@@ -319,6 +319,7 @@ class Container:
             segments=self.segments,
             observer=self._observer,
             ads_withdrawn=self._forget_ads,
+            segment_moved=self._audience_moves,
         )
 
     @cached_property
@@ -328,6 +329,11 @@ class Container:
         return PrivacyService(
             store=self.store, scheduler=self.scheduler, clock=self.clock, refs=self.refs, forget=self._forget_ads
         )
+
+    def _audience_moves(self, contact: Any, moves: Any) -> None:
+        """A consenting contact entered or left segments: the segment audiences that follow them (ADR 0024)."""
+        if (audiences := self.audiences) is not None:
+            audiences.segment_moved(contact, moves)
 
     def _forget_ads(self, contact_id: str) -> None:
         """Out of every ad audience (consent withdrawn, erased): ADR 0024."""

@@ -236,3 +236,24 @@ def test_a_change_left_sending_by_a_dead_worker_is_done_again_not_marked_unknown
 
     assert sim.store.messages[key].status is MessageStatus.SENT
     assert fake.members[META] == hashes("meta", "jo@example.com")
+
+
+def test_a_segment_audience_follows_its_consenting_members_as_they_move(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    sim, fake = world(settings, clock, tmp_path)
+    (tmp_path / "audiences" / "first.yaml").write_text(
+        "id: first\nname: F\nplatform: meta\naudience_id: '555'\nsource: {type: segment, segment: first_time_buyer}\n"
+    )
+    kim = contact("kim", ads_marketing=True)
+
+    sim.send(order_placed("o1", "c1", kim))  # Kim becomes a first-time buyer
+    sim.send(order_placed("o2", "c2", contact("lee")))  # so does Lee, without ad consent
+    assert fake.members[("meta", "555")] == set()  # the upload waits a few minutes for other moves
+    sim.run_until(clock.now() + timedelta(minutes=5))
+    assert fake.members[("meta", "555")] == hashes("meta", "kim@example.com")
+
+    sim.send(order_placed("o3", "c3", kim))  # a second order: a repeat buyer, out of the segment
+    sim.run_until(clock.now() + timedelta(minutes=5))
+    assert fake.members[("meta", "555")] == set()
+    assert [m for p, m, u in fake.requests if "/555/" in u] == ["POST", "DELETE"]

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from nudge.domain.audiences import AudienceCatalog, ad_consent_problem, identifiers_for
 from nudge.domain.model import Contact
+from nudge.domain.segments import Transition
 from nudge.ports import (
     AudienceEntry,
     AudienceLedger,
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 RETRY_AFTER = timedelta(minutes=1)  # a failed upload, when the platform does not say how long to wait
 MAX_QUEUE_DELAY = timedelta(minutes=15)  # SQS's longest delay
 UNKNOWN_AUDIENCE = "unknown_audience"
+SEGMENT_BATCH_DELAY = timedelta(minutes=5)  # segment moves wait this long for others to share their upload
 
 
 @dataclass(slots=True)
@@ -109,6 +111,21 @@ class AudienceService:
         for audience_id in touched:
             self._queue.enqueue(StepWakeUp.for_audience(audience_id))
         return touched
+
+    def segment_moved(self, contact: Contact, moves: Iterable[Transition]) -> list[str]:
+        """The contact entered or left segments: record the change in each audience that follows one, and
+        queue those audiences' uploads a few minutes out, so one upload carries the moves of many contacts."""
+        touched = set()
+        for move in moves:
+            for audience in self._audiences:
+                if audience.segment != move.segment:
+                    continue
+                action = "add" if move.entered else "remove"
+                if self.change(audience.id, action, contact.contact_id, contact) is None:
+                    touched.add(audience.id)
+        for audience_id in sorted(touched):
+            self.queue_sync(audience_id, SEGMENT_BATCH_DELAY)
+        return sorted(touched)
 
     def queue_sync(self, audience_id: str, delay: timedelta = timedelta(0)) -> None:
         self._queue.enqueue(StepWakeUp.for_audience(audience_id), min(delay, MAX_QUEUE_DELAY))

@@ -70,10 +70,13 @@ class IngestService:
         segments: SegmentCatalog | None = None,
         observer: Callable[[IngestOutcome], object] | None = None,
         ads_withdrawn: Callable[[str], object] | None = None,
+        segment_moved: Callable[[Contact, list[Transition]], object] | None = None,
     ) -> None:
         """`observer` gets every outcome (events, enrollments, reviews, rescores): the handlers' metrics;
         `ads_withdrawn(contact_id)` hears a withdrawn ad consent (out of every ad audience, ADR 0024)."""
         self._ads_withdrawn: Callable[[str], object] = ads_withdrawn or (lambda contact_id: None)
+        # Hears every segment move of a contact whose consent covers ads (segment audiences, ADR 0024).
+        self._segment_moved: Callable[[Contact, list[Transition]], object] = segment_moved or (lambda c, m: None)
         self._store = store
         self._scheduler = scheduler
         self._runs = runs
@@ -281,6 +284,8 @@ class IngestService:
 
     def _on_segments(self, contact: Contact, moves: list[Transition], outcome: IngestOutcome) -> None:
         """Each entry or exit is an internal event (segment_entered / segment_exited) that flows react to."""
+        if moves and contact.ads_marketing is True:  # nobody else can be in an ad audience: no reads for them
+            self._segment_moved(contact, moves)
         for move in moves:
             (outcome.entered if move.entered else outcome.left).append(move.segment)
             heard = {(move.event_type, move.segment), (move.event_type, None)} & self._segment_listeners
