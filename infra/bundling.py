@@ -141,11 +141,12 @@ class LocalPythonBundler:
         out = Path(output_dir)
         package = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", *self.excluded)
         shutil.copytree(self.root / "functions" / "nudge", out / "nudge", ignore=package, dirs_exist_ok=True)
-        # Handlers read these at cold start from names.BUNDLED_*_DIR (/var/task/flows, templates, segments).
+        # Handlers read these from names.BUNDLED_*_DIR (/var/task/flows, templates, segments, audiences).
         for source, bundled in (
             ("flows", names.BUNDLED_FLOWS_DIR),
             ("templates", names.BUNDLED_TEMPLATES_DIR),
             ("segments", names.BUNDLED_SEGMENTS_DIR),
+            ("audiences", names.BUNDLED_AUDIENCES_DIR),
         ):
             # MJML sources are compiled below: the functions get HTML templates and never the compiler.
             ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", "*.mjml")

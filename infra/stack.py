@@ -62,6 +62,7 @@ class NudgeStack(cdk.Stack):
             "ApiUrl": self.api.url,
             "SigningSecretArn": self.functions.signing_secret.secret_arn,
             "WebhookSecretsArn": self.functions.webhook_secrets.secret_arn,
+            "AudienceSecretsArn": self.functions.audience_secrets.secret_arn,
             "UnsubscribeSecretArn": self.functions.unsubscribe_secret.secret_arn,
             "FeedbackTopicArn": self.messaging.feedback_topic.topic_arn,
             "SmsInboundTopicArn": self.messaging.sms_inbound_topic.topic_arn,

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from nudge.domain.audiences import Audience, AudienceCatalog
 from nudge.domain.flows import (
     STEP_KINDS,
     TRIGGER_KINDS,
+    AudienceStep,
     BranchStep,
     EmailStep,
     EventTrigger,
@@ -26,6 +28,7 @@ from nudge.domain.flows import (
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Category
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
+from nudge.domain.unions import union_tags
 from nudge.domain.whatsapp import INBOUND_EVENT, WhatsAppTemplates
 
 if TYPE_CHECKING:  # loading flows needs no renderer: a cold start reads them without Jinja's templates
@@ -47,6 +50,42 @@ def _safe_load(text: str) -> Any:
 
 def load_flow(path: Path) -> Flow:
     return _load_model(path, Flow, "a flow file holds one mapping (id, name, trigger, steps)")
+
+
+def load_audience(path: Path) -> Audience:
+    return _load_model(path, Audience, "an audience file holds one mapping (id, name, platform, audience_id, source)")
+
+
+def load_audiences(audiences_dir: Path | None) -> AudienceCatalog:
+    """Every *.yaml under audiences_dir (none, or no such directory: no audiences)."""
+    if audiences_dir is None or not audiences_dir.is_dir():
+        return AudienceCatalog()
+    return _load_all(audiences_dir, load_audience, AudienceCatalog)
+
+
+def audience_problems(flows: FlowCatalog, audiences: AudienceCatalog, segments: SegmentCatalog) -> list[str]:
+    """Every audience a flow step names exists and is managed by flows; every segment an audience follows exists."""
+    problems = []
+    for flow in flows:
+        for step in flow.steps:
+            if not isinstance(step, AudienceStep):
+                continue
+            audience = audiences.get(step.audience)
+            if audience is None:
+                known = ", ".join(sorted(audiences.ids())) or "none"
+                problems.append(f"{flow.id}: steps.{step.id}.audience: no audience {step.audience!r} (known: {known})")
+            elif audience.segment is not None:
+                problems.append(
+                    f"{flow.id}: steps.{step.id}.audience: {step.audience!r} follows segment {audience.segment!r}; "
+                    "flows may only change audiences whose source is flows"
+                )
+    known_segments = segments.ids()
+    problems += [
+        f"{audience.id}: source.segment: no segment {audience.segment!r}"
+        for audience in audiences
+        if audience.segment is not None and audience.segment not in known_segments
+    ]
+    return problems
 
 
 def load_segment(path: Path) -> Segment:
@@ -82,7 +121,11 @@ def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
     for part in error["loc"]:
         # pydantic names the union member it tried (a step's, a trigger's or a condition's kind) in the
         # location; it is not a key in the file.
-        is_tag = isinstance(part, str) and part in _UNION_TAGS and (isinstance(previous, int) or previous == "trigger")
+        is_tag = (
+            isinstance(part, str)
+            and part in _UNION_TAGS
+            and (isinstance(previous, int) or previous in ("trigger", "source"))  # an audience's source too
+        )
         previous = part
         if is_tag:
             continue
@@ -93,7 +136,8 @@ def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
     return f"{path}:{line}: {'.'.join(parts) or '<root>'}: {message}"
 
 
-_UNION_TAGS = {*STEP_KINDS, *TRIGGER_KINDS, *CONDITION_TAGS}  # read off the unions (nudge.domain.unions)
+# Read off the unions (nudge.domain.unions); an audience's source kinds too.
+_UNION_TAGS = {*STEP_KINDS, *TRIGGER_KINDS, *CONDITION_TAGS, *union_tags(Audience.model_fields["source"].annotation)}
 
 
 def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:

@@ -14,6 +14,7 @@ from nudge.domain.engine import template_context
 from nudge.domain.flows import (
     WAITS,
     ApiTrigger,
+    AudienceStep,
     BranchStep,
     DateTrigger,
     EmailStep,
@@ -253,6 +254,8 @@ def step_label(step: Step) -> str:
             return "update profile"
         case WebhookStep():
             return f"webhook {step.url}"
+        case AudienceStep():
+            return f"{'add to' if step.action == 'add' else 'remove from'} audience {step.audience}"
         case EndStep():
             return "end"
         case unknown:
@@ -265,7 +268,7 @@ def _shape(step: Step) -> str:
         return f'[/"{label}"/]'
     if isinstance(step, BranchStep | SplitStep):
         return f'{{"{label}"}}'
-    if isinstance(step, UpdateProfileStep | WebhookStep):
+    if isinstance(step, UpdateProfileStep | WebhookStep | AudienceStep):
         return f'[["{label}"]]'
     if isinstance(step, EndStep):
         return f'(("{label}"))'
@@ -300,4 +303,14 @@ def flow_json_schema() -> str:
     schema = Flow.model_json_schema(by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "nudge flow"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def audience_json_schema() -> str:
+    """The JSON Schema of audiences/*.yaml (ADR 0024)."""
+    from nudge.domain.audiences import Audience
+
+    schema = Audience.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "nudge ad audience"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -23,6 +23,8 @@ ENV_SES_CONFIGURATION_SET: Final = "NUDGE_SES_CONFIGURATION_SET"
 ENV_FLOWS_DIR: Final = "NUDGE_FLOWS_DIR"
 ENV_TEMPLATES_DIR: Final = "NUDGE_TEMPLATES_DIR"
 ENV_SEGMENTS_DIR: Final = "NUDGE_SEGMENTS_DIR"
+ENV_AUDIENCES_DIR: Final = "NUDGE_AUDIENCES_DIR"
+ENV_AUDIENCE_SECRETS_ARN: Final = "NUDGE_AUDIENCE_SECRETS_ARN"
 ENV_DEFAULT_TIMEZONE: Final = "NUDGE_DEFAULT_TIMEZONE"
 # The ARN of the Secrets Manager secret holding the webhook signing key; never the key itself.
 ENV_SIGNING_SECRET_ARN: Final = "NUDGE_SIGNING_SECRET_ARN"
@@ -115,6 +117,7 @@ SWEEP_HANDLER: Final = "nudge.handlers.sweep.handler"  # daily schedule: segment
 BUNDLED_FLOWS_DIR: Final = "/var/task/flows"
 BUNDLED_TEMPLATES_DIR: Final = "/var/task/templates"
 BUNDLED_SEGMENTS_DIR: Final = "/var/task/segments"
+BUNDLED_AUDIENCES_DIR: Final = "/var/task/audiences"
 
 # HTTP header carrying the request signature: "t=<unix seconds>,v1=<hex HMAC-SHA256>".
 MESSAGE_HEADER: Final = "X-Nudge-Message-Id"  # on every email: which message record it is

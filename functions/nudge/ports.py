@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from nudge.domain.audiences import Audience
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order
 from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
@@ -278,6 +279,12 @@ class StepWakeUp:
     seq: int
     message_id: str | None = None
     slot: datetime | None = None
+    audience: str | None = None  # upload this ad audience's pending changes instead (ADR 0024)
+
+    @staticmethod
+    def for_audience(audience_id: str) -> StepWakeUp:
+        """The work of uploading an audience's pending membership changes (no run: the id names the audience)."""
+        return StepWakeUp(contact_id="-", run_id=f"audience:{audience_id}", seq=0, audience=audience_id)
 
     def as_payload(self) -> dict[str, Any]:
         payload: dict[str, Any] = {"contact_id": self.contact_id, "run_id": self.run_id, "seq": self.seq}
@@ -285,6 +292,8 @@ class StepWakeUp:
             payload["message_id"] = self.message_id
         if self.slot is not None:
             payload["slot"] = self.slot.isoformat()
+        if self.audience is not None:
+            payload["audience"] = self.audience
         return payload
 
 
@@ -518,4 +527,96 @@ class ReportReader(Census, Protocol):
 
     def orders(self) -> Iterator[Order]:
         """order_placed events still retained (the events table keeps 90 days)."""
+        ...
+
+
+# Ad audiences (ADR 0024) ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceEntry:
+    """One contact in one ad audience: whether they should be in it, and whether the platform has them.
+
+    The identifiers are hashed as the audience's platform wants them; they are kept only while the entry
+    exists, so a removal can still be uploaded after the contact was erased. An entry whose removal was
+    uploaded is deleted.
+    """
+
+    audience_id: str
+    contact_id: str
+    wanted: bool
+    synced: bool
+    email: str | None
+    phone: str | None
+    changed_at: datetime
+    version: int = 1
+
+    @property
+    def pending(self) -> bool:
+        """An add the platform does not have yet, or any removal: one never uploaded may still be in flight
+        (another worker's upload), and removing someone not in an audience is harmless."""
+        return not (self.wanted and self.synced)
+
+
+@dataclass(slots=True)
+class AudienceStats:
+    """What an audience's uploads did so far (the report's line)."""
+
+    added: int = 0
+    removed: int = 0
+    requests: int = 0
+    invalid: int = 0
+    failures: int = 0
+    last_sync_at: datetime | None = None
+    last_error: str | None = None
+
+
+class AudienceLedger(Protocol):
+    """Who should be and who is in each ad audience; the outbox of membership changes (ADR 0024)."""
+
+    def want(
+        self, audience_id: str, contact_id: str, wanted: bool, email: str | None, phone: str | None, now: datetime
+    ) -> AudienceEntry | None:
+        """Record that the contact should (not) be in the audience; identifiers None keep the stored ones.
+        Returns the entry, or None for a removal of someone who was never in it (nothing to do)."""
+        ...
+
+    def pending(self, audience_id: str) -> list[AudienceEntry]:
+        """Entries the next upload takes (AudienceEntry.pending), oldest change first."""
+        ...
+
+    def settle(self, entry: AudienceEntry) -> bool:
+        """The platform has this entry's wish: mark it synced (a removal deletes it). False, changing nothing,
+        if the entry changed since it was read (a newer wish waits for the next upload)."""
+        ...
+
+    def of_contact(self, contact_id: str) -> list[AudienceEntry]: ...
+
+    def members(self, audience_id: str) -> dict[str, AudienceEntry]:
+        """Every entry of the audience, by contact id."""
+        ...
+
+    def record(self, audience_id: str, update: AudienceStats) -> None:
+        """Add an upload's figures to the audience's totals (the last sync and error replace)."""
+        ...
+
+    def stats(self, audience_id: str) -> AudienceStats: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    requests: int  # HTTP requests made
+    invalid: int = 0  # identifiers the platform refused (partial failure)
+
+
+class AudiencePlatform(Protocol):
+    """One ad platform's audience API (Meta, Google Ads, TikTok): adds or removes hashed identifiers.
+
+    Idempotent: the same batch sent again (a retry, `upload_key` the same) changes nothing more. Raises
+    TransientSendError (rate limit, 5xx, network: retry later) or PermanentSendError (bad token, refused).
+    """
+
+    def upload(
+        self, audience: Audience, action: str, members: Sequence[AudienceEntry], upload_key: str
+    ) -> UploadResult:
         ...

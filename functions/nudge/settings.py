@@ -38,6 +38,11 @@ class Settings(BaseModel):
     flows_dir: Path = Path(names.BUNDLED_FLOWS_DIR)
     templates_dir: Path = Path(names.BUNDLED_TEMPLATES_DIR)
     segments_dir: Path | None = None  # default: segments/ beside flows_dir
+    audiences_dir: Path | None = None  # default: audiences/ beside flows_dir (ADR 0024)
+    # A JSON secret {"meta": {...}, "google": {...}, "tiktok": {...}}: the ad platforms' tokens (docs/audiences.md).
+    audience_secrets_arn: str | None = None
+    # Only for local runs and tests, like signing_key.
+    audience_secrets: dict[str, dict[str, str]] | None = None
     default_timezone: str = "UTC"
     signing_secret_arn: str | None = None
     # Only for local runs and tests: the signing key itself. Deployed stacks use signing_secret_arn.
@@ -90,6 +95,8 @@ class Settings(BaseModel):
             "flows_dir": names.ENV_FLOWS_DIR,
             "templates_dir": names.ENV_TEMPLATES_DIR,
             "segments_dir": names.ENV_SEGMENTS_DIR,
+            "audiences_dir": names.ENV_AUDIENCES_DIR,
+            "audience_secrets_arn": names.ENV_AUDIENCE_SECRETS_ARN,
             "default_timezone": names.ENV_DEFAULT_TIMEZONE,
             "signing_secret_arn": names.ENV_SIGNING_SECRET_ARN,
             "webhook_secrets_arn": names.ENV_WEBHOOK_SECRETS_ARN,
@@ -121,3 +128,7 @@ class Settings(BaseModel):
     @property
     def segments_path(self) -> Path:
         return self.segments_dir or self.flows_dir.parent / "segments"
+
+    @property
+    def audiences_path(self) -> Path:
+        return self.audiences_dir or self.flows_dir.parent / "audiences"

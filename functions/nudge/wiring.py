@@ -20,11 +20,14 @@ from nudge.settings import Settings
 if TYPE_CHECKING:
     import boto3
 
+    from nudge.domain.audiences import AudienceCatalog
     from nudge.domain.flows import FlowCatalog
     from nudge.domain.guardrails import Guardrails
     from nudge.domain.segments import SegmentCatalog
     from nudge.ports import (
         ApiKeys,
+        AudienceLedger,
+        AudiencePlatform,
         Clock,
         ContactRefs,
         JobQueue,
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
         WhatsAppSender,
         WorkQueue,
     )
+    from nudge.services.audiences import AudienceService
     from nudge.services.campaigns import CampaignCatalog, CampaignService
     from nudge.services.compose import MailPolicy
     from nudge.services.daily import DailyJob
@@ -79,6 +83,9 @@ class Adapters:
     limiter: Callable[[], SendRateLimiter]
     sleeper: Callable[[], Sleeper]
     jobs: Callable[[], JobQueue | None] = lambda: None  # None where no jobs queue is configured
+    # Ad audiences (ADR 0024): the ledger of memberships, and `platform(name)`; None: not configured.
+    audience_ledger: Callable[[], AudienceLedger | None] = lambda: None
+    audience_platforms: Callable[[], Callable[[str], AudiencePlatform]] = lambda: _no_platforms
 
 
 class Container:
@@ -272,6 +279,30 @@ class Container:
             # up when a profile changes (it is built over this run service, so it cannot be passed in).
             profile_changed=lambda contact_id: self.ingest.review(contact_id),
             held=flows.held,  # a paused campaign's sends wait
+            audiences=lambda: self.audiences,
+        )
+
+    @cached_property
+    def audience_catalog(self) -> AudienceCatalog:
+        """audiences/*.yaml (ADR 0024)."""
+        from nudge.flow_files import load_audiences
+
+        return load_audiences(self.settings.audiences_path)
+
+    @cached_property
+    def audiences(self) -> AudienceService | None:
+        """Ad audiences: the ledger, the platforms' adapters; None where no ledger is configured."""
+        from nudge.services.audiences import AudienceService
+
+        ledger = self._adapters.audience_ledger()
+        if ledger is None:
+            return None
+        return AudienceService(
+            ledger=ledger,
+            platform=self._adapters.audience_platforms(),
+            audiences=self.audience_catalog,
+            queue=self.queue,
+            clock=self.clock,
         )
 
     @cached_property
@@ -287,13 +318,27 @@ class Container:
             clock=self.clock,
             segments=self.segments,
             observer=self._observer,
+            ads_withdrawn=self._forget_ads,
+            segment_moved=self._audience_moves,
         )
 
     @cached_property
     def privacy(self) -> PrivacyService:
         from nudge.services.privacy import PrivacyService
 
-        return PrivacyService(store=self.store, scheduler=self.scheduler, clock=self.clock, refs=self.refs)
+        return PrivacyService(
+            store=self.store, scheduler=self.scheduler, clock=self.clock, refs=self.refs, forget=self._forget_ads
+        )
+
+    def _audience_moves(self, contact: Any, moves: Any) -> None:
+        """A consenting contact entered or left segments: the segment audiences that follow them (ADR 0024)."""
+        if (audiences := self.audiences) is not None:
+            audiences.segment_moved(contact, moves)
+
+    def _forget_ads(self, contact_id: str) -> None:
+        """Out of every ad audience (consent withdrawn, erased): ADR 0024."""
+        if (audiences := self.audiences) is not None:
+            audiences.forget(contact_id)
 
     @cached_property
     def campaigns(self) -> CampaignService:
@@ -490,6 +535,8 @@ def build_aws(
         pending_signups=lambda: aws.access("DynamoPendingSignups"),
         limiter=aws.limiter,
         sleeper=lambda: sleeper or _sleeper_for(clock),
+        audience_ledger=aws.audience_ledger,
+        audience_platforms=lambda: _ad_platforms(secrets.audience_secrets),
     )
     return assemble(
         settings,
@@ -602,6 +649,20 @@ class _AwsAdapters:
 
         return DynamoSendRateLimiter(self._dynamo.models)
 
+    def audience_ledger(self) -> AudienceLedger:
+        """In the counters table; a contact's entries are looked up in each audience of audiences/ (ADR 0024)."""
+        from nudge.adapters.dynamodb.audiences import DynamoAudienceLedger
+        from nudge.flow_files import load_audiences
+
+        path = self._settings.audiences_path
+        return DynamoAudienceLedger(
+            self._settings.counters_table,
+            self._region,
+            None,
+            self._dynamo.connection,
+            lambda: load_audiences(path).ids(),
+        )
+
 
 class _AwsSecrets:
     """The keys: from Secrets Manager where the stack names a secret (read when first used, then cached
@@ -627,6 +688,8 @@ class _AwsSecrets:
             readers["unsubscribe"] = SecretReader(self._client, settings.unsubscribe_secret_arn).value
         if settings.webhook_secrets_arn:
             readers["webhooks"] = JsonSecretReader(SecretReader(self._client, settings.webhook_secrets_arn)).value
+        if settings.audience_secrets_arn:
+            readers["audiences"] = JsonSecretReader(SecretReader(self._client, settings.audience_secrets_arn)).value
         return readers
 
     def signing_key(self) -> str | None:
@@ -637,10 +700,28 @@ class _AwsSecrets:
         reader = self._readers.get("unsubscribe")
         return reader() if reader is not None else self._settings.unsubscribe_key
 
+    def audience_secrets(self, platform: str) -> Mapping[str, Any]:
+        """The ad platform's part of the audience secret (docs/audiences.md), read when an upload needs it."""
+        reader = self._readers.get("audiences")
+        found: Mapping[str, Any] = reader() if reader is not None else (self._settings.audience_secrets or {})
+        part = found.get(platform)
+        return part if isinstance(part, Mapping) else {}
+
     def webhook_secrets(self) -> Mapping[str, Any]:
         reader = self._readers.get("webhooks")
         found: Mapping[str, Any] = reader() if reader is not None else (self._settings.webhook_secrets or {})
         return found
+
+
+def _ad_platforms(credentials: Callable[[str], Mapping[str, Any]]) -> Callable[[str], AudiencePlatform]:
+    from nudge.adapters.ad_audiences import platforms
+
+    made: Callable[[str], AudiencePlatform] = platforms(credentials)
+    return made
+
+
+def _no_platforms(name: str) -> AudiencePlatform:
+    raise LookupError(f"no {name} audience adapter is configured")
 
 
 def _sleeper_for(clock: Clock) -> Sleeper:
@@ -656,8 +737,11 @@ def build_memory(
     *,
     renderer: TemplateRenderer | None = None,
     observer: Callable[[IngestOutcome], object] | None = None,
+    audience_platforms: Callable[[str], AudiencePlatform] | None = None,
 ) -> Container:
-    """In-memory twins of every adapter: for unit tests, simulations and backtests (which render nothing)."""
+    """In-memory twins of every adapter: for unit tests, simulations and backtests (which render nothing).
+
+    `audience_platforms` replaces the ad platforms' twins (a test's fake APIs behind the real adapters)."""
     from nudge.adapters import memory
 
     return assemble(
@@ -679,6 +763,8 @@ def build_memory(
             limiter=memory.MemorySendRateLimiter,
             sleeper=lambda: _sleeper_for(clock),
             jobs=memory.MemoryJobQueue,
+            audience_ledger=memory.MemoryAudienceLedger,
+            audience_platforms=(lambda: audience_platforms) if audience_platforms else memory.MemoryAudiencePlatforms,
         ),
         renderer=renderer,
         observer=observer,

@@ -111,19 +111,21 @@ class Functions(Construct):
         )
         # Shops' webhook secrets, {"shopify": {domain: secret}, "woocommerce": {host: secret}}: the operator
         # fills them in (docs/integrations.md); the stack only creates the empty document.
-        self.webhook_secrets = secretsmanager.Secret(
-            self,
+        self.webhook_secrets = self._operator_secret(
             "WebhookSecrets",
-            description="Storefront webhook signing secrets per shop (JSON), filled in by the operator",
-            secret_string_value=cdk.SecretValue.unsafe_plain_text('{"shopify": {}, "woocommerce": {}}'),
-            removal_policy=cdk.RemovalPolicy.RETAIN if config.protected else cdk.RemovalPolicy.DESTROY,
+            "Storefront webhook signing secrets per shop (JSON), filled in by the operator",
+            '{"shopify": {}, "woocommerce": {}}',
+            "The secrets are issued by Shopify and WooCommerce per shop; they rotate there, and the "
+            "operator pastes the new value (docs/integrations.md)",
         )
-        cdk.Validations.of(self.webhook_secrets).acknowledge(
-            cdk.Acknowledgment(
-                id="AwsSolutions-SMG4",
-                reason="The secrets are issued by Shopify and WooCommerce per shop; they rotate there, and the "
-                "operator pastes the new value (docs/integrations.md)",
-            )
+        # The ad platforms' tokens, {"meta": {...}, "google": {...}, "tiktok": {...}} (docs/audiences.md): the
+        # operator fills them in; only the worker, which uploads audiences, may read them (ADR 0024).
+        self.audience_secrets = self._operator_secret(
+            "AudienceSecrets",
+            "Ad platforms' API tokens for audience uploads (JSON), filled in by the operator",
+            '{"meta": {}, "google": {}, "tiktok": {}}',
+            "The tokens are issued by Meta, Google and TikTok; they rotate there, and the operator "
+            "pastes the new value (docs/audiences.md)",
         )
         # Unsubscribe tokens in sent mail stay valid as long as this key does: never rotated automatically.
         self.unsubscribe_secret = secretsmanager.Secret(
@@ -147,6 +149,8 @@ class Functions(Construct):
             names.ENV_FLOWS_DIR: names.BUNDLED_FLOWS_DIR,
             names.ENV_TEMPLATES_DIR: names.BUNDLED_TEMPLATES_DIR,
             names.ENV_SEGMENTS_DIR: names.BUNDLED_SEGMENTS_DIR,
+            names.ENV_AUDIENCES_DIR: names.BUNDLED_AUDIENCES_DIR,
+            names.ENV_AUDIENCE_SECRETS_ARN: self.audience_secrets.secret_arn,
             names.ENV_DEFAULT_TIMEZONE: config.default_timezone,
             # The ARN only: the value is read from Secrets Manager at runtime and cached for minutes.
             names.ENV_SIGNING_SECRET_ARN: self.signing_secret.secret_arn,
@@ -264,6 +268,20 @@ class Functions(Construct):
         for function in engine_functions:
             self.signing_secret.grant_read(function)
         self.webhook_secrets.grant_read(self.webhooks)
+        # The ledger is in the counters table every flow function already writes; uploads are the worker's.
+        self.audience_secrets.grant_read(self.step)
+
+    def _operator_secret(self, construct_id: str, description: str, initial: str, reason: str) -> secretsmanager.Secret:
+        """A JSON secret the stack creates empty and the operator fills in; it rotates at its issuer."""
+        secret = secretsmanager.Secret(
+            self,
+            construct_id,
+            description=description,
+            secret_string_value=cdk.SecretValue.unsafe_plain_text(initial),
+            removal_policy=cdk.RemovalPolicy.RETAIN if self._config.protected else cdk.RemovalPolicy.DESTROY,
+        )
+        cdk.Validations.of(secret).acknowledge(cdk.Acknowledgment(id="AwsSolutions-SMG4", reason=reason))
+        return secret
 
     @property
     def all(self) -> list[lambda_.Function]:

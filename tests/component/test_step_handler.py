@@ -187,3 +187,26 @@ def test_sends_of_unknown_outcome_are_published_per_flow_and_as_one_total_an_ala
     assert [(t["service"], t["MessagesUnknown"]) for t in totals] == [("nudge", [3.0])]
     # the alarm in infra/constructs/monitoring.py names exactly this metric and dimension
     assert totals[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+
+
+def test_an_audience_upload_is_work_the_step_handler_takes(moto_stack: MotoStack) -> None:
+    from nudge.domain.model import Contact
+    from nudge.ports import StepWakeUp
+
+    audiences = moto_stack.container.audiences
+    assert audiences is not None
+    who = Contact("c1", email="bo@example.com", ads_marketing=True)
+    assert audiences.change("cart_retargeting_meta", "add", "c1", who) is None
+
+    outcome = moto_stack.fire_step(StepWakeUp.for_audience("cart_retargeting_meta").as_payload())
+
+    # No Meta token on moto: the upload is refused before any request, recorded, and stays pending.
+    assert outcome["run_id"] == "audience:cart_retargeting_meta"
+    [(audience, error)] = outcome["failed"]
+    assert (audience, error) == (
+        "cart_retargeting_meta",
+        "meta: no access_token in the audience secret (docs/audiences.md)",
+    )
+    assert audiences.sync("cart_retargeting_meta", dry_run=True).added == 1
+    refused = moto_stack.fire_step({**StepWakeUp.for_audience("x").as_payload(), "audience": 7})
+    assert refused["status"] == "error" and "audience must be an audience id" in str(refused["error"])

@@ -298,6 +298,28 @@ def test_no_environment_variable_holds_a_secret_value(prod: Synth) -> None:
             assert not secretish or name.endswith(("_ARN", "_TABLE")), f"{name} looks like it carries a secret"
 
 
+def test_only_the_worker_may_read_the_ad_platforms_tokens(prod: Synth) -> None:
+    # Audience uploads happen in the worker alone (ADR 0024); request paths only record and queue them.
+    (key,) = [k for k in prod.resources("AWS::SecretsManager::Secret") if k.startswith("FunctionsAudienceSecrets")]
+    assert json.loads(prod.resources("AWS::SecretsManager::Secret")[key]["Properties"]["SecretString"]) == {
+        "meta": {},
+        "google": {},
+        "tiktok": {},
+    }
+    readers = {
+        handler
+        for handler in HANDLERS
+        for statement in statements(prod, function_role(prod, handler))
+        if "secretsmanager:GetSecretValue" in as_list(statement["Action"])
+        and f"${{{key}}}" in {render(r) for r in as_list(statement["Resource"])}
+    }
+    assert readers == {names.STEP_HANDLER}
+    for _, fn in prod.resources("AWS::Lambda::Function").items():
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env[names.ENV_AUDIENCE_SECRETS_ARN] == {"Ref": key}  # the ARN, never the value
+        assert env[names.ENV_AUDIENCES_DIR] == names.BUNDLED_AUDIENCES_DIR
+
+
 def test_asynchronous_failures_land_in_the_dead_letter_queue(prod: Synth) -> None:
     # SNS invokes feedback and sms_inbound, Scheduler the sweep: asynchronously. The worker is fed by SQS.
     queue_key = dead_letter_queue(prod)

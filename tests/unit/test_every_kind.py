@@ -29,6 +29,7 @@ STEPS: dict[str, dict[str, Any]] = {
     "split": {"variants": [{"name": "a", "next": "last"}, {"name": "b", "next": "last"}]},
     "update_profile": {"add_tags": ["seen"]},
     "webhook": {"url": "https://hooks.example/x"},
+    "audience": {"action": "add", "audience": "cart_retargeting_meta"},
     "end": {},
 }
 TRIGGERS: dict[str, tuple[dict[str, Any], str]] = {

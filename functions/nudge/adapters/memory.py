@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from nudge.domain.aggregates import ORDER_PLACED
+from nudge.domain.audiences import BATCH_LIMITS, Audience
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order, order_of
 from nudge.domain.model import (
@@ -36,6 +37,8 @@ from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.domain.whatsapp import OutgoingWhatsApp
 from nudge.ports import (
     ApiKey,
+    AudienceEntry,
+    AudienceStats,
     Clock,
     ConflictError,
     ContactChange,
@@ -46,6 +49,7 @@ from nudge.ports import (
     SendClaim,
     StepWakeUp,
     TransientSendError,
+    UploadResult,
     scope_of,
 )
 
@@ -661,3 +665,107 @@ class MemoryRateLimiter:
         slot = (bucket, int(now.timestamp() // window.total_seconds()))
         self.counts[slot] = self.counts.get(slot, 0) + 1
         return self.counts[slot] <= limit
+
+
+class MemoryAudienceLedger:
+    """The audience ledger in a dict: (audience id, contact id) -> entry; figures per audience."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], AudienceEntry] = {}
+        self._stats: dict[str, AudienceStats] = {}
+
+    def want(
+        self, audience_id: str, contact_id: str, wanted: bool, email: str | None, phone: str | None, now: datetime
+    ) -> AudienceEntry | None:
+        key = (audience_id, contact_id)
+        stored = self.entries.get(key)
+        if stored is None:
+            if not wanted:
+                return None
+            entry = AudienceEntry(audience_id, contact_id, True, False, email, phone, now)
+        elif stored.wanted == wanted and (email, phone) in ((None, None), (stored.email, stored.phone)):
+            return stored  # the same wish again (a retry): nothing changes
+        else:
+            entry = replace(
+                stored,
+                wanted=wanted,
+                email=email if email or phone else stored.email,
+                phone=phone if email or phone else stored.phone,
+                changed_at=now,
+                version=stored.version + 1,
+            )
+        self.entries[key] = entry
+        return entry
+
+    def pending(self, audience_id: str) -> list[AudienceEntry]:
+        found = [e for (a, _), e in self.entries.items() if a == audience_id and e.pending]
+        return sorted(found, key=lambda e: (e.changed_at, e.contact_id))
+
+    def settle(self, entry: AudienceEntry) -> bool:
+        key = (entry.audience_id, entry.contact_id)
+        stored = self.entries.get(key)
+        if stored is None or stored.version != entry.version:
+            return False
+        if entry.wanted:
+            self.entries[key] = replace(stored, synced=True)
+        else:
+            del self.entries[key]
+        return True
+
+    def of_contact(self, contact_id: str) -> list[AudienceEntry]:
+        return [e for (_, c), e in self.entries.items() if c == contact_id]
+
+    def members(self, audience_id: str) -> dict[str, AudienceEntry]:
+        return {c: e for (a, c), e in self.entries.items() if a == audience_id}
+
+    def record(self, audience_id: str, update: AudienceStats) -> None:
+        stats = self._stats.setdefault(audience_id, AudienceStats())
+        stats.added += update.added
+        stats.removed += update.removed
+        stats.requests += update.requests
+        stats.invalid += update.invalid
+        stats.failures += update.failures
+        stats.last_sync_at = update.last_sync_at or stats.last_sync_at
+        stats.last_error = update.last_error
+
+    def stats(self, audience_id: str) -> AudienceStats:
+        return self._stats.get(audience_id, AudienceStats())
+
+
+class MemoryAudiencePlatform:
+    """One ad platform's audiences as sets of hashed identifiers; `fail_next` raises the given errors first.
+
+    The in-memory twin of adapters/ad_audiences.py: the same contract test (tests/component) holds for both.
+    """
+
+    def __init__(self, batch_limit: int) -> None:
+        self.batch_limit = batch_limit
+        self.members: dict[str, set[tuple[str | None, str | None]]] = defaultdict(set)
+        self.uploads: list[tuple[str, str, int]] = []  # (audience id, action, rows)
+        self.fail_next: list[Exception] = []
+
+    def upload(
+        self, audience: Audience, action: str, members: Sequence[AudienceEntry], upload_key: str
+    ) -> UploadResult:
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+        rows = {(m.email, m.phone) for m in members}
+        if action == "add":
+            self.members[audience.audience_id] |= rows
+        else:
+            self.members[audience.audience_id] -= rows
+        requests = max(1, -(-len(members) // self.batch_limit))
+        self.uploads.append((audience.audience_id, action, len(members)))
+        return UploadResult(requests=requests)
+
+
+class MemoryAudiencePlatforms:
+    """`platform(name)` -> that platform's twin, each made once."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, MemoryAudiencePlatform] = {}
+
+    def __call__(self, name: str) -> MemoryAudiencePlatform:
+        if name not in self.made:
+            self.made[name] = MemoryAudiencePlatform(BATCH_LIMITS[name])
+        return self.made[name]

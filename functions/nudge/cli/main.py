@@ -151,6 +151,8 @@ def validate(
     segments_path = Path("segments")
     if segments_path.is_dir() and paths is None:
         problems += _validate_segments(segments_path, Path("flows"))
+    if paths is None:
+        problems += _validate_audiences(Path("audiences"), Path("flows"), segments_path)
     if Path("campaigns").is_dir() and paths is None:  # campaigns use the same templates (docs/campaigns.md)
         from nudge.cli.campaigns import check_campaigns
 
@@ -161,6 +163,23 @@ def validate(
     if problems:
         console.print(f"[red]{problems} problem(s)[/]")
         raise typer.Exit(1)
+
+
+def _validate_audiences(audiences_path: Path, flows_dir: Path, segments_path: Path) -> int:
+    """audiences/*.yaml against their schema; every audience a flow step names exists and is flow-managed,
+    every segment an audience follows exists (ADR 0024). Returns the number of problems."""
+    from nudge.flow_files import FlowFileError, audience_problems, load_audiences, load_catalog, load_segments
+
+    try:
+        audiences = load_audiences(audiences_path)
+        found = audience_problems(load_catalog(flows_dir), audiences, load_segments(segments_path))
+    except FlowFileError as exc:
+        found = str(exc).splitlines()
+    for problem in found:
+        console.print(f"[red]✗[/] {problem}")
+    if not found and len(audiences):
+        console.print(f"[green]✓[/] {len(audiences)} ad audience(s) in {audiences_path}")
+    return len(found)
 
 
 def _validate_segments(segments_path: Path, flows_dir: Path) -> int:
@@ -276,11 +295,12 @@ def graph(
 @app.command()
 def schema(
     out: Annotated[Path | None, typer.Option(help="Write here instead of printing.")] = None,
+    audience: Annotated[bool, typer.Option("--audience", help="The schema of audiences/*.yaml instead.")] = False,
 ) -> None:
-    """Print (or write) the JSON Schema of flow files."""
-    from nudge.flow_tools import flow_json_schema
+    """Print (or write) the JSON Schema of flow files (or, with --audience, of audience files)."""
+    from nudge.flow_tools import audience_json_schema, flow_json_schema
 
-    text = flow_json_schema()
+    text = audience_json_schema() if audience else flow_json_schema()
     if out is None:
         print(text, end="")
     else:
@@ -497,6 +517,13 @@ def bench(
         int, typer.Option(help="Only a campaign: this many recipients in memory (ADR 0019); 0: the usual benches.")
     ] = 0,
     moto_campaign: Annotated[int, typer.Option(help="With --campaign: recipients of the campaign on moto.")] = 1000,
+    audiences: Annotated[
+        int,
+        typer.Option(
+            help="Only ad audiences: a segment of this many members synced to Meta, Google and TikTok, three times, "
+            "through the real adapters against local fakes of their APIs (ADR 0024); 0: the usual benches."
+        ),
+    ] = 0,
     import_orders: Annotated[
         int, typer.Option(help="Orders in a generated file for the import benchmark (e.g. 1000000: tens of minutes).")
     ] = 0,
@@ -544,6 +571,14 @@ def bench(
                     progress=status.update,
                 )
             )
+        for line in lines:
+            console.print(line, highlight=False)
+        return
+    if audiences:
+        from nudge.local.audience_bench import audience_sync
+
+        with console.status(f"audiences: a segment of {audiences:,} members…"):
+            lines = list(audience_sync(audiences))
         for line in lines:
             console.print(line, highlight=False)
         return
@@ -656,6 +691,9 @@ from nudge.cli.campaigns import campaign_app  # noqa: E402  (its commands import
 
 app.add_typer(campaign_app, name="campaign")
 
+from nudge.cli.audiences import audiences_app  # noqa: E402  (the sub-app registers beside the others)
+
+app.add_typer(audiences_app, name="audiences")
 dlq_app = typer.Typer(help="The dead-letter queue: see what failed for long, replay the work (docs/deploy.md).")
 app.add_typer(dlq_app, name="dlq")
 

@@ -10,9 +10,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from nudge.domain import expressions
+from nudge.domain.audiences import ad_consent_problem
 from nudge.domain.durations import parse_duration, parse_offset
 from nudge.domain.flows import (
     WEEKDAY_INDEX,
+    AudienceStep,
     BranchStep,
     DateTrigger,
     EmailStep,
@@ -146,6 +148,14 @@ class WebhookIntent:
 
 
 @dataclass(frozen=True, slots=True)
+class AudienceIntent:
+    """An audience step's membership change: its outbox record (PENDING, or SKIPPED without ad consent)."""
+
+    message: Message
+    step: AudienceStep
+
+
+@dataclass(frozen=True, slots=True)
 class Advance:
     """What executing a run up to its next wait decided, and the run's next state."""
 
@@ -153,6 +163,7 @@ class Advance:
     sends: list[SendIntent] = field(default_factory=list)
     profile_updates: list[ProfileUpdate] = field(default_factory=list)
     webhooks: list[WebhookIntent] = field(default_factory=list)
+    audiences: list[AudienceIntent] = field(default_factory=list)
 
     @property
     def wake_at(self) -> datetime | None:
@@ -430,6 +441,9 @@ def advance(
             elif isinstance(step, WebhookStep):
                 plan.webhooks.append(_webhook(run, flow, step, context, now))
                 cursor = following
+            elif isinstance(step, AudienceStep):
+                plan.audiences.append(_audience(run, flow, step, contact, now))
+                cursor = following
             elif isinstance(step, EndStep):
                 cursor = None
         else:
@@ -603,6 +617,17 @@ def _profile_update(step: UpdateProfileStep, contact_id: str, context: JsonDict)
 def _webhook(run: Run, flow: Flow, step: WebhookStep, context: JsonDict, now: datetime) -> WebhookIntent:
     message = _record(run, flow, step.id, Channel.WEBHOOK, Category.TRANSACTIONAL, step.url, now, None)
     return webhook_intent(run, flow, step, context, message)
+
+
+def _audience(run: Run, flow: Flow, step: AudienceStep, contact: Contact | None, now: datetime) -> AudienceIntent:
+    """The change as an outbox record named `<action>:<audience>`; an add without ad consent is skipped here
+    (and checked again at delivery). A removal needs no consent: taking someone out is always allowed."""
+    recipient = f"{step.action}:{step.audience}"
+    message = _record(run, flow, step.id, Channel.AUDIENCE, Category.MARKETING, recipient, now, None)
+    problem = ad_consent_problem(contact) if step.action == "add" else None
+    if problem is not None:
+        message = evolve(message, status=MessageStatus.SKIPPED, reason=problem)
+    return AudienceIntent(message, step)
 
 
 def webhook_intent(run: Run, flow: Flow, step: WebhookStep, context: JsonDict, message: Message) -> WebhookIntent:

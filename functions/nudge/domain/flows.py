@@ -367,6 +367,15 @@ class WebhookStep(_Step):
         return value
 
 
+class AudienceStep(_Step):
+    """Add the contact to an ad audience (audiences/*.yaml), or take them out of it. Only contacts whose
+    consent covers advertising are uploaded; the upload is the worker's, in batches (docs/audiences.md)."""
+
+    type: Literal["audience"]
+    action: Literal["add", "remove"] = Field(description="add | remove")
+    audience: str = Field(pattern=_ID, description="An audience id from audiences/*.yaml.")
+
+
 class EndStep(_Step):
     """Complete the run here."""
 
@@ -389,6 +398,7 @@ Step = Annotated[
     | SplitStep
     | UpdateProfileStep
     | WebhookStep
+    | AudienceStep
     | EndStep,
     Field(discriminator="type"),
 ]

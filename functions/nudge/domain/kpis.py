@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from nudge.domain.aggregates import money
-from nudge.domain.model import Message, MessageStatus, Run
+from nudge.domain.model import Channel, Message, MessageStatus, Run
 from nudge.domain.predictions import Outlook
 
 DEFAULT_WINDOW = timedelta(days=5)
@@ -38,6 +38,9 @@ class MessageFacts:
     bounced: bool = False
     complained: bool = False  # a spam complaint: the address is unsubscribed from marketing email
     unsubscribed: bool = False  # the message's own unsubscribe link was used
+    # An audience step's record counts as its step's "sent" (members added) but touches nobody: an ad
+    # audience is not a message the shopper saw, so it takes no last-touch credit from one (ADR 0024).
+    touching: bool = True
 
     @staticmethod
     def of(message: Message) -> MessageFacts:
@@ -56,11 +59,12 @@ class MessageFacts:
             bounced="bounce" in feedback,
             complained="complaint" in feedback,
             unsubscribed="unsubscribe" in feedback,
+            touching=message.channel is not Channel.AUDIENCE,
         )
 
     def touches(self) -> list[datetime]:
         """The moments this message touched the contact: sent, opened, clicked."""
-        if self.status is not MessageStatus.SENT:
+        if self.status is not MessageStatus.SENT or not self.touching:
             return []
         return [t for t in (self.sent_at, self.opened_at, self.clicked_at) if t is not None]
 

@@ -66,6 +66,7 @@ class Channel(StrEnum):
     SMS = "sms"
     WEBHOOK = "webhook"
     WHATSAPP = "whatsapp"
+    AUDIENCE = "audience"  # an ad audience: an `audience` step's membership change, not a message
 
 
 class Category(StrEnum):
@@ -130,6 +131,7 @@ class Contact:
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
     whatsapp_marketing: bool | None = None  # a separate opt-in: SMS consent is not WhatsApp consent
+    ads_marketing: bool | None = None  # consent to be shown ads as one of an ad audience (ADR 0024)
     properties: JsonDict = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None
@@ -164,6 +166,7 @@ class Contact:
             whatsapp_marketing=(
                 self.whatsapp_marketing if patch.whatsapp_marketing is None else patch.whatsapp_marketing
             ),
+            ads_marketing=self.ads_marketing if patch.ads_marketing is None else patch.ads_marketing,
             properties=properties,
             created_at=self.created_at or now,
             updated_at=now,
@@ -181,6 +184,7 @@ class Contact:
             "email_marketing": self.email_marketing,
             "sms_marketing": self.sms_marketing,
             "whatsapp_marketing": self.whatsapp_marketing,
+            "ads_marketing": self.ads_marketing,
             "whatsapp_inbound_at": self.whatsapp_inbound_at,
             "tags": list(self.tags),
             "properties": dict(self.properties),
@@ -234,6 +238,7 @@ class ContactPatch:
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
     whatsapp_marketing: bool | None = None
+    ads_marketing: bool | None = None
     properties: JsonDict = field(default_factory=dict)
 
     @property

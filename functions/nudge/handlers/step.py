@@ -37,14 +37,16 @@ def parse_wake_up(event: Any) -> StepWakeUp:
     contact_id, run_id, seq = event["contact_id"], event["run_id"], event["seq"]
     if not (isinstance(contact_id, str) and isinstance(run_id, str) and isinstance(seq, int)):
         raise BadWakeUp("contact_id and run_id must be strings and seq an integer")
-    message_id, slot = event.get("message_id"), event.get("slot")
+    message_id, slot, audience = event.get("message_id"), event.get("slot"), event.get("audience")
     if message_id is not None and not isinstance(message_id, str):
         raise BadWakeUp("message_id must be a string")
+    if audience is not None and not (isinstance(audience, str) and audience):
+        raise BadWakeUp("audience must be an audience id")
     try:
         at = datetime.fromisoformat(slot) if isinstance(slot, str) else None
     except ValueError as exc:
         raise BadWakeUp(f"slot is not an ISO time: {slot!r}") from exc
-    return StepWakeUp(contact_id=contact_id, run_id=run_id, seq=seq, message_id=message_id, slot=at)
+    return StepWakeUp(contact_id=contact_id, run_id=run_id, seq=seq, message_id=message_id, slot=at, audience=audience)
 
 
 def _deadline(context: LambdaContext) -> datetime:

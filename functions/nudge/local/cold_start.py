@@ -104,6 +104,8 @@ def lambda_environment(root: Path) -> dict[str, str]:
         names.ENV_FLOWS_DIR: str(root / "flows"),
         names.ENV_TEMPLATES_DIR: str(root / "templates"),
         names.ENV_SEGMENTS_DIR: str(root / "segments"),
+        names.ENV_AUDIENCES_DIR: str(root / "audiences"),
+        names.ENV_AUDIENCE_SECRETS_ARN: arn.format("secretsmanager", "secret:nudge-audiences-AbCdEf"),
         names.ENV_DEFAULT_TIMEZONE: "UTC",
         names.ENV_SIGNING_SECRET_ARN: arn.format("secretsmanager", "secret:nudge-signing-AbCdEf"),
         names.ENV_WEBHOOK_SECRETS_ARN: arn.format("secretsmanager", "secret:nudge-webhooks-AbCdEf"),

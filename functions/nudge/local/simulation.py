@@ -16,6 +16,7 @@ from nudge.adapters.memory import (
     MemoryWhatsApp,
 )
 from nudge.clocks import VirtualClock
+from nudge.ports import AudiencePlatform
 from nudge.services.ingest import IngestOutcome
 from nudge.services.inputs import EventIn
 from nudge.services.runs import AdvanceOutcome, NotCommittedYet
@@ -32,9 +33,12 @@ class Simulation:
         *,
         renderer: TemplateRenderer | None = None,
         observer: Callable[[IngestOutcome], object] | None = None,
+        audience_platforms: Callable[[str], AudiencePlatform] | None = None,
     ) -> None:
         self.clock = clock
-        self.container = build_memory(settings, clock, renderer=renderer, observer=observer)
+        self.container = build_memory(
+            settings, clock, renderer=renderer, observer=observer, audience_platforms=audience_platforms
+        )
         self.fired: list[AdvanceOutcome] = []
 
     @property

@@ -32,6 +32,12 @@ def consent_changes(before: Contact | None, after: Contact, source: str, now: da
             (Channel.EMAIL, before.email_marketing if before else None, after.email_marketing, after.email),
             (Channel.SMS, before.sms_marketing if before else None, after.sms_marketing, after.phone),
             (Channel.WHATSAPP, before.whatsapp_marketing if before else None, after.whatsapp_marketing, after.phone),
+            (
+                Channel.AUDIENCE,
+                before.ads_marketing if before else None,
+                after.ads_marketing,
+                after.email or after.phone,
+            ),
         )
         if now_is is not None and now_is != was and address
     ]

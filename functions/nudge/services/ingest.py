@@ -69,8 +69,14 @@ class IngestService:
         clock: Clock,
         segments: SegmentCatalog | None = None,
         observer: Callable[[IngestOutcome], object] | None = None,
+        ads_withdrawn: Callable[[str], object] | None = None,
+        segment_moved: Callable[[Contact, list[Transition]], object] | None = None,
     ) -> None:
-        """`observer` gets every outcome (events, enrollments, reviews, rescores): the handlers' metrics."""
+        """`observer` gets every outcome (events, enrollments, reviews, rescores): the handlers' metrics;
+        `ads_withdrawn(contact_id)` hears a withdrawn ad consent (out of every ad audience, ADR 0024)."""
+        self._ads_withdrawn: Callable[[str], object] = ads_withdrawn or (lambda contact_id: None)
+        # Hears every segment move of a contact whose consent covers ads (segment audiences, ADR 0024).
+        self._segment_moved: Callable[[Contact, list[Transition]], object] = segment_moved or (lambda c, m: None)
         self._store = store
         self._scheduler = scheduler
         self._runs = runs
@@ -278,6 +284,8 @@ class IngestService:
 
     def _on_segments(self, contact: Contact, moves: list[Transition], outcome: IngestOutcome) -> None:
         """Each entry or exit is an internal event (segment_entered / segment_exited) that flows react to."""
+        if moves and contact.ads_marketing is True:  # nobody else can be in an ad audience: no reads for them
+            self._segment_moved(contact, moves)
         for move in moves:
             (outcome.entered if move.entered else outcome.left).append(move.segment)
             heard = {(move.event_type, move.segment), (move.event_type, None)} & self._segment_listeners
@@ -413,6 +421,8 @@ class IngestService:
             except ConflictError:
                 continue
             record_changes(self._store, stored, saved, source, now)  # when and where consent came from
+            if stored is not None and stored.ads_marketing is not False and saved.ads_marketing is False:
+                self._ads_withdrawn(contact_id)
             return saved, segments.transitions(base.segments, saved.segments)
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")
 
@@ -442,6 +452,7 @@ def _profile_fields(patch: ContactPatch) -> list[tuple[str, object]]:
         ("email_marketing", patch.email_marketing),
         ("sms_marketing", patch.sms_marketing),
         ("whatsapp_marketing", patch.whatsapp_marketing),
+        ("ads_marketing", patch.ads_marketing),
     ]
 
 

@@ -74,6 +74,9 @@ class ContactIn(_Input):
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
     whatsapp_marketing: bool | None = Field(default=None, description="Consent to marketing WhatsApp messages.")
+    ads_marketing: bool | None = Field(
+        default=None, description="Consent to be in the shop's ad audiences (Meta, Google, TikTok): docs/audiences.md."
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("email")
@@ -122,6 +125,7 @@ class ContactIn(_Input):
             email_marketing=self.email_marketing,
             sms_marketing=self.sms_marketing,
             whatsapp_marketing=self.whatsapp_marketing,
+            ads_marketing=self.ads_marketing,
             properties=self.properties,
         )
 

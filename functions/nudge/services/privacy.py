@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from enum import Enum
@@ -27,7 +28,17 @@ def _plain(value: Any) -> Any:
 
 
 class PrivacyService:
-    def __init__(self, *, store: Store, scheduler: Scheduler, clock: Clock, refs: ContactRefs | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        scheduler: Scheduler,
+        clock: Clock,
+        refs: ContactRefs | None = None,
+        forget: Callable[[str], object] | None = None,
+    ) -> None:
+        """`forget(contact_id)` takes an erased contact out of every ad audience (ADR 0024)."""
+        self._forget: Callable[[str], object] = forget or (lambda contact_id: None)
         self._store = store
         self._scheduler = scheduler
         self._clock = clock
@@ -75,6 +86,7 @@ class PrivacyService:
         self._store.suppress(tombstone_key(contact_id), Suppression.ERASED, now)  # first: webhooks now stop
         for run in self._store.active_runs(contact_id):
             self._scheduler.cancel(run.schedule_name)  # a wake-up that fires anyway finds no run
+        self._forget(contact_id)  # out of every ad audience: the removals are queued for upload
         consent_records = 0
         for _, key in _keys(contact):
             consent_records += self._store.erase_consent_records(key)
@@ -86,5 +98,10 @@ class PrivacyService:
 
 
 def _keys(contact: Contact) -> list[tuple[Channel, str]]:
-    pairs = [(Channel.EMAIL, contact.email), (Channel.SMS, contact.phone), (Channel.WHATSAPP, contact.phone)]
+    pairs = [
+        (Channel.EMAIL, contact.email),
+        (Channel.SMS, contact.phone),
+        (Channel.WHATSAPP, contact.phone),
+        (Channel.AUDIENCE, contact.email or contact.phone),  # the ad-consent records (ADR 0024)
+    ]
     return [(channel, address_key(channel, address)) for channel, address in pairs if address]

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any, overload
 
 from nudge.brand_file import TemplateRenderError
 from nudge.domain import engine, sms, whatsapp
-from nudge.domain.flows import DateTrigger, EmailStep, Flow, FlowCatalog, SmsStep, WebhookStep, WhatsAppStep
+from nudge.domain.flows import (
+    AudienceStep,
+    DateTrigger,
+    EmailStep,
+    Flow,
+    FlowCatalog,
+    SmsStep,
+    WebhookStep,
+    WhatsAppStep,
+)
 from nudge.domain.guardrails import WEEK, Guardrails
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve
 from nudge.domain.suppression import address_key, block_reason
@@ -43,6 +52,7 @@ from nudge.services.throttle import SendThrottle
 from nudge.signing import sign
 
 if TYPE_CHECKING:  # handed in; the request paths that start runs never render (ADR 0020)
+    from nudge.services.audiences import AudienceService
     from nudge.templating import TemplateRenderer
 
 log = logging.getLogger(__name__)
@@ -94,6 +104,8 @@ SENDING_GRACE = timedelta(minutes=5)
 # How long a provider that throttles us, without saying how long, is left alone.
 THROTTLE_PAUSE = timedelta(seconds=30)
 SEND_BACKOFF = timedelta(minutes=1)
+# When the worker looks again at an audience whose change it just recorded (and uploaded, normally).
+AUDIENCE_SAFETY_NET = timedelta(minutes=1)
 # An active run whose wake-up is this overdue has nothing pending (its arm was lost): the repair job re-drives it.
 REPAIR_AFTER = timedelta(minutes=15)
 
@@ -137,6 +149,7 @@ class RunService:
         recommend: Callable[[Contact], list[dict[str, Any]]] | None = None,
         profile_changed: Callable[[str], object] | None = None,
         held: Callable[[str], datetime | None] | None = None,
+        audiences: Callable[[], AudienceService | None] | None = None,
     ) -> None:
         """`profile_changed(contact_id)` is called after a run's update_profile step changed the contact (its
         segments move); while `held(flow_id)` names a moment, that flow's sends wait until then and look
@@ -161,6 +174,7 @@ class RunService:
         self._recommend = recommend or (lambda contact: [])
         self._profile_changed: Callable[[str], object] = profile_changed or (lambda contact_id: None)
         self._held: Callable[[str], datetime | None] = held or (lambda flow_id: None)
+        self._audiences = audiences or (lambda: None)  # built at the first audience step or upload (ADR 0024)
 
     # entry points -------------------------------------------------------------------------------------
 
@@ -169,6 +183,8 @@ class RunService:
 
         `deadline` is when the invocation must be done (webhook retries stop short of it).
         """
+        if work.audience is not None:
+            return self._upload_audience(work.audience)
         run = self._store.get_run(work.contact_id, work.run_id)
         if run is None:
             log.warning("work for an unknown run", extra={"run_id": work.run_id})
@@ -272,6 +288,10 @@ class RunService:
                 # so a burst spread over send slots cannot slip past a frequency cap or smart sending.
                 messages.append(evolve(intent.message, sent_at=now))
         messages += [hook.message for hook in plan.webhooks]
+        for change in plan.audiences:
+            messages.append(change.message)
+            if change.message.reason is not None:
+                outcome.skipped.append((change.step.id, change.message.reason))
         state = evolve(plan.run, outbox=tuple(m.message_id for m in messages if m.status is MessageStatus.PENDING))
         if plan.wake_at is not None:
             # Armed before the commit: once the advance is stored, its next wake-up already exists.
@@ -343,6 +363,8 @@ class RunService:
         now = self._clock.now()
         step_id = message.step_id
         if message.status is MessageStatus.SENDING:
+            if message.channel is Channel.AUDIENCE and self._abandoned_change(run, message, contact, outcome):
+                return
             self._abandoned(message, outcome)
             return
         if message.status is not MessageStatus.PENDING:
@@ -362,6 +384,9 @@ class RunService:
         context = engine.template_context(run, contact, run.variants, now)
         if isinstance(step, WebhookStep):
             self._post(run, flow, step, message, context, outcome, deadline)
+            return
+        if isinstance(step, AudienceStep):
+            self._change_audience(run, step, message, contact, outcome)
             return
         if isinstance(step, WhatsAppStep) and message.channel is not Channel.WHATSAPP:
             step = step.fallback_step() or step  # the advance chose the fallback (no WhatsApp consent)
@@ -562,6 +587,68 @@ class RunService:
             raise
         self._store.settle_message(message, MessageStatus.FAILED, reason=error[:500], only_from=MessageStatus.SENDING)
         outcome.failed.append((message.step_id, error))
+
+    def _abandoned_change(
+        self, run: Run, message: Message, contact: Contact | None, outcome: AdvanceOutcome
+    ) -> bool:
+        """An audience change left SENDING past the grace (its worker died): done again, as it is idempotent."""
+        if message.attempt_at is not None and self._clock.now() - message.attempt_at < SENDING_GRACE:
+            return False
+        flow = self._flows.get(message.flow_id)
+        step = flow.step(message.step_id) if flow is not None else None
+        if not isinstance(step, AudienceStep):
+            return False
+        self._change_audience(run, step, message, contact, outcome, claimed=True)
+        return True
+
+    def _change_audience(
+        self,
+        run: Run,
+        step: AudienceStep,
+        message: Message,
+        contact: Contact | None,
+        outcome: AdvanceOutcome,
+        *,
+        claimed: bool = False,
+    ) -> None:
+        """Record the membership change in the audience ledger, queue the audience's upload, then upload it in
+        this same pass (ADR 0024). Claimed like a message, so an exit that commits first cancels it; every part
+        is safe to repeat, so a change left SENDING by a dead worker is simply done again."""
+        audiences = self._audiences()
+        if audiences is None:
+            self._settle(message, MessageStatus.FAILED, outcome, reason="audiences are not configured")
+            return
+        claim = SendClaim.TAKEN if claimed else self._store.begin_send(message, self._clock.now())
+        if claim is SendClaim.RUN_EXITED:
+            self._settle(message, MessageStatus.SKIPPED, outcome, reason="run_exited")
+            return
+        if claim is SendClaim.GONE:
+            return
+        contact = contact or self._store.get_contact(run.contact_id)
+        problem = audiences.change(step.audience, step.action, run.contact_id, contact)
+        if problem is not None:
+            self._settle(message, MessageStatus.SKIPPED, outcome, reason=problem, only_from=MessageStatus.SENDING)
+            return
+        # The upload's own piece of work, a minute out: done even if this pass dies now (it then finds nothing
+        # pending when this pass's own upload, just below, succeeded; a rate limit is not hit again at once).
+        audiences.queue_sync(step.audience, AUDIENCE_SAFETY_NET)
+        now = self._clock.now()
+        self._store.settle_message(
+            message, MessageStatus.SENT, provider_id="ledger", sent_at=now, only_from=MessageStatus.SENDING
+        )
+        outcome.sent.append(step.id)
+        audiences.sync(step.audience)  # at once; the queued piece then finds nothing pending
+
+    def _upload_audience(self, audience_id: str) -> AdvanceOutcome:
+        outcome = AdvanceOutcome(run_id=f"audience:{audience_id}", status="delivered")
+        audiences = self._audiences()
+        if audiences is None:
+            outcome.status = "missing"
+            return outcome
+        synced = audiences.sync(audience_id)
+        if synced.error is not None:
+            outcome.failed.append((audience_id, synced.error))
+        return outcome
 
     def _blocked(self, message: Message) -> str | None:
         """A suppression or topic opt-out on the recipient's address (one read per send)."""

@@ -120,6 +120,7 @@ class ContactModel(Model):
     email_marketing = BooleanAttribute(null=True)
     sms_marketing = BooleanAttribute(null=True)
     whatsapp_marketing = BooleanAttribute(null=True)
+    ads_marketing = BooleanAttribute(null=True)
     whatsapp_inbound_at = UTCDateTimeAttribute(null=True)
     properties = JSONAttribute(null=True)
     tags = ListAttribute(of=UnicodeAttribute, null=True)
