@@ -37,6 +37,14 @@ def build_app(
         # Account and region from the CLI's credentials when deploying; environment-agnostic when offline.
         env=cdk.Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=os.environ.get("CDK_DEFAULT_REGION")),
     )
+    audiences = sorted(path.stem for path in (ROOT / "audiences").glob("*.yaml"))
+    if audiences and not config.ad_audiences:
+        cdk.Annotations.of(stack).add_warning_v2(
+            "nudge:adAudiences",
+            f"audiences/ holds {', '.join(audiences)} but adAudiences is false: the stack has no secret for the "
+            "ad platforms' tokens, so their uploads fail (recorded in nudge audiences report) until you deploy "
+            "with -c adAudiences=true and fill it in (docs/audiences.md)",
+        )
     if nag:
         cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return app, stack

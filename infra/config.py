@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "detailedAlarms": False,  # also alarm on each function's errors and throttles (2 alarms per function)
     "dashboard": False,  # a CloudWatch dashboard (free for an account's first three, then $3 a month)
     "perFlowMetrics": False,  # EMF metrics per flow as well as totals (one custom metric per flow and name)
+    "adAudiences": False,  # the secret the ad platforms' tokens go in, for audiences/ (docs/audiences.md; $0.40)
     "publicBaseUrl": "",  # empty: signed links (double opt-in, unsubscribe) point at the API's own URL
     "postalAddress": "",  # the sender's postal address for every email footer (CAN-SPAM); set it for prod
     "unsubscribeMailto": "",  # e.g. unsubscribe@shop.example; needs SES receiving set up (docs/deploy.md)
@@ -93,6 +94,7 @@ class NudgeConfig:
     detailed_alarms: bool = False
     dashboard: bool = False
     per_flow_metrics: bool = False
+    ad_audiences: bool = False
     public_base_url: str = ""
     postal_address: str = ""
     unsubscribe_mailto: str = ""
@@ -183,6 +185,7 @@ class NudgeConfig:
             detailed_alarms=_as_bool(value("detailedAlarms")),
             dashboard=_as_bool(value("dashboard")),
             per_flow_metrics=_as_bool(value("perFlowMetrics")),
+            ad_audiences=_as_bool(value("adAudiences")),
             public_base_url=public_base_url,
             postal_address=str(value("postalAddress")).strip(),
             unsubscribe_mailto=mailto,

@@ -62,7 +62,6 @@ class NudgeStack(cdk.Stack):
             "ApiUrl": self.api.url,
             "SigningSecretArn": self.functions.signing_secret.secret_arn,
             "WebhookSecretsArn": self.functions.webhook_secrets.secret_arn,
-            "AudienceSecretsArn": self.functions.audience_secrets.secret_arn,
             "UnsubscribeSecretArn": self.functions.unsubscribe_secret.secret_arn,
             "FeedbackTopicArn": self.messaging.feedback_topic.topic_arn,
             "SmsInboundTopicArn": self.messaging.sms_inbound_topic.topic_arn,
@@ -70,6 +69,11 @@ class NudgeStack(cdk.Stack):
             "DeadLetterQueueUrl": self.scheduling.dead_letter_queue.queue_url,
             "ConfigurationSetName": self.messaging.configuration_set.configuration_set_name,
             **({"DashboardName": config.stack_name} if config.dashboard else {}),
+            **(
+                {"AudienceSecretsArn": self.functions.audience_secrets.secret_arn}
+                if self.functions.audience_secrets
+                else {}
+            ),
             **{f"{table.node.id}Table": table.table_name for table in self.data.tables.values()},
         }
         for name, value in outputs.items():

@@ -119,13 +119,18 @@ class Functions(Construct):
             "operator pastes the new value (docs/integrations.md)",
         )
         # The ad platforms' tokens, {"meta": {...}, "google": {...}, "tiktok": {...}} (docs/audiences.md): the
-        # operator fills them in; only the worker, which uploads audiences, may read them (ADR 0024).
-        self.audience_secrets = self._operator_secret(
-            "AudienceSecrets",
-            "Ad platforms' API tokens for audience uploads (JSON), filled in by the operator",
-            '{"meta": {}, "google": {}, "tiktok": {}}',
-            "The tokens are issued by Meta, Google and TikTok; they rotate there, and the operator "
-            "pastes the new value (docs/audiences.md)",
+        # operator fills them in; only the worker, which uploads audiences, may read them (ADR 0024). Only
+        # with `adAudiences` (a secret is $0.40 a month: ADR 0020, Decision 4).
+        self.audience_secrets = (
+            None
+            if not config.ad_audiences
+            else self._operator_secret(
+                "AudienceSecrets",
+                "Ad platforms' API tokens for audience uploads (JSON), filled in by the operator",
+                '{"meta": {}, "google": {}, "tiktok": {}}',
+                "The tokens are issued by Meta, Google and TikTok; they rotate there, and the operator "
+                "pastes the new value (docs/audiences.md)",
+            )
         )
         # Unsubscribe tokens in sent mail stay valid as long as this key does: never rotated automatically.
         self.unsubscribe_secret = secretsmanager.Secret(
@@ -150,7 +155,7 @@ class Functions(Construct):
             names.ENV_TEMPLATES_DIR: names.BUNDLED_TEMPLATES_DIR,
             names.ENV_SEGMENTS_DIR: names.BUNDLED_SEGMENTS_DIR,
             names.ENV_AUDIENCES_DIR: names.BUNDLED_AUDIENCES_DIR,
-            names.ENV_AUDIENCE_SECRETS_ARN: self.audience_secrets.secret_arn,
+            names.ENV_AUDIENCE_SECRETS_ARN: self.audience_secrets.secret_arn if self.audience_secrets else "",
             names.ENV_DEFAULT_TIMEZONE: config.default_timezone,
             # The ARN only: the value is read from Secrets Manager at runtime and cached for minutes.
             names.ENV_SIGNING_SECRET_ARN: self.signing_secret.secret_arn,
@@ -269,7 +274,8 @@ class Functions(Construct):
             self.signing_secret.grant_read(function)
         self.webhook_secrets.grant_read(self.webhooks)
         # The ledger is in the counters table every flow function already writes; uploads are the worker's.
-        self.audience_secrets.grant_read(self.step)
+        if self.audience_secrets is not None:
+            self.audience_secrets.grant_read(self.step)
 
     def _operator_secret(self, construct_id: str, description: str, initial: str, reason: str) -> secretsmanager.Secret:
         """A JSON secret the stack creates empty and the operator fills in; it rotates at its issuer."""
