@@ -381,7 +381,7 @@ class Container:
             eraser=privacy.erase,
             erased=privacy.erased,
             disconnect=lambda scope, reason, event_id: self.disconnect.disconnect(scope, reason, event_id),
-            jobs=self.jobs,
+            jobs=lambda: self.jobs,
         )
 
     @cached_property

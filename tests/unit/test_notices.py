@@ -39,7 +39,7 @@ def service(
         privacy=MemoryPrivacyRequests(),
         clock=VirtualClock(NOW),
         erased=lambda contact_id: contact_id in erased,
-        jobs=jobs,
+        jobs=lambda: jobs,
     )
     return hooks, told, refs
 

@@ -93,7 +93,7 @@ class WebhookService:
         eraser: Callable[[str], dict[str, int] | None] | None = None,
         erased: Callable[[str], bool] = lambda contact_id: False,
         disconnect: Callable[[str, str, str], dict[str, Any]] | None = None,
-        jobs: JobQueue | None = None,
+        jobs: Callable[[], JobQueue | None] = lambda: None,
     ) -> None:
         self._ingest = ingest
         self._refs = refs
@@ -102,7 +102,7 @@ class WebhookService:
         self._eraser = eraser
         self._erased = erased  # an erased contact's tombstone: their webhooks are not a new customer
         self._disconnect = disconnect  # a shop removed the app (DisconnectService.disconnect)
-        self._jobs = jobs  # where a catalog change's notices go; None (simulations): told in the request
+        self._jobs = jobs  # where a catalog change's notices go (made at first use); None: told in the request
 
     def handle(self, canonical: Canonical) -> dict[str, Any]:
         """Do what the delivery means, once; the result is the response body."""
@@ -240,8 +240,8 @@ class WebhookService:
                 NoticePiece(kind, change_id, properties, tuple(waiting[i : i + NOTICE_CONTACTS]), now)
                 for i in range(0, len(waiting), NOTICE_CONTACTS)
             ]
-            if self._jobs is not None:
-                self._jobs.put([piece.as_payload() for piece in pieces])
+            if pieces and (jobs := self._jobs()) is not None:
+                jobs.put([piece.as_payload() for piece in pieces])
             else:
                 for piece in pieces:
                     self.notify(piece)
