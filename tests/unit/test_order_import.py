@@ -235,15 +235,18 @@ def test_an_interrupted_bulk_import_resumes_after_its_checkpoint(settings: Setti
     class Crash(Exception):
         pass
 
-    def crash_after_first_chunk(progress: ImportProgress) -> None:
-        raise Crash
+    def crash_after_first_group(progress: ImportProgress) -> None:
+        if progress.phase == "writing":
+            raise Crash
 
     with pytest.raises(Crash):
-        bulk(sim, chunk_orders=3).run(lines, Format.SHOPIFY, file_key="k", progress=crash_after_first_chunk)
-    resumed = bulk(sim, chunk_orders=3).run(lines, Format.SHOPIFY, file_key="k")
+        bulk(sim, chunk_orders=1).run(lines, Format.SHOPIFY, file_key="k", progress=crash_after_first_group)
+    resumed = bulk(sim, chunk_orders=1).run(lines, Format.SHOPIFY, file_key="k")
 
-    assert resumed.resumed_after_line > 1
+    # Then the second run goes on after the group written, and reports the whole import
+    assert (resumed.resumed_groups, resumed.groups) == (1, 3)  # a group per customer at one order a chunk
     assert (resumed.rows, resumed.orders_found, resumed.orders_imported, resumed.duplicates) == (11, 7, 7, 0)
+    assert resumed.stages == {"vip": 1, "lapsed": 1, "first_time_buyer": 1}
     assert sim.store.get_document("import:shopify:k")["done"] is True  # type: ignore[index]
 
 

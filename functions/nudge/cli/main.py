@@ -807,15 +807,13 @@ def import_orders(
             yield text
 
     def show(done: ImportProgress) -> None:
+        # Reading: the share of the file's bytes read; writing: the share of the groups of customers written.
+        share = (min(read[0], size) / size if size else 1.0) if done.phase == "reading" else done.share
         if bar is not None:
-            bar.update(task, completed=min(read[0], size), description=f"{done.phase}: {done.orders:,} orders")
-        elif done.phase != "orders" or time.monotonic() - last_line[0] >= 10:
+            bar.update(task, completed=share, description=f"{done.phase}: {done.orders:,} orders")
+        elif done.phase == "recommendations" or time.monotonic() - last_line[0] >= 10:
             last_line[0] = time.monotonic()
-            share = min(read[0], size) / size if size else 1.0
-            print(
-                f"import: {done.phase}: {done.rows:,} rows, {done.orders:,} orders ({share:.0%} of the file)",
-                flush=True,
-            )
+            print(f"import: {done.phase}: {done.rows:,} rows, {done.orders:,} orders ({share:.0%})", flush=True)
 
     from nudge.wiring import bulk_importer
 
@@ -830,7 +828,7 @@ def import_orders(
     try:
         started = time.perf_counter()
         with bar if bar is not None else _nothing(), file.open(newline="", encoding="utf-8-sig") as lines:
-            task = bar.add_task("orders", total=size) if bar is not None else None
+            task = bar.add_task("reading", total=1.0) if bar is not None else None
             try:
                 report = importer.run(counted(lines), chosen, file_key=digest.hexdigest()[:32], progress=show)
             except ImportFormatError as exc:
@@ -846,9 +844,11 @@ def import_orders(
         "aws": "the deployed tables",
     }
     console.print(f"{file} ({chosen.value}) into {where[target]}:", highlight=False)
-    if report.resumed_after_line:
+    if report.resumed_groups:
         console.print(
-            f"  resumed after line {report.resumed_after_line:,} (a checkpoint of this file)", highlight=False
+            f"  resumed: {report.resumed_groups} of {report.groups} groups of customers were written before "
+            "(a checkpoint of this file)",
+            highlight=False,
         )
     console.print(
         f"  rows read {report.rows} · orders found {report.orders_found} · imported {report.orders_imported} · "

@@ -197,10 +197,9 @@ class IngestService:
         """
         now = self._clock.now()
         contact = stored or Contact(contact_id=contact_id)
-        counted = contact.aggregates
+        counted = aggregates.Tally(contact.aggregates)  # one copy of the aggregates for all the events
         fresh: list[bool] = []
         for event in events:
-            fresh.append(not aggregates.is_counted(counted, event.event_id, event.type, event.properties))
             patch = event.contact
             if counted.last_order_at is not None and event.occurred_at < counted.last_order_at:
                 patch = replace(
@@ -215,9 +214,11 @@ class IngestService:
                 value is not None and value != getattr(contact, name) for name, value in _profile_fields(patch)
             ):
                 contact = contact.merged(patch, now)
-            counted = aggregates.updated(counted, event.event_id, event.type, event.properties, event.occurred_at)
+            fresh.append(counted.add(event.event_id, event.type, event.properties, event.occurred_at))
         if events:
-            contact = replace(contact, aggregates=counted, updated_at=now, created_at=contact.created_at or now)
+            contact = replace(
+                contact, aggregates=counted.frozen(), updated_at=now, created_at=contact.created_at or now
+            )
         membership = segments.evaluate(self._segments, contact.template_view(), contact.aggregates, now)
         return replace(contact, segments=membership.segments, review_at=membership.review_at), fresh
 
