@@ -199,6 +199,7 @@ class IngestService:
         contact = stored or Contact(contact_id=contact_id)
         counted = aggregates.Tally(contact.aggregates)  # one copy of the aggregates for all the events
         fresh: list[bool] = []
+        applied = None  # the patch the contact was last compared with (an import's orders share one per customer)
         for event in events:
             patch = event.contact
             if counted.last_order_at is not None and event.occurred_at < counted.last_order_at:
@@ -210,10 +211,13 @@ class IngestService:
                     last_name=None if contact.last_name else patch.last_name,
                     email_marketing=None if contact.email_marketing is not None else patch.email_marketing,
                 )
-            if patch.properties or any(
+            if patch is applied and not patch.properties:
+                pass  # compared or merged just before, and the contact has not changed since: nothing to add
+            elif patch.properties or any(
                 value is not None and value != getattr(contact, name) for name, value in _profile_fields(patch)
             ):
                 contact = contact.merged(patch, now)
+            applied = patch
             fresh.append(counted.add(event.event_id, event.type, event.properties, event.occurred_at))
         if events:
             contact = replace(

@@ -14,6 +14,7 @@ import csv
 import functools
 import gc
 import marshal
+import operator
 import tempfile
 import zlib
 from collections import Counter, OrderedDict
@@ -184,31 +185,28 @@ def _rejected_order(key: str, rows: list[_Row], bad: _BadRow) -> list[Rejected]:
 
 def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetime) -> list[Event]:
     # The first filled value of each column and its line, in one pass over the order's rows.
-    filled: dict[str, tuple[str, int]] = {}
+    filled: dict[str | None, tuple[str, int]] = {}
     for row in rows:
         for name, value in row.values.items():
             if value and name not in filled:
                 filled[name] = (value, row.line)
-    nothing = ("", rows[0].line)
+    nothing = ("", rows[0].line)  # an absent or empty column: its line is the order's first row
+    first = filled.get  # first(column, nothing): the first filled value and its line (column None: absent)
 
-    def first(column: str | None) -> tuple[str, int]:
-        """The first filled value of an order-level column, and its line (the order's first row if none)."""
-        return filled.get(column, nothing) if column else nothing
-
-    order_id = next((value for name in columns.order_id if (value := first(name)[0])), "")
-    raw_email, email_line = first(columns.email)
+    order_id = next((value for name in columns.order_id if (value := first(name, nothing)[0])), "")
+    raw_email, email_line = first(columns.email, nothing)
     opt = columns.optional
-    phone = first(opt.get("phone"))[0] or first(opt.get("billing_phone"))[0]
-    first_name, _, last_name = first(opt.get("billing_name"))[0].partition(" ")
-    marketing = first(opt.get("accepts_marketing"))[0].lower()
+    phone = first(opt.get("phone"), nothing)[0] or first(opt.get("billing_phone"), nothing)[0]
+    first_name, _, last_name = first(opt.get("billing_name"), nothing)[0].partition(" ")
+    marketing = first(opt.get("accepts_marketing"), nothing)[0].lower()
     # As for a ticked checkout box: "yes" subscribes; "no" withdraws nothing given elsewhere.
     patch = _patch(raw_email, phone, first_name, last_name, True if marketing in ("yes", "true") else None)
     if patch is None:
         raise _BadRow(email_line, f"no valid email address or E.164 phone number ({raw_email!r})")
-    created_at = _moment(*first(columns.created_at), columns.created_at, now)
-    total = _amount(*first(columns.total), columns.total)
+    created_at = _moment(*first(columns.created_at, nothing), columns.created_at, now)
+    total = _amount(*first(columns.total, nothing), columns.total)
     lines = [_line(row, columns) for row in rows]
-    currency = first(opt.get("currency"))[0]
+    currency = first(opt.get("currency"), nothing)[0]
     name = rows[0].values[columns.key]
     properties = compact(
         {
@@ -219,22 +217,22 @@ def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetim
             "lines": lines,
             "currency": currency[:3] or None,
             "total": float(total),
-            "subtotal": _optional_amount(first(opt.get("subtotal")), "Subtotal"),
-            "discount_codes": [code] if (code := first(opt.get("discount_code"))[0]) else None,
-            "financial_status": first(opt.get("financial_status"))[0] or None,
-            "fulfillment_status": first(opt.get("fulfillment_status"))[0] or None,
+            "subtotal": _optional_amount(first(opt.get("subtotal"), nothing), "Subtotal"),
+            "discount_codes": [code] if (code := first(opt.get("discount_code"), nothing)[0]) else None,
+            "financial_status": first(opt.get("financial_status"), nothing)[0] or None,
+            "fulfillment_status": first(opt.get("fulfillment_status"), nothing)[0] or None,
         }
     )
     event_id = f"{IMPORT_EVENT_PREFIX}{fmt.value}:{order_id}"
     events = [Event(event_id, ORDER_PLACED, patch, properties, created_at)]
-    cancelled_at, cancelled_line = first(opt.get("cancelled_at"))
+    cancelled_at, cancelled_line = first(opt.get("cancelled_at"), nothing)
     if cancelled_at:
         moment = _moment(cancelled_at, cancelled_line, opt["cancelled_at"], now)
         about = {"source": properties["source"], "order_id": order_id}
         events.append(Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(moment, created_at)))
         return events  # the cancellation takes the whole order back; a refund on top would count twice
-    refunded = _optional_amount(first(opt.get("refunded_amount")), "Refunded Amount")
-    if refunded is None and first(opt.get("financial_status"))[0] == "refunded":
+    refunded = _optional_amount(first(opt.get("refunded_amount"), nothing), "Refunded Amount")
+    if refunded is None and first(opt.get("financial_status"), nothing)[0] == "refunded":
         refunded = float(total)
     if refunded:
         # The export does not say when the refund happened; the order's time is the earliest it can be.
@@ -462,8 +460,9 @@ class _Spill:
         self.orders = [0] * self.BUCKETS
 
     def add(self, events: list[Event]) -> None:
-        record = marshal.dumps(tuple(_event_record(event) for event in events))
-        bucket = zlib.crc32(events[0].contact_id.encode()) % self.BUCKETS
+        contact_id = events[0].contact_id
+        record = marshal.dumps((contact_id, *(_event_record(event) for event in events)))
+        bucket = zlib.crc32(contact_id.encode()) % self.BUCKETS
         self._files[bucket].write(len(record).to_bytes(4, "little") + record)
         self.orders[bucket] += 1
 
@@ -494,9 +493,9 @@ class _Spill:
             at = 0
             while at < len(data):
                 size = int.from_bytes(data[at : at + 4], "little")
-                events = [_event_from(record) for record in marshal.loads(data[at + 4 : at + 4 + size])]
+                contact_id, *records = marshal.loads(data[at + 4 : at + 4 + size])
                 at += 4 + size
-                events_of.setdefault(events[0].contact_id, []).extend(events)
+                events_of.setdefault(contact_id, []).extend(_event_from(record) for record in records)
                 held += 1
                 if held >= chunk:
                     yield events_of
@@ -505,12 +504,11 @@ class _Spill:
             yield events_of
 
 
-_PATCH_FIELDS = tuple(f.name for f in fields(ContactPatch))
+_patch_values = operator.attrgetter(*(f.name for f in fields(ContactPatch)))
 
 
 def _event_record(event: Event) -> tuple[Any, ...]:
-    patch = tuple(getattr(event.contact, name) for name in _PATCH_FIELDS)
-    return (event.event_id, event.type, patch, event.properties, event.occurred_at.isoformat())
+    return (event.event_id, event.type, _patch_values(event.contact), event.properties, event.occurred_at.isoformat())
 
 
 def _event_from(record: tuple[Any, ...]) -> Event:
