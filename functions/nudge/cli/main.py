@@ -498,8 +498,11 @@ def bench(
     ] = 0,
     moto_campaign: Annotated[int, typer.Option(help="With --campaign: recipients of the campaign on moto.")] = 1000,
     import_orders: Annotated[
-        int, typer.Option(help="Orders in a generated file for the import benchmark (e.g. 1000000: tens of minutes).")
+        int, typer.Option(help="Only the order import: a generated file of this many orders (e.g. 1000000).")
     ] = 0,
+    import_into: Annotated[
+        str, typer.Option(help="With --import-orders: memory, moto or both, comma-separated (each in a fresh process).")
+    ] = "memory,moto",
     predictions: Annotated[
         bool,
         typer.Option(
@@ -560,6 +563,19 @@ def bench(
             for line in lines:
                 console.print(line)
         return
+    if import_orders:
+        import tempfile
+
+        from nudge.local import import_bench
+
+        targets = [t.strip() for t in import_into.split(",") if t.strip()]
+        if not targets or set(targets) - {"memory", "moto"}:
+            console.print(f"[red]✗[/] --import-into is memory, moto or both, not {import_into!r}")
+            raise typer.Exit(2)
+        with tempfile.TemporaryDirectory() as work_dir:
+            for line in import_bench.bench(import_orders, max(1, import_orders // 10), Path(work_dir), targets):
+                console.print(line, highlight=False)
+        return
     if predictions:
         from nudge.local.datasets import DatasetUnavailable
         from nudge.local.prediction_check import check
@@ -579,7 +595,6 @@ def bench(
         daily_contacts=daily_contacts,
         history_customers=history_customers,
         scaling=[int(n) for n in scaling.split(",") if n.strip()],
-        import_orders=import_orders,
         progress=console.status,
     )
     for line in figures:

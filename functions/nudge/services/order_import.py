@@ -68,6 +68,10 @@ class _Columns:
     def required(self) -> tuple[str, ...]:
         return (self.key, self.email, self.created_at, self.total, self.title, self.quantity, self.price)
 
+    def order_level(self) -> tuple[str, ...]:
+        """The columns an order takes its first filled value of (the rest are read per line)."""
+        return (*self.order_id, self.email, self.created_at, self.total, *self.optional.values())
+
 
 _SHOPIFY = _Columns(
     key="Name",
@@ -106,6 +110,7 @@ _MINIMAL = _Columns(
     optional={"currency": "currency", "product_id": "product_id"},
 )
 COLUMNS = {Format.SHOPIFY: _SHOPIFY, Format.MINIMAL: _MINIMAL}
+_ORDER_LEVEL = {fmt: columns.order_level() for fmt, columns in COLUMNS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +192,8 @@ def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetim
     # The first filled value of each column and its line, in one pass over the order's rows.
     filled: dict[str | None, tuple[str, int]] = {}
     for row in rows:
-        for name, value in row.values.items():
-            if value and name not in filled:
+        for name in _ORDER_LEVEL[fmt]:
+            if (value := row.values.get(name)) and name not in filled:
                 filled[name] = (value, row.line)
     nothing = ("", rows[0].line)  # an absent or empty column: its line is the order's first row
     first = filled.get  # first(column, nothing): the first filled value and its line (column None: absent)
@@ -255,7 +260,7 @@ def _line(row: _Row, columns: _Columns) -> dict[str, Any]:
     return found
 
 
-@functools.lru_cache(maxsize=1 << 14)  # pure; a customer's orders repeat the same few
+@functools.lru_cache(maxsize=1 << 17)  # pure; a customer's orders repeat it (~300 bytes an entry, ~40 MB at most)
 def _patch(
     email: str, phone: str, first_name: str, last_name: str, email_marketing: bool | None
 ) -> ContactPatch | None:
@@ -461,9 +466,16 @@ class _Spill:
         self._paths = [directory / f"bucket-{n:03d}" for n in range(self.BUCKETS)]
         self._files = [path.open("wb", buffering=1 << 15) for path in self._paths]
         self.orders = [0] * self.BUCKETS
+        self._ids: dict[tuple[str | None, ...], str] = {}  # a customer's id, by what derives it (bounded)
 
     def add(self, events: list[Event]) -> None:
-        contact_id = events[0].contact_id
+        patch = events[0].contact
+        who = (patch.external_id, patch.email, patch.phone)
+        contact_id = self._ids.get(who)
+        if contact_id is None:
+            if len(self._ids) >= 1 << 17:
+                self._ids.clear()
+            contact_id = self._ids[who] = patch.contact_id
         record = marshal.dumps((contact_id, *(_event_record(event) for event in events)))
         bucket = zlib.crc32(contact_id.encode()) % self.BUCKETS
         self._files[bucket].write(len(record).to_bytes(4, "little") + record)
