@@ -7,6 +7,7 @@ import csv
 import multiprocessing
 import random
 import resource
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -64,6 +65,15 @@ def _import(path: str, target: str) -> dict[str, Any]:
         def watch(progress: ImportProgress) -> None:
             if progress.phase == "writing" and not read_mb:  # the file read, one group of customers written
                 read_mb.append(_peak_mb())
+            # A line per step on stderr, so that a run stopped early still says how far it got.
+            sent = sum(stack.requests.counts.values()) if stack is not None else 0
+            print(
+                f"  [{target}] {progress.phase} {progress.share:.0%}: {progress.rows:,} rows, "
+                f"{time.perf_counter() - started:,.0f} s, {time.process_time() - cpu:,.0f} CPU s, "
+                f"{sent:,} requests, peak {_peak_mb():,.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
 
         started, cpu = time.perf_counter(), time.process_time()
         with Path(path).open(newline="", encoding="utf-8") as lines:
