@@ -460,7 +460,9 @@ class _Spill:
     tuples (plain values: no pickle, nothing executable), length-prefixed.
     """
 
-    BUCKETS = 256  # open files while reading; a file of up to BUCKETS x chunk orders writes each customer once
+    # Files open while reading (macOS allows 256 a process by default); a file of up to BUCKETS x chunk
+    # orders (2.5 million) writes each customer once.
+    BUCKETS = 128
 
     def __init__(self, directory: Path) -> None:
         self._paths = [directory / f"bucket-{n:03d}" for n in range(self.BUCKETS)]
