@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from decimal import Decimal
 
 from nudge.clocks import VirtualClock
-from nudge.domain.aggregates import Aggregates, from_record, to_record, updated
+from nudge.domain.aggregates import Aggregates, Tally, from_record, to_record, updated
 from nudge.local.simulation import Simulation
 from nudge.settings import Settings
 from tests.conftest import START
@@ -127,3 +128,39 @@ def test_two_records_of_one_person_combine_counting_a_shared_order_once() -> Non
     assert both.products == ("apron", "mug", "kettle")  # the kept record's stay the most recent
     assert both.last_event_at["product_viewed"] == START + 12 * DAY == both.last_activity_at
     assert combined(kept, Aggregates()) == kept
+
+
+def test_a_tally_of_many_events_is_the_events_updated_one_at_a_time() -> None:
+    # Given a long, messy history: more products, categories, orders and event types than the windows keep,
+    # repeated ids, orders out of time order and in the same second, cancellations and refunds of kept and
+    # forgotten orders, opens and clicks
+    rng = random.Random(15)
+    events = []
+    for n in range(400):
+        at = START + timedelta(hours=rng.randrange(0, 5000) if n % 5 else n)
+        roll, order_id = rng.random(), f"o{rng.randrange(0, n + 1)}"
+        if roll < 0.55:
+            lines = [(f"p{rng.randrange(150)}", f"c{rng.randrange(70)}") for _ in range(rng.randint(0, 3))]
+            events.append((f"e{n}", "order_placed", order(f"o{n}", rng.randint(1, 300) / 4, *lines), at))
+        elif roll < 0.65:
+            events.append((f"x{n}", "order_cancelled", {"order_id": order_id}, at))
+        elif roll < 0.75:
+            events.append((f"r{n}", "refund_created", {"order_id": order_id, "amount": rng.randint(1, 90)}, at))
+        elif roll < 0.85:
+            events.append((f"m{n}", rng.choice(("email_opened", "email_clicked")), {}, at))
+        elif roll < 0.92:
+            events.append((f"t{n}", f"custom_{rng.randrange(90)}", {}, at))
+        else:
+            events.append(events[rng.randrange(len(events))] if events else (f"z{n}", "order_placed", {}, at))
+    start = from_record(to_record(updated(Aggregates(), "e-first", "order_placed", order("first", 5.0), START)))
+
+    one_by_one = start
+    for event in events:
+        one_by_one = updated(one_by_one, *event)
+    tally = Tally(start)
+    counted = [tally.add(*event) for event in events]
+
+    # Then folding them through one tally gives the same aggregates, and says which events counted
+    assert to_record(tally.frozen()) == to_record(one_by_one)
+    assert tally.frozen() == one_by_one
+    assert counted.count(False) > 10 and len(one_by_one.products) == 100 and len(one_by_one.event_ids) == 20

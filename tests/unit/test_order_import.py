@@ -235,15 +235,18 @@ def test_an_interrupted_bulk_import_resumes_after_its_checkpoint(settings: Setti
     class Crash(Exception):
         pass
 
-    def crash_after_first_chunk(progress: ImportProgress) -> None:
-        raise Crash
+    def crash_after_first_group(progress: ImportProgress) -> None:
+        if progress.phase == "writing":
+            raise Crash
 
     with pytest.raises(Crash):
-        bulk(sim, chunk_orders=3).run(lines, Format.SHOPIFY, file_key="k", progress=crash_after_first_chunk)
-    resumed = bulk(sim, chunk_orders=3).run(lines, Format.SHOPIFY, file_key="k")
+        bulk(sim, chunk_orders=1).run(lines, Format.SHOPIFY, file_key="k", progress=crash_after_first_group)
+    resumed = bulk(sim, chunk_orders=1).run(lines, Format.SHOPIFY, file_key="k")
 
-    assert resumed.resumed_after_line > 1
+    # Then the second run goes on after the group written, and reports the whole import
+    assert (resumed.resumed_groups, resumed.groups) == (1, 3)  # a group per customer at one order a chunk
     assert (resumed.rows, resumed.orders_found, resumed.orders_imported, resumed.duplicates) == (11, 7, 7, 0)
+    assert resumed.stages == {"vip": 1, "lapsed": 1, "first_time_buyer": 1}
     assert sim.store.get_document("import:shopify:k")["done"] is True  # type: ignore[index]
 
 
@@ -282,3 +285,25 @@ def test_the_import_command_runs_in_memory_and_logs_progress_off_a_terminal() ->
     assert "into memory (dry run)" in result.output
     assert "imported 7 · duplicates skipped 0 · cancellations and refunds 2 · rows rejected 0" in result.output
     assert "import: recommendations: 11 rows, 7 orders (100%" in result.output  # a log line, not a bar
+
+
+def test_the_import_benchmark_imports_a_generated_file_and_says_what_it_cost(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from nudge.local import import_bench
+
+    lines = list(import_bench.bench(300, 30, tmp_path, targets=("memory",)))
+
+    assert lines[0].startswith("order import: a generated file of 300 one-line orders of up to 30 customers")
+    assert "rows per CPU second" in lines[1] and "after reading the file" in lines[1]
+    customers = int(lines[1].split(" customers, ")[0].rsplit("; ", 1)[1])
+    assert lines[1].endswith(f"{customers} contact writes")  # one write per customer, however spread
+    assert not list(tmp_path.iterdir())  # the generated file is removed
+
+
+def test_the_import_benchmark_refuses_an_unknown_target() -> None:
+    from typer.testing import CliRunner
+
+    from nudge.cli.main import app
+
+    result = CliRunner().invoke(app, ["bench", "--import-orders", "10", "--import-into", "dynamo"])
+
+    assert result.exit_code == 2 and "--import-into is memory, moto or both" in result.output

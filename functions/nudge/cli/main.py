@@ -525,8 +525,11 @@ def bench(
         ),
     ] = 0,
     import_orders: Annotated[
-        int, typer.Option(help="Orders in a generated file for the import benchmark (e.g. 1000000: tens of minutes).")
+        int, typer.Option(help="Only the order import: a generated file of this many orders (e.g. 1000000).")
     ] = 0,
+    import_into: Annotated[
+        str, typer.Option(help="With --import-orders: memory, moto or both, comma-separated (each in a fresh process).")
+    ] = "memory,moto",
     predictions: Annotated[
         bool,
         typer.Option(
@@ -595,6 +598,19 @@ def bench(
             for line in lines:
                 console.print(line)
         return
+    if import_orders:
+        import tempfile
+
+        from nudge.local import import_bench
+
+        targets = [t.strip() for t in import_into.split(",") if t.strip()]
+        if not targets or set(targets) - {"memory", "moto"}:
+            console.print(f"[red]✗[/] --import-into is memory, moto or both, not {import_into!r}")
+            raise typer.Exit(2)
+        with tempfile.TemporaryDirectory() as work_dir:
+            for line in import_bench.bench(import_orders, max(1, import_orders // 10), Path(work_dir), targets):
+                console.print(line, highlight=False)
+        return
     if predictions:
         from nudge.local.datasets import DatasetUnavailable
         from nudge.local.prediction_check import check
@@ -614,7 +630,6 @@ def bench(
         daily_contacts=daily_contacts,
         history_customers=history_customers,
         scaling=[int(n) for n in scaling.split(",") if n.strip()],
-        import_orders=import_orders,
         progress=console.status,
     )
     for line in figures:
@@ -845,15 +860,13 @@ def import_orders(
             yield text
 
     def show(done: ImportProgress) -> None:
+        # Reading: the share of the file's bytes read; writing: the share of the groups of customers written.
+        share = (min(read[0], size) / size if size else 1.0) if done.phase == "reading" else done.share
         if bar is not None:
-            bar.update(task, completed=min(read[0], size), description=f"{done.phase}: {done.orders:,} orders")
-        elif done.phase != "orders" or time.monotonic() - last_line[0] >= 10:
+            bar.update(task, completed=share, description=f"{done.phase}: {done.orders:,} orders")
+        elif done.phase == "recommendations" or time.monotonic() - last_line[0] >= 10:
             last_line[0] = time.monotonic()
-            share = min(read[0], size) / size if size else 1.0
-            print(
-                f"import: {done.phase}: {done.rows:,} rows, {done.orders:,} orders ({share:.0%} of the file)",
-                flush=True,
-            )
+            print(f"import: {done.phase}: {done.rows:,} rows, {done.orders:,} orders ({share:.0%})", flush=True)
 
     from nudge.wiring import bulk_importer
 
@@ -868,7 +881,7 @@ def import_orders(
     try:
         started = time.perf_counter()
         with bar if bar is not None else _nothing(), file.open(newline="", encoding="utf-8-sig") as lines:
-            task = bar.add_task("orders", total=size) if bar is not None else None
+            task = bar.add_task("reading", total=1.0) if bar is not None else None
             try:
                 report = importer.run(counted(lines), chosen, file_key=digest.hexdigest()[:32], progress=show)
             except ImportFormatError as exc:
@@ -884,9 +897,11 @@ def import_orders(
         "aws": "the deployed tables",
     }
     console.print(f"{file} ({chosen.value}) into {where[target]}:", highlight=False)
-    if report.resumed_after_line:
+    if report.resumed_groups:
         console.print(
-            f"  resumed after line {report.resumed_after_line:,} (a checkpoint of this file)", highlight=False
+            f"  resumed: {report.resumed_groups} of {report.groups} groups of customers were written before "
+            "(a checkpoint of this file)",
+            highlight=False,
         )
     console.print(
         f"  rows read {report.rows} · orders found {report.orders_found} · imported {report.orders_imported} · "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from bisect import insort_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -95,39 +96,169 @@ class Aggregates:
 def updated(
     aggregates: Aggregates, event_id: str, event_type: str, properties: Mapping[str, Any], at: datetime
 ) -> Aggregates:
-    """The aggregates after this event; unchanged if the event was already counted."""
-    if event_id in aggregates.event_ids:
-        return aggregates
-    key = counting_key(event_id, event_type, properties)
-    if key is not None and key in aggregates.counted:
-        return aggregates  # counted before, maybe long ago (an order re-imported after the events expired)
-    seen = dict(aggregates.last_event_at)
-    if event_type not in seen and len(seen) >= EVENT_TYPES_KEPT:
-        oldest = min(seen, key=lambda t: seen[t])
-        del seen[oldest]
-    seen[event_type] = max(at, seen.get(event_type, at))
-    # One `replace` per event (the bulk import folds millions): every change is collected first.
-    changes: dict[str, Any] = {
-        "last_activity_at": _latest(aggregates.last_activity_at, at),
-        "last_event_at": seen,
-        "event_ids": (*aggregates.event_ids, event_id)[-EVENT_IDS_KEPT:],
-    }
-    if key is not None:
-        changes["counted"] = aggregates.counted | {key}
-    if event_type == ORDER_PLACED:
-        changes |= _order_placed(aggregates, event_id, properties, at)
-    elif event_type == ORDER_CANCELLED:
-        changes |= _order_cancelled(aggregates, properties)
-    elif event_type == REFUND_CREATED:
-        changes |= _refunded(aggregates, properties)
-    elif event_type == EMAIL_OPENED and not properties.get("machine_open"):
-        # A privacy proxy's prefetch (Apple Mail) is no reader: segments on last_open_at ignore it.
-        changes["last_open_at"] = _latest(aggregates.last_open_at, at)
-        changes["engaged_hours"] = send_time.engaged(aggregates.engaged_hours, at, send_time.OPEN_WEIGHT)
-    elif event_type == EMAIL_CLICKED:
-        changes["last_click_at"] = _latest(aggregates.last_click_at, at)
-        changes["engaged_hours"] = send_time.engaged(aggregates.engaged_hours, at, send_time.CLICK_WEIGHT)
-    return replace(aggregates, **changes)
+    """The aggregates after this event; unchanged (the same object) if the event was already counted."""
+    tally = Tally(aggregates)
+    return tally.frozen() if tally.add(event_id, event_type, properties, at) else aggregates
+
+
+class Tally:
+    """Aggregates being updated event by event, in place: what `updated` does once, and a bulk import for
+    every order of a customer before freezing the result once (no copy of the tuples and sets per event).
+
+    Folding events through one tally gives exactly what `updated` gives applied one event at a time: the
+    bounded windows that later events read (event ids, recent and cancelled orders, event types) are cut
+    after every event; products and categories are cut when frozen, which keeps the same last ones (a
+    value cut earlier could only come back by being bought again, which puts it last either way).
+    """
+
+    __slots__ = (
+        "_base",
+        "orders_count",
+        "total_spent",
+        "first_order_at",
+        "last_order_at",
+        "last_activity_at",
+        "last_open_at",
+        "last_click_at",
+        "engaged_hours",
+        "products",
+        "categories",
+        "recent_orders",
+        "_orders_sorted",
+        "cancelled_orders",
+        "last_event_at",
+        "event_ids",
+        "counted",
+    )
+
+    def __init__(self, aggregates: Aggregates) -> None:
+        self._base = aggregates
+        self.orders_count = aggregates.orders_count
+        self.total_spent = aggregates.total_spent
+        self.first_order_at = aggregates.first_order_at
+        self.last_order_at = aggregates.last_order_at
+        self.last_activity_at = aggregates.last_activity_at
+        self.last_open_at = aggregates.last_open_at
+        self.last_click_at = aggregates.last_click_at
+        self.engaged_hours = aggregates.engaged_hours
+        self.products = dict.fromkeys(aggregates.products)
+        self.categories = dict.fromkeys(aggregates.categories)
+        self.recent_orders = list(aggregates.recent_orders)
+        self._orders_sorted = False  # sorted by time at the first order placed, as `sorted` would
+        self.cancelled_orders = list(aggregates.cancelled_orders)
+        self.last_event_at = dict(aggregates.last_event_at)
+        self.event_ids = list(aggregates.event_ids)
+        self.counted = set(aggregates.counted)
+
+    def add(self, event_id: str, event_type: str, properties: Mapping[str, Any], at: datetime) -> bool:
+        """Count the event; False (and nothing changed) if it was counted before."""
+        if event_id in self.event_ids:
+            return False
+        key = counting_key(event_id, event_type, properties)
+        if key is not None and key in self.counted:
+            return False  # counted before, maybe long ago (an order re-imported after the events expired)
+        seen = self.last_event_at
+        if event_type not in seen and len(seen) >= EVENT_TYPES_KEPT:
+            del seen[min(seen, key=lambda t: seen[t])]
+        seen[event_type] = max(at, seen.get(event_type, at))
+        self.last_activity_at = _latest(self.last_activity_at, at)
+        self.event_ids.append(event_id)
+        del self.event_ids[:-EVENT_IDS_KEPT]
+        if key is not None:
+            self.counted.add(key)
+        if event_type == ORDER_PLACED:
+            self._order_placed(event_id, properties, at)
+        elif event_type == ORDER_CANCELLED:
+            self._order_cancelled(properties)
+        elif event_type == REFUND_CREATED:
+            self._refunded(properties)
+        elif event_type == EMAIL_OPENED and not properties.get("machine_open"):
+            # A privacy proxy's prefetch (Apple Mail) is no reader: segments on last_open_at ignore it.
+            self.last_open_at = _latest(self.last_open_at, at)
+            self.engaged_hours = send_time.engaged(self.engaged_hours, at, send_time.OPEN_WEIGHT)
+        elif event_type == EMAIL_CLICKED:
+            self.last_click_at = _latest(self.last_click_at, at)
+            self.engaged_hours = send_time.engaged(self.engaged_hours, at, send_time.CLICK_WEIGHT)
+        return True
+
+    def frozen(self) -> Aggregates:
+        return Aggregates(
+            orders_count=self.orders_count,
+            total_spent=self.total_spent,
+            first_order_at=self.first_order_at,
+            last_order_at=self.last_order_at,
+            last_activity_at=self.last_activity_at,
+            last_open_at=self.last_open_at,
+            last_click_at=self.last_click_at,
+            engaged_hours=self.engaged_hours,
+            products=tuple(self.products)[-PRODUCTS_KEPT:],
+            categories=tuple(self.categories)[-CATEGORIES_KEPT:],
+            recent_orders=tuple(self.recent_orders),
+            cancelled_orders=tuple(self.cancelled_orders),
+            last_event_at=dict(self.last_event_at),
+            event_ids=tuple(self.event_ids),
+            counted=frozenset(self.counted) if len(self.counted) != len(self._base.counted) else self._base.counted,
+        )
+
+    def _order_placed(self, event_id: str, properties: Mapping[str, Any], at: datetime) -> None:
+        order_id = str(properties.get("order_id") or event_id)
+        if any(order.order_id == order_id for order in self.recent_orders):
+            return  # the storefront sent the same order twice under two event ids
+        total = money(properties.get("total"))
+        for line in properties.get("lines") or ():
+            if isinstance(line, Mapping):
+                if key := product_key(line):
+                    _move_last(self.products, key)
+                for category in _line_categories(line):
+                    _move_last(self.categories, category)
+        orders = self.recent_orders
+        if not self._orders_sorted:
+            orders.sort(key=_placed_at)  # stable, as `sorted` of the old tuple plus the new order was
+            self._orders_sorted = True
+        insort_right(orders, OrderSummary(order_id, at, total), key=_placed_at)  # after the same moment's
+        del orders[:-RECENT_ORDERS]
+        self.orders_count += 1
+        self.total_spent += total
+        self.first_order_at = _earliest(self.first_order_at, at)
+        self.last_order_at = _latest(self.last_order_at, at)
+
+    def _order_cancelled(self, properties: Mapping[str, Any]) -> None:
+        order_id = str(properties.get("order_id") or "")
+        cancelled = next((o for o in self.recent_orders if o.order_id == order_id), None)
+        if cancelled is None:
+            return  # an order older than the ones kept, or unknown: nothing we can undo exactly
+        self.recent_orders = remaining = [o for o in self.recent_orders if o is not cancelled]
+        self.orders_count = max(0, self.orders_count - 1)
+        # What was refunded already left total_spent with the refund: take back only the rest.
+        self.total_spent = max(Decimal("0.00"), self.total_spent - cancelled.remaining)
+        self.cancelled_orders.append(order_id)
+        del self.cancelled_orders[:-RECENT_ORDERS]
+        self.last_order_at = remaining[-1].placed_at if remaining else None
+        self.first_order_at = self.first_order_at if remaining else None
+
+    def _refunded(self, properties: Mapping[str, Any]) -> None:
+        """Net spend less the refund, at most what is left of its order; nothing for an order already taken
+        back by its cancellation (Shopify's cancel-with-refund sends both)."""
+        amount = money(properties.get("amount", properties.get("total")))
+        order_id = str(properties.get("order_id") or "")
+        if order_id and order_id in self.cancelled_orders:
+            return
+        order = next((o for o in self.recent_orders if o.order_id == order_id), None) if order_id else None
+        if order is not None:
+            amount = min(amount, order.remaining)
+            self.recent_orders = [
+                replace(o, refunded=o.refunded + amount) if o is order else o for o in self.recent_orders
+            ]
+        self.total_spent = max(Decimal("0.00"), self.total_spent - amount)
+
+
+def _placed_at(order: OrderSummary) -> datetime:
+    return order.placed_at
+
+
+def _move_last(values: dict[str, None], value: str) -> None:
+    values.pop(value, None)
+    values[value] = None
 
 
 def counting_key(event_id: str, event_type: str, properties: Mapping[str, Any]) -> bytes | None:
@@ -178,63 +309,6 @@ def combined(kept: Aggregates, absorbed: Aggregates) -> Aggregates:
         event_ids=tuple(dict.fromkeys((*absorbed.event_ids, *kept.event_ids)))[-EVENT_IDS_KEPT:],
         counted=kept.counted | absorbed.counted,
     )
-
-
-def _order_placed(aggregates: Aggregates, event_id: str, properties: Mapping[str, Any], at: datetime) -> dict[str, Any]:
-    order_id = str(properties.get("order_id") or event_id)
-    if any(order.order_id == order_id for order in aggregates.recent_orders):
-        return {}  # the storefront sent the same order twice under two event ids
-    total = money(properties.get("total"))
-    lines = [line for line in properties.get("lines") or [] if isinstance(line, Mapping)]
-    products = _appended(aggregates.products, (key for line in lines if (key := product_key(line))), PRODUCTS_KEPT)
-    categories = _appended(
-        aggregates.categories, (c for line in lines for c in _line_categories(line)), CATEGORIES_KEPT
-    )
-    orders = sorted((*aggregates.recent_orders, OrderSummary(order_id, at, total)), key=lambda o: o.placed_at)
-    return {
-        "orders_count": aggregates.orders_count + 1,
-        "total_spent": aggregates.total_spent + total,
-        "first_order_at": _earliest(aggregates.first_order_at, at),
-        "last_order_at": _latest(aggregates.last_order_at, at),
-        "products": products,
-        "categories": categories,
-        "recent_orders": tuple(orders[-RECENT_ORDERS:]),
-    }
-
-
-def _order_cancelled(aggregates: Aggregates, properties: Mapping[str, Any]) -> dict[str, Any]:
-    order_id = str(properties.get("order_id") or "")
-    cancelled = next((o for o in aggregates.recent_orders if o.order_id == order_id), None)
-    if cancelled is None:
-        return {}  # an order older than the ones kept, or unknown: nothing we can undo exactly
-    remaining = tuple(o for o in aggregates.recent_orders if o is not cancelled)
-    return {
-        "orders_count": max(0, aggregates.orders_count - 1),
-        # What was refunded already left total_spent with the refund: take back only the rest.
-        "total_spent": max(Decimal("0.00"), aggregates.total_spent - cancelled.remaining),
-        "recent_orders": remaining,
-        "cancelled_orders": (*aggregates.cancelled_orders, order_id)[-RECENT_ORDERS:],
-        "last_order_at": remaining[-1].placed_at if remaining else None,
-        "first_order_at": aggregates.first_order_at if remaining else None,
-    }
-
-
-def _refunded(aggregates: Aggregates, properties: Mapping[str, Any]) -> dict[str, Any]:
-    """Net spend less the refund, at most what is left of its order; nothing for an order already taken
-    back by its cancellation (Shopify's cancel-with-refund sends both)."""
-    amount = money(properties.get("amount", properties.get("total")))
-    order_id = str(properties.get("order_id") or "")
-    if order_id and order_id in aggregates.cancelled_orders:
-        return {}
-    changes: dict[str, Any] = {}
-    order = next((o for o in aggregates.recent_orders if o.order_id == order_id), None) if order_id else None
-    if order is not None:
-        amount = min(amount, order.remaining)
-        changes["recent_orders"] = tuple(
-            replace(o, refunded=o.refunded + amount) if o is order else o for o in aggregates.recent_orders
-        )
-    changes["total_spent"] = max(Decimal("0.00"), aggregates.total_spent - amount)
-    return changes
 
 
 def refunds_in_full(aggregates: Aggregates, properties: Mapping[str, Any]) -> bool:

@@ -106,7 +106,7 @@ def _digest(*parts: str, length: int = 20) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:length]
 
 
-@functools.lru_cache(maxsize=1 << 16)  # pure: every event of a contact derives the same id
+@functools.lru_cache(maxsize=1 << 17)  # pure: every event of a contact derives the same id (an import: every order)
 def contact_id_for(*, external_id: str | None, email: str | None, phone: str | None) -> str:
     """Derive the stable contact id: the shop's own id if given, else a hash of email, else of phone."""
     if external_id:

@@ -10,7 +10,6 @@ import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from nudge import names
@@ -392,7 +391,6 @@ def run_benchmarks(
     daily_contacts: int = 500,
     history_customers: int = 23_570,
     scaling: Sequence[int] = (500, 4_000, 32_000),
-    import_orders: int = 0,
     progress: Callable[[str], AbstractContextManager[Any]],
 ) -> Iterator[str]:
     with progress(f"engine: {contacts} contacts in memory…"):
@@ -420,15 +418,4 @@ def run_benchmarks(
     if history_customers:
         with progress(f"backtest: CDNOW, {history_customers:,} customers in memory…"):
             lines = list(_backtest(history_customers))
-        yield from lines
-    if import_orders:
-        import tempfile
-
-        from nudge.local import import_bench
-
-        with (
-            progress(f"order import: {import_orders:,} generated orders, into memory then moto…"),
-            tempfile.TemporaryDirectory() as work_dir,
-        ):
-            lines = list(import_bench.bench(import_orders, max(1, import_orders // 10), Path(work_dir)))
         yield from lines

@@ -203,10 +203,10 @@ class IngestService:
         """
         now = self._clock.now()
         contact = stored or Contact(contact_id=contact_id)
-        counted = contact.aggregates
+        counted = aggregates.Tally(contact.aggregates)  # one copy of the aggregates for all the events
         fresh: list[bool] = []
+        applied = None  # the patch the contact was last compared with (an import's orders share one per customer)
         for event in events:
-            fresh.append(not aggregates.is_counted(counted, event.event_id, event.type, event.properties))
             patch = event.contact
             if counted.last_order_at is not None and event.occurred_at < counted.last_order_at:
                 patch = replace(
@@ -217,13 +217,18 @@ class IngestService:
                     last_name=None if contact.last_name else patch.last_name,
                     email_marketing=None if contact.email_marketing is not None else patch.email_marketing,
                 )
-            if patch.properties or any(
+            if patch is applied and not patch.properties:
+                pass  # compared or merged just before, and the contact has not changed since: nothing to add
+            elif patch.properties or any(
                 value is not None and value != getattr(contact, name) for name, value in _profile_fields(patch)
             ):
                 contact = contact.merged(patch, now)
-            counted = aggregates.updated(counted, event.event_id, event.type, event.properties, event.occurred_at)
+            applied = patch
+            fresh.append(counted.add(event.event_id, event.type, event.properties, event.occurred_at))
         if events:
-            contact = replace(contact, aggregates=counted, updated_at=now, created_at=contact.created_at or now)
+            contact = replace(
+                contact, aggregates=counted.frozen(), updated_at=now, created_at=contact.created_at or now
+            )
         membership = segments.evaluate(self._segments, contact.template_view(), contact.aggregates, now)
         return replace(contact, segments=membership.segments, review_at=membership.review_at), fresh
 

@@ -11,18 +11,26 @@ nothing; a cancelled order adds an `order_cancelled` event and a refunded one a 
 from __future__ import annotations
 
 import csv
+import functools
+import gc
+import marshal
+import operator
+import tempfile
+import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from nudge.domain import recommendations as recs
 from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATED
-from nudge.domain.model import Contact, Event
+from nudge.domain.model import Contact, ContactPatch, Event
 from nudge.domain.suppression import ConsentRecord
 from nudge.ports import Clock, ConflictError, ContactBatches, Store
 from nudge.services.canonical import compact, contact_patch, line
@@ -59,6 +67,10 @@ class _Columns:
 
     def required(self) -> tuple[str, ...]:
         return (self.key, self.email, self.created_at, self.total, self.title, self.quantity, self.price)
+
+    def order_level(self) -> tuple[str, ...]:
+        """The columns an order takes its first filled value of (the rest are read per line)."""
+        return (*self.order_id, self.email, self.created_at, self.total, *self.optional.values())
 
 
 _SHOPIFY = _Columns(
@@ -98,6 +110,7 @@ _MINIMAL = _Columns(
     optional={"currency": "currency", "product_id": "product_id"},
 )
 COLUMNS = {Format.SHOPIFY: _SHOPIFY, Format.MINIMAL: _MINIMAL}
+_ORDER_LEVEL = {fmt: columns.order_level() for fmt, columns in COLUMNS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,33 +189,29 @@ def _rejected_order(key: str, rows: list[_Row], bad: _BadRow) -> list[Rejected]:
 
 
 def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetime) -> list[Event]:
-    def first(column: str | None) -> tuple[str, int]:
-        """The first filled value of an order-level column, and its line (the order's first row if none)."""
-        for row in rows:
-            if column and row.values.get(column):
-                return row.values[column], row.line
-        return "", rows[0].line
+    # The first filled value of each column and its line, in one pass over the order's rows.
+    filled: dict[str | None, tuple[str, int]] = {}
+    for row in rows:
+        for name in _ORDER_LEVEL[fmt]:
+            if (value := row.values.get(name)) and name not in filled:
+                filled[name] = (value, row.line)
+    nothing = ("", rows[0].line)  # an absent or empty column: its line is the order's first row
+    first = filled.get  # first(column, nothing): the first filled value and its line (column None: absent)
 
-    order_id = next((value for name in columns.order_id if (value := first(name)[0])), "")
-    raw_email, email_line = first(columns.email)
+    order_id = next((value for name in columns.order_id if (value := first(name, nothing)[0])), "")
+    raw_email, email_line = first(columns.email, nothing)
     opt = columns.optional
-    phone = first(opt.get("phone"))[0] or first(opt.get("billing_phone"))[0]
-    first_name, _, last_name = first(opt.get("billing_name"))[0].partition(" ")
-    marketing = first(opt.get("accepts_marketing"))[0].lower()
-    patch = contact_patch(
-        email=raw_email,
-        phone=phone,
-        first_name=first_name,
-        last_name=last_name,
-        # As for a ticked checkout box: "yes" subscribes; "no" withdraws nothing given elsewhere.
-        email_marketing=True if marketing in ("yes", "true") else None,
-    )
+    phone = first(opt.get("phone"), nothing)[0] or first(opt.get("billing_phone"), nothing)[0]
+    first_name, _, last_name = first(opt.get("billing_name"), nothing)[0].partition(" ")
+    marketing = first(opt.get("accepts_marketing"), nothing)[0].lower()
+    # As for a ticked checkout box: "yes" subscribes; "no" withdraws nothing given elsewhere.
+    patch = _patch(raw_email, phone, first_name, last_name, True if marketing in ("yes", "true") else None)
     if patch is None:
         raise _BadRow(email_line, f"no valid email address or E.164 phone number ({raw_email!r})")
-    created_at = _moment(*first(columns.created_at), columns.created_at, now)
-    total = _amount(*first(columns.total), columns.total)
+    created_at = _moment(*first(columns.created_at, nothing), columns.created_at, now)
+    total = _amount(*first(columns.total, nothing), columns.total)
     lines = [_line(row, columns) for row in rows]
-    currency = first(opt.get("currency"))[0]
+    currency = first(opt.get("currency"), nothing)[0]
     name = rows[0].values[columns.key]
     properties = compact(
         {
@@ -213,22 +222,22 @@ def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetim
             "lines": lines,
             "currency": currency[:3] or None,
             "total": float(total),
-            "subtotal": _optional_amount(first(opt.get("subtotal")), "Subtotal"),
-            "discount_codes": [code] if (code := first(opt.get("discount_code"))[0]) else None,
-            "financial_status": first(opt.get("financial_status"))[0] or None,
-            "fulfillment_status": first(opt.get("fulfillment_status"))[0] or None,
+            "subtotal": _optional_amount(first(opt.get("subtotal"), nothing), "Subtotal"),
+            "discount_codes": [code] if (code := first(opt.get("discount_code"), nothing)[0]) else None,
+            "financial_status": first(opt.get("financial_status"), nothing)[0] or None,
+            "fulfillment_status": first(opt.get("fulfillment_status"), nothing)[0] or None,
         }
     )
     event_id = f"{IMPORT_EVENT_PREFIX}{fmt.value}:{order_id}"
     events = [Event(event_id, ORDER_PLACED, patch, properties, created_at)]
-    cancelled_at, cancelled_line = first(opt.get("cancelled_at"))
+    cancelled_at, cancelled_line = first(opt.get("cancelled_at"), nothing)
     if cancelled_at:
         moment = _moment(cancelled_at, cancelled_line, opt["cancelled_at"], now)
         about = {"source": properties["source"], "order_id": order_id}
         events.append(Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(moment, created_at)))
         return events  # the cancellation takes the whole order back; a refund on top would count twice
-    refunded = _optional_amount(first(opt.get("refunded_amount")), "Refunded Amount")
-    if refunded is None and first(opt.get("financial_status"))[0] == "refunded":
+    refunded = _optional_amount(first(opt.get("refunded_amount"), nothing), "Refunded Amount")
+    if refunded is None and first(opt.get("financial_status"), nothing)[0] == "refunded":
         refunded = float(total)
     if refunded:
         # The export does not say when the refund happened; the order's time is the earliest it can be.
@@ -246,14 +255,24 @@ def _line(row: _Row, columns: _Columns) -> dict[str, Any]:
     if not quantity.isdigit() or int(quantity) < 1:
         raise _BadRow(row.line, f"{columns.quantity}: not a positive whole number ({quantity!r})")
     price = _amount(values[columns.price], row.line, columns.price)
-    return line(
-        title=title,
-        quantity=int(quantity),
-        price=str(price),
-        product_id=values.get(columns.optional.get("product_id", "")),
-        variant_id=None,
-        sku=sku or None,
+    found = dict(_order_line(title, int(quantity), values.get(columns.optional.get("product_id", "")), sku))
+    found["price"] = float(price)  # as canonical.line reads it (the amount is finite)
+    return found
+
+
+@functools.lru_cache(maxsize=1 << 17)  # pure; a customer's orders repeat it (~300 bytes an entry, ~40 MB at most)
+def _patch(
+    email: str, phone: str, first_name: str, last_name: str, email_marketing: bool | None
+) -> ContactPatch | None:
+    return contact_patch(
+        email=email, phone=phone, first_name=first_name, last_name=last_name, email_marketing=email_marketing
     )
+
+
+@functools.lru_cache(maxsize=1 << 14)  # pure; a shop sells the same products again (callers copy the dict)
+def _order_line(title: str, quantity: int, product_id: str | None, sku: str) -> dict[str, Any]:
+    """The line without its price (prices vary more than products), which the caller sets."""
+    return line(title=title, quantity=quantity, price=None, product_id=product_id, variant_id=None, sku=sku or None)
 
 
 def _moment(value: str, line_number: int, column: str, now: datetime) -> datetime:
@@ -344,8 +363,8 @@ class OrderRead:
     is_order: bool = True  # False for rows that belong to no order
 
 
-def stream_orders(lines: Iterable[str], fmt: Format, now: datetime, *, after_line: int = 0) -> Iterator[OrderRead]:
-    """Read an export order by order, holding one order's rows at a time; rows up to `after_line` are skipped.
+def stream_orders(lines: Iterable[str], fmt: Format, now: datetime) -> Iterator[OrderRead]:
+    """Read an export order by order, holding one order's rows at a time.
 
     An order's rows must be together, as both exports write them: rows of an order seen before (among the
     last RECENT_KEYS) are rejected with that reason rather than imported as a second, partial order.
@@ -356,6 +375,7 @@ def stream_orders(lines: Iterable[str], fmt: Format, now: datetime, *, after_lin
     if missing := [name for name in columns.required() if name not in header]:
         raise ImportFormatError(f"not a {fmt.value} orders export: no column {', '.join(repr(m) for m in missing)}")
     recent: OrderedDict[str, int] = OrderedDict()
+    width = len(header)
     group: list[_Row] = []
     start = reader.line_num + 1
 
@@ -373,9 +393,9 @@ def stream_orders(lines: Iterable[str], fmt: Format, now: datetime, *, after_lin
 
     for cells in reader:
         line_number, start = start, reader.line_num + 1
-        if line_number <= after_line:
-            continue
-        row = _Row(line_number, {name: cells[i].strip() if i < len(cells) else "" for i, name in enumerate(header)})
+        if len(cells) < width:
+            cells += [""] * (width - len(cells))
+        row = _Row(line_number, dict(zip(header, map(str.strip, cells), strict=False)))
         if not any(row.values.values()):
             continue
         key = row.values[columns.key]
@@ -405,24 +425,22 @@ class BulkImportReport:
     adjustments: int = 0  # cancellations and refunds applied
     rejected_rows: int = 0
     rejected: list[Rejected] = field(default_factory=list)
-    contacts_written: int = 0  # contact writes (a customer in several chunks counts in each)
+    contacts_written: int = 0  # contact writes (a customer whose orders fill more than a chunk counts in each)
     stages: dict[str, int] = field(default_factory=dict)  # customers of the file by lifecycle stage
-    resumed_after_line: int = 0
+    groups: int = 0  # groups of customers written one after the other (each ends with a checkpoint)
+    resumed_groups: int = 0  # groups a previous, interrupted run of the same file had written
     last_line: int = 0
     copurchase_orders: int = 0  # orders behind the recommendations table after the import
     products: int = 0
 
     def to_record(self) -> dict[str, Any]:
-        """What a checkpoint keeps (not the rejected lines' reasons beyond their count)."""
+        """What a checkpoint keeps: what the groups written so far did (the file's own counts are re-read)."""
         return {
-            "rows": self.rows,
-            "orders_found": self.orders_found,
             "orders_imported": self.orders_imported,
             "duplicates": self.duplicates,
             "adjustments": self.adjustments,
-            "rejected_rows": self.rejected_rows,
             "contacts_written": self.contacts_written,
-            "last_line": self.last_line,
+            "stages": dict(self.stages),
         }
 
 
@@ -430,18 +448,139 @@ class BulkImportReport:
 class ImportProgress:
     rows: int
     orders: int
-    phase: str  # "orders", then "recommendations"
+    phase: str  # "reading" (the file), "writing" (the customers, group by group), then "recommendations"
+    share: float = 1.0  # of the phase done
+
+
+class _Spill:
+    """The first pass's output: each order's events, in files by a hash of the customer, in file order.
+
+    A customer's orders all land in one bucket, so the second pass folds and writes each customer once
+    (as long as a group of buckets fits a chunk), whatever the order of the file. Records are marshal'd
+    tuples (plain values: no pickle, nothing executable), length-prefixed.
+    """
+
+    # Files open while reading (macOS allows 256 a process by default); a file of up to BUCKETS x chunk
+    # orders (2.5 million) writes each customer once.
+    BUCKETS = 128
+
+    def __init__(self, directory: Path) -> None:
+        self._paths = [directory / f"bucket-{n:03d}" for n in range(self.BUCKETS)]
+        self._files = [path.open("wb", buffering=1 << 15) for path in self._paths]
+        self.orders = [0] * self.BUCKETS
+        self._ids: dict[tuple[str | None, ...], str] = {}  # a customer's id, by what derives it (bounded)
+
+    def add(self, events: list[Event]) -> None:
+        patch = events[0].contact
+        who = (patch.external_id, patch.email, patch.phone)
+        contact_id = self._ids.get(who)
+        if contact_id is None:
+            if len(self._ids) >= 1 << 17:
+                self._ids.clear()
+            contact_id = self._ids[who] = patch.contact_id
+        record = marshal.dumps((contact_id, *(_event_record(event) for event in events)))
+        bucket = zlib.crc32(contact_id.encode()) % self.BUCKETS
+        self._files[bucket].write(len(record).to_bytes(4, "little") + record)
+        self.orders[bucket] += 1
+
+    def close(self) -> None:
+        for file in self._files:
+            file.close()
+
+    def groups(self, chunk: int) -> list[list[int]]:
+        """Consecutive buckets of at most `chunk` orders together (a bigger bucket alone)."""
+        groups: list[list[int]] = [[]]
+        held = 0
+        for bucket, orders in enumerate(self.orders):
+            if not orders:
+                continue
+            if groups[-1] and held + orders > chunk:
+                groups.append([])
+                held = 0
+            groups[-1].append(bucket)
+            held += orders
+        return [group for group in groups if group]
+
+    def read(self, group: list[int], chunk: int) -> Iterator[dict[str, list[Event]]]:
+        """Each customer's events in file order, at most `chunk` orders at a time."""
+        events_of: dict[str, list[Event]] = {}
+        held = 0
+        for bucket in group:
+            data = self._paths[bucket].read_bytes()
+            at = 0
+            while at < len(data):
+                size = int.from_bytes(data[at : at + 4], "little")
+                contact_id, *records = marshal.loads(data[at + 4 : at + 4 + size])
+                at += 4 + size
+                events_of.setdefault(contact_id, []).extend(_event_from(record) for record in records)
+                held += 1
+                if held >= chunk:
+                    yield events_of
+                    events_of, held = {}, 0
+        if events_of:
+            yield events_of
+
+
+_patch_values = operator.attrgetter(*(f.name for f in fields(ContactPatch)))
+
+
+def _event_record(event: Event) -> tuple[Any, ...]:
+    return (event.event_id, event.type, _patch_values(event.contact), event.properties, event.occurred_at.isoformat())
+
+
+def _event_from(record: tuple[Any, ...]) -> Event:
+    event_id, event_type, patch, properties, occurred_at = record
+    return Event(event_id, event_type, _patch_from(patch), properties, datetime.fromisoformat(occurred_at))
+
+
+_PATCHES: dict[tuple[Any, ...], ContactPatch] = {}
+
+
+def _patch_from(values: tuple[Any, ...]) -> ContactPatch:
+    """The patch these values make; the same object for a customer's every order (patches are immutable,
+    and an imported order's carry no properties: those that do are built each time)."""
+    if values[-1]:
+        return ContactPatch(*values)
+    found = _PATCHES.get(values[:-1])
+    if found is None:
+        if len(_PATCHES) >= 1 << 14:
+            _PATCHES.clear()
+        found = _PATCHES[values[:-1]] = ContactPatch(*values)
+    return found
+
+
+@contextmanager
+def _collected_by_group() -> Iterator[None]:
+    """The import allocates millions of short-lived objects and no reference cycles (none were left to
+    collect after 100,000 orders): the cyclic collector, run every 700 allocations by default, only walked
+    the growing heap, up to a third of the CPU time. It is off during the import; the import collects the
+    young generations itself after each chunk of orders read and each group written (`gc.collect(1)`, what
+    a cycle created since would need), and what existed before is set aside (`gc.freeze`)."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.unfreeze()
 
 
 class BulkImporter:
     """`nudge import orders`: contacts, aggregates, stages and segments, without a flow, a message or an event.
 
-    Per chunk of CHUNK_ORDERS orders: the customers' contacts are read 100 a BatchGetItem, each folded with
-    all of its orders of the chunk (`IngestService.folded`), and written 100 a TransactWriteItems, each on
-    the condition that its version has not moved (a live webhook meanwhile makes that group fall back to
-    one conditional write per contact, re-read and re-folded). Reads and writes run on `workers` threads.
-    Whether an order counts is the contact's own record (`Aggregates.counted`), so a re-import, or a chunk
-    redone after a crash, adds nothing. After each chunk a checkpoint document names the last line done.
+    Two passes. The first reads the file, checks every row and spills each order's events to temporary
+    files by a hash of the customer (`_Spill`), so memory does not grow with the file. The second takes the
+    customers group by group (at most CHUNK_ORDERS orders a group): their contacts are read 100 a
+    BatchGetItem, each folded with *all* of its orders of the file (`IngestService.folded`), and written 100
+    a TransactWriteItems, each on the condition that its version has not moved (a live webhook meanwhile
+    makes that group fall back to one conditional write per contact, re-read and re-folded). A customer is
+    written once, however their orders are spread over the file. Reads and writes run on `workers`
+    threads. Whether an order counts is the contact's own record (`Aggregates.counted`), so a re-import, or
+    a group redone after a crash, adds nothing. After each group a checkpoint document says how many
+    groups are done; a rerun of the same file reads it again and resumes after them.
     """
 
     def __init__(
@@ -473,48 +612,65 @@ class BulkImporter:
     ) -> BulkImportReport:
         """Import the file; resume after the last checkpoint of the same file (`file_key`: its content hash)."""
         checkpoint = f"import:{fmt.value}:{file_key}"
-        saved = self._store.get_document(checkpoint)
         report = BulkImportReport()
-        if saved and not saved.get("done"):
-            for name, value in saved.items():
-                if hasattr(report, name) and isinstance(value, int | float):
-                    setattr(report, name, int(value))
-            report.resumed_after_line = report.last_line
-        stage_of: dict[str, str] = {}
-        chunk: list[OrderRead] = []
-        orders = 0
-        with ThreadPoolExecutor(max_workers=self._workers) as pool:
-            for read in stream_orders(lines, fmt, self._clock.now(), after_line=report.resumed_after_line):
-                chunk.append(read)
-                orders += bool(read.events)
-                if orders >= self._chunk:
-                    self._write_chunk(chunk, report, stage_of, pool)
-                    self._store.put_document(checkpoint, report.to_record(), self._clock.now())
-                    progress(ImportProgress(report.rows, report.orders_found, "orders"))
-                    chunk, orders = [], 0
-            self._write_chunk(chunk, report, stage_of, pool)
+        with tempfile.TemporaryDirectory(prefix="nudge-import-") as directory, _collected_by_group():
+            spill = _Spill(Path(directory))
+            try:
+                for read in stream_orders(lines, fmt, self._clock.now()):
+                    self._count(read, report)
+                    if read.events:
+                        spill.add(read.events)
+                        if report.orders_found % self._chunk == 0:
+                            gc.collect(1)
+                            progress(ImportProgress(report.rows, report.orders_found, "reading", 0.0))
+            finally:
+                spill.close()
+            groups = spill.groups(self._chunk)
+            report.groups = len(groups)
+            saved = self._store.get_document(checkpoint)
+            if saved and not saved.get("done") and saved.get("groups") == len(groups):
+                # The same file in the same groups: what the groups written before did, and go on after them.
+                for name in ("orders_imported", "duplicates", "adjustments", "contacts_written"):
+                    setattr(report, name, int(saved.get(name) or 0))
+                report.stages = {stage: int(n) for stage, n in (saved.get("stages") or {}).items()}
+                report.resumed_groups = int(saved.get("groups_done") or 0)
+            with ThreadPoolExecutor(max_workers=self._workers) as pool:
+                for done, group in enumerate(groups, start=1):
+                    if done <= report.resumed_groups:
+                        continue
+                    stage_of: dict[str, str] = {}  # a customer's orders are all in one group
+                    for events_of in spill.read(group, self._chunk):
+                        self._write_contacts(events_of, report, stage_of, pool)
+                    report.stages = dict(Counter(report.stages) + Counter(stage_of.values()))
+                    gc.collect(1)
+                    if done < len(groups):  # after the last, the final record below
+                        record = {**report.to_record(), "groups": len(groups), "groups_done": done}
+                        self._store.put_document(checkpoint, record, self._clock.now())
+                    progress(ImportProgress(report.rows, report.orders_found, "writing", done / len(groups)))
         progress(ImportProgress(report.rows, report.orders_found, "recommendations"))
         table = self._copurchases.recompute()
         report.copurchase_orders, report.products = table.orders, len(table.products)
-        report.stages = dict(Counter(stage_of.values()))
-        self._store.put_document(checkpoint, {**report.to_record(), "done": True}, self._clock.now())
+        record = {**report.to_record(), "groups": len(groups), "groups_done": len(groups), "done": True}
+        self._store.put_document(checkpoint, record, self._clock.now())
         return report
 
-    def _write_chunk(
-        self, chunk: list[OrderRead], report: BulkImportReport, stage_of: dict[str, str], pool: ThreadPoolExecutor
+    @staticmethod
+    def _count(read: OrderRead, report: BulkImportReport) -> None:
+        report.rows += read.rows
+        report.last_line = max(report.last_line, read.end_line)
+        report.orders_found += read.is_order
+        report.rejected_rows += len(read.rejected)
+        room = REJECTIONS_KEPT - len(report.rejected)
+        report.rejected += read.rejected[: max(0, room)]
+
+    def _write_contacts(
+        self,
+        events_of: dict[str, list[Event]],
+        report: BulkImportReport,
+        stage_of: dict[str, str],
+        pool: ThreadPoolExecutor,
     ) -> None:
-        events_of: dict[str, list[Event]] = {}
-        for read in chunk:
-            report.rows += read.rows
-            report.last_line = max(report.last_line, read.end_line)
-            report.orders_found += read.is_order
-            report.rejected_rows += len(read.rejected)
-            room = REJECTIONS_KEPT - len(report.rejected)
-            report.rejected += read.rejected[: max(0, room)]
-            for event in read.events:
-                events_of.setdefault(event.contact_id, []).append(event)
-        if not events_of:
-            return
+        """Read, fold and write these customers with their events (each contact's events in file order)."""
         ids = list(events_of)
         stored: dict[str, Contact] = {}
         for found in pool.map(self._batches.get_contacts, _groups(ids, 100)):
