@@ -326,16 +326,22 @@ class Campaign(_Strict):
         return [split, *emails]
 
     def recipient_run(
-        self, contact: Contact, default_timezone: str, now: datetime, prior: Sequence[float] | None = None
+        self,
+        contact: Contact,
+        default_timezone: str,
+        now: datetime,
+        prior: Sequence[float] | None = None,
+        first_step: str | None = None,
     ) -> Run:
-        """The recipient's run: its id derived from campaign and contact (a second resolution finds it)."""
+        """The recipient's run: its id derived from campaign and contact (a second resolution finds it).
+        `first_step`: `as_flow().first_step_id`, once per piece rather than a flow built per recipient."""
         trigger_id = f"{FLOW_PREFIX}{self.id}"
         return Run(
             run_id=Run.id_for(self.flow_id, contact.contact_id, trigger_id),
             contact_id=contact.contact_id,
             flow_id=self.flow_id,
             status=RunStatus.ACTIVE,
-            cursor=self.as_flow().first_step_id,
+            cursor=first_step or self.as_flow().first_step_id,
             seq=1,
             trigger_event_id=trigger_id,
             trigger={"type": "campaign", "campaign": self.id},
