@@ -583,3 +583,18 @@ def test_a_campaign_uses_what_flows_leave_of_the_rate_and_a_flows_send_still_goe
     (welcomed,) = [m for m in messages if m.contact_id == "late" and m.flow_id != "campaign.news"]
     assert welcomed.status is MessageStatus.SENT and welcomed.sent_at is not None
     assert welcomed.sent_at - arrives <= SPARE_WITHIN + timedelta(seconds=1)
+
+
+def test_a_campaigns_utm_parameters_override_the_accounts_on_every_link(sim: Simulation) -> None:
+    utm = {"utm_campaign": "black-friday", "utm_source": "newsletter"}
+    email = {"template": "campaigns/newsletter", "subject": "Hi", "utm": utm}
+
+    sim.container.campaigns.run(newsletter(email=email))
+    sim.run_until(START + timedelta(minutes=2))
+
+    (_, sent), *_ = sim.mailer.sent
+    assert "utm_campaign=black-friday" in sent.html and "utm_source=newsletter" in sent.html
+    assert "utm_medium=email" in sent.html and "utm_content=email" in sent.html  # the rest stay
+    assert "utm_campaign=campaign.news" not in sent.html and "utm_campaign=black-friday" in sent.text
+    with pytest.raises(ValueError, match="utm: 'ref' is not one of"):
+        newsletter(email={**email, "utm": {"ref": "x"}})

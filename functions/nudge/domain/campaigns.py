@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from nudge.domain import send_time
 from nudge.domain.durations import parse_duration
 from nudge.domain.engine import choose_variant
-from nudge.domain.flows import Flow, SplitStep, _clock_time
+from nudge.domain.flows import Flow, SplitStep, _clock_time, check_utm
 from nudge.domain.guardrails import GuardrailOverrides
 from nudge.domain.kpis import two_proportion_z
 from nudge.domain.lifecycle import STAGES
@@ -74,6 +74,14 @@ class CampaignEmail(_Strict):
     template: str = Field(min_length=1, description="templates/<template>.html.j2 and .txt.j2")
     subject: str = Field(min_length=1, description="A Jinja2 template for the subject line.")
     preheader: str | None = None
+    utm: dict[str, str] | None = Field(
+        default=None, description="UTM parameters over the account's (utm_campaign: campaign.<id> otherwise)."
+    )
+
+    @field_validator("utm")
+    @classmethod
+    def _utm(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_utm(value)
 
 
 class CampaignSms(_Strict):
