@@ -219,6 +219,41 @@ def test_pace_takes_what_flows_left_last_minute_less_what_the_segment_still_has_
     assert pace(last, (6100, 23_000), now, 30_000, piece, 4) == (6000, 0.0)
     # Flows took the whole rate: the campaign still starts its floor of 10 %, and only spare slots send it
     assert pace({**last, "last_started": 0}, (30_100, 0), now, 30_000, piece, 8) == (375, 0.0)
+    # No time since the last piece (CampaignService.run moves no clock): nothing measured, nothing waits
+    assert pace(last, (100, 0), START, 30_000, piece, 8) == (3562, 0.0)
+
+
+def test_only_sends_due_within_the_minute_count_as_waiting_not_the_holdout_or_a_later_local_time(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    from nudge.domain.campaigns import HOLDOUT
+
+    # Given 200 contacts, half in Tokyo (18:00 there is 09:00 UTC: now) and half in UTC (18:00: hours away)
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 1}), clock)
+    for i in range(200):
+        zone = "Asia/Tokyo" if i % 2 else "UTC"
+        sim.store.save_contact(Contact(f"p{i:03d}", email=f"p{i}@x.example", email_marketing=True, timezone=zone), 0)
+    campaign = newsletter(holdout=20, schedule={"date": "2026-11-02", "local_time": "18:00"})
+    campaigns = sim.container.campaigns
+    campaigns.create(campaign)
+
+    # When the first pieces start their minute's 57 runs
+    jobs = sim.container.jobs
+    for _ in range(3):
+        for body in jobs.take():  # type: ignore[union-attr]
+            campaigns.work(CampaignPiece.parse(body))
+        if sim.store.pieces_of("campaign.news"):
+            break
+
+    # Then what waits for a slot this minute is only the Tokyo recipients outside the holdout
+    logged = sim.store.pieces_of("campaign.news").values()
+    runs = [r for r in sim.store.runs.values() if r.flow_id == "campaign.news"]
+    group = campaign.grouping()
+    soon = [r for r in runs if r.due_at is not None and r.due_at <= clock.now() + timedelta(minutes=1)]
+    paced = [r for r in soon if group(r.contact_id) != HOLDOUT]
+    assert sum(int(r["started"]) for r in logged) == len(runs) == 57
+    assert 0 < len(paced) < len(soon) < len(runs)  # each kind is there: the test can tell them apart
+    assert sum(int(r["last_started"]) for r in logged) == len(paced)
 
 
 def test_pause_holds_sends_resume_continues_and_cancel_stops_for_good(sim: Simulation, clock: VirtualClock) -> None:

@@ -446,6 +446,7 @@ class CampaignService:
             return _spread(campaign.recipient_run(contact, self._zone, now, prior, first_step), due)
 
         done.done = True
+        paced = 0
         for contact, after in self._census.contacts_segment(piece.segment, piece.of, piece.cursor):
             done.contacts += 1
             cursor = after
@@ -456,10 +457,13 @@ class CampaignService:
                 elif not _reachable(contact, channels):
                     done.unreachable += not piece.rest
                 elif self._runs.start(
-                    engine.StartRun(run_of(contact, now + PACE * done.started / batch), None), redrive_existing=True
+                    engine.StartRun(run := run_of(contact, now + PACE * done.started / batch), None),
+                    redrive_existing=True,
                 ):
                     done.started += 1
                     done.holdout += group == HOLDOUT
+                    # what will ask for a spare slot within the minute (not the holdout, not a later local time)
+                    paced += group != HOLDOUT and run.due_at is not None and run.due_at <= now + PACE
                 else:
                     done.existing += 1
             if after is None:
@@ -486,7 +490,7 @@ class CampaignService:
                 "slots_used": list(used),
                 "slots_at": now.isoformat(),
                 "backlog": backlog,
-                "last_started": done.started,
+                "last_started": paced,
             },
             self._clock.now(),
         )
@@ -657,19 +661,22 @@ def pace(
 
     From the send throttle's counts (`used`: flows' slots, campaigns' spare slots, ever) against the
     segment's last piece's: flows' rate over the last minute sets the minute's budget (`minute_budget`),
-    and the runs the segment started last time less its share of the spare slots taken since is what it
-    still has waiting (flows took more than they left, or a burst), started less this time. `going`
-    segments are not finished: they share the budget and the spare slots. The first piece
-    has nothing to measure: the reserve applies. Two campaigns at once each see the other's sends as theirs:
-    each starts less, none more.
+    and the sends the segment's last piece started for that minute (`last_started`: not the holdout, not a
+    later local time) less its share of the spare slots taken since is what it still has waiting (flows
+    took more than they left, or a burst), started less this time. Only the last minute's: recipients the
+    worker skips (suppressed, smart sending) never take a slot, and counted for good they would slow the
+    campaign for good; counted for a minute, 5 % skipped slow it about 5 %. `going` segments are not
+    finished: they share the budget and the spare slots. The first piece, or one with no time since the
+    last (`CampaignService.run`, which moves no clock), has nothing to measure: the reserve applies. Two
+    campaigns at once each see the other's sends as theirs: each starts less, none more.
     """
     flows_minute, backlog = 0.0, 0.0
     before, at = previous.get("slots_used"), previous.get("slots_at")
-    if isinstance(before, list) and len(before) == 2 and at:
-        seconds = (now - datetime.fromisoformat(str(at))).total_seconds()
-        flows_minute = max(0, used[0] - int(before[0])) * 60 / seconds if seconds > 0 else 0.0
+    seconds = (now - datetime.fromisoformat(str(at))).total_seconds() if at else 0.0
+    if isinstance(before, list) and len(before) == 2 and seconds > 0:
+        flows_minute = max(0, used[0] - int(before[0])) * 60 / seconds
         sent = max(0, used[1] - int(before[1])) / going
-        backlog = max(0.0, float(previous.get("backlog", 0)) + int(previous.get("last_started", 0)) - sent)
+        backlog = max(0.0, int(previous.get("last_started", 0)) - sent)
     share = segment_share(minute_budget(per_minute, flows_minute), piece, going)
     return max(1, int(share - backlog)), backlog
 
