@@ -265,6 +265,16 @@ class SendRateLimiter(Protocol):
         """Hand out no slot before `until` (the provider said it is throttling us)."""
         ...
 
+    def reserve_spare(self, bucket: str, now: datetime, interval: timedelta, within: timedelta) -> datetime | None:
+        """A slot no later than `now + within`, taken, or None (the horizon is further out): what a campaign's
+        send takes, so it only fills what `reserve`'s callers (flows) leave and never queues ahead of them."""
+        ...
+
+    def used(self, bucket: str) -> tuple[int, int]:
+        """How many slots `reserve` and `reserve_spare` have handed out in the bucket, ever: (flows',
+        campaigns'). A campaign measures what flows leave idle, and its own backlog, by their change."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StepWakeUp:

@@ -344,7 +344,7 @@ class Container:
     def campaigns(self) -> CampaignService:
         """Campaigns: create, pause, resume, cancel; their audience pieces (ADR 0019)."""
         from nudge.campaign_files import campaign_problems
-        from nudge.services.campaigns import RATE_SHARE, CampaignService
+        from nudge.services.campaigns import CampaignService
 
         renderer, segments = self.renderer, self.segments
         return CampaignService(
@@ -354,7 +354,8 @@ class Container:
             runs=self.runs,
             clock=self.clock,
             jobs=self.jobs,
-            per_minute=int(self.settings.ses_max_send_rate * 60 * RATE_SHARE),
+            per_minute=self.settings.ses_max_send_rate * 60,
+            flows_used=self.throttle.used,  # campaigns start what flows left of the rate (ADR 0019)
             default_timezone=self.guardrails.default_timezone,
             catalog=self.flows,
             check=lambda campaign: campaign_problems(campaign, renderer, segments),

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from datetime import timedelta
 
+import pytest
+
 from nudge.adapters.dynamodb.rate import DynamoSendRateLimiter
 from nudge.adapters.dynamodb.store import DynamoStore
+from nudge.adapters.memory import MemorySendRateLimiter
 from nudge.local.moto_stack import REGION, MotoStack
 from nudge.services.throttle import SendThrottle
 from tests.conftest import START
@@ -48,3 +51,25 @@ def test_an_idle_horizon_starts_again_at_now_and_a_hold_pushes_it(moto_stack: Mo
     assert throttle.slot(later) == later + timedelta(seconds=30)
     throttle.hold(later)  # an earlier hold never pulls the horizon back
     assert throttle.slot(later) == later + timedelta(seconds=30, milliseconds=100)
+
+
+@pytest.mark.parametrize("twin", ["dynamodb", "memory"])
+def test_a_spare_slot_is_taken_only_close_to_now_and_flows_and_campaigns_are_counted_apart(
+    moto_stack: MotoStack, twin: str
+) -> None:
+    # Given the limiter (DynamoDB on moto, or its in-memory twin) at 10/s, and flows holding 3 s of slots
+    limiter = moto_stack.container.limiter if twin == "dynamodb" else MemorySendRateLimiter()
+    throttle = SendThrottle(limiter, per_second=10)
+    now = START + timedelta(hours=2)
+    assert throttle.spare(now, timedelta(seconds=2)) == now  # idle: a campaign's send goes now
+    flows = [throttle.slot(now) for _ in range(30)]
+    assert flows[0] == now + timedelta(milliseconds=100) and flows[-1] == now + timedelta(seconds=3)
+
+    # Then a campaign's send finds no spare slot within 2 s, and takes none
+    assert throttle.spare(now, timedelta(seconds=2)) is None
+    # A second later the next free slot (3.1 s) is within reach: taken, and the flows' next is after it
+    later = now + timedelta(seconds=1, milliseconds=500)
+    assert throttle.spare(later, timedelta(seconds=2)) == now + timedelta(seconds=3, milliseconds=100)
+    assert throttle.slot(later) == now + timedelta(seconds=3, milliseconds=200)
+    # And the counts: 31 flows' slots, 2 spare ones
+    assert throttle.used() == (31, 2)

@@ -184,7 +184,8 @@ def test_creating_the_same_campaign_twice_is_one_campaign_and_another_definition
 def test_pieces_start_a_minutes_share_of_the_rate_then_continue_a_minute_later(
     settings: Settings, clock: VirtualClock
 ) -> None:
-    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 1}), clock)  # 48 a minute: 6 a segment
+    # 60 a minute less the flows' 5 % reserve: 57, 8 for the first segment and 7 for each other
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 1}), clock)
     for i in range(200):
         sim.store.save_contact(Contact(f"p{i:03d}", email=f"p{i}@x.example", email_marketing=True), 0)
     campaigns = sim.container.campaigns
@@ -194,9 +195,65 @@ def test_pieces_start_a_minutes_share_of_the_rate_then_continue_a_minute_later(
     (fan_out,) = [campaigns.work(CampaignPiece.parse(body)) for body in jobs.take()]  # type: ignore[union-attr]
     first = [campaigns.work(CampaignPiece.parse(body)) for body in jobs.take()]  # type: ignore[union-attr]
 
-    assert all(o.started <= 6 for o in first) and sum(o.started for o in first) == 48
+    assert [o.started for o in first] == [8, 7, 7, 7, 7, 7, 7, 7]
     assert set(jobs.delays) == {timedelta(minutes=1)}  # type: ignore[union-attr]
     assert len(jobs.items) == 8  # type: ignore[union-attr]
+    # Each piece's runs come due spread over its minute (the first now, the seventh 6/7 of a minute on)
+    dues = sorted(r.due_at for r in sim.store.runs.values() if r.flow_id == "campaign.news" and r.due_at)
+    assert dues[0] == clock.now() and dues[-1] == clock.now() + timedelta(minutes=1) * 7 / 8
+
+
+def test_pace_takes_what_flows_left_last_minute_less_what_the_segment_still_has_waiting() -> None:
+    from nudge.services.campaigns import pace
+
+    piece = CampaignPiece("news", 5, 8)  # the first four segments take the remainder: not this one
+    now = START + timedelta(minutes=1)
+    # First piece: nothing measured, the flows' reserve: 500/s is 30,000 a minute, less 5 %: 28,500 / 8
+    assert pace({}, (0, 0), START, 30_000, piece, 8) == (3562, 0.0)
+    # A minute later flows took 6,000 slots (more than the reserve) and the campaign 23,000 spare ones:
+    # 24,000 / 8 = 3,000; this segment started 3,562 and sent its eighth, 2,875: 687 wait, so 2,313 now
+    last = {"slots_used": [100, 0], "slots_at": START.isoformat(), "backlog": 0, "last_started": 3562}
+    assert pace(last, (6100, 23_000), now, 30_000, piece, 8) == (2313, 687.0)
+    # Four segments finished: the four going share the minute and the spare slots (a quarter each, more
+    # than the segment started: nothing waits)
+    assert pace(last, (6100, 23_000), now, 30_000, piece, 4) == (6000, 0.0)
+    # Flows took the whole rate: the campaign still starts its floor of 10 %, and only spare slots send it
+    assert pace({**last, "last_started": 0}, (30_100, 0), now, 30_000, piece, 8) == (375, 0.0)
+    # No time since the last piece (CampaignService.run moves no clock): nothing measured, nothing waits
+    assert pace(last, (100, 0), START, 30_000, piece, 8) == (3562, 0.0)
+
+
+def test_only_sends_due_within_the_minute_count_as_waiting_not_the_holdout_or_a_later_local_time(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    from nudge.domain.campaigns import HOLDOUT
+
+    # Given 200 contacts, half in Tokyo (18:00 there is 09:00 UTC: now) and half in UTC (18:00: hours away)
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 1}), clock)
+    for i in range(200):
+        zone = "Asia/Tokyo" if i % 2 else "UTC"
+        sim.store.save_contact(Contact(f"p{i:03d}", email=f"p{i}@x.example", email_marketing=True, timezone=zone), 0)
+    campaign = newsletter(holdout=20, schedule={"date": "2026-11-02", "local_time": "18:00"})
+    campaigns = sim.container.campaigns
+    campaigns.create(campaign)
+
+    # When the first pieces start their minute's 57 runs
+    jobs = sim.container.jobs
+    for _ in range(3):
+        for body in jobs.take():  # type: ignore[union-attr]
+            campaigns.work(CampaignPiece.parse(body))
+        if sim.store.pieces_of("campaign.news"):
+            break
+
+    # Then what waits for a slot this minute is only the Tokyo recipients outside the holdout
+    logged = sim.store.pieces_of("campaign.news").values()
+    runs = [r for r in sim.store.runs.values() if r.flow_id == "campaign.news"]
+    group = campaign.grouping()
+    soon = [r for r in runs if r.due_at is not None and r.due_at <= clock.now() + timedelta(minutes=1)]
+    paced = [r for r in soon if group(r.contact_id) != HOLDOUT]
+    assert sum(int(r["started"]) for r in logged) == len(runs) == 57
+    assert 0 < len(paced) < len(soon) < len(runs)  # each kind is there: the test can tell them apart
+    assert sum(int(r["last_started"]) for r in logged) == len(paced)
 
 
 def test_pause_holds_sends_resume_continues_and_cancel_stops_for_good(sim: Simulation, clock: VirtualClock) -> None:
@@ -523,9 +580,56 @@ def test_ab_pieces_replayed_and_a_pause_across_the_decision_send_nothing_twice(
 def test_the_benchs_throughput_is_sends_over_the_rate_times_the_span() -> None:
     from nudge.local.campaign_bench import throughput_line
 
-    # 3,360 sends in 300 s at 14/s: 11.2/s, 80% of the rate (a minute's share of 80% each minute)
+    # 3,360 sends in 300 s at 14/s: 11.2/s, 80% of the rate
     assert throughput_line(3360, 300, 14) == (
         "  throughput: 3,360 sends in 300 s of virtual time at 14/s: 11.2/s, 80.0% of the SES rate "
-        "(the campaign's share is 80%; flows keep the rest)"
+        "(flows keep priority and a reserve; the campaign takes what they leave)"
     )
     assert "0.0% of the SES rate" in throughput_line(0, 0, 14)
+
+
+def test_a_campaign_uses_what_flows_leave_of_the_rate_and_a_flows_send_still_goes_out_at_once(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    from nudge.local.campaign_bench import drive
+    from nudge.services.throttle import SPARE_WITHIN
+    from tests.factories import subscribed
+
+    # Given 1,200 consenting contacts and an SES quota of 2 a second (10 minutes for all of them at the quota)
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 2}), clock)
+    for i in range(1200):
+        sim.store.save_contact(Contact(f"q{i:04d}", email=f"q{i}@x.example", email_marketing=True), 0)
+    start = clock.now()
+    sim.container.campaigns.create(newsletter())
+
+    # When the campaign runs on the virtual clock, its pieces at their SQS delays, and a contact subscribes
+    # in its fifth minute (the welcome series' first email is due at once)
+    arrives = start + timedelta(minutes=4, seconds=30)
+    welcome = {"id": "late", "email": "late@example.com", "email_marketing": True}
+    drive(sim, start + timedelta(minutes=30), [(arrives, lambda: sim.send(subscribed("sub_late", welcome)))])
+
+    # Then every recipient got the newsletter once, within 10 % of 1,200 / 2 s: at least 90 % of the quota
+    messages = [m for cid in sim.store.contacts for m in sim.store.messages_for(cid)]
+    campaign = [m for m in messages if m.flow_id == "campaign.news" and m.status is MessageStatus.SENT]
+    assert len(campaign) == len({m.contact_id for m in campaign}) == 1200
+    last = max(m.sent_at for m in campaign if m.sent_at is not None)
+    assert (last - start).total_seconds() <= 1200 / 2 / 0.9
+    # And the flow's send went out within the campaign's look-ahead of falling due, not behind a minute of it
+    (welcomed,) = [m for m in messages if m.contact_id == "late" and m.flow_id != "campaign.news"]
+    assert welcomed.status is MessageStatus.SENT and welcomed.sent_at is not None
+    assert welcomed.sent_at - arrives <= SPARE_WITHIN + timedelta(seconds=1)
+
+
+def test_a_campaigns_utm_parameters_override_the_accounts_on_every_link(sim: Simulation) -> None:
+    utm = {"utm_campaign": "black-friday", "utm_source": "newsletter"}
+    email = {"template": "campaigns/newsletter", "subject": "Hi", "utm": utm}
+
+    sim.container.campaigns.run(newsletter(email=email))
+    sim.run_until(START + timedelta(minutes=2))
+
+    (_, sent), *_ = sim.mailer.sent
+    assert "utm_campaign=black-friday" in sent.html and "utm_source=newsletter" in sent.html
+    assert "utm_medium=email" in sent.html and "utm_content=email" in sent.html  # the rest stay
+    assert "utm_campaign=campaign.news" not in sent.html and "utm_campaign=black-friday" in sent.text
+    with pytest.raises(ValueError, match="utm: 'ref' is not one of"):
+        newsletter(email={**email, "utm": {"ref": "x"}})

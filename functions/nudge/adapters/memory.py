@@ -399,12 +399,28 @@ class MemorySendRateLimiter:
     def __init__(self) -> None:
         self.horizon: dict[str, datetime] = {}
         self.reserved = 0
+        self.counted: dict[str, tuple[int, int]] = {}  # reserve() and reserve_spare() per bucket
 
     def reserve(self, bucket: str, now: datetime, interval: timedelta) -> datetime:
         slot = max(now, self.horizon.get(bucket, now))
         self.horizon[bucket] = slot + max(interval, timedelta(milliseconds=1))
         self.reserved += 1
+        flows, spare = self.counted.get(bucket, (0, 0))
+        self.counted[bucket] = (flows + 1, spare)
         return slot
+
+    def reserve_spare(self, bucket: str, now: datetime, interval: timedelta, within: timedelta) -> datetime | None:
+        slot = max(now, self.horizon.get(bucket, now))
+        if slot > now + within:
+            return None
+        self.horizon[bucket] = slot + max(interval, timedelta(milliseconds=1))
+        self.reserved += 1
+        flows, spare = self.counted.get(bucket, (0, 0))
+        self.counted[bucket] = (flows, spare + 1)
+        return slot
+
+    def used(self, bucket: str) -> tuple[int, int]:
+        return self.counted.get(bucket, (0, 0))
 
     def hold(self, bucket: str, until: datetime) -> None:
         if until > self.horizon.get(bucket, until - timedelta(seconds=1)):

@@ -517,6 +517,9 @@ def bench(
         int, typer.Option(help="Only a campaign: this many recipients in memory (ADR 0019); 0: the usual benches.")
     ] = 0,
     moto_campaign: Annotated[int, typer.Option(help="With --campaign: recipients of the campaign on moto.")] = 1000,
+    quota: Annotated[
+        int, typer.Option(help="With --campaign: the SES quota (sends/s) of the simulated campaign; 0 skips it.")
+    ] = 500,
     audiences: Annotated[
         int,
         typer.Option(
@@ -586,12 +589,17 @@ def bench(
             console.print(line, highlight=False)
         return
     if campaign:
-        from nudge.local.campaign_bench import campaign_in_memory, campaign_on_moto
+        from nudge.local.campaign_bench import campaign_in_memory, campaign_on_moto, quota_lines
 
         with console.status(f"campaign: {campaign:,} recipients in memory…"):
             lines = list(campaign_in_memory(campaign))
         for line in lines:
             console.print(line)
+        if quota:
+            with console.status(f"campaign: {campaign:,} recipients at {quota:,}/s, simulated…"):
+                lines = list(quota_lines(campaign, quota))
+            for line in lines:
+                console.print(line)
         if moto_campaign:
             with console.status(f"campaign: {moto_campaign:,} recipients on moto…"):
                 lines = list(campaign_on_moto(moto_campaign))
@@ -651,7 +659,11 @@ def chaos(
     workers: Annotated[int, typer.Option(help="Plays run in this many processes.")] = os.cpu_count() or 1,
     daily_job: Annotated[bool, typer.Option(help="Run the daily job each morning (and fault it too).")] = True,
     story: Annotated[
-        str, typer.Option(help="demo (welcome, cart, post-purchase, an imported history) or library (ten more flows).")
+        str,
+        typer.Option(
+            help="demo (welcome, cart, post-purchase, an imported history), library (ten more flows) or campaign "
+            "(a newsletter to 24 contacts with a flow beside it)."
+        ),
     ] = "demo",
 ) -> None:
     """Play a story on moto with faults at every AWS call; exit 1 if any message was lost or doubled."""

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from nudge.domain import send_time
 from nudge.domain.durations import parse_duration
 from nudge.domain.engine import choose_variant
-from nudge.domain.flows import Flow, SplitStep, _clock_time
+from nudge.domain.flows import Flow, SplitStep, _clock_time, check_utm
 from nudge.domain.guardrails import GuardrailOverrides
 from nudge.domain.kpis import two_proportion_z
 from nudge.domain.lifecycle import STAGES
@@ -74,6 +74,14 @@ class CampaignEmail(_Strict):
     template: str = Field(min_length=1, description="templates/<template>.html.j2 and .txt.j2")
     subject: str = Field(min_length=1, description="A Jinja2 template for the subject line.")
     preheader: str | None = None
+    utm: dict[str, str] | None = Field(
+        default=None, description="UTM parameters over the account's (utm_campaign: campaign.<id> otherwise)."
+    )
+
+    @field_validator("utm")
+    @classmethod
+    def _utm(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_utm(value)
 
 
 class CampaignSms(_Strict):
@@ -326,16 +334,22 @@ class Campaign(_Strict):
         return [split, *emails]
 
     def recipient_run(
-        self, contact: Contact, default_timezone: str, now: datetime, prior: Sequence[float] | None = None
+        self,
+        contact: Contact,
+        default_timezone: str,
+        now: datetime,
+        prior: Sequence[float] | None = None,
+        first_step: str | None = None,
     ) -> Run:
-        """The recipient's run: its id derived from campaign and contact (a second resolution finds it)."""
+        """The recipient's run: its id derived from campaign and contact (a second resolution finds it).
+        `first_step`: `as_flow().first_step_id`, once per piece rather than a flow built per recipient."""
         trigger_id = f"{FLOW_PREFIX}{self.id}"
         return Run(
             run_id=Run.id_for(self.flow_id, contact.contact_id, trigger_id),
             contact_id=contact.contact_id,
             flow_id=self.flow_id,
             status=RunStatus.ACTIVE,
-            cursor=self.as_flow().first_step_id,
+            cursor=first_step or self.as_flow().first_step_id,
             seq=1,
             trigger_event_id=trigger_id,
             trigger={"type": "campaign", "campaign": self.id},

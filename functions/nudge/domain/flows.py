@@ -227,6 +227,20 @@ class WaitUntilStep(_Step):
         return self
 
 
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+
+
+def check_utm(value: dict[str, str] | None) -> dict[str, str] | None:
+    """UTM parameters that override the account's and the defaults (utm_campaign = the flow, utm_content =
+    the step): only the five UTM keys, each a short printable value."""
+    for key, text in (value or {}).items():
+        if key not in UTM_KEYS:
+            raise ValueError(f"utm: {key!r} is not one of {', '.join(UTM_KEYS)}")
+        if not 1 <= len(text) <= 100 or not text.isprintable():
+            raise ValueError(f"utm: {key} must be 1 to 100 printable characters")
+    return value
+
+
 class EmailStep(_Step):
     """Send an email rendered from templates/<template>.html.j2 and .txt.j2."""
 
@@ -235,6 +249,12 @@ class EmailStep(_Step):
     subject: str = Field(min_length=1, description="A Jinja2 template for the subject line.")
     preheader: str | None = Field(default=None, description="A Jinja2 template for the inbox preview line.")
     category: Category | None = Field(default=None, description="Overrides the flow's category.")
+    utm: dict[str, str] | None = Field(default=None, description="UTM parameters over the defaults, e.g. utm_campaign.")
+
+    @field_validator("utm")
+    @classmethod
+    def _utm(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return check_utm(value)
 
 
 class SmsStep(_Step):

@@ -1,8 +1,11 @@
 """`nudge chaos`: a story on moto with faults injected at the boto3 layer, judged against a clean run.
 
-Two stories: the demo's (welcome, cart, post-purchase, the daily job over an imported history) and the
+Three stories: the demo's (welcome, cart, post-purchase, the daily job over an imported history), the
 library's (browse abandonment, back in stock with SMS, post-purchase and replenishment, the course funnel
-and drip, client onboarding, a product launch with SMS, a birthday), each played on the virtual clock.
+and drip, client onboarding, a product launch with SMS, a birthday) and a campaign's (24 contacts in six
+zones through POST /v1/contacts, a newsletter through POST /v1/campaigns, and a contact who subscribes
+while it goes out: its pieces and sends crash and are retried like any Lambda's, ADR 0019), each played on
+the virtual clock.
 
 moto never throttles, never times out and never cancels a transaction for anything but a failed condition.
 This harness makes it do all of that, at the one place every AWS call passes (botocore's `before-call`
@@ -70,6 +73,7 @@ def _event(at: timedelta, what: str, event_id: str, type_: str, who: dict[str, A
 
 
 StoryLine = tuple[timedelta, str, dict[str, Any]]
+ApiLine = tuple[timedelta, str, dict[str, Any]]  # (when, the API path posted to, the body)
 _APRON = {"product_id": "p_apron", "product_title": "Linen apron", "product_url": "https://shop.example/apron"}
 _BEANS_ORDER = {
     "order_id": "lib_o1",
@@ -159,11 +163,30 @@ class Story:
     lines: list[StoryLine]
     duration: timedelta
     history: bool  # import the demo's order history first
+    api: tuple[ApiLine, ...] = ()  # other signed POSTs (contacts, a campaign), in time order with the lines
+
+
+def _campaign_story() -> Story:
+    from nudge.local.campaign_play import sample_contacts
+
+    contacts = [(timedelta(0), "/v1/contacts", body) for body in sample_contacts(24)]
+    newsletter = {
+        "id": "chaos_news",
+        "name": "Chaos newsletter",
+        "audience": {"exclude_tags": ["no_newsletter"]},
+        "email": {"template": "campaigns/newsletter", "subject": "News for {{ contact.first_name }}"},
+    }
+    campaign = (timedelta(minutes=10), "/v1/campaigns", newsletter)
+    zoe = _event(
+        timedelta(minutes=10, seconds=20), "Zoe subscribes mid-campaign", "camp_zoe", "subscribed", _who("zoe")
+    )
+    return Story([zoe], timedelta(hours=2), history=False, api=(*contacts, campaign))
 
 
 STORIES = {
     "demo": Story(STORY, DURATION, history=True),
     "library": Story(LIBRARY_STORY, timedelta(days=28), history=False),
+    "campaign": _campaign_story(),
 }
 
 
@@ -342,9 +365,10 @@ def play(choose: Callable[[int, str], str | None], *, daily_job: bool = True, st
             import_history(stack)
         _emulate_retries(stack, injector)
         injector.enabled = True
-        for offset, _, body in played.lines:
+        steps = [(offset, "/v1/events", body) for offset, _, body in played.lines] + list(played.api)
+        for offset, path, body in sorted(steps, key=lambda step: step[0]):
             stack.pump.run_until(START + offset)
-            _request(stack, injector, body)
+            _request(stack, injector, body, path)
         stack.pump.run_until(START + played.duration + SETTLE)
         injector.enabled = False
         return Observed(
@@ -410,12 +434,13 @@ def _emulate_retries(stack: MotoStack, injector: FaultInjector) -> None:
     stack.pump._invoke = fire_target
 
 
-def _request(stack: MotoStack, injector: FaultInjector, body: dict[str, Any]) -> None:
-    """POST /v1/events as a storefront does: again (newly signed) after a 5xx or no answer, up to 8 times."""
+def _request(stack: MotoStack, injector: FaultInjector, body: dict[str, Any], path: str = "/v1/events") -> None:
+    """POST as a storefront (or an API client) does: again (newly signed) after a 5xx or no answer, up to 8
+    times."""
     from nudge.handlers import ingest
 
     for _ in range(STOREFRONT_ATTEMPTS):
-        event = signed_request(stack.signing_key, "POST", "/v1/events", body, stack.clock.now())
+        event = signed_request(stack.signing_key, "POST", path, body, stack.clock.now())
         with injector.invocation():
             try:
                 response = ingest.handler(event, FakeLambdaContext.fresh("nudge-ingest"))

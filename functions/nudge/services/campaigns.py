@@ -6,9 +6,10 @@ function). A piece scans its segment from its cursor, and for each contact in th
 on a channel of the campaign starts the contact's run of the campaign's flow (`Campaign.recipient_run`:
 a deterministic id, so a piece done twice starts nothing twice). The runs go through the durable send
 path (ADR 0007): the worker applies suppression, smart sending, caps and quiet hours, and sends at the
-SES rate. A piece starts at most a minute's share of the send rate, then continues itself a minute later,
-so the campaign never holds more than about a minute of sends in flight (pause stops it within that
-minute) and leaves the rest of the rate to flows. Each segment's progress (cursor, counts) is in the job
+SES rate. A piece starts its share of what flows left of the send rate in the last minute (`pace`), due
+spread over the minute, then continues itself a minute later, so the campaign never holds more than about
+a minute of sends in flight (pause stops it within that minute); its sends take only spare send slots
+(`SendThrottle.spare`), so flows keep priority. Each segment's progress (cursor, counts) is in the job
 log under `campaign.<id>`, replaced as it moves, so resume continues where each segment stopped.
 """
 
@@ -30,7 +31,7 @@ from nudge.domain.campaigns import (
     choose_winner,
 )
 from nudge.domain.flows import Flow, FlowCatalog
-from nudge.domain.model import Category, Channel, Contact
+from nudge.domain.model import Category, Channel, Contact, Run
 from nudge.ports import Census, Clock, ConflictError, Documents, JobLog, JobQueue
 
 if TYPE_CHECKING:  # the run service is handed in; importing it would load the renderer (ADR 0020)
@@ -40,8 +41,11 @@ log = logging.getLogger(__name__)
 
 DOCUMENT_PREFIX = "campaign."
 SEGMENTS = 8
-# The share of the SES rate a campaign takes per minute; flows (a welcome, a cart reminder) keep the rest.
-RATE_SHARE = 0.8
+# A campaign starts, each minute, the runs of what flows left of the SES rate in the last minute (their
+# sends counted by the send throttle), less a reserve flows keep even when idle; never less than a floor.
+# Its sends take only spare slots (SendThrottle.spare), so flows keep priority whatever it started.
+FLOW_RESERVE = 0.05
+MIN_SHARE = 0.1
 PACE = timedelta(minutes=1)
 MAX_JOB_DELAY = timedelta(minutes=15)  # SQS DelaySeconds at most; a piece early for its start waits again
 # A paused campaign's due messages look again this often (resume takes effect within it).
@@ -288,6 +292,7 @@ class CampaignService:
         catalog: CampaignCatalog | None = None,
         check: Callable[[Campaign], list[str]] = lambda campaign: [],
         step_counts: Callable[[str], dict[str, dict[str, int]]] = lambda flow_id: {},
+        flows_used: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self._documents = documents
         self._census = census
@@ -295,7 +300,8 @@ class CampaignService:
         self._runs = runs
         self._clock = clock
         self._jobs = jobs
-        self._per_minute = max(1, per_minute)
+        self._per_minute = max(1, per_minute)  # the SES rate, a minute of it
+        self._flows_used = flows_used  # slots flows and campaigns took, ever (SendThrottle.used)
         self._zone = default_timezone
         self._segments = segments
         self._catalog = catalog
@@ -422,14 +428,25 @@ class CampaignService:
                 done.status = "stood_down"  # a pause or cancel landed between the read and the write
                 return done
             record = sending
-        previous = self._log.pieces_of(document_name(piece.campaign_id)).get(piece.key, {})
-        batch = max(1, self._per_minute // piece.of)
+        logged = self._log.pieces_of(document_name(piece.campaign_id))
+        previous = logged.get(piece.key, {})
+        # The segments still going share the minute: the last ones to finish take the finished ones' part.
+        finished = sum(1 for key, e in logged.items() if e.get("done") and key.startswith("rest-") == piece.rest)
+        used = self._flows_used()
+        batch, backlog = pace(previous, used, now, self._per_minute, piece, max(1, piece.of - finished))
         cursor: dict[str, Any] | None = piece.cursor
         campaign = record.campaign
         channels = [c for c, on in ((Channel.EMAIL, campaign.email), (Channel.SMS, campaign.sms)) if on]
         group_of = campaign.grouping()
         prior = self._prior() if campaign.schedule.best_time is True else None
+
+        first_step = campaign.as_flow().first_step_id
+
+        def run_of(contact: Contact, due: datetime) -> Run:
+            return _spread(campaign.recipient_run(contact, self._zone, now, prior, first_step), due)
+
         done.done = True
+        paced = 0
         for contact, after in self._census.contacts_segment(piece.segment, piece.of, piece.cursor):
             done.contacts += 1
             cursor = after
@@ -439,9 +456,14 @@ class CampaignService:
                     done.later += not piece.rest  # the rest's own pieces start it once the winner is chosen
                 elif not _reachable(contact, channels):
                     done.unreachable += not piece.rest
-                elif self._runs.start(engine.StartRun(campaign.recipient_run(contact, self._zone, now, prior), None)):
+                elif self._runs.start(
+                    engine.StartRun(run := run_of(contact, now + PACE * done.started / batch), None),
+                    redrive_existing=True,
+                ):
                     done.started += 1
                     done.holdout += group == HOLDOUT
+                    # what will ask for a spare slot within the minute (not the holdout, not a later local time)
+                    paced += group != HOLDOUT and run.due_at is not None and run.due_at <= now + PACE
                 else:
                     done.existing += 1
             if after is None:
@@ -464,6 +486,11 @@ class CampaignService:
                 "unreachable": int(previous.get("unreachable", 0)) + done.unreachable,
                 "holdout": int(previous.get("holdout", 0)) + done.holdout,
                 "later": int(previous.get("later", 0)) + done.later,
+                # what the segment's next piece measures the last minute by (`pace`)
+                "slots_used": list(used),
+                "slots_at": now.isoformat(),
+                "backlog": backlog,
+                "last_started": paced,
             },
             self._clock.now(),
         )
@@ -608,6 +635,56 @@ class CampaignService:
             by_delay.setdefault(delay, []).append(piece.as_payload())
         for delay, bodies in by_delay.items():
             self._jobs.put(bodies, delay=delay)
+
+
+def minute_budget(per_minute: int, flows_last_minute: float) -> int:
+    """How many runs a campaign starts in the next minute: the minute of SES rate less what flows used in the
+    last one (at least their reserve), never below the floor (its sends wait for spare slots anyway)."""
+    reserve = max(per_minute * FLOW_RESERVE, flows_last_minute)
+    return max(1, int(per_minute * MIN_SHARE), int(per_minute - reserve))
+
+
+def segment_share(budget: int, piece: CampaignPiece, going: int) -> int:
+    """A segment's piece of the minute's budget, shared by the `going` segments not finished."""
+    return max(1, budget // going + (piece.segment % going < budget % going))
+
+
+def pace(
+    previous: Mapping[str, Any],
+    used: tuple[int, int],
+    now: datetime,
+    per_minute: int,
+    piece: CampaignPiece,
+    going: int,
+) -> tuple[int, float]:
+    """How many runs the segment's piece starts now, and the segment's backlog: (batch, backlog).
+
+    From the send throttle's counts (`used`: flows' slots, campaigns' spare slots, ever) against the
+    segment's last piece's: flows' rate over the last minute sets the minute's budget (`minute_budget`),
+    and the sends the segment's last piece started for that minute (`last_started`: not the holdout, not a
+    later local time) less its share of the spare slots taken since is what it still has waiting (flows
+    took more than they left, or a burst), started less this time. Only the last minute's: recipients the
+    worker skips (suppressed, smart sending) never take a slot, and counted for good they would slow the
+    campaign for good; counted for a minute, 5 % skipped slow it about 5 %. `going` segments are not
+    finished: they share the budget and the spare slots. The first piece, or one with no time since the
+    last (`CampaignService.run`, which moves no clock), has nothing to measure: the reserve applies. Two
+    campaigns at once each see the other's sends as theirs: each starts less, none more.
+    """
+    flows_minute, backlog = 0.0, 0.0
+    before, at = previous.get("slots_used"), previous.get("slots_at")
+    seconds = (now - datetime.fromisoformat(str(at))).total_seconds() if at else 0.0
+    if isinstance(before, list) and len(before) == 2 and seconds > 0:
+        flows_minute = max(0, used[0] - int(before[0])) * 60 / seconds
+        sent = max(0, used[1] - int(before[1])) / going
+        backlog = max(0.0, int(previous.get("last_started", 0)) - sent)
+    share = segment_share(minute_budget(per_minute, flows_minute), piece, going)
+    return max(1, int(share - backlog)), backlog
+
+
+def _spread(run: Run, due: datetime) -> Run:
+    """Due no sooner than `due`: a piece's runs come due spread over its minute, so the campaign's sends
+    reach the worker at the pace of the spare slots, not in a burst (a later local time stays)."""
+    return run if run.due_at is not None and run.due_at >= due else replace(run, due_at=due)
 
 
 def _reachable(contact: Contact, channels: list[Channel]) -> bool:

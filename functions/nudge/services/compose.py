@@ -111,7 +111,7 @@ class EmailComposer:
             preheader = self._renderer.render_string(step.preheader, context, label=f"{step.template} preheader")
             html = _after_body_start(html, _PREHEADER.format(html_lib.escape(preheader)))
         if policy.utm:
-            params = {**policy.utm, "utm_campaign": message.flow_id, "utm_content": message.step_id}
+            params = {**policy.utm, "utm_campaign": message.flow_id, "utm_content": message.step_id, **(step.utm or {})}
             keep = _is_unsubscribe_link(policy.unsubscribe_base_url)
             html = links.tag_html(html, params, keep=keep)
             text = links.tag_text(text, params, keep=keep)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from nudge.brand_file import TemplateRenderError
 from nudge.domain import engine, sms, whatsapp
+from nudge.domain.campaigns import campaign_id_of
 from nudge.domain.flows import (
     AudienceStep,
     DateTrigger,
@@ -48,7 +49,7 @@ from nudge.ports import (
 )
 from nudge.services import consent
 from nudge.services.compose import EmailComposer, MailPolicy
-from nudge.services.throttle import SendThrottle
+from nudge.services.throttle import SPARE_WITHIN, SendThrottle, spare_retry
 from nudge.signing import sign
 
 if TYPE_CHECKING:  # handed in; the request paths that start runs never render (ADR 0020)
@@ -216,10 +217,15 @@ class RunService:
             return outcome
         return self.advance(run, outcome=outcome, deadline=deadline)
 
-    def start(self, start: engine.StartRun) -> Run | None:
-        """Store a new run and line up its first wake-up: now (through the queue) or at its due time."""
+    def start(self, start: engine.StartRun, *, redrive_existing: bool = False) -> Run | None:
+        """Store a new run and line up its first wake-up: now (through the queue) or at its due time.
+
+        With `redrive_existing`, a run that already exists (a campaign's piece done again after a crash
+        between storing a run and queueing it) has its wake-up lined up again: idempotent."""
         run = self._store.start_run(start.run, start.slot)
         if run is None:
+            if redrive_existing and (found := self._store.get_run(start.run.contact_id, start.run.run_id)):
+                self.redrive(found)
             return None
         self.redrive(run)
         return run
@@ -403,7 +409,11 @@ class RunService:
             self._settle(message, MessageStatus.SKIPPED, outcome, reason=whatsapp.WINDOW_CLOSED)
             return
         if isinstance(step, EmailStep) and self._throttle is not None:
-            slot = slot if slot is not None and slot >= now - SENDING_GRACE else self._throttle.slot(now)
+            if slot is None or slot < now - SENDING_GRACE:
+                slot = self._slot(message, now)
+            if slot is None:  # a campaign's send, and flows hold the rate for now: look again shortly
+                self._defer(message, now + spare_retry(message.message_id), outcome)
+                return
             if int(slot.timestamp()) > int(now.timestamp()):  # the rate is per one-second window
                 self._defer(message, slot, outcome, slot=slot)
                 return
@@ -521,6 +531,14 @@ class RunService:
         elif status is MessageStatus.UNKNOWN:
             outcome.unknown.append(message.step_id)
             log.error("send outcome unknown; not resent", extra={"message_id": message.message_id})
+
+    def _slot(self, message: Message, now: datetime) -> datetime | None:
+        """A flow's send reserves the next slot however far out; a campaign's takes only a spare one, close
+        to now (ADR 0019): flows keep priority, and campaigns use every slot they leave."""
+        assert self._throttle is not None
+        if campaign_id_of(message.flow_id) is None:
+            return self._throttle.slot(now)
+        return self._throttle.spare(now, SPARE_WITHIN)
 
     def _defer(
         self, message: Message, until: datetime, outcome: AdvanceOutcome, *, slot: datetime | None = None

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime, timedelta
 
 from nudge.ports import SendRateLimiter
+
+# A campaign's send takes a slot at most this far ahead, so a flow's send never waits behind more than
+# this much of a campaign (ADR 0019); finding none, it looks again within twice this, spread by message.
+SPARE_WITHIN = timedelta(seconds=2)
+
+
+def spare_retry(message_id: str) -> timedelta:
+    """When a campaign's send that found no spare slot looks again: SPARE_WITHIN to twice that, in 1/10 s
+    steps by a hash of the message, so the ones turned away together do not all come back together."""
+    tenths = int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16) % int(SPARE_WITHIN.total_seconds() * 10)
+    return SPARE_WITHIN + timedelta(seconds=tenths / 10)
 
 
 class SendThrottle:
@@ -25,6 +37,16 @@ class SendThrottle:
     def slot(self, now: datetime) -> datetime:
         """A send slot for one message: `now` when the rate has room, else the first free moment after."""
         return self._limiter.reserve(self._bucket, now, self._interval)
+
+    def spare(self, now: datetime, within: timedelta) -> datetime | None:
+        """A campaign's send slot: one no later than `now + within` that nobody holds, or None (flows have the
+        rate until further out). Campaigns so fill what flows leave, and a flow never waits behind more
+        than `within` of campaign sends (ADR 0019)."""
+        return self._limiter.reserve_spare(self._bucket, now, self._interval, within)
+
+    def used(self) -> tuple[int, int]:
+        """Slots taken, ever: (flows' by `slot`, campaigns' by `spare`); their change over a minute is a rate."""
+        return self._limiter.used(self._bucket)
 
     def hold(self, until: datetime) -> None:
         self._limiter.hold(self._bucket, until)

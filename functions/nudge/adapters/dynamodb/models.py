@@ -291,6 +291,8 @@ class CounterModel(Model):
     version = NumberAttribute(null=True)  # DOC items written conditionally (a campaign's status): +1 a write
     updated_at = UTCDateTimeAttribute(null=True)
     taken = NumberAttribute(null=True)  # RATE# items: the next free send slot, epoch milliseconds
+    used = NumberAttribute(null=True)  # RATE# items: slots reserved by flows, ever (campaigns fill the rest)
+    spared = NumberAttribute(null=True)  # RATE# items: spare slots campaigns took, ever
     expires_at = TTLAttribute(null=True)
 
 

@@ -2,7 +2,9 @@
 
 The item holds the next free send slot (epoch milliseconds). Reserving a slot moves it `interval` later
 with one conditional update, so a burst of any size gets distinct slots spread at the account's rate and
-nobody waits inside Lambda: a caller whose slot is later defers its send to that moment.
+nobody waits inside Lambda: a caller whose slot is later defers its send to that moment. The same update
+counts the slot in `used` (flows' slots, ever); a campaign's send takes a spare slot instead, only one
+within a few seconds of now (counted in `spared`; ADR 0019), so it never queues ahead of a flow's.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from pynamodb.exceptions import UpdateError
 
-from nudge.adapters.dynamodb.models import RATE_PREFIX, BoundModels
+from nudge.adapters.dynamodb.models import RATE_PREFIX, BoundModels, CounterModel
 
 HORIZON_SK = "horizon"
 _ATTEMPTS = 8
@@ -36,22 +38,58 @@ class DynamoSendRateLimiter:
         for _ in range(_ATTEMPTS):
             try:
                 # Busy: the next slot is now or later; take it and move the horizon one interval on.
-                item.update(actions=[model.taken.add(step)], condition=model.taken >= now_ms)
+                item.update(actions=[model.taken.add(step), model.used.add(1)], condition=model.taken >= now_ms)
                 return datetime.fromtimestamp((int(item.taken) - step) / 1000, UTC)
             except UpdateError as exc:
                 if not _lost(exc):
                     raise
-            try:
-                # Idle: the horizon is in the past (or absent); the slot is now.
-                item.update(
-                    actions=[model.taken.set(now_ms + step)],
-                    condition=model.taken.does_not_exist() | (model.taken < now_ms),
-                )
+            if self._idle(item, now_ms, step, count=True):
                 return now
+        raise RuntimeError(f"send-rate horizon {bucket} kept moving; {_ATTEMPTS} attempts")
+
+    def reserve_spare(self, bucket: str, now: datetime, interval: timedelta, within: timedelta) -> datetime | None:
+        model = self._model
+        item = model(pk=RATE_PREFIX + bucket, sk=HORIZON_SK)
+        step, now_ms = max(1, math.ceil(interval.total_seconds() * 1000)), _ms(now)
+        last_ms = now_ms + int(within.total_seconds() * 1000)
+        for _ in range(_ATTEMPTS):
+            try:
+                # Busy, but the next slot is within reach: take it.
+                item.update(
+                    actions=[model.taken.add(step), model.spared.add(1)], condition=model.taken.between(now_ms, last_ms)
+                )
+                return datetime.fromtimestamp((int(item.taken) - step) / 1000, UTC)
             except UpdateError as exc:
                 if not _lost(exc):
                     raise
+            if self._idle(item, now_ms, step, count=False):
+                return now
+            found = model.get(item.pk, item.sk, consistent_read=True, attributes_to_get=["taken"])
+            if found.taken is not None and int(found.taken) > last_ms:
+                return None  # flows (or a hold) have the rate until then: no spare slot
         raise RuntimeError(f"send-rate horizon {bucket} kept moving; {_ATTEMPTS} attempts")
+
+    def used(self, bucket: str) -> tuple[int, int]:
+        model = self._model
+        try:
+            found = model.get(RATE_PREFIX + bucket, HORIZON_SK, attributes_to_get=["used", "spared"])
+        except model.DoesNotExist:
+            return 0, 0
+        return int(found.used or 0), int(found.spared or 0)
+
+    def _idle(self, item: CounterModel, now_ms: int, step: int, *, count: bool) -> bool:
+        """The horizon is in the past (or absent): take the slot now. False if someone moved it meanwhile."""
+        model = self._model
+        try:
+            item.update(
+                actions=[model.taken.set(now_ms + step), (model.used if count else model.spared).add(1)],
+                condition=model.taken.does_not_exist() | (model.taken < now_ms),
+            )
+            return True
+        except UpdateError as exc:
+            if not _lost(exc):
+                raise
+            return False
 
     def hold(self, bucket: str, until: datetime) -> None:
         model = self._model
