@@ -31,6 +31,9 @@ FEEDBACK = {
     FeedbackKind.COMPLAINT: "Complaints",
     FeedbackKind.REJECT: "Rejected",
     FeedbackKind.UNSUBSCRIBE: "Unsubscribes",
+    FeedbackKind.READ: "Read",
+    FeedbackKind.FAILED: "FailedAfterSend",
+    FeedbackKind.REPLY: "Replies",
 }
 
 

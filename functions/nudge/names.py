@@ -107,6 +107,8 @@ SUBSCRIBE_HANDLER: Final = "nudge.handlers.subscribe.handler"  # /v1/subscribe (
 FEEDBACK_HANDLER: Final = "nudge.handlers.feedback.handler"  # SNS: SES configuration-set events
 UNSUBSCRIBE_HANDLER: Final = "nudge.handlers.unsubscribe.handler"  # API Gateway, public routes
 SMS_INBOUND_HANDLER: Final = "nudge.handlers.sms_inbound.handler"  # SNS: two-way SMS
+# SNS: End User Messaging Social's WhatsApp events; deployed only with a WhatsApp number
+WHATSAPP_INBOUND_HANDLER: Final = "nudge.handlers.whatsapp_inbound.handler"
 SWEEP_HANDLER: Final = "nudge.handlers.sweep.handler"  # daily schedule: segment reviews due by time
 
 # Where flows/ and templates/ are copied inside the Lambda bundle.

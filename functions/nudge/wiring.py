@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from nudge.services.subscribe import SubscribeService
     from nudge.services.throttle import SendThrottle
     from nudge.services.webhooks import WebhookService
+    from nudge.services.whatsapp_inbound import WhatsAppInboundService
     from nudge.templating import TemplateRenderer
 
 
@@ -387,6 +388,20 @@ class Container:
         from nudge.services.preferences import PreferenceService
 
         return PreferenceService(store=self.store, flows=self.flows, clock=self.clock, key=self.unsubscribe_key)
+
+    @cached_property
+    def whatsapp_inbound(self) -> WhatsAppInboundService:
+        from nudge import flow_counts
+        from nudge.services.whatsapp_inbound import WhatsAppInboundService
+
+        # Customers' messages arrive as events, through the ingest service, built only when one arrives.
+        return WhatsAppInboundService(
+            store=self.store,
+            refs=self.refs,
+            clock=self.clock,
+            ingest=lambda event: self.ingest.ingest(event),
+            counted=flow_counts.record_feedback,
+        )
 
     @cached_property
     def sms_keywords(self) -> SmsKeywordService:

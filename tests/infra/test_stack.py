@@ -222,6 +222,7 @@ ENGINE_HANDLERS = [
     names.SUBSCRIBE_HANDLER,
     names.SWEEP_HANDLER,
     names.FEEDBACK_HANDLER,  # SES opens and clicks are events: they start and advance runs
+    names.WHATSAPP_INBOUND_HANDLER,  # customers' WhatsApp messages are events; deployed with a number (PROD)
 ]
 HANDLERS = [*ENGINE_HANDLERS, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
@@ -233,6 +234,7 @@ EXTRA_TABLES = {
     names.API_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,
     names.SUBSCRIBE_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,  # "notify me" waitlists
     names.FEEDBACK_HANDLER: DELIVERABILITY,
+    names.WHATSAPP_INBOUND_HANDLER: {"DataContactRefs"} | DELIVERABILITY,  # a status links the number
     names.UNSUBSCRIBE_HANDLER: DELIVERABILITY,
     names.SMS_INBOUND_HANDLER: DELIVERABILITY,
     names.SWEEP_HANDLER: DELIVERABILITY,
@@ -302,7 +304,12 @@ def test_asynchronous_failures_land_in_the_dead_letter_queue(prod: Synth) -> Non
         c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
         for c in prod.resources("AWS::Lambda::EventInvokeConfig").values()
     }
-    async_handlers = (names.FEEDBACK_HANDLER, names.SMS_INBOUND_HANDLER, names.SWEEP_HANDLER)
+    async_handlers = (
+        names.FEEDBACK_HANDLER,
+        names.SMS_INBOUND_HANDLER,
+        names.SWEEP_HANDLER,
+        names.WHATSAPP_INBOUND_HANDLER,
+    )
     assert set(configs) == {function(prod, handler)[0] for handler in async_handlers}
     for props in configs.values():
         assert props["MaximumRetryAttempts"] == 2
@@ -633,8 +640,8 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         if a["Properties"]["Namespace"] != "AWS/ApiGateway"
     )
     assert metrics == [
-        *[("AWS/Lambda", "Errors")] * 9,
-        *[("AWS/Lambda", "Throttles")] * 9,
+        *[("AWS/Lambda", "Errors")] * 10,  # nine functions, and the WhatsApp one (PROD sets a number)
+        *[("AWS/Lambda", "Throttles")] * 10,
         ("AWS/SES", "Reputation.BounceRate"),
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -879,10 +886,49 @@ def test_ses_feedback_and_inbound_sms_reach_their_functions(prod: Synth) -> None
     }
     feedback_fn = function(prod, names.FEEDBACK_HANDLER)[0]
     sms_fn = function(prod, names.SMS_INBOUND_HANDLER)[0]
+    whatsapp_fn = function(prod, names.WHATSAPP_INBOUND_HANDLER)[0]
     (sms_topic,) = [key for key in topics if key.startswith("MessagingSmsInboundTopic")]
-    assert subscriptions == {(feedback_topic, f"${{{feedback_fn}.Arn}}"), (sms_topic, f"${{{sms_fn}.Arn}}")}
-    for key in (feedback_topic, sms_topic):
+    (whatsapp_topic,) = [key for key in topics if key.startswith("MessagingWhatsAppInboundTopic")]
+    assert subscriptions == {
+        (feedback_topic, f"${{{feedback_fn}.Arn}}"),
+        (sms_topic, f"${{{sms_fn}.Arn}}"),
+        (whatsapp_topic, f"${{{whatsapp_fn}.Arn}}"),
+    }
+    for key in (feedback_topic, sms_topic, whatsapp_topic):
         assert "KmsMasterKeyId" in topics[key]["Properties"]
+
+
+def _topic_policy(synth: Synth, topic_key: str) -> list[dict[str, Any]]:
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in synth.resources("AWS::SNS::TopicPolicy").values()
+        if {"Ref": topic_key} in p["Properties"]["Topics"]
+    ]
+    return list(policy)
+
+
+def test_only_end_user_messaging_social_of_this_account_may_publish_to_the_whatsapp_topic(prod: Synth) -> None:
+    (topic,) = [key for key in prod.resources("AWS::SNS::Topic") if key.startswith("MessagingWhatsAppInboundTopic")]
+    allowed = [s for s in _topic_policy(prod, topic) if s["Effect"] == "Allow"]
+    (publish,) = allowed
+    assert publish["Principal"] == {"Service": "social-messaging.amazonaws.com"}
+    assert publish["Action"] == "sns:Publish"
+    assert publish["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    # ... and the topic's key lets it encrypt, for this account only
+    (key,) = [k for name, k in prod.resources("AWS::KMS::Key").items() if name.startswith("MessagingTopicKey")]
+    (grant,) = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal", {}).get("Service") == "social-messaging.amazonaws.com"
+    ]
+    assert grant["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_no_whatsapp_topic_or_function_is_deployed_without_a_number(dev: Synth) -> None:
+    assert not [k for k in dev.resources("AWS::SNS::Topic") if "WhatsApp" in k]
+    handlers = {fn["Properties"]["Handler"] for fn in dev.resources("AWS::Lambda::Function").values()}
+    assert names.WHATSAPP_INBOUND_HANDLER not in handlers
+    assert "social-messaging" not in json.dumps(dev.resources("AWS::KMS::Key"))
 
 
 def test_unsubscribe_links_point_at_the_api(prod: Synth) -> None:
