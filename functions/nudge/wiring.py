@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         WhatsAppSender,
         WorkQueue,
     )
+    from nudge.services.calls import MissedCallService
     from nudge.services.campaigns import CampaignCatalog, CampaignService
     from nudge.services.compose import MailPolicy
     from nudge.services.daily import DailyJob
@@ -402,6 +403,12 @@ class Container:
             ingest=lambda event: self.ingest.ingest(event),
             counted=flow_counts.record_feedback,
         )
+
+    @cached_property
+    def missed_calls(self) -> MissedCallService:
+        from nudge.services.calls import MissedCallService
+
+        return MissedCallService(refs=self.refs, ingest=lambda event: self.ingest.ingest(event))
 
     @cached_property
     def sms_keywords(self) -> SmsKeywordService:

@@ -84,6 +84,15 @@ WHATSAPP_FUNCTION = (
     "nudge: WhatsApp replies, STOP/START and message statuses (SNS from End User Messaging Social)",
 )
 
+# Deployed only when an Amazon Connect instance is configured: its contact flows report missed calls.
+CONNECT_FUNCTION = (
+    "MissedCall",
+    "missed-call",
+    names.MISSED_CALL_HANDLER,
+    8,  # Connect waits at most 8 s for a Lambda function
+    "nudge: missed calls from Amazon Connect contact flows (call_missed)",
+)
+
 
 class Functions(Construct):
     """Eight functions over one asset: ingest, step (Scheduler target), webhooks, api (Segment-style), subscribe,
@@ -178,12 +187,23 @@ class Functions(Construct):
                 description=description,
             )
             for label, suffix, handler, timeout, description in (
-                (*FUNCTIONS, WHATSAPP_FUNCTION) if messaging.whatsapp_inbound_topic is not None else FUNCTIONS
+                *FUNCTIONS,
+                *((WHATSAPP_FUNCTION,) if messaging.whatsapp_inbound_topic is not None else ()),
+                *((CONNECT_FUNCTION,) if config.connect_instance_arn else ()),
             )
         }
         # What API Gateway routes to (nudge.routes names handlers): the function of each handler.
         self.by_handler = {handler: self.by_label[label] for label, _, handler, _, _ in FUNCTIONS}
         self.whatsapp_inbound = self.by_label.get(WHATSAPP_FUNCTION[0])
+        self.missed_call = self.by_label.get(CONNECT_FUNCTION[0])
+        if self.missed_call is not None:
+            # Only the configured Connect instance, in this account, may invoke it (a resource policy).
+            self.missed_call.add_permission(
+                "ConnectInvoke",
+                principal=iam.ServicePrincipal("connect.amazonaws.com"),
+                source_arn=config.connect_instance_arn,
+                source_account=cdk.Stack.of(self).account,
+            )
         self.ingest, self.step, self.webhooks, self.api, self.subscribe = (
             self.by_label[label] for label in ("Ingest", "Step", "Webhooks", "Api", "Subscribe")
         )
@@ -255,6 +275,9 @@ class Functions(Construct):
             # Customers' messages are events (they open the window, start and end runs); a status or a
             # reply links the number to its contact in the refs table.
             engine_functions[self.whatsapp_inbound] = [data.contact_refs, *deliverability]
+        if self.missed_call is not None:
+            # A missed call is an event (it starts the text-back flow); the caller's number may lead to a contact.
+            engine_functions[self.missed_call] = [data.contact_refs, *deliverability]
         for function, tables in engine_functions.items():
             data.grant_read_write(function, tables)
             scheduling.grant_manage_schedules(function)

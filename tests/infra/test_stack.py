@@ -30,6 +30,7 @@ PROD = {
     "apiThrottleBurst": 40,
     "postalAddress": "Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA",
     "whatsappPhoneNumberId": "phone-number-id-0123456789abcdef0123456789abcdef",
+    "connectInstanceArn": "arn:aws:connect:us-east-1:123456789012:instance/c8c0e68d-2200-4265-82c0-000000000001",
 }
 ALL_ENV = {value for key, value in vars(names).items() if key.startswith("ENV_")}
 
@@ -223,6 +224,7 @@ ENGINE_HANDLERS = [
     names.SWEEP_HANDLER,
     names.FEEDBACK_HANDLER,  # SES opens and clicks are events: they start and advance runs
     names.WHATSAPP_INBOUND_HANDLER,  # customers' WhatsApp messages are events; deployed with a number (PROD)
+    names.MISSED_CALL_HANDLER,  # a missed call starts the text-back flow; deployed with a Connect instance (PROD)
 ]
 HANDLERS = [*ENGINE_HANDLERS, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
@@ -235,6 +237,7 @@ EXTRA_TABLES = {
     names.SUBSCRIBE_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,  # "notify me" waitlists
     names.FEEDBACK_HANDLER: DELIVERABILITY,
     names.WHATSAPP_INBOUND_HANDLER: {"DataContactRefs"} | DELIVERABILITY,  # a status links the number
+    names.MISSED_CALL_HANDLER: {"DataContactRefs"} | DELIVERABILITY,  # the caller's number may lead to a contact
     names.UNSUBSCRIBE_HANDLER: DELIVERABILITY,
     names.SMS_INBOUND_HANDLER: DELIVERABILITY,
     names.SWEEP_HANDLER: DELIVERABILITY,
@@ -603,6 +606,7 @@ def test_api_routes_proxy_to_their_functions_with_throttling_tracing_and_access_
         ("POST", "/v1/flows/{flow_id}/enrollments", names.INGEST_HANDLER),
         ("POST", "/webhooks/shopify", names.WEBHOOKS_HANDLER),
         ("POST", "/webhooks/woocommerce", names.WEBHOOKS_HANDLER),
+        ("POST", "/webhooks/twilio/calls", names.WEBHOOKS_HANDLER),  # missed calls (signed by Twilio)
         ("POST", "/v1/track", names.API_HANDLER),
         ("POST", "/v1/identify", names.API_HANDLER),
         ("POST", "/v1/alias", names.API_HANDLER),
@@ -640,8 +644,8 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         if a["Properties"]["Namespace"] != "AWS/ApiGateway"
     )
     assert metrics == [
-        *[("AWS/Lambda", "Errors")] * 10,  # nine functions, and the WhatsApp one (PROD sets a number)
-        *[("AWS/Lambda", "Throttles")] * 10,
+        *[("AWS/Lambda", "Errors")] * 11,  # nine functions, the WhatsApp and the Connect one (PROD sets both)
+        *[("AWS/Lambda", "Throttles")] * 11,
         ("AWS/SES", "Reputation.BounceRate"),
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -717,6 +721,7 @@ def test_prod_refuses_to_synth_marketing_email_without_a_postal_address(postal_a
         ({"apiThrottleRate": "-1"}, "apiThrottleRate"),
         ({"whatsappPhoneNumberId": "+14155550100"}, "whatsappPhoneNumberId"),  # the id, not the number
         ({"whatsappMetaApiVersion": "20"}, "whatsappMetaApiVersion"),
+        ({"connectInstanceArn": "arn:aws:connect:us-east-1:123456789012:instance/*"}, "connectInstanceArn"),
     ],
 )
 def test_bad_context_is_refused_naming_the_key(context: dict[str, str], key: str) -> None:
@@ -924,6 +929,30 @@ def test_only_end_user_messaging_social_of_this_account_may_publish_to_the_whats
     assert grant["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
+def test_only_the_configured_connect_instance_may_invoke_the_missed_call_function(prod: Synth) -> None:
+    key, _ = function(prod, names.MISSED_CALL_HANDLER)
+    permissions = [
+        p["Properties"]
+        for p in prod.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] in ({"Fn::GetAtt": [key, "Arn"]}, {"Ref": key})
+    ]
+    assert permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Fn::GetAtt": [key, "Arn"]},
+            "Principal": "connect.amazonaws.com",
+            "SourceAccount": {"Ref": "AWS::AccountId"},
+            "SourceArn": PROD["connectInstanceArn"],
+        }
+    ]
+
+
+def test_no_missed_call_function_is_deployed_without_a_connect_instance(dev: Synth) -> None:
+    handlers = {fn["Properties"]["Handler"] for fn in dev.resources("AWS::Lambda::Function").values()}
+    assert names.MISSED_CALL_HANDLER not in handlers
+    assert "connect.amazonaws.com" not in json.dumps(dev.resources("AWS::Lambda::Permission"))
+
+
 def test_no_whatsapp_topic_or_function_is_deployed_without_a_number(dev: Synth) -> None:
     assert not [k for k in dev.resources("AWS::SNS::Topic") if "WhatsApp" in k]
     handlers = {fn["Properties"]["Handler"] for fn in dev.resources("AWS::Lambda::Function").values()}
@@ -978,4 +1007,4 @@ def test_the_deployed_api_serves_exactly_the_routes_the_openapi_document_describ
     }
 
     assert deployed == documented
-    assert len(deployed) == 23
+    assert len(deployed) == 24

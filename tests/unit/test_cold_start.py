@@ -40,6 +40,7 @@ BUILDS = {
     "unsubscribe": {"store", "_catalog", "flows", "preferences"},
     "sms-inbound": {"store", "texter", "sms_keywords"},
     "whatsapp-inbound": {"store", "refs", "whatsapp_inbound"},
+    "missed-call": {"refs", "missed_calls"},
     "sweep": ENGINE | {"daily", "jobs"},
 }
 # Where nothing renders a message, neither the renderer nor its CSS inliner is loaded; and Jinja only where
@@ -88,16 +89,16 @@ def test_each_function_builds_only_what_its_handler_uses(label: str, handler: st
 
 def test_the_bench_covers_every_function_the_stack_deploys() -> None:
     tree = ast.parse((ROOT / "infra" / "constructs" / "functions.py").read_text(encoding="utf-8"))
-    (value, optional) = [
+    (value, *optional) = [
         node.value
         for node in tree.body
         if isinstance(node, ast.Assign)
-        and any(getattr(t, "id", None) in ("FUNCTIONS", "WHATSAPP_FUNCTION") for t in node.targets)
+        and any(getattr(t, "id", None) in ("FUNCTIONS", "WHATSAPP_FUNCTION", "CONNECT_FUNCTION") for t in node.targets)
     ]
-    assert isinstance(value, ast.Tuple) and isinstance(optional, ast.Tuple)
-    # names.<X>_HANDLER of each, and of the one deployed only with a WhatsApp number
+    assert isinstance(value, ast.Tuple) and len(optional) == 2
+    # names.<X>_HANDLER of each, and of the ones deployed only when configured (WhatsApp, Connect)
     deployed = {element.elts[2].attr for element in value.elts}  # type: ignore[attr-defined]
-    deployed.add(optional.elts[2].attr)  # type: ignore[attr-defined]
+    deployed |= {one.elts[2].attr for one in optional}  # type: ignore[attr-defined]
     from nudge import names
 
     assert {getattr(names, name) for name in deployed} == {handler for _, handler in FUNCTIONS}

@@ -67,6 +67,7 @@ def test_importing_the_engine_loads_no_aws_sdk() -> None:
         "nudge.handlers.unsubscribe",
         "nudge.handlers.sms_inbound",
         "nudge.handlers.whatsapp_inbound",
+        "nudge.handlers.calls",
         "nudge.handlers.sweep",
     ],
 )
