@@ -256,3 +256,38 @@ def parse_notification(body: Any) -> WhatsAppNotification:
                     )
                 )
     return WhatsAppNotification(tuple(messages), tuple(statuses))
+
+
+@dataclass(frozen=True, slots=True)
+class AccountTemplate:
+    """A template as the account lists it (ListWhatsAppMessageTemplates): one name in one language."""
+
+    name: str
+    language: str
+    status: str  # APPROVED, PENDING, REJECTED, PAUSED, ...
+    category: str  # MARKETING, UTILITY, AUTHENTICATION
+    correct_category: str | None = None  # Meta's reading of the content, when it differs
+
+
+def account_problems(declared: WhatsAppTemplates, account: list[AccountTemplate]) -> list[str]:
+    """Where flows/_whatsapp.yaml says more than the account: a declared template or language the account
+    does not hold approved, or under another category. The list names no body parameters, so those are not
+    compared (GetWhatsAppMessageTemplate returns a template's components, one call per template)."""
+    held = {(t.name, t.language): t for t in account}
+    problems = []
+    for name, declaration in sorted(declared.templates.items()):
+        for language in declaration.languages:
+            found = held.get((name, language))
+            if found is None:
+                problems.append(f"{name}/{language}: declared, but the account has no such template")
+                continue
+            if found.status.upper() != "APPROVED":
+                problems.append(f"{name}/{language}: declared, but its status is {found.status}")
+            if found.category.lower() != declaration.category:
+                problems.append(
+                    f"{name}/{language}: declared {declaration.category}, but the account has it as "
+                    f"{found.category.lower()}"
+                )
+            if found.correct_category and found.correct_category.lower() != found.category.lower():
+                problems.append(f"{name}/{language}: Meta reads its content as {found.correct_category.lower()}")
+    return problems
