@@ -85,6 +85,8 @@ def test_each_function_builds_only_what_its_handler_uses(label: str, handler: st
         assert {"css_inline", "nudge.templating"}.isdisjoint(modules), f"{label} loads the renderer"
     if label not in READS_FLOWS:
         assert {"jinja2", "nudge.domain.flows"}.isdisjoint(modules), f"{label} loads the flows"
+    if label == "feedback":  # SES events name no phone number: phonenumbers' metadata would be dead weight
+        assert "phonenumbers" not in modules
 
 
 def test_the_bench_covers_every_function_the_stack_deploys() -> None:

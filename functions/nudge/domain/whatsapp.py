@@ -18,8 +18,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nudge.domain import phones
-
 # How long after a customer's last inbound message free-form text may be sent (Meta's customer-service window).
 SERVICE_WINDOW = timedelta(hours=24)
 # Meta's limit on a text message body.
@@ -172,6 +170,10 @@ def _header_time(text: Any) -> datetime | None:
 
 def _e164(wa_id: Any) -> str | None:
     """A WhatsApp id (the number's digits, no plus) as E.164; None if it is not a valid number."""
+    # Here, not at the top: every function imports this module (the ports do), and phonenumbers' metadata
+    # is a cold-start cost only the inbound function needs (ADR 0020).
+    from nudge.domain import phones
+
     if not isinstance(wa_id, str) or not wa_id.strip():
         return None
     digits = wa_id.strip()
