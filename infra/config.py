@@ -37,9 +37,13 @@ DEFAULTS: dict[str, Any] = {
     # WhatsApp, and no permission to send it (docs/whatsapp.md).
     "whatsappPhoneNumberId": "",
     "whatsappMetaApiVersion": "v20.0",
+    # The ARN of the Amazon Connect instance whose contact flows report missed calls; empty: no such
+    # function, and nothing may invoke one (docs/whatsapp.md, "Missed-call text-back").
+    "connectInstanceArn": "",
 }
 
 _STAGE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+_CONNECT_INSTANCE = re.compile(r"^arn:aws[a-z-]*:connect:[a-z0-9-]+:\d{12}:instance/[0-9a-f-]{36}$")
 _EMAIL = re.compile(r"^[^@\s]+@([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)$")
 
 
@@ -102,6 +106,7 @@ class NudgeConfig:
     worker_concurrency: int = 10
     whatsapp_phone_number_id: str = ""
     whatsapp_meta_api_version: str = "v20.0"
+    connect_instance_arn: str = ""
 
     @property
     def protected(self) -> bool:
@@ -169,6 +174,9 @@ class NudgeConfig:
         meta_api_version = str(value("whatsappMetaApiVersion")).strip()
         if not re.match(r"^v\d+\.\d+$", meta_api_version):
             raise ConfigError(f"whatsappMetaApiVersion: {meta_api_version!r} is not a Meta API version like v20.0")
+        connect_instance = str(value("connectInstanceArn")).strip()
+        if connect_instance and not _CONNECT_INSTANCE.match(connect_instance):
+            raise ConfigError(f"connectInstanceArn: {connect_instance!r} is not an Amazon Connect instance ARN")
         alarm_email = str(value("alarmEmail")).strip() or None
         if alarm_email and not _EMAIL.match(alarm_email):
             raise ConfigError(f"alarmEmail: {alarm_email!r} is not an email address")
@@ -193,4 +201,5 @@ class NudgeConfig:
             worker_concurrency=concurrency,
             whatsapp_phone_number_id=whatsapp_number,
             whatsapp_meta_api_version=meta_api_version,
+            connect_instance_arn=connect_instance,
         )

@@ -43,3 +43,22 @@ def unsubscribe_mail(subject: str) -> dict[str, Any]:
     body["mail"]["commonHeaders"]["subject"] = subject
     event["Records"][0]["Sns"]["Message"] = json.dumps(body)
     return event
+
+
+def whatsapp_event(name: str, **changes: Any) -> dict[str, Any]:
+    """A recorded End User Messaging Social notification (tests/fixtures/whatsapp), re-addressed."""
+    body: dict[str, Any] = json.loads((ROOT / "tests" / "fixtures" / "whatsapp" / f"{name}.json").read_text())
+    entry = json.loads(body["whatsAppWebhookEntry"])
+    value = entry["changes"][0]["value"]
+    for message in value.get("messages", []):
+        message["text"]["body"] = changes.get("text", message["text"]["body"])
+        message["id"] = changes.get("wamid", message["id"])
+        if "at" in changes:
+            message["timestamp"] = str(int(changes["at"].timestamp()))
+    for status in value.get("statuses", []):
+        if "at" in changes:
+            status["timestamp"] = str(int(changes["at"].timestamp()))
+    body["whatsAppWebhookEntry"] = json.dumps(entry)
+    if "aws_message_id" in changes:
+        body["messageId"] = changes["aws_message_id"]
+    return copy.deepcopy(body)

@@ -30,6 +30,9 @@ FEEDBACK = {
     FeedbackKind.COMPLAINT: "Complaints",
     FeedbackKind.REJECT: "Rejected",
     FeedbackKind.UNSUBSCRIBE: "Unsubscribes",
+    FeedbackKind.READ: "Read",
+    FeedbackKind.FAILED: "FailedAfterSend",
+    FeedbackKind.REPLY: "Replies",
 }
 
 

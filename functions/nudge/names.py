@@ -111,6 +111,10 @@ SUBSCRIBE_HANDLER: Final = "nudge.handlers.subscribe.handler"  # /v1/subscribe (
 FEEDBACK_HANDLER: Final = "nudge.handlers.feedback.handler"  # SNS: SES configuration-set events
 UNSUBSCRIBE_HANDLER: Final = "nudge.handlers.unsubscribe.handler"  # API Gateway, public routes
 SMS_INBOUND_HANDLER: Final = "nudge.handlers.sms_inbound.handler"  # SNS: two-way SMS
+# SNS: End User Messaging Social's WhatsApp events; deployed only with a WhatsApp number
+WHATSAPP_INBOUND_HANDLER: Final = "nudge.handlers.whatsapp_inbound.handler"
+# Amazon Connect: a contact flow's missed call (synchronous); deployed only with a Connect instance
+MISSED_CALL_HANDLER: Final = "nudge.handlers.calls.handler"
 SWEEP_HANDLER: Final = "nudge.handlers.sweep.handler"  # daily schedule: segment reviews due by time
 
 # Where flows/ and templates/ are copied inside the Lambda bundle.
@@ -126,6 +130,7 @@ SIGNATURE_HEADER: Final = "X-Nudge-Signature"
 
 # Storefront webhook headers (API Gateway hands them over as sent; handlers look them up case-insensitively).
 SHOPIFY_HMAC_HEADER: Final = "X-Shopify-Hmac-Sha256"
+TWILIO_SIGNATURE_HEADER: Final = "X-Twilio-Signature"  # base64 HMAC-SHA1 over the URL and sorted form params
 SHOPIFY_SHOP_HEADER: Final = "X-Shopify-Shop-Domain"
 SHOPIFY_TOPIC_HEADER: Final = "X-Shopify-Topic"
 SHOPIFY_WEBHOOK_ID_HEADER: Final = "X-Shopify-Webhook-Id"

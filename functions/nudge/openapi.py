@@ -263,6 +263,37 @@ def document() -> dict[str, Any]:
             413,
             422,
         ),
+        "/webhooks/twilio/calls": {
+            "post": {
+                "summary": "Twilio call status callback (X-Twilio-Signature): a missed inbound call is call_missed",
+                "security": [{"twilioSignature": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["AccountSid", "CallSid", "From", "CallStatus"],
+                                "properties": {
+                                    name: {"type": "string"}
+                                    for name in (
+                                        "AccountSid",
+                                        "CallSid",
+                                        "From",
+                                        "To",
+                                        "Direction",
+                                        "CallStatus",
+                                        "DialCallStatus",
+                                    )
+                                },
+                                "additionalProperties": {"type": "string"},
+                            }
+                        }
+                    },
+                },
+                "responses": webhook_ok | _problems(400, 401, 413),
+            }
+        },
         "/v1/flows/{flow_id}/enrollments": {
             "parameters": [{"name": "flow_id", "in": "path", "required": True, "schema": {"type": "string"}}],
             **_post(
@@ -384,6 +415,7 @@ def document() -> dict[str, Any]:
                 "publishableKey": {"type": "apiKey", "in": "query", "name": "key"},
                 "shopifyHmac": {"type": "apiKey", "in": "header", "name": names.SHOPIFY_HMAC_HEADER},
                 "wooSignature": {"type": "apiKey", "in": "header", "name": names.WC_SIGNATURE_HEADER},
+                "twilioSignature": {"type": "apiKey", "in": "header", "name": names.TWILIO_SIGNATURE_HEADER},
             },
         },
     }

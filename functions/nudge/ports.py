@@ -628,5 +628,4 @@ class AudiencePlatform(Protocol):
 
     def upload(
         self, audience: Audience, action: str, members: Sequence[AudienceEntry], upload_key: str
-    ) -> UploadResult:
-        ...
+    ) -> UploadResult: ...

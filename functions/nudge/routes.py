@@ -45,6 +45,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/campaigns/{campaign_id}/cancel", names.INGEST_HANDLER, "signed"),
     Route("POST", "/webhooks/shopify", names.WEBHOOKS_HANDLER, "webhook"),
     Route("POST", "/webhooks/woocommerce", names.WEBHOOKS_HANDLER, "webhook"),
+    Route("POST", "/webhooks/twilio/calls", names.WEBHOOKS_HANDLER, "webhook"),  # missed calls (signed)
     Route("POST", "/v1/track", names.API_HANDLER, "write-key"),
     Route("POST", "/v1/identify", names.API_HANDLER, "write-key"),
     Route("POST", "/v1/alias", names.API_HANDLER, "write-key"),

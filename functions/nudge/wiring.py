@@ -45,6 +45,7 @@ if TYPE_CHECKING:
         WorkQueue,
     )
     from nudge.services.audiences import AudienceService
+    from nudge.services.calls import MissedCallService
     from nudge.services.campaigns import CampaignCatalog, CampaignService
     from nudge.services.compose import MailPolicy
     from nudge.services.daily import DailyJob
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from nudge.services.subscribe import SubscribeService
     from nudge.services.throttle import SendThrottle
     from nudge.services.webhooks import WebhookService
+    from nudge.services.whatsapp_inbound import WhatsAppInboundService
     from nudge.templating import TemplateRenderer
 
 
@@ -434,6 +436,26 @@ class Container:
         from nudge.services.preferences import PreferenceService
 
         return PreferenceService(store=self.store, flows=self.flows, clock=self.clock, key=self.unsubscribe_key)
+
+    @cached_property
+    def whatsapp_inbound(self) -> WhatsAppInboundService:
+        from nudge import flow_counts
+        from nudge.services.whatsapp_inbound import WhatsAppInboundService
+
+        # Customers' messages arrive as events, through the ingest service, built only when one arrives.
+        return WhatsAppInboundService(
+            store=self.store,
+            refs=self.refs,
+            clock=self.clock,
+            ingest=lambda event: self.ingest.ingest(event),
+            counted=flow_counts.record_feedback,
+        )
+
+    @cached_property
+    def missed_calls(self) -> MissedCallService:
+        from nudge.services.calls import MissedCallService
+
+        return MissedCallService(refs=self.refs, ingest=lambda event: self.ingest.ingest(event))
 
     @cached_property
     def sms_keywords(self) -> SmsKeywordService:

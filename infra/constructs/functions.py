@@ -75,6 +75,24 @@ FUNCTIONS = (
     ),
 )
 
+# Deployed only when a WhatsApp number is configured: End User Messaging Social's events (SNS).
+WHATSAPP_FUNCTION = (
+    "WhatsAppInbound",
+    "whatsapp-inbound",
+    names.WHATSAPP_INBOUND_HANDLER,
+    30,
+    "nudge: WhatsApp replies, STOP/START and message statuses (SNS from End User Messaging Social)",
+)
+
+# Deployed only when an Amazon Connect instance is configured: its contact flows report missed calls.
+CONNECT_FUNCTION = (
+    "MissedCall",
+    "missed-call",
+    names.MISSED_CALL_HANDLER,
+    8,  # Connect waits at most 8 s for a Lambda function
+    "nudge: missed calls from Amazon Connect contact flows (call_missed)",
+)
+
 
 class Functions(Construct):
     """Eight functions over one asset: ingest, step (Scheduler target), webhooks, api (Segment-style), subscribe,
@@ -178,10 +196,24 @@ class Functions(Construct):
                 environment=environment,
                 description=description,
             )
-            for label, suffix, handler, timeout, description in FUNCTIONS
+            for label, suffix, handler, timeout, description in (
+                *FUNCTIONS,
+                *((WHATSAPP_FUNCTION,) if messaging.whatsapp_inbound_topic is not None else ()),
+                *((CONNECT_FUNCTION,) if config.connect_instance_arn else ()),
+            )
         }
         # What API Gateway routes to (nudge.routes names handlers): the function of each handler.
         self.by_handler = {handler: self.by_label[label] for label, _, handler, _, _ in FUNCTIONS}
+        self.whatsapp_inbound = self.by_label.get(WHATSAPP_FUNCTION[0])
+        self.missed_call = self.by_label.get(CONNECT_FUNCTION[0])
+        if self.missed_call is not None:
+            # Only the configured Connect instance, in this account, may invoke it (a resource policy).
+            self.missed_call.add_permission(
+                "ConnectInvoke",
+                principal=iam.ServicePrincipal("connect.amazonaws.com"),
+                source_arn=config.connect_instance_arn,
+                source_account=cdk.Stack.of(self).account,
+            )
         self.ingest, self.step, self.webhooks, self.api, self.subscribe = (
             self.by_label[label] for label in ("Ingest", "Step", "Webhooks", "Api", "Subscribe")
         )
@@ -225,7 +257,12 @@ class Functions(Construct):
         messaging.subscribe_sms_inbound(self.sms_inbound)
         # Scheduler and SNS invoke asynchronously: a function error is retried by Lambda (not by the
         # schedule's retry policy), then lands in the same dead-letter queue as undeliverable schedules.
-        for function in (self.feedback, self.sms_inbound, self.sweep):
+        if self.whatsapp_inbound is not None:
+            messaging.subscribe_whatsapp_inbound(self.whatsapp_inbound)
+        asynchronous = [self.feedback, self.sms_inbound, self.sweep]
+        if self.whatsapp_inbound is not None:
+            asynchronous.append(self.whatsapp_inbound)
+        for function in asynchronous:
             function.configure_async_invoke(
                 retry_attempts=2,
                 max_event_age=cdk.Duration.hours(6),
@@ -244,6 +281,13 @@ class Functions(Construct):
             # SES opens and clicks arrive as email_opened/email_clicked events: they start and end runs.
             self.feedback: deliverability,
         }
+        if self.whatsapp_inbound is not None:
+            # Customers' messages are events (they open the window, start and end runs); a status or a
+            # reply links the number to its contact in the refs table.
+            engine_functions[self.whatsapp_inbound] = [data.contact_refs, *deliverability]
+        if self.missed_call is not None:
+            # A missed call is an event (it starts the text-back flow); the caller's number may lead to a contact.
+            engine_functions[self.missed_call] = [data.contact_refs, *deliverability]
         for function, tables in engine_functions.items():
             data.grant_read_write(function, tables)
             scheduling.grant_manage_schedules(function)

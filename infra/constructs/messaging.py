@@ -94,11 +94,40 @@ class Messaging(Construct):
             )
         )
 
+        # WhatsApp: End User Messaging Social publishes the WABA's events (customers' messages, statuses) to a
+        # topic the WABA's event destination names (docs/whatsapp.md); only when a WhatsApp number is set.
+        self.whatsapp_inbound_topic: sns.Topic | None = None
+        if config.whatsapp_phone_number_id:
+            social = iam.ServicePrincipal("social-messaging.amazonaws.com")
+            self.topic_key.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[social],
+                    actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                    resources=["*"],
+                    conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+                )
+            )
+            topic = sns.Topic(self, "WhatsAppInboundTopic", master_key=self.topic_key, enforce_ssl=True)
+            topic.add_to_resource_policy(
+                iam.PolicyStatement(
+                    principals=[social],
+                    actions=["sns:Publish"],
+                    resources=[topic.topic_arn],
+                    conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+                )
+            )
+            cdk.CfnOutput(stack, "WhatsAppInboundTopicArn", value=topic.topic_arn)
+            self.whatsapp_inbound_topic = topic
+
     def subscribe_feedback(self, function: lambda_.IFunction) -> None:
         self.feedback_topic.add_subscription(subscriptions.LambdaSubscription(function))
 
     def subscribe_sms_inbound(self, function: lambda_.IFunction) -> None:
         self.sms_inbound_topic.add_subscription(subscriptions.LambdaSubscription(function))
+
+    def subscribe_whatsapp_inbound(self, function: lambda_.IFunction) -> None:
+        if self.whatsapp_inbound_topic is not None:
+            self.whatsapp_inbound_topic.add_subscription(subscriptions.LambdaSubscription(function))
 
     def grant_send(self, grantee: iam.IGrantable) -> None:
         """Send email as the from address through the configuration set, and SMS to phone numbers."""

@@ -31,6 +31,7 @@ FLOW_METRICS = {  # metric names published by functions/nudge/handlers/flow_metr
     "Messages skipped and failed per flow": ["MessagesSkipped", "MessagesFailed"],
     "Delivered, opened and clicked per flow": ["Delivered", "Opened", "Clicked"],
     "Bounces, complaints and unsubscribes per flow": ["Bounced", "Complaints", "Unsubscribes"],
+    "WhatsApp read, replies and failures after sending per flow": ["Read", "Replies", "FailedAfterSend"],
 }
 SERVICE_ALARMS = {  # totals over all flows (dimension service=nudge), each alarmed on its first occurrence
     "RunsRedriven": "The repair job found stranded runs (active, nothing pending) and re-drove them (ADR 0007)",

@@ -211,3 +211,60 @@ def test_a_message_is_a_template_or_a_text() -> None:
         OutgoingWhatsApp(to="+14155550101")
     with pytest.raises(ValueError, match="language"):
         OutgoingWhatsApp(to="+14155550101", template="cart_reminder")
+
+
+# --- the declarations against the account (nudge whatsapp check-templates) --------------------------------
+
+
+def _listed(name: str, language: str, status: str = "APPROVED", category: str = "MARKETING") -> dict[str, str]:
+    return {
+        "templateName": name,
+        "metaTemplateId": "1234567890",
+        "templateStatus": status,
+        "templateLanguage": language,
+        "templateCategory": category,
+    }
+
+
+def test_the_accounts_templates_are_listed_page_by_page_and_compared_with_the_declarations() -> None:
+    from nudge.adapters.whatsapp import list_templates
+    from nudge.domain.whatsapp import WhatsAppTemplates, account_problems
+
+    client = _client()
+    waba = "waba-0123456789abcdef0123456789abcdef"
+    with Stubber(client) as stub:  # requests and answers validated against the service model
+        stub.add_response(
+            "list_whatsapp_message_templates",
+            {
+                "templates": [_listed("cart_reminder", "en_US"), _listed("cart_reminder", "de", "PENDING")],
+                "nextToken": "p2",
+            },
+            {"id": waba, "maxResults": 100},
+        )
+        stub.add_response(
+            "list_whatsapp_message_templates",
+            {"templates": [_listed("order_update", "en_US", category="MARKETING")]},
+            {"id": waba, "maxResults": 100, "nextToken": "p2"},
+        )
+        account = list_templates(client, waba)
+        stub.assert_no_pending_responses()
+    declared = WhatsAppTemplates.model_validate(
+        {
+            "templates": {
+                "cart_reminder": {"languages": ["en_US", "de"], "category": "marketing", "parameters": ["first_name"]},
+                "order_update": {"languages": ["en_US"], "category": "utility", "parameters": ["1"]},
+                "missed_call": {"languages": ["en_US"], "category": "utility"},
+            }
+        }
+    )
+
+    assert [(t.name, t.language, t.status) for t in account] == [
+        ("cart_reminder", "en_US", "APPROVED"),
+        ("cart_reminder", "de", "PENDING"),
+        ("order_update", "en_US", "APPROVED"),
+    ]
+    assert account_problems(declared, account) == [
+        "cart_reminder/de: declared, but its status is PENDING",
+        "missed_call/en_US: declared, but the account has no such template",
+        "order_update/en_US: declared utility, but the account has it as marketing",
+    ]

@@ -34,6 +34,7 @@ PROD = {
     "apiThrottleBurst": 40,
     "postalAddress": "Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA",
     "whatsappPhoneNumberId": "phone-number-id-0123456789abcdef0123456789abcdef",
+    "connectInstanceArn": "arn:aws:connect:us-east-1:123456789012:instance/c8c0e68d-2200-4265-82c0-000000000001",
 }
 ALL_ENV = {value for key, value in vars(names).items() if key.startswith("ENV_")}
 
@@ -226,6 +227,8 @@ ENGINE_HANDLERS = [
     names.SUBSCRIBE_HANDLER,
     names.SWEEP_HANDLER,
     names.FEEDBACK_HANDLER,  # SES opens and clicks are events: they start and advance runs
+    names.WHATSAPP_INBOUND_HANDLER,  # customers' WhatsApp messages are events; deployed with a number (PROD)
+    names.MISSED_CALL_HANDLER,  # a missed call starts the text-back flow; deployed with a Connect instance (PROD)
 ]
 HANDLERS = [*ENGINE_HANDLERS, names.UNSUBSCRIBE_HANDLER, names.SMS_INBOUND_HANDLER]
 # The tables each function may touch beyond the engine's four (contacts, events, runs, messages).
@@ -237,6 +240,8 @@ EXTRA_TABLES = {
     names.API_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,
     names.SUBSCRIBE_HANDLER: {"DataKeys", "DataContactRefs"} | DELIVERABILITY,  # "notify me" waitlists
     names.FEEDBACK_HANDLER: DELIVERABILITY,
+    names.WHATSAPP_INBOUND_HANDLER: {"DataContactRefs"} | DELIVERABILITY,  # a status links the number
+    names.MISSED_CALL_HANDLER: {"DataContactRefs"} | DELIVERABILITY,  # the caller's number may lead to a contact
     names.UNSUBSCRIBE_HANDLER: DELIVERABILITY,
     names.SMS_INBOUND_HANDLER: DELIVERABILITY,
     names.SWEEP_HANDLER: DELIVERABILITY,
@@ -328,7 +333,12 @@ def test_asynchronous_failures_land_in_the_dead_letter_queue(prod: Synth) -> Non
         c["Properties"]["FunctionName"]["Ref"]: c["Properties"]
         for c in prod.resources("AWS::Lambda::EventInvokeConfig").values()
     }
-    async_handlers = (names.FEEDBACK_HANDLER, names.SMS_INBOUND_HANDLER, names.SWEEP_HANDLER)
+    async_handlers = (
+        names.FEEDBACK_HANDLER,
+        names.SMS_INBOUND_HANDLER,
+        names.SWEEP_HANDLER,
+        names.WHATSAPP_INBOUND_HANDLER,
+    )
     assert set(configs) == {function(prod, handler)[0] for handler in async_handlers}
     for props in configs.values():
         assert props["MaximumRetryAttempts"] == 2
@@ -622,6 +632,7 @@ def test_api_routes_proxy_to_their_functions_with_throttling_tracing_and_access_
         ("POST", "/v1/flows/{flow_id}/enrollments", names.INGEST_HANDLER),
         ("POST", "/webhooks/shopify", names.WEBHOOKS_HANDLER),
         ("POST", "/webhooks/woocommerce", names.WEBHOOKS_HANDLER),
+        ("POST", "/webhooks/twilio/calls", names.WEBHOOKS_HANDLER),  # missed calls (signed by Twilio)
         ("POST", "/v1/track", names.API_HANDLER),
         ("POST", "/v1/identify", names.API_HANDLER),
         ("POST", "/v1/alias", names.API_HANDLER),
@@ -659,8 +670,8 @@ def test_alarms_cover_dead_letters_errors_and_throttles_and_notify_an_encrypted_
         if a["Properties"]["Namespace"] != "AWS/ApiGateway"
     )
     assert metrics == [
-        *[("AWS/Lambda", "Errors")] * 9,
-        *[("AWS/Lambda", "Throttles")] * 9,
+        *[("AWS/Lambda", "Errors")] * 11,  # nine functions, the WhatsApp and the Connect one (PROD sets both)
+        *[("AWS/Lambda", "Throttles")] * 11,
         ("AWS/SES", "Reputation.BounceRate"),
         ("AWS/SES", "Reputation.ComplaintRate"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
@@ -777,6 +788,7 @@ def test_prod_refuses_to_synth_marketing_email_without_a_postal_address(postal_a
         ({"apiThrottleRate": "-1"}, "apiThrottleRate"),
         ({"whatsappPhoneNumberId": "+14155550100"}, "whatsappPhoneNumberId"),  # the id, not the number
         ({"whatsappMetaApiVersion": "20"}, "whatsappMetaApiVersion"),
+        ({"connectInstanceArn": "arn:aws:connect:us-east-1:123456789012:instance/*"}, "connectInstanceArn"),
     ],
 )
 def test_bad_context_is_refused_naming_the_key(context: dict[str, str], key: str) -> None:
@@ -946,10 +958,79 @@ def test_ses_feedback_and_inbound_sms_reach_their_functions(prod: Synth) -> None
     }
     feedback_fn = function(prod, names.FEEDBACK_HANDLER)[0]
     sms_fn = function(prod, names.SMS_INBOUND_HANDLER)[0]
+    whatsapp_fn = function(prod, names.WHATSAPP_INBOUND_HANDLER)[0]
     (sms_topic,) = [key for key in topics if key.startswith("MessagingSmsInboundTopic")]
-    assert subscriptions == {(feedback_topic, f"${{{feedback_fn}.Arn}}"), (sms_topic, f"${{{sms_fn}.Arn}}")}
-    for key in (feedback_topic, sms_topic):
+    (whatsapp_topic,) = [key for key in topics if key.startswith("MessagingWhatsAppInboundTopic")]
+    assert subscriptions == {
+        (feedback_topic, f"${{{feedback_fn}.Arn}}"),
+        (sms_topic, f"${{{sms_fn}.Arn}}"),
+        (whatsapp_topic, f"${{{whatsapp_fn}.Arn}}"),
+    }
+    for key in (feedback_topic, sms_topic, whatsapp_topic):
         assert "KmsMasterKeyId" in topics[key]["Properties"]
+
+
+def _this_account(value: Any) -> bool:
+    """The stack's own account: a Ref to it, or the literal one when the CLI's environment named it (the
+    `dev` fixture sets CDK_DEFAULT_ACCOUNT while it lives, so a synth in the same process may see it)."""
+    return render(value) in ("${AWS::AccountId}", "123456789012")
+
+
+def _topic_policy(synth: Synth, topic_key: str) -> list[dict[str, Any]]:
+    (policy,) = [
+        p["Properties"]["PolicyDocument"]["Statement"]
+        for p in synth.resources("AWS::SNS::TopicPolicy").values()
+        if {"Ref": topic_key} in p["Properties"]["Topics"]
+    ]
+    return list(policy)
+
+
+def test_only_end_user_messaging_social_of_this_account_may_publish_to_the_whatsapp_topic(prod: Synth) -> None:
+    (topic,) = [key for key in prod.resources("AWS::SNS::Topic") if key.startswith("MessagingWhatsAppInboundTopic")]
+    allowed = [s for s in _topic_policy(prod, topic) if s["Effect"] == "Allow"]
+    (publish,) = allowed
+    assert publish["Principal"] == {"Service": "social-messaging.amazonaws.com"}
+    assert publish["Action"] == "sns:Publish"
+    assert _this_account(publish["Condition"]["StringEquals"]["aws:SourceAccount"])
+    # ... and the topic's key lets it encrypt, for this account only
+    (key,) = [k for name, k in prod.resources("AWS::KMS::Key").items() if name.startswith("MessagingTopicKey")]
+    (grant,) = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal", {}).get("Service") == "social-messaging.amazonaws.com"
+    ]
+    assert list(grant["Condition"]) == ["StringEquals"]
+    assert _this_account(grant["Condition"]["StringEquals"]["aws:SourceAccount"])
+
+
+def test_only_the_configured_connect_instance_may_invoke_the_missed_call_function(prod: Synth) -> None:
+    key, _ = function(prod, names.MISSED_CALL_HANDLER)
+    permissions = [
+        p["Properties"]
+        for p in prod.resources("AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] in ({"Fn::GetAtt": [key, "Arn"]}, {"Ref": key})
+    ]
+    [permission] = permissions
+    assert _this_account(permission.pop("SourceAccount"))
+    assert permission == {
+        "Action": "lambda:InvokeFunction",
+        "FunctionName": {"Fn::GetAtt": [key, "Arn"]},
+        "Principal": "connect.amazonaws.com",
+        "SourceArn": PROD["connectInstanceArn"],
+    }
+
+
+def test_no_missed_call_function_is_deployed_without_a_connect_instance(dev: Synth) -> None:
+    handlers = {fn["Properties"]["Handler"] for fn in dev.resources("AWS::Lambda::Function").values()}
+    assert names.MISSED_CALL_HANDLER not in handlers
+    assert "connect.amazonaws.com" not in json.dumps(dev.resources("AWS::Lambda::Permission"))
+
+
+def test_no_whatsapp_topic_or_function_is_deployed_without_a_number(dev: Synth) -> None:
+    assert not [k for k in dev.resources("AWS::SNS::Topic") if "WhatsApp" in k]
+    handlers = {fn["Properties"]["Handler"] for fn in dev.resources("AWS::Lambda::Function").values()}
+    assert names.WHATSAPP_INBOUND_HANDLER not in handlers
+    assert "social-messaging" not in json.dumps(dev.resources("AWS::KMS::Key"))
 
 
 def test_unsubscribe_links_point_at_the_api(prod: Synth) -> None:
@@ -999,4 +1080,4 @@ def test_the_deployed_api_serves_exactly_the_routes_the_openapi_document_describ
     }
 
     assert deployed == documented
-    assert len(deployed) == 23
+    assert len(deployed) == 24

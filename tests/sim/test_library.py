@@ -1,6 +1,6 @@
 """The flow library, one story per flow, on a virtual clock: exactly who gets what, and when.
 
-All fifteen flows are deployed together, as a shop would run them, so guardrails and flows interact
+All the library's flows are deployed together, as a shop would run them, so guardrails and flows interact
 the way they would in production; each test then reads what its own flow sent.
 """
 
@@ -316,3 +316,19 @@ def test_sunset_asks_the_silent_then_unsubscribes_them(sim: Simulation) -> None:
     yan_stored = sim.store.contacts[ContactIn.model_validate(yan).to_patch().contact_id]
     assert (xia_stored.email_marketing, "sunset" in xia_stored.tags) == (False, True)
     assert (yan_stored.email_marketing, "sunset" in yan_stored.tags) == (True, False)
+
+
+def test_missed_call_is_texted_back_within_a_minute_and_not_twice_the_same_day(sim: Simulation) -> None:
+    caller = {"phone": "+14155550101"}  # a stranger by number, as a call brings them
+    missed = {"source": "twilio", "line": "+14155550199"}
+    send(sim, timedelta(hours=1), "call_missed:twilio:CA1", "call_missed", caller, call_id="CA1", **missed)
+    send(sim, timedelta(hours=7), "call_missed:twilio:CA2", "call_missed", caller, call_id="CA2", **missed)
+    send(sim, timedelta(days=1, hours=2), "call_missed:twilio:CA3", "call_missed", caller, call_id="CA3", **missed)
+
+    # The first call at 10:00 is answered by text the same minute; the second, six hours later, is not;
+    # the next day's call (25 hours after the first) is.
+    text = "Linen & Clay: sorry we missed your call! How can we help? Reply here and we will get back to you."
+    assert outbox(sim, "missed_call", timedelta(days=2)) == [
+        ("Mon 11-02 10:00", "+14155550101", "text_back", text),
+        ("Tue 11-03 11:00", "+14155550101", "text_back", text),
+    ]

@@ -9,7 +9,8 @@ from pathlib import Path
 from nudge.clocks import VirtualClock
 from nudge.domain.model import Channel, MessageStatus
 from nudge.domain.suppression import address_key
-from nudge.ports import TransientSendError, UnknownSendOutcome
+from nudge.local.simulation import Simulation
+from nudge.ports import PermanentSendError, TransientSendError, UnknownSendOutcome
 from nudge.settings import Settings
 from tests.factories import checkout_started, contact
 from tests.flowkit import flows_dir, reasons, simulation
@@ -44,7 +45,7 @@ name: Reply on WhatsApp
 category: transactional
 trigger: {event: whatsapp_received}
 steps:
-  - {id: thanks, type: whatsapp, text: "Thanks {{ contact.first_name }}, we got your message."}
+  - {id: thanks, type: whatsapp, text: "Thanks {{ contact.first_name or 'there' }}, we got your message."}
   - {id: wait_25h, type: wait, duration: 25h}
   - {id: follow_up, type: whatsapp, text: "Did that answer your question?"}
 """
@@ -261,3 +262,51 @@ def test_a_branch_on_the_window_sends_text_while_it_is_open_and_a_template_other
     first, second = (m for _, m in sim.whatsapp.sent)
     assert (first.template, first.parameters) == ("order_update", (("1", "1001"),))
     assert second.text == "Your order is on its way, Bob!"
+
+
+def refused_cart(
+    settings: Settings, clock: VirtualClock, tmp_path: Path, failure: Exception, **consent: object
+) -> Simulation:
+    """Bob in the cart flow, whose WhatsApp reminder the provider answers with `failure`; 2 hours later."""
+    sim = simulation(settings, clock, flows_dir(tmp_path, CART, guardrails=GUARDRAILS))
+    sim.whatsapp.fail_next = [failure]
+    sim.send(checkout_started("e1", "c1", bob(whatsapp_marketing=True, **consent)))
+    sim.run_until(clock.now() + timedelta(hours=2))
+    return sim
+
+
+def test_a_permanent_whatsapp_refusal_sends_the_fallback_sms_instead(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    # Meta refuses the template for good (a number not on WhatsApp, an unapproved template)
+    refusal = PermanentSendError("WhatsApp ValidationException: invalid recipient")
+    sim = refused_cart(settings, clock, tmp_path, refusal, sms_marketing=True)
+
+    assert sim.whatsapp.sent == []
+    [(_, sms)] = sim.texter.sent
+    assert sms.to == BOB_PHONE and "Bob, your cart is still waiting" in sms.text
+    [record] = sim.store.messages.values()  # one message per step: the same record, on the SMS channel
+    assert (record.channel, record.status) == (Channel.SMS, MessageStatus.SENT)
+    assert record.reason == "whatsapp_failed: WhatsApp ValidationException: invalid recipient"
+
+
+def test_a_permanent_refusal_without_consent_for_the_fallback_stays_failed(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    refusal = PermanentSendError("WhatsApp ValidationException: invalid recipient")
+    sim = refused_cart(settings, clock, tmp_path, refusal)  # no SMS consent
+
+    assert sim.texter.sent == [] and sim.whatsapp.sent == []
+    [record] = sim.store.messages.values()
+    assert (record.channel, record.status) == (Channel.WHATSAPP, MessageStatus.FAILED)
+    assert record.reason == "WhatsApp ValidationException: invalid recipient"
+
+
+def test_an_unknown_whatsapp_outcome_never_falls_back(settings: Settings, clock: VirtualClock, tmp_path: Path) -> None:
+    sim = refused_cart(
+        settings, clock, tmp_path, UnknownSendOutcome("WhatsApp DependencyException"), sms_marketing=True
+    )
+
+    assert sim.texter.sent == []  # it may have gone out: a fallback could reach the customer twice
+    [record] = sim.store.messages.values()
+    assert (record.channel, record.status) == (Channel.WHATSAPP, MessageStatus.UNKNOWN)

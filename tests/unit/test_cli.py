@@ -126,3 +126,31 @@ def test_validate_fails_on_a_marketing_email_without_a_call_to_action(tmp_path: 
     assert result.exit_code == 1
     assert "steps.story_email: welcome/story: a marketing email needs a call to action" in result.output
     assert "welcome_email" not in result.output.split("call to action")[0].splitlines()[-1]
+
+
+def test_whatsapp_check_templates_reports_what_the_account_does_not_hold(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    client = boto3.client("socialmessaging", region_name="us-east-1")
+    stub = Stubber(client)
+    listed = {"templateName": "cart_reminder", "templateLanguage": "en_US", "templateStatus": "REJECTED"}
+    stub.add_response(
+        "list_whatsapp_message_templates",
+        {"templates": [listed | {"templateCategory": "MARKETING"}]},
+        {"id": "waba-0123456789abcdef", "maxResults": 100},
+    )
+    stub.activate()
+    monkeypatch.setattr(boto3, "client", lambda service, **_: client)
+    (tmp_path / "_whatsapp.yaml").write_text(
+        "templates:\n  cart_reminder: {languages: [en_US], category: marketing, parameters: [first_name]}\n"
+    )
+
+    result = runner.invoke(
+        app, ["whatsapp", "check-templates", "--waba-id", "waba-0123456789abcdef", "--flows-dir", str(tmp_path)]
+    )
+
+    assert result.exit_code == 1
+    assert "cart_reminder/en_US: declared, but its status is REJECTED" in result.output

@@ -39,6 +39,8 @@ BUILDS = {
     "feedback": {"store", "feedback"},
     "unsubscribe": {"store", "_catalog", "flows", "preferences"},
     "sms-inbound": {"store", "texter", "sms_keywords"},
+    "whatsapp-inbound": {"store", "refs", "whatsapp_inbound"},
+    "missed-call": {"refs", "missed_calls"},
     "sweep": ENGINE | {"daily", "jobs"},
 }
 # Where nothing renders a message, neither the renderer nor its CSS inliner is loaded; and Jinja only where
@@ -83,17 +85,22 @@ def test_each_function_builds_only_what_its_handler_uses(label: str, handler: st
         assert {"css_inline", "nudge.templating"}.isdisjoint(modules), f"{label} loads the renderer"
     if label not in READS_FLOWS:
         assert {"jinja2", "nudge.domain.flows"}.isdisjoint(modules), f"{label} loads the flows"
+    if label == "feedback":  # SES events name no phone number: phonenumbers' metadata would be dead weight
+        assert "phonenumbers" not in modules
 
 
 def test_the_bench_covers_every_function_the_stack_deploys() -> None:
     tree = ast.parse((ROOT / "infra" / "constructs" / "functions.py").read_text(encoding="utf-8"))
-    (value,) = [
+    (value, *optional) = [
         node.value
         for node in tree.body
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "FUNCTIONS" for t in node.targets)
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", None) in ("FUNCTIONS", "WHATSAPP_FUNCTION", "CONNECT_FUNCTION") for t in node.targets)
     ]
-    assert isinstance(value, ast.Tuple)
-    deployed = {element.elts[2].attr for element in value.elts}  # type: ignore[attr-defined]  # names.<X>_HANDLER
+    assert isinstance(value, ast.Tuple) and len(optional) == 2
+    # names.<X>_HANDLER of each, and of the ones deployed only when configured (WhatsApp, Connect)
+    deployed = {element.elts[2].attr for element in value.elts}  # type: ignore[attr-defined]
+    deployed |= {one.elts[2].attr for one in optional}  # type: ignore[attr-defined]
     from nudge import names
 
     assert {getattr(names, name) for name in deployed} == {handler for _, handler in FUNCTIONS}

@@ -22,6 +22,7 @@ def test_shipped_flows_load() -> None:
         "course_drip",
         "course_enrollment_funnel",
         "double_opt_in",
+        "missed_call",
         "post_purchase",
         "product_launch",
         "replenishment",

@@ -66,6 +66,8 @@ def test_importing_the_engine_loads_no_aws_sdk() -> None:
         "nudge.handlers.feedback",
         "nudge.handlers.unsubscribe",
         "nudge.handlers.sms_inbound",
+        "nudge.handlers.whatsapp_inbound",
+        "nudge.handlers.calls",
         "nudge.handlers.sweep",
     ],
 )

@@ -11,7 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from nudge.adapters.provider_errors import classify
-from nudge.domain.whatsapp import OutgoingWhatsApp
+from nudge.domain.whatsapp import AccountTemplate, OutgoingWhatsApp
 from nudge.ports import UnknownSendOutcome
 
 # The request or the account is wrong: sending it again will not change the answer.
@@ -44,3 +44,26 @@ class SocialMessagingWhatsApp:
         except Exception as exc:
             raise classify(exc, "WhatsApp", _PERMANENT) from exc
         return str(response["messageId"])
+
+
+def list_templates(client: Any, waba_id: str) -> list[AccountTemplate]:
+    """Every template of the WhatsApp Business Account (`waba-…` or its ARN), page by page."""
+    found: list[AccountTemplate] = []
+    token: str | None = None
+    while True:
+        page = client.list_whatsapp_message_templates(
+            id=waba_id, maxResults=100, **({"nextToken": token} if token else {})
+        )
+        for item in page.get("templates", []):
+            found.append(
+                AccountTemplate(
+                    name=str(item.get("templateName", "")),
+                    language=str(item.get("templateLanguage", "")),
+                    status=str(item.get("templateStatus", "")),
+                    category=str(item.get("templateCategory", "")),
+                    correct_category=item.get("correctCategory"),
+                )
+            )
+        token = page.get("nextToken")
+        if not token:
+            return found

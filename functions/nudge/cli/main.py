@@ -721,6 +721,32 @@ app.add_typer(campaign_app, name="campaign")
 from nudge.cli.audiences import audiences_app  # noqa: E402  (the sub-app registers beside the others)
 
 app.add_typer(audiences_app, name="audiences")
+
+whatsapp_app = typer.Typer(help="WhatsApp through AWS End User Messaging Social (docs/whatsapp.md).")
+app.add_typer(whatsapp_app, name="whatsapp")
+
+
+@whatsapp_app.command("check-templates")
+def whatsapp_check_templates(
+    waba_id: Annotated[str, typer.Option(help="The WhatsApp Business Account's id in AWS (waba-…) or its ARN.")],
+    flows_dir: Annotated[Path, typer.Option(help="Flows directory (its _whatsapp.yaml).")] = Path("flows"),
+) -> None:
+    """Compare flows/_whatsapp.yaml with the templates the account holds (needs AWS credentials)."""
+    import boto3
+
+    from nudge.adapters.whatsapp import list_templates
+    from nudge.domain.whatsapp import account_problems
+    from nudge.flow_files import load_whatsapp_templates
+
+    declared = load_whatsapp_templates(flows_dir)
+    problems = account_problems(declared, list_templates(boto3.client("socialmessaging"), waba_id))
+    for problem in problems:
+        console.print(f"✗ {problem}")
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"✓ {len(declared.templates)} declared template(s) approved in the account as declared")
+
+
 dlq_app = typer.Typer(help="The dead-letter queue: see what failed for long, replay the work (docs/deploy.md).")
 app.add_typer(dlq_app, name="dlq")
 

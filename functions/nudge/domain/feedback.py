@@ -1,4 +1,5 @@
-"""What happens to a message after its send: delivered, opened, clicked, bounced, complained, rejected, unsubscribed."""
+"""What happens to a message after its send: delivered, opened, clicked, bounced, complained, rejected,
+unsubscribed; for WhatsApp also read, failed and replied to."""
 
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ class FeedbackKind(StrEnum):
     COMPLAINT = "complaint"
     REJECT = "reject"
     UNSUBSCRIBE = "unsubscribe"  # the unsubscribe link of this message (ours, not the provider's)
+    # WhatsApp (End User Messaging Social relays Meta's statuses): the recipient opened the chat, the
+    # message could not be delivered after it was accepted, the customer wrote back after it.
+    READ = "read"
+    FAILED = "failed"
+    REPLY = "reply"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ class Suppression(StrEnum):
     COMPLAINT = "complaint"  # marked as spam: no marketing email
     UNSUBSCRIBED = "unsubscribed"  # one-click or the preference page: no marketing email
     SMS_OPTED_OUT = "sms_opted_out"  # STOP and its synonyms: no SMS of any kind (carrier rules)
+    WHATSAPP_OPTED_OUT = "whatsapp_opted_out"  # STOP over WhatsApp: no WhatsApp message of any kind
     ERASED = "erased"  # the contact was erased: no marketing, so a stale import cannot re-add them
 
 
@@ -31,6 +32,7 @@ _SCOPE: dict[Suppression, tuple[Channel | None, bool]] = {
     Suppression.COMPLAINT: (Channel.EMAIL, False),
     Suppression.UNSUBSCRIBED: (Channel.EMAIL, False),
     Suppression.SMS_OPTED_OUT: (Channel.SMS, True),
+    Suppression.WHATSAPP_OPTED_OUT: (Channel.WHATSAPP, True),
     Suppression.ERASED: (None, False),
 }
 
@@ -84,7 +86,7 @@ def block_reason(state: AddressState | None, channel: Channel, category: Categor
             continue
         if category is Category.TRANSACTIONAL and not blocks_transactional:
             continue
-        if reason is Suppression.SMS_OPTED_OUT:
+        if reason in (Suppression.SMS_OPTED_OUT, Suppression.WHATSAPP_OPTED_OUT):
             return reason.value
         if reason is Suppression.UNSUBSCRIBED:
             return "unsubscribed"

@@ -1,17 +1,20 @@
-"""Storefront webhooks: POST /webhooks/shopify and /webhooks/woocommerce. Verify the raw bytes, then map."""
+"""Storefront webhooks: POST /webhooks/shopify and /webhooks/woocommerce. Verify the raw bytes, then map.
+
+And Twilio's call status callback, POST /webhooks/twilio/calls: a missed call becomes `call_missed`."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, signing, wiring
+from nudge.domain import calls
 from nudge.handlers import flow_metrics, http, problems
 from nudge.services import shopify, woocommerce
 
@@ -88,6 +91,45 @@ def post_woocommerce() -> Response:
     payload = http.parse_json(body)
     canonical = woocommerce.map_webhook(topic, event_id, site or "", payload, container.clock.now())
     return _result(container.webhooks.handle(canonical) | {"topic": topic})
+
+
+def _signed_url() -> str:
+    """The URL Twilio requested, as it signed it: https://<Host><the path API Gateway saw, stage included>."""
+    event = app.current_event
+    headers = event.headers
+    proto = (headers.get("x-forwarded-proto") or "https").split(",")[0].strip()
+    host = headers.get("host") or ""
+    path = event.request_context.path or event.path
+    query = event.raw_event.get("multiValueQueryStringParameters") or {}
+    pairs = "&".join(f"{name}={value}" for name, values in query.items() for value in values)
+    return f"{proto}://{host}{path}" + (f"?{pairs}" if pairs else "")
+
+
+@app.post("/webhooks/twilio/calls")
+def post_twilio_call() -> Response:
+    container = wiring.current()
+    headers = app.current_event.headers
+    body = http.raw_body(app, MAX_BODY_BYTES)
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body), max_num_fields=200)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise problems.bad_form(f"not a form: {exc}") from None
+    params = dict(pairs)
+    if len(params) != len(pairs):
+        raise problems.bad_form("a parameter is repeated")
+    account = params.get("AccountSid") or ""
+    if not calls.twilio_signature_matches(
+        _secret_for("twilio", account), _signed_url(), params, headers.get(names.TWILIO_SIGNATURE_HEADER)
+    ):
+        raise problems.unauthorized(f"{names.TWILIO_SIGNATURE_HEADER} does not match the URL and the parameters")
+    try:
+        call = calls.from_twilio(params, container.clock.now())
+    except calls.NotAMissedCall as exc:
+        return http.json_response(200, {"ignored": str(exc)})
+    except calls.BadCall as exc:
+        raise problems.bad_form(str(exc)) from None
+    outcome = container.missed_calls.record(call)
+    return _result(outcome.as_dict())
 
 
 def warm() -> None:

@@ -37,6 +37,8 @@ FUNCTIONS: tuple[tuple[str, str], ...] = (
     ("feedback", names.FEEDBACK_HANDLER),
     ("unsubscribe", names.UNSUBSCRIBE_HANDLER),
     ("sms-inbound", names.SMS_INBOUND_HANDLER),
+    ("whatsapp-inbound", names.WHATSAPP_INBOUND_HANDLER),  # only with a WhatsApp number (WHATSAPP_FUNCTION)
+    ("missed-call", names.MISSED_CALL_HANDLER),  # only with a Connect instance (CONNECT_FUNCTION)
     ("sweep", names.SWEEP_HANDLER),
 )
 

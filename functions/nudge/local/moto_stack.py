@@ -32,6 +32,7 @@ POSTAL_ADDRESS = "Linen & Clay, 12 Harbour Street, Portland, ME 04101, USA"
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 DEV_SHOPIFY_SHOP = "dev-shop.myshopify.com"
 DEV_WOOCOMMERCE_SITE = "woo.example"
+DEV_TWILIO_ACCOUNT = "AC00000000000000000000000000000001"  # a Twilio account's SID: its auth token signs callbacks
 
 _FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -366,6 +367,7 @@ def start_moto_stack(
     webhook_secrets = {
         "shopify": {DEV_SHOPIFY_SHOP: secrets.token_hex(16)},
         "woocommerce": {DEV_WOOCOMMERCE_SITE: secrets.token_hex(16)},
+        "twilio": {DEV_TWILIO_ACCOUNT: secrets.token_hex(16)},
     }
     webhook_secrets_arn = secrets_client.create_secret(
         Name=names.WEBHOOK_SECRETS_NAME, SecretString=json.dumps(webhook_secrets)

@@ -433,6 +433,20 @@ class RunService:
             provider_id = send()
         except PermanentSendError as exc:
             log.error("message refused", extra={"message_id": message.message_id, "error": str(exc)})
+            fallback = self._fallback_after(step, message, contact, exc)
+            if fallback is not None:
+                # The same message, now on the fallback's channel: PENDING again only over its SENDING record,
+                # so a crash after this write leaves it in the outbox for the next drain (ADR 0007).
+                moved = self._store.settle_message(
+                    fallback,
+                    MessageStatus.PENDING,
+                    reason=fallback.reason,
+                    sent_at=message.sent_at,
+                    only_from=MessageStatus.SENDING,
+                )
+                if moved is not None:
+                    self._deliver(run, moved, contact, outcome, deadline=deadline)
+                return
             self._settle(message, MessageStatus.FAILED, outcome, reason=str(exc)[:500], only_from=MessageStatus.SENDING)
             return
         except TransientSendError as exc:
@@ -461,11 +475,34 @@ class RunService:
         self._store.settle_message(
             sent,
             MessageStatus.SENT,
+            # a fallback keeps why WhatsApp did not carry it
+            reason=message.reason if (message.reason or "").startswith(whatsapp.FELL_BACK) else None,
             provider_id=provider_id,
             sent_at=self._clock.now(),
             only_from=MessageStatus.SENDING,
         )
         outcome.sent.append(step_id)
+
+    def _fallback_after(
+        self, step: EmailStep | SmsStep | WhatsAppStep, message: Message, contact: Contact, error: Exception
+    ) -> Message | None:
+        """The message on its step's fallback channel, after WhatsApp refused it for good; None if the step
+        has no fallback or the contact cannot get it (no address, no consent: the failure stands).
+
+        Not judged again by quiet hours, caps or smart sending: the WhatsApp message was, a moment ago, and
+        this is the same message going out another way."""
+        if not isinstance(step, WhatsAppStep) or message.channel is not Channel.WHATSAPP:
+            return None
+        fallback = step.fallback_step()
+        if fallback is None:
+            return None
+        channel = engine.channel_of(fallback)
+        if engine.consent_problem(contact, channel, message.category) is not None:
+            return None
+        recipient = contact.email if channel is Channel.EMAIL else contact.phone
+        reason = f"{whatsapp.FELL_BACK}: {error}"[:500]
+        log.warning("WhatsApp refused the message; sending the fallback", extra={"message_id": message.message_id})
+        return evolve(message, channel=channel, recipient=recipient, reason=reason, body_preview=None)
 
     def _prepare(
         self,
@@ -606,9 +643,7 @@ class RunService:
         self._store.settle_message(message, MessageStatus.FAILED, reason=error[:500], only_from=MessageStatus.SENDING)
         outcome.failed.append((message.step_id, error))
 
-    def _abandoned_change(
-        self, run: Run, message: Message, contact: Contact | None, outcome: AdvanceOutcome
-    ) -> bool:
+    def _abandoned_change(self, run: Run, message: Message, contact: Contact | None, outcome: AdvanceOutcome) -> bool:
         """An audience change left SENDING past the grace (its worker died): done again, as it is idempotent."""
         if message.attempt_at is not None and self._clock.now() - message.attempt_at < SENDING_GRACE:
             return False

@@ -234,6 +234,9 @@ class MessageModel(Model):
     complaint_at = UTCDateTimeAttribute(null=True)
     reject_at = UTCDateTimeAttribute(null=True)
     unsubscribe_at = UTCDateTimeAttribute(null=True)
+    read_at = UTCDateTimeAttribute(null=True)
+    failed_at = UTCDateTimeAttribute(null=True)
+    reply_at = UTCDateTimeAttribute(null=True)
     by_provider_id = MessagesByProviderId()
     by_sent_at = MessagesBySentAt()
 
@@ -250,6 +253,7 @@ class AddressModel(Model):
     complaint = UTCDateTimeAttribute(null=True)
     unsubscribed = UTCDateTimeAttribute(null=True)
     sms_opted_out = UTCDateTimeAttribute(null=True)
+    whatsapp_opted_out = UTCDateTimeAttribute(null=True)
     erased = UTCDateTimeAttribute(null=True)
     topics_off = UnicodeSetAttribute(null=True)
 
@@ -287,6 +291,9 @@ class CounterModel(Model):
     complaint = NumberAttribute(null=True)
     reject = NumberAttribute(null=True)
     unsubscribe = NumberAttribute(null=True)
+    read = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    reply = NumberAttribute(null=True)
     document = JSONAttribute(null=True)  # DOC items: the RFM cut points, the co-purchase table
     version = NumberAttribute(null=True)  # DOC items written conditionally (a campaign's status): +1 a write
     updated_at = UTCDateTimeAttribute(null=True)
