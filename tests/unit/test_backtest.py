@@ -11,6 +11,7 @@ nothing of consent, so 00001 and 00002 never gave it.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -213,3 +214,46 @@ def test_every_flow_through_1997_with_the_daily_review() -> None:
     # Sunset starts on every order and leaves on the next: the runs an order ended are its exits.
     row = next(f for f in result.flows if f.flow_id == "sunset")
     assert row.exited == Counter({"exit:order_placed": row.entered - row.completed - row.active_at_end})
+
+
+@pytest.mark.parametrize(("shard_contacts", "processes"), [(1, 1), (2, 1), (1, 2)])
+def test_a_replay_in_groups_of_customers_gives_the_whole_replays_figures(shard_contacts: int, processes: int) -> None:
+    # Given every flow, the three customers' history with a backfilled start, replayed in one store
+    window: dict[str, datetime] = {"start": day("1997-01-10"), "end": day("1998-01-01")}
+    with bt.flows_for(ROOT / "flows") as flows:
+        settings = bt.backtest_settings(flows, ROOT / "templates", ROOT / "segments")
+        done, whole = bt.backtest(history(), settings, **window)  # type: ignore[arg-type]
+
+        # When it is replayed in groups of customers, each group alone, one after the other or in two processes
+        counts, grouped = bt.backtest_sharded(
+            history(),
+            settings,
+            shard_contacts=shard_contacts,
+            processes=processes,
+            **window,  # type: ignore[arg-type]
+        )
+
+    # Then every figure is the same, to the cent and the busiest week's address; only no message is kept
+    assert whole.messages and not grouped.messages
+    assert replace(whole, messages=[]) == grouped
+    assert whole.cadence.busiest_to == "customer00004@cdnow.example"
+    assert (counts.replayed, counts.backfilled, counts.worked, counts.reviews) == (
+        done.replayed,
+        done.backfilled,
+        done.worked,
+        done.reviews,
+    )
+    assert (counts.shards, counts.processes) == (-(-3 // shard_contacts), processes)
+
+
+def test_groups_are_cohorts_of_customers_in_first_appearance_with_their_events_in_order() -> None:
+    found = history()
+
+    groups = bt.shards_of(found, 2)
+
+    assert [sorted({e.contact.email for e in g.events}) for g in groups] == [
+        ["customer00001@cdnow.example", "customer00004@cdnow.example"],
+        ["customer00002@cdnow.example"],
+    ]
+    assert sum(len(g.events) for g in groups) == len(found.events)
+    assert all(g.events == sorted(g.events, key=lambda e: e.occurred_at) for g in groups)
