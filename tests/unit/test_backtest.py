@@ -257,3 +257,34 @@ def test_groups_are_cohorts_of_customers_in_first_appearance_with_their_events_i
     ]
     assert sum(len(g.events) for g in groups) == len(found.events)
     assert all(g.events == sorted(g.events, key=lambda e: e.occurred_at) for g in groups)
+
+
+def test_overlaps_in_one_pass_are_the_pairwise_overlaps() -> None:
+    # Given random runs of four flows for a few contacts (spans of whole days, many ties, some still active)
+    import random
+    from types import SimpleNamespace
+
+    rng = random.Random(5)
+    end = day("1997-03-01")
+    runs = []
+    for n in range(400):
+        began = day("1997-01-01") + (end - day("1997-01-01")) * rng.randint(0, 40) / 40
+        ended = None if rng.random() < 0.2 else began + (end - began) * rng.randint(0, 4) / 4
+        runs.append(
+            SimpleNamespace(contact_id=f"c{n % 7}", flow_id=rng.choice("abcd"), started_at=began, ended_at=ended)
+        )
+
+    # Then the one-pass count is the count of contacts with a pair of runs of two flows open at once
+    expected: Counter[tuple[str, str]] = Counter()
+    for contact in {r.contact_id for r in runs}:
+        spans = sorted((r.started_at, r.ended_at or end, r.flow_id) for r in runs if r.contact_id == contact)
+        expected.update(
+            {
+                (min(f, g), max(f, g))
+                for i, (_, ended, f) in enumerate(spans)
+                for began, _, g in spans[i + 1 :]
+                if f != g and began < ended
+            }
+        )
+    assert bt._overlapping(runs, end) == expected  # type: ignore[arg-type]
+    assert len(expected) == 6

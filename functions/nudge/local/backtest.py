@@ -493,16 +493,21 @@ def _overlapping(runs: Iterable[Run], end: datetime) -> Counter[tuple[str, str]]
     spans: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
     for run in runs:
         spans[run.contact_id].append((run.started_at, run.ended_at or end, run.flow_id))
-    pairs: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for contact_id, found in spans.items():
+    pairs: Counter[tuple[str, str]] = Counter()
+    for found in spans.values():
         found.sort()
-        for i, (_, ended, flow) in enumerate(found):
-            for other_began, _, other in found[i + 1 :]:
-                if other_began >= ended:
-                    break  # sorted by start: no later run began before this one ended
-                if other != flow:
-                    pairs[(min(flow, other), max(flow, other))].add(contact_id)
-    return Counter({pair: len(people) for pair, people in pairs.items()})
+        # One pass by start: a run overlaps an earlier-started run of another flow if that flow's
+        # latest end so far is after this run's start (each earlier run is compared, as pairwise would).
+        latest: dict[str, datetime] = {}
+        both: set[tuple[str, str]] = set()
+        for began, ended, flow in found:
+            for other, other_ended in latest.items():
+                if other != flow and other_ended > began:
+                    both.add((min(flow, other), max(flow, other)))
+            if ended > latest.get(flow, ended - timedelta(seconds=1)):
+                latest[flow] = ended
+        pairs.update(both)
+    return pairs
 
 
 def backtest(
