@@ -225,11 +225,13 @@ def test_a_replay_in_groups_of_customers_gives_the_whole_replays_figures(shard_c
         done, whole = bt.backtest(history(), settings, **window)  # type: ignore[arg-type]
 
         # When it is replayed in groups of customers, each group alone, one after the other or in two processes
+        heard: list[tuple[int, int, int]] = []
         counts, grouped = bt.backtest_sharded(
             history(),
             settings,
             shard_contacts=shard_contacts,
             processes=processes,
+            progress=lambda done, groups, so_far: heard.append((done, groups, so_far.replayed)),
             **window,  # type: ignore[arg-type]
         )
 
@@ -243,7 +245,10 @@ def test_a_replay_in_groups_of_customers_gives_the_whole_replays_figures(shard_c
         done.worked,
         done.reviews,
     )
-    assert (counts.shards, counts.processes) == (-(-3 // shard_contacts), processes)
+    groups = -(-3 // shard_contacts)
+    assert (counts.shards, counts.processes) == (groups, processes)
+    assert [(done, total) for done, total, _ in heard] == [(n, groups) for n in range(1, groups + 1)]
+    assert heard[-1][2] == done.replayed
 
 
 def test_groups_are_cohorts_of_customers_in_first_appearance_with_their_events_in_order() -> None:

@@ -18,6 +18,7 @@ import gc
 import json
 import shutil
 import tempfile
+import time as time_module
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -558,6 +559,7 @@ class Counts:
     shards: int = 0
     processes: int = 1
     peak_shard_contacts: int = 0
+    cpu: float = 0.0  # CPU seconds the groups' replays and tallies took, in whichever process ran them
 
 
 def shards_of(history: History, size: int = SHARD_CONTACTS) -> list[History]:
@@ -584,6 +586,7 @@ def replay_tally(
     history: History, settings: Settings, *, start: datetime, end: datetime, window: timedelta
 ) -> tuple[Counts, Tally]:
     """One group's replay, summed: the store and its records are dropped when this returns."""
+    began = time_module.process_time()
     done = replay(history, settings, start=start, end=end)
     counted = _tally_of(done, done.store.all_messages(), window)
     counts = Counts(
@@ -595,6 +598,7 @@ def replay_tally(
         reviews=done.reviews,
         shards=1,
         peak_shard_contacts=counted.contacts,
+        cpu=time_module.process_time() - began,
     )
     return counts, counted
 
@@ -618,13 +622,15 @@ def backtest_sharded(
     window: timedelta = kpis.DEFAULT_WINDOW,
     shard_contacts: int = SHARD_CONTACTS,
     processes: int = 1,
+    progress: Callable[[int, int, Counts], object] | None = None,
 ) -> tuple[Counts, Backtest]:
     """The backtest of `backtest`, replayed group by group of contacts, across `processes` (forked) workers.
 
     Each group is replayed in its own store, summed into a `Tally` and dropped, so memory holds one group's
     records per process (plus the history) instead of everyone's; the tallies are merged in group order.
     The result is the unsharded one's, figure for figure (tests/unit/test_backtest.py checks it), except
-    that no message record is kept (`Backtest.messages` is empty).
+    that no message record is kept (`Backtest.messages` is empty). `progress(done, groups, counts so far)`
+    hears of each group merged.
     """
     global _WORK
     events = history.events
@@ -637,14 +643,14 @@ def backtest_sharded(
     workers = max(1, min(processes, len(shards)))
     if workers == 1:
         results = (replay_tally(shard, settings, start=first, end=last, window=window) for shard in shards)
-        merged = _merge(results, first, last)
+        merged = _merge(results, first, last, len(shards), progress)
     else:
         import multiprocessing
 
         _WORK = (shards, settings, first, last, window)
         try:
             with multiprocessing.get_context("fork").Pool(workers) as pool:
-                merged = _merge(pool.imap(_replay_shard, range(len(shards))), first, last)
+                merged = _merge(pool.imap(_replay_shard, range(len(shards))), first, last, len(shards), progress)
         finally:
             _WORK = None
     counts, counted = merged
@@ -652,7 +658,13 @@ def backtest_sharded(
     return counts, finish(counted, start=first, end=last, window=window)
 
 
-def _merge(results: Iterable[tuple[Counts, Tally]], start: datetime, end: datetime) -> tuple[Counts, Tally]:
+def _merge(
+    results: Iterable[tuple[Counts, Tally]],
+    start: datetime,
+    end: datetime,
+    groups: int,
+    progress: Callable[[int, int, Counts], object] | None,
+) -> tuple[Counts, Tally]:
     """Sum the groups' counts and tallies, in group order (every sum is exact: integers and decimals)."""
     total = Counts(start=start, end=end)
     merged = Tally()
@@ -665,8 +677,11 @@ def _merge(results: Iterable[tuple[Counts, Tally]], start: datetime, end: dateti
             reviews=max(total.reviews, counts.reviews),  # every group reviews every day of the span
             shards=total.shards + 1,
             peak_shard_contacts=max(total.peak_shard_contacts, counts.peak_shard_contacts),
+            cpu=total.cpu + counts.cpu,
         )
         merged.merge(counted)
+        if progress is not None:
+            progress(total.shards, groups, total)
     return total, merged
 
 

@@ -77,7 +77,19 @@ def _backtest(path: str, processes: int, reply: Any) -> None:
         history = bt.load_history(lines, Format.MINIMAL, None, datetime.now(UTC), assume_consent=True)
     parsed = time.perf_counter()
     history_mb = rss_mb() - before
-    counts, result = bt.backtest_sharded(history, settings, processes=processes)
+    every = max(1, len(history.events) // 40_000)  # a line per ~40,000 orders' worth of groups
+
+    def progress(done: int, groups: int, counts: bt.Counts) -> None:
+        if done % every == 0 or done == groups:
+            print(  # noqa: T201 - the bench's progress, for a run that may be stopped before its end
+                f"  … {done:,}/{groups:,} groups, {counts.replayed:,} orders, {counts.worked:,} steps in "
+                f"{counts.cpu:,.0f} CPU s of the workers ({counts.replayed / max(counts.cpu, 1e-9):,.0f} orders and "
+                f"{counts.worked / max(counts.cpu, 1e-9):,.0f} steps per CPU s), {time.perf_counter() - parsed:,.0f} s "
+                f"since parsed; history {history_mb:,.0f} MB, RSS now {rss_mb():,.0f} MB",
+                flush=True,
+            )
+
+    counts, result = bt.backtest_sharded(history, settings, processes=processes, progress=progress)
     done = time.perf_counter()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     reply.send(
