@@ -11,6 +11,7 @@ nothing of consent, so 00001 and 00002 never gave it.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -213,3 +214,82 @@ def test_every_flow_through_1997_with_the_daily_review() -> None:
     # Sunset starts on every order and leaves on the next: the runs an order ended are its exits.
     row = next(f for f in result.flows if f.flow_id == "sunset")
     assert row.exited == Counter({"exit:order_placed": row.entered - row.completed - row.active_at_end})
+
+
+@pytest.mark.parametrize(("shard_contacts", "processes"), [(1, 1), (2, 1), (1, 2)])
+def test_a_replay_in_groups_of_customers_gives_the_whole_replays_figures(shard_contacts: int, processes: int) -> None:
+    # Given every flow, the three customers' history with a backfilled start, replayed in one store
+    window: dict[str, datetime] = {"start": day("1997-01-10"), "end": day("1998-01-01")}
+    with bt.flows_for(ROOT / "flows") as flows:
+        settings = bt.backtest_settings(flows, ROOT / "templates", ROOT / "segments")
+        done, whole = bt.backtest(history(), settings, **window)  # type: ignore[arg-type]
+
+        # When it is replayed in groups of customers, each group alone, one after the other or in two processes
+        heard: list[tuple[int, int, int]] = []
+        counts, grouped = bt.backtest_sharded(
+            history(),
+            settings,
+            shard_contacts=shard_contacts,
+            processes=processes,
+            progress=lambda done, groups, so_far: heard.append((done, groups, so_far.replayed)),
+            **window,  # type: ignore[arg-type]
+        )
+
+    # Then every figure is the same, to the cent and the busiest week's address; only no message is kept
+    assert whole.messages and not grouped.messages
+    assert replace(whole, messages=[]) == grouped
+    assert whole.cadence.busiest_to == "customer00004@cdnow.example"
+    assert (counts.replayed, counts.backfilled, counts.worked, counts.reviews) == (
+        done.replayed,
+        done.backfilled,
+        done.worked,
+        done.reviews,
+    )
+    groups = -(-3 // shard_contacts)
+    assert (counts.shards, counts.processes) == (groups, processes)
+    assert [(done, total) for done, total, _ in heard] == [(n, groups) for n in range(1, groups + 1)]
+    assert heard[-1][2] == done.replayed
+
+
+def test_groups_are_cohorts_of_customers_in_first_appearance_with_their_events_in_order() -> None:
+    found = history()
+
+    groups = bt.shards_of(found, 2)
+
+    assert [sorted({e.contact.email for e in g.events}) for g in groups] == [
+        ["customer00001@cdnow.example", "customer00004@cdnow.example"],
+        ["customer00002@cdnow.example"],
+    ]
+    assert sum(len(g.events) for g in groups) == len(found.events)
+    assert all(g.events == sorted(g.events, key=lambda e: e.occurred_at) for g in groups)
+
+
+def test_overlaps_in_one_pass_are_the_pairwise_overlaps() -> None:
+    # Given random runs of four flows for a few contacts (spans of whole days, many ties, some still active)
+    import random
+    from types import SimpleNamespace
+
+    rng = random.Random(5)
+    end = day("1997-03-01")
+    runs = []
+    for n in range(400):
+        began = day("1997-01-01") + (end - day("1997-01-01")) * rng.randint(0, 40) / 40
+        ended = None if rng.random() < 0.2 else began + (end - began) * rng.randint(0, 4) / 4
+        runs.append(
+            SimpleNamespace(contact_id=f"c{n % 7}", flow_id=rng.choice("abcd"), started_at=began, ended_at=ended)
+        )
+
+    # Then the one-pass count is the count of contacts with a pair of runs of two flows open at once
+    expected: Counter[tuple[str, str]] = Counter()
+    for contact in {r.contact_id for r in runs}:
+        spans = sorted((r.started_at, r.ended_at or end, r.flow_id) for r in runs if r.contact_id == contact)
+        expected.update(
+            {
+                (min(f, g), max(f, g))
+                for i, (_, ended, f) in enumerate(spans)
+                for began, _, g in spans[i + 1 :]
+                if f != g and began < ended
+            }
+        )
+    assert bt._overlapping(runs, end) == expected  # type: ignore[arg-type]
+    assert len(expected) == 6

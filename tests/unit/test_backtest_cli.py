@@ -54,6 +54,19 @@ def test_backtest_prints_flows_steps_cadence_overlaps_and_orders(tmp_path: Path)
     assert html.count('<svg class="chart weekly"') == 1 and "Correlation, not lift" in html
 
 
+def test_backtest_in_groups_of_one_customer_prints_what_one_store_prints() -> None:
+    def tables(*options: str) -> list[str]:
+        args = ["backtest", "--orders", ORDERS, "--format", "minimal", "--events", EVENTS, "--to", "1997-12-31"]
+        result = runner.invoke(app, [*args, *options], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        return result.output.splitlines()[:-1]  # the last line is the time and the memory
+
+    grouped = tables("--shard-contacts", "1", "--processes", "1")
+
+    assert grouped == tables("--shard-contacts", "0")
+    assert any("busiest: 2 messages in the week of" in line and "customer00004@" in line for line in grouped)
+
+
 def test_compare_shows_two_versions_side_by_side(tmp_path: Path) -> None:
     faster = tmp_path / "post_purchase_3d.yaml"
     faster.write_text((ROOT / "flows" / "post_purchase.yaml").read_text().replace("duration: 14d", "duration: 3d"))

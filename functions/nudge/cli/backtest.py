@@ -9,7 +9,7 @@ from decimal import Decimal
 from rich.console import Console
 from rich.table import Table
 
-from nudge.local.backtest import BUSY_WEEK, Backtest, FlowRow, Replayed, Side
+from nudge.local.backtest import BUSY_WEEK, Backtest, Counts, FlowRow, Replayed, Side
 
 ATTRIBUTION_NOTE = (
     "orders/revenue: orders placed within {window} after a message (last touch). Correlation, not lift: "
@@ -27,7 +27,7 @@ def money(value: Decimal) -> str:
     return f"{value:,.2f}"
 
 
-def print_backtest(console: Console, done: Replayed, result: Backtest, window: str) -> None:
+def print_backtest(console: Console, done: Replayed | Counts, result: Backtest, window: str) -> None:
     console.print(
         f"Replayed {done.replayed:,} events from {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d} "
         f"({done.backfilled:,} earlier ones as history), {done.worked:,} steps worked, {done.reviews} daily "
@@ -93,9 +93,9 @@ def print_backtest(console: Console, done: Replayed, result: Backtest, window: s
     )
     if cadence.busiest is not None:
         contact_id, week, count = cadence.busiest
-        who = (found.email or found.phone) if (found := done.store.get_contact(contact_id)) else None
         console.print(
-            f"  busiest: {count} messages in the week of {week:%Y-%m-%d} to {who or contact_id}", highlight=False
+            f"  busiest: {count} messages in the week of {week:%Y-%m-%d} to {cadence.busiest_to or contact_id}",
+            highlight=False,
         )
     if result.overlaps:
         overlaps = Table(title="Overlaps: contacts in two flows at once", title_justify="left")

@@ -18,6 +18,7 @@ import gc
 import json
 import shutil
 import tempfile
+import time as time_module
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -141,10 +142,11 @@ def replay(
     first = start or _day(events[0].occurred_at)
     last = end or _day(events[-1].occurred_at) + timedelta(days=1)
     clock = VirtualClock(min(first, events[0].occurred_at) if events else first)
-    # No send budget: the throttle would only move the virtual clock.
-    container = build_memory(
-        settings.model_copy(update={"ses_max_send_rate": 10_000}), clock, renderer=subjects_only(settings.templates_dir)
-    )
+    container = build_memory(settings, clock, renderer=subjects_only(settings.templates_dir))
+    # No send budget: the account's rate is shared by every contact (the one thing that would tie one
+    # customer's replay to another's), and it would only move the virtual clock. Set before the run
+    # service is made, which then takes no send slot at all.
+    vars(container)["throttle"] = None
     scheduler: MemoryScheduler = container.scheduler  # type: ignore[assignment]
     queue: MemoryQueue = container.queue  # type: ignore[assignment]
     done = Replayed(container=container, start=first, end=last)
@@ -271,6 +273,7 @@ class Cadence:
     histogram: dict[str, int]  # "1", "2", "3", "4+" -> contact-weeks
     busiest: tuple[str, date, int] | None  # contact, week (its Monday), messages
     mean: float
+    busiest_to: str | None = None  # the busiest contact's address, when the replay knew it
 
     @property
     def busy(self) -> int:
@@ -306,7 +309,69 @@ class Backtest:
         return sum(f.sent for f in self.flows)
 
 
-def summarize(
+@dataclass(slots=True)
+class Tally:
+    """What the summary needs of some contacts' replay, and nothing else: mergeable with another group's.
+
+    Contacts do not share runs, messages or orders, so two disjoint groups' tallies add up to the tally of
+    both (`merge`): counts add, distinct-contact counts add (no contact is in two groups), the busiest week
+    and each step's first message are the larger and the smaller under a total order. A sharded replay
+    (`backtest_sharded`) keeps one per group and drops the group's records.
+    """
+
+    flows: dict[str, FlowRow] = field(default_factory=dict)
+    steps: dict[tuple[str, str], StepRow] = field(default_factory=dict)
+    first_message: dict[tuple[str, str], tuple[datetime, str]] = field(default_factory=dict)  # step -> its first
+    weekly: dict[date, Counter[str]] = field(default_factory=dict)
+    histogram: Counter[str] = field(default_factory=Counter)
+    contact_weeks: int = 0
+    weekly_messages: int = 0  # messages over all contact-weeks (the mean's numerator)
+    busiest: tuple[int, date, str] | None = None  # messages, week, contact
+    busiest_to: str | None = None  # the busiest contact's address
+    pairs: Counter[tuple[str, str]] = field(default_factory=Counter)  # two flows -> contacts in both at once
+    orders: int = 0
+    revenue: Decimal = Decimal("0.00")
+    attributed_orders: int = 0
+    attributed_revenue: Decimal = Decimal("0.00")
+    contacts: int = 0
+
+    def merge(self, other: Tally) -> None:
+        """Add another, disjoint group of contacts' tally to this one."""
+        for flow_id, theirs in other.flows.items():
+            row = self.flows.setdefault(flow_id, FlowRow(flow_id))
+            for name in ("entered", "contacts", "sent", "failed", "completed", "goal_reached", "active_at_end"):
+                setattr(row, name, getattr(row, name) + getattr(theirs, name))
+            row.recipients += theirs.recipients
+            row.orders += theirs.orders
+            row.revenue += theirs.revenue
+            row.skipped.update(theirs.skipped)
+            row.exited.update(theirs.exited)
+        for key, other_step in other.steps.items():
+            step = self.steps.setdefault(key, StepRow(other_step.flow_id, other_step.step_id, other_step.channel))
+            step.sent += other_step.sent
+            step.failed += other_step.failed
+            step.orders += other_step.orders
+            step.revenue += other_step.revenue
+            step.skipped.update(other_step.skipped)
+        for key, first in other.first_message.items():
+            if key not in self.first_message or first < self.first_message[key]:
+                self.first_message[key] = first
+        for week, counts in other.weekly.items():
+            self.weekly.setdefault(week, Counter()).update(counts)
+        self.histogram.update(other.histogram)
+        self.contact_weeks += other.contact_weeks
+        self.weekly_messages += other.weekly_messages
+        if other.busiest is not None and (self.busiest is None or other.busiest > self.busiest):
+            self.busiest, self.busiest_to = other.busiest, other.busiest_to
+        self.pairs.update(other.pairs)
+        self.orders += other.orders
+        self.revenue += other.revenue
+        self.attributed_orders += other.attributed_orders
+        self.attributed_revenue += other.attributed_revenue
+        self.contacts += other.contacts
+
+
+def tally(
     runs: Iterable[Run],
     messages: Iterable[Message],
     orders: Iterable[kpis.Order],
@@ -315,13 +380,12 @@ def summarize(
     end: datetime,
     window: timedelta = kpis.DEFAULT_WINDOW,
     contacts: int = 0,
-) -> Backtest:
-    """Per flow and step: entered, sent, skipped by reason, exited, goal reached; cadence, overlaps, attribution."""
+) -> Tally:
+    """The summary's counts over one group of contacts' runs, messages and orders (see `Tally`)."""
     runs = sorted(runs, key=lambda r: (r.started_at, r.run_id))
-    messages = sorted(messages, key=lambda m: (m.created_at, m.message_id))
     orders = [o for o in orders if start <= o.placed_at < end]
-    flows: dict[str, FlowRow] = {}
-    steps: dict[tuple[str, str], StepRow] = {}
+    found = Tally(contacts=contacts)
+    flows, steps = found.flows, found.steps
     entrants: dict[str, set[str]] = defaultdict(set)
     recipients: dict[str, set[str]] = defaultdict(set)
     for run in runs:
@@ -335,20 +399,24 @@ def summarize(
             row.exited[run.exit_reason or "-"] += 1
         elif run.is_active:
             row.active_at_end += 1
-    weekly: dict[date, Counter[str]] = defaultdict(Counter)
     per_contact_week: Counter[tuple[str, date]] = Counter()
+    touches = []
     for message in messages:
         row = flows.setdefault(message.flow_id, FlowRow(message.flow_id))
-        step = steps.setdefault(
-            (message.flow_id, message.step_id), StepRow(message.flow_id, message.step_id, message.channel.value)
-        )
+        key = (message.flow_id, message.step_id)
+        step = steps.get(key)
+        if step is None:
+            step = steps[key] = StepRow(message.flow_id, message.step_id, message.channel.value)
+        first = (message.created_at, message.message_id)
+        if key not in found.first_message or first < found.first_message[key]:
+            found.first_message[key] = first
         if message.status is MessageStatus.SENT:
             row.sent += 1
             step.sent += 1
             if message.channel is not Channel.WEBHOOK and message.sent_at is not None:
                 recipients[message.flow_id].add(message.contact_id)
                 week = _monday(message.sent_at)
-                weekly[week][message.flow_id] += 1
+                found.weekly.setdefault(week, Counter())[message.flow_id] += 1
                 per_contact_week[(message.contact_id, week)] += 1
         elif message.status is MessageStatus.SKIPPED:
             row.skipped[message.reason or "-"] += 1
@@ -356,7 +424,8 @@ def summarize(
         elif message.status is MessageStatus.FAILED:
             row.failed += 1
             step.failed += 1
-    touches = [kpis.MessageFacts.of(m) for m in messages if m.channel is not Channel.WEBHOOK]
+        if message.channel is not Channel.WEBHOOK:
+            touches.append(kpis.MessageFacts.of(message))
     credited = kpis.attribute(touches, orders, window)
     by_id = {o.order_id: o for o in orders}
     for order_id, touch in credited.items():
@@ -367,27 +436,52 @@ def summarize(
     for flow_id, row in flows.items():
         row.contacts = len(entrants[flow_id])
         row.recipients = len(recipients[flow_id])
+    for count in per_contact_week.values():
+        found.histogram[str(count) if count < BUSY_WEEK else f"{BUSY_WEEK}+"] += 1
+    found.contact_weeks = len(per_contact_week)
+    found.weekly_messages = sum(per_contact_week.values())
+    busiest = max(per_contact_week.items(), key=lambda kv: (kv[1], kv[0][1], kv[0][0]), default=None)
+    found.busiest = (busiest[1], busiest[0][1], busiest[0][0]) if busiest else None
+    found.pairs = _overlapping(runs, end)
+    found.orders = len(orders)
+    found.revenue = sum((o.total for o in orders), Decimal("0.00"))
+    found.attributed_orders = len(credited)
+    found.attributed_revenue = sum((by_id[o].total for o in credited), Decimal("0.00"))
+    return found
+
+
+def finish(
+    counted: Tally, *, start: datetime, end: datetime, window: timedelta, messages: list[Message] | None = None
+) -> Backtest:
+    """The summary of one tally (of every contact): rows in order, cadence, overlaps."""
+    busiest = counted.busiest
+    per_week = counted.contact_weeks
     return Backtest(
         start=start,
         end=end,
         window=window,
-        flows=sorted(flows.values(), key=lambda r: r.flow_id),
-        steps=sorted(steps.values(), key=lambda r: (r.flow_id, _step_order(messages, r))),
-        weekly={week: dict(sorted(counts.items())) for week, counts in sorted(weekly.items())},
-        cadence=_cadence(per_contact_week),
-        overlaps=_overlaps(runs, end),
-        orders=len(orders),
-        revenue=sum((o.total for o in orders), Decimal("0.00")),
-        attributed_orders=len(credited),
-        attributed_revenue=sum((by_id[o].total for o in credited), Decimal("0.00")),
-        contacts=contacts,
-        messages=messages,
+        flows=sorted(counted.flows.values(), key=lambda r: r.flow_id),
+        # Steps in the order the replay first reached them (their order in the flow, for a straight flow).
+        steps=sorted(counted.steps.values(), key=lambda r: (r.flow_id, counted.first_message[(r.flow_id, r.step_id)])),
+        weekly={week: dict(sorted(counts.items())) for week, counts in sorted(counted.weekly.items())},
+        cadence=Cadence(
+            contact_weeks=per_week,
+            histogram={k: counted.histogram[k] for k in [*map(str, range(1, BUSY_WEEK)), f"{BUSY_WEEK}+"]},
+            busiest=(busiest[2], busiest[1], busiest[0]) if busiest else None,
+            mean=counted.weekly_messages / per_week if per_week else 0.0,
+            busiest_to=counted.busiest_to,
+        ),
+        overlaps=sorted(
+            (Overlap(a, b, people) for (a, b), people in counted.pairs.items()),
+            key=lambda o: (-o.contacts, o.first, o.second),
+        ),
+        orders=counted.orders,
+        revenue=counted.revenue,
+        attributed_orders=counted.attributed_orders,
+        attributed_revenue=counted.attributed_revenue,
+        contacts=counted.contacts,
+        messages=messages if messages is not None else [],
     )
-
-
-def _step_order(messages: Sequence[Message], row: StepRow) -> int:
-    """Steps in the order the replay first reached them (their order in the flow, for a straight flow)."""
-    return next(i for i, m in enumerate(messages) if m.flow_id == row.flow_id and m.step_id == row.step_id)
 
 
 def _monday(moment: datetime) -> date:
@@ -395,37 +489,26 @@ def _monday(moment: datetime) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _cadence(per_contact_week: Counter[tuple[str, date]]) -> Cadence:
-    histogram: Counter[str] = Counter()
-    for count in per_contact_week.values():
-        histogram[str(count) if count < BUSY_WEEK else f"{BUSY_WEEK}+"] += 1
-    busiest = max(per_contact_week.items(), key=lambda kv: (kv[1], kv[0][1], kv[0][0]), default=None)
-    total = sum(per_contact_week.values())
-    return Cadence(
-        contact_weeks=len(per_contact_week),
-        histogram={k: histogram[k] for k in [*map(str, range(1, BUSY_WEEK)), f"{BUSY_WEEK}+"]},
-        busiest=(busiest[0][0], busiest[0][1], busiest[1]) if busiest else None,
-        mean=total / len(per_contact_week) if per_contact_week else 0.0,
-    )
-
-
-def _overlaps(runs: Iterable[Run], end: datetime) -> list[Overlap]:
+def _overlapping(runs: Iterable[Run], end: datetime) -> Counter[tuple[str, str]]:
     """Pairs of flows and how many contacts were in both at once (a run's span: started to ended, or end)."""
     spans: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
     for run in runs:
         spans[run.contact_id].append((run.started_at, run.ended_at or end, run.flow_id))
-    pairs: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for contact_id, found in spans.items():
+    pairs: Counter[tuple[str, str]] = Counter()
+    for found in spans.values():
         found.sort()
-        for i, (_, ended, flow) in enumerate(found):
-            for other_began, _, other in found[i + 1 :]:
-                if other_began >= ended:
-                    break  # sorted by start: no later run began before this one ended
-                if other != flow:
-                    pairs[(min(flow, other), max(flow, other))].add(contact_id)
-    return sorted(
-        (Overlap(a, b, len(people)) for (a, b), people in pairs.items()), key=lambda o: (-o.contacts, o.first, o.second)
-    )
+        # One pass by start: a run overlaps an earlier-started run of another flow if that flow's
+        # latest end so far is after this run's start (each earlier run is compared, as pairwise would).
+        latest: dict[str, datetime] = {}
+        both: set[tuple[str, str]] = set()
+        for began, ended, flow in found:
+            for other, other_ended in latest.items():
+                if other != flow and other_ended > began:
+                    both.add((min(flow, other), max(flow, other)))
+            if ended > latest.get(flow, ended - timedelta(seconds=1)):
+                latest[flow] = ended
+        pairs.update(both)
+    return pairs
 
 
 def backtest(
@@ -436,19 +519,170 @@ def backtest(
     end: datetime | None = None,
     window: timedelta = kpis.DEFAULT_WINDOW,
 ) -> tuple[Replayed, Backtest]:
-    """Replay the history, then summarize what the flows did."""
+    """Replay the history in one store, then summarize what the flows did (every record kept: tests read them)."""
     done = replay(history, settings, start=start, end=end)
+    messages = sorted(done.store.all_messages(), key=lambda m: (m.created_at, m.message_id))
+    counted = _tally_of(done, messages, window)
+    return done, finish(counted, start=done.start, end=done.end, window=window, messages=messages)
+
+
+def _tally_of(done: Replayed, messages: Iterable[Message], window: timedelta) -> Tally:
+    """The tally of a replay's store, with the busiest week's address (the store knows it)."""
     store = done.store
-    summary = summarize(
+    found = tally(
         store.all_runs(),
-        store.all_messages(),
+        messages,
         orders_of(store),
         start=done.start,
         end=done.end,
         window=window,
         contacts=len(store.contacts),
     )
-    return done, summary
+    if found.busiest is not None and (contact := store.get_contact(found.busiest[2])) is not None:
+        found.busiest_to = contact.email or contact.phone
+    return found
+
+
+SHARD_CONTACTS = 2_000  # contacts replayed together in one store before their records are summed and dropped
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What a sharded replay did, as `Replayed` says it (no store is left to read)."""
+
+    start: datetime
+    end: datetime
+    replayed: int = 0
+    backfilled: int = 0
+    worked: int = 0
+    reviews: int = 0
+    shards: int = 0
+    processes: int = 1
+    peak_shard_contacts: int = 0
+    cpu: float = 0.0  # CPU seconds the groups' replays and tallies took, in whichever process ran them
+
+
+def shards_of(history: History, size: int = SHARD_CONTACTS) -> list[History]:
+    """The history cut into groups of at most `size` contacts, each with its contacts' events in order.
+
+    Contacts are dealt out in the order they first appear (the first `size` to the first group...), so a
+    group is a cohort; each group's events keep the history's order. Nothing a contact does reaches another
+    contact's records in a replay (see ADR 0010), so the groups replay alone.
+    """
+    group_of: dict[str, int] = {}
+    groups: list[History] = []
+    for event in history.events:
+        contact_id = event.contact_id
+        index = group_of.get(contact_id)
+        if index is None:
+            index = group_of[contact_id] = len(group_of) // size
+            if index == len(groups):
+                groups.append(History())
+        groups[index].events.append(event)
+    return groups
+
+
+def replay_tally(
+    history: History, settings: Settings, *, start: datetime, end: datetime, window: timedelta
+) -> tuple[Counts, Tally]:
+    """One group's replay, summed: the store and its records are dropped when this returns."""
+    began = time_module.process_time()
+    done = replay(history, settings, start=start, end=end)
+    counted = _tally_of(done, done.store.all_messages(), window)
+    counts = Counts(
+        start=start,
+        end=end,
+        replayed=done.replayed,
+        backfilled=done.backfilled,
+        worked=done.worked,
+        reviews=done.reviews,
+        shards=1,
+        peak_shard_contacts=counted.contacts,
+        cpu=time_module.process_time() - began,
+    )
+    return counts, counted
+
+
+# What a forked worker process replays: set by the parent before the pool forks, read by index.
+_WORK: tuple[list[History], Settings, datetime, datetime, timedelta] | None = None
+
+
+def _replay_shard(index: int) -> tuple[Counts, Tally]:
+    assert _WORK is not None
+    shards, settings, start, end, window = _WORK
+    return replay_tally(shards[index], settings, start=start, end=end, window=window)
+
+
+def backtest_sharded(
+    history: History,
+    settings: Settings,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    window: timedelta = kpis.DEFAULT_WINDOW,
+    shard_contacts: int = SHARD_CONTACTS,
+    processes: int = 1,
+    progress: Callable[[int, int, Counts], object] | None = None,
+) -> tuple[Counts, Backtest]:
+    """The backtest of `backtest`, replayed group by group of contacts, across `processes` (forked) workers.
+
+    Each group is replayed in its own store, summed into a `Tally` and dropped, so memory holds one group's
+    records per process (plus the history) instead of everyone's; the tallies are merged in group order.
+    The result is the unsharded one's, figure for figure (tests/unit/test_backtest.py checks it), except
+    that no message record is kept (`Backtest.messages` is empty). `progress(done, groups, counts so far)`
+    hears of each group merged.
+    """
+    global _WORK
+    events = history.events
+    if not events and (start is None or end is None):
+        raise HistoryError("the history holds no event: give --from and --to, or some orders")
+    first = start or _day(events[0].occurred_at)
+    last = end or _day(events[-1].occurred_at) + timedelta(days=1)
+    shards = shards_of(history, shard_contacts) or [History()]
+    results: Iterable[tuple[Counts, Tally]]
+    workers = max(1, min(processes, len(shards)))
+    if workers == 1:
+        results = (replay_tally(shard, settings, start=first, end=last, window=window) for shard in shards)
+        merged = _merge(results, first, last, len(shards), progress)
+    else:
+        import multiprocessing
+
+        _WORK = (shards, settings, first, last, window)
+        try:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                merged = _merge(pool.imap(_replay_shard, range(len(shards))), first, last, len(shards), progress)
+        finally:
+            _WORK = None
+    counts, counted = merged
+    counts = replace(counts, processes=workers)
+    return counts, finish(counted, start=first, end=last, window=window)
+
+
+def _merge(
+    results: Iterable[tuple[Counts, Tally]],
+    start: datetime,
+    end: datetime,
+    groups: int,
+    progress: Callable[[int, int, Counts], object] | None,
+) -> tuple[Counts, Tally]:
+    """Sum the groups' counts and tallies, in group order (every sum is exact: integers and decimals)."""
+    total = Counts(start=start, end=end)
+    merged = Tally()
+    for counts, counted in results:
+        total = replace(
+            total,
+            replayed=total.replayed + counts.replayed,
+            backfilled=total.backfilled + counts.backfilled,
+            worked=total.worked + counts.worked,
+            reviews=max(total.reviews, counts.reviews),  # every group reviews every day of the span
+            shards=total.shards + 1,
+            peak_shard_contacts=max(total.peak_shard_contacts, counts.peak_shard_contacts),
+            cpu=total.cpu + counts.cpu,
+        )
+        merged.merge(counted)
+        if progress is not None:
+            progress(total.shards, groups, total)
+    return total, merged
 
 
 def orders_of(store: MemoryStore) -> Iterator[kpis.Order]:

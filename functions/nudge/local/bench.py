@@ -5,6 +5,8 @@ Figures, not assertions: tests stay deterministic; this prints what a change did
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
@@ -354,25 +356,31 @@ def _backtest(customers: int) -> Iterator[str]:
     found = history(customers)
     loaded = time.perf_counter()
     cpu = time.process_time()  # on a shared machine, the CPU time is the one-core figure
-    done = bt.replay(found, settings)
+    one, result = bt.backtest_sharded(found, settings, processes=1)
     cpu = time.process_time() - cpu
     replayed = time.perf_counter()
-    store = done.store
-    result = bt.summarize(
-        store.all_runs(), store.all_messages(), bt.orders_of(store), start=done.start, end=done.end, contacts=customers
-    )
-    summed = time.perf_counter()
-    span = replayed - loaded
     yield (
-        f"backtest, in memory: CDNOW's first {customers:,} customers, {done.replayed:,} orders 1997-01 to 1998-06, "
-        f"every flow, consent assumed → {result.sent:,} messages, {done.worked:,} steps worked"
+        f"backtest, in memory: CDNOW's first {customers:,} customers, {one.replayed:,} orders 1997-01 to 1998-06, "
+        f"every flow, consent assumed → {result.sent:,} messages, {one.worked:,} steps worked"
     )
     yield (
-        f"  {summed - began:6.1f} s in all: parse {loaded - began:.1f} s, replay {span:.1f} s "
-        f"({cpu:.1f} CPU s: {done.replayed / cpu:,.0f} orders and {done.worked / cpu:,.0f} steps per CPU s), "
-        f"summary {summed - replayed:.1f} s"
+        f"  one process: parse {loaded - began:.1f} s, replay and summary {replayed - loaded:.1f} s "
+        f"({cpu:.1f} CPU s: {one.replayed / cpu:,.0f} orders and {one.worked / cpu:,.0f} steps per CPU s; "
+        f"{one.shards} groups of up to {bt.SHARD_CONTACTS:,} customers)"
     )
-    del done, store, result
+    cores = os.cpu_count() or 1
+    if cores > 1:
+        children = _children_cpu()
+        began, cpu = time.perf_counter(), time.process_time()
+        every, again = bt.backtest_sharded(found, settings, processes=cores)
+        wall = time.perf_counter() - began
+        cpu = time.process_time() - cpu + _children_cpu() - children
+        same = "the same figures" if again == result else "DIFFERENT figures (a bug)"
+        yield (
+            f"  {every.processes} processes: replay and summary {wall:.1f} s wall ({cpu:.1f} CPU s in all), "
+            f"{same} as one process"
+        )
+    del found, result
     sizes = []
     for count in (max(customers // 8, 1), max(customers // 4, 1)):
         small = history(count)
@@ -381,7 +389,12 @@ def _backtest(customers: int) -> Iterator[str]:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         sizes.append(f"{count:,} customers {peak / 1e6:,.0f} MB ({peak / count / 1024:,.1f} KiB each)")
-    yield f"  peak traced memory of the replay: {'; '.join(sizes)}"
+    yield f"  peak traced memory of a replay in one store (what a group holds, per customer): {'; '.join(sizes)}"
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def run_benchmarks(

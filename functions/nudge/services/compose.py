@@ -68,6 +68,8 @@ class EmailComposer:
         """Render, add footer, preheader and UTM tags, inline the CSS; marketing mail gets RFC 8058 headers."""
         policy = self._policy
         postal_address = policy.postal_address or self._renderer.brand.postal_address or None
+        if not self._renderer.renders_bodies:
+            return self._recorded(step, message, context, postal_address, now)
         headers = {
             "Message-ID": make_msgid(domain=self._from.rpartition("@")[2] or None),
             # Our own ids survive SES (which replaces Message-ID): its events carry them back, so feedback
@@ -77,29 +79,17 @@ class EmailComposer:
             CONTACT_HEADER: message.contact_id,
         }
         unsubscribe_url = None
-        if message.category is Category.MARKETING:
-            if not postal_address:
-                # Fails closed everywhere, not only in prod: a footer without an address is never sent.
-                raise MissingPostalAddress(
-                    "marketing email needs the sender's postal address (brand.yaml postal_address or "
-                    "the postalAddress deploy setting)"
-                )
-            key = self._unsubscribe_key()
-            if not key or not policy.unsubscribe_base_url:
-                raise PermanentSendError("marketing email needs an unsubscribe link: no unsubscribe key or base URL")
+        if (checked := self._marketing_checks(message, postal_address)) is not None:
+            key, base_url = checked
             token = make_token(key, message.contact_id)
             # `m` names the message, so an unsubscribe counts against its flow step (the token alone authorizes).
-            unsubscribe_url = (
-                f"{policy.unsubscribe_base_url.rstrip('/')}/{token}?m={quote(message.message_id, safe='')}"
-            )
+            unsubscribe_url = f"{base_url.rstrip('/')}/{token}?m={quote(message.message_id, safe='')}"
             targets = [f"<{unsubscribe_url}>"]
             if policy.unsubscribe_mailto:
                 targets.append(f"<mailto:{policy.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}>")
             headers["List-Unsubscribe"] = ", ".join(targets)
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         context = {**context, "unsubscribe_url": unsubscribe_url, "postal_address": postal_address}
-        if not self._renderer.renders_bodies:
-            return self._recorded(step, message, context, headers, now)
         from nudge.templating import FOOTER_HTML, FOOTER_MARK, FOOTER_TEXT, inline_css
 
         subject, html, text = self._renderer.email(step.template, step.subject, context)
@@ -126,11 +116,32 @@ class EmailComposer:
             tags={"flow": message.flow_id, "step": message.step_id, "category": message.category.value},
         )
 
+    def _marketing_checks(self, message: Message, postal_address: str | None) -> tuple[str, str] | None:
+        """Marketing email's preconditions, or the error that fails the send: its unsubscribe key and base URL
+        (None: not marketing)."""
+        if message.category is not Category.MARKETING:
+            return None
+        if not postal_address:
+            # Fails closed everywhere, not only in prod: a footer without an address is never sent.
+            raise MissingPostalAddress(
+                "marketing email needs the sender's postal address (brand.yaml postal_address or "
+                "the postalAddress deploy setting)"
+            )
+        key, base_url = self._unsubscribe_key(), self._policy.unsubscribe_base_url
+        if not key or not base_url:
+            raise PermanentSendError("marketing email needs an unsubscribe link: no unsubscribe key or base URL")
+        return key, base_url
+
     def _recorded(
-        self, step: EmailStep, message: Message, context: dict[str, Any], headers: dict[str, str], now: datetime
+        self, step: EmailStep, message: Message, context: dict[str, Any], postal_address: str | None, now: datetime
     ) -> OutgoingEmail:
-        """For a renderer that renders no template file (the backtest's): the checks above, then only what can
-        fail or lands in the message record (subject, preheader); no body, footer, UTM tags or CSS inlining."""
+        """For a renderer that renders no template file (the backtest's): the checks that can fail a send
+        (postal address, unsubscribe key and link), then only what can fail or lands in the message record
+        (subject, preheader); no headers, unsubscribe token, body, footer, UTM tags or CSS inlining."""
+        unsubscribe_url = None
+        if (checked := self._marketing_checks(message, postal_address)) is not None:
+            unsubscribe_url = f"{checked[1].rstrip('/')}/(token)"  # no token is made: the link is never mailed
+        context = {**context, "unsubscribe_url": unsubscribe_url, "postal_address": postal_address}
         subject = self._renderer.render_string(step.subject, context, label=f"{step.template} subject")
         if step.preheader:
             self._renderer.render_string(step.preheader, context, label=f"{step.template} preheader")
@@ -141,7 +152,7 @@ class EmailComposer:
             html="",
             text="",
             date=now,
-            headers=headers,
+            headers={},
             tags={"flow": message.flow_id, "step": message.step_id, "category": message.category.value},
         )
 

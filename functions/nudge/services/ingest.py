@@ -11,7 +11,7 @@ from nudge.domain import aggregates, engine, segments, whatsapp
 from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.lifecycle import Rfm
-from nudge.domain.model import Contact, ContactPatch, Event, Run
+from nudge.domain.model import Contact, ContactPatch, Event, Run, evolve
 from nudge.domain.predictions import Predictions
 from nudge.domain.segments import SegmentCatalog, Transition
 from nudge.ports import Clock, ConflictError, Scheduler, Store
@@ -414,11 +414,11 @@ class IngestService:
                 counted = aggregates.updated(
                     changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
                 )
-                changed = replace(changed, aggregates=counted)
+                changed = evolve(changed, aggregates=counted)
             if adjust is not None:
                 changed = adjust(changed)
             membership = segments.evaluate(self._segments, changed.template_view(), changed.aggregates, now)
-            changed = replace(changed, segments=membership.segments, review_at=membership.review_at)
+            changed = evolve(changed, segments=membership.segments, review_at=membership.review_at)
             if stored is not None and changed == stored:
                 return stored, []  # a review that finds nothing new writes nothing
             try:
