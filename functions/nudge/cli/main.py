@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
@@ -523,6 +524,14 @@ def backtest(
     )
 
 
+def _print_when_done(status: str, produce: Callable[[], Iterable[str]], *, highlight: bool = False) -> None:
+    """Show `status` while a benchmark produces its lines, then print them (a spinner and output do not mix)."""
+    with console.status(status):
+        lines = list(produce())
+    for line in lines:
+        console.print(line, highlight=highlight)
+
+
 def _nothing() -> AbstractContextManager[None]:
     """A `with` target for a history file that was not given."""
     from contextlib import nullcontext
@@ -621,10 +630,7 @@ def bench(
     if audiences:
         from nudge.local.audience_bench import audience_sync
 
-        with console.status(f"audiences: a segment of {audiences:,} members…"):
-            lines = list(audience_sync(audiences))
-        for line in lines:
-            console.print(line, highlight=False)
+        _print_when_done(f"audiences: a segment of {audiences:,} members…", lambda: audience_sync(audiences))
         return
     if backtest_orders:
         import tempfile
@@ -638,20 +644,21 @@ def bench(
     if campaign:
         from nudge.local.campaign_bench import campaign_in_memory, campaign_on_moto, quota_lines
 
-        with console.status(f"campaign: {campaign:,} recipients in memory…"):
-            lines = list(campaign_in_memory(campaign))
-        for line in lines:
-            console.print(line)
+        _print_when_done(
+            f"campaign: {campaign:,} recipients in memory…", lambda: campaign_in_memory(campaign), highlight=True
+        )
         if quota:
-            with console.status(f"campaign: {campaign:,} recipients at {quota:,}/s, simulated…"):
-                lines = list(quota_lines(campaign, quota))
-            for line in lines:
-                console.print(line)
+            _print_when_done(
+                f"campaign: {campaign:,} recipients at {quota:,}/s, simulated…",
+                lambda: quota_lines(campaign, quota),
+                highlight=True,
+            )
         if moto_campaign:
-            with console.status(f"campaign: {moto_campaign:,} recipients on moto…"):
-                lines = list(campaign_on_moto(moto_campaign))
-            for line in lines:
-                console.print(line)
+            _print_when_done(
+                f"campaign: {moto_campaign:,} recipients on moto…",
+                lambda: campaign_on_moto(moto_campaign),
+                highlight=True,
+            )
         return
     if import_orders:
         import tempfile
