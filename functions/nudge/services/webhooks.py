@@ -220,7 +220,7 @@ class WebhookService:
         products), tells nobody twice.
         """
         now = self._clock.now()
-        notified: dict[str, list[str]] = {kind: [] for kind in NOTICE_KINDS}
+        notified = dict.fromkeys(NOTICE_KINDS, 0)  # contacts told (or queued to be told), per kind
         for level in change.levels:
             details = level.details or (self._refs.recall(level.details_from) if level.details_from else None) or {}
             if level.describes:
@@ -245,11 +245,11 @@ class WebhookService:
             else:
                 for piece in pieces:
                     self.notify(piece)
-            notified[kind] += waiting
+            notified[kind] += len(waiting)
             if kind == "back_in_stock":
                 self._refs.unwait(item, waiting)  # told once per restock; asking again waits again
             self._refs.observe(level.key, record, now)  # last: until here, a redelivery sees the same change
-        return {"catalog": len(change.levels), **{k: len(v) for k, v in notified.items()}}
+        return {"catalog": len(change.levels), **notified}
 
     def notify(self, piece: NoticePiece) -> dict[str, Any]:
         """Tell a piece's contacts of the change (an event each, which starts their flow); safe to repeat."""
