@@ -445,7 +445,7 @@ def test_versioned_documents_are_written_only_at_the_version_read(store: Store) 
 
 @pytest.mark.parametrize("twin", ["dynamodb", "memory"])
 def test_a_waitlist_spreads_over_items_and_leaves_only_whom_it_told(moto_stack: MotoStack, twin: str) -> None:
-    from nudge.adapters.dynamodb.access import WAIT_PREFIX, WAIT_SHARDS
+    from nudge.adapters.dynamodb.access import WAIT_SHARDS, wait_ref
     from nudge.adapters.memory import MemoryContactRefs
 
     refs = moto_stack.container.refs if twin == "dynamodb" else MemoryContactRefs()
@@ -463,7 +463,7 @@ def test_a_waitlist_spreads_over_items_and_leaves_only_whom_it_told(moto_stack: 
         # One item holds at most 400 KB (~10,000 ids): the list is spread evenly over WAIT_SHARDS of them
         table = moto_stack.session.resource("dynamodb").Table(moto_stack.settings.contact_refs_table)
         sizes = [
-            len(table.get_item(Key={"ref": f"{WAIT_PREFIX}shopify:a:variant:1#{n}"})["Item"]["waiting"])
+            len(table.get_item(Key={"ref": wait_ref("shopify:a:variant:1", n)})["Item"]["waiting"])
             for n in range(WAIT_SHARDS)
         ]
         assert sum(sizes) == 300 and max(sizes) < 2 * 300 / WAIT_SHARDS

@@ -195,9 +195,14 @@ STOCK_PREFIX = "stock:"
 WAIT_SHARDS = 16
 
 
+def wait_ref(item: str, shard: int) -> str:
+    """The key of one of an item's waitlist shards."""
+    return f"{WAIT_PREFIX}{item}#{shard}"
+
+
 def _wait_shard(item: str, contact_id: str) -> str:
     shard = int.from_bytes(hashlib.blake2b(contact_id.encode(), digest_size=2).digest(), "big") % WAIT_SHARDS
-    return f"{WAIT_PREFIX}{item}#{shard}"
+    return wait_ref(item, shard)
 
 
 def _condition_failed(exc: Exception) -> bool:
@@ -312,7 +317,7 @@ class DynamoContactRefs:
         )
 
     def waiting(self, item: str) -> list[str]:
-        keys = [f"{WAIT_PREFIX}{item}#{n}" for n in range(WAIT_SHARDS)]
+        keys = [wait_ref(item, n) for n in range(WAIT_SHARDS)]
         found: set[str] = set()
         for shard in self._catalog.batch_get(keys, consistent_read=True):
             found |= set(shard.waiting or ())
