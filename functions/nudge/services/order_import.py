@@ -114,6 +114,29 @@ _ORDER_LEVEL = {fmt: columns.order_level() for fmt, columns in COLUMNS.items()}
 
 
 @dataclass(frozen=True, slots=True)
+class _Optional:
+    """A format's optional columns by our name (None: the format has no such column)."""
+
+    currency: str | None = None
+    subtotal: str | None = None
+    discount_code: str | None = None
+    financial_status: str | None = None
+    fulfillment_status: str | None = None
+    paid_at: str | None = None
+    cancelled_at: str | None = None
+    refunded_amount: str | None = None
+    sku: str | None = None
+    product_id: str | None = None
+    billing_name: str | None = None
+    phone: str | None = None
+    billing_phone: str | None = None
+    accepts_marketing: str | None = None
+
+
+_OPTIONAL = {fmt: _Optional(**columns.optional) for fmt, columns in COLUMNS.items()}
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     """A row that was not imported: its line in the file (the header is line 1) and why."""
 
@@ -173,6 +196,15 @@ def parse_orders(lines: Iterable[str], fmt: Format, now: datetime) -> ParsedOrde
     return parsed
 
 
+class _BadValue(Exception):
+    """A value that cannot be read; the caller names the row it came from."""
+
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(reason)
+        self.column = column
+        self.reason = reason
+
+
 class _BadRow(Exception):
     def __init__(self, line: int, reason: str) -> None:
         super().__init__(reason)
@@ -189,30 +221,40 @@ def _rejected_order(key: str, rows: list[_Row], bad: _BadRow) -> list[Rejected]:
 
 
 def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetime) -> list[Event]:
-    # The first filled value of each column and its line, in one pass over the order's rows.
-    filled: dict[str | None, tuple[str, int]] = {}
-    for row in rows:
-        for name in _ORDER_LEVEL[fmt]:
-            if (value := row.values.get(name)) and name not in filled:
-                filled[name] = (value, row.line)
-    nothing = ("", rows[0].line)  # an absent or empty column: its line is the order's first row
-    first = filled.get  # first(column, nothing): the first filled value and its line (column None: absent)
+    # Each order-level column's first filled value: a one-row order (most orders) is its row; a longer one
+    # takes the first filled value of each column over its rows. Lines are looked up only to reject a row.
+    values = rows[0].values if len(rows) == 1 else _first_filled(rows, _ORDER_LEVEL[fmt])
+    get = values.get
+    opt = _OPTIONAL[fmt]
 
-    order_id = next((value for name in columns.order_id if (value := first(name, nothing)[0])), "")
-    raw_email, email_line = first(columns.email, nothing)
-    opt = columns.optional
-    phone = first(opt.get("phone"), nothing)[0] or first(opt.get("billing_phone"), nothing)[0]
-    first_name, _, last_name = first(opt.get("billing_name"), nothing)[0].partition(" ")
-    marketing = first(opt.get("accepts_marketing"), nothing)[0].lower()
+    def value(column: str | None) -> str:
+        return (get(column) or "") if column else ""
+
+    def line_of(column: str | None) -> int:
+        return next((row.line for row in rows if column and row.values.get(column)), rows[0].line)
+
+    order_id = next((found for name in columns.order_id if (found := value(name))), "")
+    raw_email = value(columns.email)
+    phone = value(opt.phone) or value(opt.billing_phone)
+    first_name, _, last_name = value(opt.billing_name).partition(" ")
+    marketing = value(opt.accepts_marketing).lower()
     # As for a ticked checkout box: "yes" subscribes; "no" withdraws nothing given elsewhere.
     patch = _patch(raw_email, phone, first_name, last_name, True if marketing in ("yes", "true") else None)
     if patch is None:
-        raise _BadRow(email_line, f"no valid email address or E.164 phone number ({raw_email!r})")
-    created_at = _moment(*first(columns.created_at, nothing), columns.created_at, now)
-    total = _amount(*first(columns.total, nothing), columns.total)
-    lines = [_line(row, columns) for row in rows]
-    currency = first(opt.get("currency"), nothing)[0]
+        raise _BadRow(line_of(columns.email), f"no valid email address or E.164 phone number ({raw_email!r})")
+    try:  # in the order the rows' faults are reported
+        created_at = _moment(value(columns.created_at), columns.created_at, now)
+        total = _amount(value(columns.total), columns.total)
+        lines = [_line(row, columns) for row in rows]
+        subtotal = _optional_amount(value(opt.subtotal), opt.subtotal)
+        cancelled_at = value(opt.cancelled_at)
+        cancelled = _moment(cancelled_at, opt.cancelled_at or "", now) if cancelled_at else None
+        refunded = None if cancelled else _optional_amount(value(opt.refunded_amount), opt.refunded_amount)
+    except _BadValue as bad:
+        raise _BadRow(line_of(bad.column), bad.reason) from None
+    currency = value(opt.currency)
     name = rows[0].values[columns.key]
+    financial_status = value(opt.financial_status)
     properties = compact(
         {
             "source": f"import:{fmt.value}",
@@ -222,28 +264,35 @@ def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetim
             "lines": lines,
             "currency": currency[:3] or None,
             "total": float(total),
-            "subtotal": _optional_amount(first(opt.get("subtotal"), nothing), "Subtotal"),
-            "discount_codes": [code] if (code := first(opt.get("discount_code"), nothing)[0]) else None,
-            "financial_status": first(opt.get("financial_status"), nothing)[0] or None,
-            "fulfillment_status": first(opt.get("fulfillment_status"), nothing)[0] or None,
+            "subtotal": subtotal,
+            "discount_codes": [code] if (code := value(opt.discount_code)) else None,
+            "financial_status": financial_status or None,
+            "fulfillment_status": value(opt.fulfillment_status) or None,
         }
     )
     event_id = f"{IMPORT_EVENT_PREFIX}{fmt.value}:{order_id}"
     events = [Event(event_id, ORDER_PLACED, patch, properties, created_at)]
-    cancelled_at, cancelled_line = first(opt.get("cancelled_at"), nothing)
-    if cancelled_at:
-        moment = _moment(cancelled_at, cancelled_line, opt["cancelled_at"], now)
+    if cancelled is not None:
         about = {"source": properties["source"], "order_id": order_id}
-        events.append(Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(moment, created_at)))
+        events.append(Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(cancelled, created_at)))
         return events  # the cancellation takes the whole order back; a refund on top would count twice
-    refunded = _optional_amount(first(opt.get("refunded_amount"), nothing), "Refunded Amount")
-    if refunded is None and first(opt.get("financial_status"), nothing)[0] == "refunded":
+    if refunded is None and financial_status == "refunded":
         refunded = float(total)
     if refunded:
         # The export does not say when the refund happened; the order's time is the earliest it can be.
         about = {"source": properties["source"], "order_id": order_id, "amount": refunded}
         events.append(Event(f"{event_id}:refund", REFUND_CREATED, patch, about, created_at))
     return events
+
+
+def _first_filled(rows: list[_Row], names: tuple[str, ...]) -> dict[str, str]:
+    """Each of `names`' first filled value over the rows (a column blank on every row is left out)."""
+    filled: dict[str, str] = {}
+    for row in rows:
+        for name in names:
+            if name not in filled and (found := row.values.get(name)):
+                filled[name] = found
+    return filled
 
 
 def _line(row: _Row, columns: _Columns) -> dict[str, Any]:
@@ -254,7 +303,10 @@ def _line(row: _Row, columns: _Columns) -> dict[str, Any]:
     quantity = values[columns.quantity] or "1"
     if not quantity.isdigit() or int(quantity) < 1:
         raise _BadRow(row.line, f"{columns.quantity}: not a positive whole number ({quantity!r})")
-    price = _amount(values[columns.price], row.line, columns.price)
+    try:
+        price = _amount(values[columns.price], columns.price)
+    except _BadValue as bad:
+        raise _BadRow(row.line, bad.reason) from None
     found = dict(_order_line(title, int(quantity), values.get(columns.optional.get("product_id", "")), sku))
     found["price"] = float(price)  # as canonical.line reads it (the amount is finite)
     return found
@@ -275,37 +327,36 @@ def _order_line(title: str, quantity: int, product_id: str | None, sku: str) -> 
     return line(title=title, quantity=quantity, price=None, product_id=product_id, variant_id=None, sku=sku or None)
 
 
-def _moment(value: str, line_number: int, column: str, now: datetime) -> datetime:
+def _moment(value: str, column: str, now: datetime) -> datetime:
     """Shopify writes `2025-03-04 10:15:00 -0500`; the minimal format ISO 8601. Either needs its UTC offset."""
     if not value:
-        raise _BadRow(line_number, f"{column}: missing")
+        raise _BadValue(column, f"{column}: missing")
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))  # fast (C), so tried first
     except ValueError:
         try:
             moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S %z")
         except ValueError:
-            raise _BadRow(line_number, f"{column}: not a date and time ({value!r})") from None
+            raise _BadValue(column, f"{column}: not a date and time ({value!r})") from None
     if moment.tzinfo is None:
-        raise _BadRow(line_number, f"{column}: no UTC offset ({value!r})")
+        raise _BadValue(column, f"{column}: no UTC offset ({value!r})")
     if moment > now + MAX_FUTURE_SKEW:
-        raise _BadRow(line_number, f"{column}: in the future ({value!r})")
+        raise _BadValue(column, f"{column}: in the future ({value!r})")
     return moment.astimezone(UTC)
 
 
-def _amount(value: str, line_number: int, column: str) -> Decimal:
+def _amount(value: str, column: str) -> Decimal:
     try:
         amount = Decimal(value.replace(",", "")) if value else Decimal("NaN")
     except InvalidOperation:
         amount = Decimal("NaN")
     if not amount.is_finite() or amount < 0:
-        raise _BadRow(line_number, f"{column}: not an amount ({value!r})")
+        raise _BadValue(column, f"{column}: not an amount ({value!r})")
     return amount
 
 
-def _optional_amount(found: tuple[str, int], column: str) -> float | None:
-    value, line_number = found
-    return float(_amount(value, line_number, column)) if value else None
+def _optional_amount(value: str, column: str | None) -> float | None:
+    return float(_amount(value, column or "")) if value else None
 
 
 @dataclass(slots=True)
