@@ -218,9 +218,12 @@ def test_the_bulk_import_keeps_what_the_event_path_keeps_and_a_re_import_adds_no
     import_file(by_event, "".join(lines))
 
     first = bulk(in_bulk, chunk_orders=2).run(lines, Format.SHOPIFY, file_key="k")
+    written = {cid: contact.updated_at for cid, contact in in_bulk.store.contacts.items()}
+    clock.advance(timedelta(minutes=5))  # the same file again a little later: nothing in it is new
     again = bulk(in_bulk).run(lines, Format.SHOPIFY, file_key="k")
 
-    # Then contacts agree field for field, and the second run counts duplicates only
+    # Then contacts agree field for field, and the second run counts duplicates only and writes nobody
+    assert {cid: contact.updated_at for cid, contact in in_bulk.store.contacts.items()} == written
     assert stored_view(in_bulk) == stored_view(by_event)
     assert (first.rows, first.orders_found, first.orders_imported, first.adjustments) == (11, 7, 7, 2)
     assert (again.orders_imported, again.duplicates, again.adjustments, again.contacts_written) == (0, 7, 0, 0)

@@ -225,7 +225,7 @@ class IngestService:
                 contact = contact.merged(patch, now)
             applied = patch
             fresh.append(counted.add(event.event_id, event.type, event.properties, event.occurred_at))
-        if events:
+        if contact is not stored or any(fresh):  # a re-import that counts nothing leaves the contact as it was
             contact = replace(
                 contact, aggregates=counted.frozen(), updated_at=now, created_at=contact.created_at or now
             )
