@@ -85,6 +85,18 @@ def test_the_same_event_id_twice_starts_one_run(sim: Simulation) -> None:
     assert len(sim.mailer.sent) == 1
 
 
+def test_a_property_named_type_does_not_change_which_flows_an_event_starts(sim: Simulation) -> None:
+    # A storefront's checkout may carry its own `type` (a checkout kind); the event is still a checkout_started
+    event = checkout_started("e1", "chk_1")
+    event["properties"]["type"] = "express"
+
+    outcome = sim.send(event)
+
+    assert outcome.started == ["abandoned_cart"]
+    [run] = sim.store.runs.values()
+    assert run.trigger["type"] == "checkout_started"
+
+
 def test_one_active_run_per_contact_and_flow(sim: Simulation) -> None:
     sim.send(checkout_started("e1", "chk_1"))
     again = sim.send(checkout_started("e2", "chk_2"))

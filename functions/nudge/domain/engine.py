@@ -207,7 +207,7 @@ def on_event(
     """Decide which runs this event converts or ends, and which flows it starts (or started, if seen before)."""
     decisions: list[Decision] = []
     flows_by_id = {flow.id: flow for flow in flows}
-    event_view = {"type": event.type, **event.properties}
+    event_view = {**event.properties, "type": event.type}  # a property named `type` does not change the event
     contact_view = contact.template_view() if contact else {}
     freed: set[str] = set()
     for run in active_runs:
@@ -326,7 +326,7 @@ def new_run(flow: Flow, event: Event, now: datetime) -> Run:
         cursor=flow.first_step_id,
         seq=0,
         trigger_event_id=event.event_id,
-        trigger={"type": event.type, **event.properties},
+        trigger={**event.properties, "type": event.type},
         started_at=now,
         updated_at=now,
         due_at=now,  # its first step is due at once: an overdue start is one the repair job re-drives
