@@ -450,6 +450,20 @@ def scope_of(ref: str) -> str | None:
     return f"{platform}:{site}" if platform in STOREFRONTS and site and ident else None
 
 
+WAITING_PREFIX = "waiting:"
+
+
+def waiting_ref(contact_id: str, item: str) -> str:
+    """The ref that remembers a contact joined `item`'s waitlist, so that erasing the contact finds it."""
+    return f"{WAITING_PREFIX}{contact_id}:{item}"
+
+
+def waited_item(ref: str, contact_id: str) -> str | None:
+    """The item of the contact's `waiting_ref`, None for any other ref."""
+    prefix = waiting_ref(contact_id, "")
+    return ref[len(prefix) :] if ref.startswith(prefix) else None
+
+
 class ContactRefs(Protocol):
     """Outside identifiers (a Shopify order, a Segment anonymousId) that lead to a contact."""
 
@@ -463,7 +477,8 @@ class ContactRefs(Protocol):
     def resolve(self, ref: str) -> str | None: ...
 
     def forget(self, contact_id: str) -> int:
-        """Delete every ref that leads to the contact (erasure); how many there were."""
+        """Delete every ref that leads to the contact (erasure), and take it off every waitlist it joined;
+        how many refs there were."""
         ...
 
     def contacts_of(
@@ -477,7 +492,8 @@ class ContactRefs(Protocol):
     # A storefront's catalog, as far as flows need it: who waits for an item, what was last seen of it.
 
     def wait(self, item: str, contact_id: str, now: datetime) -> None:
-        """The contact asked to be told when `item` (a variant) is back in stock."""
+        """The contact asked to be told when `item` (a variant) is back in stock (and a `waiting_ref` remembers
+        it for the contact's erasure)."""
         ...
 
     def waiting(self, item: str) -> list[str]: ...

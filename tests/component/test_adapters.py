@@ -345,6 +345,25 @@ def test_contact_refs_forget_every_ref_of_one_contact_only(moto_stack: MotoStack
 
 
 @pytest.mark.parametrize("twin", ["dynamodb", "memory"])
+def test_forgetting_a_contact_takes_it_off_every_waitlist_it_joined(moto_stack: MotoStack, twin: str) -> None:
+    from nudge.adapters.memory import MemoryContactRefs
+
+    refs = moto_stack.container.refs if twin == "dynamodb" else MemoryContactRefs()
+    now = moto_stack.clock.now()
+    refs.wait("shopify:a:variant:1", "c_1", now)
+    refs.wait("shopify:a:variant:2", "c_1", now)
+    refs.wait("shopify:a:variant:1", "c_2", now)
+    refs.link("order:1", "c_1", now)
+
+    assert refs.forget("c_1") == 3  # the order's ref and the two waitlists'
+
+    assert refs.waiting("shopify:a:variant:1") == ["c_2"]
+    assert refs.waiting("shopify:a:variant:2") == []
+    assert refs.forget("c_1") == 0 and refs.forget("c_2") == 1
+    assert refs.waiting("shopify:a:variant:1") == []
+
+
+@pytest.mark.parametrize("twin", ["dynamodb", "memory"])
 def test_contact_refs_page_through_one_storefronts_contacts_only(moto_stack: MotoStack, twin: str) -> None:
     import json
 

@@ -51,6 +51,8 @@ from nudge.ports import (
     TransientSendError,
     UploadResult,
     scope_of,
+    waited_item,
+    waiting_ref,
 )
 
 _COUNTED = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
@@ -598,6 +600,7 @@ class MemoryContactRefs:
         self.stock: dict[str, dict[str, Any]] = {}
 
     def wait(self, item: str, contact_id: str, now: datetime) -> None:
+        self.link(waiting_ref(contact_id, item), contact_id, now)
         self.waitlists.setdefault(item, set()).add(contact_id)
 
     def waiting(self, item: str) -> list[str]:
@@ -640,6 +643,8 @@ class MemoryContactRefs:
     def forget(self, contact_id: str) -> int:
         gone = [ref for ref, linked in self.refs.items() if linked == contact_id]
         for ref in gone:
+            if (item := waited_item(ref, contact_id)) is not None:
+                self.unwait(item, [contact_id])
             del self.refs[ref]
             self.claimants.pop(ref, None)
         return len(gone)

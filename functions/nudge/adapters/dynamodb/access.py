@@ -33,7 +33,16 @@ from pynamodb.models import Model
 
 from nudge import names
 from nudge.adapters.dynamodb.models import bind_model, share_connection
-from nudge.ports import ApiKey, KeyKind, PendingSignup, PrivacyKind, PrivacyRequest, scope_of
+from nudge.ports import (
+    ApiKey,
+    KeyKind,
+    PendingSignup,
+    PrivacyKind,
+    PrivacyRequest,
+    scope_of,
+    waited_item,
+    waiting_ref,
+)
 from nudge.settings import Settings
 
 KEY_PREFIX = "KEY#"
@@ -298,6 +307,9 @@ class DynamoContactRefs:
 
     def forget(self, contact_id: str) -> int:
         items = [self._model(ref=item.ref) for item in self._model.by_contact.query(contact_id)]
+        for item in items:  # off the waitlists first: a retried erasure still finds them by their refs
+            if (waited := waited_item(str(item.ref), contact_id)) is not None:
+                self.unwait(waited, [contact_id])
         with self._model.batch_write() as batch:
             for item in items:
                 batch.delete(item)
@@ -311,6 +323,7 @@ class DynamoContactRefs:
         return contacts, page.last_evaluated_key
 
     def wait(self, item: str, contact_id: str, now: datetime) -> None:
+        self.link(waiting_ref(contact_id, item), contact_id, now)  # first: an erasure can always find it
         model = self._catalog
         model(ref=_wait_shard(item, contact_id)).update(
             actions=[model.waiting.add({contact_id}), model.observed_at.set(now)]
