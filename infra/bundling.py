@@ -176,6 +176,8 @@ def lambda_code(root: Path = ROOT) -> cdk.aws_lambda.Code:
             # Required by the API; never used, because the local bundler always succeeds.
             image=cdk.DockerImage.from_registry("public.ecr.aws/sam/build-python3.12"),
             # Bytecode too where Lambda's Python is at hand (else source only, compiled at each cold start).
-            local=LocalPythonBundler(root, compiler=shutil.which(f"python{PYTHON_VERSION}")),
+            # jsii hands try_bundle the options struct as one positional argument, not the keywords its stub
+            # declares; the bundler keeps the signature jsii calls.
+            local=LocalPythonBundler(root, compiler=shutil.which(f"python{PYTHON_VERSION}")),  # type: ignore[arg-type]
         ),
     )

@@ -105,8 +105,8 @@ def document() -> dict[str, Any]:
     _, top = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
     schemas: dict[str, Any] = dict(top["$defs"])
     schemas |= {"Problem": _PROBLEM, "EventOutcome": _OUTCOME, "WebhookResult": _WEBHOOK_RESULT}
-    segment = [{"writeKeyBasic": []}, {"writeKeyBearer": []}]
-    signed = [{"nudgeSignature": []}]
+    segment: list[dict[str, list[str]]] = [{"writeKeyBasic": []}, {"writeKeyBearer": []}]
+    signed: list[dict[str, list[str]]] = [{"nudgeSignature": []}]
     campaign_view = {
         "type": "object",
         "required": ["id", "flow_id", "status"],

@@ -105,7 +105,7 @@ class _MjmlLoader(FileSystemLoader):
         super().__init__(str(templates_dir))
         self._dir = templates_dir
 
-    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Callable[[], bool]]:
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
         try:
             return super().get_source(environment, template)
         except TemplateNotFound:

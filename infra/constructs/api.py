@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aws_cdk as cdk
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_lambda as lambda_
@@ -60,7 +62,7 @@ class Api(Construct):
         )
         self._acknowledge()
 
-    def route(self, functions: dict[str, lambda_.IFunction]) -> None:
+    def route(self, functions: Mapping[str, lambda_.IFunction]) -> None:
         """Add every route of nudge.routes.ROUTES, each proxied to the function of its handler (by handler)."""
         # No console test-invoke permission: only the deployed stage may call the function.
         integrations = {

@@ -252,7 +252,8 @@ class MemoryStore:
         self.job_log.setdefault(day, {})[key] = json.loads(json.dumps(record))
 
     def pieces_of(self, day: str) -> dict[str, dict[str, Any]]:
-        return json.loads(json.dumps(self.job_log.get(day, {})))
+        pieces: dict[str, dict[str, Any]] = json.loads(json.dumps(self.job_log.get(day, {})))
+        return pieces
 
     def order_lines(self) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         for event_id, record in list(self.events.items()):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from nudge.services.keys import KeyService
 
 app = typer.Typer(help="nudge: lifecycle email and SMS flows in your own AWS account.", no_args_is_help=True)
 console = Console()
@@ -946,7 +949,7 @@ def import_orders(
     read = [0]
     last_line = [time.monotonic()]
 
-    def counted(lines):  # type: ignore[no-untyped-def]
+    def counted(lines: Iterable[str]) -> Iterator[str]:
         for text in lines:
             read[0] += len(text)
             yield text
@@ -954,7 +957,7 @@ def import_orders(
     def show(done: ImportProgress) -> None:
         # Reading: the share of the file's bytes read; writing: the share of the groups of customers written.
         share = (min(read[0], size) / size if size else 1.0) if done.phase == "reading" else done.share
-        if bar is not None:
+        if bar is not None and task is not None:
             bar.update(task, completed=share, description=f"{done.phase}: {done.orders:,} orders")
         elif done.phase == "recommendations" or time.monotonic() - last_line[0] >= 10:
             last_line[0] = time.monotonic()
@@ -965,11 +968,12 @@ def import_orders(
     importer = bulk_importer(container, workers=workers if target != "memory" else 1)
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console, transient=True
+    # Piped or in CI: no bar, a log line every 10 seconds instead.
+    bar = (
+        Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), console=console, transient=True)
+        if console.is_terminal
+        else None
     )
-    if not console.is_terminal:
-        bar = None  # piped or in CI: a log line every 10 seconds instead
     try:
         started = time.perf_counter()
         with bar if bar is not None else _nothing(), file.open(newline="", encoding="utf-8-sig") as lines:
@@ -1139,7 +1143,7 @@ keys_app = typer.Typer(help="API keys, stored hashed in the keys table (NUDGE_KE
 app.add_typer(keys_app, name="keys")
 
 
-def _key_service():  # type: ignore[no-untyped-def]
+def _key_service() -> KeyService:
     import boto3
 
     from nudge import names

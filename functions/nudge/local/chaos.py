@@ -239,7 +239,7 @@ class FaultInjector:
         if self.dead:
             raise LambdaDeath("the function already died")
         self.calls += 1
-        _, service, operation = event_name.split(".", 2)
+        service, operation = event_name.split(".", 2)[1:]
         token = _transaction_token(request) if operation == "TransactWriteItems" else None
         if token is not None and token in self._done_transactions:
             return _success_response(request)  # the retry of one whose response was lost: AWS answers OK
@@ -279,7 +279,8 @@ def _success_response(request: Any) -> Any:
     from moto.core.models import botocore_stubber
 
     botocore_stubber.enabled = False
-    return AWSResponse(request.url, 200, {"Content-Type": "application/x-amz-json-1.0"}, MockRawResponse(b"{}"))
+    headers = {"Content-Type": "application/x-amz-json-1.0"}
+    return AWSResponse(request.url, 200, headers, MockRawResponse(b"{}"))  # type: ignore[arg-type]  # a dict serves
 
 
 def _error_response(kind: str, service: str, request: Any) -> Any:
@@ -312,7 +313,7 @@ def _error_response(kind: str, service: str, request: Any) -> Any:
     else:
         text = json.dumps({"__type": code, "message": "chaos", **extra})
         headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
-    return AWSResponse(request.url, status, headers, MockRawResponse(text.encode()))
+    return AWSResponse(request.url, status, headers, MockRawResponse(text.encode()))  # type: ignore[arg-type]
 
 
 @dataclass

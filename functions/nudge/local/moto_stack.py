@@ -289,9 +289,9 @@ def _cheap_transactions() -> None:
 
         @staticmethod
         def deepcopy(value: Any, *args: Any) -> Any:
-            return value if isinstance(value, dynamodb_models.Table) else copy.deepcopy(value, *args)
+            return value if isinstance(value, dynamodb_models.Table) else copy.deepcopy(value, *args)  # type: ignore[attr-defined]
 
-    dynamodb_models.copy = _TablesNotCopied  # type: ignore[assignment]
+    dynamodb_models.copy = _TablesNotCopied  # type: ignore[assignment,attr-defined]
     dynamodb_models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     _transactions_patched.append(True)
 
@@ -301,9 +301,9 @@ def _patch_sqs_clock(clock: MovableClock) -> None:
     import moto.sqs.models as sqs_models
 
     if not _sqs_clock_saved:
-        _sqs_clock_saved.update(unix_time=sqs_models.unix_time, unix_time_millis=sqs_models.unix_time_millis)
-    sqs_models.unix_time = lambda *args: clock.now().timestamp()  # type: ignore[assignment]
-    sqs_models.unix_time_millis = lambda *args: clock.now().timestamp() * 1000  # type: ignore[assignment]
+        _sqs_clock_saved.update(unix_time=sqs_models.unix_time, unix_time_millis=sqs_models.unix_time_millis)  # type: ignore[attr-defined]
+    sqs_models.unix_time = lambda *args: clock.now().timestamp()  # type: ignore[attr-defined]
+    sqs_models.unix_time_millis = lambda *args: clock.now().timestamp() * 1000  # type: ignore[attr-defined]
 
 
 def _unpatch_sqs_clock() -> None:
@@ -351,8 +351,9 @@ def start_moto_stack(
     def queue(name: str, visibility: int, max_receives: int) -> tuple[str, str]:
         """(URL, ARN) of a queue as infra/constructs/scheduling.py makes it: redrive to the same DLQ."""
         redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}
-        attributes = {"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
-        url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        url = sqs.create_queue(
+            QueueName=name, Attributes={"VisibilityTimeout": str(visibility), "RedrivePolicy": json.dumps(redrive)}
+        )["QueueUrl"]
         return url, sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 
     work_url, work_arn = queue(WORK_QUEUE, names.WORK_VISIBILITY_TIMEOUT, names.WORK_MAX_RECEIVES)

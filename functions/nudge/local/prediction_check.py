@@ -84,16 +84,15 @@ def _backtest(master: Path) -> Iterator[str]:
     history = _orders(master)
     calibration: dict[str, Aggregates] = {}
     for customer, orders in history.items():
-        a = Aggregates()
+        before = Aggregates()
         for n, (placed, dollars) in enumerate(orders):
             if placed < CUTOFF:
-                a = updated(
-                    a, f"{customer}-{n}", "order_placed", {"order_id": f"{customer}-{n}", "total": dollars}, placed
-                )
-        if a.orders_count:
-            calibration[customer] = a
+                order = {"order_id": f"{customer}-{n}", "total": dollars}
+                before = updated(before, f"{customer}-{n}", "order_placed", order, placed)
+        if before.orders_count:
+            calibration[customer] = before
     now = CUTOFF
-    summaries = {c: s for c, a in calibration.items() if (s := predictions.BuyerSummary.of(a, now)) is not None}
+    summaries = {c: s for c, held in calibration.items() if (s := predictions.BuyerSummary.of(held, now)) is not None}
     built = time.perf_counter()
     model = predictions.fit(list(summaries.values()))
     fitted = time.perf_counter()

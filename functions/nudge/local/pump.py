@@ -184,16 +184,16 @@ class SchedulePump:
                 self._clock.set(moment)
             if next_schedule is not None and next_schedule <= self._clock.now():
                 # Everything due at the earliest moment fires as one batch; a firing only ever schedules later.
-                for due in [item for item in pending if item.at == next_schedule]:
-                    result = self._invoke(due.target, due.payload)
-                    if due.daily or due.every is not None:
-                        step = due.every or timedelta(days=1)
-                        self._known[due.name] = replace(due, at=due.at + step)
+                for firing in [item for item in pending if item.at == next_schedule]:
+                    result = self._invoke(firing.target, firing.payload)
+                    if firing.daily or firing.every is not None:
+                        step = firing.every or timedelta(days=1)
+                        self._known[firing.name] = replace(firing, at=firing.at + step)
                     else:
-                        self._delete(due.name)
+                        self._delete(firing.name)
                     fired += 1
                     if on_fire:
-                        on_fire(due, result)
+                        on_fire(firing, result)
             for queue in self._queues:  # the jobs' pieces queue work, which the next round drains
                 queue.drain()
         if end > self._clock.now():

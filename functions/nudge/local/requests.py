@@ -12,7 +12,7 @@ class RequestCounter:
 
     def _on_call(self, event_name: str, **_: Any) -> None:
         # event_name is "before-call.<service>.<Operation>"
-        _, service, operation = event_name.split(".", 2)
+        service, operation = event_name.split(".", 2)[1:]
         self.counts[(service, operation)] += 1
 
     def attach(self, emitter: Any) -> None:

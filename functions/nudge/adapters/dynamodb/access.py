@@ -243,7 +243,7 @@ class DynamoApiKeys:
             kind=KeyKind(item.kind),
             name=item.name,
             created_at=item.created_at,
-            origins=tuple(item.origins or ()),
+            origins=tuple(str(origin) for origin in item.origins or ()),
             double_opt_in=bool(item.double_opt_in),
             revoked_at=item.revoked_at,
         )
@@ -443,7 +443,7 @@ class DynamoPrivacyRequests:
             kind=PrivacyKind(item.kind),
             source=item.source,
             subject=item.subject,
-            contact_ids=tuple(item.contact_ids or ()),
+            contact_ids=tuple(str(contact_id) for contact_id in item.contact_ids or ()),
             received_at=item.received_at,
             status=item.status,
         )

@@ -16,6 +16,7 @@ from datetime import datetime
 from pynamodb.attributes import BooleanAttribute, NumberAttribute, UnicodeAttribute, UTCDateTimeAttribute
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, PutError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
 from nudge.adapters.dynamodb.models import bind_model, share_connection
@@ -77,7 +78,7 @@ class DynamoAudienceLedger:
             synced=bool(item.synced),
             email=item.email,
             phone=item.phone,
-            changed_at=item.changed_at,  # type: ignore[arg-type]
+            changed_at=item.changed_at,
             version=int(item.version or 1),
         )
 
@@ -118,11 +119,11 @@ class DynamoAudienceLedger:
             if entry.wanted == wanted and (email, phone) in ((None, None), (entry.email, entry.phone)):
                 return entry
             keep = not (email or phone)
-            actions = [
+            actions: list[Action] = [
                 model.wanted.set(wanted),
                 model.pending.set(not (wanted and entry.synced)),
-                model.email.set(entry.email if keep else email),
-                model.phone.set(entry.phone if keep else phone),
+                model.email.set(entry.email if keep else email),  # type: ignore[arg-type]  # None writes NULL
+                model.phone.set(entry.phone if keep else phone),  # type: ignore[arg-type]
                 model.changed_at.set(now),
                 model.version.set(entry.version + 1),
             ]
@@ -176,7 +177,7 @@ class DynamoAudienceLedger:
     def record(self, audience_id: str, update: AudienceStats) -> None:
         model = self._model
         item = model(AUDIENCE_PREFIX + audience_id, STATS_SK)
-        actions = [
+        actions: list[Action] = [
             model.added.add(update.added),
             model.removed.add(update.removed),
             model.requests.add(update.requests),

@@ -10,6 +10,7 @@ from typing import Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, UpdateError
+from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from nudge.adapters.dynamodb.access import AccessModels
@@ -600,7 +601,7 @@ class DynamoStore:
             sms_segments=message.sms_segments,
             run_version=message.run_version,
             attempt_at=message.attempt_at,
-            **{f"{kind.value}_at": at for kind in _FEEDBACK_KINDS if (at := message.feedback.get(kind.value))},
+            **{f"{kind.value}_at": at for kind in _FEEDBACK_KINDS if (at := message.feedback.get(kind.value))},  # type: ignore[arg-type]
         )
 
     @staticmethod
@@ -749,7 +750,7 @@ class DynamoStore:
         # Events through the index; everything else is under the contact's partition key.
         events = [self.models.events(event_id=i.event_id) for i in self.models.events.by_contact.query(contact_id)]
         slots = self.models.flow_slots
-        run_items = [
+        run_items: list[Model] = [
             slots(contact_id=contact_id, sk=i.sk) for i in slots.query(contact_id, slots.sk.startswith(SLOT_PREFIX))
         ]
         run_items += [
