@@ -61,3 +61,13 @@ def moto_stack(clock: VirtualClock) -> Iterator[object]:
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(params=["memory", "dynamodb"])
+def store(request: pytest.FixtureRequest) -> object:
+    """A Store under the contract (tests/contract): the in-memory twin, or the DynamoDB adapter on moto."""
+    if request.param == "memory":
+        from nudge.adapters.memory import MemoryStore
+
+        return MemoryStore()
+    return request.getfixturevalue("moto_stack").container.store

@@ -121,18 +121,36 @@ class ContactBatches(Protocol):
         ...
 
 
-class Store(Census, Documents, JobLog, Protocol):
+class Contacts(Protocol):
+    """Contacts by id, each written at the version it was read at."""
+
     def get_contact(self, contact_id: str) -> Contact | None: ...
 
     def save_contact(self, contact: Contact, expected_version: int) -> Contact:
         """Write the contact if its stored version is still expected_version (0: new); else ConflictError."""
         ...
 
+    def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
+        """Apply `change` to the stored contact under optimistic locking (retrying on conflict); None if absent."""
+        ...
+
+
+class EventLog(Protocol):
+    """Each event once: begun, finished with its outcome, kept for its retention."""
+
     def begin_event(self, event: Event, now: datetime) -> bool:
         """Record the event; False if an event with this id was already fully processed."""
         ...
 
     def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None: ...
+
+    def events_for(self, contact_id: str) -> list[dict[str, Any]]:
+        """The raw events recorded for the contact (within their retention period)."""
+        ...
+
+
+class Runs(Protocol):
+    """Runs and the contact's slot in each flow (one active run per contact and flow)."""
 
     def flow_slots(self, contact_id: str) -> dict[str, FlowSlot]:
         """The contact's slot in each flow it ever entered, by flow id."""
@@ -166,6 +184,14 @@ class Store(Census, Documents, JobLog, Protocol):
         """
         ...
 
+    def runs_for(self, contact_id: str) -> list[Run]:
+        """Every run of the contact, active or ended."""
+        ...
+
+
+class Outbox(Protocol):
+    """Messages: decided with their run's advance, taken for sending once, settled, and their feedback."""
+
     def begin_send(self, message: Message, now: datetime) -> SendClaim:
         """Take a PENDING message to SENDING, if its run has not exited since the message was committed."""
         ...
@@ -191,12 +217,6 @@ class Store(Census, Documents, JobLog, Protocol):
         """Messages sent, or decided and still going out, to the contact at or after `since` (guardrails count them)."""
         ...
 
-    def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
-        """Apply `change` to the stored contact under optimistic locking (retrying on conflict); None if absent."""
-        ...
-
-    # deliverability (issue #5) -------------------------------------------------------------------------
-
     def message_by_provider_id(self, provider_id: str) -> Message | None:
         """The message SES or SNS accepted under this id (feedback events carry only that)."""
         ...
@@ -205,6 +225,10 @@ class Store(Census, Documents, JobLog, Protocol):
         """Note the first event of this kind on the message; False if one was already noted (a redelivery)."""
         ...
 
+
+class StepCounters(Protocol):
+    """Per flow step, how many messages met each kind of feedback."""
+
     def count_step(self, flow_id: str, step_id: str, kind: FeedbackKind) -> None:
         """Add one to the flow step's counter for this kind of feedback."""
         ...
@@ -212,6 +236,10 @@ class Store(Census, Documents, JobLog, Protocol):
     def step_counts(self, flow_id: str) -> dict[str, dict[str, int]]:
         """step id -> feedback kind -> count."""
         ...
+
+
+class AddressBook(Protocol):
+    """Per address (email, phone): suppressions, topics and the consent records behind them."""
 
     def address_state(self, key: str) -> AddressState | None: ...
 
@@ -227,15 +255,9 @@ class Store(Census, Documents, JobLog, Protocol):
 
     def consent_records(self, key: str) -> list[ConsentRecord]: ...
 
-    # privacy (issue #5) --------------------------------------------------------------------------------
 
-    def events_for(self, contact_id: str) -> list[dict[str, Any]]:
-        """The raw events recorded for the contact (within their retention period)."""
-        ...
-
-    def runs_for(self, contact_id: str) -> list[Run]:
-        """Every run of the contact, active or ended."""
-        ...
+class Erasure(Protocol):
+    """Deleting what the shop holds of a person (privacy requests)."""
 
     def erase_contact(self, contact_id: str) -> dict[str, int]:
         """Delete the contact, their events, runs, run slots and messages; items deleted per table."""
@@ -243,9 +265,10 @@ class Store(Census, Documents, JobLog, Protocol):
 
     def erase_consent_records(self, key: str) -> int: ...
 
-    def contacts_to_review(self, until: datetime) -> Iterator[str]:
-        """Ids of contacts whose `review_at` is at or before `until` (recent days only; see ADR 0005)."""
-        ...
+
+class Store(Contacts, EventLog, Runs, Outbox, StepCounters, AddressBook, Erasure, Census, Documents, JobLog, Protocol):
+    """Every role the DynamoDB tables play, as one adapter implements them. A service takes the roles it uses
+    (its own Protocol of them, beside it), so that mypy shows what each one reads and writes."""
 
 
 class SendClaim(StrEnum):

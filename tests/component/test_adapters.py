@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import pytest
 
-from nudge.adapters.memory import MemoryStore
 from nudge.adapters.scheduler import MAX_RETRY_ATTEMPTS, at_expression, parse_at_expression
 from nudge.adapters.ses import SesMailer
 from nudge.adapters.sns import SnsTexter
@@ -119,15 +118,6 @@ def test_sns_publishes_an_sms_with_its_type(moto_stack: MotoStack) -> None:
     provider_id = texter.send(OutgoingSms(to="+14155550101", text="Your cart is waiting"))
 
     assert moto_stack.sent_sms()[provider_id] == ("+14155550101", "Your cart is waiting")
-
-
-@pytest.fixture(params=["dynamodb", "memory"])
-def store(request: pytest.FixtureRequest) -> Store:
-    """The Store under contract: the DynamoDB adapter on moto, or the in-memory twin."""
-    if request.param == "memory":
-        return MemoryStore()
-    stack: MotoStack = request.getfixturevalue("moto_stack")
-    return stack.container.store
 
 
 def _run(**overrides: object) -> Run:

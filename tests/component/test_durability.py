@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from pynamodb.exceptions import TransactWriteError
 
-from nudge.adapters.memory import MemoryStore
 from nudge.domain.model import Category, Channel, Message, MessageStatus, Run, RunStatus
 from nudge.local import gateway
 from nudge.local.chaos import FaultInjector, judge, play, random_plan
@@ -28,14 +27,6 @@ from tests.conftest import ROOT, START
 from tests.factories import checkout_started, order_placed
 
 # --- one contract for both stores: the outbox ----------------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "dynamodb"])
-def store(request: pytest.FixtureRequest) -> Store:
-    if request.param == "memory":
-        return MemoryStore()  # type: ignore[return-value]
-    stack: MotoStack = request.getfixturevalue("moto_stack")
-    return stack.container.store
 
 
 def _run(store: Store) -> Run:

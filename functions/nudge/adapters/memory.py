@@ -346,8 +346,16 @@ class MemoryStore:
         return sorted(self.consents.get(key, []), key=lambda r: r.at)
 
     def events_for(self, contact_id: str) -> list[dict[str, Any]]:
+        # The DynamoDB adapter's record of each event (a privacy export shows it as it is).
         return [
-            {"event_id": e["event"].event_id, "type": e["event"].type, "contact": asdict(e["event"].contact)}
+            {
+                "event_id": e["event"].event_id,
+                "type": e["event"].type,
+                "status": e["status"],
+                "occurred_at": e["event"].occurred_at.isoformat(),
+                "received_at": e["received_at"].isoformat(),
+                "body": {"contact": asdict(e["event"].contact), "properties": e["event"].properties},
+            }
             for event_id in self._events_of.get(contact_id, ())
             if (e := self.events.get(event_id)) is not None and e["event"].contact_id == contact_id
         ]

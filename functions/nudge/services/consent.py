@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol
 
 from nudge.domain.model import Channel, Contact, ContactPatch
 from nudge.domain.suppression import ConsentRecord, address_key
-from nudge.ports import ConflictError, Store
+from nudge.ports import AddressBook, ConflictError, Contacts
 
 _ATTEMPTS = 5
 
 
-def record_changes(store: Store, before: Contact | None, after: Contact, source: str, now: datetime) -> None:
+class ConsentStore(Contacts, AddressBook, Protocol):
+    """What a consent change reads and writes: the contact, and the records behind its consent."""
+
+
+def record_changes(store: AddressBook, before: Contact | None, after: Contact, source: str, now: datetime) -> None:
     """Write a consent record for each channel whose marketing consent this change set or flipped."""
     for record in consent_changes(before, after, source, now):
         store.record_consent(record)
@@ -43,7 +48,9 @@ def consent_changes(before: Contact | None, after: Contact, source: str, now: da
     ]
 
 
-def set_email_marketing(store: Store, contact_id: str, granted: bool, source: str, now: datetime) -> Contact | None:
+def set_email_marketing(
+    store: ConsentStore, contact_id: str, granted: bool, source: str, now: datetime
+) -> Contact | None:
     """Set the contact's email-marketing consent (optimistic retries); None if there is no such contact."""
     for _ in range(_ATTEMPTS):
         stored = store.get_contact(contact_id)

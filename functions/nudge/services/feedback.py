@@ -6,11 +6,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
 from nudge.domain.model import Channel, ContactPatch, Event, Message, MessageStatus
 from nudge.domain.suppression import Suppression, address_key
-from nudge.ports import Clock, Store
+from nudge.ports import AddressBook, Clock, Contacts, Outbox, StepCounters
 from nudge.services.consent import set_email_marketing
 
 log = logging.getLogger(__name__)
@@ -35,10 +36,16 @@ class MessageNotFoundYet(LookupError):
     """Feedback for a message the index does not show yet: raise, so the invocation is retried."""
 
 
+class FeedbackStore(Outbox, StepCounters, AddressBook, Contacts, Protocol):
+    """What feedback reads and writes: the message, its step's counters, the address (and a complaint's consent)."""
+
+
 class FeedbackService:
     """Idempotent: SNS delivers at least once, so each kind is recorded and counted once per message."""
 
-    def __init__(self, *, store: Store, clock: Clock, engagement: Callable[[Event], object] | None = None) -> None:
+    def __init__(
+        self, *, store: FeedbackStore, clock: Clock, engagement: Callable[[Event], object] | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
         self._engagement = engagement or (lambda event: None)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Protocol
 
 from nudge.domain import aggregates, engine, segments, whatsapp
 from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
@@ -14,7 +15,7 @@ from nudge.domain.lifecycle import Rfm
 from nudge.domain.model import Contact, ContactPatch, Event, Run, evolve
 from nudge.domain.predictions import Predictions
 from nudge.domain.segments import SegmentCatalog, Transition
-from nudge.ports import Clock, ConflictError, Scheduler, Store
+from nudge.ports import AddressBook, Census, Clock, ConflictError, Contacts, EventLog, Runs, Scheduler
 from nudge.services.consent import record_changes
 from nudge.services.runs import RunService
 
@@ -55,13 +56,18 @@ class IngestOutcome:
         }
 
 
+class IngestStore(Contacts, EventLog, Runs, AddressBook, Census, Protocol):
+    """What ingesting an event reads and writes: the contact, the event, the contact's runs and slots, consent
+    records, and the contacts due for review."""
+
+
 class IngestService:
     """Turns events into contact updates and run decisions. Idempotent on the event id."""
 
     def __init__(
         self,
         *,
-        store: Store,
+        store: IngestStore,
         scheduler: Scheduler,
         runs: RunService,
         flows: FlowCatalog,

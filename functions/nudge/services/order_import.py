@@ -26,13 +26,13 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from nudge.domain import recommendations as recs
 from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATED
 from nudge.domain.model import Contact, ContactPatch, Event
 from nudge.domain.suppression import ConsentRecord
-from nudge.ports import Clock, ConflictError, ContactBatches, Store
+from nudge.ports import Clock, ConflictError, ContactBatches, Contacts, Documents
 from nudge.services.canonical import compact, contact_patch, line
 from nudge.services.consent import consent_changes
 from nudge.services.ingest import IngestService
@@ -619,6 +619,11 @@ def _collected_by_group() -> Iterator[None]:
         gc.unfreeze()
 
 
+class ImportStore(Contacts, Documents, Protocol):
+    """What a bulk import reads and writes beside its batches: one contact at a time on a conflict, and its
+    checkpoint document."""
+
+
 class BulkImporter:
     """`nudge import orders`: contacts, aggregates, stages and segments, without a flow, a message or an event.
 
@@ -638,7 +643,7 @@ class BulkImporter:
         self,
         *,
         ingest: IngestService,
-        store: Store,
+        store: ImportStore,
         batches: ContactBatches,
         copurchases: CoPurchaseBook,
         clock: Clock,

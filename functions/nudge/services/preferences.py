@@ -7,13 +7,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Protocol
 
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.flows import FlowCatalog
 from nudge.domain.model import Category, Channel, Contact
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression, address_key
 from nudge.domain.unsubscribe import BadToken, read_token
-from nudge.ports import Clock, Store
+from nudge.ports import AddressBook, Clock, Contacts, Outbox, StepCounters
 from nudge.services.consent import set_email_marketing
 from nudge.signing import SignatureError, sign_token, verify_token
 
@@ -54,10 +55,17 @@ class Preferences:
     credited_flow: str | None = None  # an unsubscribe through a message's link: that message's flow
 
 
+class PreferenceStore(Contacts, AddressBook, Outbox, StepCounters, Protocol):
+    """What the preference page reads and writes: the contact, its addresses' state and consent, the message a
+    link came from and its step's counters."""
+
+
 class PreferenceService:
     """Every method checks the token first and writes nothing unless it verifies."""
 
-    def __init__(self, *, store: Store, flows: FlowCatalog, clock: Clock, key: Callable[[], str | None]) -> None:
+    def __init__(
+        self, *, store: PreferenceStore, flows: FlowCatalog, clock: Clock, key: Callable[[], str | None]
+    ) -> None:
         self._store = store
         self._flows = flows
         self._clock = clock

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from nudge.domain.model import Channel, Contact
 from nudge.domain.suppression import Suppression, address_key, tombstone_key
-from nudge.ports import Clock, ContactRefs, Scheduler, Store
+from nudge.ports import AddressBook, Clock, ContactRefs, Contacts, Erasure, EventLog, Outbox, Runs, Scheduler
 
 
 def _plain(value: Any) -> Any:
@@ -27,11 +27,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class PrivacyStore(Contacts, EventLog, Runs, Outbox, AddressBook, Erasure, Protocol):
+    """What an export reads and an erasure deletes: everything held of one person."""
+
+
 class PrivacyService:
     def __init__(
         self,
         *,
-        store: Store,
+        store: PrivacyStore,
         scheduler: Scheduler,
         clock: Clock,
         refs: ContactRefs | None = None,

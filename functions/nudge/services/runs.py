@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from nudge.brand_file import TemplateRenderError
 from nudge.domain import engine, sms, whatsapp
@@ -28,17 +28,20 @@ from nudge.domain.model import Category, Channel, Contact, Message, MessageStatu
 from nudge.domain.suppression import address_key, block_reason
 from nudge.names import SIGNATURE_HEADER
 from nudge.ports import (
+    AddressBook,
     Clock,
     ConflictError,
+    Contacts,
     Mailer,
+    Outbox,
     OutgoingEmail,
     OutgoingSms,
     PermanentSendError,
+    Runs,
     Scheduler,
     SendClaim,
     Sleeper,
     StepWakeUp,
-    Store,
     Texter,
     TransientSendError,
     UnconfiguredWhatsApp,
@@ -119,6 +122,11 @@ class RepairOutcome:
     redriven: list[str] = field(default_factory=list)  # flow ids, one per run re-driven
 
 
+class RunStore(Contacts, Runs, Outbox, AddressBook, Protocol):
+    """What advancing runs reads and writes: the contact, its runs and slots, their messages, the addresses'
+    state (and the consent records a step's profile change makes)."""
+
+
 class RunService:
     """Advances runs and delivers their messages. Every entry point is safe to repeat, in any order.
 
@@ -130,7 +138,7 @@ class RunService:
     def __init__(
         self,
         *,
-        store: Store,
+        store: RunStore,
         scheduler: Scheduler,
         queue: WorkQueue,
         mailer: Mailer,

@@ -9,7 +9,7 @@ from datetime import datetime
 from nudge.domain import sms
 from nudge.domain.model import Channel
 from nudge.domain.suppression import ConsentRecord, Suppression, address_key
-from nudge.ports import OutgoingSms, Store, Texter
+from nudge.ports import AddressBook, OutgoingSms, Texter
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class InboundSms:
 
 
 class SmsKeywordService:
-    def __init__(self, *, store: Store, texter: Texter, help_text: str) -> None:
+    def __init__(self, *, store: AddressBook, texter: Texter, help_text: str) -> None:
         self._store = store
         self._texter = texter
         self._help_text = help_text

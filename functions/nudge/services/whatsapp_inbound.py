@@ -17,13 +17,14 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
 from nudge.domain import sms
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.model import Channel, ContactPatch, Event, Message, MessageStatus, contact_id_for
 from nudge.domain.suppression import ConsentRecord, Suppression, address_key
 from nudge.domain.whatsapp import INBOUND_EVENT, REPLIED_EVENT, InboundWhatsApp, WhatsAppNotification, WhatsAppStatus
-from nudge.ports import Clock, ContactRefs, Store
+from nudge.ports import AddressBook, Clock, ContactRefs, Outbox, StepCounters
 from nudge.services.feedback import FEEDBACK_PATIENCE, MessageNotFoundYet
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,15 @@ def phone_ref(phone: str) -> str:
     return address_key(Channel.WHATSAPP, phone)
 
 
+class WhatsAppStore(Outbox, StepCounters, AddressBook, Protocol):
+    """What WhatsApp statuses and replies read and write: the message, its step's counters, the number's state."""
+
+
 class WhatsAppInboundService:
     def __init__(
         self,
         *,
-        store: Store,
+        store: WhatsAppStore,
         refs: ContactRefs,
         clock: Clock,
         ingest: Callable[[Event], object],
