@@ -88,6 +88,13 @@ BROKEN = {
         "id: f\nname: F\ntrigger:\n  event: x\n  filter: 'event.total >'\nsteps:\n  - {id: a, type: end}\n",
         "broken.yaml:5: trigger.filter: 'event.total >' does not compile",
     ),
+    "condition on a field a contact does not have": (
+        "id: f\nname: F\ntrigger: {event: x}\nsteps:\n"
+        "  - {id: a, type: branch, if: 'contact.orders_count > 0 and contact.email', then: b}\n"
+        "  - {id: b, type: end}\n",
+        "broken.yaml:5: steps.0.if: 'contact.orders_count > 0 and contact.email': a contact has no "
+        "orders_count (it has ads_marketing, aggregates,",
+    ),
     "bad time of day": (
         "id: f\nname: F\ntrigger: {event: x}\nsteps:\n  - {id: a, type: wait_until, time: '25:00'}\n",
         "broken.yaml:5: steps.0.time: '25:00' is not a time of day",
@@ -146,3 +153,9 @@ def test_a_catalog_reports_every_broken_file(tmp_path: Path) -> None:
         load_catalog(tmp_path)
 
     assert "a.yaml" in str(error.value) and "b.yaml" in str(error.value)
+
+
+def test_the_fields_a_condition_may_read_are_exactly_the_contacts_view() -> None:
+    from nudge.domain.model import CONTACT_FIELDS, Contact
+
+    assert set(Contact(contact_id="c").template_view()) == CONTACT_FIELDS

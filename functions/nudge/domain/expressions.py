@@ -13,7 +13,7 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import BaseLoader, StrictUndefined, Template, TemplateError, select_autoescape
+from jinja2 import BaseLoader, StrictUndefined, Template, TemplateError, nodes, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nudge.domain.durations import parse_duration
@@ -99,6 +99,19 @@ def check(source: str) -> str | None:
     except ExpressionError as exc:
         return str(exc)
     return None
+
+
+def unknown_fields(source: str, name: str, known: frozenset[str]) -> list[str]:
+    """The fields of `name` the (compiling) expression reads that are not in `known`: `contact.orders_count`
+    where the contact has `aggregates.orders_count`. Only `name.field` and `name['field']` are seen."""
+    found = set()
+    for node in _ENV.parse("{{ " + source + " }}").find_all((nodes.Getattr, nodes.Getitem)):
+        if not (isinstance(node.node, nodes.Name) and node.node.name == name):
+            continue
+        field = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(field, str) and field not in known:
+            found.add(field)
+    return sorted(found)
 
 
 def evaluate(source: str, context: dict[str, Any]) -> Any:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 from nudge.domain import expressions
 from nudge.domain.durations import parse_duration, parse_offset
 from nudge.domain.guardrails import GuardrailOverrides
-from nudge.domain.model import Category
+from nudge.domain.model import CONTACT_FIELDS, Category
 from nudge.domain.unions import union_tags
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
@@ -31,6 +31,11 @@ class _Strict(BaseModel):
 def _expression(value: str | None) -> str | None:
     if value is not None and (problem := expressions.check(value)):
         raise ValueError(problem)
+    if value is not None and (unknown := expressions.unknown_fields(value, "contact", CONTACT_FIELDS)):
+        raise ValueError(
+            f"{value!r}: a contact has no {', '.join(unknown)} (it has {', '.join(sorted(CONTACT_FIELDS))};"
+            " order counts and spend are under contact.aggregates)"
+        )
     return value
 
 

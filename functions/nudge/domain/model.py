@@ -118,6 +118,17 @@ def contact_id_for(*, external_id: str | None, email: str | None, phone: str | N
     raise ValueError("a contact needs an id, an email or a phone number")
 
 
+# What conditions and templates may read as `contact.<field>` (Contact.template_view's keys, which a test
+# keeps equal): flow validation refuses a condition that reads any other.
+CONTACT_FIELDS = frozenset(
+    {
+        "id", "email", "phone", "first_name", "last_name", "timezone", "email_marketing", "sms_marketing",
+        "whatsapp_marketing", "ads_marketing", "whatsapp_inbound_at", "tags", "properties", "aggregates", "stage",
+        "segments", "rfm", "predicted",
+    }
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Contact:
     """A person the shop may message. Consent is None until the shop tells us either way."""
@@ -173,7 +184,7 @@ class Contact:
         )
 
     def template_view(self) -> JsonDict:
-        """What templates and conditions see as `contact`."""
+        """What templates and conditions see as `contact` (its keys: CONTACT_FIELDS)."""
         return {
             "id": self.contact_id,
             "email": self.email,
