@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
+from nudge.clocks import VirtualClock
 from nudge.domain.flows import STEP_KINDS, TRIGGER_KINDS, Flow
+from nudge.domain.model import RunStatus
 from nudge.flow_files import _UNION_TAGS
 from nudge.flow_tools import mermaid, step_label, trigger_label
-from nudge.clocks import VirtualClock
-from nudge.domain.model import RunStatus
 from nudge.report_html import render
 from nudge.services.reporting import build_report
 from nudge.settings import Settings
@@ -97,7 +97,9 @@ def test_every_step_kind_runs_through_the_engine_and_shows_in_the_html_report(
     if kind != "end":
         flow["steps"].append({"id": "last", "type": "end"})
     directory = flows_dir(tmp_path, yaml.safe_dump(flow, sort_keys=False))
-    (directory / "_whatsapp.yaml").write_text("templates:\n  cart_reminder: {languages: [en_US], category: marketing}\n")
+    (directory / "_whatsapp.yaml").write_text(
+        "templates:\n  cart_reminder: {languages: [en_US], category: marketing}\n"
+    )
     sim = simulation(settings, clock, directory)
     who = {
         "email": "ann@example.com", "phone": "+14155550101", "first_name": "Ann", "email_marketing": True,

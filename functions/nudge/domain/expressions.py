@@ -105,11 +105,15 @@ def unknown_fields(source: str, name: str, known: frozenset[str]) -> list[str]:
     """The fields of `name` the (compiling) expression reads that are not in `known`: `contact.orders_count`
     where the contact has `aggregates.orders_count`. Only `name.field` and `name['field']` are seen."""
     found = set()
+    field: object
     for node in _ENV.parse("{{ " + source + " }}").find_all((nodes.Getattr, nodes.Getitem)):
-        if not (isinstance(node.node, nodes.Name) and node.node.name == name):
+        if isinstance(node, nodes.Getattr):
+            target, field = node.node, node.attr
+        elif isinstance(node, nodes.Getitem):
+            target, field = node.node, getattr(node.arg, "value", None)
+        else:
             continue
-        field = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
-        if isinstance(field, str) and field not in known:
+        if isinstance(target, nodes.Name) and target.name == name and isinstance(field, str) and field not in known:
             found.add(field)
     return sorted(found)
 
