@@ -13,8 +13,8 @@ from pydantic.json_schema import models_json_schema
 
 from nudge import names, routes
 from nudge.domain.campaigns import CAMPAIGN_ID, Campaign, CampaignStatus
+from nudge.integrations.segment_api import AliasCall, BatchCall, IdentifyCall, TrackCall
 from nudge.services.inputs import CONTACT_ID_MAX, CONTACT_ID_PATTERN, ContactIn, EnrollmentIn, EventIn
-from nudge.services.segment import AliasCall, BatchCall, IdentifyCall, TrackCall
 from nudge.services.subscribe import SubscribeIn
 
 _REF = "#/components/schemas/{model}"

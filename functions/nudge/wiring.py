@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from nudge.domain.flows import FlowCatalog
     from nudge.domain.guardrails import Guardrails
     from nudge.domain.segments import SegmentCatalog
+    from nudge.integrations.segment_api import SegmentService
     from nudge.ports import (
         ApiKeys,
         AudienceLedger,
@@ -57,11 +58,10 @@ if TYPE_CHECKING:
     from nudge.services.preferences import PreferenceService
     from nudge.services.privacy import PrivacyService
     from nudge.services.runs import RunService
-    from nudge.services.segment import SegmentService
     from nudge.services.sms_keywords import SmsKeywordService
+    from nudge.services.storefront_webhooks import WebhookService
     from nudge.services.subscribe import SubscribeService
     from nudge.services.throttle import SendThrottle
-    from nudge.services.webhooks import WebhookService
     from nudge.services.whatsapp_inbound import WhatsAppInboundService
     from nudge.templating import TemplateRenderer
 
@@ -373,7 +373,7 @@ class Container:
     @cached_property
     def webhooks(self) -> WebhookService:
         """Inbound storefront webhooks."""
-        from nudge.services.webhooks import WebhookService
+        from nudge.services.storefront_webhooks import WebhookService
 
         privacy = self.privacy
         return WebhookService(
@@ -397,7 +397,7 @@ class Container:
     @cached_property
     def segment(self) -> SegmentService:
         """The Segment-style API."""
-        from nudge.services.segment import SegmentService
+        from nudge.integrations.segment_api import SegmentService
 
         return SegmentService(ingest=self.ingest, refs=self.refs, clock=self.clock)
 
@@ -663,7 +663,7 @@ class _AwsAdapters:
         )
 
     def webhooks(self) -> WebhookSender:
-        from nudge.adapters.webhooks import UrllibWebhooks
+        from nudge.adapters.webhook_sender import UrllibWebhooks
 
         return UrllibWebhooks()
 

@@ -11,12 +11,12 @@ from datetime import timedelta
 from email.header import decode_header, make_header
 from typing import Any
 
+from nudge.cli.storefront_import import backfill_storefront
 from nudge.domain.model import RunStatus
 from nudge.local.gateway import LocalResponse
 from nudge.local.moto_stack import DEV_SHOPIFY_SHOP as SHOP
 from nudge.local.moto_stack import MotoStack
 from nudge.services.disconnect import waits_on_storefront
-from nudge.services.storefront_import import backfill_storefront
 from tests.component.test_webhooks import shopify, woo
 from tests.conftest import ROOT, START
 

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from nudge.flow_files import load_catalog
-from nudge.services import shopify
-from nudge.services.canonical import Disconnect, Ignored
+from nudge.integrations import shopify
+from nudge.integrations.canonical import Disconnect, Ignored
 from nudge.services.disconnect import BadDisconnectPiece, DisconnectPiece, waits_on_storefront
 from tests.conftest import ROOT
 from tests.unit.test_storefront_mapping import fixture

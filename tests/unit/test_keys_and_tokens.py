@@ -9,9 +9,9 @@ import pytest
 from nudge import signing
 from nudge.adapters.memory import MemoryApiKeys
 from nudge.clocks import VirtualClock
+from nudge.integrations.segment_api import event_type_for
 from nudge.ports import KeyKind
 from nudge.services.keys import KeyService, hash_key
-from nudge.services.segment import event_type_for
 
 
 def test_a_key_is_stored_only_as_its_hash_and_only_works_for_its_kind(clock: VirtualClock) -> None:

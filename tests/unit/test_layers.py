@@ -26,8 +26,8 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("layer", ["domain", "services"])
-def test_domain_and_services_import_no_aws_or_cli_package(layer: str) -> None:
+@pytest.mark.parametrize("layer", ["domain", "services", "integrations"])
+def test_domain_services_and_integrations_import_no_aws_or_cli_package(layer: str) -> None:
     offenders = {
         str(path.relative_to(ROOT)): sorted(_imports(path) & FORBIDDEN_IN_CORE)
         for path in (PACKAGE / layer).rglob("*.py")

@@ -10,8 +10,8 @@ import pytest
 from nudge.adapters.memory import MemoryContactRefs, MemoryJobQueue, MemoryPrivacyRequests
 from nudge.clocks import VirtualClock
 from nudge.domain.model import Event
-from nudge.services.canonical import CatalogChange, StockLevel
-from nudge.services.webhooks import NOTICE_CONTACTS, BadNoticePiece, NoticePiece, WebhookService
+from nudge.integrations.canonical import CatalogChange, StockLevel
+from nudge.services.storefront_webhooks import NOTICE_CONTACTS, BadNoticePiece, NoticePiece, WebhookService
 
 NOW = datetime(2026, 11, 2, 15, tzinfo=UTC)
 

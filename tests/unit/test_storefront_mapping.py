@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from nudge.domain.model import contact_id_for
+from nudge.integrations import shopify, woocommerce
+from nudge.integrations.canonical import Batch, Disconnect, Ignored, Privacy, Track, TrackByRef
 from nudge.ports import PrivacyKind
-from nudge.services import shopify, woocommerce
-from nudge.services.canonical import Batch, Disconnect, Ignored, Privacy, Track, TrackByRef
 from tests.conftest import ROOT
 
 NOW = datetime(2026, 11, 3, 12, 0, tzinfo=UTC)

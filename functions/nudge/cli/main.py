@@ -1047,7 +1047,7 @@ def import_storefront(
     """A first sync: customers, open checkouts, orders and products as the shop has them, starting no flow."""
     import json
 
-    from nudge.services.storefront_import import TOPICS, ImportFormatError, backfill_storefront
+    from nudge.cli.storefront_import import TOPICS, ImportFormatError, backfill_storefront
 
     _quiet_lambda_logs()
     if platform not in TOPICS:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from nudge.services import shopify, woocommerce
-from nudge.services.canonical import Canonical, mapping, text_or_none
-from nudge.services.webhooks import WebhookService
+from nudge.integrations import shopify, woocommerce
+from nudge.integrations.canonical import Canonical, mapping, text_or_none
+from nudge.services.storefront_webhooks import WebhookService
 
 # The webhook topic each list's records stand for (the mapper's view of "this is how it is now").
 TOPICS = {

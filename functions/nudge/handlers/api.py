@@ -16,8 +16,7 @@ from nudge import names, wiring
 from nudge.domain.bounds import OutOfBounds
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.problems import Problem
-from nudge.ports import KeyKind
-from nudge.services.segment import (
+from nudge.integrations.segment_api import (
     CALLS,
     MAX_BATCH_BYTES,
     MAX_CALL_BYTES,
@@ -28,6 +27,7 @@ from nudge.services.segment import (
     SegmentCall,
     TrackCall,
 )
+from nudge.ports import KeyKind
 
 logger = Logger(service=names.SERVICE)
 app = APIGatewayRestResolver()

@@ -11,7 +11,7 @@
 - Fed disconnect pieces (`{"job": "disconnect", ...}`): a shop removed the app, so the runs of its contacts
   that wait on its events end, a page of the shop's contacts at a time (services/disconnect.py).
 - Fed notice pieces (`{"job": "notice", ...}`): a restock or a lower price tells up to 100 of the contacts
-  waiting on the item (services/webhooks.py).
+  waiting on the item (services/storefront_webhooks.py).
 - Invoked every 15 minutes with `{"job": "repair"}`: re-drives active runs whose wake-up is overdue.
 """
 
@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
 from nudge.handlers import flow_metrics, sqs_batch
-from nudge.services import disconnect, webhooks
+from nudge.services import disconnect, storefront_webhooks
 from nudge.services.campaigns import CampaignPiece
 from nudge.services.daily import BadPiece, Piece
 from nudge.settings import SettingsError
@@ -50,8 +50,8 @@ def _piece(record_body: str, context: LambdaContext) -> dict[str, Any]:
             return _campaign_piece(CampaignPiece.parse(body), context)
         if isinstance(body, dict) and body.get("job") == disconnect.JOB:
             return _disconnect_piece(disconnect.DisconnectPiece.parse(body), context)
-        if isinstance(body, dict) and body.get("job") == webhooks.NOTICE_JOB:
-            return wiring.current().webhooks.notify(webhooks.NoticePiece.parse(body))
+        if isinstance(body, dict) and body.get("job") == storefront_webhooks.NOTICE_JOB:
+            return wiring.current().webhooks.notify(storefront_webhooks.NoticePiece.parse(body))
         piece = Piece.parse(body)
     except ValueError as exc:  # not JSON, or not a piece (BadPiece, BadCampaignPiece, BadDisconnectPiece, ...)
         raise BadPiece(str(exc)) from exc

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import names, signing, wiring
 from nudge.domain import calls
 from nudge.handlers import flow_metrics, http, problems
-from nudge.services import shopify, woocommerce
+from nudge.integrations import shopify, woocommerce
 
 # Shopify caps payloads far lower; the limit only keeps a forged giant body from costing an HMAC.
 MAX_BODY_BYTES = 1024 * 1024

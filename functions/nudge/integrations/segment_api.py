@@ -16,8 +16,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, JsonDict
+from nudge.integrations.canonical import compact, line, phone_or_none, text_or_none
 from nudge.ports import Clock, ContactRefs
-from nudge.services.canonical import compact, line, phone_or_none, text_or_none
 from nudge.services.ingest import IngestService
 from nudge.services.inputs import MAX_FUTURE_SKEW, bounded_instant, bounded_properties, header_text
 

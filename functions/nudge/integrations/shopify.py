@@ -11,8 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.domain.model import ContactPatch, Event, contact_id_for
-from nudge.ports import PrivacyKind
-from nudge.services.canonical import (
+from nudge.integrations.canonical import (
     Canonical,
     CatalogChange,
     Disconnect,
@@ -35,6 +34,7 @@ from nudge.services.canonical import (
     stock_level,
     text_or_none,
 )
+from nudge.ports import PrivacyKind
 
 SOURCE = "shopify"
 # Shopify's consent states; "pending" (double opt-in under way) and unknown ones say nothing yet.

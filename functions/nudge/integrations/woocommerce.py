@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from nudge.domain.model import Event
-from nudge.services.canonical import (
+from nudge.integrations.canonical import (
     Batch,
     Canonical,
     CatalogChange,

@@ -38,7 +38,7 @@ JOB = "disconnect"
 SHOP_UNINSTALLED = "shop_uninstalled"
 REASONS = (SHOP_UNINSTALLED,)
 PAGE = 100  # refs read per index query
-# What storefront webhooks emit (services/shopify.py, services/woocommerce.py, services/webhooks.py).
+# What storefront webhooks emit (integrations/shopify.py, integrations/woocommerce.py, services/storefront_webhooks.py).
 STOREFRONT_EVENTS = frozenset(
     {
         "checkout_started",

@@ -32,8 +32,8 @@ from nudge.domain import recommendations as recs
 from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATED
 from nudge.domain.model import Contact, ContactPatch, Event
 from nudge.domain.suppression import ConsentRecord
+from nudge.integrations.canonical import compact, contact_patch, line
 from nudge.ports import Clock, ConflictError, ContactBatches, Contacts, Documents
-from nudge.services.canonical import compact, contact_patch, line
 from nudge.services.consent import consent_changes
 from nudge.services.ingest import IngestService
 from nudge.services.recommendations import IMPORT_EVENT_PREFIX, CoPurchaseBook

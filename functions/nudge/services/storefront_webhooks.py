@@ -10,8 +10,7 @@ from typing import Any
 
 from nudge.domain import aggregates
 from nudge.domain.model import ContactPatch, Event
-from nudge.ports import Clock, ContactRefs, JobQueue, PrivacyKind, PrivacyRequest, PrivacyRequests
-from nudge.services.canonical import (
+from nudge.integrations.canonical import (
     Batch,
     Canonical,
     CatalogChange,
@@ -23,6 +22,7 @@ from nudge.services.canonical import (
     Track,
     TrackByRef,
 )
+from nudge.ports import Clock, ContactRefs, JobQueue, PrivacyKind, PrivacyRequest, PrivacyRequests
 from nudge.services.ingest import IngestService
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, contact_id_for
+from nudge.integrations.canonical import phone_or_none
 from nudge.ports import ApiKey, Clock, ContactRefs, PendingSignup, PendingSignups
-from nudge.services.canonical import phone_or_none
 from nudge.services.ingest import IngestService
 from nudge.services.inputs import header_text
 
