@@ -561,7 +561,10 @@ class PrivacyRequests(Protocol):
         ...
 
 
-class RateLimiter(Protocol):
+class RequestLimiter(Protocol):
+    """The public endpoints' request windows (a signup form's per-address limit); not the send slots,
+    which pace what goes out (`SendRateLimiter`)."""
+
     def hit(self, bucket: str, *, limit: int, window: timedelta, now: datetime) -> bool:
         """Count one request in the bucket's current window; False once the window holds more than `limit`."""
         ...

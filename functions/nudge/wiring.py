@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         Mailer,
         PendingSignups,
         PrivacyRequests,
-        RateLimiter,
+        RequestLimiter,
         Scheduler,
         SendRateLimiter,
         Sleeper,
@@ -80,7 +80,7 @@ class Adapters:
     api_keys: Callable[[], ApiKeys]
     refs: Callable[[], ContactRefs]
     privacy_requests: Callable[[], PrivacyRequests]
-    rate_limiter: Callable[[], RateLimiter]
+    request_limiter: Callable[[], RequestLimiter]
     pending_signups: Callable[[], PendingSignups]
     limiter: Callable[[], SendRateLimiter]
     sleeper: Callable[[], Sleeper]
@@ -175,8 +175,8 @@ class Container:
         return self._adapters.privacy_requests()
 
     @cached_property
-    def rate_limiter(self) -> RateLimiter:
-        return self._adapters.rate_limiter()
+    def request_limiter(self) -> RequestLimiter:
+        return self._adapters.request_limiter()
 
     @cached_property
     def pending_signups(self) -> PendingSignups:
@@ -554,7 +554,7 @@ def build_aws(
         api_keys=lambda: aws.access("DynamoApiKeys"),
         refs=lambda: aws.access("DynamoContactRefs"),
         privacy_requests=lambda: aws.access("DynamoPrivacyRequests"),
-        rate_limiter=lambda: aws.access("DynamoRateLimiter"),
+        request_limiter=lambda: aws.access("DynamoRequestLimiter"),
         pending_signups=lambda: aws.access("DynamoPendingSignups"),
         limiter=aws.limiter,
         sleeper=lambda: sleeper or _sleeper_for(clock),
@@ -781,7 +781,7 @@ def build_memory(
             api_keys=memory.MemoryApiKeys,
             refs=memory.MemoryContactRefs,
             privacy_requests=memory.MemoryPrivacyRequests,
-            rate_limiter=memory.MemoryRateLimiter,
+            request_limiter=memory.MemoryRequestLimiter,
             pending_signups=memory.MemoryPendingSignups,
             limiter=memory.MemorySendRateLimiter,
             sleeper=lambda: _sleeper_for(clock),

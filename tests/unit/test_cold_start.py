@@ -35,7 +35,7 @@ BUILDS = {
     "step": ENGINE - {"ingest"},  # the renderer and the SES client are made at the first send
     "webhooks": ENGINE | {"refs", "privacy_requests", "privacy", "webhooks"},
     "api": ENGINE | {"api_keys", "keys", "refs", "segment"},
-    "subscribe": ENGINE | {"rate_limiter", "api_keys", "keys", "pending_signups", "refs", "subscribe"},
+    "subscribe": ENGINE | {"request_limiter", "api_keys", "keys", "pending_signups", "refs", "subscribe"},
     "feedback": {"store", "feedback"},
     "unsubscribe": {"store", "_catalog", "flows", "preferences"},
     "sms-inbound": {"store", "texter", "sms_keywords"},

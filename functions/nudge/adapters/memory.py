@@ -685,7 +685,7 @@ class MemoryPrivacyRequests:
         self.requests[request_id] = replace(self.requests[request_id], status=status)
 
 
-class MemoryRateLimiter:
+class MemoryRequestLimiter:
     """Fixed windows: counts per (bucket, window start), like the DynamoDB adapter."""
 
     def __init__(self) -> None:

@@ -71,7 +71,7 @@ def post_subscribe() -> Response:
     try:
         source_ip = app.current_event.request_context.identity.source_ip or "unknown"
         bucket = f"subscribe:{key.key_hash[:16]}:{source_ip}"
-        if not container.rate_limiter.hit(bucket, limit=RATE_LIMIT, window=RATE_WINDOW, now=container.clock.now()):
+        if not container.request_limiter.hit(bucket, limit=RATE_LIMIT, window=RATE_WINDOW, now=container.clock.now()):
             raise problems.too_many_requests(int(RATE_WINDOW.total_seconds()))
         http.require_json_media_type(app)
         form = http.parse_model(SubscribeIn, http.parse_json(body))
@@ -181,7 +181,7 @@ def warm() -> None:
 
     `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
     """
-    wiring.current().warm("rate_limiter", "keys", "subscribe")
+    wiring.current().warm("request_limiter", "keys", "subscribe")
 
 
 @logger.inject_lambda_context(clear_state=True)

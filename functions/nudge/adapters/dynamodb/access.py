@@ -260,7 +260,7 @@ class DynamoApiKeys:
         return True
 
 
-class DynamoRateLimiter:
+class DynamoRequestLimiter:
     """Fixed-window counters: one atomic ADD per request, the item expiring with its window."""
 
     def __init__(self, models: AccessModels) -> None:
