@@ -534,14 +534,13 @@ def build_aws(
 
     `observer` defaults to the per-invocation flow counts the handlers publish (nudge.flow_counts).
     """
-    import boto3
-
     from nudge import flow_counts
 
-    session = session or boto3.Session()
-    region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
+    # No boto3 in Lambda: its import (~10 ms more than botocore's, s3transfer included) buys nothing here.
+    # Without a session, every client is made on the store's botocore session (ADR 0020).
+    region = (session.region_name if session else None) or os.environ.get("AWS_REGION") or "us-east-1"
     aws = _AwsAdapters(settings, session, region)
-    secrets = _AwsSecrets(settings, session)
+    secrets = _AwsSecrets(settings, aws)
     adapters = Adapters(
         store=aws.store,
         scheduler=aws.scheduler,
@@ -577,10 +576,18 @@ class _AwsAdapters:
     """The AWS adapters, each with its own client, made when first asked for; the store's one pynamodb
     connection is shared by the access tables."""
 
-    def __init__(self, settings: Settings, session: boto3.Session, region: str) -> None:
+    def __init__(self, settings: Settings, session: boto3.Session | None, region: str) -> None:
         self._settings = settings
         self._session = session
         self._region = region
+
+    def client(self, service: str, config: Any = None) -> Any:
+        """A botocore client: from the given boto3 session (moto), else from the pynamodb connection's botocore
+        session, so every client shares one loader (the endpoint rules and service models read once)."""
+        if self._session is not None:
+            return self._session.client(service, config=config)  # type: ignore[call-overload]
+        botocore_session = self._dynamo.connection.session
+        return botocore_session.create_client(service, region_name=self._region, config=config)
 
     @cached_property
     def _dynamo(self) -> Any:
@@ -596,7 +603,7 @@ class _AwsAdapters:
 
     @cached_property
     def _sqs(self) -> Any:
-        return self._session.client("sqs")
+        return self.client("sqs")
 
     @staticmethod
     def _once() -> Any:
@@ -619,7 +626,7 @@ class _AwsAdapters:
 
         settings = self._settings
         return EventBridgeScheduler(
-            self._session.client("scheduler"),
+            self.client("scheduler"),
             group=settings.schedule_group,
             target_arn=settings.work_queue_arn,
             role_arn=settings.scheduler_role_arn,
@@ -640,13 +647,13 @@ class _AwsAdapters:
     def mailer(self) -> Mailer:
         from nudge.adapters.ses import SesMailer
 
-        client = self._session.client("sesv2", config=self._once())
+        client = self.client("sesv2", config=self._once())
         return SesMailer(client, configuration_set=self._settings.ses_configuration_set)
 
     def texter(self) -> Texter:
         from nudge.adapters.sns import SnsTexter
 
-        return SnsTexter(self._session.client("sns", config=self._once()))
+        return SnsTexter(self.client("sns", config=self._once()))
 
     def whatsapp(self) -> WhatsAppSender:
         from nudge.ports import UnconfiguredWhatsApp
@@ -657,7 +664,7 @@ class _AwsAdapters:
         from nudge.adapters.whatsapp import SocialMessagingWhatsApp
 
         return SocialMessagingWhatsApp(
-            self._session.client("socialmessaging", config=self._once()),
+            self.client("socialmessaging", config=self._once()),
             phone_number_id=settings.whatsapp_phone_number_id,
             meta_api_version=settings.whatsapp_meta_api_version,
         )
@@ -691,13 +698,13 @@ class _AwsSecrets:
     """The keys: from Secrets Manager where the stack names a secret (read when first used, then cached
     for minutes by the reader), else the settings' own values (local runs and tests)."""
 
-    def __init__(self, settings: Settings, session: boto3.Session) -> None:
+    def __init__(self, settings: Settings, aws: _AwsAdapters) -> None:
         self._settings = settings
-        self._session = session
+        self._aws = aws
 
     @cached_property
     def _client(self) -> Any:
-        return self._session.client("secretsmanager")
+        return self._aws.client("secretsmanager")
 
     @cached_property
     def _readers(self) -> dict[str, Any]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from nudge import names, wiring
 from nudge.domain.bounds import OutOfBounds
 from nudge.handlers import flow_metrics, http, problems
+from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
 from nudge.ports import KeyKind
 from nudge.services.segment import (
@@ -28,6 +27,9 @@ from nudge.services.segment import (
     SegmentCall,
     TrackCall,
 )
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=names.SERVICE)
 app = APIGatewayRestResolver()

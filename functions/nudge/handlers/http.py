@@ -13,12 +13,12 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import BaseModel, ValidationError
 
 from nudge.domain import bounds
 from nudge.handlers import problems
+from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
 
 M = TypeVar("M", bound=BaseModel)
