@@ -459,17 +459,18 @@ class Container:
 
     @cached_property
     def sms_keywords(self) -> SmsKeywordService:
-        from nudge.brand_file import load_brand
         from nudge.domain import sms
         from nudge.services.sms_keywords import SmsKeywordService
 
-        # The brand kit alone (shop name, support contact): the HELP reply renders no template.
-        brand = self._renderer.brand if self._renderer is not None else load_brand(self.settings.templates_dir)
-        return SmsKeywordService(
-            store=self.store,
-            texter=self.texter,
-            help_text=sms.help_reply(brand.name, brand.support, self.settings.sms_help_text),
-        )
+        def help_text() -> str:
+            from nudge.brand_file import load_brand
+
+            # The brand kit alone (shop name, support contact): the HELP reply renders no template. Read at
+            # the first HELP: a STOP needs neither it (nor PyYAML) nor the SNS client (ADR 0020).
+            brand = self._renderer.brand if self._renderer is not None else load_brand(self.settings.templates_dir)
+            return sms.help_reply(brand.name, brand.support, self.settings.sms_help_text)
+
+        return SmsKeywordService(store=self.store, texter=_on_first_use(lambda: self.texter), help_text=help_text)
 
 
 _T = TypeVar("_T")

@@ -38,7 +38,7 @@ BUILDS = {
     "subscribe": ENGINE | {"rate_limiter", "api_keys", "keys", "pending_signups", "refs", "subscribe"},
     "feedback": {"store", "feedback"},
     "unsubscribe": {"store", "_catalog", "flows", "preferences"},
-    "sms-inbound": {"store", "texter", "sms_keywords"},
+    "sms-inbound": {"store", "sms_keywords"},  # SNS at the first START or HELP, the brand kit at the first HELP
     "whatsapp-inbound": {"store", "refs", "whatsapp_inbound"},
     "missed-call": {"refs", "missed_calls"},
     "sweep": ENGINE | {"daily", "jobs"},
