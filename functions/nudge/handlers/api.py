@@ -7,7 +7,6 @@ import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import ValidationError
 
 from nudge import names, wiring
@@ -15,6 +14,7 @@ from nudge.domain.bounds import OutOfBounds
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
+from nudge.handlers.rest import Response, RestResolver
 from nudge.ports import KeyKind
 from nudge.services.segment import (
     CALLS,
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=names.SERVICE)
-app = APIGatewayRestResolver()
+app = RestResolver()
 http.install_problem_responses(app, logger)
 
 

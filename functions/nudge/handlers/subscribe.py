@@ -15,12 +15,11 @@ import html
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-
 from nudge import names, signing, wiring
 from nudge.handlers import flow_metrics, http, pages, problems
 from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
+from nudge.handlers.rest import Response, RestResolver
 from nudge.ports import ApiKey, KeyKind, PendingSignup
 from nudge.services.subscribe import SignupGone, SubscribeIn
 
@@ -33,7 +32,7 @@ RATE_LIMIT = 10  # submissions per minute from one address to one key: plenty fo
 RATE_WINDOW = timedelta(minutes=1)
 
 logger = Logger(service=names.SERVICE)
-app = APIGatewayRestResolver()
+app = RestResolver()
 http.install_problem_responses(app, logger)
 
 

@@ -9,12 +9,11 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-
 from nudge import names, signing, wiring
 from nudge.domain import calls
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.logs import Logger
+from nudge.handlers.rest import Response, RestResolver
 from nudge.services import shopify, woocommerce
 
 if TYPE_CHECKING:
@@ -27,7 +26,7 @@ _WC_PING = re.compile(rb"^webhook_id=\d{1,20}$")
 ANY_SITE = "*"  # a secret under this name serves every shop (a Shopify app's one client secret)
 
 logger = Logger(service=names.SERVICE)
-app = APIGatewayRestResolver()
+app = RestResolver()
 http.install_problem_responses(app, logger)
 
 
