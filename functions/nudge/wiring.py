@@ -539,7 +539,7 @@ def build_aws(
 
     # No boto3 in Lambda: its import (~10 ms more than botocore's, s3transfer included) buys nothing here.
     # Without a session, every client is made on the store's botocore session (ADR 0020).
-    region = (session.region_name if session else None) or os.environ.get("AWS_REGION") or "us-east-1"
+    region = (session.region_name if session else _configured_region()) or os.environ.get("AWS_REGION") or "us-east-1"
     aws = _AwsAdapters(settings, session, region)
     secrets = _AwsSecrets(settings, aws)
     adapters = Adapters(
@@ -571,6 +571,17 @@ def build_aws(
         observer=observer or flow_counts.record_ingest,
         check=check,
     )
+
+
+def _configured_region() -> str | None:
+    """What `boto3.Session().region_name` said: AWS_DEFAULT_REGION, else the profile's region (read only then)."""
+    region = os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        return region
+    from botocore.session import get_session
+
+    configured: str | None = get_session().get_config_variable("region")
+    return configured
 
 
 class _AwsAdapters:
