@@ -459,17 +459,18 @@ class Container:
 
     @cached_property
     def sms_keywords(self) -> SmsKeywordService:
-        from nudge.brand_file import load_brand
         from nudge.domain import sms
         from nudge.services.sms_keywords import SmsKeywordService
 
-        # The brand kit alone (shop name, support contact): the HELP reply renders no template.
-        brand = self._renderer.brand if self._renderer is not None else load_brand(self.settings.templates_dir)
-        return SmsKeywordService(
-            store=self.store,
-            texter=self.texter,
-            help_text=sms.help_reply(brand.name, brand.support, self.settings.sms_help_text),
-        )
+        def help_text() -> str:
+            from nudge.brand_file import load_brand
+
+            # The brand kit alone (shop name, support contact): the HELP reply renders no template. Read at
+            # the first HELP: a STOP needs neither it (nor PyYAML) nor the SNS client (ADR 0020).
+            brand = self._renderer.brand if self._renderer is not None else load_brand(self.settings.templates_dir)
+            return sms.help_reply(brand.name, brand.support, self.settings.sms_help_text)
+
+        return SmsKeywordService(store=self.store, texter=_on_first_use(lambda: self.texter), help_text=help_text)
 
 
 _T = TypeVar("_T")
@@ -534,14 +535,13 @@ def build_aws(
 
     `observer` defaults to the per-invocation flow counts the handlers publish (nudge.flow_counts).
     """
-    import boto3
-
     from nudge import flow_counts
 
-    session = session or boto3.Session()
-    region = session.region_name or os.environ.get("AWS_REGION") or "us-east-1"
+    # No boto3 in Lambda: its import (~10 ms more than botocore's, s3transfer included) buys nothing here.
+    # Without a session, every client is made on the store's botocore session (ADR 0020).
+    region = (session.region_name if session else _configured_region()) or os.environ.get("AWS_REGION") or "us-east-1"
     aws = _AwsAdapters(settings, session, region)
-    secrets = _AwsSecrets(settings, session)
+    secrets = _AwsSecrets(settings, aws)
     adapters = Adapters(
         store=aws.store,
         scheduler=aws.scheduler,
@@ -573,14 +573,33 @@ def build_aws(
     )
 
 
+def _configured_region() -> str | None:
+    """What `boto3.Session().region_name` said: AWS_DEFAULT_REGION, else the profile's region (read only then)."""
+    region = os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        return region
+    from botocore.session import get_session
+
+    configured: str | None = get_session().get_config_variable("region")
+    return configured
+
+
 class _AwsAdapters:
     """The AWS adapters, each with its own client, made when first asked for; the store's one pynamodb
     connection is shared by the access tables."""
 
-    def __init__(self, settings: Settings, session: boto3.Session, region: str) -> None:
+    def __init__(self, settings: Settings, session: boto3.Session | None, region: str) -> None:
         self._settings = settings
         self._session = session
         self._region = region
+
+    def client(self, service: str, config: Any = None) -> Any:
+        """A botocore client: from the given boto3 session (moto), else from the pynamodb connection's botocore
+        session, so every client shares one loader (the endpoint rules and service models read once)."""
+        if self._session is not None:
+            return self._session.client(service, config=config)  # type: ignore[call-overload]
+        botocore_session = self._dynamo.connection.session
+        return botocore_session.create_client(service, region_name=self._region, config=config)
 
     @cached_property
     def _dynamo(self) -> Any:
@@ -596,7 +615,7 @@ class _AwsAdapters:
 
     @cached_property
     def _sqs(self) -> Any:
-        return self._session.client("sqs")
+        return self.client("sqs")
 
     @staticmethod
     def _once() -> Any:
@@ -619,7 +638,7 @@ class _AwsAdapters:
 
         settings = self._settings
         return EventBridgeScheduler(
-            self._session.client("scheduler"),
+            self.client("scheduler"),
             group=settings.schedule_group,
             target_arn=settings.work_queue_arn,
             role_arn=settings.scheduler_role_arn,
@@ -640,13 +659,13 @@ class _AwsAdapters:
     def mailer(self) -> Mailer:
         from nudge.adapters.ses import SesMailer
 
-        client = self._session.client("sesv2", config=self._once())
+        client = self.client("sesv2", config=self._once())
         return SesMailer(client, configuration_set=self._settings.ses_configuration_set)
 
     def texter(self) -> Texter:
         from nudge.adapters.sns import SnsTexter
 
-        return SnsTexter(self._session.client("sns", config=self._once()))
+        return SnsTexter(self.client("sns", config=self._once()))
 
     def whatsapp(self) -> WhatsAppSender:
         from nudge.ports import UnconfiguredWhatsApp
@@ -657,7 +676,7 @@ class _AwsAdapters:
         from nudge.adapters.whatsapp import SocialMessagingWhatsApp
 
         return SocialMessagingWhatsApp(
-            self._session.client("socialmessaging", config=self._once()),
+            self.client("socialmessaging", config=self._once()),
             phone_number_id=settings.whatsapp_phone_number_id,
             meta_api_version=settings.whatsapp_meta_api_version,
         )
@@ -691,13 +710,13 @@ class _AwsSecrets:
     """The keys: from Secrets Manager where the stack names a secret (read when first used, then cached
     for minutes by the reader), else the settings' own values (local runs and tests)."""
 
-    def __init__(self, settings: Settings, session: boto3.Session) -> None:
+    def __init__(self, settings: Settings, aws: _AwsAdapters) -> None:
         self._settings = settings
-        self._session = session
+        self._aws = aws
 
     @cached_property
     def _client(self) -> Any:
-        return self._session.client("secretsmanager")
+        return self._aws.client("secretsmanager")
 
     @cached_property
     def _readers(self) -> dict[str, Any]:

@@ -7,8 +7,6 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from nudge.domain import phones
-
 _GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -48,6 +46,8 @@ _NOTICE = re.compile(
 
 def to_e164(raw: str, default_region: str | None = None) -> str:
     """Normalize a phone number to E.164 (+14155550123); ValueError if it is not a valid number (domain.phones)."""
+    from nudge.domain import phones  # here: phonenumbers (~14 ms) only where a number is read (ADR 0020)
+
     return phones.normalize_phone(raw, default_region)
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from nudge import names, wiring
 from nudge.domain.bounds import OutOfBounds
 from nudge.handlers import flow_metrics, http, problems
+from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
+from nudge.handlers.rest import Response, RestResolver
 from nudge.integrations.segment_api import (
     CALLS,
     MAX_BATCH_BYTES,
@@ -29,8 +28,11 @@ from nudge.integrations.segment_api import (
 )
 from nudge.ports import KeyKind
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 logger = Logger(service=names.SERVICE)
-app = APIGatewayRestResolver()
+app = RestResolver()
 http.install_problem_responses(app, logger)
 
 

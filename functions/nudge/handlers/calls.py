@@ -6,14 +6,15 @@ Deployed only when `connectInstanceArn` is set; only that instance may invoke it
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from nudge import names, wiring
 from nudge.domain import calls
 from nudge.handlers import flow_metrics
+from nudge.handlers.logs import Logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=names.SERVICE)
 

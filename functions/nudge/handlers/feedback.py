@@ -7,16 +7,17 @@ The same function serves both topics: the event destination's, and the receipt r
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from nudge import names, wiring
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind, is_machine_open
 from nudge.domain.unsubscribe import BadToken
 from nudge.handlers import flow_metrics
+from nudge.handlers.logs import Logger
 from nudge.handlers.sns import messages, parse_timestamp
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=names.SERVICE)
 

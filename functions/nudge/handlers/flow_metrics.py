@@ -1,19 +1,21 @@
-"""Per-flow counts as CloudWatch EMF (through Powertools): what the dashboard and alarms graph.
+"""Per-flow counts as CloudWatch EMF: what the dashboard and alarms graph.
 
 One EMF document of totals (dimension service=nudge), and with `perFlowMetrics` one per flow with the
 flow as its only dimension, so SEARCH('{nudge,flow}') finds every flow without the stack having to know
-them. Set POWERTOOLS_METRICS_DISABLED=true to silence locally.
+them. Set POWERTOOLS_METRICS_DISABLED=true to silence locally (or POWERTOOLS_DEV=true, as Powertools reads it).
+The documents are Powertools' EphemeralMetrics' own shape, written here without importing Powertools (~30 ms at
+a cold start, ADR 0020).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
-
-from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 from nudge import names
 from nudge.flow_counts import (  # noqa: F401  (re-exported: the handlers record through this module)
@@ -82,11 +84,33 @@ def publish(counts: FlowCounts, service: Counter[str] | None = None) -> None:
 
 
 def _flush(namespace: str, dimension: str, value: str, counts: Mapping[str, int]) -> None:
-    if not any(counts.values()):
+    if not any(counts.values()) or _disabled():
         return
-    metrics = EphemeralMetrics(namespace=namespace)
-    metrics.add_dimension(name=dimension, value=value)
-    for name, count in sorted(counts.items()):
-        if count:  # a zero is implied by absence; fewer values, smaller logs
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=count)
-    metrics.flush_metrics()
+    named = {name: [float(count)] for name, count in sorted(counts.items()) if count}  # a zero is implied by absence
+    document = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000),
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": namespace,
+                    "Dimensions": [[dimension]],
+                    "Metrics": [{"Name": name, "Unit": "Count"} for name in named],
+                }
+            ],
+        },
+        dimension: value,
+        **named,
+    }
+    print(json.dumps(document, separators=(",", ":")))
+
+
+def _disabled() -> bool:
+    """Powertools' rule: POWERTOOLS_METRICS_DISABLED true, or POWERTOOLS_DEV true with it unset."""
+    flag = os.environ.get("POWERTOOLS_METRICS_DISABLED")
+    if flag is not None:
+        return _true(flag)
+    return _true(os.environ.get("POWERTOOLS_DEV", "false"))
+
+
+def _true(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "t", "yes", "y", "on"}

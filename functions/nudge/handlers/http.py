@@ -13,13 +13,13 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import BaseModel, ValidationError
 
 from nudge.domain import bounds
 from nudge.handlers import problems
+from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
+from nudge.handlers.rest import Response, RestResolver
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,7 +52,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def raw_body(app: APIGatewayRestResolver, limit: int) -> bytes:
+def raw_body(app: RestResolver, limit: int) -> bytes:
     """The body's bytes as sent (signatures are over these), refused past `limit`."""
     event = app.current_event
     raw = event.body or ""
@@ -68,13 +68,13 @@ def raw_body(app: APIGatewayRestResolver, limit: int) -> bytes:
     return body
 
 
-def form_fields(app: APIGatewayRestResolver, limit: int) -> dict[str, list[str]]:
+def form_fields(app: RestResolver, limit: int) -> dict[str, list[str]]:
     """An application/x-www-form-urlencoded body (a page's form), refused past `limit`."""
     body = raw_body(app, limit)
     return parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=50)
 
 
-def signed_path(app: APIGatewayRestResolver) -> str:
+def signed_path(app: RestResolver) -> str:
     """The path a v2 signature covers: the route's resource path with its parameters filled in.
 
     Not `event.path`: behind a custom domain's base-path mapping that carries the mapping's prefix too,
@@ -87,7 +87,7 @@ def signed_path(app: APIGatewayRestResolver) -> str:
     return path
 
 
-def require_json_media_type(app: APIGatewayRestResolver) -> None:
+def require_json_media_type(app: RestResolver) -> None:
     content_type = app.current_event.headers.get("content-type")
     if not content_type or content_type.split(";")[0].strip().lower() != "application/json":
         raise problems.unsupported_media_type(content_type)
@@ -122,7 +122,7 @@ def members_under(prefix: str) -> Iterator[None]:
         raise problems.invalid_field(prefix + exc.pointer, exc.detail) from None
 
 
-def install_problem_responses(app: APIGatewayRestResolver, logger: Logger) -> None:
+def install_problem_responses(app: RestResolver, logger: Logger) -> None:
     """Every refusal and fault of `app` becomes an RFC 9457 problem; no stack trace ever leaves."""
 
     @app.exception_handler(Problem)

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from nudge import names, signing, wiring
 from nudge.domain.campaigns import CAMPAIGN_ID, Campaign
 from nudge.domain.model import Contact, ContactPatch
 from nudge.handlers import flow_metrics, http, problems
+from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
+from nudge.handlers.rest import Response, RestResolver
 from nudge.services.campaigns import CampaignConflict, InvalidCampaign, UnknownCampaign
 from nudge.services.ingest import UnknownFlow
 from nudge.services.inputs import ContactIn, EnrollmentIn, EventIn, is_contact_id
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 MAX_BODY_BYTES = 256 * 1024
 
 logger = Logger(service=names.SERVICE)
-app = APIGatewayRestResolver()
+app = RestResolver()
 http.install_problem_responses(app, logger)
 _json = http.json_response
 _parse = http.parse_model

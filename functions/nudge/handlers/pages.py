@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from email.utils import parseaddr
 
-from aws_lambda_powertools.event_handler import Response
+from nudge.handlers.rest import Response
 
 _HTML = "text/html; charset=utf-8"
 _HEADERS = {

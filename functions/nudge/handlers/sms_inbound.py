@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from nudge import names, wiring
+from nudge.handlers.logs import Logger
 from nudge.handlers.sns import messages, parse_timestamp
 from nudge.services.sms_keywords import InboundSms
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=names.SERVICE)
 

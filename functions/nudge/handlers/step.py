@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from nudge import names, wiring
 from nudge.handlers import flow_metrics, sqs_batch
+from nudge.handlers.logs import Logger
 from nudge.ports import StepWakeUp
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=names.SERVICE)
 # Kept back from the invocation's end: a webhook attempt must not start unless it can finish.

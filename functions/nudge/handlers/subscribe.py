@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import html
 from datetime import timedelta
-from typing import Any
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from nudge import names, signing, wiring
 from nudge.handlers import flow_metrics, http, pages, problems
+from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
+from nudge.handlers.rest import Response, RestResolver
 from nudge.ports import ApiKey, KeyKind, PendingSignup
 from nudge.services.subscribe import SignupGone, SubscribeIn
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 MAX_BODY_BYTES = 4 * 1024
 MAX_TOKEN_LENGTH = 1024
@@ -31,7 +32,7 @@ RATE_LIMIT = 10  # submissions per minute from one address to one key: plenty fo
 RATE_WINDOW = timedelta(minutes=1)
 
 logger = Logger(service=names.SERVICE)
-app = APIGatewayRestResolver()
+app = RestResolver()
 http.install_problem_responses(app, logger)
 
 

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from nudge import names, wiring
 from nudge.handlers import flow_metrics, sqs_batch
+from nudge.handlers.logs import Logger
 from nudge.services import disconnect, storefront_webhooks
 from nudge.services.campaigns import CampaignPiece
 from nudge.services.daily import BadPiece, Piece
 from nudge.settings import SettingsError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=names.SERVICE)
 # Kept back from the invocation's end: the contact in hand, the piece's record and its continuation.

@@ -9,22 +9,23 @@ from __future__ import annotations
 import base64
 import binascii
 import html
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, wiring
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.unsubscribe import BadToken
 from nudge.handlers import flow_metrics, pages, problems
+from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
+from nudge.handlers.rest import Response, RestResolver
 from nudge.services.preferences import BadCsrf, ConsentMissing, NoSuchContact, Preferences
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 logger = Logger(service=names.SERVICE)
-app = APIGatewayRestResolver()
+app = RestResolver()
 
 MAX_FORM_BYTES = 16 * 1024
 

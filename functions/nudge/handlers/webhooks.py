@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from nudge import names, signing, wiring
 from nudge.domain import calls
 from nudge.handlers import flow_metrics, http, problems
+from nudge.handlers.logs import Logger
+from nudge.handlers.rest import Response, RestResolver
 from nudge.integrations import shopify, woocommerce
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Shopify caps payloads far lower; the limit only keeps a forged giant body from costing an HMAC.
 MAX_BODY_BYTES = 1024 * 1024
@@ -25,7 +26,7 @@ _WC_PING = re.compile(rb"^webhook_id=\d{1,20}$")
 ANY_SITE = "*"  # a secret under this name serves every shop (a Shopify app's one client secret)
 
 logger = Logger(service=names.SERVICE)
-app = APIGatewayRestResolver()
+app = RestResolver()
 http.install_problem_responses(app, logger)
 
 

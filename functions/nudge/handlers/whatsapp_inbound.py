@@ -6,15 +6,16 @@ WhatsApp number is configured (docs/whatsapp.md, "Inbound").
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from nudge import names, wiring
 from nudge.domain.whatsapp import parse_notification
 from nudge.handlers import flow_metrics
+from nudge.handlers.logs import Logger
 from nudge.handlers.sns import messages
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(service=names.SERVICE)
 

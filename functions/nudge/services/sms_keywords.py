@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,10 +25,11 @@ class InboundSms:
 
 
 class SmsKeywordService:
-    def __init__(self, *, store: AddressBook, texter: Texter, help_text: str) -> None:
+    def __init__(self, *, store: AddressBook, texter: Texter, help_text: str | Callable[[], str]) -> None:
+        """`help_text`: the HELP reply, or how to make it at the first HELP (once)."""
         self._store = store
         self._texter = texter
-        self._help_text = help_text
+        self._help = help_text
 
     def handle(self, inbound: InboundSms) -> str:
         """What the message did: opted_out | opted_in | helped | ignored."""
@@ -53,3 +56,7 @@ class SmsKeywordService:
             return "opted_in"
         self._texter.send(OutgoingSms(to=phone, text=self._help_text, transactional=True))
         return "helped"
+
+    @functools.cached_property
+    def _help_text(self) -> str:
+        return self._help() if callable(self._help) else self._help
