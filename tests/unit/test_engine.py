@@ -190,3 +190,23 @@ def test_a_broken_template_fails_that_message_and_the_run_goes_on(
     assert first.status is MessageStatus.FAILED
     assert "reminder_1.txt.j2" in (first.reason or "") and "no_such_property" in (first.reason or "")
     assert len(sim.mailer.sent) == 2  # reminders 2 and 3 still went out
+
+
+def test_evolve_copies_with_the_changed_fields_only_and_refuses_an_unknown_one(sim: Simulation) -> None:
+    """`evolve` compiles a copier per class and set of changed fields: each must copy every other field."""
+    from dataclasses import fields
+
+    from nudge.domain.model import Run, evolve
+
+    sim.send(checkout_started("e1", "chk_1", contact("bob")))
+    run = next(iter(sim.store.runs.values()))
+    moved = evolve(run, seq=run.seq + 1, cursor="b")
+    again = evolve(run, cursor="c", seq=run.seq + 2)  # the same fields named in another order
+    assert (moved.seq, moved.cursor, again.seq, again.cursor) == (run.seq + 1, "b", run.seq + 2, "c")
+    for field in fields(Run):
+        if field.name not in {"seq", "cursor"}:
+            assert getattr(moved, field.name) is getattr(run, field.name)
+    assert evolve(run) == run and evolve(run) is not run
+    with pytest.raises(TypeError, match="no field sequence"):
+        evolve(run, seq=2, sequence=3)
+    assert moved != run and run == next(iter(sim.store.runs.values()))

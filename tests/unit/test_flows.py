@@ -159,3 +159,25 @@ def test_the_fields_a_condition_may_read_are_exactly_the_contacts_view() -> None
     from nudge.domain.model import CONTACT_FIELDS, Contact
 
     assert set(Contact(contact_id="c").template_view()) == CONTACT_FIELDS
+
+
+def test_a_flows_steps_are_found_by_id_and_a_copy_with_other_steps_reads_its_own() -> None:
+    """`Flow.step` and `Flow.following` read an index kept per flow object (the engine asks on every step):
+    the answers are the list's, and a copy with another list answers from that list, not the original's."""
+    flow = load_catalog(ROOT / "flows").get("abandoned_cart")
+    assert flow is not None
+    ids = [s.id for s in flow.steps]
+    for i, step_id in enumerate(ids):
+        assert flow.step(step_id) is flow.steps[i]
+        assert flow.following(step_id) == (ids[i + 1] if i + 1 < len(ids) else None)
+    with pytest.raises(KeyError):
+        flow.step("no_such_step")
+    with pytest.raises(ValueError, match="not in list"):
+        flow.following("no_such_step")
+    shorter = flow.model_copy(update={"steps": flow.steps[1:]})
+    assert shorter.following(ids[1]) == (ids[2] if len(ids) > 2 else None)
+    with pytest.raises(KeyError):
+        shorter.step(ids[0])
+    assert flow.step(ids[0]) is flow.steps[0]  # the original's answers did not move
+    renamed = flow.model_copy(update={"id": "campaign.x"})  # the same list, another flow (as a campaign's)
+    assert renamed.step(ids[0]) is flow.steps[0]

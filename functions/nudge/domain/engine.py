@@ -246,12 +246,20 @@ def on_event(
         else:
             if (refreshed := refreshed_cart(run, event, now)) is not None:
                 decisions.append(Refresh(refreshed, run.version))
+    event_type = event.type
     for flow in flows_by_id.values():
         trigger = flow.trigger
-        if isinstance(trigger, SegmentTrigger):
-            if event.type != trigger.event_type or event.properties.get("segment") != trigger.segment:
+        if isinstance(trigger, EventTrigger):
+            # The type first, inline: every flow is asked on every event, and most want another type.
+            wanted = trigger.event
+            if (event_type != wanted if isinstance(wanted, str) else event_type not in wanted) or not _triggers(
+                trigger, event_view, contact_view, now
+            ):
                 continue
-        elif not isinstance(trigger, EventTrigger) or not _triggers(trigger, event_view, contact_view, now):
+        elif isinstance(trigger, SegmentTrigger):
+            if event_type != trigger.event_type or event.properties.get("segment") != trigger.segment:
+                continue
+        else:
             continue
         slot = slots.get(flow.id)
         if flow.id in freed and slot is not None:
@@ -277,6 +285,8 @@ def date_starts(
         trigger = flow.trigger
         if not isinstance(trigger, DateTrigger) or not may_enter(flow, slots.get(flow.id), now):
             continue
+        if _parse_date(_contact_value(contact, trigger.date.split(".")[1:])) is None:
+            continue  # no date, no run: and no zone to work out (a phone number's is a parse)
         moment = next_occurrence(trigger, contact, zone_for(contact, default_timezone), now)
         if moment is None:
             continue
@@ -300,7 +310,7 @@ def date_starts(
 
 def next_occurrence(trigger: DateTrigger, contact: Contact, zone: ZoneInfo, now: datetime) -> datetime | None:
     """The next moment (UTC) the date trigger fires for this contact, or None (no date, or a past one-off)."""
-    raw = _lookup(contact.template_view(), trigger.date.split(".")[1:])
+    raw = _contact_value(contact, trigger.date.split(".")[1:])
     base = _parse_date(raw)
     if base is None:
         return None
@@ -363,14 +373,24 @@ def advance(
     if not run.is_active:
         return Advance(run=run)
     guard = policy.merged(flow.guardrails)
-    zone = zone_for(contact, guard.default_timezone)
+    # The contact's zone as the advance began, worked out when a step first reads it (a plain wait does not).
+    zoned: list[ZoneInfo] = []
+    original = contact
+
+    def zone() -> ZoneInfo:
+        if not zoned:
+            zoned.append(zone_for(original, guard.default_timezone))
+        return zoned[0]
+
     anchor = run.due_at if run.due_at is not None and run.due_at <= now else now
     sent = list(history)
     plan = Advance(run=run)
     journal = list(run.journal)
     variants = dict(run.variants)
     cursor = run.cursor
-    view = contact.template_view() if contact else {}  # built once; a profile update below rebuilds it
+    # The contact's view, built when a step first reads it (a plain wait does not); a profile update below
+    # drops it, to be built again from the updated contact.
+    view: JsonDict | None = None
 
     def moved(next_cursor: str | None, due: datetime) -> Advance:
         state = evolve(
@@ -390,14 +410,19 @@ def advance(
                 break
             step = flow.step(cursor)
             following = step.next or flow.following(cursor)
-            context = _context_of(run, view, variants, now)
+            if isinstance(step, WaitStep) and "{{" not in step.duration:
+                context: JsonDict = {}  # a fixed duration reads no context
+            else:
+                if view is None:
+                    view = contact.template_view() if contact else {}
+                context = _context_of(run, view, variants, now)
             if isinstance(step, WaitStep):
                 due = anchor + _wait_duration(step, context)
                 if due > now:
                     return moved(following, due)
                 anchor, cursor = due, following
             elif isinstance(step, WaitUntilStep):
-                moment = _wait_until(step, context, zone, anchor)
+                moment = _wait_until(step, context, zone(), anchor)
                 if moment is None or moment <= now:
                     if moment is None or (step.date is not None and step.if_past != "continue"):
                         journal.append(_note(step.id, "past", now))
@@ -407,7 +432,7 @@ def advance(
                     continue
                 return moved(following, moment)
             elif isinstance(step, EmailStep | SmsStep | WhatsAppStep):
-                intent, deferral = _message(run, flow, step, contact, sent, guard, zone, variants, context, now)
+                intent, deferral = _message(run, flow, step, contact, sent, guard, zone(), variants, context, now)
                 if deferral is not None:
                     journal.append(_note(step.id, "deferred", now, reason=deferral[0], until=deferral[1].isoformat()))
                     return moved(step.id, deferral[1])
@@ -436,7 +461,7 @@ def advance(
                 plan.profile_updates.append(update)
                 if contact is not None:
                     contact = update.apply(contact, now)
-                    view = contact.template_view()
+                    view = None
                 cursor = following
             elif isinstance(step, WebhookStep):
                 plan.webhooks.append(_webhook(run, flow, step, context, now))
@@ -709,6 +734,15 @@ def _goal_met(flow: Flow, event: Event, context: JsonDict) -> bool:
     goal = flow.goal
     assert goal is not None
     return goal.accepts(event.type) and (goal.filter is None or _safe_truthy(goal.filter, context))
+
+
+def _contact_value(contact: Contact, path: list[str]) -> Any:
+    """`_lookup(contact.template_view(), path)`; a property without building the whole view (asked on every
+    event for each date flow: a birthday is a property)."""
+    if path and path[0] == "properties":
+        properties = contact.properties
+        return _lookup(properties if isinstance(properties, dict) else dict(properties), path[1:])
+    return _lookup(contact.template_view(), path)
 
 
 def _lookup(view: Any, path: list[str]) -> Any:

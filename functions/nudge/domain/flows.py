@@ -58,6 +58,11 @@ def _types(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
+def _is_one_of(event_type: str, value: str | list[str]) -> bool:
+    """`event_type in _types(value)` without the list: asked for every flow on every event."""
+    return event_type == value if isinstance(value, str) else event_type in value
+
+
 class EventTrigger(_Strict):
     """Start a run when an event of this type arrives, its `where` properties are equal and `filter` holds."""
 
@@ -69,7 +74,7 @@ class EventTrigger(_Strict):
     _check_filter = field_validator("filter")(_expression)
 
     def accepts(self, event_type: str) -> bool:
-        return event_type in _types(self.event)
+        return _is_one_of(event_type, self.event)
 
 
 class DateTrigger(_Strict):
@@ -165,7 +170,7 @@ class ExitRule(_Strict):
     _check_filter = field_validator("filter")(_expression)
 
     def accepts(self, event_type: str) -> bool:
-        return event_type in _types(self.event)
+        return _is_one_of(event_type, self.event)
 
 
 class Goal(_Strict):
@@ -178,7 +183,7 @@ class Goal(_Strict):
     _check_filter = field_validator("filter")(_expression)
 
     def accepts(self, event_type: str) -> bool:
-        return event_type in _types(self.event)
+        return _is_one_of(event_type, self.event)
 
 
 # Steps ----------------------------------------------------------------------------------------------
@@ -534,16 +539,17 @@ class Flow(_Strict):
                 visit(node)
 
     def step(self, step_id: str) -> Step:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(f"flow {self.id!r} has no step {step_id!r}")
+        found = _steps_of(self).get(step_id)
+        if found is None:
+            raise KeyError(f"flow {self.id!r} has no step {step_id!r}")
+        return found[0]
 
     def following(self, step_id: str) -> str | None:
         """The step after this one in the list (the default next)."""
-        ids = [s.id for s in self.steps]
-        index = ids.index(step_id) + 1
-        return ids[index] if index < len(ids) else None
+        found = _steps_of(self).get(step_id)
+        if found is None:
+            raise ValueError(f"{step_id!r} is not in list")  # what the list's index() said
+        return found[1]
 
     @property
     def first_step_id(self) -> str:
@@ -574,3 +580,25 @@ class FlowCatalog:
 
 
 WEEKDAY_INDEX = {name: index for index, name in enumerate(_WEEKDAYS)}
+
+
+# Flow object id -> (it, its steps list, step id -> (step, the id of the step after it in the list)): the
+# engine asks a flow for its current step and the one after it on every step a run takes, and a flow is
+# frozen. The flow is held, so its id is not reused while cached; the list is held to notice a flow whose
+# list was replaced (model_copy) or grew.
+_STEP_INDEX: dict[int, tuple[Flow, list[Step], int, dict[str, tuple[Step, str | None]]]] = {}
+_STEP_INDEX_KEPT = 1024
+
+
+def _steps_of(flow: Flow) -> dict[str, tuple[Step, str | None]]:
+    cached = _STEP_INDEX.get(id(flow))
+    steps = flow.steps
+    if cached is None or cached[0] is not flow or cached[1] is not steps or cached[2] != len(steps):
+        if len(_STEP_INDEX) >= _STEP_INDEX_KEPT:
+            _STEP_INDEX.clear()
+        index: dict[str, tuple[Step, str | None]] = {}
+        for i, step in enumerate(steps):
+            # The first step of an id wins, as the scans did (validation refuses duplicate ids anyway).
+            index.setdefault(step.id, (step, steps[i + 1].id if i + 1 < len(steps) else None))
+        cached = _STEP_INDEX[id(flow)] = (flow, steps, len(steps), index)
+    return cached[3]

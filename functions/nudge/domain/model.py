@@ -17,35 +17,37 @@ from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 from nudge.domain.predictions import Predictions
 
 JsonDict = dict[str, Any]
+_STAGE_SET = frozenset(STAGES)
 
 _Record = TypeVar("_Record")
-_COPIERS: dict[type, Callable[[Any, dict[str, Any]], Any]] = {}
+_COPIERS: dict[tuple[Any, ...], Callable[[Any, dict[str, Any]], Any]] = {}
 
 
 def evolve(record: _Record, /, **changes: Any) -> _Record:
     """`dataclasses.replace` for these records (no `__post_init__`, no init-only field), without calling
     `__init__`: a run or a message is copied on every step it takes, and replace was a third of a backtest.
 
-    Each class gets a copier compiled once, that sets every slot through its descriptor (what a frozen
-    dataclass's `__init__` does, without the loop over field names per copy)."""
-    cls = type(record)
-    copier = _COPIERS.get(cls)
+    Each class gets a copier compiled once per set of changed fields (a call site's keywords), that sets
+    every slot through its descriptor (what a frozen dataclass's `__init__` does) from the record or from
+    the changes, without asking for each field whether it changed."""
+    key = (type(record), *changes)
+    copier = _COPIERS.get(key)
     if copier is None:
-        copier = _COPIERS[cls] = _copier(cls)
+        copier = _COPIERS[key] = _copier(type(record), frozenset(changes))
     return copier(record, changes)  # type: ignore[no-any-return]
 
 
-def _copier(cls: type) -> Callable[[Any, dict[str, Any]], Any]:
+def _copier(cls: type, changed: frozenset[str]) -> Callable[[Any, dict[str, Any]], Any]:
     names = tuple(f.name for f in fields(cls))
+    if unknown := changed - set(names):
+        raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
     lines = [
         "def copy(record, changes):",
         "    new = new_of(cls)",
         *(
-            f"    set_{i}(new, changes.pop({name!r}) if {name!r} in changes else record.{name})"
+            f"    set_{i}(new, changes[{name!r}])" if name in changed else f"    set_{i}(new, record.{name})"
             for i, name in enumerate(names)
         ),
-        "    if changes:",
-        "        raise TypeError(f'{cls.__name__} has no field {\", \".join(sorted(changes))}')",
         "    return new",
     ]
     scope: dict[str, Any] = {"cls": cls, "new_of": object.__new__}
@@ -211,7 +213,10 @@ class Contact:
     @property
     def stage(self) -> str | None:
         """The lifecycle stage as of the last evaluation (None before the first)."""
-        return next((s for s in self.segments if s in STAGES), None)
+        for segment in self.segments:  # the stage comes first: a loop, not a generator, for a view per step
+            if segment in _STAGE_SET:
+                return segment
+        return None
 
 
 # Aggregates object id -> (it, its scalar view with the predicted next order): a contact's view is built

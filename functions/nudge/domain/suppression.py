@@ -6,6 +6,7 @@ complained or was erased stays blocked when a later import or webhook brings it 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,7 @@ def normalized_address(channel: Channel, address: str) -> str:
     return address.strip()
 
 
+@functools.lru_cache(maxsize=1 << 16)  # pure; asked on every send and consent change
 def address_key(channel: Channel, address: str) -> str:
     """The hashed key of an address: `email#<sha256>` or `sms#<sha256>`; holds no readable personal data."""
     digest = hashlib.sha256(f"nudge-address:{channel.value}:{normalized_address(channel, address)}".encode())

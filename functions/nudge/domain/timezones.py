@@ -88,6 +88,7 @@ _CALLING_CODES = {
 }
 
 
+@lru_cache(maxsize=1024)  # a handful of names, asked on every advance
 def _zone(name: str | None) -> ZoneInfo | None:
     if not name:
         return None
@@ -137,12 +138,14 @@ def zone_of_phone(phone: str | None) -> str | None:
 def zone_for(contact: Contact | None, default: str) -> ZoneInfo:
     """The zone to read local times in for this contact."""
     if contact is not None:
-        for candidate in (
-            contact.timezone,
-            zone_of_phone(contact.phone),
-            _COUNTRY_ZONES.get(country_of_phone(contact.phone) or ""),
-            _COUNTRY_ZONES.get(_country_of_address(contact) or ""),
-        ):
-            if (zone := _zone(candidate)) is not None:
+        # In order, each looked at only when the ones before gave no zone (asked on every advance).
+        if (zone := _zone(contact.timezone)) is not None:
+            return zone
+        if contact.phone:
+            if (zone := _zone(zone_of_phone(contact.phone))) is not None:
                 return zone
+            if (zone := _zone(_COUNTRY_ZONES.get(country_of_phone(contact.phone) or ""))) is not None:
+                return zone
+        if (zone := _zone(_COUNTRY_ZONES.get(_country_of_address(contact) or ""))) is not None:
+            return zone
     return _zone(default) or ZoneInfo("UTC")
