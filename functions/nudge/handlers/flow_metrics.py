@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from nudge import names
-from nudge.flow_counts import (  # noqa: F401  (re-exported: the handlers record through this module)
+from nudge.flow_counts import (  # re-exported: see __all__
     CONVERTED,
     DAILY_ERRORS,
     EXITED,
@@ -39,6 +39,29 @@ from nudge.flow_counts import (  # noqa: F401  (re-exported: the handlers record
     record_ingest,
     record_repair,
 )
+
+# The handlers record through this module (what it re-exports from nudge.flow_counts) and publish with it.
+__all__ = [
+    "CONVERTED",
+    "DAILY_ERRORS",
+    "EXITED",
+    "FAILED",
+    "FEEDBACK",
+    "REDRIVEN",
+    "SENT",
+    "SKIPPED",
+    "STARTED",
+    "TOTAL_DIMENSION",
+    "UNKNOWN",
+    "FlowCounts",
+    "record_advance",
+    "record_daily_piece",
+    "record_feedback",
+    "record_ingest",
+    "record_repair",
+    "publish",
+    "published",
+]
 
 
 def published(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:

@@ -16,7 +16,7 @@ import base64
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 _PARAMETER = re.compile(r"<(\w+)>")
 # Powertools' segment pattern: RFC 3986's safe characters, the unsafe ones API Gateway passes, and word characters.
@@ -24,6 +24,7 @@ _SEGMENT = r"[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+"
 _JSON = "application/json"
 
 Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)  # a decorated handler keeps its own signature
 
 
 class NotFoundError(Exception):
@@ -36,7 +37,7 @@ class CaseInsensitiveDict(dict[str, Any]):
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         super().__init__((key.lower(), value) for key, value in (data or {}).items())
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
     def __getitem__(self, key: str) -> Any:
@@ -132,40 +133,38 @@ class RestResolver:
         self.current_event: Request = Request({})
         self.lambda_context: Any = None
 
-    def route(self, rule: str, method: str | Iterable[str]) -> Callable[[Handler], Handler]:
+    def route(self, rule: str, method: str | Iterable[str]) -> Callable[[H], H]:
         methods = [method] if isinstance(method, str) else list(method)
 
-        def register(func: Handler) -> Handler:
+        def register(func: H) -> H:
             self._routes.extend(_Route(one.upper(), rule, func) for one in methods)
             return func
 
         return register
 
-    def get(self, rule: str) -> Callable[[Handler], Handler]:
+    def get(self, rule: str) -> Callable[[H], H]:
         return self.route(rule, "GET")
 
-    def post(self, rule: str) -> Callable[[Handler], Handler]:
+    def post(self, rule: str) -> Callable[[H], H]:
         return self.route(rule, "POST")
 
-    def put(self, rule: str) -> Callable[[Handler], Handler]:
+    def put(self, rule: str) -> Callable[[H], H]:
         return self.route(rule, "PUT")
 
-    def delete(self, rule: str) -> Callable[[Handler], Handler]:
+    def delete(self, rule: str) -> Callable[[H], H]:
         return self.route(rule, "DELETE")
 
-    def exception_handler(
-        self, exc_class: type[BaseException] | list[type[BaseException]]
-    ) -> Callable[[Handler], Handler]:
+    def exception_handler(self, exc_class: type[BaseException] | list[type[BaseException]]) -> Callable[[H], H]:
         classes = exc_class if isinstance(exc_class, list) else [exc_class]
 
-        def register(func: Handler) -> Handler:
+        def register(func: H) -> H:
             for one in classes:
                 self._handlers[one] = func
             return func
 
         return register
 
-    def not_found(self, func: Handler) -> Handler:
+    def not_found(self, func: H) -> H:
         self._handlers[NotFoundError] = func
         return func
 

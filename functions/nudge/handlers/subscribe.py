@@ -153,7 +153,7 @@ def confirm() -> Response:
     """The person pressed the page's button: subscribe them (once, however often it is pressed)."""
     container = wiring.current()
     form = http.form_fields(app, MAX_BODY_BYTES)
-    token = (form.get("token") or [None])[0] or app.current_event.get_query_string_value("token")
+    token = next(iter(form.get("token") or ()), None) or app.current_event.get_query_string_value("token")
     claims = _claims(container, token)
     try:
         result = container.subscribe.confirm(claims)

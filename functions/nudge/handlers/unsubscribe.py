@@ -83,7 +83,7 @@ def change(token: str) -> Response:
     if action in ("resubscribe", "save_topics"):
         # Only from the page itself: its forms carry a fresh CSRF token bound to this link.
         service.show(token)  # a bad token or an erased contact is refused as such first
-        service.check_csrf(token, (form.get("csrf") or [None])[0])
+        service.check_csrf(token, next(iter(form.get("csrf") or ()), None))
     if action == "resubscribe":
         consented = (form.get("consent") or [""])[0] == "yes"
         prefs = service.resubscribe(token, consented=consented)
