@@ -164,7 +164,60 @@ def test_a_campaign_resolved_again_sends_nothing_twice(sim: Simulation) -> None:
     sim.run_until(START + timedelta(minutes=2))
 
     assert len(sim.mailer.sent) == first == 16
-    assert sum(o.started for o in again) == 0 and sum(o.existing for o in again) == 16
+    # each piece finds the record it wrote: it scans nothing again, starts nothing
+    assert sum(o.started for o in again) == 0 and sum(o.contacts for o in again) == 0
+    assert all(o.status == "worked" and o.done for o in again)
+
+
+def test_a_piece_that_dies_midway_resumes_from_its_checkpoint(sim: Simulation, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nudge.services import campaigns as module
+
+    monkeypatch.setattr(module, "CHECKPOINT_EVERY", 4)
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    sim.container.jobs.take()  # type: ignore[union-attr]
+    piece = CampaignPiece("news", 0, 1)  # one segment: all twenty contacts, in Scan order
+    start = sim.container.runs.start
+    calls = {"n": 0}
+
+    def dies_at_the_tenth(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise RuntimeError("the function died")
+        return start(*args, **kwargs)
+
+    monkeypatch.setattr(sim.container.runs, "start", dies_at_the_tenth)
+    with pytest.raises(RuntimeError):
+        campaigns.work(piece)
+    monkeypatch.setattr(sim.container.runs, "start", start)
+
+    retried = campaigns.work(piece)  # SQS hands the same piece back
+
+    # the first attempt checkpointed after 4, 8 contacts (and handed off their runs); the retry scans on
+    # from the eighth, and re-drives what it finds between the checkpoint and the death
+    assert retried.status == "worked" and retried.done
+    assert retried.contacts == 12
+    sim.run_until(START + timedelta(minutes=2))
+    assert sent_to(sim) == [f"c{i:02d}@example.com" for i in range(16)]  # each once
+    progress = campaigns.progress("news")
+    assert progress is not None
+    assert progress.contacts == 20 and progress.recipients == 16 and progress.unreachable == 4
+
+
+def test_a_stale_copy_of_a_piece_cannot_rewind_its_segment(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    sim.container.jobs.take()  # type: ignore[union-attr]
+    first = campaigns.work(CampaignPiece("news", 0, 1))
+    assert first.done
+
+    # a second chain from the start (a replayed fan-out whose pieces lost their record) finds the segment
+    # written from elsewhere only when it is not its own; here the first piece's copy finds its own record
+    copy = campaigns.work(CampaignPiece("news", 0, 1))
+    assert copy.contacts == 0 and copy.started == 0
+    # a piece from another place in the segment (an old continuation) stands down at its first write
+    stale = campaigns.work(CampaignPiece("news", 0, 1, cursor={"contact_id": "c05"}))
+    assert stale.status == "stood_down" and stale.follow == []
 
 
 def test_creating_the_same_campaign_twice_is_one_campaign_and_another_definition_conflicts(

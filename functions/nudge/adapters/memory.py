@@ -71,6 +71,7 @@ class MemoryStore:
         self.documents: dict[str, dict[str, Any]] = {}
         self.document_versions: dict[str, int] = {}
         self.job_log: dict[str, dict[str, dict[str, Any]]] = {}  # day -> piece key -> record
+        self.piece_claims: dict[tuple[str, str], tuple[str | None, str | None]] = {}  # (origin, position)
         # Per-contact indexes (insertion-ordered dicts as ordered sets), kept by every write below.
         self._slots: dict[str, dict[str, FlowSlot]] = {}  # contact -> flow id -> slot
         self._runs_of: dict[str, dict[str, None]] = {}  # contact -> run ids
@@ -246,8 +247,23 @@ class MemoryStore:
             if (contact := self.contacts.get(contact_id)) is not None:
                 yield contact, {"after": contact_id} if index + 1 < len(ids) else None
 
-    def record_piece(self, day: str, key: str, record: Mapping[str, Any], at: datetime) -> None:
-        self.job_log.setdefault(day, {})[key] = json.loads(json.dumps(record))
+    def record_piece(
+        self,
+        day: str,
+        key: str,
+        record: Mapping[str, Any],
+        at: datetime,
+        *,
+        origin: str | None = None,
+        position: str | None = None,
+    ) -> None:
+        log = self.job_log.setdefault(day, {})
+        if origin is not None:
+            stored = self.piece_claims.get((day, key))
+            if stored is not None and stored[1] is not None and origin not in stored:
+                raise ConflictError(f"{day} {key}")
+        self.piece_claims[(day, key)] = (origin, position)
+        log[key] = json.loads(json.dumps(record))
 
     def pieces_of(self, day: str) -> dict[str, dict[str, Any]]:
         return json.loads(json.dumps(self.job_log.get(day, {})))

@@ -15,6 +15,8 @@ log under `campaign.<id>`, replaced as it moves, so resume continues where each 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -48,6 +50,8 @@ FLOW_RESERVE = 0.05
 MIN_SHARE = 0.1
 PACE = timedelta(minutes=1)
 MAX_JOB_DELAY = timedelta(minutes=15)  # SQS DelaySeconds at most; a piece early for its start waits again
+# A piece records where it stands every this many contacts, so a retry resumes there (ADR 0019).
+CHECKPOINT_EVERY = 100
 # A paused campaign's due messages look again this often (resume takes effect within it).
 HOLD_RECHECK = timedelta(minutes=5)
 # How long the worker trusts what it read of a campaign's status: pause and cancel reach sends within it.
@@ -430,11 +434,30 @@ class CampaignService:
             record = sending
         logged = self._log.pieces_of(document_name(piece.campaign_id))
         previous = logged.get(piece.key, {})
+        origin = position_of(piece.cursor)
+        # A retry of this piece (a crash, a fault, a redrive) resumes from its last checkpoint, not from the
+        # start of its share: the checkpoint holds what it had handed off and the pace it was given.
+        resumed = previous.get("resume") if previous.get("origin") == origin else None
+        if resumed is not None:
+            resumed = {k: int(v) for k, v in resumed.items()}
+        elif previous.get("origin") == origin and previous.get("epoch") == piece.epoch:
+            # This piece finished before (its record is written) and died before or while queueing what
+            # follows: queue it again, starting nothing (a continuation queued twice: ids keep runs single).
+            done.done = bool(previous.get("done"))
+            if done.done:
+                self._finish_if_complete(piece)
+            else:
+                done.follow.append((replace(piece, cursor=previous.get("cursor")), PACE))
+                self._queue(done.follow)
+            return done
         # The segments still going share the minute: the last ones to finish take the finished ones' part.
         finished = sum(1 for key, e in logged.items() if e.get("done") and key.startswith("rest-") == piece.rest)
         used = self._flows_used()
-        batch, backlog = pace(previous, used, now, self._per_minute, piece, max(1, piece.of - finished))
-        cursor: dict[str, Any] | None = piece.cursor
+        if resumed is not None:
+            batch, backlog = resumed["batch"], float(previous.get("backlog", 0.0))
+        else:
+            batch, backlog = pace(previous, used, now, self._per_minute, piece, max(1, piece.of - finished))
+        cursor: dict[str, Any] | None = previous.get("cursor") if resumed is not None else piece.cursor
         campaign = record.campaign
         channels = [c for c, on in ((Channel.EMAIL, campaign.email), (Channel.SMS, campaign.sms)) if on]
         group_of = campaign.grouping()
@@ -445,55 +468,96 @@ class CampaignService:
         def run_of(contact: Contact, due: datetime) -> Run:
             return _spread(campaign.recipient_run(contact, self._zone, now, prior, first_step), due)
 
+        # Counts and pace as the segment's record stood before this piece (a checkpoint keeps them).
+        before = previous.get("before", previous) if resumed is not None else previous
+        offset = resumed or {"started": 0, "paced": 0}
+
+        def entry(finished_segment: bool, at_cursor: dict[str, Any] | None, paced: int) -> dict[str, Any]:
+            totals = {
+                name: int(previous.get(name, 0)) + getattr(done, name)
+                for name in ("contacts", "started", "existing", "unreachable", "holdout", "later")
+            }
+            return {
+                "done": finished_segment,
+                "cursor": at_cursor if not finished_segment else None,
+                "epoch": piece.epoch,
+                "origin": origin,
+                **totals,
+                # what the segment's next piece measures the last minute by (`pace`)
+                "slots_used": list(used) if resumed is None else before.get("slots_used"),
+                "slots_at": now.isoformat() if resumed is None else before.get("slots_at"),
+                "backlog": backlog,
+                "last_started": offset["paced"] + paced,
+            }
+
+        def checkpoint(at_cursor: dict[str, Any] | None, paced: int) -> None:
+            """Where the piece stands, every CHECKPOINT_EVERY contacts: a retry resumes from here."""
+            state = entry(False, at_cursor, paced)
+            state |= {
+                "origin": origin,
+                "before": {k: before.get(k) for k in ("slots_used", "slots_at", "last_started") if k in before},
+                "resume": {"batch": batch, "started": offset["started"] + done.started, "paced": state["last_started"]},
+            }
+            self._log.record_piece(
+                document_name(piece.campaign_id),
+                piece.key,
+                state,
+                self._clock.now(),
+                origin=origin,
+                position=position_of(at_cursor),
+            )
+
         done.done = True
         paced = 0
-        for contact, after in self._census.contacts_segment(piece.segment, piece.of, piece.cursor):
-            done.contacts += 1
-            cursor = after
-            if campaign.audience.matches(contact):
-                group = group_of(contact.contact_id)
-                if campaign.waits_for_winner(group) != piece.rest:
-                    done.later += not piece.rest  # the rest's own pieces start it once the winner is chosen
-                elif not _reachable(contact, channels):
-                    done.unreachable += not piece.rest
-                elif self._runs.start(
-                    engine.StartRun(run := run_of(contact, now + PACE * done.started / batch), None),
-                    redrive_existing=True,
+        scanned = 0
+        try:
+            for contact, after in self._census.contacts_segment(piece.segment, piece.of, cursor):
+                done.contacts += 1
+                scanned += 1
+                cursor = after
+                if campaign.audience.matches(contact):
+                    group = group_of(contact.contact_id)
+                    if campaign.waits_for_winner(group) != piece.rest:
+                        done.later += not piece.rest  # the rest's own pieces start it once the winner is chosen
+                    elif not _reachable(contact, channels):
+                        done.unreachable += not piece.rest
+                    elif self._runs.start(
+                        engine.StartRun(
+                            run := run_of(contact, now + PACE * (offset["started"] + done.started) / batch), None
+                        ),
+                        redrive_existing=True,
+                    ):
+                        done.started += 1
+                        done.holdout += group == HOLDOUT
+                        # what will ask for a spare slot within the minute (not the holdout, not a later local time)
+                        paced += group != HOLDOUT and run.due_at is not None and run.due_at <= now + PACE
+                    else:
+                        done.existing += 1
+                if after is None:
+                    break
+                if offset["started"] + done.started >= batch or (
+                    deadline is not None and self._clock.now() >= deadline
                 ):
-                    done.started += 1
-                    done.holdout += group == HOLDOUT
-                    # what will ask for a spare slot within the minute (not the holdout, not a later local time)
-                    paced += group != HOLDOUT and run.due_at is not None and run.due_at <= now + PACE
-                else:
-                    done.existing += 1
-            if after is None:
-                break
-            if done.started >= batch or (deadline is not None and self._clock.now() >= deadline):
-                done.done = False
-                elapsed = self._clock.now() - now
-                done.follow.append((replace(piece, cursor=after), max(PACE - elapsed, timedelta(0))))
-                break
-        self._log.record_piece(
-            document_name(piece.campaign_id),
-            piece.key,
-            {
-                "done": done.done,
-                "cursor": cursor if not done.done else None,
-                "epoch": piece.epoch,
-                "contacts": int(previous.get("contacts", 0)) + done.contacts,
-                "started": int(previous.get("started", 0)) + done.started,
-                "existing": int(previous.get("existing", 0)) + done.existing,
-                "unreachable": int(previous.get("unreachable", 0)) + done.unreachable,
-                "holdout": int(previous.get("holdout", 0)) + done.holdout,
-                "later": int(previous.get("later", 0)) + done.later,
-                # what the segment's next piece measures the last minute by (`pace`)
-                "slots_used": list(used),
-                "slots_at": now.isoformat(),
-                "backlog": backlog,
-                "last_started": paced,
-            },
-            self._clock.now(),
-        )
+                    done.done = False
+                    elapsed = self._clock.now() - now
+                    done.follow.append((replace(piece, cursor=after), max(PACE - elapsed, timedelta(0))))
+                    break
+                if scanned % CHECKPOINT_EVERY == 0:
+                    checkpoint(after, paced)
+            self._log.record_piece(
+                document_name(piece.campaign_id),
+                piece.key,
+                entry(done.done, cursor, paced),
+                self._clock.now(),
+                origin=origin,
+                position=position_of(None if done.done else cursor, done=done.done),
+            )
+        except ConflictError:
+            # The segment's record moved on from where this piece started: it is a stale copy (a redelivery
+            # after its continuation ran, a replayed fan-out). The chain that moved it has the segment.
+            done.status = "stood_down"
+            done.follow.clear()
+            return done
         if done.done:
             self._finish_if_complete(piece)
         self._queue(done.follow)
@@ -635,6 +699,15 @@ class CampaignService:
             by_delay.setdefault(delay, []).append(piece.as_payload())
         for delay, bodies in by_delay.items():
             self._jobs.put(bodies, delay=delay)
+
+
+def position_of(cursor: Mapping[str, Any] | None, *, done: bool = False) -> str:
+    """A short name for a place in a segment (its Scan cursor): what a piece's record is conditional on."""
+    if done:
+        return "done"
+    if cursor is None:
+        return "start"
+    return hashlib.sha256(json.dumps(cursor, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
 def minute_budget(per_minute: int, flows_last_minute: float) -> int:
