@@ -51,3 +51,13 @@ class SqsJobQueue:
             if failed := answer.get("Failed"):
                 reasons = sorted({f"{f.get('Code')}: {f.get('Message')}" for f in failed})
                 raise RuntimeError(f"{len(failed)} of {len(chunk)} pieces not queued ({'; '.join(reasons)})")
+
+    def retry_in(self, receipt_handle: str, seconds: int) -> None:
+        """A received piece that failed comes back after `seconds`, not the queue's visibility timeout."""
+        self._client.change_message_visibility(
+            QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, seconds)
+        )
+
+    def holds(self, source_arn: str) -> bool:
+        """Whether an SQS record with this eventSourceARN came from this queue (the name ends both)."""
+        return source_arn.rsplit(":", 1)[-1] == self._queue_url.rstrip("/").rsplit("/", 1)[-1]
