@@ -325,6 +325,11 @@ class WorkQueue(Protocol):
 
     def enqueue(self, work: StepWakeUp, delay: timedelta = timedelta(0)) -> None: ...
 
+    def enqueue_many(self, items: Sequence[tuple[StepWakeUp, timedelta]]) -> None:
+        """Each (work, delay) as `enqueue` would, ten a request (SendMessageBatch); raises if any failed
+        (the caller's retry re-drives them all: the worker ignores a duplicate wake-up)."""
+        ...
+
 
 class JobQueue(Protocol):
     """The daily job's queue (SQS): pieces of work the sweep function consumes, each in its own invocation."""

@@ -456,6 +456,10 @@ class MemoryQueue:
         heapq.heappush(self.items, (self._clock.now() + delay, next(self._order), work))
         self.sent += 1
 
+    def enqueue_many(self, items: Sequence[tuple[StepWakeUp, timedelta]]) -> None:
+        for work, delay in items:
+            self.enqueue(work, delay)
+
     def next_due(self) -> datetime | None:
         return self.items[0][0] if self.items else None
 

@@ -52,6 +52,7 @@ PACE = timedelta(minutes=1)
 MAX_JOB_DELAY = timedelta(minutes=15)  # SQS DelaySeconds at most; a piece early for its start waits again
 # A piece records where it stands every this many contacts, so a retry resumes there (ADR 0019).
 CHECKPOINT_EVERY = 100
+HAND_OFF_BATCH = 10  # first wake-ups a SendMessageBatch holds
 # A paused campaign's due messages look again this often (resume takes effect within it).
 HOLD_RECHECK = timedelta(minutes=5)
 # How long the worker trusts what it read of a campaign's status: pause and cancel reach sends within it.
@@ -490,8 +491,16 @@ class CampaignService:
                 "last_started": offset["paced"] + paced,
             }
 
+        handing: list[Run] = []  # started, their first wake-ups not queued yet: ten a SendMessageBatch
+
+        def hand_off() -> None:
+            if handing:
+                self._runs.redrive_all(handing)
+                handing.clear()
+
         def checkpoint(at_cursor: dict[str, Any] | None, paced: int) -> None:
             """Where the piece stands, every CHECKPOINT_EVERY contacts: a retry resumes from here."""
+            hand_off()  # the checkpoint says these runs are handed off
             state = entry(False, at_cursor, paced)
             state |= {
                 "origin": origin,
@@ -526,6 +535,7 @@ class CampaignService:
                             run := run_of(contact, now + PACE * (offset["started"] + done.started) / batch), None
                         ),
                         redrive_existing=True,
+                        later=handing,
                     ):
                         done.started += 1
                         done.holdout += group == HOLDOUT
@@ -542,8 +552,11 @@ class CampaignService:
                     elapsed = self._clock.now() - now
                     done.follow.append((replace(piece, cursor=after), max(PACE - elapsed, timedelta(0))))
                     break
+                if len(handing) >= HAND_OFF_BATCH:
+                    hand_off()
                 if scanned % CHECKPOINT_EVERY == 0:
                     checkpoint(after, paced)
+            hand_off()
             self._log.record_piece(
                 document_name(piece.campaign_id),
                 piece.key,
