@@ -251,9 +251,12 @@ def test_pieces_start_a_minutes_share_of_the_rate_then_continue_a_minute_later(
     assert [o.started for o in first] == [8, 7, 7, 7, 7, 7, 7, 7]
     assert set(jobs.delays) == {timedelta(minutes=1)}  # type: ignore[union-attr]
     assert len(jobs.items) == 8  # type: ignore[union-attr]
-    # Each piece's runs come due spread over its minute (the first now, the seventh 6/7 of a minute on)
+    # Each piece's runs come due spread over its minute (the first within one gap of now, the last before
+    # the minute ends), each segment's offset by its part of a gap so the segments' sends interleave
     dues = sorted(r.due_at for r in sim.store.runs.values() if r.flow_id == "campaign.news" and r.due_at)
-    assert dues[0] == clock.now() and dues[-1] == clock.now() + timedelta(minutes=1) * 7 / 8
+    assert clock.now() <= dues[0] < clock.now() + timedelta(minutes=1) / 8
+    assert dues[-1] < clock.now() + timedelta(minutes=1)
+    assert len(set(dues)) == len(dues) == 57  # no two segments' sends due together: no burst
 
 
 def test_pace_takes_what_flows_left_last_minute_less_what_the_segment_still_has_waiting() -> None:
@@ -686,3 +689,45 @@ def test_a_campaigns_utm_parameters_override_the_accounts_on_every_link(sim: Sim
     assert "utm_campaign=campaign.news" not in sent.html and "utm_campaign=black-friday" in sent.text
     with pytest.raises(ValueError, match="utm: 'ref' is not one of"):
         newsletter(email={**email, "utm": {"ref": "x"}})
+
+
+def test_two_campaigns_at_once_share_the_rate_without_starting_more_than_it_sends(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    from nudge.local.campaign_bench import drive
+
+    # Given 1,200 consenting contacts at an SES quota of 2 a second, half tagged for each of two campaigns
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 2}), clock)
+    for i in range(1200):
+        tag = "a" if i % 2 else "b"
+        sim.store.save_contact(Contact(f"q{i:04d}", email=f"q{i}@x.example", email_marketing=True, tags=(tag,)), 0)
+    start = clock.now()
+    queue = sim.container.queue
+    # When both are posted at once and run on the virtual clock
+    for name in ("a", "b"):
+        sim.container.campaigns.create(newsletter(id=f"news_{name}", audience={"tags": [name]}))
+    drive(sim, start + timedelta(minutes=30))
+
+    # Then everyone got one newsletter, within 10 % of 1,200 / 2 s (both together use >= 90 % of the rate)
+    messages = [m for cid in sim.store.contacts for m in sim.store.messages_for(cid)]
+    sent = [m for m in messages if m.status is MessageStatus.SENT]
+    assert len(sent) == len({m.contact_id for m in sent}) == 1200
+    last = max(m.sent_at for m in sent if m.sent_at is not None)
+    assert (last - start).total_seconds() <= 1200 / 2 / 0.9
+    # and each paced on its half: when each took the whole budget, together they started twice what the
+    # rate sends, and the sends turned away polled every 2-4 s: 64,000 looks again; now fewer than one a send
+    assert queue.sent - 1200 < 1200  # type: ignore[attr-defined]
+
+
+def test_a_campaign_send_turned_away_again_and_again_backs_off_to_half_a_minute() -> None:
+    from nudge.services.throttle import SPARE_BACKOFF_MAX, SPARE_WITHIN, spare_retry
+
+    # the first look again: 2-4 s, spread by message; then as long again as it has waited, up to 30 s more
+    firsts = {spare_retry(f"m{i}") for i in range(50)}
+    assert min(firsts) >= SPARE_WITHIN and max(firsts) < 2 * SPARE_WITHIN and len(firsts) > 10
+    waited, looks = timedelta(0), 0
+    while waited < timedelta(minutes=5):
+        waited += spare_retry("m1", waited)
+        looks += 1
+    assert looks <= 14  # polling every 2-4 s: 100 looks in five minutes
+    assert spare_retry("m1", timedelta(hours=1)) < SPARE_BACKOFF_MAX + 2 * SPARE_WITHIN

@@ -52,6 +52,9 @@ PACE = timedelta(minutes=1)
 MAX_JOB_DELAY = timedelta(minutes=15)  # SQS DelaySeconds at most; a piece early for its start waits again
 # A piece records where it stands every this many contacts, so a retry resumes there (ADR 0019).
 CHECKPOINT_EVERY = 100
+# Where each campaign segment's piece notes when it ran and how many sends it started for its minute, so
+# campaigns sending at once share the rate (`CampaignService._sharing`); one record per campaign segment.
+ACTIVE_LOG = "campaigns.active"
 HAND_OFF_BATCH = 10  # first wake-ups a SendMessageBatch holds
 # A paused campaign's due messages look again this often (resume takes effect within it).
 HOLD_RECHECK = timedelta(minutes=5)
@@ -457,7 +460,9 @@ class CampaignService:
         if resumed is not None:
             batch, backlog = resumed["batch"], float(previous.get("backlog", 0.0))
         else:
-            batch, backlog = pace(previous, used, now, self._per_minute, piece, max(1, piece.of - finished))
+            campaigns, own = self._sharing(piece, now)
+            going = max(1, piece.of - finished)
+            batch, backlog = pace(previous, used, now, self._per_minute, piece, going, campaigns=campaigns, own=own)
         cursor: dict[str, Any] | None = previous.get("cursor") if resumed is not None else piece.cursor
         campaign = record.campaign
         channels = [c for c, on in ((Channel.EMAIL, campaign.email), (Channel.SMS, campaign.sms)) if on]
@@ -491,6 +496,11 @@ class CampaignService:
                 "last_started": offset["paced"] + paced,
             }
 
+        # The segments' pieces run at about the same moment: each offsets its spread by its part of one gap,
+        # so their sends interleave instead of falling due together (a burst the spare slots turn away).
+        # (another campaign's pieces at the same moment land at a hashed place between them)
+        lane = int(hashlib.sha256(piece.campaign_id.encode()).hexdigest()[:8], 16) % 1000 / 1000
+        stagger = (piece.segment + lane) / piece.of
         handing: list[Run] = []  # started, their first wake-ups not queued yet: ten a SendMessageBatch
 
         def hand_off() -> None:
@@ -532,7 +542,8 @@ class CampaignService:
                         done.unreachable += not piece.rest
                     elif self._runs.start(
                         engine.StartRun(
-                            run := run_of(contact, now + PACE * (offset["started"] + done.started) / batch), None
+                            run := run_of(contact, now + PACE * (offset["started"] + done.started + stagger) / batch),
+                            None,
                         ),
                         redrive_existing=True,
                         later=handing,
@@ -564,6 +575,13 @@ class CampaignService:
                 self._clock.now(),
                 origin=origin,
                 position=position_of(None if done.done else cursor, done=done.done),
+            )
+            # What the other campaigns' pieces read to share the rate (`_sharing`): this segment's last start.
+            self._log.record_piece(
+                ACTIVE_LOG,
+                f"{piece.campaign_id}#{piece.key}",
+                {"at": now.isoformat(), "started": offset["paced"] + paced},
+                self._clock.now(),
             )
         except ConflictError:
             # The segment's record moved on from where this piece started: it is a stale copy (a redelivery
@@ -688,6 +706,20 @@ class CampaignService:
                 continue
         raise ConflictError(f"campaign {piece.campaign_id} kept changing")
 
+    def _sharing(self, piece: CampaignPiece, now: datetime) -> tuple[int, float]:
+        """How many campaigns are sending now (their pieces ran within two minutes, this one included), and
+        this campaign's part of the runs they started for their last minute: the rate's spare slots are
+        counted for all campaigns together, so each reads its own sends as that part of them (ADR 0019)."""
+        recent: dict[str, int] = {}
+        for key, beat in self._log.pieces_of(ACTIVE_LOG).items():
+            at = beat.get("at")
+            if isinstance(at, str) and now - datetime.fromisoformat(at) <= 2 * PACE:
+                campaign = key.partition("#")[0]
+                recent[campaign] = recent.get(campaign, 0) + int(beat.get("started", 0))
+        total = sum(recent.values())
+        own = recent.get(piece.campaign_id, 0) / total if total else 1.0
+        return len(recent.keys() | {piece.campaign_id}), own
+
     def _prior(self) -> list[float]:
         """What best-time sends shrink each contact's history toward: the shop's curve (the daily job)."""
         return send_time.ShopCurve.from_record(self._documents.get_document(send_time.CURVE_DOCUMENT)).prior()
@@ -742,6 +774,9 @@ def pace(
     per_minute: int,
     piece: CampaignPiece,
     going: int,
+    *,
+    campaigns: int = 1,
+    own: float = 1.0,
 ) -> tuple[int, float]:
     """How many runs the segment's piece starts now, and the segment's backlog: (batch, backlog).
 
@@ -753,17 +788,19 @@ def pace(
     worker skips (suppressed, smart sending) never take a slot, and counted for good they would slow the
     campaign for good; counted for a minute, 5 % skipped slow it about 5 %. `going` segments are not
     finished: they share the budget and the spare slots. The first piece, or one with no time since the
-    last (`CampaignService.run`, which moves no clock), has nothing to measure: the reserve applies. Two
-    campaigns at once each see the other's sends as theirs: each starts less, none more.
+    last (`CampaignService.run`, which moves no clock), has nothing to measure: the reserve applies.
+    `campaigns` sending at once split the budget evenly, and each reads `own` (its part of the runs they
+    all started for their last minute) of the spare slots taken as its own sends: without that, each took
+    the whole budget and together they started twice what the rate sends (the rest looked again and again).
     """
     flows_minute, backlog = 0.0, 0.0
     before, at = previous.get("slots_used"), previous.get("slots_at")
     seconds = (now - datetime.fromisoformat(str(at))).total_seconds() if at else 0.0
     if isinstance(before, list) and len(before) == 2 and seconds > 0:
         flows_minute = max(0, used[0] - int(before[0])) * 60 / seconds
-        sent = max(0, used[1] - int(before[1])) / going
+        sent = max(0, used[1] - int(before[1])) * own / going
         backlog = max(0.0, int(previous.get("last_started", 0)) - sent)
-    share = segment_share(minute_budget(per_minute, flows_minute), piece, going)
+    share = segment_share(max(1, minute_budget(per_minute, flows_minute) // max(1, campaigns)), piece, going)
     return max(1, int(share - backlog)), backlog
 
 

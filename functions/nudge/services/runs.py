@@ -436,8 +436,8 @@ class RunService:
         if isinstance(step, EmailStep) and self._throttle is not None:
             if slot is None or slot < now - SENDING_GRACE:
                 slot = self._slot(message, now)
-            if slot is None:  # a campaign's send, and flows hold the rate for now: look again shortly
-                self._defer(message, now + spare_retry(message.message_id), outcome)
+            if slot is None:  # a campaign's send, and flows hold the rate for now: look again, backing off
+                self._defer(message, now + spare_retry(message.message_id, now - message.created_at), outcome)
                 return
             if int(slot.timestamp()) > int(now.timestamp()):  # the rate is per one-second window
                 self._defer(message, slot, outcome, slot=slot)
