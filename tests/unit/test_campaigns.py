@@ -225,11 +225,14 @@ def test_creating_the_same_campaign_twice_is_one_campaign_and_another_definition
 ) -> None:
     campaigns = sim.container.campaigns
     _, created = campaigns.create(newsletter())
-    _, again = campaigns.create(newsletter())
+    _, again = campaigns.create(newsletter())  # a client's retry: the first may have died before queueing
     queued = drain_pieces(sim)
 
     assert (created, again) == (True, False)
-    assert len(queued) == 8  # one fan-out piece, then one piece per Scan segment
+    # the fan-out piece queued again while the campaign is scheduled, so two of each segment's pieces: the
+    # second finds the first's record and starts nothing
+    assert len(queued) == 16
+    assert sum(o.started for o in queued) == 16 and sum(o.contacts for o in queued) == 20
     with pytest.raises(CampaignConflict):
         campaigns.create(newsletter(name="Other"))
 
@@ -731,3 +734,19 @@ def test_a_campaign_send_turned_away_again_and_again_backs_off_to_half_a_minute(
         looks += 1
     assert looks <= 14  # polling every 2-4 s: 100 looks in five minutes
     assert spare_retry("m1", timedelta(hours=1)) < SPARE_BACKOFF_MAX + 2 * SPARE_WITHIN
+
+
+def test_a_copy_of_a_piece_whose_continuation_is_queued_stands_down(settings: Settings, clock: VirtualClock) -> None:
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 1}), clock)
+    for i in range(200):
+        sim.store.save_contact(Contact(f"p{i:03d}", email=f"p{i}@x.example", email_marketing=True), 0)
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    sim.container.jobs.take()  # type: ignore[union-attr]
+
+    first = campaigns.work(CampaignPiece("news", 0, 8))
+    copy = campaigns.work(CampaignPiece("news", 0, 8))  # SQS delivers the piece twice
+
+    assert first.started == 8 and len(first.follow) == 1  # a minute's share, then its continuation
+    assert copy.status == "stood_down" and copy.follow == [] and copy.contacts == 0
+    assert len(sim.container.jobs.items) == 1  # type: ignore[union-attr]  # one chain for the segment

@@ -15,6 +15,7 @@ log under `campaign.<id>`, replaced as it moves, so resume continues where each 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -323,8 +324,11 @@ class CampaignService:
         return CampaignRecord.from_document(*found) if found else None
 
     def create(self, campaign: Campaign) -> tuple[CampaignRecord, bool]:
-        """Store the campaign and queue its pieces; (record, created). The same definition again is a no-op
-        that re-queues nothing; another definition under the same id is a CampaignConflict."""
+        """Store the campaign and queue its pieces; (record, created). The same definition again writes
+        nothing; while the campaign is still `scheduled` it queues the fan-out piece again, since the first
+        request may have died between storing the campaign and queueing it (the client's retry is what
+        repairs that; a fan-out done twice starts nothing twice). Another definition under the same id is a
+        CampaignConflict."""
         if problems := self._check(campaign):
             raise InvalidCampaign(problems)  # before anything is written
         now = self._clock.now()
@@ -339,6 +343,8 @@ class CampaignService:
         if existing is not None:
             if existing.campaign != campaign:
                 raise CampaignConflict(f"campaign {campaign.id!r} exists with another definition")
+            if existing.status is CampaignStatus.SCHEDULED:
+                self._queue([(self._fan_out(existing), self._until_start(existing))])
             return existing, False
         self._queue([(self._fan_out(record), self._until_start(record))])
         log.info("campaign created", extra={"campaign": campaign.id})
@@ -445,14 +451,18 @@ class CampaignService:
         if resumed is not None:
             resumed = {k: int(v) for k, v in resumed.items()}
         elif previous.get("origin") == origin and previous.get("epoch") == piece.epoch:
-            # This piece finished before (its record is written) and died before or while queueing what
-            # follows: queue it again, starting nothing (a continuation queued twice: ids keep runs single).
+            # This piece finished before (its record is written). If it died before its continuation was
+            # queued (the record says `queued` once it is), queue it now, starting nothing; else it is a copy
+            # (SQS at-least-once, a repeated fan-out) and stands down, so a segment keeps one chain.
             done.done = bool(previous.get("done"))
             if done.done:
                 self._finish_if_complete(piece)
+            elif previous.get("queued"):
+                done.status = "stood_down"
             else:
                 done.follow.append((replace(piece, cursor=previous.get("cursor")), PACE))
                 self._queue(done.follow)
+                self._mark_queued(piece, previous, origin)
             return done
         # The segments still going share the minute: the last ones to finish take the finished ones' part.
         finished = sum(1 for key, e in logged.items() if e.get("done") and key.startswith("rest-") == piece.rest)
@@ -568,10 +578,11 @@ class CampaignService:
                 if scanned % CHECKPOINT_EVERY == 0:
                     checkpoint(after, paced)
             hand_off()
+            final = entry(done.done, cursor, paced)
             self._log.record_piece(
                 document_name(piece.campaign_id),
                 piece.key,
-                entry(done.done, cursor, paced),
+                final,
                 self._clock.now(),
                 origin=origin,
                 position=position_of(None if done.done else cursor, done=done.done),
@@ -592,7 +603,21 @@ class CampaignService:
         if done.done:
             self._finish_if_complete(piece)
         self._queue(done.follow)
+        if done.follow:
+            self._mark_queued(piece, final, origin)
         return done
+
+    def _mark_queued(self, piece: CampaignPiece, record: Mapping[str, Any], origin: str) -> None:
+        """The piece's continuation is on the queue: a copy of the piece that comes later stands down."""
+        with contextlib.suppress(ConflictError):  # the continuation already moved the record on: nothing to mark
+            self._log.record_piece(
+                document_name(piece.campaign_id),
+                piece.key,
+                {**record, "queued": True},
+                self._clock.now(),
+                origin=origin,
+                position=position_of(record.get("cursor")),
+            )
 
     def run(self, campaign: Campaign) -> CampaignRecord:
         """Create the campaign and do its pieces in this process, one after another, moving no clock
