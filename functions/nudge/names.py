@@ -16,6 +16,7 @@ ENV_SCHEDULE_GROUP: Final = "NUDGE_SCHEDULE_GROUP"
 ENV_WORK_QUEUE_URL: Final = "NUDGE_WORK_QUEUE_URL"
 ENV_WORK_QUEUE_ARN: Final = "NUDGE_WORK_QUEUE_ARN"
 ENV_JOBS_QUEUE_URL: Final = "NUDGE_JOBS_QUEUE_URL"
+ENV_CAMPAIGNS_QUEUE_URL: Final = "NUDGE_CAMPAIGNS_QUEUE_URL"
 ENV_SCHEDULER_ROLE_ARN: Final = "NUDGE_SCHEDULER_ROLE_ARN"
 ENV_SCHEDULER_DLQ_ARN: Final = "NUDGE_SCHEDULER_DLQ_ARN"
 ENV_FROM_ADDRESS: Final = "NUDGE_FROM_ADDRESS"
@@ -87,6 +88,15 @@ WORK_MAX_RECEIVES: Final = 12
 SWEEP_TIMEOUT: Final = 900  # seconds: Lambda's maximum
 JOBS_VISIBILITY_TIMEOUT: Final = 6 * SWEEP_TIMEOUT
 JOBS_MAX_RECEIVES: Final = 3
+# Campaigns' pieces (ADR 0019), on a queue of their own, consumed by the same sweep function. Lambda wants
+# a queue's visibility timeout at least the function's timeout; a piece that fails shortens its own to
+# CAMPAIGN_RETRY_SECONDS[receives - 1] (ChangeMessageVisibility), so it is retried within a minute, and
+# goes to the dead-letter queue after 10 receives (ADR 0019's arithmetic: 0.1 % at 50 % failed attempts).
+CAMPAIGNS_VISIBILITY_TIMEOUT: Final = SWEEP_TIMEOUT
+CAMPAIGNS_MAX_RECEIVES: Final = 10
+CAMPAIGN_RETRY_SECONDS: Final = (10, 20, 40, 60)  # then 60 s each time
+# Campaign pieces at once: 8 segments' pieces, the fan-out or decision piece, one spare (ADR 0019).
+CAMPAIGN_PIECES_CONCURRENCY: Final = 10
 SENT_INDEX_ATTRIBUTES: Final = ("status", "channel", "category", "priority", "flow_id")
 EVENTS_BY_CONTACT_INDEX: Final = "by-contact"  # hash key contact_id, projection KEYS_ONLY
 CONTACT_REFS_BY_CONTACT_INDEX: Final = "by-contact"  # contact-refs: hash key contact_id, KEYS_ONLY (erasure)

@@ -97,7 +97,20 @@ class Documents(Protocol):
 class JobLog(Protocol):
     """What each piece of a day's daily job did: one record per piece, replaced if the piece runs again."""
 
-    def record_piece(self, day: str, key: str, record: Mapping[str, Any], at: datetime) -> None: ...
+    def record_piece(
+        self,
+        day: str,
+        key: str,
+        record: Mapping[str, Any],
+        at: datetime,
+        *,
+        origin: str | None = None,
+        position: str | None = None,
+    ) -> None:
+        """Replace the piece's record. With `origin` (where the piece started) and `position` (where it
+        stands now), only if the stored record has no position, or stands at `origin`, or was written from
+        `origin` (the same piece, earlier or a copy of it): else ConflictError and nothing written."""
+        ...
 
     def pieces_of(self, day: str) -> dict[str, dict[str, Any]]: ...
 
@@ -334,6 +347,11 @@ class WorkQueue(Protocol):
     """The worker's queue (SQS): work due now or within MAX_QUEUE_DELAY; later work goes to the Scheduler."""
 
     def enqueue(self, work: StepWakeUp, delay: timedelta = timedelta(0)) -> None: ...
+
+    def enqueue_many(self, items: Sequence[tuple[StepWakeUp, timedelta]]) -> None:
+        """Each (work, delay) as `enqueue` would, ten a request (SendMessageBatch); raises if any failed
+        (the caller's retry re-drives them all: the worker ignores a duplicate wake-up)."""
+        ...
 
 
 class JobQueue(Protocol):

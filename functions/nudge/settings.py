@@ -31,6 +31,7 @@ class Settings(BaseModel):
     work_queue_url: str = Field(min_length=1)
     work_queue_arn: str = Field(min_length=1)  # what one-time schedules target
     jobs_queue_url: str | None = None  # pieces of the daily job, campaigns and shop disconnects
+    campaigns_queue_url: str | None = None  # campaigns' pieces (else the jobs queue): quick retries
     scheduler_role_arn: str = Field(min_length=1)
     scheduler_dlq_arn: str | None = None
     from_address: str = Field(min_length=3)
@@ -88,6 +89,7 @@ class Settings(BaseModel):
             "work_queue_url": names.ENV_WORK_QUEUE_URL,
             "work_queue_arn": names.ENV_WORK_QUEUE_ARN,
             "jobs_queue_url": names.ENV_JOBS_QUEUE_URL,
+            "campaigns_queue_url": names.ENV_CAMPAIGNS_QUEUE_URL,
             "scheduler_role_arn": names.ENV_SCHEDULER_ROLE_ARN,
             "scheduler_dlq_arn": names.ENV_SCHEDULER_DLQ_ARN,
             "from_address": names.ENV_FROM_ADDRESS,

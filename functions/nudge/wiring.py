@@ -85,6 +85,7 @@ class Adapters:
     limiter: Callable[[], SendRateLimiter]
     sleeper: Callable[[], Sleeper]
     jobs: Callable[[], JobQueue | None] = lambda: None  # None where no jobs queue is configured
+    campaign_jobs: Callable[[], JobQueue | None] = lambda: None  # None: campaigns' pieces go on `jobs`
     # Ad audiences (ADR 0024): the ledger of memberships, and `platform(name)`; None: not configured.
     audience_ledger: Callable[[], AudienceLedger | None] = lambda: None
     audience_platforms: Callable[[], Callable[[str], AudiencePlatform]] = lambda: _no_platforms
@@ -192,8 +193,13 @@ class Container:
 
     @cached_property
     def jobs(self) -> JobQueue | None:
-        """The daily job's and the campaigns' pieces."""
+        """The daily job's pieces (and campaigns' where they have no queue of their own)."""
         return self._adapters.jobs()
+
+    @cached_property
+    def campaign_jobs(self) -> JobQueue | None:
+        """Campaigns' pieces: their own queue, retried within a minute (ADR 0019), else the jobs queue."""
+        return self._adapters.campaign_jobs() or self.jobs
 
     # the catalog: flows, guardrails, segments -----------------------------------------------------------
 
@@ -355,7 +361,7 @@ class Container:
             job_log=self.store,
             runs=self.runs,
             clock=self.clock,
-            jobs=self.jobs,
+            jobs=self.campaign_jobs,
             per_minute=self.settings.ses_max_send_rate * 60,
             flows_used=self.throttle.used,  # campaigns start what flows left of the rate (ADR 0019)
             default_timezone=self.guardrails.default_timezone,
@@ -547,6 +553,7 @@ def build_aws(
         scheduler=aws.scheduler,
         queue=aws.queue,
         jobs=aws.jobs,
+        campaign_jobs=aws.campaign_jobs,
         mailer=aws.mailer,
         texter=aws.texter,
         whatsapp=aws.whatsapp,
@@ -654,6 +661,12 @@ class _AwsAdapters:
         from nudge.adapters.sqs import SqsJobQueue
 
         url = self._settings.jobs_queue_url
+        return SqsJobQueue(self._sqs, url) if url else None
+
+    def campaign_jobs(self) -> JobQueue | None:
+        from nudge.adapters.sqs import SqsJobQueue
+
+        url = self._settings.campaigns_queue_url
         return SqsJobQueue(self._sqs, url) if url else None
 
     def mailer(self) -> Mailer:

@@ -50,6 +50,15 @@ class Scheduling(Construct):
         self.jobs_queue = self._queue(
             "JobsQueue", f"{config.stack_name}-jobs", names.JOBS_VISIBILITY_TIMEOUT, names.JOBS_MAX_RECEIVES
         )
+        # Campaigns' pieces (ADR 0019): a failed piece shortens its own wait (ChangeMessageVisibility) to
+        # come back within a minute; more receives than the daily job's; the same dead-letter queue, whose
+        # alarm covers it (no alarm of its own: an idle queue costs nothing, an alarm $0.10 a month).
+        self.campaigns_queue = self._queue(
+            "CampaignsQueue",
+            f"{config.stack_name}-campaigns",
+            names.CAMPAIGNS_VISIBILITY_TIMEOUT,
+            names.CAMPAIGNS_MAX_RECEIVES,
+        )
         self.role = iam.Role(
             self,
             "SchedulerRole",
@@ -167,9 +176,16 @@ class Scheduling(Construct):
             iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.jobs_queue.queue_arn])
         )
 
+    def grant_campaign_jobs(self, grantee: iam.IGrantable) -> None:
+        """sqs:SendMessage on the campaigns' queue only: a new or resumed campaign's pieces, continuations."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[self.campaigns_queue.queue_arn])
+        )
+
     def environment(self) -> dict[str, str]:
         return {
             names.ENV_JOBS_QUEUE_URL: self.jobs_queue.queue_url,
+            names.ENV_CAMPAIGNS_QUEUE_URL: self.campaigns_queue.queue_url,
             names.ENV_WORK_QUEUE_URL: self.work_queue.queue_url,
             names.ENV_WORK_QUEUE_ARN: self.work_queue.queue_arn,
             names.ENV_SCHEDULE_GROUP: self.group.schedule_group_name,

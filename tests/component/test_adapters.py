@@ -435,6 +435,20 @@ def test_the_job_log_keeps_one_record_per_piece_and_day(store: Store) -> None:
     assert store.pieces_of("2026-11-05") == {}
 
 
+def test_a_campaign_piece_moves_its_record_only_from_where_it_started(store: Store) -> None:
+    day, key = "campaign.news", "segment-0of8"
+    store.record_piece(day, key, {"at": 1}, START, origin="start", position="p1")  # a first checkpoint
+    store.record_piece(day, key, {"at": 2}, START, origin="start", position="p2")  # the same piece, on
+    store.record_piece(day, key, {"at": 2}, START, origin="start", position="p2")  # its retry (or a copy)
+    store.record_piece(day, key, {"at": 3}, START, origin="p2", position="p3")  # the next piece, from p2
+    with pytest.raises(ConflictError):  # a stale copy of the first piece cannot rewind the segment
+        store.record_piece(day, key, {"at": 1}, START, origin="start", position="p1")
+    with pytest.raises(ConflictError):  # nor can a piece that starts elsewhere
+        store.record_piece(day, key, {"at": 9}, START, origin="p9", position="p10")
+
+    assert store.pieces_of(day) == {key: {"at": 3}}
+
+
 def test_versioned_documents_are_written_only_at_the_version_read(store: Store) -> None:
     assert store.get_versioned_document("campaign.x") is None
     assert store.put_versioned_document("campaign.x", {"status": "sending"}, START, 0) == 1

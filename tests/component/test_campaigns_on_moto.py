@@ -60,7 +60,7 @@ def test_a_campaign_created_through_the_api_is_sent_once_to_each_consenting_cont
 
 def test_pause_through_the_api_holds_every_send_and_cancel_ends_them(stack: MotoStack) -> None:
     stack.call_api("POST", "/v1/campaigns", NEWSLETTER, settle=False)
-    stack.jobs.drain()  # the pieces start the runs; their first steps are on the work queue
+    stack.campaigns.drain()  # the pieces start the runs; their first steps are on the work queue
     paused = stack.call_api("POST", "/v1/campaigns/news/pause", settle=False)
     stack.pump.run_until(stack.clock.now() + timedelta(minutes=20))
 
@@ -147,3 +147,33 @@ def test_an_ab_campaign_on_moto_decides_on_the_jobs_queue_and_sends_the_winner_t
     assert len(by_subject) == sum(g != "holdout" for g in groups.values())  # once each, none to the holdout
     assert by_subject.count("Subject B") == sum(g == "b" for g in groups.values())
     assert status["progress"]["holdout"] == sum(g == "holdout" for g in groups.values())
+
+
+def test_a_failed_campaign_piece_comes_back_within_a_minute_on_its_own_queue(
+    stack: MotoStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nudge import names
+
+    campaigns = stack.container.campaigns
+    work = campaigns.work
+    failures: list[str] = []
+
+    def fails_twice(piece: Any, deadline: Any = None) -> Any:
+        if not piece.fan_out and piece.segment == 3 and len(failures) < 2:
+            failures.append(piece.key)
+            raise RuntimeError("DynamoDB answered 500")
+        return work(piece, deadline)
+
+    monkeypatch.setattr(campaigns, "work", fails_twice)
+    started = stack.clock.now()
+    stack.call_api("POST", "/v1/campaigns", NEWSLETTER, settle=False)
+    stack.campaigns.drain()  # the fan-out, then the segments' pieces: segment 3 fails once
+
+    assert failures == ["segment-3of8"]
+    due = stack.campaigns.next_due()  # 10 s later, not the queue's 900 s visibility timeout
+    assert due is not None and due - started <= timedelta(seconds=names.CAMPAIGN_RETRY_SECONDS[0] + 1)
+    stack.pump.run_until(started + timedelta(minutes=2))  # its second failure waits 20 s, then it works
+
+    assert len(failures) == 2
+    assert sorted(email["destinations"][0] for email in _sent(stack)) == [f"p{i}@example.com" for i in range(5)]
+    assert stack.call_api("GET", "/v1/campaigns/news").body["status"] == "sent"

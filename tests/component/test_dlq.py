@@ -58,6 +58,23 @@ def test_redrive_puts_a_dead_daily_piece_back_on_the_jobs_queue(moto_stack: Moto
     assert moto_stack.container.daily.status("2026-11-02").pieces == 9
 
 
+def test_redrive_puts_a_dead_campaign_piece_on_the_campaigns_queue(moto_stack: MotoStack) -> None:
+    sqs = moto_stack.session.client("sqs")
+    dlq = sqs.get_queue_url(QueueName="nudge-scheduler-dlq")["QueueUrl"]
+    piece = {"job": "campaign", "campaign": "news", "segment": 4, "of": 8, "epoch": 0}
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps(piece))
+    settings = moto_stack.settings
+
+    report = redrive(
+        sqs, dlq, settings.work_queue_url, settings.jobs_queue_url, campaigns_url=settings.campaigns_queue_url
+    )
+
+    assert report.replayed == 1
+    assert settings.campaigns_queue_url is not None
+    (message,) = sqs.receive_message(QueueUrl=settings.campaigns_queue_url).get("Messages", [])
+    assert json.loads(message["Body"]) == piece
+
+
 @pytest.mark.parametrize(
     ("body", "detail"),
     [

@@ -331,13 +331,15 @@ def test_a_campaign_crashed_and_restarted_mid_resolution_and_under_random_faults
     clean_ops: list[str] = []
     clean = play(lambda call, operation: clean_ops.append(operation) or None, daily_job=False, story="campaign")
     assert sum(clean.delivered.values()) == 23  # the newsletter to 21 consenting sample contacts, 2 welcome emails
-    # The sweep function dies after a piece stored its second recipient's run, before queueing its first step:
-    # SQS hands the piece back, it finds the runs it started and queues their steps again (redrive_existing)
-    piece = ["dynamodb.Scan", "dynamodb.TransactWriteItems", "sqs.SendMessage", "dynamodb.TransactWriteItems"]
-    at = next(n for n in range(len(clean_ops)) if clean_ops[n - 4 : n] == piece) + 1  # calls count from 1
-    assert clean_ops[at - 1] == "sqs.SendMessage"
+    # The sweep function dies after a piece stored two recipients' runs, before queueing their first steps
+    # (ten a SendMessageBatch): SQS hands the piece back, it finds the runs it started and queues their steps
+    # again (redrive_existing)
+    piece = ["dynamodb.Scan", "dynamodb.TransactWriteItems", "dynamodb.TransactWriteItems"]
+    stored = next(n for n in range(len(clean_ops)) if clean_ops[n - 3 : n] == piece)
+    at = clean_ops.index("sqs.SendMessageBatch", stored) + 1  # calls count from 1
+    assert "dynamodb.Scan" not in clean_ops[stored : at - 1]  # the same piece's batch of first steps
     crashed = play(lambda call, operation: "death" if call == at else None, daily_job=False, story="campaign")
-    assert crashed.injected == [(at, "sqs.SendMessage", "death")]
+    assert crashed.injected == [(at, "sqs.SendMessageBatch", "death")]
     for faulted in (crashed, *(play(random_plan(seed, 0.1), daily_job=False, story="campaign") for seed in (1, 3))):
         verdict = judge(clean, faulted)
         assert (verdict.lost, verdict.duplicated, verdict.after_exit, verdict.stranded) == (set(), 0, set(), 0)

@@ -133,6 +133,22 @@ def jobs_queue(synth: Synth) -> str:
     return key
 
 
+def campaigns_queue(synth: Synth) -> str:
+    (key,) = [k for k in synth.resources("AWS::SQS::Queue") if k.startswith("SchedulingCampaignsQueue")]
+    return key
+
+
+def senders_to(synth: Synth, queue_key: str) -> set[str]:
+    """The roles allowed sqs:SendMessage on the queue."""
+    return {
+        role
+        for role in synth.resources("AWS::IAM::Role")
+        for statement in statements(synth, role)
+        if "sqs:SendMessage" in as_list(statement["Action"])
+        and f"${{{queue_key}.Arn}}" in {render(r) for r in as_list(statement["Resource"])}
+    }
+
+
 def event_source(synth: Synth, queue_key: str) -> dict[str, Any]:
     """The properties of the one event-source mapping that reads this queue."""
     mappings = synth.resources("AWS::Lambda::EventSourceMapping").values()
@@ -382,20 +398,42 @@ def test_the_sweep_function_does_the_jobs_pieces_one_at_a_time_and_only_it_and_t
         "deadLetterTargetArn": {"Fn::GetAtt": [dead_letter_queue(prod), "Arn"]},
         "maxReceiveCount": names.JOBS_MAX_RECEIVES,
     }
-    senders = {
-        role
-        for role in prod.resources("AWS::IAM::Role")
-        for statement in statements(prod, role)
-        if "sqs:SendMessage" in as_list(statement["Action"])
-        and f"${{{jobs_queue(prod)}.Arn}}" in {render(r) for r in as_list(statement["Resource"])}
-    }
-    # The sweep queues continuations; the signed API queues a new or resumed campaign's pieces (ADR 0019);
-    # the webhooks function queues the first piece of a shop's disconnect (app/uninstalled, ADR 0017).
-    assert senders == {
+    # The sweep queues continuations; the webhooks function queues the first piece of a shop's disconnect
+    # (app/uninstalled, ADR 0017). Campaigns' pieces have their own queue (below).
+    assert senders_to(prod, jobs_queue(prod)) == {
         function_role(prod, names.SWEEP_HANDLER),
-        function_role(prod, names.INGEST_HANDLER),
         function_role(prod, names.WEBHOOKS_HANDLER),
     }
+
+
+def test_campaign_pieces_have_their_own_queue_retried_within_a_minute_and_only_the_api_and_sweep_queue_them(
+    prod: Synth,
+) -> None:
+    sweep_key, sweep = function(prod, names.SWEEP_HANDLER)
+    props = event_source(prod, campaigns_queue(prod))
+    assert props["FunctionName"] == {"Ref": sweep_key}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]  # a failed piece alone comes back
+    assert props["BatchSize"] == 1
+    assert props["ScalingConfig"] == {"MaximumConcurrency": names.CAMPAIGN_PIECES_CONCURRENCY}
+    queue = prod.template["Resources"][campaigns_queue(prod)]["Properties"]
+    # Lambda refuses a queue whose visibility timeout is below the function's timeout; the handler shortens
+    # a failed piece's own (ChangeMessageVisibility, which the event source's consume grant includes).
+    assert queue["VisibilityTimeout"] == sweep["Properties"]["Timeout"] == names.CAMPAIGNS_VISIBILITY_TIMEOUT
+    assert max(names.CAMPAIGN_RETRY_SECONDS) <= 60
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dead_letter_queue(prod), "Arn"]},
+        "maxReceiveCount": names.CAMPAIGNS_MAX_RECEIVES,
+    }
+    assert queue["SqsManagedSseEnabled"] is True
+    sweep_role = function_role(prod, names.SWEEP_HANDLER)
+    consumed = {
+        action
+        for statement in statements(prod, sweep_role)
+        for action in as_list(statement["Action"])
+        if f"${{{campaigns_queue(prod)}.Arn}}" in {render(r) for r in as_list(statement["Resource"])}
+    }
+    assert "sqs:ChangeMessageVisibility" in consumed
+    assert senders_to(prod, campaigns_queue(prod)) == {sweep_role, function_role(prod, names.INGEST_HANDLER)}
 
 
 @pytest.mark.parametrize("handler", ENGINE_HANDLERS)
@@ -443,7 +481,7 @@ def test_dead_letter_queue_is_encrypted_tls_only_and_keeps_14_days(prod: Synth) 
     assert queue["Properties"]["SqsManagedSseEnabled"] is True
     assert queue["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     policies = prod.resources("AWS::SQS::QueuePolicy").values()
-    assert len(policies) == 3  # the dead-letter, work and jobs queues: TLS only
+    assert len(policies) == 4  # the dead-letter, work, jobs and campaigns queues: TLS only
     for policy in policies:
         (deny,) = policy["Properties"]["PolicyDocument"]["Statement"]
         assert deny["Effect"] == "Deny"

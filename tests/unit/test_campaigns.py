@@ -164,7 +164,60 @@ def test_a_campaign_resolved_again_sends_nothing_twice(sim: Simulation) -> None:
     sim.run_until(START + timedelta(minutes=2))
 
     assert len(sim.mailer.sent) == first == 16
-    assert sum(o.started for o in again) == 0 and sum(o.existing for o in again) == 16
+    # each piece finds the record it wrote: it scans nothing again, starts nothing
+    assert sum(o.started for o in again) == 0 and sum(o.contacts for o in again) == 0
+    assert all(o.status == "worked" and o.done for o in again)
+
+
+def test_a_piece_that_dies_midway_resumes_from_its_checkpoint(sim: Simulation, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nudge.services import campaigns as module
+
+    monkeypatch.setattr(module, "CHECKPOINT_EVERY", 4)
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    sim.container.jobs.take()  # type: ignore[union-attr]
+    piece = CampaignPiece("news", 0, 1)  # one segment: all twenty contacts, in Scan order
+    start = sim.container.runs.start
+    calls = {"n": 0}
+
+    def dies_at_the_tenth(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise RuntimeError("the function died")
+        return start(*args, **kwargs)
+
+    monkeypatch.setattr(sim.container.runs, "start", dies_at_the_tenth)
+    with pytest.raises(RuntimeError):
+        campaigns.work(piece)
+    monkeypatch.setattr(sim.container.runs, "start", start)
+
+    retried = campaigns.work(piece)  # SQS hands the same piece back
+
+    # the first attempt checkpointed after 4, 8 contacts (and handed off their runs); the retry scans on
+    # from the eighth, and re-drives what it finds between the checkpoint and the death
+    assert retried.status == "worked" and retried.done
+    assert retried.contacts == 12
+    sim.run_until(START + timedelta(minutes=2))
+    assert sent_to(sim) == [f"c{i:02d}@example.com" for i in range(16)]  # each once
+    progress = campaigns.progress("news")
+    assert progress is not None
+    assert progress.contacts == 20 and progress.recipients == 16 and progress.unreachable == 4
+
+
+def test_a_stale_copy_of_a_piece_cannot_rewind_its_segment(sim: Simulation) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    sim.container.jobs.take()  # type: ignore[union-attr]
+    first = campaigns.work(CampaignPiece("news", 0, 1))
+    assert first.done
+
+    # a second chain from the start (a replayed fan-out whose pieces lost their record) finds the segment
+    # written from elsewhere only when it is not its own; here the first piece's copy finds its own record
+    copy = campaigns.work(CampaignPiece("news", 0, 1))
+    assert copy.contacts == 0 and copy.started == 0
+    # a piece from another place in the segment (an old continuation) stands down at its first write
+    stale = campaigns.work(CampaignPiece("news", 0, 1, cursor={"contact_id": "c05"}))
+    assert stale.status == "stood_down" and stale.follow == []
 
 
 def test_creating_the_same_campaign_twice_is_one_campaign_and_another_definition_conflicts(
@@ -172,11 +225,14 @@ def test_creating_the_same_campaign_twice_is_one_campaign_and_another_definition
 ) -> None:
     campaigns = sim.container.campaigns
     _, created = campaigns.create(newsletter())
-    _, again = campaigns.create(newsletter())
+    _, again = campaigns.create(newsletter())  # a client's retry: the first may have died before queueing
     queued = drain_pieces(sim)
 
     assert (created, again) == (True, False)
-    assert len(queued) == 8  # one fan-out piece, then one piece per Scan segment
+    # the fan-out piece queued again while the campaign is scheduled, so two of each segment's pieces: the
+    # second finds the first's record and starts nothing
+    assert len(queued) == 16
+    assert sum(o.started for o in queued) == 16 and sum(o.contacts for o in queued) == 20
     with pytest.raises(CampaignConflict):
         campaigns.create(newsletter(name="Other"))
 
@@ -198,9 +254,12 @@ def test_pieces_start_a_minutes_share_of_the_rate_then_continue_a_minute_later(
     assert [o.started for o in first] == [8, 7, 7, 7, 7, 7, 7, 7]
     assert set(jobs.delays) == {timedelta(minutes=1)}  # type: ignore[union-attr]
     assert len(jobs.items) == 8  # type: ignore[union-attr]
-    # Each piece's runs come due spread over its minute (the first now, the seventh 6/7 of a minute on)
+    # Each piece's runs come due spread over its minute (the first within one gap of now, the last before
+    # the minute ends), each segment's offset by its part of a gap so the segments' sends interleave
     dues = sorted(r.due_at for r in sim.store.runs.values() if r.flow_id == "campaign.news" and r.due_at)
-    assert dues[0] == clock.now() and dues[-1] == clock.now() + timedelta(minutes=1) * 7 / 8
+    assert clock.now() <= dues[0] < clock.now() + timedelta(minutes=1) / 8
+    assert dues[-1] < clock.now() + timedelta(minutes=1)
+    assert len(set(dues)) == len(dues) == 57  # no two segments' sends due together: no burst
 
 
 def test_pace_takes_what_flows_left_last_minute_less_what_the_segment_still_has_waiting() -> None:
@@ -633,3 +692,61 @@ def test_a_campaigns_utm_parameters_override_the_accounts_on_every_link(sim: Sim
     assert "utm_campaign=campaign.news" not in sent.html and "utm_campaign=black-friday" in sent.text
     with pytest.raises(ValueError, match="utm: 'ref' is not one of"):
         newsletter(email={**email, "utm": {"ref": "x"}})
+
+
+def test_two_campaigns_at_once_share_the_rate_without_starting_more_than_it_sends(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    from nudge.local.campaign_bench import drive
+
+    # Given 1,200 consenting contacts at an SES quota of 2 a second, half tagged for each of two campaigns
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 2}), clock)
+    for i in range(1200):
+        tag = "a" if i % 2 else "b"
+        sim.store.save_contact(Contact(f"q{i:04d}", email=f"q{i}@x.example", email_marketing=True, tags=(tag,)), 0)
+    start = clock.now()
+    queue = sim.container.queue
+    # When both are posted at once and run on the virtual clock
+    for name in ("a", "b"):
+        sim.container.campaigns.create(newsletter(id=f"news_{name}", audience={"tags": [name]}))
+    drive(sim, start + timedelta(minutes=30))
+
+    # Then everyone got one newsletter, within 10 % of 1,200 / 2 s (both together use >= 90 % of the rate)
+    messages = [m for cid in sim.store.contacts for m in sim.store.messages_for(cid)]
+    sent = [m for m in messages if m.status is MessageStatus.SENT]
+    assert len(sent) == len({m.contact_id for m in sent}) == 1200
+    last = max(m.sent_at for m in sent if m.sent_at is not None)
+    assert (last - start).total_seconds() <= 1200 / 2 / 0.9
+    # and each paced on its half: when each took the whole budget, together they started twice what the
+    # rate sends, and the sends turned away polled every 2-4 s: 64,000 looks again; now fewer than one a send
+    assert queue.sent - 1200 < 1200  # type: ignore[attr-defined]
+
+
+def test_a_campaign_send_turned_away_again_and_again_backs_off_to_half_a_minute() -> None:
+    from nudge.services.throttle import SPARE_BACKOFF_MAX, SPARE_WITHIN, spare_retry
+
+    # the first look again: 2-4 s, spread by message; then as long again as it has waited, up to 30 s more
+    firsts = {spare_retry(f"m{i}") for i in range(50)}
+    assert min(firsts) >= SPARE_WITHIN and max(firsts) < 2 * SPARE_WITHIN and len(firsts) > 10
+    waited, looks = timedelta(0), 0
+    while waited < timedelta(minutes=5):
+        waited += spare_retry("m1", waited)
+        looks += 1
+    assert looks <= 14  # polling every 2-4 s: 100 looks in five minutes
+    assert spare_retry("m1", timedelta(hours=1)) < SPARE_BACKOFF_MAX + 2 * SPARE_WITHIN
+
+
+def test_a_copy_of_a_piece_whose_continuation_is_queued_stands_down(settings: Settings, clock: VirtualClock) -> None:
+    sim = Simulation(settings.model_copy(update={"ses_max_send_rate": 1}), clock)
+    for i in range(200):
+        sim.store.save_contact(Contact(f"p{i:03d}", email=f"p{i}@x.example", email_marketing=True), 0)
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    sim.container.jobs.take()  # type: ignore[union-attr]
+
+    first = campaigns.work(CampaignPiece("news", 0, 8))
+    copy = campaigns.work(CampaignPiece("news", 0, 8))  # SQS delivers the piece twice
+
+    assert first.started == 8 and len(first.follow) == 1  # a minute's share, then its continuation
+    assert copy.status == "stood_down" and copy.follow == [] and copy.contacts == 0
+    assert len(sim.container.jobs.items) == 1  # type: ignore[union-attr]  # one chain for the segment

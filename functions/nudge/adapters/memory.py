@@ -73,6 +73,7 @@ class MemoryStore:
         self.documents: dict[str, dict[str, Any]] = {}
         self.document_versions: dict[str, int] = {}
         self.job_log: dict[str, dict[str, dict[str, Any]]] = {}  # day -> piece key -> record
+        self.piece_claims: dict[tuple[str, str], tuple[str | None, str | None]] = {}  # (origin, position)
         # Per-contact indexes (insertion-ordered dicts as ordered sets), kept by every write below.
         self._slots: dict[str, dict[str, FlowSlot]] = {}  # contact -> flow id -> slot
         self._runs_of: dict[str, dict[str, None]] = {}  # contact -> run ids
@@ -248,8 +249,23 @@ class MemoryStore:
             if (contact := self.contacts.get(contact_id)) is not None:
                 yield contact, {"after": contact_id} if index + 1 < len(ids) else None
 
-    def record_piece(self, day: str, key: str, record: Mapping[str, Any], at: datetime) -> None:
-        self.job_log.setdefault(day, {})[key] = json.loads(json.dumps(record))
+    def record_piece(
+        self,
+        day: str,
+        key: str,
+        record: Mapping[str, Any],
+        at: datetime,
+        *,
+        origin: str | None = None,
+        position: str | None = None,
+    ) -> None:
+        log = self.job_log.setdefault(day, {})
+        if origin is not None:
+            stored = self.piece_claims.get((day, key))
+            if stored is not None and stored[1] is not None and origin not in stored:
+                raise ConflictError(f"{day} {key}")
+        self.piece_claims[(day, key)] = (origin, position)
+        log[key] = json.loads(json.dumps(record))
 
     def pieces_of(self, day: str) -> dict[str, dict[str, Any]]:
         pieces: dict[str, dict[str, Any]] = json.loads(json.dumps(self.job_log.get(day, {})))
@@ -450,6 +466,10 @@ class MemoryQueue:
     def enqueue(self, work: StepWakeUp, delay: timedelta = timedelta(0)) -> None:
         heapq.heappush(self.items, (self._clock.now() + delay, next(self._order), work))
         self.sent += 1
+
+    def enqueue_many(self, items: Sequence[tuple[StepWakeUp, timedelta]]) -> None:
+        for work, delay in items:
+            self.enqueue(work, delay)
 
     def next_due(self) -> datetime | None:
         return self.items[0][0] if self.items else None

@@ -2,11 +2,12 @@
 
 The queue collects four kinds of records: nudge work that failed for over an hour on the work queue
 (a wake-up or a message due), wake-ups Scheduler could not deliver, pieces that failed three times on the
-jobs queue (the daily job's, campaigns', disconnects' and restock notices'), and Lambda's failure records
-of asynchronous invocations (the daily job's plan, feedback, inbound SMS). Work is replayed onto the work
-queue and pieces onto the jobs queue: every one of them is idempotent (a stale wake-up, a message already
-sent, a contact already scored or told are recognised and left alone). Lambda failure records are
-reported, not replayed: their `requestPayload` says what to re-invoke.
+jobs queue (the daily job's, disconnects' and restock notices') or ten times on the campaigns' queue, and
+Lambda's failure records of asynchronous invocations (the daily job's plan, feedback, inbound SMS). Work is
+replayed onto the work queue, campaigns' pieces onto theirs, other pieces onto the jobs queue: every one
+of them is idempotent (a stale wake-up, a message already sent, a contact already scored or told are
+recognised and left alone). Lambda failure records are reported, not replayed: their `requestPayload`
+says what to re-invoke.
 """
 
 from __future__ import annotations
@@ -83,14 +84,17 @@ def redrive(
     work_url: str,
     jobs_url: str | None = None,
     *,
+    campaigns_url: str | None = None,
     dry_run: bool = False,
     limit: int = 1000,
 ) -> RedriveReport:
-    """Send each piece of nudge work back to its queue (wake-ups to the work queue, jobs-queue pieces to the
-    jobs queue), then delete it from the DLQ (in that order)."""
+    """Send each piece of nudge work back to its queue (wake-ups to the work queue, campaigns' pieces to
+    theirs, other pieces to the jobs queue), then delete it from the DLQ (in that order)."""
     report = RedriveReport()
     for letter in read(sqs, dlq_url, limit=limit):
         target = {"work": work_url, "piece": jobs_url}.get(letter.kind)
+        if letter.kind == "piece" and campaigns_url and (letter.work or {}).get("job") == "campaign":
+            target = campaigns_url  # retried within a minute there (ADR 0019); the jobs queue would do too
         if target is None or dry_run:
             report.kept.append(letter)
             continue

@@ -818,6 +818,14 @@ def _queues(stage: str, dlq_url: str | None, work_url: str | None, jobs_url: str
     return sqs, dlq, work, jobs
 
 
+def _campaigns_queue(sqs: Any, stage: str) -> str | None:
+    """The campaigns' queue of the stage, or None for a stage deployed before it (pieces go to jobs)."""
+    try:
+        return str(sqs.get_queue_url(QueueName=f"nudge-{stage}-campaigns")["QueueUrl"])
+    except Exception:  # noqa: BLE001 - QueueDoesNotExist: the jobs queue takes campaign pieces too
+        return None
+
+
 @dlq_app.command("redrive")
 def dlq_redrive(
     stage: Annotated[
@@ -833,7 +841,8 @@ def dlq_redrive(
     from nudge.cli.dlq import REPLAYABLE, redrive
 
     sqs, dlq, work, jobs = _queues(stage, dlq_url, work_url, jobs_url)
-    report = redrive(sqs, dlq, work, jobs, dry_run=dry_run, limit=limit)
+    campaigns = _campaigns_queue(sqs, stage)
+    report = redrive(sqs, dlq, work, jobs, campaigns_url=campaigns, dry_run=dry_run, limit=limit)
     for letter in report.kept:
         console.print(f"kept   {letter.kind:<15} {letter.detail}")
     verb = "would replay" if dry_run else "replayed"

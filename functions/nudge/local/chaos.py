@@ -419,6 +419,13 @@ def _emulate_retries(stack: MotoStack, injector: FaultInjector) -> None:
             return sweep(event)  # a death: the piece comes back after the visibility timeout
 
     stack.jobs._invoke = invoke_sweep
+    campaign_sweep = stack.campaigns._invoke
+
+    def invoke_campaign_sweep(event: dict[str, Any]) -> dict[str, Any]:
+        with injector.invocation():
+            return campaign_sweep(event)  # a death: the piece comes back after the visibility timeout
+
+    stack.campaigns._invoke = invoke_campaign_sweep
     fire = stack.fire_target
 
     def fire_target(arn: str, payload: dict[str, Any]) -> dict[str, Any]:

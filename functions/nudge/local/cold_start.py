@@ -89,6 +89,7 @@ def lambda_environment(root: Path) -> dict[str, str]:
         names.ENV_WORK_QUEUE_URL: f"https://sqs.{_REGION}.amazonaws.com/{_ACCOUNT}/nudge-work",
         names.ENV_WORK_QUEUE_ARN: arn.format("sqs", "nudge-work"),
         names.ENV_JOBS_QUEUE_URL: f"https://sqs.{_REGION}.amazonaws.com/{_ACCOUNT}/nudge-jobs",
+        names.ENV_CAMPAIGNS_QUEUE_URL: f"https://sqs.{_REGION}.amazonaws.com/{_ACCOUNT}/nudge-campaigns",
         names.ENV_SCHEDULER_ROLE_ARN: f"arn:aws:iam::{_ACCOUNT}:role/nudge-scheduler",
         names.ENV_SCHEDULER_DLQ_ARN: arn.format("sqs", "nudge-dlq"),
         names.ENV_FROM_ADDRESS: "Linen & Clay <hello@shop.example>",

@@ -65,6 +65,7 @@ class MotoStack:
     pump: SchedulePump
     queue: QueuePump  # the work queue, drained by the worker
     jobs: QueuePump  # the daily job's pieces, drained by the sweep function
+    campaigns: QueuePump  # campaigns' pieces, drained by the sweep function too (ADR 0019)
     _mock: Any
     webhook_secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 
@@ -218,6 +219,7 @@ def _botocore_session() -> Any:
 SWEEP_FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-sweep"
 WORK_QUEUE = "nudge-work"
 JOBS_QUEUE = "nudge-jobs"
+CAMPAIGNS_QUEUE = "nudge-campaigns"
 
 
 def _sweep_context() -> FakeLambdaContext:
@@ -358,6 +360,9 @@ def start_moto_stack(
 
     work_url, work_arn = queue(WORK_QUEUE, names.WORK_VISIBILITY_TIMEOUT, names.WORK_MAX_RECEIVES)
     jobs_url, jobs_arn = queue(JOBS_QUEUE, names.JOBS_VISIBILITY_TIMEOUT, names.JOBS_MAX_RECEIVES)
+    campaigns_url, campaigns_arn = queue(
+        CAMPAIGNS_QUEUE, names.CAMPAIGNS_VISIBILITY_TIMEOUT, names.CAMPAIGNS_MAX_RECEIVES
+    )
     scheduler_client = session.client("scheduler")
     scheduler_client.create_schedule_group(Name=names.SCHEDULE_GROUP)
     session.client("sesv2").create_email_identity(EmailIdentity=FROM_ADDRESS.partition("@")[2])
@@ -381,6 +386,7 @@ def start_moto_stack(
         work_queue_url=work_url,
         work_queue_arn=work_arn,
         jobs_queue_url=jobs_url,
+        campaigns_queue_url=campaigns_url,
         scheduler_role_arn=f"arn:aws:iam::{ACCOUNT}:role/nudge-scheduler",
         scheduler_dlq_arn=dlq_arn,
         from_address=FROM_ADDRESS,
@@ -421,6 +427,7 @@ def start_moto_stack(
         pump=None,  # type: ignore[arg-type]
         queue=None,  # type: ignore[arg-type]
         jobs=None,  # type: ignore[arg-type]
+        campaigns=None,  # type: ignore[arg-type]
         _mock=mock,
         webhook_secrets=webhook_secrets,
     )
@@ -436,8 +443,17 @@ def start_moto_stack(
 
     stack.queue = consumer(work_url, work_arn, WORK_QUEUE, _invoke_worker, names.WORK_VISIBILITY_TIMEOUT, 10)
     stack.jobs = consumer(jobs_url, jobs_arn, JOBS_QUEUE, _invoke_sweep, names.JOBS_VISIBILITY_TIMEOUT, 1)
+    stack.campaigns = consumer(
+        campaigns_url, campaigns_arn, CAMPAIGNS_QUEUE, _invoke_sweep, names.CAMPAIGNS_VISIBILITY_TIMEOUT, 1
+    )
     stack.pump = SchedulePump(
-        pump_client, settings.schedule_group, clock, stack.fire_target, stack.queue, jobs=stack.jobs
+        pump_client,
+        settings.schedule_group,
+        clock,
+        stack.fire_target,
+        stack.queue,
+        jobs=stack.jobs,
+        campaigns=stack.campaigns,
     )
     if daily_job:
         pump_client.create_schedule(

@@ -133,13 +133,14 @@ class SchedulePump:
         queue: QueuePump | None = None,
         *,
         jobs: QueuePump | None = None,
+        campaigns: QueuePump | None = None,
     ) -> None:
         self._client = client
         self._group = group
         self._clock = clock
         self._invoke = invoke
         self._queue = queue
-        self._queues = [q for q in (queue, jobs) if q is not None]
+        self._queues = [q for q in (queue, jobs, campaigns) if q is not None]
         self._known: dict[str, DueSchedule] = {}
         self.fired = 0
 

@@ -15,6 +15,9 @@ log under `campaign.<id>`, replaced as it moves, so resume continues where each 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -48,6 +51,12 @@ FLOW_RESERVE = 0.05
 MIN_SHARE = 0.1
 PACE = timedelta(minutes=1)
 MAX_JOB_DELAY = timedelta(minutes=15)  # SQS DelaySeconds at most; a piece early for its start waits again
+# A piece records where it stands every this many contacts, so a retry resumes there (ADR 0019).
+CHECKPOINT_EVERY = 100
+# Where each campaign segment's piece notes when it ran and how many sends it started for its minute, so
+# campaigns sending at once share the rate (`CampaignService._sharing`); one record per campaign segment.
+ACTIVE_LOG = "campaigns.active"
+HAND_OFF_BATCH = 10  # first wake-ups a SendMessageBatch holds
 # A paused campaign's due messages look again this often (resume takes effect within it).
 HOLD_RECHECK = timedelta(minutes=5)
 # How long the worker trusts what it read of a campaign's status: pause and cancel reach sends within it.
@@ -315,8 +324,11 @@ class CampaignService:
         return CampaignRecord.from_document(*found) if found else None
 
     def create(self, campaign: Campaign) -> tuple[CampaignRecord, bool]:
-        """Store the campaign and queue its pieces; (record, created). The same definition again is a no-op
-        that re-queues nothing; another definition under the same id is a CampaignConflict."""
+        """Store the campaign and queue its pieces; (record, created). The same definition again writes
+        nothing; while the campaign is still `scheduled` it queues the fan-out piece again, since the first
+        request may have died between storing the campaign and queueing it (the client's retry is what
+        repairs that; a fan-out done twice starts nothing twice). Another definition under the same id is a
+        CampaignConflict."""
         if problems := self._check(campaign):
             raise InvalidCampaign(problems)  # before anything is written
         now = self._clock.now()
@@ -331,6 +343,8 @@ class CampaignService:
         if existing is not None:
             if existing.campaign != campaign:
                 raise CampaignConflict(f"campaign {campaign.id!r} exists with another definition")
+            if existing.status is CampaignStatus.SCHEDULED:
+                self._queue([(self._fan_out(existing), self._until_start(existing))])
             return existing, False
         self._queue([(self._fan_out(record), self._until_start(record))])
         log.info("campaign created", extra={"campaign": campaign.id})
@@ -430,11 +444,36 @@ class CampaignService:
             record = sending
         logged = self._log.pieces_of(document_name(piece.campaign_id))
         previous = logged.get(piece.key, {})
+        origin = position_of(piece.cursor)
+        # A retry of this piece (a crash, a fault, a redrive) resumes from its last checkpoint, not from the
+        # start of its share: the checkpoint holds what it had handed off and the pace it was given.
+        resumed = previous.get("resume") if previous.get("origin") == origin else None
+        if resumed is not None:
+            resumed = {k: int(v) for k, v in resumed.items()}
+        elif previous.get("origin") == origin and previous.get("epoch") == piece.epoch:
+            # This piece finished before (its record is written). If it died before its continuation was
+            # queued (the record says `queued` once it is), queue it now, starting nothing; else it is a copy
+            # (SQS at-least-once, a repeated fan-out) and stands down, so a segment keeps one chain.
+            done.done = bool(previous.get("done"))
+            if done.done:
+                self._finish_if_complete(piece)
+            elif previous.get("queued"):
+                done.status = "stood_down"
+            else:
+                done.follow.append((replace(piece, cursor=previous.get("cursor")), PACE))
+                self._queue(done.follow)
+                self._mark_queued(piece, previous, origin)
+            return done
         # The segments still going share the minute: the last ones to finish take the finished ones' part.
         finished = sum(1 for key, e in logged.items() if e.get("done") and key.startswith("rest-") == piece.rest)
         used = self._flows_used()
-        batch, backlog = pace(previous, used, now, self._per_minute, piece, max(1, piece.of - finished))
-        cursor: dict[str, Any] | None = piece.cursor
+        if resumed is not None:
+            batch, backlog = resumed["batch"], float(previous.get("backlog", 0.0))
+        else:
+            campaigns, own = self._sharing(piece, now)
+            going = max(1, piece.of - finished)
+            batch, backlog = pace(previous, used, now, self._per_minute, piece, going, campaigns=campaigns, own=own)
+        cursor: dict[str, Any] | None = previous.get("cursor") if resumed is not None else piece.cursor
         campaign = record.campaign
         channels = [c for c, on in ((Channel.EMAIL, campaign.email), (Channel.SMS, campaign.sms)) if on]
         group_of = campaign.grouping()
@@ -445,59 +484,140 @@ class CampaignService:
         def run_of(contact: Contact, due: datetime) -> Run:
             return _spread(campaign.recipient_run(contact, self._zone, now, prior, first_step), due)
 
+        # Counts and pace as the segment's record stood before this piece (a checkpoint keeps them).
+        before = previous.get("before", previous) if resumed is not None else previous
+        offset = resumed or {"started": 0, "paced": 0}
+
+        def entry(finished_segment: bool, at_cursor: dict[str, Any] | None, paced: int) -> dict[str, Any]:
+            totals = {
+                name: int(previous.get(name, 0)) + getattr(done, name)
+                for name in ("contacts", "started", "existing", "unreachable", "holdout", "later")
+            }
+            return {
+                "done": finished_segment,
+                "cursor": at_cursor if not finished_segment else None,
+                "epoch": piece.epoch,
+                "origin": origin,
+                **totals,
+                # what the segment's next piece measures the last minute by (`pace`)
+                "slots_used": list(used) if resumed is None else before.get("slots_used"),
+                "slots_at": now.isoformat() if resumed is None else before.get("slots_at"),
+                "backlog": backlog,
+                "last_started": offset["paced"] + paced,
+            }
+
+        # The segments' pieces run at about the same moment: each offsets its spread by its part of one gap,
+        # so their sends interleave instead of falling due together (a burst the spare slots turn away).
+        # (another campaign's pieces at the same moment land at a hashed place between them)
+        lane = int(hashlib.sha256(piece.campaign_id.encode()).hexdigest()[:8], 16) % 1000 / 1000
+        stagger = (piece.segment + lane) / piece.of
+        handing: list[Run] = []  # started, their first wake-ups not queued yet: ten a SendMessageBatch
+
+        def hand_off() -> None:
+            if handing:
+                self._runs.redrive_all(handing)
+                handing.clear()
+
+        def checkpoint(at_cursor: dict[str, Any] | None, paced: int) -> None:
+            """Where the piece stands, every CHECKPOINT_EVERY contacts: a retry resumes from here."""
+            hand_off()  # the checkpoint says these runs are handed off
+            state = entry(False, at_cursor, paced)
+            state |= {
+                "origin": origin,
+                "before": {k: before.get(k) for k in ("slots_used", "slots_at", "last_started") if k in before},
+                "resume": {"batch": batch, "started": offset["started"] + done.started, "paced": state["last_started"]},
+            }
+            self._log.record_piece(
+                document_name(piece.campaign_id),
+                piece.key,
+                state,
+                self._clock.now(),
+                origin=origin,
+                position=position_of(at_cursor),
+            )
+
         done.done = True
         paced = 0
-        for contact, after in self._census.contacts_segment(piece.segment, piece.of, piece.cursor):
-            done.contacts += 1
-            cursor = after
-            if campaign.audience.matches(contact):
-                group = group_of(contact.contact_id)
-                if campaign.waits_for_winner(group) != piece.rest:
-                    done.later += not piece.rest  # the rest's own pieces start it once the winner is chosen
-                elif not _reachable(contact, channels):
-                    done.unreachable += not piece.rest
-                elif self._runs.start(
-                    engine.StartRun(run := run_of(contact, now + PACE * done.started / batch), None),
-                    redrive_existing=True,
+        scanned = 0
+        try:
+            for contact, after in self._census.contacts_segment(piece.segment, piece.of, cursor):
+                done.contacts += 1
+                scanned += 1
+                cursor = after
+                if campaign.audience.matches(contact):
+                    group = group_of(contact.contact_id)
+                    if campaign.waits_for_winner(group) != piece.rest:
+                        done.later += not piece.rest  # the rest's own pieces start it once the winner is chosen
+                    elif not _reachable(contact, channels):
+                        done.unreachable += not piece.rest
+                    elif self._runs.start(
+                        engine.StartRun(
+                            run := run_of(contact, now + PACE * (offset["started"] + done.started + stagger) / batch),
+                            None,
+                        ),
+                        redrive_existing=True,
+                        later=handing,
+                    ):
+                        done.started += 1
+                        done.holdout += group == HOLDOUT
+                        # what will ask for a spare slot within the minute (not the holdout, not a later local time)
+                        paced += group != HOLDOUT and run.due_at is not None and run.due_at <= now + PACE
+                    else:
+                        done.existing += 1
+                if after is None:
+                    break
+                if offset["started"] + done.started >= batch or (
+                    deadline is not None and self._clock.now() >= deadline
                 ):
-                    done.started += 1
-                    done.holdout += group == HOLDOUT
-                    # what will ask for a spare slot within the minute (not the holdout, not a later local time)
-                    paced += group != HOLDOUT and run.due_at is not None and run.due_at <= now + PACE
-                else:
-                    done.existing += 1
-            if after is None:
-                break
-            if done.started >= batch or (deadline is not None and self._clock.now() >= deadline):
-                done.done = False
-                elapsed = self._clock.now() - now
-                done.follow.append((replace(piece, cursor=after), max(PACE - elapsed, timedelta(0))))
-                break
-        self._log.record_piece(
-            document_name(piece.campaign_id),
-            piece.key,
-            {
-                "done": done.done,
-                "cursor": cursor if not done.done else None,
-                "epoch": piece.epoch,
-                "contacts": int(previous.get("contacts", 0)) + done.contacts,
-                "started": int(previous.get("started", 0)) + done.started,
-                "existing": int(previous.get("existing", 0)) + done.existing,
-                "unreachable": int(previous.get("unreachable", 0)) + done.unreachable,
-                "holdout": int(previous.get("holdout", 0)) + done.holdout,
-                "later": int(previous.get("later", 0)) + done.later,
-                # what the segment's next piece measures the last minute by (`pace`)
-                "slots_used": list(used),
-                "slots_at": now.isoformat(),
-                "backlog": backlog,
-                "last_started": paced,
-            },
-            self._clock.now(),
-        )
+                    done.done = False
+                    elapsed = self._clock.now() - now
+                    done.follow.append((replace(piece, cursor=after), max(PACE - elapsed, timedelta(0))))
+                    break
+                if len(handing) >= HAND_OFF_BATCH:
+                    hand_off()
+                if scanned % CHECKPOINT_EVERY == 0:
+                    checkpoint(after, paced)
+            hand_off()
+            final = entry(done.done, cursor, paced)
+            self._log.record_piece(
+                document_name(piece.campaign_id),
+                piece.key,
+                final,
+                self._clock.now(),
+                origin=origin,
+                position=position_of(None if done.done else cursor, done=done.done),
+            )
+            # What the other campaigns' pieces read to share the rate (`_sharing`): this segment's last start.
+            self._log.record_piece(
+                ACTIVE_LOG,
+                f"{piece.campaign_id}#{piece.key}",
+                {"at": now.isoformat(), "started": offset["paced"] + paced},
+                self._clock.now(),
+            )
+        except ConflictError:
+            # The segment's record moved on from where this piece started: it is a stale copy (a redelivery
+            # after its continuation ran, a replayed fan-out). The chain that moved it has the segment.
+            done.status = "stood_down"
+            done.follow.clear()
+            return done
         if done.done:
             self._finish_if_complete(piece)
         self._queue(done.follow)
+        if done.follow:
+            self._mark_queued(piece, final, origin)
         return done
+
+    def _mark_queued(self, piece: CampaignPiece, record: Mapping[str, Any], origin: str) -> None:
+        """The piece's continuation is on the queue: a copy of the piece that comes later stands down."""
+        with contextlib.suppress(ConflictError):  # the continuation already moved the record on: nothing to mark
+            self._log.record_piece(
+                document_name(piece.campaign_id),
+                piece.key,
+                {**record, "queued": True},
+                self._clock.now(),
+                origin=origin,
+                position=position_of(record.get("cursor")),
+            )
 
     def run(self, campaign: Campaign) -> CampaignRecord:
         """Create the campaign and do its pieces in this process, one after another, moving no clock
@@ -611,6 +731,20 @@ class CampaignService:
                 continue
         raise ConflictError(f"campaign {piece.campaign_id} kept changing")
 
+    def _sharing(self, piece: CampaignPiece, now: datetime) -> tuple[int, float]:
+        """How many campaigns are sending now (their pieces ran within two minutes, this one included), and
+        this campaign's part of the runs they started for their last minute: the rate's spare slots are
+        counted for all campaigns together, so each reads its own sends as that part of them (ADR 0019)."""
+        recent: dict[str, int] = {}
+        for key, beat in self._log.pieces_of(ACTIVE_LOG).items():
+            at = beat.get("at")
+            if isinstance(at, str) and now - datetime.fromisoformat(at) <= 2 * PACE:
+                campaign = key.partition("#")[0]
+                recent[campaign] = recent.get(campaign, 0) + int(beat.get("started", 0))
+        total = sum(recent.values())
+        own = recent.get(piece.campaign_id, 0) / total if total else 1.0
+        return len(recent.keys() | {piece.campaign_id}), own
+
     def _prior(self) -> list[float]:
         """What best-time sends shrink each contact's history toward: the shop's curve (the daily job)."""
         return send_time.ShopCurve.from_record(self._documents.get_document(send_time.CURVE_DOCUMENT)).prior()
@@ -637,6 +771,15 @@ class CampaignService:
             self._jobs.put(bodies, delay=delay)
 
 
+def position_of(cursor: Mapping[str, Any] | None, *, done: bool = False) -> str:
+    """A short name for a place in a segment (its Scan cursor): what a piece's record is conditional on."""
+    if done:
+        return "done"
+    if cursor is None:
+        return "start"
+    return hashlib.sha256(json.dumps(cursor, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
 def minute_budget(per_minute: int, flows_last_minute: float) -> int:
     """How many runs a campaign starts in the next minute: the minute of SES rate less what flows used in the
     last one (at least their reserve), never below the floor (its sends wait for spare slots anyway)."""
@@ -656,6 +799,9 @@ def pace(
     per_minute: int,
     piece: CampaignPiece,
     going: int,
+    *,
+    campaigns: int = 1,
+    own: float = 1.0,
 ) -> tuple[int, float]:
     """How many runs the segment's piece starts now, and the segment's backlog: (batch, backlog).
 
@@ -667,17 +813,19 @@ def pace(
     worker skips (suppressed, smart sending) never take a slot, and counted for good they would slow the
     campaign for good; counted for a minute, 5 % skipped slow it about 5 %. `going` segments are not
     finished: they share the budget and the spare slots. The first piece, or one with no time since the
-    last (`CampaignService.run`, which moves no clock), has nothing to measure: the reserve applies. Two
-    campaigns at once each see the other's sends as theirs: each starts less, none more.
+    last (`CampaignService.run`, which moves no clock), has nothing to measure: the reserve applies.
+    `campaigns` sending at once split the budget evenly, and each reads `own` (its part of the runs they
+    all started for their last minute) of the spare slots taken as its own sends: without that, each took
+    the whole budget and together they started twice what the rate sends (the rest looked again and again).
     """
     flows_minute, backlog = 0.0, 0.0
     before, at = previous.get("slots_used"), previous.get("slots_at")
     seconds = (now - datetime.fromisoformat(str(at))).total_seconds() if at else 0.0
     if isinstance(before, list) and len(before) == 2 and seconds > 0:
         flows_minute = max(0, used[0] - int(before[0])) * 60 / seconds
-        sent = max(0, used[1] - int(before[1])) / going
+        sent = max(0, used[1] - int(before[1])) * own / going
         backlog = max(0.0, int(previous.get("last_started", 0)) - sent)
-    share = segment_share(minute_budget(per_minute, flows_minute), piece, going)
+    share = segment_share(max(1, minute_budget(per_minute, flows_minute) // max(1, campaigns)), piece, going)
     return max(1, int(share - backlog)), backlog
 
 

@@ -225,18 +225,43 @@ class RunService:
             return outcome
         return self.advance(run, outcome=outcome, deadline=deadline)
 
-    def start(self, start: engine.StartRun, *, redrive_existing: bool = False) -> Run | None:
+    def start(
+        self, start: engine.StartRun, *, redrive_existing: bool = False, later: list[Run] | None = None
+    ) -> Run | None:
         """Store a new run and line up its first wake-up: now (through the queue) or at its due time.
 
         With `redrive_existing`, a run that already exists (a campaign's piece done again after a crash
-        between storing a run and queueing it) has its wake-up lined up again: idempotent."""
+        between storing a run and queueing it) has its wake-up lined up again: idempotent. With `later`,
+        the run to line up is appended to it instead, for `redrive_all` (a campaign's piece: ten a call)."""
         run = self._store.start_run(start.run, start.slot)
         if run is None:
             if redrive_existing and (found := self._store.get_run(start.run.contact_id, start.run.run_id)):
-                self.redrive(found)
+                if later is None:
+                    self.redrive(found)
+                else:
+                    later.append(found)
             return None
-        self.redrive(run)
+        if later is None:
+            self.redrive(run)
+        else:
+            later.append(run)
         return run
+
+    def redrive_all(self, runs: Sequence[Run]) -> None:
+        """`redrive` each: those due within MAX_QUEUE_DELAY in SendMessageBatch calls of ten, later ones
+        as one-time schedules (one each)."""
+        now, queued = self._clock.now(), []
+        for run in runs:
+            if not run.is_active:
+                continue
+            at = run.due_at or now
+            if at - now <= MAX_QUEUE_DELAY:
+                wake_up = StepWakeUp(contact_id=run.contact_id, run_id=run.run_id, seq=run.seq)
+                queued.append((wake_up, max(at - now, timedelta(0))))
+            else:
+                self.redrive(run)
+        if queued:
+            self._queue.enqueue_many(queued)
 
     def repair(self) -> RepairOutcome:
         """Re-drive every active run whose wake-up is overdue by more than REPAIR_AFTER (the repair job).
@@ -419,8 +444,8 @@ class RunService:
         if isinstance(step, EmailStep) and self._throttle is not None:
             if slot is None or slot < now - SENDING_GRACE:
                 slot = self._slot(message, now)
-            if slot is None:  # a campaign's send, and flows hold the rate for now: look again shortly
-                self._defer(message, now + spare_retry(message.message_id), outcome)
+            if slot is None:  # a campaign's send, and flows hold the rate for now: look again, backing off
+                self._defer(message, now + spare_retry(message.message_id, now - message.created_at), outcome)
                 return
             if int(slot.timestamp()) > int(now.timestamp()):  # the rate is per one-second window
                 self._defer(message, slot, outcome, slot=slot)

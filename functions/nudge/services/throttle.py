@@ -12,11 +12,18 @@ from nudge.ports import SendRateLimiter
 SPARE_WITHIN = timedelta(seconds=2)
 
 
-def spare_retry(message_id: str) -> timedelta:
+# A send turned away again and again waits longer each time, up to this (then it looks every 30-32 s).
+SPARE_BACKOFF_MAX = timedelta(seconds=30)
+
+
+def spare_retry(message_id: str, waited: timedelta = timedelta(0)) -> timedelta:
     """When a campaign's send that found no spare slot looks again: SPARE_WITHIN to twice that, in 1/10 s
-    steps by a hash of the message, so the ones turned away together do not all come back together."""
+    steps by a hash of the message, so the ones turned away together do not all come back together; plus
+    as long as it has waited already (at most SPARE_BACKOFF_MAX), so a send that keeps finding none backs
+    off about twofold each time (2-4 s, 4-8 s, 8-16 s, ...) instead of polling every 2-4 s for minutes."""
     tenths = int(hashlib.sha256(message_id.encode()).hexdigest()[:8], 16) % int(SPARE_WITHIN.total_seconds() * 10)
-    return SPARE_WITHIN + timedelta(seconds=tenths / 10)
+    backoff = min(max(waited, timedelta(0)), SPARE_BACKOFF_MAX)
+    return SPARE_WITHIN + timedelta(seconds=tenths / 10) + backoff
 
 
 class SendThrottle:

@@ -300,6 +300,10 @@ class CounterModel(Model):
     taken = NumberAttribute(null=True)  # RATE# items: the next free send slot, epoch milliseconds
     used = NumberAttribute(null=True)  # RATE# items: slots reserved by flows, ever (campaigns fill the rest)
     spared = NumberAttribute(null=True)  # RATE# items: spare slots campaigns took, ever
+    # JOB# items of a campaign's segments: where the piece that wrote it started, and where it stands (a
+    # retry resumes from there; a write is conditional on them, so a stale copy of a piece cannot rewind)
+    origin = UnicodeAttribute(null=True)
+    position = UnicodeAttribute(null=True)
     expires_at = TTLAttribute(null=True)
 
 
