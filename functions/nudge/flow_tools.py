@@ -238,7 +238,8 @@ def step_label(step: Step) -> str:
             return f"wait {step.duration}"
         case WaitUntilStep():
             when = step.date or ",".join(step.weekdays) or "next day"
-            return f"wait until {when} {step.offset if step.date else ''} {step.time or ''}"
+            hour = "best hour" if step.best_time else step.time or ""
+            return f"wait until {when} {step.offset if step.date else ''} {hour}"
         case EmailStep():
             return f"✉ {step.subject}"
         case SmsStep():

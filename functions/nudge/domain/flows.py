@@ -199,10 +199,14 @@ class WaitStep(_Step):
 
 
 class WaitUntilStep(_Step):
-    """Pause until a local time of day (and weekday), or until a date (fixed or from a property) plus offset."""
+    """Pause until a local time of day (and weekday), or until a date (fixed or from a property) plus offset;
+    `best_time` instead of a time: the contact's best local hour (send_time.py, as best-time campaigns)."""
 
     type: Literal["wait_until"]
     time: str | None = Field(default=None, description="Local time of day, HH:MM, in the contact's zone.")
+    best_time: bool = Field(
+        default=False, description="Instead of `time`: the contact's best hour, from their opens and clicks."
+    )
     weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
     date: str | None = Field(default=None, description="YYYY-MM-DD, or a template like '{{ event.launch_date }}'.")
     offset: str = Field(default="0d", description="Signed duration added to `date`, e.g. '-7d'.")
@@ -220,7 +224,9 @@ class WaitUntilStep(_Step):
 
     @model_validator(mode="after")
     def _something_to_wait_for(self) -> WaitUntilStep:
-        if self.date is None and self.time is None:
+        if self.best_time and self.time is not None:
+            raise ValueError("wait_until takes a `time` or `best_time` (which chooses the hour), not both")
+        if self.date is None and self.time is None and not self.best_time:
             raise ValueError("wait_until needs a time of day, a date, or both")
         if self.date is not None and self.weekdays:
             raise ValueError("wait_until takes weekdays or a date, not both")

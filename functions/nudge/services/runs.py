@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, overload
 
 from nudge.brand_file import TemplateRenderError
-from nudge.domain import engine, sms, whatsapp
+from nudge.domain import engine, send_time, sms, whatsapp
 from nudge.domain.campaigns import campaign_id_of
 from nudge.domain.flows import (
     AudienceStep,
@@ -107,6 +107,8 @@ THROTTLE_PAUSE = timedelta(seconds=30)
 SEND_BACKOFF = timedelta(minutes=1)
 # When the worker looks again at an audience whose change it just recorded (and uploaded, normally).
 AUDIENCE_SAFETY_NET = timedelta(minutes=1)
+# How long a worker keeps the shop's send-time curve it read (the daily job rewrites it once a day).
+CURVE_TTL = timedelta(hours=1)
 # An active run whose wake-up is this overdue has nothing pending (its arm was lost): the repair job re-drives it.
 REPAIR_AFTER = timedelta(minutes=15)
 
@@ -176,6 +178,16 @@ class RunService:
         self._profile_changed: Callable[[str], object] = profile_changed or (lambda contact_id: None)
         self._held: Callable[[str], datetime | None] = held or (lambda flow_id: None)
         self._audiences = audiences or (lambda: None)  # built at the first audience step or upload (ADR 0024)
+        self._curve: tuple[datetime, list[float]] | None = None  # (read at, prior): best_time waits
+
+    def _send_time_prior(self) -> list[float]:
+        """The shop's send-time curve (the daily job's document) as best_time waits shrink toward it: read
+        at the first such wait, then kept CURVE_TTL, so a flow without one never reads it."""
+        now = self._clock.now()
+        if self._curve is None or now - self._curve[0] >= CURVE_TTL:
+            record = self._store.get_document(send_time.CURVE_DOCUMENT)
+            self._curve = (now, send_time.ShopCurve.from_record(record).prior())
+        return self._curve[1]
 
     # entry points -------------------------------------------------------------------------------------
 
@@ -274,7 +286,7 @@ class RunService:
             return outcome
         contact = contact or self._store.get_contact(run.contact_id)
         history = self._store.recent_sends(run.contact_id, now - WEEK)
-        plan = engine.advance(run, flow, contact, history, self._guardrails, now)
+        plan = engine.advance(run, flow, contact, history, self._guardrails, now, self._send_time_prior)
         outcome.status = "advanced" if plan.run.is_active else plan.run.status.value
         for update in plan.profile_updates:
             if contact is not None:
