@@ -7,6 +7,7 @@ from decimal import Decimal
 from nudge.domain.campaigns import campaign_id_of
 from nudge.domain.kpis import CONFIDENCE, Kpis, Report, SplitVerdict
 from nudge.domain.predictions import Outlook
+from nudge.domain.send_time import DEFAULT_HOUR, HOURS, MIN_SHOP_CONTACTS, ShopCurve, best_hour
 
 KPI_COLUMNS = (
     "entered",
@@ -97,4 +98,37 @@ def outlook_lines(outlook: Outlook | None) -> list[str]:
         f"Predictions for {outlook.predicted} of {outlook.buyers} customers: "
         f"{outlook.orders_90d:,.1f} orders expected in the next 90 days, {outlook.clv:,.2f} in the next 365.",
         f"Churn risk: under 0.2 {low} · 0.2–0.5 {some} · 0.5–0.8 {high} · over 0.8 {likely_gone}.",
+    ]
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def curve_shares(curve: ShopCurve) -> list[float]:
+    """Each local hour's share of the shop's engagement (sums to 1; all 0 without history)."""
+    total = sum(curve.hours)
+    return [h / total if total else 0.0 for h in curve.hours]
+
+
+def send_time_lines(curve: ShopCurve | None, *, spark: bool = True) -> list[str]:
+    """The shop's send-time curve in a few lines: who feeds it, the hour a contact without history gets,
+    the curve as a spark line over the 24 local hours, and its peak hours (the terminal and the page)."""
+    if curve is None or curve.contacts == 0:
+        return [
+            "Send-time curve: none yet (the daily job builds it from opens and clicks); "
+            f"best-time sends go at {DEFAULT_HOUR:02d}:00 local until then."
+        ]
+    shares = curve_shares(curve)
+    top = max(shares) or 1.0
+    blend = (
+        ""
+        if curve.contacts >= MIN_SHOP_CONTACTS
+        else f", blended with {DEFAULT_HOUR:02d}:00 until {MIN_SHOP_CONTACTS:,}"
+    )
+    peaks = sorted(range(HOURS), key=lambda h: (-shares[h], h))[:3]
+    return [
+        f"Send-time curve: {curve.contacts:,} engaged contacts, by local hour{blend}; "
+        f"a contact without history gets {best_hour([0] * HOURS, curve.prior()):02d}:00.",
+        *(["  " + "".join(SPARKS[min(7, int(s / top * 8))] for s in shares) + "  (00:00 to 23:00)"] if spark else []),
+        "  peak hours: " + ", ".join(f"{h:02d}:00 ({shares[h]:.1%})" for h in peaks),
     ]

@@ -17,6 +17,7 @@ from typing import Any
 from nudge.domain.aggregates import money
 from nudge.domain.model import Channel, Message, MessageStatus, Run
 from nudge.domain.predictions import Outlook
+from nudge.domain.send_time import ShopCurve
 
 DEFAULT_WINDOW = timedelta(days=5)
 CONFIDENCE = 0.95
@@ -163,6 +164,7 @@ class Report:
     variants: list[Kpis]
     splits: list[SplitVerdict]
     outlook: Outlook | None = None  # the daily job's predictions over the base, when the report has them
+    send_time: ShopCurve | None = None  # the shop's send-time curve (the daily job's), when the report has it
 
 
 def report(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from nudge.domain import kpis, predictions
+from nudge.domain import kpis, predictions, send_time
 from nudge.ports import ReportReader
 
 
@@ -24,4 +24,9 @@ def build_report(
         if contact.aggregates.orders_count > 0:
             predicted.append(contact.predicted)
     found = kpis.report(reader.all_runs(), messages, reader.orders(), window, spend)
-    return replace(found, outlook=predictions.outlook(predicted, model) if model is not None else None)
+    curve = reader.get_document(send_time.CURVE_DOCUMENT)  # what best-time sends shrink toward
+    return replace(
+        found,
+        outlook=predictions.outlook(predicted, model) if model is not None else None,
+        send_time=send_time.ShopCurve.from_record(curve) if curve is not None else None,
+    )
