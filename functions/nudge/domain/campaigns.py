@@ -22,7 +22,7 @@ from nudge.domain.durations import parse_duration
 from nudge.domain.engine import choose_variant
 from nudge.domain.flows import Flow, SplitStep, _clock_time, check_utm
 from nudge.domain.guardrails import GuardrailOverrides
-from nudge.domain.kpis import two_proportion_z
+from nudge.domain.kpis import leader_test
 from nudge.domain.lifecycle import STAGES
 from nudge.domain.model import Contact, Run, RunStatus
 from nudge.domain.timezones import zone_for
@@ -395,23 +395,30 @@ def choose_winner(test: AbTest, counts: Mapping[str, Mapping[str, int]]) -> dict
     leader on the metric against the runner-up in a two-proportion z-test; the winner is the leader if it
     is ahead at the test's confidence, else the leader or the first variant (`if_inconclusive`)."""
     hit = "open" if test.metric == "open_rate" else "click"
-    rows = []
-    for index, variant in enumerate(test.variants):
-        found = counts.get(f"email_{variant.id}", {})
-        delivered, hits = int(found.get("delivery", 0)), int(found.get(hit, 0))
-        rows.append((-(hits / delivered) if delivered else 0.0, index, variant.id, delivered, hits))
-    leader, runner_up = sorted(rows)[:2]
-    z, p = two_proportion_z(leader[4], leader[3], runner_up[4], runner_up[3])
-    significant = z > 0 and p < 1 - test.confidence
-    winner = leader[2] if significant or test.if_inconclusive == "leader" else test.variants[0].id
+    verdict = rate_verdict([(v.id, f"email_{v.id}") for v in test.variants], counts, hit, test.confidence)
+    if not verdict["significant"] and test.if_inconclusive == "first":
+        verdict["winner"] = test.variants[0].id
+    return {"metric": test.metric, **verdict}
+
+
+def rate_verdict(
+    variants: Sequence[tuple[str, str]], counts: Mapping[str, Mapping[str, int]], hit: str, confidence: float
+) -> dict[str, Any]:
+    """(variant, its email step) from the step counters (deliveries, and `hit`: opens or clicks): the leader
+    on the rate against the runner-up in a two-proportion z-test (`kpis.leader_test`). Campaigns' A/B tests
+    and flow splits' automatic winners decide with it."""
+    rows = [
+        (name, int(counts.get(step, {}).get("delivery", 0)), int(counts.get(step, {}).get(hit, 0)))
+        for name, step in variants
+    ]
+    leader, _, z, p, significant = leader_test(rows, confidence)
     return {
-        "winner": winner,
-        "metric": test.metric,
+        "winner": leader,
         "significant": significant,
-        "confidence": test.confidence,
+        "confidence": confidence,
         "z": round(z, 4),
         "p_value": round(p, 6),
-        "variants": {r[2]: {"delivered": r[3], hit + "s": r[4]} for r in sorted(rows, key=lambda r: r[1])},
+        "variants": {name: {"delivered": base, hit + "s": hits} for name, base, hits in rows},
     }
 
 

@@ -355,10 +355,12 @@ def advance(
     policy: Guardrails,
     now: datetime,
     send_time_prior: Callable[[], Sequence[float]] | None = None,
+    split_winner: Callable[[str, SplitStep], str | None] | None = None,
 ) -> Advance:
     """Execute steps from the run's cursor until a wait, a deferral or the end.
 
     `send_time_prior`: the shop's send-time curve (`ShopCurve.prior`), asked only by a `best_time` wait.
+    `split_winner(flow id, split)`: the winner an `auto_winner` split has chosen, or None (still testing).
 
     Waits are counted from when the current wake-up was due (not when it fired), so a late firing does
     not push the rest of the sequence later.
@@ -426,6 +428,9 @@ def advance(
                 cursor = step.then if taken else (step.otherwise or flow.following(step.id))
             elif isinstance(step, SplitStep):
                 name, target = choose_variant(flow.id, step, run.contact_id)
+                if step.auto_winner is not None and name != "holdout" and split_winner is not None:
+                    won = step.variant(split_winner(flow.id, step) or name)
+                    name, target = (won.name, won.next) if won is not None else (name, target)
                 variants[step.id] = name
                 journal.append(_note(step.id, "split", now, variant=name))
                 if name == "holdout":

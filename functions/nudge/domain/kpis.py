@@ -242,6 +242,17 @@ def _mean_spend(contacts: set[str], lifetime_spend: Mapping[str, Decimal]) -> De
     return (total / len(contacts)).quantize(Decimal("0.01"))
 
 
+def leader_test(variants: Iterable[tuple[str, int, int]], confidence: float) -> tuple[str, str, float, float, bool]:
+    """(name, base, hits) per variant, in their order: the leader on hits / base against the runner-up in a
+    two-proportion z-test; (leader, runner-up, z, p, whether the leader is ahead at `confidence`). A tie
+    goes to the variant listed first."""
+    rows = list(variants)
+    ranked = sorted(range(len(rows)), key=lambda i: (-(rows[i][2] / rows[i][1]) if rows[i][1] else 0.0, i))
+    leader, runner_up = rows[ranked[0]], rows[ranked[1]]
+    z, p = two_proportion_z(leader[2], leader[1], runner_up[2], runner_up[1])
+    return leader[0], runner_up[0], z, p, z > 0 and p < 1 - confidence
+
+
 def two_proportion_z(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[float, float]:
     """z and two-sided p-value for the difference of two proportions (pooled standard error)."""
     if n_a == 0 or n_b == 0:
