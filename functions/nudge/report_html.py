@@ -12,14 +12,16 @@ with no runs and no messages in the report gets no diagram: it is listed under "
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
+from typing import Any
 
 import jinja2
 
+from nudge.domain.campaigns import Campaign
 from nudge.domain.flows import (
     BranchStep,
     EmailStep,
@@ -38,6 +40,7 @@ from nudge.flow_tools import edges, rules_label, step_label, trigger_label
 from nudge.report_text import (
     KPI_COLUMNS,
     amount,
+    campaign_words,
     curve_shares,
     kpi_cells,
     kpi_tables,
@@ -250,12 +253,18 @@ def page(report: Report, flows: Iterable[Flow], *, generated_at: datetime, windo
     """What the page shows, computed: the template only writes it out."""
     by_id = {flow.id: flow for flow in flows}
     active = {row.flow_id for row in report.flows}
+    campaigns = {flow_id: _campaign_flow(document) for flow_id, document in report.campaigns.items()}
     return Page(
         generated_at=f"{generated_at:%Y-%m-%d %H:%M} {generated_at.tzname() or ''}".strip(),
         window=window,
         totals=_totals(report.flows),
         revenue=_revenue_per_flow(report.flows),
-        sections=[_section(row, by_id.get(row.flow_id), report) for row in report.flows],
+        sections=[
+            _campaign_section(row, campaigns[row.flow_id], report)
+            if row.flow_id in campaigns
+            else _section(row, by_id.get(row.flow_id), report)
+            for row in report.flows
+        ],
         idle=[(flow_id, trigger_label(flow)) for flow_id, flow in sorted(by_id.items()) if flow_id not in active],
         tables=kpi_tables(report),
         outlook=outlook_lines(report.outlook),
@@ -365,6 +374,22 @@ def _section(row: Kpis, flow: Flow | None, report: Report) -> FlowSection:
         rules=rules_label(flow),
         loose_steps=_step_cells([r for r in steps if r.step_id not in ids]),
     )
+
+
+def _campaign_flow(document: Mapping[str, Any]) -> tuple[Flow, str, str, str | None]:
+    """A campaign's one-off flow as its runs follow it (with the A/B winner, once chosen), and its words."""
+    campaign = Campaign.model_validate(document["definition"])
+    winner = (document.get("ab_verdict") or {}).get("winner")
+    return (campaign.as_flow(winner), *campaign_words(document))
+
+
+def _campaign_section(row: Kpis, found: tuple[Flow, str, str, str | None], report: Report) -> FlowSection:
+    """A campaign's detail: its flow drawn with the figures (the A/B split, its variants' emails, the
+    holdout), what and when it sent to whom, and the A/B decision on opens or clicks beside the split's
+    verdict on conversion."""
+    flow, title, about, ab = found
+    section = _section(row, flow, report)
+    return replace(section, title=title, rules=about, note=ab)
 
 
 def _step_cells(steps: list[Kpis]) -> list[tuple[str, list[str]]]:

@@ -550,13 +550,19 @@ def test_a_holdout_without_a_test_gets_nothing_and_the_report_gives_its_lift(
     assert verdict_text(verdict) == "treated vs holdout: no conversions in the holdout yet"
 
 
+def ab_started(settings: Settings, clock: VirtualClock, contacts: int) -> Simulation:
+    """An A/B campaign with a 10 % holdout, its test's share resolved: the decision waits 4 h."""
+    sim = ab_sim(settings, clock, contacts)
+    sim.container.campaigns.create(newsletter(ab_test=AB, holdout=10))
+    drain_pieces(sim)
+    return sim
+
+
 def test_ab_pieces_replayed_and_a_pause_across_the_decision_send_nothing_twice(
     settings: Settings, clock: VirtualClock
 ) -> None:
-    sim = ab_sim(settings, clock, contacts=120)
+    sim = ab_started(settings, clock, contacts=120)
     campaigns = sim.container.campaigns
-    campaigns.create(newsletter(ab_test=AB, holdout=10))
-    drain_pieces(sim)
     campaigns.act("news", "pause")
     clock.advance(timedelta(hours=5))
     assert {o.status for o in drain_pieces(sim)} == {"stood_down"}  # the decision stands down while paused
@@ -701,3 +707,48 @@ def test_a_campaigns_utm_parameters_override_the_accounts_on_every_link(sim: Sim
     assert "utm_campaign=campaign.news" not in sent.html and "utm_campaign=black-friday" in sent.text
     with pytest.raises(ValueError, match="utm: 'ref' is not one of"):
         newsletter(email={**email, "utm": {"ref": "x"}})
+
+
+def test_the_html_report_details_each_campaign_its_flow_drawn_and_its_ab_decision(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    from nudge.cli.main import _print_report, console
+    from nudge.report_html import render
+    from nudge.report_text import campaign_words
+    from nudge.services.reporting import build_report
+
+    sim = ab_started(settings, clock, contacts=100)
+    sim.run_until(clock.now() + timedelta(minutes=30))
+    for variant, clicks in (("a", 0), ("b", 30)):
+        for _ in range(40):
+            sim.store.count_step("campaign.news", f"email_{variant}", FeedbackKind.DELIVERY)
+        for _ in range(clicks):
+            sim.store.count_step("campaign.news", f"email_{variant}", FeedbackKind.CLICK)
+    clock.advance(timedelta(hours=4))
+    drain_pieces(sim)
+    sim.run_until(clock.now() + timedelta(hours=1))
+
+    report = build_report(sim.store)  # type: ignore[arg-type]
+    page = render(report, [], generated_at=clock.now(), window="5d")
+    # By hand: a 0 of 40, b 30 of 40: pooled 30 / 80 = 0.375, se = sqrt(0.375 × 0.625 × (1/40 + 1/40)) = 0.10825,
+    # z = 0.75 / 0.10825 = 6.93, p = erfc(6.93 / √2) ≈ 4e-12
+    ab = (
+        "A/B on click rate: b went to the rest "
+        "(a 0.0% of 40, b 75.0% of 40 delivered; z=6.93, p=0.0000, significant at 95%)"
+    )
+    assert "<h2>News (campaign news)</h2>" in page
+    assert '<p class="rules">campaign · sent · sent at once · to every contact · holdout 10%</p>' in page
+    assert f'<p class="note">{ab}</p>' in page
+    assert all(f'data-step="{step}"' in page for step in ("ab", "email_a", "email_b", "done"))  # drawn, not a table
+    assert "No flow file with this id" not in page
+    with console.capture() as captured:
+        _print_report(report, "5d")
+    assert f"campaign.news · {ab}" in captured.get()
+
+    later = newsletter(ab_test=AB, schedule={"date": "2026-11-10", "local_time": "09:00"}, audience={"tags": ["vip"]})
+    document = {"definition": later.model_dump(mode="json"), "status": "scheduled"}
+    assert campaign_words(document) == (
+        "News (campaign news)",
+        "campaign · scheduled · sent at 09:00 local on 2026-11-10 · to #vip",
+        "A/B on click rate: 2 variants on 20% of the audience; the winner is chosen 4h after the last zone's send",
+    )

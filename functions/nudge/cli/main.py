@@ -366,7 +366,14 @@ def _write_html_report(found, window: str, out: Path, flows_dir: Path) -> None: 
 
 
 def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
-    from nudge.report_text import KPI_COLUMNS, kpi_tables, outlook_lines, send_time_lines, verdict_text
+    from nudge.report_text import (
+        KPI_COLUMNS,
+        campaign_words,
+        kpi_tables,
+        outlook_lines,
+        send_time_lines,
+        verdict_text,
+    )
 
     for title, first, rows in kpi_tables(found):
         if not rows:
@@ -382,6 +389,9 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
         console.print(table)
     for verdict in found.splits:
         console.print(f"{verdict.flow_id} · {verdict.split_id}: {verdict_text(verdict)}")
+    for flow_id, document in found.campaigns.items():
+        if (ab := campaign_words(document)[2]) is not None:
+            console.print(f"{flow_id} · {ab}", highlight=False)
     for line in [*outlook_lines(found.outlook), *send_time_lines(found.send_time)]:
         console.print(line, highlight=False)
 

@@ -165,6 +165,8 @@ class Report:
     splits: list[SplitVerdict]
     outlook: Outlook | None = None  # the daily job's predictions over the base, when the report has them
     send_time: ShopCurve | None = None  # the shop's send-time curve (the daily job's), when the report has it
+    # campaign flow id -> the campaign's stored document (definition, status, A/B verdict), when it has them
+    campaigns: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def report(

@@ -6,7 +6,9 @@ from dataclasses import replace
 from datetime import timedelta
 
 from nudge.domain import kpis, predictions, send_time
+from nudge.domain.campaigns import campaign_id_of
 from nudge.ports import ReportReader
+from nudge.services.campaigns import document_name
 
 
 def build_report(
@@ -25,8 +27,15 @@ def build_report(
             predicted.append(contact.predicted)
     found = kpis.report(reader.all_runs(), messages, reader.orders(), window, spend)
     curve = reader.get_document(send_time.CURVE_DOCUMENT)  # what best-time sends shrink toward
+    campaigns = {
+        row.flow_id: document
+        for row in found.flows
+        if (campaign_id := campaign_id_of(row.flow_id)) is not None
+        and (document := reader.get_document(document_name(campaign_id))) is not None
+    }
     return replace(
         found,
+        campaigns=campaigns,
         outlook=predictions.outlook(predicted, model) if model is not None else None,
         send_time=send_time.ShopCurve.from_record(curve) if curve is not None else None,
     )
