@@ -361,7 +361,7 @@ def _write_html_report(found, window: str, out: Path, flows_dir: Path) -> None: 
     else:
         console.print(f"[yellow]no flows directory {flows_dir}: the page has figures but no diagrams[/]")
     out.write_text(render(found, flows, generated_at=datetime.now(UTC), window=window), encoding="utf-8")
-    drawn = len({f.id for f in flows} & {r.flow_id for r in found.flows})
+    drawn = len({f.id for f in flows} & {r.flow_id for r in found.flows}) + len(found.campaigns)
     console.print(f"wrote {out}: {len(found.flows)} flow(s) with activity, {drawn} drawn", highlight=False)
 
 
