@@ -238,7 +238,8 @@ def step_label(step: Step) -> str:
             return f"wait {step.duration}"
         case WaitUntilStep():
             when = step.date or ",".join(step.weekdays) or "next day"
-            return f"wait until {when} {step.offset if step.date else ''} {step.time or ''}"
+            hour = "best hour" if step.best_time else step.time or ""
+            return f"wait until {when} {step.offset if step.date else ''} {hour}"
         case EmailStep():
             return f"✉ {step.subject}"
         case SmsStep():
@@ -249,7 +250,12 @@ def step_label(step: Step) -> str:
         case BranchStep():
             return step.condition
         case SplitStep():
-            return f"split{f' (holdout {step.holdout:g}%)' if step.holdout else ''}"
+            holdout = f"holdout {step.holdout:g}%" if step.holdout else ""
+            auto = (
+                f"auto winner on {step.auto_winner.metric}s after {step.auto_winner.after}" if step.auto_winner else ""
+            )
+            notes = ", ".join(note for note in (holdout, auto) if note)
+            return f"split{f' ({notes})' if notes else ''}"
         case UpdateProfileStep():
             return "update profile"
         case WebhookStep():

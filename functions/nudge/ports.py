@@ -588,7 +588,7 @@ class RequestLimiter(Protocol):
         ...
 
 
-class ReportReader(Census, Protocol):
+class ReportReader(Census, Documents, Protocol):
     """Whole-table reads for reports (a CLI, never a handler): scans, fine for a shop, not for 1M contacts."""
 
     def all_runs(self) -> Iterator[Run]: ...

@@ -12,14 +12,16 @@ with no runs and no messages in the report gets no diagram: it is listed under "
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
+from typing import Any
 
 import jinja2
 
+from nudge.domain.campaigns import Campaign
 from nudge.domain.flows import (
     BranchStep,
     EmailStep,
@@ -32,13 +34,27 @@ from nudge.domain.flows import (
     WhatsAppStep,
 )
 from nudge.domain.kpis import Kpis, Report, SplitVerdict
+from nudge.domain.send_time import HOURS, ShopCurve, best_hour
 from nudge.flow_layout import coordinate, layout
 from nudge.flow_tools import edges, rules_label, step_label, trigger_label
-from nudge.report_text import KPI_COLUMNS, amount, kpi_cells, kpi_tables, outlook_lines, percent, verdict_text
+from nudge.report_text import (
+    KPI_COLUMNS,
+    amount,
+    campaign_words,
+    curve_shares,
+    kpi_cells,
+    kpi_tables,
+    outlook_lines,
+    percent,
+    send_time_lines,
+    verdict_text,
+)
 
 # Fill colours that appear nowhere else on the page: the screenshot test finds the charts by them.
 FUNNEL_COLOUR = "#2b6cd8"
 REVENUE_COLOUR = "#e8770e"
+CURVE_COLOUR = "#7a5cc7"  # the send-time curve's hours
+BEST_COLOUR = "#1f9e6e"  # the hour a contact without history gets
 
 TRIGGER = "\0trigger"  # the diagram's root; \0 keeps it apart from every step id
 FONT_PX = 11.0
@@ -133,6 +149,44 @@ class BarChart:
         return BAR_ROW_PX * len(self.bars) + 4
 
 
+@dataclass(frozen=True, slots=True)
+class HourBar:
+    hour: int
+    x: float
+    y: float
+    height: float
+    share: str
+    best: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HourChart:
+    """The shop's send-time curve: one column per local hour, the best hour for a newcomer in its own colour."""
+
+    bars: list[HourBar]
+    column: float = 26.0
+    base: float = 118.0  # the columns' foot; hour labels below it
+    width: float = 26.0 * 24 + 8
+    height: float = 140.0
+    colour: str = CURVE_COLOUR
+    best_colour: str = BEST_COLOUR
+
+
+def _send_time_chart(curve: ShopCurve | None) -> HourChart | None:
+    if curve is None or curve.contacts == 0:
+        return None
+    shares = curve_shares(curve)
+    top = max(shares) or 1.0
+    best = best_hour([0] * HOURS, curve.prior())
+    chart = HourChart([])
+    for hour, share in enumerate(shares):
+        height = max(1.0, round(share / top * 100, 1))
+        chart.bars.append(
+            HourBar(hour, 4 + hour * chart.column, chart.base - height, height, percent(share), hour == best)
+        )
+    return chart
+
+
 def brief_cells(row: Kpis) -> list[str]:
     """The few figures (BRIEF_COLUMNS) of the flow index and the split tables."""
     return [
@@ -185,6 +239,8 @@ class Page:
     columns: Sequence[str] = KPI_COLUMNS
     brief_columns: Sequence[str] = BRIEF_COLUMNS
     outlook: Sequence[str] = ()  # report_text.outlook_lines: the predictions over the base
+    send_time: HourChart | None = None  # the shop's send-time curve
+    send_time_text: Sequence[str] = ()  # report_text.send_time_lines, its words
 
 
 def render(report: Report, flows: Iterable[Flow], *, generated_at: datetime, window: str) -> str:
@@ -197,15 +253,23 @@ def page(report: Report, flows: Iterable[Flow], *, generated_at: datetime, windo
     """What the page shows, computed: the template only writes it out."""
     by_id = {flow.id: flow for flow in flows}
     active = {row.flow_id for row in report.flows}
+    campaigns = {flow_id: _campaign_flow(document) for flow_id, document in report.campaigns.items()}
     return Page(
         generated_at=f"{generated_at:%Y-%m-%d %H:%M} {generated_at.tzname() or ''}".strip(),
         window=window,
         totals=_totals(report.flows),
         revenue=_revenue_per_flow(report.flows),
-        sections=[_section(row, by_id.get(row.flow_id), report) for row in report.flows],
+        sections=[
+            _campaign_section(row, campaigns[row.flow_id], report)
+            if row.flow_id in campaigns
+            else _section(row, by_id.get(row.flow_id), report)
+            for row in report.flows
+        ],
         idle=[(flow_id, trigger_label(flow)) for flow_id, flow in sorted(by_id.items()) if flow_id not in active],
         tables=kpi_tables(report),
         outlook=outlook_lines(report.outlook),
+        send_time=_send_time_chart(report.send_time),
+        send_time_text=send_time_lines(report.send_time, spark=False),  # the page draws the columns
     )
 
 
@@ -310,6 +374,22 @@ def _section(row: Kpis, flow: Flow | None, report: Report) -> FlowSection:
         rules=rules_label(flow),
         loose_steps=_step_cells([r for r in steps if r.step_id not in ids]),
     )
+
+
+def _campaign_flow(document: Mapping[str, Any]) -> tuple[Flow, str, str, str | None]:
+    """A campaign's one-off flow as its runs follow it (with the A/B winner, once chosen), and its words."""
+    campaign = Campaign.model_validate(document["definition"])
+    winner = (document.get("ab_verdict") or {}).get("winner")
+    return (campaign.as_flow(winner), *campaign_words(document))
+
+
+def _campaign_section(row: Kpis, found: tuple[Flow, str, str, str | None], report: Report) -> FlowSection:
+    """A campaign's detail: its flow drawn with the figures (the A/B split, its variants' emails, the
+    holdout), what and when it sent to whom, and the A/B decision on opens or clicks beside the split's
+    verdict on conversion."""
+    flow, title, about, ab = found
+    section = _section(row, flow, report)
+    return replace(section, title=title, rules=about, note=ab)
 
 
 def _step_cells(steps: list[Kpis]) -> list[tuple[str, list[str]]]:

@@ -24,12 +24,14 @@ def test_the_demo_report_as_a_page(tmp_path: Path) -> None:
     result = runner.invoke(app, ["report", "--demo", "--window", "7d", "--html", str(out)])
 
     assert result.exit_code == 0, result.output
-    # the five flows drawn, and the November newsletter (a campaign: its own table, no diagram)
-    assert f"wrote {out}: 6 flow(s) with activity, 5 drawn" in result.output
+    # the five flows drawn, and the November newsletter (a campaign: its own table, and its flow drawn from
+    # its stored definition)
+    assert f"wrote {out}: 6 flow(s) with activity, 6 drawn" in result.output
     page = out.read_text(encoding="utf-8")
     assert "november_newsletter" in page.split("Campaigns")[1]
     assert "last-touch attribution window 7d" in page
-    assert page.count('<svg class="diagram"') == 5
+    assert page.count('<svg class="diagram"') == 6
+    assert "(campaign november_newsletter)</h2>" in page
     # Carol's order (100.00) goes to the cart reminder she had; the story is in tests/sim/test_demo_story.py.
     assert "orders 1 · revenue 100.00</text>" in page.split('data-step="reminder_1"')[1].split("</g>")[0]
     assert "<b>birthday</b>" in page  # a flow nobody entered: listed under no activity

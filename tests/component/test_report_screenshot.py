@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageChops
 
-from nudge.report_html import FUNNEL_COLOUR, REVENUE_COLOUR, render
+from nudge.domain.send_time import ShopCurve
+from nudge.report_html import BEST_COLOUR, CURVE_COLOUR, FUNNEL_COLOUR, REVENUE_COLOUR, render
 from tests.conftest import ROOT
 from tests.report_sample import flows, sample_report
 
@@ -113,3 +115,56 @@ def test_the_browser_builds_the_svg_elements(chromium: str, page_file: Path, tmp
     assert dom.count('<g class="trigger box') == 2
     assert dom.count(f'fill="{FUNNEL_COLOUR}"') == 12  # two funnels, every stage above zero in both
     assert 'data-step="subject_test"' in dom and "a vs b, z=2.60" in dom
+
+
+def _columns(image: Image.Image, colour: str) -> list[tuple[int, int, int]]:
+    """Each vertical run of `colour` in the picture, left to right: (left x, right x, height in px)."""
+    solid = Image.new("RGB", image.size, _rgb(colour))
+    mask = ImageChops.difference(image, solid).convert("L").point(lambda v: 255 if v == 0 else 0)
+    box = mask.getbbox()
+    if box is None:
+        return []
+    runs: list[tuple[int, int, int]] = []
+    for x in range(box[0], box[2]):
+        column = mask.crop((x, box[1], x + 1, box[3])).getbbox()
+        if column is None:
+            continue
+        height = column[3] - column[1]
+        if runs and runs[-1][1] == x - 1:
+            runs[-1] = (runs[-1][0], x, max(runs[-1][2], height))
+        else:
+            runs.append((x, x, height))
+    return runs
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 4000), (390, 12000)])
+def test_the_send_time_curve_is_a_column_per_hour_at_desktop_and_phone_widths(
+    chromium: str, tmp_path: Path, width: int, height: int
+) -> None:
+    curve = ShopCurve([0.0] * 24, 1200)
+    curve.hours[19], curve.hours[10], curve.hours[20] = 720.0, 360.0, 120.0  # 60 %, 30 %, 10 %
+    page = tmp_path / "report.html"
+    report = replace(sample_report(), send_time=curve)
+    page.write_text(render(report, flows(), generated_at=datetime(2026, 11, 23, 10, tzinfo=UTC), window="5d"))
+    shot = tmp_path / "shot.png"
+
+    _run_chromium(
+        chromium, tmp_path / "profile", f"--window-size={width},{height}", f"--screenshot={shot}", page.as_uri()
+    )
+
+    image = Image.open(shot).convert("RGB")
+    hours, best = _columns(image, CURVE_COLOUR), _columns(image, BEST_COLOUR)
+    # 10:00 and 20:00 in the curve's colour, 19:00 in the best hour's (the empty hours are a 1 px floor,
+    # blended by the rasteriser: the DOM test counts them), all on the page, none cut off
+    floors = [run for run in hours if run[2] <= 2]
+    hours = [run for run in hours if run[2] > 2]
+    assert len(hours) == 2 and len(best) == 1
+    assert len(floors) == (21 if width >= 1280 else len(floors))
+    (ten, _, ten_high), (twenty, twenty_right, twenty_high) = hours
+    nineteen, _, nineteen_high = best[0]
+    assert twenty_right < width
+    assert (nineteen - ten) / 9 == pytest.approx(twenty - nineteen, abs=1.5)  # a column per hour, evenly
+    # heights as the shares: 19:00 twice 10:00 and six times 20:00 (to the rounding of a scaled picture)
+    assert ten_high == pytest.approx(nineteen_high / 2, abs=2)
+    assert twenty_high == pytest.approx(nineteen_high / 6, abs=2)
+    assert nineteen_high == (100 if width >= 1280 else pytest.approx(100 * (width - 80) / 632, abs=3))

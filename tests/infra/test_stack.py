@@ -75,7 +75,12 @@ def _synth(context: dict[str, Any], outdir: Path) -> Synth:
 
 @pytest.fixture(scope="module")
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Synth:
-    return _synth(PROD, tmp_path_factory.mktemp("prod"))
+    # Without the CLI's environment, whatever ran first: `dev` sets it while it lives (module scope), and a
+    # prod synth in the same worker after it would otherwise hold a literal account and region.
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("CDK_DEFAULT_ACCOUNT", raising=False)
+        env.delenv("CDK_DEFAULT_REGION", raising=False)
+        return _synth(PROD, tmp_path_factory.mktemp("prod"))
 
 
 @pytest.fixture(scope="module")

@@ -528,8 +528,6 @@ def test_groups_are_deterministic_shares_and_the_campaigns_flow_sends_the_winner
         ("b", "email_b"),
         ("rest", "email_b"),
     ]
-    with pytest.raises(ValueError, match="one start for everyone"):
-        newsletter(ab_test=AB, schedule={"date": "2026-11-10", "local_time": "09:00"})
     with pytest.raises(ValueError, match="names a group"):
         newsletter(ab_test={**AB, "variants": [{"id": "rest"}, {"id": "b"}]})
 
@@ -611,13 +609,19 @@ def test_a_holdout_without_a_test_gets_nothing_and_the_report_gives_its_lift(
     assert verdict_text(verdict) == "treated vs holdout: no conversions in the holdout yet"
 
 
+def ab_started(settings: Settings, clock: VirtualClock, contacts: int) -> Simulation:
+    """An A/B campaign with a 10 % holdout, its test's share resolved: the decision waits 4 h."""
+    sim = ab_sim(settings, clock, contacts)
+    sim.container.campaigns.create(newsletter(ab_test=AB, holdout=10))
+    drain_pieces(sim)
+    return sim
+
+
 def test_ab_pieces_replayed_and_a_pause_across_the_decision_send_nothing_twice(
     settings: Settings, clock: VirtualClock
 ) -> None:
-    sim = ab_sim(settings, clock, contacts=120)
+    sim = ab_started(settings, clock, contacts=120)
     campaigns = sim.container.campaigns
-    campaigns.create(newsletter(ab_test=AB, holdout=10))
-    drain_pieces(sim)
     campaigns.act("news", "pause")
     clock.advance(timedelta(hours=5))
     assert {o.status for o in drain_pieces(sim)} == {"stood_down"}  # the decision stands down while paused
@@ -634,6 +638,76 @@ def test_ab_pieces_replayed_and_a_pause_across_the_decision_send_nothing_twice(
     assert campaigns.get("news").status is CampaignStatus.SENT  # type: ignore[union-attr]
     sent = [email.to for _, email in sim.mailer.sent]
     assert len(sent) == len(set(sent)) == 120 - campaigns.progress("news").holdout  # type: ignore[union-attr]
+
+
+def pump(sim: Simulation, until: datetime, step: timedelta = timedelta(minutes=5)) -> None:
+    """The sweep function and the worker on the virtual clock: each `step`, the pieces whose SQS delay is
+    over are done, then the work due."""
+    jobs: Any = sim.container.jobs
+    pending: list[tuple[datetime, dict[str, Any]]] = []
+    while sim.clock.now() < until:
+        now = sim.clock.now()
+        pending += [(now + delay, body) for body, delay in zip(jobs.items, jobs.delays, strict=True)]
+        jobs.take()
+        due, pending = [b for at, b in pending if at <= now], [(at, b) for at, b in pending if at > now]
+        for body in due:
+            sim.container.campaigns.work(CampaignPiece.parse(body))
+        sim.run_until(now + step)
+    for at, body in pending:  # what is still delayed stays on the queue for the next call
+        jobs.put([body], delay=at - sim.clock.now())
+
+
+ZONES = {"t": "Asia/Tokyo", "e": "Europe/Berlin", "n": "America/New_York", "l": "America/Los_Angeles"}
+
+
+@pytest.mark.parametrize("schedule", ["local_time", "best_time"])
+def test_an_ab_test_at_a_local_or_best_time_decides_after_the_last_zone_and_the_rest_goes_at_its_own_time(
+    settings: Settings, schedule: str
+) -> None:
+    # 2026-03-08: the US moves to summer time at 02:00 that morning; Europe three weeks later.
+    clock = VirtualClock(datetime(2026, 3, 7, 12, tzinfo=UTC))
+    sim = Simulation(settings, clock)
+    when = {"local_time": "09:00"} if schedule == "local_time" else {"best_time": True}
+    campaign = newsletter(ab_test=AB, schedule={"date": "2026-03-08", **when})
+    for zone, name in ZONES.items():
+        for i in range(30):  # no history and no shop curve: a best time is 10:00, the default hour
+            sim.store.save_contact(
+                Contact(f"{zone}{i:02d}", email=f"{zone}{i:02d}@x.org", timezone=name, email_marketing=True), 0
+            )
+    group = campaign.grouping()
+    sim.container.campaigns.create(campaign)
+    pump(sim, datetime(2026, 3, 8, 23, tzinfo=UTC))
+    for _ in range(12):  # b is clicked: it wins
+        sim.store.count_step("campaign.news", "email_b", FeedbackKind.CLICK)
+    for variant in ("a", "b"):
+        for _ in range(12):
+            sim.store.count_step("campaign.news", f"email_{variant}", FeedbackKind.DELIVERY)
+    pump(sim, datetime(2026, 3, 10, 18, tzinfo=UTC))
+
+    # By hand, at 09:00 (a best time: 10:00, an hour later) local. The test's share on the 8th: Tokyo (JST)
+    # 00:00 UTC, Berlin (CET) 08:00, New York already on EDT 13:00, Los Angeles on PDT 16:00. The last
+    # zone, UTC-12, reaches 09:00 (best: 23:00) at 21:00 UTC (11:00 on the 9th); the decision is 4 h later,
+    # at 01:00 (15:00) on the 9th, and the rest go a minute later at the next 09:00 (10:00) still ahead
+    # in their zone: Tokyo's on the 9th has passed (00:00 UTC; best: 01:00), so the 10th.
+    hour = 0 if schedule == "local_time" else 1
+    test_day = {"t": "2026-03-08 00:00", "e": "2026-03-08 08:00", "n": "2026-03-08 13:00", "l": "2026-03-08 16:00"}
+    rest_day = {"t": "2026-03-10 00:00", "e": "2026-03-09 08:00", "n": "2026-03-09 13:00", "l": "2026-03-09 16:00"}
+    if schedule == "best_time":  # decided at 15:00 on the 9th: Berlin's 10:00 (09:00) and New York's (14:00) passed
+        rest_day = {**rest_day, "e": "2026-03-10 08:00", "n": "2026-03-10 13:00"}
+    expected = {}
+    for contact_id in (f"{zone}{i:02d}" for zone in ZONES for i in range(30)):
+        g, zone = group(contact_id), contact_id[0]
+        moment = datetime.fromisoformat((test_day if g in "ab" else rest_day)[zone]) + timedelta(hours=hour)
+        subject = f"Subject {g.upper()}" if g in "ab" else "Subject B"
+        expected[contact_id] = [(moment.strftime("%Y-%m-%d %H:%M"), subject)]
+    found: dict[str, list[tuple[str, str]]] = {}
+    for _, email in sim.mailer.sent:
+        found.setdefault(email.to.split("@")[0], []).append((email.date.strftime("%Y-%m-%d %H:%M"), email.subject))
+    assert set(map(group, expected)) == {"a", "b", "rest"}
+    assert found == expected
+    record = sim.container.campaigns.get("news")
+    assert record is not None and record.winner == "b" and record.status is CampaignStatus.SENT
+    assert campaign.decide_at(datetime(2026, 3, 7, tzinfo=UTC)) == datetime(2026, 3, 9, 1 + 14 * hour, tzinfo=UTC)
 
 
 def test_the_benchs_throughput_is_sends_over_the_rate_times_the_span() -> None:
@@ -750,3 +824,48 @@ def test_a_copy_of_a_piece_whose_continuation_is_queued_stands_down(settings: Se
     assert first.started == 8 and len(first.follow) == 1  # a minute's share, then its continuation
     assert copy.status == "stood_down" and copy.follow == [] and copy.contacts == 0
     assert len(sim.container.jobs.items) == 1  # type: ignore[union-attr]  # one chain for the segment
+
+
+def test_the_html_report_details_each_campaign_its_flow_drawn_and_its_ab_decision(
+    settings: Settings, clock: VirtualClock
+) -> None:
+    from nudge.cli.main import _print_report, console
+    from nudge.report_html import render
+    from nudge.report_text import campaign_words
+    from nudge.services.reporting import build_report
+
+    sim = ab_started(settings, clock, contacts=100)
+    sim.run_until(clock.now() + timedelta(minutes=30))
+    for variant, clicks in (("a", 0), ("b", 30)):
+        for _ in range(40):
+            sim.store.count_step("campaign.news", f"email_{variant}", FeedbackKind.DELIVERY)
+        for _ in range(clicks):
+            sim.store.count_step("campaign.news", f"email_{variant}", FeedbackKind.CLICK)
+    clock.advance(timedelta(hours=4))
+    drain_pieces(sim)
+    sim.run_until(clock.now() + timedelta(hours=1))
+
+    report = build_report(sim.store)  # type: ignore[arg-type]
+    page = render(report, [], generated_at=clock.now(), window="5d")
+    # By hand: a 0 of 40, b 30 of 40: pooled 30 / 80 = 0.375, se = sqrt(0.375 × 0.625 × (1/40 + 1/40)) = 0.10825,
+    # z = 0.75 / 0.10825 = 6.93, p = erfc(6.93 / √2) ≈ 4e-12
+    ab = (
+        "A/B on click rate: b went to the rest "
+        "(a 0.0% of 40, b 75.0% of 40 delivered; z=6.93, p=0.0000, significant at 95%)"
+    )
+    assert "<h2>News (campaign news)</h2>" in page
+    assert '<p class="rules">campaign · sent · sent at once · to every contact · holdout 10%</p>' in page
+    assert f'<p class="note">{ab}</p>' in page
+    assert all(f'data-step="{step}"' in page for step in ("ab", "email_a", "email_b", "done"))  # drawn, not a table
+    assert "No flow file with this id" not in page
+    with console.capture() as captured:
+        _print_report(report, "5d")
+    assert f"campaign.news · {ab}" in captured.get()
+
+    later = newsletter(ab_test=AB, schedule={"date": "2026-11-10", "local_time": "09:00"}, audience={"tags": ["vip"]})
+    document = {"definition": later.model_dump(mode="json"), "status": "scheduled"}
+    assert campaign_words(document) == (
+        "News (campaign news)",
+        "campaign · scheduled · sent at 09:00 local on 2026-11-10 · to #vip",
+        "A/B on click rate: 2 variants on 20% of the audience; the winner is chosen 4h after the last zone's send",
+    )

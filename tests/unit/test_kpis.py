@@ -179,3 +179,14 @@ def test_feedback_on_message_records_is_counted_per_step() -> None:
     assert MessageFacts.of(record).opened_at == START + DAY
     counts = (step.sent, step.skipped, step.delivered, step.opened, step.clicked, step.bounced, step.complained)
     assert counts == (3, 1, 2, 2, 1, 1, 1)
+
+
+def test_the_report_carries_the_daily_jobs_send_time_curve(settings: Settings, clock: VirtualClock) -> None:
+    from nudge.domain.send_time import CURVE_DOCUMENT, ShopCurve
+
+    sim = Simulation(settings, clock)
+    assert build_report(sim.store).send_time is None  # no daily job yet
+    curve = ShopCurve([float(h == 19) for h in range(24)], 3)
+    sim.store.put_document(CURVE_DOCUMENT, curve.to_record(), clock.now())
+
+    assert build_report(sim.store).send_time == curve

@@ -6,6 +6,7 @@ The figures come from tests/report_sample.py, worked out by hand there and in th
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,8 +17,9 @@ from nudge.cli.main import _print_report, _write_html_report, console
 from nudge.domain.kpis import MessageFacts, Report
 from nudge.domain.kpis import report as kpis_report
 from nudge.domain.model import MessageStatus, Run
-from nudge.report_html import render
-from nudge.report_text import KPI_COLUMNS, kpi_cells, verdict_text
+from nudge.domain.send_time import ShopCurve
+from nudge.report_html import BEST_COLOUR, CURVE_COLOUR, render
+from nudge.report_text import KPI_COLUMNS, kpi_cells, send_time_lines, verdict_text
 from tests.report_sample import HOSTILE, flows, run, sample_report
 
 GENERATED = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -247,3 +249,45 @@ def test_without_a_flows_directory_the_page_has_the_figures_but_no_diagram(tmp_p
         "reminder",
         "vip_sms",
     ]
+
+
+def evening_curve(contacts: int) -> ShopCurve:
+    """60 % of the engagement at 19:00 local, 30 % at 10:00, 10 % at 20:00."""
+    curve = ShopCurve([0.0] * 24, contacts)
+    curve.hours[19], curve.hours[10], curve.hours[20] = 0.6 * contacts, 0.3 * contacts, 0.1 * contacts
+    return curve
+
+
+def test_the_send_time_curve_is_in_the_terminal_and_on_the_page_by_hand(report: Report) -> None:
+    curve = evening_curve(1200)
+    # spark: share / top × 8 → 19:00 8 (the top block), 10:00 4 (▅), 20:00 1.3 (▂), the rest 0 (▁)
+    assert send_time_lines(curve) == [
+        "Send-time curve: 1,200 engaged contacts, by local hour; a contact without history gets 19:00.",
+        "  ▁▁▁▁▁▁▁▁▁▁▅▁▁▁▁▁▁▁▁█▂▁▁▁  (00:00 to 23:00)",
+        "  peak hours: 19:00 (60.0%), 10:00 (30.0%), 20:00 (10.0%)",
+    ]
+    # 500 of 1,000: the prior is half the curve, half 10:00: 0.5 × 0.3 + 0.5 = 0.65 at 10:00 against 0.3 at 19:00
+    assert send_time_lines(evening_curve(500))[0] == (
+        "Send-time curve: 500 engaged contacts, by local hour, blended with 10:00 until 1,000; "
+        "a contact without history gets 10:00."
+    )
+    assert send_time_lines(None) == [
+        "Send-time curve: none yet (the daily job builds it from opens and clicks); "
+        "best-time sends go at 10:00 local until then."
+    ]
+
+    with console.capture() as captured:
+        _print_report(replace(report, send_time=curve), "5d")
+    assert "  peak hours: 19:00 (60.0%)" in captured.get()
+    page = render(replace(report, send_time=curve), flows(), generated_at=GENERATED, window="5d")
+    columns = re.findall(
+        r'<rect class="hour" x="([\d.]+)" y="([\d.]+)" width="20" height="([\d.]+)" fill="(#\w+)"', page
+    )
+    assert len(columns) == 24
+    assert [(float(h), fill) for _, _, h, fill in columns if float(h) > 1] == [
+        (50.0, CURVE_COLOUR),  # 10:00: half the top
+        (100.0, BEST_COLOUR),  # 19:00: the top, and the hour a newcomer gets
+        (16.7, CURVE_COLOUR),  # 20:00
+    ]
+    assert "peak hours: 19:00 (60.0%)" in page and "▁" not in page  # the page draws columns, not the spark line
+    assert "Send-time curve: none yet" in render(report, flows(), generated_at=GENERATED, window="5d")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,10 +14,14 @@ from nudge.clocks import VirtualClock
 from nudge.domain import aggregates, send_time
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.campaigns import Campaign
+from nudge.domain.flows import WaitUntilStep
 from nudge.domain.model import Contact
+from nudge.flow_tools import step_label
 from nudge.local.simulation import Simulation
 from nudge.services.campaigns import CampaignPiece
 from nudge.settings import Settings
+from tests.conftest import START
+from tests.flowkit import flows_dir, sent, simulation
 
 NEW_YORK = ZoneInfo("America/New_York")
 
@@ -154,3 +159,55 @@ def test_the_daily_job_learns_the_shop_curve_and_a_best_time_campaign_uses_it(
 
     evening = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=19)
     assert due == {"e0000": evening, "e0001": evening, "fresh": evening}  # the newcomer: the shop's hour
+
+
+BEST_TIME_FLOW = """
+id: tips
+name: Tips
+trigger: {event: tip}
+steps:
+  - {id: at_their_hour, type: wait_until, best_time: true}
+  - id: tip
+    @EMAIL@
+    subject: "A tip"
+"""
+
+
+def test_a_flow_waits_until_each_contacts_best_hour_shrunk_toward_the_shop_curve(
+    settings: Settings, clock: VirtualClock, tmp_path: Path
+) -> None:
+    sim = simulation(settings, clock, flows_dir(tmp_path, BEST_TIME_FLOW))
+    shop = send_time.ShopCurve([0.0] * 24, 1200)
+    shop.hours[19] = 1200.0  # the shop engages at 19:00 local: the prior is all there
+    sim.store.put_document(send_time.CURVE_DOCUMENT, shop.to_record(), clock.now())
+    people = {
+        # 23:00 UTC is 18:00 EST (Nov 2): 12 / 20 at 18:00 against 8 / 20 at the shop's 19:00
+        "owl": ("America/New_York", history(h23=12)),
+        # no history: the shop's 19:00, in Paris (CET) 18:00 UTC
+        "new": ("Europe/Paris", ()),
+        # 08:00 UTC is 17:00 JST: past (it is 18:00 there), so tomorrow's 17:00, 08:00 UTC on Nov 3
+        "late": ("Asia/Tokyo", history(h8=12)),
+        # 09:00 UTC is 18:00 JST, the hour it is now: on at once
+        "now": ("Asia/Tokyo", history(h9=12)),
+    }
+    for name, (zone, hours) in people.items():
+        engaged = Aggregates(engaged_hours=hours)
+        own = Contact(name, email=f"{name}@example.com", email_marketing=True, timezone=zone, aggregates=engaged)
+        sim.store.save_contact(own, 0)
+        sim.send({"id": f"e-{name}", "type": "tip", "contact": {"id": name, "email": f"{name}@example.com"}})
+
+    sim.run_until(clock.now() + timedelta(days=2))
+    assert clock.now() - timedelta(days=2) == START
+    assert sent(sim) == [
+        ("2026-11-02 09:00", "now@example.com", "A tip"),
+        ("2026-11-02 18:00", "new@example.com", "A tip"),
+        ("2026-11-02 23:00", "owl@example.com", "A tip"),
+        ("2026-11-03 08:00", "late@example.com", "A tip"),
+    ]
+
+
+def test_best_time_in_a_wait_until_is_validated_and_drawn() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        WaitUntilStep.model_validate({"id": "w", "type": "wait_until", "time": "09:00", "best_time": True})
+    step = WaitUntilStep.model_validate({"id": "w", "type": "wait_until", "best_time": True, "weekdays": ["sat"]})
+    assert step_label(step).split() == ["wait", "until", "sat", "best", "hour"]

@@ -364,12 +364,19 @@ def _write_html_report(found, window: str, out: Path, flows_dir: Path) -> None: 
     else:
         console.print(f"[yellow]no flows directory {flows_dir}: the page has figures but no diagrams[/]")
     out.write_text(render(found, flows, generated_at=datetime.now(UTC), window=window), encoding="utf-8")
-    drawn = len({f.id for f in flows} & {r.flow_id for r in found.flows})
+    drawn = len({f.id for f in flows} & {r.flow_id for r in found.flows}) + len(found.campaigns)
     console.print(f"wrote {out}: {len(found.flows)} flow(s) with activity, {drawn} drawn", highlight=False)
 
 
 def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
-    from nudge.report_text import KPI_COLUMNS, kpi_tables, outlook_lines, verdict_text
+    from nudge.report_text import (
+        KPI_COLUMNS,
+        campaign_words,
+        kpi_tables,
+        outlook_lines,
+        send_time_lines,
+        verdict_text,
+    )
 
     for title, first, rows in kpi_tables(found):
         if not rows:
@@ -385,7 +392,10 @@ def _print_report(found, window: str) -> None:  # type: ignore[no-untyped-def]
         console.print(table)
     for verdict in found.splits:
         console.print(f"{verdict.flow_id} · {verdict.split_id}: {verdict_text(verdict)}")
-    for line in outlook_lines(found.outlook):
+    for flow_id, document in found.campaigns.items():
+        if (ab := campaign_words(document)[2]) is not None:
+            console.print(f"{flow_id} · {ab}", highlight=False)
+    for line in [*outlook_lines(found.outlook), *send_time_lines(found.send_time)]:
         console.print(line, highlight=False)
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 from datetime import date as Date
 from enum import StrEnum
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -21,7 +22,7 @@ from nudge.domain.durations import parse_duration
 from nudge.domain.engine import choose_variant
 from nudge.domain.flows import Flow, SplitStep, _clock_time, check_utm
 from nudge.domain.guardrails import GuardrailOverrides
-from nudge.domain.kpis import two_proportion_z
+from nudge.domain.kpis import leader_test
 from nudge.domain.lifecycle import STAGES
 from nudge.domain.model import Contact, Run, RunStatus
 from nudge.domain.timezones import zone_for
@@ -31,6 +32,10 @@ CAMPAIGN_ID = _ID
 FLOW_PREFIX = "campaign."  # flow ids cannot hold a dot: a campaign's flow never collides with a flow
 # The earliest local time zone is UTC+14: a campaign at a local time starts resolving that much before UTC.
 EARLIEST_OFFSET = timedelta(hours=14)
+# The latest is UTC-12: an A/B test at a local or best time has sent its last test message by the day's
+# local time there (23:00 for a best time), and its wait is counted from that moment.
+LATEST_OFFSET = timedelta(hours=12)
+LAST_BEST_HOUR = time(23)
 
 
 class _Strict(BaseModel):
@@ -134,27 +139,49 @@ class Schedule(_Strict):
         return now
 
     def due_for(
-        self, contact: Contact, default_timezone: str, now: datetime, prior: Sequence[float] | None = None
+        self,
+        contact: Contact,
+        default_timezone: str,
+        now: datetime,
+        prior: Sequence[float] | None = None,
+        *,
+        roll: bool = False,
     ) -> datetime:
         """When this recipient's message goes out: the moment, their local time (DST-aware), their best
         hour (their history shrunk toward `prior`, the shop's curve), or now.
 
-        A local time already past in the recipient's zone (the campaign started late) is now.
+        A local time already past in the recipient's zone (the campaign started late) is now; with `roll`
+        (the rest of an A/B test at a local or best time, after the decision) it is that time on the next
+        day it is still ahead in their zone: the same day if it still is.
         """
         if self.date is not None:
             zone = zone_for(contact, default_timezone)
-            if self.local_time is not None:
-                moment = time.fromisoformat(self.local_time)
-            elif self.best_time == "explore":
-                moment = time(send_time.explore_hour(f"{self.date}|{contact.contact_id}"))
-            else:
-                own = send_time.local_hours(contact.aggregates.engaged_hours, zone, self.date)
-                moment = time(send_time.best_hour(own, prior or send_time.ShopCurve().prior()))
-            local = datetime.combine(self.date, moment, zone)
-            return max(local.astimezone(UTC), now)
+            first = max(self.date, now.astimezone(zone).date()) if roll else self.date
+            for day in (first, first + timedelta(days=1)) if roll else (first,):
+                local = datetime.combine(day, self._moment(contact, zone, day, prior), zone).astimezone(UTC)
+                if local >= now:
+                    return local
+            return max(local, now)
         if self.at is not None:
             return max(self.at, now)
         return now
+
+    def _moment(self, contact: Contact, zone: ZoneInfo, day: Date, prior: Sequence[float] | None) -> time:
+        """The recipient's time of day on `day`: the local time, an exploratory hour, or their best hour."""
+        if self.local_time is not None:
+            return time.fromisoformat(self.local_time)
+        if self.best_time == "explore":
+            return time(send_time.explore_hour(f"{self.date}|{contact.contact_id}"))
+        own = send_time.local_hours(contact.aggregates.engaged_hours, zone, day)
+        return time(send_time.best_hour(own, prior or send_time.ShopCurve().prior()))
+
+    def last_send(self) -> datetime | None:
+        """With a local or best time, when the last recipient's moment of the day comes in any zone: the
+        day's local time (the last best hour, 23:00) in UTC-12."""
+        if self.date is None:
+            return None
+        moment = time.fromisoformat(self.local_time) if self.local_time is not None else LAST_BEST_HOUR
+        return datetime.combine(self.date, moment, UTC) + LATEST_OFFSET
 
 
 # The A/B split step of a campaign's flow, and its two reserved groups (not variant names).
@@ -240,8 +267,6 @@ class Campaign(_Strict):
         if self.ab_test is not None:
             if self.email is None:
                 raise ValueError("ab_test varies the email: give `email`")
-            if self.schedule.per_recipient:
-                raise ValueError("ab_test needs one start for everyone: schedule it now or `at` a moment")
             if self.holdout + self.ab_test.test_percent > 90:
                 raise ValueError("holdout and ab_test.test_percent leave under 10% for the winner")
         return self
@@ -267,10 +292,12 @@ class Campaign(_Strict):
         return self.ab_test is not None and group == REST
 
     def decide_at(self, created_at: datetime) -> datetime | None:
-        """When an A/B test's winner is chosen: its wait after the start."""
+        """When an A/B test's winner is chosen: its wait after the start, or, at a local or best time, its
+        wait after the last test message's moment in any zone (`Schedule.last_send`)."""
         if self.ab_test is None:
             return None
-        return max(self.schedule.at or created_at, created_at) + self.ab_test.waits
+        start = self.schedule.last_send() or self.schedule.at or created_at
+        return max(start, created_at) + self.ab_test.waits
 
     @property
     def flow_id(self) -> str:
@@ -340,9 +367,13 @@ class Campaign(_Strict):
         now: datetime,
         prior: Sequence[float] | None = None,
         first_step: str | None = None,
+        *,
+        rest: bool = False,
     ) -> Run:
         """The recipient's run: its id derived from campaign and contact (a second resolution finds it).
-        `first_step`: `as_flow().first_step_id`, once per piece rather than a flow built per recipient."""
+        `first_step`: `as_flow().first_step_id`, once per piece rather than a flow built per recipient.
+        `rest`: a run of the rest of an A/B test, started after the decision: at a local or best time, due
+        at the next one still ahead in the recipient's zone."""
         trigger_id = f"{FLOW_PREFIX}{self.id}"
         return Run(
             run_id=Run.id_for(self.flow_id, contact.contact_id, trigger_id),
@@ -355,7 +386,7 @@ class Campaign(_Strict):
             trigger={"type": "campaign", "campaign": self.id},
             started_at=now,
             updated_at=now,
-            due_at=self.schedule.due_for(contact, default_timezone, now, prior),
+            due_at=self.schedule.due_for(contact, default_timezone, now, prior, roll=rest),
         )
 
 
@@ -364,23 +395,30 @@ def choose_winner(test: AbTest, counts: Mapping[str, Mapping[str, int]]) -> dict
     leader on the metric against the runner-up in a two-proportion z-test; the winner is the leader if it
     is ahead at the test's confidence, else the leader or the first variant (`if_inconclusive`)."""
     hit = "open" if test.metric == "open_rate" else "click"
-    rows = []
-    for index, variant in enumerate(test.variants):
-        found = counts.get(f"email_{variant.id}", {})
-        delivered, hits = int(found.get("delivery", 0)), int(found.get(hit, 0))
-        rows.append((-(hits / delivered) if delivered else 0.0, index, variant.id, delivered, hits))
-    leader, runner_up = sorted(rows)[:2]
-    z, p = two_proportion_z(leader[4], leader[3], runner_up[4], runner_up[3])
-    significant = z > 0 and p < 1 - test.confidence
-    winner = leader[2] if significant or test.if_inconclusive == "leader" else test.variants[0].id
+    verdict = rate_verdict([(v.id, f"email_{v.id}") for v in test.variants], counts, hit, test.confidence)
+    if not verdict["significant"] and test.if_inconclusive == "first":
+        verdict["winner"] = test.variants[0].id
+    return {"metric": test.metric, **verdict}
+
+
+def rate_verdict(
+    variants: Sequence[tuple[str, str]], counts: Mapping[str, Mapping[str, int]], hit: str, confidence: float
+) -> dict[str, Any]:
+    """(variant, its email step) from the step counters (deliveries, and `hit`: opens or clicks): the leader
+    on the rate against the runner-up in a two-proportion z-test (`kpis.leader_test`). Campaigns' A/B tests
+    and flow splits' automatic winners decide with it."""
+    rows = [
+        (name, int(counts.get(step, {}).get("delivery", 0)), int(counts.get(step, {}).get(hit, 0)))
+        for name, step in variants
+    ]
+    leader, _, z, p, significant = leader_test(rows, confidence)
     return {
-        "winner": winner,
-        "metric": test.metric,
+        "winner": leader,
         "significant": significant,
-        "confidence": test.confidence,
+        "confidence": confidence,
         "z": round(z, 4),
         "p_value": round(p, 6),
-        "variants": {r[2]: {"delivered": r[3], hit + "s": r[4]} for r in sorted(rows, key=lambda r: r[1])},
+        "variants": {name: {"delivered": base, hit + "s": hits} for name, base, hits in rows},
     }
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from nudge.domain import expressions
+from nudge.domain import expressions, send_time
 from nudge.domain.audiences import ad_consent_problem
 from nudge.domain.durations import parse_duration, parse_offset
 from nudge.domain.flows import (
@@ -364,8 +364,13 @@ def advance(
     history: Iterable[SentRecord],
     policy: Guardrails,
     now: datetime,
+    send_time_prior: Callable[[], Sequence[float]] | None = None,
+    split_winner: Callable[[str, SplitStep], str | None] | None = None,
 ) -> Advance:
     """Execute steps from the run's cursor until a wait, a deferral or the end.
+
+    `send_time_prior`: the shop's send-time curve (`ShopCurve.prior`), asked only by a `best_time` wait.
+    `split_winner(flow id, split)`: the winner an `auto_winner` split has chosen, or None (still testing).
 
     Waits are counted from when the current wake-up was due (not when it fired), so a late firing does
     not push the rest of the sequence later.
@@ -422,7 +427,7 @@ def advance(
                     return moved(following, due)
                 anchor, cursor = due, following
             elif isinstance(step, WaitUntilStep):
-                moment = _wait_until(step, context, zone(), anchor)
+                moment = _wait_until(step, context, zone(), anchor, contact, send_time_prior)
                 if moment is None or moment <= now:
                     if moment is None or (step.date is not None and step.if_past != "continue"):
                         journal.append(_note(step.id, "past", now))
@@ -448,6 +453,9 @@ def advance(
                 cursor = step.then if taken else (step.otherwise or flow.following(step.id))
             elif isinstance(step, SplitStep):
                 name, target = choose_variant(flow.id, step, run.contact_id)
+                if step.auto_winner is not None and name != "holdout" and split_winner is not None:
+                    won = step.variant(split_winner(flow.id, step) or name)
+                    name, target = (won.name, won.next) if won is not None else (name, target)
                 variants[step.id] = name
                 journal.append(_note(step.id, "split", now, variant=name))
                 if name == "holdout":
@@ -603,25 +611,44 @@ def _wait_duration(step: WaitStep, context: JsonDict) -> timedelta:
         raise _Stop(f"error:{step.id}: {exc}") from None
 
 
-def _wait_until(step: WaitUntilStep, context: JsonDict, zone: ZoneInfo, anchor: datetime) -> datetime | None:
-    """The moment (UTC) this wait ends, counted from `anchor`; None if its date is missing."""
-    at = time.fromisoformat(step.time) if step.time else time(0, 0)
+def _wait_until(
+    step: WaitUntilStep,
+    context: JsonDict,
+    zone: ZoneInfo,
+    anchor: datetime,
+    contact: Contact | None = None,
+    prior: Callable[[], Sequence[float]] | None = None,
+) -> datetime | None:
+    """The moment (UTC) this wait ends, counted from `anchor`; None if its date is missing.
+
+    `best_time`: the contact's best local hour that day (their history shrunk toward `prior`, as a
+    best-time campaign); a run that reaches it within that hour goes on at once."""
+
+    def at(day: date) -> time:
+        if not step.best_time:
+            return time.fromisoformat(step.time) if step.time else time(0, 0)
+        history = contact.aggregates.engaged_hours if contact is not None else ()
+        curve = prior() if prior is not None else send_time.ShopCurve().prior()
+        return time(send_time.best_hour(send_time.local_hours(history, zone, day), curve))
+
     if step.date is not None:
         raw = _render(step.date, context, step.id) if "{{" in step.date else step.date
         day = _parse_date(raw)
         if day is None:
             return None
         day = day + parse_offset(step.offset)
-        return datetime.combine(day, at, tzinfo=zone).astimezone(anchor.tzinfo)
+        return datetime.combine(day, at(day), tzinfo=zone).astimezone(anchor.tzinfo)
     local = anchor.astimezone(zone)
     allowed = {WEEKDAY_INDEX[d] for d in step.weekdays} or set(range(7))
     for days in range(0, 8):
         day = local.date() + timedelta(days=days)
         if day.weekday() not in allowed:
             continue
-        candidate = datetime.combine(day, at, tzinfo=zone)
-        if candidate.astimezone(anchor.tzinfo) > anchor:
-            return candidate.astimezone(anchor.tzinfo)
+        candidate = datetime.combine(day, at(day), tzinfo=zone).astimezone(anchor.tzinfo)
+        if candidate > anchor:
+            return candidate
+        if step.best_time and anchor < candidate + timedelta(hours=1):
+            return anchor  # within the best hour already: on at once
     raise AssertionError("a week always holds an allowed day")
 
 

@@ -209,10 +209,14 @@ class WaitStep(_Step):
 
 
 class WaitUntilStep(_Step):
-    """Pause until a local time of day (and weekday), or until a date (fixed or from a property) plus offset."""
+    """Pause until a local time of day (and weekday), or until a date (fixed or from a property) plus offset;
+    `best_time` instead of a time: the contact's best local hour (send_time.py, as best-time campaigns)."""
 
     type: Literal["wait_until"]
     time: str | None = Field(default=None, description="Local time of day, HH:MM, in the contact's zone.")
+    best_time: bool = Field(
+        default=False, description="Instead of `time`: the contact's best hour, from their opens and clicks."
+    )
     weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
     date: str | None = Field(default=None, description="YYYY-MM-DD, or a template like '{{ event.launch_date }}'.")
     offset: str = Field(default="0d", description="Signed duration added to `date`, e.g. '-7d'.")
@@ -230,7 +234,9 @@ class WaitUntilStep(_Step):
 
     @model_validator(mode="after")
     def _something_to_wait_for(self) -> WaitUntilStep:
-        if self.date is None and self.time is None:
+        if self.best_time and self.time is not None:
+            raise ValueError("wait_until takes a `time` or `best_time` (which chooses the hour), not both")
+        if self.date is None and self.time is None and not self.best_time:
             raise ValueError("wait_until needs a time of day, a date, or both")
         if self.date is not None and self.weekdays:
             raise ValueError("wait_until takes weekdays or a date, not both")
@@ -352,12 +358,39 @@ class Variant(_Strict):
     next: str | None = None
 
 
+class AutoWinner(_Strict):
+    """A split's automatic winner: once `after` has passed since its first entrant, the variant whose email
+    leads on `metric` (opens or clicks over deliveries) against the runner-up at `confidence` in a
+    two-proportion z-test gets every later entrant (the holdout stays a holdout)."""
+
+    metric: Literal["open", "click"] = "click"
+    after: str = Field(default="2d", description="How long the test runs at least, from its first entrant.")
+    confidence: float = Field(default=0.95, ge=0.5, lt=1)
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, value: str) -> str:
+        if not timedelta(hours=1) <= parse_duration(value) <= timedelta(days=90):
+            raise ValueError("after is between 1h and 90d")
+        return value
+
+    @property
+    def waits(self) -> timedelta:
+        return parse_duration(self.after)
+
+
 class SplitStep(_Step):
     """A/B/n split: each contact lands in one variant for good (hash of flow, step and contact)."""
 
     type: Literal["split"]
     variants: list[Variant] = Field(min_length=2)
     holdout: float = Field(default=0, ge=0, le=50, description="Percent of contacts who get nothing more.")
+    auto_winner: AutoWinner | None = Field(
+        default=None, description="Send every later entrant to the variant that wins on opens or clicks."
+    )
+
+    def variant(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
 
     @model_validator(mode="after")
     def _distinct(self) -> SplitStep:
@@ -472,6 +505,15 @@ class Flow(_Strict):
             for target in self._targets(step):
                 if target not in seen:
                     raise ValueError(f"step {step.id!r} goes to {target!r}, which is not a step of this flow")
+        by_id = {s.id: s for s in self.steps}
+        for step in self.steps:
+            if not isinstance(step, SplitStep) or step.auto_winner is None:
+                continue
+            if not all(v.next and isinstance(by_id[v.next], EmailStep) for v in step.variants):
+                raise ValueError(
+                    f"split {step.id!r}: auto_winner judges each variant by its email: "
+                    "every variant's `next` must be an email step"
+                )
         self._check_reachable_and_waits()
         return self
 

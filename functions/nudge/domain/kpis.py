@@ -17,6 +17,7 @@ from typing import Any
 from nudge.domain.aggregates import money
 from nudge.domain.model import Channel, Message, MessageStatus, Run
 from nudge.domain.predictions import Outlook
+from nudge.domain.send_time import ShopCurve
 
 DEFAULT_WINDOW = timedelta(days=5)
 CONFIDENCE = 0.95
@@ -163,6 +164,9 @@ class Report:
     variants: list[Kpis]
     splits: list[SplitVerdict]
     outlook: Outlook | None = None  # the daily job's predictions over the base, when the report has them
+    send_time: ShopCurve | None = None  # the shop's send-time curve (the daily job's), when the report has it
+    # campaign flow id -> the campaign's stored document (definition, status, A/B verdict), when it has them
+    campaigns: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def report(
@@ -238,6 +242,17 @@ def _mean_spend(contacts: set[str], lifetime_spend: Mapping[str, Decimal]) -> De
         return None
     total = sum((lifetime_spend.get(c, Decimal(0)) for c in contacts), Decimal(0))
     return (total / len(contacts)).quantize(Decimal("0.01"))
+
+
+def leader_test(variants: Iterable[tuple[str, int, int]], confidence: float) -> tuple[str, str, float, float, bool]:
+    """(name, base, hits) per variant, in their order: the leader on hits / base against the runner-up in a
+    two-proportion z-test; (leader, runner-up, z, p, whether the leader is ahead at `confidence`). A tie
+    goes to the variant listed first."""
+    rows = list(variants)
+    ranked = sorted(range(len(rows)), key=lambda i: (-(rows[i][2] / rows[i][1]) if rows[i][1] else 0.0, i))
+    leader, runner_up = rows[ranked[0]], rows[ranked[1]]
+    z, p = two_proportion_z(leader[2], leader[1], runner_up[2], runner_up[1])
+    return leader[0], runner_up[0], z, p, z > 0 and p < 1 - confidence
 
 
 def two_proportion_z(successes_a: int, n_a: int, successes_b: int, n_b: int) -> tuple[float, float]:

@@ -482,7 +482,7 @@ class CampaignService:
         first_step = campaign.as_flow().first_step_id
 
         def run_of(contact: Contact, due: datetime) -> Run:
-            return _spread(campaign.recipient_run(contact, self._zone, now, prior, first_step), due)
+            return _spread(campaign.recipient_run(contact, self._zone, now, prior, first_step, rest=piece.rest), due)
 
         # Counts and pace as the segment's record stood before this piece (a checkpoint keeps them).
         before = previous.get("before", previous) if resumed is not None else previous

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -11,8 +12,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from nudge.brand_file import TemplateRenderError
-from nudge.domain import engine, sms, whatsapp
-from nudge.domain.campaigns import campaign_id_of
+from nudge.domain import engine, send_time, sms, whatsapp
+from nudge.domain.campaigns import campaign_id_of, rate_verdict
 from nudge.domain.flows import (
     AudienceStep,
     DateTrigger,
@@ -20,6 +21,7 @@ from nudge.domain.flows import (
     Flow,
     FlowCatalog,
     SmsStep,
+    SplitStep,
     WebhookStep,
     WhatsAppStep,
 )
@@ -32,6 +34,7 @@ from nudge.ports import (
     Clock,
     ConflictError,
     Contacts,
+    Documents,
     Mailer,
     Outbox,
     OutgoingEmail,
@@ -41,6 +44,7 @@ from nudge.ports import (
     Scheduler,
     SendClaim,
     Sleeper,
+    StepCounters,
     StepWakeUp,
     Texter,
     TransientSendError,
@@ -110,6 +114,12 @@ THROTTLE_PAUSE = timedelta(seconds=30)
 SEND_BACKOFF = timedelta(minutes=1)
 # When the worker looks again at an audience whose change it just recorded (and uploaded, normally).
 AUDIENCE_SAFETY_NET = timedelta(minutes=1)
+# A flow split's automatic winner (`auto_winner`): its document (the test's start, then the verdict), and how
+# long a worker trusts what it read of it before it reads again (and, once due, runs the z-test again).
+SPLIT_DOCUMENT_PREFIX = "split_winner."
+SPLIT_TTL = timedelta(minutes=5)
+# How long a worker keeps the shop's send-time curve it read (the daily job rewrites it once a day).
+CURVE_TTL = timedelta(hours=1)
 # An active run whose wake-up is this overdue has nothing pending (its arm was lost): the repair job re-drives it.
 REPAIR_AFTER = timedelta(minutes=15)
 
@@ -122,9 +132,10 @@ class RepairOutcome:
     redriven: list[str] = field(default_factory=list)  # flow ids, one per run re-driven
 
 
-class RunStore(Contacts, Runs, Outbox, AddressBook, Protocol):
+class RunStore(Contacts, Runs, Outbox, AddressBook, StepCounters, Documents, Protocol):
     """What advancing runs reads and writes: the contact, its runs and slots, their messages, the addresses'
-    state (and the consent records a step's profile change makes)."""
+    state (and the consent records a step's profile change makes); a split's step counters and its decided
+    winner, and the shop's send-time curve (documents)."""
 
 
 class RunService:
@@ -184,6 +195,55 @@ class RunService:
         self._profile_changed: Callable[[str], object] = profile_changed or (lambda contact_id: None)
         self._held: Callable[[str], datetime | None] = held or (lambda flow_id: None)
         self._audiences = audiences or (lambda: None)  # built at the first audience step or upload (ADR 0024)
+        self._curve: tuple[datetime, list[float]] | None = None  # (read at, prior): best_time waits
+        self._splits: dict[str, tuple[datetime, str | None]] = {}  # auto_winner splits: (read at, winner)
+
+    def _send_time_prior(self) -> list[float]:
+        """The shop's send-time curve (the daily job's document) as best_time waits shrink toward it: read
+        at the first such wait, then kept CURVE_TTL, so a flow without one never reads it."""
+        now = self._clock.now()
+        if self._curve is None or now - self._curve[0] >= CURVE_TTL:
+            record = self._store.get_document(send_time.CURVE_DOCUMENT)
+            self._curve = (now, send_time.ShopCurve.from_record(record).prior())
+        return self._curve[1]
+
+    def _split_winner(self, flow_id: str, split: SplitStep) -> str | None:
+        """The winner of an `auto_winner` split, or None while it tests (docs/flows.md).
+
+        Its document (`split_winner.<flow>.<split>`) holds when its first entrant came (created by that
+        entrant, conditionally: one start however many workers race) and, once chosen, the verdict: the
+        `campaigns.rate_verdict` of the variants' emails from the step counters, written only when
+        significant and never changed after. A worker reads it at most every SPLIT_TTL per split, and runs
+        the test (one Query of the counters) only when the wait is over and no winner is written.
+        """
+        assert split.auto_winner is not None
+        name = f"{SPLIT_DOCUMENT_PREFIX}{flow_id}.{split.id}"
+        now = self._clock.now()
+        cached = self._splits.get(name)
+        if cached is not None and (cached[1] is not None or now - cached[0] < SPLIT_TTL):
+            return cached[1]
+        winner: str | None = None
+        found = self._store.get_versioned_document(name)
+        if found is None:
+            with contextlib.suppress(ConflictError):  # another entrant started it at the same moment
+                self._store.put_versioned_document(name, {"started_at": now.isoformat()}, now, 0)
+        elif found[0].get("winner") is not None:
+            winner = str(found[0]["winner"])
+        elif now >= datetime.fromisoformat(found[0]["started_at"]) + split.auto_winner.waits:
+            emails = [(v.name, v.next or "") for v in split.variants]
+            test = split.auto_winner
+            verdict = rate_verdict(emails, self._store.step_counts(flow_id), test.metric, test.confidence)
+            if verdict["significant"]:
+                document = {**found[0], "winner": verdict["winner"], "verdict": verdict, "decided_at": now.isoformat()}
+                try:
+                    self._store.put_versioned_document(name, document, now, found[1])
+                    winner = str(verdict["winner"])
+                    log.info("split winner", extra={"flow_id": flow_id, "split": split.id, "verdict": verdict})
+                except ConflictError:
+                    again = self._store.get_document(name) or {}
+                    winner = str(again["winner"]) if again.get("winner") is not None else None
+        self._splits[name] = (now, winner)
+        return winner
 
     # entry points -------------------------------------------------------------------------------------
 
@@ -307,7 +367,9 @@ class RunService:
             return outcome
         contact = contact or self._store.get_contact(run.contact_id)
         history = self._store.recent_sends(run.contact_id, now - WEEK)
-        plan = engine.advance(run, flow, contact, history, self._guardrails, now)
+        plan = engine.advance(
+            run, flow, contact, history, self._guardrails, now, self._send_time_prior, self._split_winner
+        )
         outcome.status = "advanced" if plan.run.is_active else plan.run.status.value
         for update in plan.profile_updates:
             if contact is not None:
