@@ -184,6 +184,12 @@ def _moto_adapters(contacts: int) -> Iterator[str]:
                 raise RuntimeError(f"bench event {i} refused: {result.body}")
         quiet_calls = counts_since(mark)
         started = sum(n for (_, op), n in quiet_calls.items() if op == "SendMessage")
+        # One typical unit, alone: a new contact's cart, its first step, then its first reminder's wake-up.
+        stack.call_api("POST", "/v1/events", _cart_event(contacts), settle=False)
+        stack.settle()
+        mark, worked = Counter(stack.requests.counts), stack.pump.worked
+        stack.pump.run_until(stack.clock.now() + timedelta(hours=1, minutes=1))
+        lone_calls, lone = counts_since(mark), stack.pump.worked - worked
         by_request, by_first_steps = request_calls.total(), first_step_calls.total()
         by_wake_ups, by_quiet = wake_up_calls.total(), quiet_calls.total()
         yield f"handlers on moto: {contacts} signed API calls that each start a run, then {wake_ups} wake-ups"
@@ -207,6 +213,11 @@ def _moto_adapters(contacts: int) -> Iterator[str]:
             f"(a product viewed by a known contact; {started} runs started)"
         )
         yield f"    {_named(quiet_calls, contacts)}"
+        yield (
+            f"  worker          {lone_calls.total() / max(lone, 1):.1f} AWS calls for one wake-up that sends one email "
+            f"right away ({lone} wake-up; the send-rate horizon idle, as for a lone send)"
+        )
+        yield f"    {_named(lone_calls, lone)}"
     finally:
         stack.stop()
 
