@@ -34,6 +34,10 @@ class ConflictError(Exception):
     """An optimistic-lock or conditional write lost a race; the caller decides whether that is fine."""
 
 
+class EventDone(Exception):  # noqa: N818 (a state, not a fault: the caller answers "duplicate")
+    """The event was already fully processed (`Store.record_event`): nothing was written."""
+
+
 class TransientSendError(Exception):
     """The provider answered "not now" (throttling, a spent quota) or the request never left: send it later.
 
@@ -139,8 +143,11 @@ class Contacts(Protocol):
 
     def get_contact(self, contact_id: str) -> Contact | None: ...
 
-    def save_contact(self, contact: Contact, expected_version: int) -> Contact:
-        """Write the contact if its stored version is still expected_version (0: new); else ConflictError."""
+    def save_contact(self, contact: Contact, expected_version: int, consents: Sequence[ConsentRecord] = ()) -> Contact:
+        """Write the contact if its stored version is still expected_version (0: new); else ConflictError.
+
+        `consents` (the consent records of this change) are written with it, all or none: one call.
+        """
         ...
 
     def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:
@@ -153,6 +160,23 @@ class EventLog(Protocol):
 
     def begin_event(self, event: Event, now: datetime) -> bool:
         """Record the event; False if an event with this id was already fully processed."""
+        ...
+
+    def record_event(
+        self,
+        event: Event,
+        now: datetime,
+        contact: Contact | None,
+        expected_version: int,
+        consents: Sequence[ConsentRecord] = (),
+        outcome: Mapping[str, Any] | None = None,
+    ) -> Contact | None:
+        """`begin_event` and `save_contact(contact, expected_version, consents)` in one write, all or none.
+
+        With `outcome` the event is recorded processed at once (`finish_event`): a request with nothing
+        left to do. Raises EventDone if the event was already processed, ConflictError if the contact's
+        version moved. Returns the contact as saved (None when none was given: the event alone).
+        """
         ...
 
     def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None: ...
@@ -179,11 +203,21 @@ class Runs(Protocol):
 
     def get_run(self, contact_id: str, run_id: str) -> Run | None: ...
 
+    def run_with_context(
+        self, contact_id: str, run_id: str, message_ids: Sequence[str] = (), address_keys: Sequence[str] = ()
+    ) -> WakeReads:
+        """`get_run`, `get_contact`, `get_message` of each of `message_ids` and `address_state` of each of
+        `address_keys`, in one strongly consistent call: what a wake-up reads first (issue #20)."""
+        ...
+
     def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
         """(contact id, run id) of active runs whose next wake-up was due before `before` (eventually consistent)."""
         ...
 
-    def active_runs(self, contact_id: str) -> list[Run]: ...
+    def active_runs(self, contact_id: str, slots: Mapping[str, FlowSlot] | None = None) -> list[Run]:
+        """The contact's active runs; given `slots` (just read by `flow_slots`), the runs they name, without
+        reading the slots again."""
+        ...
 
     def save_run(self, run: Run, expected_version: int) -> Run:
         """Write the run (and free its active slot once it ended); ConflictError if the version moved."""
@@ -326,6 +360,12 @@ class StepWakeUp:
     message_id: str | None = None
     slot: datetime | None = None
     audience: str | None = None  # upload this ad audience's pending changes instead (ADR 0024)
+    # The run's outbox when this wake-up was armed: read with the run in one call. Only a hint: the worker
+    # drains the outbox the run holds, reading any message the hint did not name.
+    outbox: tuple[str, ...] = ()
+    # The hashed address keys (never an address) of the contact when this was armed, read with the run:
+    # a send then needs no read of its own for the suppressions. Also a hint: another key is read apart.
+    addresses: tuple[str, ...] = ()
 
     @staticmethod
     def for_audience(audience_id: str) -> StepWakeUp:
@@ -340,7 +380,21 @@ class StepWakeUp:
             payload["slot"] = self.slot.isoformat()
         if self.audience is not None:
             payload["audience"] = self.audience
+        if self.outbox:
+            payload["outbox"] = list(self.outbox)
+        if self.addresses:
+            payload["addresses"] = list(self.addresses)
         return payload
+
+
+@dataclass(frozen=True, slots=True)
+class WakeReads:
+    """What a wake-up reads in its first call (`Store.run_with_context`)."""
+
+    run: Run | None
+    contact: Contact | None
+    messages: dict[str, Message] = field(default_factory=dict)  # those of the ids asked for that exist
+    addresses: dict[str, AddressState | None] = field(default_factory=dict)  # every key asked for
 
 
 class WorkQueue(Protocol):

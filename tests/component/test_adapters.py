@@ -17,9 +17,10 @@ from nudge.adapters.scheduler import MAX_RETRY_ATTEMPTS, at_expression, parse_at
 from nudge.adapters.ses import SesMailer
 from nudge.adapters.sns import SnsTexter
 from nudge.domain import aggregates
-from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
+from nudge.domain.model import Category, Channel, Contact, ContactPatch, Event, Message, MessageStatus, Run, RunStatus
+from nudge.domain.suppression import ConsentRecord, Suppression, address_key
 from nudge.local.moto_stack import MotoStack
-from nudge.ports import ConflictError, OutgoingEmail, OutgoingSms, PermanentSendError, StepWakeUp, Store
+from nudge.ports import ConflictError, EventDone, OutgoingEmail, OutgoingSms, PermanentSendError, StepWakeUp, Store
 from tests.conftest import START
 
 
@@ -184,6 +185,60 @@ def test_store_contact_writes_are_optimistic(store: Store) -> None:
         {"vip": True},
         2,
     )
+
+
+def test_a_contact_write_carries_its_consent_records_all_or_none(store: Store) -> None:
+    granted = ConsentRecord(address_key(Channel.EMAIL, "a@example.com"), Channel.EMAIL, True, START, "test", "c1")
+    saved = store.save_contact(Contact(contact_id="c1", email="a@example.com", email_marketing=True), 0, [granted])
+
+    withdrawn = replace(granted, granted=False, at=START + timedelta(hours=1))
+    with pytest.raises(ConflictError):
+        store.save_contact(replace(saved, email_marketing=False), 0, [withdrawn])  # a stale version: nothing written
+
+    assert store.consent_records(granted.address_key) == [granted]
+
+
+def test_an_event_is_recorded_with_its_contact_in_one_write(store: Store) -> None:
+    event = Event("e1", "checkout_started", ContactPatch(external_id="c1"), {}, START)
+    contact = Contact(contact_id="c1", email="a@example.com")
+
+    saved = store.record_event(event, START, contact, 0)
+    with pytest.raises(ConflictError):  # the contact moved: neither is written again
+        store.record_event(replace(event, event_id="e2"), START, contact, 0)
+    store.finish_event("e1", {"started": []})
+    with pytest.raises(EventDone):  # processed: a retry writes nothing, not even the contact
+        store.record_event(event, START, replace(contact, first_name="Ann"), 1)
+    quiet = replace(event, event_id="e3", type="page_viewed")
+    store.record_event(quiet, START, None, 1, outcome={"started": []})  # processed at once: nothing left to do
+
+    assert saved is not None and saved.version == 1
+    stored = store.get_contact("c1")
+    assert stored is not None and (stored.version, stored.first_name) == (1, None)
+    assert {e["event_id"] for e in store.events_for("c1")} == {"e1", "e3"}
+    assert not store.begin_event(quiet, START) and store.begin_event(replace(event, event_id="e2"), START)
+
+
+def test_a_wake_up_reads_its_run_contact_outbox_and_addresses_in_one_call(store: Store) -> None:
+    started = store.start_run(_run(), None)
+    assert started is not None
+    store.save_contact(Contact(contact_id="c1", email="a@example.com"), 0)
+    message = Message(
+        "c1", "r1#s", "r1", "abandoned_cart", "s", Channel.EMAIL, Category.MARKETING, MessageStatus.PENDING, START
+    )
+    store.commit_advance(replace(started, outbox=("r1#s",)), 1, [message])
+    blocked, clear = address_key(Channel.EMAIL, "a@example.com"), address_key(Channel.SMS, "+14155550101")
+    store.suppress(blocked, Suppression.BOUNCE, START)
+
+    reads = store.run_with_context("c1", "r1", ["r1#s", "r1#gone"], [blocked, clear])
+    missing = store.run_with_context("c1", "r9")
+
+    assert reads.run is not None and (reads.run.version, reads.run.outbox) == (2, ("r1#s",))
+    assert reads.contact is not None and reads.contact.email == "a@example.com"
+    assert list(reads.messages) == ["r1#s"] and reads.messages["r1#s"].run_version == 2
+    assert reads.addresses == {blocked: store.address_state(blocked), clear: None}
+    assert Suppression.BOUNCE in reads.addresses[blocked].suppressed  # type: ignore[union-attr]
+    assert (missing.run, missing.messages, missing.addresses) == (None, {}, {})
+    assert store.active_runs("c1", store.flow_slots("c1")) == store.active_runs("c1")
 
 
 def test_store_keeps_whatsapp_consent_and_the_last_inbound_message(store: Store) -> None:

@@ -280,7 +280,8 @@ def test_the_library_story_under_a_fifth_of_its_calls_failing_loses_and_doubles_
 
     verdict = judge(clean, faulted)
     assert sum(clean.delivered.values()) == 30  # twelve flows' emails and texts (nudge chaos --story library)
-    assert len(faulted.injected) > 150 and {kind for _, _, kind in faulted.injected} >= {"death", "timeout_after"}
+    # Over a hundred faults of every kind (a fifth of the story's calls; fewer calls since issue #20's cuts).
+    assert len(faulted.injected) > 120 and {kind for _, _, kind in faulted.injected} >= {"death", "timeout_after"}
     assert (verdict.lost, verdict.duplicated, verdict.after_exit, verdict.stranded) == (set(), 0, set(), 0)
 
 

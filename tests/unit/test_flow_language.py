@@ -522,10 +522,10 @@ def test_next_years_run_stored_by_an_attempt_that_died_before_arming_it_is_armed
     runs = sim.container.runs
     redrive = runs.redrive
 
-    def dies_arming_next_year(run: Any) -> None:
+    def dies_arming_next_year(run: Any, contact: Any = None) -> None:
         if run.due_at is not None and run.due_at.year == 2027:
             raise RuntimeError("the Lambda died after storing next year's run, before arming it")
-        redrive(run)
+        redrive(run, contact)
 
     # When this year's wake-up sends the gift and dies before next year's run is armed
     clock.set(at("2026-11-10T09:00:00+00:00"))

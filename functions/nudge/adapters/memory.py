@@ -42,6 +42,7 @@ from nudge.ports import (
     Clock,
     ConflictError,
     ContactChange,
+    EventDone,
     OutgoingEmail,
     OutgoingSms,
     PendingSignup,
@@ -50,6 +51,7 @@ from nudge.ports import (
     StepWakeUp,
     TransientSendError,
     UploadResult,
+    WakeReads,
     scope_of,
     waited_item,
     waiting_ref,
@@ -86,10 +88,12 @@ class MemoryStore:
     def get_contact(self, contact_id: str) -> Contact | None:
         return self.contacts.get(contact_id)
 
-    def save_contact(self, contact: Contact, expected_version: int) -> Contact:
+    def save_contact(self, contact: Contact, expected_version: int, consents: Sequence[ConsentRecord] = ()) -> Contact:
         stored = self.contacts.get(contact.contact_id)
         if (stored.version if stored else 0) != expected_version:
             raise ConflictError(contact.contact_id)
+        for record in consents:  # with the contact, as the transaction: after the version check
+            self.record_consent(record)
         saved = evolve(contact, version=expected_version + 1)
         self.contacts[contact.contact_id] = saved
         self._index_review(contact.contact_id, stored, saved)
@@ -134,6 +138,24 @@ class MemoryStore:
     def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None:
         self.events[event_id].update(status="processed", outcome=dict(outcome))
 
+    def record_event(
+        self,
+        event: Event,
+        now: datetime,
+        contact: Contact | None,
+        expected_version: int,
+        consents: Sequence[ConsentRecord] = (),
+        outcome: Mapping[str, Any] | None = None,
+    ) -> Contact | None:
+        stored = self.events.get(event.event_id)
+        if stored is not None and stored["status"] == "processed":
+            raise EventDone(event.event_id)
+        saved = None if contact is None else self.save_contact(contact, expected_version, consents)  # may raise
+        self.begin_event(event, now)
+        if outcome is not None:
+            self.finish_event(event.event_id, outcome)
+        return saved
+
     def flow_slots(self, contact_id: str) -> dict[str, FlowSlot]:
         return dict(self._slots.get(contact_id, {}))
 
@@ -155,16 +177,27 @@ class MemoryStore:
     def get_run(self, contact_id: str, run_id: str) -> Run | None:
         return self.runs.get((contact_id, run_id))
 
+    def run_with_context(
+        self, contact_id: str, run_id: str, message_ids: Sequence[str] = (), address_keys: Sequence[str] = ()
+    ) -> WakeReads:
+        return WakeReads(
+            run=self.runs.get((contact_id, run_id)),
+            contact=self.contacts.get(contact_id),
+            messages={m: message for m in message_ids if (message := self.get_message(contact_id, m)) is not None},
+            addresses={key: self.addresses.get(key) for key in address_keys},
+        )
+
     def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
         due = [r for r in self.runs.values() if r.is_active and r.due_at is not None and r.due_at < before]
         for run in sorted(due, key=lambda r: (r.due_at, r.run_id)):
             yield run.contact_id, run.run_id
 
-    def active_runs(self, contact_id: str) -> list[Run]:
+    def active_runs(self, contact_id: str, slots: Mapping[str, FlowSlot] | None = None) -> list[Run]:
+        held = self._slots.get(contact_id, {}) if slots is None else slots
         return [
-            self.runs[(contact_id, slot.active_run_id)]
-            for slot in self._slots.get(contact_id, {}).values()
-            if slot.active_run_id is not None
+            run
+            for slot in held.values()
+            if slot.active_run_id is not None and (run := self.runs.get((contact_id, slot.active_run_id)))
         ]
 
     def save_run(self, run: Run, expected_version: int) -> Run:

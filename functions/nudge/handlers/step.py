@@ -25,6 +25,10 @@ logger = Logger(service=names.SERVICE)
 DEADLINE_MARGIN = timedelta(seconds=5)
 
 
+# Message ids a wake-up may name: with the run, the contact and 3 address keys, one BatchGetItem (100 keys).
+OUTBOX_HINT = 95
+
+
 class BadWakeUp(ValueError):
     """The record is not nudge work; it goes to the dead-letter queue after SQS's retries."""
 
@@ -43,11 +47,25 @@ def parse_wake_up(event: Any) -> StepWakeUp:
         raise BadWakeUp("message_id must be a string")
     if audience is not None and not (isinstance(audience, str) and audience):
         raise BadWakeUp("audience must be an audience id")
+    outbox, addresses = event.get("outbox", []), event.get("addresses", [])
+    if not (isinstance(outbox, list) and len(outbox) <= OUTBOX_HINT and all(isinstance(m, str) for m in outbox)):
+        raise BadWakeUp(f"outbox must be a list of at most {OUTBOX_HINT} message ids")
+    if not (isinstance(addresses, list) and len(addresses) <= 3 and all(isinstance(a, str) for a in addresses)):
+        raise BadWakeUp("addresses must be a list of at most 3 address keys")
     try:
         at = datetime.fromisoformat(slot) if isinstance(slot, str) else None
     except ValueError as exc:
         raise BadWakeUp(f"slot is not an ISO time: {slot!r}") from exc
-    return StepWakeUp(contact_id=contact_id, run_id=run_id, seq=seq, message_id=message_id, slot=at, audience=audience)
+    return StepWakeUp(
+        contact_id=contact_id,
+        run_id=run_id,
+        seq=seq,
+        message_id=message_id,
+        slot=at,
+        audience=audience,
+        outbox=tuple(outbox),
+        addresses=tuple(addresses),
+    )
 
 
 def _deadline(context: LambdaContext) -> datetime:

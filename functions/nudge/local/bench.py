@@ -44,6 +44,16 @@ def _cart_event(i: int) -> dict[str, Any]:
     }
 
 
+def _quiet_event(i: int) -> dict[str, Any]:
+    """An event that starts no flow, from a contact the store knows (the bench's `_cart_event(i)`)."""
+    return {
+        "id": f"evt_bench_view_{i}",
+        "type": "page_viewed",
+        "contact": {"email": f"shopper{i}@example.com"},
+        "properties": {"url": f"https://shop.example/about?{i}"},
+    }
+
+
 def _memory_engine(contacts: int) -> Iterator[str]:
     speed = _memory_engine_once(contacts, trace=False)
     memory = _memory_engine_once(contacts, trace=True)
@@ -126,12 +136,28 @@ def _memory_engine_once(contacts: int, *, trace: bool, bodies: bool = True) -> t
     return sent, wake_ups, ingested - began, done - ingested, peak
 
 
+def _named(counts: Any, units: int) -> str:
+    """'GetItem 1 · UpdateItem 1.0 · …': the operations of a unit, averaged over `units`, most first."""
+    per = sorted(((n / max(units, 1), op) for (_, op), n in counts.items() if n), key=lambda x: (-x[0], x[1]))
+    return " · ".join(f"{op} {n:g}" if n == int(n) else f"{op} {n:.2f}" for n, op in per)
+
+
 def _moto_adapters(contacts: int) -> Iterator[str]:
-    """The handlers on moto: what a run-starting request costs, what the worker's first step and wake-ups cost."""
+    """The handlers on moto: what a run-starting request costs, what the worker's first step and wake-ups cost.
+
+    Each figure is followed by the calls it is made of (operation and count per unit), so that
+    docs/benchmarks.md can name every one.
+    """
+    from collections import Counter
+
     from nudge.local.moto_stack import start_moto_stack
 
     clock = VirtualClock(START)
     stack = start_moto_stack(clock)
+
+    def counts_since(before: Counter[tuple[str, str]]) -> Counter[tuple[str, str]]:
+        return Counter(stack.requests.counts) - before
+
     try:
         began = time.perf_counter()
         for i in range(contacts):
@@ -139,28 +165,59 @@ def _moto_adapters(contacts: int) -> Iterator[str]:
             if result.status != 202:
                 raise RuntimeError(f"bench event {i} refused: {result.body}")
         ingested = time.perf_counter()
-        by_request = stack.requests.total
+        request_calls = counts_since(Counter())
+        mark = Counter(stack.requests.counts)
         stack.settle()  # the worker: each run's first step (a one-hour wait: it arms the reminder's schedule)
         first_steps = stack.pump.worked
-        by_first_steps = stack.requests.total - by_request
+        first_step_calls = counts_since(mark)
         settled = time.perf_counter()
+        mark = Counter(stack.requests.counts)
         stack.pump.run_until(START + timedelta(days=4))
         done = time.perf_counter()
         wake_ups = stack.pump.worked - first_steps
-        by_wake_ups = stack.requests.total - by_request - by_first_steps
+        wake_up_calls = counts_since(mark)
+        # An event that starts no run: each contact views a product (no flow starts on it today).
+        mark = Counter(stack.requests.counts)
+        for i in range(contacts):
+            result = stack.call_api("POST", "/v1/events", _quiet_event(i), settle=False)
+            if result.status != 202:
+                raise RuntimeError(f"bench event {i} refused: {result.body}")
+        quiet_calls = counts_since(mark)
+        started = sum(n for (_, op), n in quiet_calls.items() if op == "SendMessage")
+        # One typical unit, alone: a new contact's cart, its first step, then its first reminder's wake-up.
+        stack.call_api("POST", "/v1/events", _cart_event(contacts), settle=False)
+        stack.settle()
+        mark, worked = Counter(stack.requests.counts), stack.pump.worked
+        stack.pump.run_until(stack.clock.now() + timedelta(hours=1, minutes=1))
+        lone_calls, lone = counts_since(mark), stack.pump.worked - worked
+        by_request, by_first_steps = request_calls.total(), first_step_calls.total()
+        by_wake_ups, by_quiet = wake_up_calls.total(), quiet_calls.total()
         yield f"handlers on moto: {contacts} signed API calls that each start a run, then {wake_ups} wake-ups"
         yield (
             f"  ingest handler  {contacts / (ingested - began):>7,.0f} requests/s, "
             f"{by_request / contacts:.1f} AWS calls per event (decide, record, queue the first step)"
         )
+        yield f"    {_named(request_calls, contacts)}"
         yield (
             f"  worker          {first_steps / (settled - ingested):>7,.0f} first steps/s, "
             f"{by_first_steps / max(first_steps, 1):.1f} AWS calls per first step"
         )
+        yield f"    {_named(first_step_calls, first_steps)}"
         yield (
             f"  worker          {wake_ups / (done - settled):>7,.0f} wake-ups/s incl. the local pump, "
             f"{by_wake_ups / max(wake_ups, 1):.1f} AWS calls per wake-up (each sends one email)"
         )
+        yield f"    {_named(wake_up_calls, wake_ups)}"
+        yield (
+            f"  ingest handler  {by_quiet / contacts:.1f} AWS calls per event that starts no run "
+            f"(a product viewed by a known contact; {started} runs started)"
+        )
+        yield f"    {_named(quiet_calls, contacts)}"
+        yield (
+            f"  worker          {lone_calls.total() / max(lone, 1):.1f} AWS calls for one wake-up that sends one email "
+            f"right away ({lone} wake-up; the send-rate horizon idle, as for a lone send)"
+        )
+        yield f"    {_named(lone_calls, lone)}"
     finally:
         stack.stop()
 

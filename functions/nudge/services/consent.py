@@ -58,10 +58,9 @@ def set_email_marketing(
             return None
         if stored.email_marketing is granted:
             return stored
+        changed = stored.merged(ContactPatch(email_marketing=granted), now)
         try:
-            saved = store.save_contact(stored.merged(ContactPatch(email_marketing=granted), now), stored.version)
+            return store.save_contact(changed, stored.version, consents=consent_changes(stored, changed, source, now))
         except ConflictError:
             continue
-        record_changes(store, stored, saved, source, now)
-        return saved
     raise ConflictError(f"contact {contact_id} kept changing; gave up after {_ATTEMPTS} tries")

@@ -12,11 +12,11 @@ from nudge.domain import aggregates, engine, segments, whatsapp
 from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.lifecycle import Rfm
-from nudge.domain.model import Contact, ContactPatch, Event, Run, evolve
+from nudge.domain.model import Contact, ContactPatch, Event, FlowSlot, Run, evolve
 from nudge.domain.predictions import Predictions
 from nudge.domain.segments import SegmentCatalog, Transition
-from nudge.ports import AddressBook, Census, Clock, ConflictError, Contacts, EventLog, Runs, Scheduler
-from nudge.services.consent import record_changes
+from nudge.ports import AddressBook, Census, Clock, ConflictError, Contacts, EventDone, EventLog, Runs, Scheduler
+from nudge.services.consent import consent_changes
 from nudge.services.runs import RunService
 
 log = logging.getLogger(__name__)
@@ -172,9 +172,8 @@ class IngestService:
     def ingest(self, event: Event) -> IngestOutcome:
         """Record the event once, update its contact, end or convert the runs it concerns, start flows."""
 
-        def decide(contact: Contact, now: datetime) -> list[engine.Decision]:
-            slots = self._store.flow_slots(event.contact_id)
-            active = self._store.active_runs(event.contact_id)
+        def decide(contact: Contact, now: datetime, slots: dict[str, FlowSlot]) -> list[engine.Decision]:
+            active = self._store.active_runs(event.contact_id, slots)  # the runs the slots name: no second Query
             return engine.on_event(event, contact, slots, active, self._flows, now)
 
         return self._process(event, decide)
@@ -244,8 +243,8 @@ class IngestService:
         if flow is None:
             raise UnknownFlow(flow_id)
 
-        def decide(contact: Contact, now: datetime) -> list[engine.Decision]:
-            slot = self._store.flow_slots(event.contact_id).get(flow_id)
+        def decide(contact: Contact, now: datetime, slots: dict[str, FlowSlot]) -> list[engine.Decision]:
+            slot = slots.get(flow_id)
             if slot is not None and slot.active_run_id == Run.id_for(flow_id, event.contact_id, event.event_id):
                 # This very enrollment started the run on an earlier attempt: keep it moving.
                 run = self._store.get_run(event.contact_id, slot.active_run_id)
@@ -258,20 +257,58 @@ class IngestService:
     def _process(
         self,
         event: Event,
-        decide: Callable[[Contact, datetime], list[engine.Decision]],
+        decide: Callable[[Contact, datetime, dict[str, FlowSlot]], list[engine.Decision]],
     ) -> IngestOutcome:
-        """Once per event id: update the contact, carry out the decisions, line up date flows, mark it done."""
-        now = self._clock.now()
+        """Once per event id: update the contact, carry out the decisions, line up date flows, mark it done.
+
+        The contact's flow slots are read once (one Query) for the decisions and the date flows; runs this
+        request starts are added to them as it goes, and they are read again only after an exit freed one.
+        """
         outcome = IngestOutcome(event_id=event.event_id, contact_id=event.contact_id)
-        if not self._store.begin_event(event, now):
-            outcome.duplicate = True
+        source, adjust = f"event:{event.type}:{event.event_id}", _inbound_whatsapp(event)
+        for _ in range(_CONTACT_WRITE_ATTEMPTS):
+            # Decide first (reads only), then one write: the event record, the contact and its consent records
+            # (issue #20). Nothing is carried out unless that write landed; a conflict decides again.
+            now = self._clock.now()
+            stored = self._store.get_contact(event.contact_id)
+            base = stored or Contact(contact_id=event.contact_id)
+            changed = self._changed(base, event.contact, event, now, adjust=adjust)
+            unchanged = stored is not None and changed == stored
+            contact = stored if stored is not None and unchanged else evolve(changed, version=base.version + 1)
+            moves = [] if unchanged else segments.transitions(base.segments, changed.segments)
+            slots = self._store.flow_slots(event.contact_id)
+            decisions = decide(contact, now, slots)
+            withdrawn = stored is not None and stored.ads_marketing is not False and contact.ads_marketing is False
+            # Nothing to carry out afterwards: the event is recorded processed in the same write.
+            quiet = not (decisions or moves or withdrawn or self._date_starts(contact, slots, now))
+            try:
+                self._store.record_event(
+                    event,
+                    now,
+                    None if unchanged else changed,
+                    base.version,
+                    consents=[] if unchanged else consent_changes(stored, changed, source, now),
+                    outcome=outcome.as_dict() if quiet else None,
+                )
+            except EventDone:
+                outcome.duplicate = True
+                return outcome
+            except ConflictError:
+                continue
+            break
+        else:
+            raise ConflictError(
+                f"contact {event.contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries"
+            )
+        if withdrawn:
+            self._ads_withdrawn(event.contact_id)
+        if quiet:
+            self._observer(outcome)
             return outcome
-        contact, moves = self._upsert(
-            event.contact, event, source=f"event:{event.type}:{event.event_id}", adjust=_inbound_whatsapp(event)
-        )
-        self._carry_out(decide(contact, now), contact, outcome, event)
-        self._on_segments(contact, moves, outcome)
-        self._start_date_flows(contact, now, outcome)
+        self._carry_out(decisions, contact, outcome, event, slots)
+        acted = self._on_segments(contact, moves, outcome)
+        freed = any(isinstance(d, engine.ExitRun | engine.GoalReached) for d in decisions)
+        self._start_date_flows(contact, now, outcome, None if freed or acted else slots)
         self._store.finish_event(event.event_id, outcome.as_dict())
         self._observer(outcome)
         return outcome
@@ -282,10 +319,14 @@ class IngestService:
         contact: Contact,
         outcome: IngestOutcome,
         event: Event | None = None,
+        slots: dict[str, FlowSlot] | None = None,
     ) -> None:
+        """`slots`, if given, hears of each run started (the request's own copy of the contact's slots)."""
         for decision in decisions:
             if isinstance(decision, engine.StartRun):
-                self._start(decision, contact, outcome)
+                started = self._start(decision, contact, outcome)
+                if started is not None and slots is not None:
+                    slots[started.flow_id] = _slot_of(started, decision.slot)
             elif isinstance(decision, engine.Redrive):
                 self._runs.redrive(decision.run)
             elif isinstance(decision, engine.Refresh):
@@ -293,8 +334,11 @@ class IngestService:
             else:
                 self._end(decision, outcome, event)
 
-    def _on_segments(self, contact: Contact, moves: list[Transition], outcome: IngestOutcome) -> None:
-        """Each entry or exit is an internal event (segment_entered / segment_exited) that flows react to."""
+    def _on_segments(self, contact: Contact, moves: list[Transition], outcome: IngestOutcome) -> bool:
+        """Each entry or exit is an internal event (segment_entered / segment_exited) that flows react to.
+
+        True if a flow heard one (its runs may have started or ended: the contact's slots were read anew)."""
+        acted = False
         if moves and contact.ads_marketing is True:  # nobody else can be in an ad audience: no reads for them
             self._segment_moved(contact, moves)
         for move in moves:
@@ -313,20 +357,23 @@ class IngestService:
             )
             if not self._store.begin_event(internal, now):
                 continue
+            acted = True
             slots = self._store.flow_slots(contact.contact_id)
-            active = self._store.active_runs(contact.contact_id)
+            active = self._store.active_runs(contact.contact_id, slots)
             self._carry_out(
                 engine.on_event(internal, contact, slots, active, self._flows, now), contact, outcome, internal
             )
             self._store.finish_event(internal.event_id, {"segment": move.segment, "started": outcome.started})
+        return acted
 
-    def _start(self, decision: engine.StartRun, contact: Contact, outcome: IngestOutcome) -> None:
+    def _start(self, decision: engine.StartRun, contact: Contact, outcome: IngestOutcome) -> Run | None:
         # The request only decides and records: the worker advances the run (ADR 0007), so a throttled
         # send can never leave a started run without a pending wake-up, nor hold the caller waiting.
-        started = self._runs.start(decision)
+        started = self._runs.start(decision, contact=contact)
         if started is None:
-            return  # a concurrent delivery or start got there first
+            return None  # a concurrent delivery or start got there first
         outcome.started.append(started.flow_id)
+        return started
 
     def _refresh(self, decision: engine.Refresh, event: Event | None) -> None:
         """Store the run's new cart; if a wake-up moved the run meanwhile, apply it to the run as it is now."""
@@ -382,14 +429,50 @@ class IngestService:
             except Exception:
                 log.warning("could not delete the ended run's schedule", extra={"run_id": saved.run_id}, exc_info=True)
 
-    def _start_date_flows(self, contact: Contact, now: datetime, outcome: IngestOutcome) -> None:
-        """Line up the date flows (birthday, launch) the contact's dates call for; each run waits for its day."""
+    def _date_starts(self, contact: Contact, slots: dict[str, FlowSlot], now: datetime) -> list[engine.StartRun]:
+        """The date flows' runs the contact's dates call for now (pure)."""
+        if not self._date_flows:
+            return []
+        return engine.date_starts(contact, slots, self._date_flows, self._guardrails.default_timezone, now)
+
+    def _start_date_flows(
+        self, contact: Contact, now: datetime, outcome: IngestOutcome, slots: dict[str, FlowSlot] | None = None
+    ) -> None:
+        """Line up the date flows (birthday, launch) the contact's dates call for; each run waits for its day.
+
+        `slots`: the contact's slots as this request knows them (else they are read)."""
         if not self._date_flows:
             return
-        slots = self._store.flow_slots(contact.contact_id)
-        for start in engine.date_starts(contact, slots, self._date_flows, self._guardrails.default_timezone, now):
-            if (run := self._runs.start(start)) is not None:
+        if slots is None:
+            slots = self._store.flow_slots(contact.contact_id)
+        for start in self._date_starts(contact, slots, now):
+            if (run := self._runs.start(start, contact=contact)) is not None:
                 outcome.started.append(run.flow_id)
+
+    def _changed(
+        self,
+        base: Contact,
+        patch: ContactPatch,
+        event: Event | None,
+        now: datetime,
+        *,
+        touch: bool = True,
+        adjust: Callable[[Contact], Contact] | None = None,
+        seen: Callable[[bool], None] | None = None,
+    ) -> Contact:
+        """`base` merged with the patch, the event counted, `adjust`ed, its segments evaluated: no I/O."""
+        changed = base.merged(patch, now) if touch else base
+        if event is not None:
+            if seen is not None:
+                seen(aggregates.is_counted(changed.aggregates, event.event_id, event.type, event.properties))
+            counted = aggregates.updated(
+                changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
+            )
+            changed = evolve(changed, aggregates=counted)
+        if adjust is not None:
+            changed = adjust(changed)
+        membership = segments.evaluate(self._segments, changed.template_view(), changed.aggregates, now)
+        return evolve(changed, segments=membership.segments, review_at=membership.review_at)
 
     def _upsert(
         self,
@@ -413,29 +496,29 @@ class IngestService:
             if stored is None and not touch:
                 raise _ContactGone(contact_id)
             base = stored or Contact(contact_id=contact_id)
-            changed = base.merged(patch, now) if touch else base
-            if event is not None:
-                if seen is not None:
-                    seen(aggregates.is_counted(changed.aggregates, event.event_id, event.type, event.properties))
-                counted = aggregates.updated(
-                    changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
-                )
-                changed = evolve(changed, aggregates=counted)
-            if adjust is not None:
-                changed = adjust(changed)
-            membership = segments.evaluate(self._segments, changed.template_view(), changed.aggregates, now)
-            changed = evolve(changed, segments=membership.segments, review_at=membership.review_at)
+            changed = self._changed(base, patch, event, now, touch=touch, adjust=adjust, seen=seen)
             if stored is not None and changed == stored:
                 return stored, []  # a review that finds nothing new writes nothing
+            # When and where consent came from: written in the contact's own write (one call, all or none).
+            consents = consent_changes(stored, changed, source, now)
             try:
-                saved = self._store.save_contact(changed, expected_version=base.version)
+                saved = self._store.save_contact(changed, expected_version=base.version, consents=consents)
             except ConflictError:
                 continue
-            record_changes(self._store, stored, saved, source, now)  # when and where consent came from
             if stored is not None and stored.ads_marketing is not False and saved.ads_marketing is False:
                 self._ads_withdrawn(contact_id)
             return saved, segments.transitions(base.segments, saved.segments)
         raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")
+
+
+def _slot_of(run: Run, before: FlowSlot | None) -> FlowSlot:
+    """The contact's slot in the run's flow once `run` started in it (what start_run wrote)."""
+    return FlowSlot(
+        flow_id=run.flow_id,
+        active_run_id=run.run_id,
+        last_started_at=run.started_at,
+        started_count=(before.started_count if before else 0) + 1,
+    )
 
 
 def _inbound_whatsapp(event: Event) -> Callable[[Contact], Contact] | None:

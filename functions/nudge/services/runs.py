@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, overload
@@ -27,7 +27,7 @@ from nudge.domain.flows import (
 )
 from nudge.domain.guardrails import WEEK, Guardrails
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve
-from nudge.domain.suppression import address_key, block_reason
+from nudge.domain.suppression import AddressState, address_key, block_reason
 from nudge.names import SIGNATURE_HEADER
 from nudge.ports import (
     AddressBook,
@@ -254,7 +254,11 @@ class RunService:
         """
         if work.audience is not None:
             return self._upload_audience(work.audience)
-        run = self._store.get_run(work.contact_id, work.run_id)
+        # The run, its contact and the outbox it had when this was armed, in one call: the contact is read
+        # once per invocation, the previous advance's messages with the run (issue #20).
+        # So are the suppressions of the contact's addresses (their hashed keys ride in the wake-up).
+        reads = self._store.run_with_context(work.contact_id, work.run_id, work.outbox, work.addresses)
+        run, contact, prefetched, addresses = reads.run, reads.contact, reads.messages, reads.addresses
         if run is None:
             log.warning("work for an unknown run", extra={"run_id": work.run_id})
             return AdvanceOutcome(run_id=work.run_id, status="missing")
@@ -262,31 +266,36 @@ class RunService:
         if work.message_id is not None:
             message = self._store.get_message(run.contact_id, work.message_id)
             if message is not None:
-                self._deliver(run, message, None, outcome, slot=work.slot, deadline=deadline)
+                self._deliver(run, message, contact, outcome, slot=work.slot, deadline=deadline, addresses=addresses)
             return outcome
         if run.is_active and work.seq > run.seq:
             # Armed before its advance committed: that commit is in flight or its work will be retried.
             raise NotCommittedYet(f"run {run.run_id} is at wake-up {run.seq}, not yet {work.seq}")
         # What an earlier attempt committed but did not deliver (it died, or was throttled) goes first.
-        self._drain(run, outcome, deadline)
+        self._drain(run, outcome, deadline, contact, prefetched, addresses)
         if not run.is_active:
             outcome.status = "inactive"
             flow = self._flows.get(run.flow_id)
             if flow is not None and isinstance(flow.trigger, DateTrigger):
                 # A retry of the wake-up that ended it: the attempt may have died before next year's run was armed.
-                self._line_up_next_date_run(flow, run.contact_id, None)
+                self._line_up_next_date_run(flow, run.contact_id, contact)
             return outcome
         if work.seq < run.seq:
             outcome.status = "stale"
             return outcome
         if run.due_at is not None and run.due_at > self._clock.now() + EARLY_TOLERANCE:
-            self.redrive(run)  # Scheduler fired early within its minute (or a repair re-drove it): wait
+            self.redrive(run, contact)  # Scheduler fired early within its minute (or a repair re-drove it): wait
             outcome.status = "early"
             return outcome
-        return self.advance(run, outcome=outcome, deadline=deadline)
+        return self.advance(run, contact, outcome=outcome, deadline=deadline, addresses=addresses)
 
     def start(
-        self, start: engine.StartRun, *, redrive_existing: bool = False, later: list[Run] | None = None
+        self,
+        start: engine.StartRun,
+        *,
+        redrive_existing: bool = False,
+        later: list[Run] | None = None,
+        contact: Contact | None = None,
     ) -> Run | None:
         """Store a new run and line up its first wake-up: now (through the queue) or at its due time.
 
@@ -302,7 +311,7 @@ class RunService:
                     later.append(found)
             return None
         if later is None:
-            self.redrive(run)
+            self.redrive(run, contact)
         else:
             later.append(run)
         return run
@@ -342,11 +351,19 @@ class RunService:
             outcome.redriven.append(run.flow_id)
         return outcome
 
-    def redrive(self, run: Run) -> None:
-        """Make sure the run's current wake-up is pending (idempotent: the worker ignores duplicates)."""
+    def redrive(self, run: Run, contact: Contact | None = None) -> None:
+        """Make sure the run's current wake-up is pending (idempotent: the worker ignores duplicates).
+
+        With the contact, the wake-up names its address keys, read then with the run (one call)."""
         if not run.is_active:
             return
-        wake_up = StepWakeUp(contact_id=run.contact_id, run_id=run.run_id, seq=run.seq)
+        wake_up = StepWakeUp(
+            contact_id=run.contact_id,
+            run_id=run.run_id,
+            seq=run.seq,
+            outbox=run.outbox,
+            addresses=_address_keys(contact),
+        )
         self._arm(wake_up, run.due_at or self._clock.now(), run.schedule_name)
 
     def advance(
@@ -356,8 +373,11 @@ class RunService:
         *,
         outcome: AdvanceOutcome | None = None,
         deadline: datetime | None = None,
+        addresses: Mapping[str, AddressState | None] | None = None,
     ) -> AdvanceOutcome:
-        """Run the engine for this run now; arm its next wake-up, commit it with its messages, deliver them."""
+        """Run the engine for this run now; arm its next wake-up, commit it with its messages, deliver them.
+
+        `addresses`: address states read with the run (others are read when a send needs them)."""
         now = self._clock.now()
         outcome = outcome or AdvanceOutcome(run_id=run.run_id, status="advanced", flow_id=run.flow_id)
         flow = self._flows.get(run.flow_id)
@@ -396,14 +416,21 @@ class RunService:
         state = evolve(plan.run, outbox=tuple(m.message_id for m in messages if m.status is MessageStatus.PENDING))
         if plan.wake_at is not None:
             # Armed before the commit: once the advance is stored, its next wake-up already exists.
-            self.redrive(state)
+            self.redrive(state, contact)
             outcome.next_wake_at = plan.wake_at.isoformat()
         saved = self._commit(state, run.version, messages, outcome)
         if saved is None:
             return outcome
         for message in messages:
             if message.status is MessageStatus.PENDING:
-                self._deliver(saved, evolve(message, run_version=saved.version), contact, outcome, deadline=deadline)
+                self._deliver(
+                    saved,
+                    evolve(message, run_version=saved.version),
+                    contact,
+                    outcome,
+                    deadline=deadline,
+                    addresses=addresses,
+                )
         if plan.profile_updates:
             # After the commit: a segment move may start flows, or end this very run through an exit rule.
             self._profile_changed(run.contact_id)
@@ -441,14 +468,25 @@ class RunService:
             outcome.skipped = []
             return None
 
-    def _drain(self, run: Run, outcome: AdvanceOutcome, deadline: datetime | None) -> None:
-        contact: Contact | None = None
+    def _drain(
+        self,
+        run: Run,
+        outcome: AdvanceOutcome,
+        deadline: datetime | None,
+        contact: Contact | None = None,
+        prefetched: dict[str, Message] | None = None,
+        addresses: Mapping[str, AddressState | None] | None = None,
+    ) -> None:
+        """Deliver what the run's outbox holds that is not settled; `prefetched`: messages read with the run."""
         for message_id in run.outbox:
-            message = self._store.get_message(run.contact_id, message_id)
+            if prefetched is not None and message_id in prefetched:
+                message: Message | None = prefetched[message_id]
+            else:
+                message = self._store.get_message(run.contact_id, message_id)
             if message is None or message.status.settled:
                 continue
             contact = contact or self._store.get_contact(run.contact_id)
-            self._deliver(run, message, contact, outcome, deadline=deadline)
+            self._deliver(run, message, contact, outcome, deadline=deadline, addresses=addresses)
 
     def _deliver(
         self,
@@ -459,8 +497,11 @@ class RunService:
         *,
         slot: datetime | None = None,
         deadline: datetime | None = None,
+        addresses: Mapping[str, AddressState | None] | None = None,
     ) -> None:
-        """Send one committed message at most once; defer it while the rate or the provider says wait."""
+        """Send one committed message at most once; defer it while the rate or the provider says wait.
+
+        `addresses`: address states this invocation already read (the suppressions), by key."""
         now = self._clock.now()
         step_id = message.step_id
         if message.status is MessageStatus.SENDING:
@@ -495,7 +536,7 @@ class RunService:
         if contact is None:
             self._settle(message, MessageStatus.SKIPPED, outcome, reason="no_contact")
             return
-        if (blocked := self._blocked(message)) is not None:
+        if (blocked := self._blocked(message, addresses)) is not None:
             self._settle(message, MessageStatus.SKIPPED, outcome, reason=blocked)
             return
         # Free text decided inside the window may come due after it closed (deferred by quiet hours, a throttle).
@@ -540,7 +581,7 @@ class RunService:
                     only_from=MessageStatus.SENDING,
                 )
                 if moved is not None:
-                    self._deliver(run, moved, contact, outcome, deadline=deadline)
+                    self._deliver(run, moved, contact, outcome, deadline=deadline, addresses=addresses)
                 return
             self._settle(message, MessageStatus.FAILED, outcome, reason=str(exc)[:500], only_from=MessageStatus.SENDING)
             return
@@ -675,7 +716,14 @@ class RunService:
     def _defer(
         self, message: Message, until: datetime, outcome: AdvanceOutcome, *, slot: datetime | None = None
     ) -> None:
-        work = StepWakeUp(message.contact_id, message.run_id, seq=-1, message_id=message.message_id, slot=slot)
+        work = StepWakeUp(
+            message.contact_id,
+            message.run_id,
+            seq=-1,
+            message_id=message.message_id,
+            slot=slot,
+            addresses=(address_key(message.channel, message.recipient),) if message.recipient else (),
+        )
         digest = hashlib.sha256(message.message_id.encode()).hexdigest()[:20]
         self._arm(work, until, f"m{digest}-{int(until.timestamp())}")
         outcome.deferred.append((message.step_id, until.isoformat()))
@@ -798,11 +846,12 @@ class RunService:
             outcome.failed.append((audience_id, synced.error))
         return outcome
 
-    def _blocked(self, message: Message) -> str | None:
-        """A suppression or topic opt-out on the recipient's address (one read per send)."""
+    def _blocked(self, message: Message, known: Mapping[str, AddressState | None] | None = None) -> str | None:
+        """A suppression or topic opt-out on the recipient's address: read with the run, or now (one read)."""
         if not message.recipient:
             return None
-        state = self._store.address_state(address_key(message.channel, message.recipient))
+        key = address_key(message.channel, message.recipient)
+        state = known[key] if known is not None and key in known else self._store.address_state(key)
         return block_reason(state, message.channel, message.category, message.flow_id)
 
     def _compose(self, step: EmailStep, message: Message, context: dict[str, Any]) -> OutgoingEmail:
@@ -842,6 +891,18 @@ class _WhenRead(Sequence[dict[str, Any]]):
 class _NoSleep:
     def sleep(self, seconds: float) -> None:
         return None
+
+
+def _address_keys(contact: Contact | None) -> tuple[str, ...]:
+    """The hashed keys of the contact's email and phone (SMS): a wake-up reads their suppressions with its run."""
+    if contact is None:
+        return ()
+    keys = []
+    if contact.email:
+        keys.append(address_key(Channel.EMAIL, contact.email))
+    if contact.phone:
+        keys.append(address_key(Channel.SMS, contact.phone))
+    return tuple(keys)
 
 
 def _backoff(attempt: int) -> timedelta:

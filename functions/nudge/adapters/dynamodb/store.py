@@ -46,11 +46,12 @@ from nudge.domain.model import (
 from nudge.domain.predictions import Predictions
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
-from nudge.ports import ConflictError, ContactChange, SendClaim
+from nudge.ports import ConflictError, ContactChange, EventDone, SendClaim, WakeReads
 from nudge.settings import Settings
 
 EVENT_RETENTION = timedelta(days=90)
 BATCH_GET = 100  # keys per BatchGetItem
+BATCH_GET_ATTEMPTS = 3  # a BatchGetItem may answer part of its keys (UnprocessedKeys): ask again for the rest
 TRANSACTION_ITEMS = 100  # actions per TransactWriteItems
 COUNTED = tuple(
     s.value for s in (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
@@ -152,12 +153,20 @@ class DynamoStore:
             version=int(item.version),
         )
 
-    def save_contact(self, contact: Contact, expected_version: int) -> Contact:
+    def save_contact(self, contact: Contact, expected_version: int, consents: Sequence[ConsentRecord] = ()) -> Contact:
         saved = replace(contact, version=expected_version + 1)
         item, condition = self._contact_write(saved, expected_version)
         try:
-            item.save(condition=condition)
-        except PutError as exc:
+            if not consents:
+                item.save(condition=condition)
+            else:
+                # The consent records of this change in the contact's own write: one call, and never a
+                # consent change stored without its record (each record is a new item: no condition).
+                with TransactWrite(connection=self._connection) as tx:
+                    tx.save(item, condition=condition)
+                    for record in consents:
+                        tx.save(self._consent_item(record))
+        except (PutError, TransactWriteError) as exc:
             if _condition_failed(exc):
                 raise ConflictError(contact.contact_id) from exc
             raise
@@ -223,26 +232,68 @@ class DynamoStore:
     # events -------------------------------------------------------------------------------------------
 
     def begin_event(self, event: Event, now: datetime) -> bool:
-        model = self.models.events
-        item = model(
-            event_id=event.event_id,
-            type=event.type,
-            contact_id=event.contact_id,
-            status="received",
-            occurred_at=event.occurred_at,
-            received_at=now,
-            body={"contact": asdict(event.contact), "properties": event.properties},
-            expires_at=now + self._event_retention,
-        )
-        # A retry after a crash mid-processing may go again (every later step is idempotent);
-        # an event that was fully processed may not.
+        item, condition = self._event_write(event, now)
         try:
-            item.save(condition=model.event_id.does_not_exist() | (model.status != "processed"))
+            item.save(condition=condition)
         except PutError as exc:
             if _condition_failed(exc):
                 return False
             raise
         return True
+
+    def _event_write(self, event: Event, now: datetime, outcome: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+        """The event's item (received, or processed with `outcome`) and the condition it may be written under."""
+        model = self.models.events
+        item = model(
+            event_id=event.event_id,
+            type=event.type,
+            contact_id=event.contact_id,
+            status="received" if outcome is None else "processed",
+            occurred_at=event.occurred_at,
+            received_at=now,
+            body={"contact": asdict(event.contact), "properties": event.properties},
+            expires_at=now + self._event_retention,
+            outcome=None if outcome is None else dict(outcome),
+        )
+        # A retry after a crash mid-processing may go again (every later step is idempotent);
+        # an event that was fully processed may not.
+        return item, model.event_id.does_not_exist() | (model.status != "processed")
+
+    def record_event(
+        self,
+        event: Event,
+        now: datetime,
+        contact: Contact | None,
+        expected_version: int,
+        consents: Sequence[ConsentRecord] = (),
+        outcome: Mapping[str, Any] | None = None,
+    ) -> Contact | None:
+        item, condition = self._event_write(event, now, outcome)
+        if contact is None:
+            try:
+                item.save(condition=condition)
+            except PutError as exc:
+                if _condition_failed(exc):
+                    raise EventDone(event.event_id) from exc
+                raise
+            return None
+        saved = replace(contact, version=expected_version + 1)
+        contact_item, contact_condition = self._contact_write(saved, expected_version)
+        try:
+            # The event first: its reason tells a duplicate from a contact that moved.
+            with TransactWrite(connection=self._connection) as tx:
+                tx.save(item, condition=condition)
+                tx.save(contact_item, condition=contact_condition)
+                for record in consents:
+                    tx.save(self._consent_item(record))
+        except TransactWriteError as exc:
+            if not _condition_failed(exc):
+                raise
+            reasons = exc.cancellation_reasons
+            if reasons and reasons[0] is not None and reasons[0].code == "ConditionalCheckFailed":
+                raise EventDone(event.event_id) from exc
+            raise ConflictError(contact.contact_id) from exc
+        return saved
 
     def finish_event(self, event_id: str, outcome: Mapping[str, Any]) -> None:
         model = self.models.events
@@ -296,6 +347,69 @@ class DynamoStore:
             return None
         return self._run_from(item)
 
+    def run_with_context(
+        self, contact_id: str, run_id: str, message_ids: Sequence[str] = (), address_keys: Sequence[str] = ()
+    ) -> WakeReads:
+        """The run, its contact, the named messages and address states: one strongly consistent BatchGetItem."""
+        runs, contacts, messages, addresses = (
+            self.models.runs,
+            self.models.contacts,
+            self.models.messages,
+            self.models.addresses,
+        )
+        keys_wanted = list(dict.fromkeys(address_keys))[:3]
+        wanted = list(dict.fromkeys(message_ids))[: BATCH_GET - 2 - len(keys_wanted)]
+        request: dict[str, Any] = {
+            runs.Meta.table_name: {
+                "Keys": [{"contact_id": {"S": contact_id}, "sk": {"S": RUN_PREFIX + run_id}}],
+                "ConsistentRead": True,
+            },
+            contacts.Meta.table_name: {"Keys": [{"contact_id": {"S": contact_id}}], "ConsistentRead": True},
+        }
+        if wanted:
+            request[messages.Meta.table_name] = {
+                "Keys": [{"contact_id": {"S": contact_id}, "message_id": {"S": m}} for m in wanted],
+                "ConsistentRead": True,
+            }
+        if keys_wanted:
+            request[addresses.Meta.table_name] = {
+                "Keys": [{"address_key": {"S": key}, "sk": {"S": STATE_SK}} for key in keys_wanted],
+                "ConsistentRead": True,
+            }
+        found: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(BATCH_GET_ATTEMPTS):
+            answer = self._connection.client.batch_get_item(RequestItems=request)  # type: ignore[attr-defined]
+            for table, items in answer.get("Responses", {}).items():
+                found.setdefault(table, []).extend(items)
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+        else:  # DynamoDB kept some keys back (throughput) three times: read them one by one
+            return WakeReads(
+                run=self.get_run(contact_id, run_id),
+                contact=self.get_contact(contact_id),
+                messages={m: message for m in wanted if (message := self.get_message(contact_id, m)) is not None},
+                addresses={key: self.address_state(key) for key in keys_wanted},
+            )
+        run_items, contact_items = found.get(runs.Meta.table_name), found.get(contacts.Meta.table_name)
+        states = {
+            state.key: state
+            for state in (
+                self._address_from(addresses.from_raw_data(item)) for item in found.get(addresses.Meta.table_name, [])
+            )
+        }
+        return WakeReads(
+            run=self._run_from(runs.from_raw_data(run_items[0])) if run_items else None,
+            contact=self._contact_from(contacts.from_raw_data(contact_items[0])) if contact_items else None,
+            messages={
+                message.message_id: message
+                for message in (
+                    self._message_from(messages.from_raw_data(item)) for item in found.get(messages.Meta.table_name, [])
+                )
+            },
+            addresses={key: states.get(key) for key in keys_wanted},
+        )
+
     def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
         # One Query per shard of the sparse by-due index (active runs only); eventually consistent, which is
         # fine for a job that looks for wake-ups overdue by minutes and re-reads each run it finds.
@@ -304,12 +418,9 @@ class DynamoStore:
             for item in index.query(str(shard), self.models.runs.due_at < before):
                 yield item.contact_id, item.sk.removeprefix(RUN_PREFIX)
 
-    def active_runs(self, contact_id: str) -> list[Run]:
-        keys = [
-            (contact_id, RUN_PREFIX + slot.active_run_id)
-            for slot in self.flow_slots(contact_id).values()
-            if slot.active_run_id
-        ]
+    def active_runs(self, contact_id: str, slots: Mapping[str, FlowSlot] | None = None) -> list[Run]:
+        held = self.flow_slots(contact_id) if slots is None else slots
+        keys = [(contact_id, RUN_PREFIX + slot.active_run_id) for slot in held.values() if slot.active_run_id]
         if not keys:
             return []
         return [self._run_from(item) for item in self.models.runs.batch_get(keys, consistent_read=True)]
@@ -703,8 +814,12 @@ class DynamoStore:
             item = self.models.addresses.get(key, STATE_SK, consistent_read=True)
         except self.models.addresses.DoesNotExist:
             return None
+        return self._address_from(item)
+
+    @staticmethod
+    def _address_from(item: Any) -> AddressState:
         return AddressState(
-            key=key,
+            key=item.address_key,
             suppressed={reason: at for reason in Suppression if (at := getattr(item, reason.value)) is not None},
             topics_off=frozenset(item.topics_off or ()),
         )
