@@ -92,7 +92,7 @@ def demo() -> None:
     if result.campaign is not None:
         console.print(
             f"[bold]Campaign[/] (POST /v1/campaigns {NEWSLETTER_POSTED:%a %m-%d %H:%M} → {result.campaign.status}; "
-            f"the jobs queue resolved the audience, each got it at 09:00 in their zone): {campaign_line(result)}",
+            f"the campaigns queue resolved the audience, each got it at 09:00 in their zone): {campaign_line(result)}",
             highlight=False,
         )
     if result.contacts:
