@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, assert_never
 from zoneinfo import ZoneInfo
 
 from nudge.domain import expressions, send_time
@@ -421,64 +421,69 @@ def advance(
                 if view is None:
                     view = contact.template_view() if contact else {}
                 context = _context_of(run, view, variants, now)
-            if isinstance(step, WaitStep):
-                due = anchor + _wait_duration(step, context)
-                if due > now:
-                    return moved(following, due)
-                anchor, cursor = due, following
-            elif isinstance(step, WaitUntilStep):
-                moment = _wait_until(step, context, zone(), anchor, contact, send_time_prior)
-                if moment is None or moment <= now:
-                    if moment is None or (step.date is not None and step.if_past != "continue"):
-                        journal.append(_note(step.id, "past", now))
-                        cursor = following if step.if_past == "continue" else step.if_past
-                    else:
-                        anchor, cursor = moment, following
-                    continue
-                return moved(following, moment)
-            elif isinstance(step, EmailStep | SmsStep | WhatsAppStep):
-                intent, deferral = _message(run, flow, step, contact, sent, guard, zone(), variants, context, now)
-                if deferral is not None:
-                    journal.append(_note(step.id, "deferred", now, reason=deferral[0], until=deferral[1].isoformat()))
-                    return moved(step.id, deferral[1])
-                plan.sends.append(intent)
-                if intent.skip_reason is None:
-                    sent.append(
-                        SentRecord(intent.message.channel, intent.message.category, flow.priority, now, flow.id)
-                    )
-                cursor = following
-            elif isinstance(step, BranchStep):
-                taken = _truthy(step.condition, context, step.id)
-                journal.append(_note(step.id, "branch", now, result=taken))
-                cursor = step.then if taken else (step.otherwise or flow.following(step.id))
-            elif isinstance(step, SplitStep):
-                name, target = choose_variant(flow.id, step, run.contact_id)
-                if step.auto_winner is not None and name != "holdout" and split_winner is not None:
-                    won = step.variant(split_winner(flow.id, step) or name)
-                    name, target = (won.name, won.next) if won is not None else (name, target)
-                variants[step.id] = name
-                journal.append(_note(step.id, "split", now, variant=name))
-                if name == "holdout":
-                    state = _ended(
-                        evolve(run, variants=variants, journal=tuple(journal)), RunStatus.COMPLETED, "holdout", now
-                    )
-                    return evolve(plan, run=state)
-                cursor = target or flow.following(step.id)
-            elif isinstance(step, UpdateProfileStep):
-                update = _profile_update(step, run.contact_id, context)
-                plan.profile_updates.append(update)
-                if contact is not None:
-                    contact = update.apply(contact, now)
-                    view = None
-                cursor = following
-            elif isinstance(step, WebhookStep):
-                plan.webhooks.append(_webhook(run, flow, step, context, now))
-                cursor = following
-            elif isinstance(step, AudienceStep):
-                plan.audiences.append(_audience(run, flow, step, contact, now))
-                cursor = following
-            elif isinstance(step, EndStep):
-                cursor = None
+            match step:
+                case WaitStep():
+                    due = anchor + _wait_duration(step, context)
+                    if due > now:
+                        return moved(following, due)
+                    anchor, cursor = due, following
+                case WaitUntilStep():
+                    moment = _wait_until(step, context, zone(), anchor, contact, send_time_prior)
+                    if moment is None or moment <= now:
+                        if moment is None or (step.date is not None and step.if_past != "continue"):
+                            journal.append(_note(step.id, "past", now))
+                            cursor = following if step.if_past == "continue" else step.if_past
+                        else:
+                            anchor, cursor = moment, following
+                        continue
+                    return moved(following, moment)
+                case EmailStep() | SmsStep() | WhatsAppStep():
+                    intent, deferral = _message(run, flow, step, contact, sent, guard, zone(), variants, context, now)
+                    if deferral is not None:
+                        journal.append(
+                            _note(step.id, "deferred", now, reason=deferral[0], until=deferral[1].isoformat())
+                        )
+                        return moved(step.id, deferral[1])
+                    plan.sends.append(intent)
+                    if intent.skip_reason is None:
+                        sent.append(
+                            SentRecord(intent.message.channel, intent.message.category, flow.priority, now, flow.id)
+                        )
+                    cursor = following
+                case BranchStep():
+                    taken = _truthy(step.condition, context, step.id)
+                    journal.append(_note(step.id, "branch", now, result=taken))
+                    cursor = step.then if taken else (step.otherwise or flow.following(step.id))
+                case SplitStep():
+                    name, target = choose_variant(flow.id, step, run.contact_id)
+                    if step.auto_winner is not None and name != "holdout" and split_winner is not None:
+                        won = step.variant(split_winner(flow.id, step) or name)
+                        name, target = (won.name, won.next) if won is not None else (name, target)
+                    variants[step.id] = name
+                    journal.append(_note(step.id, "split", now, variant=name))
+                    if name == "holdout":
+                        state = _ended(
+                            evolve(run, variants=variants, journal=tuple(journal)), RunStatus.COMPLETED, "holdout", now
+                        )
+                        return evolve(plan, run=state)
+                    cursor = target or flow.following(step.id)
+                case UpdateProfileStep():
+                    update = _profile_update(step, run.contact_id, context)
+                    plan.profile_updates.append(update)
+                    if contact is not None:
+                        contact = update.apply(contact, now)
+                        view = None
+                    cursor = following
+                case WebhookStep():
+                    plan.webhooks.append(_webhook(run, flow, step, context, now))
+                    cursor = following
+                case AudienceStep():
+                    plan.audiences.append(_audience(run, flow, step, contact, now))
+                    cursor = following
+                case EndStep():
+                    cursor = None
+                case _:
+                    assert_never(step)  # a step kind added to the union without a case fails mypy
         else:
             raise _Stop(f"error:{cursor}: more than {STEP_BUDGET} steps without a wait")
     except _Stop as stop:
