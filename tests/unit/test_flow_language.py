@@ -545,6 +545,33 @@ def test_next_years_run_stored_by_an_attempt_that_died_before_arming_it_is_armed
     ]
 
 
+def test_a_birthday_run_stored_by_an_event_attempt_that_died_is_armed_all_the_same(
+    settings: Settings, clock: VirtualClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an event that gives Ann a birthday, whose first attempt dies just after storing her birthday run
+    sim = simulation(settings, clock, flows_dir(tmp_path, BIRTHDAY))
+    store = sim.store
+    start_run = store.start_run
+
+    def stores_then_dies(run: Any, expected: Any) -> Any:
+        start_run(run, expected)
+        raise RuntimeError("the Lambda died after storing the birthday run")
+
+    body = event("e1", "subscribed", contact("ann", properties={"birthday": "1990-11-10"}))
+    monkeypatch.setattr(store, "start_run", stores_then_dies)
+    with pytest.raises(RuntimeError):
+        sim.send(body)
+    monkeypatch.setattr(store, "start_run", start_run)
+
+    # When the storefront retries the event (its slot is taken now: the retry starts nothing)
+    sim.send(body)
+
+    # Then the run was armed before it was stored, and the gift goes out on the day, once
+    sim.run_until(at("2026-11-11T00:00:00+00:00"))
+    assert sent(sim)[-1] == ("2026-11-10 09:00", "ann@example.com", "Happy birthday")
+    assert [s for s in sent(sim) if s[2] == "Happy birthday"] == [sent(sim)[-1]]
+
+
 def test_loops_need_a_wait_and_targets_must_exist(tmp_path: Path) -> None:
     from nudge.flow_files import FlowFileError, load_flow
 

@@ -301,7 +301,16 @@ class RunService:
 
         With `redrive_existing`, a run that already exists (a campaign's piece done again after a crash
         between storing a run and queueing it) has its wake-up lined up again: idempotent. With `later`,
-        the run to line up is appended to it instead, for `redrive_all` (a campaign's piece: ten a call)."""
+        the run to line up is appended to it instead, for `redrive_all` (a campaign's piece: ten a call).
+
+        A run whose first wake-up is a schedule (due after MAX_QUEUE_DELAY: a date flow's, days away) is armed
+        before it is stored, as an advance arms before it commits: an attempt that dies between the two leaves
+        a schedule that finds no run (ignored) or the run a retry stores, never a stored run with nothing
+        armed, which the retry would not arm again (it finds the flow's slot taken and starts nothing)."""
+        due = start.run.due_at
+        armed_first = later is None and due is not None and due - self._clock.now() > MAX_QUEUE_DELAY
+        if armed_first:
+            self.redrive(start.run, contact)
         run = self._store.start_run(start.run, start.slot)
         if run is None:
             if redrive_existing and (found := self._store.get_run(start.run.contact_id, start.run.run_id)):
@@ -310,10 +319,10 @@ class RunService:
                 else:
                     later.append(found)
             return None
-        if later is None:
-            self.redrive(run, contact)
-        else:
+        if later is not None:
             later.append(run)
+        elif not armed_first:
+            self.redrive(run, contact)
         return run
 
     def redrive_all(self, runs: Sequence[Run]) -> None:
