@@ -360,6 +360,31 @@ def test_a_paused_campaign_resumed_sends_every_held_message_once(sim: Simulation
     assert len(sent_to(sim)) == len(set(sent_to(sim))) == 16
 
 
+def test_a_resume_whose_queueing_died_is_done_again_by_the_next_resume(
+    sim: Simulation, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaigns = sim.container.campaigns
+    campaigns.create(newsletter())
+    campaigns.act("news", "pause")  # before any segment was resolved
+
+    def dies(*_: Any) -> None:
+        raise RuntimeError("the Lambda died after writing the status, before queueing the pieces")
+
+    queue = campaigns._queue  # noqa: SLF001 - the crash point under test
+    monkeypatch.setattr(campaigns, "_queue", dies)
+    with pytest.raises(RuntimeError):
+        campaigns.act("news", "resume")
+    monkeypatch.setattr(campaigns, "_queue", queue)
+    assert campaigns.get("news").status.value == "sending"  # type: ignore[union-attr]
+
+    again = campaigns.act("news", "resume")  # the client's retry: sending already, its segments queued again
+    drain_pieces(sim)
+    sim.run_until(clock.now() + timedelta(minutes=10))
+
+    assert again.status.value == "sending"
+    assert len(sent_to(sim)) == len(set(sent_to(sim))) == 16
+
+
 def _another_request(sim: Simulation) -> CampaignService:
     """The campaign service of another request (an API call, another piece): the same store, no cache."""
     return CampaignService(

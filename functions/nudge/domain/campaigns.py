@@ -450,7 +450,9 @@ TRANSITIONS: dict[str, dict[CampaignStatus, CampaignStatus]] = {
         CampaignStatus.SENDING: CampaignStatus.PAUSED,
         CampaignStatus.SENT: CampaignStatus.PAUSED,  # its recipients' messages may still be going out
     },
-    "resume": {CampaignStatus.PAUSED: CampaignStatus.SENDING},
+    # A resume of a sending campaign queues its unfinished segments again: the earlier resume's write may
+    # have landed and its queueing died (its pieces, if queued, stand down for the new epoch).
+    "resume": {CampaignStatus.PAUSED: CampaignStatus.SENDING, CampaignStatus.SENDING: CampaignStatus.SENDING},
     "cancel": {
         CampaignStatus.SCHEDULED: CampaignStatus.CANCELLED,
         CampaignStatus.SENDING: CampaignStatus.CANCELLED,
