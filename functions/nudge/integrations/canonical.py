@@ -139,6 +139,16 @@ def phone_or_none(value: Any, default_region: Any = None) -> str | None:
     return phones.phone_or_none(value, default_region)
 
 
+def phone_field(value: str | None) -> str | None:
+    """A request's `phone` member (the signup form, the Segment-style API): absent, or a valid number, which
+    becomes E.164; anything else is refused (a pydantic field validator)."""
+    if value is None:
+        return None
+    if (number := phone_or_none(value)) is None:
+        raise ValueError("not an E.164 phone number (e.g. +14155550123)")
+    return number
+
+
 def first_phone(*candidates: tuple[Any, Any]) -> str | None:
     """The first (number, country) candidate that is a valid number: an invalid one never hides the next."""
     for number, country in candidates:

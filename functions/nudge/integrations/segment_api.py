@@ -16,7 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, JsonDict
-from nudge.integrations.canonical import compact, line, phone_or_none, text_or_none
+from nudge.integrations.canonical import compact, line, phone_field, text_or_none
 from nudge.ports import Clock, ContactRefs
 from nudge.services.ingest import IngestService
 from nudge.services.inputs import MAX_FUTURE_SKEW, bounded_instant, bounded_properties, header_text
@@ -56,12 +56,7 @@ class Traits(BaseModel):
     def _email(cls, value: str | None) -> str | None:
         return normalize_email(value) if value is not None else None
 
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and phone_or_none(value) is None:
-            raise ValueError("not an E.164 phone number (e.g. +14155550123)")
-        return phone_or_none(value)
+    _phone = field_validator("phone")(phone_field)
 
     _names = field_validator("first_name", "last_name")(header_text)
 

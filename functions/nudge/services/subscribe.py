@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, contact_id_for
-from nudge.integrations.canonical import phone_or_none
+from nudge.integrations.canonical import phone_field
 from nudge.ports import ApiKey, Clock, ContactRefs, PendingSignup, PendingSignups
 from nudge.services.ingest import IngestService
 from nudge.services.inputs import header_text
@@ -55,12 +55,7 @@ class SubscribeIn(BaseModel):
 
     _name = field_validator("first_name")(header_text)
 
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is not None and phone_or_none(value) is None:
-            raise ValueError("not an E.164 phone number (e.g. +14155550123)")
-        return phone_or_none(value)
+    _phone = field_validator("phone")(phone_field)
 
     @property
     def is_bot(self) -> bool:
