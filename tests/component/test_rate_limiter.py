@@ -73,3 +73,31 @@ def test_a_spare_slot_is_taken_only_close_to_now_and_flows_and_campaigns_are_cou
     assert throttle.slot(later) == now + timedelta(seconds=3, milliseconds=200)
     # And the counts: 31 flows' slots, 2 spare ones
     assert throttle.used() == (31, 2)
+
+
+def test_a_quiet_send_and_each_send_of_a_burst_cost_one_update(moto_stack: MotoStack) -> None:
+    # Given a limiter that remembers which state the horizon was in when it last looked (a hint only)
+    throttle = SendThrottle(moto_stack.container.limiter, per_second=10)
+    now = START + timedelta(hours=3)
+    calls = moto_stack.requests.counts
+
+    # A quiet shop: the horizon is in the past at every send, one UpdateItem each
+    for minutes in range(3):
+        calls.clear()
+        assert throttle.slot(now + timedelta(minutes=minutes)) == now + timedelta(minutes=minutes)
+        assert calls[("dynamodb", "UpdateItem")] == 1
+    # A burst: one update per send, the first taking the idle horizon, the others moving it on
+    burst = now + timedelta(minutes=10)
+    calls.clear()
+    slots = [throttle.slot(burst) for _ in range(20)]
+    assert slots[0] == burst and slots[-1] == burst + timedelta(seconds=1, milliseconds=900)
+    assert calls[("dynamodb", "UpdateItem")] == 20
+    # Another invocation moved the horizon meanwhile: a wrong hint costs one failed update, once
+    SendThrottle(other_invocation(moto_stack), per_second=10).hold(burst + timedelta(minutes=1))
+    quiet = burst + timedelta(seconds=30)
+    calls.clear()
+    assert throttle.slot(quiet) == burst + timedelta(minutes=1)
+    assert calls[("dynamodb", "UpdateItem")] == 2
+    calls.clear()
+    assert throttle.slot(quiet) == burst + timedelta(minutes=1, milliseconds=100)
+    assert calls[("dynamodb", "UpdateItem")] == 1

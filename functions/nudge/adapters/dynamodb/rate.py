@@ -5,6 +5,12 @@ with one conditional update, so a burst of any size gets distinct slots spread a
 nobody waits inside Lambda: a caller whose slot is later defers its send to that moment. The same update
 counts the slot in `used` (flows' slots, ever); a campaign's send takes a spare slot instead, only one
 within a few seconds of now (counted in `spared`; ADR 0019), so it never queues ahead of a flow's.
+
+Two conditional updates serve the two states of the horizon (busy: move it on; idle, in the past: set it
+from now), and each limiter remembers which one the horizon was in when it last looked, and tries that
+one first: a quiet shop's send costs one `UpdateItem`, and so does each send of a burst after the first
+(ADR 0020, Decision 8). The memory is a hint only; both updates keep their conditions, so a stale hint
+costs one failed update, never a wrong slot.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class DynamoSendRateLimiter:
 
     def __init__(self, models: BoundModels) -> None:
         self._model = models.counters
+        self._horizon_ms: dict[str, int] = {}  # per bucket, the horizon this limiter last saw (a hint)
 
     def reserve(self, bucket: str, now: datetime, interval: timedelta) -> datetime:
         model = self._model
@@ -36,15 +43,18 @@ class DynamoSendRateLimiter:
         # Rounded up: a slot never comes sooner than the rate allows.
         step, now_ms = max(1, math.ceil(interval.total_seconds() * 1000)), _ms(now)
         for _ in range(_ATTEMPTS):
+            if self._horizon_ms.get(bucket, 0) < now_ms and self._idle(item, now_ms, step, count=True):
+                self._horizon_ms[bucket] = now_ms + step
+                return now  # it was idle when last seen (or never seen), and still is: one update
             try:
                 # Busy: the next slot is now or later; take it and move the horizon one interval on.
                 item.update(actions=[model.taken.add(step), model.used.add(1)], condition=model.taken >= now_ms)
+                self._horizon_ms[bucket] = int(item.taken)
                 return datetime.fromtimestamp((int(item.taken) - step) / 1000, UTC)
             except UpdateError as exc:
                 if not _lost(exc):
                     raise
-            if self._idle(item, now_ms, step, count=True):
-                return now
+            self._horizon_ms[bucket] = 0  # idle after all: the next attempt takes the slot from now
         raise RuntimeError(f"send-rate horizon {bucket} kept moving; {_ATTEMPTS} attempts")
 
     def reserve_spare(self, bucket: str, now: datetime, interval: timedelta, within: timedelta) -> datetime | None:
