@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import TYPE_CHECKING, Any, Protocol, assert_never, overload
 
 from nudge.brand_file import TemplateRenderError
 from nudge.domain import engine, send_time, sms, whatsapp
@@ -84,6 +84,34 @@ class AdvanceOutcome:
 
 class NotCommittedYet(RuntimeError):
     """A wake-up armed for an advance whose commit has not landed (in flight, or to be retried): retry later."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cleared:
+    """A message cleared to go now: the provider call and the record it settles as once sent."""
+
+    step: EmailStep | SmsStep | WhatsAppStep
+    send: Callable[[], str]
+    sent: Message
+
+
+@dataclass(frozen=True, slots=True)
+class _Skip:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Fail:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Defer:
+    until: datetime
+    slot: datetime | None = None  # the send slot it holds, kept for its delivery
+
+
+_Verdict = _Cleared | _Skip | _Fail | _Defer
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +450,8 @@ class RunService:
             messages.append(change.message)
             if change.message.reason is not None:
                 outcome.skipped.append((change.step.id, change.message.reason))
-        state = evolve(plan.run, outbox=tuple(m.message_id for m in messages if m.status is MessageStatus.PENDING))
+        cleared, slots = self._clear_before_commit(plan.run, flow, messages, contact, outcome, addresses)
+        state = evolve(plan.run, outbox=tuple(m.message_id for m in messages if not m.status.settled))
         if plan.wake_at is not None:
             # Armed before the commit: once the advance is stored, its next wake-up already exists.
             self.redrive(state, contact)
@@ -431,12 +460,16 @@ class RunService:
         if saved is None:
             return outcome
         for message in messages:
-            if message.status is MessageStatus.PENDING:
+            if (going := cleared.get(message.message_id)) is not None:
+                assert contact is not None
+                self._send(saved, going, message, contact, outcome, deadline=deadline, addresses=addresses)
+            elif message.status is MessageStatus.PENDING:
                 self._deliver(
                     saved,
                     evolve(message, run_version=saved.version),
                     contact,
                     outcome,
+                    slot=slots.get(message.message_id),
                     deadline=deadline,
                     addresses=addresses,
                 )
@@ -446,6 +479,54 @@ class RunService:
         if not saved.is_active and isinstance(flow.trigger, DateTrigger) and contact is not None:
             self._line_up_next_date_run(flow, contact.contact_id, contact)
         return outcome
+
+    def _clear_before_commit(
+        self,
+        run: Run,
+        flow: Flow,
+        messages: list[Message],
+        contact: Contact | None,
+        outcome: AdvanceOutcome,
+        addresses: Mapping[str, AddressState | None] | None,
+    ) -> tuple[dict[str, _Cleared], dict[str, datetime]]:
+        """Clear the advance's messages for sending before its commit, so the commit is the send decision.
+
+        A message cleared to go now (its contact, address, window, send slot and rendering all say yes) is
+        committed `SENDING`, its attempt begun, and sent right after the commit: no separate claim (ADR
+        0020, Decision 8). The commit is conditioned on the run's version, so an exit that lands before it
+        (an order) still stops the message; after it, nothing stands between the commit and the provider
+        call, as nothing stood between the claim and the call before. A message its address blocks is
+        committed `SKIPPED`. Anything else (a hold, a later slot, a rendering error) is committed `PENDING`
+        and delivered after the commit as before, with the slot it was given. `messages` is updated in place.
+        """
+        cleared: dict[str, _Cleared] = {}
+        slots: dict[str, datetime] = {}
+        if contact is None:
+            return cleared, slots
+        now = self._clock.now()
+        context: dict[str, Any] | None = None
+        for index, message in enumerate(messages):
+            if message.status is not MessageStatus.PENDING or self._held(message.flow_id) is not None:
+                continue
+            step = flow.step(message.step_id)
+            if not isinstance(step, EmailStep | SmsStep | WhatsAppStep):
+                continue  # webhooks and audience changes keep their own claim
+            message = evolve(message, run_version=run.version + 1)
+            context = context or engine.template_context(run, contact, run.variants, now)
+            match self._clear(flow, step, message, contact, context, now, slot=None, addresses=addresses):
+                case _Cleared() as going:
+                    messages[index] = evolve(going.sent, status=MessageStatus.SENDING, attempt_at=now)
+                    cleared[message.message_id] = going
+                case _Skip(reason):
+                    messages[index] = evolve(message, status=MessageStatus.SKIPPED, reason=reason)
+                    outcome.skipped.append((message.step_id, reason))
+                case _Defer(_, slot) if slot is not None:
+                    slots[message.message_id] = slot
+                case _Defer() | _Fail():
+                    pass  # delivered after the commit, which decides it again and acts
+                case unreachable:
+                    assert_never(unreachable)
+        return cleared, slots
 
     def _line_up_next_date_run(self, flow: Flow, contact_id: str, contact: Contact | None) -> None:
         """A yearly date flow's next run, as this one ends: started, or re-driven if an earlier attempt started it.
@@ -539,41 +620,81 @@ class RunService:
         if isinstance(step, AudienceStep):
             self._change_audience(run, step, message, contact, outcome)
             return
-        if isinstance(step, WhatsAppStep) and message.channel is not Channel.WHATSAPP:
-            step = step.fallback_step() or step  # the advance chose the fallback (no WhatsApp consent)
         assert isinstance(step, EmailStep | SmsStep | WhatsAppStep)
-        if contact is None:
-            self._settle(message, MessageStatus.SKIPPED, outcome, reason="no_contact")
-            return
-        if (blocked := self._blocked(message, addresses)) is not None:
-            self._settle(message, MessageStatus.SKIPPED, outcome, reason=blocked)
-            return
-        # Free text decided inside the window may come due after it closed (deferred by quiet hours, a throttle).
-        is_text = isinstance(step, WhatsAppStep) and step.text is not None
-        if is_text and not whatsapp.window_open(contact.whatsapp_inbound_at, now):
-            self._settle(message, MessageStatus.SKIPPED, outcome, reason=whatsapp.WINDOW_CLOSED)
-            return
-        if isinstance(step, EmailStep) and self._throttle is not None:
-            if slot is None or slot < now - SENDING_GRACE:
-                slot = self._slot(message, now)
-            if slot is None:  # a campaign's send, and flows hold the rate for now: look again, backing off
-                self._defer(message, now + spare_retry(message.message_id, now - message.created_at), outcome)
+        match self._clear(flow, step, message, contact, context, now, slot=slot, addresses=addresses):
+            case _Skip(reason):
+                self._settle(message, MessageStatus.SKIPPED, outcome, reason=reason)
                 return
-            if int(slot.timestamp()) > int(now.timestamp()):  # the rate is per one-second window
-                self._defer(message, slot, outcome, slot=slot)
+            case _Fail(reason):
+                log.error("message failed", extra={"message_id": message.message_id, "error": reason})
+                self._settle(message, MessageStatus.FAILED, outcome, reason=reason)
                 return
-        try:
-            send, sent = self._prepare(flow, step, message, contact, context)
-        except (TemplateRenderError, PermanentSendError) as exc:
-            log.error("message failed", extra={"message_id": message.message_id, "error": str(exc)})
-            self._settle(message, MessageStatus.FAILED, outcome, reason=str(exc)[:500])
-            return
+            case _Defer(until, held_slot):
+                self._defer(message, until, outcome, slot=held_slot)
+                return
+            case _Cleared() as going:
+                pass
+            case unreachable:
+                assert_never(unreachable)
         claim = self._store.begin_send(message, now)
         if claim is SendClaim.RUN_EXITED:
             self._settle(message, MessageStatus.SKIPPED, outcome, reason="run_exited")
             return
         if claim is SendClaim.GONE:
             return  # another invocation has it
+        assert contact is not None  # cleared
+        self._send(run, going, message, contact, outcome, deadline=deadline, addresses=addresses)
+
+    def _clear(
+        self,
+        flow: Flow,
+        step: EmailStep | SmsStep | WhatsAppStep,
+        message: Message,
+        contact: Contact | None,
+        context: dict[str, Any],
+        now: datetime,
+        *,
+        slot: datetime | None,
+        addresses: Mapping[str, AddressState | None] | None,
+    ) -> _Verdict:
+        """What stands between a message and its provider call, decided without writing (a send slot, the
+        one write, is reserved here): the contact, its address, WhatsApp's window, the send rate, rendering."""
+        if isinstance(step, WhatsAppStep) and message.channel is not Channel.WHATSAPP:
+            step = step.fallback_step() or step  # the advance chose the fallback (no WhatsApp consent)
+        if contact is None:
+            return _Skip("no_contact")
+        if (blocked := self._blocked(message, addresses)) is not None:
+            return _Skip(blocked)
+        # Free text decided inside the window may come due after it closed (deferred by quiet hours, a throttle).
+        is_text = isinstance(step, WhatsAppStep) and step.text is not None
+        if is_text and not whatsapp.window_open(contact.whatsapp_inbound_at, now):
+            return _Skip(whatsapp.WINDOW_CLOSED)
+        if isinstance(step, EmailStep) and self._throttle is not None:
+            if slot is None or slot < now - SENDING_GRACE:
+                slot = self._slot(message, now)
+            if slot is None:  # a campaign's send, and flows hold the rate for now: look again, backing off
+                return _Defer(now + spare_retry(message.message_id, now - message.created_at))
+            if int(slot.timestamp()) > int(now.timestamp()):  # the rate is per one-second window
+                return _Defer(slot, slot)
+        try:
+            send, sent = self._prepare(flow, step, message, contact, context)
+        except (TemplateRenderError, PermanentSendError) as exc:
+            return _Fail(str(exc)[:500])
+        return _Cleared(step, send, sent)
+
+    def _send(
+        self,
+        run: Run,
+        going: _Cleared,
+        message: Message,
+        contact: Contact,
+        outcome: AdvanceOutcome,
+        *,
+        deadline: datetime | None,
+        addresses: Mapping[str, AddressState | None] | None,
+    ) -> None:
+        """The provider call of a message this invocation holds `SENDING`, and its settle."""
+        step, send, sent, step_id, now = going.step, going.send, going.sent, message.step_id, self._clock.now()
         try:
             provider_id = send()
         except PermanentSendError as exc:
