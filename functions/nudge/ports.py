@@ -204,10 +204,17 @@ class Runs(Protocol):
     def get_run(self, contact_id: str, run_id: str) -> Run | None: ...
 
     def run_with_context(
-        self, contact_id: str, run_id: str, message_ids: Sequence[str] = (), address_keys: Sequence[str] = ()
+        self,
+        contact_id: str,
+        run_id: str,
+        message_ids: Sequence[str] = (),
+        address_keys: Sequence[str] = (),
+        sends_since: datetime | None = None,
     ) -> WakeReads:
         """`get_run`, `get_contact`, `get_message` of each of `message_ids` and `address_state` of each of
-        `address_keys`, in one strongly consistent call: what a wake-up reads first (issue #20)."""
+        `address_keys`, in one strongly consistent call: what a wake-up reads first (issue #20). With
+        `sends_since`, also the contact's counted sends since then (`WakeReads.sends`; not `stored` when the
+        store keeps no log for the contact yet: then `recent_sends` is asked, and the commit writes it)."""
         ...
 
     def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
@@ -223,11 +230,16 @@ class Runs(Protocol):
         """Write the run (and free its active slot once it ended); ConflictError if the version moved."""
         ...
 
-    def commit_advance(self, run: Run, expected_version: int, messages: Sequence[Message]) -> Run:
+    def commit_advance(
+        self, run: Run, expected_version: int, messages: Sequence[Message], sends: SendLog | None = None
+    ) -> Run:
         """Write the advanced run and the messages it decided on, in one transaction (the outbox).
 
         The run is stored at expected_version + 1 (its slot freed once it ended); each message is created
         with `run_version` set to that version. ConflictError if the run's version moved: nothing written.
+        `sends`: the contact's send log as this advance read it; the commit adds the messages it counts
+        (those with a `sent_at` that are not settled otherwise), writes a log not yet `stored`, and drops
+        its stale pieces. A message settled `SKIPPED` or `FAILED` later leaves the log with its settle.
         """
         ...
 
@@ -395,6 +407,21 @@ class WakeReads:
     contact: Contact | None
     messages: dict[str, Message] = field(default_factory=dict)  # those of the ids asked for that exist
     addresses: dict[str, AddressState | None] = field(default_factory=dict)  # every key asked for
+    sends: SendLog | None = None  # the contact's counted sends since the time asked for; None: not read
+
+
+@dataclass(frozen=True, slots=True)
+class SendLog:
+    """A contact's counted sends (`recent_sends`) as a store keeps them beside its runs: read with the run,
+    written by the commit that decides a message (ADR 0020, Decision 8).
+
+    `stored` False: the store held no log for the contact yet, and `records` came from `recent_sends`; the
+    next commit writes them. `stale`: the store's own pieces of the log past the window, which the next
+    commit drops (opaque to callers)."""
+
+    records: tuple[SentRecord, ...]
+    stored: bool = True
+    stale: tuple[str, ...] = ()
 
 
 class WorkQueue(Protocol):

@@ -125,6 +125,55 @@ def test_a_message_is_read_back_by_its_ids_and_feedback_is_noted_once_per_kind(s
     assert store.record_feedback(_message("never-stored"), FeedbackKind.OPEN, START) is False
 
 
+def test_the_send_log_read_with_the_run_counts_what_commits_decide_until_it_is_skipped_or_failed(
+    store: Store,
+) -> None:
+    # Given a contact sent one email before the log existed (only the messages' index has it)
+    earlier = replace(_message("r0#0000#email"), run_id="r0")
+    assert store.settle_message(earlier, MessageStatus.SENT, provider_id="p-0", sent_at=START) is not None
+    run = _run()
+    assert store.start_run(run, None) is not None
+    week_ago = START + timedelta(days=1) - timedelta(days=7)
+
+    # Then the first read falls back to the index, and the commit that decides two messages writes the log
+    first = store.run_with_context("c1", "r1", sends_since=week_ago)
+    assert first.sends is not None and [r.message_id for r in first.sends.records] == ["r0#0000#email"]
+    now = START + timedelta(days=1)
+    going = [
+        replace(_message("r1#0001#email"), status=MessageStatus.SENDING, sent_at=now),
+        replace(_message("r1#0001#sms"), channel=Channel.SMS, sent_at=now),
+        replace(_message("r1#0001#skipped"), status=MessageStatus.SKIPPED, reason="quiet_hours"),
+    ]
+    saved = store.commit_advance(replace(run, updated_at=now), 1, going, first.sends)
+    again = store.run_with_context("c1", "r1", sends_since=week_ago)
+    assert again.sends is not None and again.sends.stored
+    assert [(r.message_id, r.channel, r.sent_at) for r in again.sends.records] == [
+        ("r0#0000#email", Channel.EMAIL, START),
+        ("r1#0001#email", Channel.EMAIL, now),
+        ("r1#0001#sms", Channel.SMS, now),
+    ]
+    assert store.run_with_context("c1", "r1").sends is None  # not asked for: not read
+
+    # And a message settled SKIPPED leaves it; one SENT stays; a week on, only what is left in the window
+    sms = store.get_message("c1", "r1#0001#sms")
+    assert sms is not None and store.settle_message(sms, MessageStatus.SKIPPED, reason="run_exited") is not None
+    email = store.get_message("c1", "r1#0001#email")
+    assert email is not None and store.settle_message(email, MessageStatus.SENT, sent_at=now) is not None
+    later = store.run_with_context("c1", "r1", sends_since=now - timedelta(hours=1))
+    assert later.sends is not None and [r.message_id for r in later.sends.records] == ["r1#0001#email"]
+    next_week = now + timedelta(days=8)
+    aged = store.run_with_context("c1", "r1", sends_since=next_week - timedelta(days=7)).sends
+    assert aged is not None and aged.records == ()
+    store.commit_advance(replace(saved, updated_at=next_week), saved.version, [], aged)  # drops what aged out
+    assert store.run_with_context("c1", "r1", sends_since=next_week - timedelta(days=7)).sends == ports.SendLog(())
+    # An erased contact's log goes with it
+    logged = replace(going[0], message_id="r1#0002#email", sent_at=next_week)
+    store.commit_advance(replace(saved, updated_at=next_week), saved.version + 1, [logged])
+    store.erase_contact("c1")
+    erased = store.run_with_context("c1", "r1", sends_since=START)
+    assert erased.sends is not None and erased.sends.records == ()
+
+
 # StepCounters ----------------------------------------------------------------------------------------------
 
 

@@ -48,6 +48,7 @@ from nudge.ports import (
     PendingSignup,
     PrivacyRequest,
     SendClaim,
+    SendLog,
     StepWakeUp,
     TransientSendError,
     UploadResult,
@@ -178,13 +179,20 @@ class MemoryStore:
         return self.runs.get((contact_id, run_id))
 
     def run_with_context(
-        self, contact_id: str, run_id: str, message_ids: Sequence[str] = (), address_keys: Sequence[str] = ()
+        self,
+        contact_id: str,
+        run_id: str,
+        message_ids: Sequence[str] = (),
+        address_keys: Sequence[str] = (),
+        sends_since: datetime | None = None,
     ) -> WakeReads:
         return WakeReads(
             run=self.runs.get((contact_id, run_id)),
             contact=self.contacts.get(contact_id),
             messages={m: message for m in message_ids if (message := self.get_message(contact_id, m)) is not None},
             addresses={key: self.addresses.get(key) for key in address_keys},
+            # Its send index is the log: always whole, never written apart from the messages.
+            sends=None if sends_since is None else SendLog(tuple(self.recent_sends(contact_id, sends_since))),
         )
 
     def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
@@ -213,7 +221,9 @@ class MemoryStore:
             slots[run.flow_id] = evolve(slot, active_run_id=None)
         return saved
 
-    def commit_advance(self, run: Run, expected_version: int, messages: Sequence[Message]) -> Run:
+    def commit_advance(
+        self, run: Run, expected_version: int, messages: Sequence[Message], sends: SendLog | None = None
+    ) -> Run:
         key = (run.contact_id, run.run_id)
         stored = self.runs.get(key)
         if stored is None or stored.version != expected_version:
@@ -342,7 +352,7 @@ class MemoryStore:
         records = []
         for sent_at, message_id in sent[bisect_left(sent, (since, "")) :]:
             m = self.messages[(contact_id, message_id)]
-            records.append(SentRecord(m.channel, m.category, m.priority, sent_at, m.flow_id))
+            records.append(SentRecord(m.channel, m.category, m.priority, sent_at, m.flow_id, message_id))
         return records
 
     def update_contact(self, contact_id: str, change: ContactChange, now: datetime) -> Contact | None:

@@ -271,6 +271,7 @@ class SentRecord:
     priority: int
     sent_at: datetime
     flow_id: str
+    message_id: str = ""  # the message counted (a store's own log of sends keys on it)
 
 
 @dataclass(frozen=True, slots=True)

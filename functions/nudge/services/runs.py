@@ -43,6 +43,7 @@ from nudge.ports import (
     Runs,
     Scheduler,
     SendClaim,
+    SendLog,
     Sleeper,
     StepCounters,
     StepWakeUp,
@@ -285,7 +286,9 @@ class RunService:
         # The run, its contact and the outbox it had when this was armed, in one call: the contact is read
         # once per invocation, the previous advance's messages with the run (issue #20).
         # So are the suppressions of the contact's addresses (their hashed keys ride in the wake-up).
-        reads = self._store.run_with_context(work.contact_id, work.run_id, work.outbox, work.addresses)
+        # And the contact's send log, which the guardrails read when the run advances.
+        since = None if work.message_id is not None else self._clock.now() - WEEK
+        reads = self._store.run_with_context(work.contact_id, work.run_id, work.outbox, work.addresses, since)
         run, contact, prefetched, addresses = reads.run, reads.contact, reads.messages, reads.addresses
         if run is None:
             log.warning("work for an unknown run", extra={"run_id": work.run_id})
@@ -315,7 +318,7 @@ class RunService:
             self.redrive(run, contact)  # Scheduler fired early within its minute (or a repair re-drove it): wait
             outcome.status = "early"
             return outcome
-        return self.advance(run, contact, outcome=outcome, deadline=deadline, addresses=addresses)
+        return self.advance(run, contact, outcome=outcome, deadline=deadline, addresses=addresses, sends=reads.sends)
 
     def start(
         self,
@@ -411,10 +414,12 @@ class RunService:
         outcome: AdvanceOutcome | None = None,
         deadline: datetime | None = None,
         addresses: Mapping[str, AddressState | None] | None = None,
+        sends: SendLog | None = None,
     ) -> AdvanceOutcome:
         """Run the engine for this run now; arm its next wake-up, commit it with its messages, deliver them.
 
-        `addresses`: address states read with the run (others are read when a send needs them)."""
+        `addresses`: address states read with the run (others are read when a send needs them); `sends`: the
+        contact's send log read with it since a week ago (else the guardrails' history is queried)."""
         now = self._clock.now()
         outcome = outcome or AdvanceOutcome(run_id=run.run_id, status="advanced", flow_id=run.flow_id)
         flow = self._flows.get(run.flow_id)
@@ -423,7 +428,10 @@ class RunService:
             outcome.status = "exited"
             return outcome
         contact = contact or self._store.get_contact(run.contact_id)
-        history = self._store.recent_sends(run.contact_id, now - WEEK)
+        if sends is None:
+            history = self._store.recent_sends(run.contact_id, now - WEEK)
+        else:
+            history = [record for record in sends.records if record.sent_at >= now - WEEK]
         plan = engine.advance(
             run, flow, contact, history, self._guardrails, now, self._send_time_prior, self._split_winner
         )
@@ -456,7 +464,7 @@ class RunService:
             # Armed before the commit: once the advance is stored, its next wake-up already exists.
             self.redrive(state, contact)
             outcome.next_wake_at = plan.wake_at.isoformat()
-        saved = self._commit(state, run.version, messages, outcome)
+        saved = self._commit(state, run.version, messages, outcome, sends)
         if saved is None:
             return outcome
         for message in messages:
@@ -548,9 +556,16 @@ class RunService:
 
     # the outbox ---------------------------------------------------------------------------------------
 
-    def _commit(self, run: Run, expected_version: int, messages: list[Message], outcome: AdvanceOutcome) -> Run | None:
+    def _commit(
+        self,
+        run: Run,
+        expected_version: int,
+        messages: list[Message],
+        outcome: AdvanceOutcome,
+        sends: SendLog | None = None,
+    ) -> Run | None:
         try:
-            return self._store.commit_advance(run, expected_version, messages)
+            return self._store.commit_advance(run, expected_version, messages, sends)
         except ConflictError:
             # Another invocation advanced or ended this run first (a duplicate firing, an exit): its writes win.
             log.info("run moved under us; standing down", extra={"run_id": run.run_id})

@@ -13,6 +13,7 @@ from pynamodb.exceptions import DeleteError, PutError, TransactWriteError, Updat
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
+from nudge.adapters.dynamodb import send_log
 from nudge.adapters.dynamodb.access import AccessModels
 from nudge.adapters.dynamodb.models import (
     CONSENT_PREFIX,
@@ -46,7 +47,7 @@ from nudge.domain.model import (
 from nudge.domain.predictions import Predictions
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
-from nudge.ports import ConflictError, ContactChange, EventDone, SendClaim, WakeReads
+from nudge.ports import ConflictError, ContactChange, EventDone, SendClaim, SendLog, WakeReads
 from nudge.settings import Settings
 
 EVENT_RETENTION = timedelta(days=90)
@@ -348,9 +349,15 @@ class DynamoStore:
         return self._run_from(item)
 
     def run_with_context(
-        self, contact_id: str, run_id: str, message_ids: Sequence[str] = (), address_keys: Sequence[str] = ()
+        self,
+        contact_id: str,
+        run_id: str,
+        message_ids: Sequence[str] = (),
+        address_keys: Sequence[str] = (),
+        sends_since: datetime | None = None,
     ) -> WakeReads:
-        """The run, its contact, the named messages and address states: one strongly consistent BatchGetItem."""
+        """The run, its contact, the named messages and address states, and the contact's send log: one
+        strongly consistent BatchGetItem."""
         runs, contacts, messages, addresses = (
             self.models.runs,
             self.models.contacts,
@@ -358,12 +365,12 @@ class DynamoStore:
             self.models.addresses,
         )
         keys_wanted = list(dict.fromkeys(address_keys))[:3]
-        wanted = list(dict.fromkeys(message_ids))[: BATCH_GET - 2 - len(keys_wanted)]
+        wanted = list(dict.fromkeys(message_ids))[: BATCH_GET - 3 - len(keys_wanted)]
+        run_keys = [{"contact_id": {"S": contact_id}, "sk": {"S": RUN_PREFIX + run_id}}]
+        if sends_since is not None:
+            run_keys.append({"contact_id": {"S": contact_id}, "sk": {"S": send_log.SENDS_SK}})
         request: dict[str, Any] = {
-            runs.Meta.table_name: {
-                "Keys": [{"contact_id": {"S": contact_id}, "sk": {"S": RUN_PREFIX + run_id}}],
-                "ConsistentRead": True,
-            },
+            runs.Meta.table_name: {"Keys": run_keys, "ConsistentRead": True},
             contacts.Meta.table_name: {"Keys": [{"contact_id": {"S": contact_id}}], "ConsistentRead": True},
         }
         if wanted:
@@ -391,7 +398,16 @@ class DynamoStore:
                 messages={m: message for m in wanted if (message := self.get_message(contact_id, m)) is not None},
                 addresses={key: self.address_state(key) for key in keys_wanted},
             )
-        run_items, contact_items = found.get(runs.Meta.table_name), found.get(contacts.Meta.table_name)
+        run_items, contact_items = [], found.get(contacts.Meta.table_name)
+        sends: SendLog | None = None
+        for item in found.get(runs.Meta.table_name, []):
+            if item["sk"]["S"] == send_log.SENDS_SK:
+                assert sends_since is not None
+                sends = send_log.read(item, sends_since)
+            else:
+                run_items.append(item)
+        if sends_since is not None and sends is None:  # no log kept for the contact yet: the index has it
+            sends = SendLog(tuple(self.recent_sends(contact_id, sends_since)), stored=False)
         states = {
             state.key: state
             for state in (
@@ -408,6 +424,7 @@ class DynamoStore:
                 )
             },
             addresses={key: states.get(key) for key in keys_wanted},
+            sends=sends,
         )
 
     def overdue_runs(self, before: datetime) -> Iterator[tuple[str, str]]:
@@ -496,7 +513,9 @@ class DynamoStore:
 
     # messages -----------------------------------------------------------------------------------------
 
-    def commit_advance(self, run: Run, expected_version: int, messages: Sequence[Message]) -> Run:
+    def commit_advance(
+        self, run: Run, expected_version: int, messages: Sequence[Message], sends: SendLog | None = None
+    ) -> Run:
         saved = replace(run, version=expected_version + 1)
         runs, slots, model = self.models.runs, self.models.flow_slots, self.models.messages
         try:
@@ -509,6 +528,8 @@ class DynamoStore:
                 for message in messages:
                     item = self._message_item(replace(message, run_version=saved.version))
                     tx.save(item, condition=model.message_id.does_not_exist())
+                if actions := send_log.commit_actions(sends, messages, run.updated_at):
+                    tx.update(runs(contact_id=run.contact_id, sk=send_log.SENDS_SK), actions=actions)
         except TransactWriteError as exc:
             if _condition_failed(exc):
                 raise ConflictError(run.run_id) from exc
@@ -557,6 +578,15 @@ class DynamoStore:
             if only_from is not None and _condition_failed(exc):
                 return None
             raise
+        if status in (MessageStatus.SKIPPED, MessageStatus.FAILED) and (leave := send_log.leave_actions(message)):
+            # It no longer counts. Only from a kept log (a crash before this write over-counts it, never under).
+            try:
+                self.models.runs(contact_id=message.contact_id, sk=send_log.SENDS_SK).update(
+                    actions=leave, condition=send_log.kept()
+                )
+            except UpdateError as exc:
+                if not _condition_failed(exc):
+                    raise
         return settled
 
     def get_message(self, contact_id: str, message_id: str) -> Message | None:
@@ -580,7 +610,9 @@ class DynamoStore:
             consistent_read=True,  # a send a moment ago must count against the caps
         )
         return [
-            SentRecord(Channel(i.channel), Category(i.category), int(i.priority or 0), i.sent_at, i.flow_id)
+            SentRecord(
+                Channel(i.channel), Category(i.category), int(i.priority or 0), i.sent_at, i.flow_id, i.message_id
+            )
             for i in items
         ]
 
@@ -900,6 +932,9 @@ class DynamoStore:
         run_items += [
             self.models.runs(contact_id=contact_id, sk=RUN_PREFIX + r.run_id) for r in self.runs_for(contact_id)
         ]
+        runs = self.models.runs
+        if runs.count(contact_id, runs.sk == send_log.SENDS_SK, consistent_read=True):
+            run_items.append(runs(contact_id=contact_id, sk=send_log.SENDS_SK))  # its send log
         messages = [
             self.models.messages(contact_id=contact_id, message_id=i.message_id)
             for i in self.models.messages.query(contact_id)
