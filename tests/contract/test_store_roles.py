@@ -312,3 +312,16 @@ def test_each_role_is_implemented_by_both_twins(role: type) -> None:
     for twin in (MemoryStore, DynamoStore):
         missing = {op for op in _operations(role) if not callable(getattr(twin, op, None))}
         assert missing == set(), f"{twin.__name__} lacks {sorted(missing)} of {role.__name__}"
+
+
+def test_each_role_has_its_own_dynamodb_adapter_and_the_store_is_their_composition() -> None:
+    from nudge.adapters.dynamodb import store as dynamo
+
+    adapters = {role: getattr(dynamo, f"Dynamo{role.__name__}") for role in ROLES}
+    for role, adapter in adapters.items():
+        missing = {op for op in _operations(role) if not callable(getattr(adapter, op, None))}
+        assert missing == set(), f"{adapter.__name__} lacks {sorted(missing)} of {role.__name__}"
+        # and holds no operation of another role (what it shares is the tables, in DynamoTables)
+        others = set().union(*(_operations(r) for r in ROLES if r is not role)) - _operations(role)
+        assert not {op for op in others if op in vars(adapter)}, adapter.__name__
+    assert set(dynamo.DynamoStore.__bases__) == set(adapters.values())
