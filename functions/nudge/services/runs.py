@@ -422,7 +422,8 @@ class RunService:
             messages.append(change.message)
             if change.message.reason is not None:
                 outcome.skipped.append((change.step.id, change.message.reason))
-        state = evolve(plan.run, outbox=tuple(m.message_id for m in messages if m.status is MessageStatus.PENDING))
+        outbox = tuple(m.message_id for m in messages if m.status is MessageStatus.PENDING)
+        state = plan.run if outbox == plan.run.outbox else evolve(plan.run, outbox=outbox)
         if plan.wake_at is not None:
             # Armed before the commit: once the advance is stored, its next wake-up already exists.
             self.redrive(state, contact)
