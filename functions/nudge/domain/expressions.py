@@ -187,7 +187,7 @@ _PURE_NODES = (
     nodes.Operand, nodes.CondExpr, nodes.Concat, nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair, nodes.Add,
     nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow,
 )  # fmt: skip
-_CACHED_RENDERS = 4096  # per template; cleared when full
+_CACHED_RENDERS = 512  # per template (a Lambda keeps them between invocations); cleared when full
 
 
 _Steps = tuple[tuple[bool, str | int], ...]  # (an item lookup?, the name or index) from the root

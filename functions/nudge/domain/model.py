@@ -304,7 +304,7 @@ class ContactPatch:
 
 
 _CONTACT_IDS: dict[tuple[str | None, str | None, str | None], str] = {}
-_CONTACT_IDS_KEPT = 1 << 17
+_CONTACT_IDS_KEPT = 1 << 14  # a Lambda keeps it between invocations: bounded, then cleared
 
 
 @dataclass(frozen=True, slots=True)
