@@ -21,7 +21,7 @@ from nudge.brand_file import BRAND_FILE as BRAND_FILE
 from nudge.brand_file import TemplateRenderError as TemplateRenderError
 from nudge.brand_file import load_brand as load_brand
 from nudge.domain.brand import Brand
-from nudge.domain.expressions import flat_globals, make_environment
+from nudge.domain.expressions import ReadKeyed, flat_globals, is_missing, keyed_renders, make_environment
 from nudge.domain.flows import WhatsAppStep
 from nudge.domain.whatsapp import MAX_TEXT, OutgoingWhatsApp
 
@@ -137,6 +137,7 @@ class TemplateRenderer:
         self._env = make_environment(_MjmlLoader(templates_dir))
         self._env.globals["brand"] = self.brand
         self._strings: dict[str, Template | str] = {}
+        self._keyed: dict[str, ReadKeyed] = {}  # a string's renders by the values it reads
 
     def render_file(self, name: str, context: dict[str, Any]) -> str:
         try:
@@ -152,7 +153,16 @@ class TemplateRenderer:
                 template = self._strings[source] = _plain(source) or flat_globals(self._env.from_string(source))
             if isinstance(template, str):
                 return template
-            return template.render(context).strip()
+            keyed = self._keyed.get(source)
+            if keyed is None:
+                keyed = self._keyed[source] = keyed_renders(source, template.globals, self._env)
+            key = keyed.key(context)
+            if key is not None and not is_missing(found := keyed.get(key)):
+                return str(found)
+            rendered = template.render(context).strip()
+            if key is not None:
+                keyed.put(key, rendered)
+            return rendered
         except TemplateError as exc:
             raise TemplateRenderError(f"{label}: {exc.__class__.__name__}: {exc}") from exc
 

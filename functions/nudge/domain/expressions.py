@@ -7,13 +7,13 @@ in a flow fails loudly at validation or on first use instead of silently evaluat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import BaseLoader, StrictUndefined, Template, TemplateError, nodes, select_autoescape
+from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateError, nodes, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from nudge.domain.durations import parse_duration
@@ -129,7 +129,20 @@ def evaluate(source: str, context: dict[str, Any]) -> Any:
 
 
 def truthy(source: str, context: dict[str, Any]) -> bool:
-    return bool(evaluate(source, context))
+    keyed = _keyed_expression(source)
+    key = keyed.key(context)
+    if key is not None and (found := keyed.get(key)) is not _MISSING:
+        return bool(found)
+    result = bool(evaluate(source, context))
+    if key is not None:
+        keyed.put(key, result)
+    return result
+
+
+@lru_cache(maxsize=512)
+def _keyed_expression(source: str) -> ReadKeyed:
+    template: Template = _compiled(source)._template  # type: ignore[attr-defined]  # noqa: SLF001 - as flat_globals
+    return keyed_renders("{{ " + source + " }}", template.globals, _ENV)
 
 
 @lru_cache(maxsize=512)
@@ -143,8 +156,162 @@ def _template(source: str) -> Any:
 def render(source: str, context: dict[str, Any]) -> str:
     """Render a short inline template ("{{ event.days }}d") over the context."""
     try:
-        return str(_template(source).render(context)).strip()
+        keyed = _keyed_template(source)
+        key = keyed.key(context)
+        if key is not None and (found := keyed.get(key)) is not _MISSING:
+            return str(found)
+        result = str(_template(source).render(context)).strip()
+        if key is not None:
+            keyed.put(key, result)
+        return result
     except ExpressionError:
         raise
     except Exception as exc:
         raise ExpressionError(f"{source!r} failed: {exc.__class__.__name__}: {exc}") from exc
+
+
+# Renders keyed by what they read --------------------------------------------------------------------------
+# A subject or a filter reads a few leaves of its context (`contact.first_name`, `event.recovery_url`), and
+# a render is a function of those leaves alone, so a render seen once need not be rendered again: a
+# replay asks the same few questions of the same few values tens of thousands of times. The key is the
+# value (and type) of every leaf the template reads; a template that reads anything else (a whole
+# dict, a list, a float, a date, a method, a local name) gets no key and is rendered every time.
+
+_MISSING = object()
+_KEYABLE = (str, int, bool, type(None))  # equal values render alike (not 1.0 == 1, Decimal("1.0"), or zoned dates)
+_DICT_ATTRS = frozenset(dir(dict))  # what a Jinja `d.name` finds on a dict before its items
+_LEAF_NODES = (nodes.Name, nodes.Getattr, nodes.Getitem)
+_PURE_NODES = (
+    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Slice, nodes.Filter, nodes.Test,
+    nodes.Call, nodes.Keyword, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos, nodes.Compare,
+    nodes.Operand, nodes.CondExpr, nodes.Concat, nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair, nodes.Add,
+    nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow,
+)  # fmt: skip
+_CACHED_RENDERS = 512  # per template (a Lambda keeps them between invocations); cleared when full
+
+
+_Steps = tuple[tuple[bool, str | int], ...]  # (an item lookup?, the name or index) from the root
+
+
+def _chain(node: nodes.Node) -> tuple[str, _Steps] | None:
+    """`contact.first_name`, `event['x']`: the root name and the steps, or None if not rooted in a name."""
+    steps: list[tuple[bool, str | int]] = []
+    while True:
+        if isinstance(node, nodes.Name):
+            return (node.name, tuple(reversed(steps))) if node.ctx == "load" else None
+        if isinstance(node, nodes.Getattr):
+            steps.append((False, node.attr))
+            node = node.node
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            if type(node.arg.value) not in (str, int):
+                return None
+            steps.append((True, node.arg.value))
+            node = node.node
+        else:
+            return None
+
+
+def _leaves(tree: nodes.Node) -> tuple[tuple[str, _Steps], ...] | None:
+    """Every leaf the template reads (each name with the longest chain of constant lookups on it), or None
+    if it does anything else (sets, loops, macros, blocks, a computed index): then it gets no key."""
+    found: dict[tuple[str, _Steps], None] = {}
+
+    def visit(node: nodes.Node) -> bool:
+        if isinstance(node, _LEAF_NODES) and (chain := _chain(node)) is not None:
+            found[chain] = None
+            return True
+        if isinstance(node, nodes.Getitem):  # a computed index: the container and the index both read
+            return visit(node.node) and visit(node.arg)
+        if not isinstance(node, _PURE_NODES):
+            return False
+        return all(visit(child) for child in node.iter_child_nodes())
+
+    return tuple(found) if visit(tree) else None
+
+
+def _step(value: Any, item: bool, name: str | int) -> Any:
+    """One lookup as Jinja makes it: `a.b` an attribute first, then an item (a dict's methods before its
+    items); `a['b']` an item first, then an attribute."""
+    if type(value) is dict and name not in _DICT_ATTRS:
+        return value.get(name, _MISSING)
+    if item:
+        try:
+            return value[name]
+        except (TypeError, LookupError):
+            pass
+    if isinstance(name, str):
+        try:
+            return getattr(value, name)
+        except AttributeError:
+            pass
+    if not item:
+        try:
+            return value[name]
+        except (TypeError, LookupError):
+            pass
+    return _MISSING
+
+
+class ReadKeyed:
+    """Results of one compiled template or expression, by the values of the leaves it reads."""
+
+    __slots__ = ("_leaves", "_globals", "_results")
+
+    def __init__(self, tree: nodes.Node | None, template_globals: Mapping[str, Any]) -> None:
+        self._leaves = _leaves(tree) if tree is not None else None
+        self._globals = template_globals
+        self._results: dict[tuple[Any, ...], Any] = {}
+
+    def key(self, context: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The values read, with their types; None when one of them cannot key a render."""
+        leaves = self._leaves
+        if leaves is None:
+            return None
+        key: list[Any] = []
+        for root, steps in leaves:
+            value = context.get(root, _MISSING)
+            if value is _MISSING:
+                value = self._globals.get(root, _MISSING)
+                if value is not _MISSING and not steps and type(value) not in _KEYABLE:
+                    key.append(("global", root))  # a function or object of the environment: fixed
+                    continue
+            depth = 0
+            parent = None
+            for item, name in steps:
+                if value is _MISSING:
+                    break
+                parent, value = value, _step(value, item, name)
+                depth += 1
+            if value is _MISSING:
+                key.append(("missing", depth, type(parent)))
+            elif type(value) in _KEYABLE or type(value) in (tuple, frozenset) and all(type(v) is str for v in value):
+                key.append((type(value), value))
+            else:
+                return None
+        return tuple(key)
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        return self._results.get(key, _MISSING)
+
+    def put(self, key: tuple[Any, ...], result: Any) -> None:
+        if len(self._results) >= _CACHED_RENDERS:
+            self._results.clear()
+        self._results[key] = result
+
+
+def is_missing(value: Any) -> bool:
+    return value is _MISSING
+
+
+def keyed_renders(source: str, template_globals: Mapping[str, Any], env: Environment) -> ReadKeyed:
+    """The read-keyed results of a template compiled from `source` in `env` (its globals as compiled)."""
+    try:
+        tree: nodes.Node | None = env.parse(source)
+    except TemplateError:
+        tree = None
+    return ReadKeyed(tree, template_globals)
+
+
+@lru_cache(maxsize=512)
+def _keyed_template(source: str) -> ReadKeyed:
+    return keyed_renders(source, _template(source).globals, _ENV)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -167,7 +167,7 @@ class Contact:
         properties = {**self.properties, **patch.properties}
         if patch.properties and properties != self.properties:
             bounds.check_contact_properties(properties, "/properties")
-        return replace(
+        return evolve(  # replace() without __init__: once per event
             self,
             email=patch.email or self.email,
             phone=patch.phone or self.phone,
@@ -210,6 +210,11 @@ class Contact:
             ),
         }
 
+    def lazy_view(self) -> Mapping[str, Any]:
+        """`template_view()` built only when read, and only as far as read: `aggregates` alone is what a
+        segment on `aggregates.*` reads (evaluated on every event of the contact), and it is cached."""
+        return _LazyContactView(self)
+
     @property
     def stage(self) -> str | None:
         """The lifecycle stage as of the last evaluation (None before the first)."""
@@ -241,6 +246,35 @@ def _aggregates_view(aggregates: Aggregates) -> JsonDict:
     return view
 
 
+class _LazyContactView(Mapping[str, Any]):
+    """A contact's template view as a mapping that builds only what is read (the same values)."""
+
+    __slots__ = ("_contact", "_view")
+
+    def __init__(self, contact: Contact) -> None:
+        self._contact = contact
+        self._view: JsonDict | None = None
+
+    def _whole(self) -> JsonDict:
+        if self._view is None:
+            self._view = self._contact.template_view()
+        return self._view
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "aggregates" and self._view is None:
+            return _aggregates_view(self._contact.aggregates)
+        return self._whole()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in CONTACT_FIELDS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._whole())
+
+    def __len__(self) -> int:
+        return len(CONTACT_FIELDS)
+
+
 @dataclass(frozen=True, slots=True)
 class ContactPatch:
     """The contact fields an inbound event or identify call carries."""
@@ -259,7 +293,18 @@ class ContactPatch:
 
     @property
     def contact_id(self) -> str:
-        return contact_id_for(external_id=self.external_id, email=self.email, phone=self.phone)
+        # Asked several times per event: a plain dict by position first (lru_cache's keywords cost more).
+        found = _CONTACT_IDS.get((self.external_id, self.email, self.phone))
+        if found is None:
+            found = contact_id_for(external_id=self.external_id, email=self.email, phone=self.phone)
+            if len(_CONTACT_IDS) >= _CONTACT_IDS_KEPT:
+                _CONTACT_IDS.clear()
+            _CONTACT_IDS[(self.external_id, self.email, self.phone)] = found
+        return found
+
+
+_CONTACT_IDS: dict[tuple[str | None, str | None, str | None], str] = {}
+_CONTACT_IDS_KEPT = 1 << 14  # a Lambda keeps it between invocations: bounded, then cleared
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ lifecycle stages are built-in segments, so a flow can start on entering `lapsed`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -66,8 +66,9 @@ class FieldCondition(_Strict):
             raise ValueError(f"a field starts with one of {', '.join(FIELD_ROOTS)}")
         return value
 
-    def holds(self, view: Mapping[str, Any]) -> bool:
-        found, present = _lookup(view, self.field.split("."))
+    def holds(self, view: Mapping[str, Any], path: list[str] | None = None) -> bool:
+        """`path`: the field already split (the catalog keeps it; evaluated on every event of a contact)."""
+        found, present = _lookup(view, path if path is not None else self.field.split("."))
         if self.op == "exists":
             return present == bool(True if self.value is None else self.value)
         if not present:
@@ -165,6 +166,16 @@ class SegmentCatalog:
             if segment.id in self._segments:
                 raise ValueError(f"two segments share the id {segment.id!r}")
             self._segments[segment.id] = segment
+        # Each segment's conditions with what they read worked out once: `evaluate` runs on every event.
+        self.compiled: list[tuple[str, bool, list[_Check], list[tuple[str, timedelta]]]] = [
+            (
+                segment.id,
+                segment.match == "all",
+                [_check_of(condition) for condition in segment.conditions],
+                [window for condition in segment.conditions if (window := _window_of(condition)) is not None],
+            )
+            for segment in self._segments.values()
+        ]
 
     def __iter__(self) -> Iterator[Segment]:
         return iter(self._segments.values())
@@ -200,11 +211,15 @@ def evaluate(catalog: SegmentCatalog, view: Mapping[str, Any], aggregates: Aggre
     current = stage(aggregates, now, catalog.rules)
     members = [current.value]
     moments = [stage_changes_at(aggregates, now, catalog.rules)]
-    for segment in catalog:
-        results = [_holds(condition, view, current, aggregates, now) for condition in segment.conditions]
-        if all(results) if segment.match == "all" else any(results):
-            members.append(segment.id)
-        moments += [_flips_at(condition, aggregates, now) for condition in segment.conditions]
+    last_event_at = aggregates.last_event_at
+    for segment_id, match_all, checks, windows in catalog.compiled:
+        results = [check(view, current, last_event_at, now) for check in checks]
+        if all(results) if match_all else any(results):
+            members.append(segment_id)
+        for event_type, window in windows:  # _flips_at: the last occurrence plus the window, if still ahead
+            last = last_event_at.get(event_type)
+            if last is not None and (moment := last + window) > now:
+                moments.append(moment)
     upcoming = [m for m in moments if m is not None]
     return Membership(segments=tuple(members), review_at=min(upcoming) if upcoming else None)
 
@@ -215,25 +230,33 @@ def transitions(before: Iterable[str], after: Iterable[str]) -> list[Transition]
     return [Transition(s, False) for s in old if s not in new] + [Transition(s, True) for s in new if s not in old]
 
 
-def _holds(
-    condition: Condition, view: Mapping[str, Any], current: Stage, aggregates: Aggregates, now: datetime
-) -> bool:
+_Check = Callable[[Mapping[str, Any], Stage, Mapping[str, datetime], datetime], bool]
+
+
+def _check_of(condition: Condition) -> _Check:
+    """Whether one condition holds, with its path split and its window parsed once."""
     if isinstance(condition, FieldCondition):
-        return condition.holds(view)
+        path = condition.field.split(".")
+        return lambda view, current, last_event_at, now: condition.holds(view, path)
     if isinstance(condition, StageCondition):
-        return current in condition.stage
-    last = aggregates.last_event_at.get(condition.did if isinstance(condition, DidCondition) else condition.did_not)
-    recent = last is not None and last > now - parse_duration(condition.within)
-    return recent if isinstance(condition, DidCondition) else not recent
+        stages = condition.stage
+        return lambda view, current, last_event_at, now: current in stages
+    did = condition.did if isinstance(condition, DidCondition) else condition.did_not
+    window = parse_duration(condition.within)
+    if isinstance(condition, DidCondition):
+        return lambda view, current, last_event_at, now: _recent(last_event_at.get(did), window, now)
+    return lambda view, current, last_event_at, now: not _recent(last_event_at.get(did), window, now)
 
 
-def _flips_at(condition: Condition, aggregates: Aggregates, now: datetime) -> datetime | None:
-    """When an event-window condition turns with time alone: the last occurrence plus the window."""
+def _recent(last: datetime | None, window: timedelta, now: datetime) -> bool:
+    return last is not None and last > now - window
+
+
+def _window_of(condition: Condition) -> tuple[str, timedelta] | None:
+    """What `_flips_at` reads of an event-window condition: the event type and the window."""
     if isinstance(condition, DidCondition | DidNotCondition):
         event_type = condition.did if isinstance(condition, DidCondition) else condition.did_not
-        last = aggregates.last_event_at.get(event_type)
-        if last is not None and (moment := last + parse_duration(condition.within)) > now:
-            return moment
+        return event_type, parse_duration(condition.within)
     return None
 
 

@@ -234,7 +234,7 @@ class IngestService:
             contact = replace(
                 contact, aggregates=counted.frozen(), updated_at=now, created_at=contact.created_at or now
             )
-        membership = segments.evaluate(self._segments, contact.template_view(), contact.aggregates, now)
+        membership = segments.evaluate(self._segments, contact.lazy_view(), contact.aggregates, now)
         return replace(contact, segments=membership.segments, review_at=membership.review_at), fresh
 
     def enroll(self, flow_id: str, event: Event) -> IngestOutcome:
@@ -471,7 +471,7 @@ class IngestService:
             changed = evolve(changed, aggregates=counted)
         if adjust is not None:
             changed = adjust(changed)
-        membership = segments.evaluate(self._segments, changed.template_view(), changed.aggregates, now)
+        membership = segments.evaluate(self._segments, changed.lazy_view(), changed.aggregates, now)
         return evolve(changed, segments=membership.segments, review_at=membership.review_at)
 
     def _upsert(

@@ -459,7 +459,8 @@ class RunService:
             if change.message.reason is not None:
                 outcome.skipped.append((change.step.id, change.message.reason))
         cleared, slots = self._clear_before_commit(plan.run, flow, messages, contact, outcome, addresses)
-        state = evolve(plan.run, outbox=tuple(m.message_id for m in messages if not m.status.settled))
+        outbox = tuple(m.message_id for m in messages if not m.status.settled)
+        state = plan.run if outbox == plan.run.outbox else evolve(plan.run, outbox=outbox)
         if plan.wake_at is not None:
             # Armed before the commit: once the advance is stored, its next wake-up already exists.
             self.redrive(state, contact)
