@@ -3,6 +3,10 @@
 `event.total > 50`, `'vip' in contact.tags`, `trigger.checkout_id == event.checkout_id`. The sandbox is
 immutable (no attribute writes, no method calls that mutate) and undefined names are errors, so a typo
 in a flow fails loudly at validation or on first use instead of silently evaluating to false.
+
+Jinja is imported when the first expression is compiled, not with this module: the engine imports it, and
+a function whose catalog comes compiled from the bundle evaluates no expression before its first flow with
+a condition (ADR 0020, Decision 9).
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
-
-from jinja2 import BaseLoader, StrictUndefined, Template, TemplateError, nodes, select_autoescape
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from nudge.domain.durations import parse_duration
+
+if TYPE_CHECKING:
+    from jinja2 import BaseLoader, Template
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$", "JPY": "¥"}
 
@@ -52,6 +57,9 @@ def _days_between(earlier: Any, later: Any) -> float:
 
 def make_environment(loader: BaseLoader | None = None) -> ImmutableSandboxedEnvironment:
     """The one sandbox for templates and expressions: strict undefined, HTML autoescape for *.html.j2."""
+    from jinja2 import StrictUndefined, select_autoescape
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(
         loader=loader,
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -68,7 +76,10 @@ def make_environment(loader: BaseLoader | None = None) -> ImmutableSandboxedEnvi
     return env
 
 
-_ENV = make_environment()
+@lru_cache(maxsize=1)
+def _env() -> ImmutableSandboxedEnvironment:
+    """The expressions' sandbox, made at the first expression compiled."""
+    return make_environment()
 
 
 def flat_globals(template: Template) -> Template:
@@ -84,8 +95,10 @@ def flat_globals(template: Template) -> Template:
 
 @lru_cache(maxsize=512)
 def _compiled(source: str) -> Callable[..., Any]:
+    from jinja2 import TemplateError
+
     try:
-        compiled = _ENV.compile_expression(source, undefined_to_none=False)
+        compiled = _env().compile_expression(source, undefined_to_none=False)
     except TemplateError as exc:
         raise ExpressionError(f"{source!r} does not compile: {exc}") from exc
     flat_globals(compiled._template)  # noqa: SLF001 - jinja's TemplateExpression keeps its template there
@@ -104,9 +117,11 @@ def check(source: str) -> str | None:
 def unknown_fields(source: str, name: str, known: frozenset[str]) -> list[str]:
     """The fields of `name` the (compiling) expression reads that are not in `known`: `contact.orders_count`
     where the contact has `aggregates.orders_count`. Only `name.field` and `name['field']` are seen."""
+    from jinja2 import nodes
+
     found = set()
     field: object
-    for node in _ENV.parse("{{ " + source + " }}").find_all((nodes.Getattr, nodes.Getitem)):
+    for node in _env().parse("{{ " + source + " }}").find_all((nodes.Getattr, nodes.Getitem)):
         if isinstance(node, nodes.Getattr):
             target, field = node.node, node.attr
         elif isinstance(node, nodes.Getitem):
@@ -134,8 +149,10 @@ def truthy(source: str, context: dict[str, Any]) -> bool:
 
 @lru_cache(maxsize=512)
 def _template(source: str) -> Any:
+    from jinja2 import TemplateError
+
     try:
-        return flat_globals(_ENV.from_string(source))
+        return flat_globals(_env().from_string(source))
     except TemplateError as exc:
         raise ExpressionError(f"{source!r} does not compile: {exc}") from exc
 

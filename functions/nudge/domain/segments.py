@@ -43,7 +43,7 @@ SEGMENT_EXITED = "segment_exited"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _window(value: str) -> str:

@@ -87,7 +87,7 @@ def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
 class TemplateDeclaration(BaseModel):
     """A template as Meta approved it: its languages, its category and the body parameters it takes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     languages: list[str] = Field(min_length=1, description="The approved languages, e.g. [en_US, de].")
     category: Literal["marketing", "utility", "authentication"] = Field(description="Meta's template category.")
@@ -99,7 +99,7 @@ class TemplateDeclaration(BaseModel):
 class WhatsAppTemplates(BaseModel):
     """flows/_whatsapp.yaml: the templates the shop's WhatsApp Business Account has approved."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     templates: dict[str, TemplateDeclaration] = Field(default_factory=dict)
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,6 +136,32 @@ def lambda_environment(root: Path) -> dict[str, str]:
     }
 
 
+_WRITE_CATALOG = (
+    "import sys; from pathlib import Path; from nudge import compiled_catalog; "
+    "compiled_catalog.write(Path(sys.argv[1]), Path(sys.argv[2]))"
+)
+
+
+@contextmanager
+def bundled_catalog(
+    root: Path, environment: Mapping[str, str], functions_dir: Path | None = None
+) -> Iterator[dict[str, str]]:
+    """The environment with flows/ and segments/ laid out as in the bundle: copies, with the compiled catalog the
+    bundler writes beside them (ADR 0020, Decision 9), made by the measured package's own code (none when
+    that package has no `nudge.compiled_catalog`, as before it existed)."""
+    package_root = functions_dir or Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory(prefix="nudge-bundle-") as scratch:
+        flows = Path(scratch) / Path(names.BUNDLED_FLOWS_DIR).name
+        segments = Path(scratch) / Path(names.BUNDLED_SEGMENTS_DIR).name
+        shutil.copytree(root / "flows", flows)
+        shutil.copytree(root / "segments", segments)
+        if (package_root / "nudge" / "compiled_catalog.py").is_file():
+            env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(package_root)}
+            command = [sys.executable, "-c", _WRITE_CATALOG, str(flows), str(segments)]
+            subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+        yield {**environment, names.ENV_FLOWS_DIR: str(flows), names.ENV_SEGMENTS_DIR: str(segments)}
+
+
 @dataclass(frozen=True)
 class Probe:
     import_s: float  # CPU seconds
@@ -201,11 +229,12 @@ def cold_starts(
     # Interleaved, so a burst of load on the machine spreads over every target instead of one.
     targets = ["boto3", *(handler.rsplit(".", 1)[0] for _, handler in functions)]
     found: dict[str, list[Probe]] = {target: [] for target in targets}
-    for run in range(runs):
-        for target in targets:
-            if progress is not None:
-                progress(f"cold start {run + 1}/{runs}: {target}")
-            found[target].append(probe(target, environment, bytecode=bytecode, functions_dir=functions_dir))
+    with bundled_catalog(root, environment, functions_dir) as bundled:
+        for run in range(runs):
+            for target in targets:
+                if progress is not None:
+                    progress(f"cold start {run + 1}/{runs}: {target}")
+                found[target].append(probe(target, bundled, bytecode=bytecode, functions_dir=functions_dir))
     baseline = _median(found["boto3"])
     cache = "a warm bytecode cache" if bytecode else "no bytecode cache (every module compiled, as in Lambda)"
     yield f"cold start: median of {runs} fresh interpreters each, Lambda-like environment, no network, {cache}"
