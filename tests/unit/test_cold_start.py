@@ -65,6 +65,9 @@ NEVER = {"typer", "rich", "moto", "aws_cdk", "pytest", "nudge.cli", "nudge.local
 # (no YAML parsed, no validator built: "validators" below), the flows' expressions compile at their first
 # evaluation, and the brand kit is read at the first message that needs it.
 NEVER_COLD = {"boto3", "s3transfer", "aws_lambda_powertools", "asyncio", "yaml", "jinja2"}
+# pydantic only where flows are read or a request body is validated: the others' ports, store and services
+# import no pydantic model (ADR 0020, Decision 9).
+NO_PYDANTIC = {"feedback", "sms-inbound", "whatsapp-inbound", "missed-call"}
 # phonenumbers only where a number is read at once.
 PHONES = {"webhooks", "missed-call"}  # storefront payloads carry phones; a missed call is a number
 # Modules loaded by import + warm(), as measured for ADR 0020 Decision 9 (docs/benchmarks.md, "the catalog
@@ -76,11 +79,11 @@ MODULE_LIMITS = {
     "webhooks": 555,
     "api": 495,
     "subscribe": 495,
-    "feedback": 460,
+    "feedback": 405,
     "unsubscribe": 475,
-    "sms-inbound": 460,
-    "whatsapp-inbound": 460,
-    "missed-call": 520,
+    "sms-inbound": 405,
+    "whatsapp-inbound": 410,
+    "missed-call": 470,
     "sweep": 490,
 }
 
@@ -130,6 +133,8 @@ def test_each_function_builds_only_what_its_handler_uses(label: str, handler: st
     if label not in PHONES:  # e.g. SES events name no phone number: phonenumbers' metadata would be dead weight
         assert "phonenumbers" not in modules, f"{label} loads phonenumbers"
     assert {name.split(".")[0] for name in modules}.isdisjoint(NEVER_COLD), f"{label} loads {NEVER_COLD & modules}"
+    if label in NO_PYDANTIC:
+        assert "pydantic" not in modules, f"{label} loads pydantic"
     # The catalog's models (flows, guardrails, segments, campaigns, the brand kit) build their validators only
     # when something validates: the compiled catalog is unpickled, so a cold start builds none.
     assert found["validators"] == [], f"{label} builds pydantic validators at cold start"

@@ -30,7 +30,7 @@ from nudge.domain import aggregates
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order, order_of
-from nudge.domain.lifecycle import Rfm
+from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS, Rfm
 from nudge.domain.model import (
     Category,
     Channel,
@@ -44,7 +44,6 @@ from nudge.domain.model import (
     SentRecord,
 )
 from nudge.domain.predictions import Predictions
-from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
 from nudge.ports import ConflictError, ContactChange, EventDone, SendClaim, WakeReads
 from nudge.settings import Settings
