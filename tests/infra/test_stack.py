@@ -936,10 +936,18 @@ def test_the_bundle_ships_the_catalog_compiled_and_its_functions_read_it(
         "yaml": False,
         "built": False,
     }
-    # A flow edited after bundling: the file no longer matches, so the artefact is not used (the YAML is).
+    # What a function unpickles equals what parsing and validating the YAML gives, model for model.
     from nudge import compiled_catalog
 
-    assert compiled_catalog.read(flows, segments) is not None
+    parts = compiled_catalog.read(flows, segments)
+    assert parts is not None
+    compiled_flows, compiled_guardrails, compiled_segments = parts
+    assert [flow.id for flow in compiled_flows] == [flow.id for flow in catalog.flows]
+    assert all(compiled_flows.get(flow.id) == flow for flow in catalog.flows)
+    assert compiled_guardrails == catalog.guardrails
+    assert list(compiled_segments) == list(catalog.segments)
+    assert compiled_segments.rules == catalog.segments.rules
+    # A flow edited after bundling: the file no longer matches, so the artefact is not used (the YAML is).
     (flows / "welcome.yaml").write_text((flows / "welcome.yaml").read_text().replace("Welcome", "Hello", 1))
     with caplog.at_level("WARNING", logger="nudge.compiled_catalog"):
         assert compiled_catalog.read(flows, segments) is None
