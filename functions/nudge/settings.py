@@ -22,7 +22,7 @@ class SettingsError(RuntimeError):
     """The environment does not describe a usable deployment; the message lists every problem."""
 
 
-# What each checked field must be: (minimum length, pattern) for text, (lowest, highest) for numbers.
+# The checks the pydantic model made: a minimum length, a pattern (when set), a range (numbers from text).
 _LENGTHS = {"work_queue_url": 1, "work_queue_arn": 1, "scheduler_role_arn": 1, "from_address": 3}
 _PATTERNS = {
     "unsubscribe_base_url": r"^https://",
