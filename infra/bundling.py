@@ -15,7 +15,7 @@ from typing import Any
 import aws_cdk as cdk
 import jsii
 
-from nudge import names
+from nudge import compiled_catalog, names
 from nudge.templating import compile_templates
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,6 +152,12 @@ class LocalPythonBundler:
             ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store", "*.mjml")
             shutil.copytree(self.root / source, out / Path(bundled).name, ignore=ignore, dirs_exist_ok=True)
         compile_templates(self.root / "templates", out / Path(names.BUNDLED_TEMPLATES_DIR).name)
+        # The catalog validated now (a bad flow fails the build as `nudge validate` would) and shipped compiled,
+        # keyed to the bundle's own files and code: a cold start reads it without PyYAML or pydantic's
+        # validation (ADR 0020, Decision 9).
+        compiled_catalog.write(
+            out / Path(names.BUNDLED_FLOWS_DIR).name, out / Path(names.BUNDLED_SEGMENTS_DIR).name, out / "nudge"
+        )
         with tempfile.TemporaryDirectory() as scratch:
             constraints = None
             if self.constraints:

@@ -7,14 +7,12 @@ reads it without importing Jinja or the CSS inliner (ADR 0020).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import yaml
-from pydantic import ValidationError
-
-from nudge.domain.brand import Brand
+if TYPE_CHECKING:
+    from nudge.domain.brand import Brand
 
 BRAND_FILE = "brand.yaml"
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML was built with it
 
 
 class TemplateRenderError(Exception):
@@ -23,9 +21,17 @@ class TemplateRenderError(Exception):
 
 def load_brand(templates_dir: Path) -> Brand:
     """templates/brand.yaml as a Brand; TemplateRenderError naming each problem."""
+    # PyYAML and pydantic's validation when the kit is read, not when the module is (the run service
+    # imports this module for TemplateRenderError alone; ADR 0020, Decision 9).
+    import yaml
+    from pydantic import ValidationError
+
+    from nudge.domain.brand import Brand
+
     path = templates_dir / BRAND_FILE
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML was built with it
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506  (a safe loader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506  (a safe loader)
         return Brand.model_validate(data)
     except FileNotFoundError:
         raise TemplateRenderError(f"{path}: no brand kit (shop name, URLs, colours); copy the shipped one") from None

@@ -29,7 +29,8 @@ from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Category
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
 from nudge.domain.unions import union_tags
-from nudge.domain.whatsapp import INBOUND_EVENT, WhatsAppTemplates
+from nudge.domain.whatsapp import INBOUND_EVENT
+from nudge.domain.whatsapp_templates import WhatsAppTemplates
 
 if TYPE_CHECKING:  # loading flows needs no renderer: a cold start reads them without Jinja's templates
     from nudge.templating import TemplateRenderer

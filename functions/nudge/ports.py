@@ -6,14 +6,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from nudge.domain.audiences import Audience
-from nudge.domain.feedback import FeedbackKind
-from nudge.domain.kpis import Order
-from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
-from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
-from nudge.domain.whatsapp import OutgoingWhatsApp
+if TYPE_CHECKING:  # annotations only: a function that reads no flow imports neither pydantic nor the catalog's
+    # models through its ports (ADR 0020, Decision 9)
+    from nudge.domain.audiences import Audience
+    from nudge.domain.feedback import FeedbackKind
+    from nudge.domain.kpis import Order
+    from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+    from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
+    from nudge.domain.whatsapp import OutgoingWhatsApp
 
 
 class Clock(Protocol):

@@ -1,12 +1,19 @@
-"""Runtime settings: one pydantic model, validated once at cold start from the environment."""
+"""Runtime settings: one frozen dataclass, read and checked once at cold start from the environment.
+
+A plain dataclass, not a pydantic model: every function reads its settings at a cold start, and a pydantic
+model there costs pydantic's import and one validator build (ADR 0020, Decision 9). The checks are the ones
+the model had (required values, lengths, patterns, ranges), and a bad environment still fails with one
+SettingsError naming every variable.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nudge import names
 
@@ -15,10 +22,29 @@ class SettingsError(RuntimeError):
     """The environment does not describe a usable deployment; the message lists every problem."""
 
 
-class Settings(BaseModel):
-    """Everything a handler needs to find its resources. Names match infra/ through nudge.names."""
+# The checks the pydantic model made: a minimum length, a pattern (when set), a range (numbers from text).
+_LENGTHS = {"work_queue_url": 1, "work_queue_arn": 1, "scheduler_role_arn": 1, "from_address": 3}
+_PATTERNS = {
+    "unsubscribe_base_url": r"^https://",
+    "unsubscribe_mailto": r"^[^@\s:?]+@[^@\s]+$",
+    "whatsapp_phone_number_id": names.WHATSAPP_PHONE_NUMBER_ID_PATTERN,
+    "whatsapp_meta_api_version": r"^v\d+\.\d+$",
+}
+_RANGES = {"ses_max_send_rate": (1, 10_000), "event_retention_days": (1, 3650)}
+_PATHS = ("flows_dir", "templates_dir", "segments_dir", "audiences_dir")
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class _Invalid(ValueError):
+    """The problems of one construction, as (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{name}: {message}" for name, message in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything a handler needs to find its resources. Names match infra/ through nudge.names."""
 
     contacts_table: str = names.CONTACTS_TABLE
     events_table: str = names.EVENTS_TABLE
@@ -28,13 +54,13 @@ class Settings(BaseModel):
     contact_refs_table: str = names.CONTACT_REFS_TABLE
     privacy_table: str = names.PRIVACY_TABLE
     schedule_group: str = names.SCHEDULE_GROUP
-    work_queue_url: str = Field(min_length=1)
-    work_queue_arn: str = Field(min_length=1)  # what one-time schedules target
+    work_queue_url: str
+    work_queue_arn: str  # what one-time schedules target
     jobs_queue_url: str | None = None  # pieces of the daily job, campaigns and shop disconnects
     campaigns_queue_url: str | None = None  # campaigns' pieces (else the jobs queue): quick retries
-    scheduler_role_arn: str = Field(min_length=1)
+    scheduler_role_arn: str
     scheduler_dlq_arn: str | None = None
-    from_address: str = Field(min_length=3)
+    from_address: str
     ses_configuration_set: str | None = None
     flows_dir: Path = Path(names.BUNDLED_FLOWS_DIR)
     templates_dir: Path = Path(names.BUNDLED_TEMPLATES_DIR)
@@ -57,22 +83,56 @@ class Settings(BaseModel):
     unsubscribe_secret_arn: str | None = None
     # Only for local runs and tests, like signing_key.
     unsubscribe_key: str | None = None
-    unsubscribe_base_url: str | None = Field(default=None, pattern=r"^https://")
-    unsubscribe_mailto: str | None = Field(default=None, pattern=r"^[^@\s:?]+@[^@\s]+$")
+    unsubscribe_base_url: str | None = None
+    unsubscribe_mailto: str | None = None
     postal_address: str | None = None
-    utm_params: dict[str, str] = Field(default_factory=lambda: {"utm_source": "nudge", "utm_medium": "email"})
-    ses_max_send_rate: int = Field(default=14, ge=1, le=10_000)
-    event_retention_days: int = Field(default=90, ge=1, le=3650)
+    utm_params: dict[str, str] = field(default_factory=lambda: {"utm_source": "nudge", "utm_medium": "email"})
+    ses_max_send_rate: int = 14
+    event_retention_days: int = 90
     # The HELP reply; None: the default, which names the shop (brand.yaml) and its support contact.
     sms_help_text: str | None = None
     # AWS End User Messaging Social's id of the WhatsApp number to send from; None: WhatsApp steps fail.
-    whatsapp_phone_number_id: str | None = Field(default=None, pattern=names.WHATSAPP_PHONE_NUMBER_ID_PATTERN)
-    whatsapp_meta_api_version: str = Field(default="v20.0", pattern=r"^v\d+\.\d+$")
+    whatsapp_phone_number_id: str | None = None
+    whatsapp_meta_api_version: str = "v20.0"
 
-    @field_validator("utm_params", mode="before")
-    @classmethod
-    def _query_string(cls, value: object) -> object:
-        return dict(parse_qsl(value)) if isinstance(value, str) else value
+    def __post_init__(self) -> None:
+        problems: list[tuple[str, str]] = []
+        if isinstance(self.utm_params, str):  # a query string, as the environment gives it
+            object.__setattr__(self, "utm_params", dict(parse_qsl(self.utm_params)))
+        for name in _PATHS:
+            value = getattr(self, name)
+            if isinstance(value, str):
+                object.__setattr__(self, name, Path(value))
+        for name, (lowest, highest) in _RANGES.items():
+            value = getattr(self, name)
+            try:
+                if isinstance(value, bool) or not isinstance(value, int | str):
+                    raise TypeError(value)
+                number = int(value)
+            except (TypeError, ValueError):
+                problems.append((name, "Input should be a valid integer"))
+                continue
+            object.__setattr__(self, name, number)
+            if number < lowest:
+                problems.append((name, f"Input should be greater than or equal to {lowest}"))
+            elif number > highest:
+                problems.append((name, f"Input should be less than or equal to {highest}"))
+        for name, shortest in _LENGTHS.items():
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                problems.append((name, "Input should be a valid string"))
+            elif len(value) < shortest:
+                problems.append((name, f"String should have at least {shortest} character{'s' * (shortest > 1)}"))
+        for name, pattern in _PATTERNS.items():
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, str) and re.search(pattern, value)):
+                problems.append((name, f"String should match pattern '{pattern}'"))
+        if problems:
+            raise _Invalid(problems)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Settings:
+        """A copy with some values changed, checked again (the spelling of the pydantic model this was)."""
+        return replace(self, **dict(update or {}))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -116,14 +176,15 @@ class Settings(BaseModel):
             "whatsapp_phone_number_id": names.ENV_WHATSAPP_PHONE_NUMBER_ID,
             "whatsapp_meta_api_version": names.ENV_WHATSAPP_META_API_VERSION,
         }
-        values = {field: environ[var] for field, var in mapping.items() if environ.get(var)}
+        values: dict[str, Any] = {field: environ[var] for field, var in mapping.items() if environ.get(var)}
         if names.ENV_UTM_PARAMS in environ:  # set but empty means: no UTM tagging
             values["utm_params"] = environ[names.ENV_UTM_PARAMS]
-        try:
-            return cls(**values)
-        except ValidationError as exc:
+        try:  # a required value that is not set is checked as an empty one, and named "Field required"
+            return cls(**{**dict.fromkeys(_LENGTHS, ""), **values})
+        except _Invalid as exc:
             problems = "; ".join(
-                f"{mapping.get(str(err['loc'][0]), err['loc'][0])}: {err['msg']}" for err in exc.errors()
+                f"{mapping.get(name, name)}: {'Field required' if name not in values else message}"
+                for name, message in exc.problems
             )
             raise SettingsError(f"invalid nudge settings: {problems}") from exc
 

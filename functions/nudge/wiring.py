@@ -205,13 +205,19 @@ class Container:
 
     @cached_property
     def _catalog(self) -> tuple[FlowCatalog, Guardrails, SegmentCatalog]:
-        from nudge.flow_files import load_all
+        from nudge import compiled_catalog
 
-        catalog = load_all(self.settings.flows_dir, self.settings.segments_path)
-        guardrails = catalog.guardrails
+        # The bundle's compiled catalog where it matches its files (ADR 0020, Decision 9), else the YAML.
+        parts = compiled_catalog.read(self.settings.flows_dir, self.settings.segments_path)
+        if parts is None:
+            from nudge.flow_files import load_all
+
+            loaded = load_all(self.settings.flows_dir, self.settings.segments_path)
+            parts = (loaded.flows, loaded.guardrails, loaded.segments)
+        flows, guardrails, segments = parts
         if self.settings.default_timezone != "UTC" and guardrails.default_timezone == "UTC":
             guardrails = guardrails.model_copy(update={"default_timezone": self.settings.default_timezone})
-        return catalog.flows, guardrails, catalog.segments
+        return flows, guardrails, segments
 
     @cached_property
     def flows(self) -> CampaignCatalog:
@@ -620,9 +626,17 @@ class _AwsAdapters:
 
         return access.bind_access_models(self._settings, region=self._region, connection=self._dynamo.connection)
 
+    def _lazy_client(self, service: str) -> Any:
+        """A client made at its first call, in Lambda: a function's first request pays for the clients it
+        uses (a wake-up that arms none never makes SQS's or the Scheduler's; ADR 0020, Decision 9). With a
+        session (the moto stack, tests) at once, as before."""
+        if self._session is not None:
+            return self.client(service)
+        return _on_first_use(lambda: self.client(service))
+
     @cached_property
     def _sqs(self) -> Any:
-        return self.client("sqs")
+        return self._lazy_client("sqs")
 
     @staticmethod
     def _once() -> Any:
@@ -645,7 +659,7 @@ class _AwsAdapters:
 
         settings = self._settings
         return EventBridgeScheduler(
-            self.client("scheduler"),
+            self._lazy_client("scheduler"),
             group=settings.schedule_group,
             target_arn=settings.work_queue_arn,
             role_arn=settings.scheduler_role_arn,

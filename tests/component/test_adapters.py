@@ -545,3 +545,25 @@ def test_a_waitlist_spreads_over_items_and_leaves_only_whom_it_told(moto_stack: 
             for n in range(WAIT_SHARDS)
         ]
         assert sum(sizes) == 300 and max(sizes) < 2 * 300 / WAIT_SHARDS
+
+
+def test_in_lambda_the_sqs_and_scheduler_clients_are_made_at_their_first_call(moto_stack: MotoStack) -> None:
+    """A container built as a function builds it (no session: clients on the pynamodb connection's botocore
+    session) has its queue and scheduler after warm(), but their clients only once a call needs them; the
+    calls then go out as before (ADR 0020, Decision 9)."""
+    from nudge import wiring
+
+    container = wiring.build_aws(moto_stack.settings, moto_stack.clock, check=False)
+    container.warm("queue", "scheduler")
+    queue_client, scheduler_client = container.queue._client, container.scheduler._client  # type: ignore[attr-defined]
+    assert (queue_client._made, scheduler_client._made) == (None, None)
+
+    container.queue.enqueue(StepWakeUp("c-lazy", "r-lazy", 1))
+    assert container.scheduler.schedule("r-lazy-0002", START + timedelta(hours=2), StepWakeUp("c-lazy", "r-lazy", 2))
+
+    assert queue_client._made is not None and scheduler_client._made is not None
+    sqs = moto_stack.session.client("sqs")
+    received = sqs.receive_message(QueueUrl=moto_stack.settings.work_queue_url, MaxNumberOfMessages=10)
+    assert any('"run_id":"r-lazy"' in message["Body"] for message in received.get("Messages", []))
+    group = moto_stack.settings.schedule_group
+    assert moto_stack.session.client("scheduler").get_schedule(Name="r-lazy-0002", GroupName=group)["Name"]

@@ -228,7 +228,8 @@ def _listed(name: str, language: str, status: str = "APPROVED", category: str = 
 
 def test_the_accounts_templates_are_listed_page_by_page_and_compared_with_the_declarations() -> None:
     from nudge.adapters.whatsapp import list_templates
-    from nudge.domain.whatsapp import WhatsAppTemplates, account_problems
+    from nudge.domain.whatsapp import account_problems
+    from nudge.domain.whatsapp_templates import WhatsAppTemplates
 
     client = _client()
     waba = "waba-0123456789abcdef0123456789abcdef"

@@ -907,6 +907,53 @@ def test_local_bundler_copies_sources_and_installs_locked_arm64_wheels(tmp_path:
     assert f"boto3=={boto3}" in constraints
 
 
+def test_the_bundle_ships_the_catalog_compiled_and_its_functions_read_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from infra.bundling import LocalPythonBundler
+
+    out = tmp_path / "out"
+    LocalPythonBundler(ROOT, run=lambda command: None).try_bundle(str(out), None)
+    flows, segments = out / Path(names.BUNDLED_FLOWS_DIR).name, out / Path(names.BUNDLED_SEGMENTS_DIR).name
+    assert (flows / "_catalog.pickle").is_file()
+    # Read as a function reads it: the bundle's package, a fresh interpreter; it matches its files, so it is
+    # used (no PyYAML, no validator built), and holds what the YAML says.
+    probe = (
+        f"import sys, json; sys.path.insert(0, {str(out)!r}); from pathlib import Path; "
+        "from nudge import compiled_catalog; "
+        f"parts = compiled_catalog.read(Path({str(flows)!r}), Path({str(segments)!r})); "
+        "print(json.dumps({'flows': sorted(f.id for f in parts[0]), 'segments': sorted(s.id for s in parts[2]), "
+        "'yaml': 'yaml' in sys.modules, 'built': parts[0].get('welcome').__pydantic_complete__}))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True)
+    found = json.loads(done.stdout)
+    from nudge.flow_files import load_all
+
+    catalog = load_all(ROOT / "flows", ROOT / "segments")
+    assert found == {
+        "flows": sorted(f.id for f in catalog.flows),
+        "segments": sorted(s.id for s in catalog.segments),
+        "yaml": False,
+        "built": False,
+    }
+    # What a function unpickles equals what parsing and validating the YAML gives, model for model.
+    from nudge import compiled_catalog
+
+    parts = compiled_catalog.read(flows, segments)
+    assert parts is not None
+    compiled_flows, compiled_guardrails, compiled_segments = parts
+    assert [flow.id for flow in compiled_flows] == [flow.id for flow in catalog.flows]
+    assert all(compiled_flows.get(flow.id) == flow for flow in catalog.flows)
+    assert compiled_guardrails == catalog.guardrails
+    assert list(compiled_segments) == list(catalog.segments)
+    assert compiled_segments.rules == catalog.segments.rules
+    # A flow edited after bundling: the file no longer matches, so the artefact is not used (the YAML is).
+    (flows / "welcome.yaml").write_text((flows / "welcome.yaml").read_text().replace("Welcome", "Hello", 1))
+    with caplog.at_level("WARNING", logger="nudge.compiled_catalog"):
+        assert compiled_catalog.read(flows, segments) is None
+    assert "is stale" in caplog.text
+
+
 def test_the_bundle_is_compiled_to_bytecode_by_lambdas_python_when_one_is_at_hand(tmp_path: Path) -> None:
     from infra.bundling import LocalPythonBundler
 

@@ -12,10 +12,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
-from nudge.local.cold_start import FUNCTIONS, lambda_environment
+from nudge.local.cold_start import FUNCTIONS, bundled_catalog, lambda_environment
 from tests.conftest import ROOT
 
 _PROBE = """
@@ -23,7 +24,18 @@ import json, sys, importlib
 module = importlib.import_module(sys.argv[1])
 module.warm()
 from nudge import wiring
-print(json.dumps({"modules": sorted(sys.modules), "built": sorted(wiring.current().built())}))
+validators = []  # the nudge.domain pydantic models whose validator was built (the catalog's should not be)
+if "pydantic" in sys.modules:
+    from pydantic import BaseModel
+    classes = list(BaseModel.__subclasses__())
+    while classes:
+        one = classes.pop()
+        classes += one.__subclasses__()
+        if one.__module__.startswith("nudge.domain.") and one.__pydantic_complete__:
+            validators.append(f"{one.__module__}.{one.__qualname__}")
+print(json.dumps({
+    "modules": sorted(sys.modules), "built": sorted(wiring.current().built()), "validators": sorted(set(validators)),
+}))
 """
 
 # What each function's first request builds: adapters and services, nothing else.
@@ -43,32 +55,36 @@ BUILDS = {
     "missed-call": {"refs", "missed_calls"},
     "sweep": ENGINE | {"daily", "jobs"},
 }
-# Where nothing renders a message, neither the renderer nor its CSS inliner is loaded; and Jinja only where
-# flows are read (their branch conditions are Jinja expressions, compiled when a flow is validated).
+# Where nothing renders a message, neither the renderer nor its CSS inliner is loaded.
 RENDERS = {"step"}
 READS_FLOWS = {label for label, built in BUILDS.items() if "_catalog" in built}
 NEVER = {"typer", "rich", "moto", "aws_cdk", "pytest", "nudge.cli", "nudge.local"}
 # Libraries no function loads at a cold start: botocore clients on one session instead of boto3 (and its
 # s3transfer); nudge.handlers.logs, .rest and flow_metrics instead of Powertools (whose event handler brought
-# asyncio). ADR 0020.
-NEVER_COLD = {"boto3", "s3transfer", "aws_lambda_powertools", "asyncio"}
-# PyYAML only where the catalog or the brand kit is read; phonenumbers only where a number is read at once.
+# asyncio). ADR 0020. Since Decision 9 neither PyYAML nor Jinja: the catalog comes compiled from the bundle
+# (no YAML parsed, no validator built: "validators" below), the flows' expressions compile at their first
+# evaluation, and the brand kit is read at the first message that needs it.
+NEVER_COLD = {"boto3", "s3transfer", "aws_lambda_powertools", "asyncio", "yaml", "jinja2"}
+# pydantic only where flows are read or a request body is validated: the others' ports, store and services
+# import no pydantic model (ADR 0020, Decision 9).
+NO_PYDANTIC = {"feedback", "sms-inbound", "whatsapp-inbound", "missed-call"}
+# phonenumbers only where a number is read at once.
 PHONES = {"webhooks", "missed-call"}  # storefront payloads carry phones; a missed call is a number
-# Modules loaded by import + warm(), as measured for ADR 0020 (docs/benchmarks.md, "after the lean slice"), with
-# ~2 % headroom, plus the store's 12 role modules (ADR 0020 Decision 5: within noise, docs/benchmarks.md): what
+# Modules loaded by import + warm(), as measured for ADR 0020 Decision 9 (docs/benchmarks.md, "the catalog
+# compiled"), with ~2 % headroom, plus the store's 12 role modules (ADR 0020 Decision 5, within noise): what
 # pulls a library into a cold start fails here. Raise one only with its figure in the docs.
 MODULE_LIMITS = {
-    "ingest": 547,
-    "step": 542,
-    "webhooks": 612,
-    "api": 552,
-    "subscribe": 552,
-    "feedback": 472,
-    "unsubscribe": 532,
-    "sms-inbound": 472,
-    "whatsapp-inbound": 477,
-    "missed-call": 537,
-    "sweep": 547,
+    "ingest": 502,
+    "step": 497,
+    "webhooks": 567,
+    "api": 507,
+    "subscribe": 507,
+    "feedback": 417,
+    "unsubscribe": 487,
+    "sms-inbound": 417,
+    "whatsapp-inbound": 422,
+    "missed-call": 482,
+    "sweep": 502,
 }
 
 
@@ -84,8 +100,15 @@ def _cli_only_modules() -> set[str]:
     return {f"nudge.{name.removesuffix('.py')}" for name in names if not name.endswith(".j2")}
 
 
-def _probe(handler_module: str) -> dict[str, list[str]]:
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT / "functions"), **lambda_environment(ROOT)}
+@pytest.fixture(scope="module")
+def bundled() -> Iterator[dict[str, str]]:
+    """The stack's environment over flows/ and segments/ laid out as in the bundle, compiled catalog included."""
+    with bundled_catalog(ROOT, lambda_environment(ROOT)) as environment:
+        yield environment
+
+
+def _probe(handler_module: str, environment: dict[str, str]) -> dict[str, list[str]]:
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT / "functions"), **environment}
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, handler_module], env=env, capture_output=True, text=True, check=False
     )
@@ -95,8 +118,8 @@ def _probe(handler_module: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize(("label", "handler"), FUNCTIONS, ids=[label for label, _ in FUNCTIONS])
-def test_each_function_builds_only_what_its_handler_uses(label: str, handler: str) -> None:
-    found = _probe(handler.rsplit(".", 1)[0])
+def test_each_function_builds_only_what_its_handler_uses(label: str, handler: str, bundled: dict[str, str]) -> None:
+    found = _probe(handler.rsplit(".", 1)[0], bundled)
     modules = set(found["modules"])
 
     assert set(found["built"]) == BUILDS[label]
@@ -106,12 +129,15 @@ def test_each_function_builds_only_what_its_handler_uses(label: str, handler: st
     if label not in RENDERS:
         assert {"css_inline", "nudge.templating"}.isdisjoint(modules), f"{label} loads the renderer"
     if label not in READS_FLOWS:
-        assert {"jinja2", "nudge.domain.flows"}.isdisjoint(modules), f"{label} loads the flows"
+        assert "nudge.domain.flows" not in modules, f"{label} loads the flows"
     if label not in PHONES:  # e.g. SES events name no phone number: phonenumbers' metadata would be dead weight
         assert "phonenumbers" not in modules, f"{label} loads phonenumbers"
-    if label not in READS_FLOWS:  # the brand kit is read at the first message that names it, not at warm()
-        assert "yaml" not in modules, f"{label} loads PyYAML"
-    assert {name.split(".")[0] for name in modules}.isdisjoint(NEVER_COLD), f"{label} loads boto3 or Powertools"
+    assert {name.split(".")[0] for name in modules}.isdisjoint(NEVER_COLD), f"{label} loads {NEVER_COLD & modules}"
+    if label in NO_PYDANTIC:
+        assert "pydantic" not in modules, f"{label} loads pydantic"
+    # The catalog's models (flows, guardrails, segments, campaigns, the brand kit) build their validators only
+    # when something validates: the compiled catalog is unpickled, so a cold start builds none.
+    assert found["validators"] == [], f"{label} builds pydantic validators at cold start"
     assert len(modules) <= MODULE_LIMITS[label], f"{label} loads {len(modules)} modules"
 
 

@@ -89,7 +89,7 @@ def test_a_kept_subject_is_the_fresh_render_for_every_context(source: str) -> No
 
 def test_only_templates_that_read_plain_leaves_get_a_key() -> None:
     def key(source: str, context: dict[str, Any]) -> Any:
-        return expressions.keyed_renders(source, {}, expressions._ENV).key(context)  # noqa: SLF001
+        return expressions.keyed_renders(source, {}, expressions._env()).key(context)  # noqa: SLF001
 
     # Equal values of another type are another key: 1, True and 1.0 render differently.
     assert key("{{ event.n }}", {"event": {"n": 1}}) != key("{{ event.n }}", {"event": {"n": True}})

@@ -89,3 +89,25 @@ def test_whatsapp_is_off_until_its_phone_number_id_is_set() -> None:
     number_id = "phone-number-id-0123456789abcdef0123456789abcdef"
     settings = Settings.from_env({**REQUIRED, names.ENV_WHATSAPP_PHONE_NUMBER_ID: number_id})
     assert (settings.whatsapp_phone_number_id, settings.whatsapp_meta_api_version) == (number_id, "v20.0")
+
+
+def test_every_missing_or_bad_variable_is_named_in_one_error() -> None:
+    environ = {names.ENV_FROM_ADDRESS: "hello@shop.example", names.ENV_EVENT_RETENTION_DAYS: "a week"}
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(environ)
+    message = str(raised.value)
+    for variable in (names.ENV_WORK_QUEUE_URL, names.ENV_WORK_QUEUE_ARN, names.ENV_SCHEDULER_ROLE_ARN):
+        assert f"{variable}: Field required" in message
+    assert f"{names.ENV_EVENT_RETENTION_DAYS}: Input should be a valid integer" in message
+    assert names.ENV_FROM_ADDRESS not in message
+
+
+def test_settings_are_frozen_and_a_changed_copy_is_checked_again() -> None:
+    import dataclasses
+
+    settings = Settings.from_env(REQUIRED)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.ses_max_send_rate = 2  # type: ignore[misc]
+    assert settings.model_copy(update={"ses_max_send_rate": 2}).ses_max_send_rate == 2
+    with pytest.raises(ValueError, match="ses_max_send_rate"):
+        settings.model_copy(update={"ses_max_send_rate": 0})

@@ -131,7 +131,7 @@ def validate(
     """Check flow files against the flow schema and their templates; exit 1 listing every problem."""
     from nudge.cli.checking import report_checks
     from nudge.domain.flows import Flow
-    from nudge.domain.whatsapp import WhatsAppTemplates
+    from nudge.domain.whatsapp_templates import WhatsAppTemplates
     from nudge.flow_files import load_catalog, load_flow, load_whatsapp_templates, template_problems
     from nudge.templating import TemplateRenderer, TemplateRenderError
 

@@ -35,7 +35,7 @@ _ID = r"^[a-z][a-z0-9_]{0,39}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class FlowsSource(_Strict):

@@ -16,7 +16,7 @@ _URL = r"^https://\S+$"
 class BrandColours(BaseModel):
     """Hex colours; defaults are neutral and pass WCAG AA for text on their backgrounds."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     primary: str = Field(default="#1f2937", pattern=_COLOUR)  # buttons, links
     on_primary: str = Field(default="#ffffff", pattern=_COLOUR)  # text on a button
@@ -29,7 +29,7 @@ class BrandColours(BaseModel):
 class BrandUrls(BaseModel):
     """The shop's pages that messages link to. Only `home` is required; the others fall back to it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     home: str = Field(pattern=_URL)
     shop: str | None = Field(default=None, pattern=_URL)  # all products / best sellers
@@ -48,7 +48,7 @@ class BrandUrls(BaseModel):
 
 
 class SocialLink(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(min_length=1, max_length=40)
     url: str = Field(pattern=_URL)
@@ -57,7 +57,7 @@ class SocialLink(BaseModel):
 class Brand(BaseModel):
     """The brand kit. `postal_address` may be left empty here and given at deploy time instead."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     name: str = Field(min_length=1, max_length=60)
     # The From display name ("Example Shop <hello@…>"); the shop's name when not given.

@@ -39,7 +39,7 @@ LAST_BEST_HOUR = time(23)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Audience(_Strict):

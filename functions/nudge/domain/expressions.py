@@ -3,6 +3,10 @@
 `event.total > 50`, `'vip' in contact.tags`, `trigger.checkout_id == event.checkout_id`. The sandbox is
 immutable (no attribute writes, no method calls that mutate) and undefined names are errors, so a typo
 in a flow fails loudly at validation or on first use instead of silently evaluating to false.
+
+Jinja is imported when the first expression is compiled, not with this module: the engine imports it, and
+a function whose catalog comes compiled from the bundle evaluates no expression before its first flow with
+a condition (ADR 0020, Decision 9).
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
-
-from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateError, nodes, select_autoescape
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from nudge.domain.durations import parse_duration
+
+if TYPE_CHECKING:
+    from jinja2 import BaseLoader, Environment, Template, nodes
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "CAD": "CA$", "AUD": "A$", "JPY": "¥"}
 
@@ -52,6 +57,9 @@ def _days_between(earlier: Any, later: Any) -> float:
 
 def make_environment(loader: BaseLoader | None = None) -> ImmutableSandboxedEnvironment:
     """The one sandbox for templates and expressions: strict undefined, HTML autoescape for *.html.j2."""
+    from jinja2 import StrictUndefined, select_autoescape
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
     env = ImmutableSandboxedEnvironment(
         loader=loader,
         autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -68,7 +76,10 @@ def make_environment(loader: BaseLoader | None = None) -> ImmutableSandboxedEnvi
     return env
 
 
-_ENV = make_environment()
+@lru_cache(maxsize=1)
+def _env() -> ImmutableSandboxedEnvironment:
+    """The expressions' sandbox, made at the first expression compiled."""
+    return make_environment()
 
 
 def flat_globals(template: Template) -> Template:
@@ -84,8 +95,10 @@ def flat_globals(template: Template) -> Template:
 
 @lru_cache(maxsize=512)
 def _compiled(source: str) -> Callable[..., Any]:
+    from jinja2 import TemplateError
+
     try:
-        compiled = _ENV.compile_expression(source, undefined_to_none=False)
+        compiled = _env().compile_expression(source, undefined_to_none=False)
     except TemplateError as exc:
         raise ExpressionError(f"{source!r} does not compile: {exc}") from exc
     flat_globals(compiled._template)  # noqa: SLF001 - jinja's TemplateExpression keeps its template there
@@ -104,9 +117,11 @@ def check(source: str) -> str | None:
 def unknown_fields(source: str, name: str, known: frozenset[str]) -> list[str]:
     """The fields of `name` the (compiling) expression reads that are not in `known`: `contact.orders_count`
     where the contact has `aggregates.orders_count`. Only `name.field` and `name['field']` are seen."""
+    from jinja2 import nodes
+
     found = set()
     field: object
-    for node in _ENV.parse("{{ " + source + " }}").find_all((nodes.Getattr, nodes.Getitem)):
+    for node in _env().parse("{{ " + source + " }}").find_all((nodes.Getattr, nodes.Getitem)):
         if isinstance(node, nodes.Getattr):
             target, field = node.node, node.attr
         elif isinstance(node, nodes.Getitem):
@@ -142,13 +157,15 @@ def truthy(source: str, context: dict[str, Any]) -> bool:
 @lru_cache(maxsize=512)
 def _keyed_expression(source: str) -> ReadKeyed:
     template: Template = _compiled(source)._template  # type: ignore[attr-defined]  # noqa: SLF001 - as flat_globals
-    return keyed_renders("{{ " + source + " }}", template.globals, _ENV)
+    return keyed_renders("{{ " + source + " }}", template.globals, _env())
 
 
 @lru_cache(maxsize=512)
 def _template(source: str) -> Any:
+    from jinja2 import TemplateError
+
     try:
-        return flat_globals(_ENV.from_string(source))
+        return flat_globals(_env().from_string(source))
     except TemplateError as exc:
         raise ExpressionError(f"{source!r} does not compile: {exc}") from exc
 
@@ -180,13 +197,24 @@ def render(source: str, context: dict[str, Any]) -> str:
 _MISSING = object()
 _KEYABLE = (str, int, bool, type(None))  # equal values render alike (not 1.0 == 1, Decimal("1.0"), or zoned dates)
 _DICT_ATTRS = frozenset(dir(dict))  # what a Jinja `d.name` finds on a dict before its items
-_LEAF_NODES = (nodes.Name, nodes.Getattr, nodes.Getitem)
-_PURE_NODES = (
-    nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Slice, nodes.Filter, nodes.Test,
-    nodes.Call, nodes.Keyword, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos, nodes.Compare,
-    nodes.Operand, nodes.CondExpr, nodes.Concat, nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair, nodes.Add,
-    nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow,
-)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _node_kinds() -> tuple[tuple[type[nodes.Node], ...], tuple[type[nodes.Node], ...]]:
+    """The nodes that read a leaf, and the nodes that only combine what their children compute (Jinja is
+    imported at the first expression or template, not with this module: ADR 0020, Decision 9)."""
+    from jinja2 import nodes
+
+    leaf = (nodes.Name, nodes.Getattr, nodes.Getitem)
+    pure = (
+        nodes.Template, nodes.Output, nodes.TemplateData, nodes.Const, nodes.Slice, nodes.Filter, nodes.Test,
+        nodes.Call, nodes.Keyword, nodes.And, nodes.Or, nodes.Not, nodes.Neg, nodes.Pos, nodes.Compare,
+        nodes.Operand, nodes.CondExpr, nodes.Concat, nodes.List, nodes.Tuple, nodes.Dict, nodes.Pair, nodes.Add,
+        nodes.Sub, nodes.Mul, nodes.Div, nodes.FloorDiv, nodes.Mod, nodes.Pow,
+    )  # fmt: skip
+    return leaf, pure
+
+
 _CACHED_RENDERS = 512  # per template (a Lambda keeps them between invocations); cleared when full
 
 
@@ -195,6 +223,8 @@ _Steps = tuple[tuple[bool, str | int], ...]  # (an item lookup?, the name or ind
 
 def _chain(node: nodes.Node) -> tuple[str, _Steps] | None:
     """`contact.first_name`, `event['x']`: the root name and the steps, or None if not rooted in a name."""
+    from jinja2 import nodes
+
     steps: list[tuple[bool, str | int]] = []
     while True:
         if isinstance(node, nodes.Name):
@@ -214,15 +244,18 @@ def _chain(node: nodes.Node) -> tuple[str, _Steps] | None:
 def _leaves(tree: nodes.Node) -> tuple[tuple[str, _Steps], ...] | None:
     """Every leaf the template reads (each name with the longest chain of constant lookups on it), or None
     if it does anything else (sets, loops, macros, blocks, a computed index): then it gets no key."""
+    from jinja2 import nodes
+
     found: dict[tuple[str, _Steps], None] = {}
+    leaf_nodes, pure_nodes = _node_kinds()
 
     def visit(node: nodes.Node) -> bool:
-        if isinstance(node, _LEAF_NODES) and (chain := _chain(node)) is not None:
+        if isinstance(node, leaf_nodes) and (chain := _chain(node)) is not None:
             found[chain] = None
             return True
         if isinstance(node, nodes.Getitem):  # a computed index: the container and the index both read
             return visit(node.node) and visit(node.arg)
-        if not isinstance(node, _PURE_NODES):
+        if not isinstance(node, pure_nodes):
             return False
         return all(visit(child) for child in node.iter_child_nodes())
 
@@ -305,6 +338,8 @@ def is_missing(value: Any) -> bool:
 
 def keyed_renders(source: str, template_globals: Mapping[str, Any], env: Environment) -> ReadKeyed:
     """The read-keyed results of a template compiled from `source` in `env` (its globals as compiled)."""
+    from jinja2 import TemplateError
+
     try:
         tree: nodes.Node | None = env.parse(source)
     except TemplateError:
@@ -314,4 +349,4 @@ def keyed_renders(source: str, template_globals: Mapping[str, Any], env: Environ
 
 @lru_cache(maxsize=512)
 def _keyed_template(source: str) -> ReadKeyed:
-    return keyed_renders(source, _template(source).globals, _ENV)
+    return keyed_renders(source, _template(source).globals, _env())

@@ -25,7 +25,7 @@ _TEMPLATED = re.compile(r"\{\{.*\}\}")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _expression(value: str | None) -> str | None:
@@ -347,7 +347,7 @@ class BranchStep(_Step):
     then: str
     otherwise: str | None = Field(default=None, alias="else")
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
 
     _check_condition = field_validator("condition")(_expression)
 

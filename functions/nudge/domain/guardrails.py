@@ -24,7 +24,7 @@ PHONE = frozenset({Channel.SMS, Channel.WHATSAPP})
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _duration_or_off(value: str | None) -> str | None:
@@ -59,9 +59,10 @@ class Cap(_Strict):
 class FrequencyCaps(_Strict):
     """At most this many marketing messages per channel in any rolling day and week."""
 
-    email: Cap = Cap(day=2, week=7)
-    sms: Cap = Cap(day=1, week=3)
-    whatsapp: Cap = Cap(day=1, week=3)
+    # Defaults built without validation (they are valid): a cold start builds no validator (ADR 0020, Decision 9).
+    email: Cap = Cap.model_construct(day=2, week=7)
+    sms: Cap = Cap.model_construct(day=1, week=3)
+    whatsapp: Cap = Cap.model_construct(day=1, week=3)
 
     def cap(self, channel: Channel) -> Cap:
         return {Channel.EMAIL: self.email, Channel.WHATSAPP: self.whatsapp}.get(channel, self.sms)
@@ -82,9 +83,9 @@ class QuietHours(_Strict):
 
 
 class Guardrails(_Strict):
-    smart_sending: SmartSending = SmartSending()
-    frequency_caps: FrequencyCaps = FrequencyCaps()
-    sms_quiet_hours: QuietHours = QuietHours()
+    smart_sending: SmartSending = SmartSending.model_construct()
+    frequency_caps: FrequencyCaps = FrequencyCaps.model_construct()
+    sms_quiet_hours: QuietHours = QuietHours.model_construct()
     default_timezone: str = "UTC"
 
     @field_validator("default_timezone")

@@ -14,6 +14,10 @@ from typing import Any
 from nudge.domain.aggregates import Aggregates
 
 DAY = timedelta(days=1)
+# The sweep looks this many days back for reviews it missed (a failed or late daily run); older ones wait
+# for the contact's next event. Longer costs one more index query per day per shard. Here rather than in
+# domain.segments (which re-exports it), so the store reads it without importing pydantic (ADR 0020).
+REVIEW_LOOKBACK_DAYS = 7
 
 
 class Stage(StrEnum):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.durations import parse_duration
 from nudge.domain.lifecycle import DEFAULT_RULES, STAGES, Stage, StageRules, stage, stage_changes_at
+from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS as REVIEW_LOOKBACK_DAYS  # re-exported
 from nudge.domain.unions import union_tags
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
@@ -35,15 +36,12 @@ FIELD_ROOTS = (
     "rfm",
     "predicted",
 )
-# The sweep looks this many days back for reviews it missed (a failed or late daily run); older ones wait
-# for the contact's next event. Longer costs one more index query per day per shard.
-REVIEW_LOOKBACK_DAYS = 7
 SEGMENT_ENTERED = "segment_entered"
 SEGMENT_EXITED = "segment_exited"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _window(value: str) -> str:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+if TYPE_CHECKING:
+    from nudge.domain.whatsapp_templates import WhatsAppTemplates
 
 # How long after a customer's last inbound message free-form text may be sent (Meta's customer-service window).
 SERVICE_WINDOW = timedelta(hours=24)
@@ -82,26 +83,6 @@ class OutgoingWhatsApp:
 def window_open(last_inbound_at: datetime | None, now: datetime) -> bool:
     """Is the customer-service window open: did the customer write within the last 24 hours?"""
     return last_inbound_at is not None and last_inbound_at <= now < last_inbound_at + SERVICE_WINDOW
-
-
-class TemplateDeclaration(BaseModel):
-    """A template as Meta approved it: its languages, its category and the body parameters it takes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    languages: list[str] = Field(min_length=1, description="The approved languages, e.g. [en_US, de].")
-    category: Literal["marketing", "utility", "authentication"] = Field(description="Meta's template category.")
-    parameters: list[str] = Field(
-        default_factory=list, description="Body parameters: names ({{first_name}}) or positions (1, 2, ...)."
-    )
-
-
-class WhatsAppTemplates(BaseModel):
-    """flows/_whatsapp.yaml: the templates the shop's WhatsApp Business Account has approved."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    templates: dict[str, TemplateDeclaration] = Field(default_factory=dict)
 
 
 # Inbound: what AWS End User Messaging Social publishes to the WABA's event destination (an SNS topic). Each

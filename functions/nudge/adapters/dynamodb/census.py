@@ -23,7 +23,7 @@ from nudge.domain.model import (
     Message,
     Run,
 )
-from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
+from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS
 
 
 class DynamoCensus(DynamoTables):
