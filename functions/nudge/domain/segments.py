@@ -175,6 +175,11 @@ class SegmentCatalog:
             for segment in self._segments.values()
         ]
 
+    def __reduce__(self) -> tuple[type[SegmentCatalog], tuple[list[Segment], StageRules]]:
+        """Pickled as its segments and rules (the compiled catalog in the bundle, ADR 0020 Decision 9): the
+        checks are closures, made again when it is read."""
+        return SegmentCatalog, (list(self._segments.values()), self.rules)
+
     def __iter__(self) -> Iterator[Segment]:
         return iter(self._segments.values())
 

@@ -18,12 +18,12 @@ from nudge.adapters.dynamodb.tables import (
 )
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.kpis import Order, order_of
+from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS
 from nudge.domain.model import (
     Contact,
     Message,
     Run,
 )
-from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS
 
 
 class DynamoCensus(DynamoTables):
