@@ -324,14 +324,15 @@ def start_moto_stack(
     settings_overrides: dict[str, Any] | None = None,
     daily_job: bool = False,
     repair_job: bool = False,
+    repair_rate: str = names.REPAIR_RATE,
     instruments: Sequence[Any] = (),
 ) -> MotoStack:
     """Start moto, create the resources, wire the real adapters to them and install the container.
 
     With `daily_job`, the stack's recurring schedule exists too and the pump fires the sweep function at
     04:00 UTC every day, as in a deployment (the demo and `nudge serve`; tests call it when they mean to).
-    With `repair_job`, the repair schedule fires it every 15 minutes too (`nudge serve`; the demo story
-    needs no repair, and 2,200 more index queries would make every chaos play slower).
+    With `repair_job`, the repair schedule fires it every 15 minutes too (`nudge serve`), or at `repair_rate`
+    (`nudge chaos` plays: every 6 hours, since every 15 minutes is 2,200 more index queries a play).
     """
     import boto3
     from moto import mock_aws
@@ -468,7 +469,7 @@ def start_moto_stack(
         pump_client.create_schedule(
             Name=names.REPAIR_SCHEDULE,
             GroupName=settings.schedule_group,
-            ScheduleExpression=names.REPAIR_RATE,
+            ScheduleExpression=repair_rate,
             FlexibleTimeWindow={"Mode": "OFF"},
             Target={"Arn": SWEEP_FUNCTION_ARN, "RoleArn": settings.scheduler_role_arn, "Input": '{"job":"repair"}'},
         )
