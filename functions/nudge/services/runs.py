@@ -458,7 +458,7 @@ class RunService:
             messages.append(change.message)
             if change.message.reason is not None:
                 outcome.skipped.append((change.step.id, change.message.reason))
-        cleared, slots = self._clear_before_commit(plan.run, flow, messages, contact, outcome, addresses)
+        cleared, later = self._clear_before_commit(plan.run, flow, messages, contact, outcome, addresses)
         outbox = tuple(m.message_id for m in messages if not m.status.settled)
         state = plan.run if outbox == plan.run.outbox else evolve(plan.run, outbox=outbox)
         if plan.wake_at is not None:
@@ -472,13 +472,15 @@ class RunService:
             if (going := cleared.get(message.message_id)) is not None:
                 assert contact is not None
                 self._send(saved, going, message, contact, outcome, deadline=deadline, addresses=addresses)
+            elif (wait := later.get(message.message_id)) is not None:
+                # Cleared but not this second (a later send slot, kept; or no spare one for a campaign).
+                self._defer(evolve(message, run_version=saved.version), wait.until, outcome, slot=wait.slot)
             elif message.status is MessageStatus.PENDING:
                 self._deliver(
                     saved,
                     evolve(message, run_version=saved.version),
                     contact,
                     outcome,
-                    slot=slots.get(message.message_id),
                     deadline=deadline,
                     addresses=addresses,
                 )
@@ -497,7 +499,7 @@ class RunService:
         contact: Contact | None,
         outcome: AdvanceOutcome,
         addresses: Mapping[str, AddressState | None] | None,
-    ) -> tuple[dict[str, _Cleared], dict[str, datetime]]:
+    ) -> tuple[dict[str, _Cleared], dict[str, _Defer]]:
         """Clear the advance's messages for sending before its commit, so the commit is the send decision.
 
         A message cleared to go now (its contact, address, window, send slot and rendering all say yes) is
@@ -505,13 +507,15 @@ class RunService:
         0020, Decision 8). The commit is conditioned on the run's version, so an exit that lands before it
         (an order) still stops the message; after it, nothing stands between the commit and the provider
         call, as nothing stood between the claim and the call before. A message its address blocks is
-        committed `SKIPPED`. Anything else (a hold, a later slot, a rendering error) is committed `PENDING`
-        and delivered after the commit as before, with the slot it was given. `messages` is updated in place.
+        committed `SKIPPED`. A message whose send slot is in a later second (or, a campaign's, finds no spare
+        one) is committed `PENDING` and deferred after the commit, with its slot. Anything else (a paused
+        campaign's hold, a rendering error) is committed `PENDING` and delivered after the commit as before,
+        which decides it again and acts. `messages` is updated in place.
         """
         cleared: dict[str, _Cleared] = {}
-        slots: dict[str, datetime] = {}
+        later: dict[str, _Defer] = {}
         if contact is None:
-            return cleared, slots
+            return cleared, later
         now = self._clock.now()
         context: dict[str, Any] | None = None
         for index, message in enumerate(messages):
@@ -529,13 +533,13 @@ class RunService:
                 case _Skip(reason):
                     messages[index] = evolve(message, status=MessageStatus.SKIPPED, reason=reason)
                     outcome.skipped.append((message.step_id, reason))
-                case _Defer(_, slot) if slot is not None:
-                    slots[message.message_id] = slot
-                case _Defer() | _Fail():
-                    pass  # delivered after the commit, which decides it again and acts
+                case _Defer() as wait:
+                    later[message.message_id] = wait
+                case _Fail():
+                    pass  # delivered after the commit, which decides it again and fails it
                 case unreachable:
                     assert_never(unreachable)
-        return cleared, slots
+        return cleared, later
 
     def _line_up_next_date_run(self, flow: Flow, contact_id: str, contact: Contact | None) -> None:
         """A yearly date flow's next run, as this one ends: started, or re-driven if an earlier attempt started it.
