@@ -126,6 +126,34 @@ def test_a_transaction_cancelled_for_conflict_or_throttling_is_an_error_to_retry
         store.commit_advance(_moved(run), 7, [_message()])
 
 
+def test_a_skip_whose_send_log_update_is_throttled_still_settles_and_over_counts_never_under(
+    moto_stack: MotoStack,
+) -> None:
+    # Given a contact whose log holds a committed message
+    store = moto_stack.container.store
+    run = Run("r1", "c1", "abandoned_cart", RunStatus.ACTIVE, "reminder_1", 0, "e1", {}, START, START)
+    assert store.start_run(run, None) is not None
+    log = store.run_with_context("c1", "r1", sends_since=START - timedelta(days=7)).sends
+    message = replace(_message(), sent_at=START)
+    store.commit_advance(_moved(run), 1, [message], log)
+
+    # When its skip lands but the log's UpdateItem is throttled (botocore's retries used up)
+    injector = FaultInjector(lambda call, operation: "throttle" if operation.endswith("UpdateItem") else None)
+    for client in store.botocore_clients():  # type: ignore[attr-defined]
+        injector.attach(client.meta.events)
+    injector.enabled = True
+    skipped = store.settle_message(message, MessageStatus.SKIPPED, reason="run_exited")
+    injector.enabled = False
+
+    # Then the skip stands (no error for a retry that would find nothing to settle), and the log still
+    # counts the message (over-counting until it ages out), never the other way round
+    assert skipped is not None and injector.injected
+    [stored] = [m for m in store.messages_for("c1") if m.message_id == message.message_id]
+    assert stored.status is MessageStatus.SKIPPED
+    after = store.run_with_context("c1", "r1", sends_since=START - timedelta(days=7)).sends
+    assert after is not None and [r.message_id for r in after.records] == [message.message_id]
+
+
 # --- an order racing a wake-up ---------------------------------------------------------------------------------
 
 

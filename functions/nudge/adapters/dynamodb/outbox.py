@@ -5,6 +5,7 @@ Messages: claimed, settled, read back; the send history; feedback noted once.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime
 
@@ -27,6 +28,8 @@ from nudge.domain.model import (
     SentRecord,
 )
 from nudge.ports import SendClaim
+
+log = logging.getLogger(__name__)
 
 
 class DynamoOutbox(DynamoTables):
@@ -75,14 +78,19 @@ class DynamoOutbox(DynamoTables):
                 return None
             raise
         if status in (MessageStatus.SKIPPED, MessageStatus.FAILED) and (leave := send_log.leave_actions(message)):
-            # It no longer counts. Only from a kept log (a crash before this write over-counts it, never under).
+            # It no longer counts. Only from a kept log. The settle has landed, and its retry would find nothing
+            # to settle, so a failure here (a throttle, a commit of the contact's in flight) is not raised: the
+            # entry over-counts the message until it ages out of the week, never under-counts.
             try:
                 self.models.runs(contact_id=message.contact_id, sk=send_log.SENDS_SK).update(
                     actions=leave, condition=send_log.kept()
                 )
             except UpdateError as exc:
                 if not condition_failed(exc):
-                    raise
+                    log.warning(
+                        "send log entry not removed; it counts until it ages out",
+                        extra={"message_id": message.message_id, "error": str(exc)},
+                    )
         return settled
 
     def get_message(self, contact_id: str, message_id: str) -> Message | None:
