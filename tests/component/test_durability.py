@@ -154,6 +154,31 @@ def test_a_skip_whose_send_log_update_is_throttled_still_settles_and_over_counts
     assert after is not None and [r.message_id for r in after.records] == [message.message_id]
 
 
+def test_a_commit_cancelled_only_for_a_conflicting_transaction_is_tried_again_at_once(moto_stack: MotoStack) -> None:
+    store = moto_stack.container.store
+    run = Run("r1", "c1", "abandoned_cart", RunStatus.ACTIVE, "reminder_1", 0, "e1", {}, START, START)
+    assert store.start_run(run, None) is not None
+    first = [True]
+
+    def once(call: int, operation: str) -> str | None:
+        if operation.endswith("TransactWriteItems") and first:
+            first.clear()
+            return "cancel_conflict"
+        return None
+
+    injector = FaultInjector(once)
+    for client in store.botocore_clients():  # type: ignore[attr-defined]
+        injector.attach(client.meta.events)
+    injector.enabled = True
+
+    saved = store.commit_advance(_moved(run), 1, [_message()])
+
+    # One TransactionConflict (another commit of the contact on its send log): the same commit again, landed
+    assert saved.version == 2 and [kind for _, _, kind in injector.injected] == ["cancel_conflict"]
+    assert injector.calls == 2
+    assert store.get_message("c1", _message().message_id) is not None
+
+
 # --- an order racing a wake-up ---------------------------------------------------------------------------------
 
 

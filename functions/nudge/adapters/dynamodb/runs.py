@@ -5,6 +5,7 @@ Runs and their flow slots; the wake-up's one read; the advance's commit (the out
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -202,23 +203,42 @@ class DynamoRuns(DynamoTables):
     ) -> Run:
         saved = replace(run, version=expected_version + 1)
         runs, slots, model = self.models.runs, self.models.flow_slots, self.models.messages
-        try:
-            with TransactWrite(connection=self._connection) as tx:
-                tx.save(self._run_item(saved), condition=runs.version == expected_version)
-                if not saved.is_active:
-                    # Ending a run frees the contact's slot for the flow in the same transaction.
-                    slot = slots(contact_id=run.contact_id, sk=SLOT_PREFIX + run.flow_id)
-                    tx.update(slot, actions=[slots.active_run_id.remove()], condition=slots.active_run_id == run.run_id)
-                for message in messages:
-                    item = self._message_item(replace(message, run_version=saved.version))
-                    tx.save(item, condition=model.message_id.does_not_exist())
-                if actions := send_log.commit_actions(sends, messages, run.updated_at):
-                    tx.update(runs(contact_id=run.contact_id, sk=send_log.SENDS_SK), actions=actions)
-        except TransactWriteError as exc:
-            if condition_failed(exc):
-                raise ConflictError(run.run_id) from exc
-            raise
-        return saved
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                with TransactWrite(connection=self._connection) as tx:
+                    tx.save(self._run_item(saved), condition=runs.version == expected_version)
+                    if not saved.is_active:
+                        # Ending a run frees the contact's slot for the flow in the same transaction.
+                        slot = slots(contact_id=run.contact_id, sk=SLOT_PREFIX + run.flow_id)
+                        tx.update(
+                            slot, actions=[slots.active_run_id.remove()], condition=slots.active_run_id == run.run_id
+                        )
+                    for message in messages:
+                        item = self._message_item(replace(message, run_version=saved.version))
+                        tx.save(item, condition=model.message_id.does_not_exist())
+                    if actions := send_log.commit_actions(sends, messages, run.updated_at):
+                        tx.update(runs(contact_id=run.contact_id, sk=send_log.SENDS_SK), actions=actions)
+                return saved
+            except TransactWriteError as exc:
+                if condition_failed(exc):
+                    raise ConflictError(run.run_id) from exc
+                if not (_only_conflicts(exc) and attempt + 1 < COMMIT_ATTEMPTS):
+                    raise
+                # Another transaction on one of its items (the contact's send log, which two runs' commits
+                # share) was in flight: nothing was written, so the same commit is tried again at once,
+                # rather than the wake-up after the queue's visibility timeout.
+                time.sleep(CONFLICT_PAUSE * (attempt + 1))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def runs_for(self, contact_id: str) -> list[Run]:
         return self._runs_of(contact_id)
+
+
+COMMIT_ATTEMPTS = 3  # a commit cancelled for TransactionConflict alone is tried again, twice
+CONFLICT_PAUSE = 0.025  # seconds, times the attempt: a conflicting transaction lasts tens of milliseconds
+
+
+def _only_conflicts(exc: TransactWriteError) -> bool:
+    """Cancelled because another transaction held an item, and for nothing else: a retry may go through."""
+    codes = {reason.code for reason in exc.cancellation_reasons or () if reason is not None and reason.code != "None"}
+    return codes == {"TransactionConflict"}
