@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # annotations only: a function that reads no flow imports nei
     from nudge.domain.audiences import Audience
     from nudge.domain.feedback import FeedbackKind
     from nudge.domain.kpis import Order
-    from nudge.domain.model import Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
+    from nudge.domain.model import Channel, Contact, Event, FlowSlot, Message, MessageStatus, Run, SentRecord
     from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
     from nudge.domain.whatsapp import OutgoingWhatsApp
 
@@ -266,8 +266,11 @@ class Outbox(Protocol):
         provider_id: str | None = None,
         sent_at: datetime | None = None,
         only_from: MessageStatus | None = None,
+        moved_from: Channel | None = None,
     ) -> Message | None:
-        """Record the message's new state; with `only_from`, only if it is still in that state (else None)."""
+        """Record the message's new state; with `only_from`, only if it is still in that state (else None).
+        `moved_from`: the channel it was decided on, when it now goes out on another (a WhatsApp fallback):
+        the guardrails count it on its new channel."""
         ...
 
     def messages_for(self, contact_id: str) -> list[Message]: ...

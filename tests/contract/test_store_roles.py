@@ -174,6 +174,28 @@ def test_the_send_log_read_with_the_run_counts_what_commits_decide_until_it_is_s
     assert erased.sends is not None and erased.sends.records == ()
 
 
+def test_a_message_that_moves_to_its_fallback_channel_counts_on_that_channel(store: Store) -> None:
+    run = _run()
+    assert store.start_run(run, None) is not None
+    since = START - timedelta(days=7)
+    chat = replace(_message("r1#0001#chat"), channel=Channel.WHATSAPP, status=MessageStatus.SENDING, sent_at=START)
+    store.commit_advance(run, 1, [chat], store.run_with_context("c1", "r1", sends_since=since).sends)
+
+    # WhatsApp refused it for good; it goes out as an SMS instead (RunService's fallback)
+    moved = store.settle_message(
+        replace(chat, channel=Channel.SMS),
+        MessageStatus.PENDING,
+        sent_at=START,
+        only_from=MessageStatus.SENDING,
+        moved_from=Channel.WHATSAPP,
+    )
+
+    assert moved is not None
+    log = store.run_with_context("c1", "r1", sends_since=since).sends
+    assert log is not None and [(r.message_id, r.channel) for r in log.records] == [("r1#0001#chat", Channel.SMS)]
+    assert [(r.message_id, r.channel) for r in store.recent_sends("c1", since)] == [("r1#0001#chat", Channel.SMS)]
+
+
 # StepCounters ----------------------------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ from nudge.domain.audiences import BATCH_LIMITS, Audience
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.kpis import Order, order_of
 from nudge.domain.model import (
+    Channel,
     Contact,
     Event,
     FlowSlot,
@@ -255,6 +256,7 @@ class MemoryStore:
         provider_id: str | None = None,
         sent_at: datetime | None = None,
         only_from: MessageStatus | None = None,
+        moved_from: Channel | None = None,  # its send index reads each message's channel as it is now
     ) -> Message | None:
         stored = self.messages.get((message.contact_id, message.message_id))
         if only_from is not None and (stored is None or stored.status is not only_from):

@@ -729,6 +729,7 @@ class RunService:
                     reason=fallback.reason,
                     sent_at=message.sent_at,
                     only_from=MessageStatus.SENDING,
+                    moved_from=message.channel,
                 )
                 if moved is not None:
                     self._deliver(run, moved, contact, outcome, deadline=deadline, addresses=addresses)

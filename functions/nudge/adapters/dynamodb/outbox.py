@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from pynamodb.exceptions import PutError, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
@@ -22,6 +23,7 @@ from nudge.adapters.dynamodb.tables import (
 )
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.model import (
+    Channel,
     Message,
     MessageStatus,
     RunStatus,
@@ -66,6 +68,7 @@ class DynamoOutbox(DynamoTables):
         provider_id: str | None = None,
         sent_at: datetime | None = None,
         only_from: MessageStatus | None = None,
+        moved_from: Channel | None = None,
     ) -> Message | None:
         settled = replace(message, status=status, reason=reason, provider_id=provider_id, sent_at=sent_at)
         model = self.models.messages
@@ -77,21 +80,31 @@ class DynamoOutbox(DynamoTables):
             if only_from is not None and condition_failed(exc):
                 return None
             raise
-        if status in (MessageStatus.SKIPPED, MessageStatus.FAILED) and (leave := send_log.leave_actions(message)):
-            # It no longer counts. Only from a kept log. The settle has landed, and its retry would find nothing
-            # to settle, so a failure here (a throttle, a commit of the contact's in flight) is not raised: the
-            # entry over-counts the message until it ages out of the week, never under-counts.
-            try:
-                self.models.runs(contact_id=message.contact_id, sk=send_log.SENDS_SK).update(
-                    actions=leave, condition=send_log.kept()
-                )
-            except UpdateError as exc:
-                if not condition_failed(exc):
-                    log.warning(
-                        "send log entry not removed; it counts until it ages out",
-                        extra={"message_id": message.message_id, "error": str(exc)},
-                    )
+        if status in (MessageStatus.SKIPPED, MessageStatus.FAILED):
+            # It no longer counts.
+            self._update_log(message, send_log.leave_actions(message))
+        elif moved_from is not None and moved_from is not message.channel and message.sent_at is not None:
+            # It counts on its new channel (a WhatsApp fallback): two updates, as one may not name a day twice.
+            self._update_log(message, send_log.leave_actions(replace(message, channel=moved_from)))
+            self._update_log(message, send_log.join_actions(message))
         return settled
+
+    def _update_log(self, message: Message, actions: list[Any]) -> None:
+        """Change the contact's send log, only a kept one. The settle before it has landed, and its retry would
+        find nothing to settle, so a failure here (a throttle, a commit of the contact's in flight) is logged,
+        not raised: an entry left over-counts the message until it ages out, never under-counts."""
+        if not actions:
+            return
+        try:
+            self.models.runs(contact_id=message.contact_id, sk=send_log.SENDS_SK).update(
+                actions=actions, condition=send_log.kept()
+            )
+        except UpdateError as exc:
+            if not condition_failed(exc):
+                log.warning(
+                    "send log not updated; it counts until it ages out",
+                    extra={"message_id": message.message_id, "error": str(exc)},
+                )
 
     def get_message(self, contact_id: str, message_id: str) -> Message | None:
         return self._read_message(contact_id, message_id)

@@ -47,9 +47,7 @@ def counted(message: Message) -> SentRecord | None:
     """The record a message counts as while it goes out, or None (skipped, failed, or never decided)."""
     if message.sent_at is None or message.status not in _GOING:
         return None
-    return SentRecord(
-        message.channel, message.category, message.priority, message.sent_at, message.flow_id, message.message_id
-    )
+    return _record(message)
 
 
 def read(item: Mapping[str, Any] | None, since: datetime) -> SendLog | None:
@@ -88,14 +86,25 @@ def commit_actions(log: SendLog | None, messages: Iterable[Message], now: dateti
     return actions
 
 
+def join_actions(message: Message) -> list[Action]:
+    """A message that counts (again, or on another channel) joins the log."""
+    if message.sent_at is None:
+        return []
+    return [_days(day_of(message.sent_at)).add({entry(_record(message))})]
+
+
 def leave_actions(message: Message) -> list[Action]:
     """A message settled `SKIPPED` or `FAILED` no longer counts: its entry leaves the log."""
     if message.sent_at is None:
         return []
-    record = SentRecord(
+    return [_days(day_of(message.sent_at)).delete({entry(_record(message))})]
+
+
+def _record(message: Message) -> SentRecord:
+    assert message.sent_at is not None
+    return SentRecord(
         message.channel, message.category, message.priority, message.sent_at, message.flow_id, message.message_id
     )
-    return [_days(day_of(message.sent_at)).delete({entry(record)})]
 
 
 def kept() -> Any:
