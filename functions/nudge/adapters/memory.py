@@ -59,8 +59,6 @@ from nudge.ports import (
     waiting_ref,
 )
 
-_COUNTED = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
-
 
 class MemoryStore:
     """The Store in dicts, indexed per contact like the tables' partition keys, so a call costs what that
@@ -82,7 +80,7 @@ class MemoryStore:
         self._slots: dict[str, dict[str, FlowSlot]] = {}  # contact -> flow id -> slot
         self._runs_of: dict[str, dict[str, None]] = {}  # contact -> run ids
         self._messages_of: dict[str, dict[str, None]] = {}  # contact -> message ids
-        self._sent: dict[str, list[tuple[datetime, str]]] = {}  # contact -> (sent_at, id) of _COUNTED, sorted
+        self._sent: dict[str, list[tuple[datetime, str]]] = {}  # contact -> (sent_at, id) of those that count, sorted
         self._events_of: dict[str, dict[str, None]] = {}  # contact -> event ids
         self._by_provider: dict[str, tuple[str, str]] = {}  # provider id -> message key
         self._review: dict[date, set[str]] = {}  # review_at's day -> contact ids (the sparse index)
@@ -271,9 +269,9 @@ class MemoryStore:
         before = self.messages.get(key)
         self.messages[key] = message
         self._messages_of.setdefault(message.contact_id, {})[message.message_id] = None
-        if before is not None and before.status in _COUNTED and before.sent_at is not None:
+        if before is not None and before.status.counts and before.sent_at is not None:
             self._sent[message.contact_id].remove((before.sent_at, message.message_id))
-        if message.status in _COUNTED and message.sent_at is not None:
+        if message.status.counts and message.sent_at is not None:
             insort(self._sent.setdefault(message.contact_id, []), (message.sent_at, message.message_id))
         if message.provider_id is not None:
             self._by_provider[message.provider_id] = key

@@ -88,8 +88,9 @@ class MessageStatus(StrEnum):
     """A message's life (ADR 0007): PENDING -> SENDING -> SENT, or SKIPPED / FAILED / UNKNOWN.
 
     PENDING is written with the run's advance in one transaction (the outbox), so a message a run decided
-    on is never forgotten. SENDING is taken just before the provider call, in a transaction that checks the
-    run has not exited since; only one invocation can take it, so none is sent twice.
+    on is never forgotten. SENDING is taken just before the provider call, by that same transaction when
+    the message is cleared to go at once, else in one that checks the run has not exited since; only one
+    invocation can take it, so none is sent twice.
     """
 
     PENDING = "pending"  # decided by an advance; not handed to the provider yet (any retry may send it)
@@ -102,6 +103,11 @@ class MessageStatus(StrEnum):
     @property
     def settled(self) -> bool:
         return self not in (MessageStatus.PENDING, MessageStatus.SENDING)
+
+    @property
+    def counts(self) -> bool:
+        """Counted by the guardrails (frequency caps, smart sending) once decided: going out, gone, or may have."""
+        return self not in (MessageStatus.SKIPPED, MessageStatus.FAILED)
 
 
 def _digest(*parts: str, length: int = 20) -> str:

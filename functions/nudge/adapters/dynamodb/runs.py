@@ -25,6 +25,7 @@ from nudge.adapters.dynamodb.tables import (
     BATCH_GET,
     BATCH_GET_ATTEMPTS,
     DynamoTables,
+    cancellation_codes,
     condition_failed,
 )
 from nudge.domain.model import (
@@ -222,7 +223,7 @@ class DynamoRuns(DynamoTables):
             except TransactWriteError as exc:
                 if condition_failed(exc):
                     raise ConflictError(run.run_id) from exc
-                if not (_only_conflicts(exc) and attempt + 1 < COMMIT_ATTEMPTS):
+                if not (cancellation_codes(exc) == {"TransactionConflict"} and attempt + 1 < COMMIT_ATTEMPTS):
                     raise
                 # Another transaction on one of its items (the contact's send log, which two runs' commits
                 # share) was in flight: nothing was written, so the same commit is tried again at once,
@@ -236,9 +237,3 @@ class DynamoRuns(DynamoTables):
 
 COMMIT_ATTEMPTS = 3  # a commit cancelled for TransactionConflict alone is tried again, twice
 CONFLICT_PAUSE = 0.025  # seconds, times the attempt: a conflicting transaction lasts tens of milliseconds
-
-
-def _only_conflicts(exc: TransactWriteError) -> bool:
-    """Cancelled because another transaction held an item, and for nothing else: a retry may go through."""
-    codes = {reason.code for reason in exc.cancellation_reasons or () if reason is not None and reason.code != "None"}
-    return codes == {"TransactionConflict"}

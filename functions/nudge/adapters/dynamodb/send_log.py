@@ -19,13 +19,12 @@ from typing import Any
 from pynamodb.attributes import UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.expressions.update import Action
 
-from nudge.domain.model import Category, Channel, Message, MessageStatus, SentRecord
+from nudge.domain.model import Category, Channel, Message, SentRecord
 from nudge.ports import SendLog
 
 SENDS_SK = "SENDS"
 TRACKED = "tracked"
 _DAY = "d"
-_GOING = (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
 
 
 def day_of(at: datetime) -> str:
@@ -45,7 +44,7 @@ def record_of(text: str) -> SentRecord:
 
 def counted(message: Message) -> SentRecord | None:
     """The record a message counts as while it goes out, or None (skipped, failed, or never decided)."""
-    if message.sent_at is None or message.status not in _GOING:
+    if message.sent_at is None or not message.status.counts:
         return None
     return _record(message)
 

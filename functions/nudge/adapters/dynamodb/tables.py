@@ -41,9 +41,7 @@ EVENT_RETENTION = timedelta(days=90)
 BATCH_GET = 100  # keys per BatchGetItem
 BATCH_GET_ATTEMPTS = 3  # a BatchGetItem may answer part of its keys (UnprocessedKeys): ask again for the rest
 TRANSACTION_ITEMS = 100  # actions per TransactWriteItems
-COUNTED = tuple(
-    s.value for s in (MessageStatus.PENDING, MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN)
-)
+COUNTED = tuple(status.value for status in MessageStatus if status.counts)
 CONTACT_WRITE_ATTEMPTS = 5
 FEEDBACK_KINDS = tuple(FeedbackKind)
 DOC_PK = "DOC"
@@ -61,10 +59,14 @@ def condition_failed(exc: Exception) -> bool:
     cause = getattr(exc, "cause_response_code", None)
     if cause == _CONDITION_FAILED:
         return True
-    if not (isinstance(exc, TransactWriteError) and cause == "TransactionCanceledException"):
-        return False
-    codes = {reason.code for reason in exc.cancellation_reasons if reason is not None and reason.code != "None"}
-    return codes == {"ConditionalCheckFailed"}
+    return cancellation_codes(exc) == {"ConditionalCheckFailed"}
+
+
+def cancellation_codes(exc: Exception) -> set[str]:
+    """Why DynamoDB cancelled a transaction, one code per item that had a reason; empty for anything else."""
+    if not (isinstance(exc, TransactWriteError) and exc.cause_response_code == "TransactionCanceledException"):
+        return set()
+    return {reason.code for reason in exc.cancellation_reasons or () if reason is not None and reason.code != "None"}
 
 
 class DynamoTables:
