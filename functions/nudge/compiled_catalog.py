@@ -5,6 +5,10 @@
 and writes what it returned, pickled, to `flows/_catalog.pickle` in the bundle (ADR 0020, Decision 9). A
 function then unpickles the validated objects: no YAML parse, no pydantic validator built or run.
 
+After the header come two pickles: first a summary in plain Python values (`Summary`: what a function that
+needs no flow reads, the preference page's marketing topics), then the catalog. A function that reads only
+the summary stops after the first, so it imports neither pydantic nor the catalog's model classes.
+
 The file starts with one line, `nudge-catalog <digest>`: a SHA-256 of every YAML file it was made from
 and of the code that defines and checks what it holds (`nudge/domain/*.py`, `nudge/flow_files.py`), and of
 the pydantic version. A function recomputes that digest from the files it ships before it unpickles
@@ -15,10 +19,12 @@ function logs why and parses and validates the YAML as the CLI does.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import io
 import logging
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from nudge.domain.flows import FlowCatalog
@@ -29,16 +35,20 @@ if TYPE_CHECKING:
 
 ARTEFACT = "_catalog.pickle"
 _MAGIC = b"nudge-catalog "
-_FORMAT = b"1"  # raise when what is pickled changes shape
+_FORMAT = b"2"  # raise when what is pickled changes shape
 _PACKAGE = Path(__file__).resolve().parent
 _log = logging.getLogger(__name__)
 
 
+class Summary(TypedDict):
+    """What the artefact says in plain values, read without the catalog's classes."""
+
+    marketing_topics: tuple[tuple[str, str], ...]  # FlowCatalog.marketing_topics(): (flow id, name) by name
+
+
 def source_digest(flows_dir: Path, segments_dir: Path | None, package: Path = _PACKAGE) -> str:
     """SHA-256 of what the catalog is made from: the YAML files, the code that reads them, pydantic's version."""
-    from pydantic.version import VERSION  # a constant; pydantic itself is imported anyway by the models
-
-    digest = hashlib.sha256(_FORMAT + b"\0" + VERSION.encode())
+    digest = hashlib.sha256(_FORMAT + b"\0" + _pydantic_version_source())
     sources = [("flows", flows_dir, "*.yaml"), ("segments", segments_dir, "*.yaml")]
     sources += [("domain", package / "domain", "*.py"), ("nudge", package, "flow_files.py")]
     for label, directory, pattern in sources:
@@ -51,6 +61,16 @@ def source_digest(flows_dir: Path, segments_dir: Path | None, package: Path = _P
     return digest.hexdigest()
 
 
+def _pydantic_version_source() -> bytes:
+    """pydantic's version.py, which states its version: read, not imported (importing it loads pydantic_core,
+    which a function that reads only the summary does not need)."""
+    spec = importlib.util.find_spec("pydantic")
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise RuntimeError("pydantic is not installed: the catalog cannot be compiled or checked")
+    return (Path(locations[0]) / "version.py").read_bytes()
+
+
 def write(flows_dir: Path, segments_dir: Path | None, package: Path = _PACKAGE) -> Path:
     """Parse and validate the catalog (raises FlowFileError as `nudge validate` does) and write the artefact
     into flows_dir. The bundler calls this on the bundle's own copies of the files and of the package."""
@@ -58,14 +78,37 @@ def write(flows_dir: Path, segments_dir: Path | None, package: Path = _PACKAGE) 
 
     catalog = load_all(flows_dir, segments_dir)
     parts = (catalog.flows, catalog.guardrails, catalog.segments)
+    summary = Summary(marketing_topics=catalog.flows.marketing_topics())
     target = flows_dir / ARTEFACT
     header = _MAGIC + source_digest(flows_dir, segments_dir, package).encode() + b"\n"
-    target.write_bytes(header + pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL))
+    body = pickle.dumps(summary, protocol=pickle.HIGHEST_PROTOCOL) + pickle.dumps(
+        parts, protocol=pickle.HIGHEST_PROTOCOL
+    )
+    target.write_bytes(header + body)
     return target
 
 
 def read(flows_dir: Path, segments_dir: Path | None) -> CatalogParts | None:
     """The compiled catalog if flows_dir has one made from exactly these files and this code, else None."""
+    stream = _open(flows_dir, segments_dir)
+    if stream is None:
+        return None
+    pickle.load(stream)  # noqa: S301  the summary (each pickle has its own memo: one load per pickle)
+    parts: CatalogParts = pickle.load(stream)  # noqa: S301  (our own bundle's file, checked against its sources)
+    return parts
+
+
+def read_summary(flows_dir: Path, segments_dir: Path | None) -> Summary | None:
+    """The artefact's summary, checked as `read` checks the catalog, without unpickling the catalog."""
+    stream = _open(flows_dir, segments_dir)
+    if stream is None:
+        return None
+    summary: Summary = pickle.load(stream)  # noqa: S301  (as in `read`)
+    return summary
+
+
+def _open(flows_dir: Path, segments_dir: Path | None) -> io.BytesIO | None:
+    """The artefact's pickles, after its header, if the header's digest is that of these files and this code."""
     path = flows_dir / ARTEFACT
     try:
         data = path.read_bytes()
@@ -82,5 +125,4 @@ def read(flows_dir: Path, segments_dir: Path | None) -> CatalogParts | None:
             expected[:12],
         )
         return None
-    parts: CatalogParts = pickle.loads(body)  # noqa: S301  (our own bundle's file, checked against its sources)
-    return parts
+    return io.BytesIO(body)

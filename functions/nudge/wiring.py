@@ -226,6 +226,18 @@ class Container:
 
         return CampaignCatalog(self._catalog[0], self.store, self.clock)
 
+    @cached_property
+    def marketing_topics(self) -> tuple[tuple[str, str], ...]:
+        """The preference page's topics: from the compiled catalog's summary where it has one (no flow model
+        is unpickled, so the unsubscribe function imports no pydantic), else from the flows."""
+        from nudge import compiled_catalog
+
+        if "_catalog" not in self.__dict__:
+            summary = compiled_catalog.read_summary(self.settings.flows_dir, self.settings.segments_path)
+            if summary is not None:
+                return summary["marketing_topics"]
+        return self._catalog[0].marketing_topics()
+
     @property
     def guardrails(self) -> Guardrails:
         return self._catalog[1]
@@ -447,7 +459,9 @@ class Container:
     def preferences(self) -> PreferenceService:
         from nudge.services.preferences import PreferenceService
 
-        return PreferenceService(store=self.store, flows=self.flows, clock=self.clock, key=self.unsubscribe_key)
+        return PreferenceService(
+            store=self.store, topics=lambda: self.marketing_topics, clock=self.clock, key=self.unsubscribe_key
+        )
 
     @cached_property
     def whatsapp_inbound(self) -> WhatsAppInboundService:

@@ -947,6 +947,19 @@ def test_the_bundle_ships_the_catalog_compiled_and_its_functions_read_it(
     assert compiled_guardrails == catalog.guardrails
     assert list(compiled_segments) == list(catalog.segments)
     assert compiled_segments.rules == catalog.segments.rules
+    # Its summary, what the preference page reads, says what the flows say, and reading it alone imports no
+    # pydantic and no flow model.
+    assert compiled_catalog.read_summary(flows, segments) == {"marketing_topics": catalog.flows.marketing_topics()}
+    assert ("birthday", "A birthday gift") in catalog.flows.marketing_topics()
+    summary_probe = (
+        f"import sys, json; sys.path.insert(0, {str(out)!r}); from pathlib import Path; "
+        "from nudge import compiled_catalog; "
+        f"summary = compiled_catalog.read_summary(Path({str(flows)!r}), Path({str(segments)!r})); "
+        "print(json.dumps({'topics': len(summary['marketing_topics']), "
+        "'loaded': sorted(m for m in sys.modules if m.startswith(('pydantic', 'nudge.domain')))}))"
+    )
+    done = subprocess.run([sys.executable, "-c", summary_probe], check=True, capture_output=True, text=True)
+    assert json.loads(done.stdout) == {"topics": len(catalog.flows.marketing_topics()), "loaded": []}
     # A flow edited after bundling: the file no longer matches, so the artefact is not used (the YAML is).
     (flows / "welcome.yaml").write_text((flows / "welcome.yaml").read_text().replace("Welcome", "Hello", 1))
     with caplog.at_level("WARNING", logger="nudge.compiled_catalog"):

@@ -23,6 +23,8 @@ _PROBE = """
 import json, sys, importlib
 module = importlib.import_module(sys.argv[1])
 module.warm()
+import gc
+paused = not gc.isenabled()  # Lambda's cold start pauses the collector until the first invocation ends
 from nudge import wiring
 validators = []  # the nudge.domain pydantic models whose validator was built (the catalog's should not be)
 if "pydantic" in sys.modules:
@@ -35,6 +37,7 @@ if "pydantic" in sys.modules:
             validators.append(f"{one.__module__}.{one.__qualname__}")
 print(json.dumps({
     "modules": sorted(sys.modules), "built": sorted(wiring.current().built()), "validators": sorted(set(validators)),
+    "paused": paused,
 }))
 """
 
@@ -49,7 +52,7 @@ BUILDS = {
     "api": ENGINE | {"api_keys", "keys", "refs", "segment"},
     "subscribe": ENGINE | {"request_limiter", "api_keys", "keys", "pending_signups", "refs", "subscribe"},
     "feedback": {"store", "feedback"},
-    "unsubscribe": {"store", "_catalog", "flows", "preferences"},
+    "unsubscribe": {"store", "preferences"},  # the topics come from the compiled catalog's summary, at a page
     "sms-inbound": {"store", "sms_keywords"},  # SNS at the first START or HELP, the brand kit at the first HELP
     "whatsapp-inbound": {"store", "refs", "whatsapp_inbound"},
     "missed-call": {"refs", "missed_calls"},
@@ -67,7 +70,7 @@ NEVER = {"typer", "rich", "moto", "aws_cdk", "pytest", "nudge.cli", "nudge.local
 NEVER_COLD = {"boto3", "s3transfer", "aws_lambda_powertools", "asyncio", "yaml", "jinja2"}
 # pydantic only where flows are read or a request body is validated: the others' ports, store and services
 # import no pydantic model (ADR 0020, Decision 9).
-NO_PYDANTIC = {"feedback", "sms-inbound", "whatsapp-inbound", "missed-call"}
+NO_PYDANTIC = {"feedback", "unsubscribe", "sms-inbound", "whatsapp-inbound", "missed-call"}
 # phonenumbers only where a number is read at once.
 PHONES = {"webhooks", "missed-call"}  # storefront payloads carry phones; a missed call is a number
 # Modules loaded by import + warm(), as measured for ADR 0020 Decision 9 (docs/benchmarks.md, "the catalog
@@ -80,7 +83,7 @@ MODULE_LIMITS = {
     "api": 507,
     "subscribe": 507,
     "feedback": 417,
-    "unsubscribe": 487,
+    "unsubscribe": 420,  # 411 since the preference page reads the catalog's summary, not the catalog
     "sms-inbound": 417,
     "whatsapp-inbound": 422,
     "missed-call": 482,
@@ -123,6 +126,7 @@ def test_each_function_builds_only_what_its_handler_uses(label: str, handler: st
     modules = set(found["modules"])
 
     assert set(found["built"]) == BUILDS[label]
+    assert found["paused"] is True  # ADR 0020 Decision 10: until the first invocation's end
     loaded = {name for name in modules if name in NEVER | _cli_only_modules() or name.split(".")[0] in NEVER}
     assert loaded == set(), f"{label} loads modules only the CLI uses"
     assert {"nudge.cli", "nudge.local"}.isdisjoint({".".join(m.split(".")[:2]) for m in modules})
@@ -163,3 +167,16 @@ def test_the_bench_environment_names_every_variable_the_stack_sets() -> None:
 
     stack_sets = {value for key, value in vars(names).items() if key.startswith("ENV_")}
     assert stack_sets <= set(lambda_environment(ROOT))
+
+
+@pytest.mark.parametrize(("label", "handler"), FUNCTIONS, ids=[label for label, _ in FUNCTIONS])
+def test_each_handler_ends_the_cold_start_through_the_loggers_wrapper(label: str, handler: str) -> None:
+    """The logger's wrapper is the outermost of every handler: it resumes the collector the cold start paused
+    (ADR 0020 Decision 10), so a handler without it would run its whole life with the collector paused."""
+    import importlib
+
+    from nudge.handlers import logs
+
+    module_name, attribute = handler.rsplit(".", 1)
+    entry = getattr(importlib.import_module(module_name), attribute)
+    assert entry.__code__.co_filename == logs.__file__, f"{label}: {handler} is not wrapped by the logger first"

@@ -126,3 +126,44 @@ def test_metrics_are_silenced_as_powertools_silences_them(
     capsys.readouterr()
     flow_metrics._flush("nudge", "service", "nudge", {"Sent": 1})
     assert bool(capsys.readouterr().out) is printed
+
+
+def test_in_lambda_the_collector_is_paused_for_the_cold_start_and_resumes_after_the_first_invocation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    from nudge.handlers import collector
+
+    monkeypatch.setattr(logs, "_cold_start", True)
+    monkeypatch.setattr(collector, "_paused", False)
+    monkeypatch.setattr(collector, "_resumed", False)
+    logger = logs.Logger(service="collector-check")
+
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: Any, context: Any) -> bool:
+        if event == "fail":
+            raise RuntimeError("the first invocation fails")
+        return gc.isenabled()
+
+    try:
+        monkeypatch.delenv("AWS_EXECUTION_ENV", raising=False)
+        collector.pause_for_cold_start()  # not Lambda (tests, the CLI): nothing changes
+        assert gc.isenabled() and not collector.paused()
+
+        monkeypatch.setenv("AWS_EXECUTION_ENV", "AWS_Lambda_python3.12")
+        collector.pause_for_cold_start()
+        assert not gc.isenabled() and collector.paused()
+        frozen = gc.get_freeze_count()
+        # The first invocation runs paused and resumes the collector even when it fails; what the cold start
+        # made is frozen (never scanned again).
+        with pytest.raises(RuntimeError):
+            handler("fail", FakeLambdaContext.fresh("nudge-step"))
+        assert gc.isenabled() and not collector.paused()
+        assert gc.get_freeze_count() > frozen
+        assert handler("again", FakeLambdaContext.fresh("nudge-step")) is True
+        collector.pause_for_cold_start()  # a warm process never pauses again: its cold start is over
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()

@@ -620,6 +620,11 @@ class FlowCatalog:
     def get(self, flow_id: str) -> Flow | None:
         return self._flows.get(flow_id)
 
+    def marketing_topics(self) -> tuple[tuple[str, str], ...]:
+        """What the preference page offers: each marketing flow's id and its topic (else its name), by name."""
+        ordered = sorted(self._flows.values(), key=lambda flow: flow.name)
+        return tuple((flow.id, flow.topic or flow.name) for flow in ordered if flow.category is Category.MARKETING)
+
 
 WEEKDAY_INDEX = {name: index for index, name in enumerate(_WEEKDAYS)}
 

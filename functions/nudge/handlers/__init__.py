@@ -1,0 +1,9 @@
+"""The Lambda functions' entry points (one module each) and what they share.
+
+Importing this package in Lambda pauses the garbage collector until the first invocation ends
+(`nudge.handlers.collector`, ADR 0020 Decision 10).
+"""
+
+from nudge.handlers import collector
+
+collector.pause_for_cold_start()

@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from nudge.handlers import collector
+
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 _Handler = TypeVar("_Handler", bound=Callable[..., Any])
 _cold_start = True
@@ -115,8 +117,12 @@ class Logger:
                     function_arn=getattr(context, "invoked_function_arn", None),
                     function_request_id=getattr(context, "aws_request_id", None),
                 )
-                _cold_start = False
-                return handler(event, context, *args, **kwargs)
+                first, _cold_start = _cold_start, False
+                try:
+                    return handler(event, context, *args, **kwargs)
+                finally:
+                    if first:  # the cold start is over: what it made is frozen, the collector resumes
+                        collector.resume()
 
             return wrapper  # type: ignore[return-value]
 

@@ -10,8 +10,7 @@ from datetime import timedelta
 from typing import Protocol
 
 from nudge.domain.feedback import FeedbackKind
-from nudge.domain.flows import FlowCatalog
-from nudge.domain.model import Category, Channel, Contact
+from nudge.domain.model import Channel, Contact
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression, address_key
 from nudge.domain.unsubscribe import BadToken, read_token
 from nudge.ports import AddressBook, Clock, Contacts, Outbox, StepCounters
@@ -64,10 +63,16 @@ class PreferenceService:
     """Every method checks the token first and writes nothing unless it verifies."""
 
     def __init__(
-        self, *, store: PreferenceStore, flows: FlowCatalog, clock: Clock, key: Callable[[], str | None]
+        self,
+        *,
+        store: PreferenceStore,
+        topics: Callable[[], tuple[tuple[str, str], ...]],
+        clock: Clock,
+        key: Callable[[], str | None],
     ) -> None:
+        """`topics`: the marketing flows' (id, topic), FlowCatalog.marketing_topics(); asked when a page needs them."""
         self._store = store
-        self._flows = flows
+        self._marketing_topics = topics
         self._clock = clock
         self._key = key
 
@@ -156,11 +161,7 @@ class PreferenceService:
         return self._store.address_state(key) if key else None
 
     def _topics(self) -> list[Topic]:
-        return [
-            Topic(flow.id, flow.topic or flow.name, True)
-            for flow in sorted(self._flows, key=lambda f: f.name)
-            if flow.category is Category.MARKETING
-        ]
+        return [Topic(flow_id, name, True) for flow_id, name in self._marketing_topics()]
 
     def _preferences(self, contact: Contact, state: AddressState | None) -> Preferences:
         off = state.topics_off if state else frozenset()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.dynamodb.models import (
     REVIEW_SHARDS,
@@ -17,13 +17,15 @@ from nudge.adapters.dynamodb.tables import (
     DynamoTables,
 )
 from nudge.domain.aggregates import ORDER_PLACED
-from nudge.domain.kpis import Order, order_of
 from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS
 from nudge.domain.model import (
     Contact,
     Message,
     Run,
 )
+
+if TYPE_CHECKING:  # the report's order records: imported by `orders`, which only the CLI's reports call
+    from nudge.domain.kpis import Order
 
 
 class DynamoCensus(DynamoTables):
@@ -73,6 +75,8 @@ class DynamoCensus(DynamoTables):
             yield self._message_from(item)
 
     def orders(self) -> Iterator[Order]:
+        from nudge.domain.kpis import order_of
+
         events = self.models.events
         for item in events.scan(events.type == ORDER_PLACED):
             yield order_of(item.contact_id, item.event_id, (item.body or {}).get("properties", {}), item.occurred_at)
