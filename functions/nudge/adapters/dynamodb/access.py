@@ -32,7 +32,7 @@ from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 
 from nudge import names
-from nudge.adapters.dynamodb.models import bind_model, share_connection
+from nudge.adapters.dynamodb.models import bind_model, condition_check_failed, share_connection
 from nudge.ports import (
     ApiKey,
     KeyKind,
@@ -214,10 +214,6 @@ def _wait_shard(item: str, contact_id: str) -> str:
     return wait_ref(item, shard)
 
 
-def _condition_failed(exc: Exception) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
 class DynamoApiKeys:
     def __init__(self, models: AccessModels) -> None:
         self._model = models.keys
@@ -254,7 +250,7 @@ class DynamoApiKeys:
                 actions=[self._model.revoked_at.set(at)], condition=self._model.pk.exists()
             )
         except UpdateError as exc:
-            if _condition_failed(exc):
+            if condition_check_failed(exc):
                 return False
             raise
         return True
@@ -294,7 +290,7 @@ class DynamoContactRefs:
                 condition=model.ref.does_not_exist() | (model.claimant == claimant)
             )
         except PutError as exc:
-            if not _condition_failed(exc):
+            if not condition_check_failed(exc):
                 raise
             return self.resolve(ref) or contact_id
         return None
@@ -361,7 +357,7 @@ class DynamoContactRefs:
             try:
                 model(ref=STOCK_PREFIX + key, record=record, observed_at=now).save(condition=condition)
             except PutError as exc:
-                if not _condition_failed(exc):
+                if not condition_check_failed(exc):
                     raise
                 continue
             return dict(old.record or {}) if old is not None else None
@@ -424,7 +420,7 @@ class DynamoPrivacyRequests:
         try:
             item.save(condition=self._model.request_id.does_not_exist())
         except PutError as exc:
-            if _condition_failed(exc):
+            if condition_check_failed(exc):
                 return False
             raise
         return True

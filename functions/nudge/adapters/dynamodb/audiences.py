@@ -19,7 +19,7 @@ from pynamodb.exceptions import DeleteError, PutError, UpdateError
 from pynamodb.expressions.update import Action
 from pynamodb.models import Model
 
-from nudge.adapters.dynamodb.models import bind_model, share_connection
+from nudge.adapters.dynamodb.models import bind_model, condition_check_failed, share_connection
 from nudge.ports import AudienceEntry, AudienceStats
 
 AUDIENCE_PREFIX = "AUD#"
@@ -48,10 +48,6 @@ class AudienceMemberModel(Model):
     failures = NumberAttribute(null=True)
     last_sync_at = UTCDateTimeAttribute(null=True)
     last_error = UnicodeAttribute(null=True)
-
-
-def _lost(exc: Exception) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 class DynamoAudienceLedger:
@@ -111,7 +107,7 @@ class DynamoAudienceLedger:
                 try:
                     item.save(condition=model.pk.does_not_exist())
                 except PutError as exc:
-                    if _lost(exc):
+                    if condition_check_failed(exc):
                         continue
                     raise
                 return self._entry(item)
@@ -130,7 +126,7 @@ class DynamoAudienceLedger:
             try:
                 stored.update(actions=actions, condition=model.version == entry.version)
             except UpdateError as exc:
-                if _lost(exc):
+                if condition_check_failed(exc):
                     continue
                 raise
             return self._entry(stored)
@@ -162,7 +158,7 @@ class DynamoAudienceLedger:
             else:
                 item.delete(condition=model.version == entry.version)
         except (UpdateError, DeleteError) as exc:
-            if _lost(exc):
+            if condition_check_failed(exc):
                 return False
             raise
         return True

@@ -333,6 +333,12 @@ class BoundModels:
         )
 
 
+def condition_check_failed(exc: Exception) -> bool:
+    """A single-item conditional write whose condition did not hold: a lost race, not an error to retry.
+    (A transaction's cancellation is read by `tables.condition_failed`.)"""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
 def share_connection(models: Iterable[type[Model]], connection: Connection) -> None:
     """Make every model use one connection.
 

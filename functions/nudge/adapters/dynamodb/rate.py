@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from pynamodb.exceptions import UpdateError
 
-from nudge.adapters.dynamodb.models import RATE_PREFIX, BoundModels, CounterModel
+from nudge.adapters.dynamodb.models import RATE_PREFIX, BoundModels, CounterModel, condition_check_failed
 
 HORIZON_SK = "horizon"
 _ATTEMPTS = 8
@@ -52,7 +52,7 @@ class DynamoSendRateLimiter:
                 self._horizon_ms[bucket] = int(item.taken)
                 return datetime.fromtimestamp((int(item.taken) - step) / 1000, UTC)
             except UpdateError as exc:
-                if not _lost(exc):
+                if not condition_check_failed(exc):
                     raise
             self._horizon_ms[bucket] = 0  # idle after all: the next attempt takes the slot from now
         raise RuntimeError(f"send-rate horizon {bucket} kept moving; {_ATTEMPTS} attempts")
@@ -70,7 +70,7 @@ class DynamoSendRateLimiter:
                 )
                 return datetime.fromtimestamp((int(item.taken) - step) / 1000, UTC)
             except UpdateError as exc:
-                if not _lost(exc):
+                if not condition_check_failed(exc):
                     raise
             if self._idle(item, now_ms, step, count=False):
                 return now
@@ -97,7 +97,7 @@ class DynamoSendRateLimiter:
             )
             return True
         except UpdateError as exc:
-            if not _lost(exc):
+            if not condition_check_failed(exc):
                 raise
             return False
 
@@ -110,9 +110,5 @@ class DynamoSendRateLimiter:
                 condition=model.taken.does_not_exist() | (model.taken < _ms(until)),
             )
         except UpdateError as exc:
-            if not _lost(exc):
+            if not condition_check_failed(exc):
                 raise  # a later horizon already holds: nothing to do
-
-
-def _lost(exc: UpdateError) -> bool:
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

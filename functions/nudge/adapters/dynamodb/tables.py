@@ -18,6 +18,7 @@ from nudge.adapters.dynamodb.models import (
     RUN_PREFIX,
     STATE_SK,
     BoundModels,
+    condition_check_failed,
     share_connection,
 )
 from nudge.domain import aggregates
@@ -47,7 +48,6 @@ FEEDBACK_KINDS = tuple(FeedbackKind)
 DOC_PK = "DOC"
 JOB_PK_PREFIX = "JOB#"  # the daily job's log: JOB#<day>, one item per piece
 JOB_LOG_KEPT = timedelta(days=35)
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
 def condition_failed(exc: Exception) -> bool:
@@ -56,10 +56,7 @@ def condition_failed(exc: Exception) -> bool:
     DynamoDB cancels a transaction for other reasons too (TransactionConflict with another transaction,
     ThrottlingError, ValidationError...): those are not lost races and must not be read as one.
     """
-    cause = getattr(exc, "cause_response_code", None)
-    if cause == _CONDITION_FAILED:
-        return True
-    return cancellation_codes(exc) == {"ConditionalCheckFailed"}
+    return condition_check_failed(exc) or cancellation_codes(exc) == {"ConditionalCheckFailed"}
 
 
 def cancellation_codes(exc: Exception) -> set[str]:
