@@ -22,7 +22,6 @@ from nudge.domain.durations import parse_duration
 from nudge.domain.engine import choose_variant
 from nudge.domain.flows import Flow, SplitStep, _clock_time, check_utm
 from nudge.domain.guardrails import GuardrailOverrides
-from nudge.domain.kpis import leader_test
 from nudge.domain.lifecycle import STAGES
 from nudge.domain.model import Contact, Run, RunStatus
 from nudge.domain.timezones import zone_for
@@ -411,6 +410,8 @@ def rate_verdict(
         (name, int(counts.get(step, {}).get("delivery", 0)), int(counts.get(step, {}).get(hit, 0)))
         for name, step in variants
     ]
+    from nudge.domain.kpis import leader_test  # the KPI module's records: only where a winner is decided
+
     leader, _, z, p, significant = leader_test(rows, confidence)
     return {
         "winner": leader,

@@ -10,7 +10,6 @@ from typing import Any, assert_never
 from zoneinfo import ZoneInfo
 
 from nudge.domain import expressions, send_time
-from nudge.domain.audiences import ad_consent_problem
 from nudge.domain.durations import parse_duration, parse_offset
 from nudge.domain.flows import (
     WEEKDAY_INDEX,
@@ -681,6 +680,9 @@ def _audience(run: Run, flow: Flow, step: AudienceStep, contact: Contact | None,
     (and checked again at delivery). A removal needs no consent: taking someone out is always allowed."""
     recipient = f"{step.action}:{step.audience}"
     message = _record(run, flow, step.id, Channel.AUDIENCE, Category.MARKETING, recipient, now, None)
+    # Imported here: the audience declarations are pydantic models most functions never read (ADR 0020).
+    from nudge.domain.audiences import ad_consent_problem
+
     problem = ad_consent_problem(contact) if step.action == "add" else None
     if problem is not None:
         message = evolve(message, status=MessageStatus.SKIPPED, reason=problem)
