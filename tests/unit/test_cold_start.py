@@ -171,12 +171,18 @@ def test_the_bench_environment_names_every_variable_the_stack_sets() -> None:
 
 @pytest.mark.parametrize(("label", "handler"), FUNCTIONS, ids=[label for label, _ in FUNCTIONS])
 def test_each_handler_ends_the_cold_start_through_the_loggers_wrapper(label: str, handler: str) -> None:
-    """The logger's wrapper is the outermost of every handler: it resumes the collector the cold start paused
-    (ADR 0020 Decision 10), so a handler without it would run its whole life with the collector paused."""
+    """The logger's wrapper is the outermost of every handler and is given the handler's own warm(): it builds
+    and resumes the collector the cold start paused (ADR 0020 Decision 10). A handler without it would run
+    its whole life with the collector paused."""
     import importlib
 
     from nudge.handlers import logs
 
     module_name, attribute = handler.rsplit(".", 1)
-    entry = getattr(importlib.import_module(module_name), attribute)
+    module = importlib.import_module(module_name)
+    entry = getattr(module, attribute)
     assert entry.__code__.co_filename == logs.__file__, f"{label}: {handler} is not wrapped by the logger first"
+    closure = dict(
+        zip(entry.__code__.co_freevars, [cell.cell_contents for cell in entry.__closure__ or ()], strict=True)
+    )
+    assert closure.get("cold_start") is module.warm, f"{label}: the logger's wrapper is not given {module_name}.warm"

@@ -128,42 +128,64 @@ def test_metrics_are_silenced_as_powertools_silences_them(
     assert bool(capsys.readouterr().out) is printed
 
 
-def test_in_lambda_the_collector_is_paused_for_the_cold_start_and_resumes_after_the_first_invocation(
-    monkeypatch: pytest.MonkeyPatch,
+def test_in_lambda_the_collector_is_paused_for_the_cold_start_and_resumes_before_the_first_request(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import gc
 
     from nudge.handlers import collector
 
-    monkeypatch.setattr(logs, "_cold_start", True)
-    monkeypatch.setattr(collector, "_paused", False)
-    monkeypatch.setattr(collector, "_resumed", False)
+    def fresh_process() -> None:
+        monkeypatch.setattr(logs, "_cold_start", True)
+        monkeypatch.setattr(collector, "_paused", False)
+        monkeypatch.setattr(collector, "_resumed", False)
+
+    built: list[bool] = []  # whether the collector ran while the function's warm() built
+
+    def warm() -> None:
+        built.append(gc.isenabled())
+
+    def broken_warm() -> None:
+        raise RuntimeError("the catalog does not load")
+
     logger = logs.Logger(service="collector-check")
 
-    @logger.inject_lambda_context(clear_state=True)
-    def handler(event: Any, context: Any) -> bool:
-        if event == "fail":
-            raise RuntimeError("the first invocation fails")
-        return gc.isenabled()
+    def function(build: Any) -> Any:
+        @logger.inject_lambda_context(clear_state=True, cold_start=build)
+        def handler(event: Any, context: Any) -> bool:
+            return gc.isenabled()  # what the request runs with
+
+        return handler
 
     try:
+        fresh_process()
         monkeypatch.delenv("AWS_EXECUTION_ENV", raising=False)
-        collector.pause_for_cold_start()  # not Lambda (tests, the CLI): nothing changes
+        collector.pause_for_cold_start()  # not Lambda (tests, the CLI): nothing changes, warm() is not called
         assert gc.isenabled() and not collector.paused()
+        assert function(warm)(None, FakeLambdaContext.fresh("nudge-step")) is True and built == []
 
+        fresh_process()
         monkeypatch.setenv("AWS_EXECUTION_ENV", "AWS_Lambda_python3.12")
         collector.pause_for_cold_start()
         assert not gc.isenabled() and collector.paused()
         frozen = gc.get_freeze_count()
-        # The first invocation runs paused and resumes the collector even when it fails; what the cold start
-        # made is frozen (never scanned again).
-        with pytest.raises(RuntimeError):
-            handler("fail", FakeLambdaContext.fresh("nudge-step"))
-        assert gc.isenabled() and not collector.paused()
-        assert gc.get_freeze_count() > frozen
-        assert handler("again", FakeLambdaContext.fresh("nudge-step")) is True
+        handler = function(warm)
+        # The first invocation builds with the collector paused, freezes what the cold start made, and runs
+        # its request with the collector on; later ones only run.
+        assert handler(None, FakeLambdaContext.fresh("nudge-step")) is True
+        assert built == [False] and not collector.paused() and gc.get_freeze_count() > frozen
+        assert handler(None, FakeLambdaContext.fresh("nudge-step")) is True and built == [False]
         collector.pause_for_cold_start()  # a warm process never pauses again: its cold start is over
         assert gc.isenabled()
+
+        # A build that fails is logged; the collector resumes and the request runs (and builds again).
+        fresh_process()
+        collector.pause_for_cold_start()
+        capsys.readouterr()
+        assert function(broken_warm)(None, FakeLambdaContext.fresh("nudge-step")) is True
+        assert not collector.paused()
+        (line,) = [line for line in _lines(capsys) if line["message"].startswith("cold start:")]
+        assert line["level"] == "ERROR" and "the catalog does not load" in line["exception"]
     finally:
         gc.unfreeze()
         gc.enable()

@@ -143,7 +143,7 @@ def warm() -> None:
     wiring.current().warm("keys", "segment")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, cold_start=warm)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -24,7 +24,7 @@ def warm() -> None:
     wiring.current().warm("missed_calls")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, cold_start=warm)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     container = wiring.current()

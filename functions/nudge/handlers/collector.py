@@ -2,22 +2,27 @@
 
 A cold start makes a few hundred thousand objects that live as long as the process: modules, classes, the
 compiled catalog, the clients. Each time 700 of them have been made the collector scans the youngest, and
-every tenth time the older ones too, all of it still alive: 8–25 % of a cold start's CPU for no garbage
+every tenth time the older ones too, all of it still alive: 8–15 % of a cold start's CPU for no garbage
 (docs/benchmarks.md). So in Lambda (`AWS_EXECUTION_ENV` names it) importing `nudge.handlers` pauses the
-collector, and the end of the first invocation resumes it (`resume`, from the logger's wrapper, the
-outermost of every handler): what the cold start made is frozen first (`gc.freeze`: moved to a generation
-the collector never scans, as they will never be garbage), then collection runs as usual. Meanwhile
-reference counting frees everything that is not part of a cycle; only cycles made by the import and the
-first invocation wait for the resume. Elsewhere (tests, the CLI, `nudge serve`) nothing changes.
+collector, and the first invocation, before its request, builds what the request uses (the handler's
+`warm()`, through the logger's wrapper, the outermost of every handler) and resumes it (`end_cold_start`):
+what the cold start made is frozen first (`gc.freeze`: moved to a generation the collector never scans,
+as none of it will be garbage), then collection runs as usual. The pause covers the import and that build
+only, which call no AWS API and take a fraction of a second: no request, however long (the daily sweep,
+a campaign's piece), runs with the collector paused. Meanwhile reference counting frees everything that
+is not part of a cycle. Elsewhere (tests, the CLI, `nudge serve`) nothing changes.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import os
+from collections.abc import Callable
 
 _paused = False
 _resumed = False  # the cold start is over: never paused again
+_log = logging.getLogger(__name__)
 
 
 def in_lambda() -> bool:
@@ -39,6 +44,21 @@ def resume() -> None:
         _paused, _resumed = False, True
         gc.freeze()
         gc.enable()
+
+
+def end_cold_start(build: Callable[[], object] | None) -> None:
+    """If the collector is paused for this cold start: build what the first request uses (`build`, the
+    handler's warm()), still paused, then resume. A build that fails is logged and the collector resumes;
+    the request then builds again and fails or answers as it would have without this."""
+    if not _paused:
+        return
+    try:
+        if build is not None:
+            build()
+    except Exception:
+        _log.exception("cold start: building what the first request uses failed; the request builds it again")
+    finally:
+        resume()
 
 
 def paused() -> bool:

@@ -212,7 +212,7 @@ def warm() -> None:
     wiring.current().warm("ingest")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, cold_start=warm)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -101,8 +101,15 @@ class Logger:
     def exception(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
         self._logger.exception(message, extra=extra, stacklevel=2)
 
-    def inject_lambda_context(self, *, clear_state: bool = True) -> Callable[[_Handler], _Handler]:
-        """Add the invocation's context keys to every line it logs (`clear_state`: only this invocation's)."""
+    def inject_lambda_context(
+        self, *, clear_state: bool = True, cold_start: Callable[[], object] | None = None
+    ) -> Callable[[_Handler], _Handler]:
+        """Add the invocation's context keys to every line it logs (`clear_state`: only this invocation's).
+
+        `cold_start`: the function's `warm()`. In Lambda the first invocation runs it before the request, the
+        collector still paused, then resumes the collector (`collector.end_cold_start`, ADR 0020 Decision 10):
+        the request itself always runs with the collector on.
+        """
 
         def decorate(handler: _Handler) -> _Handler:
             @functools.wraps(handler)
@@ -118,11 +125,9 @@ class Logger:
                     function_request_id=getattr(context, "aws_request_id", None),
                 )
                 first, _cold_start = _cold_start, False
-                try:
-                    return handler(event, context, *args, **kwargs)
-                finally:
-                    if first:  # the cold start is over: what it made is frozen, the collector resumes
-                        collector.resume()
+                if first:
+                    collector.end_cold_start(cold_start)
+                return handler(event, context, *args, **kwargs)
 
             return wrapper  # type: ignore[return-value]
 

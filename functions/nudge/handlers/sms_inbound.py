@@ -38,7 +38,7 @@ def warm() -> None:
     wiring.current().warm("sms_keywords")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, cold_start=warm)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     service = wiring.current().sms_keywords
     outcomes: dict[str, int] = {}

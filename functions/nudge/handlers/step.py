@@ -94,7 +94,7 @@ def warm() -> None:
     wiring.current().warm("runs")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, cold_start=warm)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """SQS needs only `batchItemFailures`; `outcomes` (what each record did, or why it failed) is for people."""

@@ -122,7 +122,7 @@ def warm() -> None:
     wiring.current().warm("daily", "jobs")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(clear_state=True, cold_start=warm)
 @flow_metrics.published
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if isinstance(event, dict) and "Records" in event:

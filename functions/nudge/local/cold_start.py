@@ -66,6 +66,11 @@ else:
     else:
         from nudge import wiring
         wiring.current()
+    # As the first invocation does before its request in Lambda: the collector, paused for the cold start,
+    # resumes once warm() has built (ADR 0020, Decision 10); the request, and its client, run with it on.
+    collector = sys.modules.get("nudge.handlers.collector")
+    if collector is not None:
+        collector.resume()
 built = time.process_time()
 if sys.argv[1] != "boto3":
     # The DynamoDB client every function's first request calls (pynamodb makes it at the first call, so
@@ -74,11 +79,6 @@ if sys.argv[1] != "boto3":
     aws = getattr(wiring.current()._adapters.store, "__self__", None)  # build_aws's adapters
     if aws is not None:
         aws._dynamo.connection.client
-    # The end of the first invocation: the collector, paused for the cold start in Lambda, resumes (ADR 0020,
-    # Decision 10); timed with the client, as the first request's.
-    collector = sys.modules.get("nudge.handlers.collector")
-    if collector is not None:
-        collector.resume()
 client = time.process_time()
 print(json.dumps({
     "import": imported - started, "build": built - imported, "client": client - built,
