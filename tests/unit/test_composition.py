@@ -10,6 +10,7 @@ import pytest
 from nudge.clocks import VirtualClock
 from nudge.domain.model import MessageStatus
 from nudge.local.simulation import Simulation
+from nudge.services.runs import RunService
 from nudge.settings import Settings
 from nudge.templating import TEMPLATE_VARIABLES, TemplateRenderer
 from tests.conftest import START
@@ -33,14 +34,25 @@ def test_templates_are_validated_against_exactly_the_variables_a_message_gets(
     assert seen == [set(TEMPLATE_VARIABLES)]
 
 
-def test_marketing_email_without_an_unsubscribe_link_is_never_sent(settings: Settings, clock: VirtualClock) -> None:
+def test_marketing_email_without_an_unsubscribe_link_is_never_sent(
+    settings: Settings, clock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sim = Simulation(settings.model_copy(update={"unsubscribe_base_url": None}), clock)
+    made: list[str] = []
+    original = RunService._prepare
 
+    def spy(self: RunService, *args: Any) -> Any:
+        made.append(args[2].message_id)
+        return original(self, *args)
+
+    monkeypatch.setattr(RunService, "_prepare", spy)
     sim.send(subscribed("evt_1"))
 
     [message] = sim.store.messages.values()
     assert message.status is MessageStatus.FAILED and "unsubscribe" in (message.reason or "")
     assert sim.mailer.sent == []
+    # Failed by the commit that decided it (ADR 0020, Decision 8): made once, not again after the commit.
+    assert made == [message.message_id]
 
 
 def test_text_part_gets_the_footer_and_utm_tags_but_the_unsubscribe_link_stays_clean(

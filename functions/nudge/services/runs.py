@@ -507,10 +507,11 @@ class RunService:
         0020, Decision 8). The commit is conditioned on the run's version, so an exit that lands before it
         (an order) still stops the message; after it, nothing stands between the commit and the provider
         call, as nothing stood between the claim and the call before. A message its address blocks is
-        committed `SKIPPED`. A message whose send slot is in a later second (or, a campaign's, finds no spare
+        committed `SKIPPED`, and one that cannot be made (a rendering error, a message refused before any
+        call) `FAILED`. A message whose send slot is in a later second (or, a campaign's, finds no spare
         one) is committed `PENDING` and deferred after the commit, with its slot. Anything else (a paused
-        campaign's hold, a rendering error) is committed `PENDING` and delivered after the commit as before,
-        which decides it again and acts. `messages` is updated in place.
+        campaign's hold) is committed `PENDING` and delivered after the commit as before, which decides it
+        again and acts. `messages` is updated in place.
         """
         cleared: dict[str, _Cleared] = {}
         later: dict[str, _Defer] = {}
@@ -535,8 +536,10 @@ class RunService:
                     outcome.skipped.append((message.step_id, reason))
                 case _Defer() as wait:
                     later[message.message_id] = wait
-                case _Fail():
-                    pass  # delivered after the commit, which decides it again and fails it
+                case _Fail(reason):  # settled by the commit: rendered once, its send slot not asked twice
+                    messages[index] = evolve(message, status=MessageStatus.FAILED, reason=reason)
+                    outcome.failed.append((message.step_id, reason))
+                    log.error("message failed", extra={"message_id": message.message_id, "error": reason})
                 case unreachable:
                     assert_never(unreachable)
         return cleared, later
