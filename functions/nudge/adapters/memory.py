@@ -32,6 +32,7 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
     evolve,
+    quick_init,
 )
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
@@ -540,6 +541,7 @@ class MemoryJobQueue:
         return taken
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PendingWakeUp:
     name: str

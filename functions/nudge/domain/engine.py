@@ -45,6 +45,7 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
     evolve,
+    quick_init,
 )
 from nudge.domain.timezones import zone_for
 from nudge.domain.whatsapp import WINDOW_CLOSED, window_open
@@ -53,24 +54,28 @@ STEP_BUDGET = 200  # steps one advance may execute; only a flow bug could need m
 JOURNAL_LIMIT = 50
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StartRun:
     run: Run
     slot: FlowSlot | None  # the slot as read, so the store can refuse a start that raced another
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ExitRun:
     run: Run  # the run as it should be stored: status EXITED, with its reason
     previous_version: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class GoalReached:
     run: Run  # converted; ended too if the goal exits
     previous_version: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Redrive:
     """The event was seen before and already started this run: make sure its wake-up is pending.
@@ -82,6 +87,7 @@ class Redrive:
     run: Run
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Refresh:
     """The cart a run reminds of changed (`checkout_updated` for its checkout): later steps show the new one."""
@@ -98,6 +104,7 @@ CART_UPDATE = "checkout_updated"
 CART_KEYS = ("lines", "total", "subtotal", "currency", "recovery_url", "discount_codes", "checkout_token")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SendIntent:
     """A message the run wants sent now; `skip_reason` set means consent or a guardrail said no."""
@@ -109,6 +116,7 @@ class SendIntent:
     skip_reason: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ProfileUpdate:
     contact_id: str
@@ -138,6 +146,7 @@ class ProfileUpdate:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WebhookIntent:
     message: Message
@@ -147,6 +156,7 @@ class WebhookIntent:
     retries: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class AudienceIntent:
     """An audience step's membership change: its outbox record (PENDING, or SKIPPED without ad consent)."""
@@ -155,6 +165,7 @@ class AudienceIntent:
     step: AudienceStep
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Advance:
     """What executing a run up to its next wait decided, and the run's next state."""
@@ -389,7 +400,15 @@ def advance(
 
     anchor = run.due_at if run.due_at is not None and run.due_at <= now else now
     sent = list(history)
-    plan = Advance(run=run)
+    # What the advance decides, gathered here and made into its Advance once, with the run's next state.
+    sends: list[SendIntent] = []
+    profile_updates: list[ProfileUpdate] = []
+    webhooks: list[WebhookIntent] = []
+    audiences: list[AudienceIntent] = []
+
+    def planned(state: Run) -> Advance:
+        return Advance(state, sends, profile_updates, webhooks, audiences)
+
     journal = list(run.journal)
     variants = dict(run.variants)
     cursor = run.cursor
@@ -407,7 +426,7 @@ def advance(
             variants=variants,
             journal=tuple(journal[-JOURNAL_LIMIT:]),
         )
-        return evolve(plan, run=state)
+        return planned(state)
 
     try:
         for _ in range(STEP_BUDGET):
@@ -444,7 +463,7 @@ def advance(
                             _note(step.id, "deferred", now, reason=deferral[0], until=deferral[1].isoformat())
                         )
                         return moved(step.id, deferral[1])
-                    plan.sends.append(intent)
+                    sends.append(intent)
                     if intent.skip_reason is None:
                         sent.append(
                             SentRecord(intent.message.channel, intent.message.category, flow.priority, now, flow.id)
@@ -462,23 +481,20 @@ def advance(
                     variants[step.id] = name
                     journal.append(_note(step.id, "split", now, variant=name))
                     if name == "holdout":
-                        state = _ended(
-                            evolve(run, variants=variants, journal=tuple(journal)), RunStatus.COMPLETED, "holdout", now
-                        )
-                        return evolve(plan, run=state)
+                        return planned(_ended(run, RunStatus.COMPLETED, "holdout", now, variants, tuple(journal)))
                     cursor = target or flow.following(step.id)
                 case UpdateProfileStep():
                     update = _profile_update(step, run.contact_id, context)
-                    plan.profile_updates.append(update)
+                    profile_updates.append(update)
                     if contact is not None:
                         contact = update.apply(contact, now)
                         view = None
                     cursor = following
                 case WebhookStep():
-                    plan.webhooks.append(_webhook(run, flow, step, context, now))
+                    webhooks.append(_webhook(run, flow, step, context, now))
                     cursor = following
                 case AudienceStep():
-                    plan.audiences.append(_audience(run, flow, step, contact, now))
+                    audiences.append(_audience(run, flow, step, contact, now))
                     cursor = following
                 case EndStep():
                     cursor = None
@@ -488,15 +504,8 @@ def advance(
             raise _Stop(f"error:{cursor}: more than {STEP_BUDGET} steps without a wait")
     except _Stop as stop:
         journal.append(_note(cursor or "-", "error", now, reason=stop.reason))
-        state = _ended(
-            evolve(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:])),
-            RunStatus.EXITED,
-            stop.reason[:300],
-            now,
-        )
-        return evolve(plan, run=state)
-    state = evolve(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:]))
-    return evolve(plan, run=_ended(state, RunStatus.COMPLETED, None, now))
+        return planned(_ended(run, RunStatus.EXITED, stop.reason[:300], now, variants, tuple(journal[-JOURNAL_LIMIT:])))
+    return planned(_ended(run, RunStatus.COMPLETED, None, now, variants, tuple(journal[-JOURNAL_LIMIT:])))
 
 
 def choose_variant(flow_id: str, step: SplitStep, contact_id: str) -> tuple[str, str | None]:
@@ -815,6 +824,25 @@ def _note(step_id: str, action: str, now: datetime, **details: Any) -> JsonDict:
     return {"at": now.isoformat(), "step": step_id, "action": action, **details}
 
 
-def _ended(run: Run, status: RunStatus, reason: str | None, now: datetime) -> Run:
+def _ended(
+    run: Run,
+    status: RunStatus,
+    reason: str | None,
+    now: datetime,
+    variants: dict[str, str] | None = None,
+    journal: tuple[JsonDict, ...] | None = None,
+) -> Run:
+    """The run ended; with `variants` and `journal`, those too (one copy, not two)."""
     # due_at stays: it names the wake-up that was pending, whose schedule the exit then deletes.
-    return evolve(run, status=status, cursor=None, ended_at=now, updated_at=now, exit_reason=reason)
+    if variants is None or journal is None:
+        return evolve(run, status=status, cursor=None, ended_at=now, updated_at=now, exit_reason=reason)
+    return evolve(
+        run,
+        status=status,
+        cursor=None,
+        ended_at=now,
+        updated_at=now,
+        exit_reason=reason,
+        variants=variants,
+        journal=journal,
+    )
