@@ -472,6 +472,11 @@ class IngestService:
         if adjust is not None:
             changed = adjust(changed)
         membership = segments.evaluate(self._segments, changed.lazy_view(), changed.aggregates, now)
+        review_at, before = membership.review_at, changed.review_at
+        # Most events move no segment: no copy that changes nothing (the same values, to their repr).
+        same_review = review_at == before and (review_at is None or before is None or review_at.tzinfo is before.tzinfo)
+        if same_review and membership.segments == changed.segments:
+            return changed
         return evolve(changed, segments=membership.segments, review_at=membership.review_at)
 
     def _upsert(

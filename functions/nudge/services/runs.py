@@ -455,8 +455,9 @@ class RunService:
                 outcome.skipped.append((intent.step.id, intent.skip_reason))
             else:
                 # Counted by the guardrails from the moment it is decided (sent_at is the index's sort key),
-                # so a burst spread over send slots cannot slip past a frequency cap or smart sending.
-                messages.append(evolve(intent.message, sent_at=now))
+                # so a burst spread over send slots cannot slip past a frequency cap or smart sending. With the
+                # run version its commit gives it (as the commit would), in the same copy.
+                messages.append(evolve(intent.message, sent_at=now, run_version=plan.run.version + 1))
         messages += [hook.message for hook in plan.webhooks]
         for change in plan.audiences:
             messages.append(change.message)
@@ -478,11 +479,11 @@ class RunService:
                 self._send(saved, going, message, contact, outcome, deadline=deadline, addresses=addresses)
             elif (wait := later.get(message.message_id)) is not None:
                 # Cleared but not this second (a later send slot, kept; or no spare one for a campaign).
-                self._defer(evolve(message, run_version=saved.version), wait.until, outcome, slot=wait.slot)
+                self._defer(_at_version(message, saved.version), wait.until, outcome, slot=wait.slot)
             elif message.status is MessageStatus.PENDING:
                 self._deliver(
                     saved,
-                    evolve(message, run_version=saved.version),
+                    _at_version(message, saved.version),
                     contact,
                     outcome,
                     deadline=deadline,
@@ -528,7 +529,8 @@ class RunService:
             step = flow.step(message.step_id)
             if not isinstance(step, EmailStep | SmsStep | WhatsAppStep):
                 continue  # webhooks and audience changes keep their own claim
-            message = evolve(message, run_version=run.version + 1)
+            if message.run_version != run.version + 1:
+                message = evolve(message, run_version=run.version + 1)
             context = context or engine.template_context(run, contact, run.variants, now)
             match self._clear(flow, step, message, contact, context, now, slot=None, addresses=addresses):
                 case _Cleared() as going:
@@ -826,8 +828,10 @@ class RunService:
         if parts.count > sms.MAX_SEGMENTS:
             raise PermanentSendError(f"the SMS runs to {parts.count} segments; at most {sms.MAX_SEGMENTS} are sent")
         outgoing = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
-        sent = evolve(_with_content(message, subject=None, preview=text), sms_encoding=parts.encoding)
-        return (lambda: self._texter.send(outgoing)), evolve(sent, sms_segments=parts.count)
+        sent = evolve(
+            message, subject=None, body_preview=text[:160], sms_encoding=parts.encoding, sms_segments=parts.count
+        )
+        return (lambda: self._texter.send(outgoing)), sent
 
     def _abandoned(self, message: Message, outcome: AdvanceOutcome) -> None:
         """A message left SENDING: in flight elsewhere (look again later), or abandoned mid-call (unknown)."""
@@ -1062,6 +1066,11 @@ def _address_keys(contact: Contact | None) -> tuple[str, ...]:
 
 def _backoff(attempt: int) -> timedelta:
     return timedelta(milliseconds=200 * 2**attempt)
+
+
+def _at_version(message: Message, version: int) -> Message:
+    """The message as its commit stored it (with the run version it was committed at)."""
+    return message if message.run_version == version else evolve(message, run_version=version)
 
 
 def _with_content(message: Message, *, subject: str | None, preview: str) -> Message:
