@@ -21,6 +21,7 @@ from nudge.domain.flows import (
     EndStep,
     EventTrigger,
     Flow,
+    FlowCatalog,
     MessageStep,
     SegmentTrigger,
     SmsStep,
@@ -217,18 +218,35 @@ def on_event(
 ) -> list[Decision]:
     """Decide which runs this event converts or ends, and which flows it starts (or started, if seen before)."""
     decisions: list[Decision] = []
-    flows_by_id = {flow.id: flow for flow in flows}
-    event_view = {**event.properties, "type": event.type}  # a property named `type` does not change the event
-    contact_view = contact.template_view() if contact else {}
+    event_type = event.type
+    if isinstance(flows, FlowCatalog):
+        # The catalog's index: the flows this type may start, worked out once per type (not every flow asked).
+        catalog: Mapping[str, Flow] | FlowCatalog = flows
+        starters: Iterable[Flow] = flows.started_by(event_type)
+    else:
+        catalog = {flow.id: flow for flow in flows}
+        starters = catalog.values()
+    event_view = {**event.properties, "type": event_type}  # a property named `type` does not change the event
+    # The contact's view, built when a filter first reads it (most events run none): the same view each time.
+    viewed: list[JsonDict] = []
+
+    def contact_view() -> JsonDict:
+        if not viewed:
+            viewed.append(contact.template_view() if contact else {})
+        return viewed[0]
+
     freed: set[str] = set()
     for run in active_runs:
-        flow = flows_by_id.get(run.flow_id)
+        flow = catalog.get(run.flow_id)
         if flow is None:
             continue
         if run.trigger_event_id == event.event_id:
             decisions.append(Redrive(run))
             continue
-        context = {"event": event_view, "trigger": run.trigger, "contact": contact_view, "now": now}
+
+        def context(run: Run = run) -> JsonDict:
+            return {"event": event_view, "trigger": run.trigger, "contact": contact_view(), "now": now}
+
         if flow.goal and run.converted_at is None and _goal_met(flow, event, context):
             converted = evolve(
                 run,
@@ -249,7 +267,7 @@ def on_event(
                 for mine, theirs in rule.match.items()
             ):
                 continue
-            if rule.filter and not _safe_truthy(rule.filter, context):
+            if rule.filter and not _safe_truthy(rule.filter, context()):
                 continue
             decisions.append(ExitRun(_ended(run, RunStatus.EXITED, f"exit:{event.type}", now), run.version))
             freed.add(flow.id)
@@ -257,8 +275,7 @@ def on_event(
         else:
             if (refreshed := refreshed_cart(run, event, now)) is not None:
                 decisions.append(Refresh(refreshed, run.version))
-    event_type = event.type
-    for flow in flows_by_id.values():
+    for flow in starters:
         trigger = flow.trigger
         if isinstance(trigger, EventTrigger):
             # The type first, inline: every flow is asked on every event, and most want another type.
@@ -761,20 +778,20 @@ def _safe_truthy(source: str, context: JsonDict) -> bool:
         return False
 
 
-def _triggers(trigger: EventTrigger, event_view: JsonDict, contact_view: JsonDict, now: datetime) -> bool:
+def _triggers(trigger: EventTrigger, event_view: JsonDict, contact_view: Callable[[], JsonDict], now: datetime) -> bool:
     if not trigger.accepts(event_view["type"]):
         return False
     if any(event_view.get(k) != v for k, v in trigger.where.items()):
         return False
     return trigger.filter is None or _safe_truthy(
-        trigger.filter, {"event": event_view, "contact": contact_view, "now": now}
+        trigger.filter, {"event": event_view, "contact": contact_view(), "now": now}
     )
 
 
-def _goal_met(flow: Flow, event: Event, context: JsonDict) -> bool:
+def _goal_met(flow: Flow, event: Event, context: Callable[[], JsonDict]) -> bool:
     goal = flow.goal
     assert goal is not None
-    return goal.accepts(event.type) and (goal.filter is None or _safe_truthy(goal.filter, context))
+    return goal.accepts(event.type) and (goal.filter is None or _safe_truthy(goal.filter, context()))
 
 
 def _contact_value(contact: Contact, path: list[str]) -> Any:
