@@ -97,11 +97,11 @@ def test_quick_init_refuses_what_it_cannot_make_alike() -> None:
 
 def _quick_classes() -> list[type]:
     from nudge.adapters import memory
-    from nudge.domain import guardrails
+    from nudge.domain import aggregates, guardrails, segments, suppression
     from nudge.services import runs
 
     found = []
-    for module in (model, engine, ports, runs, memory, kpis, guardrails):
+    for module in (model, engine, ports, runs, memory, kpis, guardrails, aggregates, segments, suppression):
         for value in vars(module).values():
             init = getattr(value, "__init__", None)
             made_here = isinstance(value, type) and value.__module__ == module.__name__
@@ -113,7 +113,7 @@ def _quick_classes() -> list[type]:
 def test_every_quick_init_takes_the_parameters_its_dataclass_would() -> None:
     """Names, order, kinds and defaults of each record's `__init__`, against a dataclass made from its fields."""
     classes = _quick_classes()
-    assert len(classes) >= 25
+    assert len(classes) >= 35
     for cls in classes:
         specs = [
             (
