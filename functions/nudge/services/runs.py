@@ -441,7 +441,8 @@ class RunService:
         )
         outcome.status = "advanced" if plan.run.is_active else plan.run.status.value
         for update in plan.profile_updates:
-            if contact is not None:
+            consents = (update.email_marketing, update.sms_marketing, update.whatsapp_marketing)
+            if contact is not None and consents != (None, None, None):  # one that sets no consent records none
                 # A consent change is recorded (when, and which flow) before it is made: a retry after a crash
                 # between the two writes records it again, a repeated line in the trail, rather than never.
                 consent.record_changes(self._store, contact, update.apply(contact, now), f"flow:{run.flow_id}", now)
