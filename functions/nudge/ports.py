@@ -8,6 +8,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nudge.domain.model import quick_init  # loaded by every function anyway (it adds no module)
+
 if TYPE_CHECKING:  # annotations only: a function that reads no flow imports neither pydantic nor the catalog's
     # models through its ports (ADR 0020, Decision 9)
     from nudge.domain.audiences import Audience
@@ -363,6 +365,7 @@ class SendRateLimiter(Protocol):
         ...
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StepWakeUp:
     """A unit of the worker's work: a run's wait is over (wake-up `seq`), or one of its messages is due.
@@ -404,6 +407,7 @@ class StepWakeUp:
         return payload
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WakeReads:
     """What a wake-up reads in its first call (`Store.run_with_context`)."""
@@ -415,6 +419,7 @@ class WakeReads:
     sends: SendLog | None = None  # the contact's counted sends since the time asked for; None: not read
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SendLog:
     """A contact's counted sends (`recent_sends`) as a store keeps them beside its runs: read with the run,
@@ -458,6 +463,7 @@ class Scheduler(Protocol):
         ...
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutgoingEmail:
     to: str
@@ -470,6 +476,7 @@ class OutgoingEmail:
     tags: dict[str, str] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OutgoingSms:
     to: str

@@ -210,3 +210,37 @@ def test_evolve_copies_with_the_changed_fields_only_and_refuses_an_unknown_one(s
     with pytest.raises(TypeError, match="no field sequence"):
         evolve(run, seq=2, sequence=3)
     assert moved != run and run == next(iter(sim.store.runs.values()))
+
+
+def test_an_event_decides_the_same_over_the_catalogs_index_as_over_every_flow(sim: Simulation) -> None:
+    """engine.on_event with a FlowCatalog (flows by trigger type) and with the same flows as a plain list."""
+    from nudge.domain import engine
+    from nudge.domain.flows import FlowCatalog
+    from nudge.domain.model import Event
+    from nudge.services.inputs import EventIn
+
+    catalog = sim.container.flows
+    assert isinstance(catalog, FlowCatalog)
+    now = sim.clock.now()
+    sim.container.ingest.ingest(EventIn.model_validate(checkout_started("c1", "k1")).to_event(now))
+    sim.settle()
+    bob = sim.container.store.get_contact(EventIn.model_validate(checkout_started("c0", "k0")).to_event(now).contact_id)
+    assert bob is not None
+    slots = sim.container.store.flow_slots(bob.contact_id)
+    active = sim.container.store.active_runs(bob.contact_id)
+    assert active  # the cart's run: exits and goals are asked too
+    bodies = [
+        checkout_started("c2", "k2"),
+        order_placed("o1", "k1"),
+        subscribed("s1", contact()),
+        {"id": "g1", "type": "segment_entered", "contact": contact(), "properties": {"segment": "lapsed"}},
+        {"id": "g2", "type": "segment_entered", "contact": contact(), "properties": {"segment": "vip"}},
+    ]
+    kinds = set()
+    for body in bodies:
+        event: Event = EventIn.model_validate(body).to_event(now)
+        indexed = engine.on_event(event, bob, slots, active, catalog, now)
+        listed = engine.on_event(event, bob, slots, active, list(catalog), now)
+        assert repr(indexed) == repr(listed), body["type"]
+        kinds |= {type(decision).__name__ for decision in indexed}
+    assert {"StartRun", "GoalReached"} <= kinds  # starts, and a goal (with its filter), were decided

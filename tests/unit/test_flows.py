@@ -181,3 +181,29 @@ def test_a_flows_steps_are_found_by_id_and_a_copy_with_other_steps_reads_its_own
     assert flow.step(ids[0]) is flow.steps[0]  # the original's answers did not move
     renamed = flow.model_copy(update={"id": "campaign.x"})  # the same list, another flow (as a campaign's)
     assert renamed.step(ids[0]) is flow.steps[0]
+
+
+def test_the_catalog_names_the_flows_an_event_type_may_start_in_its_order() -> None:
+    """`FlowCatalog.started_by`, the engine's index, against asking every flow's trigger."""
+    import pickle
+
+    from nudge.domain.flows import DateTrigger, EventTrigger, SegmentTrigger
+
+    catalog = load_catalog(ROOT / "flows")
+    types = {"order_placed", "checkout_started", "subscribed", "segment_entered", "segment_exited", "nothing_of_ours"}
+    for flow in catalog:
+        if isinstance(flow.trigger, EventTrigger):
+            types |= {flow.trigger.event} if isinstance(flow.trigger.event, str) else set(flow.trigger.event)
+    for event_type in sorted(types):
+        expected = [
+            flow
+            for flow in catalog
+            if (isinstance(flow.trigger, EventTrigger) and flow.trigger.accepts(event_type))
+            or (isinstance(flow.trigger, SegmentTrigger) and flow.trigger.event_type == event_type)
+        ]
+        assert catalog.started_by(event_type) == expected, event_type
+        assert catalog.started_by(event_type) is catalog.started_by(event_type)  # worked out once
+    assert catalog.started_by("order_placed") and not catalog.started_by("nothing_of_ours")
+    assert not any(isinstance(flow.trigger, DateTrigger) for t in types for flow in catalog.started_by(t))
+    again = pickle.loads(pickle.dumps(catalog))  # the compiled catalog: pickled without its index
+    assert "_started_by" not in vars(again) and again.started_by("order_placed") == catalog.started_by("order_placed")

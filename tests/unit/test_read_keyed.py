@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import Undefined
 
 from nudge.domain import expressions
 from nudge.domain.aggregates import Aggregates, updated
@@ -27,6 +28,9 @@ CONTEXTS: list[dict[str, Any]] = [
     {"event": {"n": "1", "lines": [{"p": 1}]}, "contact": {"first_name": "Bo", "tags": ["vip", "x"]}},
     {"event": {"n": [1]}, "contact": {"tags": ()}},
     {"event": "not a dict", "contact": None},
+    {"event": {"recovery_url": "https://x/2", "a": {"b": 0}}, "contact": {"first_name": "Cy"}},
+    {"event": {"recovery_url": ["https://x/3"], "a": {}}, "contact": {"first_name": "Cy"}},
+    {"event": {"recovery_url": Undefined(), "a": None}, "contact": {}},  # never in a real context: not kept
 ]
 EXPRESSIONS = [
     "event.recovery_url is defined",
@@ -38,6 +42,12 @@ EXPRESSIONS = [
     "event.items is defined",
     "event.lines | selectattr('p', 'defined') | list | length > 0",
     "contact.first_name or event.n",
+    "event.recovery_url is undefined",
+    "event['recovery_url'] is defined or event.a is defined",
+    "event.a is defined and event.a.b is defined and event.a.b == 0",
+    "event.recovery_url is defined and event.recovery_url",
+    "(event.recovery_url or '') ~ (event.recovery_url is defined) | string != 'True'",
+    "event.recovery_url is defined(1) if false else true",
 ]
 SUBJECTS = [
     "{{ contact.first_name or 'friend' }}, your cart",
@@ -103,6 +113,14 @@ def test_only_templates_that_read_plain_leaves_get_a_key() -> None:
     # A missing leaf is a key of its own, by how far the lookup got.
     assert key("{{ event.a.b }}", {"event": {}}) != key("{{ event.a.b }}", {"event": {"a": {}}})
     assert key("{{ contact.tags }}", {"contact": {"tags": ("a",)}}) == ((tuple, ("a",)),)
+    # A leaf read only by `is defined`: one key whatever its value (lists too), another when it is missing.
+    urls = [{"event": {"u": u}} for u in ("https://x/1", "https://x/2", ["x"], None, 1.5)]
+    assert {key("{{ event.u is defined }}", context) for context in urls} == {(("defined",),)}
+    assert key("{{ event.u is defined }}", {"event": {}}) == (("missing", 1, dict),)
+    assert key("{{ event.u is defined and event.u }}", urls[0]) != key("{{ event.u is defined and event.u }}", urls[1])
+    assert key("{{ event.u ~ (event.u is defined) }}", urls[0]) != key("{{ event.u ~ (event.u is defined) }}", urls[1])
+    assert key("{{ event.items is defined }}", {"event": {"items": 1}}) is None  # a dict's method: by value
+    assert key("{{ event.u is defined }}", {"event": {"u": Undefined()}}) is None
 
 
 def test_the_lazy_view_reads_as_the_whole_view() -> None:

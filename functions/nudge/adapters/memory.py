@@ -32,6 +32,7 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
     evolve,
+    quick_init,
 )
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
@@ -230,8 +231,10 @@ class MemoryStore:
         if any((m.contact_id, m.message_id) in self.messages for m in messages):
             raise ConflictError(run.run_id)
         saved = self.save_run(run, expected_version)
+        version = saved.version
         for message in messages:
-            self._put_message(evolve(message, run_version=saved.version))
+            # The run's service gives most of them this version already: no copy that changes nothing.
+            self._put_message(message if message.run_version == version else evolve(message, run_version=version))
         return saved
 
     def begin_send(self, message: Message, now: datetime) -> SendClaim:
@@ -540,6 +543,7 @@ class MemoryJobQueue:
         return taken
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PendingWakeUp:
     name: str

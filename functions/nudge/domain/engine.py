@@ -20,6 +20,7 @@ from nudge.domain.flows import (
     EndStep,
     EventTrigger,
     Flow,
+    FlowCatalog,
     MessageStep,
     SegmentTrigger,
     SmsStep,
@@ -44,6 +45,7 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
     evolve,
+    quick_init,
 )
 from nudge.domain.timezones import zone_for
 from nudge.domain.whatsapp import WINDOW_CLOSED, window_open
@@ -52,24 +54,28 @@ STEP_BUDGET = 200  # steps one advance may execute; only a flow bug could need m
 JOURNAL_LIMIT = 50
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StartRun:
     run: Run
     slot: FlowSlot | None  # the slot as read, so the store can refuse a start that raced another
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ExitRun:
     run: Run  # the run as it should be stored: status EXITED, with its reason
     previous_version: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class GoalReached:
     run: Run  # converted; ended too if the goal exits
     previous_version: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Redrive:
     """The event was seen before and already started this run: make sure its wake-up is pending.
@@ -81,6 +87,7 @@ class Redrive:
     run: Run
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Refresh:
     """The cart a run reminds of changed (`checkout_updated` for its checkout): later steps show the new one."""
@@ -97,6 +104,7 @@ CART_UPDATE = "checkout_updated"
 CART_KEYS = ("lines", "total", "subtotal", "currency", "recovery_url", "discount_codes", "checkout_token")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class SendIntent:
     """A message the run wants sent now; `skip_reason` set means consent or a guardrail said no."""
@@ -108,6 +116,7 @@ class SendIntent:
     skip_reason: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ProfileUpdate:
     contact_id: str
@@ -137,6 +146,7 @@ class ProfileUpdate:
         )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class WebhookIntent:
     message: Message
@@ -146,6 +156,7 @@ class WebhookIntent:
     retries: int
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class AudienceIntent:
     """An audience step's membership change: its outbox record (PENDING, or SKIPPED without ad consent)."""
@@ -154,6 +165,7 @@ class AudienceIntent:
     step: AudienceStep
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Advance:
     """What executing a run up to its next wait decided, and the run's next state."""
@@ -205,18 +217,35 @@ def on_event(
 ) -> list[Decision]:
     """Decide which runs this event converts or ends, and which flows it starts (or started, if seen before)."""
     decisions: list[Decision] = []
-    flows_by_id = {flow.id: flow for flow in flows}
-    event_view = {**event.properties, "type": event.type}  # a property named `type` does not change the event
-    contact_view = contact.template_view() if contact else {}
+    event_type = event.type
+    if isinstance(flows, FlowCatalog):
+        # The catalog's index: the flows this type may start, worked out once per type (not every flow asked).
+        catalog: Mapping[str, Flow] | FlowCatalog = flows
+        starters: Iterable[Flow] = flows.started_by(event_type)
+    else:
+        catalog = {flow.id: flow for flow in flows}
+        starters = catalog.values()
+    event_view = {**event.properties, "type": event_type}  # a property named `type` does not change the event
+    # The contact's view, built when a filter first reads it (most events run none): the same view each time.
+    viewed: list[JsonDict] = []
+
+    def contact_view() -> JsonDict:
+        if not viewed:
+            viewed.append(contact.template_view() if contact else {})
+        return viewed[0]
+
     freed: set[str] = set()
     for run in active_runs:
-        flow = flows_by_id.get(run.flow_id)
+        flow = catalog.get(run.flow_id)
         if flow is None:
             continue
         if run.trigger_event_id == event.event_id:
             decisions.append(Redrive(run))
             continue
-        context = {"event": event_view, "trigger": run.trigger, "contact": contact_view, "now": now}
+
+        def context(run: Run = run) -> JsonDict:
+            return {"event": event_view, "trigger": run.trigger, "contact": contact_view(), "now": now}
+
         if flow.goal and run.converted_at is None and _goal_met(flow, event, context):
             converted = evolve(
                 run,
@@ -237,7 +266,7 @@ def on_event(
                 for mine, theirs in rule.match.items()
             ):
                 continue
-            if rule.filter and not _safe_truthy(rule.filter, context):
+            if rule.filter and not _safe_truthy(rule.filter, context()):
                 continue
             decisions.append(ExitRun(_ended(run, RunStatus.EXITED, f"exit:{event.type}", now), run.version))
             freed.add(flow.id)
@@ -245,8 +274,7 @@ def on_event(
         else:
             if (refreshed := refreshed_cart(run, event, now)) is not None:
                 decisions.append(Refresh(refreshed, run.version))
-    event_type = event.type
-    for flow in flows_by_id.values():
+    for flow in starters:
         trigger = flow.trigger
         if isinstance(trigger, EventTrigger):
             # The type first, inline: every flow is asked on every event, and most want another type.
@@ -388,7 +416,15 @@ def advance(
 
     anchor = run.due_at if run.due_at is not None and run.due_at <= now else now
     sent = list(history)
-    plan = Advance(run=run)
+    # What the advance decides, gathered here and made into its Advance once, with the run's next state.
+    sends: list[SendIntent] = []
+    profile_updates: list[ProfileUpdate] = []
+    webhooks: list[WebhookIntent] = []
+    audiences: list[AudienceIntent] = []
+
+    def planned(state: Run) -> Advance:
+        return Advance(state, sends, profile_updates, webhooks, audiences)
+
     journal = list(run.journal)
     variants = dict(run.variants)
     cursor = run.cursor
@@ -406,7 +442,7 @@ def advance(
             variants=variants,
             journal=tuple(journal[-JOURNAL_LIMIT:]),
         )
-        return evolve(plan, run=state)
+        return planned(state)
 
     try:
         for _ in range(STEP_BUDGET):
@@ -443,7 +479,7 @@ def advance(
                             _note(step.id, "deferred", now, reason=deferral[0], until=deferral[1].isoformat())
                         )
                         return moved(step.id, deferral[1])
-                    plan.sends.append(intent)
+                    sends.append(intent)
                     if intent.skip_reason is None:
                         sent.append(
                             SentRecord(intent.message.channel, intent.message.category, flow.priority, now, flow.id)
@@ -461,23 +497,20 @@ def advance(
                     variants[step.id] = name
                     journal.append(_note(step.id, "split", now, variant=name))
                     if name == "holdout":
-                        state = _ended(
-                            evolve(run, variants=variants, journal=tuple(journal)), RunStatus.COMPLETED, "holdout", now
-                        )
-                        return evolve(plan, run=state)
+                        return planned(_ended(run, RunStatus.COMPLETED, "holdout", now, variants, tuple(journal)))
                     cursor = target or flow.following(step.id)
                 case UpdateProfileStep():
                     update = _profile_update(step, run.contact_id, context)
-                    plan.profile_updates.append(update)
+                    profile_updates.append(update)
                     if contact is not None:
                         contact = update.apply(contact, now)
                         view = None
                     cursor = following
                 case WebhookStep():
-                    plan.webhooks.append(_webhook(run, flow, step, context, now))
+                    webhooks.append(_webhook(run, flow, step, context, now))
                     cursor = following
                 case AudienceStep():
-                    plan.audiences.append(_audience(run, flow, step, contact, now))
+                    audiences.append(_audience(run, flow, step, contact, now))
                     cursor = following
                 case EndStep():
                     cursor = None
@@ -487,15 +520,8 @@ def advance(
             raise _Stop(f"error:{cursor}: more than {STEP_BUDGET} steps without a wait")
     except _Stop as stop:
         journal.append(_note(cursor or "-", "error", now, reason=stop.reason))
-        state = _ended(
-            evolve(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:])),
-            RunStatus.EXITED,
-            stop.reason[:300],
-            now,
-        )
-        return evolve(plan, run=state)
-    state = evolve(run, variants=variants, journal=tuple(journal[-JOURNAL_LIMIT:]))
-    return evolve(plan, run=_ended(state, RunStatus.COMPLETED, None, now))
+        return planned(_ended(run, RunStatus.EXITED, stop.reason[:300], now, variants, tuple(journal[-JOURNAL_LIMIT:])))
+    return planned(_ended(run, RunStatus.COMPLETED, None, now, variants, tuple(journal[-JOURNAL_LIMIT:])))
 
 
 def choose_variant(flow_id: str, step: SplitStep, contact_id: str) -> tuple[str, str | None]:
@@ -754,20 +780,20 @@ def _safe_truthy(source: str, context: JsonDict) -> bool:
         return False
 
 
-def _triggers(trigger: EventTrigger, event_view: JsonDict, contact_view: JsonDict, now: datetime) -> bool:
+def _triggers(trigger: EventTrigger, event_view: JsonDict, contact_view: Callable[[], JsonDict], now: datetime) -> bool:
     if not trigger.accepts(event_view["type"]):
         return False
     if any(event_view.get(k) != v for k, v in trigger.where.items()):
         return False
     return trigger.filter is None or _safe_truthy(
-        trigger.filter, {"event": event_view, "contact": contact_view, "now": now}
+        trigger.filter, {"event": event_view, "contact": contact_view(), "now": now}
     )
 
 
-def _goal_met(flow: Flow, event: Event, context: JsonDict) -> bool:
+def _goal_met(flow: Flow, event: Event, context: Callable[[], JsonDict]) -> bool:
     goal = flow.goal
     assert goal is not None
-    return goal.accepts(event.type) and (goal.filter is None or _safe_truthy(goal.filter, context))
+    return goal.accepts(event.type) and (goal.filter is None or _safe_truthy(goal.filter, context()))
 
 
 def _contact_value(contact: Contact, path: list[str]) -> Any:
@@ -817,6 +843,25 @@ def _note(step_id: str, action: str, now: datetime, **details: Any) -> JsonDict:
     return {"at": now.isoformat(), "step": step_id, "action": action, **details}
 
 
-def _ended(run: Run, status: RunStatus, reason: str | None, now: datetime) -> Run:
+def _ended(
+    run: Run,
+    status: RunStatus,
+    reason: str | None,
+    now: datetime,
+    variants: dict[str, str] | None = None,
+    journal: tuple[JsonDict, ...] | None = None,
+) -> Run:
+    """The run ended; with `variants` and `journal`, those too (one copy, not two)."""
     # due_at stays: it names the wake-up that was pending, whose schedule the exit then deletes.
-    return evolve(run, status=status, cursor=None, ended_at=now, updated_at=now, exit_reason=reason)
+    if variants is None or journal is None:
+        return evolve(run, status=status, cursor=None, ended_at=now, updated_at=now, exit_reason=reason)
+    return evolve(
+        run,
+        status=status,
+        cursor=None,
+        ended_at=now,
+        updated_at=now,
+        exit_reason=reason,
+        variants=variants,
+        journal=journal,
+    )

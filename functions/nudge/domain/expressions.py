@@ -197,6 +197,7 @@ def render(source: str, context: dict[str, Any]) -> str:
 _MISSING = object()
 _KEYABLE = (str, int, bool, type(None))  # equal values render alike (not 1.0 == 1, Decimal("1.0"), or zoned dates)
 _DICT_ATTRS = frozenset(dir(dict))  # what a Jinja `d.name` finds on a dict before its items
+_PLAIN = frozenset({str, int, float, bool, type(None), dict, list, tuple})  # JSON's values: never Undefined
 
 
 @lru_cache(maxsize=1)
@@ -219,6 +220,8 @@ _CACHED_RENDERS = 512  # per template (a Lambda keeps them between invocations);
 
 
 _Steps = tuple[tuple[bool, str | int], ...]  # (an item lookup?, the name or index) from the root
+_Leaf = tuple[str, _Steps, bool]  # the root name, the steps, and whether only its being defined is read
+_DEFINED_TESTS = frozenset({"defined", "undefined"})
 
 
 def _chain(node: nodes.Node) -> tuple[str, _Steps] | None:
@@ -241,17 +244,30 @@ def _chain(node: nodes.Node) -> tuple[str, _Steps] | None:
             return None
 
 
-def _leaves(tree: nodes.Node) -> tuple[tuple[str, _Steps], ...] | None:
+def _leaves(tree: nodes.Node) -> tuple[_Leaf, ...] | None:
     """Every leaf the template reads (each name with the longest chain of constant lookups on it), or None
-    if it does anything else (sets, loops, macros, blocks, a computed index): then it gets no key."""
+    if it does anything else (sets, loops, macros, blocks, a computed index): then it gets no key.
+
+    A leaf read only by `is defined` / `is undefined` (`event.recovery_url is defined`) is marked so: the
+    render reads whether it is there, not its value."""
     from jinja2 import nodes
 
-    found: dict[tuple[str, _Steps], None] = {}
+    found: dict[tuple[str, _Steps], bool] = {}  # chain -> only its definedness read so far
     leaf_nodes, pure_nodes = _node_kinds()
 
     def visit(node: nodes.Node) -> bool:
+        if (
+            isinstance(node, nodes.Test)
+            and node.name in _DEFINED_TESTS
+            and not (node.args or node.kwargs or node.dyn_args or node.dyn_kwargs)
+            and isinstance(node.node, leaf_nodes)
+            and (chain := _chain(node.node)) is not None
+            and chain[1]  # a lookup on a name (a bare name resolves through the globals too: by value)
+        ):
+            found[chain] = found.get(chain, True)
+            return True
         if isinstance(node, leaf_nodes) and (chain := _chain(node)) is not None:
-            found[chain] = None
+            found[chain] = False
             return True
         if isinstance(node, nodes.Getitem):  # a computed index: the container and the index both read
             return visit(node.node) and visit(node.arg)
@@ -259,7 +275,7 @@ def _leaves(tree: nodes.Node) -> tuple[tuple[str, _Steps], ...] | None:
             return False
         return all(visit(child) for child in node.iter_child_nodes())
 
-    return tuple(found) if visit(tree) else None
+    return tuple((root, steps, only) for (root, steps), only in found.items()) if visit(tree) else None
 
 
 def _step(value: Any, item: bool, name: str | int) -> Any:
@@ -301,7 +317,7 @@ class ReadKeyed:
         if leaves is None:
             return None
         key: list[Any] = []
-        for root, steps in leaves:
+        for root, steps, only_defined in leaves:
             value = context.get(root, _MISSING)
             if value is _MISSING:
                 value = self._globals.get(root, _MISSING)
@@ -317,6 +333,10 @@ class ReadKeyed:
                 depth += 1
             if value is _MISSING:
                 key.append(("missing", depth, type(parent)))
+            elif only_defined and type(parent) is dict and steps[-1][1] not in _DICT_ATTRS and type(value) in _PLAIN:
+                # Found as a dict's item (what Jinja's lookup finds too, the sandbox having no say over
+                # items): defined, whatever its value.
+                key.append(("defined",))
             elif type(value) in _KEYABLE or type(value) in (tuple, frozenset) and all(type(v) is str for v in value):
                 key.append((type(value), value))
             else:

@@ -620,10 +620,37 @@ class FlowCatalog:
     def get(self, flow_id: str) -> Flow | None:
         return self._flows.get(flow_id)
 
+    def started_by(self, event_type: str) -> list[Flow]:
+        """The flows an event of this type may start, in catalog order: an event trigger that names the type
+        (its `where` and `filter` are the engine's to judge), or a segment trigger on that move. Worked out once
+        per type: the engine asks on every event, and most flows want another type."""
+        index: dict[str, list[Flow]] | None = self.__dict__.get("_started_by")
+        if index is None or len(index) >= _STARTERS_KEPT:  # any type an API caller sends: kept bounded
+            index = self.__dict__["_started_by"] = {}
+        found = index.get(event_type)
+        if found is None:
+            found = index[event_type] = [flow for flow in self._flows.values() if _may_start(flow, event_type)]
+        return found
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_flows": self._flows}  # not the index: it is rebuilt as types arrive
+
     def marketing_topics(self) -> tuple[tuple[str, str], ...]:
         """What the preference page offers: each marketing flow's id and its topic (else its name), by name."""
         ordered = sorted(self._flows.values(), key=lambda flow: flow.name)
         return tuple((flow.id, flow.topic or flow.name) for flow in ordered if flow.category is Category.MARKETING)
+
+
+_STARTERS_KEPT = 1024
+
+
+def _may_start(flow: Flow, event_type: str) -> bool:
+    trigger = flow.trigger
+    if isinstance(trigger, EventTrigger):
+        return _is_one_of(event_type, trigger.event)
+    if isinstance(trigger, SegmentTrigger):
+        return event_type == trigger.event_type
+    return False
 
 
 WEEKDAY_INDEX = {name: index for index, name in enumerate(_WEEKDAYS)}

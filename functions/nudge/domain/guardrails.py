@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.domain.durations import parse_duration
-from nudge.domain.model import Category, Channel, SentRecord
+from nudge.domain.model import Category, Channel, SentRecord, quick_init
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
@@ -120,6 +120,7 @@ class GuardrailOverrides(_Strict):
 _MERGED: dict[tuple[int, int], tuple[Guardrails, GuardrailOverrides, Guardrails]] = {}
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """`reason` None: send now. `until` set: defer to then. Otherwise skip for `reason`."""

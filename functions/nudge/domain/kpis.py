@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from nudge.domain.aggregates import money
-from nudge.domain.model import Channel, Message, MessageStatus, Run
+from nudge.domain.model import Channel, Message, MessageStatus, Run, quick_init
 from nudge.domain.predictions import Outlook
 from nudge.domain.send_time import ShopCurve
 
@@ -24,6 +24,7 @@ CONFIDENCE = 0.95
 CAMPAIGN_FLOW_PREFIX = "campaign."  # domain/campaigns.FLOW_PREFIX (which imports this module)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class MessageFacts:
     contact_id: str
@@ -70,6 +71,7 @@ class MessageFacts:
         return [t for t in (self.sent_at, self.opened_at, self.clicked_at) if t is not None]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Order:
     contact_id: str

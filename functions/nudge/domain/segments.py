@@ -19,6 +19,7 @@ from nudge.domain.aggregates import Aggregates
 from nudge.domain.durations import parse_duration
 from nudge.domain.lifecycle import DEFAULT_RULES, STAGES, Stage, StageRules, stage, stage_changes_at
 from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS as REVIEW_LOOKBACK_DAYS  # re-exported
+from nudge.domain.model import quick_init
 from nudge.domain.unions import union_tags
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
@@ -191,6 +192,7 @@ class SegmentCatalog:
         return set(STAGES) | set(self._segments)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Membership:
     """The segments a contact is in (stage first), and when that can next change with time alone."""
@@ -199,6 +201,7 @@ class Membership:
     review_at: datetime | None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Transition:
     segment: str

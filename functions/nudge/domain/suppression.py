@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from nudge.domain.addresses import email_or_none
-from nudge.domain.model import Category, Channel
+from nudge.domain.model import Category, Channel, quick_init
 
 
 class Suppression(StrEnum):
@@ -98,6 +98,7 @@ def block_reason(state: AddressState | None, channel: Channel, category: Categor
     return None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ConsentRecord:
     """Evidence of a consent change: who, which channel, given or withdrawn, when and where from."""

@@ -389,7 +389,7 @@ def tally(
     entrants: dict[str, set[str]] = defaultdict(set)
     recipients: dict[str, set[str]] = defaultdict(set)
     for run in runs:
-        row = flows.setdefault(run.flow_id, FlowRow(run.flow_id))
+        row = flows.get(run.flow_id) or flows.setdefault(run.flow_id, FlowRow(run.flow_id))
         row.entered += 1
         entrants[run.flow_id].add(run.contact_id)
         row.goal_reached += run.converted_at is not None
@@ -402,7 +402,7 @@ def tally(
     per_contact_week: Counter[tuple[str, date]] = Counter()
     touches = []
     for message in messages:
-        row = flows.setdefault(message.flow_id, FlowRow(message.flow_id))
+        row = flows.get(message.flow_id) or flows.setdefault(message.flow_id, FlowRow(message.flow_id))
         key = (message.flow_id, message.step_id)
         step = steps.get(key)
         if step is None:

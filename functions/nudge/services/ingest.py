@@ -461,17 +461,23 @@ class IngestService:
         seen: Callable[[bool], None] | None = None,
     ) -> Contact:
         """`base` merged with the patch, the event counted, `adjust`ed, its segments evaluated: no I/O."""
-        changed = base.merged(patch, now) if touch else base
+        counted = base.aggregates  # merging the patch leaves them: the event is counted on the stored ones
         if event is not None:
             if seen is not None:
-                seen(aggregates.is_counted(changed.aggregates, event.event_id, event.type, event.properties))
-            counted = aggregates.updated(
-                changed.aggregates, event.event_id, event.type, event.properties, event.occurred_at
-            )
-            changed = evolve(changed, aggregates=counted)
+                seen(aggregates.is_counted(counted, event.event_id, event.type, event.properties))
+            counted = aggregates.updated(counted, event.event_id, event.type, event.properties, event.occurred_at)
+        if touch:
+            changed = base.merged(patch, now, counted)  # one copy for both
+        else:
+            changed = base if counted is base.aggregates else evolve(base, aggregates=counted)
         if adjust is not None:
             changed = adjust(changed)
         membership = segments.evaluate(self._segments, changed.lazy_view(), changed.aggregates, now)
+        review_at, before = membership.review_at, changed.review_at
+        # Most events move no segment: no copy that changes nothing (the same values, to their repr).
+        same_review = review_at == before and (review_at is None or before is None or review_at.tzinfo is before.tzinfo)
+        if same_review and membership.segments == changed.segments:
+            return changed
         return evolve(changed, segments=membership.segments, review_at=membership.review_at)
 
     def _upsert(

@@ -26,7 +26,7 @@ from nudge.domain.flows import (
     WhatsAppStep,
 )
 from nudge.domain.guardrails import WEEK, Guardrails
-from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve
+from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve, quick_init
 from nudge.domain.suppression import AddressState, address_key, block_reason
 from nudge.names import SIGNATURE_HEADER
 from nudge.ports import (
@@ -87,6 +87,7 @@ class NotCommittedYet(RuntimeError):
     """A wake-up armed for an advance whose commit has not landed (in flight, or to be retried): retry later."""
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Cleared:
     """A message cleared to go now: the provider call and the record it settles as once sent."""
@@ -96,16 +97,19 @@ class _Cleared:
     sent: Message
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Skip:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Fail:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class _Defer:
     until: datetime
@@ -437,7 +441,8 @@ class RunService:
         )
         outcome.status = "advanced" if plan.run.is_active else plan.run.status.value
         for update in plan.profile_updates:
-            if contact is not None:
+            consents = (update.email_marketing, update.sms_marketing, update.whatsapp_marketing)
+            if contact is not None and consents != (None, None, None):  # one that sets no consent records none
                 # A consent change is recorded (when, and which flow) before it is made: a retry after a crash
                 # between the two writes records it again, a repeated line in the trail, rather than never.
                 consent.record_changes(self._store, contact, update.apply(contact, now), f"flow:{run.flow_id}", now)
@@ -451,8 +456,9 @@ class RunService:
                 outcome.skipped.append((intent.step.id, intent.skip_reason))
             else:
                 # Counted by the guardrails from the moment it is decided (sent_at is the index's sort key),
-                # so a burst spread over send slots cannot slip past a frequency cap or smart sending.
-                messages.append(evolve(intent.message, sent_at=now))
+                # so a burst spread over send slots cannot slip past a frequency cap or smart sending. With the
+                # run version its commit gives it (as the commit would), in the same copy.
+                messages.append(evolve(intent.message, sent_at=now, run_version=plan.run.version + 1))
         messages += [hook.message for hook in plan.webhooks]
         for change in plan.audiences:
             messages.append(change.message)
@@ -474,11 +480,11 @@ class RunService:
                 self._send(saved, going, message, contact, outcome, deadline=deadline, addresses=addresses)
             elif (wait := later.get(message.message_id)) is not None:
                 # Cleared but not this second (a later send slot, kept; or no spare one for a campaign).
-                self._defer(evolve(message, run_version=saved.version), wait.until, outcome, slot=wait.slot)
+                self._defer(_at_version(message, saved.version), wait.until, outcome, slot=wait.slot)
             elif message.status is MessageStatus.PENDING:
                 self._deliver(
                     saved,
-                    evolve(message, run_version=saved.version),
+                    _at_version(message, saved.version),
                     contact,
                     outcome,
                     deadline=deadline,
@@ -525,7 +531,8 @@ class RunService:
             step = flow.step(message.step_id)
             if not isinstance(step, EmailStep | SmsStep | WhatsAppStep):
                 continue  # webhooks and audience changes keep their own claim
-            message = evolve(message, run_version=run.version + 1)
+            if message.run_version != run.version + 1:
+                message = evolve(message, run_version=run.version + 1)
             context = context or engine.template_context(run, contact, run.variants, now)
             match self._clear(flow, step, message, contact, context, now, slot=None, addresses=addresses):
                 case _Cleared() as going:
@@ -825,8 +832,10 @@ class RunService:
         if parts.count > sms.MAX_SEGMENTS:
             raise PermanentSendError(f"the SMS runs to {parts.count} segments; at most {sms.MAX_SEGMENTS} are sent")
         outgoing = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
-        sent = evolve(_with_content(message, subject=None, preview=text), sms_encoding=parts.encoding)
-        return (lambda: self._texter.send(outgoing)), evolve(sent, sms_segments=parts.count)
+        sent = evolve(
+            message, subject=None, body_preview=text[:160], sms_encoding=parts.encoding, sms_segments=parts.count
+        )
+        return (lambda: self._texter.send(outgoing)), sent
 
     def _abandoned(self, message: Message, outcome: AdvanceOutcome) -> None:
         """A message left SENDING: in flight elsewhere (look again later), or abandoned mid-call (unknown)."""
@@ -1061,6 +1070,11 @@ def _address_keys(contact: Contact | None) -> tuple[str, ...]:
 
 def _backoff(attempt: int) -> timedelta:
     return timedelta(milliseconds=200 * 2**attempt)
+
+
+def _at_version(message: Message, version: int) -> Message:
+    """The message as its commit stored it (with the run version it was committed at)."""
+    return message if message.run_version == version else evolve(message, run_version=version)
 
 
 def _with_content(message: Message, *, subject: str | None, preview: str) -> Message:
