@@ -81,10 +81,8 @@ def write(flows_dir: Path, segments_dir: Path | None, package: Path = _PACKAGE) 
     summary = Summary(marketing_topics=catalog.flows.marketing_topics())
     target = flows_dir / ARTEFACT
     header = _MAGIC + source_digest(flows_dir, segments_dir, package).encode() + b"\n"
-    body = pickle.dumps(summary, protocol=pickle.HIGHEST_PROTOCOL) + pickle.dumps(
-        parts, protocol=pickle.HIGHEST_PROTOCOL
-    )
-    target.write_bytes(header + body)
+    pickles = [pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL) for part in (summary, parts)]
+    target.write_bytes(header + b"".join(pickles))  # read back one pickle at a time (`_open`)
     return target
 
 
