@@ -129,7 +129,7 @@ def test_metrics_are_silenced_as_powertools_silences_them(
 
 
 def test_in_lambda_the_collector_is_paused_for_the_cold_start_and_resumes_before_the_first_request(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     import gc
 
@@ -181,11 +181,12 @@ def test_in_lambda_the_collector_is_paused_for_the_cold_start_and_resumes_before
         # A build that fails is logged; the collector resumes and the request runs (and builds again).
         fresh_process()
         collector.pause_for_cold_start()
-        capsys.readouterr()
-        assert function(broken_warm)(None, FakeLambdaContext.fresh("nudge-step")) is True
+        with caplog.at_level("ERROR", logger="nudge.handlers.collector"):
+            assert function(broken_warm)(None, FakeLambdaContext.fresh("nudge-step")) is True
         assert not collector.paused()
-        (line,) = [line for line in _lines(capsys) if line["message"].startswith("cold start:")]
-        assert line["level"] == "ERROR" and "the catalog does not load" in line["exception"]
+        (record,) = [r for r in caplog.records if r.name == "nudge.handlers.collector"]
+        assert record.getMessage().startswith("cold start:") and record.exc_info is not None
+        assert "the catalog does not load" in str(record.exc_info[1])
     finally:
         gc.unfreeze()
         gc.enable()
