@@ -244,3 +244,34 @@ def test_an_event_decides_the_same_over_the_catalogs_index_as_over_every_flow(si
         assert repr(indexed) == repr(listed), body["type"]
         kinds |= {type(decision).__name__ for decision in indexed}
     assert {"StartRun", "GoalReached"} <= kinds  # starts, and a goal (with its filter), were decided
+
+
+def test_an_event_judges_active_runs_against_the_deployed_flows_only(sim: Simulation) -> None:
+    """A campaign's run (its flow known to CampaignCatalog.get, which reads the campaign's document) is passed
+    over by an event, as iterating the catalog passes it over: no lookup, no decision, no AWS read."""
+    from nudge.domain import engine
+    from nudge.domain.flows import Flow, FlowCatalog
+    from nudge.domain.model import evolve
+    from nudge.services.inputs import EventIn
+
+    asked: list[str] = []
+
+    class Campaigns(FlowCatalog):
+        def get(self, flow_id: str) -> Flow | None:
+            asked.append(flow_id)
+            return super().get(flow_id)
+
+    now = sim.clock.now()
+    sim.container.ingest.ingest(EventIn.model_validate(checkout_started("c0", "k0")).to_event(now))
+    event = EventIn.model_validate(order_placed("o0", "k0")).to_event(now)
+    [cart] = sim.container.store.active_runs(event.contact_id)
+    campaign_run = evolve(cart, run_id="r-campaign", flow_id="campaign.november")
+    catalog = Campaigns(list(sim.container.flows))
+    contact = sim.container.store.get_contact(event.contact_id)
+    slots = sim.container.store.flow_slots(event.contact_id)
+
+    decided = engine.on_event(event, contact, slots, [cart, campaign_run], catalog, now)
+
+    assert asked == []
+    about = {d.run.run_id for d in decided if hasattr(d, "run")}
+    assert cart.run_id in about and campaign_run.run_id not in about  # the cart's goal, nothing of the campaign

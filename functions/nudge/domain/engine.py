@@ -218,13 +218,17 @@ def on_event(
     """Decide which runs this event converts or ends, and which flows it starts (or started, if seen before)."""
     decisions: list[Decision] = []
     event_type = event.type
+    # Active runs are judged against the deployed flows, as iterating a catalog gives them: a campaign's run
+    # has no goal or exit rule, and looking its flow up (CampaignCatalog.get) would read its document.
+    find: Callable[[str], Flow | None]
     if isinstance(flows, FlowCatalog):
         # The catalog's index: the flows this type may start, worked out once per type (not every flow asked).
-        catalog: Mapping[str, Flow] | FlowCatalog = flows
+        find = flows.deployed
         starters: Iterable[Flow] = flows.started_by(event_type)
     else:
-        catalog = {flow.id: flow for flow in flows}
-        starters = catalog.values()
+        by_id = {flow.id: flow for flow in flows}
+        find = by_id.get
+        starters = by_id.values()
     event_view = {**event.properties, "type": event_type}  # a property named `type` does not change the event
     # The contact's view, built when a filter first reads it (most events run none): the same view each time.
     viewed: list[JsonDict] = []
@@ -236,7 +240,7 @@ def on_event(
 
     freed: set[str] = set()
     for run in active_runs:
-        flow = catalog.get(run.flow_id)
+        flow = find(run.flow_id)
         if flow is None:
             continue
         if run.trigger_event_id == event.event_id:

@@ -620,6 +620,11 @@ class FlowCatalog:
     def get(self, flow_id: str) -> Flow | None:
         return self._flows.get(flow_id)
 
+    def deployed(self, flow_id: str) -> Flow | None:
+        """One of the catalog's own flows, never a campaign's (`CampaignCatalog.get` adds those, reading the
+        campaign's document)."""
+        return self._flows.get(flow_id)
+
     def started_by(self, event_type: str) -> list[Flow]:
         """The flows an event of this type may start, in catalog order: an event trigger that names the type
         (its `where` and `filter` are the engine's to judge), or a segment trigger on that move. Worked out once
