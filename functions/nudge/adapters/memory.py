@@ -234,7 +234,7 @@ class MemoryStore:
         version = saved.version
         for message in messages:
             # The run's service gives most of them this version already: no copy that changes nothing.
-            self._put_message(message if message.run_version == version else evolve(message, run_version=version))
+            self._put_message(message.at_run_version(version))
         return saved
 
     def begin_send(self, message: Message, now: datetime) -> SendClaim:

@@ -30,6 +30,7 @@ from nudge.domain.flows import (
     WaitUntilStep,
     WebhookStep,
     WhatsAppStep,
+    may_start,
 )
 from nudge.domain.guardrails import Guardrails, judge
 from nudge.domain.model import (
@@ -228,7 +229,7 @@ def on_event(
     else:
         by_id = {flow.id: flow for flow in flows}
         find = by_id.get
-        starters = by_id.values()
+        starters = [flow for flow in by_id.values() if may_start(flow, event_type)]
     event_view = {**event.properties, "type": event_type}  # a property named `type` does not change the event
     # The contact's view, built when a filter first reads it (most events run none): the same view each time.
     viewed: list[JsonDict] = []
@@ -280,15 +281,12 @@ def on_event(
                 decisions.append(Refresh(refreshed, run.version))
     for flow in starters:
         trigger = flow.trigger
+        # The starters are the flows this event's type may start (flows.may_start): what is left to judge.
         if isinstance(trigger, EventTrigger):
-            # The type first, inline: every flow is asked on every event, and most want another type.
-            wanted = trigger.event
-            if (event_type != wanted if isinstance(wanted, str) else event_type not in wanted) or not _triggers(
-                trigger, event_view, contact_view, now
-            ):
+            if not _triggers(trigger, event_view, contact_view, now):
                 continue
         elif isinstance(trigger, SegmentTrigger):
-            if event_type != trigger.event_type or event.properties.get("segment") != trigger.segment:
+            if event.properties.get("segment") != trigger.segment:
                 continue
         else:
             continue

@@ -634,7 +634,7 @@ class FlowCatalog:
             index = self.__dict__["_started_by"] = {}
         found = index.get(event_type)
         if found is None:
-            found = index[event_type] = [flow for flow in self._flows.values() if _may_start(flow, event_type)]
+            found = index[event_type] = [flow for flow in self._flows.values() if may_start(flow, event_type)]
         return found
 
     def __getstate__(self) -> dict[str, Any]:
@@ -649,7 +649,9 @@ class FlowCatalog:
 _STARTERS_KEPT = 1024
 
 
-def _may_start(flow: Flow, event_type: str) -> bool:
+def may_start(flow: Flow, event_type: str) -> bool:
+    """Whether an event of this type may start the flow: its event trigger names the type, or its segment
+    trigger is on that move (the trigger's `where`, `filter` and segment are the engine's to judge)."""
     trigger = flow.trigger
     if isinstance(trigger, EventTrigger):
         return _is_one_of(event_type, trigger.event)

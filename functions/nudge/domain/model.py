@@ -490,3 +490,7 @@ class Message:
     @staticmethod
     def id_for(run_id: str, step_id: str) -> str:
         return f"{run_id}#{step_id}"
+
+    def at_run_version(self, version: int) -> Message:
+        """The message as a commit at this run version stores it (itself when it already says so: no copy)."""
+        return self if self.run_version == version else evolve(self, run_version=version)

@@ -480,11 +480,11 @@ class RunService:
                 self._send(saved, going, message, contact, outcome, deadline=deadline, addresses=addresses)
             elif (wait := later.get(message.message_id)) is not None:
                 # Cleared but not this second (a later send slot, kept; or no spare one for a campaign).
-                self._defer(_at_version(message, saved.version), wait.until, outcome, slot=wait.slot)
+                self._defer(message.at_run_version(saved.version), wait.until, outcome, slot=wait.slot)
             elif message.status is MessageStatus.PENDING:
                 self._deliver(
                     saved,
-                    _at_version(message, saved.version),
+                    message.at_run_version(saved.version),
                     contact,
                     outcome,
                     deadline=deadline,
@@ -531,8 +531,7 @@ class RunService:
             step = flow.step(message.step_id)
             if not isinstance(step, EmailStep | SmsStep | WhatsAppStep):
                 continue  # webhooks and audience changes keep their own claim
-            if message.run_version != run.version + 1:
-                message = evolve(message, run_version=run.version + 1)
+            message = message.at_run_version(run.version + 1)
             context = context or engine.template_context(run, contact, run.variants, now)
             match self._clear(flow, step, message, contact, context, now, slot=None, addresses=addresses):
                 case _Cleared() as going:
@@ -832,9 +831,7 @@ class RunService:
         if parts.count > sms.MAX_SEGMENTS:
             raise PermanentSendError(f"the SMS runs to {parts.count} segments; at most {sms.MAX_SEGMENTS} are sent")
         outgoing = OutgoingSms(to=recipient, text=text, transactional=message.category is Category.TRANSACTIONAL)
-        sent = evolve(
-            message, subject=None, body_preview=text[:160], sms_encoding=parts.encoding, sms_segments=parts.count
-        )
+        sent = _with_content(message, subject=None, preview=text, sms_encoding=parts.encoding, sms_segments=parts.count)
         return (lambda: self._texter.send(outgoing)), sent
 
     def _abandoned(self, message: Message, outcome: AdvanceOutcome) -> None:
@@ -1072,10 +1069,6 @@ def _backoff(attempt: int) -> timedelta:
     return timedelta(milliseconds=200 * 2**attempt)
 
 
-def _at_version(message: Message, version: int) -> Message:
-    """The message as its commit stored it (with the run version it was committed at)."""
-    return message if message.run_version == version else evolve(message, run_version=version)
-
-
-def _with_content(message: Message, *, subject: str | None, preview: str) -> Message:
-    return evolve(message, subject=subject, body_preview=preview[:160])
+def _with_content(message: Message, *, subject: str | None, preview: str, **more: Any) -> Message:
+    """The message with what it says (its preview cut to 160 characters) and `more` fields, in one copy."""
+    return evolve(message, subject=subject, body_preview=preview[:160], **more)
