@@ -13,6 +13,7 @@ from decimal import Decimal
 from nudge.domain.flows import Flow
 from nudge.domain.kpis import MessageFacts, Order, Report, report
 from nudge.domain.model import MessageStatus, Run, RunStatus
+from nudge.domain.validation import validate
 from nudge.flow_files import load_flow
 from tests.conftest import ROOT, START
 
@@ -20,7 +21,8 @@ DAY = timedelta(days=1)
 SENT, SKIPPED = MessageStatus.SENT, MessageStatus.SKIPPED
 HOSTILE = "<script>alert(1)</script>"
 
-SPRING_LAUNCH = Flow.model_validate(
+SPRING_LAUNCH = validate(
+    Flow,
     {
         "id": "spring_launch",
         "name": "Spring launch",
@@ -41,7 +43,7 @@ SPRING_LAUNCH = Flow.model_validate(
             {"id": "reminder", "type": "email", "template": "launch/reminder", "subject": "Last days of the edit"},
             {"id": "done", "type": "end"},
         ],
-    }
+    },
 )
 
 

@@ -24,15 +24,15 @@ def load_brand(templates_dir: Path) -> Brand:
     # PyYAML and pydantic's validation when the kit is read, not when the module is (the run service
     # imports this module for TemplateRenderError alone; ADR 0020, Decision 9).
     import yaml
-    from pydantic import ValidationError
 
     from nudge.domain.brand import Brand
+    from nudge.domain.validation import ValidationError, validate
 
     path = templates_dir / BRAND_FILE
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML was built with it
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506  (a safe loader)
-        return Brand.model_validate(data)
+        return validate(Brand, data)
     except FileNotFoundError:
         raise TemplateRenderError(f"{path}: no brand kit (shop name, URLs, colours); copy the shipped one") from None
     except yaml.YAMLError as exc:

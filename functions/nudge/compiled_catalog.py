@@ -3,11 +3,11 @@
 `nudge validate`, the local stack and the CLI read flows/, flows/_guardrails.yaml and segments/ with
 `flow_files.load_all`: every file parsed and validated. The Lambda bundler runs that same `load_all` once
 and writes what it returned, pickled, to `flows/_catalog.pickle` in the bundle (ADR 0020, Decision 9). A
-function then unpickles the validated objects: no YAML parse, no pydantic validator built or run.
+function then unpickles the validated records: no YAML parse, no validation, no pydantic (ADR 0020, Decision 11).
 
 After the header come two pickles: first a summary in plain Python values (`Summary`: what a function that
 needs no flow reads, the preference page's marketing topics), then the catalog. A function that reads only
-the summary stops after the first, so it imports neither pydantic nor the catalog's model classes.
+the summary stops after the first, so it imports none of the catalog's record classes.
 
 The file starts with one line, `nudge-catalog <digest>`: a SHA-256 of every YAML file it was made from
 and of the code that defines and checks what it holds (`nudge/domain/*.py`, `nudge/flow_files.py`), and of
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 ARTEFACT = "_catalog.pickle"
 _MAGIC = b"nudge-catalog "
-_FORMAT = b"2"  # raise when what is pickled changes shape
+_FORMAT = b"3"  # raise when what is pickled changes shape (3: records, not pydantic models)
 _PACKAGE = Path(__file__).resolve().parent
 _log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
-from nudge.domain.audiences import Audience, AudienceCatalog
+from nudge.domain.audiences import SOURCES, Audience, AudienceCatalog
 from nudge.domain.flows import (
     STEP_KINDS,
     TRIGGER_KINDS,
@@ -28,7 +27,7 @@ from nudge.domain.flows import (
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Category
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
-from nudge.domain.unions import union_tags
+from nudge.domain.validation import ValidationError, validate
 from nudge.domain.whatsapp import INBOUND_EVENT
 from nudge.domain.whatsapp_templates import WhatsAppTemplates
 
@@ -93,7 +92,7 @@ def load_segment(path: Path) -> Segment:
     return _load_model(path, Segment, "a segment file holds one mapping (id, name, conditions)")
 
 
-_Model = TypeVar("_Model", bound=BaseModel)
+_Model = TypeVar("_Model")
 M = TypeVar("M")
 C = TypeVar("C")
 
@@ -108,7 +107,7 @@ def _load_model(path: Path, model: type[_Model], shape: str) -> _Model:
     if not isinstance(data, dict):
         raise FlowFileError(f"{path}: {shape}")
     try:
-        return model.model_validate(data)
+        return validate(model, data)
     except ValidationError as exc:
         # The node tree, for the lines the problems are on: only for a file that has problems.
         root = yaml.compose(text, Loader=_Loader)  # noqa: S506  (composes nodes, constructs nothing)
@@ -133,12 +132,14 @@ def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
         parts.append(str(part))
         node = _child(node, part) or node
     line = node.start_mark.line + 1 if node is not None else 1
-    message = str(error["msg"]).removeprefix("Value error, ")
+    # A record refuses an unknown key as an unexpected argument; in a file it is a key that does not belong.
+    unknown = error["type"] == "unexpected_keyword_argument"
+    message = "Extra inputs are not permitted" if unknown else str(error["msg"]).removeprefix("Value error, ")
     return f"{path}:{line}: {'.'.join(parts) or '<root>'}: {message}"
 
 
-# Read off the unions (nudge.domain.unions); an audience's source kinds too.
-_UNION_TAGS = {*STEP_KINDS, *TRIGGER_KINDS, *CONDITION_TAGS, *union_tags(Audience.model_fields["source"].annotation)}
+# The unions' own lists of kinds (nudge.domain.records.Tagged); an audience's source kinds too.
+_UNION_TAGS = {*STEP_KINDS, *TRIGGER_KINDS, *CONDITION_TAGS, *SOURCES.tags}
 
 
 def _child(node: yaml.Node | None, part: Any) -> yaml.Node | None:
@@ -302,7 +303,7 @@ def load_guardrails(flows_dir: Path) -> Guardrails:
         return Guardrails()
     try:
         data = _safe_load(path.read_text(encoding="utf-8")) or {}
-        return Guardrails.model_validate(data)
+        return validate(Guardrails, data)
     except yaml.YAMLError as exc:
         raise FlowFileError(f"{path}: not valid YAML: {exc}") from exc
     except ValidationError as exc:

@@ -306,7 +306,9 @@ def _escape(text: str) -> str:
 
 def flow_json_schema() -> str:
     """The JSON Schema of flow files, for editors (yaml-language-server) and CI."""
-    schema = Flow.model_json_schema(by_alias=True)
+    from nudge.domain.validation import json_schema
+
+    schema = json_schema(Flow, by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "nudge flow"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
@@ -315,8 +317,9 @@ def flow_json_schema() -> str:
 def audience_json_schema() -> str:
     """The JSON Schema of audiences/*.yaml (ADR 0024)."""
     from nudge.domain.audiences import Audience
+    from nudge.domain.validation import json_schema
 
-    schema = Audience.model_json_schema(by_alias=True)
+    schema = json_schema(Audience, by_alias=True)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "nudge ad audience"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -8,17 +8,17 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic import TypeAdapter
 
 from nudge import names, routes
 from nudge.domain.campaigns import CAMPAIGN_ID, Campaign, CampaignStatus
+from nudge.domain.validation import adapter
 from nudge.integrations.segment_api import AliasCall, BatchCall, IdentifyCall, TrackCall
 from nudge.services.inputs import CONTACT_ID_MAX, CONTACT_ID_PATTERN, ContactIn, EnrollmentIn, EventIn
 from nudge.services.subscribe import SubscribeIn
 
 _REF = "#/components/schemas/{model}"
-_MODELS: list[type[BaseModel]] = [
+_MODELS: list[type[Any]] = [
     Campaign,
     EventIn,
     ContactIn,
@@ -102,7 +102,7 @@ def _post(
 @cache
 def document() -> dict[str, Any]:
     """The OpenAPI document (built once per process)."""
-    _, top = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
+    _, top = TypeAdapter.json_schemas([(m.__name__, "validation", adapter(m)) for m in _MODELS], ref_template=_REF)
     schemas: dict[str, Any] = dict(top["$defs"])
     schemas |= {"Problem": _PROBLEM, "EventOutcome": _OUTCOME, "WebhookResult": _WEBHOOK_RESULT}
     segment: list[dict[str, list[str]]] = [{"writeKeyBasic": []}, {"writeKeyBearer": []}]

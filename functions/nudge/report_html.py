@@ -35,6 +35,7 @@ from nudge.domain.flows import (
 )
 from nudge.domain.kpis import Kpis, Report, SplitVerdict
 from nudge.domain.send_time import HOURS, ShopCurve, best_hour
+from nudge.domain.validation import validate
 from nudge.flow_layout import coordinate, layout
 from nudge.flow_tools import edges, rules_label, step_label, trigger_label
 from nudge.report_text import (
@@ -378,7 +379,7 @@ def _section(row: Kpis, flow: Flow | None, report: Report) -> FlowSection:
 
 def _campaign_flow(document: Mapping[str, Any]) -> tuple[Flow, str, str, str | None]:
     """A campaign's one-off flow as its runs follow it (with the A/B winner, once chosen), and its words."""
-    campaign = Campaign.model_validate(document["definition"])
+    campaign = validate(Campaign, document["definition"])
     winner = (document.get("ab_verdict") or {}).get("winner")
     return (campaign.as_flow(winner), *campaign_words(document))
 

@@ -10,6 +10,7 @@ from nudge.domain.campaigns import Campaign, campaign_id_of
 from nudge.domain.kpis import CONFIDENCE, Kpis, Report, SplitVerdict
 from nudge.domain.predictions import Outlook
 from nudge.domain.send_time import DEFAULT_HOUR, HOURS, MIN_SHOP_CONTACTS, ShopCurve, best_hour
+from nudge.domain.validation import validate
 
 KPI_COLUMNS = (
     "entered",
@@ -139,7 +140,7 @@ def send_time_lines(curve: ShopCurve | None, *, spark: bool = True) -> list[str]
 def campaign_words(document: Mapping[str, Any]) -> tuple[str, str, str | None]:
     """A campaign's stored document in words: (title, status · schedule · audience · holdout, the A/B test
     and its decision or None), for the page's campaign section and the terminal."""
-    campaign = Campaign.model_validate(document["definition"])
+    campaign = validate(Campaign, document["definition"])
     schedule = campaign.schedule
     if schedule.at is not None:
         when = f"at {schedule.at:%Y-%m-%d %H:%M} UTC"

@@ -216,7 +216,9 @@ class Container:
             parts = (loaded.flows, loaded.guardrails, loaded.segments)
         flows, guardrails, segments = parts
         if self.settings.default_timezone != "UTC" and guardrails.default_timezone == "UTC":
-            guardrails = guardrails.model_copy(update={"default_timezone": self.settings.default_timezone})
+            from nudge.domain.records import replace
+
+            guardrails = replace(guardrails, default_timezone=self.settings.default_timezone)
         return flows, guardrails, segments
 
     @cached_property

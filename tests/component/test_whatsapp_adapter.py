@@ -21,6 +21,7 @@ from botocore.stub import ANY, Stubber
 
 from nudge.adapters.memory import MemoryWhatsApp
 from nudge.adapters.whatsapp import DEFAULT_META_API_VERSION, SocialMessagingWhatsApp
+from nudge.domain.validation import validate
 from nudge.domain.whatsapp import OutgoingWhatsApp
 from nudge.ports import (
     PermanentSendError,
@@ -249,14 +250,15 @@ def test_the_accounts_templates_are_listed_page_by_page_and_compared_with_the_de
         )
         account = list_templates(client, waba)
         stub.assert_no_pending_responses()
-    declared = WhatsAppTemplates.model_validate(
+    declared = validate(
+        WhatsAppTemplates,
         {
             "templates": {
                 "cart_reminder": {"languages": ["en_US", "de"], "category": "marketing", "parameters": ["first_name"]},
                 "order_update": {"languages": ["en_US"], "category": "utility", "parameters": ["1"]},
                 "missed_call": {"languages": ["en_US"], "category": "utility"},
             }
-        }
+        },
     )
 
     assert [(t.name, t.language, t.status) for t in account] == [

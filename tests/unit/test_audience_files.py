@@ -8,6 +8,7 @@ import pytest
 
 from nudge.domain.flows import Flow, FlowCatalog
 from nudge.domain.segments import SegmentCatalog
+from nudge.domain.validation import validate
 from nudge.flow_files import FlowFileError, audience_problems, load_audiences
 from tests.conftest import ROOT
 
@@ -57,7 +58,8 @@ def test_flow_steps_must_name_a_flows_audience_and_segment_audiences_a_known_seg
         "id: vips\nname: V\nplatform: tiktok\naudience_id: '2'\naccount_id: '3'\n"
         "source: {type: segment, segment: nope}\n",
     )
-    flow = Flow.model_validate(
+    flow = validate(
+        Flow,
         {
             "id": "f",
             "name": "F",
@@ -67,7 +69,7 @@ def test_flow_steps_must_name_a_flows_audience_and_segment_audiences_a_known_seg
                 {"id": "b", "type": "audience", "action": "add", "audience": "vips"},
                 {"id": "c", "type": "audience", "action": "remove", "audience": "ghost"},
             ],
-        }
+        },
     )
     problems = audience_problems(FlowCatalog([flow]), load_audiences(tmp_path / "audiences"), SegmentCatalog())
     assert problems == [

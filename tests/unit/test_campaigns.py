@@ -14,6 +14,8 @@ from nudge.clocks import VirtualClock
 from nudge.domain.campaigns import Campaign, CampaignStatus, choose_winner
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.model import Contact, MessageStatus
+from nudge.domain.records import replace
+from nudge.domain.validation import dump, validate
 from nudge.flow_files import FlowFileError
 from nudge.local.simulation import Simulation
 from nudge.services.campaigns import BadCampaignPiece, CampaignConflict, CampaignPiece, CampaignService
@@ -28,7 +30,7 @@ def newsletter(**overrides: Any) -> Campaign:
         "email": {"template": "campaigns/newsletter", "subject": "Hi {{ contact.first_name }}"},
         **overrides,
     }
-    return Campaign.model_validate(data)
+    return validate(Campaign, data)
 
 
 @pytest.fixture
@@ -530,9 +532,9 @@ def test_the_ab_winner_is_a_hand_computed_two_proportion_z_test() -> None:
     close = {"email_a": {"delivery": 200, "click": 20}, "email_b": {"delivery": 200, "click": 28}}
     assert choose_winner(test, close)["z"] == pytest.approx(1.2309, abs=1e-4)
     assert (choose_winner(test, close)["winner"], choose_winner(test, close)["significant"]) == ("b", False)
-    first = test.model_copy(update={"if_inconclusive": "first"})
+    first = replace(test, if_inconclusive="first")
     assert choose_winner(first, close)["winner"] == "a"
-    opens = test.model_copy(update={"metric": "open_rate"})  # opens: a leads
+    opens = replace(test, metric="open_rate")  # opens: a leads
     assert (
         choose_winner(opens, {"email_a": {"delivery": 10, "open": 9}, "email_b": {"delivery": 10, "open": 1}})["winner"]
         == "a"
@@ -888,7 +890,7 @@ def test_the_html_report_details_each_campaign_its_flow_drawn_and_its_ab_decisio
     assert f"campaign.news · {ab}" in captured.get()
 
     later = newsletter(ab_test=AB, schedule={"date": "2026-11-10", "local_time": "09:00"}, audience={"tags": ["vip"]})
-    document = {"definition": later.model_dump(mode="json"), "status": "scheduled"}
+    document = {"definition": dump(later, mode="json"), "status": "scheduled"}
     assert campaign_words(document) == (
         "News (campaign news)",
         "campaign · scheduled · sent at 09:00 local on 2026-11-10 · to #vip",

@@ -26,15 +26,10 @@ module.warm()
 import gc
 paused = not gc.isenabled()  # Lambda's cold start pauses the collector until the first invocation ends
 from nudge import wiring
-validators = []  # the nudge.domain pydantic models whose validator was built (the catalog's should not be)
-if "pydantic" in sys.modules:
-    from pydantic import BaseModel
-    classes = list(BaseModel.__subclasses__())
-    while classes:
-        one = classes.pop()
-        classes += one.__subclasses__()
-        if one.__module__.startswith("nudge.domain.") and one.__pydantic_complete__:
-            validators.append(f"{one.__module__}.{one.__qualname__}")
+validators = []  # the records whose validator was built (the catalog's should not be: it comes compiled)
+validation = sys.modules.get("nudge.domain.validation")
+if validation is not None:
+    validators = [getattr(kind, "__qualname__", repr(kind)) for kind in validation._ADAPTERS]
 print(json.dumps({
     "modules": sorted(sys.modules), "built": sorted(wiring.current().built()), "validators": sorted(set(validators)),
     "paused": paused,
@@ -68,9 +63,9 @@ NEVER = {"typer", "rich", "moto", "aws_cdk", "pytest", "nudge.cli", "nudge.local
 # (no YAML parsed, no validator built: "validators" below), the flows' expressions compile at their first
 # evaluation, and the brand kit is read at the first message that needs it.
 NEVER_COLD = {"boto3", "s3transfer", "aws_lambda_powertools", "asyncio", "yaml", "jinja2"}
-# pydantic only where flows are read or a request body is validated: the others' ports, store and services
-# import no pydantic model (ADR 0020, Decision 9).
-NO_PYDANTIC = {"feedback", "unsubscribe", "sms-inbound", "whatsapp-inbound", "missed-call"}
+# pydantic only where a request body is validated: the flows, segments and guardrails are plain records,
+# unpickled from the compiled catalog (ADR 0020, Decisions 9 and 11).
+NO_PYDANTIC = {"feedback", "unsubscribe", "sms-inbound", "whatsapp-inbound", "missed-call", "step", "sweep"}
 # phonenumbers only where a number is read at once.
 PHONES = {"webhooks", "missed-call"}  # storefront payloads carry phones; a missed call is a number
 # Modules loaded by import + warm(), as measured for ADR 0020 Decision 9 (docs/benchmarks.md, "the catalog
@@ -78,7 +73,7 @@ PHONES = {"webhooks", "missed-call"}  # storefront payloads carry phones; a miss
 # pulls a library into a cold start fails here. Raise one only with its figure in the docs.
 MODULE_LIMITS = {
     "ingest": 502,
-    "step": 497,
+    "step": 447,  # 438 since Decision 11: the catalog's records are plain dataclasses, no pydantic
     "webhooks": 567,
     "api": 507,
     "subscribe": 507,
@@ -87,7 +82,7 @@ MODULE_LIMITS = {
     "sms-inbound": 417,
     "whatsapp-inbound": 422,
     "missed-call": 482,
-    "sweep": 502,
+    "sweep": 453,  # 444 since Decision 11
 }
 
 
@@ -139,8 +134,8 @@ def test_each_function_builds_only_what_its_handler_uses(label: str, handler: st
     assert {name.split(".")[0] for name in modules}.isdisjoint(NEVER_COLD), f"{label} loads {NEVER_COLD & modules}"
     if label in NO_PYDANTIC:
         assert "pydantic" not in modules, f"{label} loads pydantic"
-    # The catalog's models (flows, guardrails, segments, campaigns, the brand kit) build their validators only
-    # when something validates: the compiled catalog is unpickled, so a cold start builds none.
+    # The catalog's records (flows, guardrails, segments, campaigns, the brand kit) are validated only when
+    # something reads a file or a campaign: the compiled catalog is unpickled, so a cold start builds none.
     assert found["validators"] == [], f"{label} builds pydantic validators at cold start"
     assert len(modules) <= MODULE_LIMITS[label], f"{label} loads {len(modules)} modules"
 

@@ -18,6 +18,7 @@ import yaml
 from nudge.clocks import VirtualClock
 from nudge.domain.flows import STEP_KINDS, TRIGGER_KINDS, Flow
 from nudge.domain.model import RunStatus
+from nudge.domain.validation import validate
 from nudge.flow_files import _UNION_TAGS
 from nudge.flow_tools import mermaid, step_label, trigger_label
 from nudge.report_html import render
@@ -55,7 +56,7 @@ DOCS = (ROOT / "docs" / "flows.md").read_text(encoding="utf-8")
 def _flow(trigger: dict[str, Any], step: dict[str, Any]) -> Flow:
     last = {"id": "last", "type": "end"}
     steps = [step] if step["type"] == "end" else [step, last]
-    return Flow.model_validate({"id": "every", "name": "Every kind", "trigger": trigger, "steps": steps})
+    return validate(Flow, {"id": "every", "name": "Every kind", "trigger": trigger, "steps": steps})
 
 
 def test_the_examples_cover_exactly_the_unions_kinds() -> None:

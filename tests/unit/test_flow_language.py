@@ -15,6 +15,7 @@ from nudge.domain.engine import choose_variant
 from nudge.domain.flows import SplitStep
 from nudge.domain.model import Channel, RunStatus
 from nudge.domain.suppression import address_key
+from nudge.domain.validation import validate
 from nudge.services.inputs import ContactIn, EventIn
 from nudge.settings import Settings
 from tests.conftest import START
@@ -333,8 +334,9 @@ def test_split_is_deterministic_weighted_and_holds_out(settings: Settings, clock
     assert sum(counts.values()) == 400
     assert 30 <= counts["holdout"] <= 50 and 240 <= counts["a"] <= 300 and 70 <= counts["b"] <= 110
     assert len(sim.mailer.sent) == 400 - counts["holdout"]
-    step = SplitStep.model_validate(
-        {"id": "test", "type": "split", "holdout": 10, "variants": [{"name": "a", "weight": 3}, {"name": "b"}]}
+    step = validate(
+        SplitStep,
+        {"id": "test", "type": "split", "holdout": 10, "variants": [{"name": "a", "weight": 3}, {"name": "b"}]},
     )
     assert {choose_variant("ab", step, "c7")[0] for _ in range(5)} == {choose_variant("ab", step, "c7")[0]}
     b_message = next(m for m in sim.store.messages.values() if m.step_id == "email_b")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from nudge.domain.durations import format_duration, parse_duration
+from nudge.domain.records import replace
 from nudge.flow_files import FlowFileError, load_catalog, load_flow
 from tests.conftest import ROOT
 
@@ -174,12 +175,12 @@ def test_a_flows_steps_are_found_by_id_and_a_copy_with_other_steps_reads_its_own
         flow.step("no_such_step")
     with pytest.raises(ValueError, match="not in list"):
         flow.following("no_such_step")
-    shorter = flow.model_copy(update={"steps": flow.steps[1:]})
+    shorter = replace(flow, steps=flow.steps[1:])
     assert shorter.following(ids[1]) == (ids[2] if len(ids) > 2 else None)
     with pytest.raises(KeyError):
         shorter.step(ids[0])
     assert flow.step(ids[0]) is flow.steps[0]  # the original's answers did not move
-    renamed = flow.model_copy(update={"id": "campaign.x"})  # the same list, another flow (as a campaign's)
+    renamed = replace(flow, id="campaign.x")  # the same list, another flow (as a campaign's)
     assert renamed.step(ids[0]) is flow.steps[0]
 
 

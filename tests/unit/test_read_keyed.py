@@ -15,6 +15,7 @@ from nudge.domain import expressions
 from nudge.domain.aggregates import Aggregates, updated
 from nudge.domain.model import CONTACT_FIELDS, Contact
 from nudge.domain.segments import Segment, SegmentCatalog, evaluate
+from nudge.domain.validation import validate
 from nudge.templating import TemplateRenderer
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -135,15 +136,17 @@ def test_the_lazy_view_reads_as_the_whole_view() -> None:
     assert dict(lazy) == whole
     catalog = SegmentCatalog(
         [
-            Segment.model_validate(
+            validate(
+                Segment,
                 {
                     "id": "big",
                     "name": "Big",
                     "conditions": [{"field": "aggregates.total_spent", "op": "gte", "value": 250}],
-                }
+                },
             ),
-            Segment.model_validate(
-                {"id": "tagged", "name": "T", "conditions": [{"field": "tags", "op": "contains", "value": "vip"}]}
+            validate(
+                Segment,
+                {"id": "tagged", "name": "T", "conditions": [{"field": "tags", "op": "contains", "value": "vip"}]},
             ),
         ]
     )

@@ -13,6 +13,7 @@ from nudge.clocks import VirtualClock
 from nudge.domain.aggregates import Aggregates, updated
 from nudge.domain.model import Contact
 from nudge.domain.segments import Segment, SegmentCatalog, Transition, evaluate, transitions
+from nudge.domain.validation import validate
 from nudge.flow_files import FlowFileError, load_segment, load_segments
 from nudge.settings import Settings
 from tests.conftest import START
@@ -31,7 +32,7 @@ conditions:
 
 
 def catalog(*texts: str) -> SegmentCatalog:
-    return SegmentCatalog(Segment.model_validate(yaml.safe_load(text)) for text in texts)
+    return SegmentCatalog(validate(Segment, yaml.safe_load(text)) for text in texts)
 
 
 def person(aggregates: Aggregates | None = None, **fields: object) -> Contact:

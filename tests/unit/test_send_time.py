@@ -16,6 +16,7 @@ from nudge.domain.aggregates import Aggregates
 from nudge.domain.campaigns import Campaign
 from nudge.domain.flows import WaitUntilStep
 from nudge.domain.model import Contact
+from nudge.domain.validation import validate
 from nudge.flow_tools import step_label
 from nudge.local.simulation import Simulation
 from nudge.services.campaigns import CampaignPiece
@@ -85,13 +86,14 @@ def test_a_histogram_is_halved_past_its_limit_so_recent_habits_weigh_more() -> N
 
 
 def best_time_campaign(best_time: object = True, day: str = "2026-11-10") -> Campaign:
-    return Campaign.model_validate(
+    return validate(
+        Campaign,
         {
             "id": "news",
             "name": "News",
             "email": {"template": "campaigns/newsletter", "subject": "Hi"},
             "schedule": {"date": day, "best_time": best_time},
-        }
+        },
     )
 
 
@@ -120,15 +122,16 @@ def test_explore_spreads_a_send_over_the_day() -> None:
 
 def test_bad_best_time_schedules_are_refused() -> None:
     with pytest.raises(ValueError, match="needs a `date`"):
-        Campaign.model_validate({"id": "n", "name": "N", "sms": {"template": "t"}, "schedule": {"best_time": True}})
+        validate(Campaign, {"id": "n", "name": "N", "sms": {"template": "t"}, "schedule": {"best_time": True}})
     with pytest.raises(ValueError, match="no `local_time`"):
-        Campaign.model_validate(
+        validate(
+            Campaign,
             {
                 "id": "n",
                 "name": "N",
                 "sms": {"template": "t"},
                 "schedule": {"date": "2026-11-10", "local_time": "09:00", "best_time": True},
-            }
+            },
         )
 
 
@@ -208,6 +211,6 @@ def test_a_flow_waits_until_each_contacts_best_hour_shrunk_toward_the_shop_curve
 
 def test_best_time_in_a_wait_until_is_validated_and_drawn() -> None:
     with pytest.raises(ValueError, match="not both"):
-        WaitUntilStep.model_validate({"id": "w", "type": "wait_until", "time": "09:00", "best_time": True})
-    step = WaitUntilStep.model_validate({"id": "w", "type": "wait_until", "best_time": True, "weekdays": ["sat"]})
+        validate(WaitUntilStep, {"id": "w", "type": "wait_until", "time": "09:00", "best_time": True})
+    step = validate(WaitUntilStep, {"id": "w", "type": "wait_until", "best_time": True, "weekdays": ["sat"]})
     assert step_label(step).split() == ["wait", "until", "sat", "best", "hour"]

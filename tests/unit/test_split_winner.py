@@ -12,6 +12,7 @@ from nudge.clocks import VirtualClock
 from nudge.domain.engine import choose_variant
 from nudge.domain.feedback import FeedbackKind
 from nudge.domain.flows import Flow, SplitStep
+from nudge.domain.validation import validate
 from nudge.flow_tools import step_label
 from nudge.local.simulation import Simulation
 from nudge.services.runs import SPLIT_DOCUMENT_PREFIX
@@ -112,8 +113,8 @@ def test_an_auto_winner_needs_an_email_after_each_variant_and_is_drawn() -> None
     ]
     flow = {"id": "f", "name": "F", "trigger": {"event": "x"}, "steps": steps}
     with pytest.raises(ValueError, match="every variant's `next` must be an email step"):
-        Flow.model_validate(flow)
+        validate(Flow, flow)
     with pytest.raises(ValueError, match="between 1h and 90d"):
-        Flow.model_validate({**flow, "steps": [{**steps[0], "auto_winner": {"after": "10m"}}, steps[1]]})
-    split = SplitStep.model_validate({**steps[0], "holdout": 10})
+        validate(Flow, {**flow, "steps": [{**steps[0], "auto_winner": {"after": "10m"}}, steps[1]]})
+    split = validate(SplitStep, {**steps[0], "holdout": 10})
     assert step_label(split) == "split (holdout 10%, auto winner on opens after 3d)"

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from nudge.cli.main import app
 from nudge.domain.flows import Flow
+from nudge.domain.validation import validate
 from nudge.flow_files import FlowFileError, load_whatsapp_templates, template_problems
 from nudge.flow_tools import mermaid, step_label
 from nudge.templating import TemplateRenderer
@@ -34,7 +35,7 @@ def flow(*steps: str, trigger: str = "{event: checkout_started}", category: str 
     body = f"id: f\nname: F\ncategory: {category}\ntrigger: {trigger}\nsteps:\n" + "".join(
         f"  - {step}\n" for step in steps
     )
-    return Flow.model_validate(yaml.safe_load(body))
+    return validate(Flow, yaml.safe_load(body))
 
 
 def problems(subject: Flow, tmp_path: Path) -> list[str]:

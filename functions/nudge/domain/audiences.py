@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Annotated, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
 from nudge.domain.model import Contact
+from nudge.domain.records import Checked, by_type, record
+
+if TYPE_CHECKING:
+    from pydantic import Field
 
 Platform = Literal["meta", "google", "tiktok"]
 PLATFORMS: tuple[Platform, ...] = ("meta", "google", "tiktok")
@@ -34,42 +36,47 @@ NO_IDENTIFIER = "no_email_or_phone"
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-class FlowsSource(_Strict):
+@record
+class FlowsSource:
     """Membership managed by flows: their `audience` steps add and remove people."""
 
     type: Literal["flows"] = "flows"
 
 
-class SegmentSource(_Strict):
+@record
+class SegmentSource:
     """Membership kept equal to a segment or lifecycle stage (`nudge audiences sync`)."""
 
     type: Literal["segment"] = "segment"
-    segment: str = Field(pattern=_ID, description="A segment id from segments/, or a lifecycle stage.")
+    segment: Annotated[str, Field(pattern=_ID, description="A segment id from segments/, or a lifecycle stage.")]
 
 
-class Audience(_Strict):
+Source = FlowsSource | SegmentSource
+SOURCES = by_type(Source)
+
+
+@record
+class Audience(Checked):
     """One list on one ad platform, and where its members come from."""
 
-    id: str = Field(pattern=_ID, description="nudge's name for it: flows' audience steps name it.")
-    name: str = Field(min_length=1)
+    id: Annotated[str, Field(pattern=_ID, description="nudge's name for it: flows' audience steps name it.")]
+    name: Annotated[str, Field(min_length=1)]
     platform: Platform
-    audience_id: str = Field(
-        min_length=1,
-        max_length=200,
-        description="The platform's id: Meta's custom audience id, Google's user list id, TikTok's audience id.",
-    )
-    account_id: str | None = Field(
-        default=None,
-        description="Google: the Ads customer id (digits); TikTok: the advertiser id. Not used for Meta.",
-    )
-    source: Annotated[FlowsSource | SegmentSource, Field(discriminator="type")] = Field(default_factory=FlowsSource)
+    audience_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=200,
+            description="The platform's id: Meta's custom audience id, Google's user list id, TikTok's audience id.",
+        ),
+    ]
+    account_id: Annotated[
+        str | None,
+        Field(description="Google: the Ads customer id (digits); TikTok: the advertiser id. Not used for Meta."),
+    ] = None
+    source: Annotated[Source, SOURCES] = field(default_factory=FlowsSource)
 
-    @model_validator(mode="after")
-    def _ids(self) -> Audience:
+    def _check(self) -> None:
         if not re.fullmatch(r"\d{1,30}", self.audience_id):
             raise ValueError(f"audience_id is the {self.platform} audience's numeric id, e.g. '23851234567890123'")
         if self.platform == "meta" and self.account_id is not None:
@@ -77,7 +84,6 @@ class Audience(_Strict):
         if self.platform != "meta" and not (self.account_id and re.fullmatch(r"\d{1,30}", self.account_id)):
             who = "Google Ads customer id (digits, no dashes)" if self.platform == "google" else "TikTok advertiser id"
             raise ValueError(f"a {self.platform} audience needs account_id: the {who}")
-        return self
 
     @property
     def segment(self) -> str | None:

@@ -9,22 +9,25 @@ once. Consent, suppression, smart sending, frequency caps and SMS quiet hours ar
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import field
 from datetime import UTC, datetime, time, timedelta
 from datetime import date as Date
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nudge.domain import send_time
 from nudge.domain.durations import parse_duration
 from nudge.domain.engine import choose_variant
-from nudge.domain.flows import Flow, SplitStep, _clock_time, check_utm
+from nudge.domain.flows import ClockTime, Flow, SplitStep, Utm
 from nudge.domain.guardrails import GuardrailOverrides
 from nudge.domain.lifecycle import STAGES
 from nudge.domain.model import Contact, Run, RunStatus
+from nudge.domain.records import Check, Checked, as_data, record, replace
 from nudge.domain.timezones import zone_for
+
+if TYPE_CHECKING:
+    from pydantic import Field
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
 CAMPAIGN_ID = _ID
@@ -37,27 +40,25 @@ LATEST_OFFSET = timedelta(hours=12)
 LAST_BEST_HOUR = time(23)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+def _known_stages(value: list[str]) -> list[str]:
+    if unknown := [s for s in value if s not in STAGES]:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)} (known: {', '.join(STAGES)})")
+    return value
 
 
-class Audience(_Strict):
+@record
+class Audience:
     """Who gets it: contacts in any of the segments or stages, or carrying any of the tags (nothing named:
     every contact); minus those in an excluded segment or carrying an excluded tag. Consent and
     suppression are checked at sending time, for every campaign."""
 
-    segments: list[str] = Field(default_factory=list, description="Segment ids (segments/*.yaml).")
-    stages: list[str] = Field(default_factory=list, description="Lifecycle stages, e.g. repeat_buyer, vip.")
-    tags: list[str] = Field(default_factory=list)
-    exclude_segments: list[str] = Field(default_factory=list)
-    exclude_tags: list[str] = Field(default_factory=list)
-
-    @field_validator("stages", mode="after")
-    @classmethod
-    def _known_stages(cls, value: list[str]) -> list[str]:
-        if unknown := [s for s in value if s not in STAGES]:
-            raise ValueError(f"unknown stage(s) {', '.join(unknown)} (known: {', '.join(STAGES)})")
-        return value
+    segments: Annotated[list[str], Field(description="Segment ids (segments/*.yaml).")] = field(default_factory=list)
+    stages: Annotated[
+        list[str], Check(_known_stages), Field(description="Lifecycle stages, e.g. repeat_buyer, vip.")
+    ] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    exclude_segments: list[str] = field(default_factory=list)
+    exclude_tags: list[str] = field(default_factory=list)
 
     def named_segments(self) -> list[str]:
         return [*self.segments, *self.exclude_segments]
@@ -74,54 +75,50 @@ class Audience(_Strict):
         return bool(member & set(wanted) or tags & set(self.tags))
 
 
-class CampaignEmail(_Strict):
-    template: str = Field(min_length=1, description="templates/<template>.html.j2 and .txt.j2")
-    subject: str = Field(min_length=1, description="A Jinja2 template for the subject line.")
+@record
+class CampaignEmail:
+    template: Annotated[str, Field(min_length=1, description="templates/<template>.html.j2 and .txt.j2")]
+    subject: Annotated[str, Field(min_length=1, description="A Jinja2 template for the subject line.")]
     preheader: str | None = None
-    utm: dict[str, str] | None = Field(
-        default=None, description="UTM parameters over the account's (utm_campaign: campaign.<id> otherwise)."
-    )
-
-    @field_validator("utm")
-    @classmethod
-    def _utm(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return check_utm(value)
+    utm: Annotated[
+        Utm, Field(description="UTM parameters over the account's (utm_campaign: campaign.<id> otherwise).")
+    ] = None
 
 
-class CampaignSms(_Strict):
-    template: str = Field(min_length=1, description="templates/<template>.sms.j2")
+@record
+class CampaignSms:
+    template: Annotated[str, Field(min_length=1, description="templates/<template>.sms.j2")]
 
 
-class Schedule(_Strict):
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.utcoffset() is None:
+        raise ValueError("give `at` with its offset (e.g. 2026-12-01T09:00:00Z)")
+    return value.astimezone(UTC) if value is not None else None
+
+
+@record
+class Schedule(Checked):
     """When: `now` (the default), `at` a UTC moment, `local_time` on `date` in each recipient's zone, or
     `best_time` on `date`: each recipient's best hour there (send_time.py), or `explore`: hours spread
     over the day to learn the curve."""
 
-    at: datetime | None = Field(default=None, description="ISO 8601 with an offset, e.g. 2026-12-01T09:00:00Z.")
-    date: Date | None = Field(default=None, description="With local_time or best_time: the day, YYYY-MM-DD.")
-    local_time: str | None = Field(default=None, description="HH:MM in each recipient's time zone.")
-    best_time: bool | Literal["explore"] = Field(
-        default=False, description="With date: each recipient's best hour in their zone; explore: spread."
-    )
+    at: Annotated[
+        datetime | None, Check(_aware), Field(description="ISO 8601 with an offset, e.g. 2026-12-01T09:00:00Z.")
+    ] = None
+    date: Annotated[Date | None, Field(description="With local_time or best_time: the day, YYYY-MM-DD.")] = None
+    local_time: Annotated[ClockTime, Field(description="HH:MM in each recipient's time zone.")] = None
+    best_time: Annotated[
+        bool | Literal["explore"],
+        Field(description="With date: each recipient's best hour in their zone; explore: spread."),
+    ] = False
 
-    @field_validator("at", mode="after")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.utcoffset() is None:
-            raise ValueError("give `at` with its offset (e.g. 2026-12-01T09:00:00Z)")
-        return value.astimezone(UTC) if value is not None else None
-
-    _check_local_time = field_validator("local_time")(_clock_time)
-
-    @model_validator(mode="after")
-    def _one_way(self) -> Schedule:
+    def _check(self) -> None:
         if self.at is not None and (self.local_time or self.date):
             raise ValueError("a schedule is `at` a moment or `local_time` on a `date`, not both")
         if self.best_time and (self.local_time is not None or self.date is None):
             raise ValueError("`best_time` needs a `date` (the day) and no `local_time` (it chooses the hour)")
         if not self.best_time and (self.local_time is None) != (self.date is None):
             raise ValueError("`local_time` needs a `date`, and a `date` needs a `local_time`")
-        return self
 
     @property
     def per_recipient(self) -> bool:
@@ -191,76 +188,76 @@ HOLDOUT = "holdout"  # gets nothing, to measure lift
 WEIGHT_SCALE = 100  # split weights are integers: percent x 100
 
 
-class AbVariant(_Strict):
+def _not_reserved(value: str) -> str:
+    if value in (REST, HOLDOUT):
+        raise ValueError(f"{value!r} names a group of the test; call the variant something else")
+    return value
+
+
+@record
+class AbVariant:
     """A variant of the email: what it changes (subject, preheader and/or template)."""
 
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,19}$")
+    id: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,19}$"), Check(_not_reserved)]
     subject: str | None = None
     preheader: str | None = None
     template: str | None = None
 
-    @field_validator("id", mode="after")
-    @classmethod
-    def _not_reserved(cls, value: str) -> str:
-        if value in (REST, HOLDOUT):
-            raise ValueError(f"{value!r} names a group of the test; call the variant something else")
-        return value
+
+def _wait(value: str) -> str:
+    try:
+        waited = parse_duration(value)
+    except ValueError:
+        raise ValueError("wait is a duration such as '4h' or '1d'") from None
+    if not timedelta(minutes=30) <= waited <= timedelta(days=7):
+        raise ValueError("wait is between 30m and 7d")
+    return value
 
 
-class AbTest(_Strict):
+@record
+class AbTest(Checked):
     """A/B/n test of the email on `test_percent` of the audience, split evenly; after `wait`, the variant
     with the best `metric` goes to the rest. It is the winner at `confidence` (a two-proportion z-test of
     the leader against the runner-up); a test that does not reach it sends the leader, or the first
     variant with `if_inconclusive: first`."""
 
-    variants: list[AbVariant] = Field(min_length=2, max_length=5)
-    test_percent: float = Field(default=20, ge=1, le=50, description="Percent of the audience in the test.")
+    variants: Annotated[list[AbVariant], Field(min_length=2, max_length=5)]
+    test_percent: Annotated[float, Field(ge=1, le=50, description="Percent of the audience in the test.")] = 20
     metric: Literal["open_rate", "click_rate"] = "click_rate"
-    wait: str = Field(default="4h", description="How long after the start the winner is chosen, e.g. 4h.")
-    confidence: float = Field(default=0.95, ge=0.5, lt=1)
+    wait: Annotated[str, Check(_wait), Field(description="How long after the start the winner is chosen, e.g. 4h.")] = (
+        "4h"
+    )
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
     if_inconclusive: Literal["leader", "first"] = "leader"
 
-    @field_validator("wait", mode="after")
-    @classmethod
-    def _wait(cls, value: str) -> str:
-        try:
-            waited = parse_duration(value)
-        except ValueError:
-            raise ValueError("wait is a duration such as '4h' or '1d'") from None
-        if not timedelta(minutes=30) <= waited <= timedelta(days=7):
-            raise ValueError("wait is between 30m and 7d")
-        return value
-
-    @model_validator(mode="after")
-    def _distinct(self) -> AbTest:
+    def _check(self) -> None:
         ids = [v.id for v in self.variants]
         if len(ids) != len(set(ids)):
             raise ValueError("variant ids must be distinct")
-        return self
 
     @property
     def waits(self) -> timedelta:
         return parse_duration(self.wait)
 
 
-class Campaign(_Strict):
+@record
+class Campaign(Checked):
     """One send to an audience: email and/or SMS content, a schedule, a priority against flows."""
 
-    id: str = Field(pattern=_ID)
-    name: str = Field(min_length=1)
+    id: Annotated[str, Field(pattern=_ID)]
+    name: Annotated[str, Field(min_length=1)]
     description: str = ""
-    topic: str | None = Field(default=None, max_length=80, description="The preference page's name for it.")
-    audience: Audience = Field(default_factory=Audience)
+    topic: Annotated[str | None, Field(max_length=80, description="The preference page's name for it.")] = None
+    audience: Audience = field(default_factory=Audience)
     email: CampaignEmail | None = None
     sms: CampaignSms | None = None
-    schedule: Schedule = Field(default_factory=Schedule)
-    priority: int = Field(default=0, ge=0, le=100, description="Higher wins smart sending against lower.")
-    guardrails: GuardrailOverrides = Field(default_factory=GuardrailOverrides)
-    ab_test: AbTest | None = Field(default=None, description="A/B/n test of the email, the winner to the rest.")
-    holdout: float = Field(default=0, ge=0, le=50, description="Percent of the audience who get nothing (lift).")
+    schedule: Schedule = field(default_factory=Schedule)
+    priority: Annotated[int, Field(ge=0, le=100, description="Higher wins smart sending against lower.")] = 0
+    guardrails: GuardrailOverrides = field(default_factory=GuardrailOverrides)
+    ab_test: Annotated[AbTest | None, Field(description="A/B/n test of the email, the winner to the rest.")] = None
+    holdout: Annotated[float, Field(ge=0, le=50, description="Percent of the audience who get nothing (lift).")] = 0
 
-    @model_validator(mode="after")
-    def _content(self) -> Campaign:
+    def _check(self) -> None:
         if self.email is None and self.sms is None:
             raise ValueError("a campaign sends an email, an SMS or both: give `email` or `sms`")
         if self.ab_test is not None:
@@ -268,7 +265,6 @@ class Campaign(_Strict):
                 raise ValueError("ab_test varies the email: give `email`")
             if self.holdout + self.ab_test.test_percent > 90:
                 raise ValueError("holdout and ab_test.test_percent leave under 10% for the winner")
-        return self
 
     @property
     def tests(self) -> bool:
@@ -309,16 +305,19 @@ class Campaign(_Strict):
         (the engine's deterministic choice over the same shares: test variants, `rest`, and the holdout,
         which ends the run with nothing sent); `rest` goes to the winner's email once it is chosen (before
         that no `rest` run is started, and it would end)."""
+        from nudge.domain.validation import validate  # pydantic: only a campaign's wake-up pays for it
+
         steps: list[dict[str, Any]] = []
         if self.email is not None and not self.tests:
-            steps.append({"id": "email", "type": "email", **self.email.model_dump(exclude_none=True)})
+            steps.append({"id": "email", "type": "email", **as_data(self.email, drop_none=True)})
         elif self.email is not None or self.holdout:
             steps.extend(self._split_steps(winner))
         if self.sms is not None:
-            steps.append({"id": "sms", "type": "sms", **self.sms.model_dump()})
+            steps.append({"id": "sms", "type": "sms", **as_data(self.sms)})
         if len(steps) > 1 and steps[0]["type"] == "split":
             steps.append({"id": "done", "type": "end"})
-        flow = Flow.model_validate(
+        flow = validate(
+            Flow,
             {
                 "id": "campaign",
                 "name": self.name,
@@ -327,11 +326,11 @@ class Campaign(_Strict):
                 "priority": self.priority,
                 "trigger": {"type": "api"},
                 "entry": {"reentry": "never"},
-                "guardrails": self.guardrails.model_dump(exclude_unset=True),
+                "guardrails": as_data(self.guardrails, drop_none=True),
                 "steps": steps,
-            }
+            },
         )
-        return flow.model_copy(update={"id": self.flow_id})  # a dotted id, which the flow model refuses
+        return replace(flow, id=self.flow_id)  # a dotted id, which the flow's rules refuse
 
     def _split_steps(self, winner: str | None) -> list[dict[str, Any]]:
         after = "sms" if self.sms is not None else "done"
@@ -341,12 +340,12 @@ class Campaign(_Strict):
         share = self.ab_test.test_percent / len(test) if self.ab_test is not None else 0
         for variant in test:
             assert self.email is not None
-            fields = {**self.email.model_dump(exclude_none=True), **variant.model_dump(exclude_none=True)}
-            fields.pop("id")
-            emails.append({"id": f"email_{variant.id}", "type": "email", "next": after, **fields})
+            content = {**as_data(self.email, drop_none=True), **as_data(variant, drop_none=True)}
+            content.pop("id")
+            emails.append({"id": f"email_{variant.id}", "type": "email", "next": after, **content})
             variants.append({"name": variant.id, "weight": round(share * WEIGHT_SCALE), "next": emails[-1]["id"]})
         if self.ab_test is None and self.email is not None:  # a holdout only: everyone else gets the email
-            emails.append({"id": "email", "type": "email", "next": after, **self.email.model_dump(exclude_none=True)})
+            emails.append({"id": "email", "type": "email", "next": after, **as_data(self.email, drop_none=True)})
             rest_next = "email"
         else:
             rest_next = f"email_{winner}" if winner is not None else "done"

@@ -1,4 +1,4 @@
-"""Flows as data: pydantic models with a `type` discriminator, parsed from flows/*.yaml.
+"""Flows as data: frozen records (`nudge.domain.records`) with a `type` discriminator, read from flows/*.yaml.
 
 A flow is a trigger, entry and exit rules, an optional goal, guardrail overrides, and a list of steps.
 Steps run in list order unless one names its `next` step (or a branch or split chooses one).
@@ -8,24 +8,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import field
 from datetime import time, timedelta
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from nudge.domain import expressions
 from nudge.domain.durations import parse_duration, parse_offset
 from nudge.domain.guardrails import GuardrailOverrides
 from nudge.domain.model import CONTACT_FIELDS, Category
-from nudge.domain.unions import union_tags
+from nudge.domain.records import Check, Checked, by_type, record
+
+if TYPE_CHECKING:
+    from pydantic import Field
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TEMPLATED = re.compile(r"\{\{.*\}\}")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _expression(value: str | None) -> str | None:
@@ -48,10 +46,20 @@ def _clock_time(value: str | None) -> str | None:
     return value
 
 
+def _offset(value: str) -> str:
+    parse_offset(value)
+    return value
+
+
+Expression = Annotated[str | None, Check(_expression)]
+ClockTime = Annotated[str | None, Check(_clock_time)]
+
+
 # Triggers -------------------------------------------------------------------------------------------
 
 
-EventTypes = Annotated[str | list[str], Field(description="An event type, or a list of them.")]
+EventTypes = str | list[str]
+_EVENT_TYPES = "An event type, or a list of them."
 
 
 def _types(value: str | list[str]) -> list[str]:
@@ -63,56 +71,55 @@ def _is_one_of(event_type: str, value: str | list[str]) -> bool:
     return event_type == value if isinstance(value, str) else event_type in value
 
 
-class EventTrigger(_Strict):
+@record
+class EventTrigger:
     """Start a run when an event of this type arrives, its `where` properties are equal and `filter` holds."""
 
     type: Literal["event"] = "event"
-    event: EventTypes
-    where: dict[str, Any] = Field(default_factory=dict, description="Property equalities the event must meet.")
-    filter: str | None = Field(default=None, description="A Jinja2 expression over event, contact and now.")
-
-    _check_filter = field_validator("filter")(_expression)
+    event: Annotated[EventTypes, Field(description=_EVENT_TYPES)]
+    where: Annotated[dict[str, Any], Field(description="Property equalities the event must meet.")] = field(
+        default_factory=dict
+    )
+    filter: Annotated[Expression, Field(description="A Jinja2 expression over event, contact and now.")] = None
 
     def accepts(self, event_type: str) -> bool:
         return _is_one_of(event_type, self.event)
 
 
-class DateTrigger(_Strict):
+def _date_path(value: str) -> str:
+    if not re.fullmatch(r"contact(\.[a-z_][a-z0-9_]*)+", value):
+        raise ValueError("a date trigger reads a contact field, e.g. contact.properties.birthday")
+    return value
+
+
+@record
+class DateTrigger:
     """Start a run on a date the contact carries (birthday, anniversary), at a local time, every year."""
 
     type: Literal["date"]
-    date: str = Field(description="Dotted path to the date, e.g. contact.properties.birthday.")
-    offset: str = Field(default="0d", description="Signed duration from the date, e.g. '-7d'.")
-    time: str = Field(default="09:00", description="Local time of day in the contact's time zone.")
+    date: Annotated[
+        str, Check(_date_path), Field(description="Dotted path to the date, e.g. contact.properties.birthday.")
+    ]
+    offset: Annotated[str, Check(_offset), Field(description="Signed duration from the date, e.g. '-7d'.")] = "0d"
+    time: Annotated[str, Check(_clock_time), Field(description="Local time of day in the contact's time zone.")] = (
+        "09:00"
+    )
     repeat: Literal["yearly", "once"] = "yearly"
 
-    _check_time = field_validator("time")(_clock_time)
 
-    @field_validator("date")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not re.fullmatch(r"contact(\.[a-z_][a-z0-9_]*)+", value):
-            raise ValueError("a date trigger reads a contact field, e.g. contact.properties.birthday")
-        return value
-
-    @field_validator("offset")
-    @classmethod
-    def _offset(cls, value: str) -> str:
-        parse_offset(value)
-        return value
-
-
-class ApiTrigger(_Strict):
+@record
+class ApiTrigger:
     """Start a run only when the API enrolls a contact: POST /v1/flows/<id>/enrollments."""
 
     type: Literal["api"]
 
 
-class SegmentTrigger(_Strict):
+@record
+class SegmentTrigger:
     """Start a run when the contact enters (or leaves) a segment or a lifecycle stage, e.g. `lapsed`."""
 
     type: Literal["segment"]
-    segment: str = Field(pattern=_ID, description="A segment id from segments/, or a lifecycle stage.")
+    segment: Annotated[str, Field(pattern=_ID, description="A segment id from segments/, or a lifecycle stage.")]
     # Not `on`: YAML 1.1 reads a bare `on` key as the boolean true.
     when: Literal["entered", "exited"] = "entered"
 
@@ -128,59 +135,53 @@ def _trigger_kind(value: Any) -> str:
     return str(getattr(value, "type", "event"))
 
 
-Trigger = Annotated[
-    Annotated[EventTrigger, Tag("event")]
-    | Annotated[DateTrigger, Tag("date")]
-    | Annotated[ApiTrigger, Tag("api")]
-    | Annotated[SegmentTrigger, Tag("segment")],
-    Discriminator(_trigger_kind),
-]
+Trigger = EventTrigger | DateTrigger | ApiTrigger | SegmentTrigger
+# A trigger without a `type` is read by its keys: a `date`, a `segment`, else an event.
+TRIGGERS = by_type(Trigger, choose=_trigger_kind)
 
 
-class EntryRules(_Strict):
+def _policy(value: str) -> str:
+    if value not in {"always", "never"}:
+        try:
+            parse_duration(value)
+        except ValueError:
+            raise ValueError("reentry is 'always', 'never' or a duration such as '30d'") from None
+    return value
+
+
+@record
+class EntryRules:
     """Who may start again: `always` (once the previous run ended), `never`, or a duration since the last start."""
 
-    reentry: str = Field(default="always", description="always | never | a duration such as 30d")
-
-    @field_validator("reentry")
-    @classmethod
-    def _policy(cls, value: str) -> str:
-        if value not in {"always", "never"}:
-            try:
-                parse_duration(value)
-            except ValueError:
-                raise ValueError("reentry is 'always', 'never' or a duration such as '30d'") from None
-        return value
+    reentry: Annotated[str, Check(_policy), Field(description="always | never | a duration such as 30d")] = "always"
 
     @property
     def cooldown(self) -> timedelta | None:
         return None if self.reentry in {"always", "never"} else parse_duration(self.reentry)
 
 
-class ExitRule(_Strict):
+@record
+class ExitRule:
     """End an active run when this event arrives and its `match` pairs and `filter` hold."""
 
-    event: EventTypes
-    match: dict[str, str] = Field(
-        default_factory=dict,
-        description="event property -> trigger property; all pairs must be equal (e.g. checkout_id).",
-    )
-    filter: str | None = Field(default=None, description="A Jinja2 expression over event, trigger and contact.")
-
-    _check_filter = field_validator("filter")(_expression)
+    event: Annotated[EventTypes, Field(description=_EVENT_TYPES)]
+    match: Annotated[
+        dict[str, str],
+        Field(description="event property -> trigger property; all pairs must be equal (e.g. checkout_id)."),
+    ] = field(default_factory=dict)
+    filter: Annotated[Expression, Field(description="A Jinja2 expression over event, trigger and contact.")] = None
 
     def accepts(self, event_type: str) -> bool:
         return _is_one_of(event_type, self.event)
 
 
-class Goal(_Strict):
+@record
+class Goal:
     """The event that counts as this flow's conversion; by default it also ends the run."""
 
-    event: EventTypes
-    filter: str | None = None
+    event: Annotated[EventTypes, Field(description=_EVENT_TYPES)]
+    filter: Expression = None
     exit: bool = True
-
-    _check_filter = field_validator("filter")(_expression)
 
     def accepts(self, event_type: str) -> bool:
         return _is_one_of(event_type, self.event)
@@ -189,58 +190,52 @@ class Goal(_Strict):
 # Steps ----------------------------------------------------------------------------------------------
 
 
-class _Step(_Strict):
-    id: str = Field(pattern=_ID, description="Stable step id: message ids and metrics hang on it.")
-    next: str | None = Field(default=None, description="The step to go to next (default: the following one).")
+@record
+class _Step:
+    id: Annotated[str, Field(pattern=_ID, description="Stable step id: message ids and metrics hang on it.")]
+    next: Annotated[str | None, Field(description="The step to go to next (default: the following one).")] = None
 
 
+def _valid_duration(value: str) -> str:
+    if not _TEMPLATED.search(value):
+        parse_duration(value)
+    return value
+
+
+@record
 class WaitStep(_Step):
     """Pause for a duration, counted from when the previous wake-up was due. May be a template."""
 
     type: Literal["wait"]
-    duration: str = Field(description="e.g. '1h', '2d', or '{{ event.replenish_days }}d'.")
-
-    @field_validator("duration")
-    @classmethod
-    def _valid_duration(cls, value: str) -> str:
-        if not _TEMPLATED.search(value):
-            parse_duration(value)
-        return value
+    duration: Annotated[
+        str, Check(_valid_duration), Field(description="e.g. '1h', '2d', or '{{ event.replenish_days }}d'.")
+    ]
 
 
-class WaitUntilStep(_Step):
+@record
+class WaitUntilStep(_Step, Checked):
     """Pause until a local time of day (and weekday), or until a date (fixed or from a property) plus offset;
     `best_time` instead of a time: the contact's best local hour (send_time.py, as best-time campaigns)."""
 
     type: Literal["wait_until"]
-    time: str | None = Field(default=None, description="Local time of day, HH:MM, in the contact's zone.")
-    best_time: bool = Field(
-        default=False, description="Instead of `time`: the contact's best hour, from their opens and clicks."
+    time: Annotated[ClockTime, Field(description="Local time of day, HH:MM, in the contact's zone.")] = None
+    best_time: Annotated[
+        bool, Field(description="Instead of `time`: the contact's best hour, from their opens and clicks.")
+    ] = False
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = field(default_factory=list)
+    date: Annotated[str | None, Field(description="YYYY-MM-DD, or a template like '{{ event.launch_date }}'.")] = None
+    offset: Annotated[str, Check(_offset), Field(description="Signed duration added to `date`, e.g. '-7d'.")] = "0d"
+    if_past: Annotated[str, Field(description="When the moment has passed: 'continue', or a step id to jump to.")] = (
+        "continue"
     )
-    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(default_factory=list)
-    date: str | None = Field(default=None, description="YYYY-MM-DD, or a template like '{{ event.launch_date }}'.")
-    offset: str = Field(default="0d", description="Signed duration added to `date`, e.g. '-7d'.")
-    if_past: str = Field(
-        default="continue", description="When the moment has passed: 'continue', or a step id to jump to."
-    )
 
-    _check_time = field_validator("time")(_clock_time)
-
-    @field_validator("offset")
-    @classmethod
-    def _offset(cls, value: str) -> str:
-        parse_offset(value)
-        return value
-
-    @model_validator(mode="after")
-    def _something_to_wait_for(self) -> WaitUntilStep:
+    def _check(self) -> None:
         if self.best_time and self.time is not None:
             raise ValueError("wait_until takes a `time` or `best_time` (which chooses the hour), not both")
         if self.date is None and self.time is None and not self.best_time:
             raise ValueError("wait_until needs a time of day, a date, or both")
         if self.date is not None and self.weekdays:
             raise ValueError("wait_until takes weekdays or a date, not both")
-        return self
 
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
@@ -257,71 +252,76 @@ def check_utm(value: dict[str, str] | None) -> dict[str, str] | None:
     return value
 
 
+Utm = Annotated[dict[str, str] | None, Check(check_utm)]
+
+
+@record
 class EmailStep(_Step):
     """Send an email rendered from templates/<template>.html.j2 and .txt.j2."""
 
     type: Literal["email"]
-    template: str = Field(min_length=1)
-    subject: str = Field(min_length=1, description="A Jinja2 template for the subject line.")
-    preheader: str | None = Field(default=None, description="A Jinja2 template for the inbox preview line.")
-    category: Category | None = Field(default=None, description="Overrides the flow's category.")
-    utm: dict[str, str] | None = Field(default=None, description="UTM parameters over the defaults, e.g. utm_campaign.")
-
-    @field_validator("utm")
-    @classmethod
-    def _utm(cls, value: dict[str, str] | None) -> dict[str, str] | None:
-        return check_utm(value)
+    template: Annotated[str, Field(min_length=1)]
+    subject: Annotated[str, Field(min_length=1, description="A Jinja2 template for the subject line.")]
+    preheader: Annotated[str | None, Field(description="A Jinja2 template for the inbox preview line.")] = None
+    category: Annotated[Category | None, Field(description="Overrides the flow's category.")] = None
+    utm: Annotated[Utm, Field(description="UTM parameters over the defaults, e.g. utm_campaign.")] = None
 
 
+@record
 class SmsStep(_Step):
     """Send an SMS rendered from templates/<template>.sms.j2."""
 
     type: Literal["sms"]
-    template: str = Field(min_length=1)
+    template: Annotated[str, Field(min_length=1)]
     category: Category | None = None
 
 
-class SmsFallback(_Strict):
+@record
+class SmsFallback:
     """What a WhatsApp step sends instead, by SMS, to a contact without WhatsApp consent."""
 
     type: Literal["sms"]
-    template: str = Field(min_length=1, description="templates/<template>.sms.j2")
+    template: Annotated[str, Field(min_length=1, description="templates/<template>.sms.j2")]
 
 
-class EmailFallback(_Strict):
+@record
+class EmailFallback:
     """What a WhatsApp step sends instead, by email, to a contact without WhatsApp consent."""
 
     type: Literal["email"]
-    template: str = Field(min_length=1, description="templates/<template>.html.j2 and .txt.j2")
-    subject: str = Field(min_length=1)
+    template: Annotated[str, Field(min_length=1, description="templates/<template>.html.j2 and .txt.j2")]
+    subject: Annotated[str, Field(min_length=1)]
     preheader: str | None = None
 
 
-class WhatsAppStep(_Step):
+FALLBACKS = by_type(SmsFallback | EmailFallback)
+
+
+@record
+class WhatsAppStep(_Step, Checked):
     """Send a WhatsApp message: a Meta-approved template (flows/_whatsapp.yaml) with its parameters, or
     free-form `text`, which goes out only inside the 24-hour customer-service window (else skipped)."""
 
     type: Literal["whatsapp"]
-    template: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,512}$", description="Approved template name.")
-    language: str | None = Field(default=None, description="The template's language code, e.g. en_US.")
-    parameters: dict[str, str] = Field(
-        default_factory=dict, description="Template parameter -> a Jinja2 template over contact, event, run, now."
-    )
-    text: str | None = Field(default=None, min_length=1, description="Free-form text (a Jinja2 template).")
+    template: Annotated[str | None, Field(pattern=r"^[a-z0-9_]{1,512}$", description="Approved template name.")] = None
+    language: Annotated[str | None, Field(description="The template's language code, e.g. en_US.")] = None
+    parameters: Annotated[
+        dict[str, str], Field(description="Template parameter -> a Jinja2 template over contact, event, run, now.")
+    ] = field(default_factory=dict)
+    text: Annotated[str | None, Field(min_length=1, description="Free-form text (a Jinja2 template).")] = None
     category: Category | None = None
-    fallback: Annotated[SmsFallback | EmailFallback, Field(discriminator="type")] | None = Field(
-        default=None, description="Sent instead when the contact has no WhatsApp consent (or no phone)."
-    )
+    fallback: Annotated[
+        Annotated[SmsFallback | EmailFallback, FALLBACKS] | None,
+        Field(description="Sent instead when the contact has no WhatsApp consent (or no phone)."),
+    ] = None
 
-    @model_validator(mode="after")
-    def _template_or_text(self) -> WhatsAppStep:
+    def _check(self) -> None:
         if (self.template is None) == (self.text is None):
             raise ValueError("a whatsapp step sends a template (with its language) or a text, not both or neither")
         if self.template is not None and not self.language:
             raise ValueError("a whatsapp template needs its language, e.g. language: en_US")
         if self.text is not None and (self.language or self.parameters):
             raise ValueError("language and parameters belong to a template; a text step has neither")
-        return self
 
     def fallback_step(self) -> EmailStep | SmsStep | None:
         """The fallback as the message step it stands for (same id: one message per step and wake-up)."""
@@ -339,119 +339,124 @@ class WhatsAppStep(_Step):
         return None
 
 
+@record
 class BranchStep(_Step):
     """Go to `then` if the condition holds, else to `else` (default: the following step)."""
 
+    # The file's `if` and `else` (Python's keywords) are `condition` and `otherwise` here.
+    __pydantic_config__ = {"extra": "forbid", "validate_by_name": True, "validate_by_alias": True}
+
     type: Literal["branch"]
-    condition: str = Field(alias="if", description="A Jinja2 expression over contact, event, run and now.")
+    condition: Annotated[
+        str, Check(_expression), Field(alias="if", description="A Jinja2 expression over contact, event, run and now.")
+    ]
     then: str
-    otherwise: str | None = Field(default=None, alias="else")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, defer_build=True)
-
-    _check_condition = field_validator("condition")(_expression)
+    otherwise: Annotated[str | None, Field(alias="else")] = None
 
 
-class Variant(_Strict):
-    name: str = Field(pattern=_ID)
-    weight: int = Field(default=1, ge=1, le=10_000)
+@record
+class Variant:
+    name: Annotated[str, Field(pattern=_ID)]
+    weight: Annotated[int, Field(ge=1, le=10_000)] = 1
     next: str | None = None
 
 
-class AutoWinner(_Strict):
+def _after(value: str) -> str:
+    if not timedelta(hours=1) <= parse_duration(value) <= timedelta(days=90):
+        raise ValueError("after is between 1h and 90d")
+    return value
+
+
+@record
+class AutoWinner:
     """A split's automatic winner: once `after` has passed since its first entrant, the variant whose email
     leads on `metric` (opens or clicks over deliveries) against the runner-up at `confidence` in a
     two-proportion z-test gets every later entrant (the holdout stays a holdout)."""
 
     metric: Literal["open", "click"] = "click"
-    after: str = Field(default="2d", description="How long the test runs at least, from its first entrant.")
-    confidence: float = Field(default=0.95, ge=0.5, lt=1)
-
-    @field_validator("after")
-    @classmethod
-    def _after(cls, value: str) -> str:
-        if not timedelta(hours=1) <= parse_duration(value) <= timedelta(days=90):
-            raise ValueError("after is between 1h and 90d")
-        return value
+    after: Annotated[
+        str, Check(_after), Field(description="How long the test runs at least, from its first entrant.")
+    ] = "2d"
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
 
     @property
     def waits(self) -> timedelta:
         return parse_duration(self.after)
 
 
-class SplitStep(_Step):
+@record
+class SplitStep(_Step, Checked):
     """A/B/n split: each contact lands in one variant for good (hash of flow, step and contact)."""
 
     type: Literal["split"]
-    variants: list[Variant] = Field(min_length=2)
-    holdout: float = Field(default=0, ge=0, le=50, description="Percent of contacts who get nothing more.")
-    auto_winner: AutoWinner | None = Field(
-        default=None, description="Send every later entrant to the variant that wins on opens or clicks."
-    )
+    variants: Annotated[list[Variant], Field(min_length=2)]
+    holdout: Annotated[float, Field(ge=0, le=50, description="Percent of contacts who get nothing more.")] = 0
+    auto_winner: Annotated[
+        AutoWinner | None, Field(description="Send every later entrant to the variant that wins on opens or clicks.")
+    ] = None
 
     def variant(self, name: str) -> Variant | None:
         return next((v for v in self.variants if v.name == name), None)
 
-    @model_validator(mode="after")
-    def _distinct(self) -> SplitStep:
+    def _check(self) -> None:
         names = [v.name for v in self.variants]
         if len(names) != len(set(names)):
             raise ValueError("variant names must be distinct")
-        return self
 
 
+@record
 class UpdateProfileStep(_Step):
     """Set or unset contact properties, add or remove tags, or change consent."""
 
     type: Literal["update_profile"]
-    set: dict[str, Any] = Field(default_factory=dict, description="Values may be templates.")
-    unset: list[str] = Field(default_factory=list)
-    add_tags: list[str] = Field(default_factory=list)
-    remove_tags: list[str] = Field(default_factory=list)
+    set: Annotated[dict[str, Any], Field(description="Values may be templates.")] = field(default_factory=dict)
+    unset: list[str] = field(default_factory=list)
+    add_tags: list[str] = field(default_factory=list)
+    remove_tags: list[str] = field(default_factory=list)
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
     whatsapp_marketing: bool | None = None
 
 
+def _timeout(value: str) -> str:
+    if parse_duration(value) > timedelta(seconds=30):
+        raise ValueError("a webhook timeout is at most 30s")
+    return value
+
+
+@record
 class WebhookStep(_Step):
     """POST a signed JSON body to a URL; retried on failure, then recorded as failed."""
 
     type: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://")
-    body: dict[str, Any] = Field(default_factory=dict, description="Values may be templates.")
-    timeout: str = "10s"
-    retries: int = Field(default=2, ge=0, le=5)
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: str) -> str:
-        if parse_duration(value) > timedelta(seconds=30):
-            raise ValueError("a webhook timeout is at most 30s")
-        return value
+    url: Annotated[str, Field(pattern=r"^https?://")]
+    body: Annotated[dict[str, Any], Field(description="Values may be templates.")] = field(default_factory=dict)
+    timeout: Annotated[str, Check(_timeout)] = "10s"
+    retries: Annotated[int, Field(ge=0, le=5)] = 2
 
 
+@record
 class AudienceStep(_Step):
     """Add the contact to an ad audience (audiences/*.yaml), or take them out of it. Only contacts whose
     consent covers advertising are uploaded; the upload is the worker's, in batches (docs/audiences.md)."""
 
     type: Literal["audience"]
-    action: Literal["add", "remove"] = Field(description="add | remove")
-    audience: str = Field(pattern=_ID, description="An audience id from audiences/*.yaml.")
+    action: Annotated[Literal["add", "remove"], Field(description="add | remove")]
+    audience: Annotated[str, Field(pattern=_ID, description="An audience id from audiences/*.yaml.")]
 
 
-class EndStep(_Step):
+@record
+class EndStep(_Step, Checked):
     """Complete the run here."""
 
     type: Literal["end"]
 
-    @model_validator(mode="after")
-    def _no_next(self) -> EndStep:
+    def _check(self) -> None:
         if self.next is not None:
             raise ValueError("an end step has no next")
-        return self
 
 
-Step = Annotated[
+Step = (
     WaitStep
     | WaitUntilStep
     | EmailStep
@@ -462,39 +467,41 @@ Step = Annotated[
     | UpdateProfileStep
     | WebhookStep
     | AudienceStep
-    | EndStep,
-    Field(discriminator="type"),
-]
+    | EndStep
+)
+# The kinds, read off the union (a test walks each through validate, graph and the docs).
+STEPS = by_type(Step)
 MessageStep = EmailStep | SmsStep | WhatsAppStep
 WAITS = (WaitStep, WaitUntilStep)
-# The kinds, from the unions themselves (a test walks each through validate, graph and the docs).
-STEP_KINDS = union_tags(Step)
-TRIGGER_KINDS = union_tags(Trigger)
+STEP_KINDS = STEPS.tags
+TRIGGER_KINDS = TRIGGERS.tags
 
 
-class Flow(_Strict):
+@record
+class Flow(Checked):
     """A sequence: what starts it, what ends it early, what counts as success, and its steps."""
 
-    id: str = Field(pattern=_ID)
-    name: str = Field(min_length=1)
+    id: Annotated[str, Field(pattern=_ID)]
+    name: Annotated[str, Field(min_length=1)]
     description: str = ""
-    topic: str | None = Field(
-        default=None,
-        max_length=80,
-        description="What the preference page calls this flow's emails, in the reader's words "
-        "(e.g. 'Reminders about your cart'); the flow's name when not given.",
-    )
+    topic: Annotated[
+        str | None,
+        Field(
+            max_length=80,
+            description="What the preference page calls this flow's emails, in the reader's words "
+            "(e.g. 'Reminders about your cart'); the flow's name when not given.",
+        ),
+    ] = None
     category: Category = Category.MARKETING
-    priority: int = Field(default=0, ge=0, le=100, description="Higher wins smart sending against lower.")
-    trigger: Trigger
-    entry: EntryRules = Field(default_factory=EntryRules)
-    exit: list[ExitRule] = Field(default_factory=list)
+    priority: Annotated[int, Field(ge=0, le=100, description="Higher wins smart sending against lower.")] = 0
+    trigger: Annotated[Trigger, TRIGGERS]
+    entry: EntryRules = field(default_factory=EntryRules)
+    exit: list[ExitRule] = field(default_factory=list)
     goal: Goal | None = None
-    guardrails: GuardrailOverrides = Field(default_factory=GuardrailOverrides)
-    steps: list[Step] = Field(min_length=1)
+    guardrails: GuardrailOverrides = field(default_factory=GuardrailOverrides)
+    steps: Annotated[list[Annotated[Step, STEPS]], Field(min_length=1)]
 
-    @model_validator(mode="after")
-    def _well_formed(self) -> Flow:
+    def _check(self) -> None:
         ids = [step.id for step in self.steps]
         seen: set[str] = set()
         for step_id in ids:
@@ -515,7 +522,6 @@ class Flow(_Strict):
                     "every variant's `next` must be an email step"
                 )
         self._check_reachable_and_waits()
-        return self
 
     @staticmethod
     def _targets(step: Step) -> list[str]:
@@ -666,7 +672,7 @@ WEEKDAY_INDEX = {name: index for index, name in enumerate(_WEEKDAYS)}
 # Flow object id -> (it, its steps list, step id -> (step, the id of the step after it in the list)): the
 # engine asks a flow for its current step and the one after it on every step a run takes, and a flow is
 # frozen. The flow is held, so its id is not reused while cached; the list is held to notice a flow whose
-# list was replaced (model_copy) or grew.
+# list was replaced (a copy) or grew.
 _STEP_INDEX: dict[int, tuple[Flow, list[Step], int, dict[str, tuple[Step, str | None]]]] = {}
 _STEP_INDEX_KEPT = 1024
 

@@ -9,22 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nudge.domain.durations import parse_duration
 from nudge.domain.model import Category, Channel, SentRecord, quick_init
+from nudge.domain.records import Check, items, record, replace
+
+if TYPE_CHECKING:
+    from pydantic import Field
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
 # The channels that reach the same phone: smart sending counts them together, quiet hours hold them both.
 PHONE = frozenset({Channel.SMS, Channel.WHATSAPP})
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _duration_or_off(value: str | None) -> str | None:
@@ -33,66 +31,70 @@ def _duration_or_off(value: str | None) -> str | None:
     return value
 
 
-class SmartSending(_Strict):
+def _clock(value: str) -> str:
+    time.fromisoformat(value)
+    return value
+
+
+def _zone(value: str) -> str:
+    ZoneInfo(value)
+    return value
+
+
+Window = Annotated[str | None, Check(_duration_or_off)]
+Clock = Annotated[str, Check(_clock)]
+
+
+@record
+class SmartSending:
     """Skip (or delay) a marketing message if one went out on that channel within the window.
 
     SMS and WhatsApp reach the same phone, so each counts the other's messages too (across channels).
     """
 
-    email: str | None = Field(default="16h", description="Window for email, or 'off'.")
-    sms: str | None = Field(default="24h", description="Window for SMS, or 'off'.")
-    whatsapp: str | None = Field(default="24h", description="Window for WhatsApp, or 'off'.")
+    email: Annotated[Window, Field(description="Window for email, or 'off'.")] = "16h"
+    sms: Annotated[Window, Field(description="Window for SMS, or 'off'.")] = "24h"
+    whatsapp: Annotated[Window, Field(description="Window for WhatsApp, or 'off'.")] = "24h"
     mode: Literal["skip", "delay"] = "skip"
-
-    _check = field_validator("email", "sms", "whatsapp")(_duration_or_off)
 
     def window(self, channel: Channel) -> timedelta | None:
         value = {Channel.EMAIL: self.email, Channel.WHATSAPP: self.whatsapp}.get(channel, self.sms)
         return None if value in (None, "off") else parse_duration(value)
 
 
-class Cap(_Strict):
-    day: int | None = Field(default=None, ge=0)
-    week: int | None = Field(default=None, ge=0)
+@record
+class Cap:
+    day: Annotated[int | None, Field(ge=0)] = None
+    week: Annotated[int | None, Field(ge=0)] = None
 
 
-class FrequencyCaps(_Strict):
+@record
+class FrequencyCaps:
     """At most this many marketing messages per channel in any rolling day and week."""
 
-    # Defaults built without validation (they are valid): a cold start builds no validator (ADR 0020, Decision 9).
-    email: Cap = Cap.model_construct(day=2, week=7)
-    sms: Cap = Cap.model_construct(day=1, week=3)
-    whatsapp: Cap = Cap.model_construct(day=1, week=3)
+    email: Cap = Cap(day=2, week=7)
+    sms: Cap = Cap(day=1, week=3)
+    whatsapp: Cap = Cap(day=1, week=3)
 
     def cap(self, channel: Channel) -> Cap:
         return {Channel.EMAIL: self.email, Channel.WHATSAPP: self.whatsapp}.get(channel, self.sms)
 
 
-class QuietHours(_Strict):
+@record
+class QuietHours:
     """No SMS or WhatsApp between start and end, local time; a message due then waits for the end."""
 
     enabled: bool = True
-    start: str = "21:00"
-    end: str = "08:00"
-
-    @field_validator("start", "end")
-    @classmethod
-    def _clock(cls, value: str) -> str:
-        time.fromisoformat(value)
-        return value
+    start: Clock = "21:00"
+    end: Clock = "08:00"
 
 
-class Guardrails(_Strict):
-    smart_sending: SmartSending = SmartSending.model_construct()
-    frequency_caps: FrequencyCaps = FrequencyCaps.model_construct()
-    sms_quiet_hours: QuietHours = QuietHours.model_construct()
-    default_timezone: str = "UTC"
-
-    @field_validator("default_timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        ZoneInfo(value)
-        return value
+@record
+class Guardrails:
+    smart_sending: SmartSending = SmartSending()
+    frequency_caps: FrequencyCaps = FrequencyCaps()
+    sms_quiet_hours: QuietHours = QuietHours()
+    default_timezone: Annotated[str, Check(_zone)] = "UTC"
 
     def merged(self, overrides: GuardrailOverrides) -> Guardrails:
         """This policy with a flow's overrides applied, section by section (once per pair: both are frozen,
@@ -101,15 +103,16 @@ class Guardrails(_Strict):
         found = _MERGED.get(key)
         if found is not None and found[0] is self and found[1] is overrides:
             return found[2]
-        changes = {name: value for name, value in overrides if value is not None}
-        merged = self.model_copy(update=changes) if changes else self  # frozen: the same policy serves as is
+        changes = {name: value for name, value in items(overrides) if value is not None}
+        merged = replace(self, **changes) if changes else self  # frozen: the same policy serves as is
         if len(_MERGED) >= 256:
             _MERGED.clear()
         _MERGED[key] = (self, overrides, merged)  # both held: their ids are not reused while cached
         return merged
 
 
-class GuardrailOverrides(_Strict):
+@record
+class GuardrailOverrides:
     """A flow's `guardrails:` block: any section given replaces the global one."""
 
     smart_sending: SmartSending | None = None

@@ -11,16 +11,17 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.durations import parse_duration
 from nudge.domain.lifecycle import DEFAULT_RULES, STAGES, Stage, StageRules, stage, stage_changes_at
 from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS as REVIEW_LOOKBACK_DAYS  # re-exported
 from nudge.domain.model import quick_init
-from nudge.domain.unions import union_tags
+from nudge.domain.records import Check, Tagged, record
+
+if TYPE_CHECKING:
+    from pydantic import Field
 
 _ID = r"^[a-z][a-z0-9_]{0,39}$"
 FIELD_ROOTS = (
@@ -41,29 +42,32 @@ SEGMENT_ENTERED = "segment_entered"
 SEGMENT_EXITED = "segment_exited"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
 def _window(value: str) -> str:
     if parse_duration(value) <= timedelta(0):
         raise ValueError("a window is a positive duration such as '30d'")
     return value
 
 
-class FieldCondition(_Strict):
+def _path(value: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)*", value) or value.split(".")[0] not in FIELD_ROOTS:
+        raise ValueError(f"a field starts with one of {', '.join(FIELD_ROOTS)}")
+    return value
+
+
+Window = Annotated[str, Check(_window)]
+
+
+@record
+class FieldCondition:
     """Compare a contact field (`aggregates.orders_count`, `properties.country`, `tags`) with a value."""
 
-    field: str = Field(description="Dotted path into the contact: aggregates.total_spent, properties.plan, tags.")
+    field: Annotated[
+        str,
+        Check(_path),
+        Field(description="Dotted path into the contact: aggregates.total_spent, properties.plan, tags."),
+    ]
     op: Literal["eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "exists"] = "eq"
     value: Any = None
-
-    @field_validator("field")
-    @classmethod
-    def _path(cls, value: str) -> str:
-        if not re.fullmatch(r"[a-z_][a-z0-9_]*(\.[A-Za-z0-9_]+)*", value) or value.split(".")[0] not in FIELD_ROOTS:
-            raise ValueError(f"a field starts with one of {', '.join(FIELD_ROOTS)}")
-        return value
 
     def holds(self, view: Mapping[str, Any], path: list[str] | None = None) -> bool:
         """`path`: the field already split (the catalog keeps it; evaluated on every event of a contact)."""
@@ -90,69 +94,60 @@ _OPS: dict[str, Any] = {
 }
 
 
-class StageCondition(_Strict):
+@record
+class StageCondition:
     """The contact's lifecycle stage is one of these."""
 
-    stage: list[Stage] = Field(min_length=1)
+    stage: Annotated[list[Stage], Field(min_length=1)]
 
 
-class DidCondition(_Strict):
+@record
+class DidCondition:
     """The contact did this event at least once within the window (e.g. clicked in the last 30 days)."""
 
     did: str
-    within: str = Field(description="A duration such as '30d'.")
-
-    _check = field_validator("within")(_window)
+    within: Annotated[Window, Field(description="A duration such as '30d'.")]
 
 
-class DidNotCondition(_Strict):
+@record
+class DidNotCondition:
     """The contact did not do this event within the window (e.g. no order in 90 days)."""
 
     did_not: str
-    within: str
-
-    _check = field_validator("within")(_window)
-
-
-_KINDS: dict[type[BaseModel], str] = {
-    FieldCondition: "field",
-    StageCondition: "stage",
-    DidCondition: "did",
-    DidNotCondition: "did_not",
-}
+    within: Window
 
 
 def _condition_kind(value: Any) -> str:
     if isinstance(value, dict):
         return next((key for key in ("field", "stage", "did", "did_not") if key in value), "field")
-    return _KINDS.get(type(value), "field")
+    return CONDITIONS.tag_of(value) or "field"
 
 
-Condition = Annotated[
-    Annotated[FieldCondition, Tag("field")]
-    | Annotated[StageCondition, Tag("stage")]
-    | Annotated[DidCondition, Tag("did")]
-    | Annotated[DidNotCondition, Tag("did_not")],
-    Discriminator(_condition_kind),
-]
-CONDITION_TAGS = set(union_tags(Condition))
+Condition = FieldCondition | StageCondition | DidCondition | DidNotCondition
+# A condition's kind is the key it has, in the union's order (a field, a stage, did, did_not).
+CONDITIONS = Tagged(tuple(zip(("field", "stage", "did", "did_not"), get_args(Condition), strict=True)), _condition_kind)
+CONDITION_TAGS = set(CONDITIONS.tags)
 
 
-class Segment(_Strict):
+def _not_a_stage(value: str) -> str:
+    if value in STAGES:
+        raise ValueError(f"{value!r} is a built-in lifecycle stage; choose another id")
+    return value
+
+
+@record
+class Segment:
     """A named set of contacts: those meeting all (or any) of its conditions."""
 
-    id: str = Field(pattern=_ID, description="Stable: flows trigger on it, membership is stored under it.")
-    name: str = Field(min_length=1)
+    id: Annotated[
+        str,
+        Field(pattern=_ID, description="Stable: flows trigger on it, membership is stored under it."),
+        Check(_not_a_stage),
+    ]
+    name: Annotated[str, Field(min_length=1)]
     description: str = ""
     match: Literal["all", "any"] = "all"
-    conditions: list[Condition] = Field(min_length=1)
-
-    @field_validator("id")
-    @classmethod
-    def _not_a_stage(cls, value: str) -> str:
-        if value in STAGES:
-            raise ValueError(f"{value!r} is a built-in lifecycle stage; choose another id")
-        return value
+    conditions: Annotated[list[Annotated[Condition, CONDITIONS]], Field(min_length=1)]
 
 
 class SegmentCatalog:

@@ -13,15 +13,14 @@ from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ValidationError
-
 from nudge.domain import bounds
+from nudge.domain.validation import ValidationError, validate
 from nudge.handlers import problems
 from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
 from nudge.handlers.rest import Response, RestResolver
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M")
 
 
 def _jsonable(value: Any) -> Any:
@@ -107,8 +106,8 @@ def parse_model(model: type[M], data: Any) -> M:
     """Validate a JSON value against `model`; a non-object or a bad member is a 422 naming each one."""
     try:
         if not isinstance(data, dict):
-            model.model_validate([])  # raises the same "not an object" error pydantic gives
-        return model.model_validate(data)
+            validate(model, [])  # raises the same "not an object" error pydantic gives
+        return validate(model, data)
     except ValidationError as exc:
         raise problems.from_validation_error(exc) from None
 

@@ -16,22 +16,25 @@ from nudge.adapters.memory import MemoryAudienceLedger, MemoryQueue
 from nudge.clocks import VirtualClock
 from nudge.domain.audiences import Audience, AudienceCatalog
 from nudge.domain.model import Contact
+from nudge.domain.validation import validate
 from nudge.local.ad_fakes import CREDENTIALS, FakeAdPlatforms
 from nudge.local.bench import START
 from nudge.services.audiences import AudienceService
 
 SEGMENT_AUDIENCES = AudienceCatalog(
     [
-        Audience.model_validate(
+        validate(
+            Audience,
             {
                 "id": "vip_meta",
                 "name": "VIP",
                 "platform": "meta",
                 "audience_id": "23851234567890123",
                 "source": {"type": "segment", "segment": "vip"},
-            }
+            },
         ),
-        Audience.model_validate(
+        validate(
+            Audience,
             {
                 "id": "vip_google",
                 "name": "VIP",
@@ -39,9 +42,10 @@ SEGMENT_AUDIENCES = AudienceCatalog(
                 "audience_id": "7001",
                 "account_id": "1234567890",
                 "source": {"type": "segment", "segment": "vip"},
-            }
+            },
         ),
-        Audience.model_validate(
+        validate(
+            Audience,
             {
                 "id": "vip_tiktok",
                 "name": "VIP",
@@ -49,7 +53,7 @@ SEGMENT_AUDIENCES = AudienceCatalog(
                 "audience_id": "6990001",
                 "account_id": "7000000001",
                 "source": {"type": "segment", "segment": "vip"},
-            }
+            },
         ),
     ]
 )

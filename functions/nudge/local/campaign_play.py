@@ -15,6 +15,7 @@ from typing import Any
 
 from nudge.clocks import VirtualClock
 from nudge.domain.campaigns import Campaign
+from nudge.domain.validation import dump
 from nudge.local.moto_stack import start_moto_stack
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -62,7 +63,7 @@ def play_campaign(
             stack.call_api("POST", "/v1/contacts", body, settle=False)
         on_progress(f"{contacts} contacts through POST /v1/contacts")
         stack.requests.counts.clear()
-        created = stack.call_api("POST", "/v1/campaigns", campaign.model_dump(mode="json", exclude_none=True))
+        created = stack.call_api("POST", "/v1/campaigns", dump(campaign, mode="json", exclude_none=True))
         if created.status >= 300:
             return CampaignPlay(created=created.body, status={})
         on_progress(f"POST /v1/campaigns → {created.status} {created.body.get('status')}")

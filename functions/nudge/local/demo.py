@@ -21,6 +21,7 @@ from nudge import names
 from nudge.campaign_files import load_campaign
 from nudge.clocks import VirtualClock
 from nudge.domain.kpis import DEFAULT_WINDOW, Report
+from nudge.domain.validation import dump
 from nudge.local.moto_stack import PROJECT_ROOT, ApiResult, MotoStack, start_moto_stack
 from nudge.local.pump import DueSchedule
 from nudge.services.order_import import Format, ImportReport, backfill_orders, parse_orders
@@ -214,7 +215,7 @@ def run_demo(
             day = min(day + timedelta(days=1), START + DURATION)
             if day - timedelta(days=1) < NEWSLETTER_POSTED <= day:
                 advance_to(NEWSLETTER_POSTED)
-                posted = stack.call_api("POST", "/v1/campaigns", campaign.model_dump(mode="json", exclude_none=True))
+                posted = stack.call_api("POST", "/v1/campaigns", dump(campaign, mode="json", exclude_none=True))
             advance_to(day)
             if on_progress:
                 on_progress(day)

@@ -104,8 +104,10 @@ class CampaignRecord:
         return str(self.ab_verdict["winner"]) if self.ab_verdict else None
 
     def to_document(self) -> dict[str, Any]:
+        from nudge.domain.validation import dump  # pydantic: a campaign is written by the API, which has it
+
         document = {
-            "definition": self.campaign.model_dump(mode="json", exclude_none=True),
+            "definition": dump(self.campaign, mode="json", exclude_none=True),
             "status": self.status.value,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
@@ -117,8 +119,10 @@ class CampaignRecord:
 
     @staticmethod
     def from_document(document: Mapping[str, Any], version: int = 0) -> CampaignRecord:
+        from nudge.domain.validation import validate  # pydantic: only where a campaign is read (ADR 0020, Decision 11)
+
         return CampaignRecord(
-            campaign=Campaign.model_validate(document["definition"]),
+            campaign=validate(Campaign, document["definition"]),
             status=CampaignStatus(document["status"]),
             created_at=datetime.fromisoformat(document["created_at"]),
             updated_at=datetime.fromisoformat(document["updated_at"]),

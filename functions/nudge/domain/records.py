@@ -1,0 +1,138 @@
+"""The records the flow, segment and guardrail files are read into: plain frozen dataclasses, checked by
+pydantic only when a file is read (`nudge.domain.validation`), so a function that runs flows imports no pydantic
+(ADR 0020, Decision 11).
+
+A record's fields carry their rules as pydantic metadata in string annotations
+(`Annotated[str, Field(pattern=...)]`): nothing evaluates them until `nudge.domain.validation` builds a validator,
+and it gives each module that declares records the pydantic names those strings use. A record's
+cross-field rules are its `_check` method, a field's own rule a `Check`; a union the files choose a member
+of is a `Tagged`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields
+from dataclasses import replace as _replace
+from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform, get_args
+
+if TYPE_CHECKING:
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import CoreSchema
+
+T = TypeVar("T")
+
+# The modules that declare records: `nudge.domain.validation` gives each the pydantic names their annotations use.
+MODULES: set[str] = set()
+
+# pydantic's configuration of every record: an unknown key is an error (a typo in a flow file is caught).
+STRICT: dict[str, Any] = {"extra": "forbid"}
+
+
+@dataclass_transform(frozen_default=True, kw_only_default=True, field_specifiers=(field,))
+def record(cls: type[T]) -> type[T]:
+    """A frozen, slotted dataclass whose fields are keyword-only (as pydantic models' are), checked with
+    `STRICT` unless the class sets its own `__pydantic_config__`."""
+    MODULES.add(cls.__module__)
+    if "__pydantic_config__" not in cls.__dict__ and not hasattr(cls, "__pydantic_config__"):
+        cls.__pydantic_config__ = STRICT  # type: ignore[attr-defined]
+    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+
+
+class Checked:
+    """A record with rules across its fields: `_check` raises ValueError (which validation reports at the
+    record's place in the file, as pydantic's model validators did)."""
+
+    __slots__ = ()
+
+    def _check(self) -> None:
+        """Raise ValueError when the fields disagree; nothing when they don't."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        def checked(value: Any) -> Any:
+            value._check()
+            return value
+
+        return core_schema.no_info_after_validator_function(checked, handler(source))
+
+
+@dataclass(frozen=True)
+class Check:
+    """A field's rule, as metadata: `Annotated[str, Check(parse_clock)]` runs the function on the value once
+    it has its type, and a ValueError it raises is reported at the field (pydantic's AfterValidator)."""
+
+    rule: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_after_validator_function(self.rule, handler(source))
+
+
+@dataclass(frozen=True, eq=False)
+class Tagged:
+    """A union the files choose a member of by a tag: the members with their tags, in order, and how a raw
+    value names its tag (`choose`; default: its `type` key). In an annotation, as metadata:
+    `Annotated[Step, STEPS]`; `tags` is the one list of kinds (ADR 0020, Decision 3)."""
+
+    members: tuple[tuple[str, type], ...]
+    choose: Callable[[Any], str] | None = None
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(tag for tag, _ in self.members)
+
+    def tag_of(self, value: object) -> str | None:
+        """The tag of a member record (None for anything else)."""
+        return next((tag for tag, member in self.members if isinstance(value, member)), None)
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from typing import Annotated, Union
+
+        from pydantic import Discriminator, Tag
+
+        if self.choose is None:  # each member's `type` literal names it
+            members = tuple(member for _, member in self.members)
+            return handler.generate_schema(Annotated[Union[members], Discriminator("type")])  # noqa: UP007
+        tagged = tuple(Annotated[member, Tag(tag)] for tag, member in self.members)
+        return handler.generate_schema(Annotated[Union[tagged], Discriminator(self.choose)])  # noqa: UP007
+
+
+_LITERAL = re.compile(r"""^Literal\[["']([^"']+)["']\]$""")
+
+
+def literal_tag(cls: type) -> str:
+    """The value of a record's `type: Literal["x"]` field (its annotation is a string: not evaluated)."""
+    annotation = cls.__dataclass_fields__["type"].type  # type: ignore[attr-defined]
+    match = _LITERAL.match(str(annotation))
+    if match is None:
+        raise TypeError(f"{cls.__name__}.type is not a one-value Literal: {annotation!r}")
+    return match.group(1)
+
+
+def by_type(union: Any, choose: Callable[[Any], str] | None = None) -> Tagged:
+    """A union (`A | B`) whose members each have a `type: Literal["x"]` field, tagged by it, in the union's
+    order: the union is the one list of its kinds (mypy's `match` over it, the files' tags from it)."""
+    return Tagged(tuple((literal_tag(member), member) for member in get_args(union)), choose)
+
+
+def as_data(value: object, *, drop_none: bool = False) -> dict[str, Any]:
+    """A record as plain data (nested records too); `drop_none`: without its fields that are None."""
+    data = asdict(value)  # type: ignore[call-overload]
+    return {key: item for key, item in data.items() if item is not None} if drop_none else data
+
+
+def replace(value: T, **changes: Any) -> T:
+    """A copy of a record with these fields changed (dataclasses.replace, typed for any record)."""
+    copied: T = _replace(value, **changes)  # type: ignore[type-var]
+    return copied
+
+
+def items(value: object) -> Iterator[tuple[str, Any]]:
+    """A record's fields and values, in order (what iterating a pydantic model gave)."""
+    for item in fields(value):  # type: ignore[arg-type]
+        yield item.name, getattr(value, item.name)
