@@ -8,12 +8,12 @@ from files a user wrote, so every text goes through Jinja2's autoescaping.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 from importlib import resources
 
 import jinja2
 
+from nudge.domain.frozen import dataclass
 from nudge.flow_layout import coordinate
 from nudge.local.backtest import BUSY_WEEK, Backtest, FlowRow, Side, StepRow
 

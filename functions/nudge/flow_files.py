@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -24,6 +23,7 @@ from nudge.domain.flows import (
     SmsStep,
     WhatsAppStep,
 )
+from nudge.domain.frozen import dataclass
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Category
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog

@@ -17,7 +17,8 @@ No SVG here: the HTML report turns this into markup, and tests can check the geo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+from nudge.domain.frozen import dataclass
 
 H_GAP = 26.0  # between boxes of one layer
 V_GAP = 44.0  # between layers: room for an edge label

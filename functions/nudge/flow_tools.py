@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html as html_lib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, assert_never
@@ -31,6 +31,7 @@ from nudge.domain.flows import (
     WebhookStep,
     WhatsAppStep,
 )
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
 from nudge.services.compose import EmailComposer, MailPolicy
 from nudge.templating import TemplateRenderer

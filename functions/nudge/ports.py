@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import quick_init  # loaded by every function anyway (it adds no module)
 
 if TYPE_CHECKING:  # annotations only: a function that reads no flow imports neither pydantic nor the catalog's

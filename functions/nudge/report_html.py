@@ -13,7 +13,7 @@ with no runs and no messages in the report gets no diagram: it is listed under "
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
@@ -33,6 +33,7 @@ from nudge.domain.flows import (
     WaitUntilStep,
     WhatsAppStep,
 )
+from nudge.domain.frozen import dataclass
 from nudge.domain.kpis import Kpis, Report, SplitVerdict
 from nudge.domain.send_time import HOURS, ShopCurve, best_hour
 from nudge.domain.validation import validate

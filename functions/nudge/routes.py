@@ -7,9 +7,9 @@ A path is written as API Gateway writes resources, with `{name}` for a path para
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from nudge import names
+from nudge.domain.frozen import dataclass
 
 
 @dataclass(frozen=True, slots=True)

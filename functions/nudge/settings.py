@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 from nudge import names
+from nudge.domain.frozen import dataclass
 
 
 class SettingsError(RuntimeError):

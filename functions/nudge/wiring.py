@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from nudge.domain.frozen import dataclass
 from nudge.settings import Settings
 
 if TYPE_CHECKING:

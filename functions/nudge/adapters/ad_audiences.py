@@ -21,11 +21,11 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
 from nudge.domain.audiences import BATCH_LIMITS, Audience, batches
+from nudge.domain.frozen import dataclass
 from nudge.ports import AudienceEntry, PermanentSendError, TransientSendError, UploadResult
 
 TIMEOUT_SECONDS = 20.0

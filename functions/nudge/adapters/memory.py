@@ -13,13 +13,14 @@ import zlib
 from bisect import bisect_left, insort
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.audiences import BATCH_LIMITS, Audience
 from nudge.domain.feedback import FeedbackKind
+from nudge.domain.frozen import dataclass
 from nudge.domain.kpis import Order, order_of
 from nudge.domain.model import (
     Channel,

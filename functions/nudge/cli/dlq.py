@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from nudge.domain.frozen import dataclass
 
 _WORK_KEYS = {"contact_id", "run_id", "seq"}
 

@@ -13,12 +13,13 @@ import base64
 import hashlib
 from bisect import insort_right
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from nudge.domain import send_time
+from nudge.domain.frozen import dataclass
 
 ORDER_PLACED = "order_placed"
 ORDER_CANCELLED = "order_cancelled"

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
 
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Contact
 from nudge.domain.records import Checked, by_type, record
 

@@ -18,11 +18,11 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from nudge.domain import phones
+from nudge.domain.frozen import dataclass
 
 CALL_MISSED = "call_missed"
 # An inbound call nobody answered: it rang out, the line was busy, or the caller gave up while it rang.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime, time, timedelta
 from typing import Any, assert_never
 from zoneinfo import ZoneInfo
@@ -32,6 +32,7 @@ from nudge.domain.flows import (
     WhatsAppStep,
     may_start,
 )
+from nudge.domain.frozen import dataclass
 from nudge.domain.guardrails import Guardrails, judge
 from nudge.domain.model import (
     Category,

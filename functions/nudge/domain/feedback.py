@@ -3,9 +3,10 @@ unsubscribed; for WhatsApp also read, failed and replied to."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+
+from nudge.domain.frozen import dataclass
 
 
 class FeedbackKind(StrEnum):

@@ -7,12 +7,12 @@ never held back), but never suppression.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo
 
 from nudge.domain.durations import parse_duration
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Category, Channel, SentRecord, quick_init
 from nudge.domain.records import Check, items, record, replace
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from nudge.domain.aggregates import money
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Channel, Message, MessageStatus, Run, quick_init
 from nudge.domain.predictions import Outlook
 from nudge.domain.send_time import ShopCurve

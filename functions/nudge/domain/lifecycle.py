@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from nudge.domain.aggregates import Aggregates
+from nudge.domain.frozen import dataclass
 
 DAY = timedelta(days=1)
 # The sweep looks this many days back for reviews it missed (a failed or late daily run); older ones wait

@@ -5,14 +5,15 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from nudge.domain import bounds
+from nudge.domain import bounds, frozen
 from nudge.domain.addresses import email_or_none
 from nudge.domain.aggregates import Aggregates, OrderSummary
+from nudge.domain.frozen import dataclass
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 from nudge.domain.predictions import Predictions
 
@@ -75,6 +76,8 @@ def quick_init(cls: _Class) -> _Class:
     ones) and sets the same slots, so a record made either way is the same; the class stays frozen (its
     `__setattr__` still refuses) and mypy still checks calls against the dataclass's signature. Only for
     classes without `__post_init__` or init-only fields (it says so if given one)."""
+    if getattr(cls, frozen.MARK, False):
+        return cls  # made by nudge.domain.frozen: its __init__ is this one already
     params = cls.__dataclass_params__  # type: ignore[attr-defined]
     if not (params.frozen and "__slots__" in cls.__dict__) or hasattr(cls, "__post_init__"):
         raise TypeError(f"{cls.__name__}: quick_init is for frozen slotted dataclasses without __post_init__")

@@ -16,11 +16,11 @@ import math
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, overload
 
 from nudge.domain.aggregates import Aggregates
+from nudge.domain.frozen import dataclass
 
 DAY = timedelta(days=1)
 HORIZONS = (30, 90, 365)  # days ahead for expected orders; the last is also the CLV window (as Klaviyo's)

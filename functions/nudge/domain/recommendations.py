@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from itertools import permutations
 from typing import Any
 
 from nudge.domain.aggregates import product_key
+from nudge.domain.frozen import dataclass
 
 # What a stored table keeps (one DynamoDB item must stay far below 400 KB): the best sellers, and for
 # each of them its most frequent companions. Counts past these bounds are dropped, so the table is

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field, fields
 from dataclasses import replace as _replace
 from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform, get_args
+
+from nudge.domain.frozen import dataclass
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
@@ -37,7 +39,8 @@ def record(cls: type[T]) -> type[T]:
     MODULES.add(cls.__module__)
     if "__pydantic_config__" not in cls.__dict__ and not hasattr(cls, "__pydantic_config__"):
         cls.__pydantic_config__ = STRICT  # type: ignore[attr-defined]
-    return dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    made: type[T] = dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    return made
 
 
 class Checked:
@@ -53,11 +56,12 @@ class Checked:
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         from pydantic_core import core_schema
 
-        def checked(value: Any) -> Any:
-            value._check()
-            return value
+        return core_schema.no_info_after_validator_function(_checked, handler(source))
 
-        return core_schema.no_info_after_validator_function(checked, handler(source))
+
+def _checked(value: Checked) -> Checked:
+    value._check()
+    return value
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from nudge.domain.aggregates import Aggregates
 from nudge.domain.durations import parse_duration
+from nudge.domain.frozen import dataclass
 from nudge.domain.lifecycle import DEFAULT_RULES, STAGES, Stage, StageRules, stage, stage_changes_at
 from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS as REVIEW_LOOKBACK_DAYS  # re-exported
 from nudge.domain.model import quick_init

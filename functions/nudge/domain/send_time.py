@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from nudge.domain.frozen import dataclass
 
 HOURS = 24
 OPEN_WEIGHT, CLICK_WEIGHT = 1, 2

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from enum import StrEnum
 
 from nudge.domain.addresses import email_or_none
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Category, Channel, quick_init
 
 

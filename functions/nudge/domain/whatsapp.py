@@ -12,9 +12,10 @@ blob (docs/whatsapp.md cites the shapes). nudge sends two kinds:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from nudge.domain.frozen import dataclass
 
 if TYPE_CHECKING:
     from nudge.domain.whatsapp_templates import WhatsAppTemplates

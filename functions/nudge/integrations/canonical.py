@@ -6,12 +6,12 @@ WebhookService (webhooks.py) carries them out. Event types are the flows' lower_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from nudge.domain import addresses, bounds
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import ContactPatch, Event, JsonDict
 from nudge.ports import PrivacyKind
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from nudge.adapters.ad_audiences import platforms
 from nudge.adapters.memory import MemoryAudienceLedger, MemoryQueue
 from nudge.clocks import VirtualClock
 from nudge.domain.audiences import Audience, AudienceCatalog
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Contact
 from nudge.domain.validation import validate
 from nudge.local.ad_fakes import CREDENTIALS, FakeAdPlatforms

@@ -22,7 +22,7 @@ import time as time_module
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -35,6 +35,7 @@ from nudge.adapters.memory import MemoryQueue, MemoryScheduler, MemoryStore
 from nudge.clocks import VirtualClock
 from nudge.domain import kpis
 from nudge.domain.aggregates import ORDER_PLACED
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Channel, Event, Message, MessageStatus, Run, RunStatus
 from nudge.services.inputs import EventIn
 from nudge.services.order_import import Format, Rejected, parse_orders

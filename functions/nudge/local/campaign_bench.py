@@ -18,12 +18,12 @@ import heapq
 import resource
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from nudge.clocks import VirtualClock
 from nudge.domain.campaigns import Campaign
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Contact
 from nudge.domain.validation import dump, validate
 from nudge.local.bench import START, bench_settings

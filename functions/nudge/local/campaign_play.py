@@ -9,12 +9,13 @@ sends due later (a local time in each zone). What comes back is read from moto's
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nudge.clocks import VirtualClock
 from nudge.domain.campaigns import Campaign
+from nudge.domain.frozen import dataclass
 from nudge.domain.validation import dump
 from nudge.local.moto_stack import start_moto_stack
 

@@ -38,7 +38,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +46,7 @@ from botocore.exceptions import ConnectTimeoutError, ReadTimeoutError
 
 from nudge import names
 from nudge.clocks import VirtualClock
+from nudge.domain.frozen import dataclass
 from nudge.local.demo import DURATION, START, STORY, import_history
 from nudge.local.lambda_events import FakeLambdaContext, signed_request
 from nudge.local.moto_stack import ACCOUNT, REGION, SWEEP_FUNCTION_ARN, MotoStack, start_moto_stack

@@ -24,10 +24,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from nudge import names
+from nudge.domain.frozen import dataclass
 
 # Every function the CDK app deploys (infra/constructs/functions.py FUNCTIONS; an infra test keeps them equal).
 FUNCTIONS: tuple[tuple[str, str], ...] = (

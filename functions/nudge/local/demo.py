@@ -12,7 +12,7 @@ from __future__ import annotations
 import email
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 from nudge import names
 from nudge.campaign_files import load_campaign
 from nudge.clocks import VirtualClock
+from nudge.domain.frozen import dataclass
 from nudge.domain.kpis import DEFAULT_WINDOW, Report
 from nudge.domain.validation import dump
 from nudge.local.moto_stack import PROJECT_ROOT, ApiResult, MotoStack, start_moto_stack

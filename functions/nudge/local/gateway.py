@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 import importlib
 import json
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
 from nudge import routes
+from nudge.domain.frozen import dataclass
 from nudge.local.lambda_events import FakeLambdaContext, proxy_event
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
 from nudge import names, signing
+from nudge.domain.frozen import dataclass
 
 
 @dataclass(frozen=True)

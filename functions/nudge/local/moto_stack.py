@@ -11,12 +11,13 @@ import os
 import secrets
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from nudge import names, wiring
 from nudge.clocks import MovableClock
+from nudge.domain.frozen import dataclass
 from nudge.local import gateway
 from nudge.local.gateway import LocalResponse
 from nudge.local.lambda_events import FakeLambdaContext, signed_request

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from nudge.adapters.scheduler import parse_at_expression
 from nudge.clocks import MovableClock
+from nudge.domain.frozen import dataclass
 from nudge.local.lambda_events import sqs_event
 
 _DAILY_CRON = re.compile(r"cron\((\d{1,2}) (\d{1,2}) \* \* \? \*\)")

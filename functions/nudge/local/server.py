@@ -13,13 +13,14 @@ import json
 import socketserver
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from nudge.clocks import ScaledClock
+from nudge.domain.frozen import dataclass
 from nudge.local import gateway
 from nudge.local.moto_stack import DEV_SHOPIFY_SHOP, DEV_WOOCOMMERCE_SITE, MotoStack, start_moto_stack
 from nudge.ports import KeyKind

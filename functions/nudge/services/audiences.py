@@ -16,10 +16,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 
 from nudge.domain.audiences import AudienceCatalog, ad_consent_problem, identifiers_for
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Contact
 from nudge.domain.segments import Transition
 from nudge.ports import (

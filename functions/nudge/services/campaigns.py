@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from nudge.domain.campaigns import (
     choose_winner,
 )
 from nudge.domain.flows import Flow, FlowCatalog
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Category, Channel, Contact, Run
 from nudge.ports import Census, Clock, ConflictError, Documents, JobLog, JobQueue
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html as html_lib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from email.headerregistry import Address
 from email.utils import make_msgid
@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from nudge.domain import links
 from nudge.domain.flows import EmailStep
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Category, Message
 from nudge.domain.unsubscribe import make_token
 from nudge.names import CONTACT_HEADER, MESSAGE_HEADER

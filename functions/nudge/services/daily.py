@@ -24,11 +24,12 @@ import logging
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime
 from typing import Any, Final
 
 from nudge.domain import predictions, send_time
+from nudge.domain.frozen import dataclass
 from nudge.domain.lifecycle import RfmCuts, RfmInputs, cuts_of, score
 from nudge.domain.timezones import zone_for
 from nudge.ports import Census, Clock, Documents, JobLog

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from typing import Any
 
 from nudge.domain import aggregates
 from nudge.domain.flows import Flow, FlowCatalog
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Run
 from nudge.ports import Clock, ContactRefs, JobQueue
 from nudge.services.daily import with_progress

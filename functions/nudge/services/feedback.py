@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Channel, ContactPatch, Event, Message, MessageStatus
 from nudge.domain.suppression import Suppression, address_key
 from nudge.ports import AddressBook, Clock, Contacts, Outbox, StepCounters

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from typing import Protocol
 
 from nudge.domain import aggregates, engine, segments, whatsapp
 from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
+from nudge.domain.frozen import dataclass
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.lifecycle import Rfm
 from nudge.domain.model import Contact, ContactPatch, Event, FlowSlot, Run, evolve

@@ -21,7 +21,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from nudge.domain import recommendations as recs
 from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATED
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Contact, ContactPatch, Event
 from nudge.domain.suppression import ConsentRecord
 from nudge.integrations.canonical import compact, contact_patch, line

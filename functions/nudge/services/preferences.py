@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Protocol
 
 from nudge.domain.feedback import FeedbackKind
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Channel, Contact
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression, address_key
 from nudge.domain.unsubscribe import BadToken, read_token

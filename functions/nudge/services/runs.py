@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, assert_never, overload
 
@@ -25,6 +25,7 @@ from nudge.domain.flows import (
     WebhookStep,
     WhatsAppStep,
 )
+from nudge.domain.frozen import dataclass
 from nudge.domain.guardrails import WEEK, Guardrails
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve, quick_init
 from nudge.domain.suppression import AddressState, address_key, block_reason

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 from nudge.domain import sms
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import Channel
 from nudge.domain.suppression import ConsentRecord, Suppression, address_key
 from nudge.ports import AddressBook, OutgoingSms, Texter

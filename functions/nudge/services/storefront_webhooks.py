@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from nudge.domain import aggregates
+from nudge.domain.frozen import dataclass
 from nudge.domain.model import ContactPatch, Event
 from nudge.integrations.canonical import (
     Batch,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,6 +32,7 @@ from pynamodb.models import Model
 
 from nudge import names
 from nudge.adapters.dynamodb.models import bind_model, condition_check_failed, share_connection
+from nudge.domain.frozen import dataclass
 from nudge.ports import (
     ApiKey,
     KeyKind,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -43,6 +42,7 @@ from pynamodb.indexes import (
 from pynamodb.models import Model
 
 from nudge import names
+from nudge.domain.frozen import dataclass
 
 RUN_PREFIX = "RUN#"
 SLOT_PREFIX = "FLOW#"
