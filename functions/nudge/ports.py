@@ -9,7 +9,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nudge.domain.frozen import dataclass
-from nudge.domain.model import quick_init  # loaded by every function anyway (it adds no module)
 
 if TYPE_CHECKING:  # annotations only: a function that reads no flow imports neither pydantic nor the catalog's
     # models through its ports (ADR 0020, Decision 9)
@@ -366,7 +365,6 @@ class SendRateLimiter(Protocol):
         ...
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class StepWakeUp:
     """A unit of the worker's work: a run's wait is over (wake-up `seq`), or one of its messages is due.
@@ -408,7 +406,6 @@ class StepWakeUp:
         return payload
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class WakeReads:
     """What a wake-up reads in its first call (`Store.run_with_context`)."""
@@ -420,7 +417,6 @@ class WakeReads:
     sends: SendLog | None = None  # the contact's counted sends since the time asked for; None: not read
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class SendLog:
     """A contact's counted sends (`recent_sends`) as a store keeps them beside its runs: read with the run,
@@ -464,7 +460,6 @@ class Scheduler(Protocol):
         ...
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class OutgoingEmail:
     to: str
@@ -477,7 +472,6 @@ class OutgoingEmail:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class OutgoingSms:
     to: str

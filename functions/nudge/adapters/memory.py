@@ -33,7 +33,6 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
     evolve,
-    quick_init,
 )
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
 from nudge.domain.suppression import AddressState, ConsentRecord, Suppression
@@ -544,7 +543,6 @@ class MemoryJobQueue:
         return taken
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class PendingWakeUp:
     name: str

@@ -47,7 +47,6 @@ from nudge.domain.model import (
     RunStatus,
     SentRecord,
     evolve,
-    quick_init,
 )
 from nudge.domain.timezones import zone_for
 from nudge.domain.whatsapp import WINDOW_CLOSED, window_open
@@ -56,28 +55,24 @@ STEP_BUDGET = 200  # steps one advance may execute; only a flow bug could need m
 JOURNAL_LIMIT = 50
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class StartRun:
     run: Run
     slot: FlowSlot | None  # the slot as read, so the store can refuse a start that raced another
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class ExitRun:
     run: Run  # the run as it should be stored: status EXITED, with its reason
     previous_version: int
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class GoalReached:
     run: Run  # converted; ended too if the goal exits
     previous_version: int
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Redrive:
     """The event was seen before and already started this run: make sure its wake-up is pending.
@@ -89,7 +84,6 @@ class Redrive:
     run: Run
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Refresh:
     """The cart a run reminds of changed (`checkout_updated` for its checkout): later steps show the new one."""
@@ -106,7 +100,6 @@ CART_UPDATE = "checkout_updated"
 CART_KEYS = ("lines", "total", "subtotal", "currency", "recovery_url", "discount_codes", "checkout_token")
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class SendIntent:
     """A message the run wants sent now; `skip_reason` set means consent or a guardrail said no."""
@@ -118,7 +111,6 @@ class SendIntent:
     skip_reason: str | None = None
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class ProfileUpdate:
     contact_id: str
@@ -148,7 +140,6 @@ class ProfileUpdate:
         )
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class WebhookIntent:
     message: Message
@@ -158,7 +149,6 @@ class WebhookIntent:
     retries: int
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class AudienceIntent:
     """An audience step's membership change: its outbox record (PENDING, or SKIPPED without ad consent)."""
@@ -167,7 +157,6 @@ class AudienceIntent:
     step: AudienceStep
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Advance:
     """What executing a run up to its next wait decided, and the run's next state."""

@@ -6,7 +6,7 @@ six functions for each (`__init__`, `__repr__`, `__eq__`, `__hash__`, `__setattr
 class, ~60 ms a function, more than pydantic's import. For `@dataclass(frozen=True, slots=True)` (with or
 without `kw_only`) this module asks the standard decorator for the fields and the slots only, compiles the
 one function that must be per class (`__init__`, which sets each slot through its member descriptor, as
-`model.quick_init` did for the hottest records), and gives the class shared functions for the rest. The
+the former `model.quick_init` did for the hottest records), and gives the class shared functions for the rest. The
 result behaves as the standard one: the same parameters, defaults and default factories, `__post_init__`,
 equality and hash over the compared fields, the same repr, `FrozenInstanceError` on assignment, pickling,
 `dataclasses.fields`, `replace`, `asdict` and `__match_args__`; `tests/unit/test_frozen.py` compares the two

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from nudge.domain.durations import parse_duration
 from nudge.domain.frozen import dataclass
-from nudge.domain.model import Category, Channel, SentRecord, quick_init
+from nudge.domain.model import Category, Channel, SentRecord
 from nudge.domain.records import Check, items, record, replace
 
 if TYPE_CHECKING:
@@ -123,7 +123,6 @@ class GuardrailOverrides:
 _MERGED: dict[tuple[int, int], tuple[Guardrails, GuardrailOverrides, Guardrails]] = {}
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """`reason` None: send now. `until` set: defer to then. Otherwise skip for `reason`."""

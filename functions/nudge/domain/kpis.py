@@ -16,7 +16,7 @@ from typing import Any
 
 from nudge.domain.aggregates import money
 from nudge.domain.frozen import dataclass
-from nudge.domain.model import Channel, Message, MessageStatus, Run, quick_init
+from nudge.domain.model import Channel, Message, MessageStatus, Run
 from nudge.domain.predictions import Outlook
 from nudge.domain.send_time import ShopCurve
 
@@ -25,7 +25,6 @@ CONFIDENCE = 0.95
 CAMPAIGN_FLOW_PREFIX = "campaign."  # domain/campaigns.FLOW_PREFIX (which imports this module)
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class MessageFacts:
     contact_id: str
@@ -72,7 +71,6 @@ class MessageFacts:
         return [t for t in (self.sent_at, self.opened_at, self.clicked_at) if t is not None]
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Order:
     contact_id: str

@@ -5,14 +5,14 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import MISSING, field, fields
+from dataclasses import field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from nudge.domain import bounds, frozen
+from nudge.domain import bounds
 from nudge.domain.addresses import email_or_none
-from nudge.domain.aggregates import Aggregates, OrderSummary
+from nudge.domain.aggregates import Aggregates
 from nudge.domain.frozen import dataclass
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 from nudge.domain.predictions import Predictions
@@ -62,65 +62,6 @@ def _copier(cls: type, changed: frozenset[str]) -> Callable[[Any, dict[str, Any]
         )
     exec("\n".join(lines), scope)  # noqa: S102 - code built from the class's own field names
     return scope["copy"]  # type: ignore[no-any-return]
-
-
-_Class = TypeVar("_Class", bound=type)
-
-
-def quick_init(cls: _Class) -> _Class:
-    """Give a frozen, slotted dataclass an `__init__` that sets each slot through its member descriptor.
-
-    The `__init__` a frozen dataclass generates sets each field with `object.__setattr__(self, name, value)`
-    (its `__setattr__` refuses), ~45 % dearer than the slot's own setter; a backtest makes ~90 records an
-    order. The replacement takes the same parameters (names, order, defaults, default factories, keyword-only
-    ones) and sets the same slots, so a record made either way is the same; the class stays frozen (its
-    `__setattr__` still refuses) and mypy still checks calls against the dataclass's signature. Only for
-    classes without `__post_init__` or init-only fields (it says so if given one)."""
-    if getattr(cls, frozen.MARK, False):
-        return cls  # made by nudge.domain.frozen: its __init__ is this one already
-    params = cls.__dataclass_params__  # type: ignore[attr-defined]
-    if not (params.frozen and "__slots__" in cls.__dict__) or hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__}: quick_init is for frozen slotted dataclasses without __post_init__")
-    scope: dict[str, Any] = {"_FACTORY": _FACTORY}
-    positional: list[str] = []
-    keyword: list[str] = []
-    body: list[str] = []
-    for i, f in enumerate(fields(cls)):
-        if not f.init:
-            raise TypeError(f"{cls.__name__}.{f.name}: quick_init does not take init=False fields")
-        scope[f"set_{i}"] = cls.__dict__[f.name].__set__
-        if f.default is not MISSING:
-            scope[f"default_{i}"] = f.default
-            param = f"{f.name}=default_{i}"
-            body.append(f"    set_{i}(self, {f.name})")
-        elif f.default_factory is not MISSING:
-            scope[f"factory_{i}"] = f.default_factory
-            param = f"{f.name}=_FACTORY"
-            body.append(f"    set_{i}(self, factory_{i}() if {f.name} is _FACTORY else {f.name})")
-        else:
-            param = f.name
-            body.append(f"    set_{i}(self, {f.name})")
-        (keyword if f.kw_only else positional).append(param)
-    signature = ", ".join(["self", *positional, *(["*", *keyword] if keyword else [])])
-    exec("\n".join([f"def __init__({signature}):", *body, "    return None"]), scope)  # noqa: S102 - from the class's own fields
-    init = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
-
-
-class _Factory:
-    """The marker of a parameter left to its default factory (as dataclasses' own)."""
-
-    def __repr__(self) -> str:
-        return "<factory>"
-
-
-_FACTORY = _Factory()
-
-# Records of modules this one imports (they cannot import it): made as quickly as its own.
-quick_init(Aggregates)
-quick_init(OrderSummary)
 
 
 class Channel(StrEnum):
@@ -197,7 +138,6 @@ CONTACT_FIELDS = frozenset(
 )  # fmt: skip
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Contact:
     """A person the shop may message. Consent is None until the shop tells us either way."""
@@ -344,7 +284,6 @@ class _LazyContactView(Mapping[str, Any]):
         return len(CONTACT_FIELDS)
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class ContactPatch:
     """The contact fields an inbound event or identify call carries."""
@@ -377,7 +316,6 @@ _CONTACT_IDS: dict[tuple[str | None, str | None, str | None], str] = {}
 _CONTACT_IDS_KEPT = 1 << 14  # a Lambda keeps it between invocations: bounded, then cleared
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class SentRecord:
     """A message that went out: what the guardrails count."""
@@ -390,7 +328,6 @@ class SentRecord:
     message_id: str = ""  # the message counted (a store's own log of sends keys on it)
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class FlowSlot:
     """A contact's standing in one flow: its active run, if any, and when it last started one."""
@@ -401,7 +338,6 @@ class FlowSlot:
     started_count: int = 0
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Event:
     """A canonical storefront event: something a contact did, once, at a time."""
@@ -417,7 +353,6 @@ class Event:
         return self.contact.contact_id
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Run:
     """One contact's way through one flow. `cursor` is the next step to execute; `seq` counts wake-ups."""
@@ -462,7 +397,6 @@ class Run:
         return self.status is RunStatus.ACTIVE
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Message:
     """A message a run decided to send, keyed by run and step so a step fired twice maps to one record."""

@@ -17,7 +17,6 @@ from nudge.domain.durations import parse_duration
 from nudge.domain.frozen import dataclass
 from nudge.domain.lifecycle import DEFAULT_RULES, STAGES, Stage, StageRules, stage, stage_changes_at
 from nudge.domain.lifecycle import REVIEW_LOOKBACK_DAYS as REVIEW_LOOKBACK_DAYS  # re-exported
-from nudge.domain.model import quick_init
 from nudge.domain.records import Check, Tagged, record
 
 if TYPE_CHECKING:
@@ -187,7 +186,6 @@ class SegmentCatalog:
         return set(STAGES) | set(self._segments)
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Membership:
     """The segments a contact is in (stage first), and when that can next change with time alone."""
@@ -196,7 +194,6 @@ class Membership:
     review_at: datetime | None
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class Transition:
     segment: str

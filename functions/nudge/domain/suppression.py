@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from nudge.domain.addresses import email_or_none
 from nudge.domain.frozen import dataclass
-from nudge.domain.model import Category, Channel, quick_init
+from nudge.domain.model import Category, Channel
 
 
 class Suppression(StrEnum):
@@ -99,7 +99,6 @@ def block_reason(state: AddressState | None, channel: Channel, category: Categor
     return None
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class ConsentRecord:
     """Evidence of a consent change: who, which channel, given or withdrawn, when and where from."""

@@ -27,7 +27,7 @@ from nudge.domain.flows import (
 )
 from nudge.domain.frozen import dataclass
 from nudge.domain.guardrails import WEEK, Guardrails
-from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve, quick_init
+from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus, evolve
 from nudge.domain.suppression import AddressState, address_key, block_reason
 from nudge.names import SIGNATURE_HEADER
 from nudge.ports import (
@@ -88,7 +88,6 @@ class NotCommittedYet(RuntimeError):
     """A wake-up armed for an advance whose commit has not landed (in flight, or to be retried): retry later."""
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class _Cleared:
     """A message cleared to go now: the provider call and the record it settles as once sent."""
@@ -98,19 +97,16 @@ class _Cleared:
     sent: Message
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class _Skip:
     reason: str
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class _Fail:
     reason: str
 
 
-@quick_init
 @dataclass(frozen=True, slots=True)
 class _Defer:
     until: datetime
