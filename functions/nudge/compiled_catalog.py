@@ -5,15 +5,17 @@
 and writes what it returned, pickled, to `flows/_catalog.pickle` in the bundle (ADR 0020, Decision 9). A
 function then unpickles the validated records: no YAML parse, no validation, no pydantic (ADR 0020, Decision 11).
 
-After the header come two pickles: first a summary in plain Python values (`Summary`: what a function that
-needs no flow reads, the preference page's marketing topics), then the catalog. A function that reads only
-the summary stops after the first, so it imports none of the catalog's record classes.
+After the header come three pickles: first a summary in plain Python values (`Summary`: what a function that
+needs no flow reads, the preference page's marketing topics), then the compiled checks of the request
+records (`CHECKED`: each one's pydantic core schema, itself pickled, by `validation.key`; ADR 0020,
+Decision 13), then the catalog. A function that reads only the summary stops after the first, so it imports
+none of the catalog's record classes; the checks are bytes until a record is first checked.
 
 The file starts with one line, `nudge-catalog <digest>`: a SHA-256 of every YAML file it was made from
-and of the code that defines and checks what it holds (`nudge/domain/*.py`, `nudge/flow_files.py`), and of
-the pydantic version. A function recomputes that digest from the files it ships before it unpickles
-anything; a file that does not match (a flow edited after bundling, other code) is never used: the
-function logs why and parses and validates the YAML as the CLI does.
+and of the code that defines and checks what it holds (`nudge/domain/*.py`, `nudge/flow_files.py`, the
+modules of `CHECKED`), and of the pydantic version. A function recomputes that digest from the files it
+ships before it unpickles anything; a file that does not match (a flow edited after bundling, other code)
+is never used: the function logs why and parses and validates the YAML as the CLI does.
 """
 
 from __future__ import annotations
@@ -35,7 +37,16 @@ if TYPE_CHECKING:
 
 ARTEFACT = "_catalog.pickle"
 _MAGIC = b"nudge-catalog "
-_FORMAT = b"3"  # raise when what is pickled changes shape (3: records, not pydantic models)
+_FORMAT = b"4"  # raise when what is pickled changes shape (3: records, not pydantic models; 4: the checks)
+# The records a function checks requests (and a campaign's documents) against, compiled at bundle time.
+CHECKED = (
+    "nudge.services.inputs:ContactIn",
+    "nudge.services.inputs:EventIn",
+    "nudge.services.inputs:EnrollmentIn",
+    "nudge.services.subscribe:SubscribeIn",
+    "nudge.domain.campaigns:Campaign",
+    "nudge.domain.flows:Flow",
+)
 _PACKAGE = Path(__file__).resolve().parent
 _log = logging.getLogger(__name__)
 
@@ -51,6 +62,9 @@ def source_digest(flows_dir: Path, segments_dir: Path | None, package: Path = _P
     digest = hashlib.sha256(_FORMAT + b"\0" + _pydantic_version_source())
     sources = [("flows", flows_dir, "*.yaml"), ("segments", segments_dir, "*.yaml")]
     sources += [("domain", package / "domain", "*.py"), ("nudge", package, "flow_files.py")]
+    for module in sorted({name.partition(":")[0] for name in CHECKED}):
+        relative = Path(*module.split(".")[1:]).with_suffix(".py")
+        sources.append(("checked", package / relative.parent, relative.name))
     for label, directory, pattern in sources:
         if directory is None or not directory.is_dir():
             continue
@@ -81,9 +95,23 @@ def write(flows_dir: Path, segments_dir: Path | None, package: Path = _PACKAGE) 
     summary = Summary(marketing_topics=catalog.flows.marketing_topics())
     target = flows_dir / ARTEFACT
     header = _MAGIC + source_digest(flows_dir, segments_dir, package).encode() + b"\n"
-    pickles = [pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL) for part in (summary, parts)]
+    pickles = [pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL) for part in (summary, _checks(), parts)]
     target.write_bytes(header + b"".join(pickles))  # read back one pickle at a time (`_open`)
     return target
+
+
+def _checks() -> dict[str, bytes]:
+    """Each of CHECKED's core schema, pickled (pydantic builds them here, at bundle time)."""
+    import importlib
+
+    from nudge.domain import validation
+
+    found = {}
+    for name in CHECKED:
+        module, _, qualname = name.partition(":")
+        kind = getattr(importlib.import_module(module), qualname)
+        found[validation.key(kind)] = validation.compiled(kind)
+    return found
 
 
 def read(flows_dir: Path, segments_dir: Path | None) -> CatalogParts | None:
@@ -92,8 +120,19 @@ def read(flows_dir: Path, segments_dir: Path | None) -> CatalogParts | None:
     if stream is None:
         return None
     pickle.load(stream)  # noqa: S301  the summary (each pickle has its own memo: one load per pickle)
+    pickle.load(stream)  # noqa: S301  the checks: bytes, nothing imported
     parts: CatalogParts = pickle.load(stream)  # noqa: S301  (our own bundle's file, checked against its sources)
     return parts
+
+
+def read_checks(flows_dir: Path, segments_dir: Path | None) -> dict[str, bytes] | None:
+    """The artefact's compiled checks (`validation.offer` takes them), checked as `read` checks the catalog."""
+    stream = _open(flows_dir, segments_dir)
+    if stream is None:
+        return None
+    pickle.load(stream)  # noqa: S301  the summary
+    checks: dict[str, bytes] = pickle.load(stream)  # noqa: S301  (as in `read`)
+    return checks
 
 
 def read_summary(flows_dir: Path, segments_dir: Path | None) -> Summary | None:

@@ -26,6 +26,7 @@ from nudge.domain.flows import (
 from nudge.domain.frozen import dataclass
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.model import Category
+from nudge.domain.records import message
 from nudge.domain.segments import CONDITION_TAGS, Segment, SegmentCatalog
 from nudge.domain.validation import ValidationError, validate
 from nudge.domain.whatsapp import INBOUND_EVENT
@@ -132,10 +133,7 @@ def _located(path: Path, root: yaml.Node | None, error: Any) -> str:
         parts.append(str(part))
         node = _child(node, part) or node
     line = node.start_mark.line + 1 if node is not None else 1
-    # A record refuses an unknown key as an unexpected argument; in a file it is a key that does not belong.
-    unknown = error["type"] == "unexpected_keyword_argument"
-    message = "Extra inputs are not permitted" if unknown else str(error["msg"]).removeprefix("Value error, ")
-    return f"{path}:{line}: {'.'.join(parts) or '<root>'}: {message}"
+    return f"{path}:{line}: {'.'.join(parts) or '<root>'}: {message(error)}"
 
 
 # The unions' own lists of kinds (nudge.domain.records.Tagged); an audience's source kinds too.

@@ -33,6 +33,7 @@ from nudge.domain.flows import (
 )
 from nudge.domain.frozen import dataclass
 from nudge.domain.model import Category, Channel, Contact, Message, MessageStatus, Run, RunStatus
+from nudge.domain.validation import validate
 from nudge.services.compose import EmailComposer, MailPolicy
 from nudge.templating import TemplateRenderer
 
@@ -186,7 +187,7 @@ def contact_from_json(data: dict[str, Any], now: datetime) -> Contact:
 
     fields = dict(data)
     tags = tuple(fields.pop("tags", ()))
-    patch = ContactIn.model_validate(fields).to_patch()
+    patch = validate(ContactIn, fields).to_patch()
     return replace(Contact(contact_id=patch.contact_id).merged(patch, now), tags=tags)
 
 

@@ -868,8 +868,19 @@ def current() -> Container:
     if _current is None:
         from nudge.clocks import SystemClock
 
-        _current = build_aws(Settings.from_env(os.environ), SystemClock(), check=False)
+        settings = Settings.from_env(os.environ)
+        _current = build_aws(settings, SystemClock(), check=False)
+        _offer_compiled_checks(settings)
     return _current
+
+
+def _offer_compiled_checks(settings: Settings) -> None:
+    """The bundle's compiled request checks, read at the first check (ADR 0020, Decision 13): a function that
+    checks a request against one loads pydantic_core, not pydantic."""
+    from nudge import compiled_catalog
+    from nudge.domain import records
+
+    records.offer_checks(lambda: compiled_catalog.read_checks(settings.flows_dir, settings.segments_path))
 
 
 def install(container: Container | None) -> None:

@@ -18,6 +18,7 @@ import pytest
 from pynamodb.exceptions import TransactWriteError
 
 from nudge.domain.model import Category, Channel, Message, MessageStatus, Run, RunStatus
+from nudge.domain.validation import validate
 from nudge.local import gateway
 from nudge.local.chaos import FaultInjector, judge, play, random_plan
 from nudge.local.moto_stack import MotoStack, start_moto_stack
@@ -190,7 +191,7 @@ def _cart_at_first_reminder(stack: MotoStack) -> str:
 
 def _order_now(stack: MotoStack) -> None:
     """The order webhook lands (ingest only: the worker is busy with the wake-up)."""
-    event = EventIn.model_validate(order_placed("evt_2", "chk_1")).to_event(stack.clock.now())
+    event = validate(EventIn, order_placed("evt_2", "chk_1")).to_event(stack.clock.now())
     stack.container.ingest.ingest(event)
 
 
@@ -362,8 +363,8 @@ def test_the_repair_job_re_drives_a_run_left_with_nothing_pending(moto_stack: Mo
     from nudge.local.lambda_events import FakeLambdaContext
 
     # Given a welcome run stored, but its first step never queued (the enqueue failed; nobody retried)
-    event = EventIn.model_validate(
-        {"id": "evt_1", "type": "subscribed", "contact": {"email": "ann@example.com", "email_marketing": True}}
+    event = validate(
+        EventIn, {"id": "evt_1", "type": "subscribed", "contact": {"email": "ann@example.com", "email_marketing": True}}
     )
     ingest = moto_stack.container.ingest
     flow = moto_stack.container.flows.get("welcome")

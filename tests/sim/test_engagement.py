@@ -13,6 +13,7 @@ import pytest
 from nudge.clocks import VirtualClock
 from nudge.domain.feedback import DeliveryFeedback, FeedbackKind
 from nudge.domain.model import MessageStatus
+from nudge.domain.validation import validate
 from nudge.local.simulation import Simulation
 from nudge.services.inputs import ContactIn, EventIn
 from nudge.settings import Settings
@@ -29,7 +30,7 @@ def _subscribe_and_read(sim: Simulation, kind: FeedbackKind, *, machine: bool = 
     """Xia subscribes; on day 30 SES reports the welcome email opened (or clicked). Her contact id."""
     who = contact("xia")
     sim.container.ingest.ingest(
-        EventIn.model_validate({"id": "s1", "type": "subscribed", "contact": who, "properties": {}}).to_event(
+        validate(EventIn, {"id": "s1", "type": "subscribed", "contact": who, "properties": {}}).to_event(
             sim.clock.now()
         )
     )
@@ -42,7 +43,7 @@ def _subscribe_and_read(sim: Simulation, kind: FeedbackKind, *, machine: bool = 
         DeliveryFeedback(kind=kind, provider_id=welcome.provider_id, at=sim.clock.now(), machine=machine)
     )
     assert outcome.status == "recorded"
-    return ContactIn.model_validate(who).to_patch().contact_id
+    return validate(ContactIn, who).to_patch().contact_id
 
 
 def _asked_on(sim: Simulation) -> list[int]:

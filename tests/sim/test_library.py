@@ -14,6 +14,7 @@ import pytest
 from nudge.clocks import VirtualClock
 from nudge.domain.engine import ProfileUpdate
 from nudge.domain.model import Channel, MessageStatus
+from nudge.domain.validation import validate
 from nudge.local.simulation import Simulation
 from nudge.services.inputs import ContactIn, EventIn
 from nudge.settings import Settings
@@ -41,7 +42,7 @@ def at(offset: timedelta) -> datetime:
 def send(sim: Simulation, when: timedelta, event_id: str, type_: str, who: dict[str, Any], **properties: Any) -> None:
     sim.run_until(at(when))
     sim.container.ingest.ingest(
-        EventIn.model_validate({"id": event_id, "type": type_, "contact": who, "properties": properties}).to_event(
+        validate(EventIn, {"id": event_id, "type": type_, "contact": who, "properties": properties}).to_event(
             sim.clock.now()
         )
     )
@@ -166,7 +167,7 @@ def test_review_then_referral_branching_on_whether_they_reviewed(sim: Simulation
     send(sim, timedelta(0), "e1", "order_fulfilled", kim, **ORDER)
     send(sim, timedelta(0), "e2", "order_fulfilled", lee, **{**ORDER, "order_id": "o2"})
     sim.run_until(at(timedelta(days=8)))
-    lee_id = ContactIn.model_validate({"email": "lee@example.com"}).to_patch().contact_id
+    lee_id = validate(ContactIn, {"email": "lee@example.com"}).to_patch().contact_id
     sim.store.update_contact(lee_id, ProfileUpdate(lee_id, {}, add_tags=("reviewer",)), sim.clock.now())
 
     assert outbox(sim, "review_referral", timedelta(days=20)) == [
@@ -212,7 +213,7 @@ def test_win_back_escalates_after_sixty_days_and_stops_at_an_order(sim: Simulati
         ("Fri 01-15 09:00", "oli@example.com", "offer_10", "10% off to welcome you back"),
         ("Fri 01-29 09:00", "oli@example.com", "offer_20", "20% off, our best offer"),
     ]
-    assert "lapsed" in sim.store.contacts[ContactIn.model_validate(oli).to_patch().contact_id].tags
+    assert "lapsed" in sim.store.contacts[validate(ContactIn, oli).to_patch().contact_id].tags
 
 
 def test_vip_is_tagged_announced_to_the_loyalty_system_and_welcomed_once(sim: Simulation) -> None:
@@ -225,7 +226,7 @@ def test_vip_is_tagged_announced_to_the_loyalty_system_and_welcomed_once(sim: Si
     assert outbox(sim, "vip_loyalty", timedelta(days=10)) == [
         ("Thu 11-05 09:00", "quinn@example.com", "vip_email", "You're one of our VIPs now, Quinn"),
     ]
-    stored = sim.store.contacts[ContactIn.model_validate(quinn).to_patch().contact_id]
+    stored = sim.store.contacts[validate(ContactIn, quinn).to_patch().contact_id]
     assert "vip" in stored.tags and stored.properties["loyalty_tier"] == "vip"
     [(url, body, _)] = sim.container.webhook_sender.posts  # type: ignore[attr-defined]
     assert url == "https://loyalty.example/hooks/vip" and b'"tier":"vip"' in body
@@ -236,7 +237,7 @@ def test_birthday_gift_every_year_at_nine_local(settings: Settings, clock: Virtu
     seen: list[list[str]] = []
     # What the metrics count: the ingest service's observer, passed when the container is made.
     sim = Simulation(settings, clock, observer=lambda outcome: seen.append(outcome.started))
-    sim.container.ingest.identify(ContactIn.model_validate(rae).to_patch())
+    sim.container.ingest.identify(validate(ContactIn, rae).to_patch())
     assert seen == [["birthday"]]  # the run is lined up (and counted as started) at once; it waits for the day
 
     assert outbox(sim, "birthday", timedelta(days=400)) == [
@@ -312,8 +313,8 @@ def test_sunset_asks_the_silent_then_unsubscribes_them(sim: Simulation) -> None:
     assert outbox(sim, "sunset", timedelta(days=120)) == [
         ("Sun 01-31 09:00", "xia@example.com", "still_interested", "Should we stop writing, Xia?"),
     ]
-    xia_stored = sim.store.contacts[ContactIn.model_validate(xia).to_patch().contact_id]
-    yan_stored = sim.store.contacts[ContactIn.model_validate(yan).to_patch().contact_id]
+    xia_stored = sim.store.contacts[validate(ContactIn, xia).to_patch().contact_id]
+    yan_stored = sim.store.contacts[validate(ContactIn, yan).to_patch().contact_id]
     assert (xia_stored.email_marketing, "sunset" in xia_stored.tags) == (False, True)
     assert (yan_stored.email_marketing, "sunset" in yan_stored.tags) == (True, False)
 

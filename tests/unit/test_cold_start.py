@@ -66,6 +66,8 @@ NEVER_COLD = {"boto3", "s3transfer", "aws_lambda_powertools", "asyncio", "yaml",
 # pydantic only where a request body is validated: the flows, segments and guardrails are plain records,
 # unpickled from the compiled catalog (ADR 0020, Decisions 9 and 11).
 NO_PYDANTIC = {"feedback", "unsubscribe", "sms-inbound", "whatsapp-inbound", "missed-call", "step", "sweep"}
+# Since Decision 13 the request records are checked by the bundle's compiled checks, with pydantic_core alone.
+NO_PYDANTIC |= {"ingest", "subscribe", "webhooks"}
 # phonenumbers only where a number is read at once.
 PHONES = {"webhooks", "missed-call"}  # storefront payloads carry phones; a missed call is a number
 # Modules loaded by import + warm(), as measured for ADR 0020 Decision 9 (docs/benchmarks.md, "the catalog
@@ -181,3 +183,46 @@ def test_each_handler_ends_the_cold_start_through_the_loggers_wrapper(label: str
         zip(entry.__code__.co_freevars, [cell.cell_contents for cell in entry.__closure__ or ()], strict=True)
     )
     assert closure.get("cold_start") is module.warm, f"{label}: the logger's wrapper is not given {module_name}.warm"
+
+
+_CHECK_PROBE = """
+import json, sys
+from nudge.handlers import ingest
+ingest.warm()
+from nudge.domain.validation import ValidationError, validate
+from nudge.services.inputs import EventIn
+from nudge.services.subscribe import SubscribeIn
+event = validate(EventIn, {"id": "e1", "type": "checkout_started", "contact": {"email": " Jo@Example.com "}})
+refused = []
+for kind, body in ((EventIn, {"id": "", "type": "Bad", "contact": {}, "zz": 1}), (SubscribeIn, {"email": 3})):
+    try:
+        validate(kind, body)
+    except ValidationError as exc:
+        refused.append([[list(e["loc"]), e["type"]] for e in exc.errors()])
+# pydantic_core imports pydantic's package (its lazy __init__, ~5 ms) to name the version in an error's URL;
+# what must not load is pydantic's schema machinery (what a validator is built with).
+heavy = ("pydantic.main", "pydantic.type_adapter", "pydantic.fields", "pydantic._internal._generate_schema")
+machinery = sorted(m for m in sys.modules if m.startswith(heavy))
+print(json.dumps({"email": event.contact.email, "refused": refused, "pydantic": machinery}))
+"""
+
+
+def test_a_function_checks_requests_with_the_bundles_compiled_checks_and_no_pydantic(
+    bundled: dict[str, str],
+) -> None:
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT / "functions"), **bundled}
+    done = subprocess.run([sys.executable, "-c", _CHECK_PROBE], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["pydantic"] == []  # pydantic_core checked them, from the compiled catalog's schemas
+    assert found["email"] == "jo@example.com"  # stripped and normalized, as pydantic's own check does
+    # The same refusals as pydantic's (tests/unit/test_validation.py compares the two ways member by member).
+    assert found["refused"] == [
+        [
+            [["id"], "string_too_short"],
+            [["type"], "value_error"],
+            [["contact"], "value_error"],
+            [["zz"], "unexpected_keyword_argument"],
+        ],
+        [[["email"], "string_type"]],
+    ]

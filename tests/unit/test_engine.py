@@ -8,6 +8,7 @@ import pytest
 
 from nudge.clocks import VirtualClock
 from nudge.domain.model import MessageStatus, RunStatus
+from nudge.domain.validation import validate
 from nudge.local.simulation import Simulation
 from nudge.ports import StepWakeUp
 from nudge.settings import Settings
@@ -222,9 +223,9 @@ def test_an_event_decides_the_same_over_the_catalogs_index_as_over_every_flow(si
     catalog = sim.container.flows
     assert isinstance(catalog, FlowCatalog)
     now = sim.clock.now()
-    sim.container.ingest.ingest(EventIn.model_validate(checkout_started("c1", "k1")).to_event(now))
+    sim.container.ingest.ingest(validate(EventIn, checkout_started("c1", "k1")).to_event(now))
     sim.settle()
-    bob = sim.container.store.get_contact(EventIn.model_validate(checkout_started("c0", "k0")).to_event(now).contact_id)
+    bob = sim.container.store.get_contact(validate(EventIn, checkout_started("c0", "k0")).to_event(now).contact_id)
     assert bob is not None
     slots = sim.container.store.flow_slots(bob.contact_id)
     active = sim.container.store.active_runs(bob.contact_id)
@@ -238,7 +239,7 @@ def test_an_event_decides_the_same_over_the_catalogs_index_as_over_every_flow(si
     ]
     kinds = set()
     for body in bodies:
-        event: Event = EventIn.model_validate(body).to_event(now)
+        event: Event = validate(EventIn, body).to_event(now)
         indexed = engine.on_event(event, bob, slots, active, catalog, now)
         listed = engine.on_event(event, bob, slots, active, list(catalog), now)
         assert repr(indexed) == repr(listed), body["type"]
@@ -262,8 +263,8 @@ def test_an_event_judges_active_runs_against_the_deployed_flows_only(sim: Simula
             return super().get(flow_id)
 
     now = sim.clock.now()
-    sim.container.ingest.ingest(EventIn.model_validate(checkout_started("c0", "k0")).to_event(now))
-    event = EventIn.model_validate(order_placed("o0", "k0")).to_event(now)
+    sim.container.ingest.ingest(validate(EventIn, checkout_started("c0", "k0")).to_event(now))
+    event = validate(EventIn, order_placed("o0", "k0")).to_event(now)
     [cart] = sim.container.store.active_runs(event.contact_id)
     campaign_run = evolve(cart, run_id="r-campaign", flow_id="campaign.november")
     catalog = Campaigns(list(sim.container.flows))

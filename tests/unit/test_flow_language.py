@@ -481,7 +481,7 @@ def test_api_enrollment_starts_any_flow_once(settings: Settings, clock: VirtualC
     sim = simulation(settings, clock, directory)
 
     def enroll(event_id: str) -> list[str]:
-        body = EventIn.model_validate(event(event_id, "enrolled")).to_event(clock.now())
+        body = validate(EventIn, event(event_id, "enrolled")).to_event(clock.now())
         return sim.container.ingest.enroll("manual", body).started
 
     assert (enroll("x1"), enroll("x2")) == (["manual"], [])
@@ -502,7 +502,7 @@ BIRTHDAY = f"""
 def test_date_trigger_fires_yearly_at_local_time(settings: Settings, clock: VirtualClock, tmp_path: Path) -> None:
     directory = flows_dir(tmp_path, BIRTHDAY)
     sim = simulation(settings, clock, directory)
-    ann = ContactIn.model_validate(contact("ann", timezone="Asia/Tokyo", properties={"birthday": "1990-11-10"}))
+    ann = validate(ContactIn, contact("ann", timezone="Asia/Tokyo", properties={"birthday": "1990-11-10"}))
     sim.container.ingest.identify(ann.to_patch())
 
     sim.run_until(at("2028-01-01T00:00:00+00:00"))
@@ -518,7 +518,7 @@ def test_next_years_run_stored_by_an_attempt_that_died_before_arming_it_is_armed
 ) -> None:
     directory = flows_dir(tmp_path, BIRTHDAY)
     sim = simulation(settings, clock, directory)
-    ann = ContactIn.model_validate(contact("ann", properties={"birthday": "1990-11-10"}))
+    ann = validate(ContactIn, contact("ann", properties={"birthday": "1990-11-10"}))
     sim.container.ingest.identify(ann.to_patch())
     sim.run_until(at("2026-11-09T00:00:00+00:00"))
     runs = sim.container.runs

@@ -12,7 +12,7 @@ of is a `Tagged`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, field, fields
 from dataclasses import replace as _replace
 from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform, get_args
@@ -27,6 +27,24 @@ T = TypeVar("T")
 
 # The modules that declare records: `nudge.domain.validation` gives each the pydantic names their annotations use.
 MODULES: set[str] = set()
+
+# Where compiled checks come from, if anywhere (`offer_checks`): called at the first check that needs one.
+_CHECKS_FROM: list[Callable[[], Mapping[str, bytes] | None]] = []
+
+
+def offer_checks(source: Callable[[], Mapping[str, bytes] | None]) -> None:
+    """Where `nudge.domain.validation` finds the bundle's compiled checks (a Lambda function's wiring says;
+    read at the first check, so a function that checks nothing reads nothing and loads no pydantic_core)."""
+    _CHECKS_FROM[:] = [source]
+
+
+def take_offered_checks() -> Mapping[str, bytes]:
+    """The compiled checks offered, read once (nothing when none were offered or the bundle has none)."""
+    if not _CHECKS_FROM:
+        return {}
+    found = _CHECKS_FROM.pop()()
+    return found or {}
+
 
 # pydantic's configuration of every record: an unknown key is an error (a typo in a flow file is caught).
 STRICT: dict[str, Any] = {"extra": "forbid"}
@@ -140,3 +158,11 @@ def items(value: object) -> Iterator[tuple[str, Any]]:
     """A record's fields and values, in order (what iterating a pydantic model gave)."""
     for item in fields(value):  # type: ignore[arg-type]
         yield item.name, getattr(value, item.name)
+
+
+def message(error: Mapping[str, Any]) -> str:
+    """What a validation error says, for a person: pydantic's message without its "Value error, " prefix; an
+    unknown member, which a record refuses as an unexpected argument, as a model refused it."""
+    if error["type"] == "unexpected_keyword_argument":
+        return "Extra inputs are not permitted"
+    return str(error["msg"]).removeprefix("Value error, ")

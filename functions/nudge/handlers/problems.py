@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from nudge.domain.records import message
+
 if TYPE_CHECKING:  # the pages and the unsubscribe function validate nothing with pydantic, and do not import it
     from pydantic import ValidationError
 
@@ -61,7 +63,7 @@ def from_validation_error(exc: ValidationError) -> Problem:
     for err in exc.errors(include_url=False):
         # Drop pydantic's internal tags (e.g. "function-after[...]") from the location.
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-        detail = err["msg"].removeprefix("Value error, ")
+        detail = message(err)
         errors.append({"pointer": _pointer(loc), "detail": detail})
     summary = "; ".join(f"{e['pointer'] or '/'}: {e['detail']}" for e in errors)
     return Problem(422, "validation", "Request body failed validation", summary, errors=errors)

@@ -37,6 +37,7 @@ from nudge.domain import kpis
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.frozen import dataclass
 from nudge.domain.model import Channel, Event, Message, MessageStatus, Run, RunStatus
+from nudge.domain.validation import validate
 from nudge.services.inputs import EventIn
 from nudge.services.order_import import Format, Rejected, parse_orders
 from nudge.services.runs import NotCommittedYet
@@ -93,7 +94,7 @@ def load_history(
         if not isinstance(body, dict) or body.get("occurred_at") is None:
             raise HistoryError(f"events line {number}: a history event needs `occurred_at`")
         try:
-            found.append(EventIn.model_validate(body).to_event(now))
+            found.append(validate(EventIn, body).to_event(now))
         except (ValidationError, ValueError) as exc:
             raise HistoryError(f"events line {number}: {exc}") from None
         history.other_events += 1

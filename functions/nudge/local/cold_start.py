@@ -241,29 +241,38 @@ def cold_starts(
     functions = [(label, handler) for label, handler in FUNCTIONS if only in (None, label)]
     if not functions:
         raise ValueError(f"no function {only!r}; one of {', '.join(label for label, _ in FUNCTIONS)}")
-    # Interleaved, so a burst of load on the machine spreads over every target instead of one.
-    targets = ["boto3", *(handler.rsplit(".", 1)[0] for _, handler in functions)]
-    found: dict[str, list[Probe]] = {target: [] for target in targets}
+    # Each function's probe right after a probe of the baseline, and its ratios the median of those pairs'
+    # ratios: on a shared machine the speed drifts over a run, and a pair taken back to back sees the same
+    # machine (the medians of two separate series swung ±20 % from one run to the next; ADR 0020, Decision 12).
+    targets = [handler.rsplit(".", 1)[0] for _, handler in functions]
+    found: dict[str, list[Probe]] = {"boto3": [], **{target: [] for target in targets}}
+    paired: dict[str, list[Probe]] = {target: [] for target in targets}  # the baseline probe before each
     with bundled_catalog(root, environment, functions_dir) as bundled:
         for run in range(runs):
             for target in targets:
                 if progress is not None:
                     progress(f"cold start {run + 1}/{runs}: {target}")
+                before = probe("boto3", bundled, bytecode=bytecode)
+                found["boto3"].append(before)
+                paired[target].append(before)
                 found[target].append(probe(target, bundled, bytecode=bytecode, functions_dir=functions_dir))
-    baseline = _median(found["boto3"])
     cache = "a warm bytecode cache" if bytecode else "no bytecode cache (every module compiled, as in Lambda)"
-    yield f"cold start: median of {runs} fresh interpreters each, Lambda-like environment, no network, {cache}"
-    yield "  CPU seconds (import, build, total; × boto3 is of the total), then wall seconds"
+    yield f"cold start: {runs} fresh interpreters each, Lambda-like environment, no network, {cache}"
+    yield "  CPU seconds, medians (import, build, total), then wall seconds; each function's probe follows one of"
+    yield "  boto3 + a client, and its ratios (× boto3, of the total) are the medians of those pairs' ratios"
     yield "  + ddb: the DynamoDB client the function's first request makes (pynamodb makes it at the first call,"
     yield "  so build has not), and the ratio with it: boto3's side has its one client in build"
     yield (
         f"  {'function':<16} {'import':>8} {'build':>8} {'total':>8} {'× boto3':>8} {'+ ddb':>8} {'× w/ ddb':>9} "
         f"{'wall':>8} {'modules':>8}"
     )
-    for label, target in [("boto3+client", "boto3"), *zip((label for label, _ in functions), targets[1:], strict=True)]:
+    for label, target in [("boto3+client", "boto3"), *zip((label for label, _ in functions), targets, strict=True)]:
         median = _median(found[target])
-        ratio = median.total_s / baseline.total_s
-        with_client = (median.total_s + median.client_s) / baseline.total_s
+        bases = paired.get(target, found[target])
+        ratio = statistics.median(p.total_s / b.total_s for p, b in zip(found[target], bases, strict=True))
+        with_client = statistics.median(
+            (p.total_s + p.client_s) / b.total_s for p, b in zip(found[target], bases, strict=True)
+        )
         yield (
             f"  {label:<16} {median.import_s:>7.3f}s {median.build_s:>7.3f}s {median.total_s:>7.3f}s "
             f"{ratio:>8.2f} {median.client_s:>7.3f}s {with_client:>9.2f} {median.wall_s:>7.3f}s {median.modules:>8}"

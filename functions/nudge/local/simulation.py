@@ -16,6 +16,7 @@ from nudge.adapters.memory import (
     MemoryWhatsApp,
 )
 from nudge.clocks import VirtualClock
+from nudge.domain.validation import validate
 from nudge.ports import AudiencePlatform
 from nudge.services.ingest import IngestOutcome
 from nudge.services.inputs import EventIn
@@ -67,7 +68,7 @@ class Simulation:
 
     def send(self, body: dict[str, Any]) -> IngestOutcome:
         """Ingest an API body (validated like the handler does) at the current virtual time; let the worker act."""
-        outcome = self.container.ingest.ingest(EventIn.model_validate(body).to_event(self.clock.now()))
+        outcome = self.container.ingest.ingest(validate(EventIn, body).to_event(self.clock.now()))
         self.settle()
         return outcome
 

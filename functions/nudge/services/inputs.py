@@ -1,18 +1,24 @@
-"""The public API's request bodies, validated strictly and turned into domain objects."""
+"""The public API's request bodies, validated strictly and turned into domain objects.
+
+Records (`nudge.domain.records`): checked by pydantic's rules in their annotations, compiled into the bundle
+so a Lambda function checks them with pydantic_core alone (ADR 0020, Decision 13)."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nudge.domain import bounds
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event
+from nudge.domain.records import Check, Checked, record
 from nudge.domain.sms import to_e164
+
+if TYPE_CHECKING:
+    from pydantic import AwareDatetime, Field
 
 _EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
 # An event may claim to have happened a little in the future (clock skew), never more.
@@ -54,65 +60,68 @@ def is_contact_id(value: str) -> bool:
     return len(value) <= CONTACT_ID_MAX and re.fullmatch(CONTACT_ID_PATTERN, value) is not None
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+# pydantic's configuration of every request record: unknown members refused, text stripped.
+INPUT: dict[str, Any] = {"extra": "forbid", "str_strip_whitespace": True}
 
 
-class ContactIn(_Input):
+def _email(value: str | None) -> str | None:
+    return normalize_email(value) if value is not None else None
+
+
+def _phone(value: str | None) -> str | None:
+    if value is None:
+        return value
+    # Spaces, dashes and brackets are fine ("+1 (415) 555-0123"); the result is E.164 and valid.
+    if not value.startswith("+"):
+        raise ValueError("not an E.164 phone number (e.g. +14155550123)")
+    return to_e164(value)
+
+
+def _timezone(value: str | None) -> str | None:
+    if value is None:
+        return value
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not an IANA time zone name (e.g. America/New_York)") from None
+    return value
+
+
+Properties = Annotated[dict[str, Any], Check(bounded_properties)]
+Instant = Annotated["AwareDatetime | None", Check(bounded_instant)]
+
+
+@record
+class ContactIn(Checked):
     """Who the event is about. At least one of id, email and phone."""
 
-    id: str | None = Field(default=None, min_length=1, max_length=CONTACT_ID_MAX, pattern=CONTACT_ID_PATTERN)
-    email: str | None = Field(default=None, max_length=254, json_schema_extra={"format": "email"})
-    phone: str | None = Field(
-        default=None,
-        description="E.164, e.g. +14155550123 (spaces, dashes and brackets are taken too).",
-        json_schema_extra={"pattern": r"^\+[1-9][0-9]{6,14}$"},
-    )
-    first_name: str | None = Field(default=None, max_length=100)
-    last_name: str | None = Field(default=None, max_length=100)
-    timezone: str | None = Field(default=None, description="IANA name, e.g. Europe/Paris.")
+    __pydantic_config__ = INPUT
+
+    id: Annotated[str | None, Field(min_length=1, max_length=CONTACT_ID_MAX, pattern=CONTACT_ID_PATTERN)] = None
+    email: Annotated[str | None, Field(max_length=254, json_schema_extra={"format": "email"}), Check(_email)] = None
+    phone: Annotated[
+        str | None,
+        Field(
+            description="E.164, e.g. +14155550123 (spaces, dashes and brackets are taken too).",
+            json_schema_extra={"pattern": r"^\+[1-9][0-9]{6,14}$"},
+        ),
+        Check(_phone),
+    ] = None
+    first_name: Annotated[str | None, Field(max_length=100), Check(header_text)] = None
+    last_name: Annotated[str | None, Field(max_length=100), Check(header_text)] = None
+    timezone: Annotated[str | None, Field(description="IANA name, e.g. Europe/Paris."), Check(_timezone)] = None
     email_marketing: bool | None = None
     sms_marketing: bool | None = None
-    whatsapp_marketing: bool | None = Field(default=None, description="Consent to marketing WhatsApp messages.")
-    ads_marketing: bool | None = Field(
-        default=None, description="Consent to be in the shop's ad audiences (Meta, Google, TikTok): docs/audiences.md."
-    )
-    properties: dict[str, Any] = Field(default_factory=dict)
+    whatsapp_marketing: Annotated[bool | None, Field(description="Consent to marketing WhatsApp messages.")] = None
+    ads_marketing: Annotated[
+        bool | None,
+        Field(description="Consent to be in the shop's ad audiences (Meta, Google, TikTok): docs/audiences.md."),
+    ] = None
+    properties: Properties = field(default_factory=dict)
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return normalize_email(value) if value is not None else None
-
-    _names = field_validator("first_name", "last_name")(header_text)
-    _properties = field_validator("properties")(bounded_properties)
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        # Spaces, dashes and brackets are fine ("+1 (415) 555-0123"); the result is E.164 and valid.
-        if not value.startswith("+"):
-            raise ValueError("not an E.164 phone number (e.g. +14155550123)")
-        return to_e164(value)
-
-    @field_validator("timezone")
-    @classmethod
-    def _timezone(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not an IANA time zone name (e.g. America/New_York)") from None
-        return value
-
-    @model_validator(mode="after")
-    def _identified(self) -> ContactIn:
+    def _check(self) -> None:
         if not (self.id or self.email or self.phone):
             raise ValueError("a contact needs at least one of id, email or phone")
-        return self
 
     def to_patch(self) -> ContactPatch:
         return ContactPatch(
@@ -130,11 +139,18 @@ class ContactIn(_Input):
         )
 
 
-class EventIn(_Input):
+def _event_type(value: str) -> str:
+    if not _EVENT_TYPE.match(value):
+        raise ValueError("event types are lower_snake_case, e.g. checkout_started")
+    return value
+
+
+@record
+class EventIn:
     """POST /v1/events: something a contact did. `id` makes retries safe: the same id is processed once."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
+    __pydantic_config__ = INPUT | {
+        "json_schema_extra": {
             "examples": [
                 {
                     "id": "evt_1",
@@ -145,23 +161,13 @@ class EventIn(_Input):
                 }
             ]
         }
-    )
+    }
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-    type: str = Field(json_schema_extra={"pattern": _EVENT_TYPE.pattern})
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    type: Annotated[str, Field(json_schema_extra={"pattern": _EVENT_TYPE.pattern}), Check(_event_type)]
     contact: ContactIn
-    properties: dict[str, Any] = Field(default_factory=dict)
-    occurred_at: AwareDatetime | None = None
-
-    _occurred = field_validator("occurred_at")(bounded_instant)
-    _properties = field_validator("properties")(bounded_properties)
-
-    @field_validator("type")
-    @classmethod
-    def _type(cls, value: str) -> str:
-        if not _EVENT_TYPE.match(value):
-            raise ValueError("event types are lower_snake_case, e.g. checkout_started")
-        return value
+    properties: Properties = field(default_factory=dict)
+    occurred_at: Instant = None
 
     def to_event(self, now: datetime) -> Event:
         occurred = self.occurred_at.astimezone(UTC) if self.occurred_at else now
@@ -176,16 +182,18 @@ class EventIn(_Input):
         )
 
 
-class EnrollmentIn(_Input):
+@record
+class EnrollmentIn:
     """POST /v1/flows/<flow_id>/enrollments: start a flow for a contact. `id` makes retries safe."""
 
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
-    contact: ContactIn
-    properties: dict[str, Any] = Field(default_factory=dict, description="What the flow's templates see as event.")
-    occurred_at: AwareDatetime | None = None
+    __pydantic_config__ = INPUT
 
-    _occurred = field_validator("occurred_at")(bounded_instant)
-    _properties = field_validator("properties")(bounded_properties)
+    id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    contact: ContactIn
+    properties: Annotated[Properties, Field(description="What the flow's templates see as event.")] = field(
+        default_factory=dict
+    )
+    occurred_at: Instant = None
 
     def to_event(self, flow_id: str, now: datetime) -> Event:
         as_event = EventIn(

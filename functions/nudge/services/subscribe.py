@@ -5,57 +5,57 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING, Annotated, Any
 
 from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, contact_id_for
+from nudge.domain.records import Check, record
 from nudge.integrations.canonical import phone_field
 from nudge.ports import ApiKey, Clock, ContactRefs, PendingSignup, PendingSignups
 from nudge.services.ingest import IngestService
-from nudge.services.inputs import header_text
+from nudge.services.inputs import INPUT, header_text
 
 CONFIRMATION_VALID_FOR = timedelta(days=7)
+if TYPE_CHECKING:
+    from pydantic import Field
+
 HONEYPOT = "website"  # hidden from people by the snippet's CSS; bots fill every field they find
 
 
-class SubscribeIn(BaseModel):
+@record
+class SubscribeIn:
     """POST /v1/subscribe: what the signup form sends."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        str_strip_whitespace=True,
-        json_schema_extra={"examples": [{"email": "jo@example.com", "first_name": "Jo", "source": "footer"}]},
-    )
+    __pydantic_config__ = INPUT | {
+        "json_schema_extra": {"examples": [{"email": "jo@example.com", "first_name": "Jo", "source": "footer"}]}
+    }
 
-    email: str = Field(max_length=254, json_schema_extra={"format": "email"})
-    first_name: str | None = Field(default=None, max_length=100)
-    phone: str | None = Field(default=None, description="E.164; with sms_marketing true, consent to marketing SMS.")
+    email: Annotated[str, Field(max_length=254, json_schema_extra={"format": "email"}), Check(normalize_email)]
+    first_name: Annotated[str | None, Field(max_length=100), Check(header_text)] = None
+    phone: Annotated[
+        str | None,
+        Field(description="E.164; with sms_marketing true, consent to marketing SMS."),
+        Check(phone_field),
+    ] = None
     sms_marketing: bool = False
-    source: str | None = Field(
-        default=None,
-        max_length=40,
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description='Where the form sits, e.g. "footer" (letters, digits, _ . -).',
-    )
-    notify_me: str | None = Field(
-        default=None,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
-        description='A "notify me" form: the variant (Shopify variant id, WooCommerce product or variation id) '
-        "whose next restock this address is told about, once. Applied when the signup is.",
-    )
-    website: str | None = Field(default=None, max_length=500, description="Leave empty: a trap for bots.")
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str) -> str:
-        return normalize_email(value)
-
-    _name = field_validator("first_name")(header_text)
-
-    _phone = field_validator("phone")(phone_field)
+    source: Annotated[
+        str | None,
+        Field(
+            max_length=40,
+            pattern=r"^[A-Za-z0-9_.-]+$",
+            description='Where the form sits, e.g. "footer" (letters, digits, _ . -).',
+        ),
+    ] = None
+    notify_me: Annotated[
+        str | None,
+        Field(
+            max_length=64,
+            pattern=r"^[A-Za-z0-9_.:-]+$",
+            description='A "notify me" form: the variant (Shopify variant id, WooCommerce product or variation id) '
+            "whose next restock this address is told about, once. Applied when the signup is.",
+        ),
+    ] = None
+    website: Annotated[str | None, Field(max_length=500, description="Leave empty: a trap for bots.")] = None
 
     @property
     def is_bot(self) -> bool:
