@@ -226,3 +226,30 @@ def test_a_function_checks_requests_with_the_bundles_compiled_checks_and_no_pyda
         ],
         [[["email"], "string_type"]],
     ]
+
+
+_CAMPAIGN_PROBE = """
+import json, sys
+import yaml
+from nudge.handlers import step
+step.warm()
+from nudge.domain.campaigns import Campaign
+from nudge.domain.validation import dump, validate
+campaign = validate(Campaign, yaml.safe_load(open(sys.argv[1])))
+flow = campaign.as_flow()
+document = dump(campaign, mode="json", exclude_none=True)
+found = {"flow": flow.id, "steps": len(flow.steps), "id": document["id"], "pydantic": "pydantic" in sys.modules}
+print(json.dumps(found))
+"""
+
+
+def test_a_campaigns_wake_up_in_step_reads_its_document_and_flow_without_pydantic(bundled: dict[str, str]) -> None:
+    """A campaign's document and its one-off flow are checked by the compiled checks (Campaign and Flow are in
+    compiled_catalog.CHECKED): the step function loads no pydantic for a campaign either."""
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT / "functions"), **bundled}
+    sample = ROOT / "campaigns" / "november_newsletter.yaml"
+    command = [sys.executable, "-c", _CAMPAIGN_PROBE, str(sample)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found == {"flow": "campaign.november_newsletter", "steps": 1, "id": "november_newsletter", "pydantic": False}
