@@ -64,7 +64,8 @@ def source_digest(flows_dir: Path, segments_dir: Path | None, package: Path = _P
     sources += [("domain", package / "domain", "*.py"), ("nudge", package, "flow_files.py")]
     for module in sorted({name.partition(":")[0] for name in CHECKED}):
         relative = Path(*module.split(".")[1:]).with_suffix(".py")
-        sources.append(("checked", package / relative.parent, relative.name))
+        if relative.parent != Path("domain"):  # domain/*.py is hashed above
+            sources.append(("checked", package / relative.parent, relative.name))
     for label, directory, pattern in sources:
         if directory is None or not directory.is_dir():
             continue

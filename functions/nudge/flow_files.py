@@ -93,12 +93,11 @@ def load_segment(path: Path) -> Segment:
     return _load_model(path, Segment, "a segment file holds one mapping (id, name, conditions)")
 
 
-_Model = TypeVar("_Model")
 M = TypeVar("M")
 C = TypeVar("C")
 
 
-def _load_model(path: Path, model: type[_Model], shape: str) -> _Model:
+def _load_model(path: Path, model: type[M], shape: str) -> M:
     """Parse one YAML file into `model`; FlowFileError lists each problem with its file and line."""
     text = path.read_text(encoding="utf-8")
     try:

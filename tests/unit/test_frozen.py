@@ -103,8 +103,13 @@ def test_a_quick_class_is_a_standard_dataclass_to_every_caller(name: str) -> Non
     assert quick == again
     assert not quick != again  # noqa: SIM202 (the standard class defines no __ne__: Python's, from __eq__)
     assert quick != standard  # another class
-    if name not in ("Plain", "Keyword"):  # Plain holds a list, Keyword a dict: unhashable, as the standard's
-        assert hash(quick) == hash(again)
+    if name == "Plain":  # its list is hashed: unhashable, as the standard's
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(quick)
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(standard)
+    else:  # the same fields hashed the same way: the standard class's very hash
+        assert hash(quick) == hash(again) == hash(standard)
     # Frozen: assignment and deletion refused with the standard error.
     field_name = next((f.name for f in dataclasses.fields(quick_cls)), None)
     if field_name is not None:
@@ -127,7 +132,9 @@ def test_defaults_factories_and_post_init_behave_as_the_standard_ones() -> None:
     assert (quick.count, quick.tags, quick.note) == (standard.count, standard.tags, standard.note)
     assert quick.tags is not QUICK["Plain"]("b").tags  # a fresh list each time
     assert QUICK["Plain"]("a", note="other") == quick  # `note` is not compared
-    assert hash(QUICK["Keyword"](name="k", extra={"a": 1}).__class__) is not None
+    keyword = QUICK["Keyword"](name="k", extra={"a": 1})  # `extra` is compared, not hashed
+    assert hash(keyword) == hash(QUICK["Keyword"](name="k", extra={"b": 2}))
+    assert keyword != QUICK["Keyword"](name="k", extra={"b": 2})
     with pytest.raises(ValueError, match="low above high"):
         QUICK["Checked"](3, 2)
     with pytest.raises(TypeError):

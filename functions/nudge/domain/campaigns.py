@@ -305,7 +305,7 @@ class Campaign(Checked):
         (the engine's deterministic choice over the same shares: test variants, `rest`, and the holdout,
         which ends the run with nothing sent); `rest` goes to the winner's email once it is chosen (before
         that no `rest` run is started, and it would end)."""
-        from nudge.domain.validation import validate  # pydantic: only a campaign's wake-up pays for it
+        from nudge.domain.validation import validate  # checking: only a campaign's wake-up pays for it
 
         steps: list[dict[str, Any]] = []
         if self.email is not None and not self.tests:

@@ -72,8 +72,9 @@ def _make(cls: type, options: dict[str, Any]) -> type:
     made.__repr__ = _repr(tuple(f.name for f in fields if f.repr))  # type: ignore[method-assign,assignment]
     made.__setattr__ = _refuse_set  # type: ignore[method-assign,assignment]
     made.__delattr__ = _refuse_delete  # type: ignore[method-assign,assignment]
-    made.__getstate__ = _getstate  # type: ignore[method-assign,assignment]
-    made.__setstate__ = _setstate  # type: ignore[attr-defined]
+    names = tuple(f.name for f in fields)
+    made.__getstate__ = _getstate(_getter(names))  # type: ignore[method-assign,assignment]
+    made.__setstate__ = _setstate(names)  # type: ignore[attr-defined]
     setattr(made, MARK, True)
     return made
 
@@ -163,10 +164,18 @@ def _refuse_delete(self: Any, name: str) -> None:
     raise FrozenInstanceError(f"cannot delete field {name!r}")
 
 
-def _getstate(self: Any) -> list[Any]:
-    return [getattr(self, f.name) for f in dataclasses.fields(self)]
+# The standard frozen slotted class's pickling state: its fields' values as a list, in field order (the
+# names worked out once a class, not once a record: a cold start unpickles every record of the catalog).
+def _getstate(values: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any], list[Any]]:
+    def __getstate__(self: Any) -> list[Any]:
+        return list(values(self))
+
+    return __getstate__
 
 
-def _setstate(self: Any, state: list[Any]) -> None:
-    for f, value in zip(dataclasses.fields(self), state, strict=True):
-        object.__setattr__(self, f.name, value)
+def _setstate(names: tuple[str, ...]) -> Callable[[Any, list[Any]], None]:
+    def __setstate__(self: Any, state: list[Any]) -> None:
+        for name, value in zip(names, state, strict=True):
+            object.__setattr__(self, name, value)
+
+    return __setstate__

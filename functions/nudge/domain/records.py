@@ -1,6 +1,6 @@
-"""The records the flow, segment and guardrail files are read into: plain frozen dataclasses, checked by
-pydantic only when a file is read (`nudge.domain.validation`), so a function that runs flows imports no pydantic
-(ADR 0020, Decision 11).
+"""The records the flow, segment and guardrail files and the API's request bodies are read into: plain
+frozen dataclasses, checked only when a file or a body is read (`nudge.domain.validation`), so a function
+that runs flows imports no pydantic (ADR 0020, Decisions 11 and 13).
 
 A record's fields carry their rules as pydantic metadata in string annotations
 (`Annotated[str, Field(pattern=...)]`): nothing evaluates them until `nudge.domain.validation` builds a validator,
@@ -55,7 +55,7 @@ def record(cls: type[T]) -> type[T]:
     """A frozen, slotted dataclass whose fields are keyword-only (as pydantic models' are), checked with
     `STRICT` unless the class sets its own `__pydantic_config__`."""
     MODULES.add(cls.__module__)
-    if "__pydantic_config__" not in cls.__dict__ and not hasattr(cls, "__pydantic_config__"):
+    if not hasattr(cls, "__pydantic_config__"):  # its own, or its base's
         cls.__pydantic_config__ = STRICT  # type: ignore[attr-defined]
     made: type[T] = dataclass(frozen=True, slots=True, kw_only=True)(cls)
     return made

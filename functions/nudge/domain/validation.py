@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pickle
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic_core import SchemaSerializer, SchemaValidator, ValidationError
@@ -26,12 +26,12 @@ from nudge.domain import records
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
-__all__ = ["ValidationError", "adapter", "compiled", "dump", "json_schema", "key", "offer", "validate"]
+__all__ = ["ValidationError", "adapter", "compiled", "dump", "json_schema", "key", "validate"]
 
 T = TypeVar("T")
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
-_OFFERED: dict[str, bytes] = {}  # key -> the pickled core schema, made into a validator at its first use
+_OFFERED: dict[str, bytes] = {}  # key -> the pickled core schema (records.offer_checks), a validator at first use
 _COMPILED: dict[str, tuple[SchemaValidator, SchemaSerializer]] = {}
 _CHECKS: dict[Any, Callable[[Any], Any]] = {}  # kind -> how it is checked (a backtest checks every event)
 
@@ -39,12 +39,6 @@ _CHECKS: dict[Any, Callable[[Any], Any]] = {}  # kind -> how it is checked (a ba
 def key(kind: type) -> str:
     """How a record is named in the bundle's compiled schemas."""
     return f"{kind.__module__}:{kind.__qualname__}"
-
-
-def offer(schemas: Mapping[str, bytes]) -> None:
-    """The bundle's compiled core schemas (pickled, by `key`): records named here are checked without pydantic."""
-    _OFFERED.update(schemas)
-    _CHECKS.clear()
 
 
 def _compiled(kind: Any) -> tuple[SchemaValidator, SchemaSerializer] | None:

@@ -105,7 +105,7 @@ class CampaignRecord:
         return str(self.ab_verdict["winner"]) if self.ab_verdict else None
 
     def to_document(self) -> dict[str, Any]:
-        from nudge.domain.validation import dump  # pydantic: a campaign is written by the API, which has it
+        from nudge.domain.validation import dump  # only where a campaign is written (ADR 0020, Decision 13)
 
         document = {
             "definition": dump(self.campaign, mode="json", exclude_none=True),
@@ -120,7 +120,7 @@ class CampaignRecord:
 
     @staticmethod
     def from_document(document: Mapping[str, Any], version: int = 0) -> CampaignRecord:
-        from nudge.domain.validation import validate  # pydantic: only where a campaign is read (ADR 0020, Decision 11)
+        from nudge.domain.validation import validate  # only where a campaign is read (ADR 0020, Decision 13)
 
         return CampaignRecord(
             campaign=validate(Campaign, document["definition"]),
