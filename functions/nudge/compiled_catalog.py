@@ -44,6 +44,10 @@ CHECKED = (
     "nudge.services.inputs:EventIn",
     "nudge.services.inputs:EnrollmentIn",
     "nudge.services.subscribe:SubscribeIn",
+    "nudge.integrations.segment_api:TrackCall",
+    "nudge.integrations.segment_api:IdentifyCall",
+    "nudge.integrations.segment_api:AliasCall",
+    "nudge.integrations.segment_api:BatchCall",
     "nudge.domain.campaigns:Campaign",
     "nudge.domain.flows:Flow",
 )

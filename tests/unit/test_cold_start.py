@@ -68,6 +68,8 @@ NEVER_COLD = {"boto3", "s3transfer", "aws_lambda_powertools", "asyncio", "yaml",
 NO_PYDANTIC = {"feedback", "unsubscribe", "sms-inbound", "whatsapp-inbound", "missed-call", "step", "sweep"}
 # Since Decision 13 the request records are checked by the bundle's compiled checks, with pydantic_core alone.
 NO_PYDANTIC |= {"ingest", "subscribe", "webhooks"}
+# And since the Segment-style calls are records too (Open: other members kept in `extra`), the api.
+NO_PYDANTIC |= {"api"}
 # phonenumbers only where a number is read at once.
 PHONES = {"webhooks", "missed-call"}  # storefront payloads carry phones; a missed call is a number
 # Modules loaded by import + warm(), as measured for ADR 0020 Decision 9 (docs/benchmarks.md, "the catalog

@@ -54,6 +54,33 @@ BODIES: dict[str, list[Any]] = {
         {"email": 3, "source": "no spaces allowed", "sms_marketing": "maybe"},
         {"email": "jo@example.com", "website": "http://spam.example"},
     ],
+    "TrackCall": [
+        {
+            "userId": " u_42 ",
+            "event": "Order Completed",
+            "timestamp": "2026-11-02T08:59:00+01:00",
+            "context": {"traits": {"email": "Gus@Example.com", "firstName": "Gus", "plan": "pro"}, "ip": "1.2.3.4"},
+            "properties": {"revenue": 24.0, "gift": None},
+            "integrations": {"All": True},
+            "channel": None,
+        },
+        {"event": "x", "context": {"traits": {"email": "nope", "lastName": "A\nB"}}},
+        {"userId": "u 1", "event": "", "timestamp": "2026-11-02T08:59:00", "type": "identify"},
+        [],
+    ],
+    "IdentifyCall": [
+        {"anonymousId": "anon-7", "traits": {"last_name": "Lee", "phone": "+1 415 555 0123", "company": {"n": 1}}},
+        {"userId": "u_1", "traits": {"pad": "x" * 70_000}},
+    ],
+    "AliasCall": [
+        {"previousId": "anon-7", "userId": "u_9", "extra": {"k": 1}},
+        {"previousId": "", "type": "track"},
+    ],
+    "BatchCall": [
+        {"batch": [{"type": "track", "userId": "u", "event": "x"}], "sentAt": "2026-11-02T08:59:01Z"},
+        {"batch": []},
+        {"batch": [1]},
+    ],
     "Campaign": [
         *_files("campaigns"),
         {"id": "X", "name": "", "email": {"template": "t", "subject": "s"}, "schedule": {"at": "2026-12-01T09:00:00"}},
@@ -94,13 +121,16 @@ def test_a_compiled_check_decides_as_pydantic_does(name: str) -> None:
 
 
 def test_every_request_body_the_api_validates_has_a_compiled_check() -> None:
-    from nudge.handlers import ingest, subscribe
+    from nudge.handlers import api, ingest, subscribe
 
     checked = set(compiled_catalog.CHECKED)
-    for module in (ingest, subscribe):
+    for module in (ingest, subscribe, api):
         for kind in (
             getattr(module, name)
-            for name in ("EventIn", "ContactIn", "EnrollmentIn", "SubscribeIn", "Campaign")
+            for name in (
+                *("EventIn", "ContactIn", "EnrollmentIn", "SubscribeIn", "Campaign"),
+                *("TrackCall", "IdentifyCall", "AliasCall", "BatchCall"),
+            )
             if hasattr(module, name)
         ):
             assert validation.key(kind) in checked

@@ -15,13 +15,14 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, field, fields
 from dataclasses import replace as _replace
-from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform, get_args
+from typing import TYPE_CHECKING, Any, TypeVar, cast, dataclass_transform, get_args
 
 from nudge.domain.frozen import dataclass
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
     from pydantic_core import CoreSchema
+    from pydantic_core.core_schema import SerializationInfo, SerializerFunctionWrapHandler
 
 T = TypeVar("T")
 
@@ -74,12 +75,77 @@ class Checked:
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         from pydantic_core import core_schema
 
-        return core_schema.no_info_after_validator_function(_checked, handler(source))
+        return _as_the_class(
+            handler(source), lambda inner: core_schema.no_info_after_validator_function(_checked, inner)
+        )
 
 
 def _checked(value: Checked) -> Checked:
     value._check()
     return value
+
+
+def _as_the_class(schema: CoreSchema, wrap: Callable[[CoreSchema], CoreSchema]) -> CoreSchema:
+    """`wrap(schema)` carrying the class's definition reference (`ref`) in the dataclass schema's stead: pydantic
+    checks a class met again in the same schema (IdentifyCall's traits and its context's) by that reference,
+    so a reference left on the inner schema would skip the wrapper's rules there."""
+    ref = cast(dict[str, Any], schema).pop("ref", None)
+    outer = wrap(schema)
+    if ref is not None:
+        cast(dict[str, Any], outer)["ref"] = ref
+    return outer
+
+
+OPEN: dict[str, Any] = {"extra": "allow"}  # what an Open record's schema says: other members are welcome
+
+
+class Open(Checked):
+    """A record that takes members it does not name (Segment's calls, whose libraries add their own) and keeps
+    them in its `extra` field, declared `extra: Annotated[dict[str, Any], SkipJsonSchema()]`: a slotted
+    record has no room for attributes it does not declare. Checking gathers every key that is neither a
+    field's name nor its alias into `extra`; dumping puts them back beside the fields, as pydantic's
+    `extra="allow"` models dumped them (`OPEN` is its config, for the JSON Schema's additionalProperties)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        from pydantic_core import core_schema
+
+        schema = handler(source)
+        args = cast(dict[str, Any], handler.resolve_ref_schema(schema))["schema"]  # the dataclass's arguments
+        known = {name for item in args["fields"] for name in (item["name"], item.get("validation_alias"))}
+        gather = _Gather(frozenset(name for name in known if isinstance(name, str) and name != "extra"))
+        return _as_the_class(
+            schema,
+            lambda inner: core_schema.no_info_before_validator_function(
+                gather,
+                core_schema.no_info_after_validator_function(_checked, inner),
+                serialization=core_schema.wrap_serializer_function_ser_schema(_flat, info_arg=True),
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class _Gather:
+    """An Open record's input with the members it does not name moved into `extra` (a class, not a closure:
+    compiled checks are pickled)."""
+
+    known: frozenset[str]
+
+    def __call__(self, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic says what is wrong with it
+        fields = {key: item for key, item in value.items() if key in self.known}
+        return fields | {"extra": {key: item for key, item in value.items() if key not in self.known}}
+
+
+def _flat(value: Any, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> Any:
+    """An Open record's dump: its `extra` members beside its fields (without the None ones if asked)."""
+    data = handler(value)
+    if isinstance(data, dict) and isinstance(extra := data.pop("extra", None), dict):
+        data |= {key: item for key, item in extra.items() if not (info.exclude_none and item is None)}
+    return data
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,10 @@ def adapter(kind: Any) -> TypeAdapter[Any]:
     found = _ADAPTERS.get(kind)
     if found is None:
         from pydantic import AwareDatetime, Field, TypeAdapter
+        from pydantic.json_schema import SkipJsonSchema
 
         # What the records' string annotations name from pydantic.
-        names = {"Field": Field, "AwareDatetime": AwareDatetime}
+        names = {"Field": Field, "AwareDatetime": AwareDatetime, "SkipJsonSchema": SkipJsonSchema}
         for name in sorted(records.MODULES):
             module = sys.modules.get(name)
             if module is not None:

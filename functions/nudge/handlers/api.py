@@ -7,10 +7,9 @@ import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from nudge import names, wiring
 from nudge.domain.bounds import OutOfBounds
+from nudge.domain.validation import ValidationError, validate
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
@@ -113,7 +112,7 @@ def post_batch() -> Response:
             if len(json.dumps(item, separators=(",", ":"), default=str)) > MAX_CALL_BYTES:
                 raise problems.too_large(MAX_CALL_BYTES)
             try:
-                call = model.model_validate(item)
+                call = validate(model, item)
             except ValidationError as exc:
                 raise problems.from_validation_error(exc) from None
             status, result = _run(call)

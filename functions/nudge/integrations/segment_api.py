@@ -9,17 +9,28 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from dataclasses import field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from nudge.domain.addresses import normalize_email
 from nudge.domain.model import ContactPatch, Event, JsonDict
+from nudge.domain.records import OPEN, Check, Open, record
+from nudge.domain.validation import dump
 from nudge.integrations.canonical import compact, line, phone_field, text_or_none
 from nudge.ports import Clock, ContactRefs
 from nudge.services.ingest import IngestService
-from nudge.services.inputs import MAX_FUTURE_SKEW, bounded_instant, bounded_properties, header_text
+from nudge.services.inputs import (
+    MAX_FUTURE_SKEW,
+    Instant,
+    Properties,
+    bounded_properties,
+    email_field,
+    header_text,
+)
+
+if TYPE_CHECKING:
+    from pydantic import Field
+    from pydantic.json_schema import SkipJsonSchema
 
 MAX_CALL_BYTES = 32 * 1024  # Segment's own limits: 32 KB a call, 500 KB a batch
 MAX_BATCH_BYTES = 500 * 1024
@@ -39,34 +50,31 @@ _CONTACT_TRAITS = {"email", "phone", "firstName", "first_name", "lastName", "las
 _CONSENT_TRAITS = {"email_marketing", "sms_marketing"}
 
 
-class Traits(BaseModel):
+# pydantic's configuration of a Segment call: other members welcome (`Open`), text stripped.
+CALL: dict[str, Any] = OPEN | {"str_strip_whitespace": True}
+
+
+@record
+class Traits(Open):
     """Who someone is. Segment's reserved traits fill the contact; the rest become its properties."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    __pydantic_config__ = OPEN | {"validate_by_name": True, "validate_by_alias": True}
 
-    email: str | None = Field(default=None, max_length=254, json_schema_extra={"format": "email"})
-    phone: str | None = Field(default=None, description="E.164, e.g. +14155550123.")
-    first_name: str | None = Field(default=None, alias="firstName", max_length=100)
-    last_name: str | None = Field(default=None, alias="lastName", max_length=100)
-    email_marketing: bool | None = Field(default=None, description="Consent to marketing email.")
-    sms_marketing: bool | None = Field(default=None, description="Consent to marketing SMS.")
+    email: Annotated[str | None, Field(max_length=254, json_schema_extra={"format": "email"}), Check(email_field)] = (
+        None
+    )
+    phone: Annotated[str | None, Field(description="E.164, e.g. +14155550123."), Check(phone_field)] = None
+    first_name: Annotated[str | None, Field(alias="firstName", max_length=100), Check(header_text)] = None
+    last_name: Annotated[str | None, Field(alias="lastName", max_length=100), Check(header_text)] = None
+    email_marketing: Annotated[bool | None, Field(description="Consent to marketing email.")] = None
+    sms_marketing: Annotated[bool | None, Field(description="Consent to marketing SMS.")] = None
+    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
 
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        return normalize_email(value) if value is not None else None
-
-    _phone = field_validator("phone")(phone_field)
-
-    _names = field_validator("first_name", "last_name")(header_text)
-
-    @model_validator(mode="after")
-    def _bounded(self) -> Traits:
+    def _check(self) -> None:
         bounded_properties(self.extra_properties())
-        return self
 
     def extra_properties(self) -> JsonDict:
-        return {k: v for k, v in (self.model_extra or {}).items() if k not in _CONTACT_TRAITS | _CONSENT_TRAITS}
+        return {k: v for k, v in self.extra.items() if k not in _CONTACT_TRAITS | _CONSENT_TRAITS}
 
 
 class InvalidCall(ValueError):
@@ -78,40 +86,42 @@ class InvalidCall(ValueError):
         self.detail = detail
 
 
-class Context(BaseModel):
+@record
+class Context(Open):
     """Segment's context object: nudge reads `traits` (who the track call is about) and keeps nothing else."""
 
-    model_config = ConfigDict(extra="allow")
+    __pydantic_config__ = OPEN
 
-    traits: Traits = Field(default_factory=Traits)
-
-
-class SegmentCall(BaseModel):
-    model_config = ConfigDict(extra="allow", str_strip_whitespace=True)
-
-    messageId: str | None = Field(default=None, min_length=1, max_length=200)  # noqa: N815 (Segment's name)
-    timestamp: AwareDatetime | None = None
-    context: Context = Field(default_factory=Context)
-
-    _timestamp = field_validator("timestamp")(bounded_instant)
+    traits: Traits = field(default_factory=Traits)
+    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
 
 
+@record
+class SegmentCall(Open):
+    __pydantic_config__ = CALL
+
+    messageId: Annotated[str | None, Field(min_length=1, max_length=200)] = None  # noqa: N815 (Segment's name)
+    timestamp: Instant = None
+    context: Context = field(default_factory=Context)
+    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
+
+
+@record
 class _PersonCall(SegmentCall):
-    userId: str | None = Field(default=None, min_length=1, max_length=128, pattern=_USER_ID)  # noqa: N815
-    anonymousId: str | None = Field(default=None, min_length=1, max_length=200)  # noqa: N815
+    userId: Annotated[str | None, Field(min_length=1, max_length=128, pattern=_USER_ID)] = None  # noqa: N815
+    anonymousId: Annotated[str | None, Field(min_length=1, max_length=200)] = None  # noqa: N815
 
-    @model_validator(mode="after")
-    def _someone(self) -> _PersonCall:
+    def _check(self) -> None:
         if not (self.userId or self.anonymousId):
             raise ValueError("a call needs a userId or an anonymousId")
-        return self
 
 
+@record
 class TrackCall(_PersonCall):
     """POST /v1/track: something someone did."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
+    __pydantic_config__ = CALL | {
+        "json_schema_extra": {
             "examples": [
                 {
                     "userId": "u_42",
@@ -122,36 +132,40 @@ class TrackCall(_PersonCall):
                 }
             ]
         }
-    )
+    }
 
     type: Literal["track"] | None = None
-    event: str = Field(min_length=1, max_length=200, description='e.g. "Order Completed" or "checkout_started"')
-    properties: dict[str, Any] = Field(default_factory=dict)
+    event: Annotated[
+        str, Field(min_length=1, max_length=200, description='e.g. "Order Completed" or "checkout_started"')
+    ]
+    properties: Properties = field(default_factory=dict)
 
-    _properties = field_validator("properties")(bounded_properties)
 
-
+@record
 class IdentifyCall(_PersonCall):
     """POST /v1/identify: who someone is."""
 
     type: Literal["identify"] | None = None
-    traits: Traits = Field(default_factory=Traits)
+    traits: Traits = field(default_factory=Traits)
 
 
+@record
 class AliasCall(SegmentCall):
     """POST /v1/alias: the anonymous visitor (or earlier id) previousId is userId."""
 
     type: Literal["alias"] | None = None
-    previousId: str = Field(min_length=1, max_length=200)  # noqa: N815
-    userId: str = Field(min_length=1, max_length=128, pattern=_USER_ID)  # noqa: N815
+    previousId: Annotated[str, Field(min_length=1, max_length=200)]  # noqa: N815
+    userId: Annotated[str, Field(min_length=1, max_length=128, pattern=_USER_ID)]  # noqa: N815
 
 
-class BatchCall(BaseModel):
+@record
+class BatchCall(Open):
     """POST /v1/batch: up to 500 calls, each with its `type`; each gets its own result."""
 
-    model_config = ConfigDict(extra="allow")
+    __pydantic_config__ = OPEN
 
-    batch: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+    batch: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
 
 
 CALLS: dict[str, type[SegmentCall]] = {"track": TrackCall, "identify": IdentifyCall, "alias": AliasCall}
@@ -304,7 +318,7 @@ class SegmentService:
             message_id = call.messageId
             return "segment:" + (message_id if _EVENT_ID.match(message_id) else "h" + _digest(message_id))
         # No messageId: the same call sent twice (a retry) still maps to one event.
-        content = call.model_dump(mode="json", exclude={"context"}, exclude_none=True)
+        content = dump(call, mode="json", exclude={"context"}, exclude_none=True)
         content.pop("sentAt", None)
         return "segment:b" + _digest(json.dumps(content, sort_keys=True, default=str))
 

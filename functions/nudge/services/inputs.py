@@ -64,7 +64,8 @@ def is_contact_id(value: str) -> bool:
 INPUT: dict[str, Any] = {"extra": "forbid", "str_strip_whitespace": True}
 
 
-def _email(value: str | None) -> str | None:
+def email_field(value: str | None) -> str | None:
+    """An optional `email` member, normalized (a Check)."""
     return normalize_email(value) if value is not None else None
 
 
@@ -98,7 +99,9 @@ class ContactIn(Checked):
     __pydantic_config__ = INPUT
 
     id: Annotated[str | None, Field(min_length=1, max_length=CONTACT_ID_MAX, pattern=CONTACT_ID_PATTERN)] = None
-    email: Annotated[str | None, Field(max_length=254, json_schema_extra={"format": "email"}), Check(_email)] = None
+    email: Annotated[str | None, Field(max_length=254, json_schema_extra={"format": "email"}), Check(email_field)] = (
+        None
+    )
     phone: Annotated[
         str | None,
         Field(
