@@ -27,12 +27,14 @@ import gc
 paused = not gc.isenabled()  # Lambda's cold start pauses the collector until the first invocation ends
 from nudge import wiring
 validators = []  # the records whose validator was built (the catalog's should not be: it comes compiled)
+checks = []  # the records whose check (compiled, or pydantic's) was built
 validation = sys.modules.get("nudge.domain.validation")
 if validation is not None:
     validators = [getattr(kind, "__qualname__", repr(kind)) for kind in validation._ADAPTERS]
+    checks = [kind.__qualname__ for kind in validation._CHECKS]
 print(json.dumps({
     "modules": sorted(sys.modules), "built": sorted(wiring.current().built()), "validators": sorted(set(validators)),
-    "paused": paused,
+    "checks": sorted(checks), "paused": paused,
 }))
 """
 
@@ -70,6 +72,13 @@ NO_PYDANTIC = {"feedback", "unsubscribe", "sms-inbound", "whatsapp-inbound", "mi
 NO_PYDANTIC |= {"ingest", "subscribe", "webhooks"}
 # And since the Segment-style calls are records too (Open: other members kept in `extra`), the api.
 NO_PYDANTIC |= {"api"}
+# The bodies a function's first request checks: their checks are built at its cold start (warm()); a function
+# that checks no body does not even load pydantic_core (the storefront webhooks read their payloads as dicts).
+CHECKS = {
+    "ingest": ["EventIn"],
+    "api": ["AliasCall", "IdentifyCall", "TrackCall"],
+    "subscribe": ["SubscribeIn"],
+}
 # phonenumbers only where a number is read at once.
 PHONES = {"webhooks", "missed-call"}  # storefront payloads carry phones; a missed call is a number
 # Modules loaded by import + warm(), as measured for ADR 0020 Decision 9 (docs/benchmarks.md, "the catalog
@@ -138,6 +147,9 @@ def test_each_function_builds_only_what_its_handler_uses(label: str, handler: st
     assert {name.split(".")[0] for name in modules}.isdisjoint(NEVER_COLD), f"{label} loads {NEVER_COLD & modules}"
     if label in NO_PYDANTIC:
         assert "pydantic" not in modules, f"{label} loads pydantic"
+    assert found["checks"] == CHECKS.get(label, [])
+    if label not in CHECKS:
+        assert "pydantic_core" not in modules, f"{label} loads pydantic_core"
     # The catalog's records (flows, guardrails, segments, campaigns, the brand kit) are validated only when
     # something reads a file or a campaign: the compiled catalog is unpickled, so a cold start builds none.
     assert found["validators"] == [], f"{label} builds pydantic validators at cold start"

@@ -26,7 +26,7 @@ from nudge.domain import records
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
 
-__all__ = ["ValidationError", "adapter", "compiled", "dump", "json_schema", "key", "validate"]
+__all__ = ["ValidationError", "adapter", "compiled", "dump", "json_schema", "key", "prepare", "validate"]
 
 T = TypeVar("T")
 
@@ -73,12 +73,21 @@ def adapter(kind: Any) -> TypeAdapter[Any]:
 
 def validate(kind: type[T], data: Any) -> T:
     """`data` (parsed YAML or JSON) as a `kind`; raises ValidationError."""
-    check = _CHECKS.get(kind)
-    if check is None:
-        found = _compiled(kind)
-        check = _CHECKS[kind] = found[0].validate_python if found is not None else adapter(kind).validate_python
+    check = _CHECKS.get(kind) or _check(kind)
     value: T = check(data)
     return value
+
+
+def prepare(*kinds: type) -> None:
+    """Build these records' checks now: a function's cold start, for the bodies its first request checks."""
+    for kind in kinds:
+        _check(kind)
+
+
+def _check(kind: Any) -> Callable[[Any], Any]:
+    found = _compiled(kind)
+    check = _CHECKS[kind] = found[0].validate_python if found is not None else adapter(kind).validate_python
+    return check
 
 
 def dump(value: Any, **options: Any) -> Any:

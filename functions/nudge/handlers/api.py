@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from nudge import names, wiring
 from nudge.domain.bounds import OutOfBounds
-from nudge.domain.validation import ValidationError, validate
+from nudge.domain.validation import ValidationError, prepare, validate
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
@@ -135,11 +135,12 @@ def get_openapi() -> Response:
 
 
 def warm() -> None:
-    """Build what this function's first request builds: track, identify and alias.
+    """Build what this function's first request builds: track, identify and alias, and their bodies' checks.
 
     `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
     """
-    wiring.current().warm("keys", "segment")
+    wiring.current().warm("keys", "segment")  # first: the wiring offers the bundle's compiled checks
+    prepare(TrackCall, IdentifyCall, AliasCall)
 
 
 @logger.inject_lambda_context(clear_state=True, cold_start=warm)

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
 from nudge.domain import bounds
-from nudge.domain.validation import ValidationError, validate
 from nudge.handlers import problems
 from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
@@ -103,7 +102,12 @@ def parse_json(body: bytes) -> Any:
 
 
 def parse_model(model: type[M], data: Any) -> M:
-    """Validate a JSON value against `model`; a non-object or a bad member is a 422 naming each one."""
+    """Validate a JSON value against `model`; a non-object or a bad member is a 422 naming each one.
+
+    pydantic_core is imported here, at the first body checked: the storefront webhooks' function reads its
+    payloads without records and never loads it."""
+    from nudge.domain.validation import ValidationError, validate
+
     try:
         if not isinstance(data, dict):
             validate(model, [])  # raises the same "not an object" error pydantic gives

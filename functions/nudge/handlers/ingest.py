@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from nudge import names, signing, wiring
 from nudge.domain.campaigns import CAMPAIGN_ID, Campaign
 from nudge.domain.model import Contact, ContactPatch
+from nudge.domain.validation import prepare
 from nudge.handlers import flow_metrics, http, problems
 from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
@@ -205,11 +206,12 @@ def cancel_campaign(campaign_id: str) -> Response:
 
 
 def warm() -> None:
-    """Build what this function's first request builds: the signed API's events.
+    """Build what this function's first request builds: the signed API's events, and their body's check.
 
     `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
     """
-    wiring.current().warm("ingest")
+    wiring.current().warm("ingest")  # first: the wiring offers the bundle's compiled checks
+    prepare(EventIn)
 
 
 @logger.inject_lambda_context(clear_state=True, cold_start=warm)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from nudge import names, signing, wiring
+from nudge.domain.validation import prepare
 from nudge.handlers import flow_metrics, http, pages, problems
 from nudge.handlers.logs import Logger
 from nudge.handlers.problems import Problem
@@ -178,11 +179,12 @@ def _phone_hint(phone: str) -> str:
 
 
 def warm() -> None:
-    """Build what this function's first request builds: signups.
+    """Build what this function's first request builds: signups, and their body's check.
 
     `nudge bench --cold-start` times import + this; nothing calls it at import (ADR 0020).
     """
-    wiring.current().warm("request_limiter", "keys", "subscribe")
+    wiring.current().warm("request_limiter", "keys", "subscribe")  # first: it offers the compiled checks
+    prepare(SubscribeIn)
 
 
 @logger.inject_lambda_context(clear_state=True, cold_start=warm)
