@@ -127,6 +127,12 @@ class Container:
         """The adapters and services built so far."""
         return {name for name in vars(self) if isinstance(getattr(type(self), name, None), cached_property)}
 
+    def forget(self) -> None:
+        """Drop every adapter and service built (a backtest's group of customers, once summed). Services hold
+        callbacks into the container, so what they hold would otherwise wait for a full collection."""
+        for name in self.built():
+            del self.__dict__[name]
+
     def warm(self, *names: str) -> None:
         """Build these now (a handler's cold start: what its first request would build anyway)."""
         for name in names:

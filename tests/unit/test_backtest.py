@@ -10,6 +10,8 @@ nothing of consent, so 00001 and 00002 never gave it.
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from nudge.domain import kpis
 from nudge.domain.model import MessageStatus
 from nudge.local import backtest as bt
 from nudge.local.datasets import cdnow_orders
@@ -249,6 +252,38 @@ def test_a_replay_in_groups_of_customers_gives_the_whole_replays_figures(shard_c
     assert (counts.shards, counts.processes) == (groups, processes)
     assert [(done, total) for done, total, _ in heard] == [(n, groups) for n in range(1, groups + 1)]
     assert heard[-1][2] == done.replayed
+
+
+def test_a_groups_records_go_once_it_is_summed_without_waiting_for_a_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a replay of a group of customers whose store is watched
+    stores: list[weakref.ref[object]] = []
+    real_replay = bt.replay
+
+    def watched(*args: object, **kwargs: object) -> bt.Replayed:
+        done = real_replay(*args, **kwargs)  # type: ignore[arg-type]
+        stores.append(weakref.ref(done.store))
+        return done
+
+    monkeypatch.setattr(bt, "replay", watched)
+    with bt.flows_for(ROOT / "flows") as flows:
+        settings = bt.backtest_settings(flows, ROOT / "templates", ROOT / "segments")
+        enabled = gc.isenabled()
+        gc.disable()  # no collection may free it: only reference counts
+        try:
+            # When it is replayed and summed
+            counts, counted = bt.replay_tally(
+                history(), settings, start=day("1997-01-01"), end=day("1998-01-01"), window=kpis.DEFAULT_WINDOW
+            )
+
+            # Then the store and its records are gone already (the services' references back to the
+            # container would have kept them for the next full collection)
+            assert counts.worked > 0 and counted.contacts == 3
+            assert stores[0]() is None
+        finally:
+            if enabled:
+                gc.enable()
 
 
 def test_groups_are_cohorts_of_customers_in_first_appearance_with_their_events_in_order() -> None:

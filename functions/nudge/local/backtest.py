@@ -221,12 +221,21 @@ def kept_heap() -> Iterator[Callable[..., None]]:
             gc.collect(1)  # the young generations: what was made since the last freeze, and died
             gc.freeze()
 
+    with collector_paused():  # the checkpoints collect instead, over what is young only
+        try:
+            yield checkpoint
+        finally:
+            gc.unfreeze()
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off inside (as it was found after)."""
     enabled = gc.isenabled()
-    gc.disable()  # the checkpoints collect instead, over what is young only
+    gc.disable()
     try:
-        yield checkpoint
+        yield
     finally:
-        gc.unfreeze()
         if enabled:
             gc.enable()
 
@@ -523,8 +532,9 @@ def backtest(
 ) -> tuple[Replayed, Backtest]:
     """Replay the history in one store, then summarize what the flows did (every record kept: tests read them)."""
     done = replay(history, settings, start=start, end=end)
-    messages = sorted(done.store.all_messages(), key=lambda m: (m.created_at, m.message_id))
-    counted = _tally_of(done, messages, window)
+    with collector_paused():  # the tally keeps nothing it makes: a collection would walk the records for nothing
+        messages = sorted(done.store.all_messages(), key=lambda m: (m.created_at, m.message_id))
+        counted = _tally_of(done, messages, window)
     return done, finish(counted, start=done.start, end=done.end, window=window, messages=messages)
 
 
@@ -587,10 +597,19 @@ def shards_of(history: History, size: int = SHARD_CONTACTS) -> list[History]:
 def replay_tally(
     history: History, settings: Settings, *, start: datetime, end: datetime, window: timedelta
 ) -> tuple[Counts, Tally]:
-    """One group's replay, summed: the store and its records are dropped when this returns."""
+    """One group's replay, summed: the store and its records are dropped when this returns.
+
+    With the collector off throughout: the tally reads every record the replay made and keeps none of them,
+    so a collection would only walk them for nothing (half the tally's time, with it on). Then the
+    container forgets its services, and with them the store: its records go at once, by their reference
+    counts, instead of waiting, held by the services' references back to the container, for the next full
+    collection, which walks every live object (~0.4 s a group of 2,000 customers).
+    """
     began = time_module.process_time()
-    done = replay(history, settings, start=start, end=end)
-    counted = _tally_of(done, done.store.all_messages(), window)
+    with collector_paused():
+        done = replay(history, settings, start=start, end=end)
+        counted = _tally_of(done, done.store.all_messages(), window)
+        done.container.forget()
     counts = Counts(
         start=start,
         end=end,
