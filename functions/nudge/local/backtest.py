@@ -36,7 +36,7 @@ from nudge.clocks import VirtualClock
 from nudge.domain import kpis
 from nudge.domain.aggregates import ORDER_PLACED
 from nudge.domain.frozen import dataclass
-from nudge.domain.model import Channel, Event, Message, MessageStatus, Run, RunStatus
+from nudge.domain.model import Channel, Event, Message, MessageStatus, Run, RunStatus, evolve
 from nudge.domain.validation import validate
 from nudge.services.inputs import EventIn
 from nudge.services.order_import import Format, Rejected, parse_orders
@@ -82,7 +82,9 @@ def load_history(
         history.orders, history.rejected = parsed.orders, parsed.rejected
         for event in parsed.events:
             if assume_consent and event.contact.email and event.contact.email_marketing is None:
-                event = replace(event, contact=replace(event.contact, email_marketing=True))
+                # evolve, not dataclasses.replace (which goes through the fields' list and __init__): ~0.2 s
+                # less of CDNOW's parse (2.6 s for 69,659 orders, before the replay starts)
+                event = evolve(event, contact=evolve(event.contact, email_marketing=True))
             found.append(event)
     for number, line in enumerate(events or (), start=1):
         if not line.strip():
