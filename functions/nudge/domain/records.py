@@ -15,12 +15,13 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, field, fields
 from dataclasses import replace as _replace
-from typing import TYPE_CHECKING, Any, TypeVar, cast, dataclass_transform, get_args
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, dataclass_transform, get_args
 
 from nudge.domain.frozen import dataclass
 
 if TYPE_CHECKING:
     from pydantic import GetCoreSchemaHandler
+    from pydantic.json_schema import SkipJsonSchema
     from pydantic_core import CoreSchema
     from pydantic_core.core_schema import SerializationInfo, SerializerFunctionWrapHandler
 
@@ -99,14 +100,17 @@ def _as_the_class(schema: CoreSchema, wrap: Callable[[CoreSchema], CoreSchema]) 
 OPEN: dict[str, Any] = {"extra": "allow"}  # what an Open record's schema says: other members are welcome
 
 
+@record
 class Open(Checked):
     """A record that takes members it does not name (Segment's calls, whose libraries add their own) and keeps
-    them in its `extra` field, declared `extra: Annotated[dict[str, Any], SkipJsonSchema()]`: a slotted
-    record has no room for attributes it does not declare. Checking gathers every key that is neither a
-    field's name nor its alias into `extra`; dumping puts them back beside the fields, as pydantic's
-    `extra="allow"` models dumped them (`OPEN` is its config, for the JSON Schema's additionalProperties)."""
+    them in its `extra` field: a slotted record has no room for attributes it does not declare. Checking
+    gathers every key that is neither a field's name nor its alias into `extra`; dumping puts them back
+    beside the fields, as pydantic's `extra="allow"` models dumped them. `OPEN` is its config (for the JSON
+    Schema's additionalProperties), which a subclass's own config extends."""
 
-    __slots__ = ()
+    __pydantic_config__ = OPEN
+
+    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:

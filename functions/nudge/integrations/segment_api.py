@@ -30,7 +30,6 @@ from nudge.services.inputs import (
 
 if TYPE_CHECKING:
     from pydantic import Field
-    from pydantic.json_schema import SkipJsonSchema
 
 MAX_CALL_BYTES = 32 * 1024  # Segment's own limits: 32 KB a call, 500 KB a batch
 MAX_BATCH_BYTES = 500 * 1024
@@ -68,7 +67,6 @@ class Traits(Open):
     last_name: Annotated[str | None, Field(alias="lastName", max_length=100), Check(header_text)] = None
     email_marketing: Annotated[bool | None, Field(description="Consent to marketing email.")] = None
     sms_marketing: Annotated[bool | None, Field(description="Consent to marketing SMS.")] = None
-    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
 
     def _check(self) -> None:
         bounded_properties(self.extra_properties())
@@ -90,10 +88,7 @@ class InvalidCall(ValueError):
 class Context(Open):
     """Segment's context object: nudge reads `traits` (who the track call is about) and keeps nothing else."""
 
-    __pydantic_config__ = OPEN
-
     traits: Traits = field(default_factory=Traits)
-    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
 
 
 @record
@@ -103,7 +98,6 @@ class SegmentCall(Open):
     messageId: Annotated[str | None, Field(min_length=1, max_length=200)] = None  # noqa: N815 (Segment's name)
     timestamp: Instant = None
     context: Context = field(default_factory=Context)
-    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
 
 
 @record
@@ -162,10 +156,7 @@ class AliasCall(SegmentCall):
 class BatchCall(Open):
     """POST /v1/batch: up to 500 calls, each with its `type`; each gets its own result."""
 
-    __pydantic_config__ = OPEN
-
     batch: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
-    extra: Annotated[dict[str, Any], SkipJsonSchema()] = field(default_factory=dict)
 
 
 CALLS: dict[str, type[SegmentCall]] = {"track": TrackCall, "identify": IdentifyCall, "alias": AliasCall}
