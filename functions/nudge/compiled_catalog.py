@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from nudge.domain.flows import FlowCatalog
     from nudge.domain.guardrails import Guardrails
     from nudge.domain.segments import SegmentCatalog
@@ -119,19 +121,26 @@ def _checks() -> dict[str, bytes]:
     return found
 
 
-def read(flows_dir: Path, segments_dir: Path | None) -> CatalogParts | None:
-    """The compiled catalog if flows_dir has one made from exactly these files and this code, else None."""
+def read(
+    flows_dir: Path, segments_dir: Path | None, *, checks: Callable[[dict[str, bytes]], object] | None = None
+) -> CatalogParts | None:
+    """The compiled catalog if flows_dir has one made from exactly these files and this code, else None.
+
+    `checks` is given the compiled checks read on the way (a function's wiring offers them), so a function
+    that reads the catalog does not read and hash the artefact a second time for them (`read_checks`)."""
     stream = _open(flows_dir, segments_dir)
     if stream is None:
         return None
     pickle.load(stream)  # noqa: S301  the summary (each pickle has its own memo: one load per pickle)
-    pickle.load(stream)  # noqa: S301  the checks: bytes, nothing imported
+    found: dict[str, bytes] = pickle.load(stream)  # noqa: S301  the checks: bytes, nothing imported
+    if checks is not None:
+        checks(found)
     parts: CatalogParts = pickle.load(stream)  # noqa: S301  (our own bundle's file, checked against its sources)
     return parts
 
 
 def read_checks(flows_dir: Path, segments_dir: Path | None) -> dict[str, bytes] | None:
-    """The artefact's compiled checks (`validation.offer` takes them), checked as `read` checks the catalog."""
+    """The artefact's compiled checks (offered by `records.offer_checks`), checked as `read` checks the catalog."""
     stream = _open(flows_dir, segments_dir)
     if stream is None:
         return None

@@ -212,9 +212,15 @@ class Container:
     @cached_property
     def _catalog(self) -> tuple[FlowCatalog, Guardrails, SegmentCatalog]:
         from nudge import compiled_catalog
+        from nudge.domain import records
 
-        # The bundle's compiled catalog where it matches its files (ADR 0020, Decision 9), else the YAML.
-        parts = compiled_catalog.read(self.settings.flows_dir, self.settings.segments_path)
+        # The bundle's compiled catalog where it matches its files (ADR 0020, Decision 9), else the YAML; the
+        # compiled checks read on the way are offered as they are (not read again at the first check).
+        parts = compiled_catalog.read(
+            self.settings.flows_dir,
+            self.settings.segments_path,
+            checks=lambda found: records.offer_checks(lambda: found),
+        )
         if parts is None:
             from nudge.flow_files import load_all
 

@@ -201,7 +201,11 @@ def test_each_handler_ends_the_cold_start_through_the_loggers_wrapper(label: str
 
 _CHECK_PROBE = """
 import json, sys
+from nudge import compiled_catalog
 from nudge.handlers import ingest
+opened = []  # the artefact read and its digest checked, each time
+_open = compiled_catalog._open
+compiled_catalog._open = lambda *args: opened.append(1) or _open(*args)
 ingest.warm()
 from nudge.domain.validation import ValidationError, validate
 from nudge.services.inputs import EventIn
@@ -217,7 +221,8 @@ for kind, body in ((EventIn, {"id": "", "type": "Bad", "contact": {}, "zz": 1}),
 # what must not load is pydantic's schema machinery (what a validator is built with).
 heavy = ("pydantic.main", "pydantic.type_adapter", "pydantic.fields", "pydantic._internal._generate_schema")
 machinery = sorted(m for m in sys.modules if m.startswith(heavy))
-print(json.dumps({"email": event.contact.email, "refused": refused, "pydantic": machinery}))
+found = {"email": event.contact.email, "refused": refused, "pydantic": machinery, "opened": len(opened)}
+print(json.dumps(found))
 """
 
 
@@ -230,6 +235,7 @@ def test_a_function_checks_requests_with_the_bundles_compiled_checks_and_no_pyda
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["pydantic"] == []  # pydantic_core checked them, from the compiled catalog's schemas
     assert found["email"] == "jo@example.com"  # stripped and normalized, as pydantic's own check does
+    assert found["opened"] == 1  # the checks came with the catalog: the artefact is read and hashed once
     # The same refusals as pydantic's (tests/unit/test_validation.py compares the two ways member by member).
     assert found["refused"] == [
         [
