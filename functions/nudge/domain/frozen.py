@@ -102,8 +102,7 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
     keyword: list[str] = []
     body: list[str] = []
     for i, f in enumerate(fields):
-        slot = next(klass.__dict__[f.name] for klass in cls.__mro__ if f.name in klass.__dict__)
-        scope[f"set_{i}"] = slot.__set__
+        scope[f"set_{i}"] = slot_setter(cls, f.name)
         if f.default is not MISSING:
             scope[f"default_{i}"] = f.default
             param = f"{f.name}=default_{i}"
@@ -125,6 +124,16 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}  # the standard signature
     return init
+
+
+def slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """How a record's field is set past its frozen `__setattr__`: its slot's own setter (the member descriptor,
+    wherever in the class's bases it is), else `object.__setattr__` (a class without slots)."""
+    found: Any = next((klass.__dict__[name] for klass in cls.__mro__ if name in klass.__dict__), None)
+    if hasattr(found, "__set__"):
+        setter: Callable[[Any, Any], None] = found.__set__
+        return setter
+    return lambda obj, value: object.__setattr__(obj, name, value)
 
 
 def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from nudge.domain import bounds
 from nudge.domain.addresses import email_or_none
 from nudge.domain.aggregates import Aggregates
-from nudge.domain.frozen import dataclass
+from nudge.domain.frozen import dataclass, slot_setter
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 from nudge.domain.predictions import Predictions
 
@@ -53,13 +53,7 @@ def _copier(cls: type, changed: frozenset[str]) -> Callable[[Any, dict[str, Any]
     ]
     scope: dict[str, Any] = {"cls": cls, "new_of": object.__new__}
     for i, name in enumerate(names):
-        descriptor: Any = cls.__dict__.get(name)
-        # Slots: the member descriptor's own setter (frozen __setattr__ bypassed); else object.__setattr__.
-        scope[f"set_{i}"] = (
-            descriptor.__set__
-            if hasattr(descriptor, "__set__")
-            else (lambda obj, value, n=name: object.__setattr__(obj, n, value))
-        )
+        scope[f"set_{i}"] = slot_setter(cls, name)
     exec("\n".join(lines), scope)  # noqa: S102 - code built from the class's own field names
     return scope["copy"]  # type: ignore[no-any-return]
 
