@@ -15,10 +15,10 @@ from nudge.ports import ApiKey, Clock, ContactRefs, PendingSignup, PendingSignup
 from nudge.services.ingest import IngestService
 from nudge.services.inputs import INPUT, header_text
 
-CONFIRMATION_VALID_FOR = timedelta(days=7)
 if TYPE_CHECKING:
     from pydantic import Field
 
+CONFIRMATION_VALID_FOR = timedelta(days=7)
 HONEYPOT = "website"  # hidden from people by the snippet's CSS; bots fill every field they find
 
 
