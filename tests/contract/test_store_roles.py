@@ -174,6 +174,18 @@ def test_the_send_log_read_with_the_run_counts_what_commits_decide_until_it_is_s
     assert erased.sends is not None and erased.sends.records == ()
 
 
+def test_a_contact_an_event_creates_has_a_whole_send_log_from_its_first_wake_up(store: Store) -> None:
+    # Given an event that creates its contact (expected version 0) and a run started for it
+    event = Event("e1", "checkout_started", ContactPatch(email="ann@example.com"), {}, START)
+    store.record_event(event, START, Contact(contact_id="c1", email="ann@example.com"), 0)
+    assert store.start_run(_run(), None) is not None
+
+    # Then the run's first wake-up reads the log with the run, stored and empty: nothing is looked up in the
+    # messages' index (on DynamoDB the event's write started it), so that wake-up costs no Query
+    log = store.run_with_context("c1", "r1", sends_since=START - timedelta(days=7)).sends
+    assert log == ports.SendLog(())
+
+
 def test_a_message_that_moves_to_its_fallback_channel_counts_on_that_channel(store: Store) -> None:
     run = _run()
     assert store.start_run(run, None) is not None

@@ -11,6 +11,7 @@ from nudge.domain.model import MessageStatus, RunStatus
 from nudge.domain.validation import validate
 from nudge.local.simulation import Simulation
 from nudge.ports import StepWakeUp
+from nudge.services.inputs import EventIn
 from nudge.settings import Settings
 from tests.conftest import START
 from tests.factories import checkout_started, contact, order_placed, subscribed
@@ -104,6 +105,57 @@ def test_one_active_run_per_contact_and_flow(sim: Simulation) -> None:
 
     assert again.started == []
     assert len(sim.store.runs) == 1
+
+
+def test_a_run_whose_first_step_is_a_fixed_wait_starts_past_it_with_its_wake_up_armed(sim: Simulation) -> None:
+    # abandoned_cart opens with `wait_1h`: the run is stored as its first wake-up would have left it
+    sim.send(checkout_started("e1", "chk_1"))
+
+    [run] = sim.store.runs.values()
+    assert (run.cursor, run.seq, run.due_at) == ("reminder_1", 1, START + timedelta(hours=1))
+    # One one-time schedule, for that wake-up; no piece of work went through the queue
+    assert [(p.at, p.wake_up.seq) for p in sim.scheduler.pending.values()] == [(START + timedelta(hours=1), 1)]
+    assert sim.queue.items == [] and sim.settle() == 0
+
+    sim.run_until(START + timedelta(hours=2))
+    assert sent_subjects(sim) == [("2026-11-02T10:00:00+00:00", "bob@example.com", "You left something in your cart")]
+
+
+def test_a_first_wait_that_reads_the_event_is_worked_out_by_the_first_wake_up(sim: Simulation) -> None:
+    body = order_placed("e1", "chk_1")
+    body["properties"]["lines"] = [{"title": "Coffee beans", "quantity": 1, "price": 18.0, "replenish_days": 30}]
+    sim.clock.set(START)
+    sim.container.ingest.ingest(validate(EventIn, body).to_event(START))
+
+    run = next(r for r in sim.store.runs.values() if r.flow_id == "replenishment")
+    assert (run.cursor, run.seq, run.due_at) == ("wait_until_low", 0, START)  # due at once, through the queue
+    sim.settle()
+    run = sim.store.get_run(run.contact_id, run.run_id)
+    assert run is not None and (run.cursor, run.due_at) == ("reminder", START + timedelta(days=27))
+
+
+def test_a_start_that_dies_before_its_wake_up_is_armed_is_armed_by_the_retry_at_the_stored_time(
+    sim: Simulation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a request that stored the run started past its wait, then died before arming the wake-up
+    def dies(name: str, at: object, wake_up: object) -> bool:
+        raise TimeoutError("the request died")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sim.scheduler, "schedule", dies)
+        with pytest.raises(TimeoutError):
+            sim.send(checkout_started("e1", "chk_1"))
+    [run] = sim.store.runs.values()
+    assert run.due_at == START + timedelta(hours=1) and sim.scheduler.pending == {}
+
+    # When the storefront retries the webhook ten minutes later
+    sim.clock.set(START + timedelta(minutes=10))
+    sim.send(checkout_started("e1", "chk_1"))
+
+    # Then the retry arms the stored run's wake-up at the stored time (not an hour after the retry), once
+    assert [p.at for p in sim.scheduler.pending.values()] == [START + timedelta(hours=1)]
+    sim.run_until(START + timedelta(hours=2))
+    assert sent_subjects(sim) == [("2026-11-02T10:00:00+00:00", "bob@example.com", "You left something in your cart")]
 
 
 def test_a_new_run_may_start_once_the_previous_one_ended(sim: Simulation) -> None:

@@ -59,6 +59,9 @@ JOURNAL_LIMIT = 50
 class StartRun:
     run: Run
     slot: FlowSlot | None  # the slot as read, so the store can refuse a start that raced another
+    # A date flow's run, due on the day: its wake-up is armed before it is stored (RunService.start); every
+    # attempt works out the same due time, so a retry finds the schedule an attempt that died armed.
+    armed_first: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +326,7 @@ def date_starts(
             updated_at=now,
             due_at=moment,
         )
-        starts.append(StartRun(run, slots.get(flow.id)))
+        starts.append(StartRun(run, slots.get(flow.id), armed_first=True))
     return starts
 
 
@@ -346,19 +349,32 @@ def next_occurrence(trigger: DateTrigger, contact: Contact, zone: ZoneInfo, now:
 
 
 def new_run(flow: Flow, event: Event, now: datetime) -> Run:
-    """A fresh run positioned on the flow's first step."""
+    """A fresh run positioned on the flow's first step, due at once; or, when that step is a wait of a fixed
+    duration, on the step after it, due when the wait ends.
+
+    The second is the state the run's first wake-up would have left it in (its cursor, its wake-up number
+    and when it is due: a wait counts from when its wake-up was due, here the start), without that
+    wake-up: starting it arms the wake-up at the wait's end directly (ADR 0020, Decision 15). An
+    abandoned-cart or win-back run costs one piece of work fewer, and a backtest replays one fewer. A wait
+    that reads the event or the contact (`{{ }}` in its duration) is worked out by the first wake-up as
+    before, where a bad value ends the run with its error noted."""
+    cursor: str | None = flow.first_step_id
+    seq, due = 0, now
+    first = flow.steps[0]
+    if isinstance(first, WaitStep) and "{{" not in first.duration:
+        cursor, seq, due = first.next or flow.following(first.id), 1, now + parse_duration(first.duration)
     return Run(
         run_id=Run.id_for(flow.id, event.contact_id, event.event_id),
         contact_id=event.contact_id,
         flow_id=flow.id,
         status=RunStatus.ACTIVE,
-        cursor=flow.first_step_id,
-        seq=0,
+        cursor=cursor,
+        seq=seq,
         trigger_event_id=event.event_id,
         trigger={**event.properties, "type": event.type},
         started_at=now,
         updated_at=now,
-        due_at=now,  # its first step is due at once: an overdue start is one the repair job re-drives
+        due_at=due,  # an overdue start (a lost first wake-up) is one the repair job re-drives
     )
 
 

@@ -335,12 +335,21 @@ class RunService:
         between storing a run and queueing it) has its wake-up lined up again: idempotent. With `later`,
         the run to line up is appended to it instead, for `redrive_all` (a campaign's piece: ten a call).
 
-        A run whose first wake-up is a schedule (due after MAX_QUEUE_DELAY: a date flow's, days away) is armed
-        before it is stored, as an advance arms before it commits: an attempt that dies between the two leaves
-        a schedule that finds no run (ignored) or the run a retry stores, never a stored run with nothing
-        armed, which the retry would not arm again (it finds the flow's slot taken and starts nothing)."""
+        A date flow's run (`start.armed_first`), whose first wake-up is a schedule (due after MAX_QUEUE_DELAY,
+        days away), is armed before it is stored, as an advance arms before it commits: an attempt that dies
+        between the two leaves a schedule that finds no run (ignored) or the run a retry stores, never a
+        stored run with nothing armed, which the retry would not arm again (it finds the flow's slot taken and
+        starts nothing). Every attempt works out the same day, so the schedule is the retry's own.
+
+        A run started past its flow's opening wait (`engine.new_run`, due when the wait ends) is stored first
+        and armed after, as a run due now is queued after: its due time counts from this attempt's clock, so
+        a schedule armed by an attempt that died would fire early for the run a retry stores. A retry of its
+        event finds the stored run and re-drives it at the stored time (`engine.Redrive`), and the repair job
+        re-drives one that nothing retried."""
         due = start.run.due_at
-        armed_first = later is None and due is not None and due - self._clock.now() > MAX_QUEUE_DELAY
+        armed_first = (
+            start.armed_first and later is None and due is not None and due - self._clock.now() > MAX_QUEUE_DELAY
+        )
         if armed_first:
             self.redrive(start.run, contact)
         run = self._store.start_run(start.run, start.slot)

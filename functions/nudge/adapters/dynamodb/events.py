@@ -13,6 +13,7 @@ from typing import Any
 from pynamodb.exceptions import PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from nudge.adapters.dynamodb import send_log
 from nudge.adapters.dynamodb.tables import (
     DynamoTables,
     condition_failed,
@@ -65,6 +66,9 @@ class DynamoEventLog(DynamoTables):
                 tx.save(contact_item, condition=contact_condition)
                 for record in consents:
                     tx.save(self._consent_item(record))
+                if expected_version == 0:  # a new contact: its send log starts whole (nothing to look up)
+                    sends = self.models.runs(contact_id=contact.contact_id, sk=send_log.SENDS_SK)
+                    tx.update(sends, actions=send_log.started(now))
         except TransactWriteError as exc:
             if not condition_failed(exc):
                 raise

@@ -7,7 +7,8 @@ commit `REMOVE`s the days that fell out of the window. Every action names its ow
 read-modify-write: two commits for one contact need no version and never overwrite each other.
 
 `TRACKED` marks an item whose log is whole: a contact seen before the log existed has none, and its first
-commit writes what the messages' `by-sent-at` index holds (`SendLog.stored` False) with the marker.
+commit writes what the messages' `by-sent-at` index holds (`SendLog.stored` False) with the marker. A
+contact an event creates gets the marker in that event's write (`started`).
 """
 
 from __future__ import annotations
@@ -83,6 +84,12 @@ def commit_actions(log: SendLog | None, messages: Iterable[Message], now: dateti
     else:
         actions.append(UnicodeAttribute(attr_name=TRACKED).set(now.astimezone(UTC).isoformat()))
     return actions
+
+
+def started(now: datetime) -> list[Action]:
+    """A new contact's log, whole from the start: it has sent nothing, so there is nothing to read from the
+    index. Written with the contact's first write, so its first wake-up needs no query (ADR 0020, Decision 15)."""
+    return [UnicodeAttribute(attr_name=TRACKED).set(now.astimezone(UTC).isoformat())]
 
 
 def join_actions(message: Message) -> list[Action]:
