@@ -213,7 +213,8 @@ class MemoryStore:
         stored = self.runs.get(key)
         if stored is None or stored.version != expected_version:
             raise ConflictError(run.run_id)
-        saved = evolve(run, version=expected_version + 1)
+        # A record is never changed in place: one that already carries the new version is stored as it is.
+        saved = run if run.version == expected_version + 1 else evolve(run, version=expected_version + 1)
         self.runs[key] = saved
         slots = self._slots.get(run.contact_id, {})
         slot = slots.get(run.flow_id)

@@ -618,14 +618,15 @@ def _message(
         recipient = contact.email if channel is Channel.EMAIL else contact.phone
     last_split = list(variants.items())[-1] if variants else None
     variant = f"{last_split[0]}:{last_split[1]}" if last_split else None
-    message = _record(run, flow, step.id, channel, category, recipient, now, variant)
     if problem is None:
         verdict = judge(
             channel=channel, category=category, priority=flow.priority, history=sent, policy=guard, zone=zone, now=now
         )
         if verdict.defer and verdict.until is not None and verdict.reason is not None:
+            message = _record(run, flow, step.id, channel, category, recipient, now, variant)
             return SendIntent(message, flow, step, context), (verdict.reason, verdict.until)
         problem = verdict.reason
+    message = _record(run, flow, step.id, channel, category, recipient, now, variant, skipped=problem)
     return SendIntent(message=message, flow=flow, step=step, context=context, skip_reason=problem), None
 
 
@@ -738,8 +739,14 @@ def _record(
     recipient: str | None,
     now: datetime,
     variant: str | None,
+    *,
+    skipped: str | None = None,
 ) -> Message:
-    """The message record a step claims: keyed by run, wake-up and step, so a duplicate firing collides."""
+    """The message record a step claims: keyed by run, wake-up and step, so a duplicate firing collides.
+
+    As the advance's commit stores it: `SKIPPED` for the reason consent or a guardrail gave, else decided
+    now (`sent_at`: the guardrails count it from this moment, the index's sort key) at the run version the
+    commit gives the run."""
     return Message(
         contact_id=run.contact_id,
         message_id=f"{run.run_id}#{run.seq:04d}#{step_id}",
@@ -748,11 +755,14 @@ def _record(
         step_id=step_id,
         channel=channel,
         category=category,
-        status=MessageStatus.PENDING,
+        status=MessageStatus.PENDING if skipped is None else MessageStatus.SKIPPED,
         created_at=now,
         recipient=recipient,
+        reason=skipped,
+        sent_at=now if skipped is None else None,
         priority=flow.priority,
         variant=variant,
+        run_version=run.version + 1 if skipped is None else 0,
     )
 
 

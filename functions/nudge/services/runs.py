@@ -456,15 +456,12 @@ class RunService:
             contact = self._store.update_contact(run.contact_id, update, now) or contact
         messages: list[Message] = []
         for intent in plan.sends:
+            # As the commit stores it (engine._record): skipped with its reason, or decided now, counted by the
+            # guardrails from this moment (sent_at is the index's sort key), so a burst spread over send slots
+            # cannot slip past a frequency cap or smart sending; at the run version its commit gives it.
+            messages.append(intent.message)
             if intent.skip_reason is not None:
-                skipped = evolve(intent.message, status=MessageStatus.SKIPPED, reason=intent.skip_reason)
-                messages.append(skipped)
                 outcome.skipped.append((intent.step.id, intent.skip_reason))
-            else:
-                # Counted by the guardrails from the moment it is decided (sent_at is the index's sort key),
-                # so a burst spread over send slots cannot slip past a frequency cap or smart sending. With the
-                # run version its commit gives it (as the commit would), in the same copy.
-                messages.append(evolve(intent.message, sent_at=now, run_version=plan.run.version + 1))
         messages += [hook.message for hook in plan.webhooks]
         for change in plan.audiences:
             messages.append(change.message)
@@ -472,7 +469,8 @@ class RunService:
                 outcome.skipped.append((change.step.id, change.message.reason))
         cleared, later = self._clear_before_commit(plan.run, flow, messages, contact, outcome, addresses)
         outbox = tuple(m.message_id for m in messages if not m.status.settled)
-        state = plan.run if outbox == plan.run.outbox else evolve(plan.run, outbox=outbox)
+        # With the version its commit gives it (a store stores that version whatever it is handed): one copy.
+        state = evolve(plan.run, outbox=outbox, version=run.version + 1)
         if plan.wake_at is not None:
             # Armed before the commit: once the advance is stored, its next wake-up already exists.
             self.redrive(state, contact)
