@@ -287,6 +287,33 @@ def test_a_groups_records_go_once_it_is_summed_without_waiting_for_a_collection(
                 gc.enable()
 
 
+def test_a_history_is_parsed_with_the_collector_paused_and_left_on() -> None:
+    # Given 600 orders of 600 customers (thousands of objects kept: enough to set off collections)
+    header = "order_id,email,created_at,total,currency,product_id,title,quantity,price"
+    rows = [header] + [
+        f"o{i},c{i}@shop.example,1997-01-0{1 + i % 9}T12:00:00+00:00,{10 + i % 7}.50,USD,cd,CDs,1,{10 + i % 7}.50"
+        for i in range(600)
+    ]
+    collections: list[str] = []
+
+    def heard(phase: str, info: dict[str, int]) -> None:
+        collections.append(phase)
+
+    gc.unfreeze()  # what earlier parses froze: what is frozen from here is this parse's doing
+    gc.collect()  # the young generation empty: what is counted from here is the parse's
+    gc.callbacks.append(heard)
+    try:
+        # When it is parsed
+        found = bt.load_history(rows, Format.MINIMAL, None, NOW)
+    finally:
+        gc.callbacks.remove(heard)
+
+    # Then no collection walked what it was making, nor walks it once the collector is on again: it is frozen
+    assert len(found.events) == 600 and collections == []
+    assert gc.isenabled() and gc.get_freeze_count() > 6 * 600
+    gc.unfreeze()  # as the next test would find it
+
+
 def test_groups_are_cohorts_of_customers_in_first_appearance_with_their_events_in_order() -> None:
     found = history()
 

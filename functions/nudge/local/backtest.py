@@ -74,7 +74,22 @@ def load_history(
     """Parse the order export and the JSON-lines events; `assume_consent` gives order-only customers email consent.
 
     An events line is an API body (`POST /v1/events`) that must say when it happened (`occurred_at`).
+
+    With the collector paused: everything parsed is kept for the run, so a collection would only walk it
+    (the collections the parse's allocations set off were ~45 % of CDNOW's parse, ~1 s of 2.3). What it
+    made is then frozen out of the collector's reach (`gc.freeze`, as `kept_heap` freezes a replay's
+    records): else the first collection after it walks the whole history, and a forked worker's would
+    write to the pages it shares with the parent (which copies them).
     """
+    with collector_paused():
+        history = _load_history(orders, fmt, events, now, assume_consent=assume_consent)
+        gc.freeze()
+    return history
+
+
+def _load_history(
+    orders: Iterable[str] | None, fmt: Format, events: Iterable[str] | None, now: datetime, *, assume_consent: bool
+) -> History:
     history = History()
     found: list[Event] = []
     if orders is not None:
