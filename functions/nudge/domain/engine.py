@@ -358,9 +358,9 @@ def new_run(flow: Flow, event: Event, now: datetime) -> Run:
     abandoned-cart or win-back run costs one piece of work fewer, and a backtest replays one fewer. A wait
     that reads the event or the contact (`{{ }}` in its duration) is worked out by the first wake-up as
     before, where a bad value ends the run with its error noted."""
-    cursor: str | None = flow.first_step_id
-    seq, due = 0, now
     first = flow.steps[0]
+    cursor: str | None = first.id
+    seq, due = 0, now
     if isinstance(first, WaitStep) and "{{" not in first.duration:
         cursor, seq, due = first.next or flow.following(first.id), 1, now + parse_duration(first.duration)
     return Run(
@@ -618,16 +618,17 @@ def _message(
         recipient = contact.email if channel is Channel.EMAIL else contact.phone
     last_split = list(variants.items())[-1] if variants else None
     variant = f"{last_split[0]}:{last_split[1]}" if last_split else None
+    deferral: tuple[str, datetime] | None = None
     if problem is None:
         verdict = judge(
             channel=channel, category=category, priority=flow.priority, history=sent, policy=guard, zone=zone, now=now
         )
         if verdict.defer and verdict.until is not None and verdict.reason is not None:
-            message = _record(run, flow, step.id, channel, category, recipient, now, variant)
-            return SendIntent(message, flow, step, context), (verdict.reason, verdict.until)
-        problem = verdict.reason
+            deferral = (verdict.reason, verdict.until)  # the step is taken again then: no message now
+        else:
+            problem = verdict.reason
     message = _record(run, flow, step.id, channel, category, recipient, now, variant, skipped=problem)
-    return SendIntent(message=message, flow=flow, step=step, context=context, skip_reason=problem), None
+    return SendIntent(message=message, flow=flow, step=step, context=context, skip_reason=problem), deferral
 
 
 def _window_open(contact: Contact | None, now: datetime) -> bool:
