@@ -328,3 +328,34 @@ def test_an_event_judges_active_runs_against_the_deployed_flows_only(sim: Simula
     assert asked == []
     about = {d.run.run_id for d in decided if hasattr(d, "run")}
     assert cart.run_id in about and campaign_run.run_id not in about  # the cart's goal, nothing of the campaign
+
+
+def test_a_filter_is_given_the_contacts_view_only_when_it_reads_the_contact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the contact's view was most of what replenishment's filter cost on every order, and it reads
+    only the order's lines: the view is built for a filter that names `contact`, and for no other."""
+    from nudge.domain import engine, expressions
+    from nudge.domain.model import Contact, ContactPatch, Event
+    from nudge.flow_files import load_flow
+    from tests.conftest import ROOT
+
+    built: list[str] = []
+    whole = Contact.template_view
+    monkeypatch.setattr(Contact, "template_view", lambda self: built.append(self.contact_id) or whole(self))
+    replenishment = load_flow(ROOT / "flows" / "replenishment.yaml")
+    browse = load_flow(ROOT / "flows" / "browse_abandonment.yaml")
+    assert expressions.names_read(replenishment.trigger.filter or "") == {"event"}  # type: ignore[union-attr]
+    assert expressions.names_read("contact.tags | select('in', event.tags) | list") == {"contact", "event"}
+    assert expressions.names_read("event.x ==") is None  # does not parse: the view is given, the filter fails
+
+    def event(kind: str, properties: dict[str, object]) -> Event:
+        return Event(f"e-{kind}", kind, ContactPatch(email="ann@example.com"), properties, START)
+
+    ann = Contact(contact_id="ann", email="ann@example.com", email_marketing=True)
+    coffee = event("order_placed", {"lines": [{"title": "Coffee", "replenish_days": 30}], "total": 12})
+    started = engine.on_event(coffee, ann, {}, [], [replenishment], START)
+    assert [type(d).__name__ for d in started] == ["StartRun"] and built == []
+    viewed = event("product_viewed", {"product_id": "p1", "title": "Mug"})
+    assert [type(d).__name__ for d in engine.on_event(viewed, ann, {}, [], [browse], START)] == ["StartRun"]
+    assert built == ["ann"]
+    unsubscribed = Contact(contact_id="bo", email="ann@example.com", email_marketing=False)
+    assert engine.on_event(viewed, unsubscribed, {}, [], [browse], START) == []  # the contact is still read

@@ -3,7 +3,7 @@ contact's lazy view gives what its whole view gives (ADR 0010, the fifth pass)."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,21 @@ def test_the_lazy_view_reads_as_the_whole_view() -> None:
     contact = Contact(contact_id="c", email="a@x.example", first_name="Ann", tags=("vip",), aggregates=aggregates)
     whole, lazy = contact.template_view(), contact.lazy_view()
     assert lazy["aggregates"] == whole["aggregates"]
+    # The aggregates, lazy too, have the whole view's keys in its order and its values, before any order,
+    # after one (no predicted next order) and after three; the lists are the reader's own.
+    spaced = Aggregates()
+    for i in range(3):
+        order = {"total": 9, "order_id": f"s{i}"}
+        spaced = updated(spaced, f"s{i}", "order_placed", order, NOW + timedelta(days=9 * i))
+    once = updated(Aggregates(), "o", "order_placed", {"total": 5}, NOW)
+    for counted in (Aggregates(), once, aggregates, spaced):
+        lazy_aggregates = Contact(contact_id="c", aggregates=counted).lazy_view()["aggregates"]
+        whole_aggregates = Contact(contact_id="c", aggregates=counted).template_view()["aggregates"]
+        assert list(lazy_aggregates) == list(whole_aggregates) and len(lazy_aggregates) == len(whole_aggregates)
+        assert {key: lazy_aggregates[key] for key in lazy_aggregates} == whole_aggregates
+        assert "nope" not in lazy_aggregates and "total_spent" in lazy_aggregates
+        assert lazy_aggregates["products"] is not lazy_aggregates["products"]
+    assert Contact(contact_id="c", aggregates=spaced).lazy_view()["aggregates"]["predicted_next_order_at"] is not None
     assert set(lazy) == set(whole) == CONTACT_FIELDS and len(lazy) == len(whole)
     assert all(key in lazy for key in whole) and "nope" not in lazy
     assert dict(lazy) == whole

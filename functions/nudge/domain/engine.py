@@ -241,10 +241,9 @@ def on_event(
             decisions.append(Redrive(run))
             continue
 
-        def context(run: Run = run) -> JsonDict:
-            return {"event": event_view, "trigger": run.trigger, "contact": contact_view(), "now": now}
+        context = {"event": event_view, "trigger": run.trigger, "now": now}
 
-        if flow.goal and run.converted_at is None and _goal_met(flow, event, context):
+        if flow.goal and run.converted_at is None and _goal_met(flow, event, context, contact_view):
             converted = evolve(
                 run,
                 converted_at=now,
@@ -264,7 +263,7 @@ def on_event(
                 for mine, theirs in rule.match.items()
             ):
                 continue
-            if rule.filter and not _safe_truthy(rule.filter, context()):
+            if rule.filter and not _safe_truthy(rule.filter, context, contact_view):
                 continue
             decisions.append(ExitRun(_ended(run, RunStatus.EXITED, f"exit:{event.type}", now), run.version))
             freed.add(flow.id)
@@ -791,8 +790,13 @@ def _truthy(source: str, context: JsonDict, step_id: str) -> bool:
         raise _Stop(f"error:{step_id}: {exc}") from None
 
 
-def _safe_truthy(source: str, context: JsonDict) -> bool:
-    """For filters: an expression that fails on this event (a missing property) does not match it."""
+def _safe_truthy(source: str, context: JsonDict, contact_view: Callable[[], JsonDict]) -> bool:
+    """For filters: an expression that fails on this event (a missing property) does not match it. The
+    contact's view joins the context only for an expression that reads `contact` (building it is most of
+    the cost of an order-triggered filter such as replenishment's, which reads only the order's lines)."""
+    names = expressions.names_read(source)
+    if names is None or "contact" in names:
+        context = {**context, "contact": contact_view()}
     try:
         return expressions.truthy(source, context)
     except expressions.ExpressionError:
@@ -804,15 +808,13 @@ def _triggers(trigger: EventTrigger, event_view: JsonDict, contact_view: Callabl
         return False
     if any(event_view.get(k) != v for k, v in trigger.where.items()):
         return False
-    return trigger.filter is None or _safe_truthy(
-        trigger.filter, {"event": event_view, "contact": contact_view(), "now": now}
-    )
+    return trigger.filter is None or _safe_truthy(trigger.filter, {"event": event_view, "now": now}, contact_view)
 
 
-def _goal_met(flow: Flow, event: Event, context: Callable[[], JsonDict]) -> bool:
+def _goal_met(flow: Flow, event: Event, context: JsonDict, contact_view: Callable[[], JsonDict]) -> bool:
     goal = flow.goal
     assert goal is not None
-    return goal.accepts(event.type) and (goal.filter is None or _safe_truthy(goal.filter, context()))
+    return goal.accepts(event.type) and (goal.filter is None or _safe_truthy(goal.filter, context, contact_view))
 
 
 def _contact_value(contact: Contact, path: list[str]) -> Any:

@@ -114,6 +114,22 @@ def check(source: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=512)
+def names_read(source: str) -> frozenset[str] | None:
+    """The names the expression reads (`event`, `contact`, a global), or None if it does not parse.
+
+    A context need not hold a name the expression never reads: no global or filter of the sandbox reads
+    the context itself, so leaving it out changes nothing (the engine builds a contact's view only for a
+    filter that reads `contact`)."""
+    from jinja2 import TemplateError, nodes
+
+    try:
+        tree = _env().parse("{{ " + source + " }}")
+    except TemplateError:
+        return None
+    return frozenset(node.name for node in tree.find_all(nodes.Name) if node.ctx == "load")
+
+
 def unknown_fields(source: str, name: str, known: frozenset[str]) -> list[str]:
     """The fields of `name` the (compiling) expression reads that are not in `known`: `contact.orders_count`
     where the contact has `aggregates.orders_count`. Only `name.field` and `name['field']` are seen."""

@@ -149,6 +149,8 @@ def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
 
 def _eq(values: Callable[[Any], tuple[Any, ...]]) -> Callable[[Any, Any], Any]:
     def __eq__(self: Any, other: Any) -> Any:
+        if other is self:  # what the tuples' comparison would find, item by identical item
+            return True
         if other.__class__ is self.__class__:
             return values(self) == values(other)
         return NotImplemented

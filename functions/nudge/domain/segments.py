@@ -261,7 +261,7 @@ def _window_of(condition: Condition) -> tuple[str, timedelta] | None:
 def _lookup(view: Mapping[str, Any], path: list[str]) -> tuple[Any, bool]:
     current: Any = view
     for part in path:
-        if not isinstance(current, Mapping) or part not in current:
+        if not (type(current) is dict or isinstance(current, Mapping)) or part not in current:
             return None, False
         current = current[part]
     return current, current is not None

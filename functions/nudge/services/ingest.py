@@ -265,19 +265,20 @@ class IngestService:
         The contact's flow slots are read once (one Query) for the decisions and the date flows; runs this
         request starts are added to them as it goes, and they are read again only after an exit freed one.
         """
-        outcome = IngestOutcome(event_id=event.event_id, contact_id=event.contact_id)
+        contact_id = event.contact_id  # derived from the patch on each ask: asked once
+        outcome = IngestOutcome(event_id=event.event_id, contact_id=contact_id)
         source, adjust = f"event:{event.type}:{event.event_id}", _inbound_whatsapp(event)
         for _ in range(_CONTACT_WRITE_ATTEMPTS):
             # Decide first (reads only), then one write: the event record, the contact and its consent records
             # (issue #20). Nothing is carried out unless that write landed; a conflict decides again.
             now = self._clock.now()
-            stored = self._store.get_contact(event.contact_id)
-            base = stored or Contact(contact_id=event.contact_id)
+            stored = self._store.get_contact(contact_id)
+            base = stored or Contact(contact_id=contact_id)
             changed = self._changed(base, event.contact, event, now, adjust=adjust)
             unchanged = stored is not None and changed == stored
             contact = stored if stored is not None and unchanged else evolve(changed, version=base.version + 1)
             moves = [] if unchanged else segments.transitions(base.segments, changed.segments)
-            slots = self._store.flow_slots(event.contact_id)
+            slots = self._store.flow_slots(contact_id)
             decisions = decide(contact, now, slots)
             withdrawn = stored is not None and stored.ads_marketing is not False and contact.ads_marketing is False
             # Nothing to carry out afterwards: the event is recorded processed in the same write.
@@ -286,7 +287,7 @@ class IngestService:
                 self._store.record_event(
                     event,
                     now,
-                    None if unchanged else changed,
+                    None if unchanged else contact,  # at its new version, which the write sets (and checks)
                     base.version,
                     consents=[] if unchanged else consent_changes(stored, changed, source, now),
                     outcome=outcome.as_dict() if quiet else None,
@@ -298,11 +299,9 @@ class IngestService:
                 continue
             break
         else:
-            raise ConflictError(
-                f"contact {event.contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries"
-            )
+            raise ConflictError(f"contact {contact_id} kept changing; gave up after {_CONTACT_WRITE_ATTEMPTS} tries")
         if withdrawn:
-            self._ads_withdrawn(event.contact_id)
+            self._ads_withdrawn(contact_id)
         if quiet:
             self._observer(outcome)
             return outcome
