@@ -362,9 +362,10 @@ def new_run(flow: Flow, event: Event, now: datetime) -> Run:
     seq, due = 0, now
     if isinstance(first, WaitStep) and "{{" not in first.duration:
         cursor, seq, due = first.next or flow.following(first.id), 1, now + parse_duration(first.duration)
+    contact_id = event.contact_id  # derived from the event's contact on each ask
     return Run(
-        run_id=Run.id_for(flow.id, event.contact_id, event.event_id),
-        contact_id=event.contact_id,
+        run_id=Run.id_for(flow.id, contact_id, event.event_id),
+        contact_id=contact_id,
         flow_id=flow.id,
         status=RunStatus.ACTIVE,
         cursor=cursor,

@@ -24,6 +24,13 @@ def record_changes(store: AddressBook, before: Contact | None, after: Contact, s
 
 def consent_changes(before: Contact | None, after: Contact, source: str, now: datetime) -> list[ConsentRecord]:
     """A consent record for each channel whose marketing consent this change set or flipped."""
+    if before is not None and (
+        before.email_marketing is after.email_marketing
+        and before.sms_marketing is after.sms_marketing
+        and before.whatsapp_marketing is after.whatsapp_marketing
+        and before.ads_marketing is after.ads_marketing
+    ):
+        return []  # no consent set or flipped (most changes: an order, a segment move)
     return [
         ConsentRecord(
             address_key=address_key(channel, address),

@@ -274,9 +274,12 @@ class IngestService:
             now = self._clock.now()
             stored = self._store.get_contact(contact_id)
             base = stored or Contact(contact_id=contact_id)
-            changed = self._changed(base, event.contact, event, now, adjust=adjust)
+            changed = self._changed(base, event.contact, event, now, adjust=adjust, version=base.version + 1)
             unchanged = stored is not None and changed == stored
-            contact = stored if stored is not None and unchanged else evolve(changed, version=base.version + 1)
+            if stored is not None and unchanged:
+                contact = stored
+            else:
+                contact = changed if changed.version == base.version + 1 else evolve(changed, version=base.version + 1)
             moves = [] if unchanged else segments.transitions(base.segments, changed.segments)
             slots = self._store.flow_slots(contact_id)
             decisions = decide(contact, now, slots)
@@ -459,8 +462,12 @@ class IngestService:
         touch: bool = True,
         adjust: Callable[[Contact], Contact] | None = None,
         seen: Callable[[bool], None] | None = None,
+        version: int | None = None,
     ) -> Contact:
-        """`base` merged with the patch, the event counted, `adjust`ed, its segments evaluated: no I/O."""
+        """`base` merged with the patch, the event counted, `adjust`ed, its segments evaluated: no I/O.
+
+        `version`: the one its write would give it, set in the copy that moves its segments, if one is made
+        (a contact whose segments did not move keeps its version, so an unchanged one still equals `base`)."""
         counted = base.aggregates  # merging the patch leaves them: the event is counted on the stored ones
         if event is not None:
             if seen is not None:
@@ -478,7 +485,9 @@ class IngestService:
         same_review = review_at == before and (review_at is None or before is None or review_at.tzinfo is before.tzinfo)
         if same_review and membership.segments == changed.segments:
             return changed
-        return evolve(changed, segments=membership.segments, review_at=membership.review_at)
+        if version is None:
+            return evolve(changed, segments=membership.segments, review_at=membership.review_at)
+        return evolve(changed, segments=membership.segments, review_at=membership.review_at, version=version)
 
     def _upsert(
         self,
@@ -502,7 +511,9 @@ class IngestService:
             if stored is None and not touch:
                 raise _ContactGone(contact_id)
             base = stored or Contact(contact_id=contact_id)
-            changed = self._changed(base, patch, event, now, touch=touch, adjust=adjust, seen=seen)
+            changed = self._changed(
+                base, patch, event, now, touch=touch, adjust=adjust, seen=seen, version=base.version + 1
+            )
             if stored is not None and changed == stored:
                 return stored, []  # a review that finds nothing new writes nothing
             # When and where consent came from: written in the contact's own write (one call, all or none).
