@@ -359,3 +359,18 @@ def test_a_filter_is_given_the_contacts_view_only_when_it_reads_the_contact(monk
     assert built == ["ann"]
     unsubscribed = Contact(contact_id="bo", email="ann@example.com", email_marketing=False)
     assert engine.on_event(viewed, unsubscribed, {}, [], [browse], START) == []  # the contact is still read
+
+
+def test_a_wake_up_that_sends_builds_the_contacts_view_once(sim: Simulation, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine builds the contact's view for the email's subject; delivering the email renders it with
+    that same view (the contact did not change between the two), not with one built again."""
+    from nudge.domain.model import Contact
+    from nudge.services.inputs import EventIn
+
+    sim.container.ingest.ingest(validate(EventIn, subscribed("s1")).to_event(sim.clock.now()))
+    built: list[str] = []
+    whole = Contact.template_view
+    monkeypatch.setattr(Contact, "template_view", lambda self: built.append(self.contact_id) or whole(self))
+    sim.settle()  # the welcome run's first wake-up: its first email
+    assert [subject for _, _, subject in sent_subjects(sim)] == ["Welcome, Alice!"]
+    assert len(built) == 1

@@ -169,6 +169,9 @@ class Advance:
     profile_updates: list[ProfileUpdate] = field(default_factory=list)
     webhooks: list[WebhookIntent] = field(default_factory=list)
     audiences: list[AudienceIntent] = field(default_factory=list)
+    # The template view of the contact the advance was given, if a step built it and no profile update
+    # changed the contact: what delivering the advance's messages renders them with (built once, not twice).
+    contact_view: JsonDict | None = None
 
     @property
     def wake_at(self) -> datetime | None:
@@ -431,7 +434,7 @@ def advance(
     audiences: list[AudienceIntent] = []
 
     def planned(state: Run) -> Advance:
-        return Advance(state, sends, profile_updates, webhooks, audiences)
+        return Advance(state, sends, profile_updates, webhooks, audiences, None if profile_updates else view)
 
     journal = list(run.journal)
     variants = dict(run.variants)
@@ -566,8 +569,12 @@ def consent_problem(contact: Contact | None, channel: Channel, category: Categor
     return None
 
 
-def template_context(run: Run, contact: Contact | None, variants: Mapping[str, str], now: datetime) -> JsonDict:
-    """What templates, conditions and filters see."""
+def template_context(
+    run: Run, contact: Contact | None, variants: Mapping[str, str], now: datetime, view: JsonDict | None = None
+) -> JsonDict:
+    """What templates, conditions and filters see; `view`: the contact's template view, if already built."""
+    if view is not None:
+        return _context_of(run, view, variants, now)
     return _context(run, contact, variants, now)
 
 

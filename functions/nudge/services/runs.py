@@ -467,7 +467,9 @@ class RunService:
             messages.append(change.message)
             if change.message.reason is not None:
                 outcome.skipped.append((change.step.id, change.message.reason))
-        cleared, later = self._clear_before_commit(plan.run, flow, messages, contact, outcome, addresses)
+        cleared, later = self._clear_before_commit(
+            plan.run, flow, messages, contact, outcome, addresses, plan.contact_view
+        )
         outbox = tuple(m.message_id for m in messages if not m.status.settled)
         # With the version its commit gives it (a store stores that version whatever it is handed): one copy.
         state = evolve(plan.run, outbox=outbox, version=run.version + 1)
@@ -509,6 +511,7 @@ class RunService:
         contact: Contact | None,
         outcome: AdvanceOutcome,
         addresses: Mapping[str, AddressState | None] | None,
+        view: dict[str, Any] | None = None,
     ) -> tuple[dict[str, _Cleared], dict[str, _Defer]]:
         """Clear the advance's messages for sending before its commit, so the commit is the send decision.
 
@@ -521,7 +524,8 @@ class RunService:
         call) `FAILED`. A message whose send slot is in a later second (or, a campaign's, finds no spare
         one) is committed `PENDING` and deferred after the commit, with its slot. Anything else (a paused
         campaign's hold) is committed `PENDING` and delivered after the commit as before, which decides it
-        again and acts. `messages` is updated in place.
+        again and acts. `messages` is updated in place. `view`: the contact's template view, as the engine
+        built it for this advance (else built here).
         """
         cleared: dict[str, _Cleared] = {}
         later: dict[str, _Defer] = {}
@@ -536,7 +540,7 @@ class RunService:
             if not isinstance(step, EmailStep | SmsStep | WhatsAppStep):
                 continue  # webhooks and audience changes keep their own claim
             message = message.at_run_version(run.version + 1)
-            context = context or engine.template_context(run, contact, run.variants, now)
+            context = context or engine.template_context(run, contact, run.variants, now, view)
             match self._clear(flow, step, message, contact, context, now, slot=None, addresses=addresses):
                 case _Cleared() as going:
                     messages[index] = evolve(going.sent, status=MessageStatus.SENDING, attempt_at=now)
