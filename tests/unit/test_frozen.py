@@ -189,3 +189,33 @@ def test_a_class_without_a_docstring_is_described_by_its_fields_and_one_with_kee
         name: str
 
     assert (Bare.__doc__, Told.__doc__) == ("Bare(name, count)", "What it is.")
+
+
+def test_a_record_is_filled_in_as_its_writable_twin_and_handed_out_as_its_class() -> None:
+    """Made or copied (`model.evolve`), a record is of its class, frozen, whatever filled it in; a subclass
+    that inherits a record's `__init__` (and has a `__dict__` of its own) is filled in slot by slot."""
+    from nudge.domain.model import evolve
+
+    for name, (args, kwargs) in EXAMPLES.items():
+        cls = QUICK[name]
+        twin = frozen.writable(cls)
+        assert twin is frozen.writable(cls) and issubclass(twin, cls) and twin.__slots__ == ()
+        made = cls(*args, **kwargs)
+        assert type(made) is cls
+        first = next((f.name for f in dataclasses.fields(cls)), None)
+        if first is None:
+            continue
+        copied = evolve(made, **{first: getattr(made, first)})
+        assert type(copied) is cls and copied == made and copied is not made
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(copied, first, "x")
+
+    class Labelled(QUICK["Base"]):  # type: ignore[misc,valid-type]
+        pass
+
+    labelled = Labelled("s1", next="s2")
+    assert type(labelled) is Labelled and (labelled.id, labelled.next) == ("s1", "s2")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        labelled.id = "x"
+    moved = evolve(labelled, next=None)
+    assert type(moved) is Labelled and (moved.id, moved.next) == ("s1", None)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from nudge.domain import bounds
 from nudge.domain.addresses import email_or_none
 from nudge.domain.aggregates import Aggregates
-from nudge.domain.frozen import dataclass, slot_setter
+from nudge.domain.frozen import MARK, dataclass, slot_setter, writable
 from nudge.domain.lifecycle import STAGES, Rfm, predicted_next_order
 from nudge.domain.predictions import Predictions
 
@@ -28,9 +28,10 @@ def evolve(record: _Record, /, **changes: Any) -> _Record:
     """`dataclasses.replace` for these records (no `__post_init__`, no init-only field), without calling
     `__init__`: a run or a message is copied on every step it takes, and replace was a third of a backtest.
 
-    Each class gets a copier compiled once per set of changed fields (a call site's keywords), that sets
-    every slot through its descriptor (what a frozen dataclass's `__init__` does) from the record or from
-    the changes, without asking for each field whether it changed."""
+    Each class gets a copier compiled once per set of changed fields (a call site's keywords), that fills
+    every slot from the record or from the changes, without asking for each field whether it changed: by
+    plain assignment on the class's writable twin for a class `nudge.domain.frozen` made (then swapped
+    back to the class, as its `__init__` does), else through each slot's own setter."""
     key = (type(record), *changes)
     copier = _COPIERS.get(key)
     if copier is None:
@@ -42,18 +43,31 @@ def _copier(cls: type, changed: frozenset[str]) -> Callable[[Any, dict[str, Any]
     names = tuple(f.name for f in fields(cls))
     if unknown := changed - set(names):
         raise TypeError(f"{cls.__name__} has no field {', '.join(sorted(unknown))}")
-    lines = [
-        "def copy(record, changes):",
-        "    new = new_of(cls)",
-        *(
-            f"    set_{i}(new, changes[{name!r}])" if name in changed else f"    set_{i}(new, record.{name})"
-            for i, name in enumerate(names)
-        ),
-        "    return new",
-    ]
     scope: dict[str, Any] = {"cls": cls, "new_of": object.__new__}
-    for i, name in enumerate(names):
-        scope[f"set_{i}"] = slot_setter(cls, name)
+    if cls.__dict__.get(MARK):  # made by nudge.domain.frozen: filled in as its writable twin (`writable`)
+        scope["twin"] = writable(cls)
+        lines = [
+            "def copy(record, changes):",
+            "    new = new_of(twin)",
+            *(
+                f"    new.{name} = changes[{name!r}]" if name in changed else f"    new.{name} = record.{name}"
+                for name in names
+            ),
+            "    new.__class__ = cls",
+            "    return new",
+        ]
+    else:
+        lines = [
+            "def copy(record, changes):",
+            "    new = new_of(cls)",
+            *(
+                f"    set_{i}(new, changes[{name!r}])" if name in changed else f"    set_{i}(new, record.{name})"
+                for i, name in enumerate(names)
+            ),
+            "    return new",
+        ]
+        for i, name in enumerate(names):
+            scope[f"set_{i}"] = slot_setter(cls, name)
     exec("\n".join(lines), scope)  # noqa: S102 - code built from the class's own field names
     return scope["copy"]  # type: ignore[no-any-return]
 
