@@ -12,7 +12,7 @@ import pytest
 from jinja2 import Undefined
 
 from nudge.domain import expressions
-from nudge.domain.aggregates import Aggregates, updated
+from nudge.domain.aggregates import VIEW_ATTRIBUTES, Aggregates, updated
 from nudge.domain.model import CONTACT_FIELDS, Contact
 from nudge.domain.segments import Segment, SegmentCatalog, evaluate
 from nudge.domain.validation import validate
@@ -145,6 +145,10 @@ def test_the_lazy_view_reads_as_the_whole_view() -> None:
         assert {key: lazy_aggregates[key] for key in lazy_aggregates} == whole_aggregates
         assert "nope" not in lazy_aggregates and "total_spent" in lazy_aggregates
         assert lazy_aggregates["products"] is not lazy_aggregates["products"]
+        # What segments read off the aggregates themselves (segments._check_of): the view's values as they are.
+        assert {name: getattr(counted, name) for name in VIEW_ATTRIBUTES} == {
+            name: whole_aggregates[name] for name in VIEW_ATTRIBUTES
+        }
     assert Contact(contact_id="c", aggregates=spaced).lazy_view()["aggregates"]["predicted_next_order_at"] is not None
     assert set(lazy) == set(whole) == CONTACT_FIELDS and len(lazy) == len(whole)
     assert all(key in lazy for key in whole) and "nope" not in lazy

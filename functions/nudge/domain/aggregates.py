@@ -51,6 +51,16 @@ class OrderSummary:
         return max(Decimal("0.00"), self.total - self.refunded)
 
 
+# The keys of `Aggregates.template_view` whose value is the attribute of that name, as it is (the others: the
+# two lists, copied; `contact.aggregates` adds the predicted next order).
+VIEW_ATTRIBUTES = frozenset(
+    {
+        "orders_count", "total_spent", "aov", "first_order_at", "last_order_at", "last_activity_at",
+        "last_open_at", "last_click_at",
+    }
+)  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Aggregates:
     """Counters kept on the contact. `total_spent` is net of refunds and cancellations."""
@@ -79,7 +89,8 @@ class Aggregates:
         return (self.total_spent / self.orders_count).quantize(CENT)
 
     def template_view(self) -> dict[str, Any]:
-        """What templates and conditions see as `contact.aggregates`."""
+        """What templates and conditions see as `contact.aggregates` (VIEW_ATTRIBUTES are its attributes as
+        they are)."""
         return {
             "orders_count": self.orders_count,
             "total_spent": self.total_spent,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from nudge.domain.aggregates import Aggregates
+from nudge.domain.aggregates import VIEW_ATTRIBUTES, Aggregates
 from nudge.domain.durations import parse_duration
 from nudge.domain.frozen import dataclass
 from nudge.domain.lifecycle import DEFAULT_RULES, STAGES, Stage, StageRules, stage, stage_changes_at
@@ -70,7 +70,10 @@ class FieldCondition:
 
     def holds(self, view: Mapping[str, Any], path: list[str] | None = None) -> bool:
         """`path`: the field already split (the catalog keeps it; evaluated on every event of a contact)."""
-        found, present = _lookup(view, path if path is not None else self.field.split("."))
+        return self.judge(*_lookup(view, path if path is not None else self.field.split(".")))
+
+    def judge(self, found: Any, present: bool) -> bool:
+        """Whether the field's value (`found`; `present`: there, and not null) meets the condition."""
         if self.op == "exists":
             return present == bool(True if self.value is None else self.value)
         if not present:
@@ -211,7 +214,7 @@ def evaluate(catalog: SegmentCatalog, view: Mapping[str, Any], aggregates: Aggre
     moments = [stage_changes_at(aggregates, now, catalog.rules)]
     last_event_at = aggregates.last_event_at
     for segment_id, match_all, checks, windows in catalog.compiled:
-        results = [check(view, current, last_event_at, now) for check in checks]
+        results = [check(view, current, aggregates, now) for check in checks]
         if all(results) if match_all else any(results):
             members.append(segment_id)
         for event_type, window in windows:  # _flips_at: the last occurrence plus the window, if still ahead
@@ -228,22 +231,32 @@ def transitions(before: Iterable[str], after: Iterable[str]) -> list[Transition]
     return [Transition(s, False) for s in old if s not in new] + [Transition(s, True) for s in new if s not in old]
 
 
-_Check = Callable[[Mapping[str, Any], Stage, Mapping[str, datetime], datetime], bool]
+_Check = Callable[[Mapping[str, Any], Stage, Aggregates, datetime], bool]
 
 
 def _check_of(condition: Condition) -> _Check:
     """Whether one condition holds, with its path split and its window parsed once."""
     if isinstance(condition, FieldCondition):
         path = condition.field.split(".")
-        return lambda view, current, last_event_at, now: condition.holds(view, path)
+        if len(path) == 2 and path[0] == "aggregates" and path[1] in VIEW_ATTRIBUTES:
+            # `aggregates.total_spent`: the aggregates' own attribute, which is what the view holds there
+            # (evaluate's view and aggregates are the same contact's), read without the view.
+            name = path[1]
+
+            def from_aggregates(view: Mapping[str, Any], current: Stage, aggregates: Aggregates, now: datetime) -> bool:
+                value = getattr(aggregates, name)
+                return condition.judge(value, value is not None)
+
+            return from_aggregates
+        return lambda view, current, aggregates, now: condition.holds(view, path)
     if isinstance(condition, StageCondition):
         stages = condition.stage
-        return lambda view, current, last_event_at, now: current in stages
+        return lambda view, current, aggregates, now: current in stages
     did = condition.did if isinstance(condition, DidCondition) else condition.did_not
     window = parse_duration(condition.within)
     if isinstance(condition, DidCondition):
-        return lambda view, current, last_event_at, now: _recent(last_event_at.get(did), window, now)
-    return lambda view, current, last_event_at, now: not _recent(last_event_at.get(did), window, now)
+        return lambda view, current, aggregates, now: _recent(aggregates.last_event_at.get(did), window, now)
+    return lambda view, current, aggregates, now: not _recent(aggregates.last_event_at.get(did), window, now)
 
 
 def _recent(last: datetime | None, window: timedelta, now: datetime) -> bool:
