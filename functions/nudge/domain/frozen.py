@@ -103,16 +103,21 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
     scope: dict[str, Any] = {
         "__FACTORY": _FACTORY,
         "__cls": cls,
-        "__writable": writable(cls),
+        "__writable": None,  # the twin, made at the first record (most classes of a cold start make none)
         "__set_class": object.__setattr__,
+        "__slow": _slot_filler(cls, fields),
     }
+
+    def twin() -> type:
+        made = scope["__writable"] = writable(cls)
+        return made
+
+    scope["__twin"] = twin
     positional: list[str] = []
     keyword: list[str] = []
     factories: list[str] = []
     quick: list[str] = []
-    slow: list[str] = []
     for i, f in enumerate(fields):
-        scope[f"__set_{i}"] = slot_setter(cls, f.name)
         if f.default is not MISSING:
             scope[f"__default_{i}"] = f.default
             param = f"{f.name}=__default_{i}"
@@ -123,16 +128,15 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
         else:
             param = f.name
         quick.append(f"        self.{f.name} = {f.name}")
-        slow.append(f"        __set_{i}(self, {f.name})")
         (keyword if f.kw_only else positional).append(param)
     body = factories + (
         [
             "    if self.__class__ is __cls:",
-            "        __set_class(self, '__class__', __writable)",
+            "        __set_class(self, '__class__', __writable or __twin())",
             *quick,
             "        self.__class__ = __cls",
             "    else:",
-            *slow,
+            f"        __slow(self, ({', '.join(f.name for f in fields)},))",
         ]
         if fields
         else []
@@ -146,6 +150,20 @@ def _init(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[...
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__annotations__ = {**{f.name: f.type for f in fields}, "return": None}  # the standard signature
     return init
+
+
+def _slot_filler(cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> Callable[[Any, tuple[Any, ...]], None]:
+    """Sets the fields' slots of an instance, in field order, through each slot's own setter (for an instance of
+    a subclass that inherits the class's `__init__`: rare, so one loop, not a line a field to compile)."""
+    setters: list[Callable[[Any, Any], None]] = []
+
+    def fill(record: Any, values: tuple[Any, ...]) -> None:
+        if not setters:  # found at the first such instance, not at every class's creation (a cold start)
+            setters.extend(slot_setter(cls, f.name) for f in fields)
+        for setter, value in zip(setters, values, strict=True):
+            setter(record, value)
+
+    return fill
 
 
 WRITABLE = "__nudge_writable__"  # a quick class's own writable twin (`writable`)
