@@ -171,7 +171,8 @@ class Advance:
     audiences: list[AudienceIntent] = field(default_factory=list)
     # The template view of the contact the advance was given, if a step built it and no profile update
     # changed the contact: what delivering the advance's messages renders them with (built once, not twice).
-    contact_view: JsonDict | None = None
+    # Derived from the contact: neither compared nor shown (a repr in a log would print the contact).
+    contact_view: JsonDict | None = field(default=None, repr=False, compare=False)
 
     @property
     def wake_at(self) -> datetime | None:
