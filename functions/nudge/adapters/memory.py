@@ -32,6 +32,7 @@ from nudge.domain.model import (
     Run,
     RunStatus,
     SentRecord,
+    at_version,
     evolve,
 )
 from nudge.domain.segments import REVIEW_LOOKBACK_DAYS
@@ -95,9 +96,7 @@ class MemoryStore:
             raise ConflictError(contact.contact_id)
         for record in consents:  # with the contact, as the transaction: after the version check
             self.record_consent(record)
-        # Stored as given when it already carries the new version (the ingest's own copy): a record is never
-        # changed in place, so an equal copy would buy nothing.
-        saved = contact if contact.version == expected_version + 1 else evolve(contact, version=expected_version + 1)
+        saved = at_version(contact, expected_version + 1)  # the ingest's own copy carries it already
         self.contacts[contact.contact_id] = saved
         self._index_review(contact.contact_id, stored, saved)
         return saved
@@ -215,8 +214,7 @@ class MemoryStore:
         stored = self.runs.get(key)
         if stored is None or stored.version != expected_version:
             raise ConflictError(run.run_id)
-        # A record is never changed in place: one that already carries the new version is stored as it is.
-        saved = run if run.version == expected_version + 1 else evolve(run, version=expected_version + 1)
+        saved = at_version(run, expected_version + 1)  # the run service's own copy carries it already
         self.runs[key] = saved
         slots = self._slots.get(run.contact_id, {})
         slot = slots.get(run.flow_id)

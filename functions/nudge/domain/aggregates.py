@@ -51,13 +51,11 @@ class OrderSummary:
         return max(Decimal("0.00"), self.total - self.refunded)
 
 
-# The keys of `Aggregates.template_view` whose value is the attribute of that name, as it is (the others: the
-# two lists, copied; `contact.aggregates` adds the predicted next order).
-VIEW_ATTRIBUTES = frozenset(
-    {
-        "orders_count", "total_spent", "aov", "first_order_at", "last_order_at", "last_activity_at",
-        "last_open_at", "last_click_at",
-    }
+# The keys of `Aggregates.template_view` whose value is the attribute of that name, as it is, in the view's
+# order (the others: the two lists, copied; `contact.aggregates` adds the predicted next order).
+VIEW_ATTRIBUTES = (
+    "orders_count", "total_spent", "aov", "first_order_at", "last_order_at", "last_activity_at", "last_open_at",
+    "last_click_at",
 )  # fmt: skip
 
 

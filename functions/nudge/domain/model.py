@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from nudge.domain import bounds
 from nudge.domain.addresses import email_or_none
@@ -37,6 +37,20 @@ def evolve(record: _Record, /, **changes: Any) -> _Record:
     if copier is None:
         copier = _COPIERS[key] = _copier(type(record), frozenset(changes))
     return copier(record, changes)  # type: ignore[no-any-return]
+
+
+class _Versioned(Protocol):
+    @property
+    def version(self) -> int: ...
+
+
+_V = TypeVar("_V", bound=_Versioned)
+
+
+def at_version(record: _V, version: int) -> _V:
+    """The record (a contact, a run) at this version: itself when it already is, as a write that sets that
+    version hands it over (a record is never changed in place, so an equal copy would buy nothing)."""
+    return record if record.version == version else evolve(record, version=version)
 
 
 def _copier(cls: type, changed: frozenset[str]) -> Callable[[Any, dict[str, Any]], Any]:
@@ -265,13 +279,9 @@ def _aggregates_view(aggregates: Aggregates) -> JsonDict:
 
 # `contact.aggregates`'s keys, in the view's order: the aggregates' attributes read as they are, the two lists
 # copied, and the predicted next order (`_aggregates_view`; a test keeps the two equal).
-_AGGREGATE_ATTRIBUTES = (
-    "orders_count", "total_spent", "aov", "first_order_at", "last_order_at", "last_activity_at", "last_open_at",
-    "last_click_at",
-)  # fmt: skip
-_AGGREGATE_KEYS = (*_AGGREGATE_ATTRIBUTES, "products", "categories", "predicted_next_order_at")
+_AGGREGATE_KEYS = (*VIEW_ATTRIBUTES, "products", "categories", "predicted_next_order_at")
 _AGGREGATE_KEY_SET = frozenset(_AGGREGATE_KEYS)
-_AGGREGATE_ATTRIBUTE_SET = VIEW_ATTRIBUTES  # the same names (a test keeps them so)
+_AGGREGATE_ATTRIBUTE_SET = frozenset(VIEW_ATTRIBUTES)
 
 
 class _LazyAggregatesView(Mapping[str, Any]):

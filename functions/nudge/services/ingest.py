@@ -13,7 +13,7 @@ from nudge.domain.flows import DateTrigger, FlowCatalog, SegmentTrigger
 from nudge.domain.frozen import dataclass
 from nudge.domain.guardrails import Guardrails
 from nudge.domain.lifecycle import Rfm
-from nudge.domain.model import Contact, ContactPatch, Event, FlowSlot, Run, evolve
+from nudge.domain.model import Contact, ContactPatch, Event, FlowSlot, Run, at_version, evolve
 from nudge.domain.predictions import Predictions
 from nudge.domain.segments import SegmentCatalog, Transition
 from nudge.ports import AddressBook, Census, Clock, ConflictError, Contacts, EventDone, EventLog, Runs, Scheduler
@@ -276,10 +276,7 @@ class IngestService:
             base = stored or Contact(contact_id=contact_id)
             changed = self._changed(base, event.contact, event, now, adjust=adjust, version=base.version + 1)
             unchanged = stored is not None and changed == stored
-            if stored is not None and unchanged:
-                contact = stored
-            else:
-                contact = changed if changed.version == base.version + 1 else evolve(changed, version=base.version + 1)
+            contact = stored if stored is not None and unchanged else at_version(changed, base.version + 1)
             moves = [] if unchanged else segments.transitions(base.segments, changed.segments)
             slots = self._store.flow_slots(contact_id)
             decisions = decide(contact, now, slots)
@@ -462,7 +459,7 @@ class IngestService:
         touch: bool = True,
         adjust: Callable[[Contact], Contact] | None = None,
         seen: Callable[[bool], None] | None = None,
-        version: int | None = None,
+        version: int,
     ) -> Contact:
         """`base` merged with the patch, the event counted, `adjust`ed, its segments evaluated: no I/O.
 
@@ -485,8 +482,6 @@ class IngestService:
         same_review = review_at == before and (review_at is None or before is None or review_at.tzinfo is before.tzinfo)
         if same_review and membership.segments == changed.segments:
             return changed
-        if version is None:
-            return evolve(changed, segments=membership.segments, review_at=membership.review_at)
         return evolve(changed, segments=membership.segments, review_at=membership.review_at, version=version)
 
     def _upsert(
