@@ -261,6 +261,17 @@ class Container:
     def segments(self) -> SegmentCatalog:
         return self._catalog[2]
 
+    def evaluate_no_segments(self) -> None:
+        """From now on no segment and no stage is evaluated: every contact is in none, and none is ever due a
+        review. For a backtest whose flows read none (`Flow.reads_segments`), before the services that take
+        the segments are made."""
+        from nudge.domain.segments import SegmentCatalog
+
+        if built := {"ingest", "campaigns"} & set(self.__dict__):
+            raise RuntimeError(f"{', '.join(sorted(built))} already took the segments")
+        flows, guardrails, _ = self._catalog
+        self.__dict__["_catalog"] = (flows, guardrails, SegmentCatalog(evaluated=False))
+
     @cached_property
     def renderer(self) -> TemplateRenderer:
         if self._renderer is not None:

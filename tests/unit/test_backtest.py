@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from nudge.domain import kpis
+from nudge.domain.flows import Flow
 from nudge.domain.model import MessageStatus
 from nudge.local import backtest as bt
 from nudge.local.datasets import cdnow_orders
@@ -117,6 +118,27 @@ def test_three_customers_first_half_of_1997_hand_checked() -> None:
     assert result.cadence.busiest is not None and result.cadence.busiest[1:] == (date(1997, 1, 13), 2)
     assert [(o.first, o.second, o.contacts) for o in result.overlaps] == [("post_purchase", "win_back", 3)]
     assert result.weekly[date(1997, 3, 17)] == {"win_back": 1}
+
+
+@pytest.mark.parametrize("flows", [["post_purchase", "win_back"], ["sunset"]])
+def test_flows_that_read_no_segment_backtest_the_same_without_them(
+    flows: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given flows that read no segment and no stage, and the three customers' whole history
+    window = {"start": day("1997-01-10"), "end": day("1998-07-01")}
+    done, without = run(flows, history(), **window)
+    # Then none was worked out: every contact is in none, and none was due a review
+    assert all(c.segments == () and c.review_at is None for c in done.store.contacts.values())
+
+    # When the same backtest evaluates them, as for a flow that reads them
+    monkeypatch.setattr(Flow, "reads_segments", lambda self: True)
+    evaluated, with_segments = run(flows, history(), **window)
+
+    # Then the stages were there to work out (all three customers lapsed at some point)...
+    assert {c.stage for c in evaluated.store.contacts.values() if c.email} >= {"lapsed"}
+    # ...and every message, skip and figure is the same
+    assert with_segments.messages and with_segments == without
+    assert (done.replayed, done.worked, done.reviews) == (evaluated.replayed, evaluated.worked, evaluated.reviews)
 
 
 def test_history_before_from_is_backfilled_and_after_to_left_out() -> None:

@@ -143,3 +143,24 @@ def test_history_cdnow_writes_the_minimal_csv_from_the_fetched_file(tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert "7 orders" in result.output
     assert out.read_text() == (ROOT / ORDERS).read_text()
+
+
+def test_the_bench_backtests_generated_orders_through_the_flows_named() -> None:
+    # When the large-history bench runs on a few generated orders through post-purchase alone
+    result = runner.invoke(
+        app, ["bench", "--backtest-orders", "600", "--backtest-processes", "1", "--backtest-flows", "post_purchase"]
+    )
+
+    # Then it says which flows, and prints its time and memory; every order was replayed
+    assert result.exit_code == 0, result.output
+    assert "600 one-line orders of up to 200 customers" in result.output
+    assert "post_purchase, consent assumed" in result.output
+    assert "on 1 process (" in result.output and "memory: the parsed history" in result.output
+
+
+def test_the_bench_refuses_a_flow_that_is_not_there() -> None:
+    result = runner.invoke(app, ["bench", "--backtest-orders", "600", "--backtest-flows", "post_purchase,nope"])
+
+    assert result.exit_code == 2
+    assert "--backtest-flows: no flow 'nope'" in result.output
+    assert "Traceback" not in result.output

@@ -208,3 +208,43 @@ def test_the_catalog_names_the_flows_an_event_type_may_start_in_its_order() -> N
     assert not any(isinstance(flow.trigger, DateTrigger) for t in types for flow in catalog.started_by(t))
     again = pickle.loads(pickle.dumps(catalog))  # the compiled catalog: pickled without its index
     assert "_started_by" not in vars(again) and again.started_by("order_placed") == catalog.started_by("order_placed")
+
+
+def _post_purchase_with_subject(subject: str) -> object:
+    flow = load_flow(ROOT / "flows" / "post_purchase.yaml")
+    steps = [replace(step, subject=subject) if step.id == "thank_you" else step for step in flow.steps]
+    return replace(flow, steps=steps)
+
+
+@pytest.mark.parametrize(
+    ("subject", "reads"),
+    [
+        (
+            "Thanks, {{ contact.first_name }} {{ contact['last_name'] }} ({{ contact . aggregates.orders_count }})",
+            False,
+        ),
+        ("You are a {{ contact.stage }} customer", True),
+        ("{{ contact['segments'] | length }} segments", True),
+        ("{{ contact | tojson }}", True),  # the contact whole
+        ("{{ contact.get(key) }}", True),  # a key worked out as it runs
+        ("{{ contact[key] }}", True),
+        ("{{ (contact).first_name }}", True),
+        ("{% include 'subjects/thanks.txt' %}", True),  # another template's text is not the flow's
+        ("{% from 'macros.txt' import thanks %}{{ thanks() }}", True),
+    ],
+)
+def test_a_flow_reads_segments_if_any_of_its_text_may(subject: str, reads: bool) -> None:
+    # Given post-purchase, which reads no segment, with a subject that reads the contact this way
+    flow = _post_purchase_with_subject(subject)
+    # Then the backtest's check sees whether it may read the contact's segments or stage
+    assert flow.reads_segments() is reads  # type: ignore[attr-defined]
+
+
+def test_a_segment_trigger_or_segment_event_reads_segments() -> None:
+    catalog = {flow.id: flow for flow in load_catalog(ROOT / "flows")}
+    # Post-purchase and the rest read none; the VIP flow starts on entering the `vip` stage
+    assert [flow_id for flow_id, flow in catalog.items() if flow.reads_segments()] == ["vip_loyalty"]
+    # An exit on a segment move is read too
+    flow = catalog["post_purchase"]
+    exits = [*flow.exit, replace(flow.exit[0], event="segment_entered", match={})]
+    assert replace(flow, exit=exits).reads_segments()

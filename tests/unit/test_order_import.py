@@ -179,6 +179,27 @@ def test_the_minimal_format_names_products_by_id_and_needs_an_offset() -> None:
     assert parsed.rejected == [Rejected(4, "created_at: no UTC offset ('2026-10-02T10:00:00')")]
 
 
+@pytest.mark.parametrize("email_consent", [False, True])
+def test_a_customers_orders_share_one_profile_and_assumed_consent_is_for_email_addresses(email_consent: bool) -> None:
+    text = (
+        "Name,Email,Created at,Total,Lineitem quantity,Lineitem name,Lineitem price,Id,Accepts Marketing,Phone\n"
+        "#1,ann@example.com,2026-10-01 10:00:00 +0000,10.00,1,Mug,10.00,1,no,\n"
+        "#2,ann@example.com,2026-10-02 10:00:00 +0000,10.00,1,Mug,10.00,2,no,\n"
+        "#3,bob@example.com,2026-10-03 10:00:00 +0000,10.00,1,Mug,10.00,3,yes,\n"
+        "#4,,2026-10-04 10:00:00 +0000,10.00,1,Mug,10.00,4,no,+14155550100\n"
+    )
+
+    ann1, ann2, bob, phone_only = parse_orders(
+        text.splitlines(keepends=True), Format.SHOPIFY, START, email_consent=email_consent
+    ).events
+
+    # One patch for Ann's two orders (parsed once, held once)
+    assert ann1.contact is ann2.contact
+    # Assumed consent gives it to an email address the export says nothing of; "yes" is consent anyway,
+    # and a customer known by a phone number alone gets no email consent
+    assert [e.contact.email_marketing for e in (ann1, bob, phone_only)] == [True if email_consent else None, True, None]
+
+
 def test_backfill_counts_the_order_where_ingest_would_thank_the_customer(sim: Simulation) -> None:
     def order(event_id: str, email: str) -> Event:
         properties = {"order_id": event_id, "order_number": "#9", "total": 20.0, "lines": []}

@@ -593,6 +593,10 @@ def bench(
     backtest_processes: Annotated[
         int, typer.Option(help="With --backtest-orders: worker processes (0: one per core).", min=0)
     ] = 0,
+    backtest_flows: Annotated[
+        str,
+        typer.Option(help="With --backtest-orders: the flows to backtest, comma-separated ('': every flow)."),
+    ] = "",
     predictions: Annotated[
         bool,
         typer.Option(
@@ -648,11 +652,18 @@ def bench(
     if backtest_orders:
         import tempfile
 
+        from nudge.local import backtest as bt
         from nudge.local import backtest_bench
 
         with tempfile.TemporaryDirectory() as work_dir:
-            for line in backtest_bench.bench(backtest_orders, Path(work_dir), processes=backtest_processes):
-                console.print(line, highlight=False)
+            named = [name.strip() for name in backtest_flows.split(",") if name.strip()]
+            printed = backtest_bench.bench(backtest_orders, Path(work_dir), processes=backtest_processes, flows=named)
+            try:
+                for line in printed:
+                    console.print(line, highlight=False)
+            except bt.HistoryError as exc:  # a flow named that is not there
+                console.print(f"[red]✗[/] --backtest-flows: {exc}")
+                raise typer.Exit(2) from None
         return
     if campaign:
         from nudge.local.campaign_bench import campaign_in_memory, campaign_on_moto, quota_lines

@@ -16,7 +16,7 @@ from nudge.domain import expressions
 from nudge.domain.durations import parse_duration, parse_offset
 from nudge.domain.guardrails import GuardrailOverrides
 from nudge.domain.model import CONTACT_FIELDS, Category
-from nudge.domain.records import Check, Checked, by_type, record
+from nudge.domain.records import Check, Checked, as_data, by_type, record
 
 if TYPE_CHECKING:
     from pydantic import Field
@@ -606,6 +606,20 @@ class Flow(Checked):
     def category_of(self, step: MessageStep) -> Category:
         return step.category or self.category
 
+    def reads_segments(self) -> bool:
+        """Whether anything the flow runs may read a contact's segments or lifecycle stage: a segment trigger,
+        a segment event it exits or converts on, or a filter, condition, path, subject or other text that
+        names them or reads the contact in a way not seen here (`contact[key]`, `contact.get(...)`, the
+        contact whole, another template pulled in). Cautious: any text that may, does (a step id `stage_2`
+        too); only the name, description and topic are left out, which nothing evaluates.
+
+        A backtest of flows that read none evaluates no segment and no stage (ADR 0010): ~a sixth of a
+        post-purchase replay, with every message, skip and figure the same."""
+        data = as_data(self)
+        return any(
+            _may_read_segments(text) for key, value in data.items() if key not in _PROSE for text in _texts(value)
+        )
+
 
 class FlowCatalog:
     """The deployed flows, by id."""
@@ -653,6 +667,37 @@ class FlowCatalog:
 
 
 _STARTERS_KEPT = 1024
+
+# Flow.reads_segments: the words that name them (a field, a trigger's type, an event), a template that pulls
+# in another (whose text is not the flow's), and each read of `contact` with the field it reads, if plain.
+_PROSE = frozenset({"name", "description", "topic"})
+_SEGMENT_WORDS = re.compile(r"segment|stage")
+_PULLS_IN = re.compile(r"\{%-?\s*(?:include|import|extends|from)\b")
+_CONTACT_READ = re.compile(r"\bcontact\b(?:\s*\.\s*(\w+)|\s*\[\s*(['\"])(\w+)\2\s*\])?")
+_PLAIN_FIELDS = CONTACT_FIELDS - {"segments", "stage"}
+
+
+def _texts(value: Any) -> Iterator[str]:
+    """Every string in plain data (a record's `as_data`), keys too."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(key)
+            yield from _texts(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _texts(item)
+
+
+def _may_read_segments(text: str) -> bool:
+    if _SEGMENT_WORDS.search(text) or _PULLS_IN.search(text):
+        return True
+    for read in _CONTACT_READ.finditer(text):
+        field_read = read.group(1) or read.group(3)
+        if field_read not in _PLAIN_FIELDS:  # None: the contact itself, or a key computed as it runs
+            return True
+    return False
 
 
 def may_start(flow: Flow, event_type: str) -> bool:

@@ -155,8 +155,13 @@ class Segment:
 class SegmentCatalog:
     """The deployed segments, by id, with the stage rules."""
 
-    def __init__(self, segments: Iterable[Segment] = (), rules: StageRules = DEFAULT_RULES) -> None:
+    def __init__(
+        self, segments: Iterable[Segment] = (), rules: StageRules = DEFAULT_RULES, *, evaluated: bool = True
+    ) -> None:
         self.rules = rules
+        # False: nothing is evaluated, not even the stage; every contact is in no segment, for good (a backtest
+        # of flows that read none, `Flow.reads_segments`).
+        self.evaluated = evaluated
         self._segments: dict[str, Segment] = {}
         for segment in segments:
             if segment.id in self._segments:
@@ -197,6 +202,9 @@ class Membership:
     review_at: datetime | None
 
 
+_IN_NONE = Membership(segments=(), review_at=None)
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     segment: str
@@ -209,6 +217,8 @@ class Transition:
 
 def evaluate(catalog: SegmentCatalog, view: Mapping[str, Any], aggregates: Aggregates, now: datetime) -> Membership:
     """Membership at `now`. `view` is the contact's template view (profile, tags, aggregates)."""
+    if not catalog.evaluated:
+        return _IN_NONE
     current = stage(aggregates, now, catalog.rules)
     members = [current.value]
     moments = [stage_changes_at(aggregates, now, catalog.rules)]

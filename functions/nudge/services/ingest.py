@@ -90,7 +90,7 @@ class IngestService:
         self._flows = flows
         self._guardrails = guardrails
         self._clock = clock
-        self._segments = segments or SegmentCatalog()
+        self._segments = segments if segments is not None else SegmentCatalog()
         self._date_flows = [flow for flow in flows if isinstance(flow.trigger, DateTrigger)]
         self._segment_listeners = _segment_listeners(flows)
         self._observer: Callable[[IngestOutcome], object] = observer or (lambda outcome: None)

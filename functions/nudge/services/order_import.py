@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from nudge.domain import recommendations as recs
 from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATED
 from nudge.domain.frozen import dataclass
-from nudge.domain.model import Contact, ContactPatch, Event
+from nudge.domain.model import Contact, ContactPatch, Event, evolve
 from nudge.domain.suppression import ConsentRecord
 from nudge.integrations.canonical import compact, contact_patch, line
 from nudge.ports import Clock, ConflictError, ContactBatches, Contacts, Documents
@@ -161,8 +161,11 @@ class _Row:
     values: dict[str, str]
 
 
-def parse_orders(lines: Iterable[str], fmt: Format, now: datetime) -> ParsedOrders:
-    """Read a whole export; bad rows are rejected with their line number, and so is the rest of their order."""
+def parse_orders(lines: Iterable[str], fmt: Format, now: datetime, *, email_consent: bool = False) -> ParsedOrders:
+    """Read a whole export; bad rows are rejected with their line number, and so is the rest of their order.
+
+    `email_consent`: every customer with an email address is taken to have given email consent (a backtest's
+    `--assume-consent`), else only those whose order says so."""
     columns = COLUMNS[fmt]
     reader = csv.reader(iter(lines))
     header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
@@ -183,10 +186,13 @@ def parse_orders(lines: Iterable[str], fmt: Format, now: datetime) -> ParsedOrde
             continue
         groups.setdefault(key, []).append(row)
     placed: list[tuple[datetime, int, Event]] = []
+    # One contact patch per customer, for this file: its events hold them all anyway (the bounded cache of
+    # `stream_orders` would make a customer's again for each order once the customers outnumber it).
+    patch = functools.cache(_consenting if email_consent else _patch.__wrapped__)
     for key, rows in groups.items():
         parsed.orders += 1
         try:
-            events = _order_events(fmt, columns, rows, now)
+            events = _order_events(fmt, columns, rows, now, patch)
         except _BadRow as bad:
             parsed.rejected += _rejected_order(key, rows, bad)
             continue
@@ -221,7 +227,13 @@ def _rejected_order(key: str, rows: list[_Row], bad: _BadRow) -> list[Rejected]:
     return [Rejected(bad.line, bad.reason), *others]
 
 
-def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetime) -> list[Event]:
+def _order_events(
+    fmt: Format,
+    columns: _Columns,
+    rows: list[_Row],
+    now: datetime,
+    patch_of: Callable[[str, str, str, str, bool | None], ContactPatch | None],
+) -> list[Event]:
     # Each order-level column's first filled value: a one-row order (most orders) is its row; a longer one
     # takes the first filled value of each column over its rows. Lines are looked up only to reject a row.
     values = rows[0].values if len(rows) == 1 else _first_filled(rows, _ORDER_LEVEL[fmt])
@@ -240,7 +252,7 @@ def _order_events(fmt: Format, columns: _Columns, rows: list[_Row], now: datetim
     first_name, _, last_name = value(opt.billing_name).partition(" ")
     marketing = value(opt.accepts_marketing).lower()
     # As for a ticked checkout box: "yes" subscribes; "no" withdraws nothing given elsewhere.
-    patch = _patch(raw_email, phone, first_name, last_name, True if marketing in ("yes", "true") else None)
+    patch = patch_of(raw_email, phone, first_name, last_name, True if marketing in ("yes", "true") else None)
     if patch is None:
         raise _BadRow(line_of(columns.email), f"no valid email address or E.164 phone number ({raw_email!r})")
     try:  # in the order the rows' faults are reported
@@ -313,7 +325,19 @@ def _line(row: _Row, columns: _Columns) -> dict[str, Any]:
     return found
 
 
-@functools.lru_cache(maxsize=1 << 17)  # pure; a customer's orders repeat it (~300 bytes an entry, ~40 MB at most)
+def _consenting(
+    email: str, phone: str, first_name: str, last_name: str, email_marketing: bool | None
+) -> ContactPatch | None:
+    """`_patch`, with email consent given where it has an email address."""
+    found = _patch.__wrapped__(email, phone, first_name, last_name, email_marketing)
+    if found is not None and found.email and found.email_marketing is None:
+        return evolve(found, email_marketing=True)
+    return found
+
+
+# Pure; a customer's orders repeat it. Bounded (~300 bytes an entry, ~40 MB at most) for `stream_orders`,
+# which holds one order at a time; `parse_orders` keeps its own, unbounded, for one file.
+@functools.lru_cache(maxsize=1 << 17)
 def _patch(
     email: str, phone: str, first_name: str, last_name: str, email_marketing: bool | None
 ) -> ContactPatch | None:
@@ -438,7 +462,7 @@ def stream_orders(lines: Iterable[str], fmt: Format, now: datetime) -> Iterator[
         if len(recent) > RECENT_KEYS:
             recent.popitem(last=False)
         try:
-            read.events = _order_events(fmt, columns, group, now)
+            read.events = _order_events(fmt, columns, group, now, _patch)
         except _BadRow as bad:
             read.rejected = _rejected_order(key, group, bad)
         return read
