@@ -670,10 +670,11 @@ _STARTERS_KEPT = 1024
 
 # Flow.reads_segments: the words that name them (a field, a trigger's type, an event), a template that pulls
 # in another (whose text is not the flow's), and each read of `contact` with the field it reads, if plain.
+# Patterns as text, compiled (and cached by `re`) at a backtest's first question, not at every import.
 _PROSE = frozenset({"name", "description", "topic"})
-_SEGMENT_WORDS = re.compile(r"segment|stage")
-_PULLS_IN = re.compile(r"\{%-?\s*(?:include|import|extends|from)\b")
-_CONTACT_READ = re.compile(r"\bcontact\b(?:\s*\.\s*(\w+)|\s*\[\s*(['\"])(\w+)\2\s*\])?")
+_SEGMENT_WORDS = r"segment|stage"
+_PULLS_IN = r"\{%-?\s*(?:include|import|extends|from)\b"
+_CONTACT_READ = r"\bcontact\b(?:\s*\.\s*(\w+)|\s*\[\s*(['\"])(\w+)\2\s*\])?"
 _PLAIN_FIELDS = CONTACT_FIELDS - {"segments", "stage"}
 
 
@@ -691,9 +692,9 @@ def _texts(value: Any) -> Iterator[str]:
 
 
 def _may_read_segments(text: str) -> bool:
-    if _SEGMENT_WORDS.search(text) or _PULLS_IN.search(text):
+    if re.search(_SEGMENT_WORDS, text) or re.search(_PULLS_IN, text):
         return True
-    for read in _CONTACT_READ.finditer(text):
+    for read in re.finditer(_CONTACT_READ, text):
         field_read = read.group(1) or read.group(3)
         if field_read not in _PLAIN_FIELDS:  # None: the contact itself, or a key computed as it runs
             return True

@@ -174,8 +174,11 @@ def parse_orders(lines: Iterable[str], fmt: Format, now: datetime, *, email_cons
     groups: dict[str, list[_Row]] = {}
     parsed = ParsedOrders()
     start = reader.line_num + 1
+    width, strip = len(header), str.strip
     for cells in reader:
-        row = _Row(start, {name: cells[i].strip() if i < len(cells) else "" for i, name in enumerate(header)})
+        if len(cells) < width:
+            cells += [""] * (width - len(cells))
+        row = _Row(start, dict(zip(header, map(strip, cells), strict=False)))
         start = reader.line_num + 1
         if not any(row.values.values()):
             continue  # a blank line, as spreadsheets leave at the end
@@ -247,7 +250,7 @@ def _order_events(
         return next((row.line for row in rows if column and row.values.get(column)), rows[0].line)
 
     order_id = next((found for name in columns.order_id if (found := value(name))), "")
-    raw_email = value(columns.email)
+    raw_email = get(columns.email) or ""  # a required column: always named
     phone = value(opt.phone) or value(opt.billing_phone)
     first_name, _, last_name = value(opt.billing_name).partition(" ")
     marketing = value(opt.accepts_marketing).lower()
@@ -256,8 +259,8 @@ def _order_events(
     if patch is None:
         raise _BadRow(line_of(columns.email), f"no valid email address or E.164 phone number ({raw_email!r})")
     try:  # in the order the rows' faults are reported
-        created_at = _moment(value(columns.created_at), columns.created_at, now)
-        total = _amount(value(columns.total), columns.total)
+        created_at = _moment(get(columns.created_at) or "", columns.created_at, now)
+        total = _amount(get(columns.total) or "", columns.total)
         lines = [_line(row, columns) for row in rows]
         subtotal = _optional_amount(value(opt.subtotal), opt.subtotal)
         cancelled_at = value(opt.cancelled_at)
@@ -270,7 +273,7 @@ def _order_events(
     financial_status = value(opt.financial_status)
     properties = compact(
         {
-            "source": f"import:{fmt.value}",
+            "source": _SOURCE[fmt],
             "order_id": order_id,
             # What the customer knows the order by: Shopify's `Name` (#1001); the minimal format has only its id.
             "order_number": name if fmt is Format.SHOPIFY else order_id,
@@ -283,7 +286,7 @@ def _order_events(
             "fulfillment_status": value(opt.fulfillment_status) or None,
         }
     )
-    event_id = f"{IMPORT_EVENT_PREFIX}{fmt.value}:{order_id}"
+    event_id = _EVENT_ID_PREFIX[fmt] + order_id
     events = [Event(event_id, ORDER_PLACED, patch, properties, created_at)]
     if cancelled is not None:
         about = {"source": properties["source"], "order_id": order_id}
@@ -296,6 +299,11 @@ def _order_events(
         about = {"source": properties["source"], "order_id": order_id, "amount": refunded}
         events.append(Event(f"{event_id}:refund", REFUND_CREATED, patch, about, created_at))
     return events
+
+
+# What each format's events say they came from, and their ids' prefix (an enum's `value` is a property).
+_SOURCE = {fmt: f"import:{fmt.value}" for fmt in Format}
+_EVENT_ID_PREFIX = {fmt: f"{IMPORT_EVENT_PREFIX}{fmt.value}:" for fmt in Format}
 
 
 def _first_filled(rows: list[_Row], names: tuple[str, ...]) -> dict[str, str]:
