@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -84,6 +85,22 @@ def test_the_next_order_is_predicted_from_the_median_gap() -> None:
     assert predicted_next_order(history((0, 10.0))) is None
     assert predicted_next_order(history((0, 10.0), (0, 10.0))) is None  # same day: no gap to go by
     assert predicted_next_order(history((0, 10.0), (0, 10.0), (30, 10.0))) == START + 60 * DAY
+    # An even number of gaps (10 and 25 days): their mean, 17.5 days
+    assert predicted_next_order(history((0, 10.0), (10, 10.0), (35, 10.0))) == START + 52.5 * DAY
+
+
+def test_the_median_gap_is_statistics_median_of_the_gaps() -> None:
+    # Given orders at uneven hours over a year, gaps odd and even in number, some under a day
+    days = [0.0, 0.3, 3.25, 9.5, 9.9, 30.125, 31.0, 77.75, 120.5, 121.0, 200.0625, 365.0]
+    for count in range(2, len(days) + 1):
+        a = Aggregates()
+        for index, day in enumerate(days[:count]):
+            a = updated(a, f"e{index}", "order_placed", {"order_id": f"o{index}", "total": 1.0}, START + day * DAY)
+        times = [order.placed_at for order in a.recent_orders]
+        gaps = [(b - a_).total_seconds() for a_, b in zip(times, times[1:], strict=False) if b - a_ >= DAY]
+        expected = times[-1] + timedelta(seconds=statistics.median(gaps)) if gaps else None
+        # Then the prediction is the last order plus statistics.median of the gaps of a day or more
+        assert predicted_next_order(a) == expected, count
 
 
 def test_rfm_ties_stay_together_and_every_score_occurs_when_half_the_base_bought_once() -> None:
