@@ -192,7 +192,8 @@ def parse_orders(lines: Iterable[str], fmt: Format, now: datetime, *, email_cons
     # One contact patch per customer, for this file: its events hold them all anyway (the bounded cache of
     # `stream_orders` would make a customer's again for each order once the customers outnumber it).
     patch = functools.cache(_consenting if email_consent else _patch.__wrapped__)
-    for key, rows in groups.items():
+    for key in list(groups):
+        rows = groups.pop(key)  # in the file's order; each order's rows freed as it is read, for its events
         parsed.orders += 1
         try:
             events = _order_events(fmt, columns, rows, now, patch)
