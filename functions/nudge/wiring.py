@@ -116,6 +116,7 @@ class Container:
         self._adapters = adapters
         self._renderer = renderer
         self._observer = observer
+        self._counts_aggregates = True  # work_out_only_what_is_read
         # The keys are read when used, not here: they may come from Secrets Manager.
         self.signing_key: Callable[[], str | None] = signing_key or (lambda: settings.signing_key)
         self.unsubscribe_key: Callable[[], str | None] = unsubscribe_key or (lambda: settings.unsubscribe_key)
@@ -261,16 +262,21 @@ class Container:
     def segments(self) -> SegmentCatalog:
         return self._catalog[2]
 
-    def evaluate_no_segments(self) -> None:
-        """From now on no segment and no stage is evaluated: every contact is in none, and none is ever due a
-        review. For a backtest whose flows read none (`Flow.reads_segments`), before the services that take
-        the segments are made."""
+    def work_out_only_what_is_read(self, *, segments: bool, aggregates: bool) -> None:
+        """From now on leave unworked what nothing reads (a backtest, from its flows: `Flow.reads_segments`,
+        `Flow.reads_aggregates`). Without `segments`, no segment and no stage is evaluated: every contact is
+        in none, and none is ever due a review. Without `aggregates` (segments read them: only without
+        segments too), an event leaves the contact's aggregates as they were. Before the ingest is made."""
         from nudge.domain.segments import SegmentCatalog
 
+        if not aggregates and segments:
+            raise ValueError("segments read the aggregates: they cannot be worked out without them")
         if built := {"ingest", "campaigns"} & set(self.__dict__):
             raise RuntimeError(f"{', '.join(sorted(built))} already took the segments")
-        flows, guardrails, _ = self._catalog
-        self.__dict__["_catalog"] = (flows, guardrails, SegmentCatalog(evaluated=False))
+        if not segments:
+            flows, guardrails, _ = self._catalog
+            self.__dict__["_catalog"] = (flows, guardrails, SegmentCatalog(evaluated=False))
+        self._counts_aggregates = aggregates
 
     @cached_property
     def renderer(self) -> TemplateRenderer:
@@ -372,6 +378,7 @@ class Container:
             observer=self._observer,
             ads_withdrawn=self._forget_ads,
             segment_moved=self._audience_moves,
+            counts_aggregates=self._counts_aggregates,
         )
 
     @cached_property

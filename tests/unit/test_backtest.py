@@ -20,16 +20,24 @@ from pathlib import Path
 
 import pytest
 
+from nudge.clocks import VirtualClock
 from nudge.domain import kpis
 from nudge.domain.flows import Flow
 from nudge.domain.model import MessageStatus
 from nudge.local import backtest as bt
 from nudge.local.datasets import cdnow_orders
 from nudge.services.order_import import Format
+from nudge.settings import Settings
+from nudge.wiring import build_memory
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "backtest"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings_for_backtest() -> Settings:
+    return bt.backtest_settings(ROOT / "flows", ROOT / "templates", ROOT / "segments")
 
 
 def day(text: str) -> datetime:
@@ -121,24 +129,41 @@ def test_three_customers_first_half_of_1997_hand_checked() -> None:
 
 
 @pytest.mark.parametrize("flows", [["post_purchase", "win_back"], ["sunset"]])
-def test_flows_that_read_no_segment_backtest_the_same_without_them(
-    flows: list[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("read", [("reads_segments", "reads_aggregates"), ("reads_aggregates",)])
+def test_flows_that_read_no_segment_or_aggregate_backtest_the_same_without_them(
+    flows: list[str], read: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given flows that read no segment and no stage, and the three customers' whole history
+    # Given flows that read no segment, no stage and no aggregate, and the three customers' whole history
     window = {"start": day("1997-01-10"), "end": day("1998-07-01")}
     done, without = run(flows, history(), **window)
-    # Then none was worked out: every contact is in none, and none was due a review
-    assert all(c.segments == () and c.review_at is None for c in done.store.contacts.values())
+    # Then none was worked out: every contact is in no segment, none was due a review, none counted an order
+    contacts = [c for c in done.store.contacts.values() if c.email]
+    assert contacts and all(c.segments == () and c.review_at is None for c in contacts)
+    assert all(c.aggregates.orders_count == 0 for c in contacts)
 
-    # When the same backtest evaluates them, as for a flow that reads them
-    monkeypatch.setattr(Flow, "reads_segments", lambda self: True)
-    evaluated, with_segments = run(flows, history(), **window)
+    # When the same backtest works them out, as for flows that read them (aggregates alone: no segments)
+    for name in read:
+        monkeypatch.setattr(Flow, name, lambda self: True)
+    evaluated, worked_out = run(flows, history(), **window)
 
-    # Then the stages were there to work out (all three customers lapsed at some point)...
-    assert {c.stage for c in evaluated.store.contacts.values() if c.email} >= {"lapsed"}
+    # Then they were there to work out...
+    counted = [c for c in evaluated.store.contacts.values() if c.email]
+    assert sum(c.aggregates.orders_count for c in counted) == 7  # every order, those backfilled too
+    assert ({c.stage for c in counted} >= {"lapsed"}) is ("reads_segments" in read)
     # ...and every message, skip and figure is the same
-    assert with_segments.messages and with_segments == without
+    assert worked_out.messages and worked_out == without
     assert (done.replayed, done.worked, done.reviews) == (evaluated.replayed, evaluated.worked, evaluated.reviews)
+
+
+def test_what_is_left_unworked_is_settled_before_the_ingest_is_made(settings_for_backtest: Settings) -> None:
+    container = build_memory(settings_for_backtest, VirtualClock(NOW))
+    # Segments read the aggregates: they cannot be worked out without them
+    with pytest.raises(ValueError, match="segments read the aggregates"):
+        container.work_out_only_what_is_read(segments=True, aggregates=False)
+    # Once the ingest has taken the segments, too late
+    assert container.ingest is not None
+    with pytest.raises(RuntimeError, match="ingest already took the segments"):
+        container.work_out_only_what_is_read(segments=False, aggregates=False)
 
 
 def test_history_before_from_is_backfilled_and_after_to_left_out() -> None:

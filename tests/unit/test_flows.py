@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from nudge.domain.durations import format_duration, parse_duration
+from nudge.domain.flows import WaitUntilStep
 from nudge.domain.records import replace
 from nudge.flow_files import FlowFileError, load_catalog, load_flow
 from tests.conftest import ROOT
@@ -217,27 +218,34 @@ def _post_purchase_with_subject(subject: str) -> object:
 
 
 @pytest.mark.parametrize(
-    ("subject", "reads"),
+    ("subject", "segments", "aggregates"),
     [
         (
-            "Thanks, {{ contact.first_name }} {{ contact['last_name'] }} ({{ contact . aggregates.orders_count }})",
+            "Thanks, {{ contact.first_name }} {{ contact['last_name'] }} ({{ contact . email }}) {{ event.total }}",
+            False,
             False,
         ),
-        ("You are a {{ contact.stage }} customer", True),
-        ("{{ contact['segments'] | length }} segments", True),
-        ("{{ contact | tojson }}", True),  # the contact whole
-        ("{{ contact.get(key) }}", True),  # a key worked out as it runs
-        ("{{ contact[key] }}", True),
-        ("{{ (contact).first_name }}", True),
-        ("{% include 'subjects/thanks.txt' %}", True),  # another template's text is not the flow's
-        ("{% from 'macros.txt' import thanks %}{{ thanks() }}", True),
+        ("You are a {{ contact.stage }} customer", True, False),
+        ("{{ contact['segments'] | length }} segments", True, False),
+        ("Your {{ contact.aggregates.orders_count }}th order", False, True),
+        ("{{ contact['aggregates'].total_spent }} spent", False, True),
+        ("Picked for you: {{ recommendations[0].title }}", False, True),  # made from the products bought
+        ("Back on {{ contact.predicted.next_order_at }}?", False, True),
+        ("{{ contact | tojson }}", True, True),  # the contact whole
+        ("{{ contact.get(key) }}", True, True),  # a key worked out as it runs
+        ("{{ contact[key] }}", True, True),
+        ("{{ (contact).first_name }}", True, True),
+        ("{% include 'subjects/thanks.txt' %}", True, True),  # another template's text is not the flow's
+        ("{% from 'macros.txt' import thanks %}{{ thanks() }}", True, True),
     ],
 )
-def test_a_flow_reads_segments_if_any_of_its_text_may(subject: str, reads: bool) -> None:
-    # Given post-purchase, which reads no segment, with a subject that reads the contact this way
+def test_a_flow_reads_segments_or_aggregates_if_any_of_its_text_may(
+    subject: str, segments: bool, aggregates: bool
+) -> None:
+    # Given post-purchase, which reads neither, with a subject that reads the contact this way
     flow = _post_purchase_with_subject(subject)
-    # Then the backtest's check sees whether it may read the contact's segments or stage
-    assert flow.reads_segments() is reads  # type: ignore[attr-defined]
+    # Then the backtest's checks see whether it may read the contact's segments or stage, or its aggregates
+    assert (flow.reads_segments(), flow.reads_aggregates()) == (segments, aggregates)  # type: ignore[attr-defined]
 
 
 def test_a_segment_trigger_or_segment_event_reads_segments() -> None:
@@ -248,3 +256,14 @@ def test_a_segment_trigger_or_segment_event_reads_segments() -> None:
     flow = catalog["post_purchase"]
     exits = [*flow.exit, replace(flow.exit[0], event="segment_entered", match={})]
     assert replace(flow, exit=exits).reads_segments()
+
+
+def test_a_wait_for_the_best_time_reads_the_aggregates() -> None:
+    # Given no flow of the library reads the aggregates (the VIP flow's segments do, in a backtest)
+    catalog = {flow.id: flow for flow in load_catalog(ROOT / "flows")}
+    assert [flow_id for flow_id, flow in catalog.items() if flow.reads_aggregates()] == []
+    # When one waits for the contact's best hour, which comes from the hours they engaged at
+    flow = catalog["post_purchase"]
+    best = WaitUntilStep(id="best_hour", type="wait_until", best_time=True)
+    # Then it reads them
+    assert replace(flow, steps=[best, *flow.steps]).reads_aggregates()

@@ -70,6 +70,7 @@ def email_or_none(value: object) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1 << 12)  # pure; most addresses share a few domains (a refusal is not cached)
 def _ascii_domain(domain: str) -> str:
     try:
         encoded = domain.encode("idna").decode("ascii").lower()

@@ -615,10 +615,21 @@ class Flow(Checked):
 
         A backtest of flows that read none evaluates no segment and no stage (ADR 0010): ~a sixth of a
         post-purchase replay, with every message, skip and figure the same."""
-        data = as_data(self)
-        return any(
-            _may_read_segments(text) for key, value in data.items() if key not in _PROSE for text in _texts(value)
-        )
+        return self._texts_read(_SEGMENT_WORDS, _SEGMENT_FIELDS)
+
+    def reads_aggregates(self) -> bool:
+        """Whether anything the flow runs may read a contact's aggregates (orders, spend, products, engaged
+        hours), as `reads_segments` asks it: a text naming them, the recommendations (made from the products
+        bought) or the predictions, a read of the contact not seen here, or a `wait_until` at the contact's
+        best time (their engaged hours). Segments read them too: a backtest counts no aggregates only where
+        its flows read neither (ADR 0010)."""
+        best_time = any(isinstance(step, WaitUntilStep) and step.best_time for step in self.steps)
+        return best_time or self._texts_read(_AGGREGATE_WORDS, _AGGREGATE_FIELDS)
+
+    def _texts_read(self, words: str, fields: frozenset[str]) -> bool:
+        plain = CONTACT_FIELDS - fields
+        texts = (text for key, value in as_data(self).items() if key not in _PROSE for text in _texts(value))
+        return any(_may_read(text, words, plain) for text in texts)
 
 
 class FlowCatalog:
@@ -668,14 +679,17 @@ class FlowCatalog:
 
 _STARTERS_KEPT = 1024
 
-# Flow.reads_segments: the words that name them (a field, a trigger's type, an event), a template that pulls
-# in another (whose text is not the flow's), and each read of `contact` with the field it reads, if plain.
-# Patterns as text, compiled (and cached by `re`) at a backtest's first question, not at every import.
+# Flow.reads_segments and reads_aggregates: the words that name them (a field, a trigger's type, an event, a
+# template variable), a template that pulls in another (whose text is not the flow's), and each read of
+# `contact` with the field it reads, if plain. Patterns as text, compiled (and cached by `re`) at a
+# backtest's first question, not at every import.
 _PROSE = frozenset({"name", "description", "topic"})
 _SEGMENT_WORDS = r"segment|stage"
+_SEGMENT_FIELDS = frozenset({"segments", "stage"})
+_AGGREGATE_WORDS = r"aggregates|recommendations|predicted"
+_AGGREGATE_FIELDS = frozenset({"aggregates", "predicted"})
 _PULLS_IN = r"\{%-?\s*(?:include|import|extends|from)\b"
 _CONTACT_READ = r"\bcontact\b(?:\s*\.\s*(\w+)|\s*\[\s*(['\"])(\w+)\2\s*\])?"
-_PLAIN_FIELDS = CONTACT_FIELDS - {"segments", "stage"}
 
 
 def _texts(value: Any) -> Iterator[str]:
@@ -691,12 +705,12 @@ def _texts(value: Any) -> Iterator[str]:
             yield from _texts(item)
 
 
-def _may_read_segments(text: str) -> bool:
-    if re.search(_SEGMENT_WORDS, text) or re.search(_PULLS_IN, text):
+def _may_read(text: str, words: str, plain: frozenset[str]) -> bool:
+    if re.search(words, text) or re.search(_PULLS_IN, text):
         return True
     for read in re.finditer(_CONTACT_READ, text):
         field_read = read.group(1) or read.group(3)
-        if field_read not in _PLAIN_FIELDS:  # None: the contact itself, or a key computed as it runs
+        if field_read not in plain:  # None: the contact itself, or a key computed as it runs
             return True
     return False
 

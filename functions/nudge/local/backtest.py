@@ -158,10 +158,14 @@ def replay(
     last = end or _day(events[-1].occurred_at) + timedelta(days=1)
     clock = VirtualClock(min(first, events[0].occurred_at) if events else first)
     container = build_memory(settings, clock, renderer=subjects_only(settings.templates_dir))
-    if not any(flow.reads_segments() for flow in container.flows):
-        # Segments and stages only start, end or steer flows: where none of these flows reads them, nobody
-        # needs them worked out on every event and every day (~a sixth of a post-purchase replay).
-        container.evaluate_no_segments()
+    # Segments, stages and aggregates only start, end or steer flows (the summary counts the recorded orders):
+    # where none of these flows reads them, nobody needs them worked out on every event and every day (a
+    # quarter of a post-purchase replay). Segments read the aggregates.
+    flows = list(container.flows)
+    segments = any(flow.reads_segments() for flow in flows)
+    aggregates = segments or any(flow.reads_aggregates() for flow in flows)
+    if not aggregates or not segments:
+        container.work_out_only_what_is_read(segments=segments, aggregates=aggregates)
     # No send budget: the account's rate is shared by every contact (the one thing that would tie one
     # customer's replay to another's), and it would only move the virtual clock. Set before the run
     # service is made, which then takes no send slot at all.

@@ -78,9 +78,12 @@ class IngestService:
         observer: Callable[[IngestOutcome], object] | None = None,
         ads_withdrawn: Callable[[str], object] | None = None,
         segment_moved: Callable[[Contact, list[Transition]], object] | None = None,
+        counts_aggregates: bool = True,
     ) -> None:
         """`observer` gets every outcome (events, enrollments, reviews, rescores): the handlers' metrics;
-        `ads_withdrawn(contact_id)` hears a withdrawn ad consent (out of every ad audience, ADR 0024)."""
+        `ads_withdrawn(contact_id)` hears a withdrawn ad consent (out of every ad audience, ADR 0024).
+        `counts_aggregates` False: an event leaves the contact's aggregates as they were (a backtest whose
+        flows and segments read none, `Flow.reads_aggregates`)."""
         self._ads_withdrawn: Callable[[str], object] = ads_withdrawn or (lambda contact_id: None)
         # Hears every segment move of a contact whose consent covers ads (segment audiences, ADR 0024).
         self._segment_moved: Callable[[Contact, list[Transition]], object] = segment_moved or (lambda c, m: None)
@@ -91,6 +94,7 @@ class IngestService:
         self._guardrails = guardrails
         self._clock = clock
         self._segments = segments if segments is not None else SegmentCatalog()
+        self._counts_aggregates = counts_aggregates
         self._date_flows = [flow for flow in flows if isinstance(flow.trigger, DateTrigger)]
         self._segment_listeners = _segment_listeners(flows)
         self._observer: Callable[[IngestOutcome], object] = observer or (lambda outcome: None)
@@ -466,7 +470,7 @@ class IngestService:
         `version`: the one its write would give it, set in the copy that moves its segments, if one is made
         (a contact whose segments did not move keeps its version, so an unchanged one still equals `base`)."""
         counted = base.aggregates  # merging the patch leaves them: the event is counted on the stored ones
-        if event is not None:
+        if event is not None and self._counts_aggregates:
             if seen is not None:
                 seen(aggregates.is_counted(counted, event.event_id, event.type, event.properties))
             counted = aggregates.updated(counted, event.event_id, event.type, event.properties, event.occurred_at)
