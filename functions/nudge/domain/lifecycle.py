@@ -80,6 +80,8 @@ def predicted_next_order(aggregates: Aggregates) -> datetime | None:
     A rule of thumb that needs no model and may lie in the past: `predictions.Predictions.next_order_at`
     (the daily job's, for every buyer) is the one to aim at.
     """
+    if len(aggregates.recent_orders) < 2:
+        return None  # no gap yet (asked for every contact view, most of them of one order or none)
     times = [order.placed_at for order in aggregates.recent_orders]
     gaps = sorted(
         gap.total_seconds() for earlier, later in zip(times, times[1:], strict=False) if (gap := later - earlier) >= DAY

@@ -182,7 +182,8 @@ def replay(
         work, and the daily review runs at its hour; in time order, the clock following."""
         nonlocal next_review
         while True:
-            due = min((m for m in (scheduler.next_due(), queue.next_due()) if m is not None), default=None)
+            scheduled, queued = scheduler.next_due(), queue.next_due()  # the sooner of the two, if any
+            due = queued if scheduled is None else scheduled if queued is None else min(scheduled, queued)
             if due is not None and due <= moment and due < next_review:
                 clock.set(max(due, clock.now()))
                 for pending in scheduler.pop_due(clock.now()):

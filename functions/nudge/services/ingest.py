@@ -178,7 +178,8 @@ class IngestService:
         """Record the event once, update its contact, end or convert the runs it concerns, start flows."""
 
         def decide(contact: Contact, now: datetime, slots: dict[str, FlowSlot]) -> list[engine.Decision]:
-            active = self._store.active_runs(event.contact_id, slots)  # the runs the slots name: no second Query
+            # The runs the slots name: no second Query. The contact is the event's (its id read off the record).
+            active = self._store.active_runs(contact.contact_id, slots)
             return engine.on_event(event, contact, slots, active, self._flows, now)
 
         return self._process(event, decide)
@@ -480,6 +481,8 @@ class IngestService:
             changed = base if counted is base.aggregates else evolve(base, aggregates=counted)
         if adjust is not None:
             changed = adjust(changed)
+        if not self._segments.evaluated and not changed.segments and changed.review_at is None:
+            return changed  # in no segment, for good (a backtest whose flows read none): nothing to move
         membership = segments.evaluate(self._segments, changed.lazy_view(), changed.aggregates, now)
         review_at, before = membership.review_at, changed.review_at
         # Most events move no segment: no copy that changes nothing (the same values, to their repr).
