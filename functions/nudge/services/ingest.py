@@ -82,8 +82,9 @@ class IngestService:
     ) -> None:
         """`observer` gets every outcome (events, enrollments, reviews, rescores): the handlers' metrics;
         `ads_withdrawn(contact_id)` hears a withdrawn ad consent (out of every ad audience, ADR 0024).
-        `counts_aggregates` False: an event leaves the contact's aggregates as they were (a backtest whose
-        flows and segments read none, `Flow.reads_aggregates`)."""
+        `counts_aggregates` False: an event (ingested, backfilled or reviewed) leaves the contact's aggregates
+        as they were (a backtest whose flows and segments read none, `Flow.reads_aggregates`); the bulk
+        import's `folded` counts them regardless."""
         self._ads_withdrawn: Callable[[str], object] = ads_withdrawn or (lambda contact_id: None)
         # Hears every segment move of a contact whose consent covers ads (segment audiences, ADR 0024).
         self._segment_moved: Callable[[Contact, list[Transition]], object] = segment_moved or (lambda c, m: None)
