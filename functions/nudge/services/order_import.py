@@ -161,6 +161,21 @@ class _Row:
     values: dict[str, str]
 
 
+def _header(reader: Iterator[list[str]], fmt: Format, columns: _Columns) -> list[str]:
+    """The export's column names; ImportFormatError unless it has the format's required columns."""
+    header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
+    if missing := [name for name in columns.required() if name not in header]:
+        raise ImportFormatError(f"not a {fmt.value} orders export: no column {', '.join(repr(m) for m in missing)}")
+    return header
+
+
+def _row_of(line: int, header: list[str], cells: list[str]) -> _Row:
+    """A CSV row by column name, its cells stripped; the columns a short row lacks are blank."""
+    if len(cells) < len(header):
+        cells += [""] * (len(header) - len(cells))
+    return _Row(line, dict(zip(header, map(str.strip, cells), strict=False)))
+
+
 def parse_orders(lines: Iterable[str], fmt: Format, now: datetime, *, email_consent: bool = False) -> ParsedOrders:
     """Read a whole export; bad rows are rejected with their line number, and so is the rest of their order.
 
@@ -168,17 +183,12 @@ def parse_orders(lines: Iterable[str], fmt: Format, now: datetime, *, email_cons
     `--assume-consent`), else only those whose order says so."""
     columns = COLUMNS[fmt]
     reader = csv.reader(iter(lines))
-    header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
-    if missing := [name for name in columns.required() if name not in header]:
-        raise ImportFormatError(f"not a {fmt.value} orders export: no column {', '.join(repr(m) for m in missing)}")
+    header = _header(reader, fmt, columns)
     groups: dict[str, list[_Row]] = {}
     parsed = ParsedOrders()
     start = reader.line_num + 1
-    width, strip = len(header), str.strip
     for cells in reader:
-        if len(cells) < width:
-            cells += [""] * (width - len(cells))
-        row = _Row(start, dict(zip(header, map(strip, cells), strict=False)))
+        row = _row_of(start, header, cells)
         start = reader.line_num + 1
         if not any(row.values.values()):
             continue  # a blank line, as spreadsheets leave at the end
@@ -456,11 +466,8 @@ def stream_orders(lines: Iterable[str], fmt: Format, now: datetime) -> Iterator[
     """
     columns = COLUMNS[fmt]
     reader = csv.reader(iter(lines))
-    header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
-    if missing := [name for name in columns.required() if name not in header]:
-        raise ImportFormatError(f"not a {fmt.value} orders export: no column {', '.join(repr(m) for m in missing)}")
+    header = _header(reader, fmt, columns)
     recent: OrderedDict[str, int] = OrderedDict()
-    width = len(header)
     group: list[_Row] = []
     start = reader.line_num + 1
 
@@ -478,9 +485,7 @@ def stream_orders(lines: Iterable[str], fmt: Format, now: datetime) -> Iterator[
 
     for cells in reader:
         line_number, start = start, reader.line_num + 1
-        if len(cells) < width:
-            cells += [""] * (width - len(cells))
-        row = _Row(line_number, dict(zip(header, map(str.strip, cells), strict=False)))
+        row = _row_of(line_number, header, cells)
         if not any(row.values.values()):
             continue
         key = row.values[columns.key]
