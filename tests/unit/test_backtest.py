@@ -374,6 +374,29 @@ def test_groups_are_cohorts_of_customers_in_first_appearance_with_their_events_i
     assert all(g.events == sorted(g.events, key=lambda e: e.occurred_at) for g in groups)
 
 
+def test_a_customer_known_by_two_profiles_is_one_contact_in_one_group() -> None:
+    # Given orders of one customer written two ways (their address in two cases, another name), so their
+    # events carry two different patches, between another customer's orders
+    text = (
+        "Name,Email,Created at,Total,Lineitem quantity,Lineitem name,Lineitem price,Billing Name\n"
+        "#1,Ann@Example.com,2026-10-01 10:00:00 +0000,10.00,1,Mug,10.00,Ann Lee\n"
+        "#2,bob@example.com,2026-10-02 10:00:00 +0000,10.00,1,Mug,10.00,Bob Ray\n"
+        "#3,ann@example.com,2026-10-03 10:00:00 +0000,10.00,1,Mug,10.00,Ann Lee-Smith\n"
+    )
+    found = bt.load_history(text.splitlines(keepends=True), Format.SHOPIFY, None, NOW)
+    ann1, _, ann2 = found.events
+    assert ann1.contact is not ann2.contact and ann1.contact_id == ann2.contact_id
+
+    # When the history is cut into groups of one customer
+    groups = bt.shards_of(found, 1)
+
+    # Then Ann's orders are one group, by her contact id, not by her patches
+    assert [[e.event_id for e in g.events] for g in groups] == [
+        ["import:shopify:#1", "import:shopify:#3"],
+        ["import:shopify:#2"],
+    ]
+
+
 def test_overlaps_in_one_pass_are_the_pairwise_overlaps() -> None:
     # Given random runs of four flows for a few contacts (spans of whole days, many ties, some still active)
     import random

@@ -33,7 +33,7 @@ from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATE
 from nudge.domain.frozen import dataclass
 from nudge.domain.model import Contact, ContactPatch, Event, evolve
 from nudge.domain.suppression import ConsentRecord
-from nudge.integrations.canonical import compact, contact_patch, line
+from nudge.integrations.canonical import contact_patch, line
 from nudge.ports import Clock, ConflictError, ContactBatches, Contacts, Documents
 from nudge.services.consent import consent_changes
 from nudge.services.ingest import IngestService
@@ -250,66 +250,71 @@ def _order_events(
 ) -> list[Event]:
     # Each order-level column's first filled value: a one-row order (most orders) is its row; a longer one
     # takes the first filled value of each column over its rows. Lines are looked up only to reject a row.
+    # A column the format lacks is named None, which no row holds: `get(None)` is None, read as "".
     values = rows[0].values if len(rows) == 1 else _first_filled(rows, _ORDER_LEVEL[fmt])
     get = values.get
     opt = _OPTIONAL[fmt]
-
-    def value(column: str | None) -> str:
-        return (get(column) or "") if column else ""
-
-    def line_of(column: str | None) -> int:
-        return next((row.line for row in rows if column and row.values.get(column)), rows[0].line)
-
-    order_id = next((found for name in columns.order_id if (found := value(name))), "")
+    order_id = ""
+    for name in columns.order_id:
+        if order_id := get(name) or "":
+            break
     raw_email = get(columns.email) or ""  # a required column: always named
-    phone = value(opt.phone) or value(opt.billing_phone)
-    first_name, _, last_name = value(opt.billing_name).partition(" ")
-    marketing = value(opt.accepts_marketing).lower()
+    phone = get(opt.phone) or get(opt.billing_phone) or ""
+    first_name, _, last_name = (get(opt.billing_name) or "").partition(" ")
+    marketing = (get(opt.accepts_marketing) or "").lower()
     # As for a ticked checkout box: "yes" subscribes; "no" withdraws nothing given elsewhere.
     patch = patch_of(raw_email, phone, first_name, last_name, True if marketing in ("yes", "true") else None)
     if patch is None:
-        raise _BadRow(line_of(columns.email), f"no valid email address or E.164 phone number ({raw_email!r})")
+        raise _BadRow(_line_of(rows, columns.email), f"no valid email address or E.164 phone number ({raw_email!r})")
     try:  # in the order the rows' faults are reported
         created_at = _moment(get(columns.created_at) or "", columns.created_at, now)
         total = _amount(get(columns.total) or "", columns.total)
         lines = [_line(row, columns) for row in rows]
-        subtotal = _optional_amount(value(opt.subtotal), opt.subtotal)
-        cancelled_at = value(opt.cancelled_at)
+        subtotal = _optional_amount(get(opt.subtotal) or "", opt.subtotal)
+        cancelled_at = get(opt.cancelled_at)
         cancelled = _moment(cancelled_at, opt.cancelled_at or "", now) if cancelled_at else None
-        refunded = None if cancelled else _optional_amount(value(opt.refunded_amount), opt.refunded_amount)
+        refunded = None if cancelled else _optional_amount(get(opt.refunded_amount) or "", opt.refunded_amount)
     except _BadValue as bad:
-        raise _BadRow(line_of(bad.column), bad.reason) from None
-    currency = value(opt.currency)
-    name = rows[0].values[columns.key]
-    financial_status = value(opt.financial_status)
-    properties = compact(
-        {
-            "source": _SOURCE[fmt],
-            "order_id": order_id,
-            # What the customer knows the order by: Shopify's `Name` (#1001); the minimal format has only its id.
-            "order_number": name if fmt is Format.SHOPIFY else order_id,
-            "lines": lines,
-            "currency": currency[:3] or None,
-            "total": float(total),
-            "subtotal": subtotal,
-            "discount_codes": [code] if (code := value(opt.discount_code)) else None,
-            "financial_status": financial_status or None,
-            "fulfillment_status": value(opt.fulfillment_status) or None,
-        }
-    )
+        raise _BadRow(_line_of(rows, bad.column), bad.reason) from None
+    source = _SOURCE[fmt]
+    # The members that may be absent are added only when present (`compact`'s rule: a flow condition on a
+    # property sees "missing" rather than null).
+    properties: dict[str, Any] = {
+        "source": source,
+        "order_id": order_id,
+        # What the customer knows the order by: Shopify's `Name` (#1001); the minimal format has only its id.
+        "order_number": rows[0].values[columns.key] if fmt is Format.SHOPIFY else order_id,
+        "lines": lines,
+    }
+    if currency := get(opt.currency):
+        properties["currency"] = currency[:3]
+    properties["total"] = float(total)
+    if subtotal is not None:
+        properties["subtotal"] = subtotal
+    if code := get(opt.discount_code):
+        properties["discount_codes"] = [code]
+    if financial_status := get(opt.financial_status) or "":
+        properties["financial_status"] = financial_status
+    if fulfillment_status := get(opt.fulfillment_status):
+        properties["fulfillment_status"] = fulfillment_status
     event_id = _EVENT_ID_PREFIX[fmt] + order_id
-    events = [Event(event_id, ORDER_PLACED, patch, properties, created_at)]
+    placed = Event(event_id, ORDER_PLACED, patch, properties, created_at)
     if cancelled is not None:
-        about = {"source": properties["source"], "order_id": order_id}
-        events.append(Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(cancelled, created_at)))
-        return events  # the cancellation takes the whole order back; a refund on top would count twice
+        about = {"source": source, "order_id": order_id}
+        cancel = Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(cancelled, created_at))
+        return [placed, cancel]  # the cancellation takes the whole order back; a refund on top would count twice
     if refunded is None and financial_status == "refunded":
         refunded = float(total)
     if refunded:
         # The export does not say when the refund happened; the order's time is the earliest it can be.
-        about = {"source": properties["source"], "order_id": order_id, "amount": refunded}
-        events.append(Event(f"{event_id}:refund", REFUND_CREATED, patch, about, created_at))
-    return events
+        about = {"source": source, "order_id": order_id, "amount": refunded}
+        return [placed, Event(f"{event_id}:refund", REFUND_CREATED, patch, about, created_at)]
+    return [placed]
+
+
+def _line_of(rows: list[_Row], column: str | None) -> int:
+    """The line a bad value came from: the first row with `column` filled, else the order's first."""
+    return next((row.line for row in rows if column and row.values.get(column)), rows[0].line)
 
 
 # What each format's events say they came from, and their ids' prefix (an enum's `value` is a property).
@@ -348,9 +353,11 @@ def _consenting(
     email: str, phone: str, first_name: str, last_name: str, email_marketing: bool | None
 ) -> ContactPatch | None:
     """`_patch`, with email consent given where it has an email address."""
-    found = _patch.__wrapped__(email, phone, first_name, last_name, email_marketing)
-    if found is not None and found.email and found.email_marketing is None:
-        return evolve(found, email_marketing=True)
+    found = _patch.__wrapped__(
+        email, phone, first_name, last_name, True if email_marketing is None else email_marketing
+    )
+    if found is not None and found.email is None and email_marketing is None:
+        return evolve(found, email_marketing=None)  # no address to consent with (rare: a phone alone)
     return found
 
 
