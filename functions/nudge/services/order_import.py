@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from nudge.domain import recommendations as recs
 from nudge.domain.aggregates import ORDER_CANCELLED, ORDER_PLACED, REFUND_CREATED
@@ -161,6 +161,11 @@ class _Row:
     values: dict[str, str]
 
 
+# A row's (or an order's) value by column name. A column the format lacks is named None, which no row holds:
+# `get(None)` is None, read as "".
+_Get = Callable[[str | None], str | None]
+
+
 def _header(reader: Iterator[list[str]], fmt: Format, columns: _Columns) -> list[str]:
     """The export's column names; ImportFormatError unless it has the format's required columns."""
     header = [name.strip().lstrip("\ufeff") for name in next(reader, [])]
@@ -212,9 +217,13 @@ def parse_orders(lines: Iterable[str], fmt: Format, now: datetime, *, email_cons
             continue
         placed += [(event.occurred_at, rank, event) for rank, event in enumerate(events)]
     # Oldest first, so the newest order's profile (name, phone) is the one the contact keeps.
-    parsed.events = [event for _, _, event in sorted(placed, key=lambda item: (item[0], item[1]))]
+    placed.sort(key=_WHEN_AND_RANK)
+    parsed.events = [event for _, _, event in placed]
     parsed.rejected.sort(key=lambda r: r.line)
     return parsed
+
+
+_WHEN_AND_RANK = operator.itemgetter(0, 1)  # an event's time, then its place among its order's events
 
 
 class _BadValue(Exception):
@@ -250,9 +259,8 @@ def _order_events(
 ) -> list[Event]:
     # Each order-level column's first filled value: a one-row order (most orders) is its row; a longer one
     # takes the first filled value of each column over its rows. Lines are looked up only to reject a row.
-    # A column the format lacks is named None, which no row holds: `get(None)` is None, read as "".
     values = rows[0].values if len(rows) == 1 else _first_filled(rows, _ORDER_LEVEL[fmt])
-    get = values.get
+    get = cast(_Get, values.get)
     opt = _OPTIONAL[fmt]
     order_id = ""
     for name in columns.order_id:
@@ -300,7 +308,7 @@ def _order_events(
     event_id = _EVENT_ID_PREFIX[fmt] + order_id
     placed = Event(event_id, ORDER_PLACED, patch, properties, created_at)
     if cancelled is not None:
-        about = {"source": source, "order_id": order_id}
+        about: dict[str, Any] = {"source": source, "order_id": order_id}
         cancel = Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(cancelled, created_at))
         return [placed, cancel]  # the cancellation takes the whole order back; a refund on top would count twice
     if refunded is None and financial_status == "refunded":
