@@ -23,7 +23,7 @@ import pytest
 from nudge.clocks import VirtualClock
 from nudge.domain import kpis
 from nudge.domain.flows import Flow
-from nudge.domain.model import MessageStatus
+from nudge.domain.model import ContactPatch, MessageStatus
 from nudge.local import backtest as bt
 from nudge.local.datasets import cdnow_orders
 from nudge.services.order_import import Format
@@ -164,6 +164,28 @@ def test_what_is_left_unworked_is_settled_before_the_ingest_is_made(settings_for
     assert container.ingest is not None
     with pytest.raises(RuntimeError, match="ingest already took the segments"):
         container.work_out_only_what_is_read(segments=False, aggregates=False)
+
+
+def test_without_segments_a_review_reads_and_writes_nothing(
+    settings_for_backtest: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a backtest's container that works out no segment, and a contact in it
+    container = build_memory(settings_for_backtest, VirtualClock(NOW))
+    container.work_out_only_what_is_read(segments=False, aggregates=False)
+    contact = container.ingest.identify(_ann())
+    heard: list[str] = []
+    monkeypatch.setattr(container.store, "get_contact", lambda contact_id: heard.append(contact_id))
+
+    # When a flow's profile update (or the daily sweep) asks for the contact's review
+    outcome = container.ingest.review(contact.contact_id)
+
+    # Then nothing could have moved: the contact is not read, and the review moves nothing
+    assert heard == [] and (outcome.entered, outcome.left) == ([], [])
+    assert container.store.contacts[contact.contact_id] == contact
+
+
+def _ann() -> ContactPatch:
+    return ContactPatch(email="ann@example.com", email_marketing=True)
 
 
 def test_history_before_from_is_backfilled_and_after_to_left_out() -> None:

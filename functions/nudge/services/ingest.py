@@ -114,6 +114,12 @@ class IngestService:
 
     def review(self, contact_id: str) -> IngestOutcome:
         """Re-evaluate a contact's segments now: time alone (the daily sweep) or a flow's profile update moved it."""
+        if not self._segments.evaluated:
+            # No segment and no stage is worked out (a backtest whose flows read none): every contact is in
+            # none for good, so a review finds nothing to move and writes nothing. Not even read, then.
+            outcome = IngestOutcome(event_id="review", contact_id=contact_id)
+            self._observer(outcome)
+            return outcome
         return self._reevaluate(contact_id, "review")
 
     def rescore(self, contact_id: str, rfm: Rfm | None, predicted: Predictions | None = None) -> IngestOutcome:
