@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gc
 import json
+import operator
 import shutil
 import tempfile
 import time as time_module
@@ -418,10 +419,10 @@ def tally(
     contacts: int = 0,
 ) -> Tally:
     """The summary's counts over one group of contacts' runs, messages and orders (see `Tally`)."""
-    runs = sorted(runs, key=lambda r: (r.started_at, r.run_id))
+    runs = sorted(runs, key=_STARTED_THEN_ID)
     orders = [o for o in orders if start <= o.placed_at < end]
     found = Tally(contacts=contacts)
-    flows, steps = found.flows, found.steps
+    flows, steps, first_message, weekly = found.flows, found.steps, found.first_message, found.weekly
     entrants: dict[str, set[str]] = defaultdict(set)
     recipients: dict[str, set[str]] = defaultdict(set)
     for run in runs:
@@ -435,33 +436,47 @@ def tally(
             row.exited[run.exit_reason or "-"] += 1
         elif run.is_active:
             row.active_at_end += 1
-    per_contact_week: Counter[tuple[str, date]] = Counter()
+    # A plain dict: most contact-weeks are new, and a Counter asks its __missing__ (Python) for each.
+    per_contact_week: dict[tuple[str, date], int] = {}
+    mondays: dict[date, date] = {}  # a day's week, its Monday (`_monday`), worked out once a day
     touches = []
+    sent, skipped, failed, webhook = MessageStatus.SENT, MessageStatus.SKIPPED, MessageStatus.FAILED, Channel.WEBHOOK
     for message in messages:
-        row = flows.get(message.flow_id) or flows.setdefault(message.flow_id, FlowRow(message.flow_id))
-        key = (message.flow_id, message.step_id)
+        flow_id = message.flow_id
+        row = flows.get(flow_id) or flows.setdefault(flow_id, FlowRow(flow_id))
+        key = (flow_id, message.step_id)
         step = steps.get(key)
         if step is None:
-            step = steps[key] = StepRow(message.flow_id, message.step_id, message.channel.value)
-        first = (message.created_at, message.message_id)
-        if key not in found.first_message or first < found.first_message[key]:
-            found.first_message[key] = first
-        if message.status is MessageStatus.SENT:
+            step = steps[key] = StepRow(flow_id, message.step_id, message.channel.value)
+        earliest = first_message.get(key)
+        if earliest is None or message.created_at <= earliest[0]:  # else not the first: no pair to compare
+            first = (message.created_at, message.message_id)
+            if earliest is None or first < earliest:
+                first_message[key] = first
+        status = message.status
+        if status is sent:
             row.sent += 1
             step.sent += 1
-            if message.channel is not Channel.WEBHOOK and message.sent_at is not None:
-                recipients[message.flow_id].add(message.contact_id)
-                week = _monday(message.sent_at)
-                found.weekly.setdefault(week, Counter())[message.flow_id] += 1
-                per_contact_week[(message.contact_id, week)] += 1
-        elif message.status is MessageStatus.SKIPPED:
+            if message.channel is not webhook:
+                # Only a message sent touches its contact (kpis.MessageFacts.touches): the rest earn no credit.
+                touches.append(kpis.MessageFacts.of(message))
+                if (sent_at := message.sent_at) is not None:
+                    recipients[flow_id].add(message.contact_id)
+                    day = sent_at.astimezone(UTC).date()
+                    week = mondays.get(day)
+                    if week is None:
+                        week = mondays[day] = _monday(sent_at)
+                    if (counts := weekly.get(week)) is None:
+                        counts = weekly[week] = Counter()
+                    counts[flow_id] += 1
+                    contact_week = (message.contact_id, week)
+                    per_contact_week[contact_week] = per_contact_week.get(contact_week, 0) + 1
+        elif status is skipped:
             row.skipped[message.reason or "-"] += 1
             step.skipped[message.reason or "-"] += 1
-        elif message.status is MessageStatus.FAILED:
+        elif status is failed:
             row.failed += 1
             step.failed += 1
-        if message.channel is not Channel.WEBHOOK:
-            touches.append(kpis.MessageFacts.of(message))
     credited = kpis.attribute(touches, orders, window)
     by_id = {o.order_id: o for o in orders}
     for order_id, touch in credited.items():
@@ -520,6 +535,9 @@ def finish(
     )
 
 
+_STARTED_THEN_ID = operator.attrgetter("started_at", "run_id")
+
+
 def _monday(moment: datetime) -> date:
     day = moment.astimezone(UTC).date()
     return day - timedelta(days=day.weekday())
@@ -532,6 +550,8 @@ def _overlapping(runs: Iterable[Run], end: datetime) -> Counter[tuple[str, str]]
         spans[run.contact_id].append((run.started_at, run.ended_at or end, run.flow_id))
     pairs: Counter[tuple[str, str]] = Counter()
     for found in spans.values():
+        if len(found) < 2 or all(flow == found[0][2] for _, _, flow in found):
+            continue  # no two flows: no pair
         found.sort()
         # One pass by start: a run overlaps an earlier-started run of another flow if that flow's
         # latest end so far is after this run's start (each earlier run is compared, as pairwise would).
