@@ -56,6 +56,48 @@ def test_the_receipt_an_order_triggers_takes_no_credit_for_it() -> None:
     assert credited["o_ann"].step_id == "r2"
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_the_last_touch_found_by_bisection_is_the_one_each_touch_compared_would_find(seed: int) -> None:
+    # Given random sends, opens and clicks to a few contacts, many at the very same moments, and their orders
+    import random
+
+    rng = random.Random(seed)
+    hours = timedelta(hours=1)
+    messages = [
+        message(
+            rng.choice("abc"),
+            f"s{n}",
+            rng.choice([SENT, SENT, SKIPPED]),
+            days=rng.randrange(60) / 4,
+            opened_at=START + rng.randrange(300) * hours if rng.random() < 0.3 else None,
+            clicked_at=START + rng.randrange(300) * hours if rng.random() < 0.1 else None,
+        )
+        for n in range(300)
+    ]
+    orders = [
+        Order(rng.choice("abcd"), f"o{n}", START + rng.randrange(400) * hours, Decimal("1.00")) for n in range(200)
+    ]
+
+    # When the last touch is found for each order
+    credited = attribute(messages, orders)
+
+    # Then it is the one comparing every touch finds: the latest strictly before the order within five days,
+    # and of two at one moment the greater message id
+    def by_hand(order: Order) -> str | None:
+        eligible = [
+            (moment, m.message_id)
+            for m in messages
+            if m.contact_id == order.contact_id
+            for moment in m.touches()
+            if moment < order.placed_at and order.placed_at - moment <= timedelta(days=5)
+        ]
+        return max(eligible)[1] if eligible else None
+
+    expected = {o.order_id: found for o in orders if (found := by_hand(o)) is not None}
+    assert {order_id: m.message_id for order_id, m in credited.items()} == expected
+    assert len(expected) > 50
+
+
 def test_flow_and_step_kpis_by_hand() -> None:
     runs = [run("ann", converted=True), run("bob", converted=True), run("cy"), run("dee")]
 

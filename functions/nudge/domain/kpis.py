@@ -8,10 +8,12 @@ or a click as a touch, like the send itself.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from nudge.domain.aggregates import money
@@ -87,22 +89,32 @@ def order_of(contact_id: str, event_id: str, properties: Mapping[str, Any], plac
 def attribute(
     messages: Iterable[MessageFacts], orders: Iterable[Order], window: timedelta = DEFAULT_WINDOW
 ) -> dict[str, MessageFacts]:
-    """Order id -> the message whose touch came last before the order, within the window (last touch)."""
-    touches: dict[str, list[tuple[datetime, MessageFacts]]] = {}
+    """Order id -> the message whose touch came last before the order, within the window (last touch); of two
+    touches at one moment, the message with the greater id.
+
+    Each contact's touches in order (by moment, then message id), so an order's is found by bisection: the
+    last one strictly before it (the receipt an order triggers is sent at its moment and earns no credit for
+    it), if that is within the window (an earlier one is further away). A contact's orders times their
+    touches, compared one by one, was a tenth of a backtest's summary."""
+    touches: dict[str, list[tuple[datetime, str, MessageFacts]]] = {}
     for message in messages:
         for moment in message.touches():
-            touches.setdefault(message.contact_id, []).append((moment, message))
+            touches.setdefault(message.contact_id, []).append((moment, message.message_id, message))
+    for found in touches.values():
+        found.sort(key=_MOMENT_THEN_ID)
     credited = {}
     for order in orders:
-        eligible = [
-            (moment, m)
-            for moment, m in touches.get(order.contact_id, [])
-            # Strictly before: the receipt an order triggers is sent at its moment and earns no credit for it.
-            if moment < order.placed_at and order.placed_at - moment <= window
-        ]
-        if eligible:
-            credited[order.order_id] = max(eligible, key=lambda pair: (pair[0], pair[1].message_id))[1]
+        theirs = touches.get(order.contact_id)
+        if not theirs:
+            continue
+        last = bisect_left(theirs, order.placed_at, key=_MOMENT) - 1
+        if last >= 0 and order.placed_at - theirs[last][0] <= window:
+            credited[order.order_id] = theirs[last][2]
     return credited
+
+
+_MOMENT = itemgetter(0)
+_MOMENT_THEN_ID = itemgetter(0, 1)
 
 
 @dataclass(slots=True)
