@@ -179,6 +179,37 @@ def test_the_minimal_format_names_products_by_id_and_needs_an_offset() -> None:
     assert parsed.rejected == [Rejected(4, "created_at: no UTC offset ('2026-10-02T10:00:00')")]
 
 
+@pytest.mark.parametrize(
+    ("amount", "read"),
+    [
+        ("1,234.57", 1234.57),
+        ("0.1", 0.1),
+        ("19.999999999999999999", 20.0),  # to the nearest float, as by way of a decimal
+        ("1_000", 1000.0),
+        ("-0", -0.0),
+        ("-5", "total: not an amount ('-5')"),
+        ("NaN", "total: not an amount ('NaN')"),
+        ("inf", "total: not an amount ('inf')"),
+        ("1e400", "total: not an amount ('1e400')"),  # no float holds it: refused, not carried as infinity
+        ("ten", "total: not an amount ('ten')"),
+    ],
+)
+def test_an_amount_is_the_nearest_float_to_the_decimal_written(amount: str, read: float | str) -> None:
+    text = (
+        "order_id,email,created_at,total,currency,product_id,title,quantity,price\n"
+        f'A-1,ann@example.com,2026-10-01T10:00:00Z,"{amount}",EUR,p_mug,Mug,1,10.00\n'
+    )
+
+    parsed = parse_orders(text.splitlines(keepends=True), Format.MINIMAL, START)
+
+    if isinstance(read, str):
+        assert (parsed.events, parsed.rejected) == ([], [Rejected(2, read)])
+    else:
+        [event] = parsed.events
+        total = event.properties["total"]
+        assert total == read == float(Decimal(amount.replace(",", ""))) and str(total) == str(read)
+
+
 @pytest.mark.parametrize("email_consent", [False, True])
 def test_a_customers_orders_share_one_profile_and_assumed_consent_is_for_email_addresses(email_consent: bool) -> None:
     text = (

@@ -14,6 +14,7 @@ import csv
 import functools
 import gc
 import marshal
+import math
 import operator
 import tempfile
 import zlib
@@ -23,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import field, fields
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -296,7 +296,7 @@ def _order_events(
     }
     if currency := get(opt.currency):
         properties["currency"] = currency[:3]
-    properties["total"] = float(total)
+    properties["total"] = total
     if subtotal is not None:
         properties["subtotal"] = subtotal
     if code := get(opt.discount_code):
@@ -312,7 +312,7 @@ def _order_events(
         cancel = Event(f"{event_id}:cancelled", ORDER_CANCELLED, patch, about, max(cancelled, created_at))
         return [placed, cancel]  # the cancellation takes the whole order back; a refund on top would count twice
     if refunded is None and financial_status == "refunded":
-        refunded = float(total)
+        refunded = total
     if refunded:
         # The export does not say when the refund happened; the order's time is the earliest it can be.
         about = {"source": source, "order_id": order_id, "amount": refunded}
@@ -353,7 +353,7 @@ def _line(row: _Row, columns: _Columns) -> dict[str, Any]:
     except _BadValue as bad:
         raise _BadRow(row.line, bad.reason) from None
     found = dict(_order_line(title, int(quantity), values.get(columns.optional.get("product_id", "")), sku))
-    found["price"] = float(price)  # as canonical.line reads it (the amount is finite)
+    found["price"] = price  # as canonical.line reads it (a finite float)
     return found
 
 
@@ -404,18 +404,21 @@ def _moment(value: str, column: str, now: datetime) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _amount(value: str, column: str) -> Decimal:
+def _amount(value: str, column: str) -> float:
+    """A finite, non-negative amount (thousands separators allowed), as the float an event carries. Read as a
+    float at once: the same float as reading it as a decimal and converting that (each is the nearest), in a
+    third of the time; an amount too large for a float (1e400) is refused, not carried as infinity."""
     try:
-        amount = Decimal(value.replace(",", "")) if value else Decimal("NaN")
-    except InvalidOperation:
-        amount = Decimal("NaN")
-    if not amount.is_finite() or amount < 0:
+        amount = float(value.replace(",", "")) if value else math.nan
+    except ValueError:
+        amount = math.nan
+    if not math.isfinite(amount) or amount < 0:
         raise _BadValue(column, f"{column}: not an amount ({value!r})")
     return amount
 
 
 def _optional_amount(value: str, column: str | None) -> float | None:
-    return float(_amount(value, column or "")) if value else None
+    return _amount(value, column or "") if value else None
 
 
 @dataclass(slots=True)
