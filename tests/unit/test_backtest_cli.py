@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import platform
 from pathlib import Path
 
 import pytest
@@ -151,8 +153,11 @@ def test_the_bench_backtests_generated_orders_through_the_flows_named() -> None:
         app, ["bench", "--backtest-orders", "600", "--backtest-processes", "1", "--backtest-flows", "post_purchase"]
     )
 
-    # Then it says which flows, and prints its time and memory; every order was replayed
+    # Then it says which interpreter it measured, which flows, and prints its time and memory
     assert result.exit_code == 0, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith(f"on {platform.python_implementation()} {platform.python_version()} (")
+    assert first.endswith(f"{os.cpu_count()} cores" if os.cpu_count() != 1 else "1 core")
     assert "600 one-line orders of up to 200 customers" in result.output
     assert "post_purchase, consent assumed" in result.output
     assert "on 1 process (" in result.output and "memory: the parsed history" in result.output

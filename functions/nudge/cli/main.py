@@ -626,6 +626,9 @@ def bench(
 ) -> None:
     """Print throughput and memory figures for the engine (in memory) and the adapters (on moto)."""
     _quiet_lambda_logs()
+    from nudge.local.machine import interpreter_line
+
+    console.print(interpreter_line(), highlight=False)  # the figures are this interpreter's (its build matters)
     if cold_start:
         from nudge.local.cold_start import cold_starts
         from nudge.local.moto_stack import PROJECT_ROOT
