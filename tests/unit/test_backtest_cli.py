@@ -169,3 +169,38 @@ def test_the_bench_refuses_a_flow_that_is_not_there() -> None:
     assert result.exit_code == 2
     assert "--backtest-flows: no flow 'nope'" in result.output
     assert "Traceback" not in result.output
+
+
+def _bench_child(tmp_path: Path, parent: int) -> list[dict[str, object]]:
+    """The bench's child backtest run here on 60 generated orders, told `parent` is the bench; what it sent."""
+    from nudge.local import backtest_bench
+    from nudge.local.import_bench import write_orders
+    from nudge.local.moto_stack import PROJECT_ROOT
+
+    orders = tmp_path / "orders.csv"
+    write_orders(orders, 60, 20)
+    sent: list[dict[str, object]] = []
+
+    class Reply:
+        def send(self, found: dict[str, object]) -> None:
+            sent.append(found)
+
+        def close(self) -> None:
+            pass
+
+    backtest_bench._backtest(str(orders), str(PROJECT_ROOT / "flows"), 1, Reply(), parent=parent)
+    return sent
+
+
+def test_the_bench_s_child_stops_once_the_bench_is_gone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # When the bench's child has replayed a group and finds above it a process that is not the bench
+    with pytest.raises(SystemExit) as stopped:
+        _bench_child(tmp_path, parent=os.getppid() + 1)
+
+    # Then it stops there, says why, and sends no figures
+    assert stopped.value.code == 1
+    assert "the bench is gone: stopping" in capsys.readouterr().out
+
+
+def test_the_bench_s_child_runs_to_its_end_while_the_bench_lives(tmp_path: Path) -> None:
+    assert [found["replayed"] for found in _bench_child(tmp_path, parent=os.getppid())] == [60]

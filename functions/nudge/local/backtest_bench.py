@@ -69,8 +69,13 @@ def _in_child(path: Path, flows_dir: Path, processes: int) -> dict[str, Any]:
     return found
 
 
-def _backtest(path: str, flows_dir: str, processes: int, reply: Any) -> None:
+def _backtest(path: str, flows_dir: str, processes: int, reply: Any, parent: int | None = None) -> None:
+    """The child's backtest. It stops at the next group once `parent` (the bench) is gone: a bench killed
+    by a signal to it alone (not Ctrl-C, which reaches the whole group) does not leave it and its workers
+    running for minutes."""
     from nudge.services.order_import import Format
+
+    parent = os.getppid() if parent is None else parent
 
     def rss_mb() -> float:
         with Path("/proc/self/statm").open(encoding="ascii") as statm:
@@ -86,6 +91,9 @@ def _backtest(path: str, flows_dir: str, processes: int, reply: Any) -> None:
     every = max(1, len(history.events) // 40_000)  # a line per ~40,000 orders' worth of groups
 
     def progress(done: int, groups: int, counts: bt.Counts) -> None:
+        if os.getppid() != parent:  # adopted: the bench that started it has died
+            print("  the bench is gone: stopping", flush=True)  # noqa: T201
+            raise SystemExit(1)  # leaving the pool's `with` terminates its workers
         if done % every == 0 or done == groups:
             print(  # noqa: T201 - the bench's progress, for a run that may be stopped before its end
                 f"  … {done:,}/{groups:,} groups, {counts.replayed:,} orders, {counts.worked:,} steps in "
