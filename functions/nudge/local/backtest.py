@@ -161,12 +161,11 @@ def replay(
     container = build_memory(settings, clock, renderer=subjects_only(settings.templates_dir))
     # Segments, stages and aggregates only start, end or steer flows (the summary counts the recorded orders):
     # where none of these flows reads them, nobody needs them worked out on every event and every day (a
-    # quarter of a post-purchase replay). Segments read the aggregates.
+    # quarter of a post-purchase replay). Segments read the aggregates: with them, everything is worked out.
     flows = list(container.flows)
-    segments = any(flow.reads_segments() for flow in flows)
-    aggregates = segments or any(flow.reads_aggregates() for flow in flows)
-    if not aggregates or not segments:
-        container.work_out_only_what_is_read(segments=segments, aggregates=aggregates)
+    if not any(flow.reads_segments() for flow in flows):
+        aggregates = any(flow.reads_aggregates() for flow in flows)
+        container.work_out_only_what_is_read(segments=False, aggregates=aggregates)
     # No send budget: the account's rate is shared by every contact (the one thing that would tie one
     # customer's replay to another's), and it would only move the virtual clock. Set before the run
     # service is made, which then takes no send slot at all.
@@ -550,8 +549,8 @@ def _overlapping(runs: Iterable[Run], end: datetime) -> Counter[tuple[str, str]]
         spans[run.contact_id].append((run.started_at, run.ended_at or end, run.flow_id))
     pairs: Counter[tuple[str, str]] = Counter()
     for found in spans.values():
-        if len(found) < 2 or all(flow == found[0][2] for _, _, flow in found):
-            continue  # no two flows: no pair
+        if all(flow == found[0][2] for _, _, flow in found):
+            continue  # one run, or runs of one flow: no pair
         found.sort()
         # One pass by start: a run overlaps an earlier-started run of another flow if that flow's
         # latest end so far is after this run's start (each earlier run is compared, as pairwise would).
